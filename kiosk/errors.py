@@ -1,0 +1,63 @@
+"""One exception tree for the whole kiosk.
+
+Every leaf also inherits the built-in a caller would naturally catch (gpiozero's ``exc.py`` does
+the same), so ``except ValueError`` around config parsing keeps working. Messages name the file,
+key, reader or topic at fault and never contain citizen data.
+"""
+
+
+class KioskError(Exception):
+    """Root of every error the kiosk raises on purpose."""
+
+
+class ConfigError(KioskError, ValueError):
+    """A config file or layer is invalid; ``problems`` lists every ``section.key: message``."""
+
+    def __init__(self, problems, source="config"):
+        self.problems = list(problems)
+        self.source = source
+        super().__init__(f"{source}: " + "; ".join(self.problems))
+
+
+class CardError(KioskError, OSError):
+    """A card could not be read; the message names the command and status word, never card data."""
+
+
+class NotThaiIdCard(CardError):
+    """The card answered SELECT of the Thai ID applet with 6A 82 (or equivalent)."""
+
+
+class CardRemoved(CardError):
+    """The card left the reader before the read finished."""
+
+
+class CardTimeout(CardError, TimeoutError):
+    """The card (or reader) did not answer before the read deadline."""
+
+
+class ReaderUnavailable(CardError):
+    """No PC/SC service, no reader, or no card in the reader."""
+
+
+class StoreError(KioskError, RuntimeError):
+    """The local SQLite store cannot do what was asked."""
+
+
+class DiskFull(StoreError):
+    """Free space is below the configured floor: the kiosk stops taking visits instead of losing them."""
+
+
+class TelemetryError(KioskError, RuntimeError):
+    """The MQTT link or the message contract was violated."""
+
+
+class MessageRejected(TelemetryError, ValueError):
+    """An incoming message (command, ack, visit) is malformed, oversized, unknown or stale."""
+
+
+class GpioError(KioskError, RuntimeError):
+    """GPIO devices could not be set up as configured."""
+
+
+class ProvisionError(KioskError, ValueError):
+    """A first-boot file or a provisioning CSV row is invalid."""

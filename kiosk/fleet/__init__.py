@@ -1,0 +1,1 @@
+"""Central side: the collector, ops views and per-kiosk provisioning behind `kiosk-fleet`."""

@@ -1,0 +1,15 @@
+"""The ``kiosk-fleet`` command for central ops: collect, status, provision."""
+
+import sys
+
+from kiosk.cli import run_verbs
+
+VERBS = {
+    "collect": ("kiosk.fleet.collector", "receive kiosk messages, store them, acknowledge them"),
+    "status": ("kiosk.fleet.status", "one line per kiosk: state, last seen, outbox depth, version"),
+    "provision": ("kiosk.fleet.provision", "turn an agency CSV into one bundle per kiosk"),
+}
+
+
+def main(argv=None):
+    sys.exit(run_verbs("kiosk-fleet", VERBS, sys.argv[1:] if argv is None else argv))
