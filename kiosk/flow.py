@@ -1,0 +1,506 @@
+"""The visit, as a pure state machine: ``step(state, event, now) -> (state, effects)``.
+
+Standard library only. Adapters (card reader, touch input, GPIO, MQTT) turn the world into
+events; the runner feeds them here on the main thread and carries out the effects. Time is an
+input: ``now`` is ``time.monotonic()`` seconds, and every screen but idle and out-of-service has a
+deadline in the state, so a visit can never get stuck on a screen.
+
+Rules the tests hold this module to:
+
+* an expired Thai ID card is still a citizen's card and rates normally;
+* a visit that times out is still recorded, as ``abandoned`` with the step it reached;
+* a repeat card within the window is told so and records nothing;
+* a card still in the reader never starts a new visit; after thank-you the kiosk reminds
+  (and beeps) until it is taken;
+* ``RecordVisit`` always comes before the thank-you screen in the effects, so the runner commits
+  the visit before the citizen is thanked.
+"""
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+
+class Screen(enum.StrEnum):
+    """One value per screen; the display has exactly one drawing per value."""
+
+    IDLE = "idle"
+    READING = "reading"
+    CARD_PROBLEM = "card_problem"
+    ALREADY_RATED = "already_rated"
+    CHOOSE_SERVICE = "choose_service"
+    COPY_CHECK = "copy_check"
+    RATING = "rating"
+    REASON = "reason"
+    THANK_YOU = "thank_you"
+    TAKE_CARD = "take_card"
+    OUT_OF_SERVICE = "out_of_service"
+
+
+#: The screens that ask the citizen something; a timeout there records an abandoned visit.
+QUESTION_SCREENS = (Screen.CHOOSE_SERVICE, Screen.COPY_CHECK, Screen.RATING, Screen.REASON)
+COPY_ANSWERS = ("none", "id_card", "house_registration", "both")
+REASONS = ("waiting_time", "staff", "copies_requested", "unclear_process", "other")
+CARD_PROBLEMS = ("unreadable", "not_thai_id", "timeout", "removed", "no_reader")
+RATINGS = (1, 2, 3, 4, 5)
+LANGUAGES = ("th", "en")
+
+
+# --- events: past-tense facts ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CardInserted:
+    """A card appeared in the reader."""
+
+
+@dataclass(frozen=True)
+class CardRead:
+    """The card was read; only derived data, never the citizen ID.
+
+    ``is_repeat`` is decided by the runner (it asks the store) before the event reaches the flow.
+    """
+
+    is_repeat: bool
+    repeat_hash: bytes | None
+    expired: bool
+    age_band: str | None = None
+    gender: str | None = None
+
+    def __repr__(self):
+        # The hash is pseudonymous data: keep it out of logs and tracebacks.
+        return f"CardRead(is_repeat={self.is_repeat}, expired={self.expired})"
+
+
+@dataclass(frozen=True)
+class CardFailed:
+    """The read did not produce a Thai ID card; ``reason`` is one of :data:`CARD_PROBLEMS`."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class CardRemoved:
+    """The card left the reader."""
+
+
+@dataclass(frozen=True)
+class LanguageToggled:
+    """The citizen switched between Thai and English."""
+
+
+@dataclass(frozen=True)
+class StartedWithoutCard:
+    """The citizen chose to rate without a card (only honoured when the config allows it)."""
+
+
+@dataclass(frozen=True)
+class ServiceChosen:
+    service_id: str
+
+
+@dataclass(frozen=True)
+class CopyAnswered:
+    """Whether a photocopy was asked for today; one of :data:`COPY_ANSWERS`."""
+
+    answer: str
+
+
+@dataclass(frozen=True)
+class RatingChosen:
+    rating: int
+
+
+@dataclass(frozen=True)
+class ReasonChosen:
+    """Why the rating was low; ``None`` when the citizen skipped the question."""
+
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Dismissed:
+    """The citizen tapped OK on an information screen."""
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passed; deadlines are compared with ``now``."""
+
+
+@dataclass(frozen=True)
+class ServiceSuspended:
+    """The kiosk cannot take visits (disk floor, fault); ``reason`` is for the technician."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class ServiceResumed:
+    """The cause of the suspension went away."""
+
+
+# --- effects: imperative --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShowScreen:
+    screen: Screen
+
+
+@dataclass(frozen=True)
+class ReadCard:
+    """Start reading the card in the reader (the reader answers with CardRead or CardFailed)."""
+
+
+@dataclass(frozen=True)
+class VisitRecord:
+    """One finished visit as it is stored; anonymous apart from the repeat hash.
+
+    ``repeat_hash`` is kept by the store for the repeat window only and never sent anywhere.
+    """
+
+    outcome: str
+    step: str
+    verified: bool
+    expired: bool | None
+    service_id: str | None
+    copy_answer: str | None
+    rating: int | None
+    reason: str | None
+    language: str
+    duration_s: float
+    age_band: str | None = None
+    gender: str | None = None
+    repeat_hash: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class RecordVisit:
+    record: VisitRecord
+
+
+@dataclass(frozen=True)
+class Beep:
+    """``kind`` is ``tap``, ``card``, ``error`` or ``reminder``."""
+
+    kind: str
+
+
+@dataclass(frozen=True)
+class SetStatusLight:
+    """``light`` is ``ready``, ``busy`` or ``fault``."""
+
+    light: str
+
+
+# --- state ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    """What the flow needs from the config; the runner builds it."""
+
+    timeouts: Mapping[Screen, float]
+    service_ids: tuple[str, ...]
+    thank_you_s: float = 8.0
+    take_card_s: float = 120.0
+    reminder_s: float = 5.0
+    allow_rating_without_card: bool = False
+    ask_reason_at_or_below: int = 2
+    rate_only: bool = False
+
+
+@dataclass(frozen=True)
+class Visit:
+    """The visit in progress: what the citizen has answered so far."""
+
+    started_at: float
+    verified: bool
+    expired: bool | None = None
+    repeat_hash: bytes | None = field(default=None, repr=False)
+    age_band: str | None = None
+    gender: str | None = None
+    service_id: str | None = None
+    copy_answer: str | None = None
+    rating: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class State:
+    screen: Screen = Screen.IDLE
+    language: str = "th"
+    deadline: float | None = None
+    card_present: bool = False
+    visit: Visit | None = None
+    problem: str | None = None
+    out_of_service: str | None = None
+    next_reminder: float | None = None
+
+
+def status_light(screen):
+    """The status light that belongs to a screen."""
+    if screen is Screen.IDLE:
+        return "ready"
+    if screen is Screen.OUT_OF_SERVICE:
+        return "fault"
+    return "busy"
+
+
+# --- the step function ----------------------------------------------------------------------
+
+
+def step(state, event, now, settings):
+    """Advance the visit by one event; returns ``(new_state, effects)``.
+
+    Events that make no sense on the current screen (a late tap, a rating on the copy screen)
+    leave the state unchanged and produce no effects.
+    """
+    if isinstance(event, ServiceSuspended):
+        return _suspend(state, event.reason, now, settings)
+    if state.screen is Screen.OUT_OF_SERVICE:
+        return _out_of_service(state, event)
+    if isinstance(event, CardInserted):
+        return _card_inserted(state, now, settings)
+    if isinstance(event, CardRemoved):
+        return _card_removed(state, now, settings)
+    if isinstance(event, Tick):
+        return _tick(state, now, settings)
+    handler = _HANDLERS.get(state.screen)
+    return handler(state, event, now, settings) if handler else (state, ())
+
+
+def _go(state, screen, now, settings, **changes):
+    """Enter ``screen``: set its deadline and announce it."""
+    deadline = None
+    if screen is Screen.THANK_YOU:
+        deadline = now + settings.thank_you_s
+    elif screen is Screen.TAKE_CARD:
+        deadline = now + settings.take_card_s
+    elif screen in settings.timeouts:
+        deadline = now + settings.timeouts[screen]
+    new = replace(state, screen=screen, deadline=deadline, **changes)
+    return new, (ShowScreen(screen), SetStatusLight(status_light(screen)))
+
+
+def _idle(state, now, settings):
+    """Back to the attract screen; the language returns to Thai for the next citizen."""
+    return _go(state, Screen.IDLE, now, settings, visit=None, problem=None, language="th",
+               next_reminder=None)
+
+
+def _first_question(state, visit, now, settings):
+    if settings.rate_only:
+        return _go(state, Screen.RATING, now, settings, visit=visit)
+    if len(settings.service_ids) == 1:
+        visit = replace(visit, service_id=settings.service_ids[0])
+        return _go(state, Screen.COPY_CHECK, now, settings, visit=visit)
+    return _go(state, Screen.CHOOSE_SERVICE, now, settings, visit=visit)
+
+
+def _record(state, outcome, now):
+    visit = state.visit
+    return RecordVisit(VisitRecord(
+        outcome=outcome,
+        step=state.screen.value,
+        verified=visit.verified,
+        expired=visit.expired,
+        service_id=visit.service_id,
+        copy_answer=visit.copy_answer,
+        rating=visit.rating,
+        reason=visit.reason,
+        language=state.language,
+        duration_s=round(max(0.0, now - visit.started_at), 3),
+        age_band=visit.age_band,
+        gender=visit.gender,
+        repeat_hash=visit.repeat_hash,
+    ))
+
+
+def _finish(state, now, settings):
+    """Record the completed visit, then thank the citizen (in that order)."""
+    record = _record(state, "completed", now)
+    new, shown = _go(state, Screen.THANK_YOU, now, settings, visit=None)
+    return new, (record, *shown)
+
+
+def _after_visit(state, now, settings):
+    """Leave thank-you (or an abandoned visit): remind about a card left behind."""
+    if state.card_present:
+        new, shown = _go(state, Screen.TAKE_CARD, now, settings, visit=None,
+                         next_reminder=now + settings.reminder_s)
+        return new, (*shown, Beep("reminder"))
+    return _idle(state, now, settings)
+
+
+def _card_inserted(state, now, settings):
+    if state.card_present:
+        return state, ()
+    if state.screen is Screen.IDLE or state.screen in (Screen.CARD_PROBLEM, Screen.ALREADY_RATED):
+        new, shown = _go(state, Screen.READING, now, settings, card_present=True,
+                         visit=Visit(started_at=now, verified=False), problem=None)
+        return new, (*shown, ReadCard())
+    # Mid-visit or on thank-you: the card is noted but starts nothing.
+    return replace(state, card_present=True), ()
+
+
+def _card_removed(state, now, settings):
+    if not state.card_present:
+        return state, ()
+    state = replace(state, card_present=False)
+    if state.screen is Screen.READING:
+        new, shown = _go(state, Screen.CARD_PROBLEM, now, settings, visit=None,
+                         problem="removed")
+        return new, (*shown, Beep("error"))
+    if state.screen is Screen.TAKE_CARD:
+        return _idle(state, now, settings)
+    # The card may be pulled once it was read: the visit goes on.
+    return state, ()
+
+
+def _tick(state, now, settings):
+    if state.screen is Screen.TAKE_CARD and state.next_reminder is not None \
+            and now >= state.next_reminder and (state.deadline is None or now < state.deadline):
+        return replace(state, next_reminder=now + settings.reminder_s), (Beep("reminder"),)
+    if state.deadline is None or now < state.deadline:
+        return state, ()
+    if state.screen is Screen.READING:
+        new, shown = _go(state, Screen.CARD_PROBLEM, now, settings, visit=None, problem="timeout")
+        return new, (*shown, Beep("error"))
+    if state.screen in QUESTION_SCREENS:
+        record = _record(state, "abandoned", now)
+        new, effects = _after_visit(replace(state, visit=None), now, settings)
+        return new, (record, *effects)
+    if state.screen is Screen.THANK_YOU:
+        return _after_visit(state, now, settings)
+    # Card problem, already rated, and a card left so long that someone must come: idle.
+    # The card, if still in, starts nothing until it is taken and inserted again.
+    return _idle(state, now, settings)
+
+
+def _suspend(state, reason, now, settings):
+    effects = ()
+    if state.visit is not None and state.screen in QUESTION_SCREENS:
+        effects = (_record(state, "abandoned", now),)
+    new, shown = _go(state, Screen.OUT_OF_SERVICE, now, settings, visit=None, problem=None,
+                     out_of_service=reason, next_reminder=None)
+    return new, (*effects, *shown)
+
+
+def _out_of_service(state, event):
+    """Only card presence is tracked while out of service; nothing starts a visit."""
+    if isinstance(event, ServiceResumed):
+        new = replace(state, screen=Screen.IDLE, deadline=None, out_of_service=None,
+                      language="th")
+        return new, (ShowScreen(Screen.IDLE), SetStatusLight("ready"))
+    if isinstance(event, CardInserted):
+        return replace(state, card_present=True), ()
+    if isinstance(event, CardRemoved):
+        return replace(state, card_present=False), ()
+    return state, ()
+
+
+def _toggle_language(state, now, settings):
+    """Switch language for the rest of the visit; a tap is activity, so the clock restarts."""
+    deadline = state.deadline
+    if deadline is not None and state.screen in settings.timeouts:
+        deadline = now + settings.timeouts[state.screen]
+    language = "en" if state.language == "th" else "th"
+    return replace(state, language=language, deadline=deadline), (Beep("tap"),)
+
+
+def _on_idle(state, event, now, settings):
+    if isinstance(event, LanguageToggled):
+        return _toggle_language(state, now, settings)
+    if isinstance(event, StartedWithoutCard):
+        return _start_without_card(state, now, settings)
+    return state, ()
+
+
+def _start_without_card(state, now, settings):
+    if not settings.allow_rating_without_card:
+        return state, ()
+    new, effects = _first_question(state, Visit(started_at=now, verified=False), now, settings)
+    return new, (Beep("tap"), *effects)
+
+
+def _on_reading(state, event, now, settings):
+    if isinstance(event, CardRead):
+        if event.is_repeat:
+            new, shown = _go(state, Screen.ALREADY_RATED, now, settings, visit=None)
+            return new, (*shown, Beep("error"))
+        visit = replace(state.visit, verified=True, expired=event.expired,
+                        repeat_hash=event.repeat_hash, age_band=event.age_band,
+                        gender=event.gender)
+        new, effects = _first_question(state, visit, now, settings)
+        return new, (Beep("card"), *effects)
+    if isinstance(event, CardFailed):
+        new, shown = _go(state, Screen.CARD_PROBLEM, now, settings, visit=None,
+                         problem=event.reason if event.reason in CARD_PROBLEMS else "unreadable")
+        return new, (*shown, Beep("error"))
+    if isinstance(event, LanguageToggled):
+        return _toggle_language(state, now, settings)
+    return state, ()
+
+
+def _on_information(state, event, now, settings):
+    """Card problem and already rated: OK returns to idle; rating without a card may start."""
+    if isinstance(event, Dismissed):
+        return _idle(state, now, settings)
+    if isinstance(event, LanguageToggled):
+        return _toggle_language(state, now, settings)
+    if isinstance(event, StartedWithoutCard) and state.screen is Screen.CARD_PROBLEM:
+        return _start_without_card(state, now, settings)
+    return state, ()
+
+
+def _answer(state, now, settings, next_screen, **answer):
+    visit = replace(state.visit, **answer)
+    new, shown = _go(state, next_screen, now, settings, visit=visit)
+    return new, (Beep("tap"), *shown)
+
+
+def _on_question(state, event, now, settings):
+    screen = state.screen
+    if isinstance(event, LanguageToggled):
+        return _toggle_language(state, now, settings)
+    if screen is Screen.CHOOSE_SERVICE and isinstance(event, ServiceChosen) \
+            and event.service_id in settings.service_ids:
+        return _answer(state, now, settings, Screen.COPY_CHECK, service_id=event.service_id)
+    if screen is Screen.COPY_CHECK and isinstance(event, CopyAnswered) \
+            and event.answer in COPY_ANSWERS:
+        return _answer(state, now, settings, Screen.RATING, copy_answer=event.answer)
+    if screen is Screen.RATING and isinstance(event, RatingChosen) and event.rating in RATINGS:
+        state = replace(state, visit=replace(state.visit, rating=event.rating))
+        # A kiosk without a screen (rate_only) cannot ask why.
+        if event.rating <= settings.ask_reason_at_or_below and not settings.rate_only:
+            new, shown = _go(state, Screen.REASON, now, settings)
+            return new, (Beep("tap"), *shown)
+        new, effects = _finish(state, now, settings)
+        return new, (Beep("tap"), *effects)
+    if screen is Screen.REASON and isinstance(event, ReasonChosen) \
+            and (event.reason is None or event.reason in REASONS):
+        state = replace(state, visit=replace(state.visit, reason=event.reason))
+        new, effects = _finish(state, now, settings)
+        return new, (Beep("tap"), *effects)
+    return state, ()
+
+
+def _on_thank_you(state, event, now, settings):
+    if isinstance(event, Dismissed):
+        return _after_visit(state, now, settings)
+    return state, ()
+
+
+_HANDLERS = {
+    Screen.IDLE: _on_idle,
+    Screen.READING: _on_reading,
+    Screen.CARD_PROBLEM: _on_information,
+    Screen.ALREADY_RATED: _on_information,
+    Screen.CHOOSE_SERVICE: _on_question,
+    Screen.COPY_CHECK: _on_question,
+    Screen.RATING: _on_question,
+    Screen.REASON: _on_question,
+    Screen.THANK_YOU: _on_thank_you,
+}
