@@ -39,6 +39,10 @@ class ReaderUnavailable(CardError):
     """No PC/SC service, no reader, or no card in the reader."""
 
 
+class InvalidCitizenId(CardError):
+    """The citizen ID read from a Thai ID applet fails its check digit: a damaged or forged card."""
+
+
 class StoreError(KioskError, RuntimeError):
     """The local SQLite store cannot do what was asked."""
 
