@@ -1,0 +1,94 @@
+"""Pseudonymous repeat-card hashes whose key exists only in this process's memory.
+
+The kiosk must count one rating per visit, so it needs to notice the same card inserted again a
+few minutes later, without keeping the citizen ID. ``RepeatKeys`` turns a CID into
+HMAC-SHA256(key, CID) with a random key that is never written, printed or sent. Keys rotate on
+a fixed schedule: the key of the current window hashes new reads, the key of the window before
+is still tried so a card seen just before a rotation is recognised just after it, and older keys
+are dropped. A hash therefore stays linkable to its card for at least one window and at most
+two; after that (or after a reboot, which forgets every key) nobody, the kiosk included, can tell
+which card it came from.
+
+Thread-safe: the card worker thread hashes while the main thread may rotate.
+"""
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+
+KEY_BYTES = 32
+
+
+class RepeatKeys:
+    """HMAC keys for repeat detection, rotated every ``window_s`` seconds of ``clock``.
+
+    ``hash(cid)`` is what the store keeps for the new visit; ``candidates(cid)`` is every hash
+    the same card may have been stored under within the last window (current key first).
+    """
+
+    def __init__(self, window_s, clock=time.monotonic):
+        if not window_s > 0:
+            raise ValueError(f"repeat window must be positive seconds, got {window_s!r}")
+        self._window_s = float(window_s)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._current = secrets.token_bytes(KEY_BYTES)
+        self._previous = None
+        self._window_started = clock()
+
+    def __repr__(self):
+        # The keys are the only secret here: never let a log line or a traceback show them.
+        return f"<RepeatKeys window_s={self._window_s:g}>"
+
+    def __reduce__(self):
+        raise TypeError("RepeatKeys holds in-memory keys only and cannot be pickled or copied")
+
+    @property
+    def window_s(self):
+        return self._window_s
+
+    def rotate_if_due(self):
+        """Advance the key schedule to the clock; called by every hash and safe to call any time.
+
+        Returns True when a key was replaced. If more than one window passed unseen (the kiosk
+        was idle), both keys are replaced so an old card is not recognised after two windows.
+        """
+        with self._lock:
+            return self._rotate_locked()
+
+    def hash(self, cid):
+        """The hash the store keeps for this visit (current key)."""
+        data = self._encode(cid)
+        with self._lock:
+            self._rotate_locked()
+            key = self._current
+        return hmac.new(key, data, hashlib.sha256).digest()
+
+    def candidates(self, cid):
+        """Hashes under the current and (while it lives) the previous key, current first."""
+        data = self._encode(cid)
+        with self._lock:
+            self._rotate_locked()
+            keys = (self._current,) if self._previous is None else (self._current, self._previous)
+        return tuple(hmac.new(key, data, hashlib.sha256).digest() for key in keys)
+
+    def _rotate_locked(self):
+        elapsed = self._clock() - self._window_started
+        if elapsed < self._window_s:
+            return False
+        windows = int(elapsed // self._window_s)
+        # Keep the schedule aligned to the first window, so every key is current for at most
+        # one window and tried as "previous" for exactly the next one.
+        self._window_started += windows * self._window_s
+        self._previous = self._current if windows == 1 else None
+        self._current = secrets.token_bytes(KEY_BYTES)
+        return True
+
+    @staticmethod
+    def _encode(cid):
+        # Do not echo the value: it is a citizen ID, or close to one.
+        if not isinstance(cid, str) or not cid.isascii() or not cid.strip():
+            raise ValueError("repeat hash needs the card's ID as a non-empty ASCII string")
+        return cid.strip().encode("ascii")

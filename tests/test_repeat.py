@@ -1,0 +1,154 @@
+"""RepeatKeys: same card recognised within the window, across one rotation, forgotten after two."""
+
+import pickle
+import threading
+
+import pytest
+
+from kiosk.card.repeat import RepeatKeys
+
+CID = "1101700203451"
+OTHER_CID = "3100600123457"
+WINDOW = 1800.0
+
+
+class FakeClock:
+    """A monotonic clock the test drives by hand."""
+
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+def recognised(keys, stored_hash, cid):
+    return stored_hash in keys.candidates(cid)
+
+
+def test_repeat_same_card_same_hash_within_window():
+    clock = FakeClock()
+    keys = RepeatKeys(WINDOW, clock=clock)
+    first = keys.hash(CID)
+    clock.advance(WINDOW / 2)
+    assert keys.hash(CID) == first
+    assert recognised(keys, first, CID)
+
+
+def test_repeat_other_card_not_recognised():
+    keys = RepeatKeys(WINDOW, clock=FakeClock())
+    assert not recognised(keys, keys.hash(CID), OTHER_CID)
+
+
+def test_repeat_hash_is_hmac_sha256_sized_and_not_the_plain_digest():
+    import hashlib
+
+    digest = RepeatKeys(WINDOW, clock=FakeClock()).hash(CID)
+    assert len(digest) == 32
+    assert digest != hashlib.sha256(CID.encode()).digest()
+
+
+def test_repeat_seen_just_before_rotation_still_recognised_after():
+    clock = FakeClock()
+    keys = RepeatKeys(WINDOW, clock=clock)
+    clock.advance(WINDOW - 1)
+    stored = keys.hash(CID)
+    clock.advance(2)  # crosses the rotation; hash() rotates lazily
+    assert keys.hash(CID) != stored
+    assert recognised(keys, stored, CID)
+
+
+def test_repeat_rotation_reported_once_per_window():
+    clock = FakeClock()
+    keys = RepeatKeys(WINDOW, clock=clock)
+    assert keys.rotate_if_due() is False
+    clock.advance(WINDOW)
+    assert keys.rotate_if_due() is True
+    assert keys.rotate_if_due() is False
+
+
+def test_repeat_forgotten_after_two_windows():
+    clock = FakeClock()
+    keys = RepeatKeys(WINDOW, clock=clock)
+    stored = keys.hash(CID)
+    clock.advance(WINDOW)
+    assert recognised(keys, stored, CID)  # previous key, one window later
+    clock.advance(WINDOW)
+    assert not recognised(keys, stored, CID)
+    assert len(keys.candidates(CID)) == 2
+
+
+def test_repeat_idle_gap_of_two_windows_drops_both_keys():
+    clock = FakeClock()
+    keys = RepeatKeys(WINDOW, clock=clock)
+    stored = keys.hash(CID)
+    clock.advance(2 * WINDOW + 5)
+    assert keys.candidates(CID) == (keys.hash(CID),)
+    assert not recognised(keys, stored, CID)
+
+
+def test_repeat_new_instance_forgets_everything():
+    clock = FakeClock()
+    stored = RepeatKeys(WINDOW, clock=clock).hash(CID)
+    assert not recognised(RepeatKeys(WINDOW, clock=clock), stored, CID)
+
+
+def test_repeat_key_never_in_repr_or_pickle():
+    keys = RepeatKeys(WINDOW, clock=FakeClock())
+    for key in (keys._current,):
+        assert key.hex() not in repr(keys)
+        assert repr(key) not in repr(keys)
+    assert repr(keys) == "<RepeatKeys window_s=1800>"
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(keys)
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "๑๒๓", 1101700203451, None])
+def test_repeat_rejects_bad_cid_without_echoing_it(bad):
+    keys = RepeatKeys(WINDOW, clock=FakeClock())
+    with pytest.raises(ValueError) as caught:
+        keys.hash(bad)
+    if bad:
+        assert str(bad) not in str(caught.value)
+
+
+@pytest.mark.parametrize("window", [0, -5])
+def test_repeat_rejects_non_positive_window(window):
+    with pytest.raises(ValueError, match="repeat window"):
+        RepeatKeys(window)
+
+
+def test_repeat_threads_hash_while_main_rotates():
+    """A hash made by the card thread stays recognised for a full window while main rotates."""
+    clock = FakeClock()
+    keys = RepeatKeys(WINDOW, clock=clock)
+    clock_gate = threading.Lock()  # the clock only moves between a worker's two calls
+    stop = threading.Event()
+    errors = []
+
+    def hasher():
+        stored, stored_at = None, None
+        while not stop.is_set():
+            with clock_gate:
+                if stored is not None and clock.now - stored_at < WINDOW:
+                    if stored not in keys.candidates(CID):
+                        errors.append(f"lost a hash {clock.now - stored_at:g} s after it was made")
+                stored, stored_at = keys.hash(CID), clock.now
+
+    workers = [threading.Thread(target=hasher) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in range(3000):
+            with clock_gate:
+                clock.advance(WINDOW / 7)
+            keys.rotate_if_due()
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=10)
+    assert not errors
+    assert not any(worker.is_alive() for worker in workers)
