@@ -65,3 +65,18 @@ class GpioError(KioskError, RuntimeError):
 
 class ProvisionError(KioskError, ValueError):
     """A first-boot file or a provisioning CSV row is invalid."""
+
+
+class CommandRejected(MessageRejected):
+    """A command from ops was refused; the kiosk answers on its ``reply`` topic with the reason.
+
+    ``command`` is the command name when the topic named a known one, ``correlation_id`` the
+    command's id when the payload was readable, ``is_stale`` True for a config version that is
+    not newer than the applied one (a retained config re-delivered on reconnect is stale).
+    """
+
+    def __init__(self, reason, *, command=None, correlation_id=None, is_stale=False):
+        super().__init__(reason)
+        self.command = command
+        self.correlation_id = correlation_id
+        self.is_stale = is_stale
