@@ -1,0 +1,709 @@
+"""The telemetry contract between kiosks, the collector and ops: topics, payloads, parsing.
+
+Standard library only (it imports the pure :mod:`kiosk.flow` for the answer vocabularies), so
+both sides of the wire and every test share one definition. ``docs/telemetry.md`` explains each
+message and carries an example payload that the tests validate against this module.
+
+What the kiosk side calls (builders return the UTF-8 JSON bytes to publish):
+
+* topics: :func:`kiosk_topic` (``status pin visit health reply``), :func:`cmd_topic`,
+  :func:`cmd_subscription`, :func:`ack_topic`; :data:`QOS` and :data:`RETAIN` per message.
+* :func:`stamp` (wall clock UTC, ``clock_synced``, ``mono_s``) -> the three time fields.
+* :func:`status_payload`, :func:`pin_payload`, :func:`visit_payload`, :func:`health_payload`,
+  :func:`reply_payload`.
+* :func:`parse_command` -> :class:`Command`, or :class:`~kiosk.errors.CommandRejected` (a
+  :class:`~kiosk.errors.MessageRejected`) carrying the reason and the correlation id when known.
+* :func:`parse_ack` -> tuple of event ids.
+
+What the collector and ops call: :func:`parse_kiosk_message` (topic + bytes -> validated
+:class:`Status`, :class:`Pin`, :class:`VisitMessage`, :class:`Health` or :class:`Reply`),
+:func:`ack_payload`, :func:`command_payload`, :data:`KIOSK_SUBSCRIPTION`.
+
+Privacy rules held here: builders take explicit fields (never a dict dump of a stored row), so
+the citizen ID, names, address, birth date, photo and the repeat hash cannot reach the wire;
+every builder and parser refuses a 13-digit number (:func:`find_long_numbers`), which is what a
+citizen ID looks like to any privacy scan. Rejection messages name the field, never its value.
+"""
+
+import datetime as dt
+import json
+import math
+import re
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from kiosk.errors import CommandRejected, MessageRejected
+from kiosk.flow import COPY_ANSWERS, LANGUAGES, RATINGS, REASONS, Screen
+
+#: The payload schema this code writes. Readers accept this one and the one before it, so a
+#: kiosk one release behind the collector (or the reverse, for commands) keeps working.
+SCHEMA = 1
+ACCEPTED_SCHEMAS = (SCHEMA - 1, SCHEMA)
+
+ROOT = "citizeninfo/v1"
+KIOSK_MESSAGES = ("status", "pin", "visit", "health", "reply")
+COMMANDS = ("config", "rebirth", "ping", "replay")
+
+#: QoS per message kind; ``health`` is QoS 0 because the next report supersedes a lost one.
+QOS = MappingProxyType(
+    {"status": 1, "pin": 1, "visit": 1, "health": 0, "reply": 1, "ack": 1,
+     "config": 1, "rebirth": 1, "ping": 1, "replay": 1}
+)
+#: Retained messages: a subscriber arriving later still learns the kiosk's state and location,
+#: and a kiosk reconnecting still learns its desired config.
+RETAIN = MappingProxyType(
+    {"status": True, "pin": True, "visit": False, "health": False, "reply": False,
+     "ack": False, "config": True, "rebirth": False, "ping": False, "replay": False}
+)
+
+#: The collector's shared subscription filter (without the ``$share/<group>/`` prefix).
+KIOSK_SUBSCRIPTION = f"{ROOT}/kiosk/+/#"
+#: Broker account names that can never be kiosk ids (the ACL patterns use the user name).
+RESERVED_ACCOUNTS = ("collector", "ops")
+#: Largest kiosk message the collector takes; a pin with a long service catalogue fits easily.
+MAX_KIOSK_MESSAGE_BYTES = 64 * 1024
+#: Most event ids in one ack; the collector splits bigger batches.
+MAX_ACK_IDS = 500
+
+STATUS_STATES = ("online", "offline", "lost")
+OUTCOMES = ("completed", "abandoned")
+STEPS = tuple(screen.value for screen in Screen)
+MODES = ("production", "demo")
+NO_COPY_STATES = ("cancelled", "in_progress", "not_yet")
+GENDERS = ("male", "female")
+READER_STATES = ("ready", "card_present", "no_reader", "error", "disabled")
+
+_KIOSK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+_AGE_BAND = re.compile(r"\d{1,3}(-\d{1,3}|\+)")
+_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,39}")
+_DIGIT_RUN = re.compile(r"\d{13,}")
+_CID_WRITTEN = re.compile(r"\d[- ]?\d{4}[- ]?\d{5}[- ]?\d{2}[- ]?\d")
+_RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
+_MAX_TEXT = 200
+
+
+# --- topics ---------------------------------------------------------------------------------
+
+
+def check_kiosk_id(kiosk_id):
+    """Return ``kiosk_id`` if it can name a topic level and a broker account, else raise."""
+    if not isinstance(kiosk_id, str) or not _KIOSK_ID.fullmatch(kiosk_id):
+        raise MessageRejected(
+            "kiosk id must be 1-64 letters, digits, '-' or '_' (no '/', '+', '#'), "
+            "starting with a letter or digit"
+        )
+    if kiosk_id in RESERVED_ACCOUNTS:
+        raise MessageRejected(f"kiosk id {kiosk_id!r} is reserved for a fleet account")
+    if _DIGIT_RUN.search(kiosk_id):
+        raise MessageRejected("kiosk id must not hold 13 digits in a row (looks like a citizen ID)")
+    return kiosk_id
+
+
+def kiosk_topic(kiosk_id, kind):
+    """``citizeninfo/v1/kiosk/{kiosk_id}/{kind}``: the only place a kiosk may write."""
+    if kind not in KIOSK_MESSAGES:
+        raise ValueError(f"unknown kiosk message {kind!r}; expected one of {KIOSK_MESSAGES}")
+    return f"{ROOT}/kiosk/{check_kiosk_id(kiosk_id)}/{kind}"
+
+
+def cmd_topic(kiosk_id, name):
+    """``citizeninfo/v1/cmd/{kiosk_id}/{name}``: where ops sends a command to one kiosk."""
+    if name not in COMMANDS:
+        raise ValueError(f"unknown command {name!r}; expected one of {COMMANDS}")
+    return f"{ROOT}/cmd/{check_kiosk_id(kiosk_id)}/{name}"
+
+
+def cmd_subscription(kiosk_id):
+    """The filter a kiosk subscribes to for its commands."""
+    return f"{ROOT}/cmd/{check_kiosk_id(kiosk_id)}/#"
+
+
+def ack_topic(kiosk_id):
+    """``citizeninfo/v1/ack/{kiosk_id}``: the collector confirms stored visits here."""
+    return f"{ROOT}/ack/{check_kiosk_id(kiosk_id)}"
+
+
+def split_kiosk_topic(topic):
+    """``(kiosk_id, kind)`` of a kiosk message topic; the kiosk id is trusted from here only."""
+    parts = topic.split("/")
+    if len(parts) != 5 or "/".join(parts[:3]) != f"{ROOT}/kiosk" or parts[4] not in KIOSK_MESSAGES:
+        raise MessageRejected(
+            f"topic {topic!r} is not {ROOT}/kiosk/<kiosk_id>/<{'|'.join(KIOSK_MESSAGES)}>"
+        )
+    return check_kiosk_id(parts[3]), parts[4]
+
+
+# --- time and the privacy check -------------------------------------------------------------
+
+
+def stamp(wall_utc, clock_synced, mono_s):
+    """The time fields every event payload carries: ``at``, ``clock_synced``, ``mono_s``.
+
+    A Pi has no real-time clock, so ``at`` may be 1970 or last shutdown until NTP syncs;
+    ``clock_synced`` says whether to trust it and ``mono_s`` (seconds since boot) still orders
+    events within one boot.
+    """
+    if wall_utc.tzinfo is None or wall_utc.utcoffset() != dt.timedelta(0):
+        raise ValueError("stamp() needs an aware UTC datetime (datetime.now(timezone.utc))")
+    if not isinstance(clock_synced, bool):
+        raise ValueError("clock_synced must be True or False")
+    mono_s = float(mono_s)
+    if not math.isfinite(mono_s) or mono_s < 0:
+        raise ValueError("mono_s must be a finite number of seconds >= 0")
+    return {
+        "at": wall_utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{wall_utc.microsecond // 1000:03d}Z",
+        "clock_synced": clock_synced,
+        "mono_s": round(mono_s, 3),
+    }
+
+
+def find_long_numbers(obj, path="$"):
+    """Paths in ``obj`` (decoded JSON) holding something shaped like a 13-digit citizen ID.
+
+    Flags numbers whose integer part has 13 or more digits, strings with 13 or more digits in a
+    row, and strings written like an ID card number (``1-2345-67890-12-3``). Booleans are not
+    numbers here. An empty list means the object is clean.
+    """
+    found = []
+    if isinstance(obj, bool) or obj is None:
+        return found
+    if isinstance(obj, int | float):
+        if math.isfinite(obj) and abs(obj) >= 10**12:
+            found.append(path)
+    elif isinstance(obj, str):
+        if _DIGIT_RUN.search(obj) or _CID_WRITTEN.fullmatch(obj.strip()):
+            found.append(path)
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            found += find_long_numbers(key, f"{path}.<key>")
+            found += find_long_numbers(value, f"{path}.{key}")
+    elif isinstance(obj, list | tuple):
+        for index, value in enumerate(obj):
+            found += find_long_numbers(value, f"{path}[{index}]")
+    return found
+
+
+# --- encoding and decoding ------------------------------------------------------------------
+
+
+def _encode(obj):
+    """Compact UTF-8 JSON (Thai stays readable); refuses anything shaped like a citizen ID."""
+    long_numbers = find_long_numbers(obj)
+    if long_numbers:
+        raise ValueError(
+            f"payload would carry a 13-digit number at {', '.join(long_numbers)}; "
+            "send RFC 3339 strings for times and never an ID"
+        )
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _decode(payload, what, max_bytes):
+    """Bytes -> JSON object with a ``schema`` we understand, or MessageRejected saying why."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    if len(payload) > max_bytes:
+        raise MessageRejected(f"{what}: {len(payload)} bytes is over the limit of {max_bytes}")
+    try:
+        obj = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MessageRejected(f"{what}: not UTF-8 JSON ({type(exc).__name__})") from None
+    if not isinstance(obj, dict):
+        raise MessageRejected(f"{what}: payload must be a JSON object")
+    schema = obj.get("schema")
+    if isinstance(schema, bool) or not isinstance(schema, int):
+        raise MessageRejected(f"{what}: schema must be an integer version")
+    if schema not in ACCEPTED_SCHEMAS:
+        newer = "upgrade the reader" if schema > SCHEMA else "upgrade the sender"
+        raise MessageRejected(
+            f"{what}: schema {schema} is not one of {ACCEPTED_SCHEMAS}; {newer}"
+        )
+    long_numbers = find_long_numbers(obj)
+    if long_numbers:
+        raise MessageRejected(
+            f"{what}: 13-digit number at {', '.join(long_numbers)} (looks like a citizen ID)"
+        )
+    return obj
+
+
+class _Fields:
+    """Typed reads from a decoded payload; each failure names the field and the rule."""
+
+    def __init__(self, obj, what):
+        self.obj = obj
+        self.what = what
+
+    def fail(self, key, rule):
+        raise MessageRejected(f"{self.what}: field {key!r} {rule}")
+
+    def get(self, key, check, rule, *, optional=False):
+        if key not in self.obj or self.obj[key] is None:
+            if optional:
+                return None
+            self.fail(key, f"is missing; it {rule}")
+        value = self.obj[key]
+        if not check(value):
+            self.fail(key, rule)
+        return value
+
+    def boolean(self, key, *, optional=False):
+        return self.get(key, lambda v: isinstance(v, bool), "must be true or false",
+                        optional=optional)
+
+    def integer(self, key, low, high, *, optional=False):
+        return self.get(
+            key, lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high,
+            f"must be an integer from {low} to {high}", optional=optional)
+
+    def number(self, key, low, high, *, optional=False):
+        value = self.get(
+            key, lambda v: isinstance(v, int | float) and not isinstance(v, bool)
+            and math.isfinite(v) and low <= v <= high,
+            f"must be a number from {low} to {high}", optional=optional)
+        return None if value is None else float(value)
+
+    def choice(self, key, choices, *, optional=False):
+        return self.get(key, lambda v: isinstance(v, str | int) and not isinstance(v, bool)
+                        and v in choices,
+                        f"must be one of {', '.join(map(str, choices))}", optional=optional)
+
+    def match(self, key, pattern, rule, *, optional=False):
+        return self.get(key, lambda v: isinstance(v, str) and pattern.fullmatch(v) is not None,
+                        rule, optional=optional)
+
+    def text(self, key, *, optional=False):
+        return self.get(key, lambda v: isinstance(v, str) and 0 < len(v) <= _MAX_TEXT,
+                        f"must be text of 1-{_MAX_TEXT} characters", optional=optional)
+
+    def time(self, key, *, optional=False):
+        return self.match(key, _RFC3339_UTC, "must be an RFC 3339 UTC time like "
+                          "2025-01-31T09:30:00.000Z", optional=optional)
+
+    def stamp(self):
+        return {"at": self.time("at"), "clock_synced": self.boolean("clock_synced"),
+                "mono_s": self.number("mono_s", 0, 10**11)}
+
+
+def _event_id_rule():
+    return "must be 1-64 letters, digits or '_.:-' (a UUID is ideal)"
+
+
+# --- kiosk -> fleet -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Status:
+    """``status``: online / offline (clean stop) / lost (the Last Will), per connect epoch."""
+
+    kiosk_id: str
+    state: str
+    epoch: int
+    version: str
+    at: str
+    clock_synced: bool
+    mono_s: float
+    schema: int
+
+
+@dataclass(frozen=True)
+class Service:
+    """One entry of a pin's service catalogue."""
+
+    id: str
+    name_th: str
+    name_en: str
+    no_copy: str
+
+
+@dataclass(frozen=True)
+class Pin:
+    """``pin``: where the kiosk stands and what the service point offers."""
+
+    kiosk_id: str
+    service_point_id: str
+    name_th: str
+    name_en: str
+    agency: str
+    ministry: str
+    province: str
+    lat: float | None
+    lon: float | None
+    services: tuple
+    mode: str
+    schema: int
+
+
+@dataclass(frozen=True)
+class VisitMessage:
+    """``visit``: one anonymous visit, exactly the fields the collector may store."""
+
+    kiosk_id: str
+    event_id: str
+    epoch: int
+    seq: int
+    mode: str
+    outcome: str
+    step: str
+    verified: bool
+    expired: bool | None
+    service_id: str | None
+    copy_answer: str | None
+    rating: int | None
+    reason: str | None
+    language: str
+    duration_s: float
+    age_band: str | None
+    gender: str | None
+    at: str
+    clock_synced: bool
+    mono_s: float
+    schema: int
+
+
+@dataclass(frozen=True)
+class Health:
+    """``health``: the latest vital signs; superseded by the next report."""
+
+    kiosk_id: str
+    mode: str
+    uptime_s: float
+    load_1m: float
+    disk_free_mb: float
+    mem_free_mb: float
+    outbox_depth: int
+    outbox_oldest_s: float | None
+    dead_letters: int
+    reader: str
+    last_card_read_at: str | None
+    config_version: int | None
+    version: str
+    cpu_temp_c: float | None
+    screen: str | None
+    at: str
+    clock_synced: bool
+    mono_s: float
+    schema: int
+
+
+@dataclass(frozen=True)
+class Reply:
+    """``reply``: a kiosk's answer to one command."""
+
+    kiosk_id: str
+    correlation_id: str
+    ok: bool
+    error: str | None
+    data: object
+    schema: int
+
+
+def status_payload(state, epoch, version, stamp):
+    """The retained ``status``; build the ``lost`` one as the Last Will at connect time.
+
+    ``epoch`` rises on every connect (``store.next_epoch()``), so the collector can tell a
+    stale will from the previous connection of a kiosk that is already back online.
+    """
+    obj = {"schema": SCHEMA, "state": state, "epoch": epoch, "version": version, **stamp}
+    _parse_status("status_payload", obj, "-")
+    return _encode(obj)
+
+
+def _parse_status(what, obj, kiosk_id):
+    f = _Fields(obj, what)
+    return Status(
+        kiosk_id=kiosk_id, state=f.choice("state", STATUS_STATES),
+        epoch=f.integer("epoch", 0, 2**31 - 1),
+        version=f.match("version", _VERSION, "must be a version like 0.1.0"),
+        **f.stamp(), schema=obj["schema"],
+    )
+
+
+def pin_payload(cfg):
+    """The retained ``pin`` from a :class:`kiosk.config.Config` or anything shaped like one.
+
+    Reads ``cfg.kiosk.{service_point_id, name_th, name_en, agency, ministry, province, lat,
+    lon, mode}`` and ``cfg.services`` (items with ``id, name_th, name_en, no_copy``).
+    """
+    k = cfg.kiosk
+    obj = {
+        "schema": SCHEMA,
+        "service_point_id": k.service_point_id,
+        "name_th": k.name_th,
+        "name_en": k.name_en,
+        "agency": k.agency,
+        "ministry": k.ministry,
+        "province": k.province,
+        "lat": k.lat,
+        "lon": k.lon,
+        "mode": k.mode,
+        "services": [
+            {"id": s.id, "name_th": s.name_th, "name_en": s.name_en, "no_copy": s.no_copy}
+            for s in cfg.services
+        ],
+    }
+    _parse_pin("pin_payload", obj, "-")
+    return _encode(obj)
+
+
+def _parse_pin(what, obj, kiosk_id):
+    f = _Fields(obj, what)
+    services = f.get("services", lambda v: isinstance(v, list) and len(v) <= 100,
+                     "must be a list of at most 100 services")
+    parsed = []
+    for index, item in enumerate(services):
+        if not isinstance(item, dict):
+            f.fail(f"services[{index}]", "must be an object")
+        s = _Fields(item, f"{what}: services[{index}]")
+        parsed.append(Service(
+            id=s.match("id", _TOKEN, "must be a service id of letters, digits or '_.:-'"),
+            name_th=s.text("name_th"), name_en=s.text("name_en"),
+            no_copy=s.choice("no_copy", NO_COPY_STATES)))
+    return Pin(
+        kiosk_id=kiosk_id,
+        service_point_id=f.match("service_point_id", _TOKEN,
+                                 "must be an id of letters, digits or '_.:-'"),
+        name_th=f.text("name_th"), name_en=f.text("name_en"), agency=f.text("agency"),
+        ministry=f.text("ministry"), province=f.text("province"),
+        lat=f.number("lat", -90, 90, optional=True), lon=f.number("lon", -180, 180, optional=True),
+        services=tuple(parsed), mode=f.choice("mode", MODES), schema=obj["schema"],
+    )
+
+
+def visit_payload(*, event_id, seq, epoch, mode, outcome, step, verified, expired, service_id,
+                  copy_answer, rating, reason, language, duration_s, age_band=None, gender=None,
+                  stamp):
+    """One ``visit`` (QoS 1, not retained) from explicit fields of the stored visit row.
+
+    Deliberately no ``**row``: the repeat hash and anything else the store keeps stay home.
+    ``stamp`` is the time the visit was recorded; ``seq`` counts visits per kiosk.
+    """
+    obj = {
+        "schema": SCHEMA, "event_id": event_id, "seq": seq, "epoch": epoch, "mode": mode,
+        "outcome": outcome, "step": step, "verified": verified, "expired": expired,
+        "service_id": service_id, "copy_answer": copy_answer, "rating": rating,
+        "reason": reason, "language": language,
+        "duration_s": None if duration_s is None else round(float(duration_s), 1),
+        "age_band": age_band, "gender": gender, **stamp,
+    }
+    _parse_visit("visit_payload", obj, "-")
+    return _encode(obj)
+
+
+def _parse_visit(what, obj, kiosk_id):
+    f = _Fields(obj, what)
+    return VisitMessage(
+        kiosk_id=kiosk_id,
+        event_id=f.match("event_id", _TOKEN, _event_id_rule()),
+        epoch=f.integer("epoch", 0, 2**31 - 1), seq=f.integer("seq", 0, 10**11),
+        mode=f.choice("mode", MODES), outcome=f.choice("outcome", OUTCOMES),
+        step=f.choice("step", STEPS), verified=f.boolean("verified"),
+        expired=f.boolean("expired", optional=True),
+        service_id=f.match("service_id", _TOKEN, "must be a service id", optional=True),
+        copy_answer=f.choice("copy_answer", COPY_ANSWERS, optional=True),
+        rating=f.choice("rating", RATINGS, optional=True),
+        reason=f.choice("reason", REASONS, optional=True),
+        language=f.choice("language", LANGUAGES),
+        duration_s=f.number("duration_s", 0, 86_400),
+        age_band=f.match("age_band", _AGE_BAND, "must look like 30-39 or 60+", optional=True),
+        gender=f.choice("gender", GENDERS, optional=True),
+        **f.stamp(), schema=obj["schema"],
+    )
+
+
+def health_payload(*, mode, uptime_s, load_1m, disk_free_mb, mem_free_mb, outbox_depth,
+                   outbox_oldest_s, dead_letters, reader, last_card_read_at, config_version,
+                   version, stamp, cpu_temp_c=None, screen=None):
+    """One ``health`` report (QoS 0, every ``telemetry.health_interval_s``, never stored).
+
+    ``outbox_oldest_s`` is the age of the oldest unconfirmed visit (None when the outbox is
+    empty); ``last_card_read_at`` is an RFC 3339 string or None. ``cpu_temp_c`` and ``screen``
+    stay None until a later issue measures them.
+    """
+    obj = {
+        "schema": SCHEMA, "mode": mode, "uptime_s": round(float(uptime_s), 1),
+        "load_1m": round(float(load_1m), 2), "disk_free_mb": round(float(disk_free_mb), 1),
+        "mem_free_mb": round(float(mem_free_mb), 1), "outbox_depth": outbox_depth,
+        "outbox_oldest_s": None if outbox_oldest_s is None else round(float(outbox_oldest_s), 1),
+        "dead_letters": dead_letters, "reader": reader, "last_card_read_at": last_card_read_at,
+        "config_version": config_version, "version": version, "cpu_temp_c": cpu_temp_c,
+        "screen": screen, **stamp,
+    }
+    _parse_health("health_payload", obj, "-")
+    return _encode(obj)
+
+
+def _parse_health(what, obj, kiosk_id):
+    f = _Fields(obj, what)
+    return Health(
+        kiosk_id=kiosk_id, mode=f.choice("mode", MODES),
+        uptime_s=f.number("uptime_s", 0, 10**10), load_1m=f.number("load_1m", 0, 10**4),
+        disk_free_mb=f.number("disk_free_mb", 0, 10**9),
+        mem_free_mb=f.number("mem_free_mb", 0, 10**9),
+        outbox_depth=f.integer("outbox_depth", 0, 10**9),
+        outbox_oldest_s=f.number("outbox_oldest_s", 0, 10**10, optional=True),
+        dead_letters=f.integer("dead_letters", 0, 10**9),
+        reader=f.choice("reader", READER_STATES),
+        last_card_read_at=f.time("last_card_read_at", optional=True),
+        config_version=f.integer("config_version", 0, 2**31 - 1, optional=True),
+        version=f.match("version", _VERSION, "must be a version like 0.1.0"),
+        cpu_temp_c=f.number("cpu_temp_c", -40, 150, optional=True),
+        screen=f.choice("screen", ("on", "off"), optional=True),
+        **f.stamp(), schema=obj["schema"],
+    )
+
+
+def reply_payload(correlation_id, ok, error=None, data=None):
+    """The ``reply`` to a command; ``correlation_id`` comes from the command (may be None).
+
+    ``error`` is a reason for ops (the :class:`~kiosk.errors.CommandRejected` message, say);
+    ``data`` is any small JSON value the command returns.
+    """
+    obj = {"schema": SCHEMA, "correlation_id": correlation_id, "ok": ok, "error": error,
+           "data": data}
+    _parse_reply("reply_payload", obj, "-")
+    return _encode(obj)
+
+
+def _parse_reply(what, obj, kiosk_id):
+    f = _Fields(obj, what)
+    ok = f.boolean("ok")
+    error = f.get("error", lambda v: isinstance(v, str) and len(v) <= 1000,
+                  "must be text of at most 1000 characters", optional=True)
+    if not ok and error is None:
+        f.fail("error", "must say why when ok is false")
+    return Reply(
+        kiosk_id=kiosk_id,
+        correlation_id=f.match("correlation_id", _TOKEN, "must be an id of letters, digits or "
+                               "'_.:-'", optional=True),
+        ok=ok, error=error, data=obj.get("data"), schema=obj["schema"],
+    )
+
+
+_KIOSK_PARSERS = {
+    "status": _parse_status, "pin": _parse_pin, "visit": _parse_visit,
+    "health": _parse_health, "reply": _parse_reply,
+}
+
+
+def parse_kiosk_message(topic, payload, *, max_bytes=MAX_KIOSK_MESSAGE_BYTES):
+    """Validate one message from a kiosk; the kiosk id comes from the topic, never the payload.
+
+    Returns a :class:`Status`, :class:`Pin`, :class:`VisitMessage`, :class:`Health` or
+    :class:`Reply`. Unknown fields are ignored (a newer kiosk may add some) and never returned,
+    so nothing the contract does not name can be stored. Raises MessageRejected naming the
+    topic and the field at fault, never echoing a value.
+    """
+    kiosk_id, kind = split_kiosk_topic(topic)
+    obj = _decode(payload, topic, max_bytes)
+    return _KIOSK_PARSERS[kind](topic, obj, kiosk_id)
+
+
+# --- fleet -> kiosk -------------------------------------------------------------------------
+
+
+def ack_payload(event_ids):
+    """``{"schema": 1, "event_ids": [...]}`` confirming visits the collector has committed."""
+    event_ids = list(event_ids)
+    if not 0 < len(event_ids) <= MAX_ACK_IDS:
+        raise ValueError(f"an ack carries 1-{MAX_ACK_IDS} event ids, not {len(event_ids)}")
+    for event_id in event_ids:
+        if not isinstance(event_id, str) or not _TOKEN.fullmatch(event_id):
+            raise ValueError(f"event id {event_id!r} {_event_id_rule()}")
+    return _encode({"schema": SCHEMA, "event_ids": event_ids})
+
+
+def parse_ack(payload, *, max_bytes=MAX_KIOSK_MESSAGE_BYTES):
+    """Event ids from an ack, or MessageRejected; the outbox marks exactly these confirmed."""
+    obj = _decode(payload, "ack", max_bytes)
+    f = _Fields(obj, "ack")
+    ids = f.get("event_ids", lambda v: isinstance(v, list) and 0 < len(v) <= MAX_ACK_IDS,
+                f"must be a list of 1-{MAX_ACK_IDS} event ids")
+    if not all(isinstance(i, str) and _TOKEN.fullmatch(i) for i in ids):
+        f.fail("event_ids", _event_id_rule())
+    return tuple(ids)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A validated command. ``desired`` (config only) is the remote layer for
+    ``kiosk.config.apply_remote``; ``event_ids`` (replay only) limits the retry, None = all."""
+
+    name: str
+    correlation_id: str | None
+    version: int | None = None
+    desired: object = None
+    event_ids: tuple | None = None
+
+
+def command_payload(name, correlation_id, **fields):
+    """What ops publishes on ``cmd/{kiosk_id}/{name}`` (config: ``version`` plus the
+    ``services``, ``flow`` and ``portal`` sections; replay: optional ``event_ids``)."""
+    obj = {"schema": SCHEMA, "correlation_id": correlation_id, **fields}
+    _parse_command_body(name, obj, applied_version=None)
+    return _encode(obj)
+
+
+def parse_command(topic, payload, *, kiosk_id, max_bytes, applied_version):
+    """Validate a command addressed to this kiosk; ``applied_version`` is the config version
+    in force (None before the first remote config).
+
+    Raises :class:`~kiosk.errors.CommandRejected` when the payload is malformed, bigger than
+    ``max_bytes``, for an unknown command or another kiosk, or a config whose version is not
+    above ``applied_version`` (``is_stale`` is then True: a retained config re-delivered on
+    reconnect is stale by design, and the kiosk may skip the error reply). The portal-host rule
+    and the section contents are checked by ``kiosk.config.apply_remote``, not here.
+    """
+    prefix = f"{ROOT}/cmd/{kiosk_id}/"
+    name = topic[len(prefix):] if topic.startswith(prefix) else None
+    if name not in COMMANDS:
+        raise CommandRejected(
+            f"{topic}: unknown command; expected {prefix}<{'|'.join(COMMANDS)}>", command=name)
+    correlation_id = None
+    try:
+        obj = _decode(payload, topic, max_bytes)
+        correlation_id = _Fields(obj, topic).match(
+            "correlation_id", _TOKEN, "must be an id of letters, digits or '_.:-'",
+            optional=True)
+        return _parse_command_body(name, obj, applied_version, what=topic)
+    except CommandRejected:
+        raise
+    except MessageRejected as exc:
+        raise CommandRejected(str(exc), command=name, correlation_id=correlation_id) from None
+
+
+def _parse_command_body(name, obj, applied_version, what=None):
+    what = what or name
+    f = _Fields(obj, what)
+    correlation_id = f.match("correlation_id", _TOKEN,
+                             "must be an id of letters, digits or '_.:-'", optional=True)
+    if name == "config":
+        version = f.integer("version", 1, 2**31 - 1)
+        if applied_version is not None and version <= applied_version:
+            raise CommandRejected(
+                f"{what}: config version {version} is not newer than the applied version "
+                f"{applied_version}; publish a higher version", command=name,
+                correlation_id=correlation_id, is_stale=True)
+        desired = {}
+        for section, kind in (("services", list), ("flow", dict), ("portal", dict)):
+            value = f.get(section, lambda v, kind=kind: isinstance(v, kind),
+                          f"must be a JSON {'array' if kind is list else 'object'}",
+                          optional=True)
+            if value is not None:
+                desired[section] = value
+        if not desired:
+            f.fail("services", "or 'flow' or 'portal' must be given: a config changes something")
+        return Command(name, correlation_id, version=version, desired=desired)
+    if name == "replay":
+        ids = f.get("event_ids", lambda v: isinstance(v, list) and len(v) <= MAX_ACK_IDS,
+                    f"must be a list of at most {MAX_ACK_IDS} event ids", optional=True)
+        if ids is not None and not all(isinstance(i, str) and _TOKEN.fullmatch(i) for i in ids):
+            f.fail("event_ids", _event_id_rule())
+        return Command(name, correlation_id, event_ids=None if ids is None else tuple(ids))
+    if name in ("rebirth", "ping"):
+        return Command(name, correlation_id)
+    raise CommandRejected(f"{what}: unknown command {name!r}; expected one of {COMMANDS}",
+                          command=name, correlation_id=correlation_id)
