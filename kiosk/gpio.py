@@ -1,0 +1,209 @@
+"""The kiosk's physical parts on GPIO: status light, buzzer, rating and language buttons, PIR.
+
+Why a module of its own: gpiozero is an I/O library, so it lives here and nowhere else, and its
+callbacks run on gpiozero's threads, so they only *enqueue* facts for the main thread.
+
+API for the runner (``kiosk.app``)::
+
+    panel = Panel.from_config(cfg.gpio, put=events.put)   # GpioError on a bad pin/factory
+    panel.apply(effect)         # Beep / SetStatusLight -> True if handled here, else False
+    panel.set_status_light("ready" | "busy" | "fault")
+    panel.beep("tap" | "card" | "error" | "reminder")
+    panel.cpu_temperature()     # float °C, or None where the sensor does not exist
+    panel.close()
+
+Facts it puts on the queue (from gpiozero threads, nothing else):
+
+- ``kiosk.flow.RatingChosen(n)`` when physical rating button ``n`` (1–5) is pressed;
+- ``kiosk.flow.LanguageToggled()`` when the language button is pressed;
+- :class:`MotionSeen` when the PIR sensor sees someone. It is *not* a flow event: the runner
+  passes it to the display to wake a blanked screen and does not step the flow with it.
+
+Every pin is optional; a kiosk with none configured gets a panel that does nothing. The pin
+factory is chosen explicitly (``gpio.pin_factory`` or ``GPIOZERO_PIN_FACTORY``) and passed to
+every device, so gpiozero never guesses and never warns ``PinFactoryFallback``.
+"""
+
+import dataclasses
+import importlib
+import logging
+import os
+from pathlib import Path
+
+from kiosk.errors import GpioError
+from kiosk.flow import LanguageToggled, RatingChosen
+
+log = logging.getLogger(__name__)
+
+# Name -> (module, class). Names are gpiozero's own, so GPIOZERO_PIN_FACTORY values work as-is.
+PIN_FACTORIES = {
+    "mock": ("gpiozero.pins.mock", "MockFactory"),
+    "lgpio": ("gpiozero.pins.lgpio", "LGPIOFactory"),
+    "rpigpio": ("gpiozero.pins.rpigpio", "RPiGPIOFactory"),
+    "pigpio": ("gpiozero.pins.pigpio", "PiGPIOFactory"),
+    "native": ("gpiozero.pins.native", "NativeFactory"),
+}
+
+LIGHTS = ("ready", "busy", "fault")
+
+# (on seconds, off seconds, count): short enough not to startle, distinct enough to tell apart
+# without looking; an error is the only pattern with three notes.
+BEEPS = {
+    "tap": (0.04, 0.0, 1),
+    "card": (0.12, 0.0, 1),
+    "reminder": (0.08, 0.12, 2),
+    "error": (0.15, 0.1, 3),
+}
+
+CPU_SENSOR = "/sys/class/thermal/thermal_zone0/temp"
+
+
+@dataclasses.dataclass(frozen=True)
+class MotionSeen:
+    """The PIR sensor saw movement: wake the screen if it is blanked (not a flow event)."""
+
+
+def make_pin_factory(name, environ=os.environ):
+    """The pin factory named by config, else by ``GPIOZERO_PIN_FACTORY``; GpioError if neither.
+
+    Raising instead of falling back is the point: a Pi whose lgpio is missing must not quietly
+    run with mock pins and ignore every button.
+    """
+    chosen = (name or environ.get("GPIOZERO_PIN_FACTORY", "")).strip().lower()
+    if not chosen:
+        raise GpioError(
+            "gpio.pin_factory: no pin factory chosen; set gpio.pin_factory (lgpio on a Pi 5, "
+            "mock off the Pi) or GPIOZERO_PIN_FACTORY")
+    if chosen not in PIN_FACTORIES:
+        raise GpioError(f"gpio.pin_factory: unknown factory {chosen!r}; use one of "
+                        + ", ".join(PIN_FACTORIES))
+    module_name, class_name = PIN_FACTORIES[chosen]
+    try:
+        factory_class = getattr(importlib.import_module(module_name), class_name)
+        return factory_class()
+    except Exception as exc:  # import or hardware errors differ per back-end
+        hint = (" (on the image install Debian's python3-lgpio; the venv uses "
+                "--system-site-packages)" if chosen == "lgpio" else "")
+        raise GpioError(f"gpio.pin_factory: cannot start {chosen!r}: {exc}{hint}") from exc
+
+
+class Panel:
+    """gpiozero devices for one kiosk; callbacks only call ``put``."""
+
+    def __init__(self, factory, put, *, led_ready=None, led_busy=None, led_fault=None,
+                 buzzer=None, rating_buttons=(), language_button=None, pir=None,
+                 cpu_sensor=CPU_SENSOR):
+        from gpiozero import LED, Button, Buzzer, MotionSensor
+
+        self._put = put
+        self._factory = factory
+        self._cpu_sensor = cpu_sensor
+        self._cpu = None
+        self._devices = []
+        try:
+            self.lights = {
+                light: self._add(LED(pin, pin_factory=factory))
+                for light, pin in zip(LIGHTS, (led_ready, led_busy, led_fault))
+                if pin is not None
+            }
+            self.buzzer = self._add(Buzzer(buzzer, pin_factory=factory)) if buzzer is not None else None
+            self.rating_buttons = []
+            for rating, pin in enumerate(rating_buttons, start=1):
+                button = self._add(Button(pin, pin_factory=factory))
+                button.when_pressed = self._enqueue(RatingChosen(rating))
+                self.rating_buttons.append(button)
+            self.language_button = None
+            if language_button is not None:
+                self.language_button = self._add(Button(language_button, pin_factory=factory))
+                self.language_button.when_pressed = self._enqueue(LanguageToggled())
+            self.pir = None
+            if pir is not None:
+                self.pir = self._add(MotionSensor(pir, pin_factory=factory))
+                self.pir.when_motion = self._enqueue(MotionSeen())
+        except GpioError:
+            self.close()
+            raise
+        except Exception as exc:  # gpiozero raises PinInvalidPin, PinInUse, OSError, ...
+            self.close()
+            raise GpioError(f"gpio: cannot set up pins: {exc}") from exc
+
+    @classmethod
+    def from_config(cls, gpio, put, *, environ=os.environ):
+        """Build from the ``[gpio]`` config section; no factory is needed when no pin is set."""
+        pins = dict(
+            led_ready=_pin(gpio.led_ready), led_busy=_pin(gpio.led_busy),
+            led_fault=_pin(gpio.led_fault), buzzer=_pin(gpio.buzzer),
+            rating_buttons=tuple(_pin(p) for p in (gpio.rating_buttons or ())),
+            language_button=_pin(gpio.language_button), pir=_pin(gpio.pir),
+        )
+        if not any(v not in (None, ()) for v in pins.values()):
+            return cls(None, put)
+        return cls(make_pin_factory(gpio.pin_factory, environ), put, **pins)
+
+    def _add(self, device):
+        self._devices.append(device)
+        return device
+
+    def _enqueue(self, fact):
+        # gpiozero passes the device to one-argument callbacks; a zero-argument one gets nothing.
+        return lambda: self._put(fact)
+
+    def apply(self, effect):
+        """Carry out a flow effect that belongs to GPIO; False for any other effect."""
+        kind = type(effect).__name__
+        if kind == "SetStatusLight":
+            self.set_status_light(effect.light)
+            return True
+        if kind == "Beep":
+            self.beep(effect.kind)
+            return True
+        return False
+
+    def set_status_light(self, light):
+        """Light exactly one of ready/busy/fault (those that are wired)."""
+        if light not in LIGHTS:
+            raise ValueError(f"status light {light!r} is not one of {', '.join(LIGHTS)}")
+        for name, led in self.lights.items():
+            led.value = name == light
+
+    @property
+    def status_light(self):
+        """The lit light's name, or None when none is lit or none is wired."""
+        return next((name for name, led in self.lights.items() if led.is_lit), None)
+
+    def beep(self, kind):
+        """Sound the buzzer pattern for ``kind`` without blocking the main loop."""
+        if kind not in BEEPS:
+            raise ValueError(f"beep kind {kind!r} is not one of {', '.join(BEEPS)}")
+        if self.buzzer is None:
+            return
+        on_time, off_time, count = BEEPS[kind]
+        self.buzzer.blink(on_time=on_time, off_time=off_time, n=count, background=True)
+
+    def cpu_temperature(self):
+        """CPU temperature in °C for health reports; None off the Pi or when unreadable."""
+        from gpiozero import CPUTemperature
+
+        if not Path(self._cpu_sensor).exists():
+            return None
+        try:
+            if self._cpu is None:
+                # Its own mock factory: the sensor is a file, not a pin, and must not need one.
+                from gpiozero.pins.mock import MockFactory
+                self._cpu = self._add(CPUTemperature(
+                    self._cpu_sensor, pin_factory=self._factory or MockFactory()))
+            return round(self._cpu.temperature, 1)
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read CPU temperature from %s: %s", self._cpu_sensor, exc)
+            return None
+
+    def close(self):
+        """Release every pin (safe to call twice)."""
+        for device in reversed(self._devices):
+            device.close()
+        self._devices.clear()
+
+
+def _pin(value):
+    """Config uses "" or None for an unwired pin; gpiozero wants None."""
+    return None if value in (None, "", -1) else value
