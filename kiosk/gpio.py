@@ -20,8 +20,9 @@ Facts it puts on the queue (from gpiozero threads, nothing else):
   passes it to the display to wake a blanked screen and does not step the flow with it.
 
 Every pin is optional; a kiosk with none configured gets a panel that does nothing. The pin
-factory is chosen explicitly (``gpio.pin_factory`` or ``GPIOZERO_PIN_FACTORY``) and passed to
-every device, so gpiozero never guesses and never warns ``PinFactoryFallback``.
+factory is chosen explicitly (``gpio.pin_factory``, ``GPIOZERO_PIN_FACTORY``, else lgpio on a Pi
+and mock elsewhere, logged) and passed to every device, so gpiozero never guesses and never warns
+``PinFactoryFallback``.
 """
 
 import dataclasses
@@ -63,17 +64,27 @@ class MotionSeen:
     """The PIR sensor saw movement: wake the screen if it is blanked (not a flow event)."""
 
 
-def make_pin_factory(name, environ=os.environ):
-    """The pin factory named by config, else by ``GPIOZERO_PIN_FACTORY``; GpioError if neither.
+def is_raspberry_pi(model_file="/proc/device-tree/model"):
+    """True on a Raspberry Pi (its device tree names the board)."""
+    try:
+        return "Raspberry Pi" in Path(model_file).read_text(errors="replace")
+    except OSError:
+        return False
 
-    Raising instead of falling back is the point: a Pi whose lgpio is missing must not quietly
-    run with mock pins and ignore every button.
+
+def make_pin_factory(name, environ=os.environ, *, on_pi=None):
+    """The pin factory named by config, else ``GPIOZERO_PIN_FACTORY``, else lgpio on a Pi and
+    mock elsewhere, said in the log.
+
+    Choosing here and passing the factory to every device is the point: gpiozero's own guess
+    falls back silently (a Pi whose lgpio is missing would run on mock pins and ignore every
+    button) and warns ``PinFactoryFallback``, which the test suite turns into errors.
     """
     chosen = (name or environ.get("GPIOZERO_PIN_FACTORY", "")).strip().lower()
     if not chosen:
-        raise GpioError(
-            "gpio.pin_factory: no pin factory chosen; set gpio.pin_factory (lgpio on a Pi 5, "
-            "mock off the Pi) or GPIOZERO_PIN_FACTORY")
+        chosen = "lgpio" if (is_raspberry_pi() if on_pi is None else on_pi) else "mock"
+        log.warning("gpio.pin_factory is not set: using %r (%s)", chosen,
+                    "a Raspberry Pi" if chosen == "lgpio" else "not a Raspberry Pi: pins are simulated")
     if chosen not in PIN_FACTORIES:
         raise GpioError(f"gpio.pin_factory: unknown factory {chosen!r}; use one of "
                         + ", ".join(PIN_FACTORIES))

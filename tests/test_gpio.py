@@ -8,7 +8,7 @@ from gpiozero.pins.mock import MockFactory
 
 from kiosk.errors import GpioError
 from kiosk.flow import Beep, LanguageToggled, RatingChosen, SetStatusLight, ShowScreen
-from kiosk.gpio import MotionSeen, Panel, make_pin_factory
+from kiosk.gpio import MotionSeen, Panel, is_raspberry_pi, make_pin_factory
 
 RATING_PINS = (5, 6, 13, 19, 26)
 
@@ -92,9 +92,26 @@ def test_gpio_no_pins_needs_no_factory(events):
     assert panel.status_light is None
 
 
-def test_gpio_factory_must_be_chosen_explicitly():
-    with pytest.raises(GpioError, match="gpio.pin_factory"):
-        make_pin_factory("", environ={})
+def test_gpio_unset_factory_is_mock_off_the_pi_and_says_so(caplog):
+    assert isinstance(make_pin_factory("", environ={}, on_pi=False), MockFactory)
+    assert "pins are simulated" in caplog.text
+
+
+def test_gpio_unset_factory_on_a_pi_is_lgpio(caplog):
+    try:
+        make_pin_factory("", environ={}, on_pi=True)
+    except GpioError as exc:  # no lgpio off the Pi: the error must say how to get it
+        assert "python3-lgpio" in str(exc)
+    assert "using 'lgpio'" in caplog.text
+
+
+def test_gpio_raspberry_pi_is_detected_from_the_device_tree(tmp_path):
+    model = tmp_path / "model"
+    model.write_text("Raspberry Pi 5 Model B Rev 1.0\x00")
+    assert is_raspberry_pi(str(model))
+    model.write_text("QEMU Virtual Machine")
+    assert not is_raspberry_pi(str(model))
+    assert not is_raspberry_pi(str(tmp_path / "missing"))
 
 
 def test_gpio_factory_from_environment():
