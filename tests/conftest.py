@@ -1,0 +1,5 @@
+"""Shared fixtures live in tests/fixtures/<name>.py; each area adds its module name here."""
+
+pytest_plugins = [
+    "tests.fixtures.broker",
+]
