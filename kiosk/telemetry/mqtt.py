@@ -1,0 +1,309 @@
+"""The paho-mqtt adapter: one MQTT 5 link from a kiosk to the broker.
+
+What a caller may rely on:
+
+* Callbacks never take a lock of ours and never touch the store (a lock held inside a paho
+  callback deadlocked paho here). They only hand facts on: delivery facts (:class:`Connected`,
+  :class:`Disconnected`, :class:`Published`, :class:`AckReceived`) go to ``facts`` (the outbox
+  thread's queue), commands go to ``put`` (the runner's main-thread queue) as
+  :class:`CommandReceived`. The only paho calls made from callbacks are paho's own (subscribe and
+  the birth messages after CONNACK, the reconnect delay), never under a lock of ours.
+* MQTT 5 only: under 3.1.1 Mosquitto acknowledges a publish its ACL denies and drops it silently;
+  MQTT 5 returns the reason code (0x87) that parks the row as a dead letter.
+* Every connect gets a fresh epoch (``next_epoch``), set into the Last Will just before the
+  CONNECT packet is built (paho's ``on_pre_connect``), so a will always carries the epoch of the
+  connection it belongs to and the collector can ignore a stale one.
+* Reconnects wait a full-jitter delay between ``mqtt.reconnect_min_s`` and an exponentially
+  growing cap (``mqtt.reconnect_max_s``): after a broker restart 77,000 kiosks must not come
+  back in lock step. paho's own back-off is deterministic, so we set its delay before each wait.
+* Session: ``clean_start=False`` with a session expiry. The broker then queues acks and
+  commands during a short outage, and the Will Delay can work at all (a will fires at the
+  earlier of will delay and session end, so a session that ends at disconnect would send it at
+  once). We still subscribe after every CONNACK: a broker restarted without persistence has
+  forgotten the session, and re-subscribing an existing subscription is harmless.
+"""
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from kiosk.errors import MessageRejected, TelemetryError
+from kiosk.telemetry import topics
+
+log = logging.getLogger(__name__)
+
+# Long enough to ride out a night's outage with acks and commands queued at the broker, short
+# enough that a retired kiosk's session does not linger for ever.
+SESSION_EXPIRY_S = 24 * 3600
+
+# systemd-timesyncd creates this file once the clock has been set from NTP; a Pi has no RTC, so
+# until then wall-clock stamps are flagged as unsynced.
+TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")
+
+
+@dataclass(frozen=True)
+class Connected:
+    """The broker accepted our CONNECT; ``epoch`` is the one in this connection's will."""
+
+    epoch: int
+    session_present: bool
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    """The link went down (or a connect attempt failed); in-flight publishes are in doubt."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Published:
+    """The broker answered publish ``mid`` with a PUBACK; ``reason_code`` >= 0x80 is a refusal."""
+
+    mid: int
+    reason_code: int
+
+
+@dataclass(frozen=True)
+class AckReceived:
+    """The collector has committed these events (``ack/{kiosk_id}``)."""
+
+    event_ids: tuple
+
+
+@dataclass(frozen=True)
+class CommandReceived:
+    """A message under ``cmd/{kiosk_id}/``, still unparsed: the main thread judges it."""
+
+    topic: str
+    payload: bytes
+    is_retained: bool
+
+
+def system_stamp():
+    """The wire time stamp for now: RFC 3339 UTC, whether NTP has set the clock, monotonic s."""
+    return topics.stamp(datetime.now(UTC), TIMESYNC_FLAG.exists(), time.monotonic())
+
+
+def reconnect_delay(attempt, min_s, max_s, rng=random):
+    """Seconds to wait before reconnect ``attempt`` (0 = first retry).
+
+    Full jitter over ``[min_s, cap]`` where the cap doubles per attempt up to ``max_s``: spread
+    is what keeps a fleet from reconnecting in waves, the floor keeps one kiosk from spinning.
+    """
+    cap = min(max_s, min_s * (2 ** min(attempt, 32)))
+    return rng.uniform(min_s, max(min_s, cap))
+
+
+def _read_secret(path):
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise TelemetryError(
+            f"mqtt.password_file: cannot read {path} ({exc.strerror}); "
+            "install the kiosk's MQTT password there or clear the key to use a client certificate"
+        ) from exc
+
+
+class MqttLink:
+    """The kiosk's connection to the broker, run by paho's network thread.
+
+    ``mqtt`` is the config's ``mqtt`` section, ``kiosk_id`` the MQTT username and client id.
+    ``next_epoch()`` must be safe to call from paho's thread (``Store.next_epoch`` is: peewee
+    gives that thread its own connection). ``pin`` is the encoded pin payload
+    (``topics.pin_payload(cfg)``) published after every connect; :meth:`set_pin` replaces it
+    when a remote config changes the service catalogue.
+    """
+
+    def __init__(self, mqtt, kiosk_id, *, next_epoch, version, facts, put, pin=None,
+                 inflight_window=64, stamp=system_stamp, rng=None):
+        self.kiosk_id = kiosk_id
+        self._settings = mqtt
+        self._next_epoch = next_epoch
+        self._version = version
+        self._facts = facts
+        self._put = put
+        self._pin = pin
+        self._stamp = stamp
+        self._rng = rng or random.Random()
+        self._attempt = 0
+        self._epoch = None
+        self._is_stopping = False
+        self._connected = threading.Event()
+        self._status_topic = topics.kiosk_topic(kiosk_id, "status")
+        self._ack_topic = topics.ack_topic(kiosk_id)
+
+        client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=kiosk_id,
+            protocol=paho.MQTTv5,
+            transport=mqtt.transport,
+            reconnect_on_failure=True,
+        )
+        # The outbox keeps the window; paho only has to hold what the outbox handed it. paho's
+        # default of 20 would silently queue the rest of the window behind it.
+        client.max_inflight_messages_set(inflight_window)
+        client.max_queued_messages_set(0)
+        if mqtt.transport == "websockets":
+            client.ws_set_options(path="/mqtt")
+        if mqtt.tls:
+            client.tls_set(
+                ca_certs=mqtt.ca_file or None,
+                certfile=mqtt.cert_file or None,
+                keyfile=mqtt.key_file or None,
+            )
+        if mqtt.password_file:
+            client.username_pw_set(mqtt.username or kiosk_id, _read_secret(mqtt.password_file))
+        elif mqtt.username:
+            client.username_pw_set(mqtt.username)
+        client.on_pre_connect = self._on_pre_connect
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        self._client = client
+
+    @property
+    def epoch(self):
+        """The epoch of the current (or last) connection; None before the first connect."""
+        return self._epoch
+
+    @property
+    def is_connected(self):
+        return self._connected.is_set()
+
+    def wait_for_connected(self, timeout=None):
+        """Block until the link is up (CONNACK received); True if it is."""
+        return self._connected.wait(timeout)
+
+    def start(self):
+        """Connect in the background; returns at once, retries for ever with jittered back-off."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        self._client.reconnect_delay_set(self._settings.reconnect_min_s,
+                                         self._settings.reconnect_min_s)
+        self._client.connect_async(
+            self._settings.host,
+            self._settings.port,
+            keepalive=self._settings.keepalive_s,
+            clean_start=False,
+            properties=props,
+        )
+        self._client.loop_start()
+
+    def stop(self, timeout=5.0):
+        """Clean stop: retained ``offline`` status, then a normal DISCONNECT (the will stays unsent).
+
+        Waits up to ``timeout`` for the broker to acknowledge the status; an unreachable broker
+        never blocks shutdown for longer.
+        """
+        self._is_stopping = True
+        if self._connected.is_set():
+            info = self._publish_status("offline")
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("offline status not delivered before stop: %s", exc)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+
+    def publish(self, topic, payload, *, qos=1, retain=False):
+        """Hand one message to paho; returns its mid, or None when the link is down.
+
+        Never blocks on the network. The caller (the outbox) keeps the window and the mid map.
+        """
+        if not self._connected.is_set():
+            return None
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            return None
+        return info.mid
+
+    def set_pin(self, pin):
+        """Replace the pin payload; published now if connected, and after every connect."""
+        self._pin = pin
+        if self._connected.is_set() and pin is not None:
+            self._publish_pin()
+
+    def publish_birth(self):
+        """Re-publish the retained status (online, current epoch) and pin (cmd/rebirth)."""
+        self._publish_status("online")
+        if self._pin is not None:
+            self._publish_pin()
+
+    # -- paho callbacks (network thread): only paho calls and queue puts below -----------------
+
+    def _on_pre_connect(self, client, userdata):
+        # The epoch must rise on every connect and be in this CONNECT's will, so it is taken
+        # here, right before paho serialises the packet.
+        self._epoch = self._next_epoch()
+        props = Properties(PacketTypes.WILLMESSAGE)
+        props.WillDelayInterval = int(self._settings.will_delay_s)
+        lost = topics.status_payload("lost", self._epoch, self._version, self._stamp())
+        client.will_set(self._status_topic, lost, qos=1, retain=True,
+                        properties=props)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            # paho disconnects after a refused CONNACK; _on_disconnect schedules the retry.
+            log.warning("broker refused the connection: %s", reason_code)
+            return
+        self._attempt = 0
+        client.reconnect_delay_set(self._settings.reconnect_min_s, self._settings.reconnect_min_s)
+        options = SubscribeOptions(qos=1)
+        client.subscribe([(topics.cmd_subscription(self.kiosk_id), options),
+                          (self._ack_topic, options)])
+        self._connected.set()
+        # A takeover may have fired the old connection's will: online must come after it.
+        self.publish_birth()
+        self._facts(Connected(self._epoch, bool(flags.session_present)))
+
+    def _on_connect_fail(self, client, userdata):
+        self._link_down(client, "connect failed")
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self._link_down(client, str(reason_code))
+
+    def _link_down(self, client, reason):
+        self._connected.clear()
+        if not self._is_stopping:
+            delay = reconnect_delay(self._attempt, self._settings.reconnect_min_s,
+                                    self._settings.reconnect_max_s, self._rng)
+            self._attempt += 1
+            # paho doubles from min per attempt; min == max pins its next wait to our delay.
+            client.reconnect_delay_set(delay, delay)
+            log.info("MQTT link down (%s); next attempt in %.1f s", reason, delay)
+        self._facts(Disconnected(reason))
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        self._facts(Published(mid, reason_code.value))
+
+    def _on_message(self, client, userdata, message):
+        if message.topic == self._ack_topic:
+            try:
+                self._facts(AckReceived(tuple(topics.parse_ack(message.payload))))
+            except MessageRejected as exc:
+                # Log the topic and reason only: a payload is never logged verbatim.
+                log.warning("ignored ack on %s: %s", message.topic, exc)
+            return
+        self._put(CommandReceived(message.topic, bytes(message.payload), bool(message.retain)))
+
+    def _publish_status(self, state):
+        payload = topics.status_payload(state, self._epoch, self._version, self._stamp())
+        return self._client.publish(self._status_topic, payload, qos=1, retain=True)
+
+    def _publish_pin(self):
+        return self._client.publish(topics.kiosk_topic(self.kiosk_id, "pin"), self._pin, qos=1,
+                                    retain=True)
+

@@ -1,0 +1,202 @@
+"""Store-and-forward of outbox rows: from the SQLite outbox to the collector and back.
+
+A PUBACK is not delivery: a Mosquitto killed with kill -9 mid-drain lost 975–2,296 of 10,000
+events it had already acknowledged. So a row goes ``pending`` → ``published`` (PUBACK) →
+``confirmed`` only when the collector's ``ack/{kiosk_id}`` names it; a published row that stays
+unconfirmed is sent again after ``telemetry.resend_after_s`` (the collector dedupes by event
+id). A PUBACK reason code >= 0x80 (e.g. 0x87 not authorized) parks the row as ``dead``;
+``replay`` puts dead rows back once the cause is fixed.
+
+The pump is one thread with its own SQLite connection (peewee gives each thread one), the only
+writer of delivery state. Everything reaches it through :meth:`Outbox.put`: the link's facts
+(connected, disconnected, PUBACK with mid and reason code, collector acks), new rows
+(:meth:`notify`), replays and stop. Nothing else takes a lock, so a paho callback can never
+wait on us. The window (``telemetry.inflight_window``) lives here, not in paho: paho re-sends
+its whole queue after a reconnect, so it is only ever handed what fits, and after a reconnect
+every un-PUBACKed row counts as unsent.
+"""
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from kiosk.telemetry.mqtt import AckReceived, Connected, Disconnected, Published
+
+log = logging.getLogger(__name__)
+
+FIRST_REFUSAL_CODE = 0x80  # MQTT 5: every reason code from 0x80 up is a failure
+
+
+@dataclass(frozen=True)
+class RowsAdded:
+    """New rows are in the outbox (the runner committed a visit)."""
+
+
+@dataclass(frozen=True)
+class ReplayRequested:
+    """Move dead letters back to pending; ``done(count)`` is called on the pump thread."""
+
+    done: object = None
+
+
+@dataclass(frozen=True)
+class _Stop:
+    pass
+
+
+def _utc_now():
+    return datetime.now(UTC)
+
+
+class Outbox:
+    """The outbox pump. Create it, give ``outbox.put`` to the link as ``facts``, then ``start``.
+
+    ``when_dead(event_id, reason_code)`` is called on the pump thread when the broker refuses
+    a row (health raises its alarm from it). ``poll_s`` bounds how late a resend may start.
+    """
+
+    def __init__(self, store, *, window, resend_after_s, when_dead=None, wall=_utc_now,
+                 poll_s=1.0):
+        self._store = store
+        self._window = window
+        self._resend_after = timedelta(seconds=resend_after_s)
+        self._when_dead = when_dead
+        self._wall = wall
+        self._poll_s = poll_s
+        self._queue = queue.SimpleQueue()
+        self._link = None
+        self._thread = None
+        self._is_connected = False
+        self._inflight = {}  # mid -> (event_id, sent_at), only for the current connection
+        self._inflight_ids = set()
+
+    def put(self, fact):
+        """Hand a fact to the pump; safe from any thread, never blocks."""
+        self._queue.put(fact)
+
+    def notify(self):
+        """Tell the pump a new row was committed, so it is sent now rather than at the next poll."""
+        self._queue.put(RowsAdded())
+
+    def replay(self, done=None):
+        """Retry every dead letter (cmd/replay); ``done(count)`` runs on the pump thread."""
+        self._queue.put(ReplayRequested(done))
+
+    def start(self, link):
+        """Start pumping through ``link`` (an :class:`~kiosk.telemetry.mqtt.MqttLink`)."""
+        self._link = link
+        self._is_connected = link.is_connected
+        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout=5.0):
+        """Finish the facts already queued, then end the thread; rows not yet sent stay pending."""
+        if self._thread is None:
+            return
+        self._queue.put(_Stop())
+        self._thread.join(timeout)
+        self._thread = None
+
+    def _run(self):
+        try:
+            self._pump()
+        finally:
+            self._store.close()  # this thread's own SQLite connection
+
+    def _pump(self):
+        while True:
+            facts = self._next_facts()
+            is_stopping = any(isinstance(f, _Stop) for f in facts)
+            try:
+                self._apply(facts)
+                if self._is_connected and not is_stopping:
+                    self._fill()
+            except Exception:
+                # A failed batch (disk error, locked database) must not end delivery for good:
+                # the rows are still in the store and the next round tries again.
+                log.exception("outbox round failed; retrying on the next fact or poll")
+            if is_stopping:
+                return
+
+    def _next_facts(self):
+        try:
+            facts = [self._queue.get(timeout=self._poll_s)]
+        except queue.Empty:
+            return []
+        # Take everything already waiting, so one round commits one batch.
+        while True:
+            try:
+                facts.append(self._queue.get_nowait())
+            except queue.Empty:
+                return facts
+
+    def _apply(self, facts):
+        published, dead, acked, replays = [], [], [], []
+        for fact in facts:
+            if isinstance(fact, Published):
+                sent = self._inflight.pop(fact.mid, None)
+                if sent is None:
+                    continue  # a PUBACK for a publish from before the last reconnect
+                self._inflight_ids.discard(sent[0])
+                if fact.reason_code >= FIRST_REFUSAL_CODE:
+                    dead.append((sent[0], fact.reason_code))
+                else:
+                    published.append(sent)
+            elif isinstance(fact, AckReceived):
+                acked.extend(fact.event_ids)
+            elif isinstance(fact, Connected):
+                self._is_connected = True
+                self._forget_inflight()
+            elif isinstance(fact, Disconnected):
+                self._is_connected = False
+                self._forget_inflight()
+            elif isinstance(fact, ReplayRequested):
+                replays.append(fact)
+        if published or dead or acked:
+            # One transaction per round: a commit is an fsync, and a round may hold a whole
+            # window of PUBACKs plus an ack batch.
+            with self._store.atomic():
+                for event_id, sent_at in published:
+                    self._store.mark_published(event_id, sent_at)
+                for event_id, code in dead:
+                    self._store.mark_dead(event_id, code)
+                if acked:
+                    self._store.confirm(acked)
+        for event_id, code in dead:
+            log.error("broker refused event %s with reason code 0x%02x; parked as dead letter "
+                      "(fix the kiosk's ACL or credentials, then send cmd/replay)", event_id, code)
+            if self._when_dead is not None:
+                self._when_dead(event_id, code)
+        for request in replays:
+            count = self._store.replay_dead()
+            if request.done is not None:
+                request.done(count)
+
+    def _forget_inflight(self):
+        # Whatever was handed to paho on the old connection is in doubt: unsent until a PUBACK
+        # on this connection says otherwise (duplicates are the collector's to drop).
+        self._inflight.clear()
+        self._inflight_ids.clear()
+
+    def _fill(self):
+        free = self._window - len(self._inflight)
+        if free <= 0:
+            return
+        now = self._wall()
+        rows = self._store.due_messages(free + len(self._inflight_ids), now - self._resend_after)
+        sent = []
+        for row in rows:
+            if row.event_id in self._inflight_ids:
+                continue
+            mid = self._link.publish(row.topic, row.payload, qos=row.qos)
+            if mid is None:
+                break  # the link just went down; its Disconnected fact is on the way
+            self._inflight[mid] = (row.event_id, now)
+            self._inflight_ids.add(row.event_id)
+            sent.append(row.event_id)
+            if len(self._inflight) >= self._window:
+                break
+        if sent:
+            self._store.mark_sent(sent, now)

@@ -1,0 +1,177 @@
+"""The outbox pump against a real SQLite store and an honest fake link.
+
+The fake link hands out mids and records every publish; the test plays the broker and the
+collector by putting the facts paho would (PUBACK, ack, connect, disconnect). Delivery through a
+real Mosquitto and collector is in test_delivery.py.
+"""
+
+import itertools
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from kiosk.store import Store
+from kiosk.telemetry import topics
+from kiosk.telemetry.mqtt import AckReceived, Connected, Disconnected, Published
+from kiosk.telemetry.outbox import Outbox
+from tests.fixtures.broker import wait_until
+
+KIOSK = "kiosk-a"
+VISIT_TOPIC = topics.kiosk_topic(KIOSK, "visit")
+NOT_AUTHORIZED = 0x87
+
+
+class FakeLink:
+    """Stands in for MqttLink: ``sent`` is the history of (mid, topic, payload) handed over."""
+
+    kiosk_id = KIOSK
+
+    def __init__(self):
+        self.is_connected = True
+        self.sent = []
+        self._mids = itertools.count(1)
+
+    def publish(self, topic, payload, *, qos=1, retain=False):
+        if not self.is_connected:
+            return None
+        mid = next(self._mids)
+        self.sent.append((mid, topic, payload))
+        return mid
+
+    def event_ids(self, sent=None):
+        return [json.loads(payload)["n"] for _, _, payload in (sent or self.sent)]
+
+
+class FakeWall:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def wall():
+    return FakeWall()
+
+
+@pytest.fixture
+def store(tmp_path, wall):
+    opened = Store.open(tmp_path / "data", min_free_mb=1, clock=wall)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def pump(store, wall):
+    """``start(rows, window=50, **kw) -> (outbox, link, event_ids)`` with rows already queued."""
+    started = []
+
+    def start(rows, *, window=50, resend_after_s=60, when_dead=None):
+        ids = [store.enqueue(VISIT_TOPIC, {"n": n}) for n in range(rows)]
+        link = FakeLink()
+        outbox = Outbox(store, window=window, resend_after_s=resend_after_s,
+                        when_dead=when_dead, wall=wall, poll_s=0.02)
+        outbox.start(link)
+        started.append(outbox)
+        return outbox, link, ids
+
+    yield start
+    for outbox in started:
+        outbox.stop()
+
+
+def states(store):
+    M = store.OutboxMessage
+    return {row.event_id: row.state for row in M.select(M.event_id, M.state)}
+
+
+def ack_all(outbox, link, sent):
+    for mid, _, _ in sent:
+        outbox.put(Published(mid, 0))
+
+
+def test_outbox_hands_the_link_no_more_than_the_window(pump):
+    outbox, link, _ = pump(120, window=50)
+    wait_until(lambda: len(link.sent) == 50, "the first window")
+    ack_all(outbox, link, link.sent[:10])
+    wait_until(lambda: len(link.sent) == 60, "ten more after ten PUBACKs")
+    outbox.notify()
+    outbox.stop()
+    assert len(link.sent) == 60
+    assert link.event_ids() == list(range(60))
+
+
+def test_outbox_puback_publishes_and_collector_ack_confirms(pump, store):
+    outbox, link, ids = pump(3)
+    wait_until(lambda: len(link.sent) == 3, "three publishes")
+    ack_all(outbox, link, link.sent)
+    wait_until(lambda: set(states(store).values()) == {"published"}, "rows published")
+    outbox.put(AckReceived(tuple(ids[:2])))
+    wait_until(lambda: states(store)[ids[1]] == "confirmed", "acked rows confirmed")
+    assert states(store) == {ids[0]: "confirmed", ids[1]: "confirmed", ids[2]: "published"}
+
+
+def test_outbox_resends_unconfirmed_rows_after_the_timeout(pump, store, wall):
+    outbox, link, ids = pump(2, resend_after_s=60)
+    wait_until(lambda: len(link.sent) == 2, "first sends")
+    ack_all(outbox, link, link.sent)
+    outbox.put(AckReceived((ids[0],)))
+    wait_until(lambda: states(store)[ids[0]] == "confirmed", "first row confirmed")
+    wall.advance(30)
+    outbox.notify()
+    wait_until(lambda: states(store)[ids[1]] == "published", "second row published")
+    assert len(link.sent) == 2, "resent before resend_after_s"
+    wall.advance(31)
+    wait_until(lambda: len(link.sent) == 3, "the unconfirmed row sent again")
+    assert link.event_ids(link.sent[2:]) == [1]
+
+
+def test_outbox_refused_puback_parks_a_dead_letter_until_replay(pump, store):
+    refused = []
+    outbox, link, ids = pump(2, when_dead=lambda event_id, code: refused.append((event_id, code)))
+    wait_until(lambda: len(link.sent) == 2, "first sends")
+    outbox.put(Published(link.sent[0][0], NOT_AUTHORIZED))
+    outbox.put(Published(link.sent[1][0], 0))
+    wait_until(lambda: states(store)[ids[0]] == "dead", "the refused row dead")
+    assert refused == [(ids[0], NOT_AUTHORIZED)]
+    assert store.outbox_stats().dead == 1
+    replayed = []
+    outbox.replay(replayed.append)
+    wait_until(lambda: replayed, "the replay")
+    assert replayed == [1]
+    wait_until(lambda: len(link.sent) == 3, "the dead letter sent again")
+    assert link.event_ids(link.sent[2:]) == [0]
+
+
+def test_outbox_reconnect_treats_unpubacked_rows_as_unsent(pump, store):
+    outbox, link, ids = pump(4, window=50)
+    wait_until(lambda: len(link.sent) == 4, "first sends")
+    ack_all(outbox, link, link.sent[:1])
+    wait_until(lambda: states(store)[ids[0]] == "published", "first row published")
+    old_mids = [mid for mid, _, _ in link.sent[1:]]
+    outbox.put(Disconnected("keepalive timeout"))
+    outbox.put(Connected(epoch=2, session_present=True))
+    wait_until(lambda: len(link.sent) == 7, "the three un-PUBACKed rows sent again")
+    assert link.event_ids(link.sent[4:]) == [1, 2, 3]
+    # A late PUBACK from the old connection names a mid this connection never used.
+    outbox.put(Published(old_mids[0], 0))
+    ack_all(outbox, link, link.sent[4:])
+    wait_until(lambda: list(states(store).values()).count("published") == 4, "all published")
+
+
+def test_outbox_keeps_rows_pending_while_the_link_is_down(pump, store):
+    outbox, link, ids = pump(0)
+    link.is_connected = False
+    outbox.put(Disconnected("connect failed"))
+    new_id = store.enqueue(VISIT_TOPIC, {"n": 0})
+    outbox.notify()
+    outbox.stop()
+    assert link.sent == []
+    assert states(store) == {new_id: "pending"}
