@@ -1,0 +1,590 @@
+"""The kiosk's durable private store: anonymous visits, their outbox messages, repeat hashes.
+
+One SQLite file (``kiosk.db``) under ``storage.data_dir``, the only place the kiosk writes at run
+time. What it promises, and why:
+
+- A visit and the outbox message that reports it are written in ONE transaction with
+  ``synchronous=FULL``: once :meth:`Store.record_visit` returns (and the thank-you screen shows),
+  the rating survives a power cut and will reach the collector.
+- WAL journal: the main thread (visits) and the outbox thread (delivery state) each get their own
+  connection from peewee and never block each other's reads. SQLite checkpoints the WAL into the
+  main file every ``checkpoint_pages`` pages; :meth:`Store.checkpoint` does a full TRUNCATE
+  checkpoint the runner calls when the kiosk is idle, because ``secure_delete`` zeroes freed
+  pages in the main file but not old page images still sitting in the WAL, and because a WAL
+  that only grows eats the small data partition.
+- Nothing that identifies a citizen is ever stored: no CID, name, address, birth date or photo.
+  The pseudonymous repeat hash lives in ``seen_card`` only, for the repeat window, never joined
+  to a visit, and all of it is deleted at open (its key died with the previous process).
+- Free space is checked before every write; below ``min_free_mb`` the store refuses new rows
+  with :class:`~kiosk.errors.DiskFull` instead of risking the rows it already has.
+
+Schema versions live in ``PRAGMA user_version``; :data:`MIGRATIONS` is the ordered history and
+each step runs in its own transaction together with the version bump.
+"""
+
+import contextlib
+import json
+import os
+import re
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import peewee
+
+from kiosk.errors import DiskFull, StoreError
+
+DB_NAME = "kiosk.db"
+OUTBOX_STATES = ("pending", "published", "confirmed", "dead")
+
+# The VisitRecord fields a visit row copies; repeat_hash is deliberately not among them.
+VISIT_FIELDS = ("outcome", "step", "verified", "expired", "service_id", "copy_answer", "rating",
+                "reason", "language", "duration_s", "age_band", "gender")
+
+_BUSY_TIMEOUT_S = 10  # the other thread's write transactions are milliseconds long
+_IN_CHUNK = 500  # stay far below SQLite's bound-parameter limit
+_THIRTEEN_DIGITS = re.compile(r"\d{13}")
+
+
+# --- schema history ---------------------------------------------------------------------------
+
+
+def _schema_v1(db):
+    """The first schema. Written as SQL, not from the models, so it never changes after release."""
+    for statement in (
+        """CREATE TABLE visit (
+            id INTEGER PRIMARY KEY,
+            event_id TEXT NOT NULL UNIQUE,
+            seq INTEGER NOT NULL UNIQUE,
+            epoch INTEGER NOT NULL,
+            recorded_at TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            step TEXT NOT NULL,
+            verified INTEGER NOT NULL,
+            expired INTEGER,
+            service_id TEXT,
+            copy_answer TEXT,
+            rating INTEGER CHECK (rating IS NULL OR rating BETWEEN 1 AND 5),
+            reason TEXT,
+            language TEXT NOT NULL,
+            duration_s REAL NOT NULL,
+            age_band TEXT,
+            gender TEXT,
+            mode TEXT NOT NULL,
+            confirmed_at TEXT)""",
+        "CREATE INDEX visit_confirmed_at ON visit (confirmed_at)",
+        """CREATE TABLE seen_card (
+            id INTEGER PRIMARY KEY,
+            hash BLOB NOT NULL,
+            seen_at TEXT NOT NULL)""",
+        "CREATE INDEX seen_card_hash ON seen_card (hash)",
+        "CREATE INDEX seen_card_seen_at ON seen_card (seen_at)",
+        """CREATE TABLE outbox_message (
+            id INTEGER PRIMARY KEY,
+            event_id TEXT NOT NULL UNIQUE,
+            topic TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            qos INTEGER NOT NULL CHECK (qos IN (0, 1, 2)),
+            state TEXT NOT NULL
+                CHECK (state IN ('pending', 'published', 'confirmed', 'dead')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            sent_at TEXT,
+            reason_code INTEGER,
+            created_at TEXT NOT NULL)""",
+        "CREATE INDEX outbox_message_state ON outbox_message (state, id)",
+        """CREATE TABLE kiosk_state (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL)""",
+    ):
+        db.execute_sql(statement)
+
+
+# Version N is MIGRATIONS[N - 1]. Append, never edit: kiosks in the field are at every version.
+MIGRATIONS = (_schema_v1,)
+
+
+# --- models (unbound; each Store binds its own subclasses) ------------------------------------
+
+
+class _Model(peewee.Model):
+    class Meta:
+        legacy_table_names = False
+
+
+class Visit(_Model):
+    """One visit: the citizen's answers and how far they got, nothing that identifies them."""
+
+    event_id = peewee.TextField(unique=True)
+    seq = peewee.IntegerField(unique=True)
+    epoch = peewee.IntegerField()
+    recorded_at = peewee.TextField()
+    outcome = peewee.TextField()
+    step = peewee.TextField()
+    verified = peewee.BooleanField()
+    expired = peewee.BooleanField(null=True)
+    service_id = peewee.TextField(null=True)
+    copy_answer = peewee.TextField(null=True)
+    rating = peewee.IntegerField(null=True)
+    reason = peewee.TextField(null=True)
+    language = peewee.TextField()
+    duration_s = peewee.FloatField()
+    age_band = peewee.TextField(null=True)
+    gender = peewee.TextField(null=True)
+    mode = peewee.TextField()
+    confirmed_at = peewee.TextField(null=True)
+
+
+class SeenCard(_Model):
+    """A repeat hash and when it was seen; deliberately not linked to any visit."""
+
+    hash = peewee.BlobField(index=True)
+    seen_at = peewee.TextField(index=True)
+
+
+class OutboxMessage(_Model):
+    """A message that must reach the collector; ``payload`` is the JSON text to publish."""
+
+    event_id = peewee.TextField(unique=True)
+    topic = peewee.TextField()
+    payload = peewee.TextField()
+    qos = peewee.IntegerField()
+    state = peewee.TextField()
+    attempts = peewee.IntegerField(default=0)
+    sent_at = peewee.TextField(null=True)
+    reason_code = peewee.IntegerField(null=True)
+    created_at = peewee.TextField()
+
+
+class KioskState(_Model):
+    """Small durable counters and settings (``seq``, ``epoch``, ...), as text."""
+
+    key = peewee.TextField(primary_key=True)
+    value = peewee.TextField()
+
+
+_MODELS = (Visit, SeenCard, OutboxMessage, KioskState)
+
+
+def _bind(db):
+    # Subclasses per store instead of binding the module's classes: two stores in one process
+    # (a test reopening a file, an ops tool) must never swap each other's database.
+    return {
+        model.__name__: type(model.__name__, (model,), {
+            "__module__": __name__,
+            "Meta": type("Meta", (), {"database": db, "table_name": model._meta.table_name}),
+        })
+        for model in _MODELS
+    }
+
+
+# --- values handed to callers ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A message due for (re)sending; ``payload`` is JSON text ready to publish."""
+
+    event_id: str
+    topic: str
+    payload: str
+    qos: int
+    state: str
+    attempts: int
+    sent_at: str | None
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    """``depth`` counts unconfirmed live messages; age is None when there are none."""
+
+    depth: int
+    oldest_unconfirmed_age_s: float | None
+    dead: int
+
+
+@dataclass(frozen=True)
+class Purged:
+    visits: int
+    messages: int
+    hashes: int
+
+
+# --- time --------------------------------------------------------------------------------------
+
+
+def _utc_now():
+    return datetime.now(UTC)
+
+
+def rfc3339(moment):
+    """RFC 3339 UTC text with milliseconds; one fixed width so text order is time order."""
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        raise ValueError(f"store times must be timezone-aware datetimes, got {moment!r}")
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_rfc3339(text):
+    """The datetime back from :func:`rfc3339` text."""
+    return datetime.fromisoformat(text)
+
+
+def new_event_id():
+    """uuid4 hex, redrawn when it holds 13 digits in a row: that is what a privacy scan of the
+    wire looks for, and about 1 in 25 plain uuid4 hex strings would trip it."""
+    while True:
+        event_id = uuid.uuid4().hex
+        if not _THIRTEEN_DIGITS.search(event_id):
+            return event_id
+
+
+def _is_disk_full(exc):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, sqlite3.Error) and (
+                getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                or "disk is full" in str(exc)):
+            return True
+        # peewee wraps the driver's exception as its first argument.
+        inner = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
+        exc = inner or exc.__cause__ or exc.__context__
+    return False
+
+
+def _chunks(items):
+    items = list(items)
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start:start + _IN_CHUNK]
+
+
+class Store:
+    """The durable store. Create with :meth:`Store.open`.
+
+    Safe to use from several threads: peewee gives each thread its own SQLite connection, and
+    every multi-row change is one transaction. :meth:`close` closes the calling thread's
+    connection, so every thread that used the store calls it when it is done.
+    """
+
+    def __init__(self, db, path, data_dir, *, retention_days, repeat_window_s, min_free_mb,
+                 clock):
+        self._db = db
+        self.path = path
+        self.data_dir = data_dir
+        self.retention_days = retention_days
+        self.repeat_window_s = repeat_window_s
+        self.min_free_mb = min_free_mb
+        self._clock = clock
+        models = _bind(db)
+        self.Visit = models["Visit"]
+        self.SeenCard = models["SeenCard"]
+        self.OutboxMessage = models["OutboxMessage"]
+        self.KioskState = models["KioskState"]
+
+    def __repr__(self):
+        return f"<Store {self.path}>"
+
+    @classmethod
+    def open(cls, data_dir, *, retention_days=30, repeat_window_s=1800, min_free_mb=200,
+             checkpoint_pages=1000, clock=_utc_now, migrations=MIGRATIONS):
+        """Open (creating if needed) the store under ``data_dir`` and bring its schema up to date.
+
+        ``clock`` returns the aware UTC wall time. ``migrations`` is the schema history; only
+        tests pass anything but :data:`MIGRATIONS`. Raises StoreError naming the file when the
+        directory or database is unusable, or was written by a newer kiosk.
+        """
+        data_dir = Path(data_dir)
+        path = data_dir / DB_NAME
+        try:
+            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Created owner-only before SQLite touches it: the -wal and -shm files copy its mode.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot create the kiosk database ({exc.strerror}); "
+                             f"check that storage.data_dir exists and is writable") from exc
+        db = peewee.SqliteDatabase(str(path), timeout=_BUSY_TIMEOUT_S, pragmas=[
+            ("journal_mode", "wal"),
+            ("synchronous", "full"),
+            ("secure_delete", "on"),
+            ("foreign_keys", "on"),
+            ("wal_autocheckpoint", int(checkpoint_pages)),
+        ])
+        store = cls(db, path, data_dir, retention_days=retention_days,
+                    repeat_window_s=repeat_window_s, min_free_mb=min_free_mb, clock=clock)
+        try:
+            with store._guard("open the database"):
+                mode = db.execute_sql("PRAGMA journal_mode").fetchone()[0]
+                if mode != "wal":
+                    raise StoreError(f"{path}: SQLite refused WAL mode (got {mode!r}); the data "
+                                     f"directory must be on a local file system")
+                store._migrate(migrations)
+                with db.atomic("IMMEDIATE"):
+                    # Their key died with the process that wrote them: now they are just noise.
+                    store.SeenCard.delete().execute()
+        except BaseException:
+            db.close()
+            raise
+        return store
+
+    def _migrate(self, migrations):
+        version = self._db.execute_sql("PRAGMA user_version").fetchone()[0]
+        if version > len(migrations):
+            raise StoreError(f"{self.path}: schema version {version} is newer than this kiosk "
+                             f"software knows ({len(migrations)}); install the newer release "
+                             f"or move the file aside")
+        for number, migration in enumerate(migrations[version:], start=version + 1):
+            try:
+                with self._db.atomic("IMMEDIATE"):
+                    migration(self._db)
+                    self._db.execute_sql(f"PRAGMA user_version = {number:d}")
+            except (peewee.DatabaseError, sqlite3.Error) as exc:
+                raise StoreError(f"{self.path}: upgrading the schema to version {number} failed "
+                                 f"({exc}); the file is unchanged at version {number - 1}") from exc
+
+    @property
+    def schema_version(self):
+        return self._db.execute_sql("PRAGMA user_version").fetchone()[0]
+
+    @contextlib.contextmanager
+    def _guard(self, action):
+        """Turn driver errors into StoreError/DiskFull that name the file and the action."""
+        try:
+            yield
+        except (peewee.DatabaseError, sqlite3.Error) as exc:
+            if _is_disk_full(exc):
+                raise DiskFull(f"{self.path}: the disk filled up while trying to {action}; "
+                               f"nothing of it was written and earlier rows are intact. Free "
+                               f"space under {self.data_dir}") from exc
+            raise StoreError(f"{self.path}: cannot {action}: {exc}") from exc
+
+    def atomic(self):
+        """One write transaction for several calls (e.g. a batch of delivery updates)."""
+        return self._db.atomic("IMMEDIATE")
+
+    def close(self):
+        """Close the calling thread's connection."""
+        self._db.close()
+
+    # --- space ----------------------------------------------------------------------------------
+
+    def free_mb(self):
+        usage = os.statvfs(self.data_dir)
+        return usage.f_bavail * usage.f_frsize / (1024 * 1024)
+
+    def has_room(self):
+        """False when free space under the data directory is below ``min_free_mb``."""
+        return self.free_mb() >= self.min_free_mb
+
+    def _require_room(self, action):
+        free = self.free_mb()
+        if free < self.min_free_mb:
+            raise DiskFull(f"{self.data_dir}: only {free:.1f} MB free, below storage.min_free_mb "
+                           f"= {self.min_free_mb}; refusing to {action} so the rows already in "
+                           f"{self.path.name} stay safe. Free space on the data partition")
+
+    # --- visits ---------------------------------------------------------------------------------
+
+    def record_visit(self, record, *, build_payload, mode="production"):
+        """Commit one visit, its seen-card hash and its outbox message in one transaction.
+
+        ``record`` is a :class:`kiosk.flow.VisitRecord`; ``build_payload(visit_row)`` returns
+        ``(topic, payload_dict)`` for the outbox. ``mode`` is the kiosk's ``kiosk.mode``, kept so
+        demo visits can be told apart. Returns the visit row (``seq``, ``event_id``,
+        ``recorded_at`` ... filled in). Raises DiskFull without writing anything when space is
+        short.
+        """
+        self._require_room("record a visit")
+        now = rfc3339(self._clock())
+        # Enum members (flow.Screen) are stored as their plain value.
+        fields = {name: getattr(value, "value", value)
+                  for name, value in ((name, getattr(record, name)) for name in VISIT_FIELDS)}
+        repeat_hash = getattr(record, "repeat_hash", None)
+        with self._guard("record a visit"), self._db.atomic("IMMEDIATE"):
+            visit = self.Visit.create(
+                event_id=new_event_id(), seq=self._bump("seq"), epoch=self._get_int("epoch"),
+                recorded_at=now, mode=mode, **fields)
+            if repeat_hash:
+                self.SeenCard.create(hash=bytes(repeat_hash), seen_at=now)
+            topic, payload = build_payload(visit)
+            self._insert_message(visit.event_id, topic, payload, 1, now)
+        return visit
+
+    def is_repeat(self, repeat_hashes):
+        """True when any of the hashes (one ``bytes`` or several) was seen within the window."""
+        if isinstance(repeat_hashes, (bytes, bytearray)):
+            repeat_hashes = (repeat_hashes,)
+        hashes = [bytes(candidate) for candidate in repeat_hashes if candidate]
+        if not hashes:
+            return False
+        cutoff = rfc3339(self._clock() - timedelta(seconds=self.repeat_window_s))
+        with self._guard("look up a repeat card"):
+            return (self.SeenCard.select()
+                    .where(self.SeenCard.hash.in_(hashes), self.SeenCard.seen_at >= cutoff)
+                    .exists())
+
+    def next_epoch(self):
+        """A new, higher epoch (persisted); the link takes one on every connect."""
+        with self._guard("advance the epoch"), self._db.atomic("IMMEDIATE"):
+            return self._bump("epoch")
+
+    def current_epoch(self):
+        with self._guard("read the epoch"):
+            return self._get_int("epoch")
+
+    def get_state(self, key, default=None):
+        """A small durable value (text) kept across restarts."""
+        with self._guard(f"read state {key!r}"):
+            row = self.KioskState.get_or_none(self.KioskState.key == key)
+        return default if row is None else row.value
+
+    def set_state(self, key, value):
+        self._require_room(f"save state {key!r}")
+        with self._guard(f"save state {key!r}"):
+            (self.KioskState.insert(key=key, value=str(value))
+             .on_conflict_replace().execute())
+
+    def _get_int(self, key):
+        row = self.KioskState.get_or_none(self.KioskState.key == key)
+        return 0 if row is None else int(row.value)
+
+    def _bump(self, key):
+        # Callers hold a write transaction, so read-then-write cannot interleave.
+        value = self._get_int(key) + 1
+        self.KioskState.insert(key=key, value=str(value)).on_conflict_replace().execute()
+        return value
+
+    # --- outbox (the outbox thread) --------------------------------------------------------------
+
+    def enqueue(self, topic, payload, qos=1, event_id=None):
+        """Queue a non-visit message that must survive a restart; returns its event id.
+
+        Enqueuing an event id that is already queued changes nothing.
+        """
+        self._require_room(f"queue a message for {topic}")
+        event_id = event_id or new_event_id()
+        with self._guard(f"queue a message for {topic}"), self._db.atomic("IMMEDIATE"):
+            self._insert_message(event_id, topic, payload, qos, rfc3339(self._clock()))
+        return event_id
+
+    def _insert_message(self, event_id, topic, payload, qos, now):
+        (self.OutboxMessage.insert(event_id=event_id, topic=topic,
+                                   payload=self._json_text(topic, payload), qos=qos,
+                                   state="pending", attempts=0, created_at=now)
+         .on_conflict_ignore().execute())
+
+    def _json_text(self, topic, payload):
+        """JSON text from a dict, or from JSON already encoded as bytes or str (as
+        ``kiosk.telemetry.topics`` builds it), checked so the pump never sends garbage."""
+        try:
+            if isinstance(payload, bytes | bytearray):
+                payload = bytes(payload).decode("utf-8")
+            if isinstance(payload, str):
+                json.loads(payload)
+                return payload
+            return json.dumps(payload, ensure_ascii=False, separators=(",", ":"),
+                              allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"{self.path}: the payload for {topic} is not JSON ({exc}); fix "
+                             f"the payload builder") from exc
+
+    def due_messages(self, limit, resend_before):
+        """Oldest first: every pending message, and published ones last sent before
+        ``resend_before`` (the collector never confirmed them)."""
+        M = self.OutboxMessage
+        cutoff = rfc3339(resend_before)
+        with self._guard("read the outbox"):
+            rows = (M.select()
+                    .where((M.state == "pending")
+                           | ((M.state == "published") & (M.sent_at < cutoff)))
+                    .order_by(M.id).limit(int(limit)))
+            return [OutboxItem(row.event_id, row.topic, row.payload, row.qos, row.state,
+                               row.attempts, row.sent_at) for row in rows]
+
+    def mark_sent(self, event_ids, at):
+        """The messages were handed to the broker link at ``at``: count the attempt."""
+        M = self.OutboxMessage
+        sent_at = rfc3339(at)
+        changed = 0
+        with self._guard("record a send"), self._db.atomic("IMMEDIATE"):
+            for chunk in _chunks(event_ids):
+                changed += (M.update(attempts=M.attempts + 1, sent_at=sent_at)
+                            .where(M.event_id.in_(chunk), M.state.in_(("pending", "published")))
+                            .execute())
+        return changed
+
+    def mark_published(self, event_id, sent_at):
+        """The broker accepted the message (PUBACK); it now waits for the collector's ack."""
+        M = self.OutboxMessage
+        with self._guard(f"mark {event_id} published"):
+            return bool(M.update(state="published", sent_at=rfc3339(sent_at))
+                        .where(M.event_id == event_id, M.state.in_(("pending", "published")))
+                        .execute())
+
+    def mark_dead(self, event_id, reason_code):
+        """The broker refused the message; park it until :meth:`replay_dead`."""
+        M = self.OutboxMessage
+        with self._guard(f"mark {event_id} dead"):
+            return bool(M.update(state="dead", reason_code=int(reason_code))
+                        .where(M.event_id == event_id, M.state.in_(("pending", "published")))
+                        .execute())
+
+    def confirm(self, event_ids):
+        """The collector has these: confirm their messages and visits. Returns how many messages
+        were newly confirmed; repeated and unknown ids change nothing."""
+        M, V = self.OutboxMessage, self.Visit
+        now = rfc3339(self._clock())
+        changed = 0
+        with self._guard("confirm delivered messages"), self._db.atomic("IMMEDIATE"):
+            for chunk in _chunks(event_ids):
+                changed += (M.update(state="confirmed")
+                            .where(M.event_id.in_(chunk), M.state != "confirmed").execute())
+                (V.update(confirmed_at=now)
+                 .where(V.event_id.in_(chunk), V.confirmed_at.is_null()).execute())
+        return changed
+
+    def replay_dead(self):
+        """Dead letters go back to pending (after the ACL or credentials were fixed)."""
+        M = self.OutboxMessage
+        with self._guard("replay dead messages"):
+            return (M.update(state="pending", reason_code=None, sent_at=None)
+                    .where(M.state == "dead").execute())
+
+    def outbox_stats(self):
+        M = self.OutboxMessage
+        live = M.state.in_(("pending", "published"))
+        with self._guard("count the outbox"):
+            depth = M.select().where(live).count()
+            oldest = M.select(peewee.fn.MIN(M.created_at)).where(live).scalar()
+            dead = M.select().where(M.state == "dead").count()
+        age = None
+        if oldest is not None:
+            age = max(0.0, (self._clock() - parse_rfc3339(oldest)).total_seconds())
+        return OutboxStats(depth=depth, oldest_unconfirmed_age_s=age, dead=dead)
+
+    # --- housekeeping ---------------------------------------------------------------------------
+
+    def purge(self, now=None):
+        """Delete what no longer needs keeping: visits confirmed more than ``retention_days``
+        ago, confirmed messages, and repeat hashes outside the window."""
+        now = now or self._clock()
+        visits_before = rfc3339(now - timedelta(days=self.retention_days))
+        hashes_before = rfc3339(now - timedelta(seconds=self.repeat_window_s))
+        V, M, S = self.Visit, self.OutboxMessage, self.SeenCard
+        with self._guard("purge old rows"), self._db.atomic("IMMEDIATE"):
+            visits = V.delete().where(V.confirmed_at < visits_before).execute()
+            messages = M.delete().where(M.state == "confirmed").execute()
+            # A hash stamped in the future means the clock stepped back: it cannot be trusted.
+            hashes = S.delete().where((S.seen_at < hashes_before)
+                                      | (S.seen_at > rfc3339(now))).execute()
+        return Purged(visits=visits, messages=messages, hashes=hashes)
+
+    def checkpoint(self):
+        """Copy the WAL into the main file and truncate it; call when idle.
+
+        Returns False when another connection's reader kept part of the WAL (try again later).
+        """
+        with self._guard("checkpoint the WAL"):
+            busy, _log, _done = self._db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return busy == 0

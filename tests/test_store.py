@@ -1,0 +1,675 @@
+"""The store on real SQLite files: visits, outbox delivery state, repeat hashes, durability."""
+
+import json
+import os
+import select
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from kiosk.errors import DiskFull, StoreError
+from kiosk.store import DB_NAME, MIGRATIONS, OutboxStats, Store, new_event_id, rfc3339
+
+REPO = Path(__file__).resolve().parents[1]
+VISIT_TOPIC = "citizeninfo/v1/kiosk/k1/visit"
+T0 = datetime(2025, 3, 1, 2, 0, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Record:
+    """Same fields as kiosk.flow.VisitRecord (the contract in docs/architecture.md)."""
+
+    outcome: str = "completed"
+    step: str = "thank_you"
+    verified: bool = True
+    expired: bool | None = False
+    service_id: str | None = "id_card_renewal"
+    copy_answer: str | None = "none"
+    rating: int | None = 4
+    reason: str | None = None
+    language: str = "th"
+    duration_s: float = 21.5
+    age_band: str | None = None
+    gender: str | None = None
+    repeat_hash: bytes | None = None
+
+
+class WallClock:
+    """The store's UTC wall clock, driven by the test."""
+
+    def __init__(self, now=T0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, **delta):
+        self.now += timedelta(**delta)
+
+
+def build_payload(row):
+    """Like the runner's builder: explicit visit fields only, never the whole row."""
+    return VISIT_TOPIC, {
+        "schema": 1, "event_id": row.event_id, "seq": row.seq, "epoch": row.epoch,
+        "mode": row.mode, "outcome": row.outcome, "step": row.step, "verified": row.verified,
+        "expired": row.expired, "service_id": row.service_id, "copy_answer": row.copy_answer,
+        "rating": row.rating, "reason": row.reason, "language": row.language,
+        "duration_s": round(row.duration_s, 1), "age_band": row.age_band, "gender": row.gender,
+        "at": row.recorded_at, "clock_synced": True,
+    }
+
+
+@pytest.fixture
+def clock():
+    return WallClock()
+
+
+@pytest.fixture
+def store(tmp_path, clock):
+    store = Store.open(tmp_path / "data", clock=clock)
+    yield store
+    store.close()
+
+
+# --- visits -----------------------------------------------------------------------------------
+
+
+def test_store_record_visit_writes_visit_hash_and_outbox_together(store, clock):
+    visit = store.record_visit(Record(repeat_hash=b"\x01" * 32), build_payload=build_payload)
+    assert visit.seq == 1
+    assert len(visit.event_id) == 32 and int(visit.event_id, 16) >= 0
+    assert visit.recorded_at == "2025-03-01T02:00:00.000Z"
+    assert (visit.rating, visit.language, visit.mode) == (4, "th", "production")
+    assert visit.confirmed_at is None
+    [message] = store.due_messages(10, clock())
+    assert (message.event_id, message.topic, message.state, message.qos) == (
+        visit.event_id, VISIT_TOPIC, "pending", 1)
+    assert json.loads(message.payload)["seq"] == 1
+    assert store.is_repeat(b"\x01" * 32)
+
+
+def test_store_visit_table_has_no_identity_or_hash_column(store):
+    columns = {field.column_name for field in store.Visit._meta.sorted_fields}
+    on_disk = {row[1] for row in sqlite3.connect(store.path).execute("PRAGMA table_info(visit)")}
+    assert columns == on_disk
+    forbidden = {"cid", "citizen_id", "name", "name_th", "name_en", "address", "birth_date",
+                 "dob", "photo", "hash", "repeat_hash"}
+    assert not on_disk & forbidden
+
+
+def test_store_enum_fields_stored_as_plain_text(store):
+    from enum import Enum
+
+    class Screen(str, Enum):
+        RATING = "rating"
+
+    visit = store.record_visit(Record(outcome="abandoned", step=Screen.RATING, rating=None),
+                               build_payload=build_payload)
+    assert store.Visit.get_by_id(visit.id).step == "rating"
+
+
+def test_store_bad_rating_rejected_without_writing(store, clock):
+    store.record_visit(Record(), build_payload=build_payload)
+    with pytest.raises(StoreError, match=f"{DB_NAME}.*rating"):
+        store.record_visit(Record(rating=9), build_payload=build_payload)
+    assert store.Visit.select().count() == 1
+    assert len(store.due_messages(10, clock())) == 1
+    assert store.record_visit(Record(), build_payload=build_payload).seq == 2
+
+
+def test_store_payload_builder_failure_leaves_nothing_half_written(store, clock):
+    def broken(row):
+        return VISIT_TOPIC, {"at": object()}
+
+    with pytest.raises(StoreError, match=f"payload for {VISIT_TOPIC} is not JSON"):
+        store.record_visit(Record(repeat_hash=b"\x02" * 32), build_payload=broken)
+    assert store.Visit.select().count() == 0
+    assert store.due_messages(10, clock()) == []
+    assert not store.is_repeat(b"\x02" * 32)
+
+
+def test_store_accepts_payload_already_encoded(store, clock):
+    def encoded(row):
+        return VISIT_TOPIC, json.dumps({"event_id": row.event_id, "name": "ทดสอบ"}).encode()
+
+    store.record_visit(Record(), build_payload=encoded)
+    [message] = store.due_messages(1, clock())
+    assert json.loads(message.payload)["name"] == "ทดสอบ"
+
+
+def test_store_seq_and_epoch_survive_reopen(tmp_path, clock):
+    data = tmp_path / "data"
+    first = Store.open(data, clock=clock)
+    assert first.current_epoch() == 0
+    assert [first.next_epoch(), first.next_epoch()] == [1, 2]
+    seqs = [first.record_visit(Record(), build_payload=build_payload).seq for _ in range(3)]
+    first.close()
+    second = Store.open(data, clock=clock)
+    try:
+        assert seqs == [1, 2, 3]
+        assert second.current_epoch() == 2
+        assert second.next_epoch() == 3
+        visit = second.record_visit(Record(), build_payload=build_payload)
+        assert (visit.seq, visit.epoch) == (4, 3)
+    finally:
+        second.close()
+
+
+def test_store_small_state_values_survive_reopen(tmp_path, clock):
+    first = Store.open(tmp_path, clock=clock)
+    assert first.get_state("config_hash", "none") == "none"
+    first.set_state("config_hash", "ab12")
+    first.set_state("config_hash", "cd34")
+    first.close()
+    second = Store.open(tmp_path, clock=clock)
+    assert second.get_state("config_hash") == "cd34"
+    second.close()
+
+
+def test_store_event_ids_never_hold_thirteen_digits(monkeypatch):
+    draws = iter([uuid.UUID("12345678-9012-4345-8abc-def012345678"),
+                  uuid.UUID("abcdefab-cdef-4abc-8def-abcdefabcdef")])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))
+    assert new_event_id() == "abcdefabcdef4abc8defabcdefabcdef"
+
+
+def test_store_files_are_owner_only(tmp_path, clock):
+    store = Store.open(tmp_path / "fresh", clock=clock)
+    store.record_visit(Record(), build_payload=build_payload)
+    try:
+        assert stat.S_IMODE((tmp_path / "fresh").stat().st_mode) == 0o700
+        for name in (DB_NAME, DB_NAME + "-wal"):
+            assert stat.S_IMODE((tmp_path / "fresh" / name).stat().st_mode) == 0o600
+    finally:
+        store.close()
+
+
+def test_store_pragmas_hold_on_every_threads_connection(store):
+    seen = {}
+
+    def read_pragmas():
+        seen["worker"] = [store._db.execute_sql(f"PRAGMA {name}").fetchone()[0]
+                          for name in ("journal_mode", "synchronous", "secure_delete",
+                                       "foreign_keys")]
+        store.close()
+
+    worker = threading.Thread(target=read_pragmas)
+    worker.start()
+    worker.join(timeout=30)
+    assert seen["worker"] == ["wal", 2, 1, 1]
+
+
+def test_store_not_a_database_named_and_left_alone(tmp_path):
+    (tmp_path / DB_NAME).write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match=f"{tmp_path / DB_NAME}"):
+        Store.open(tmp_path)
+    assert (tmp_path / DB_NAME).read_bytes() == b"this is not sqlite" * 100
+
+
+def test_store_unwritable_data_dir_named(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="storage.data_dir"):
+        Store.open(blocker / "data")
+
+
+# --- repeat hashes ----------------------------------------------------------------------------
+
+
+def test_store_repeat_within_window_only(tmp_path, clock):
+    store = Store.open(tmp_path, repeat_window_s=600, clock=clock)
+    try:
+        store.record_visit(Record(repeat_hash=b"\x03" * 32), build_payload=build_payload)
+        clock.advance(seconds=599)
+        assert store.is_repeat((b"\x09" * 32, b"\x03" * 32))
+        assert not store.is_repeat((b"\x09" * 32,))
+        assert not store.is_repeat(())
+        clock.advance(seconds=2)
+        assert not store.is_repeat(b"\x03" * 32)
+    finally:
+        store.close()
+
+
+def test_store_purge_drops_hashes_outside_window(tmp_path, clock):
+    store = Store.open(tmp_path, repeat_window_s=600, clock=clock)
+    try:
+        store.record_visit(Record(repeat_hash=b"\x04" * 32), build_payload=build_payload)
+        clock.advance(seconds=300)
+        store.record_visit(Record(repeat_hash=b"\x05" * 32), build_payload=build_payload)
+        clock.advance(seconds=400)
+        assert store.purge().hashes == 1
+        assert store.SeenCard.select().count() == 1
+        # The clock stepped back (NTP on a Pi without RTC): future-stamped hashes go too.
+        assert store.purge(now=T0 - timedelta(hours=1)).hashes == 1
+        assert store.SeenCard.select().count() == 0
+    finally:
+        store.close()
+
+
+def test_store_hashes_forgotten_at_reopen(tmp_path, clock):
+    store = Store.open(tmp_path, clock=clock)
+    store.record_visit(Record(repeat_hash=b"\x06" * 32), build_payload=build_payload)
+    store.close()
+    store = Store.open(tmp_path, clock=clock)
+    try:
+        assert not store.is_repeat(b"\x06" * 32)
+        assert store.SeenCard.select().count() == 0
+        assert store.Visit.select().count() == 1
+    finally:
+        store.close()
+
+
+# --- outbox -----------------------------------------------------------------------------------
+
+
+def test_store_outbox_pending_published_resent_confirmed(store, clock):
+    visit = store.record_visit(Record(), build_payload=build_payload)
+    sent = clock()
+    assert store.mark_sent([visit.event_id], sent) == 1
+    # Pending rows are always due: the pump skips the ones it has in flight itself.
+    assert [m.attempts for m in store.due_messages(10, sent - timedelta(seconds=60))] == [1]
+    assert store.mark_published(visit.event_id, sent)
+    assert store.due_messages(10, sent) == []  # sent at exactly resend_before: not yet
+    [due] = store.due_messages(10, sent + timedelta(milliseconds=1))
+    assert (due.state, due.attempts, due.sent_at) == ("published", 1, rfc3339(sent))
+    store.mark_sent([visit.event_id], sent + timedelta(seconds=30))
+    assert store.due_messages(10, sent + timedelta(seconds=30)) == []
+    assert store.confirm([visit.event_id]) == 1
+    assert store.due_messages(10, sent + timedelta(days=1)) == []
+    assert store.Visit.get_by_id(visit.id).confirmed_at == rfc3339(clock())
+
+
+def test_store_confirm_is_idempotent_and_ignores_unknown_ids(store, clock):
+    a = store.record_visit(Record(), build_payload=build_payload)
+    b = store.record_visit(Record(), build_payload=build_payload)
+    assert store.confirm([a.event_id, "not-an-event"]) == 1
+    first_confirmed_at = store.Visit.get_by_id(a.id).confirmed_at
+    clock.advance(minutes=5)
+    assert store.confirm([a.event_id]) == 0
+    assert store.Visit.get_by_id(a.id).confirmed_at == first_confirmed_at
+    assert store.Visit.get_by_id(b.id).confirmed_at is None
+    assert store.outbox_stats().depth == 1
+
+
+def test_store_late_puback_does_not_undo_confirmation(store, clock):
+    visit = store.record_visit(Record(), build_payload=build_payload)
+    store.confirm([visit.event_id])
+    assert not store.mark_published(visit.event_id, clock())
+    assert not store.mark_dead(visit.event_id, 0x87)
+    assert store.OutboxMessage.get(store.OutboxMessage.event_id == visit.event_id).state == \
+        "confirmed"
+
+
+def test_store_dead_letters_parked_and_replayed(store, clock):
+    visit = store.record_visit(Record(), build_payload=build_payload)
+    store.mark_sent([visit.event_id], clock())
+    assert store.mark_dead(visit.event_id, 0x87)
+    assert store.due_messages(10, clock() + timedelta(days=1)) == []
+    assert store.outbox_stats() == OutboxStats(depth=0, oldest_unconfirmed_age_s=None, dead=1)
+    row = store.OutboxMessage.get(store.OutboxMessage.event_id == visit.event_id)
+    assert row.reason_code == 0x87
+    assert store.replay_dead() == 1
+    [due] = store.due_messages(10, clock())
+    assert (due.state, due.sent_at, due.attempts) == ("pending", None, 1)
+    assert store.replay_dead() == 0
+
+
+def test_store_due_messages_oldest_first_with_limit(store, clock):
+    ids = []
+    for _ in range(4):
+        ids.append(store.record_visit(Record(), build_payload=build_payload).event_id)
+        clock.advance(seconds=1)
+    store.mark_sent(ids[:2], T0)
+    store.mark_published(ids[0], T0)
+    store.mark_published(ids[1], T0 + timedelta(minutes=10))
+    assert [m.event_id for m in store.due_messages(10, T0 + timedelta(minutes=1))] == \
+        [ids[0], ids[2], ids[3]]
+    assert [m.event_id for m in store.due_messages(2, T0 + timedelta(minutes=1))] == ids[0:3:2]
+
+
+def test_store_enqueue_survives_and_is_idempotent(tmp_path, clock):
+    store = Store.open(tmp_path, clock=clock)
+    event_id = store.enqueue("citizeninfo/v1/kiosk/k1/reply", {"ok": True}, event_id="r-1")
+    assert event_id == "r-1"
+    store.enqueue("citizeninfo/v1/kiosk/k1/reply", {"ok": False}, event_id="r-1")
+    generated = store.enqueue("citizeninfo/v1/kiosk/k1/pin", {"x": 1}, qos=0)
+    store.close()
+    store = Store.open(tmp_path, clock=clock)
+    try:
+        due = {m.event_id: m for m in store.due_messages(10, clock())}
+        assert set(due) == {"r-1", generated}
+        assert json.loads(due["r-1"].payload) == {"ok": True}
+        assert due[generated].qos == 0
+    finally:
+        store.close()
+
+
+def test_store_outbox_stats_counts_and_age(store, clock):
+    assert store.outbox_stats() == OutboxStats(depth=0, oldest_unconfirmed_age_s=None, dead=0)
+    a = store.record_visit(Record(), build_payload=build_payload)
+    clock.advance(seconds=30)
+    b = store.record_visit(Record(), build_payload=build_payload)
+    clock.advance(seconds=45)
+    store.mark_published(b.event_id, clock())
+    assert store.outbox_stats() == OutboxStats(depth=2, oldest_unconfirmed_age_s=75.0, dead=0)
+    store.confirm([a.event_id])
+    assert store.outbox_stats() == OutboxStats(depth=1, oldest_unconfirmed_age_s=45.0, dead=0)
+
+
+def test_store_purge_keeps_unconfirmed_and_recently_confirmed(tmp_path, clock):
+    store = Store.open(tmp_path, retention_days=30, clock=clock)
+    try:
+        old = store.record_visit(Record(), build_payload=build_payload)
+        unconfirmed = store.record_visit(Record(), build_payload=build_payload)
+        store.confirm([old.event_id])
+        clock.advance(days=29)
+        late = store.record_visit(Record(), build_payload=build_payload)
+        store.confirm([late.event_id])
+        purged = store.purge()
+        assert (purged.visits, purged.messages) == (0, 2)
+        assert store.outbox_stats().depth == 1
+        clock.advance(days=1, seconds=1)
+        assert store.purge().visits == 1
+        remaining = {v.event_id for v in store.Visit.select()}
+        assert remaining == {unconfirmed.event_id, late.event_id}
+        clock.advance(days=365)
+        assert store.purge().visits == 1
+        assert [v.event_id for v in store.Visit.select()] == [unconfirmed.event_id]
+    finally:
+        store.close()
+
+
+def test_store_checkpoint_empties_the_wal(store):
+    for _ in range(5):
+        store.record_visit(Record(), build_payload=build_payload)
+    wal = Path(f"{store.path}-wal")
+    assert wal.stat().st_size > 0
+    assert store.checkpoint()
+    assert wal.stat().st_size == 0
+    assert store.Visit.select().count() == 5
+
+
+def test_store_times_must_be_aware(store):
+    with pytest.raises(ValueError, match="timezone-aware"):
+        store.due_messages(10, datetime(2025, 1, 1))
+
+
+# --- threads ----------------------------------------------------------------------------------
+
+
+def test_store_main_and_outbox_threads_work_at_once(store, clock):
+    """The runner records visits while the pump sends and confirms them on its own connection."""
+    total = 60
+    recorded = threading.Event()
+    errors = []
+
+    def pump():
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                due = store.due_messages(20, T0)
+                ids = [m.event_id for m in due]
+                if ids:
+                    store.mark_sent(ids, T0)
+                    with store.atomic():
+                        for event_id in ids:
+                            store.mark_published(event_id, T0)
+                        store.confirm(ids)
+                elif recorded.is_set():
+                    return
+        except Exception as exc:  # reported on the main thread below
+            errors.append(exc)
+        finally:
+            store.close()
+
+    worker = threading.Thread(target=pump)
+    worker.start()
+    try:
+        for _ in range(total):
+            store.record_visit(Record(), build_payload=build_payload)
+    finally:
+        recorded.set()
+        worker.join(timeout=150)
+    assert not worker.is_alive()
+    assert errors == []
+    assert store.Visit.select().where(store.Visit.confirmed_at.is_null()).count() == 0
+    assert store.Visit.select().count() == total
+    assert store.outbox_stats().depth == 0
+
+
+def test_store_threads_have_separate_connections(store, clock):
+    """An open transaction on the main thread is invisible to, and does not block, the pump."""
+    store.record_visit(Record(), build_payload=build_payload)
+    seen = []
+    with store.atomic():
+        store.record_visit(Record(), build_payload=build_payload)
+
+        def look():
+            seen.append(len(store.due_messages(10, clock())))
+            store.close()
+
+        worker = threading.Thread(target=look)
+        worker.start()
+        worker.join(timeout=30)
+        assert not worker.is_alive()
+    assert seen == [1]
+    assert len(store.due_messages(10, clock())) == 2
+
+
+# --- migrations -------------------------------------------------------------------------------
+
+
+def _add_kiosk_note(db):
+    db.execute_sql("ALTER TABLE visit ADD COLUMN note TEXT")
+    db.execute_sql("UPDATE visit SET note = 'from v1'")
+
+
+def _broken_v3(db):
+    db.execute_sql("CREATE TABLE half_done (x INTEGER)")
+    db.execute_sql("THIS IS NOT SQL")
+
+
+def test_store_migrations_upgrade_in_order_keeping_data(tmp_path, clock):
+    store = Store.open(tmp_path, clock=clock)
+    assert store.schema_version == 1
+    visit = store.record_visit(Record(), build_payload=build_payload)
+    store.close()
+    store = Store.open(tmp_path, clock=clock, migrations=MIGRATIONS + (_add_kiosk_note,))
+    try:
+        assert store.schema_version == 2
+        note = store._db.execute_sql("SELECT note FROM visit WHERE event_id = ?",
+                                     (visit.event_id,)).fetchone()[0]
+        assert note == "from v1"
+        assert store.record_visit(Record(), build_payload=build_payload).seq == 2
+    finally:
+        store.close()
+
+
+def test_store_failed_migration_rolls_back_and_names_file(tmp_path, clock):
+    Store.open(tmp_path, clock=clock, migrations=MIGRATIONS + (_add_kiosk_note,)).close()
+    with pytest.raises(StoreError, match=f"{DB_NAME}: upgrading the schema to version 3 failed"):
+        Store.open(tmp_path, clock=clock,
+                   migrations=MIGRATIONS + (_add_kiosk_note, _broken_v3))
+    with sqlite3.connect(tmp_path / DB_NAME) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert "half_done" not in tables
+
+
+def test_store_newer_schema_refused(tmp_path, clock):
+    Store.open(tmp_path, clock=clock, migrations=MIGRATIONS + (_add_kiosk_note,)).close()
+    with pytest.raises(StoreError, match="schema version 2 is newer"):
+        Store.open(tmp_path, clock=clock)
+
+
+# --- durability -------------------------------------------------------------------------------
+
+_WRITER = """
+import sys
+from dataclasses import dataclass
+from kiosk.store import Store
+
+@dataclass(frozen=True)
+class Record:
+    outcome: str = "completed"
+    step: str = "thank_you"
+    verified: bool = True
+    expired: bool = False
+    service_id: str = "svc"
+    copy_answer: str = "none"
+    rating: int = 5
+    reason: str = None
+    language: str = "en"
+    duration_s: float = 9.0
+    age_band: str = None
+    gender: str = None
+    repeat_hash: bytes = b"\\x07" * 32
+
+store = Store.open(sys.argv[1])
+while True:
+    row = store.record_visit(Record(), build_payload=lambda r: ("t", {"seq": r.seq}))
+    print(row.seq, row.event_id, flush=True)
+"""
+
+
+def test_store_every_committed_visit_survives_sigkill(tmp_path):
+    data = tmp_path / "data"
+    child = subprocess.Popen([sys.executable, "-c", _WRITER, str(data)], cwd=REPO,
+                             env={**os.environ, "PYTHONPATH": str(REPO)},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    committed = {}
+    try:
+        deadline = time.monotonic() + 60
+        while len(committed) < 40 and time.monotonic() < deadline:
+            ready, _, _ = select.select([child.stdout], [], [], 1)
+            if ready:
+                line = child.stdout.readline()
+                if not line:
+                    break
+                seq, event_id = line.split()
+                committed[int(seq)] = event_id
+        # Killed while it is in the middle of its next transactions.
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stdout.close()
+        stderr = child.stderr.read()
+        child.stderr.close()
+    assert len(committed) >= 40, stderr
+    assert child.returncode == -signal.SIGKILL
+    store = Store.open(data)
+    try:
+        assert store._db.execute_sql("PRAGMA integrity_check").fetchone()[0] == "ok"
+        on_disk = {v.seq: v.event_id for v in store.Visit.select()}
+        assert committed.items() <= on_disk.items()
+        messages = {m.event_id for m in store.OutboxMessage.select()}
+        assert set(on_disk.values()) == messages
+        after = store.record_visit(Record(), build_payload=build_payload)
+        assert after.seq == max(on_disk) + 1
+    finally:
+        store.close()
+
+
+# --- disk full --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A 2 MB tmpfs: a data partition that really fills up."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tiny tmpfs here: {result.stderr.strip() or result.returncode}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def fill(path, leave_bytes=0):
+    """Write a ballast file until at most ``leave_bytes`` are free (or the disk refuses)."""
+    chunk = b"\0" * 4096
+    with open(path, "wb") as ballast:
+        try:
+            while True:
+                usage = os.statvfs(path.parent)
+                if usage.f_bavail * usage.f_frsize <= leave_bytes:
+                    return
+                ballast.write(chunk)
+                ballast.flush()
+        except OSError:
+            return
+
+
+def test_store_refuses_below_free_space_floor_keeping_visits(tiny_fs):
+    data = tiny_fs / "data"
+    store = Store.open(data, min_free_mb=1, checkpoint_pages=50)
+    recorded = [store.record_visit(Record(), build_payload=build_payload).event_id
+                for _ in range(5)]
+    assert store.has_room()
+    fill(tiny_fs / "ballast", leave_bytes=512 * 1024)
+    assert not store.has_room()
+    with pytest.raises(DiskFull, match=r"storage.min_free_mb = 1") as caught:
+        store.record_visit(Record(), build_payload=build_payload)
+    assert str(data) in str(caught.value)
+    with pytest.raises(DiskFull):
+        store.enqueue("citizeninfo/v1/kiosk/k1/reply", {"ok": True})
+    assert store.Visit.select().count() == 5
+    (tiny_fs / "ballast").unlink()
+    assert store.has_room()
+    store.record_visit(Record(), build_payload=build_payload)
+    store.close()
+    reopened = Store.open(data, min_free_mb=1)
+    try:
+        assert recorded == [v.event_id for v in reopened.Visit.select().order_by(
+            reopened.Visit.seq)][:5]
+        assert reopened.Visit.select().count() == 6
+    finally:
+        reopened.close()
+
+
+def test_store_disk_really_full_raises_diskfull_and_loses_nothing(tiny_fs):
+    data = tiny_fs / "data"
+    store = Store.open(data, min_free_mb=0, checkpoint_pages=50)
+    for _ in range(3):
+        store.record_visit(Record(), build_payload=build_payload)
+    assert store.checkpoint()  # the next visit has to grow the WAL
+    fill(tiny_fs / "ballast")
+    with pytest.raises(DiskFull, match=f"{DB_NAME}: the disk filled up while trying to record"):
+        for _ in range(50):  # a page or two may still fit in the last partial block
+            store.record_visit(Record(rating=1), build_payload=build_payload)
+    assert store.Visit.select().where(store.Visit.rating == 4).count() == 3
+    (tiny_fs / "ballast").unlink()
+    store.record_visit(Record(rating=5), build_payload=build_payload)
+    store.close()
+    reopened = Store.open(data, min_free_mb=0)
+    try:
+        assert reopened._db.execute_sql("PRAGMA integrity_check").fetchone()[0] == "ok"
+        ratings = [v.rating for v in reopened.Visit.select().order_by(reopened.Visit.seq)]
+        assert ratings[:3] == [4, 4, 4] and ratings[-1] == 5
+        seqs = [v.seq for v in reopened.Visit.select().order_by(reopened.Visit.seq)]
+        assert seqs == list(range(1, len(seqs) + 1))
+    finally:
+        reopened.close()
+
+
+def test_store_record_double_matches_flow_visit_record():
+    """The test double must stay field-for-field the flow's VisitRecord."""
+    from kiosk.flow import VisitRecord
+
+    assert [f.name for f in fields(Record)] == [f.name for f in fields(VisitRecord)]
