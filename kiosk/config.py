@@ -11,7 +11,6 @@ Every problem is reported at once as ``section.key: message`` naming the bad val
 ``services[N]`` counts ``[[services]]`` tables from 1, as a reader of the file would.
 """
 
-import argparse
 import copy
 import difflib
 import ipaddress
@@ -42,18 +41,25 @@ _REQUIRED = object()  # marks a key the agency must set: it has no sane default
 def key(default=_REQUIRED, *, doc, check=None, secret=False, example=None):
     """Declare one config key: the dataclass field carries its schema in ``metadata``."""
     return field(
-        metadata={"default": default, "doc": doc, "check": check, "secret": secret,
-                  "example": example},
+        metadata={
+            "default": default,
+            "doc": doc,
+            "check": check,
+            "secret": secret,
+            "example": example,
+        },
     )
 
 
 # --- checks: each returns None when the value is fine, else what is wrong and how to fix it ---
+
 
 def between(low, high):
     def check(value):
         if not low <= value <= high:
             return f"{value!r} is out of range; use a value from {low} to {high}"
         return None
+
     return check
 
 
@@ -62,6 +68,7 @@ def one_of(*choices):
         if value not in choices:
             return f"{value!r} is not allowed; use one of: {', '.join(choices)}"
         return None
+
     return check
 
 
@@ -72,6 +79,7 @@ def matches(pattern, rule):
         if not compiled.fullmatch(value):
             return f"{value!r} is not valid; use {rule}"
         return None
+
     return check
 
 
@@ -89,7 +97,7 @@ def thai_text(value):
 
 def absolute_path_or_empty(value):
     if value and not value.startswith("/"):
-        return f"{value!r} is a relative path; use an absolute path (starting with /) or \"\""
+        return f'{value!r} is a relative path; use an absolute path (starting with /) or ""'
     return None
 
 
@@ -99,7 +107,9 @@ def absolute_path(value):
     return None
 
 
-_HOSTNAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
+)
 
 
 def _is_host(value):
@@ -112,7 +122,10 @@ def _is_host(value):
 
 def host_or_empty(value):
     if value and not _is_host(value):
-        return f"{value!r} is not a lower-case host name or IP address; use e.g. \"mqtt.example.go.th\" or \"\""
+        return (
+            f"{value!r} is not a lower-case host name or IP address; "
+            'use e.g. "mqtt.example.go.th" or ""'
+        )
     return None
 
 
@@ -125,14 +138,14 @@ def host_list(value):
 
 def non_empty_host_list(value):
     if not value:
-        return "is empty; list at least one host name, e.g. [\"www.info.go.th\"]"
+        return 'is empty; list at least one host name, e.g. ["www.info.go.th"]'
     return host_list(value)
 
 
 def clock_time(value):
     match = re.fullmatch(r"(\d\d):(\d\d)", value)
     if not match or int(match[1]) > 23 or int(match[2]) > 59:
-        return f"{value!r} is not a time of day; use 24-hour HH:MM, e.g. \"08:00\""
+        return f'{value!r} is not a time of day; use 24-hour HH:MM, e.g. "08:00"'
     return None
 
 
@@ -152,7 +165,7 @@ def timezone_name(value):
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return f"{value!r} is not a known time zone; use an IANA name such as \"Asia/Bangkok\""
+        return f'{value!r} is not a known time zone; use an IANA name such as "Asia/Bangkok"'
     return None
 
 
@@ -164,8 +177,10 @@ def bcm_pin(value):
 
 def rating_pins(value):
     if len(value) not in (0, 5):
-        return (f"{list(value)!r} has {len(value)} pins; list exactly 5 (rating 1 to 5) "
-                "or [] for touch only")
+        return (
+            f"{list(value)!r} has {len(value)} pins; list exactly 5 (rating 1 to 5) "
+            "or [] for touch only"
+        )
     for pin in value:
         problem = bcm_pin(pin)
         if problem:
@@ -176,7 +191,7 @@ def rating_pins(value):
 def portal_url(value):
     parts = urlsplit(value)
     if parts.scheme != "https" or not parts.hostname:
-        return f"{value!r} is not an https URL; use e.g. \"https://www.info.go.th/\""
+        return f'{value!r} is not an https URL; use e.g. "https://www.info.go.th/"'
     if parts.username or parts.password:
         return f"{value!r} carries a user name or password; remove it"
     if len(value) > 200:
@@ -186,82 +201,130 @@ def portal_url(value):
 
 # --- the schema: one frozen dataclass per section ---
 
+
 @dataclass(frozen=True)
 class KioskSection:
     """Who and where this kiosk is. No defaults: the agency must say."""
 
     id: str = key(
         doc="Unique kiosk name, also its MQTT user name: 3-40 of a-z 0-9 -",
-        check=matches(r"[a-z0-9-]{3,40}", "3-40 characters of a-z, 0-9 and -, e.g. \"bkk-bangrak-01\""),
-        example="bkk-bangrak-01")
+        check=matches(
+            r"[a-z0-9-]{3,40}", '3-40 characters of a-z, 0-9 and -, e.g. "bkk-bangrak-01"'
+        ),
+        example="bkk-bangrak-01",
+    )
     service_point_id: str = key(
         doc="The service point this kiosk belongs to, as registered with central ops",
-        check=matches(r"[A-Za-z0-9._-]{1,64}", "1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-'"),
-        example="bkk-1004-01")
-    name_th: str = key(doc="Service point name in Thai, shown on screen", check=thai_text,
-                       example="สำนักงานเขตบางรัก")
-    name_en: str = key(doc="Service point name in English, shown on screen", check=not_empty,
-                       example="Bang Rak District Office")
-    agency: str = key(doc="Agency running the service point, as in reports", check=not_empty,
-                      example="Bangkok Metropolitan Administration")
-    ministry: str = key(doc="Ministry the agency belongs to, as in reports", check=not_empty,
-                        example="Ministry of Interior")
-    province: str = key(doc="Province of the service point, as in reports", check=not_empty,
-                        example="Bangkok")
-    lat: float = key(doc="Latitude in degrees, inside Thailand (5.6 to 20.5)",
-                     check=between(5.6, 20.5), example=13.7294)
-    lon: float = key(doc="Longitude in degrees, inside Thailand (97.3 to 105.7)",
-                     check=between(97.3, 105.7), example=100.5215)
-    mode: str = key(doc="production, or demo (visits are marked as demo data)",
-                    check=one_of("production", "demo"), example="production")
+        check=matches(
+            r"[A-Za-z0-9._-]{1,64}", "1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-'"
+        ),
+        example="bkk-1004-01",
+    )
+    name_th: str = key(
+        doc="Service point name in Thai, shown on screen",
+        check=thai_text,
+        example="สำนักงานเขตบางรัก",
+    )
+    name_en: str = key(
+        doc="Service point name in English, shown on screen",
+        check=not_empty,
+        example="Bang Rak District Office",
+    )
+    agency: str = key(
+        doc="Agency running the service point, as in reports",
+        check=not_empty,
+        example="Bangkok Metropolitan Administration",
+    )
+    ministry: str = key(
+        doc="Ministry the agency belongs to, as in reports",
+        check=not_empty,
+        example="Ministry of Interior",
+    )
+    province: str = key(
+        doc="Province of the service point, as in reports", check=not_empty, example="Bangkok"
+    )
+    lat: float = key(
+        doc="Latitude in degrees, inside Thailand (5.6 to 20.5)",
+        check=between(5.6, 20.5),
+        example=13.7294,
+    )
+    lon: float = key(
+        doc="Longitude in degrees, inside Thailand (97.3 to 105.7)",
+        check=between(97.3, 105.7),
+        example=100.5215,
+    )
+    mode: str = key(
+        doc="production, or demo (visits are marked as demo data)",
+        check=one_of("production", "demo"),
+        example="production",
+    )
 
 
 @dataclass(frozen=True)
 class Service:
     """One service a citizen can rate, and whether its no-copy rule is in force yet."""
 
-    id: str = key(doc="Short service id used in reports: 1-40 of a-z 0-9 _ -",
-                  check=matches(r"[a-z0-9_-]{1,40}", "1-40 characters of a-z, 0-9, '_' and '-'"))
+    id: str = key(
+        doc="Short service id used in reports: 1-40 of a-z 0-9 _ -",
+        check=matches(r"[a-z0-9_-]{1,40}", "1-40 characters of a-z, 0-9, '_' and '-'"),
+    )
     name_th: str = key(doc="Service name in Thai, shown on its button", check=thai_text)
     name_en: str = key(doc="Service name in English, shown on its button", check=not_empty)
     no_copy: str = key(
         doc="No-copy rule status: cancelled (copies abolished), in_progress, or not_yet",
-        check=one_of("cancelled", "in_progress", "not_yet"))
+        check=one_of("cancelled", "in_progress", "not_yet"),
+    )
 
 
 @dataclass(frozen=True)
 class FlowSection:
     """Timing and questions of one visit; central ops may change these remotely."""
 
-    timeout_reading_s: float = key(10.0, doc="Seconds to wait for the card read (3-60)",
-                                   check=between(3, 60))
-    timeout_card_problem_s: float = key(15.0, doc="Seconds a card problem stays on screen (3-120)",
-                                        check=between(3, 120))
+    timeout_reading_s: float = key(
+        10.0, doc="Seconds to wait for the card read (3-60)", check=between(3, 60)
+    )
+    timeout_card_problem_s: float = key(
+        15.0, doc="Seconds a card problem stays on screen (3-120)", check=between(3, 120)
+    )
     timeout_already_rated_s: float = key(
-        15.0, doc="Seconds the already-rated notice stays on screen (3-120)", check=between(3, 120))
+        15.0, doc="Seconds the already-rated notice stays on screen (3-120)", check=between(3, 120)
+    )
     timeout_choose_service_s: float = key(
-        30.0, doc="Seconds to choose a service before the visit is abandoned (5-300)",
-        check=between(5, 300))
+        30.0,
+        doc="Seconds to choose a service before the visit is abandoned (5-300)",
+        check=between(5, 300),
+    )
     timeout_copy_check_s: float = key(
-        30.0, doc="Seconds to answer the photocopy question (5-300)", check=between(5, 300))
-    timeout_rating_s: float = key(30.0, doc="Seconds to give a rating (5-300)",
-                                  check=between(5, 300))
-    timeout_reason_s: float = key(30.0, doc="Seconds to pick a reason for a low rating (5-300)",
-                                  check=between(5, 300))
-    thank_you_s: float = key(8.0, doc="Seconds the thank-you screen and QR code stay up (2-60)",
-                             check=between(2, 60))
-    take_card_s: float = key(20.0, doc="Seconds to remind the citizen to take the card (5-300)",
-                             check=between(5, 300))
-    reminder_s: float = key(5.0, doc="Seconds between take-your-card reminder beeps (1-60)",
-                            check=between(1, 60))
+        30.0, doc="Seconds to answer the photocopy question (5-300)", check=between(5, 300)
+    )
+    timeout_rating_s: float = key(
+        30.0, doc="Seconds to give a rating (5-300)", check=between(5, 300)
+    )
+    timeout_reason_s: float = key(
+        30.0, doc="Seconds to pick a reason for a low rating (5-300)", check=between(5, 300)
+    )
+    thank_you_s: float = key(
+        8.0, doc="Seconds the thank-you screen and QR code stay up (2-60)", check=between(2, 60)
+    )
+    take_card_s: float = key(
+        20.0, doc="Seconds to remind the citizen to take the card (5-300)", check=between(5, 300)
+    )
+    reminder_s: float = key(
+        5.0, doc="Seconds between take-your-card reminder beeps (1-60)", check=between(1, 60)
+    )
     repeat_window_min: int = key(
-        30, doc="Minutes in which the same card counts as a repeat visit (1-1440)",
-        check=between(1, 1440))
+        30,
+        doc="Minutes in which the same card counts as a repeat visit (1-1440)",
+        check=between(1, 1440),
+    )
     allow_rating_without_card: bool = key(
-        False, doc="true lets citizens rate without inserting a card (unverified visits)")
+        False, doc="true lets citizens rate without inserting a card (unverified visits)"
+    )
     ask_reason_at_or_below: int = key(
-        2, doc="Ask for a reason when the rating is at or below this (0 = never, 0-5)",
-        check=between(0, 5))
+        2,
+        doc="Ask for a reason when the rating is at or below this (0 = never, 0-5)",
+        check=between(0, 5),
+    )
     collect_age_band: bool = key(False, doc="true records the age band read from the card")
     collect_gender: bool = key(False, doc="true records the gender read from the card")
 
@@ -270,84 +333,126 @@ class FlowSection:
 class StorageSection:
     """Where visits are kept until the collector confirms them."""
 
-    data_dir: str = key("/var/lib/kiosk",
-                        doc="Directory for everything written at run time (persistent partition)",
-                        check=absolute_path)
-    retention_days: int = key(30, doc="Days a confirmed visit is kept on the kiosk (1-3650)",
-                              check=between(1, 3650))
+    data_dir: str = key(
+        "/var/lib/kiosk",
+        doc="Directory for everything written at run time (persistent partition)",
+        check=absolute_path,
+    )
+    retention_days: int = key(
+        30, doc="Days a confirmed visit is kept on the kiosk (1-3650)", check=between(1, 3650)
+    )
     min_free_mb: int = key(
-        200, doc="Free MB below which the kiosk stops taking visits rather than lose them (10-100000)",
-        check=between(10, 100000))
-    checkpoint_pages: int = key(1000, doc="SQLite WAL auto-checkpoint size in pages (100-100000)",
-                                check=between(100, 100000))
+        200,
+        doc="Free MB below which the kiosk stops taking visits rather than lose them (10-100000)",
+        check=between(10, 100000),
+    )
+    checkpoint_pages: int = key(
+        1000,
+        doc="SQLite WAL auto-checkpoint size in pages (100-100000)",
+        check=between(100, 100000),
+    )
 
 
 @dataclass(frozen=True)
 class CardSection:
     """The Thai ID card reader."""
 
-    backend: str = key("pcsc", doc="pcsc (a PC/SC reader), or none (no card reader fitted)",
-                       check=one_of("pcsc", "none"))
-    reader: str = key("", doc="Use the first reader whose name contains this (\"\" = first reader)")
-    read_deadline_s: float = key(5.0, doc="Seconds a card read may take before it fails (1-30)",
-                                 check=between(1, 30))
-    settle_s: float = key(0.2, doc="Seconds to let a freshly inserted card settle (0-3)",
-                          check=between(0, 3))
+    backend: str = key(
+        "pcsc",
+        doc="pcsc (a PC/SC reader), or none (no card reader fitted)",
+        check=one_of("pcsc", "none"),
+    )
+    reader: str = key("", doc='Use the first reader whose name contains this ("" = first reader)')
+    read_deadline_s: float = key(
+        5.0, doc="Seconds a card read may take before it fails (1-30)", check=between(1, 30)
+    )
+    settle_s: float = key(
+        0.2, doc="Seconds to let a freshly inserted card settle (0-3)", check=between(0, 3)
+    )
 
 
 @dataclass(frozen=True)
 class MqttSection:
     """The link to the central collector (MQTT 5)."""
 
-    host: str = key("", doc="Broker host name (\"\" = telemetry off)", check=host_or_empty)
+    host: str = key("", doc='Broker host name ("" = telemetry off)', check=host_or_empty)
     port: int = key(8883, doc="Broker port (1-65535)", check=between(1, 65535))
-    transport: str = key("tcp", doc="tcp, or websockets (where only HTTPS ports are open)",
-                         check=one_of("tcp", "websockets"))
+    transport: str = key(
+        "tcp",
+        doc="tcp, or websockets (where only HTTPS ports are open)",
+        check=one_of("tcp", "websockets"),
+    )
     tls: bool = key(True, doc="Encrypt the link; only a broker on localhost may go without")
-    ca_file: str = key("", doc="CA bundle that signs the broker (\"\" = system CAs)",
-                       check=absolute_path_or_empty)
-    cert_file: str = key("", doc="Client certificate for TLS client auth (\"\" = none)",
-                         check=absolute_path_or_empty)
-    key_file: str = key("", doc="Private key of cert_file (\"\" = none)",
-                        check=absolute_path_or_empty, secret=True)
-    username: str = key("", doc="MQTT user name (\"\" = kiosk.id, which the broker ACL expects)",
-                        check=matches(r"[^/+#\s]{0,64}", "no spaces, '/', '+' or '#'"))
-    password_file: str = key("", doc="File holding the MQTT password (\"\" = no password)",
-                             check=absolute_path_or_empty, secret=True)
+    ca_file: str = key(
+        "", doc='CA bundle that signs the broker ("" = system CAs)', check=absolute_path_or_empty
+    )
+    cert_file: str = key(
+        "", doc='Client certificate for TLS client auth ("" = none)', check=absolute_path_or_empty
+    )
+    key_file: str = key(
+        "", doc='Private key of cert_file ("" = none)', check=absolute_path_or_empty, secret=True
+    )
+    username: str = key(
+        "",
+        doc='MQTT user name ("" = kiosk.id, which the broker ACL expects)',
+        check=matches(r"[^/+#\s]{0,64}", "no spaces, '/', '+' or '#'"),
+    )
+    password_file: str = key(
+        "",
+        doc='File holding the MQTT password ("" = no password)',
+        check=absolute_path_or_empty,
+        secret=True,
+    )
     keepalive_s: int = key(60, doc="MQTT keep-alive in seconds (5-1200)", check=between(5, 1200))
-    will_delay_s: int = key(45, doc="Seconds offline before the broker announces us gone (0-3600)",
-                            check=between(0, 3600))
-    reconnect_min_s: float = key(1.0, doc="First reconnect delay in seconds (0.1-60)",
-                                 check=between(0.1, 60))
-    reconnect_max_s: float = key(120.0, doc="Longest reconnect delay in seconds (1-3600)",
-                                 check=between(1, 3600))
+    will_delay_s: int = key(
+        45,
+        doc="Seconds offline before the broker announces us gone (0-3600)",
+        check=between(0, 3600),
+    )
+    reconnect_min_s: float = key(
+        1.0, doc="First reconnect delay in seconds (0.1-60)", check=between(0.1, 60)
+    )
+    reconnect_max_s: float = key(
+        120.0, doc="Longest reconnect delay in seconds (1-3600)", check=between(1, 3600)
+    )
 
 
 @dataclass(frozen=True)
 class TelemetrySection:
     """What the kiosk reports and how hard it tries."""
 
-    health_interval_s: int = key(60, doc="Seconds between health reports (10-3600)",
-                                 check=between(10, 3600))
+    health_interval_s: int = key(
+        60, doc="Seconds between health reports (10-3600)", check=between(10, 3600)
+    )
     inflight_window: int = key(
-        64, doc="Visits published but not yet acknowledged at once (1-500; the broker may lower it)",
-        check=between(1, 500))
-    resend_after_s: int = key(60, doc="Seconds before an unacknowledged visit is sent again (5-3600)",
-                              check=between(5, 3600))
-    max_command_bytes: int = key(65536, doc="Largest command payload accepted (1024-1048576)",
-                                 check=between(1024, 1048576))
+        64,
+        doc="Visits published but not yet acknowledged at once (1-500; the broker may lower it)",
+        check=between(1, 500),
+    )
+    resend_after_s: int = key(
+        60,
+        doc="Seconds before an unacknowledged visit is sent again (5-3600)",
+        check=between(5, 3600),
+    )
+    max_command_bytes: int = key(
+        65536, doc="Largest command payload accepted (1024-1048576)", check=between(1024, 1048576)
+    )
 
 
 @dataclass(frozen=True)
 class PortalSection:
     """The citizen portal the thank-you QR code points to."""
 
-    url: str = key("https://www.info.go.th/", doc="https URL in the QR code; host must be allowed",
-                   check=portal_url)
+    url: str = key(
+        "https://www.info.go.th/",
+        doc="https URL in the QR code; host must be allowed",
+        check=portal_url,
+    )
     allowed_hosts: tuple[str, ...] = key(
         ("www.info.go.th", "info.go.th"),
         doc="Hosts the portal URL may use; only this file can change them, never remote config",
-        check=non_empty_host_list)
+        check=non_empty_host_list,
+    )
 
 
 @dataclass(frozen=True)
@@ -357,19 +462,28 @@ class DisplaySection:
     width: int = key(800, doc="Screen width in pixels (320-3840)", check=between(320, 3840))
     height: int = key(480, doc="Screen height in pixels (240-2160)", check=between(240, 2160))
     fullscreen: bool = key(True, doc="false opens a window (development)")
-    diagonal_in: float = key(7.0, doc="Screen diagonal in inches, for touch target sizes (3-32)",
-                             check=between(3, 32))
+    diagonal_in: float = key(
+        7.0, doc="Screen diagonal in inches, for touch target sizes (3-32)", check=between(3, 32)
+    )
     debug: bool = key(False, doc="true draws touch targets and frame times")
     fps: int = key(30, doc="Frames per second (1-60)", check=between(1, 60))
-    blank_after_min: int = key(10, doc="Minutes idle outside office hours before blanking (0 = never)",
-                               check=between(0, 1440))
+    blank_after_min: int = key(
+        10,
+        doc="Minutes idle outside office hours before blanking (0 = never)",
+        check=between(0, 1440),
+    )
     office_hours_start: str = key("08:00", doc="Office opens (HH:MM, local time)", check=clock_time)
     office_hours_end: str = key("16:30", doc="Office closes (HH:MM, local time)", check=clock_time)
-    office_days: tuple[str, ...] = key(("mon", "tue", "wed", "thu", "fri"),
-                                       doc="Days the office is open: mon tue wed thu fri sat sun",
-                                       check=weekdays)
-    backlight_dir: str = key("", doc="sysfs backlight directory (\"\" = blank by drawing black)",
-                             check=absolute_path_or_empty)
+    office_days: tuple[str, ...] = key(
+        ("mon", "tue", "wed", "thu", "fri"),
+        doc="Days the office is open: mon tue wed thu fri sat sun",
+        check=weekdays,
+    )
+    backlight_dir: str = key(
+        "",
+        doc='sysfs backlight directory ("" = blank by drawing black)',
+        check=absolute_path_or_empty,
+    )
 
 
 @dataclass(frozen=True)
@@ -378,8 +492,9 @@ class AudioSection:
 
     enabled: bool = key(True, doc="false keeps the kiosk silent")
     volume: float = key(0.8, doc="Volume from 0.0 to 1.0", check=between(0.0, 1.0))
-    prompts_dir: str = key("", doc="Directory of spoken prompts (\"\" = the packaged ones)",
-                           check=absolute_path_or_empty)
+    prompts_dir: str = key(
+        "", doc='Directory of spoken prompts ("" = the packaged ones)', check=absolute_path_or_empty
+    )
 
 
 @dataclass(frozen=True)
@@ -387,14 +502,17 @@ class GpioSection:
     """Optional buttons, lights, buzzer and motion sensor (BCM pin numbers; unset = not fitted)."""
 
     pin_factory: str = key(
-        "", doc="gpiozero pin factory (\"\" = GPIOZERO_PIN_FACTORY, or mock off the Pi)",
-        check=one_of("", "lgpio", "rpigpio", "pigpio", "native", "mock"))
+        "",
+        doc='gpiozero pin factory ("" = GPIOZERO_PIN_FACTORY, or mock off the Pi)',
+        check=one_of("", "lgpio", "rpigpio", "pigpio", "native", "mock"),
+    )
     led_ready: int | None = key(None, doc="Green ready light pin", check=bcm_pin)
     led_busy: int | None = key(None, doc="Amber busy light pin", check=bcm_pin)
     led_fault: int | None = key(None, doc="Red fault light pin", check=bcm_pin)
     buzzer: int | None = key(None, doc="Buzzer pin", check=bcm_pin)
-    rating_buttons: tuple[int, ...] = key((), doc="Five rating button pins, 1 to 5 ([] = touch only)",
-                                          check=rating_pins)
+    rating_buttons: tuple[int, ...] = key(
+        (), doc="Five rating button pins, 1 to 5 ([] = touch only)", check=rating_pins
+    )
     language_button: int | None = key(None, doc="Thai/English button pin", check=bcm_pin)
     pir: int | None = key(None, doc="Motion sensor pin (wakes the screen)", check=bcm_pin)
 
@@ -404,8 +522,7 @@ class TimeSection:
     """Clock settings; a Pi has no real-time clock."""
 
     ntp_servers: tuple[str, ...] = key((), doc="NTP servers ([] = the system's)", check=host_list)
-    timezone: str = key("Asia/Bangkok", doc="IANA time zone for office hours",
-                        check=timezone_name)
+    timezone: str = key("Asia/Bangkok", doc="IANA time zone for office hours", check=timezone_name)
 
 
 @dataclass(frozen=True)
@@ -438,18 +555,23 @@ REMOTE_KEYS = {"flow": {f.name for f in fields(FlowSection)}, "portal": {"url"}}
 
 # --- reading layers ---
 
+
 def _read_text(path):
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(["file not found; create it from docs/kiosk.example.toml or give "
-                           "another path"], str(path)) from None
+        raise ConfigError(
+            ["file not found; create it from docs/kiosk.example.toml or give another path"],
+            str(path),
+        ) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError([f"not UTF-8 text (byte {exc.start}); save the file as UTF-8"],
-                          str(path)) from None
+        raise ConfigError(
+            [f"not UTF-8 text (byte {exc.start}); save the file as UTF-8"], str(path)
+        ) from None
     except OSError as exc:
-        raise ConfigError([f"cannot read: {exc.strerror}; check the path and its permissions"],
-                          str(path)) from None
+        raise ConfigError(
+            [f"cannot read: {exc.strerror}; check the path and its permissions"], str(path)
+        ) from None
 
 
 def _toml(text, source):
@@ -459,16 +581,25 @@ def _toml(text, source):
         message = str(exc)
         where = re.search(r"\s*\(at (line \d+, column \d+|end of document)\)$", message)
         if where:
-            message = f"{where[1]}: invalid TOML: {message[:where.start()]}"
+            message = f"{where[1]}: invalid TOML: {message[: where.start()]}"
         else:
             message = f"invalid TOML: {message}"
         raise ConfigError([message + "; fix the syntax there"], source) from None
 
 
 def _describe(value):
-    kinds = [(bool, "true/false"), (int, "an integer"), (float, "a number"), (str, "a string"),
-             (list, "a list"), (dict, "a table"), (datetime, "a date-time"), (date, "a date"),
-             (time, "a time of day"), (type(None), "null")]
+    kinds = [
+        (bool, "true/false"),
+        (int, "an integer"),
+        (float, "a number"),
+        (str, "a string"),
+        (list, "a list"),
+        (dict, "a table"),
+        (datetime, "a date-time"),
+        (date, "a date"),
+        (time, "a time of day"),
+        (type(None), "null"),
+    ]
     kind = next((name for cls, name in kinds if isinstance(value, cls)), type(value).__name__)
     shown = json.dumps(value, ensure_ascii=False, default=str)
     if len(shown) > 40:
@@ -476,9 +607,15 @@ def _describe(value):
     return f"{kind} ({shown})"
 
 
-_EXPECTED = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-             tuple[str, ...]: "a list of strings", tuple[int, ...]: "a list of integers",
-             int | None: "an integer"}
+_EXPECTED = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    tuple[str, ...]: "a list of strings",
+    tuple[int, ...]: "a list of integers",
+    int | None: "an integer",
+}
 
 
 def _coerce(kind, value):
@@ -496,7 +633,8 @@ def _coerce(kind, value):
     if isinstance(kind, types.GenericAlias):  # tuple[str, ...] or tuple[int, ...]
         item = kind.__args__[0]
         ok = isinstance(value, list) and all(
-            isinstance(v, item) and not isinstance(v, bool) for v in value)
+            isinstance(v, item) and not isinstance(v, bool) for v in value
+        )
         return ok, tuple(value) if ok else value
     raise TypeError(f"the schema uses an unsupported type {kind!r}")
 
@@ -523,11 +661,19 @@ def _split_layer(raw, *, remote=False):
             continue
         if name not in allowed:
             if remote and (name in SECTIONS):
-                problems.append(f"{name}: a remote config may only set version, services, flow.* "
-                                "and portal.url; change it in the kiosk's own file")
+                problems.append(
+                    f"{name}: a remote config may only set version, services, flow.* "
+                    "and portal.url; change it in the kiosk's own file"
+                )
             else:
-                problems.append(_unknown(name, sorted(allowed), name,
-                                         elsewhere=None if remote else _dotted(_section_of(name), name)))
+                problems.append(
+                    _unknown(
+                        name,
+                        sorted(allowed),
+                        name,
+                        elsewhere=None if remote else _dotted(_section_of(name), name),
+                    )
+                )
             continue
         if name == "services":
             if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
@@ -551,13 +697,18 @@ def _split_layer(raw, *, remote=False):
             if k in permitted:
                 clean[name][k] = v
             elif k in names:
-                problems.append(f"{name}.{k}: a remote config may not set this (only "
-                                f"{', '.join(sorted(REMOTE_KEYS[name]))} in [{name}]); "
-                                "change it in the kiosk's own file")
+                problems.append(
+                    f"{name}.{k}: a remote config may not set this (only "
+                    f"{', '.join(sorted(REMOTE_KEYS[name]))} in [{name}]); "
+                    "change it in the kiosk's own file"
+                )
             else:
                 owner = _section_of(k)
-                problems.append(_unknown(k, names, f"{name}.{k}",
-                                         elsewhere=_dotted(owner, k) if owner else None))
+                problems.append(
+                    _unknown(
+                        k, names, f"{name}.{k}", elsewhere=_dotted(owner, k) if owner else None
+                    )
+                )
     return clean, problems
 
 
@@ -577,6 +728,7 @@ def _merge(base, layer):
 
 # --- building the Config ---
 
+
 def _section_values(cls, raw, where):
     """Return ``(values, problems)``: every valid value, so cross checks still run on them."""
     values, problems = {}, []
@@ -584,16 +736,20 @@ def _section_values(cls, raw, where):
         meta = f.metadata
         if f.name not in raw:
             if meta["default"] is _REQUIRED:
-                example = f"e.g. {f.name} = {_toml_value(meta['example'])}" if (
-                    meta["example"] is not None) else f"{f.name} = ..."
+                example = (
+                    f"e.g. {f.name} = {_toml_value(meta['example'])}"
+                    if (meta["example"] is not None)
+                    else f"{f.name} = ..."
+                )
                 problems.append(f"{where}.{f.name}: missing; add {example} \u2014 {meta['doc']}")
             else:
                 values[f.name] = meta["default"]
             continue
         ok, value = _coerce(f.type, raw[f.name])
         if not ok:
-            problems.append(f"{where}.{f.name}: expected {_EXPECTED[f.type]}, "
-                            f"got {_describe(raw[f.name])}")
+            problems.append(
+                f"{where}.{f.name}: expected {_EXPECTED[f.type]}, got {_describe(raw[f.name])}"
+            )
             continue
         problem = meta["check"](value) if meta["check"] else None
         if problem:
@@ -605,8 +761,10 @@ def _section_values(cls, raw, where):
 
 def _services_values(raw_list):
     if not raw_list:
-        return [], ["services: none listed; add at least one [[services]] table with "
-                    "id, name_th, name_en and no_copy"]
+        return [], [
+            "services: none listed; add at least one [[services]] table with "
+            "id, name_th, name_en and no_copy"
+        ]
     tables, problems, first_use = [], [], {}
     for number, table in enumerate(raw_list, 1):
         values, found = _section_values(Service, table, f"services[{number}]")
@@ -614,8 +772,10 @@ def _services_values(raw_list):
         tables.append(values)
         service_id = values.get("id")
         if service_id in first_use:
-            problems.append(f"services[{number}].id: {service_id!r} is already used by "
-                            f"services[{first_use[service_id]}]; give each service its own id")
+            problems.append(
+                f"services[{number}].id: {service_id!r} is already used by "
+                f"services[{first_use[service_id]}]; give each service its own id"
+            )
         elif service_id is not None:
             first_use[service_id] = number
     return tables, problems
@@ -624,19 +784,25 @@ def _services_values(raw_list):
 # Cross checks see the valid values of every section (a failed key is simply absent), so one
 # mistake does not hide another.
 
+
 def _check_pins(values):
     gpio = values["gpio"]
     used, problems = {}, []
-    named = [(f"gpio.{n}", gpio.get(n)) for n in
-             ("led_ready", "led_busy", "led_fault", "buzzer", "language_button", "pir")]
-    named += [(f"gpio.rating_buttons[{i}]", pin)
-              for i, pin in enumerate(gpio.get("rating_buttons", ()), 1)]
+    named = [
+        (f"gpio.{n}", gpio.get(n))
+        for n in ("led_ready", "led_busy", "led_fault", "buzzer", "language_button", "pir")
+    ]
+    named += [
+        (f"gpio.rating_buttons[{i}]", pin)
+        for i, pin in enumerate(gpio.get("rating_buttons", ()), 1)
+    ]
     for name, pin in named:
         if pin is None:
             continue
         if pin in used:
-            problems.append(f"{name}: pin {pin} is also used by {used[pin]}; "
-                            "give each device its own pin")
+            problems.append(
+                f"{name}: pin {pin} is also used by {used[pin]}; give each device its own pin"
+            )
         used.setdefault(pin, name)
     return problems
 
@@ -647,9 +813,11 @@ def _check_portal(values):
         return []
     host = urlsplit(portal["url"]).hostname
     if host not in portal["allowed_hosts"]:
-        return [f"portal.url: host {host!r} is not in portal.allowed_hosts "
-                f"({', '.join(portal['allowed_hosts'])}); use one of those hosts or add it to "
-                "allowed_hosts in the kiosk's own file"]
+        return [
+            f"portal.url: host {host!r} is not in portal.allowed_hosts "
+            f"({', '.join(portal['allowed_hosts'])}); use one of those hosts or add it to "
+            "allowed_hosts in the kiosk's own file"
+        ]
     return []
 
 
@@ -658,12 +826,15 @@ def _check_mqtt(values):
     problems = []
     low, high = mqtt.get("reconnect_min_s"), mqtt.get("reconnect_max_s")
     if low is not None and high is not None and low > high:
-        problems.append(f"mqtt.reconnect_min_s: {low} is above reconnect_max_s ({high}); "
-                        "make it smaller")
+        problems.append(
+            f"mqtt.reconnect_min_s: {low} is above reconnect_max_s ({high}); make it smaller"
+        )
     host = mqtt.get("host")
     if host and mqtt.get("tls") is False and host not in ("localhost", "127.0.0.1", "::1"):
-        problems.append(f"mqtt.tls: false would send visits to {host!r} unencrypted; "
-                        "set tls = true (only a broker on localhost may go without)")
+        problems.append(
+            f"mqtt.tls: false would send visits to {host!r} unencrypted; "
+            "set tls = true (only a broker on localhost may go without)"
+        )
     if bool(mqtt.get("cert_file", "")) != bool(mqtt.get("key_file", "")):
         problems.append("mqtt.cert_file: cert_file and key_file go together; set both or neither")
     return problems
@@ -674,8 +845,10 @@ def _check_office_hours(values):
     end = values["display"].get("office_hours_end")
     if start is None or end is None or start < end:
         return []
-    return [f"display.office_hours_end: {end!r} is not after office_hours_start ({start!r}); "
-            "fix the order"]
+    return [
+        f"display.office_hours_end: {end!r} is not after office_hours_start ({start!r}); "
+        "fix the order"
+    ]
 
 
 _CROSS_CHECKS = (_check_pins, _check_portal, _check_mqtt, _check_office_hours)
@@ -693,9 +866,13 @@ def _build(raw, *, sources, remote_version, local, source):
         problems += check(values)
     if problems:
         raise ConfigError(problems, source)
-    return Config(services=tuple(Service(**s) for s in services),
-                  remote_version=remote_version, sources=tuple(sources), _local=local,
-                  **{name: cls(**values[name]) for name, cls in SECTIONS.items()})
+    return Config(
+        services=tuple(Service(**s) for s in services),
+        remote_version=remote_version,
+        sources=tuple(sources),
+        _local=local,
+        **{name: cls(**values[name]) for name, cls in SECTIONS.items()},
+    )
 
 
 def _defaults_layer():
@@ -710,8 +887,13 @@ def _local(text, source):
     layer, problems = _split_layer(_toml(text, source))
     local = _merge(defaults, layer)
     try:
-        cfg = _build(local, sources=(str(DEFAULTS_PATH), source), remote_version=None,
-                     local=local, source=source)
+        cfg = _build(
+            local,
+            sources=(str(DEFAULTS_PATH), source),
+            remote_version=None,
+            local=local,
+            source=source,
+        )
     except ConfigError as exc:
         raise ConfigError(problems + exc.problems, source) from None
     if problems:
@@ -741,8 +923,13 @@ def apply_remote(cfg, data, *, source=None):
     layer, found = _split_layer(data, remote=True)
     problems += found
     try:
-        result = _build(_merge(cfg._local, layer), sources=cfg.sources[:2] + (source,),
-                        remote_version=version, local=cfg._local, source=source)
+        result = _build(
+            _merge(cfg._local, layer),
+            sources=cfg.sources[:2] + (source,),
+            remote_version=version,
+            local=cfg._local,
+            source=source,
+        )
     except ConfigError as exc:
         problems += exc.problems
     if problems:
@@ -768,14 +955,16 @@ def load(path=None, *, remote_path=None):
     if not remote_file.exists():
         return cfg
     try:
-        return apply_remote(cfg, _toml(_read_text(remote_file), str(remote_file)),
-                            source=str(remote_file))
+        return apply_remote(
+            cfg, _toml(_read_text(remote_file), str(remote_file)), source=str(remote_file)
+        )
     except ConfigError as exc:
         log.warning("ignoring the remote config layer: %s", exc)
         return cfg
 
 
 # --- writing TOML (stdlib has no writer) ---
+
 
 def _toml_value(value):
     if isinstance(value, bool):
@@ -823,16 +1012,22 @@ def dumps(cfg, mask_secrets=True, *, with_docs=False):
 
 # --- the `kiosk config` verb ---
 
+
 def add_arguments(parser):
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     check = actions.add_parser("check", help="validate a config file; exit 1 listing every problem")
-    check.add_argument("file", nargs="?", default=str(DEFAULT_PATH),
-                       help=f"config file (default {DEFAULT_PATH})")
+    check.add_argument(
+        "file", nargs="?", default=str(DEFAULT_PATH), help=f"config file (default {DEFAULT_PATH})"
+    )
     show = actions.add_parser("show", help="print the effective config, secrets masked")
-    show.add_argument("file", nargs="?", default=str(DEFAULT_PATH),
-                      help=f"config file (default {DEFAULT_PATH})")
-    show.add_argument("--remote", metavar="FILE",
-                      help="remote layer to apply (default: the one under storage.data_dir)")
+    show.add_argument(
+        "file", nargs="?", default=str(DEFAULT_PATH), help=f"config file (default {DEFAULT_PATH})"
+    )
+    show.add_argument(
+        "--remote",
+        metavar="FILE",
+        help="remote layer to apply (default: the one under storage.data_dir)",
+    )
     show.add_argument("--docs", action="store_true", help="write each key's doc above it")
 
 
