@@ -1,5 +1,6 @@
 """Shared fixtures live in tests/fixtures/<name>.py; each area adds its module name here."""
 
 pytest_plugins = [
+    "tests.fixtures.config",
     "tests.fixtures.broker",
 ]
