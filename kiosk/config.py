@@ -16,6 +16,7 @@ import difflib
 import ipaddress
 import json
 import logging
+import os
 import re
 import sys
 import tomllib
@@ -913,6 +914,10 @@ def apply_remote(cfg, data, *, source=None):
     the portal host must be in the local ``portal.allowed_hosts``, which no remote state can
     change. Comparing versions (stale or replayed states) is the caller's business.
     """
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [f"expected a table of settings, got {_describe(data)}"], source or "remote config"
+        )
     source = source or f"remote config version {data.get('version')}"
     problems = []
     version = data.get("version")
@@ -951,13 +956,16 @@ def load(path=None, *, remote_path=None):
     """
     path = str(path or DEFAULT_PATH)
     cfg = _local(_read_text(path), path)
-    remote_file = Path(remote_path) if remote_path else remote_layer_path(cfg)
-    if not remote_file.exists():
+    remote_file = str(remote_path or remote_layer_path(cfg))
+    try:
+        text = _read_text(remote_file)
+    except ConfigError as exc:
+        if not os.path.exists(remote_file):  # no remote state sent yet: the usual case
+            return cfg
+        log.warning("ignoring the remote config layer: %s", exc)
         return cfg
     try:
-        return apply_remote(
-            cfg, _toml(_read_text(remote_file), str(remote_file)), source=str(remote_file)
-        )
+        return apply_remote(cfg, _toml(text, remote_file), source=remote_file)
     except ConfigError as exc:
         log.warning("ignoring the remote config layer: %s", exc)
         return cfg

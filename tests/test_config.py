@@ -355,6 +355,15 @@ def test_config_load_skips_a_remote_layer_that_no_longer_validates(
     assert "flow.thank_you_s: 0.0 is out of range" in caplog.text
 
 
+def test_config_load_skips_an_unreadable_remote_layer(tmp_path, example_config_path, caplog):
+    unreadable = tmp_path / "remote-config.toml"
+    unreadable.mkdir()
+    with caplog.at_level(logging.WARNING, logger="kiosk.config"):
+        cfg = config.load(example_config_path, remote_path=unreadable)
+    assert cfg.remote_version is None
+    assert f"{unreadable}: cannot read" in caplog.text
+
+
 def test_config_apply_remote_refuses_a_host_not_allowed_locally(make_config):
     with pytest.raises(ConfigError) as caught:
         config.apply_remote(
@@ -389,6 +398,12 @@ def test_config_apply_remote_requires_a_version(make_config):
     with pytest.raises(ConfigError) as caught:
         config.apply_remote(make_config(), {"flow": {"thank_you_s": 9}})
     assert caught.value.problems[0].startswith("version: missing")
+
+
+def test_config_apply_remote_refuses_a_non_table(make_config):
+    with pytest.raises(ConfigError) as caught:
+        config.apply_remote(make_config(), [{"version": 1}])
+    assert caught.value.problems[0].startswith("expected a table of settings, got a list")
 
 
 def test_config_apply_remote_validates_values_by_the_schema(make_config):
