@@ -140,6 +140,14 @@ class ServiceResumed:
     """The cause of the suspension went away."""
 
 
+#: Every event type, so an adapter's fact can be told from the flow's events.
+EVENT_TYPES = (
+    CardInserted, CardRead, CardFailed, CardRemoved, LanguageToggled, StartedWithoutCard,
+    ServiceChosen, CopyAnswered, RatingChosen, ReasonChosen, Dismissed, Tick, ServiceSuspended,
+    ServiceResumed,
+)
+
+
 # --- effects: imperative --------------------------------------------------------------------
 
 

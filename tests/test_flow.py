@@ -368,3 +368,7 @@ def test_flow_duration_is_measured_from_insertion():
 def test_flow_card_read_repr_hides_the_hash():
     assert HASH.hex() not in repr(read_ok()) and repr(HASH) not in repr(read_ok())
     assert repr(HASH) not in repr(Kiosk().send(*PATHS[S.THANK_YOU]).records()[0])
+
+
+def test_flow_the_table_covers_every_event_type():
+    assert {type(event) for event in EVENTS.values()} == set(flow.EVENT_TYPES)
