@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PATH = Path("/etc/kiosk/kiosk.toml")
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
 REMOTE_FILENAME = "remote-config.toml"
+# Secrets never sit in the config itself, only the paths to them; those are masked too, since
+# `kiosk config show` output gets pasted into support tickets.
 MASK = "********"
 
 _REQUIRED = object()  # marks a key the agency must set: it has no sane default
