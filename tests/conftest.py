@@ -3,4 +3,6 @@
 pytest_plugins = [
     "tests.fixtures.config",
     "tests.fixtures.broker",
+    "tests.fixtures.privacy",
+    "tests.fixtures.card_stack",
 ]
