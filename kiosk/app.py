@@ -1,0 +1,454 @@
+"""The kiosk process: the composition root and the one main loop (``kiosk run``).
+
+Rules of the house: only the main loop steps the flow, writes visits and draws. The card
+monitor, paho's network thread, gpiozero callbacks and the scripted driver only put facts on
+:attr:`Runner.events`; the outbox pump is the one other writer, touching only delivery state on
+its own connection. A visit and its outbox row are committed in one transaction before the
+thank-you screen is drawn; when that commit fails the citizen is not thanked and the kiosk goes
+out of service instead.
+"""
+
+import logging
+import queue
+import signal
+import threading
+import time
+from pathlib import Path
+
+from kiosk import __version__, flow
+from kiosk import config as kiosk_config
+from kiosk.errors import DiskFull, KioskError, StoreError
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_S = 30.0  # purge, key rotation, disk floor: often enough, cheap enough
+HEADLESS_TURN_S = 0.1  # how late a deadline may be noticed without a display
+DISK_REASON = "disk_full"
+
+#: Card reader states (kiosk.card.reader) as the health message names them.
+READER_HEALTH = {
+    "ok": "ready", "no_card": "ready", "no_reader": "no_reader", "no_service": "error",
+    "stopped": "disabled",
+}
+
+
+def flow_settings(cfg, *, rate_only=False):
+    """The flow's view of the config."""
+    f, screen = cfg.flow, flow.Screen
+    return flow.FlowSettings(
+        timeouts={
+            screen.READING: f.timeout_reading_s,
+            screen.CARD_PROBLEM: f.timeout_card_problem_s,
+            screen.ALREADY_RATED: f.timeout_already_rated_s,
+            screen.CHOOSE_SERVICE: f.timeout_choose_service_s,
+            screen.COPY_CHECK: f.timeout_copy_check_s,
+            screen.RATING: f.timeout_rating_s,
+            screen.REASON: f.timeout_reason_s,
+        },
+        service_ids=tuple(service.id for service in cfg.services),
+        thank_you_s=f.thank_you_s,
+        take_card_s=f.take_card_s,
+        reminder_s=f.reminder_s,
+        allow_rating_without_card=f.allow_rating_without_card,
+        ask_reason_at_or_below=f.ask_reason_at_or_below,
+        rate_only=rate_only,
+    )
+
+
+class Runner:
+    """One kiosk: the flow's state, and what carries out its effects.
+
+    Every part but the store is optional, so tests and the headless runner can leave out the
+    display, the card service, GPIO or telemetry. ``when_key(key)`` receives keys the display
+    does not use itself (the demo's insert/remove keys).
+    """
+
+    def __init__(self, cfg, store, *, keys, card=None, display=None, panel=None,
+                 telemetry=None, watchdog=None, rate_only=False, clock=time.monotonic,
+                 when_key=None):
+        self.cfg = cfg
+        self.store = store
+        self.keys = keys
+        self.card = card
+        self.display = display
+        self.panel = panel
+        self.telemetry = telemetry
+        self.watchdog = watchdog
+        self.when_key = when_key
+        self.clock = clock
+        self.rate_only = rate_only
+        self.events = queue.SimpleQueue()
+        self.settings = flow_settings(cfg, rate_only=rate_only)
+        self.state = flow.State()
+        self.recorded = 0
+        self._next_housekeeping = clock()
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def run(self, stop):
+        """Turn the loop until ``stop`` (a threading.Event) is set."""
+        self._check_disk()
+        self._show()
+        if self.watchdog:
+            self.watchdog.ready("idle")
+        while not stop.is_set():
+            self.turn()
+        if self.watchdog:
+            self.watchdog.stopping()
+
+    def turn(self, timeout=None):
+        """One turn: take what happened, step the flow, draw, keep house, tell the watchdog."""
+        if timeout is None:
+            timeout = 1.0 / self.cfg.display.fps if self.display else HEADLESS_TURN_S
+        try:
+            facts = [self.events.get(timeout=timeout)]
+        except queue.Empty:
+            facts = []
+        while True:
+            try:
+                facts.append(self.events.get_nowait())
+            except queue.Empty:
+                break
+        for fact in facts:
+            self.handle(fact)
+        self.handle(flow.Tick())
+        self._show()
+        if self.clock() >= self._next_housekeeping:
+            self._housekeeping()
+        if self.watchdog:
+            self.watchdog.kick()
+
+    def _show(self):
+        if self.display is None:
+            return
+        self.display.show(self.state)
+        for fact in self.display.poll_events():
+            self.handle(fact)
+
+    # --- facts -----------------------------------------------------------------------------
+
+    def handle(self, fact):
+        """Take one fact from any adapter; the flow decides what it means."""
+        if isinstance(fact, flow.EVENT_TYPES):
+            self._step(fact)
+        elif _is_card_summary(fact):
+            self._card_read(fact)
+        elif type(fact).__name__ == "CommandReceived" and self.telemetry:
+            self.telemetry.commands.handle(fact)
+        elif type(fact).__name__ == "MotionSeen":
+            if self.display:
+                self.display.wake()
+        elif type(fact).__name__ == "KeyPressed":
+            if self.when_key:
+                self.when_key(fact.key)
+        else:
+            log.warning("ignored an unknown fact of type %s", type(fact).__name__)
+
+    def _card_read(self, summary):
+        """Turn the card module's summary into the flow's event: is it a repeat?"""
+        try:
+            is_repeat = self.store.is_repeat(summary.repeat_hash)
+        except StoreError as exc:
+            log.error("cannot look up repeat cards, counting this one: %s", exc)
+            is_repeat = False
+        if self.telemetry:
+            self.telemetry.health.note_card_read(self._stamp()["at"])
+        self._step(flow.CardRead(is_repeat=is_repeat, repeat_hash=summary.repeat_hash,
+                                 expired=summary.expired, age_band=summary.age_band,
+                                 gender=summary.gender))
+
+    def _step(self, event):
+        before = self.state.screen
+        self.state, effects = flow.step(self.state, event, self.clock(), self.settings)
+        for effect in effects:
+            if not self._execute(effect):
+                break
+        if self.state.screen is not before:
+            log.info("screen %s -> %s", before.value, self.state.screen.value)
+
+    # --- effects ---------------------------------------------------------------------------
+
+    def _execute(self, effect):
+        """Carry out one effect; False stops the rest of this step's effects."""
+        if isinstance(effect, flow.RecordVisit):
+            return self._record(effect.record)
+        if isinstance(effect, flow.ReadCard):
+            if self.card is None:
+                self.events.put(flow.CardFailed("no_reader"))
+            else:
+                self.card.request_read()
+        elif isinstance(effect, flow.Beep | flow.SetStatusLight):
+            handled = self.panel is not None and self.panel.apply(effect)
+            if not handled and isinstance(effect, flow.Beep) and self.display:
+                self.display.beep(effect.kind)
+        elif isinstance(effect, flow.ShowScreen):
+            if self.watchdog:
+                self.watchdog.status(effect.screen.value)
+        return True
+
+    def _record(self, record):
+        try:
+            self.store.record_visit(record, build_payload=self._visit_message,
+                                    mode=self.cfg.kiosk.mode)
+        except (DiskFull, StoreError) as exc:
+            # Not kept, so not thanked: the kiosk stops taking visits until a technician comes.
+            log.error("visit not recorded, going out of service: %s", exc)
+            reason = DISK_REASON if isinstance(exc, DiskFull) else "store_error"
+            self._step(flow.ServiceSuspended(reason))
+            return False
+        self.recorded += 1
+        if self.telemetry:
+            self.telemetry.outbox.notify()
+        return True
+
+    def _stamp(self):
+        from kiosk.telemetry.mqtt import system_stamp
+
+        return system_stamp()
+
+    def _visit_message(self, row):
+        from kiosk.telemetry import topics
+
+        payload = topics.visit_payload(
+            event_id=row.event_id, seq=row.seq, epoch=row.epoch, mode=row.mode,
+            outcome=row.outcome, step=row.step, verified=row.verified, expired=row.expired,
+            service_id=row.service_id, copy_answer=row.copy_answer, rating=row.rating,
+            reason=row.reason, language=row.language, duration_s=row.duration_s,
+            age_band=row.age_band, gender=row.gender, stamp=self._stamp())
+        return topics.kiosk_topic(self.cfg.kiosk.id, "visit"), payload
+
+    # --- housekeeping ----------------------------------------------------------------------
+
+    def _housekeeping(self):
+        self._next_housekeeping = self.clock() + HOUSEKEEPING_S
+        self.keys.rotate_if_due()
+        self._check_disk()
+        if self.telemetry and self.card:
+            self.telemetry.health.note_reader(
+                READER_HEALTH.get(self.card.reader_state, "error"))
+        if self.state.screen is flow.Screen.IDLE:
+            try:
+                self.store.purge()
+                self.store.checkpoint()
+            except StoreError as exc:
+                log.error("housekeeping failed, will retry: %s", exc)
+
+    def _check_disk(self):
+        """Below the disk floor the kiosk stops taking visits instead of losing them."""
+        has_room = self.store.has_room()
+        suspended = self.state.out_of_service == DISK_REASON
+        if not has_room and not suspended:
+            self._step(flow.ServiceSuspended(DISK_REASON))
+        elif has_room and suspended:
+            self._step(flow.ServiceResumed())
+
+    def reconfigure(self, cfg):
+        """A remote config was applied: the next visit uses it (the current one finishes)."""
+        self.cfg = cfg
+        self.settings = flow_settings(cfg, rate_only=self.rate_only)
+        if self.display:
+            self.display.reconfigure(cfg)
+        if self.telemetry:
+            self.telemetry.set_pin(cfg)
+
+
+def _is_card_summary(fact):
+    return type(fact).__name__ == "CardSummary"
+
+
+class Telemetry:
+    """The kiosk's reporting: MQTT link, outbox pump, health and remote commands, composed."""
+
+    def __init__(self, cfg, store, put, *, remote_path, when_config_applied, cpu_temperature=None,
+                 screen_state=None):
+        from kiosk.telemetry import topics
+        from kiosk.telemetry.commands import Commands
+        from kiosk.telemetry.health import Health
+        from kiosk.telemetry.mqtt import MqttLink
+        from kiosk.telemetry.outbox import Outbox
+
+        self._topics = topics
+        self.outbox = Outbox(store, window=cfg.telemetry.inflight_window,
+                             resend_after_s=cfg.telemetry.resend_after_s,
+                             when_dead=self._dead_letter)
+        self.link = MqttLink(cfg.mqtt, cfg.kiosk.id, next_epoch=store.next_epoch,
+                             version=__version__, facts=self.outbox.put, put=put,
+                             pin=topics.pin_payload(cfg),
+                             inflight_window=cfg.telemetry.inflight_window)
+        self.commands = Commands(self.link, self.outbox, config=cfg, remote_path=remote_path,
+                                 when_config_applied=when_config_applied)
+        self.health = Health(store, self.link, interval_s=cfg.telemetry.health_interval_s,
+                             version=__version__, mode=cfg.kiosk.mode,
+                             data_dir=cfg.storage.data_dir,
+                             applied_version=lambda: self.commands.config.remote_version,
+                             cpu_temperature=cpu_temperature, screen_state=screen_state)
+
+    def _dead_letter(self, event_id, reason_code):
+        self.health.note_dead_letter(event_id, reason_code)
+
+    def set_pin(self, cfg):
+        self.link.set_pin(self._topics.pin_payload(cfg))
+
+    def start(self):
+        self.outbox.start(self.link)
+        self.link.start()
+        self.health.start()
+
+    def stop(self):
+        self.health.stop()
+        self.link.stop()
+        self.outbox.stop()
+
+
+class Kiosk:
+    """Everything one kiosk process runs, built from a config; a context manager.
+
+    ``headless`` uses SDL's dummy video driver; ``display=False`` runs without screens at all
+    (the runner of the telemetry issue, soak runs). ``card_env`` is not needed: pyscard finds
+    pcscd through ``PCSCLITE_CSOCK_NAME`` in the environment.
+    """
+
+    def __init__(self, cfg, *, display=True, headless=False, rate_only=False, when_key=None):
+        from kiosk.card.repeat import RepeatKeys
+        from kiosk.store import Store
+
+        self.cfg = cfg
+        data_dir = Path(cfg.storage.data_dir)
+        self.remote_path = data_dir / kiosk_config.REMOTE_FILENAME
+        self.store = Store.open(data_dir, retention_days=cfg.storage.retention_days,
+                                repeat_window_s=cfg.flow.repeat_window_min * 60,
+                                min_free_mb=cfg.storage.min_free_mb)
+        self.keys = RepeatKeys(cfg.flow.repeat_window_min * 60)
+        self._parts = []
+        try:
+            self.runner = Runner(cfg, self.store, keys=self.keys, rate_only=rate_only,
+                                 when_key=when_key)
+            self._build(display, headless)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, display, headless):
+        from kiosk.gpio import Panel
+        from kiosk.watchdog import Watchdog
+
+        cfg, runner = self.cfg, self.runner
+        runner.watchdog = Watchdog()
+        runner.panel = Panel.from_config(cfg.gpio, put=runner.events.put)
+        self._parts.append(runner.panel)
+        if display:
+            from kiosk.display import Display
+
+            runner.display = Display(cfg, headless=headless,
+                                     has_buzzer=cfg.gpio.buzzer is not None)
+            self._parts.append(runner.display)
+        if cfg.card.backend == "pcsc":
+            from kiosk.card.reader import CardService
+
+            runner.card = CardService(
+                runner.events.put, self.keys, reader=cfg.card.reader or None,
+                read_deadline_s=cfg.card.read_deadline_s, settle_s=cfg.card.settle_s,
+                collect_age_band=cfg.flow.collect_age_band,
+                collect_gender=cfg.flow.collect_gender)
+            runner.card.start()
+            self._parts.append(runner.card)
+        else:
+            log.warning("card.backend = %r: no card reader, ratings only without a card",
+                        cfg.card.backend)
+        if cfg.mqtt.host:
+            runner.telemetry = Telemetry(
+                cfg, self.store, runner.events.put, remote_path=self.remote_path,
+                when_config_applied=runner.reconfigure,
+                cpu_temperature=runner.panel.cpu_temperature,
+                screen_state=runner.display.screen_state if runner.display else None)
+            runner.telemetry.start()
+            self._parts.append(runner.telemetry)
+        else:
+            log.warning("mqtt.host is empty: telemetry is off, visits stay in the local outbox")
+
+    def run(self, stop):
+        self.runner.run(stop)
+
+    def close(self):
+        for part in reversed(self._parts):
+            try:
+                part.stop() if hasattr(part, "stop") else part.close()
+            except Exception:  # noqa: BLE001 - one part failing must not keep others running
+                log.exception("error while stopping %s", type(part).__name__)
+        self._parts.clear()
+        self.store.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def add_arguments(parser):
+    parser.add_argument("--config", type=Path, default=None,
+                        help=f"kiosk config file (default {kiosk_config.DEFAULT_PATH})")
+    parser.add_argument("--headless", action="store_true",
+                        help="no window: SDL's dummy video driver (tests, soak runs)")
+    parser.add_argument("--no-display", action="store_true",
+                        help="run without screens at all (a kiosk with physical buttons only)")
+    parser.add_argument("--script", type=Path,
+                        help="play scripted visits from FILE, then stop (see kiosk.script)")
+    parser.add_argument("--repeat", type=int, default=1, help="play the script N times")
+    parser.add_argument("--emulator", help="control socket of the card emulator the script uses")
+    parser.add_argument("--wait-confirmed", type=float, default=0.0, metavar="S",
+                        help="after the script, wait up to S seconds for the collector's acks")
+
+
+def main(args):
+    from kiosk import script
+
+    cfg = kiosk_config.load(args.config, remote_path=_remote_path(args.config))
+    steps = script.parse(args.script.read_text(), str(args.script)) if args.script else None
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with Kiosk(cfg, display=not args.no_display, headless=args.headless or bool(args.script),
+               rate_only=args.no_display) as kiosk:
+        if steps is None:
+            kiosk.run(stop)
+            return 0
+        return _play(kiosk, steps, args, stop)
+
+
+def _play(kiosk, steps, args, stop):
+    from kiosk import script
+    from kiosk.card.emulator import ControlClient
+
+    card = ControlClient(args.emulator) if args.emulator else None
+    driver = script.ScriptDriver(kiosk.runner, steps, repeat=args.repeat, card=card)
+
+    def finish():
+        """Stop the loop once the script is over and, if asked, the collector has confirmed."""
+        driver.done.wait()
+        deadline = time.monotonic() + args.wait_confirmed
+        try:
+            while time.monotonic() < deadline and not stop.is_set():
+                if kiosk.store.outbox_stats().depth == 0:
+                    break
+                stop.wait(0.1)
+        finally:
+            kiosk.store.close()  # this thread's own connection only
+            stop.set()
+
+    driver.start()
+    threading.Thread(target=finish, name="script-finish", daemon=True).start()
+    kiosk.run(stop)  # the main loop stays on the main thread; the script only enqueues
+    driver.stop()
+    depth = kiosk.store.outbox_stats().depth
+    print(f"kiosk: script played {driver.completed} time(s), {kiosk.runner.recorded} visit(s) "
+          f"recorded, {depth} unconfirmed in the outbox")
+    if driver.error:
+        raise KioskError(f"script failed: {driver.error}")
+    return 0
+
+
+def _remote_path(config_path):
+    """The remote layer lives in the data directory the local layers name."""
+    cfg = kiosk_config.load(config_path)
+    return Path(cfg.storage.data_dir) / kiosk_config.REMOTE_FILENAME

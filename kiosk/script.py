@@ -1,0 +1,159 @@
+"""Scripted visits for tests, soak runs and benchmarks (``kiosk run --script FILE``).
+
+A script is plain text, one step a line, ``#`` starts a comment. ``{n}`` is replaced by the
+repetition number (0, 1, …), so one script can drive many different emulated cards::
+
+    insert citizen-{n}      # the emulator inserts that card profile
+    wait choose_service     # until the flow shows that screen (default 30 s, or: wait rating 5)
+    service id-card         # taps, as the touch screen would report them
+    copy none               # none | id_card | house_registration | both
+    rating 5
+    reason skip             # or one of the reasons
+    lang | ok | nocard      # language button, OK on an information screen, rate without card
+    remove                  # the citizen takes the card
+    sleep 0.5
+
+Parsing is pure; :class:`ScriptDriver` is the thread that plays a script against a runner. It
+only puts events on the runner's queue and reads the runner's current screen, like any adapter.
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from kiosk import flow
+
+log = logging.getLogger(__name__)
+
+TAPS = {
+    "service": lambda arg: flow.ServiceChosen(arg),
+    "copy": lambda arg: flow.CopyAnswered(arg),
+    "rating": lambda arg: flow.RatingChosen(int(arg)),
+    "reason": lambda arg: flow.ReasonChosen(None if arg == "skip" else arg),
+    "lang": lambda arg: flow.LanguageToggled(),
+    "ok": lambda arg: flow.Dismissed(),
+    "nocard": lambda arg: flow.StartedWithoutCard(),
+}
+CARD_STEPS = ("insert", "remove")
+OTHER_STEPS = ("wait", "sleep")
+SCREENS = tuple(screen.value for screen in flow.Screen)
+DEFAULT_WAIT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Step:
+    line: int
+    verb: str
+    arg: str | None = None
+    timeout_s: float | None = None
+
+
+class ScriptError(ValueError):
+    """A script line that cannot be played; the message names the line."""
+
+
+def parse(text, source="<script>"):
+    """Parse a script into steps; every bad line is reported at once."""
+    steps, problems = [], []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        words = raw.split("#", 1)[0].split()
+        if not words:
+            continue
+        verb, args = words[0], words[1:]
+        try:
+            steps.append(_step(number, verb, args))
+        except ValueError as exc:
+            problems.append(f"{source}:{number}: {exc}")
+    if problems:
+        raise ScriptError("\n".join(problems))
+    return tuple(steps)
+
+
+def _step(number, verb, args):
+    if verb in ("lang", "ok", "nocard", "remove"):
+        if args:
+            raise ValueError(f"'{verb}' takes no argument")
+        return Step(number, verb)
+    if verb in ("service", "copy", "rating", "reason", "insert"):
+        if len(args) != 1:
+            raise ValueError(f"'{verb}' takes exactly one argument")
+        if verb == "rating" and args[0] not in ("1", "2", "3", "4", "5"):
+            raise ValueError(f"rating must be 1-5, not {args[0]!r}")
+        return Step(number, verb, args[0])
+    if verb == "wait":
+        if len(args) not in (1, 2) or args[0] not in SCREENS:
+            raise ValueError(f"'wait' takes a screen ({', '.join(SCREENS)}) and optional seconds")
+        return Step(number, verb, args[0], float(args[1]) if len(args) == 2 else DEFAULT_WAIT_S)
+    if verb == "sleep":
+        if len(args) != 1:
+            raise ValueError("'sleep' takes seconds")
+        return Step(number, verb, timeout_s=float(args[0]))
+    known = sorted([*TAPS, *CARD_STEPS, *OTHER_STEPS])
+    raise ValueError(f"unknown step {verb!r}; known steps: {', '.join(known)}")
+
+
+class ScriptDriver:
+    """Plays ``steps`` ``repeat`` times against a runner, in its own thread.
+
+    ``card`` is the emulator's control client (``insert(profile)``, ``remove()``), needed only
+    when the script inserts cards. ``done`` is set when the script ends; ``error`` then holds
+    what went wrong, if anything (a ``wait`` that timed out names its line and the screen seen).
+    """
+
+    def __init__(self, runner, steps, *, repeat=1, card=None, clock=time.monotonic):
+        self.runner, self.steps, self.repeat, self.card = runner, steps, repeat, card
+        self.clock = clock
+        self.done = threading.Event()
+        self.error = None
+        self.completed = 0
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="script", daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stopping.set()
+        self._thread.join(5)
+
+    def _run(self):
+        try:
+            for n in range(self.repeat):
+                for step in self.steps:
+                    if self._stopping.is_set():
+                        return
+                    self._play(step, n)
+                self.completed = n + 1
+        except Exception as exc:  # noqa: BLE001 - reported to the caller, who decides
+            self.error = exc
+            log.error("script stopped: %s", exc)
+        finally:
+            self.done.set()
+
+    def _play(self, step, n):
+        arg = step.arg.replace("{n}", str(n)) if step.arg else step.arg
+        if step.verb in TAPS:
+            self.runner.events.put(TAPS[step.verb](arg))
+        elif step.verb == "insert":
+            self._card().insert(arg)
+        elif step.verb == "remove":
+            self._card().remove()
+        elif step.verb == "sleep":
+            self._stopping.wait(step.timeout_s)
+        elif step.verb == "wait":
+            self._wait(step, arg)
+
+    def _wait(self, step, screen):
+        deadline = self.clock() + step.timeout_s
+        while self.runner.state.screen.value != screen:
+            if self.clock() > deadline or self._stopping.is_set():
+                raise ScriptError(f"line {step.line}: waited {step.timeout_s:g} s for {screen}, "
+                                  f"the kiosk shows {self.runner.state.screen.value}")
+            self._stopping.wait(0.01)
+
+    def _card(self):
+        if self.card is None:
+            raise ScriptError("the script inserts or removes a card but no emulator is running; "
+                              "run it under 'kiosk demo' or pass --emulator SOCKET")
+        return self.card

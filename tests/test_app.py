@@ -1,0 +1,136 @@
+"""The runner on its own: flow + real SQLite store, no card, screen or broker."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from kiosk import flow
+from kiosk.app import Runner
+from kiosk.card.repeat import RepeatKeys
+from kiosk.store import Store
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def runner(make_config, tmp_path):
+    cfg = make_config(tmp_path, flow={"allow_rating_without_card": True})
+    store = Store.open(tmp_path, min_free_mb=1)
+    clock = Clock()
+    runner = Runner(cfg, store, keys=RepeatKeys(1800), clock=clock)
+    runner.clock_source = clock
+    yield runner
+    store.close()
+
+
+def play(runner, *events):
+    for event in events:
+        runner.events.put(event)
+    runner.turn(timeout=0)
+
+
+def service_id(runner):
+    return runner.cfg.services[0].id
+
+
+def test_app_visit_without_card_is_committed_with_its_outbox_row(runner):
+    play(runner, flow.StartedWithoutCard(), flow.ServiceChosen(service_id(runner)),
+         flow.CopyAnswered("id_card"), flow.RatingChosen(4))
+    assert runner.state.screen is flow.Screen.THANK_YOU
+    (visit,) = runner.store.Visit.select()
+    assert (visit.rating, visit.copy_answer, visit.verified, visit.outcome) == (
+        4, "id_card", False, "completed")
+    (message,) = runner.store.OutboxMessage.select()
+    payload = json.loads(message.payload)
+    assert message.topic == f"citizeninfo/v1/kiosk/{runner.cfg.kiosk.id}/visit"
+    assert (payload["event_id"], payload["seq"], payload["rating"]) == (visit.event_id, 1, 4)
+
+
+def test_app_timeout_records_abandoned_visit(runner):
+    play(runner, flow.StartedWithoutCard())
+    runner.clock_source.now += runner.cfg.flow.timeout_choose_service_s + 1
+    runner.turn(timeout=0)
+    (visit,) = runner.store.Visit.select()
+    assert (visit.outcome, visit.step) == ("abandoned", "choose_service")
+    assert runner.state.screen is flow.Screen.IDLE
+
+
+def test_app_card_without_a_reader_is_a_card_problem(runner):
+    play(runner, flow.CardInserted())
+    runner.turn(timeout=0)
+    assert (runner.state.screen, runner.state.problem) == (flow.Screen.CARD_PROBLEM, "no_reader")
+
+
+def test_app_repeat_card_is_decided_by_the_store(runner):
+    class Summary:
+        def __init__(self, repeat_hash):
+            self.repeat_hash, self.expired, self.age_band, self.gender = repeat_hash, False, None, None
+
+    Summary.__name__ = "CardSummary"
+    seen = runner.keys.hash("1101700230708")
+    play(runner, flow.CardInserted(), Summary(seen), flow.ServiceChosen(service_id(runner)),
+         flow.CopyAnswered("none"), flow.RatingChosen(5), flow.CardRemoved())
+    runner.clock_source.now += 60
+    runner.turn(timeout=0)
+    assert runner.state.screen is flow.Screen.IDLE
+    play(runner, flow.CardInserted(), Summary(runner.keys.hash("1101700230708")))
+    assert runner.state.screen is flow.Screen.ALREADY_RATED
+    assert runner.store.Visit.select().count() == 1
+
+
+def test_app_unknown_fact_is_logged_and_ignored(runner, caplog):
+    play(runner, object())
+    assert runner.state.screen is flow.Screen.IDLE
+    assert "ignored an unknown fact" in caplog.text
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A 24 MB tmpfs: a data partition that fills up for real."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}): needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_app_below_the_disk_floor_goes_out_of_service_and_keeps_what_it_has(make_config,
+                                                                            tiny_fs):
+    cfg = make_config(tiny_fs, flow={"allow_rating_without_card": True},
+                      storage={"min_free_mb": 10})
+    store = Store.open(tiny_fs, min_free_mb=cfg.storage.min_free_mb)
+    clock = Clock()
+    runner = Runner(cfg, store, keys=RepeatKeys(1800), clock=clock)
+    try:
+        play(runner, flow.StartedWithoutCard(), flow.ServiceChosen(cfg.services[0].id),
+             flow.CopyAnswered("none"), flow.RatingChosen(5))
+        assert store.Visit.select().count() == 1
+        # Fill the partition until less than the floor is left.
+        with open(tiny_fs / "filler", "wb") as filler:
+            while os.statvfs(tiny_fs).f_bavail * os.statvfs(tiny_fs).f_frsize > 8 * 2**20:
+                filler.write(b"\0" * 65536)
+        clock.now += 60
+        play(runner, flow.Dismissed())
+        runner.turn(timeout=0)
+        assert runner.state.screen is flow.Screen.OUT_OF_SERVICE
+        assert runner.state.out_of_service == "disk_full"
+        play(runner, flow.StartedWithoutCard(), flow.CardInserted())
+        assert runner.state.screen is flow.Screen.OUT_OF_SERVICE
+        assert store.Visit.select().count() == 1  # nothing recorded was lost
+        (tiny_fs / "filler").unlink()
+        clock.now += 60
+        runner.turn(timeout=0)
+        assert runner.state.screen is flow.Screen.IDLE
+    finally:
+        store.close()
