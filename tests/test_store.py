@@ -11,13 +11,13 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from kiosk.errors import DiskFull, StoreError
+from kiosk.flow import Screen, VisitRecord
 from kiosk.store import DB_NAME, MIGRATIONS, OutboxStats, Store, new_event_id, rfc3339
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,23 +25,14 @@ VISIT_TOPIC = "citizeninfo/v1/kiosk/k1/visit"
 T0 = datetime(2025, 3, 1, 2, 0, 0, tzinfo=UTC)
 
 
-@dataclass(frozen=True)
-class Record:
-    """Same fields as kiosk.flow.VisitRecord (the contract in docs/architecture.md)."""
+TYPICAL_VISIT = dict(outcome="completed", step="thank_you", verified=True, expired=False,
+                     service_id="id_card_renewal", copy_answer="none", rating=4, reason=None,
+                     language="th", duration_s=21.5)
 
-    outcome: str = "completed"
-    step: str = "thank_you"
-    verified: bool = True
-    expired: bool | None = False
-    service_id: str | None = "id_card_renewal"
-    copy_answer: str | None = "none"
-    rating: int | None = 4
-    reason: str | None = None
-    language: str = "th"
-    duration_s: float = 21.5
-    age_band: str | None = None
-    gender: str | None = None
-    repeat_hash: bytes | None = None
+
+def visit_record(**changes):
+    """A finished visit as the flow hands it over, typical unless told otherwise."""
+    return VisitRecord(**{**TYPICAL_VISIT, **changes})
 
 
 class WallClock:
@@ -85,7 +76,7 @@ def store(tmp_path, clock):
 
 
 def test_store_record_visit_writes_visit_hash_and_outbox_together(store, clock):
-    visit = store.record_visit(Record(repeat_hash=b"\x01" * 32), build_payload=build_payload)
+    visit = store.record_visit(visit_record(repeat_hash=b"\x01" * 32), build_payload=build_payload)
     assert visit.seq == 1
     assert len(visit.event_id) == 32 and int(visit.event_id, 16) >= 0
     assert visit.recorded_at == "2025-03-01T02:00:00.000Z"
@@ -108,23 +99,18 @@ def test_store_visit_table_has_no_identity_or_hash_column(store):
 
 
 def test_store_enum_fields_stored_as_plain_text(store):
-    from enum import Enum
-
-    class Screen(str, Enum):
-        RATING = "rating"
-
-    visit = store.record_visit(Record(outcome="abandoned", step=Screen.RATING, rating=None),
+    visit = store.record_visit(visit_record(outcome="abandoned", step=Screen.RATING, rating=None),
                                build_payload=build_payload)
     assert store.Visit.get_by_id(visit.id).step == "rating"
 
 
 def test_store_bad_rating_rejected_without_writing(store, clock):
-    store.record_visit(Record(), build_payload=build_payload)
+    store.record_visit(visit_record(), build_payload=build_payload)
     with pytest.raises(StoreError, match=f"{DB_NAME}.*rating"):
-        store.record_visit(Record(rating=9), build_payload=build_payload)
+        store.record_visit(visit_record(rating=9), build_payload=build_payload)
     assert store.Visit.select().count() == 1
     assert len(store.due_messages(10, clock())) == 1
-    assert store.record_visit(Record(), build_payload=build_payload).seq == 2
+    assert store.record_visit(visit_record(), build_payload=build_payload).seq == 2
 
 
 def test_store_payload_builder_failure_leaves_nothing_half_written(store, clock):
@@ -132,7 +118,7 @@ def test_store_payload_builder_failure_leaves_nothing_half_written(store, clock)
         return VISIT_TOPIC, {"at": object()}
 
     with pytest.raises(StoreError, match=f"payload for {VISIT_TOPIC} is not JSON"):
-        store.record_visit(Record(repeat_hash=b"\x02" * 32), build_payload=broken)
+        store.record_visit(visit_record(repeat_hash=b"\x02" * 32), build_payload=broken)
     assert store.Visit.select().count() == 0
     assert store.due_messages(10, clock()) == []
     assert not store.is_repeat(b"\x02" * 32)
@@ -142,7 +128,7 @@ def test_store_accepts_payload_already_encoded(store, clock):
     def encoded(row):
         return VISIT_TOPIC, json.dumps({"event_id": row.event_id, "name": "ทดสอบ"}).encode()
 
-    store.record_visit(Record(), build_payload=encoded)
+    store.record_visit(visit_record(), build_payload=encoded)
     [message] = store.due_messages(1, clock())
     assert json.loads(message.payload)["name"] == "ทดสอบ"
 
@@ -152,14 +138,14 @@ def test_store_seq_and_epoch_survive_reopen(tmp_path, clock):
     first = Store.open(data, clock=clock)
     assert first.current_epoch() == 0
     assert [first.next_epoch(), first.next_epoch()] == [1, 2]
-    seqs = [first.record_visit(Record(), build_payload=build_payload).seq for _ in range(3)]
+    seqs = [first.record_visit(visit_record(), build_payload=build_payload).seq for _ in range(3)]
     first.close()
     second = Store.open(data, clock=clock)
     try:
         assert seqs == [1, 2, 3]
         assert second.current_epoch() == 2
         assert second.next_epoch() == 3
-        visit = second.record_visit(Record(), build_payload=build_payload)
+        visit = second.record_visit(visit_record(), build_payload=build_payload)
         assert (visit.seq, visit.epoch) == (4, 3)
     finally:
         second.close()
@@ -185,7 +171,7 @@ def test_store_event_ids_never_hold_thirteen_digits(monkeypatch):
 
 def test_store_files_are_owner_only(tmp_path, clock):
     store = Store.open(tmp_path / "fresh", clock=clock)
-    store.record_visit(Record(), build_payload=build_payload)
+    store.record_visit(visit_record(), build_payload=build_payload)
     try:
         assert stat.S_IMODE((tmp_path / "fresh").stat().st_mode) == 0o700
         for name in (DB_NAME, DB_NAME + "-wal"):
@@ -229,7 +215,7 @@ def test_store_unwritable_data_dir_named(tmp_path):
 def test_store_repeat_within_window_only(tmp_path, clock):
     store = Store.open(tmp_path, repeat_window_s=600, clock=clock)
     try:
-        store.record_visit(Record(repeat_hash=b"\x03" * 32), build_payload=build_payload)
+        store.record_visit(visit_record(repeat_hash=b"\x03" * 32), build_payload=build_payload)
         clock.advance(seconds=599)
         assert store.is_repeat((b"\x09" * 32, b"\x03" * 32))
         assert not store.is_repeat((b"\x09" * 32,))
@@ -243,9 +229,9 @@ def test_store_repeat_within_window_only(tmp_path, clock):
 def test_store_purge_drops_hashes_outside_window(tmp_path, clock):
     store = Store.open(tmp_path, repeat_window_s=600, clock=clock)
     try:
-        store.record_visit(Record(repeat_hash=b"\x04" * 32), build_payload=build_payload)
+        store.record_visit(visit_record(repeat_hash=b"\x04" * 32), build_payload=build_payload)
         clock.advance(seconds=300)
-        store.record_visit(Record(repeat_hash=b"\x05" * 32), build_payload=build_payload)
+        store.record_visit(visit_record(repeat_hash=b"\x05" * 32), build_payload=build_payload)
         clock.advance(seconds=400)
         assert store.purge().hashes == 1
         assert store.SeenCard.select().count() == 1
@@ -258,7 +244,7 @@ def test_store_purge_drops_hashes_outside_window(tmp_path, clock):
 
 def test_store_hashes_forgotten_at_reopen(tmp_path, clock):
     store = Store.open(tmp_path, clock=clock)
-    store.record_visit(Record(repeat_hash=b"\x06" * 32), build_payload=build_payload)
+    store.record_visit(visit_record(repeat_hash=b"\x06" * 32), build_payload=build_payload)
     store.close()
     store = Store.open(tmp_path, clock=clock)
     try:
@@ -273,7 +259,7 @@ def test_store_hashes_forgotten_at_reopen(tmp_path, clock):
 
 
 def test_store_outbox_pending_published_resent_confirmed(store, clock):
-    visit = store.record_visit(Record(), build_payload=build_payload)
+    visit = store.record_visit(visit_record(), build_payload=build_payload)
     sent = clock()
     assert store.mark_sent([visit.event_id], sent) == 1
     # Pending rows are always due: the pump skips the ones it has in flight itself.
@@ -290,8 +276,8 @@ def test_store_outbox_pending_published_resent_confirmed(store, clock):
 
 
 def test_store_confirm_is_idempotent_and_ignores_unknown_ids(store, clock):
-    a = store.record_visit(Record(), build_payload=build_payload)
-    b = store.record_visit(Record(), build_payload=build_payload)
+    a = store.record_visit(visit_record(), build_payload=build_payload)
+    b = store.record_visit(visit_record(), build_payload=build_payload)
     assert store.confirm([a.event_id, "not-an-event"]) == 1
     first_confirmed_at = store.Visit.get_by_id(a.id).confirmed_at
     clock.advance(minutes=5)
@@ -302,7 +288,7 @@ def test_store_confirm_is_idempotent_and_ignores_unknown_ids(store, clock):
 
 
 def test_store_late_puback_does_not_undo_confirmation(store, clock):
-    visit = store.record_visit(Record(), build_payload=build_payload)
+    visit = store.record_visit(visit_record(), build_payload=build_payload)
     store.confirm([visit.event_id])
     assert not store.mark_published(visit.event_id, clock())
     assert not store.mark_dead(visit.event_id, 0x87)
@@ -311,7 +297,7 @@ def test_store_late_puback_does_not_undo_confirmation(store, clock):
 
 
 def test_store_dead_letters_parked_and_replayed(store, clock):
-    visit = store.record_visit(Record(), build_payload=build_payload)
+    visit = store.record_visit(visit_record(), build_payload=build_payload)
     store.mark_sent([visit.event_id], clock())
     assert store.mark_dead(visit.event_id, 0x87)
     assert store.due_messages(10, clock() + timedelta(days=1)) == []
@@ -327,7 +313,7 @@ def test_store_dead_letters_parked_and_replayed(store, clock):
 def test_store_due_messages_oldest_first_with_limit(store, clock):
     ids = []
     for _ in range(4):
-        ids.append(store.record_visit(Record(), build_payload=build_payload).event_id)
+        ids.append(store.record_visit(visit_record(), build_payload=build_payload).event_id)
         clock.advance(seconds=1)
     store.mark_sent(ids[:2], T0)
     store.mark_published(ids[0], T0)
@@ -356,9 +342,9 @@ def test_store_enqueue_survives_and_is_idempotent(tmp_path, clock):
 
 def test_store_outbox_stats_counts_and_age(store, clock):
     assert store.outbox_stats() == OutboxStats(depth=0, oldest_unconfirmed_age_s=None, dead=0)
-    a = store.record_visit(Record(), build_payload=build_payload)
+    a = store.record_visit(visit_record(), build_payload=build_payload)
     clock.advance(seconds=30)
-    b = store.record_visit(Record(), build_payload=build_payload)
+    b = store.record_visit(visit_record(), build_payload=build_payload)
     clock.advance(seconds=45)
     store.mark_published(b.event_id, clock())
     assert store.outbox_stats() == OutboxStats(depth=2, oldest_unconfirmed_age_s=75.0, dead=0)
@@ -369,11 +355,11 @@ def test_store_outbox_stats_counts_and_age(store, clock):
 def test_store_purge_keeps_unconfirmed_and_recently_confirmed(tmp_path, clock):
     store = Store.open(tmp_path, retention_days=30, clock=clock)
     try:
-        old = store.record_visit(Record(), build_payload=build_payload)
-        unconfirmed = store.record_visit(Record(), build_payload=build_payload)
+        old = store.record_visit(visit_record(), build_payload=build_payload)
+        unconfirmed = store.record_visit(visit_record(), build_payload=build_payload)
         store.confirm([old.event_id])
         clock.advance(days=29)
-        late = store.record_visit(Record(), build_payload=build_payload)
+        late = store.record_visit(visit_record(), build_payload=build_payload)
         store.confirm([late.event_id])
         purged = store.purge()
         assert (purged.visits, purged.messages) == (0, 2)
@@ -391,7 +377,7 @@ def test_store_purge_keeps_unconfirmed_and_recently_confirmed(tmp_path, clock):
 
 def test_store_checkpoint_empties_the_wal(store):
     for _ in range(5):
-        store.record_visit(Record(), build_payload=build_payload)
+        store.record_visit(visit_record(), build_payload=build_payload)
     wal = Path(f"{store.path}-wal")
     assert wal.stat().st_size > 0
     assert store.checkpoint()
@@ -436,7 +422,7 @@ def test_store_main_and_outbox_threads_work_at_once(store, clock):
     worker.start()
     try:
         for _ in range(total):
-            store.record_visit(Record(), build_payload=build_payload)
+            store.record_visit(visit_record(), build_payload=build_payload)
     finally:
         recorded.set()
         worker.join(timeout=150)
@@ -449,10 +435,10 @@ def test_store_main_and_outbox_threads_work_at_once(store, clock):
 
 def test_store_threads_have_separate_connections(store, clock):
     """An open transaction on the main thread is invisible to, and does not block, the pump."""
-    store.record_visit(Record(), build_payload=build_payload)
+    store.record_visit(visit_record(), build_payload=build_payload)
     seen = []
     with store.atomic():
-        store.record_visit(Record(), build_payload=build_payload)
+        store.record_visit(visit_record(), build_payload=build_payload)
 
         def look():
             seen.append(len(store.due_messages(10, clock())))
@@ -482,7 +468,7 @@ def _broken_v3(db):
 def test_store_migrations_upgrade_in_order_keeping_data(tmp_path, clock):
     store = Store.open(tmp_path, clock=clock)
     assert store.schema_version == 1
-    visit = store.record_visit(Record(), build_payload=build_payload)
+    visit = store.record_visit(visit_record(), build_payload=build_payload)
     store.close()
     store = Store.open(tmp_path, clock=clock, migrations=MIGRATIONS + (_add_kiosk_note,))
     try:
@@ -490,7 +476,7 @@ def test_store_migrations_upgrade_in_order_keeping_data(tmp_path, clock):
         note = store._db.execute_sql("SELECT note FROM visit WHERE event_id = ?",
                                      (visit.event_id,)).fetchone()[0]
         assert note == "from v1"
-        assert store.record_visit(Record(), build_payload=build_payload).seq == 2
+        assert store.record_visit(visit_record(), build_payload=build_payload).seq == 2
     finally:
         store.close()
 
@@ -516,28 +502,16 @@ def test_store_newer_schema_refused(tmp_path, clock):
 
 _WRITER = """
 import sys
-from dataclasses import dataclass
+from kiosk.flow import VisitRecord
 from kiosk.store import Store
-
-@dataclass(frozen=True)
-class Record:
-    outcome: str = "completed"
-    step: str = "thank_you"
-    verified: bool = True
-    expired: bool = False
-    service_id: str = "svc"
-    copy_answer: str = "none"
-    rating: int = 5
-    reason: str = None
-    language: str = "en"
-    duration_s: float = 9.0
-    age_band: str = None
-    gender: str = None
-    repeat_hash: bytes = b"\\x07" * 32
 
 store = Store.open(sys.argv[1])
 while True:
-    row = store.record_visit(Record(), build_payload=lambda r: ("t", {"seq": r.seq}))
+    row = store.record_visit(
+        VisitRecord(outcome="completed", step="thank_you", verified=True, expired=False,
+                    service_id="svc", copy_answer="none", rating=5, reason=None, language="en",
+                    duration_s=9.0, repeat_hash=b"\\x07" * 32),
+        build_payload=lambda r: ("t", {"seq": r.seq}))
     print(row.seq, row.event_id, flush=True)
 """
 
@@ -577,7 +551,7 @@ def test_store_every_committed_visit_survives_sigkill(tmp_path):
         assert committed.items() <= on_disk.items()
         messages = {m.event_id for m in store.OutboxMessage.select()}
         assert set(on_disk.values()) == messages
-        after = store.record_visit(Record(), build_payload=build_payload)
+        after = store.record_visit(visit_record(), build_payload=build_payload)
         assert after.seq == max(on_disk) + 1
     finally:
         store.close()
@@ -619,20 +593,20 @@ def fill(path, leave_bytes=0):
 def test_store_refuses_below_free_space_floor_keeping_visits(tiny_fs):
     data = tiny_fs / "data"
     store = Store.open(data, min_free_mb=1, checkpoint_pages=50)
-    recorded = [store.record_visit(Record(), build_payload=build_payload).event_id
+    recorded = [store.record_visit(visit_record(), build_payload=build_payload).event_id
                 for _ in range(5)]
     assert store.has_room()
     fill(tiny_fs / "ballast", leave_bytes=512 * 1024)
     assert not store.has_room()
     with pytest.raises(DiskFull, match=r"storage.min_free_mb = 1") as caught:
-        store.record_visit(Record(), build_payload=build_payload)
+        store.record_visit(visit_record(), build_payload=build_payload)
     assert str(data) in str(caught.value)
     with pytest.raises(DiskFull):
         store.enqueue("citizeninfo/v1/kiosk/k1/reply", {"ok": True})
     assert store.Visit.select().count() == 5
     (tiny_fs / "ballast").unlink()
     assert store.has_room()
-    store.record_visit(Record(), build_payload=build_payload)
+    store.record_visit(visit_record(), build_payload=build_payload)
     store.close()
     reopened = Store.open(data, min_free_mb=1)
     try:
@@ -647,15 +621,15 @@ def test_store_disk_really_full_raises_diskfull_and_loses_nothing(tiny_fs):
     data = tiny_fs / "data"
     store = Store.open(data, min_free_mb=0, checkpoint_pages=50)
     for _ in range(3):
-        store.record_visit(Record(), build_payload=build_payload)
+        store.record_visit(visit_record(), build_payload=build_payload)
     assert store.checkpoint()  # the next visit has to grow the WAL
     fill(tiny_fs / "ballast")
     with pytest.raises(DiskFull, match=f"{DB_NAME}: the disk filled up while trying to record"):
         for _ in range(50):  # a page or two may still fit in the last partial block
-            store.record_visit(Record(rating=1), build_payload=build_payload)
+            store.record_visit(visit_record(rating=1), build_payload=build_payload)
     assert store.Visit.select().where(store.Visit.rating == 4).count() == 3
     (tiny_fs / "ballast").unlink()
-    store.record_visit(Record(rating=5), build_payload=build_payload)
+    store.record_visit(visit_record(rating=5), build_payload=build_payload)
     store.close()
     reopened = Store.open(data, min_free_mb=0)
     try:
@@ -666,10 +640,3 @@ def test_store_disk_really_full_raises_diskfull_and_loses_nothing(tiny_fs):
         assert seqs == list(range(1, len(seqs) + 1))
     finally:
         reopened.close()
-
-
-def test_store_record_double_matches_flow_visit_record():
-    """The test double must stay field-for-field the flow's VisitRecord."""
-    from kiosk.flow import VisitRecord
-
-    assert [f.name for f in fields(Record)] == [f.name for f in fields(VisitRecord)]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kiosk.card.repeat import RepeatKeys
 from kiosk.store import Store
-from tests.test_store import Record, build_payload
+from tests.test_store import build_payload, visit_record
 
 WINDOW_S = 1800.0
 
@@ -113,7 +113,7 @@ def test_store_privacy_no_identity_on_disk_after_50_visits(tmp_path):
             candidates = keys.candidates(card.cid)
             repeats.append(store.is_repeat(candidates))
             store.record_visit(
-                Record(rating=1 + i % 5, language="th" if i % 2 else "en",
+                visit_record(rating=1 + i % 5, language="th" if i % 2 else "en",
                        age_band="60+" if i % 3 else "30-39", gender="female" if i % 2 else "male",
                        repeat_hash=keys.hash(card.cid)),
                 build_payload=build_payload)
