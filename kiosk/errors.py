@@ -80,3 +80,7 @@ class CommandRejected(MessageRejected):
         self.command = command
         self.correlation_id = correlation_id
         self.is_stale = is_stale
+
+
+class DisplayError(KioskError, RuntimeError):
+    """The screen, its fonts or its sound cannot be set up (names the missing file or package)."""

@@ -1,0 +1,155 @@
+"""Thai text: shaped through HarfBuzz, broken into lines at real word boundaries.
+
+pygame.font.Font with ``set_script("Thai")`` shapes Thai (tone marks over upper vowels, SARA AM)
+through SDL_ttf's HarfBuzz; pygame.freetype does not shape and makes น้ำ collide, so it is never
+used here. Thai is written without spaces between words, so pygame's ``wraplength`` cuts words in
+half; ICU's dictionary-based line-break iterator finds the word boundaries instead. Service names
+come from agencies' configs, so every block is fitted: wrapped, shrunk, and as a last resort cut
+with an ellipsis, so text never leaves its box.
+"""
+
+import re
+from dataclasses import dataclass
+
+import icu
+import pygame
+
+from kiosk.display import theme
+
+_THAI = re.compile("[\u0e00-\u0e7f]")
+_ELLIPSIS = "…"
+
+
+def script_of(text):
+    """HarfBuzz script tag for ``text``: Thai when it holds any Thai letter."""
+    return "Thai" if _THAI.search(text) else "Latn"
+
+
+class Fonts:
+    """Font objects by (role, pixel size, script), opened once; opening a font costs ~1 ms."""
+
+    def __init__(self):
+        if not pygame.font.get_init():
+            pygame.font.init()
+        self._cache = {}
+
+    def get(self, role, size, script="Thai"):
+        key = (role, size, script)
+        font = self._cache.get(key)
+        if font is None:
+            font = pygame.font.Font(theme.font_path(role), size)
+            font.set_script(script)
+            self._cache[key] = font
+        return font
+
+    def for_text(self, role, size, text):
+        return self.get(role, size, script_of(text))
+
+
+def _pieces(text, iterator):
+    chars = icu.UnicodeString(text)
+    iterator.setText(chars)
+    start = iterator.first()
+    out = []
+    for end in iterator:
+        # Slicing the UnicodeString keeps ICU's UTF-16 offsets right beyond the BMP.
+        out.append(str(chars[start:end]))
+        start = end
+    return out
+
+
+def line_break_segments(text, locale="th"):
+    """``text`` cut at every allowed line-break opportunity (trailing spaces stay attached)."""
+    return _pieces(text, icu.BreakIterator.createLineInstance(icu.Locale(locale)))
+
+
+def graphemes(text):
+    """User-perceived characters: a Thai consonant keeps its vowels and tone marks."""
+    return _pieces(text, icu.BreakIterator.createCharacterInstance(icu.Locale("th")))
+
+
+def wrap(font, text, width):
+    """Lines of ``text`` no wider than ``width`` pixels, broken at Thai/English word boundaries.
+
+    A single word wider than ``width`` is split between grapheme clusters, never inside one.
+    """
+    lines = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for segment in line_break_segments(paragraph):
+            candidate = line + segment
+            if font.size(candidate.rstrip())[0] <= width:
+                line = candidate
+                continue
+            if line.strip():
+                lines.append(line.rstrip())
+            line = ""
+            for cluster in graphemes(segment):
+                candidate = line + cluster
+                if line and font.size(candidate.rstrip())[0] > width:
+                    lines.append(line.rstrip())
+                    candidate = cluster
+                line = candidate
+        lines.append(line.rstrip())
+    return lines
+
+
+def _ellipsize(font, line, width):
+    clusters = graphemes(line)
+    while clusters and font.size("".join(clusters).rstrip() + _ELLIPSIS)[0] > width:
+        clusters.pop()
+    return "".join(clusters).rstrip() + _ELLIPSIS
+
+
+@dataclass
+class Block:
+    """Rendered lines of one text box; ``rect`` is where the ink-bearing line boxes landed."""
+
+    surfaces: list
+    rect: pygame.Rect
+    size: int
+
+
+def layout_block(fonts, role, text, box, *, max_px, min_px=None, colour=theme.INK,
+                 align="center", valign="center", max_lines=None):
+    """Fit ``text`` into ``box`` (a Rect): wrap, then shrink from ``max_px`` down to ``min_px``.
+
+    Returns a :class:`Block` whose ``rect`` lies inside ``box``. The surfaces are rendered here,
+    once, so a screen's text costs nothing per frame.
+    """
+    min_px = min(max_px, min_px or max(14, max_px * 2 // 3))
+    size = max_px
+    while True:
+        font = fonts.for_text(role, size, text)
+        lines = wrap(font, text, box.width)
+        line_h = font.get_linesize()
+        fits_lines = max_lines is None or len(lines) <= max_lines
+        # A word cut in two (English "Dissatisfi-ed") is a misfit too, while a smaller size helps.
+        whole_words = all(font.size(segment.rstrip())[0] <= box.width
+                          for segment in line_break_segments(text))
+        if (fits_lines and whole_words and len(lines) * line_h <= box.height) \
+                or size <= min_px:
+            break
+        size = max(min_px, size - 2)
+    keep = max(1, min(len(lines), box.height // max(1, line_h)))
+    if max_lines is not None:
+        keep = min(keep, max_lines)
+    if keep < len(lines):
+        lines = lines[:keep - 1] + [_ellipsize(font, lines[keep - 1], box.width)]
+    surfaces = [font.render(line, True, colour) for line in lines if line]
+    total_h = min(box.height, len(surfaces) * line_h)
+    top = {"top": box.top, "center": box.top + (box.height - total_h) // 2,
+           "bottom": box.bottom - total_h}[valign]
+    placed = []
+    for i, surf in enumerate(surfaces):
+        w = min(surf.get_width(), box.width)
+        x = {"left": box.left, "center": box.left + (box.width - w) // 2,
+             "right": box.right - w}[align]
+        placed.append((surf, pygame.Rect(x, top + i * line_h, w, min(surf.get_height(), line_h))))
+    rect = placed[0][1].unionall([r for _, r in placed]) if placed else pygame.Rect(box.center, (0, 0))
+    return Block(placed, rect.clip(box) if placed else rect, size)
+
+
+def draw_block(surface, block):
+    for surf, rect in block.surfaces:
+        surface.blit(surf, rect, pygame.Rect(0, 0, rect.width, rect.height))

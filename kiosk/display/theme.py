@@ -1,0 +1,137 @@
+"""The look of the kiosk: one calm palette, the Thai fonts, and sizes taken from the panel.
+
+Pure (standard library only), so the contrast and size rules can be checked without a screen.
+Sizes come from the panel's physical diagonal, not from pixels: a 2 cm touch target is 2 cm on
+a 7" 800×480 panel and on a 10" 1280×800 one.
+"""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiosk.errors import DisplayError
+
+FONT_DIR = Path("/usr/share/fonts/opentype/tlwg")
+#: role -> (file, Debian package that ships it). Loma reads well at small sizes; Laksaman is the
+#: more formal face used for titles.
+FONTS = {
+    "ui": ("Loma.otf", "fonts-tlwg-loma-otf"),
+    "ui_bold": ("Loma-Bold.otf", "fonts-tlwg-loma-otf"),
+    "title": ("Laksaman-Bold.otf", "fonts-tlwg-laksaman-otf"),
+}
+
+# Navy and warm paper: the colours of Thai government forms, easy on elderly eyes.
+BACKGROUND = (246, 244, 239)
+SURFACE = (255, 255, 255)
+INK = (27, 36, 48)
+MUTED = (74, 85, 101)
+PRIMARY = (24, 62, 104)
+ON_PRIMARY = (255, 255, 255)
+HEADER = (19, 48, 84)
+ON_HEADER = (255, 255, 255)
+BORDER = (150, 160, 175)
+ALERT = (160, 40, 30)
+BLACK = (0, 0, 0)
+
+#: The no-copy status of a service: a badge colour each, white text on all of them.
+BADGES = {
+    "cancelled": (27, 110, 58),
+    "in_progress": (138, 75, 0),
+    "not_yet": (90, 98, 112),
+}
+ON_BADGE = (255, 255, 255)
+
+#: Rating 1..5 from red to green; the faces carry the colour, their labels stay ink on paper.
+FACES = {
+    1: (200, 60, 45),
+    2: (236, 128, 40),
+    3: (244, 196, 48),
+    4: (140, 195, 74),
+    5: (40, 160, 90),
+}
+
+#: Every pair of (text colour, background colour) the screens draw, by name, for the contrast test.
+TEXT_PAIRS = {
+    "body": (INK, BACKGROUND),
+    "muted": (MUTED, BACKGROUND),
+    "alert": (ALERT, BACKGROUND),
+    "button": (INK, SURFACE),
+    "primary_button": (ON_PRIMARY, PRIMARY),
+    "header": (ON_HEADER, HEADER),
+    **{f"badge_{name}": (ON_BADGE, colour) for name, colour in BADGES.items()},
+}
+
+#: WCAG 2.x AA for normal text.
+MIN_CONTRAST = 4.5
+#: A fingertip is about 1.6–2 cm wide; 2 cm plus 5 % for parallax on resistive panels.
+TARGET_CM = 2.1
+#: A phone camera at arm's length needs the QR code at least this size.
+QR_MIN_CM = 3.0
+
+
+def font_path(role):
+    """The font file for ``role``; a missing file names the apt package that provides it."""
+    name, package = FONTS[role]
+    path = FONT_DIR / name
+    if not path.is_file():
+        raise DisplayError(f"font {path} is missing: install it with "
+                           f"'apt install {package}' (Thai text needs the TLWG fonts)")
+    return path
+
+
+def relative_luminance(rgb):
+    def channel(c):
+        c = c / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (channel(c) for c in rgb[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast_ratio(fg, bg):
+    """WCAG contrast ratio of two sRGB colours, 1.0 … 21.0."""
+    a, b = sorted((relative_luminance(fg), relative_luminance(bg)), reverse=True)
+    return (a + 0.05) / (b + 0.05)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Pixel sizes for one panel, derived from its resolution and physical diagonal."""
+
+    width: int
+    height: int
+    diagonal_in: float
+
+    @property
+    def px_per_cm(self):
+        return math.hypot(self.width, self.height) / self.diagonal_in / 2.54
+
+    @property
+    def target(self):
+        """Smallest side of any touch target, in pixels."""
+        return math.ceil(TARGET_CM * self.px_per_cm)
+
+    @property
+    def qr_min(self):
+        return math.ceil(QR_MIN_CM * self.px_per_cm)
+
+    @property
+    def is_portrait(self):
+        return self.height > self.width
+
+    @property
+    def unit(self):
+        """Type scale: 1.0 on the short side of a 480-pixel panel, grows with the panel."""
+        return min(self.width, self.height) / 480
+
+    @property
+    def gap(self):
+        return max(8, round(12 * self.unit))
+
+    @property
+    def margin(self):
+        return max(12, round(20 * self.unit))
+
+    def font_px(self, size):
+        """``size`` is ``title``, ``heading``, ``body`` or ``small``; large type for older eyes."""
+        base = {"title": 42, "heading": 34, "body": 28, "small": 22}[size]
+        return round(base * self.unit)

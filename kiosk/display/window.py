@@ -1,0 +1,172 @@
+"""The kiosk's window: shows the flow's State, turns taps into flow events, blanks when quiet.
+
+See the package docstring for the runner's view of it. Main thread only (pygame's rule and the
+kiosk's). Scenes are built once per View, so a steady screen costs one comparison per frame.
+"""
+
+import datetime as dt
+import logging
+import os
+import time
+
+import pygame
+
+from kiosk.display import qr, theme
+from kiosk.display.audio import Audio
+from kiosk.display.blanking import Backlight, Blanker
+from kiosk.display.input import Tapped, TouchInput
+from kiosk.display.screens import PageTurned, Renderer, View
+from kiosk.display.settings import DisplaySettings
+from kiosk.errors import DisplayError
+from kiosk.flow import Screen
+
+log = logging.getLogger(__name__)
+
+
+class Display:
+    """``cfg`` is the kiosk Config (or a ready :class:`DisplaySettings`).
+
+    ``headless`` draws into SDL's dummy video driver (tests, screenshots, a demo without a
+    screen). ``has_buzzer`` says a GPIO buzzer gives tap feedback, so the display stays quiet.
+    ``clock`` and ``wall_clock`` are inputs so blanking can be driven in tests.
+    """
+
+    def __init__(self, cfg, *, headless=False, has_buzzer=False, clock=time.monotonic,
+                 wall_clock=lambda: dt.datetime.now(dt.UTC)):
+        self.settings = cfg if isinstance(cfg, DisplaySettings) else DisplaySettings.from_config(cfg)
+        s = self.settings
+        if headless:
+            # Chosen explicitly, before pygame opens a display: never a silent fallback.
+            os.environ["SDL_VIDEODRIVER"] = "dummy"
+        self.has_buzzer = has_buzzer
+        self._clock = clock
+        self._wall_clock = wall_clock
+        try:
+            pygame.display.init()
+            flags = pygame.FULLSCREEN if s.fullscreen and not headless else 0
+            self._window = pygame.display.set_mode((s.width, s.height), flags)
+        except pygame.error as exc:
+            raise DisplayError(f"cannot open a {s.width}x{s.height} display with SDL video "
+                               f"driver {os.environ.get('SDL_VIDEODRIVER', 'default')!r}: "
+                               f"{exc}; check display.width/height or run headless") from exc
+        pygame.display.set_caption("CITIZENinfo Kiosk")
+        # A pointer on a touch kiosk only confuses; developers in debug mode keep it.
+        pygame.mouse.set_visible(s.debug)
+        self.renderer = Renderer(s, (s.width, s.height))
+        self._input = TouchInput((s.width, s.height), is_passing_keys=s.debug or s.is_demo,
+                                 is_quit_allowed=s.debug)
+        self.audio = Audio(enabled=s.audio_enabled, volume=s.volume, prompts_dir=s.prompts_dir,
+                           cache_dir=s.prompt_cache_dir)
+        self.audio.prepare()
+        self.blanker = Blanker(blank_after_min=s.blank_after_min,
+                               office_hours_start=s.office_hours_start,
+                               office_hours_end=s.office_hours_end, office_days=s.office_days,
+                               timezone=s.timezone, now=clock())
+        self.backlight = Backlight(s.backlight_dir)
+        self.scene = None
+        self.is_blank = False
+        self._view = None
+        self._screen = None
+        self._language = None
+        self._page = 0
+        self._portal_url = None
+
+    # --- drawing ----------------------------------------------------------------------------
+
+    def show(self, state):
+        """Draw ``state``; cheap when nothing changed. Never changes ``state``."""
+        now = self._clock()
+        if state.screen is not self._screen or state.language != self._language:
+            self._enter(state, now)
+        if self.blanker.is_due(state.screen, now, self._wall_clock()):
+            self._blank()
+            return
+        if self.is_blank:
+            self._unblank()
+        view = View.of(state, page=self._page, portal_url=self._portal_url)
+        if view != self._view:
+            self.scene = self.renderer.scene(view)
+            self._view = view
+            self._window.blit(self.scene.surface, (0, 0))
+            pygame.display.flip()
+        elif self.scene.animate is not None:
+            dirty = self.scene.animate(self._window, now)
+            if dirty:
+                pygame.display.update(dirty)
+
+    def _enter(self, state, now):
+        """A new screen (or language): count it as activity, reset paging, speak its prompt."""
+        if state.screen is Screen.THANK_YOU and self._screen is not Screen.THANK_YOU:
+            # A fresh token per visit, held only while the thank-you screen is up.
+            self._portal_url = qr.portal_url(self.settings.portal_url,
+                                             self.settings.service_point_id, qr.new_token())
+        elif state.screen is not Screen.THANK_YOU:
+            self._portal_url = None
+        if state.screen is not self._screen:
+            self._page = 0
+        self._screen, self._language = state.screen, state.language
+        self.blanker.note_activity(now)
+        self.audio.play_prompt(state.screen, state.language)
+
+    def _blank(self):
+        if self.is_blank:
+            return
+        self.is_blank = True
+        if self.backlight.is_present:
+            self.backlight.set_on(False)
+        self._window.fill(theme.BLACK)
+        pygame.display.flip()
+
+    def _unblank(self):
+        self.is_blank = False
+        self.backlight.set_on(True)
+        self._view = None  # the next show() redraws the whole scene
+
+    def wake(self):
+        """Someone is there (PIR or touch): light the screen again and restart the quiet time."""
+        self.blanker.note_activity(self._clock())
+        if self.is_blank:
+            self._unblank()
+
+    # --- input ------------------------------------------------------------------------------
+
+    def poll_events(self):
+        """Flow events from taps since the last call (plus KeyPressed/QuitRequested in debug).
+
+        A tap on a dark screen only wakes it; a tap outside every button is ignored.
+        """
+        events = []
+        for fact in self._input.read():
+            if not isinstance(fact, Tapped):
+                events.append(fact)
+                continue
+            if self.is_blank:
+                self.wake()
+                continue
+            self.blanker.note_activity(self._clock())
+            button = self.scene.hit(fact.pos) if self.scene else None
+            if button is None:
+                continue
+            if not self.has_buzzer:
+                self.audio.play("tap")
+            if isinstance(button.action, PageTurned):
+                self._page += 1
+            else:
+                events.append(button.action)
+        return events
+
+    def beep(self, kind):
+        """Play a flow ``Beep`` effect; ``tap`` is already played at the tap itself."""
+        if kind != "tap" and not self.has_buzzer:
+            self.audio.play(kind)
+
+    # --- the rest ---------------------------------------------------------------------------
+
+    def save_png(self, path):
+        pygame.image.save(self._window, str(path))
+
+    def close(self):
+        self.audio.close()
+        if self.is_blank:
+            self.backlight.set_on(True)
+        pygame.display.quit()
