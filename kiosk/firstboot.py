@@ -1,0 +1,247 @@
+"""``kiosk firstboot``: apply the agency's kiosk.toml and MQTT credentials from the boot partition.
+
+Why: an agency provisions a kiosk by copying its bundle (``kiosk-fleet provision``) onto the FAT
+boot partition of a flashed card. On boot, ``kiosk-firstboot.service`` runs this verb, which
+
+1. parses ``kiosk.toml`` as TOML data (never as shell) and validates it with the one schema,
+   :func:`kiosk.config.parse`, and checks that every credential it names is there;
+2. on any problem installs *nothing*: it logs every ``section.key: message``, writes them to
+   ``<root>/var/lib/kiosk/firstboot-problems.txt`` (the out-of-order screen shows it) and next to
+   the file on the boot partition (``kiosk.toml.problems.txt``, for whoever pulls the card), lights
+   the fault LED if the file names one, and exits non-zero;
+3. otherwise installs the config, the credentials (0600, owned by the kiosk user) and the NTP
+   drop-in under ``<root>/etc/kiosk`` — a link into the persistent data partition, so a read-only
+   root loses nothing — each file written beside its target and renamed into place;
+4. deletes the secrets from the boot partition (anyone can read FAT) and renames the file
+   ``kiosk.toml.applied``, so the unit's ``ConditionPathExists`` stops it next boot.
+
+Credential files on the boot partition and where the kiosk reads them (``LoadCredential=mqtt:...``
+in kiosk.service hands ``/etc/kiosk/credentials/<name>`` to the process as
+``/run/credentials/kiosk.service/mqtt_<name>``): see :data:`CREDENTIALS`.
+"""
+
+import logging
+import os
+import tempfile
+import tomllib
+from pathlib import Path
+
+from kiosk import config as kiosk_config
+from kiosk.errors import ConfigError, GpioError, ProvisionError
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "kiosk.toml"
+APPLIED_SUFFIX = ".applied"
+PROBLEMS_NAME = "firstboot-problems.txt"
+CREDENTIALS_RUN_DIR = "/run/credentials/kiosk.service"
+# Boot-partition file name -> installed name under /etc/kiosk/credentials.
+CREDENTIALS = {
+    "mqtt-password": "password",
+    "mqtt-client.crt": "client.crt",
+    "mqtt-client.key": "client.key",
+    "mqtt-ca.crt": "ca.crt",
+}
+# The config keys that may name a credential, and the boot-partition file behind each.
+CREDENTIAL_KEYS = {
+    "mqtt.password_file": "mqtt-password",
+    "mqtt.cert_file": "mqtt-client.crt",
+    "mqtt.key_file": "mqtt-client.key",
+    "mqtt.ca_file": "mqtt-ca.crt",
+}
+
+
+def credential_path(boot_name):
+    """The path a kiosk.toml names for a credential shipped as ``boot_name``."""
+    return f"{CREDENTIALS_RUN_DIR}/mqtt_{CREDENTIALS[boot_name]}"
+
+
+def add_arguments(parser):
+    parser.add_argument("--boot", default="/boot/firmware", metavar="DIR",
+                        help="boot partition holding kiosk.toml (default /boot/firmware)")
+    parser.add_argument("--root", default="/", metavar="DIR",
+                        help="root of the system to install into (default /)")
+    parser.add_argument("--user", default="kiosk", help="account that owns the credentials")
+
+
+def main(args):
+    boot, root = Path(args.boot), Path(args.root)
+    if not (boot / CONFIG_NAME).exists():
+        print(f"{boot / CONFIG_NAME}: nothing to apply")
+        return 0
+    try:
+        installed = apply(boot, root, user=args.user)
+    except ProvisionError as exc:
+        for line in str(exc).splitlines():
+            log.error("%s", line)
+        return 1
+    print(f"{boot / CONFIG_NAME}: applied to {installed}")
+    return 0
+
+
+def apply(boot, root, *, user="kiosk"):
+    """Validate and install; returns the installed config path or raises ProvisionError.
+
+    On ProvisionError nothing under ``<root>/etc/kiosk`` has changed and the boot partition
+    still holds every file, so the agency can fix the file and reboot.
+    """
+    boot, root = Path(boot), Path(root)
+    source = boot / CONFIG_NAME
+    text, raw, problems = _read(source)
+    if not problems:
+        problems = _validate(text, raw, source, boot, root)
+    if problems:
+        _refuse(source, root, raw, problems)
+    target = _install(boot, root, text, raw, user)
+    for boot_name in CREDENTIALS:
+        (boot / boot_name).unlink(missing_ok=True)
+    source.replace(source.with_name(CONFIG_NAME + APPLIED_SUFFIX))
+    (source.with_name(CONFIG_NAME + ".problems.txt")).unlink(missing_ok=True)
+    (root / "var/lib/kiosk" / PROBLEMS_NAME).unlink(missing_ok=True)
+    return target
+
+
+def _read(source):
+    try:
+        text = source.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return "", {}, [f"{source}: byte {exc.start} is not UTF-8; save the file as UTF-8"]
+    except OSError as exc:
+        return "", {}, [f"{source}: cannot read: {exc.strerror}"]
+    try:
+        return text, tomllib.loads(text), []
+    except tomllib.TOMLDecodeError as exc:
+        return text, {}, [f"{source}: not valid TOML: {exc}"]
+
+
+def _validate(text, raw, source, boot, root):
+    """Every problem at once: the schema's, then the credentials the file names."""
+    try:
+        cfg = kiosk_config.parse(text, str(source))
+    except ConfigError as exc:
+        return list(exc.problems)
+    problems = []
+    installed = _config_dir(root) / "credentials"
+    for key, boot_name in CREDENTIAL_KEYS.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if not value.startswith(CREDENTIALS_RUN_DIR + "/"):
+            continue
+        if value != credential_path(boot_name):
+            problems.append(f"{key}: {value!r} is not a credential the kiosk receives; use "
+                            f"{credential_path(boot_name)!r} with {boot_name} on the boot partition")
+            continue
+        shipped = boot / boot_name
+        if not shipped.exists() and not (installed / CREDENTIALS[boot_name]).exists():
+            problems.append(f"{key}: names {value!r} but {shipped} is missing; copy {boot_name} "
+                            "from the kiosk's bundle onto the boot partition")
+            continue
+        if shipped.exists():
+            problem = _check_credential(shipped)
+            if problem:
+                problems.append(f"{key}: {problem}")
+    return problems
+
+
+def _check_credential(path):
+    data = path.read_bytes()
+    if not data.strip():
+        return f"{path} is empty; copy it again from the kiosk's bundle"
+    if path.name == "mqtt-password" and len(data.strip().splitlines()) != 1:
+        return f"{path} must hold the password on one line"
+    if path.name.endswith(".key") and b"PRIVATE KEY" not in data:
+        return f"{path} is not a PEM private key; copy client.key from the kiosk's bundle"
+    if path.name.endswith(".crt") and b"BEGIN CERTIFICATE" not in data:
+        return f"{path} is not a PEM certificate; copy it from the kiosk's bundle"
+    return None
+
+
+def _refuse(source, root, raw, problems):
+    message = (f"{source} was NOT applied ({len(problems)} problem(s)); fix them and reboot:\n"
+               + "".join(f"  {p}\n" for p in problems))
+    for path in (source.with_name(CONFIG_NAME + ".problems.txt"),
+                 root / "var/lib/kiosk" / PROBLEMS_NAME):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(message, encoding="utf-8")
+        except OSError as exc:
+            log.warning("cannot write %s: %s", path, exc)
+    show_fault_light(raw.get("gpio", {}) if isinstance(raw.get("gpio"), dict) else {})
+    raise ProvisionError(message.rstrip())
+
+
+def show_fault_light(gpio):
+    """Light the fault LED the refused file names, if any; best effort (the pins may be wrong)."""
+    pin = gpio.get("led_fault")
+    if not isinstance(pin, int) or isinstance(pin, bool):
+        return None
+    from kiosk.gpio import Panel, make_pin_factory
+
+    try:
+        factory = make_pin_factory(gpio.get("pin_factory") or "")
+        panel = Panel(factory, lambda fact: None, led_fault=pin)
+        panel.set_status_light("fault")
+        return panel
+    except GpioError as exc:
+        log.warning("cannot light the fault LED: %s", exc)
+        return None
+
+
+def _config_dir(root):
+    return root / "etc/kiosk"
+
+
+def _owner(root, user):
+    """(uid, gid) of ``user`` in the target root's /etc/passwd, or None where it does not exist."""
+    try:
+        lines = (root / "etc/passwd").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[0] == user:
+            return int(fields[2]), int(fields[3])
+    return None
+
+
+def _write(path, data, mode, owner=None):
+    """Write beside the target and rename, so a power cut leaves the old file or the new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        if owner is not None:
+            os.chown(tmp, *owner)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _install(boot, root, text, raw, user):
+    config_dir = _config_dir(root)
+    # /etc/kiosk links into the data partition; create the folder the link points at.
+    config_dir.resolve().mkdir(parents=True, exist_ok=True)
+    owner = _owner(root, user)
+    if owner is None:
+        log.warning("user %r does not exist in %s: credentials stay owned by root", user, root)
+    credentials = config_dir / "credentials"
+    credentials.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(credentials, 0o700)
+    if owner is not None:
+        os.chown(credentials, *owner)
+    for boot_name, name in CREDENTIALS.items():
+        if (boot / boot_name).exists():
+            _write(credentials / name, (boot / boot_name).read_bytes(), 0o600, owner)
+    servers = raw.get("time", {}).get("ntp_servers", [])
+    timesyncd = "[Time]\n" + (f"NTP={' '.join(servers)}\n" if servers else
+                              "# No agency NTP servers in kiosk.toml: the system's apply.\n")
+    _write(config_dir / "timesyncd.conf",
+           b"# Written by kiosk firstboot from time.ntp_servers.\n" + timesyncd.encode(), 0o644)
+    target = config_dir / CONFIG_NAME
+    _write(target, text.encode("utf-8"), 0o644)
+    os.sync()
+    return target
