@@ -165,7 +165,8 @@ pattern read {root}/ack/%u/#
 
     def _sign(self, name, common_name, extfile=None):
         self._openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                      "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={common_name}")
+                      "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                      "-subj", f"/CN={common_name}")
         extra = ["-extfile", extfile] if extfile else []
         self._openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
                       "-CAcreateserial", "-out", f"{name}.crt", "-days", "30", *extra)
@@ -241,8 +242,8 @@ pattern read {root}/ack/%u/#
         while not all(is_listening(p) for p in ports):
             if self._process.poll() is not None:
                 err = self._process.stderr.read().decode(errors="replace").strip()
-                raise TelemetryError(
-                    f"mosquitto exited with {self._process.returncode}: {err or 'see ' + str(self.log_path)}")
+                raise TelemetryError(f"mosquitto exited with {self._process.returncode}: "
+                                     f"{err or 'see ' + str(self.log_path)}")
             if time.monotonic() > deadline:
                 self.kill()
                 raise TelemetryError(f"mosquitto did not listen on {ports} within {timeout}s")

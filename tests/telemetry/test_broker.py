@@ -2,7 +2,6 @@
 
 import ssl
 
-
 from kiosk.fleet.broker import Broker, password_hash
 from kiosk.telemetry import topics
 

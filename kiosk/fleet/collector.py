@@ -1,0 +1,303 @@
+"""``kiosk-fleet collect``: receive kiosk messages, store them, and only then acknowledge them.
+
+The collector joins a shared subscription (``$share/<group>/citizeninfo/v1/kiosk/+/#``) so
+several collectors can split the fleet, with a persistent MQTT 5 session (clean start off plus a
+session expiry) so the broker queues visits while a collector restarts.
+
+Threads: paho's network thread only puts messages on a queue; one worker thread validates them,
+commits a batch (by count or time) in one transaction, then publishes the acks and releases the
+broker's copy (manual PUBACK). Nothing is held locked while paho is called: an earlier version
+took a lock in a paho callback and called paho under it, which deadlocked. A message that
+fails validation is counted and logged by topic and reason only (never its contents, which
+could hold personal data), and the collector carries on.
+"""
+
+import logging
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from paho.mqtt import client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from peewee import PeeweeException
+
+from kiosk.errors import MessageRejected, TelemetryError
+from kiosk.fleet.db import DEFAULT_DB, open_database, utc_now
+from kiosk.telemetry import topics
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GROUP = "collectors"
+#: How long the broker keeps the session (and queues visits) while no collector is connected.
+DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+@dataclass
+class Counters:
+    """What the collector has done since start; read them from any thread."""
+
+    received: int = 0
+    visits_stored: int = 0
+    visits_duplicate: int = 0
+    statuses: int = 0  # applied; stale ones are counted apart
+    stale_statuses: int = 0
+    pins: int = 0
+    health_reports: int = 0
+    replies: int = 0
+    malformed: int = 0
+    acks_sent: int = 0
+    batches: int = 0
+    store_failures: int = 0
+    last_rejection: str | None = None  # topic and reason, never the payload
+
+
+class Collector:
+    """One collector: ``start()``, ``stop()``, ``counters``, ``db`` (a :class:`FleetDb`).
+
+    ``tls`` is a dict for ``paho.Client.tls_set`` (``ca_certs``, ``certfile``, ``keyfile``).
+    Acks go out after the batch holding the visits has committed; a visit seen before is acked
+    again (the kiosk resends when an ack is lost) but stored once.
+    """
+
+    def __init__(self, db_path, host, port, username, password=None, *, group=DEFAULT_GROUP,
+                 tls=None, batch_size=200, batch_s=0.2,
+                 session_expiry_s=DEFAULT_SESSION_EXPIRY_S):
+        if batch_size < 1 or batch_s <= 0:
+            raise ValueError("batch_size must be >= 1 and batch_s > 0")
+        self.db_path = Path(db_path)
+        self.host, self.port = host, port
+        self.group = group
+        self.batch_size, self.batch_s = batch_size, batch_s
+        self.session_expiry_s = session_expiry_s
+        self.counters = Counters()
+        self.db = None
+        self._queue = queue.Queue()
+        self._stopping = threading.Event()
+        self._connected = threading.Event()
+        self._worker = None
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username,
+                                   protocol=mqtt.MQTTv5, manual_ack=True)
+        self._client.username_pw_set(username, password)
+        if tls:
+            self._client.tls_set(**tls)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+
+    @property
+    def subscription(self):
+        return f"$share/{self.group}/{topics.KIOSK_SUBSCRIPTION}"
+
+    @property
+    def is_connected(self):
+        return self._connected.is_set()
+
+    def wait_for_connected(self, timeout=10.0):
+        """True once subscribed to the kiosk topics (on the latest connect)."""
+        return self._connected.wait(timeout)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self):
+        """Open the database, start the worker and connect (paho retries while the broker is
+        away, so a collector started before its broker still comes up)."""
+        self.db = open_database(self.db_path)
+        self._stopping.clear()
+        self._worker = threading.Thread(target=self._work, name="collector-worker", daemon=True)
+        self._worker.start()
+        props = Properties(PacketTypes.CONNECT)
+        # paho's default (clean start on the first connect) would wipe the queued session.
+        props.SessionExpiryInterval = self.session_expiry_s
+        self._client.reconnect_delay_set(0.5, 30)
+        self._client.connect_async(self.host, self.port, keepalive=30, clean_start=False,
+                                   properties=props)
+        self._client.loop_start()
+
+    def stop(self, timeout=10.0):
+        """Disconnect (the broker keeps the session), finish the queued batch, close the db."""
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._stopping.set()
+        if self._worker is not None:
+            self._worker.join(timeout)
+            self._worker = None
+        if self.db is not None:
+            self.db.close()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # --- paho callbacks: only enqueue -------------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            log.error("broker refused the collector at %s:%s: %s", self.host, self.port,
+                      reason_code)
+            return
+        client.subscribe(self.subscription, qos=1)
+        log.info("collector connected (session present: %s), subscribing to %s",
+                 flags.session_present, self.subscription)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        if any(code.is_failure for code in reason_codes):
+            log.error("broker refused the subscription %s: %s", self.subscription, reason_codes)
+            return
+        self._connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self._connected.clear()
+        if not self._stopping.is_set():
+            log.warning("collector disconnected (%s); paho reconnects", reason_code)
+
+    def _on_message(self, client, userdata, message):
+        self._queue.put(message)
+
+    # --- the worker -------------------------------------------------------------------------
+
+    def _work(self):
+        while not (self._stopping.is_set() and self._queue.empty()):
+            try:
+                first = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            batch = [first]
+            deadline = time.monotonic() + self.batch_s
+            while len(batch) < self.batch_size:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(self._queue.get(timeout=remaining))
+                except queue.Empty:
+                    break
+            try:
+                self._handle(batch)
+            except Exception:  # the worker must outlive any one bad batch
+                self.counters.store_failures += 1
+                log.exception("collector batch of %d failed; the kiosks will resend", len(batch))
+
+    def _handle(self, batch):
+        received = utc_now()
+        parsed = []
+        for message in batch:
+            self.counters.received += 1
+            try:
+                parsed.append(topics.parse_kiosk_message(message.topic, message.payload))
+            except MessageRejected as exc:
+                self._reject(message.topic, exc)
+        acks = {}
+        try:
+            with self.db.database.atomic():
+                tallies = [self._store(item, received, acks) for item in parsed]
+        except (PeeweeException, OSError) as exc:
+            # Nothing was committed, so nothing is acked: each kiosk keeps the visits in its
+            # outbox and resends them after resend_after_s.
+            self.counters.store_failures += 1
+            log.error("collector could not commit %d messages: %s", len(parsed), exc)
+            acks, tallies = {}, []
+        finally:
+            # Release the broker's copies even on failure: left unacknowledged they would fill
+            # the in-flight window and stall this collector until it reconnects.
+            for message in batch:
+                if message.qos > 0:
+                    self._client.ack(message.mid, message.qos)
+        self.counters.batches += 1
+        for name in tallies:
+            setattr(self.counters, name, getattr(self.counters, name) + 1)
+        for kiosk_id, event_ids in acks.items():
+            for start in range(0, len(event_ids), topics.MAX_ACK_IDS):
+                chunk = event_ids[start:start + topics.MAX_ACK_IDS]
+                self._client.publish(topics.ack_topic(kiosk_id), topics.ack_payload(chunk),
+                                     qos=topics.QOS["ack"])
+                self.counters.acks_sent += 1
+
+    def _reject(self, topic, exc):
+        self.counters.malformed += 1
+        self.counters.last_rejection = str(exc)
+        log.warning("rejected message on %s: %s", topic, exc)
+
+    def _store(self, item, received, acks):
+        """Apply one validated message inside the batch transaction; return the counter to
+        bump once the batch has committed (so a reader never sees a count before its row)."""
+        if isinstance(item, topics.VisitMessage):
+            acks.setdefault(item.kiosk_id, []).append(item.event_id)
+            return "visits_stored" if self.db.add_visit(item, received) else "visits_duplicate"
+        if isinstance(item, topics.Status):
+            if self.db.apply_status(item, received):
+                return "statuses"
+            log.info("ignored stale %s status of %s (epoch %d is older than the latest)",
+                     item.state, item.kiosk_id, item.epoch)
+            return "stale_statuses"
+        if isinstance(item, topics.Pin):
+            self.db.apply_pin(item, received)
+            return "pins"
+        if isinstance(item, topics.Health):
+            self.db.apply_health(item, received)
+            return "health_reports"
+        self.db.touch(item.kiosk_id, received)
+        log.info("reply from %s to %s: %s", item.kiosk_id, item.correlation_id,
+                 "ok" if item.ok else item.error)
+        return "replies"
+
+
+# --- the kiosk-fleet collect verb -----------------------------------------------------------
+
+
+def add_arguments(parser):
+    parser.add_argument("--host", default="127.0.0.1", help="broker host (default %(default)s)")
+    parser.add_argument("--port", type=int, default=1883, help="broker port (default %(default)s)")
+    parser.add_argument("--username", default="collector", help="broker account")
+    parser.add_argument("--password-file", type=Path,
+                        help="file holding the account's password (first line)")
+    parser.add_argument("--db", type=Path, default=Path(DEFAULT_DB),
+                        help="fleet SQLite database (default %(default)s)")
+    parser.add_argument("--group", default=DEFAULT_GROUP,
+                        help="shared-subscription group; collectors in one group split the load")
+    parser.add_argument("--ca-file", type=Path, help="CA certificate: connect with TLS")
+    parser.add_argument("--cert-file", type=Path, help="client certificate for mutual TLS")
+    parser.add_argument("--key-file", type=Path, help="client key for mutual TLS")
+    parser.add_argument("--batch-size", type=int, default=200, help="messages per transaction")
+    parser.add_argument("--batch-ms", type=int, default=200,
+                        help="longest wait to fill a batch, in milliseconds")
+
+
+def main(args):
+    password = None
+    if args.password_file:
+        try:
+            password = args.password_file.read_text().splitlines()[0].strip()
+        except (OSError, IndexError) as exc:
+            raise TelemetryError(
+                f"--password-file {args.password_file}: cannot read a password ({exc}); "
+                "put the collector account's password on the first line") from None
+    tls = None
+    if args.ca_file:
+        tls = {"ca_certs": str(args.ca_file)}
+        if args.cert_file:
+            tls.update(certfile=str(args.cert_file), keyfile=str(args.key_file or args.cert_file))
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    collector = Collector(args.db, args.host, args.port, args.username, password,
+                          group=args.group, tls=tls, batch_size=args.batch_size,
+                          batch_s=args.batch_ms / 1000)
+    collector.start()
+    log.info("collecting from %s:%s into %s", args.host, args.port, args.db)
+    try:
+        while not done.wait(60):
+            c = collector.counters
+            log.info("received %d, visits stored %d (duplicates %d), malformed %d, acks %d",
+                     c.received, c.visits_stored, c.visits_duplicate, c.malformed, c.acks_sent)
+    finally:
+        collector.stop()
+    return 0

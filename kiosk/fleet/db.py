@@ -1,0 +1,205 @@
+"""The central store: kiosks, their pins and their anonymous visits (peewee on SQLite).
+
+Only fields the telemetry contract names are stored, taken from the validated message objects
+of :mod:`kiosk.telemetry.topics`, so nothing a kiosk sent by mistake can land here. Visits are
+keyed by event id: a visit delivered twice is stored once. Demo visits are kept (ops can see the
+demo worked) but flagged, and every statistic here leaves them out.
+
+The models are made per database by :func:`open_database`, so two collectors in one process
+(tests) never share a binding. Peewee opens one connection per thread; WAL lets ``status`` and
+the tests read while the collector writes.
+"""
+
+import datetime as dt
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from peewee import (
+    BooleanField,
+    CharField,
+    FloatField,
+    IntegerField,
+    Model,
+    SqliteDatabase,
+    TextField,
+)
+
+DEFAULT_DB = "fleet.sqlite3"
+
+
+def utc_now():
+    """The collector's clock as an RFC 3339 UTC string (kiosk clocks may be unsynced)."""
+    now = dt.datetime.now(dt.UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+class FleetDb:
+    """One open fleet database: ``Kiosk``, ``Pin`` and ``Visit`` models plus the queries."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.database = SqliteDatabase(
+            str(self.path),
+            pragmas={"journal_mode": "wal", "synchronous": "full", "busy_timeout": 10_000},
+        )
+
+        class Base(Model):
+            class Meta:
+                database = self.database
+
+        class Kiosk(Base):
+            kiosk_id = CharField(primary_key=True)
+            state = CharField(null=True)  # online | offline | lost; None until a status arrives
+            epoch = IntegerField(null=True)
+            version = CharField(null=True)
+            mode = CharField(null=True)
+            last_seen = CharField(null=True)  # collector clock
+            state_changed = CharField(null=True)  # collector clock
+            outbox_depth = IntegerField(null=True)
+            dead_letters = IntegerField(null=True)
+            config_version = IntegerField(null=True)
+            health = TextField(null=True)  # the last health report, JSON of its known fields
+            stale_statuses = IntegerField(default=0)
+
+        class Pin(Base):
+            kiosk_id = CharField(primary_key=True)
+            service_point_id = CharField()
+            name_th = CharField()
+            name_en = CharField()
+            agency = CharField()
+            ministry = CharField()
+            province = CharField()
+            lat = FloatField(null=True)
+            lon = FloatField(null=True)
+            mode = CharField()
+            services = TextField()  # JSON list of {id, name_th, name_en, no_copy}
+            received = CharField()
+
+        class Visit(Base):
+            event_id = CharField(primary_key=True)
+            kiosk_id = CharField(index=True)
+            seq = IntegerField()
+            epoch = IntegerField()
+            is_demo = BooleanField(index=True)
+            outcome = CharField()
+            step = CharField()
+            verified = BooleanField()
+            expired = BooleanField(null=True)
+            service_id = CharField(null=True)
+            copy_answer = CharField(null=True)
+            rating = IntegerField(null=True)
+            reason = CharField(null=True)
+            language = CharField()
+            duration_s = FloatField()
+            age_band = CharField(null=True)
+            gender = CharField(null=True)
+            at = CharField()
+            clock_synced = BooleanField()
+            mono_s = FloatField()
+            schema = IntegerField()
+            received = CharField()
+
+        self.Kiosk, self.Pin, self.Visit = Kiosk, Pin, Visit
+        self.database.connect(reuse_if_open=True)
+        self.database.create_tables([Kiosk, Pin, Visit])
+
+    def close(self):
+        if not self.database.is_closed():
+            self.database.close()
+
+    # --- writes (the collector's worker thread, inside one transaction per batch) ----------
+
+    def _kiosk(self, kiosk_id, received):
+        kiosk, _ = self.Kiosk.get_or_create(kiosk_id=kiosk_id)
+        kiosk.last_seen = received
+        return kiosk
+
+    def add_visit(self, visit, received):
+        """Store a :class:`~kiosk.telemetry.topics.VisitMessage`; False if already stored."""
+        self._kiosk(visit.kiosk_id, received).save()
+        # One writer thread and one transaction per batch: checking first is race-free.
+        if self.Visit.select().where(self.Visit.event_id == visit.event_id).exists():
+            return False
+        fields = asdict(visit)
+        fields["is_demo"] = fields.pop("mode") == "demo"
+        self.Visit.insert(**fields, received=received).execute()
+        return True
+
+    def apply_status(self, status, received):
+        """Record a status unless its epoch is older than the kiosk's latest; False if stale.
+
+        A kiosk that reconnects before the broker fires the previous connection's Last Will
+        has a higher epoch already, so that ``lost`` must not mark it dead.
+        """
+        kiosk = self._kiosk(status.kiosk_id, received)
+        if kiosk.epoch is not None and status.epoch < kiosk.epoch:
+            kiosk.stale_statuses += 1
+            kiosk.save()
+            return False
+        if kiosk.state != status.state or kiosk.epoch != status.epoch:
+            kiosk.state_changed = received
+        kiosk.state, kiosk.epoch, kiosk.version = status.state, status.epoch, status.version
+        kiosk.save()
+        return True
+
+    def apply_pin(self, pin, received):
+        kiosk = self._kiosk(pin.kiosk_id, received)
+        kiosk.mode = pin.mode
+        kiosk.save()
+        fields = asdict(pin)
+        fields["services"] = json.dumps(fields["services"], ensure_ascii=False)
+        fields.pop("schema")
+        self.Pin.replace(**fields, received=received).execute()
+
+    def apply_health(self, health, received):
+        kiosk = self._kiosk(health.kiosk_id, received)
+        report = asdict(health)
+        report.pop("kiosk_id")
+        kiosk.outbox_depth, kiosk.dead_letters = health.outbox_depth, health.dead_letters
+        kiosk.config_version, kiosk.version = health.config_version, health.version
+        kiosk.mode = health.mode
+        kiosk.health = json.dumps(report, ensure_ascii=False)
+        kiosk.save()
+
+    def touch(self, kiosk_id, received):
+        self._kiosk(kiosk_id, received).save()
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def kiosks(self):
+        """Every kiosk the collector has heard from, by id."""
+        return list(self.Kiosk.select().order_by(self.Kiosk.kiosk_id))
+
+    def visits(self, kiosk_id=None, *, include_demo=True):
+        query = self.Visit.select().order_by(self.Visit.kiosk_id, self.Visit.seq)
+        if kiosk_id is not None:
+            query = query.where(self.Visit.kiosk_id == kiosk_id)
+        if not include_demo:
+            query = query.where(~self.Visit.is_demo)
+        return list(query)
+
+    def statistics(self, kiosk_id=None):
+        """Counts for reports, demo visits excluded: visits, completed, ratings 1-5, copy
+        answers, mean rating (None without ratings)."""
+        visits = self.visits(kiosk_id, include_demo=False)
+        ratings = {r: 0 for r in range(1, 6)}
+        copies = {}
+        for v in visits:
+            if v.rating is not None:
+                ratings[v.rating] += 1
+            if v.copy_answer is not None:
+                copies[v.copy_answer] = copies.get(v.copy_answer, 0) + 1
+        rated = sum(ratings.values())
+        return {
+            "visits": len(visits),
+            "completed": sum(v.outcome == "completed" for v in visits),
+            "ratings": ratings,
+            "mean_rating": sum(r * n for r, n in ratings.items()) / rated if rated else None,
+            "copy_answers": copies,
+        }
+
+
+def open_database(path=DEFAULT_DB):
+    """Open (creating if needed) the fleet database at ``path``."""
+    return FleetDb(path)

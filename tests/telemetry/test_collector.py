@@ -1,0 +1,172 @@
+"""The collector against a real Mosquitto and a real SQLite file."""
+
+import datetime as dt
+import json
+import logging
+import uuid
+
+import pytest
+
+from kiosk.fleet.collector import Collector
+from kiosk.fleet.db import open_database
+from kiosk.fleet.status import status_lines
+from kiosk.telemetry import topics
+from tests.fixtures.broker import wait_until
+
+KIOSK = "bkk-001"
+STAMP = topics.stamp(dt.datetime(2025, 1, 31, 9, 30, tzinfo=dt.UTC), True, 5000.0)
+
+
+def visit(event_id=None, **overrides):
+    fields = dict(
+        event_id=event_id or str(uuid.uuid4()), seq=1, epoch=1, mode="production",
+        outcome="completed", step="thank_you", verified=True, expired=False,
+        service_id="id_card", copy_answer="none", rating=5, reason=None, language="th",
+        duration_s=30.0, stamp=STAMP,
+    )
+    fields.update(overrides)
+    return topics.visit_payload(**fields)
+
+
+def status(state, epoch):
+    return topics.status_payload(state, epoch, "0.1.0", STAMP)
+
+
+@pytest.fixture
+def collector(broker, tmp_path):
+    user, password = broker.collector_credentials
+    running = Collector(tmp_path / "fleet.sqlite3", "127.0.0.1", broker.port, user, password,
+                        batch_s=0.05)
+    running.start()
+    assert running.wait_for_connected(10)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def kiosk(broker, mqtt_client):
+    """A kiosk connection already subscribed to its acks."""
+    client = mqtt_client(KIOSK, broker.add_kiosk(KIOSK))
+    client.subscribe(topics.ack_topic(KIOSK))
+    return client
+
+
+def acked_ids(client):
+    messages = client.received(topics.ack_topic(KIOSK))
+    return [i for m in messages for i in topics.parse_ack(m.payload)]
+
+
+def wait_for_ack(client, event_id):
+    return client.wait_for_message(topics.ack_topic(KIOSK),
+                                   lambda m: event_id in topics.parse_ack(m.payload))
+
+
+def test_collector_stores_a_visit_once_and_acks_every_delivery(collector, kiosk):
+    payload = visit("visit-1")
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), payload)
+    wait_for_ack(kiosk, "visit-1")
+    assert [v.event_id for v in collector.db.visits()] == ["visit-1"]
+
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), payload)  # the ack was "lost": resend
+    wait_until(lambda: acked_ids(kiosk).count("visit-1") == 2, "the second ack")
+    assert [v.event_id for v in collector.db.visits()] == ["visit-1"]
+    assert (collector.counters.visits_stored, collector.counters.visits_duplicate) == (1, 1)
+
+
+def test_collector_acks_only_after_the_visit_is_committed(collector, kiosk, tmp_path):
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("visit-2", rating=3))
+    wait_for_ack(kiosk, "visit-2")
+    # A separate connection sees the row the moment the ack is out.
+    reader = open_database(tmp_path / "fleet.sqlite3")
+    try:
+        assert [(v.event_id, v.rating) for v in reader.visits()] == [("visit-2", 3)]
+    finally:
+        reader.close()
+
+
+def test_collector_keeps_demo_visits_out_of_statistics(collector, kiosk):
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("real", rating=4))
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("demo", rating=1, mode="demo", seq=2))
+    wait_until(lambda: {"real", "demo"} <= set(acked_ids(kiosk)), "both acks")
+
+    stats = collector.db.statistics()
+    assert stats["visits"] == 1 and stats["ratings"][4] == 1 and stats["ratings"][1] == 0
+    assert stats["mean_rating"] == 4
+    assert {v.event_id: v.is_demo for v in collector.db.visits()} == {"real": False, "demo": True}
+
+
+def test_collector_counts_malformed_messages_without_logging_them(collector, kiosk, caplog):
+    caplog.set_level(logging.INFO, logger="kiosk.fleet.collector")
+    personal = json.loads(visit("bad-1"))
+    personal["seq"] = "สมชาย ใจดี"  # a name where a number belongs
+    broken = [b"not json", json.dumps(personal, ensure_ascii=False).encode(),
+              json.dumps({**json.loads(visit("bad-2")), "rating": 9}).encode(),
+              json.dumps({**json.loads(visit("bad-3")), "note": "3-1012-00345-67-8"}).encode()]
+    for payload in broken:
+        kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), payload)
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("good"))
+
+    wait_for_ack(kiosk, "good")
+    assert collector.counters.malformed == 4
+    assert [v.event_id for v in collector.db.visits()] == ["good"]
+    assert "สมชาย" not in caplog.text and "00345" not in caplog.text
+    assert "field 'seq'" in caplog.text and "field 'rating'" in caplog.text
+
+
+def test_collector_ignores_a_stale_will(collector, kiosk):
+    kiosk.publish(topics.kiosk_topic(KIOSK, "status"), status("online", 6))
+    kiosk.publish(topics.kiosk_topic(KIOSK, "status"), status("lost", 5))  # previous connection
+    wait_until(lambda: collector.counters.stale_statuses == 1, "the stale will")
+    assert [(k.state, k.epoch) for k in collector.db.kiosks()] == [("online", 6)]
+
+    kiosk.publish(topics.kiosk_topic(KIOSK, "status"), status("lost", 6))
+    wait_until(lambda: collector.db.kiosks()[0].state == "lost", "the current will")
+
+
+def test_collector_accepts_previous_schema_and_ignores_unknown_fields(collector, kiosk):
+    older = {**json.loads(visit("older")), "schema": topics.SCHEMA - 1, "future_field": [1, 2]}
+    newer = {**json.loads(visit("newer")), "schema": topics.SCHEMA + 1}
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), json.dumps(newer).encode())
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), json.dumps(older).encode())
+
+    wait_for_ack(kiosk, "older")
+    assert [(v.event_id, v.schema) for v in collector.db.visits()] == [
+        ("older", topics.SCHEMA - 1)]
+    assert collector.counters.malformed == 1
+    assert "newer" not in acked_ids(kiosk)
+
+
+def test_collector_takes_the_kiosk_id_from_the_topic_only(collector, kiosk, broker, mqtt_client):
+    other = mqtt_client("other-kiosk", broker.add_kiosk("other-kiosk"))
+    other.subscribe(topics.ack_topic("other-kiosk"))
+    payload = {**json.loads(visit("claimed")), "kiosk_id": KIOSK}
+    other.publish(topics.kiosk_topic("other-kiosk", "visit"), json.dumps(payload).encode())
+    other.wait_for_message(topics.ack_topic("other-kiosk"))
+    assert [(v.event_id, v.kiosk_id) for v in collector.db.visits()] == [
+        ("claimed", "other-kiosk")]
+    assert acked_ids(kiosk) == []
+
+
+def test_collector_status_lines_show_state_outbox_and_version(collector, kiosk):
+    kiosk.publish(topics.kiosk_topic(KIOSK, "status"), status("online", 2))
+    kiosk.publish(topics.kiosk_topic(KIOSK, "health"), topics.health_payload(
+        mode="production", uptime_s=60, load_1m=0.5, disk_free_mb=900, mem_free_mb=200,
+        outbox_depth=17, outbox_oldest_s=42.0, dead_letters=0, reader="ready",
+        last_card_read_at=None, config_version=3, version="0.2.0", stamp=STAMP), qos=1)
+    wait_until(lambda: collector.counters.health_reports == 1, "the health report")
+
+    (line,) = status_lines(collector.db)
+    assert line.split()[:2] == [KIOSK, "online"]
+    assert "outbox 17" in line and "version 0.2.0" in line
+
+
+def test_collector_session_queues_visits_while_it_is_down(broker, kiosk, tmp_path):
+    user, password = broker.collector_credentials
+    db_path = tmp_path / "fleet.sqlite3"
+    with Collector(db_path, "127.0.0.1", broker.port, user, password, batch_s=0.05) as first:
+        assert first.wait_for_connected(10)
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("while-down"))
+
+    with Collector(db_path, "127.0.0.1", broker.port, user, password, batch_s=0.05) as second:
+        wait_for_ack(kiosk, "while-down")
+        assert [v.event_id for v in second.db.visits()] == ["while-down"]
