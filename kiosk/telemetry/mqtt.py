@@ -6,8 +6,8 @@ What a caller may rely on:
   callback deadlocked paho here). They only hand facts on: delivery facts (:class:`Connected`,
   :class:`Disconnected`, :class:`Published`, :class:`AckReceived`) go to ``facts`` (the outbox
   thread's queue), commands go to ``put`` (the runner's main-thread queue) as
-  :class:`CommandReceived`. The only paho calls made from callbacks are paho's own (subscribe and
-  the birth messages after CONNACK, the reconnect delay), never under a lock of ours.
+  :class:`CommandReceived`. The only calls made from callbacks are paho's own (subscribe after
+  CONNACK, the birth messages after SUBACK, the reconnect delay), never under a lock of ours.
 * MQTT 5 only: under 3.1.1 Mosquitto acknowledges a publish its ACL denies and drops it silently;
   MQTT 5 returns the reason code (0x87) that parks the row as a dead letter.
 * Every connect gets a fresh epoch (``next_epoch``), set into the Last Will just before the
@@ -52,7 +52,7 @@ TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")
 
 @dataclass(frozen=True)
 class Connected:
-    """The broker accepted our CONNECT; ``epoch`` is the one in this connection's will."""
+    """The link is up: connected and subscribed; ``epoch`` is the one in this connection's will."""
 
     epoch: int
     session_present: bool
@@ -97,10 +97,11 @@ def system_stamp():
 def reconnect_delay(attempt, min_s, max_s, rng=random):
     """Seconds to wait before reconnect ``attempt`` (0 = first retry).
 
-    Full jitter over ``[min_s, cap]`` where the cap doubles per attempt up to ``max_s``: spread
-    is what keeps a fleet from reconnecting in waves, the floor keeps one kiosk from spinning.
+    Full jitter over ``[min_s, cap]`` where the cap starts at twice ``min_s`` and doubles per
+    attempt up to ``max_s``: spread from the very first retry is what keeps a fleet that lost
+    its broker together from coming back in one wave; the floor keeps one kiosk from spinning.
     """
-    cap = min(max_s, min_s * (2 ** min(attempt, 32)))
+    cap = min(max_s, min_s * (2 ** min(attempt + 1, 32)))
     return rng.uniform(min_s, max(min_s, cap))
 
 
@@ -138,6 +139,8 @@ class MqttLink:
         self._attempt = 0
         self._epoch = None
         self._is_stopping = False
+        self._session_present = False
+        self._subscribe_mid = None
         self._connected = threading.Event()
         self._status_topic = topics.kiosk_topic(kiosk_id, "status")
         self._ack_topic = topics.ack_topic(kiosk_id)
@@ -167,6 +170,7 @@ class MqttLink:
             client.username_pw_set(mqtt.username)
         client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -183,7 +187,7 @@ class MqttLink:
         return self._connected.is_set()
 
     def wait_for_connected(self, timeout=None):
-        """Block until the link is up (CONNACK received); True if it is."""
+        """Block until the link is up (subscribed, birth published); True if it is."""
         return self._connected.wait(timeout)
 
     def start(self):
@@ -202,7 +206,7 @@ class MqttLink:
         self._client.loop_start()
 
     def stop(self, timeout=5.0):
-        """Clean stop: retained ``offline`` status, then a normal DISCONNECT (the will stays unsent).
+        """Clean stop: retained ``offline`` status, then a normal DISCONNECT (no will is sent).
 
         Waits up to ``timeout`` for the broker to acknowledge the status; an unreachable broker
         never blocks shutdown for longer.
@@ -260,14 +264,28 @@ class MqttLink:
             log.warning("broker refused the connection: %s", reason_code)
             return
         self._attempt = 0
+        self._session_present = bool(flags.session_present)
         client.reconnect_delay_set(self._settings.reconnect_min_s, self._settings.reconnect_min_s)
         options = SubscribeOptions(qos=1)
-        client.subscribe([(topics.cmd_subscription(self.kiosk_id), options),
-                          (self._ack_topic, options)])
+        _, self._subscribe_mid = client.subscribe(
+            [(topics.cmd_subscription(self.kiosk_id), options), (self._ack_topic, options)])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        # The link counts as up only at SUBACK. By then paho has re-sent what the last
+        # connection left un-PUBACKed (it does so right after CONNACK), so the birth below is
+        # the last status on the wire, not an older one re-sent after it; and no visit goes out
+        # before we listen for its ack.
+        if mid != self._subscribe_mid:
+            return
+        for topic, code in zip((topics.cmd_subscription(self.kiosk_id), self._ack_topic),
+                               reason_codes, strict=False):
+            if code.is_failure:
+                log.error("broker refused subscription to %s: %s (check this kiosk's ACL)",
+                          topic, code)
         self._connected.set()
         # A takeover may have fired the old connection's will: online must come after it.
         self.publish_birth()
-        self._facts(Connected(self._epoch, bool(flags.session_present)))
+        self._facts(Connected(self._epoch, self._session_present))
 
     def _on_connect_fail(self, client, userdata):
         self._link_down(client, "connect failed")

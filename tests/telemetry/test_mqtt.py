@@ -1,0 +1,182 @@
+"""The MQTT link and health reports against a real Mosquitto with the fleet ACLs."""
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+
+from kiosk import config
+from kiosk.fleet.broker import Broker
+from kiosk.telemetry import topics
+from kiosk.telemetry.mqtt import reconnect_delay
+from tests.fixtures.broker import wait_until
+from tests.telemetry.kiosk_process import KioskSide, telemetry_config
+
+KIOSK = "kiosk-a"
+NOT_AUTHORIZED = 0x87
+
+
+@pytest.fixture
+def kiosk_config(make_config, broker, tmp_path):
+    return lambda kiosk_id=KIOSK, **kw: telemetry_config(make_config, broker, tmp_path,
+                                                         kiosk_id, **kw)
+
+
+@pytest.fixture
+def running():
+    """``start(cfg) -> KioskSide`` started; every one stopped after the test."""
+    sides = []
+
+    def start(cfg):
+        side = KioskSide(cfg, poll_s=0.05).start()
+        sides.append(side)
+        assert side.link.wait_for_connected(10), "kiosk link did not connect"
+        return side
+
+    yield start
+    for side in sides:
+        side.stop()
+
+
+@pytest.fixture
+def ops(broker, mqtt_client):
+    """The ops account, subscribed to every kiosk's status, pin, health and reply."""
+    client = mqtt_client(*broker.ops_credentials)
+    for kind in ("status", "pin", "health", "reply"):
+        client.subscribe(f"{topics.ROOT}/kiosk/+/{kind}")
+    return client
+
+
+def payload(message):
+    return json.loads(message.payload)
+
+
+def status_is(state, epoch=None):
+    return lambda m: payload(m)["state"] == state and epoch in (None, payload(m)["epoch"])
+
+
+def test_mqtt_reconnect_delay_spreads_between_min_and_a_doubling_cap():
+    rng = random.Random(4)
+    for attempt, cap in ((0, 2.0), (1, 4.0), (3, 16.0), (10, 60.0)):
+        delays = [reconnect_delay(attempt, 1.0, 60.0, rng) for _ in range(500)]
+        assert min(delays) >= 1.0 and max(delays) <= cap
+        # Spread over the range, not bunched: a fleet must not come back in one wave.
+        assert max(delays) - min(delays) > 0.8 * (cap - 1.0)
+
+
+def test_mqtt_connect_publishes_retained_online_status_and_pin(kiosk_config, running, ops):
+    side = running(kiosk_config())
+    status = ops.wait_for_message(topics.kiosk_topic(KIOSK, "status"), status_is("online"))
+    assert payload(status)["epoch"] == side.store.current_epoch() == side.link.epoch
+    pin = ops.wait_for_message(topics.kiosk_topic(KIOSK, "pin"))
+    assert [s["id"] for s in payload(pin)["services"]] == [s.id for s in side.config.services]
+    # A subscriber arriving later still learns both: they are retained.
+    late = ops.received(topics.kiosk_topic(KIOSK, "status"))
+    assert late, "no status seen"
+
+
+def test_mqtt_epoch_rises_on_every_reconnect(kiosk_config, running, broker, mqtt_client):
+    side = running(kiosk_config())
+    first = side.link.epoch
+    broker.restart()
+    wait_until(lambda: side.link.is_connected and side.link.epoch > first, "a reconnect")
+    watcher = mqtt_client(*broker.ops_credentials)
+    watcher.subscribe(topics.kiosk_topic(KIOSK, "status"))
+    status = watcher.wait_for_message(topics.kiosk_topic(KIOSK, "status"), status_is("online"))
+    assert payload(status)["epoch"] == side.link.epoch > first
+    assert side.store.current_epoch() == side.link.epoch
+
+
+def test_mqtt_clean_stop_publishes_offline_and_never_the_will(kiosk_config, running, ops):
+    side = running(kiosk_config(mqtt={"will_delay_s": 1}))
+    epoch = side.link.epoch
+    side.link.stop()
+    offline = ops.wait_for_message(topics.kiosk_topic(KIOSK, "status"), status_is("offline"))
+    assert payload(offline)["epoch"] == epoch
+    # A negative can only be shown by waiting: twice the will delay, and no will came.
+    with pytest.raises(AssertionError, match="timed out"):
+        ops.wait_for_message(topics.kiosk_topic(KIOSK, "status"), status_is("lost"), timeout=2.0)
+
+
+def test_mqtt_will_fires_lost_with_the_current_epoch_after_kill(kiosk_config, ops, broker,
+                                                              mqtt_client, tmp_path):
+    config_file = tmp_path / "kiosk.toml"
+    config_file.write_text(config.dumps(kiosk_config(mqtt={"will_delay_s": 1}),
+                                        mask_secrets=False))
+    process = subprocess.Popen([sys.executable, "-m", "tests.telemetry.kiosk_process",
+                                str(config_file)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        online = ops.wait_for_message(topics.kiosk_topic(KIOSK, "status"), status_is("online"))
+        process.kill()
+        process.wait(10)
+        ops.wait_for_message(topics.kiosk_topic(KIOSK, "status"), status_is("lost"))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        process.stdout.close()
+    # Whoever looks later (ops' status view) finds the retained will, with this connect's epoch.
+    latecomer = mqtt_client(*broker.ops_credentials)
+    latecomer.subscribe(topics.kiosk_topic(KIOSK, "status"))
+    lost = latecomer.wait_for_message(topics.kiosk_topic(KIOSK, "status"))
+    assert lost.retain and payload(lost)["state"] == "lost"
+    assert payload(lost)["epoch"] == payload(online)["epoch"]
+
+
+def test_mqtt_publish_under_another_kiosk_is_refused_and_parked_dead(
+        kiosk_config, running, ops):
+    # kiosk-b's config with kiosk-a's credentials: every kiosk-b topic is outside a's ACL.
+    side = running(kiosk_config("kiosk-b", username=KIOSK))
+    event_id, = side.record_visits(1)
+    wait_until(lambda: side.store.outbox_stats().dead == 1, "the refused visit parked dead")
+    row = side.store.OutboxMessage.get(side.store.OutboxMessage.event_id == event_id)
+    assert row.reason_code == NOT_AUTHORIZED
+    report = json.loads(side.health.payload())
+    assert report["dead_letters"] == 1
+    assert side.health.dead_letter_codes == (NOT_AUTHORIZED,)
+
+
+def test_mqtt_connects_over_mutual_tls_with_a_client_certificate(make_config, tmp_path):
+    with Broker(tmp_path / "tls-broker", tls=True) as tls_broker:
+        cert_file, key_file = tls_broker.make_client_cert(KIOSK)
+        cfg = make_config(
+            tmp_path / KIOSK, kiosk={"id": KIOSK},
+            mqtt={"host": "127.0.0.1", "port": tls_broker.tls_port, "tls": True,
+                  "ca_file": str(tls_broker.ca_file), "cert_file": str(cert_file),
+                  "key_file": str(key_file), "reconnect_min_s": 0.1, "reconnect_max_s": 1})
+        side = KioskSide(cfg, poll_s=0.05).start()
+        try:
+            assert side.link.wait_for_connected(10)
+            event_id, = side.record_visits(1)
+            wait_until(lambda: side.store.OutboxMessage.get(
+                side.store.OutboxMessage.event_id == event_id).state == "published",
+                "the visit accepted over TLS")
+        finally:
+            side.stop()
+
+
+def test_health_report_is_qos0_and_counts_the_outbox(kiosk_config, running, ops):
+    side = running(kiosk_config())
+    side.link.stop()  # no drain: the visits stay in the outbox to be counted
+    side.record_visits(3)
+    report = json.loads(side.health.payload())
+    assert report["outbox_depth"] == 3
+    assert report["outbox_oldest_s"] >= 0
+    assert report["dead_letters"] == 0
+    assert report["config_version"] is None
+    assert report["cpu_temp_c"] is None and report["screen"] is None
+    assert report["mem_free_mb"] > 0 and report["disk_free_mb"] > 0
+    assert side.health.publish() is False  # link down: dropped, never queued on disk
+    assert side.store.outbox_stats().depth == 3
+
+
+def test_health_report_reaches_ops_with_reader_state(kiosk_config, running, ops):
+    side = running(kiosk_config())
+    side.health.note_reader("card_present")
+    assert side.health.publish() is True
+    message = ops.wait_for_message(topics.kiosk_topic(KIOSK, "health"))
+    assert message.qos == 0 and not message.retain
+    assert payload(message)["reader"] == "card_present"
