@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.privacy",
     "tests.fixtures.card_stack",
+    "tests.fixtures.display",
 ]

@@ -121,6 +121,7 @@ class Audio:
         """A short tone: ``tap``, ``card``, ``error`` or ``reminder``."""
         tone = self._tones.get(kind)
         if tone is not None:
+            tone.set_volume(self.volume)
             tone.play()
 
     def close(self):
@@ -140,5 +141,5 @@ class Audio:
             for i in range(count):
                 envelope = min(1.0, i / fade, (count - i) / fade)
                 value = math.sin(2 * math.pi * frequency * i / rate) if frequency else 0.0
-                samples.extend([int(12000 * self.volume * envelope * value)] * channels)
+                samples.extend([int(12000 * envelope * value)] * channels)
         return pygame.mixer.Sound(buffer=samples.tobytes())

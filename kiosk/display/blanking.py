@@ -1,6 +1,8 @@
-"""When the screen goes dark: after N quiet minutes, and outside office hours.
+"""When the screen goes dark: outside office hours, after ``display.blank_after_min`` quiet minutes.
 
-Time is an input: :meth:`Blanker.is_due` takes the monotonic ``now`` and an aware wall-clock
+During office hours the attract screen always stays lit (a dark kiosk looks broken to the next
+citizen in the queue); after hours it goes dark once nobody has touched it for the configured
+minutes (0 = never), and a touch or the PIR lights it for another such spell. Time is an input: :meth:`Blanker.is_due` takes the monotonic ``now`` and an aware wall-clock
 datetime, so the rules are tested with explicit times. Only the idle screen ever blanks; a visit
 in progress is never hidden. Where the panel has a sysfs backlight it is switched off (it saves
 power and panel life); otherwise the display draws a black frame.
@@ -34,14 +36,12 @@ class Blanker:
     """Decides whether the screen should be dark; holds only the time of the last activity."""
 
     def __init__(self, *, blank_after_min, office_hours_start, office_hours_end, office_days,
-                 timezone="Asia/Bangkok", wake_hold_s=60.0, now=0.0):
+                 timezone="Asia/Bangkok", now=0.0):
         self.blank_after_s = float(blank_after_min) * 60
         self.start = _clock_time(office_hours_start) if office_hours_start else None
         self.end = _clock_time(office_hours_end) if office_hours_end else None
         self.days = frozenset(_iso_day(d) for d in office_days) if office_days else None
         self.zone = ZoneInfo(timezone)
-        #: After a wake outside office hours the screen stays on this long for the citizen.
-        self.wake_hold_s = wake_hold_s
         self.last_activity = now
 
     def note_activity(self, now):
@@ -60,12 +60,10 @@ class Blanker:
         return t >= self.start or t < self.end  # hours that run past midnight
 
     def is_due(self, screen, now, wall):
-        if screen is not Screen.IDLE:
+        """Whether the screen should be dark now; only the idle screen ever is."""
+        if screen is not Screen.IDLE or self.blank_after_s <= 0:
             return False
-        quiet = now - self.last_activity
-        if self.blank_after_s > 0 and quiet >= self.blank_after_s:
-            return True
-        return not self.is_office_hours(wall) and quiet >= self.wake_hold_s
+        return now - self.last_activity >= self.blank_after_s and not self.is_office_hours(wall)
 
 
 class Backlight:

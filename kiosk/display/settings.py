@@ -31,7 +31,7 @@ class DisplaySettings:
     office_hours_end: str = "17:00"
     office_days: tuple = ("mon", "tue", "wed", "thu", "fri")
     timezone: str = "Asia/Bangkok"
-    backlight_dir: Path | None = Path("/sys/class/backlight")
+    backlight_dir: Path | None = None
     audio_enabled: bool = True
     volume: float = 0.8
     prompts_dir: Path | None = None

@@ -33,8 +33,7 @@ class Display:
 
     def __init__(self, cfg, *, headless=False, has_buzzer=False, clock=time.monotonic,
                  wall_clock=lambda: dt.datetime.now(dt.UTC)):
-        self.settings = cfg if isinstance(cfg, DisplaySettings) else DisplaySettings.from_config(cfg)
-        s = self.settings
+        self.settings = s = _settings(cfg)
         if headless:
             # Chosen explicitly, before pygame opens a display: never a silent fallback.
             os.environ["SDL_VIDEODRIVER"] = "dummy"
@@ -52,17 +51,14 @@ class Display:
         pygame.display.set_caption("CITIZENinfo Kiosk")
         # A pointer on a touch kiosk only confuses; developers in debug mode keep it.
         pygame.mouse.set_visible(s.debug)
-        self.renderer = Renderer(s, (s.width, s.height))
-        self._input = TouchInput((s.width, s.height), is_passing_keys=s.debug or s.is_demo,
+        self._size = (s.width, s.height)
+        self._input = TouchInput(self._size, is_passing_keys=s.debug or s.is_demo,
                                  is_quit_allowed=s.debug)
         self.audio = Audio(enabled=s.audio_enabled, volume=s.volume, prompts_dir=s.prompts_dir,
                            cache_dir=s.prompt_cache_dir)
         self.audio.prepare()
-        self.blanker = Blanker(blank_after_min=s.blank_after_min,
-                               office_hours_start=s.office_hours_start,
-                               office_hours_end=s.office_hours_end, office_days=s.office_days,
-                               timezone=s.timezone, now=clock())
         self.backlight = Backlight(s.backlight_dir)
+        self._apply(s, now=clock())
         self.scene = None
         self.is_blank = False
         self._view = None
@@ -70,6 +66,30 @@ class Display:
         self._language = None
         self._page = 0
         self._portal_url = None
+
+    def _apply(self, settings, now):
+        self.settings = settings
+        self.renderer = Renderer(settings, self._size)
+        self.blanker = Blanker(blank_after_min=settings.blank_after_min,
+                               office_hours_start=settings.office_hours_start,
+                               office_hours_end=settings.office_hours_end,
+                               office_days=settings.office_days, timezone=settings.timezone,
+                               now=now)
+
+    def reconfigure(self, cfg):
+        """A new config (remote change): names, services, portal and blanking take effect on the
+        next redraw. The window keeps its size and the audio its device until a restart."""
+        settings = _settings(cfg)
+        if (settings.width, settings.height) != self._size:
+            log.warning("display size %sx%s takes effect after a restart",
+                        settings.width, settings.height)
+        self.audio.volume = settings.volume
+        self._apply(settings, now=self.blanker.last_activity)
+        self._view = None
+
+    def screen_state(self):
+        """``on`` or ``off`` for the health report (read from the telemetry thread: one bool)."""
+        return "off" if self.is_blank else "on"
 
     # --- drawing ----------------------------------------------------------------------------
 
@@ -170,3 +190,7 @@ class Display:
         if self.is_blank:
             self.backlight.set_on(True)
         pygame.display.quit()
+
+
+def _settings(cfg):
+    return cfg if isinstance(cfg, DisplaySettings) else DisplaySettings.from_config(cfg)
