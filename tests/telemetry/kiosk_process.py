@@ -76,8 +76,8 @@ def record_visits(store, kiosk_id, count):
 class KioskSide:
     """The telemetry parts of one kiosk, wired as the runner wires them.
 
-    ``events`` stands in for the runner's main-thread queue; :meth:`serve_commands` is its
-    loop for commands.
+    ``events`` stands in for the runner's main-thread queue; ``start(serve=True)`` runs a thread
+    standing in for the runner's main loop, handing each command to :class:`Commands`.
     """
 
     def __init__(self, cfg, *, poll_s=0.2):
@@ -98,13 +98,20 @@ class KioskSide:
                              data_dir=cfg.storage.data_dir,
                              applied_version=lambda: self.commands.config.remote_version)
 
+        self._until = threading.Event()
+        self._serving = None
+
     def _note_dead(self, event_id, reason_code):
         self.health.note_dead_letter(event_id, reason_code)
 
-    def start(self):
+    def start(self, *, serve=False):
         self.outbox.start(self.link)
         self.link.start()
         self.health.start()
+        if serve:
+            self._serving = threading.Thread(target=self.serve_commands, args=(self._until,),
+                                             name="main-loop", daemon=True)
+            self._serving.start()
         return self
 
     def record_visits(self, count):
@@ -122,18 +129,10 @@ class KioskSide:
             if isinstance(event, CommandReceived):
                 self.commands.handle(event)
 
-    def handle_pending_commands(self):
-        """Handle every command already queued; returns how many."""
-        handled = 0
-        while True:
-            try:
-                event = self.events.get_nowait()
-            except queue.Empty:
-                return handled
-            self.commands.handle(event)
-            handled += 1
-
     def stop(self):
+        self._until.set()
+        if self._serving is not None:
+            self._serving.join(5)
         self.health.stop()
         self.outbox.stop()
         self.link.stop()

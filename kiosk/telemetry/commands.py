@@ -1,0 +1,125 @@
+"""Kiosk-side handling of ``cmd/{kiosk_id}/…``: config, rebirth, ping, replay.
+
+Runs on the main thread: the link puts :class:`~kiosk.telemetry.mqtt.CommandReceived` on the
+runner's queue and the runner calls :meth:`Commands.handle`. Every command gets a reply with
+its correlation id. A malformed, oversized, unknown or stale command gets an error reply and
+changes nothing.
+
+A config command is applied atomically: validated whole by ``kiosk.config.apply_remote``,
+written as the remote config layer (temp file, fsync, rename, fsync of the directory, so a power
+cut leaves the old layer or the new one, never half of one), and only then switched in memory.
+The retained config is delivered again on every subscribe; a retained copy that is not newer
+than the applied version is silently skipped rather than answered with a "stale" error on every
+reconnect (a stale config sent live still gets its error reply).
+"""
+
+import logging
+import os
+from pathlib import Path
+
+import tomli_w
+
+from kiosk import config as kiosk_config
+from kiosk.errors import CommandRejected, ConfigError
+from kiosk.telemetry import topics
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 1000  # the reply contract's limit on an error text
+
+
+def write_atomically(path, text):
+    """Replace ``path`` with ``text`` so a crash at any point leaves the old or the new file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+class Commands:
+    """Judges and carries out commands for one kiosk.
+
+    ``when_config_applied(cfg)`` lets the runner rebuild what depends on the config (flow
+    settings, portal QR); ``config`` is always the config in force.
+    """
+
+    def __init__(self, link, outbox, *, config, remote_path, when_config_applied=None):
+        self._link = link
+        self._outbox = outbox
+        self.config = config
+        self._remote_path = Path(remote_path)
+        self._when_config_applied = when_config_applied
+
+    def handle(self, received):
+        """Carry out one received command; bad input is answered, never raised."""
+        try:
+            command = topics.parse_command(
+                received.topic,
+                received.payload,
+                kiosk_id=self._link.kiosk_id,
+                max_bytes=self.config.telemetry.max_command_bytes,
+                applied_version=self.config.remote_version,
+            )
+        except CommandRejected as exc:
+            if exc.is_stale and received.is_retained:
+                return  # the retained desired state we already hold, re-sent on subscribe
+            log.warning("rejected command on %s: %s", received.topic, exc)
+            self._reply(exc.correlation_id, ok=False, error=str(exc)[:MAX_ERROR_CHARS])
+            return
+        getattr(self, f"_do_{command.name}")(command)
+
+    def _do_config(self, command):
+        layer = {"version": command.version, **command.desired}
+        try:
+            new_config = kiosk_config.apply_remote(self.config, layer)
+        except ConfigError as exc:
+            log.warning("refused remote config version %s: %s", command.version, exc)
+            self._reply(command.correlation_id, ok=False,
+                        error="; ".join(exc.problems)[:MAX_ERROR_CHARS])
+            return
+        try:
+            write_atomically(self._remote_path, tomli_w.dumps(layer))
+        except OSError as exc:
+            self._reply(command.correlation_id, ok=False,
+                        error=f"cannot write {self._remote_path}: {exc.strerror}; "
+                              "free space on the data partition, then send the config again")
+            return
+        self.config = new_config
+        self._link.set_pin(topics.pin_payload(new_config))
+        if self._when_config_applied is not None:
+            self._when_config_applied(new_config)
+        log.info("applied remote config version %s", command.version)
+        self._reply(command.correlation_id, ok=True, data={"version": command.version})
+
+    def _do_rebirth(self, command):
+        self._link.publish_birth()
+        self._reply(command.correlation_id, ok=True, data={"epoch": self._link.epoch})
+
+    def _do_ping(self, command):
+        self._reply(command.correlation_id, ok=True)
+
+    def _do_replay(self, command):
+        if command.event_ids is not None:
+            # The store replays every dead letter at once; pretending to honour a selection
+            # would retry rows ops did not name.
+            self._reply(command.correlation_id, ok=False,
+                        error="this kiosk replays all dead letters at once; send replay "
+                              "without event_ids")
+            return
+
+        def done(count):
+            self._reply(command.correlation_id, ok=True, data={"replayed": count})
+
+        self._outbox.replay(done)
+
+    def _reply(self, correlation_id, *, ok, error=None, data=None):
+        payload = topics.reply_payload(correlation_id, ok, error=error, data=data)
+        self._link.publish(topics.kiosk_topic(self._link.kiosk_id, "reply"), payload)

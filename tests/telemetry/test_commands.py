@@ -1,0 +1,140 @@
+"""Commands from ops, end to end: ops account → real Mosquitto → kiosk → reply."""
+
+import json
+
+import pytest
+
+from kiosk import config
+from kiosk.telemetry import topics
+from tests.telemetry.kiosk_process import KioskSide, telemetry_config
+
+KIOSK = "kiosk-a"
+REPLY = topics.kiosk_topic(KIOSK, "reply")
+STATUS = topics.kiosk_topic(KIOSK, "status")
+
+
+@pytest.fixture
+def kiosk_config(make_config, broker, tmp_path):
+    return lambda **kw: telemetry_config(make_config, broker, tmp_path, KIOSK, **kw)
+
+
+@pytest.fixture
+def running():
+    """``start(cfg) -> KioskSide`` connected and handling commands; stopped after the test."""
+    sides = []
+
+    def start(cfg):
+        side = KioskSide(cfg, poll_s=0.05).start(serve=True)
+        sides.append(side)
+        assert side.link.wait_for_connected(10), "kiosk link did not connect"
+        return side
+
+    yield start
+    for side in sides:
+        side.stop()
+
+
+@pytest.fixture
+def ops(broker, mqtt_client):
+    client = mqtt_client(*broker.ops_credentials)
+    client.subscribe(f"{topics.ROOT}/kiosk/+/reply")
+    client.subscribe(f"{topics.ROOT}/kiosk/+/status")
+    return client
+
+
+def send(ops, name, correlation_id, *, retain=False, **fields):
+    payload = topics.command_payload(name, correlation_id, **fields)
+    assert not ops.publish(topics.cmd_topic(KIOSK, name), payload, retain=retain).is_failure
+
+
+def reply_to(ops, correlation_id):
+    message = ops.wait_for_message(
+        REPLY, lambda m: json.loads(m.payload)["correlation_id"] == correlation_id)
+    return json.loads(message.payload)
+
+
+def replies(ops):
+    return [json.loads(m.payload) for m in ops.received(REPLY)]
+
+
+def test_commands_ping_is_answered_with_its_correlation_id(kiosk_config, running, ops):
+    running(kiosk_config())
+    send(ops, "ping", "ping-1")
+    assert reply_to(ops, "ping-1") == {"schema": 1, "correlation_id": "ping-1", "ok": True,
+                                       "error": None, "data": None}
+
+
+def test_commands_retained_config_sent_while_offline_applies_and_survives_restart(
+        kiosk_config, running, ops, tmp_path):
+    cfg = kiosk_config()
+    send(ops, "config", "cfg-1", retain=True, version=3, flow={"thank_you_s": 5},
+         portal={"url": "https://info.go.th/"})
+    side = running(cfg)
+    answer = reply_to(ops, "cfg-1")
+    assert answer["ok"] and answer["data"] == {"version": 3}
+    assert side.commands.config.flow.thank_you_s == 5
+    assert json.loads(side.health.payload())["config_version"] == 3
+    side.stop()
+
+    config_file = tmp_path / "kiosk.toml"
+    config_file.write_text(config.dumps(cfg, mask_secrets=False))
+    reloaded = config.load(config_file)
+    assert reloaded.remote_version == 3
+    assert reloaded.flow.thank_you_s == 5 and reloaded.portal.url == "https://info.go.th/"
+    # Back online, the broker re-delivers the retained config: already applied, so no reply;
+    # a ping answered next proves nothing was sent before it on this connection.
+    running(reloaded)
+    send(ops, "ping", "after-restart")
+    reply_to(ops, "after-restart")
+    assert [r["correlation_id"] for r in replies(ops)] == ["cfg-1", "after-restart"]
+
+
+def test_commands_invalid_config_is_refused_and_changes_nothing(kiosk_config, running, ops):
+    side = running(kiosk_config())
+    send(ops, "config", "bad-1", version=1, flow={"thank_you_s": "soon", "no_such_key": 1})
+    answer = reply_to(ops, "bad-1")
+    assert not answer["ok"]
+    assert "flow.thank_you_s" in answer["error"] and "flow.no_such_key" in answer["error"]
+    assert side.commands.config is side.config
+    assert not config.remote_layer_path(side.config).exists()
+
+
+def test_commands_portal_host_outside_allowed_hosts_is_refused(kiosk_config, running, ops):
+    side = running(kiosk_config())
+    send(ops, "config", "portal-1", version=1, portal={"url": "https://portal.example.com/"})
+    answer = reply_to(ops, "portal-1")
+    assert not answer["ok"] and "allowed_hosts" in answer["error"]
+    assert side.commands.config.portal.url == side.config.portal.url
+    assert not config.remote_layer_path(side.config).exists()
+
+
+def test_commands_malformed_oversized_unknown_and_stale_get_error_replies(
+        kiosk_config, running, ops):
+    side = running(kiosk_config(telemetry={"max_command_bytes": 1024}))
+    send(ops, "config", "v2", version=2, flow={"thank_you_s": 6})
+    assert reply_to(ops, "v2")["ok"]
+    cmd = f"{topics.ROOT}/cmd/{KIOSK}"
+    ops.publish(f"{cmd}/ping", b'{"schema": 1, "correlation_id": "broken",')
+    ops.publish(f"{cmd}/ping", json.dumps({"schema": 1, "correlation_id": "big",
+                                            "pad": "x" * 2000}).encode())
+    ops.publish(f"{cmd}/reboot", json.dumps({"schema": 1, "correlation_id": "reboot"}).encode())
+    send(ops, "config", "stale", version=2, flow={"thank_you_s": 9})
+    send(ops, "ping", "last")
+    reply_to(ops, "last")
+    errors = [r["error"] for r in replies(ops) if not r["ok"]]
+    assert len(errors) == 4
+    assert "not UTF-8 JSON" in errors[0]
+    assert "over the limit of 1024" in errors[1]
+    assert "unknown command" in errors[2]
+    assert "not newer than the applied version 2" in errors[3]
+    assert side.commands.config.flow.thank_you_s == 6
+
+
+def test_commands_rebirth_republishes_online_status(kiosk_config, running, ops):
+    side = running(kiosk_config())
+    ops.wait_for_message(STATUS, lambda m: json.loads(m.payload)["state"] == "online")
+    before = len(ops.received(STATUS))
+    send(ops, "rebirth", "rb-1")
+    assert reply_to(ops, "rb-1")["data"] == {"epoch": side.link.epoch}
+    assert len(ops.received(STATUS)) > before
+    assert json.loads(ops.received(STATUS)[-1].payload)["epoch"] == side.link.epoch
