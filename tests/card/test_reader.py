@@ -34,6 +34,11 @@ class Events:
             self.history.append(event)
             self._changed.notify_all()
 
+    def forget(self):
+        """Mark every event so far as taken: later waits see only what happens next."""
+        with self._changed:
+            self._taken.update(range(len(self.history)))
+
     def next(self, timeout=WAIT_S):
         return self.next_of(object, timeout=timeout)
 
