@@ -1,0 +1,94 @@
+import dataclasses
+
+import pygame
+import pytest
+
+from kiosk.display import theme
+from kiosk.display.screens import Renderer, View
+from kiosk.display.settings import ServiceInfo
+from kiosk.display.text import Fonts, graphemes, layout_block, line_break_segments, wrap
+from kiosk.flow import Screen
+from tests.display.harfbuzz_reference import ink_mask, iou
+
+HARD_WORDS = ["น้ำ", "ที่", "ผู้ใหญ่", "ปั้น", "ฟ้า"]
+LONG_THAI = ("การขอเปลี่ยนแปลงรายการในทะเบียนบ้านและการแจ้งย้ายที่อยู่ปลายทางพร้อมการรับรอง"
+             "สำเนาเอกสารสำหรับผู้สูงอายุและผู้พิการที่ไม่สามารถเดินทางมาด้วยตนเองได้")
+
+
+@pytest.fixture(scope="module")
+def fonts():
+    pygame.font.init()
+    return Fonts()
+
+
+@pytest.mark.parametrize("word", HARD_WORDS)
+def test_text_thai_shaping_matches_harfbuzz_reference(fonts, word):
+    font = fonts.get("ui", 64, "Thai")
+    rendered = font.render(word, True, theme.INK)
+    ink = pygame.mask.from_surface(rendered, 127)
+    args = (theme.font_path("ui"), word)
+    size, baseline = rendered.get_size(), font.get_ascent()
+    shaped = ink_mask(*args, "Thai", 64, size, baseline)
+    unshaped = ink_mask(*args, "Latn", 64, size, baseline)
+    assert iou(ink, shaped) >= 0.75
+    if iou(shaped, unshaped) < 0.95:
+        # Where shaping must move marks, the kiosk's ink follows the shaped reference...
+        assert iou(ink, shaped) > iou(ink, unshaped) + 0.05
+        # ...and a font without the Thai script set would have drawn something else.
+        wrong = fonts.get("ui", 64, "Latn").render(word, True, theme.INK)
+        assert pygame.image.tobytes(wrong, "RGBA") != pygame.image.tobytes(rendered, "RGBA")
+
+
+def test_text_icu_breaks_thai_between_words_only():
+    segments = line_break_segments("วันนี้คุณมารับบริการใด")
+    assert "".join(segments) == "วันนี้คุณมารับบริการใด"
+    assert len(segments) >= 4
+    # No segment starts with a combining mark or a following vowel: words stay whole.
+    assert not any(s[0] in "\u0e31\u0e34\u0e35\u0e36\u0e37\u0e38\u0e39\u0e47\u0e48\u0e49\u0e4a"
+                   "\u0e4b\u0e4c\u0e33\u0e32\u0e30" for s in segments)
+
+
+def test_text_wrap_keeps_thai_words_whole_within_width(fonts):
+    font = fonts.get("ui", 28, "Thai")
+    lines = wrap(font, LONG_THAI, 300)
+    assert len(lines) > 3
+    assert all(font.size(line)[0] <= 300 for line in lines)
+    boundaries = {0}
+    position = 0
+    for segment in line_break_segments(LONG_THAI):
+        position += len(segment)
+        boundaries.add(position)
+    position = 0
+    for line in lines[:-1]:
+        position += len(line)
+        assert position in boundaries, f"line {line!r} ends inside a word"
+
+
+def test_text_a_word_wider_than_the_box_splits_between_graphemes(fonts):
+    font = fonts.get("ui", 28, "Thai")
+    lines = wrap(font, "ผู้ใหญ่ผู้ใหญ่ผู้ใหญ่", 60)
+    assert all(font.size(line)[0] <= 60 for line in lines)
+    assert "".join(lines) == "ผู้ใหญ่ผู้ใหญ่ผู้ใหญ่"
+    # Re-segmenting the lines gives the same clusters: none was cut between lines.
+    assert [c for line in lines for c in graphemes(line)] == graphemes("ผู้ใหญ่ผู้ใหญ่ผู้ใหญ่")
+
+
+def test_text_block_shrinks_then_ellipsizes_but_never_leaves_its_box(fonts):
+    box = pygame.Rect(10, 10, 200, 60)
+    block = layout_block(fonts, "ui", LONG_THAI, box, max_px=28)
+    assert box.contains(block.rect)
+    assert block.size < 28
+    assert block.surfaces
+
+
+@pytest.mark.parametrize("size", [(800, 480), (480, 800)])
+def test_text_very_long_thai_service_name_stays_inside_its_button(display_settings, size):
+    services = (ServiceInfo("long", LONG_THAI, "A very long service name " * 6, "in_progress"),
+                *display_settings.services[:2])
+    renderer = Renderer(dataclasses.replace(display_settings, services=services), size)
+    for language in ("th", "en"):
+        scene = renderer.scene(View(Screen.CHOOSE_SERVICE, language))
+        button = next(b for b in scene.buttons if getattr(b.action, "service_id", "") == "long")
+        inside = [ink for ink, box in scene.texts if button.rect.contains(box)]
+        assert len(inside) == 2  # the name and its no-copy badge
+        assert all(button.rect.contains(ink) for ink in inside)
