@@ -1,0 +1,270 @@
+"""``kiosk-fleet provision``: an agency's kiosk list (CSV) -> one first-boot bundle per kiosk.
+
+Why: agencies keep their kiosks in a spreadsheet. Each row becomes a folder to copy onto that
+kiosk's boot partition (``kiosk firstboot`` applies it): a ``kiosk.toml`` validated by the same
+schema as on the kiosk, plus MQTT credentials — a generated password (``mqtt-password``) or, with
+``--ca/--ca-key``, a client certificate signed by the agency's CA (``mqtt-client.crt/.key``). The
+batch also gets the broker's side: ``broker/passwd`` (Mosquitto ``$7$`` hashes, as
+mosquitto_passwd writes) and ``broker/acl`` (each account writes only its own topics).
+
+CSV (UTF-8 with or without BOM, or cp874 as Thai Excel saves it), one row per kiosk, header::
+
+    kiosk_id,service_point_id,name_th,name_en,agency,ministry,province,lat,lon,services
+
+``services`` holds ``id|ชื่อไทย|English name|no_copy`` items separated by ``;`` (no_copy is
+cancelled, in_progress or not_yet). Several kiosks (counters) may share a service point id.
+
+A bad row is reported with its line number and skipped; the good rows still get bundles. Each
+bundle is written in a temporary folder and renamed into place, so a folder under ``--out`` is
+always complete. An existing bundle is never overwritten (its password is on the broker).
+"""
+
+import csv
+import io
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import tomli_w
+
+from kiosk import config as kiosk_config
+from kiosk.errors import ConfigError, MessageRejected, ProvisionError
+from kiosk.firstboot import credential_path
+from kiosk.fleet.broker import password_hash
+from kiosk.telemetry import topics
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("kiosk_id", "service_point_id", "name_th", "name_en", "agency", "ministry",
+           "province", "lat", "lon", "services")
+SERVICE_FORMAT = "id|ชื่อไทย|English name|no_copy"
+CERT_DAYS = 825
+
+
+def add_arguments(parser):
+    parser.add_argument("--csv", required=True, metavar="FILE", help="the agency's kiosk list")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the bundles")
+    parser.add_argument("--broker", required=True, metavar="HOST", help="MQTT broker host name")
+    parser.add_argument("--port", type=int, default=8883, help="MQTT broker port (default 8883)")
+    parser.add_argument("--broker-ca", metavar="FILE",
+                        help="CA certificate that signs the broker (default: the system CAs)")
+    parser.add_argument("--ca", metavar="FILE", help="agency CA certificate for client certs")
+    parser.add_argument("--ca-key", metavar="FILE", help="private key of --ca")
+    parser.add_argument("--ntp", action="append", default=[], metavar="HOST",
+                        help="agency NTP server (repeat for several)")
+
+
+def main(args):
+    if bool(args.ca) != bool(args.ca_key):
+        raise ProvisionError("--ca and --ca-key go together; give both or neither")
+    result = provision(
+        Path(args.csv), Path(args.out), broker=args.broker, port=args.port,
+        broker_ca=Path(args.broker_ca) if args.broker_ca else None,
+        ca=(Path(args.ca), Path(args.ca_key)) if args.ca else None, ntp_servers=args.ntp,
+        progress=_progress_printer(sys.stderr))
+    for problem in result.problems:
+        print(f"{args.csv}:{problem}", file=sys.stderr)
+    print(f"provision: {len(result.bundles)} bundle(s) in {args.out}, "
+          f"{len(result.problems)} row(s) refused (encoding {result.encoding})")
+    return 1 if result.problems else 0
+
+
+class Result:
+    """What a run produced: bundle folders, ``line N: ...`` problems, the CSV's encoding."""
+
+    def __init__(self, encoding):
+        self.encoding = encoding
+        self.bundles = []
+        self.problems = []
+
+
+def read_csv_text(path):
+    """The CSV's text and encoding: UTF-8 (BOM or not) when it decodes, else cp874."""
+    data = Path(path).read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8"), "utf-8-sig"
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp874"), "cp874"
+    except UnicodeDecodeError as exc:
+        raise ProvisionError(f"{path}: byte {exc.start} is neither UTF-8 nor cp874 (Thai Excel); "
+                             "save the sheet as CSV UTF-8") from None
+
+
+def provision(csv_path, out, *, broker, port=8883, broker_ca=None, ca=None, ntp_servers=(),
+              progress=None):
+    """Write one bundle per good row and the batch's broker files; return a :class:`Result`."""
+    text, encoding = read_csv_text(csv_path)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
+    if missing:
+        raise ProvisionError(f"{csv_path}: line 1: missing column(s) {', '.join(missing)}; "
+                             f"the header is {','.join(COLUMNS)}")
+    rows = []
+    for row in reader:
+        if any((v or "").strip() for v in row.values() if isinstance(v, str)):
+            rows.append((reader.line_num, row))
+    out.mkdir(parents=True, exist_ok=True)
+    result = Result(encoding)
+    accounts, seen = [], {}
+    for done, (line, row) in enumerate(rows, start=1):
+        kiosk_id = (row.get("kiosk_id") or "").strip()
+        try:
+            if kiosk_id in seen:
+                raise ProvisionError(f"kiosk_id: {kiosk_id!r} is already on line {seen[kiosk_id]}; "
+                                     "give every kiosk its own id")
+            bundle, password = _write_bundle(row, out, source=f"{csv_path}:{line}",
+                                             broker=broker, port=port, broker_ca=broker_ca,
+                                             ca=ca, ntp_servers=ntp_servers)
+        except ProvisionError as exc:
+            result.problems.append(f"line {line}: {exc}")
+        else:
+            seen[kiosk_id] = line
+            result.bundles.append(bundle)
+            if password is not None:
+                accounts.append((kiosk_id, password))
+        if progress:
+            progress(done, len(rows), kiosk_id)
+    if result.bundles:
+        _write_broker_files(out / "broker", accounts)
+    return result
+
+
+def _kiosk_toml(row, *, broker, port, broker_ca, with_cert, ntp_servers):
+    kiosk = {"id": row["kiosk_id"].strip()}
+    kiosk |= {key: (row.get(key) or "").strip() for key in COLUMNS[1:7]}
+    for key in ("lat", "lon"):
+        value = (row.get(key) or "").strip()
+        try:
+            kiosk[key] = float(value)
+        except ValueError:
+            raise ProvisionError(f"{key}: {value!r} is not a number; write degrees like "
+                                 "13.7294") from None
+    kiosk["mode"] = "production"
+    mqtt = {"host": broker, "port": port, "tls": True}
+    if broker_ca:
+        mqtt["ca_file"] = credential_path("mqtt-ca.crt")
+    if with_cert:
+        mqtt["cert_file"] = credential_path("mqtt-client.crt")
+        mqtt["key_file"] = credential_path("mqtt-client.key")
+    else:
+        mqtt["password_file"] = credential_path("mqtt-password")
+    doc = {"kiosk": kiosk, "services": _services(row.get("services") or ""), "mqtt": mqtt}
+    if ntp_servers:
+        doc["time"] = {"ntp_servers": list(ntp_servers)}
+    header = (f"# kiosk.toml for {kiosk['id']}, "
+              "made by kiosk-fleet provision. Copy this folder's files onto the kiosk's boot\n"
+              "# partition; kiosk firstboot applies them and removes the secrets.\n")
+    return header + tomli_w.dumps(doc)
+
+
+def _services(cell):
+    services = []
+    for number, item in enumerate((i.strip() for i in cell.split(";")), start=1):
+        if not item:
+            continue
+        parts = [p.strip() for p in item.split("|")]
+        if len(parts) != 4:
+            raise ProvisionError(f"services: item {number} {item!r} has {len(parts)} field(s); "
+                                 f"write {SERVICE_FORMAT}, items separated by ';'")
+        services.append(dict(zip(("id", "name_th", "name_en", "no_copy"), parts)))
+    if not services:
+        raise ProvisionError(f"services: empty; list at least one {SERVICE_FORMAT}")
+    return services
+
+
+def _write_bundle(row, out, *, source, broker, port, broker_ca, ca, ntp_servers):
+    """Validate one row and write its bundle folder; returns (folder, password or None)."""
+    kiosk_id = (row.get("kiosk_id") or "").strip()
+    try:
+        topics.check_kiosk_id(kiosk_id)
+    except MessageRejected as exc:
+        raise ProvisionError(f"kiosk_id: {kiosk_id!r}: {exc}") from None
+    text = _kiosk_toml({**row, "kiosk_id": kiosk_id}, broker=broker, port=port,
+                       broker_ca=broker_ca, with_cert=ca is not None, ntp_servers=ntp_servers)
+    try:
+        kiosk_config.parse(text, source)
+    except ConfigError as exc:
+        raise ProvisionError("; ".join(exc.problems)) from None
+    target = out / kiosk_id
+    if target.exists():
+        raise ProvisionError(f"kiosk_id: bundle {target} already exists; remove it or use "
+                             "another --out (its password is already on the broker)")
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".{kiosk_id}."))
+    try:
+        (tmp / "kiosk.toml").write_text(text, encoding="utf-8")
+        password = None
+        if ca is None:
+            password = secrets.token_urlsafe(24)
+            _write_private(tmp / "mqtt-password", password + "\n")
+        else:
+            _sign_client_cert(tmp, kiosk_id, *ca)
+        if broker_ca:
+            shutil.copyfile(broker_ca, tmp / "mqtt-ca.crt")
+        os.chmod(tmp, 0o700)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target, password
+
+
+def _sign_client_cert(folder, kiosk_id, ca_cert, ca_key):
+    """A P-256 key and a certificate whose CN is the kiosk id (the broker's user name)."""
+    def openssl(*args):
+        done = subprocess.run(["openssl", *args], cwd=folder, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ProvisionError(f"openssl {args[0]} failed for {kiosk_id!r}: "
+                                 f"{done.stderr.strip().splitlines()[-1:]}")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "mqtt-client.key", "-out", "client.csr", "-subj", f"/CN={kiosk_id}")
+    (folder / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    openssl("x509", "-req", "-in", "client.csr", "-CA", str(Path(ca_cert).resolve()),
+            "-CAkey", str(Path(ca_key).resolve()), "-CAcreateserial", "-CAserial",
+            "ca.srl", "-out", "mqtt-client.crt", "-days", str(CERT_DAYS), "-extfile", "client.ext")
+    for leftover in ("client.csr", "client.ext", "ca.srl"):
+        (folder / leftover).unlink(missing_ok=True)
+    os.chmod(folder / "mqtt-client.key", 0o600)
+
+
+def _write_broker_files(folder, accounts):
+    """The batch's Mosquitto password lines and the ACL patterns every kiosk account needs."""
+    folder.mkdir(exist_ok=True)
+    if accounts:
+        _write_private(folder / "passwd",
+                       "".join(f"{kiosk_id}:{password_hash(pw)}\n" for kiosk_id, pw in accounts))
+    root = topics.ROOT
+    _write_private(folder / "acl", f"""\
+# Kiosk accounts (user name = kiosk id = client id, or the certificate's CN with
+# use_identity_as_username): each writes only its own topics and reads its commands and acks.
+# Merge into the broker's acl_file next to the collector and ops accounts (docs/broker.md).
+pattern write {root}/kiosk/%u/#
+pattern read {root}/cmd/%u/#
+pattern read {root}/ack/%u/#
+""")
+
+
+def _write_private(path, text):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _progress_printer(stream):
+    """Progress on long batches: a live counter on a terminal, every 10 % in a log."""
+    def show(done, total, kiosk_id):
+        if stream.isatty():
+            end = "\n" if done == total else ""
+            print(f"\rprovision: {done}/{total} {kiosk_id[:40]:<40}", end=end, file=stream,
+                  flush=True)
+        elif done == total or done % max(1, total // 10) == 0:
+            print(f"provision: {done}/{total} rows", file=stream, flush=True)
+    return show

@@ -1,0 +1,172 @@
+"""`kiosk-fleet provision`: CSV rows to bundles, bad rows by line number, real broker files."""
+
+import csv
+import io
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kiosk import config as kiosk_config
+from kiosk.errors import ProvisionError
+from kiosk.fleet.broker import MOSQUITTO, free_port, is_listening
+from kiosk.fleet.provision import COLUMNS, provision, read_csv_text
+
+ROOT_DIR = __import__("pathlib").Path(__file__).resolve().parents[2]
+SERVICES = "id-card|ทำบัตรประจำตัวประชาชน|ID card|cancelled; house-reg|ทะเบียนบ้าน|House registration|in_progress"
+
+
+def row(n, **overrides):
+    values = dict(kiosk_id=f"cnx-mueang-{n:03d}", service_point_id=f"cnx-{n // 3:03d}",
+                  name_th="ที่ว่าการอำเภอเมืองเชียงใหม่", name_en="Mueang Chiang Mai District Office",
+                  agency="Department of Provincial Administration", ministry="Ministry of Interior",
+                  province="Chiang Mai", lat="18.7883", lon="98.9853", services=SERVICES)
+    values.update(overrides)
+    return values
+
+
+def write_csv(path, rows, encoding="utf-8"):
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path.write_bytes(buffer.getvalue().encode(encoding))
+    return path
+
+
+def test_provision_hundred_rows_three_bad(tmp_path):
+    rows = [row(n) for n in range(1, 101)]
+    rows[9] = row(10, lat="north")                                   # line 11
+    rows[49] = row(50, services="id-card|บัตร|ID card")              # line 51
+    rows[89] = row(90, kiosk_id="CNX 90")                            # line 91
+    out = tmp_path / "out"
+    result = provision(write_csv(tmp_path / "kiosks.csv", rows, "utf-8-sig"), out,
+                       broker="mqtt.example.go.th")
+    assert len(result.bundles) == 97
+    assert [p.split(":")[0] for p in result.problems] == ["line 11", "line 51", "line 91"]
+    assert "lat" in result.problems[0] and "'north'" in result.problems[0]
+    assert "services" in result.problems[1] and "3 field(s)" in result.problems[1]
+    assert "kiosk_id" in result.problems[2] and "'CNX 90'" in result.problems[2]
+    for bundle in result.bundles:
+        check = kiosk_config.main(__import__("argparse").Namespace(
+            action="check", file=str(bundle / "kiosk.toml")))
+        assert check == 0, bundle
+        assert (bundle / "mqtt-password").stat().st_mode & 0o077 == 0
+    passwd = (out / "broker/passwd").read_text().splitlines()
+    assert len(passwd) == 97 and all(":$7$101$" in line for line in passwd)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no half bundles
+
+
+def test_provision_bundle_is_what_firstboot_expects(tmp_path):
+    result = provision(write_csv(tmp_path / "k.csv", [row(1)]), tmp_path / "out",
+                       broker="mqtt.example.go.th", ntp_servers=["ntp.example.go.th"])
+    cfg = kiosk_config.load(result.bundles[0] / "kiosk.toml")
+    assert cfg.kiosk.id == "cnx-mueang-001" and cfg.kiosk.lat == 18.7883
+    assert [s.id for s in cfg.services] == ["id-card", "house-reg"]
+    assert cfg.services[1].no_copy == "in_progress"
+    assert cfg.mqtt.password_file == "/run/credentials/kiosk.service/mqtt_password"
+    assert cfg.time.ntp_servers == ("ntp.example.go.th",)
+
+
+def test_provision_reads_thai_excel_cp874(tmp_path):
+    path = write_csv(tmp_path / "excel.csv", [row(1)], "cp874")
+    assert read_csv_text(path)[1] == "cp874"
+    result = provision(path, tmp_path / "out", broker="mqtt.example.go.th")
+    assert result.encoding == "cp874" and not result.problems
+    text = (result.bundles[0] / "kiosk.toml").read_text(encoding="utf-8")
+    assert "ที่ว่าการอำเภอเมืองเชียงใหม่" in text
+
+
+def test_provision_duplicate_id_and_existing_bundle_are_refused(tmp_path):
+    out = tmp_path / "out"
+    path = write_csv(tmp_path / "k.csv", [row(1), row(1)])
+    result = provision(path, out, broker="mqtt.example.go.th")
+    assert len(result.bundles) == 1
+    assert result.problems[0].startswith("line 3: kiosk_id") and "line 2" in result.problems[0]
+    again = provision(write_csv(tmp_path / "k2.csv", [row(1)]), out, broker="mqtt.example.go.th")
+    assert not again.bundles and "already exists" in again.problems[0]
+
+
+def test_provision_missing_column_names_it(tmp_path):
+    (tmp_path / "k.csv").write_text("kiosk_id,lat\nabc,13\n")
+    with pytest.raises(ProvisionError, match="line 1: missing column.*service_point_id"):
+        provision(tmp_path / "k.csv", tmp_path / "out", broker="mqtt.example.go.th")
+
+
+def test_provision_client_certificates_from_the_agency_ca(tmp_path):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+                    "-days", "2", "-subj", "/CN=Agency CA"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    result = provision(write_csv(tmp_path / "k.csv", [row(7)]), tmp_path / "out",
+                       broker="mqtt.example.go.th", ca=(tmp_path / "ca.crt", tmp_path / "ca.key"))
+    bundle = result.bundles[0]
+    assert sorted(p.name for p in bundle.iterdir()) == ["kiosk.toml", "mqtt-client.crt",
+                                                        "mqtt-client.key"]
+    verify = subprocess.run(["openssl", "verify", "-CAfile", "ca.crt", str(bundle / "mqtt-client.crt")],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stderr
+    subject = subprocess.run(["openssl", "x509", "-noout", "-subject", "-in",
+                              str(bundle / "mqtt-client.crt")], capture_output=True, text=True)
+    assert "CN = cnx-mueang-007" in subject.stdout
+    assert kiosk_config.load(bundle / "kiosk.toml").mqtt.key_file.endswith("mqtt_client.key")
+
+
+def test_provision_broker_accepts_the_generated_password(tmp_path):
+    """The $7$ lines and the ACL work in a real Mosquitto: right password in, wrong one out."""
+    from paho.mqtt import client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    out = tmp_path / "out"
+    result = provision(write_csv(tmp_path / "k.csv", [row(1)]), out, broker="127.0.0.1")
+    password = (result.bundles[0] / "mqtt-password").read_text().strip()
+    port = free_port()
+    (tmp_path / "mosquitto.conf").write_text(
+        # As root Mosquitto would switch to a user that cannot enter the private temp folder.
+        ("user root\n" if os.geteuid() == 0 else "") +
+        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {out}/broker/passwd\n"
+        f"acl_file {out}/broker/acl\npersistence false\nlog_dest stderr\n")
+    broker = subprocess.Popen([MOSQUITTO, "-c", str(tmp_path / "mosquitto.conf")],
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not is_listening(port):  # poll until Mosquitto opened its port
+            assert broker.poll() is None and time.monotonic() < deadline, "mosquitto did not start"
+            time.sleep(0.02)
+
+        def connack(secret):
+            codes = []
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="cnx-mueang-001",
+                                 protocol=mqtt.MQTTv5)
+            client.username_pw_set("cnx-mueang-001", secret)
+            client.on_connect = lambda c, u, f, rc, p: codes.append(rc)
+            client.connect("127.0.0.1", port)
+            deadline = time.monotonic() + 10
+            while not codes and time.monotonic() < deadline:
+                client.loop(timeout=0.2)
+            client.disconnect()
+            return codes[0]
+        assert not connack(password).is_failure
+        assert connack(password + "x").is_failure
+    finally:
+        broker.terminate()
+        broker.wait(10)
+
+
+def test_provision_cli_reports_lines_and_exits_non_zero(tmp_path):
+    path = write_csv(tmp_path / "k.csv", [row(1), row(2, lon="200")])
+    done = subprocess.run([sys.executable, "-c", "from kiosk.fleet.cli import main; main()",
+                           "provision", "--csv", str(path),
+                           "--out", str(tmp_path / "out"), "--broker", "mqtt.example.go.th"],
+                          cwd=ROOT_DIR, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "k.csv:line 3: kiosk.lon" in done.stderr
+    assert "1 bundle(s)" in done.stdout and "1 row(s) refused" in done.stdout
+
+
+def test_provision_example_csv_is_clean(tmp_path):
+    result = provision(ROOT_DIR / "provisioning/kiosks.example.csv", tmp_path / "out",
+                       broker="mqtt.example.go.th")
+    assert result.problems == [] and len(result.bundles) == 3
