@@ -115,3 +115,11 @@ def test_broker_mutual_tls_takes_cert_identity_and_refuses_no_cert(tmp_path, mqt
             assert anonymous.wait_for_connack() is None
         finally:
             anonymous.close()
+
+
+def test_broker_killed_and_started_again_serves_the_same_port(broker, mqtt_client):
+    password = broker.add_kiosk("k1")
+    broker.kill()
+    assert not broker.is_running
+    broker.start()
+    assert not mqtt_client("k1", password).wait_for_connack().is_failure

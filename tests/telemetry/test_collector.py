@@ -11,7 +11,7 @@ from kiosk.fleet.collector import Collector
 from kiosk.fleet.db import open_database
 from kiosk.fleet.status import status_lines
 from kiosk.telemetry import topics
-from tests.fixtures.broker import wait_until
+from tests.fixtures.broker import RecordingClient, wait_until
 
 KIOSK = "bkk-001"
 STAMP = topics.stamp(dt.datetime(2025, 1, 31, 9, 30, tzinfo=dt.UTC), True, 5000.0)
@@ -170,3 +170,21 @@ def test_collector_session_queues_visits_while_it_is_down(broker, kiosk, tmp_pat
     with Collector(db_path, "127.0.0.1", broker.port, user, password, batch_s=0.05) as second:
         wait_for_ack(kiosk, "while-down")
         assert [v.event_id for v in second.db.visits()] == ["while-down"]
+
+
+def test_collector_marks_a_vanished_kiosk_lost_through_its_will(collector, broker):
+    password = broker.add_kiosk(KIOSK)
+    will = (topics.kiosk_topic(KIOSK, "status"), status("lost", 3), 1, True)
+    kiosk = RecordingClient("127.0.0.1", broker.port, KIOSK, password, will=will)
+    try:
+        assert not kiosk.wait_for_connack().is_failure
+        kiosk.publish(topics.kiosk_topic(KIOSK, "status"), status("online", 3), retain=True)
+        wait_until(lambda: collector.db.kiosks() and collector.db.kiosks()[0].state == "online",
+                   "online")
+        # Power cut: the socket closes without a DISCONNECT, so the broker sends the will.
+        kiosk.client.loop_stop()
+        kiosk.client.socket().close()
+        wait_until(lambda: collector.db.kiosks()[0].state == "lost", "the will")
+        assert collector.db.kiosks()[0].epoch == 3
+    finally:
+        kiosk.client.loop_stop()
