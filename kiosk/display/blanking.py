@@ -1,10 +1,11 @@
-"""When the screen goes dark: outside office hours, after ``display.blank_after_min`` quiet minutes.
+"""When the screen goes dark: after hours, once ``display.blank_after_min`` minutes were quiet.
 
 During office hours the attract screen always stays lit (a dark kiosk looks broken to the next
 citizen in the queue); after hours it goes dark once nobody has touched it for the configured
-minutes (0 = never), and a touch or the PIR lights it for another such spell. Time is an input: :meth:`Blanker.is_due` takes the monotonic ``now`` and an aware wall-clock
-datetime, so the rules are tested with explicit times. Only the idle screen ever blanks; a visit
-in progress is never hidden. Where the panel has a sysfs backlight it is switched off (it saves
+minutes (0 = never), and a touch or the PIR lights it for another such spell. Time is an input:
+:meth:`Blanker.is_due` takes the monotonic ``now`` and an aware wall-clock datetime, so the
+rules are tested with explicit times. Only the idle screen ever blanks; a visit in progress is
+never hidden. Where the panel has a sysfs backlight it is switched off (it saves
 power and panel life); otherwise the display draws a black frame.
 """
 

@@ -171,7 +171,7 @@ class _Canvas:
                     + (len(buttons) - 1) * self.m.gap)
         row = pygame.Rect(row.centerx - width // 2, row.top, width, row.height)
         for cell, (label, action, style) in zip(layout.columns(row, len(buttons), self.m.gap),
-                                                buttons):
+                                                buttons, strict=True):
             self.button(cell, label, action, style=style)
         return rest
 
@@ -184,7 +184,8 @@ class _Canvas:
         cols = cols or len(choices)
         max_h = round(self.m.target * 1.6)
         for cell, (label, action, badge) in zip(
-                layout.grid(area, len(choices), cols, gap, max_cell_h=max_h), choices):
+                layout.grid(area, len(choices), cols, gap, max_cell_h=max_h), choices,
+                strict=True):
             self.button(cell, label, action, badge=badge)
 
 
@@ -357,7 +358,7 @@ def _rating(c):
     else:
         cells = layout.grid(area, count, 3, gap)
         arrangement = "row"
-    for rating, cell in zip(flow.RATINGS, cells):
+    for rating, cell in zip(flow.RATINGS, cells, strict=True):
         label = wording.RATINGS[rating][c.lang]
         pygame.draw.rect(c.surface, theme.SURFACE, cell, border_radius=gap)
         pygame.draw.rect(c.surface, theme.BORDER, cell, width=2, border_radius=gap)

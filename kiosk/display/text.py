@@ -146,8 +146,9 @@ def layout_block(fonts, role, text, box, *, max_px, min_px=None, colour=theme.IN
         x = {"left": box.left, "center": box.left + (box.width - w) // 2,
              "right": box.right - w}[align]
         placed.append((surf, pygame.Rect(x, top + i * line_h, w, min(surf.get_height(), line_h))))
-    rect = placed[0][1].unionall([r for _, r in placed]) if placed else pygame.Rect(box.center, (0, 0))
-    return Block(placed, rect.clip(box) if placed else rect, size)
+    if not placed:
+        return Block([], pygame.Rect(box.center, (0, 0)), size)
+    return Block(placed, placed[0][1].unionall([r for _, r in placed]).clip(box), size)
 
 
 def draw_block(surface, block):

@@ -28,9 +28,9 @@ class _Outline:
         for i in range(1, 9):
             t = i / 8
             mt = 1 - t
-            self._current.append((
-                mt ** 3 * start[0] + 3 * mt * mt * t * c1[0] + 3 * mt * t * t * c2[0] + t ** 3 * end[0],
-                mt ** 3 * start[1] + 3 * mt * mt * t * c1[1] + 3 * mt * t * t * c2[1] + t ** 3 * end[1]))
+            a, b, c, d = mt ** 3, 3 * mt * mt * t, 3 * mt * t * t, t ** 3
+            self._current.append((a * start[0] + b * c1[0] + c * c2[0] + d * end[0],
+                                  a * start[1] + b * c1[1] + c * c2[1] + d * end[1]))
 
     def qCurveTo(self, *points):  # noqa: N802
         start = self._current[-1]
@@ -62,7 +62,7 @@ def shape(path, text, script):
     buf.direction, buf.script, buf.language = "ltr", script, "th"
     hb.shape(font, buf, {})
     pen_x, placed = 0, []
-    for info, pos in zip(buf.glyph_infos, buf.glyph_positions):
+    for info, pos in zip(buf.glyph_infos, buf.glyph_positions, strict=True):
         placed.append((info.codepoint, pen_x + pos.x_offset, pos.y_offset))
         pen_x += pos.x_advance
     return font, placed, face.upem

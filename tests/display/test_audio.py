@@ -77,4 +77,5 @@ def test_audio_prompts_are_synthesised_once_in_thai_and_english(tmp_path, monkey
             assert wav.getnframes() > wav.getframerate() * 0.3  # real speech, not a stub
     assert synthesise_prompts(tmp_path, screens=(Screen.RATING,)) == []
     monkeypatch.setitem(audio_module.wording.TITLES[Screen.RATING], "en", ("Rate us", ""))
-    assert synthesise_prompts(tmp_path, screens=(Screen.RATING,)) == [tmp_path / "en" / "rating.wav"]
+    rewritten = synthesise_prompts(tmp_path, screens=(Screen.RATING,))
+    assert rewritten == [tmp_path / "en" / "rating.wav"]

@@ -56,7 +56,8 @@ def test_screens_question_buttons_map_to_flow_events(display_settings, language)
     assert set(_actions(scene(Screen.RATING))) == {
         flow.LanguageToggled(), *(flow.RatingChosen(r) for r in flow.RATINGS)}
     assert set(_actions(scene(Screen.REASON))) == {
-        flow.LanguageToggled(), flow.ReasonChosen(None), *(flow.ReasonChosen(r) for r in flow.REASONS)}
+        flow.LanguageToggled(), flow.ReasonChosen(None),
+        *(flow.ReasonChosen(r) for r in flow.REASONS)}
     assert set(_actions(scene(Screen.CHOOSE_SERVICE))) == {
         flow.LanguageToggled(), *(flow.ServiceChosen(s.id) for s in display_settings.services)}
 
