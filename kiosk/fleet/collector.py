@@ -156,7 +156,7 @@ class Collector:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self._connected.clear()
-        if not self._stopping.is_set():
+        if reason_code.is_failure:  # a clean disconnect is our own stop()
             log.warning("collector disconnected (%s); paho reconnects", reason_code)
 
     def _on_message(self, client, userdata, message):
