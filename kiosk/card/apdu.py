@@ -45,8 +45,12 @@ def split_response(response, name):
     return bytes(response[:-2]), response[-2], response[-1]
 
 
-def exchange(transmit, command, atr, name):
+def exchange(transmit, command, atr, name, *, wants_data=True):
     """Send ``command`` and return its data bytes, following 61 xx and 6C xx.
+
+    With ``wants_data=False`` a ``61 xx`` answer counts as success without fetching the data:
+    SELECT's answer is of no use to the kiosk, and skipping its GET RESPONSE saves one of the
+    five APDUs of the minimal read (the card drops pending data when the next command comes).
 
     ``transmit(apdu: bytes) -> bytes`` returns the raw response including the status word.
     ``name`` says what the command was for ("SELECT Thai ID applet", "READ expiry date") and is
@@ -59,6 +63,8 @@ def exchange(transmit, command, atr, name):
     if sw1 == 0x6C:
         # Wrong Le: the card tells the right one; ask once more with it.
         data, sw1, sw2 = split_response(transmit(command[:-1] + bytes([sw2])), name)
+    if sw1 == 0x61 and not wants_data:
+        return b""
     collected = data
     # A card may chain several 61 xx answers; 8 rounds cover 2 KB, far beyond any field here.
     for _ in range(8):

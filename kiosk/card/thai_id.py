@@ -184,7 +184,7 @@ def read_photo(transmit, atr):
 
 def select_applet(transmit, atr):
     """SELECT the personal-data applet; a card without it raises NotThaiIdCard."""
-    apdu.exchange(transmit, apdu.select(), atr, "SELECT Thai ID applet")
+    apdu.exchange(transmit, apdu.select(), atr, "SELECT Thai ID applet", wants_data=False)
 
 
 def read_summary(transmit, atr, keys, *, today, collect_age_band=False, collect_gender=False,

@@ -46,6 +46,12 @@ def test_apdu_plain_9000_needs_no_get_response():
     assert len(card.history) == 1
 
 
+def test_apdu_select_data_is_not_fetched_when_unwanted():
+    card = ScriptedCard("610A")
+    assert apdu.exchange(card.transmit, apdu.select(), ATR_3B68, "SELECT", wants_data=False) == b""
+    assert card.history == ["00A4040008A000000054480001"]
+
+
 def test_apdu_wrong_length_6c_is_asked_again_with_the_right_le():
     card = ScriptedCard("6105", "6C03", "AABBCC9000")
     assert apdu.exchange(card.transmit, apdu.read_binary(0, 5), ATR_3B68, "READ x") == bytes.fromhex("AABBCC")

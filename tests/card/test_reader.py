@@ -163,7 +163,7 @@ def test_reader_service_without_card_says_removed(card_stack, service):
 def test_reader_card_pulled_mid_read_says_removed(inserted, service, card_stack):
     inserted()
     service.events.next_of(CardInserted)
-    # The card answers SELECT, its GET RESPONSE and the CID's READ, then leaves.
+    # The card answers SELECT and the CID's READ and GET RESPONSE, then leaves.
     card_stack.emulator.set_fault(pull_after=3)
     assert read_one(service) == CardFailed("removed")
     assert isinstance(service.events.next_of(CardRemovedEvent), CardRemovedEvent)
