@@ -60,7 +60,8 @@ class Runner:
 
     Every part but the store is optional, so tests and the headless runner can leave out the
     display, the card service, GPIO or telemetry. ``when_key(key)`` receives keys the display
-    does not use itself (the demo's insert/remove keys).
+    does not use itself (the demo's insert/remove keys); ``when_shown(runner)`` is called after
+    a new screen (or language) was drawn (the demo's screenshots).
     """
 
     def __init__(self, cfg, store, *, keys, card=None, display=None, panel=None,
@@ -75,6 +76,7 @@ class Runner:
         self.telemetry = telemetry
         self.watchdog = watchdog
         self.when_key = when_key
+        self.when_shown = None
         self.clock = clock
         self.rate_only = rate_only
         self.events = queue.SimpleQueue()
@@ -82,11 +84,14 @@ class Runner:
         self.state = flow.State()
         self.recorded = 0
         self._next_housekeeping = clock()
+        self._stop = threading.Event()
+        self._shown = None
 
     # --- the loop --------------------------------------------------------------------------
 
     def run(self, stop):
         """Turn the loop until ``stop`` (a threading.Event) is set."""
+        self._stop = stop
         self._check_disk()
         self._show()
         if self.watchdog:
@@ -122,6 +127,11 @@ class Runner:
         if self.display is None:
             return
         self.display.show(self.state)
+        shown = (self.state.screen, self.state.language)
+        if shown != self._shown:
+            self._shown = shown
+            if self.when_shown:
+                self.when_shown(self)
         for fact in self.display.poll_events():
             self.handle(fact)
 
@@ -141,6 +151,9 @@ class Runner:
         elif type(fact).__name__ == "KeyPressed":
             if self.when_key:
                 self.when_key(fact.key)
+        elif type(fact).__name__ == "QuitRequested":
+            log.info("quit requested from the keyboard (display.debug is on)")
+            self._stop.set()
         else:
             log.warning("ignored an unknown fact of type %s", type(fact).__name__)
 
@@ -317,7 +330,8 @@ class Kiosk:
         self.remote_path = data_dir / kiosk_config.REMOTE_FILENAME
         self.store = Store.open(data_dir, retention_days=cfg.storage.retention_days,
                                 repeat_window_s=cfg.flow.repeat_window_min * 60,
-                                min_free_mb=cfg.storage.min_free_mb)
+                                min_free_mb=cfg.storage.min_free_mb,
+                                checkpoint_pages=cfg.storage.checkpoint_pages)
         self.keys = RepeatKeys(cfg.flow.repeat_window_min * 60)
         self._parts = []
         try:

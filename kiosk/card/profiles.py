@@ -95,6 +95,17 @@ PROFILES = {p.name: p for p in (
             notes="some other card: SELECT answers 6A 82"),
 )}
 
+#: Ordinary citizens ``citizen-0`` … ``citizen-199`` for scripted visits and the demo: each a
+#: different person, so a hundred scripted visits are a hundred first visits, not repeats.
+CITIZENS = 200
+_THAI_DIGITS = str.maketrans("0123456789", "๐๑๒๓๔๕๖๗๘๙")
+PROFILES.update({p.name: p for p in (
+    _person(f"citizen-{n}", (ATR_3B68, ATR_NID17, ATR_3B67)[n % 3], f"9999900{n:05d}",
+            name_th=f"นาย#พลเมือง##ทดสอบที่{str(n).translate(_THAI_DIGITS)}",
+            name_en=f"Mr.#Citizen##Number{n}", gender="12"[n % 2],
+            birth_date=f"25{20 + n % 50:02d}0{1 + n % 9}15", notes="an ordinary test citizen")
+    for n in range(CITIZENS))})
+
 #: Every citizen ID and name used by any profile: what the privacy scans look for.
 ALL_CIDS = tuple(sorted({p.cid for p in PROFILES.values() if p.cid}))
 ALL_NAMES = tuple(sorted({" ".join(part for part in text.split("#")[1:] if part)

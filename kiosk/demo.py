@@ -1,0 +1,249 @@
+"""``kiosk demo``: the whole kiosk on one machine, with an emulated card, broker and collector.
+
+Never part of a real kiosk. It starts pcscd + vpcd + the card emulator in a private namespace
+(:mod:`kiosk.card.stack`), a Mosquitto on 127.0.0.1 with the fleet's accounts and ACLs
+(:mod:`kiosk.fleet.broker`) and a collector, then the kiosk itself. With a display it opens a
+window (``i`` inserts the next emulated card, ``r`` removes it, Esc quits); without one, or
+with ``--headless``, it plays N scripted visits, saves a PNG of every screen it showed, and
+prints what the collector recorded. Every message is marked ``"mode": "demo"`` so it never
+counts in the programme's statistics.
+"""
+
+import logging
+import os
+import tempfile
+import threading
+import time
+import tomllib
+from contextlib import ExitStack
+from pathlib import Path
+
+import tomli_w
+
+from kiosk import config as kiosk_config
+from kiosk import script
+from kiosk.errors import KioskError
+
+log = logging.getLogger(__name__)
+
+DEMO_CONFIG = Path(__file__).with_name("demo.toml")
+CONFIRM_WAIT_S = 30.0
+
+VISIT_SCRIPT = """\
+insert citizen-{{n}}
+wait choose_service
+{lang}service {service}
+wait copy_check
+copy {copy}
+wait rating
+rating {rating}
+{reason}
+wait thank_you
+remove
+wait idle 30
+"""
+# The demo's citizens answer differently, so the statistics it prints are not all alike.
+ANSWERS = (("id_card", 2, "reason waiting_time"), ("none", 5, ""), ("both", 1, "reason skip"),
+           ("none", 4, ""), ("house_registration", 3, ""))
+
+
+def visit_script(services, visits):
+    """A script of ``visits`` visits, each by a different emulated citizen."""
+    lines = []
+    for n in range(visits):
+        copy, rating, reason = ANSWERS[n % len(ANSWERS)]
+        reason_lines = f"wait reason\n{reason}" if reason else ""
+        # Every other citizen reads English, so the demo shows both languages.
+        lines.append(VISIT_SCRIPT.format(service=services[n % len(services)].id, copy=copy,
+                                         rating=rating, reason=reason_lines,
+                                         lang="lang\n" if n % 2 else "")
+                     .replace("{n}", str(n)))
+    return script.parse("\n".join(lines), "<demo>")
+
+
+def demo_config(base_path, workdir, *, mqtt=None, password_file=None):
+    """The kiosk config the demo runs: the given (or packaged demo) file, marked as a demo.
+
+    The demo owns the data directory, the card backend and, unless the file names a broker of
+    its own, the MQTT settings.
+    """
+    raw = tomllib.loads(Path(base_path).read_text(encoding="utf-8"))
+    raw.setdefault("kiosk", {})["mode"] = "demo"
+    raw.setdefault("storage", {})["data_dir"] = str(workdir / "data")
+    raw.setdefault("card", {}).update(backend="pcsc", reader="")
+    if mqtt is not None:
+        raw["mqtt"] = {**raw.get("mqtt", {}), **mqtt, "password_file": str(password_file)}
+    (workdir / "data").mkdir(parents=True, exist_ok=True)
+    return kiosk_config.parse(tomli_w.dumps(raw), source=f"{base_path} (demo)")
+
+
+class DemoWorld:
+    """The card stack, and unless the config names a broker, a broker and a collector.
+
+    A context manager; everything it started is stopped on exit, even after an error.
+    """
+
+    def __init__(self, workdir, config_path=None):
+        self.workdir = Path(workdir)
+        self.config_path = Path(config_path or DEMO_CONFIG)
+        self.broker = None
+        self.collector = None
+        self._exit = ExitStack()
+
+    def __enter__(self):
+        try:
+            self._start()
+        except BaseException:
+            self._exit.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self._exit.close()
+
+    def _start(self):
+        from kiosk.card.stack import CardStack
+
+        print("demo: starting the emulated card stack (pcscd + vpcd + emulator, private "
+              "namespace) ...", flush=True)
+        self.stack = self._exit.enter_context(CardStack(self.workdir / "card"))
+        os.environ.update(self.stack.env)  # pyscard finds this pcscd, never the system's
+        base = tomllib.loads(self.config_path.read_text(encoding="utf-8"))
+        if base.get("mqtt", {}).get("host"):
+            print(f"demo: reporting to the broker in {self.config_path}: "
+                  f"{base['mqtt']['host']}", flush=True)
+            self.cfg = demo_config(self.config_path, self.workdir)
+            return
+        self._start_fleet(base["kiosk"]["id"])
+
+    def _start_fleet(self, kiosk_id):
+        from kiosk.fleet.broker import Broker
+        from kiosk.fleet.collector import Collector
+
+        print("demo: starting a local Mosquitto and collector on 127.0.0.1 ...", flush=True)
+        self.broker = Broker(self.workdir / "broker")
+        self.broker.start()
+        self._exit.callback(self.broker.stop)
+        password_file = self.workdir / "mqtt-password"
+        password_file.write_text(self.broker.add_kiosk(kiosk_id))
+        password_file.chmod(0o600)
+        self.collector = Collector(self.workdir / "fleet.db", "127.0.0.1", self.broker.port,
+                                   *self.broker.collector_credentials)
+        self.collector.start()
+        self._exit.callback(self.collector.stop)
+        mqtt = {"host": "127.0.0.1", "port": self.broker.port, "tls": False,
+                "username": kiosk_id, "will_delay_s": 30}
+        self.cfg = demo_config(self.config_path, self.workdir, mqtt=mqtt,
+                               password_file=password_file)
+
+
+def has_display():
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def add_arguments(parser):
+    parser.add_argument("--headless", action="store_true",
+                        help="no window: play scripted visits and save every screen as PNG")
+    parser.add_argument("--visits", type=int, default=3, help="scripted visits (headless mode)")
+    parser.add_argument("--out", type=Path, default=Path("demo-screens"),
+                        help="folder for the screenshots (headless mode)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="kiosk config to demo (default: the packaged demo kiosk); "
+                             "a broker named in its [mqtt] is used instead of a local one")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep the demo's data, logs and databases here (default: a temp "
+                             "folder removed at the end)")
+
+
+def main(args):
+    if args.config is not None:
+        kiosk_config.load(args.config)  # refuse a bad file before starting anything
+    headless = args.headless or not has_display()
+    if not headless:
+        print("demo: a window opens; keys: i insert a card, r remove it, Esc quit", flush=True)
+    elif not args.headless:
+        print("demo: no display found ($DISPLAY unset): playing a headless demo", flush=True)
+    with ExitStack() as stack:
+        workdir = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(
+            prefix="kiosk-demo-")))
+        world = stack.enter_context(DemoWorld(workdir, args.config))
+        if headless:
+            return _headless(world, args)
+        return _window(world)
+
+
+def _window(world):
+    from kiosk.app import Kiosk
+
+    inserted = [0]
+
+    def key(name):
+        if name == "i":
+            world.stack.emulator.insert(f"citizen-{inserted[0]}")
+            inserted[0] += 1
+        elif name == "r":
+            world.stack.emulator.remove()
+
+    stop = threading.Event()
+    with Kiosk(world.cfg, when_key=key) as kiosk:
+        kiosk.run(stop)
+    _report(world)
+    return 0
+
+
+def _headless(world, args):
+    from kiosk.app import Kiosk
+
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    steps = visit_script(world.cfg.services, args.visits)
+    shots = []
+
+    def shoot(runner):
+        path = out / f"{len(shots):03d}-{runner.state.screen.value}-{runner.state.language}.png"
+        runner.display.save_png(path)
+        shots.append(path)
+
+    # Headless means no one listens: SDL's dummy audio keeps ALSA from complaining on stderr.
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    stop = threading.Event()
+    print(f"demo: playing {args.visits} scripted visit(s) through the real card stack ...",
+          flush=True)
+    with Kiosk(world.cfg, headless=True) as kiosk:
+        kiosk.runner.when_shown = shoot
+        driver = script.ScriptDriver(kiosk.runner, steps, card=world.stack.emulator)
+
+        def finish():
+            driver.done.wait()
+            deadline = time.monotonic() + CONFIRM_WAIT_S
+            try:
+                while time.monotonic() < deadline and kiosk.store.outbox_stats().depth:
+                    stop.wait(0.1)
+            finally:
+                kiosk.store.close()
+                stop.set()
+
+        driver.start()
+        threading.Thread(target=finish, name="demo-finish", daemon=True).start()
+        kiosk.run(stop)
+        depth = kiosk.store.outbox_stats().depth
+    if driver.error:
+        raise KioskError(f"demo visit failed: {driver.error}")
+    print(f"demo: {args.visits} visit(s) done, {len(shots)} screenshots in {out}/, "
+          f"{depth} visit(s) not yet confirmed by the collector")
+    _report(world)
+    return 0
+
+
+def _report(world):
+    if world.collector is None:
+        print("demo: visits were reported to the configured broker; ask its collector")
+        return
+    visits = world.collector.db.visits()
+    print(f"demo: the collector recorded {len(visits)} visit(s) (all marked demo, kept out "
+          "of statistics):")
+    for visit in visits:
+        print(f"  seq {visit.seq}: service {visit.service_id}, copy asked: {visit.copy_answer}, "
+              f"rating {visit.rating}, reason {visit.reason or '-'}, {visit.outcome}, "
+              f"{'verified' if visit.verified else 'no card'}")
+
