@@ -86,6 +86,18 @@ def matches(pattern, rule):
     return check
 
 
+#: Broker accounts of the central side; a kiosk named like one would get its ACL rights.
+RESERVED_KIOSK_IDS = ("collector", "ops")
+
+
+def kiosk_id(value):
+    problem = matches(
+        r"[a-z0-9-]{3,40}", '3-40 characters of a-z, 0-9 and -, e.g. "bkk-bangrak-01"')(value)
+    if problem is None and value in RESERVED_KIOSK_IDS:
+        problem = f"{value!r} is reserved for the central side's broker account; choose another"
+    return problem
+
+
 def not_empty(value):
     if not value.strip():
         return "is empty; write the text"
@@ -211,9 +223,7 @@ class KioskSection:
 
     id: str = key(
         doc="Unique kiosk name, also its MQTT user name: 3-40 of a-z 0-9 -",
-        check=matches(
-            r"[a-z0-9-]{3,40}", '3-40 characters of a-z, 0-9 and -, e.g. "bkk-bangrak-01"'
-        ),
+        check=kiosk_id,
         example="bkk-bangrak-01",
     )
     service_point_id: str = key(

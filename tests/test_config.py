@@ -44,6 +44,12 @@ def test_config_kiosk_id_rejects_too_short(make_config):
     assert only_problem(make_config, kiosk={"id": "k1"}).startswith("kiosk.id: 'k1' is not valid")
 
 
+@pytest.mark.parametrize("reserved", ["collector", "ops"])
+def test_config_kiosk_id_refuses_the_central_accounts(make_config, reserved):
+    problem = only_problem(make_config, kiosk={"id": reserved})
+    assert problem.startswith("kiosk.id: ") and "reserved" in problem
+
+
 def test_config_kiosk_keys_are_required(make_config):
     problem = only_problem(make_config, kiosk={"province": None})
     assert problem.startswith("kiosk.province: missing; add e.g. province = ")
