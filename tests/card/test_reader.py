@@ -77,11 +77,6 @@ def test_reader_lists_the_virtual_reader(card_stack):
     assert any(name.startswith("Virtual PCD") for name in pcsc.list_readers())
 
 
-def test_reader_vpcd_port_is_not_reachable_outside_the_namespace(card_stack):
-    import socket
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", 35963), timeout=1).close()
-
 
 @pytest.mark.parametrize("profile", ["default", "old_3b67", "nid17", "odd_dates", "lifelong", "expired"])
 def test_reader_reads_every_thai_profile(inserted, profile):
