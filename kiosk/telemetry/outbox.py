@@ -110,9 +110,13 @@ class Outbox:
             facts = self._next_facts()
             is_stopping = any(isinstance(f, _Stop) for f in facts)
             try:
-                self._apply(facts)
-                if self._is_connected and not is_stopping:
-                    self._fill()
+                # One transaction per round (a commit is an fsync): the round's PUBACKs, acks
+                # and the sends that refill the window are committed together.
+                with self._store.atomic():
+                    dead, replays = self._apply(facts)
+                    if self._is_connected and not is_stopping:
+                        self._fill()
+                self._after_commit(dead, replays)
             except Exception:
                 # A failed batch (disk error, locked database) must not end delivery for good:
                 # the rows are still in the store and the next round tries again.
@@ -154,16 +158,15 @@ class Outbox:
                 self._forget_inflight()
             elif isinstance(fact, ReplayRequested):
                 replays.append(fact)
-        if published or dead or acked:
-            # One transaction per round: a commit is an fsync, and a round may hold a whole
-            # window of PUBACKs plus an ack batch.
-            with self._store.atomic():
-                for event_id, sent_at in published:
-                    self._store.mark_published(event_id, sent_at)
-                for event_id, code in dead:
-                    self._store.mark_dead(event_id, code)
-                if acked:
-                    self._store.confirm(acked)
+        for event_id, sent_at in published:
+            self._store.mark_published(event_id, sent_at)
+        for event_id, code in dead:
+            self._store.mark_dead(event_id, code)
+        if acked:
+            self._store.confirm(acked)
+        return dead, replays
+
+    def _after_commit(self, dead, replays):
         for event_id, code in dead:
             log.error("broker refused event %s with reason code 0x%02x; parked as dead letter "
                       "(fix the kiosk's ACL or credentials, then send cmd/replay)", event_id, code)
