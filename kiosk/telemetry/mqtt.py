@@ -251,7 +251,12 @@ class MqttLink:
     def _on_pre_connect(self, client, userdata):
         # The epoch must rise on every connect and be in this CONNECT's will, so it is taken
         # here, right before paho serialises the packet.
-        self._epoch = self._next_epoch()
+        try:
+            self._epoch = self._next_epoch()
+        except Exception as exc:
+            # paho only survives an OSError here (it then retries with our back-off); any other
+            # exception would end its network thread and the kiosk would never reconnect.
+            raise OSError(f"cannot take a new epoch for this connect: {exc}") from exc
         props = Properties(PacketTypes.WILLMESSAGE)
         props.WillDelayInterval = int(self._settings.will_delay_s)
         lost = topics.status_payload("lost", self._epoch, self._version, self._stamp())

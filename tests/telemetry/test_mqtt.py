@@ -8,9 +8,10 @@ import sys
 import pytest
 
 from kiosk import config
+from kiosk.errors import StoreError
 from kiosk.fleet.broker import Broker
 from kiosk.telemetry import topics
-from kiosk.telemetry.mqtt import reconnect_delay
+from kiosk.telemetry.mqtt import Connected, Disconnected, MqttLink, reconnect_delay
 from tests.fixtures.broker import wait_until
 from tests.telemetry.kiosk_process import KioskSide, telemetry_config
 
@@ -64,6 +65,29 @@ def test_mqtt_reconnect_delay_spreads_between_min_and_a_doubling_cap():
         assert min(delays) >= 1.0 and max(delays) <= cap
         # Spread over the range, not bunched: a fleet must not come back in one wave.
         assert max(delays) - min(delays) > 0.8 * (cap - 1.0)
+
+
+def test_mqtt_failing_epoch_store_delays_the_connect_instead_of_ending_it(kiosk_config):
+    cfg = kiosk_config()
+    epochs = iter(range(1, 100))
+    failures = []
+
+    def next_epoch():
+        if not failures:
+            failures.append("busy")
+            raise StoreError("kiosk.db: cannot advance the epoch: database is locked")
+        return next(epochs)
+
+    facts = []
+    link = MqttLink(cfg.mqtt, KIOSK, next_epoch=next_epoch, version="0.1.0",
+                    facts=facts.append, put=facts.append)
+    link.start()
+    try:
+        assert link.wait_for_connected(10)
+    finally:
+        link.stop()
+    assert failures == ["busy"] and link.epoch == 1
+    assert isinstance(facts[0], Disconnected) and facts[1] == Connected(1, False)
 
 
 def test_mqtt_connect_publishes_retained_online_status_and_pin(kiosk_config, running, ops):
