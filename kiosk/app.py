@@ -412,16 +412,21 @@ def add_arguments(parser):
     parser.add_argument("--emulator", help="control socket of the card emulator the script uses")
     parser.add_argument("--wait-confirmed", type=float, default=0.0, metavar="S",
                         help="after the script, wait up to S seconds for the collector's acks")
+    parser.add_argument("--out-of-order", action="store_true",
+                        help="only show the out-of-service screen and the fault light (what "
+                             "kiosk-out-of-order.service runs while the kiosk is down)")
 
 
 def main(args):
     from kiosk import script
 
-    cfg = kiosk_config.load(args.config, remote_path=_remote_path(args.config))
-    steps = script.parse(args.script.read_text(), str(args.script)) if args.script else None
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    if args.out_of_order:
+        return out_of_order(args.config, stop, headless=args.headless)
+    cfg = kiosk_config.load(args.config, remote_path=_remote_path(args.config))
+    steps = script.parse(args.script.read_text(), str(args.script)) if args.script else None
     with Kiosk(cfg, display=not args.no_display, headless=args.headless or bool(args.script),
                rate_only=args.no_display) as kiosk:
         if steps is None:
@@ -459,6 +464,46 @@ def _play(kiosk, steps, args, stop):
           f"recorded, {depth} unconfirmed in the outbox")
     if driver.error:
         raise KioskError(f"script failed: {driver.error}")
+    return 0
+
+
+PROBLEMS_FILE = Path("/var/lib/kiosk/firstboot-problems.txt")
+
+
+def out_of_order(config_path, stop, *, headless=False, problems_file=PROBLEMS_FILE):
+    """Show only the out-of-service screen until stopped; works even with a broken config.
+
+    Nothing here touches the card, the broker or the store, so whatever brought the kiosk down
+    cannot bring this screen down too. The reason shown is first boot's complaint when there is
+    one, else a pointer to the journal.
+    """
+    from kiosk.display import Display
+    from kiosk.display.settings import DisplaySettings
+    from kiosk.gpio import Panel
+
+    try:
+        cfg = kiosk_config.load(config_path)
+    except KioskError as exc:
+        log.error("config unusable, showing the out-of-order screen with defaults: %s", exc)
+        cfg = None
+    try:
+        reason = problems_file.read_text(encoding="utf-8").strip().splitlines()[0]
+    except (OSError, IndexError):
+        reason = "kiosk stopped; see journalctl -u kiosk"
+    state = flow.State(screen=flow.Screen.OUT_OF_SERVICE, out_of_service=reason)
+    panel = Panel.from_config(cfg.gpio, put=lambda fact: None) if cfg else None
+    display = Display(cfg or DisplaySettings(), headless=headless)
+    try:
+        if panel:
+            panel.set_status_light("fault")
+        while not stop.is_set():
+            display.show(state)
+            display.poll_events()  # taps do nothing here, but the queue must not fill
+            stop.wait(0.2)
+    finally:
+        display.close()
+        if panel:
+            panel.close()
     return 0
 
 

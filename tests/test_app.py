@@ -134,3 +134,29 @@ def test_app_below_the_disk_floor_goes_out_of_service_and_keeps_what_it_has(make
         assert runner.state.screen is flow.Screen.IDLE
     finally:
         store.close()
+
+
+def test_app_out_of_order_screen_survives_a_broken_config(tmp_path):
+    """kiosk-out-of-order.service's command: up with a config first boot refused, stops on TERM."""
+    import signal
+    import sys
+    import time
+
+    bad = tmp_path / "kiosk.toml"
+    bad.write_text("[kiosk]\nid = 'NOT VALID'\n")
+    env = dict(os.environ, SDL_AUDIODRIVER="dummy")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kiosk", "run", "--out-of-order", "--headless", "--config", str(bad)],
+        env=env, stderr=subprocess.PIPE, text=True)
+    lines = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        lines.append(line)
+        if "showing the out-of-order screen" in line or not line:
+            break
+    assert any("kiosk.id" in line for line in lines), lines
+    assert process.poll() is None, "the out-of-order screen died on a broken config"
+    process.send_signal(signal.SIGTERM)
+    process.stderr.close()
+    assert process.wait(timeout=30) == 0
