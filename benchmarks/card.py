@@ -95,12 +95,17 @@ def _drain(events):
 def run(quick=False):
     """Measure and return a markdown section."""
     repeat = 5 if quick else 20
-    with tempfile.TemporaryDirectory(prefix="kiosk-bench-card-") as workdir, CardStack(workdir) as stack:
+    with (
+        tempfile.TemporaryDirectory(prefix="kiosk-bench-card-") as workdir,
+        CardStack(workdir) as stack,
+    ):
         os.environ.update(stack.env)
         stack.emulator.insert("default")
         stack.wait_for_card(present=True)
-        reads = {delay: _reads(stack, delay, repeat, repeat if delay == 0 else (2 if quick else 5))
-                 for delay in DELAYS_MS}
+        reads = {
+            delay: _reads(stack, delay, repeat, repeat if delay == 0 else (2 if quick else 5))
+            for delay in DELAYS_MS
+        }
         stack.emulator.set_fault(clear=True)
         seen_ms, read_ms = _insert_to_read(stack, 3 if quick else 10)
     slow = reads[50]
@@ -114,10 +119,14 @@ def run(quick=False):
         "| read | APDUs | 0 ms/APDU | 50 ms/APDU |",
         "|---|---:|---:|---:|",
     ]
-    for name, label in (("minimal", "kiosk minimal (SELECT, CID, expiry)"),
-                        ("full", "full (all text fields + photo)")):
-        lines.append(f"| {label} | {reads[0][name][0]} | {reads[0][name][1]:.1f} ms "
-                     f"| {slow[name][1]:.1f} ms |")
+    for name, label in (
+        ("minimal", "kiosk minimal (SELECT, CID, expiry)"),
+        ("full", "full (all text fields + photo)"),
+    ):
+        lines.append(
+            f"| {label} | {reads[0][name][0]} | {reads[0][name][1]:.1f} ms "
+            f"| {slow[name][1]:.1f} ms |"
+        )
     verdict = "meets" if ratio >= 10 else "MISSES"
     lines += [
         "",

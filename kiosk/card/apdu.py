@@ -39,9 +39,11 @@ def get_response(length, atr):
 
 
 def split_response(response, name):
-    """``(data, sw1, sw2)`` from a raw response; a response shorter than a status word is an error."""
+    """``(data, sw1, sw2)`` from a raw response; shorter than a status word is an error."""
     if len(response) < 2:
-        raise CardError(f"{name}: the card answered {len(response)} byte(s), expected at least a status word")
+        raise CardError(
+            f"{name}: the card answered {len(response)} byte(s), expected at least a status word"
+        )
     return bytes(response[:-2]), response[-2], response[-1]
 
 
@@ -72,7 +74,9 @@ def exchange(transmit, command, atr, name, *, wants_data=True):
             break
         data, sw1, sw2 = split_response(transmit(get_response(sw2, atr)), f"{name} (GET RESPONSE)")
         if sw1 == 0x6C:
-            data, sw1, sw2 = split_response(transmit(get_response(sw2, atr)), f"{name} (GET RESPONSE)")
+            data, sw1, sw2 = split_response(
+                transmit(get_response(sw2, atr)), f"{name} (GET RESPONSE)"
+            )
         collected += data
     if (sw1, sw2) == _OK:
         return collected

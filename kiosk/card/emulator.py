@@ -56,15 +56,15 @@ class EmulatedCard:
             return self._read(command, (p1 << 8) | p2)
         if (cla, ins) == (0x00, 0xC0):
             return self._get_response(command, p2)
-        return b"\x6D\x00"
+        return b"\x6d\x00"
 
     def _select(self, command):
         self.reset()
-        if not self.profile.has_thai_applet or command[5:5 + command[4]] != THAI_ID_AID:
-            return b"\x6A\x82"
+        if not self.profile.has_thai_applet or command[5 : 5 + command[4]] != THAI_ID_AID:
+            return b"\x6a\x82"
         self.is_selected = True
         self._pending = b"\x00" * 10
-        return b"\x61\x0A"
+        return b"\x61\x0a"
 
     def _read(self, command, offset):
         if not self.is_selected:
@@ -73,14 +73,14 @@ class EmulatedCard:
             return b"\x67\x00"
         length = command[6] or 256
         if offset + length > len(self.memory):
-            return b"\x6B\x00"
-        self._pending = self.memory[offset:offset + length]
+            return b"\x6b\x00"
+        self._pending = self.memory[offset : offset + length]
         return bytes([0x61, length & 0xFF])
 
     def _get_response(self, command, p2):
-        wanted_p2 = 0x01 if self.profile.atr[:2] == b"\x3B\x67" else 0x00
+        wanted_p2 = 0x01 if self.profile.atr[:2] == b"\x3b\x67" else 0x00
         if p2 != wanted_p2:
-            return b"\x6A\x86"
+            return b"\x6a\x86"
         if self._pending is None:
             return b"\x69\x85"
         length = command[4] if len(command) > 4 else 0
@@ -100,8 +100,12 @@ class Faults:
         self.frozen = False
 
     def as_dict(self):
-        return dict(delay_s=self.delay_s, pull_after=self.pull_after, garbage=self.garbage,
-                    frozen=self.frozen)
+        return dict(
+            delay_s=self.delay_s,
+            pull_after=self.pull_after,
+            garbage=self.garbage,
+            frozen=self.frozen,
+        )
 
 
 class Emulator:
@@ -172,10 +176,13 @@ class Emulator:
 
     def status(self):
         with self._changed:
-            return dict(inserted=self.card is not None,
-                        profile=self.card.profile.name if self.card else None,
-                        connected=self._sock is not None, apdu_count=self.apdu_count,
-                        faults=self.faults.as_dict())
+            return dict(
+                inserted=self.card is not None,
+                profile=self.card.profile.name if self.card else None,
+                connected=self._sock is not None,
+                apdu_count=self.apdu_count,
+                faults=self.faults.as_dict(),
+            )
 
     # --- the vpcd side -------------------------------------------------------------------
 
@@ -238,7 +245,7 @@ class Emulator:
                 continue
             if not self._before_answer(card):
                 return
-            answer = b"\xDE\xAD" if self.faults.garbage else card.answer(payload)
+            answer = b"\xde\xad" if self.faults.garbage else card.answer(payload)
             self._send(sock, answer)
 
     def _before_answer(self, card):
@@ -336,7 +343,7 @@ def emulator_handlers(emulator):
 
 
 class ControlClient:
-    """Client of a control socket: ``client.insert("expired")``, ``client.set_fault(frozen=True)``."""
+    """Client of a control socket: ``insert("expired")``, ``set_fault(frozen=True)``."""
 
     def __init__(self, path, timeout=30.0):
         self.path = path
@@ -353,6 +360,8 @@ class ControlClient:
         return reply.get("result")
 
     def insert(self, profile="default"):
+        """Insert a card. To swap cards as a citizen would, ``remove()`` and let pcscd see the
+        empty reader first (``CardStack.wait_for_card(False)``): pcscd polls every ~400 ms."""
         return self.call("insert", profile=profile)
 
     def remove(self):

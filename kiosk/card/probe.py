@@ -23,14 +23,24 @@ OK, NO_READER, NOT_READ, BAD_CHECK_DIGIT = 0, 2, 3, 4
 def add_arguments(parser):
     parser.add_argument("action", choices=["probe"], help="probe the reader and the card in it")
     parser.add_argument("--json", action="store_true", help="print one JSON object (per card)")
-    parser.add_argument("--watch", action="store_true", help="probe every inserted card until Ctrl-C")
+    parser.add_argument(
+        "--watch", action="store_true", help="probe every inserted card until Ctrl-C"
+    )
     parser.add_argument("--reader", metavar="NAME", help="use the reader whose name contains NAME")
 
 
 def probe(wanted=None, today=None):
     """``(exit_status, report)``; the report holds derived facts only, never the citizen ID."""
-    report = dict(reader=None, readers=[], atr=None, is_thai_id=None, cid_masked=None,
-                  cid_valid=None, expired=None, read_ms=None)
+    report = dict(
+        reader=None,
+        readers=[],
+        atr=None,
+        is_thai_id=None,
+        cid_masked=None,
+        cid_valid=None,
+        expired=None,
+        read_ms=None,
+    )
     try:
         report["readers"] = pcsc.list_readers()
     except ReaderUnavailable:
@@ -47,10 +57,14 @@ def probe(wanted=None, today=None):
             thai_id.select_applet(card.transmit, card.atr)
             report["is_thai_id"] = True
             cid = thai_id.parse_cid(thai_id.read_field(card.transmit, card.atr, "cid"))
-            report["cid_masked"], report["cid_valid"] = thai_id.mask_cid(cid), thai_id.is_valid_cid(cid)
+            report["cid_masked"], report["cid_valid"] = (
+                thai_id.mask_cid(cid),
+                thai_id.is_valid_cid(cid),
+            )
             del cid
-            expiry = thai_id.parse_date(thai_id.read_field(card.transmit, card.atr, "expiry_date"),
-                                        "expiry_date")
+            expiry = thai_id.parse_date(
+                thai_id.read_field(card.transmit, card.atr, "expiry_date"), "expiry_date"
+            )
             report["expired"] = thai_id.is_expired(expiry, today or datetime.date.today())
     except CardRemoved:
         return NO_READER, dict(report, error="no card in the reader")
@@ -68,16 +82,21 @@ def probe(wanted=None, today=None):
 
 def format_report(report):
     """The human form: one ``label: value`` per line."""
+
     def yes_no(value):
         return "-" if value is None else ("yes" if value else "no")
 
-    lines = [f"readers:   {', '.join(report['readers']) or 'none'}",
-             f"reader:    {report['reader'] or '-'}",
-             f"ATR:       {report['atr'] or '-'}",
-             f"Thai ID:   {yes_no(report['is_thai_id'])}"]
+    lines = [
+        f"readers:   {', '.join(report['readers']) or 'none'}",
+        f"reader:    {report['reader'] or '-'}",
+        f"ATR:       {report['atr'] or '-'}",
+        f"Thai ID:   {yes_no(report['is_thai_id'])}",
+    ]
     if report["cid_masked"]:
-        lines.append(f"CID:       {report['cid_masked']} "
-                     f"(check digit {'valid' if report['cid_valid'] else 'INVALID'})")
+        lines.append(
+            f"CID:       {report['cid_masked']} "
+            f"(check digit {'valid' if report['cid_valid'] else 'INVALID'})"
+        )
     lines.append(f"expired:   {yes_no(report['expired'])}")
     if report["read_ms"] is not None:
         lines.append(f"read time: {report['read_ms']} ms")
@@ -90,8 +109,10 @@ def format_line(report):
     """The one-line form ``--watch`` prints per card."""
     if report.get("error"):
         return f"{report['reader']}: {report['atr'] or '-'}: {report['error']}"
-    return (f"{report['reader']}: {report['atr']}: Thai ID {report['cid_masked']} "
-            f"{'expired' if report['expired'] else 'valid'}, {report['read_ms']} ms")
+    return (
+        f"{report['reader']}: {report['atr']}: Thai ID {report['cid_masked']} "
+        f"{'expired' if report['expired'] else 'valid'}, {report['read_ms']} ms"
+    )
 
 
 def main(args):
@@ -119,8 +140,10 @@ def _watch(args):
             event = events.get()
             if isinstance(event, CardInserted):
                 _status, report = probe(args.reader)
-                print(json.dumps(report, ensure_ascii=False) if args.json else format_line(report),
-                      flush=True)
+                print(
+                    json.dumps(report, ensure_ascii=False) if args.json else format_line(report),
+                    flush=True,
+                )
     except KeyboardInterrupt:
         return OK
     finally:

@@ -24,17 +24,30 @@ from contextlib import contextmanager
 from smartcard import scard
 
 from kiosk.card import thai_id
-from kiosk.errors import (CardError, CardRemoved, CardTimeout, InvalidCitizenId, NotThaiIdCard,
-                          ReaderUnavailable)
+from kiosk.errors import (
+    CardError,
+    CardRemoved,
+    CardTimeout,
+    InvalidCitizenId,
+    NotThaiIdCard,
+    ReaderUnavailable,
+)
 from kiosk.flow import CardFailed, CardInserted
 from kiosk.flow import CardRemoved as CardRemovedEvent
 
 log = logging.getLogger(__name__)
 
-_NO_SERVICE = {scard.SCARD_E_NO_SERVICE, scard.SCARD_E_SERVICE_STOPPED,
-               scard.SCARD_E_INVALID_HANDLE, scard.SCARD_F_COMM_ERROR}
-_NO_READER = {scard.SCARD_E_NO_READERS_AVAILABLE, scard.SCARD_E_UNKNOWN_READER,
-              scard.SCARD_E_READER_UNAVAILABLE}
+_NO_SERVICE = {
+    scard.SCARD_E_NO_SERVICE,
+    scard.SCARD_E_SERVICE_STOPPED,
+    scard.SCARD_E_INVALID_HANDLE,
+    scard.SCARD_F_COMM_ERROR,
+}
+_NO_READER = {
+    scard.SCARD_E_NO_READERS_AVAILABLE,
+    scard.SCARD_E_UNKNOWN_READER,
+    scard.SCARD_E_READER_UNAVAILABLE,
+}
 _NO_CARD = {scard.SCARD_E_NO_SMARTCARD, scard.SCARD_W_REMOVED_CARD}
 
 #: ``reader_state`` values, for health reports.
@@ -109,10 +122,17 @@ def connect(wanted=None):
             _check(hresult, "list readers")
         reader = choose_reader(readers or [], wanted)
         if reader is None:
-            raise ReaderUnavailable(f"no reader matching {wanted!r}; readers: {readers or 'none'}"
-                                    if wanted else "no card reader connected")
+            raise ReaderUnavailable(
+                f"no reader matching {wanted!r}; readers: {readers or 'none'}"
+                if wanted
+                else "no card reader connected"
+            )
         hresult, card, protocol = scard.SCardConnect(
-            context, reader, scard.SCARD_SHARE_SHARED, scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1)
+            context,
+            reader,
+            scard.SCARD_SHARE_SHARED,
+            scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1,
+        )
         _check(hresult, "connect to the card", reader)
         try:
             hresult, _name, _state, _protocol, atr = scard.SCardStatus(card)
@@ -135,17 +155,23 @@ def card_stays_present(wanted=None, poll_s=0.6):
         return False
     try:
         hresult, readers = scard.SCardListReaders(context, [])
-        reader = choose_reader(readers or [], wanted) if _hr(hresult) == scard.SCARD_S_SUCCESS else None
+        reader = (
+            choose_reader(readers or [], wanted) if _hr(hresult) == scard.SCARD_S_SUCCESS else None
+        )
         if reader is None:
             return False
-        hresult, states = scard.SCardGetStatusChange(context, 0, [(reader, scard.SCARD_STATE_UNAWARE)])
+        hresult, states = scard.SCardGetStatusChange(
+            context, 0, [(reader, scard.SCARD_STATE_UNAWARE)]
+        )
         if _hr(hresult) != scard.SCARD_S_SUCCESS or not states[0][1] & scard.SCARD_STATE_PRESENT:
             return False
         known = states[0][1] & ~scard.SCARD_STATE_CHANGED
         hresult, states = scard.SCardGetStatusChange(context, int(poll_s * 1000), [(reader, known)])
         if _hr(hresult) == scard.SCARD_E_TIMEOUT:
             return True
-        return _hr(hresult) == scard.SCARD_S_SUCCESS and bool(states[0][1] & scard.SCARD_STATE_PRESENT)
+        return _hr(hresult) == scard.SCARD_S_SUCCESS and bool(
+            states[0][1] & scard.SCARD_STATE_PRESENT
+        )
     finally:
         scard.SCardReleaseContext(context)
 
@@ -183,8 +209,19 @@ class CardService:
       ``time.monotonic()`` of the last successful read (None before).
     """
 
-    def __init__(self, put, keys, *, reader=None, read_deadline_s=5.0, settle_s=0.3,
-                 collect_age_band=False, collect_gender=False, poll_s=0.5, today=datetime.date.today):
+    def __init__(
+        self,
+        put,
+        keys,
+        *,
+        reader=None,
+        read_deadline_s=5.0,
+        settle_s=0.3,
+        collect_age_band=False,
+        collect_gender=False,
+        poll_s=0.5,
+        today=datetime.date.today,
+    ):
         self._put, self._keys, self._wanted = put, keys, reader
         self.read_deadline_s, self.settle_s, self.poll_s = read_deadline_s, settle_s, poll_s
         self.collect_age_band, self.collect_gender = collect_age_band, collect_gender
@@ -195,6 +232,7 @@ class CardService:
         self._monitor = None
         self._lock = threading.Lock()
         self._worker = None
+        self._timer = None
         self._read_open = False
         self._context = None
 
@@ -242,8 +280,11 @@ class CardService:
                 stuck = False
                 self._read_open = True
                 self._worker = threading.Thread(target=self._read, name="card-read", daemon=True)
-                timer = threading.Timer(self.read_deadline_s, self._deadline_passed, (self._worker,))
+                timer = threading.Timer(
+                    self.read_deadline_s, self._deadline_passed, (self._worker,)
+                )
                 timer.daemon = True
+                self._timer = timer
         if stuck:
             log.warning("card read requested while an earlier read is still stuck in the reader")
             self._put(CardFailed("timeout"))
@@ -272,6 +313,7 @@ class CardService:
             log.info("card read failed: %s", exc)
             result = CardFailed(failure_reason(exc))
         if self._settle(worker):
+            self._timer.cancel()
             if isinstance(result, thai_id.CardSummary):
                 self.last_read_at = time.monotonic()
             self._put(result)
@@ -296,8 +338,13 @@ class CardService:
         started = time.monotonic()
         with connect(self._wanted) as card:
             summary = thai_id.read_summary(
-                card.transmit, card.atr, self._keys, today=self._today(),
-                collect_age_band=self.collect_age_band, collect_gender=self.collect_gender)
+                card.transmit,
+                card.atr,
+                self._keys,
+                today=self._today(),
+                collect_age_band=self.collect_age_band,
+                collect_gender=self.collect_gender,
+            )
         # read_ms covers connecting and the transaction too: that is what the citizen waits for.
         return dataclasses.replace(summary, read_ms=(time.monotonic() - started) * 1000)
 
@@ -341,7 +388,11 @@ class CardService:
             if hresult in _NO_SERVICE:
                 self._set_state("no_service")
                 return present
-            reader = choose_reader(readers or [], self._wanted) if hresult == scard.SCARD_S_SUCCESS else None
+            reader = (
+                choose_reader(readers or [], self._wanted)
+                if hresult == scard.SCARD_S_SUCCESS
+                else None
+            )
             if reader is None:
                 self._set_state("no_reader")
                 present = self._changed(present, False)
@@ -370,7 +421,8 @@ class CardService:
                 self._stopping.wait(0.05)
                 continue
             now_present = bool(event_state & scard.SCARD_STATE_PRESENT) and not (
-                event_state & scard.SCARD_STATE_MUTE)
+                event_state & scard.SCARD_STATE_MUTE
+            )
             self._set_state("ok" if now_present else "no_card")
             present = self._changed(present, now_present)
         return present

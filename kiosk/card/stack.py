@@ -47,8 +47,10 @@ def vpcd_driver(vpcd_dir=None):
     base = Path(vpcd_dir or os.environ.get("KIOSK_VPCD_DIR") or _REPO_ROOT / ".cache" / "vpcd")
     driver = base / _DRIVER
     if not driver.exists():
-        raise FileNotFoundError(f"vpcd driver not found at {driver}: run ./dev setup "
-                                "(or set KIOSK_VPCD_DIR to where vsmartcard-vpcd is unpacked)")
+        raise FileNotFoundError(
+            f"vpcd driver not found at {driver}: run ./dev setup "
+            "(or set KIOSK_VPCD_DIR to where vsmartcard-vpcd is unpacked)"
+        )
     return driver
 
 
@@ -88,14 +90,31 @@ class CardStack:
         unshare = ["unshare", "--net", "--mount", "--fork", "--kill-child"]
         if os.geteuid() != 0:
             unshare.append("--map-root-user")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")])))
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(
+                filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")])
+            ),
+        )
         env.pop("PCSCLITE_CSOCK_NAME", None)
         with open(self.workdir / "stack.err", "ab") as err:
             self._process = subprocess.Popen(
-                ["setpriv", "--pdeathsig", "KILL", *unshare,
-                 sys.executable, "-m", "kiosk.card.stack", "--inner", str(self.workdir)],
-                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+                [
+                    "setpriv",
+                    "--pdeathsig",
+                    "KILL",
+                    *unshare,
+                    sys.executable,
+                    "-m",
+                    "kiosk.card.stack",
+                    "--inner",
+                    str(self.workdir),
+                ],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
         deadline = time.monotonic() + self.start_timeout
         while not os.path.exists(self.control_path):
             if self._process.poll() is not None or time.monotonic() > deadline:
@@ -138,7 +157,9 @@ class CardStack:
         return self._control("wait_for_card", present=present, timeout=timeout)
 
     def _control(self, cmd, **kwargs):
-        return ControlClient(self.control_path, timeout=kwargs.get("timeout", 10) + 10).call(cmd, **kwargs)
+        return ControlClient(self.control_path, timeout=kwargs.get("timeout", 10) + 10).call(
+            cmd, **kwargs
+        )
 
 
 # --- inside the namespace --------------------------------------------------------------------
@@ -159,9 +180,19 @@ class _Pcscd:
             Path("/run/pcscd", stale).unlink(missing_ok=True)
         with open(self.workdir / "pcscd.log", "ab") as out:
             self.process = subprocess.Popen(
-                ["setpriv", "--pdeathsig", "KILL", "pcscd", "--foreground",
-                 "-c", str(self.workdir / "reader.conf.d")],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+                [
+                    "setpriv",
+                    "--pdeathsig",
+                    "KILL",
+                    "pcscd",
+                    "--foreground",
+                    "-c",
+                    str(self.workdir / "reader.conf.d"),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         log.info("pcscd started (pid %d)", self.process.pid)
 
     def stop(self, sig=signal.SIGTERM):
@@ -190,7 +221,8 @@ def _reader_states():
         if hresult != scard.SCARD_S_SUCCESS or not readers:
             return {}
         hresult, states = scard.SCardGetStatusChange(
-            context, 0, [(reader, scard.SCARD_STATE_UNAWARE) for reader in readers])
+            context, 0, [(reader, scard.SCARD_STATE_UNAWARE) for reader in readers]
+        )
         if hresult != scard.SCARD_S_SUCCESS:
             return {}
         return {reader: bool(state & scard.SCARD_STATE_PRESENT) for reader, state, _atr in states}
@@ -209,8 +241,11 @@ def _wait(condition, timeout):
 
 def _inner(workdir):
     workdir = Path(workdir)
-    logging.basicConfig(filename=workdir / "emulator.log", level=logging.INFO,
-                        format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(
+        filename=workdir / "emulator.log",
+        level=logging.INFO,
+        format="%(asctime)s %(name)s: %(message)s",
+    )
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     subprocess.run(["mount", "--bind", str(workdir / "run"), "/run"], check=True)
     if os.path.isdir("/dev/bus/usb"):
@@ -233,8 +268,10 @@ def _inner(workdir):
         pcscd_start=pcscd.start,
         pcscd_stop=pcscd.stop,
         pcscd_kill=lambda: pcscd.stop(signal.SIGKILL),
-        wait_for_reader=lambda timeout=10.0: _wait(lambda: first_reader() is not None, timeout)
-        or _raise(f"pcscd lists no reader after {timeout} s; see {workdir / 'pcscd.log'}"),
+        wait_for_reader=lambda timeout=10.0: (
+            _wait(lambda: first_reader() is not None, timeout)
+            or _raise(f"pcscd lists no reader after {timeout} s; see {workdir / 'pcscd.log'}")
+        ),
         wait_for_card=wait_for_card,
         shutdown=stop.set,
     )

@@ -1,4 +1,4 @@
-"""The Thai national ID card's fields: map, TIS-620 text, Buddhist-era dates, check digit (stdlib only).
+"""Thai ID card fields: map, TIS-620 text, Buddhist-era dates, check digit (stdlib only).
 
 The kiosk reads the least it can (:func:`read_summary`: SELECT, citizen ID, expiry date, and only
 when enabled date of birth and gender). The citizen ID exists here just long enough to become a
@@ -132,7 +132,12 @@ def cid_check_digit(first12):
 
 def is_valid_cid(cid):
     """True when ``cid`` is 13 digits and the last one is the check digit of the others."""
-    return len(cid) == 13 and cid.isascii() and cid.isdigit() and cid_check_digit(cid[:12]) == int(cid[12])
+    return (
+        len(cid) == 13
+        and cid.isascii()
+        and cid.isdigit()
+        and cid_check_digit(cid[:12]) == int(cid[12])
+    )
 
 
 def mask_cid(cid):
@@ -177,7 +182,9 @@ def read_field(transmit, atr, name):
 def read_photo(transmit, atr):
     """The photo's 20 chunks, concatenated (only the benchmark's full read wants it)."""
     return b"".join(
-        _read(transmit, atr, PHOTO_OFFSET + i * PHOTO_CHUNK, PHOTO_CHUNK, f"READ photo chunk {i + 1}")
+        _read(
+            transmit, atr, PHOTO_OFFSET + i * PHOTO_CHUNK, PHOTO_CHUNK, f"READ photo chunk {i + 1}"
+        )
         for i in range(PHOTO_CHUNKS)
     )
 
@@ -187,8 +194,16 @@ def select_applet(transmit, atr):
     apdu.exchange(transmit, apdu.select(), atr, "SELECT Thai ID applet", wants_data=False)
 
 
-def read_summary(transmit, atr, keys, *, today, collect_age_band=False, collect_gender=False,
-                 clock=time.monotonic):
+def read_summary(
+    transmit,
+    atr,
+    keys,
+    *,
+    today,
+    collect_age_band=False,
+    collect_gender=False,
+    clock=time.monotonic,
+):
     """The kiosk's minimal read, as a :class:`CardSummary`.
 
     ``transmit(apdu: bytes) -> bytes`` talks to a connected card; ``keys`` is anything with
@@ -199,7 +214,9 @@ def read_summary(transmit, atr, keys, *, today, collect_age_band=False, collect_
     select_applet(transmit, atr)
     cid = parse_cid(read_field(transmit, atr, "cid"))
     if not is_valid_cid(cid):
-        raise InvalidCitizenId("citizen ID: the check digit does not match (damaged or forged card)")
+        raise InvalidCitizenId(
+            "citizen ID: the check digit does not match (damaged or forged card)"
+        )
     repeat_hash = keys.hash(cid)
     del cid
     expired = is_expired(parse_date(read_field(transmit, atr, "expiry_date"), "expiry_date"), today)
@@ -207,8 +224,9 @@ def read_summary(transmit, atr, keys, *, today, collect_age_band=False, collect_
     if collect_age_band:
         band = age_band(parse_date(read_field(transmit, atr, "birth_date"), "birth_date"), today)
     gender = _GENDERS.get(read_field(transmit, atr, "gender")) if collect_gender else None
-    return CardSummary(repeat_hash, expired, band, gender, bytes(atr).hex().upper(),
-                       (clock() - started) * 1000)
+    return CardSummary(
+        repeat_hash, expired, band, gender, bytes(atr).hex().upper(), (clock() - started) * 1000
+    )
 
 
 def read_full(transmit, atr):

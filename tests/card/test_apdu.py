@@ -24,7 +24,7 @@ def test_apdu_select_is_the_thai_id_applet():
 
 
 def test_apdu_read_binary_encodes_the_15_bit_offset():
-    assert apdu.read_binary(0x1579, 160).hex().upper() == "80B0157902" "00A0"
+    assert apdu.read_binary(0x1579, 160).hex().upper() == "80B015790200A0"
 
 
 @pytest.mark.parametrize("offset, length", [(-1, 1), (0x8000, 1), (0, 0), (0, 256)])
@@ -36,7 +36,9 @@ def test_apdu_read_binary_refuses_what_one_apdu_cannot_carry(offset, length):
 @pytest.mark.parametrize("atr, p2", [(ATR_3B67, "01"), (ATR_3B68, "00"), (ATR_NID17, "00")])
 def test_apdu_get_response_p2_follows_the_card_generation(atr, p2):
     card = ScriptedCard("6104", "CAFEBABE9000")
-    assert apdu.exchange(card.transmit, apdu.read_binary(4, 4), atr, "READ x") == bytes.fromhex("CAFEBABE")
+    assert apdu.exchange(card.transmit, apdu.read_binary(4, 4), atr, "READ x") == bytes.fromhex(
+        "CAFEBABE"
+    )
     assert card.history[1] == f"00C000{p2}04"
 
 
@@ -54,7 +56,9 @@ def test_apdu_select_data_is_not_fetched_when_unwanted():
 
 def test_apdu_wrong_length_6c_is_asked_again_with_the_right_le():
     card = ScriptedCard("6105", "6C03", "AABBCC9000")
-    assert apdu.exchange(card.transmit, apdu.read_binary(0, 5), ATR_3B68, "READ x") == bytes.fromhex("AABBCC")
+    assert apdu.exchange(
+        card.transmit, apdu.read_binary(0, 5), ATR_3B68, "READ x"
+    ) == bytes.fromhex("AABBCC")
     assert card.history[2] == "00C0000003"
 
 
@@ -65,7 +69,7 @@ def test_apdu_missing_applet_is_not_a_thai_id_card():
 
 
 def test_apdu_other_status_words_name_command_and_status_never_data():
-    card = ScriptedCard("6107", "31323334353637" "6F00")
+    card = ScriptedCard("6107", "313233343536376F00")
     with pytest.raises(CardError) as caught:
         apdu.exchange(card.transmit, apdu.read_binary(4, 7), ATR_3B68, "READ citizen ID")
     message = str(caught.value)

@@ -13,7 +13,7 @@ def select(card):
 
 def test_emulator_profiles_cover_the_field_cases():
     atrs = {p.atr[:2] for p in PROFILES.values()}
-    assert {ATR_3B67[:2], ATR_NID17[:2], b"\x3B\x68"} <= atrs
+    assert {ATR_3B67[:2], ATR_NID17[:2], b"\x3b\x68"} <= atrs
     assert ATR_NID17.endswith(b"TH NID 17")
     assert any(p.expiry_date == "99999999" for p in PROFILES.values())
     assert any(p.birth_date[4:] == "0000" for p in PROFILES.values())
@@ -35,8 +35,8 @@ def test_emulator_read_before_select_is_refused():
 def test_emulator_get_response_needs_the_announced_length():
     card = EmulatedCard(PROFILES["default"])
     select(card)
-    assert card.answer(apdu.read_binary(4, 13)) == b"\x61\x0D"
-    assert card.answer(apdu.get_response(5, card.profile.atr)) == b"\x6C\x0D"
+    assert card.answer(apdu.read_binary(4, 13)) == b"\x61\x0d"
+    assert card.answer(apdu.get_response(5, card.profile.atr)) == b"\x6c\x0d"
     assert card.answer(apdu.get_response(13, card.profile.atr))[-2:] == b"\x90\x00"
 
 
@@ -48,7 +48,7 @@ def test_emulator_power_cycle_forgets_the_selection():
 
 
 def test_emulator_other_card_has_no_thai_applet():
-    assert select(EmulatedCard(PROFILES["not_thai"])) == b"\x6A\x82"
+    assert select(EmulatedCard(PROFILES["not_thai"])) == b"\x6a\x82"
 
 
 def test_emulator_unknown_profile_names_the_known_ones():
@@ -58,5 +58,7 @@ def test_emulator_unknown_profile_names_the_known_ones():
 
 def test_emulator_photo_looks_like_a_jpeg_of_about_5_kb():
     memory = PROFILES["default"].memory()
-    photo = memory[thai_id.PHOTO_OFFSET:thai_id.PHOTO_OFFSET + thai_id.PHOTO_CHUNK * thai_id.PHOTO_CHUNKS]
-    assert photo[:3] == b"\xFF\xD8\xFF" and photo[-2:] == b"\xFF\xD9" and len(photo) == 5100
+    photo = memory[
+        thai_id.PHOTO_OFFSET : thai_id.PHOTO_OFFSET + thai_id.PHOTO_CHUNK * thai_id.PHOTO_CHUNKS
+    ]
+    assert photo[:3] == b"\xff\xd8\xff" and photo[-2:] == b"\xff\xd9" and len(photo) == 5100

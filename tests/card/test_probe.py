@@ -13,8 +13,13 @@ KEYS = {"reader", "atr", "is_thai_id", "cid_masked", "cid_valid", "expired", "re
 
 
 def probe(*args, env=None):
-    result = subprocess.run([sys.executable, "-m", "kiosk", "card", "probe", *args],
-                            capture_output=True, text=True, timeout=60, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "kiosk", "card", "probe", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     record_text("kiosk card probe output", result.stdout + result.stderr)
     return result
 
@@ -87,8 +92,12 @@ def test_probe_bad_check_digit_exits_4(inserted):
 
 
 def test_probe_watch_prints_a_line_per_inserted_card(card_stack):
-    watcher = subprocess.Popen([sys.executable, "-m", "kiosk", "card", "probe", "--watch", "--json"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "kiosk", "card", "probe", "--watch", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert watcher.stdout.readline().startswith("watching")
         card_stack.emulator.insert("nid17")
@@ -100,4 +109,3 @@ def test_probe_watch_prints_a_line_per_inserted_card(card_stack):
         record_text("kiosk card probe --watch output", out + err)
     assert watcher.returncode == 0
     assert not any(cid in out + err for cid in ALL_CIDS)
-

@@ -44,9 +44,16 @@ class Events:
 
     def next_of(self, *kinds, timeout=WAIT_S):
         """Take the oldest untaken event of one of ``kinds``; others stay for later waits."""
+
         def find():
-            return next((i for i, e in enumerate(self.history)
-                         if i not in self._taken and isinstance(e, kinds)), None)
+            return next(
+                (
+                    i
+                    for i, e in enumerate(self.history)
+                    if i not in self._taken and isinstance(e, kinds)
+                ),
+                None,
+            )
 
         with self._changed:
             if not self._changed.wait_for(lambda: find() is not None, timeout):
@@ -59,7 +66,9 @@ class Events:
 @pytest.fixture
 def service(card_stack):
     events = Events()
-    svc = pcsc.CardService(events.put, RepeatKeys(600), read_deadline_s=2.0, settle_s=0.05, poll_s=0.2)
+    svc = pcsc.CardService(
+        events.put, RepeatKeys(600), read_deadline_s=2.0, settle_s=0.05, poll_s=0.2
+    )
     svc.events = events
     svc.start()
     yield svc
@@ -77,17 +86,22 @@ def test_reader_lists_the_virtual_reader(card_stack):
     assert any(name.startswith("Virtual PCD") for name in pcsc.list_readers())
 
 
-
-@pytest.mark.parametrize("profile", ["default", "old_3b67", "nid17", "odd_dates", "lifelong", "expired"])
+@pytest.mark.parametrize(
+    "profile", ["default", "old_3b67", "nid17", "odd_dates", "lifelong", "expired"]
+)
 def test_reader_reads_every_thai_profile(inserted, profile):
     inserted(profile)
     with pcsc.connect() as card:
         assert card.atr == PROFILES[profile].atr
-        result = thai_id.read_summary(card.transmit, card.atr, RepeatKeys(600), today=datetime.date.today())
+        result = thai_id.read_summary(
+            card.transmit, card.atr, RepeatKeys(600), today=datetime.date.today()
+        )
     assert result.expired is (profile == "expired")
 
 
-@pytest.mark.parametrize("profile, error", [("bad_check_digit", InvalidCitizenId), ("not_thai", NotThaiIdCard)])
+@pytest.mark.parametrize(
+    "profile, error", [("bad_check_digit", InvalidCitizenId), ("not_thai", NotThaiIdCard)]
+)
 def test_reader_odd_cards_fail_with_their_typed_error(inserted, profile, error):
     inserted(profile)
     with pytest.raises(error), pcsc.connect() as card:
@@ -101,7 +115,10 @@ def test_reader_no_card_is_card_removed(card_stack):
 
 def test_reader_unknown_reader_name_is_reader_unavailable(inserted):
     inserted()
-    with pytest.raises(ReaderUnavailable, match="no reader matching 'Nonexistent'"), pcsc.connect("Nonexistent"):
+    with (
+        pytest.raises(ReaderUnavailable, match="no reader matching 'Nonexistent'"),
+        pcsc.connect("Nonexistent"),
+    ):
         pass
 
 
@@ -145,7 +162,9 @@ def test_reader_service_collects_band_and_gender_only_when_enabled(inserted, car
     assert svc.wait_for_idle(WAIT_S)
 
 
-@pytest.mark.parametrize("profile, reason", [("not_thai", "not_thai_id"), ("bad_check_digit", "unreadable")])
+@pytest.mark.parametrize(
+    "profile, reason", [("not_thai", "not_thai_id"), ("bad_check_digit", "unreadable")]
+)
 def test_reader_service_failures_carry_the_flow_reason(inserted, service, profile, reason):
     inserted(profile)
     assert read_one(service) == CardFailed(reason)
@@ -180,7 +199,9 @@ def test_reader_frozen_card_releases_the_kiosk_at_the_deadline(inserted, service
     assert service.is_reading  # the worker is still stuck in SCardTransmit
     # A new request does not queue behind the stuck worker: it fails at once.
     service.request_read()
-    assert service.events.next_of(CardFailed, thai_id.CardSummary, timeout=1.0) == CardFailed("timeout")
+    assert service.events.next_of(CardFailed, thai_id.CardSummary, timeout=1.0) == CardFailed(
+        "timeout"
+    )
     card_stack.emulator.remove()
     assert service.wait_for_idle(WAIT_S)
     card_stack.emulator.clear_faults()

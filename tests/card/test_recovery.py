@@ -23,14 +23,18 @@ WAIT_S = 15.0
 def wait_for_state(service, state, timeout=WAIT_S):
     deadline = time.monotonic() + timeout
     while service.reader_state != state:
-        assert time.monotonic() < deadline, f"reader state stayed {service.reader_state!r}, wanted {state!r}"
+        assert time.monotonic() < deadline, (
+            f"reader state stayed {service.reader_state!r}, wanted {state!r}"
+        )
         time.sleep(0.02)
 
 
 @pytest.fixture
 def service(card_stack):
     events = Events()
-    svc = pcsc.CardService(events.put, RepeatKeys(600), read_deadline_s=2.0, settle_s=0.05, poll_s=0.2)
+    svc = pcsc.CardService(
+        events.put, RepeatKeys(600), read_deadline_s=2.0, settle_s=0.05, poll_s=0.2
+    )
     svc.events = events
     yield svc
     svc.stop()

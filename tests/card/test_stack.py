@@ -34,7 +34,9 @@ def _processes_mentioning(text):
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            if text in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+            if text in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace"
+            ):
                 found.append(int(proc.name))
         except (OSError, ValueError):
             continue
@@ -44,10 +46,17 @@ def _processes_mentioning(text):
 def test_stack_dies_with_its_owner_even_on_sigkill(tmp_path):
     workdir = tmp_path / "owned"
     owner = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, threading; from kiosk.card.stack import CardStack\n"
-         f"s = CardStack({str(workdir)!r}); s.start(); print('up', flush=True); threading.Event().wait()"],
-        cwd=REPO, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import threading; from kiosk.card.stack import CardStack\n"
+            f"CardStack({str(workdir)!r}).start()\n"
+            "print('up', flush=True); threading.Event().wait()",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert owner.stdout.readline().strip() == "up"
     assert _processes_mentioning(str(workdir)), "the stack should be running"
     owner.send_signal(signal.SIGKILL)

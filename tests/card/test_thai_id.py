@@ -45,7 +45,9 @@ def test_thai_id_check_digit_matches_the_published_rule():
     assert not thai_id.is_valid_cid("1101700203541")
 
 
-@pytest.mark.parametrize("cid", ["123456789012", "12345678901234", "12345678901a1", "", "１２３４５６７８９０１２１"])
+@pytest.mark.parametrize(
+    "cid", ["123456789012", "12345678901234", "12345678901a1", "", "１２３４５６７８９０１２１"]
+)
 def test_thai_id_check_digit_rejects_malformed_ids(cid):
     assert not thai_id.is_valid_cid(cid)
 
@@ -77,15 +79,26 @@ def test_thai_id_expiry_counts_the_whole_last_day():
     assert thai_id.is_expired(expiry, TODAY + datetime.timedelta(days=1))
 
 
-@pytest.mark.parametrize("raw", [b"2540031", b"25401301", b"25400230", b"2540AB01", b"00000101", b"25400015"])
+@pytest.mark.parametrize(
+    "raw", [b"2540031", b"25401301", b"25400230", b"2540AB01", b"00000101", b"25400015"]
+)
 def test_thai_id_bad_dates_raise_card_error_naming_the_field(raw):
     with pytest.raises(CardError, match="expiry date") as caught:
         thai_id.parse_date(raw, "expiry_date")
     assert raw.decode(errors="replace") not in str(caught.value)
 
 
-@pytest.mark.parametrize("birth, band", [(b"25390602", "20-29"), (b"25390601", "30-39"), (b"25690101", "0-9"),
-                                         (b"24300000", "90+"), (b"25390000", "20-29"), (b"25700101", None)])
+@pytest.mark.parametrize(
+    "birth, band",
+    [
+        (b"25390602", "20-29"),
+        (b"25390601", "30-39"),
+        (b"25690101", "0-9"),
+        (b"24300000", "90+"),
+        (b"25390000", "20-29"),
+        (b"25700101", None),
+    ],
+)
 def test_thai_id_age_band_never_overstates_age(birth, band):
     assert thai_id.age_band(thai_id.parse_date(birth), TODAY) == band
 
@@ -106,10 +119,16 @@ def test_thai_id_minimal_read_hashes_the_cid_and_keeps_nothing_else():
     assert all(PROFILES["default"].cid not in str(value) for value in vars(result).values())
 
 
-@pytest.mark.parametrize("options, fields", [
-    ({}, {"cid", "expiry_date"}),
-    ({"collect_age_band": True, "collect_gender": True}, {"cid", "expiry_date", "birth_date", "gender"}),
-])
+@pytest.mark.parametrize(
+    "options, fields",
+    [
+        ({}, {"cid", "expiry_date"}),
+        (
+            {"collect_age_band": True, "collect_gender": True},
+            {"cid", "expiry_date", "birth_date", "gender"},
+        ),
+    ],
+)
 def test_thai_id_minimal_read_touches_only_the_fields_it_needs(options, fields):
     card = EmulatedCard(PROFILES["default"])
     sent = []
@@ -119,7 +138,7 @@ def test_thai_id_minimal_read_touches_only_the_fields_it_needs(options, fields):
         return card.answer(command)
 
     thai_id.read_summary(transmit, card.profile.atr, RepeatKeys(600), today=TODAY, **options)
-    offsets = {(c[2] << 8) | c[3] for c in sent if c[:2] == b"\x80\xB0"}
+    offsets = {(c[2] << 8) | c[3] for c in sent if c[:2] == b"\x80\xb0"}
     assert offsets == {thai_id.FIELDS[name][0] for name in fields}
     assert len(sent) == 1 + 2 * len(fields)  # SELECT, then READ + GET RESPONSE per field
 
@@ -127,7 +146,13 @@ def test_thai_id_minimal_read_touches_only_the_fields_it_needs(options, fields):
 def test_thai_id_summary_repr_reveals_nothing():
     result = summary("default", collect_age_band=True, collect_gender=True)
     assert repr(result).startswith("CardSummary(read_ms=")
-    for hidden in (result.repeat_hash.hex(), str(result.repeat_hash), "male", "expired", result.age_band):
+    for hidden in (
+        result.repeat_hash.hex(),
+        str(result.repeat_hash),
+        "male",
+        "expired",
+        result.age_band,
+    ):
         assert hidden not in repr(result)
 
 
@@ -144,14 +169,25 @@ def test_thai_id_optional_fields_only_when_enabled():
     assert (result.age_band, result.gender) == ("40-49", "female")  # born 1977-06-15, 48 on TODAY
 
 
-@pytest.mark.parametrize("profile, expired", [("default", False), ("expired", True), ("lifelong", False),
-                                               ("odd_dates", False), ("nid17", False), ("old_3b67", False)])
+@pytest.mark.parametrize(
+    "profile, expired",
+    [
+        ("default", False),
+        ("expired", True),
+        ("lifelong", False),
+        ("odd_dates", False),
+        ("nid17", False),
+        ("old_3b67", False),
+    ],
+)
 def test_thai_id_every_thai_profile_reads(profile, expired):
     assert summary(profile, collect_age_band=True).expired is expired
 
 
 def test_thai_id_odd_birth_date_still_gives_a_band():
-    assert summary("odd_dates", collect_age_band=True).age_band == "70-79"  # 1947, month unknown: at least 78
+    assert (
+        summary("odd_dates", collect_age_band=True).age_band == "70-79"
+    )  # 1947, month unknown: at least 78
 
 
 def test_thai_id_bad_check_digit_is_invalid_citizen_id():
@@ -195,7 +231,7 @@ def test_thai_id_full_read_has_every_field_and_the_photo():
     transmit, atr = card_transmit("default")
     fields = thai_id.read_full(transmit, atr)
     assert set(fields) == set(thai_id.FIELDS) | {"photo"}
-    assert fields["photo"][:2] == b"\xFF\xD8" and len(fields["photo"]) == 20 * 255
+    assert fields["photo"][:2] == b"\xff\xd8" and len(fields["photo"]) == 20 * 255
     assert thai_id.split_fields(thai_id.decode_text(fields["address"]))[-1] == "จังหวัดทดลอง"
 
 
@@ -209,8 +245,9 @@ def test_thai_id_parser_only_returns_a_summary_or_raises_card_error(answers, atr
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
     try:
-        result = thai_id.read_summary(transmit, atr, RepeatKeys(600), today=TODAY,
-                                      collect_age_band=True, collect_gender=True)
+        result = thai_id.read_summary(
+            transmit, atr, RepeatKeys(600), today=TODAY, collect_age_band=True, collect_gender=True
+        )
     except CardError:
         return
     assert isinstance(result, thai_id.CardSummary)
