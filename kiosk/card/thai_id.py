@@ -53,12 +53,16 @@ LIFELONG = b"99999999"
 class CardSummary:
     """What a successful read hands to the kiosk: derived data only, never the citizen ID.
 
-    ``repeat_hash`` is ``keys.hash(cid)``; ``age_band`` ("30-39") and ``gender`` ("male",
-    "female") are None unless their collection is enabled; ``atr`` is upper-case hex; ``read_ms``
-    is the time from the start of the read to the last answer.
+    ``repeat_hash`` is ``keys.hash(cid)``, what the store keeps for this visit;
+    ``repeat_candidates`` is every hash the same card may be stored under within the repeat
+    window (``keys.candidates(cid)``), for the store's repeat check. ``age_band`` ("30-39",
+    "60+") and ``gender`` ("male", "female") are None unless their collection is enabled;
+    ``atr`` is upper-case hex; ``read_ms`` is the time from the start of the read to the last
+    answer.
     """
 
     repeat_hash: bytes
+    repeat_candidates: tuple
     expired: bool
     age_band: str | None
     gender: str | None
@@ -159,7 +163,10 @@ def is_expired(expiry, today):
 
 
 def age_band(birth, today):
-    """A 10-year band ("30-39", "90+"); None when the date lies after ``today``.
+    """A 10-year band ("30-39"), "60+" from 60 on; None when the date lies after ``today``.
+
+    Bands stop at 60+ because few citizens are older, and a narrow band of few people is
+    close to identifying them.
 
     An unknown month or day counts as the latest possible one, so the band never overstates age.
     """
@@ -167,8 +174,8 @@ def age_band(birth, today):
     age = today.year - latest.year - ((today.month, today.day) < (latest.month, latest.day))
     if age < 0:
         return None
-    if age >= 90:
-        return "90+"
+    if age >= 60:
+        return "60+"
     low = age // 10 * 10
     return f"{low}-{low + 9}"
 
@@ -218,6 +225,8 @@ def read_summary(
             "citizen ID: the check digit does not match (damaged or forged card)"
         )
     repeat_hash = keys.hash(cid)
+    # Keys without rotation (a plain ``hash``) have only the one candidate.
+    candidates = tuple(keys.candidates(cid)) if hasattr(keys, "candidates") else (repeat_hash,)
     del cid
     expired = is_expired(parse_date(read_field(transmit, atr, "expiry_date"), "expiry_date"), today)
     band = None
@@ -225,7 +234,13 @@ def read_summary(
         band = age_band(parse_date(read_field(transmit, atr, "birth_date"), "birth_date"), today)
     gender = _GENDERS.get(read_field(transmit, atr, "gender")) if collect_gender else None
     return CardSummary(
-        repeat_hash, expired, band, gender, bytes(atr).hex().upper(), (clock() - started) * 1000
+        repeat_hash,
+        candidates,
+        expired,
+        band,
+        gender,
+        bytes(atr).hex().upper(),
+        (clock() - started) * 1000,
     )
 
 

@@ -94,7 +94,9 @@ def test_thai_id_bad_dates_raise_card_error_naming_the_field(raw):
         (b"25390602", "20-29"),
         (b"25390601", "30-39"),
         (b"25690101", "0-9"),
-        (b"24300000", "90+"),
+        (b"24300000", "60+"),
+        (b"25090601", "60+"),
+        (b"25090602", "50-59"),
         (b"25390000", "20-29"),
         (b"25700101", None),
     ],
@@ -164,6 +166,22 @@ def test_thai_id_same_card_same_hash_other_card_other_hash():
     assert first.repeat_hash == again.repeat_hash != other.repeat_hash
 
 
+def test_thai_id_candidates_let_the_store_see_a_card_across_a_key_rotation():
+    now = [0.0]
+    keys = RepeatKeys(10, clock=lambda: now[0])
+    before = thai_id.read_summary(*card_transmit("default"), keys, today=TODAY)
+    assert before.repeat_candidates == (before.repeat_hash,)
+    now[0] = 11.0
+    after = thai_id.read_summary(*card_transmit("default"), keys, today=TODAY)
+    assert after.repeat_hash != before.repeat_hash
+    assert after.repeat_candidates == (after.repeat_hash, before.repeat_hash)
+
+
+def test_thai_id_keys_without_candidates_give_the_hash_alone():
+    result = thai_id.read_summary(*card_transmit("default"), RecordingKeys(), today=TODAY)
+    assert result.repeat_candidates == (result.repeat_hash,)
+
+
 def test_thai_id_optional_fields_only_when_enabled():
     result = summary("old_3b67", collect_age_band=True, collect_gender=True)
     assert (result.age_band, result.gender) == ("40-49", "female")  # born 1977-06-15, 48 on TODAY
@@ -186,7 +204,7 @@ def test_thai_id_every_thai_profile_reads(profile, expired):
 
 def test_thai_id_odd_birth_date_still_gives_a_band():
     assert (
-        summary("odd_dates", collect_age_band=True).age_band == "70-79"
+        summary("odd_dates", collect_age_band=True).age_band == "60+"
     )  # 1947, month unknown: at least 78
 
 
