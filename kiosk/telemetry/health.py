@@ -123,9 +123,12 @@ class Health:
             self._thread = None
 
     def _run(self):
-        while not self._stopping.wait(self._interval_s):
-            try:
-                self.publish()
-            except Exception:
-                # A failed reading must not end health reporting for the life of the process.
-                log.exception("health report failed; next one in %s s", self._interval_s)
+        try:
+            while not self._stopping.wait(self._interval_s):
+                try:
+                    self.publish()
+                except Exception:
+                    # A failed reading must not end health reporting for the life of the process.
+                    log.exception("health report failed; next one in %s s", self._interval_s)
+        finally:
+            self._store.close()  # this thread's own SQLite connection
