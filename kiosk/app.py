@@ -17,6 +17,7 @@ from pathlib import Path
 
 from kiosk import __version__, flow
 from kiosk import config as kiosk_config
+from kiosk.card.thai_id import CardSummary
 from kiosk.errors import DiskFull, KioskError, StoreError
 
 log = logging.getLogger(__name__)
@@ -138,29 +139,33 @@ class Runner:
     # --- facts -----------------------------------------------------------------------------
 
     def handle(self, fact):
-        """Take one fact from any adapter; the flow decides what it means."""
+        """Take one fact from any adapter; the flow decides what it means.
+
+        Adapters' own facts are told apart by type name, so a kiosk without a screen, GPIO or
+        broker never imports pygame, gpiozero or paho just to recognise them.
+        """
+        kind = type(fact).__name__
         if isinstance(fact, flow.EVENT_TYPES):
             self._step(fact)
-        elif _is_card_summary(fact):
+        elif isinstance(fact, CardSummary):
             self._card_read(fact)
-        elif type(fact).__name__ == "CommandReceived" and self.telemetry:
+        elif kind == "CommandReceived" and self.telemetry:
             self.telemetry.commands.handle(fact)
-        elif type(fact).__name__ == "MotionSeen":
-            if self.display:
-                self.display.wake()
-        elif type(fact).__name__ == "KeyPressed":
-            if self.when_key:
-                self.when_key(fact.key)
-        elif type(fact).__name__ == "QuitRequested":
+        elif kind == "MotionSeen" and self.display:
+            self.display.wake()
+        elif kind == "KeyPressed" and self.when_key:
+            self.when_key(fact.key)
+        elif kind == "QuitRequested":
             log.info("quit requested from the keyboard (display.debug is on)")
             self._stop.set()
         else:
-            log.warning("ignored an unknown fact of type %s", type(fact).__name__)
+            log.warning("ignored a fact of type %s", kind)
 
     def _card_read(self, summary):
         """Turn the card module's summary into the flow's event: is it a repeat?"""
         try:
-            is_repeat = self.store.is_repeat(summary.repeat_hash)
+            # Current and previous key: a card seen just before a key rotation still counts.
+            is_repeat = self.store.is_repeat(summary.repeat_candidates)
         except StoreError as exc:
             log.error("cannot look up repeat cards, counting this one: %s", exc)
             is_repeat = False
@@ -263,10 +268,6 @@ class Runner:
             self.display.reconfigure(cfg)
         if self.telemetry:
             self.telemetry.set_pin(cfg)
-
-
-def _is_card_summary(fact):
-    return type(fact).__name__ == "CardSummary"
 
 
 class Telemetry:

@@ -8,6 +8,7 @@ import pytest
 
 from kiosk import flow
 from kiosk.app import Runner
+from kiosk.card.thai_id import CardSummary
 from kiosk.card.repeat import RepeatKeys
 from kiosk.store import Store
 
@@ -70,26 +71,29 @@ def test_app_card_without_a_reader_is_a_card_problem(runner):
 
 
 def test_app_repeat_card_is_decided_by_the_store(runner):
-    class Summary:
-        def __init__(self, repeat_hash):
-            self.repeat_hash, self.expired, self.age_band, self.gender = repeat_hash, False, None, None
+    def summary(cid):
+        return CardSummary(repeat_hash=runner.keys.hash(cid),
+                           repeat_candidates=runner.keys.candidates(cid), expired=False,
+                           age_band=None, gender=None, atr="3B68", read_ms=1.0)
 
-    Summary.__name__ = "CardSummary"
-    seen = runner.keys.hash("1101700230708")
-    play(runner, flow.CardInserted(), Summary(seen), flow.ServiceChosen(service_id(runner)),
-         flow.CopyAnswered("none"), flow.RatingChosen(5), flow.CardRemoved())
+    play(runner, flow.CardInserted(), summary("1101700230708"),
+         flow.ServiceChosen(service_id(runner)), flow.CopyAnswered("none"), flow.RatingChosen(5),
+         flow.CardRemoved())
     runner.clock_source.now += 60
     runner.turn(timeout=0)
     assert runner.state.screen is flow.Screen.IDLE
-    play(runner, flow.CardInserted(), Summary(runner.keys.hash("1101700230708")))
+    play(runner, flow.CardInserted(), summary("1101700230708"))
     assert runner.state.screen is flow.Screen.ALREADY_RATED
+    play(runner, flow.Dismissed(), flow.CardRemoved(), flow.CardInserted(),
+         summary("3101700230703"))
+    assert runner.state.screen is flow.Screen.CHOOSE_SERVICE, "another citizen is no repeat"
     assert runner.store.Visit.select().count() == 1
 
 
 def test_app_unknown_fact_is_logged_and_ignored(runner, caplog):
     play(runner, object())
     assert runner.state.screen is flow.Screen.IDLE
-    assert "ignored an unknown fact" in caplog.text
+    assert "ignored a fact of type object" in caplog.text
 
 
 @pytest.fixture
