@@ -25,6 +25,7 @@ What a caller may rely on:
 
 import logging
 import random
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -159,11 +160,18 @@ class MqttLink:
         if mqtt.transport == "websockets":
             client.ws_set_options(path="/mqtt")
         if mqtt.tls:
-            client.tls_set(
-                ca_certs=mqtt.ca_file or None,
-                certfile=mqtt.cert_file or None,
-                keyfile=mqtt.key_file or None,
-            )
+            try:
+                client.tls_set(
+                    ca_certs=mqtt.ca_file or None,
+                    certfile=mqtt.cert_file or None,
+                    keyfile=mqtt.key_file or None,
+                )
+            except (OSError, ssl.SSLError) as exc:
+                raise TelemetryError(
+                    f"mqtt.ca_file/cert_file/key_file ({mqtt.ca_file or 'system CAs'}, "
+                    f"{mqtt.cert_file or 'no certificate'}): cannot set up TLS ({exc}); install "
+                    "the files the agency bundle provides, or fix the paths"
+                ) from exc
         if mqtt.password_file:
             client.username_pw_set(mqtt.username or kiosk_id, _read_secret(mqtt.password_file))
         elif mqtt.username:

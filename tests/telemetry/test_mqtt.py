@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from kiosk import config
-from kiosk.errors import StoreError
+from kiosk.errors import StoreError, TelemetryError
 from kiosk.fleet.broker import Broker
 from kiosk.telemetry import topics
 from kiosk.telemetry.mqtt import Connected, Disconnected, MqttLink, reconnect_delay
@@ -180,6 +180,21 @@ def test_mqtt_connects_over_mutual_tls_with_a_client_certificate(make_config, tm
                 "the visit accepted over TLS")
         finally:
             side.stop()
+
+
+def test_mqtt_missing_certificate_is_a_clear_error_naming_the_keys(make_config, tmp_path):
+    cfg = make_config(tmp_path, mqtt={"host": "127.0.0.1", "tls": True,
+                                      "cert_file": str(tmp_path / "missing.crt"),
+                                      "key_file": str(tmp_path / "missing.key")})
+    with pytest.raises(TelemetryError, match=r"mqtt\.ca_file/cert_file/key_file.*missing\.crt"):
+        MqttLink(cfg.mqtt, KIOSK, next_epoch=lambda: 1, version="0.1.0", facts=print, put=print)
+
+
+def test_mqtt_unreadable_password_file_is_a_clear_error(make_config, tmp_path):
+    cfg = make_config(tmp_path, mqtt={"host": "127.0.0.1", "tls": False,
+                                      "password_file": str(tmp_path / "nope")})
+    with pytest.raises(TelemetryError, match=r"mqtt\.password_file: cannot read .*nope"):
+        MqttLink(cfg.mqtt, KIOSK, next_epoch=lambda: 1, version="0.1.0", facts=print, put=print)
 
 
 def test_health_report_is_qos0_and_counts_the_outbox(kiosk_config, running, ops):
