@@ -2,7 +2,10 @@
 
 import json
 import os
+import socket
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -144,7 +147,6 @@ def test_app_out_of_order_screen_survives_a_broken_config(tmp_path):
     """kiosk-out-of-order.service's command: up with a config first boot refused, stops on TERM."""
     import signal
     import sys
-    import time
 
     bad = tmp_path / "kiosk.toml"
     bad.write_text("[kiosk]\nid = 'NOT VALID'\n")
@@ -164,3 +166,73 @@ def test_app_out_of_order_screen_survives_a_broken_config(tmp_path):
     process.send_signal(signal.SIGTERM)
     process.stderr.close()
     assert process.wait(timeout=30) == 0
+
+
+class HangingDisplay:
+    """An honest stand-in screen: records what it drew and can hang in a draw call."""
+
+    def __init__(self):
+        self.shown = []
+        self.is_hung = threading.Event()
+        self.release = threading.Event()
+
+    def show(self, state):
+        self.shown.append(state.screen)
+        if self.is_hung.is_set():
+            self.release.wait(30)  # a draw call that does not return: a hung UI
+
+    def poll_events(self):
+        return []
+
+    def beep(self, kind):
+        pass
+
+
+def receive(sock, timeout):
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(4096).decode().split("\n")
+    except TimeoutError:
+        return None
+
+
+def receive_ping(sock, timeout):
+    """The next WATCHDOG=1, skipping STATUS= lines; None when none comes in time."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        lines = receive(sock, left)
+        if lines is None:
+            return None
+        if "WATCHDOG=1" in lines:
+            return lines
+    return None
+
+
+def test_app_watchdog_pings_come_from_the_main_loop_and_stop_when_it_hangs(runner, tmp_path):
+    from kiosk.watchdog import Watchdog
+
+    path = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    runner.clock = time.monotonic
+    runner.display = HangingDisplay()
+    runner.watchdog = Watchdog(environ={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
+    stop = threading.Event()
+    loop = threading.Thread(target=runner.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        assert receive(sock, 5)[0] == "READY=1"
+        assert receive_ping(sock, 5) and receive_ping(sock, 5)
+        runner.display.is_hung.set()
+        while receive_ping(sock, 0.3) is not None:  # pings sent before the hang began
+            pass
+        assert receive_ping(sock, 1.0) is None, "pinged while the main loop was stuck"
+        runner.display.is_hung.clear()
+        runner.display.release.set()
+        assert receive_ping(sock, 5), "pings did not resume with the loop"
+    finally:
+        stop.set()
+        runner.display.release.set()
+        loop.join(5)
+        sock.close()
+    assert runner.display.shown[0] is flow.Screen.IDLE
