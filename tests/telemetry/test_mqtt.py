@@ -90,15 +90,20 @@ def test_mqtt_failing_epoch_store_delays_the_connect_instead_of_ending_it(kiosk_
     assert isinstance(facts[0], Disconnected) and facts[1] == Connected(1, False)
 
 
-def test_mqtt_connect_publishes_retained_online_status_and_pin(kiosk_config, running, ops):
+def test_mqtt_connect_publishes_retained_online_status_and_pin(kiosk_config, running, ops,
+                                                              broker, mqtt_client):
     side = running(kiosk_config())
     status = ops.wait_for_message(topics.kiosk_topic(KIOSK, "status"), status_is("online"))
     assert payload(status)["epoch"] == side.store.current_epoch() == side.link.epoch
     pin = ops.wait_for_message(topics.kiosk_topic(KIOSK, "pin"))
     assert [s["id"] for s in payload(pin)["services"]] == [s.id for s in side.config.services]
     # A subscriber arriving later still learns both: they are retained.
-    late = ops.received(topics.kiosk_topic(KIOSK, "status"))
-    assert late, "no status seen"
+    latecomer = mqtt_client(*broker.ops_credentials)
+    latecomer.subscribe(f"{topics.ROOT}/kiosk/{KIOSK}/+")
+    retained = {m.topic.rsplit("/", 1)[1]: m for m in (
+        latecomer.wait_for_message(topics.kiosk_topic(KIOSK, kind)) for kind in ("status", "pin"))}
+    assert all(m.retain for m in retained.values())
+    assert payload(retained["status"]) == payload(status)
 
 
 def test_mqtt_epoch_rises_on_every_reconnect(kiosk_config, running, broker, mqtt_client):
