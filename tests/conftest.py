@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.privacy",
     "tests.fixtures.card_stack",
     "tests.fixtures.display",
+    "tests.fixtures.kiosk_world",
 ]
