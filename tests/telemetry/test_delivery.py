@@ -70,6 +70,7 @@ def assert_all_delivered_once(collector, event_ids, data_dir):
     assert outbox_states(data_dir) == {"confirmed": len(event_ids)}
 
 
+@pytest.mark.slow  # the kiosk is usually back before the collector: the resend does it (5 s)
 def test_delivery_visit_recorded_while_the_broker_is_down_arrives_after(
         kiosk_config, collector, running, broker):
     side = running(kiosk_config())
