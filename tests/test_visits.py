@@ -130,3 +130,82 @@ def test_visits_card_left_in_after_thank_you_beeps_until_taken(kiosk_world):
     assert world.runner.state.screen is Screen.IDLE
     world.wait_for_confirmed(1)
     assert outcomes(world.collected()) == [("completed", "rating", True)]
+
+
+# --- timeouts: every screen with a deadline ends back at idle by itself -----------------------
+# Each case brings the kiosk to a screen and then only turns the loop: no tap, no card moved.
+# ``expected`` is what must be recorded (and collected) by then: (outcome, step, verified).
+
+
+def to_reading(world):
+    world.card.set_fault(frozen=True)  # the card never answers: only the flow's deadline helps
+    world.insert("citizen-10", Screen.READING)
+
+
+def to_already_rated(world):
+    world.insert("citizen-11")
+    answer_questions(world)
+    world.put(flow.Dismissed(), Screen.TAKE_CARD)
+    world.remove()
+    world.insert("citizen-11", Screen.ALREADY_RATED)
+
+
+def to_take_card(world):
+    world.insert("citizen-12")  # and then nobody answers, with the card left in
+
+
+def without_card(answered=0, rating=5):
+    """No card: start, then answer the first ``answered`` questions (service, copy, rating)."""
+
+    def drive(world):
+        world.put(flow.StartedWithoutCard(), Screen.CHOOSE_SERVICE)
+        steps = [(flow.ServiceChosen(world.runner.cfg.services[0].id), Screen.COPY_CHECK),
+                 (flow.CopyAnswered("none"), Screen.RATING),
+                 (flow.RatingChosen(rating), Screen.REASON if rating <= 2 else Screen.THANK_YOU)]
+        for event, screen in steps[:answered]:
+            world.put(event, screen)
+
+    return drive
+
+
+TIMEOUT_CASES = {
+    # reading times out into a card problem, which times out into idle
+    "reading": (to_reading, [Screen.READING, Screen.CARD_PROBLEM, Screen.IDLE], []),
+    "already_rated": (to_already_rated, [Screen.ALREADY_RATED, Screen.IDLE],
+                      [("completed", "rating", True)]),
+    "choose_service": (without_card(), [Screen.CHOOSE_SERVICE, Screen.IDLE],
+                       [("abandoned", "choose_service", False)]),
+    "copy_check": (without_card(1), [Screen.COPY_CHECK, Screen.IDLE],
+                   [("abandoned", "copy_check", False)]),
+    "rating": (without_card(2), [Screen.RATING, Screen.IDLE],
+               [("abandoned", "rating", False)]),
+    "reason": (without_card(3, rating=1), [Screen.REASON, Screen.IDLE],
+               [("abandoned", "reason", False)]),
+    "thank_you": (without_card(3, rating=5), [Screen.THANK_YOU, Screen.IDLE],
+                  [("completed", "rating", False)]),
+    # the visit is abandoned with the card in: take-card reminds, then gives up into idle
+    "take_card": (to_take_card, [Screen.CHOOSE_SERVICE, Screen.TAKE_CARD, Screen.IDLE],
+                  [("abandoned", "choose_service", True)]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", TIMEOUT_CASES)
+def test_visits_timeout_returns_to_idle_by_itself(kiosk_world, case):
+    drive, screens, expected = TIMEOUT_CASES[case]
+    world = kiosk_world
+    world.start_kiosk(flow={"allow_rating_without_card": True})
+    drive(world)
+    mark = len(world.shown) - 1
+    if case == "reading":
+        world.wait_for_screen(Screen.CARD_PROBLEM)
+        assert world.runner.state.problem == "timeout"
+    # The longest chain is 5 s + 5 s; the wait allows for a busy machine.
+    world.wait_for_screen(Screen.IDLE, timeout=30)
+    assert [screen for screen, _ in world.shown[mark:]] == screens
+    world.wait_for_confirmed(len(expected))
+    assert outcomes(world.visits()) == expected
+    assert outcomes(world.collected()) == expected
+    assert [v.event_id for v in world.collected()] == [v.event_id for v in world.visits()]
+    world.card.remove()  # a frozen read ends when its card goes
+    assert world.runner.card.wait_for_idle(10)
