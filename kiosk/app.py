@@ -225,15 +225,7 @@ class Runner:
         return system_stamp()
 
     def _visit_message(self, row):
-        from kiosk.telemetry import topics
-
-        payload = topics.visit_payload(
-            event_id=row.event_id, seq=row.seq, epoch=row.epoch, mode=row.mode,
-            outcome=row.outcome, step=row.step, verified=row.verified, expired=row.expired,
-            service_id=row.service_id, copy_answer=row.copy_answer, rating=row.rating,
-            reason=row.reason, language=row.language, duration_s=row.duration_s,
-            age_band=row.age_band, gender=row.gender, stamp=self._stamp())
-        return topics.kiosk_topic(self.cfg.kiosk.id, "visit"), payload
+        return visit_message(self.cfg.kiosk.id, row, self._stamp())
 
     # --- housekeeping ----------------------------------------------------------------------
 
@@ -270,11 +262,27 @@ class Runner:
             self.telemetry.set_pin(cfg)
 
 
+def visit_message(kiosk_id, row, stamp):
+    """The outbox message of a stored visit row: ``(topic, payload)``.
+
+    Explicit fields only, so the repeat hash and anything else the store keeps stay home.
+    """
+    from kiosk.telemetry import topics
+
+    payload = topics.visit_payload(
+        event_id=row.event_id, seq=row.seq, epoch=row.epoch, mode=row.mode,
+        outcome=row.outcome, step=row.step, verified=row.verified, expired=row.expired,
+        service_id=row.service_id, copy_answer=row.copy_answer, rating=row.rating,
+        reason=row.reason, language=row.language, duration_s=row.duration_s,
+        age_band=row.age_band, gender=row.gender, stamp=stamp)
+    return topics.kiosk_topic(kiosk_id, "visit"), payload
+
+
 class Telemetry:
     """The kiosk's reporting: MQTT link, outbox pump, health and remote commands, composed."""
 
-    def __init__(self, cfg, store, put, *, remote_path, when_config_applied, cpu_temperature=None,
-                 screen_state=None):
+    def __init__(self, cfg, store, put, *, remote_path, when_config_applied=None,
+                 cpu_temperature=None, screen_state=None, outbox_poll_s=1.0):
         from kiosk.telemetry import topics
         from kiosk.telemetry.commands import Commands
         from kiosk.telemetry.health import Health
@@ -284,7 +292,7 @@ class Telemetry:
         self._topics = topics
         self.outbox = Outbox(store, window=cfg.telemetry.inflight_window,
                              resend_after_s=cfg.telemetry.resend_after_s,
-                             when_dead=self._dead_letter)
+                             when_dead=self._dead_letter, poll_s=outbox_poll_s)
         self.link = MqttLink(cfg.mqtt, cfg.kiosk.id, next_epoch=store.next_epoch,
                              version=__version__, facts=self.outbox.put, put=put,
                              pin=topics.pin_payload(cfg),

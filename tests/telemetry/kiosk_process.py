@@ -3,25 +3,22 @@
 Tests import :class:`KioskSide` to run it in-process, or start this file as a process
 (``python -m tests.telemetry.kiosk_process CONFIG``) when they need to kill it with SIGKILL and
 start it again on the same data dir. As a process it drains the outbox and carries out commands
-until SIGTERM; it prints ``ready`` once the link is up. The runner (kiosk.app) wires the same
-parts in the same way; this stands in for it so telemetry can be tested on its own.
+until SIGTERM; it prints ``ready`` once the link is up. It uses the runner's own wiring
+(:class:`kiosk.app.Telemetry`), without the screen and the card.
 """
 
-import json
 import queue
 import signal
 import sys
 import threading
 from datetime import UTC, datetime
 
-from kiosk import __version__, config
+from kiosk import config
+from kiosk.app import Telemetry, visit_message
 from kiosk.flow import VisitRecord
 from kiosk.store import Store
 from kiosk.telemetry import topics
-from kiosk.telemetry.commands import Commands
-from kiosk.telemetry.health import Health
-from kiosk.telemetry.mqtt import CommandReceived, MqttLink
-from kiosk.telemetry.outbox import Outbox
+from kiosk.telemetry.mqtt import CommandReceived
 
 RECORD = VisitRecord(outcome="completed", step="thank_you", verified=True, expired=False,
                      service_id="id-card", copy_answer="none", rating=5, reason=None,
@@ -51,19 +48,8 @@ def telemetry_config(make_config, broker, root, kiosk_id="kiosk-a", *, username=
 
 
 def visit_builder(kiosk_id):
-    """A ``build_payload`` for ``Store.record_visit``: explicit fields only, as the runner's."""
-
-    def build(row):
-        payload = topics.visit_payload(
-            event_id=row.event_id, seq=row.seq, epoch=row.epoch, mode=row.mode,
-            outcome=row.outcome, step=row.step, verified=row.verified, expired=row.expired,
-            service_id=row.service_id, copy_answer=row.copy_answer, rating=row.rating,
-            reason=row.reason, language=row.language, duration_s=row.duration_s,
-            age_band=row.age_band, gender=row.gender,
-            stamp=topics.stamp(datetime.now(UTC), False, 1.0))
-        return topics.kiosk_topic(kiosk_id, "visit"), json.loads(payload)
-
-    return build
+    """A ``build_payload`` for ``Store.record_visit``, the runner's own."""
+    return lambda row: visit_message(kiosk_id, row, topics.stamp(datetime.now(UTC), False, 1.0))
 
 
 def record_visits(store, kiosk_id, count):
@@ -74,7 +60,7 @@ def record_visits(store, kiosk_id, count):
 
 
 class KioskSide:
-    """The telemetry parts of one kiosk, wired as the runner wires them.
+    """The runner's telemetry (:class:`kiosk.app.Telemetry`) with a store, and no screen or card.
 
     ``events`` stands in for the runner's main-thread queue; ``start(serve=True)`` runs a thread
     standing in for the runner's main loop, handing each command to :class:`Commands`.
@@ -82,32 +68,18 @@ class KioskSide:
 
     def __init__(self, cfg, *, poll_s=0.2):
         self.config = cfg
-        self.store = Store.open(cfg.storage.data_dir, min_free_mb=1)
+        self.store = Store.open(cfg.storage.data_dir, min_free_mb=10)
         self.events = queue.Queue()
-        self.outbox = Outbox(self.store, window=cfg.telemetry.inflight_window,
-                             resend_after_s=cfg.telemetry.resend_after_s,
-                             when_dead=self._note_dead, poll_s=poll_s)
-        self.link = MqttLink(cfg.mqtt, cfg.kiosk.id, next_epoch=self.store.next_epoch,
-                             version=__version__, facts=self.outbox.put, put=self.events.put,
-                             pin=topics.pin_payload(cfg),
-                             inflight_window=cfg.telemetry.inflight_window)
-        self.commands = Commands(self.link, self.outbox, config=cfg,
-                                 remote_path=config.remote_layer_path(cfg))
-        self.health = Health(self.store, self.link, interval_s=cfg.telemetry.health_interval_s,
-                             version=__version__, mode=cfg.kiosk.mode,
-                             data_dir=cfg.storage.data_dir,
-                             applied_version=lambda: self.commands.config.remote_version)
-
+        self.telemetry = Telemetry(cfg, self.store, self.events.put,
+                                   remote_path=config.remote_layer_path(cfg),
+                                   outbox_poll_s=poll_s)
+        self.outbox, self.link = self.telemetry.outbox, self.telemetry.link
+        self.commands, self.health = self.telemetry.commands, self.telemetry.health
         self._until = threading.Event()
         self._serving = None
 
-    def _note_dead(self, event_id, reason_code):
-        self.health.note_dead_letter(event_id, reason_code)
-
     def start(self, *, serve=False):
-        self.outbox.start(self.link)
-        self.link.start()
-        self.health.start()
+        self.telemetry.start()
         if serve:
             self._serving = threading.Thread(target=self.serve_commands, args=(self._until,),
                                              name="main-loop", daemon=True)
@@ -133,9 +105,7 @@ class KioskSide:
         self._until.set()
         if self._serving is not None:
             self._serving.join(5)
-        self.health.stop()
-        self.outbox.stop()
-        self.link.stop()
+        self.telemetry.stop()
         self.store.close()
 
 
