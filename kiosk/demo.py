@@ -11,6 +11,7 @@ counts in the programme's statistics.
 
 import logging
 import os
+import signal
 import tempfile
 import threading
 import time
@@ -185,6 +186,8 @@ def _window(world):
             world.stack.emulator.remove()
 
     stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
     with Kiosk(world.cfg, when_key=key) as kiosk:
         kiosk.run(stop)
     _report(world)
