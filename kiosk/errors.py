@@ -48,7 +48,7 @@ class StoreError(KioskError, RuntimeError):
 
 
 class DiskFull(StoreError):
-    """Free space is below the configured floor: the kiosk stops taking visits instead of losing them."""
+    """Free space is below the configured floor: the kiosk stops taking visits, never loses one."""
 
 
 class TelemetryError(KioskError, RuntimeError):

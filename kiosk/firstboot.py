@@ -129,7 +129,8 @@ def _validate(text, raw, source, boot, root):
             continue
         if value != credential_path(boot_name):
             problems.append(f"{key}: {value!r} is not a credential the kiosk receives; use "
-                            f"{credential_path(boot_name)!r} with {boot_name} on the boot partition")
+                            f"{credential_path(boot_name)!r} with {boot_name} on the boot "
+                            "partition")
             continue
         shipped = boot / boot_name
         if not shipped.exists() and not (installed / CREDENTIALS[boot_name]).exists():

@@ -83,8 +83,8 @@ def make_pin_factory(name, environ=os.environ, *, on_pi=None):
     chosen = (name or environ.get("GPIOZERO_PIN_FACTORY", "")).strip().lower()
     if not chosen:
         chosen = "lgpio" if (is_raspberry_pi() if on_pi is None else on_pi) else "mock"
-        log.warning("gpio.pin_factory is not set: using %r (%s)", chosen,
-                    "a Raspberry Pi" if chosen == "lgpio" else "not a Raspberry Pi: pins are simulated")
+        where = "a Raspberry Pi" if chosen == "lgpio" else "not a Raspberry Pi: pins are simulated"
+        log.warning("gpio.pin_factory is not set: using %r (%s)", chosen, where)
     if chosen not in PIN_FACTORIES:
         raise GpioError(f"gpio.pin_factory: unknown factory {chosen!r}; use one of "
                         + ", ".join(PIN_FACTORIES))
@@ -114,10 +114,11 @@ class Panel:
         try:
             self.lights = {
                 light: self._add(LED(pin, pin_factory=factory))
-                for light, pin in zip(LIGHTS, (led_ready, led_busy, led_fault))
+                for light, pin in zip(LIGHTS, (led_ready, led_busy, led_fault), strict=True)
                 if pin is not None
             }
-            self.buzzer = self._add(Buzzer(buzzer, pin_factory=factory)) if buzzer is not None else None
+            self.buzzer = (self._add(Buzzer(buzzer, pin_factory=factory))
+                           if buzzer is not None else None)
             self.rating_buttons = []
             for rating, pin in enumerate(rating_buttons, start=1):
                 button = self._add(Button(pin, pin_factory=factory))

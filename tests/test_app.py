@@ -11,8 +11,8 @@ import pytest
 
 from kiosk import flow
 from kiosk.app import Runner
-from kiosk.card.thai_id import CardSummary
 from kiosk.card.repeat import RepeatKeys
+from kiosk.card.thai_id import CardSummary
 from kiosk.store import Store
 
 
@@ -152,7 +152,8 @@ def test_app_out_of_order_screen_survives_a_broken_config(tmp_path):
     bad.write_text("[kiosk]\nid = 'NOT VALID'\n")
     env = dict(os.environ, SDL_AUDIODRIVER="dummy")
     process = subprocess.Popen(
-        [sys.executable, "-m", "kiosk", "run", "--out-of-order", "--headless", "--config", str(bad)],
+        [sys.executable, "-m", "kiosk", "run", "--out-of-order", "--headless",
+         "--config", str(bad)],
         env=env, stderr=subprocess.PIPE, text=True)
     lines = []
     deadline = time.monotonic() + 30

@@ -175,7 +175,7 @@ def _services(cell):
         if len(parts) != 4:
             raise ProvisionError(f"services: item {number} {item!r} has {len(parts)} field(s); "
                                  f"write {SERVICE_FORMAT}, items separated by ';'")
-        services.append(dict(zip(("id", "name_th", "name_en", "no_copy"), parts)))
+        services.append(dict(zip(("id", "name_th", "name_en", "no_copy"), parts, strict=True)))
     if not services:
         raise ProvisionError(f"services: empty; list at least one {SERVICE_FORMAT}")
     return services

@@ -110,7 +110,8 @@ def test_firstboot_reapply_keeps_installed_credentials(appliance):
     """A changed kiosk.toml later, without the secret again, still finds the installed one."""
     drop(appliance)
     assert run_verb(appliance) == 0
-    drop(appliance, VALID_TOML.replace("Bang Rak District Office", "Bang Rak Office"), password=None)
+    drop(appliance, VALID_TOML.replace("Bang Rak District Office", "Bang Rak Office"),
+         password=None)
     assert run_verb(appliance) == 0
     assert "Bang Rak Office" in (appliance.data / "config/kiosk.toml").read_text(encoding="utf-8")
     assert (appliance.data / "config/credentials/password").exists()

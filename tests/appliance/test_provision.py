@@ -15,7 +15,8 @@ from kiosk.fleet.broker import MOSQUITTO, free_port, is_listening
 from kiosk.fleet.provision import COLUMNS, provision, read_csv_text
 
 ROOT_DIR = __import__("pathlib").Path(__file__).resolve().parents[2]
-SERVICES = "id-card|ทำบัตรประจำตัวประชาชน|ID card|cancelled; house-reg|ทะเบียนบ้าน|House registration|in_progress"
+SERVICES = ("id-card|ทำบัตรประจำตัวประชาชน|ID card|cancelled; "
+            "house-reg|ทะเบียนบ้าน|House registration|in_progress")
 
 
 def row(n, **overrides):
@@ -105,7 +106,8 @@ def test_provision_client_certificates_from_the_agency_ca(tmp_path):
     bundle = result.bundles[0]
     assert sorted(p.name for p in bundle.iterdir()) == ["kiosk.toml", "mqtt-client.crt",
                                                         "mqtt-client.key"]
-    verify = subprocess.run(["openssl", "verify", "-CAfile", "ca.crt", str(bundle / "mqtt-client.crt")],
+    verify = subprocess.run(["openssl", "verify", "-CAfile", "ca.crt",
+                             str(bundle / "mqtt-client.crt")],
                             cwd=tmp_path, capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
     subject = subprocess.run(["openssl", "x509", "-noout", "-subject", "-in",
