@@ -336,7 +336,7 @@ class Kiosk:
 
         self.cfg = cfg
         data_dir = Path(cfg.storage.data_dir)
-        self.remote_path = data_dir / kiosk_config.REMOTE_FILENAME
+        self.remote_path = kiosk_config.remote_layer_path(cfg)
         self.store = Store.open(data_dir, retention_days=cfg.storage.retention_days,
                                 repeat_window_s=cfg.flow.repeat_window_min * 60,
                                 min_free_mb=cfg.storage.min_free_mb,
@@ -434,7 +434,7 @@ def main(args):
         signal.signal(signum, lambda *_: stop.set())
     if args.out_of_order:
         return out_of_order(args.config, stop, headless=args.headless)
-    cfg = kiosk_config.load(args.config, remote_path=_remote_path(args.config))
+    cfg = kiosk_config.load(args.config)  # with the remote layer saved in the data directory
     steps = script.parse(args.script.read_text(), str(args.script)) if args.script else None
     with Kiosk(cfg, display=not args.no_display, headless=args.headless or bool(args.script),
                rate_only=args.no_display) as kiosk:
@@ -515,8 +515,3 @@ def out_of_order(config_path, stop, *, headless=False, problems_file=PROBLEMS_FI
             panel.close()
     return 0
 
-
-def _remote_path(config_path):
-    """The remote layer lives in the data directory the local layers name."""
-    cfg = kiosk_config.load(config_path)
-    return Path(cfg.storage.data_dir) / kiosk_config.REMOTE_FILENAME
