@@ -31,9 +31,9 @@ DEMO_CONFIG = Path(__file__).with_name("demo.toml")
 CONFIRM_WAIT_S = 30.0
 
 VISIT_SCRIPT = """\
-insert citizen-{{n}}
+{lang}insert citizen-{{n}}
 wait choose_service
-{lang}service {service}
+service {service}
 wait copy_check
 copy {copy}
 wait rating
@@ -54,7 +54,7 @@ def visit_script(services, visits):
     for n in range(visits):
         copy, rating, reason = ANSWERS[n % len(ANSWERS)]
         reason_lines = f"wait reason\n{reason}" if reason else ""
-        # Every other citizen reads English, so the demo shows both languages.
+        # Every other citizen switches to English at the start, so the demo shows both.
         lines.append(VISIT_SCRIPT.format(service=services[n % len(services)].id, copy=copy,
                                          rating=rating, reason=reason_lines,
                                          lang="lang\n" if n % 2 else "")

@@ -80,9 +80,6 @@ def test_demo_headless_screenshots_every_screen_of_a_visit_in_both_languages(dem
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="kiosk/demo.py VISIT_SCRIPT queues 'lang' and 'service' back to back, "
-                          "so one loop turn takes both and choose_service is never drawn in "
-                          "English", strict=False)
 def test_demo_headless_english_citizen_sees_choose_service_in_english(demo_run):
     _, out = demo_run
     assert "en" in shots_by_screen(out).get("choose_service", ())

@@ -83,6 +83,7 @@ class Broker:
         self.tls_port = free_port() if tls else None
         self.log_path = self.workdir / "mosquitto.log"
         self._accounts = {COLLECTOR: secrets.token_urlsafe(18), OPS: secrets.token_urlsafe(18)}
+        self._observers = set()
         self._process = None
         self.ca_file = None
         if tls:
@@ -107,12 +108,25 @@ class Broker:
         returns once the new account is accepted, so the caller can connect straight away.
         """
         topics.check_kiosk_id(kiosk_id)
+        return self._add_account(kiosk_id)
+
+    def add_observer(self, name):
+        """Create an account that reads every topic and writes none of the fleet's; its password.
+
+        For an auditor, or a test that must see every payload on the wire: logging in as the
+        collector would take over the collector's session (the user name is the client id).
+        """
+        topics.check_kiosk_id(name)
+        self._observers.add(name)
+        return self._add_account(name)
+
+    def _add_account(self, username):
         password = secrets.token_urlsafe(18)
-        self._accounts[kiosk_id] = password
+        self._accounts[username] = password
         self._write_auth()
         if self.is_running:
             self._process.send_signal(signal.SIGHUP)
-            self._wait_for_account(kiosk_id, password)
+            self._wait_for_account(username, password)
         return password
 
     def _write_auth(self):
@@ -137,6 +151,8 @@ pattern write {root}/kiosk/%u/#
 pattern read {root}/cmd/%u/#
 pattern read {root}/ack/%u/#
 """
+        for name in sorted(self._observers):
+            acl += f"\n# Observer: reads everything.\nuser {name}\ntopic read {root}/#\n"
         _write_private(self.workdir / "acl", acl)
 
     def _wait_for_account(self, username, password, timeout=10.0):

@@ -55,6 +55,19 @@ def test_broker_ops_cannot_forge_acks(broker, mqtt_client):
         ("real-1",)]
 
 
+def test_broker_observer_reads_every_topic_and_writes_none_of_the_fleets(broker, mqtt_client):
+    kiosk = mqtt_client("k1", broker.add_kiosk("k1"))
+    observer = mqtt_client("auditor", broker.add_observer("auditor"))
+    observer.subscribe(f"{topics.ROOT}/#")
+
+    kiosk.publish(topics.kiosk_topic("k1", "health"), b"{}", qos=1)
+    observer.wait_for_message(topics.kiosk_topic("k1", "health"))
+    forged_ack = observer.publish(topics.ack_topic("k1"), topics.ack_payload(["forged-1"]))
+    forged_cmd = observer.publish(topics.cmd_topic("k1", "ping"),
+                                  topics.command_payload("ping", "c-1"))
+    assert forged_ack.value == NOT_AUTHORIZED and forged_cmd.value == NOT_AUTHORIZED
+
+
 def test_broker_ops_command_reaches_only_its_kiosk(broker, mqtt_client):
     one = mqtt_client("k1", broker.add_kiosk("k1"))
     two = mqtt_client("k2", broker.add_kiosk("k2"))
