@@ -54,9 +54,11 @@ TITLES = {
     },
 }
 
+# Accurate, not reassuring: a keyed hash of the card is kept for the repeat window, so the
+# notice promises what is true (no name or ID number is kept), not "no personal data".
 PRIVACY = {
-    "th": "ใช้บัตรเพื่อนับหนึ่งความเห็นต่อการมาหนึ่งครั้งเท่านั้น ไม่เก็บข้อมูลส่วนบุคคล",
-    "en": "Your card is read only to count one rating per visit. No personal data is kept.",
+    "th": "อ่านบัตรเพื่อนับความเห็นครั้งละหนึ่งเท่านั้น ไม่เก็บชื่อหรือเลขบัตร",
+    "en": "The card only counts one rating per visit; your name and ID number are not kept.",
 }
 
 #: Shown on the card-problem screen, one per :data:`kiosk.flow.CARD_PROBLEMS` value.
