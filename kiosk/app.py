@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_S = 30.0  # purge, key rotation, disk floor: often enough, cheap enough
 HEADLESS_TURN_S = 0.1  # how late a deadline may be noticed without a display
 DISK_REASON = "disk_full"
+STORE_REASON = "store_error"
 
 #: Card reader states (kiosk.card.reader) as the health message names them.
 READER_HEALTH = {
@@ -211,7 +212,7 @@ class Runner:
         except (DiskFull, StoreError) as exc:
             # Not kept, so not thanked: the kiosk stops taking visits until a technician comes.
             log.error("visit not recorded, going out of service: %s", exc)
-            reason = DISK_REASON if isinstance(exc, DiskFull) else "store_error"
+            reason = self._disk_reason() if isinstance(exc, DiskFull) else f"{STORE_REASON}: {exc}"
             self._step(flow.ServiceSuspended(reason))
             return False
         self.recorded += 1
@@ -244,13 +245,29 @@ class Runner:
                 log.error("housekeeping failed, will retry: %s", exc)
 
     def _check_disk(self):
-        """Below the disk floor the kiosk stops taking visits instead of losing them."""
-        has_room = self.store.has_room()
-        suspended = self.state.out_of_service == DISK_REASON
-        if not has_room and not suspended:
-            self._step(flow.ServiceSuspended(DISK_REASON))
-        elif has_room and suspended:
+        """Below the disk floor the kiosk stops taking visits instead of losing them.
+
+        A suspension for the disk or a failed write ends by itself once the cause is gone, so
+        a technician who frees space (or a storage hiccup that passes) needs no restart.
+        """
+        reason = self.state.out_of_service or ""
+        try:
+            has_room = self.store.has_room()
+            if reason.startswith(STORE_REASON):
+                # Reads may work while writes do not: only a write proves the store is back.
+                self.store.set_state("write_check", str(self.clock()))
+        except StoreError as exc:
+            log.error("store still failing: %s", exc)
+            return
+        if not has_room and not reason.startswith(DISK_REASON):
+            self._step(flow.ServiceSuspended(self._disk_reason()))
+        elif has_room and reason.startswith((DISK_REASON, STORE_REASON)):
             self._step(flow.ServiceResumed())
+
+    def _disk_reason(self):
+        """What the technician reads on the out-of-service screen."""
+        return (f"{DISK_REASON}: {self.store.free_mb():.0f} MB free under "
+                f"{self.store.data_dir}, {self.store.min_free_mb} MB needed")
 
     def reconfigure(self, cfg):
         """A remote config was applied: the next visit uses it (the current one finishes)."""

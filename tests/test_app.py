@@ -131,7 +131,8 @@ def test_app_below_the_disk_floor_goes_out_of_service_and_keeps_what_it_has(make
         play(runner, flow.Dismissed())
         runner.turn(timeout=0)
         assert runner.state.screen is flow.Screen.OUT_OF_SERVICE
-        assert runner.state.out_of_service == "disk_full"
+        assert runner.state.out_of_service.startswith("disk_full: ")
+        assert "MB needed" in runner.state.out_of_service
         play(runner, flow.StartedWithoutCard(), flow.CardInserted())
         assert runner.state.screen is flow.Screen.OUT_OF_SERVICE
         assert store.Visit.select().count() == 1  # nothing recorded was lost
@@ -237,3 +238,25 @@ def test_app_watchdog_pings_come_from_the_main_loop_and_stop_when_it_hangs(runne
         loop.join(5)
         sock.close()
     assert runner.display.shown[0] is flow.Screen.IDLE
+
+
+def test_app_failed_write_is_not_thanked_and_the_kiosk_recovers_by_itself(runner, monkeypatch):
+    """Another process holds the database: the visit is not thanked; once it lets go, idle."""
+    import sqlite3
+
+    monkeypatch.setattr(runner.store._db, "timeout", 0.05, raising=False)
+    runner.store.close()  # reconnect with the short busy timeout
+    blocker = sqlite3.connect(runner.store.path)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        play(runner, flow.StartedWithoutCard(), flow.ServiceChosen(service_id(runner)),
+             flow.CopyAnswered("none"), flow.RatingChosen(5))
+        assert runner.state.screen is flow.Screen.OUT_OF_SERVICE
+        assert runner.state.out_of_service.startswith("store_error: ")
+    finally:
+        blocker.rollback()
+        blocker.close()
+    runner.clock_source.now += 60
+    runner.turn(timeout=0)
+    assert runner.state.screen is flow.Screen.IDLE
+    assert runner.store.Visit.select().count() == 0
