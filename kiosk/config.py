@@ -164,6 +164,11 @@ def clock_time(value):
     return None
 
 
+def closing_time(value):
+    """A time of day, or "24:00" for a service point open until midnight."""
+    return None if value == "24:00" else clock_time(value)
+
+
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -482,11 +487,14 @@ class DisplaySection:
     fps: int = key(30, doc="Frames per second (1-60)", check=between(1, 60))
     blank_after_min: int = key(
         10,
-        doc="Minutes idle outside office hours before blanking (0 = never)",
+        doc="Quiet minutes before the idle screen blanks in office hours (0 = never); "
+            "after hours it blanks after one quiet minute",
         check=between(0, 1440),
     )
     office_hours_start: str = key("08:00", doc="Office opens (HH:MM, local time)", check=clock_time)
-    office_hours_end: str = key("16:30", doc="Office closes (HH:MM, local time)", check=clock_time)
+    office_hours_end: str = key(
+        "16:30", doc='Office closes (HH:MM, local time; "24:00" = midnight)', check=closing_time
+    )
     office_days: tuple[str, ...] = key(
         ("mon", "tue", "wed", "thu", "fri"),
         doc="Days the office is open: mon tue wed thu fri sat sun",

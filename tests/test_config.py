@@ -194,6 +194,11 @@ def test_config_office_hours_must_be_hh_mm(make_config):
     assert problem.startswith("display.office_hours_start: '8am' is not a time of day")
 
 
+def test_config_office_may_close_at_midnight(make_config):
+    cfg = make_config(display={"office_hours_start": "00:00", "office_hours_end": "24:00"})
+    assert cfg.display.office_hours_end == "24:00"
+
+
 def test_config_office_hours_must_end_after_start(make_config):
     problem = only_problem(make_config, display={"office_hours_end": "07:00"})
     assert problem.startswith("display.office_hours_end: '07:00' is not after")

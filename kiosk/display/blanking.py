@@ -1,15 +1,16 @@
-"""When the screen goes dark: after hours, once ``display.blank_after_min`` minutes were quiet.
+"""When the screen goes dark: after N quiet minutes, and outside office hours.
 
-During office hours the attract screen always stays lit (a dark kiosk looks broken to the next
-citizen in the queue); after hours it goes dark once nobody has touched it for the configured
-minutes (0 = never), and a touch or the PIR lights it for another such spell. Time is an input:
+In office hours the attract screen goes dark once nobody has touched it for
+``display.blank_after_min`` minutes (0 = never): it saves the panel, and a touch or the PIR
+lights it again (the waking tap never counts as a press). Outside office hours nobody is served,
+so it goes dark after one quiet minute, whatever N is; a cleaner's touch lights it for that
+minute. Time is an input:
 :meth:`Blanker.is_due` takes the monotonic ``now`` and an aware wall-clock datetime, so the
 rules are tested with explicit times. Only the idle screen ever blanks; a visit in progress is
 never hidden. Where the panel has a sysfs backlight it is switched off (it saves
 power and panel life); otherwise the display draws a black frame.
 """
 
-import datetime as dt
 import logging
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -21,9 +22,10 @@ log = logging.getLogger(__name__)
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def _clock_time(text):
+def _minutes(text):
+    """``HH:MM`` as minutes since midnight; ``24:00`` is 1440, the end of the day."""
     hours, minutes = (int(n) for n in str(text).split(":"))
-    return dt.time(hours, minutes)
+    return hours * 60 + minutes
 
 
 def _iso_day(day):
@@ -33,14 +35,18 @@ def _iso_day(day):
     return _DAYS.index(str(day).strip().lower()[:3]) + 1
 
 
+#: Quiet seconds before the screen goes dark outside office hours.
+AFTER_HOURS_QUIET_S = 60.0
+
+
 class Blanker:
     """Decides whether the screen should be dark; holds only the time of the last activity."""
 
     def __init__(self, *, blank_after_min, office_hours_start, office_hours_end, office_days,
                  timezone="Asia/Bangkok", now=0.0):
         self.blank_after_s = float(blank_after_min) * 60
-        self.start = _clock_time(office_hours_start) if office_hours_start else None
-        self.end = _clock_time(office_hours_end) if office_hours_end else None
+        self.start = _minutes(office_hours_start) if office_hours_start else None
+        self.end = _minutes(office_hours_end) if office_hours_end else None
         self.days = frozenset(_iso_day(d) for d in office_days) if office_days else None
         self.zone = ZoneInfo(timezone)
         self.last_activity = now
@@ -55,16 +61,19 @@ class Blanker:
             return False
         if self.start is None or self.end is None or self.start == self.end:
             return True
-        t = local.time()
+        t = local.hour * 60 + local.minute
         if self.start < self.end:
             return self.start <= t < self.end
         return t >= self.start or t < self.end  # hours that run past midnight
 
     def is_due(self, screen, now, wall):
         """Whether the screen should be dark now; only the idle screen ever is."""
-        if screen is not Screen.IDLE or self.blank_after_s <= 0:
+        if screen is not Screen.IDLE:
             return False
-        return now - self.last_activity >= self.blank_after_s and not self.is_office_hours(wall)
+        quiet = now - self.last_activity
+        if not self.is_office_hours(wall):
+            return quiet >= AFTER_HOURS_QUIET_S
+        return self.blank_after_s > 0 and quiet >= self.blank_after_s
 
 
 class Backlight:

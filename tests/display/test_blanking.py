@@ -17,18 +17,28 @@ def blanker(minutes=10):
                    timezone="Asia/Bangkok", now=0.0)
 
 
-def test_blanking_never_in_office_hours_however_quiet():
-    assert not blanker().is_due(Screen.IDLE, 10 * 3600, TUESDAY_NOON)
-
-
-def test_blanking_after_quiet_minutes_outside_office_hours():
+def test_blanking_in_office_hours_after_the_quiet_minutes():
     b = blanker(10)
-    assert not b.is_due(Screen.IDLE, 9 * 60, TUESDAY_NIGHT)
-    assert b.is_due(Screen.IDLE, 10 * 60, TUESDAY_NIGHT)
+    assert not b.is_due(Screen.IDLE, 9 * 60, TUESDAY_NOON)
+    assert b.is_due(Screen.IDLE, 10 * 60, TUESDAY_NOON)
+
+
+def test_blanking_outside_office_hours_after_one_quiet_minute():
+    b = blanker(10)
+    assert not b.is_due(Screen.IDLE, 59, TUESDAY_NIGHT)
+    assert b.is_due(Screen.IDLE, 60, TUESDAY_NIGHT)
 
 
 def test_blanking_on_a_closed_day():
-    assert blanker(10).is_due(Screen.IDLE, 11 * 60, SATURDAY_NOON)
+    assert not blanker(10).is_due(Screen.IDLE, 30, SATURDAY_NOON)
+    assert blanker(10).is_due(Screen.IDLE, 61, SATURDAY_NOON)
+
+
+def test_blanking_office_open_until_midnight():
+    b = Blanker(blank_after_min=0, office_hours_start="00:00", office_hours_end="24:00",
+                office_days=None, now=0.0)
+    late = dt.datetime(2025, 3, 4, 23, 59, 30, tzinfo=BKK)
+    assert b.is_office_hours(late) and not b.is_due(Screen.IDLE, 3600, late)
 
 
 def test_blanking_office_hours_are_local_bangkok_time():
@@ -41,16 +51,17 @@ def test_blanking_office_hours_are_local_bangkok_time():
 def test_blanking_activity_restarts_the_quiet_time():
     b = blanker(10)
     b.note_activity(9 * 60)
-    assert not b.is_due(Screen.IDLE, 15 * 60, TUESDAY_NIGHT)
-    assert b.is_due(Screen.IDLE, 19 * 60, TUESDAY_NIGHT)
+    assert not b.is_due(Screen.IDLE, 15 * 60, TUESDAY_NOON)
+    assert b.is_due(Screen.IDLE, 19 * 60, TUESDAY_NOON)
 
 
 def test_blanking_never_hides_a_visit_in_progress():
     assert not blanker(1).is_due(Screen.RATING, 3600, TUESDAY_NIGHT)
 
 
-def test_blanking_zero_minutes_means_never():
-    assert not blanker(0).is_due(Screen.IDLE, 10 * 3600, TUESDAY_NIGHT)
+def test_blanking_zero_minutes_means_never_in_office_hours_but_still_after_hours():
+    assert not blanker(0).is_due(Screen.IDLE, 10 * 3600, TUESDAY_NOON)
+    assert blanker(0).is_due(Screen.IDLE, 10 * 3600, TUESDAY_NIGHT)
 
 
 def test_blanking_backlight_uses_bl_power(tmp_path):
