@@ -260,3 +260,69 @@ def test_app_failed_write_is_not_thanked_and_the_kiosk_recovers_by_itself(runner
     runner.turn(timeout=0)
     assert runner.state.screen is flow.Screen.IDLE
     assert runner.store.Visit.select().count() == 0
+
+
+@pytest.fixture
+def panel_runner(make_config, tmp_path):
+    """A runner with the GPIO panel on gpiozero's mock pins, the way Kiosk wires it."""
+    from kiosk.gpio import Panel
+
+    cfg = make_config(tmp_path, flow={"allow_rating_without_card": True},
+                      gpio={"pin_factory": "mock"})
+    store = Store.open(tmp_path, min_free_mb=10)
+    runner = Runner(cfg, store, keys=RepeatKeys(1800), clock=Clock())
+    runner.panel = Panel.from_config(cfg.gpio, put=runner.events.put)
+    yield runner
+    runner.panel.close()
+    store.close()
+
+
+def wait_for(predicate, runner, timeout=5.0):
+    """Turn the loop until ``predicate()`` holds: GPIO callbacks arrive on gpiozero's thread."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        runner.turn(timeout=0.05)
+
+
+def test_app_physical_rating_button_records_that_rating(panel_runner):
+    runner = panel_runner
+    pins = runner.cfg.gpio.rating_buttons
+    play(runner, flow.StartedWithoutCard(), flow.ServiceChosen(service_id(runner)),
+         flow.CopyAnswered("none"))
+    assert runner.state.screen is flow.Screen.RATING
+    button = runner.panel._factory.pin(pins[3])
+    button.drive_low()  # pressed: the buttons pull up
+    wait_for(lambda: runner.state.screen is flow.Screen.THANK_YOU, runner)
+    button.drive_high()
+    (visit,) = runner.store.Visit.select()
+    assert visit.rating == 4
+
+
+def test_app_status_light_follows_the_visit(panel_runner):
+    runner = panel_runner
+    lit = {name: led for name, led in runner.panel.lights.items()}
+    runner.turn(timeout=0)
+    play(runner, flow.StartedWithoutCard())
+    assert lit["busy"].is_lit and not lit["ready"].is_lit
+    play(runner, flow.ServiceSuspended("test"))
+    assert lit["fault"].is_lit and not lit["busy"].is_lit
+    play(runner, flow.ServiceResumed())
+    assert lit["ready"].is_lit and not lit["fault"].is_lit
+
+
+def test_app_pir_motion_wakes_the_blanked_screen(panel_runner, make_display):
+    import datetime as dt
+
+    runner = panel_runner
+    sunday_night = dt.datetime(2025, 3, 9, 14, 0, tzinfo=dt.UTC)  # 21:00 in Bangkok
+    display, clock = make_display(wall=sunday_night)
+    runner.display = display
+    runner.turn(timeout=0)
+    clock.advance(120)
+    runner.turn(timeout=0)
+    assert display.is_blank
+    assert runner.panel.pir.wait_for_no_motion(timeout=5)
+    runner.panel._factory.pin(runner.cfg.gpio.pir).drive_high()
+    wait_for(lambda: not display.is_blank, runner)
+    assert runner.state.screen is flow.Screen.IDLE  # waking is not a tap
