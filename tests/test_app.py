@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from kiosk import flow
+from kiosk import config, flow
 from kiosk.app import Runner
 from kiosk.card.repeat import RepeatKeys
 from kiosk.card.thai_id import CardSummary
@@ -326,3 +326,41 @@ def test_app_pir_motion_wakes_the_blanked_screen(panel_runner, make_display):
     runner.panel._factory.pin(runner.cfg.gpio.pir).drive_high()
     wait_for(lambda: not display.is_blank, runner)
     assert runner.state.screen is flow.Screen.IDLE  # waking is not a tap
+
+
+def test_app_sigterm_stops_the_kiosk_cleanly_and_says_offline(make_config, tmp_path, broker,
+                                                               mqtt_client):
+    """`kiosk run` as systemd runs it: online after start, `offline` (not the will) on TERM."""
+    import signal
+    import sys
+
+    from kiosk.telemetry import topics
+
+    password_file = tmp_path / "mqtt-password"
+    password_file.write_text(broker.add_kiosk("term-kiosk"))
+    cfg_path = tmp_path / "kiosk.toml"
+    cfg = make_config(tmp_path / "data", kiosk={"id": "term-kiosk"}, card={"backend": "none"},
+                      mqtt={"host": "127.0.0.1", "port": broker.port, "tls": False,
+                            "password_file": str(password_file), "will_delay_s": 30})
+    cfg_path.write_text(config.dumps(cfg, mask_secrets=False))
+    watcher = mqtt_client("watcher", broker.add_observer("watcher"))
+    status = topics.kiosk_topic("term-kiosk", "status")
+    watcher.subscribe(status)
+
+    def is_(state):
+        return lambda message: json.loads(message.payload)["state"] == state
+
+    env = dict(os.environ, SDL_AUDIODRIVER="dummy")
+    process = subprocess.Popen([sys.executable, "-m", "kiosk", "run", "--headless",
+                                "--config", str(cfg_path)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        online = watcher.wait_for_message(status, is_("online"), timeout=30)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    offline = watcher.wait_for_message(status, is_("offline"), timeout=10)
+    assert json.loads(offline.payload)["epoch"] == json.loads(online.payload)["epoch"]
+    assert not [m for m in watcher.received(status) if is_("lost")(m)]
