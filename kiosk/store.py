@@ -494,13 +494,15 @@ class Store:
         ``resend_before`` (the collector never confirmed them)."""
         M = self.OutboxMessage
         cutoff = rfc3339(resend_before)
+        # Two queries that each walk the (state, id) index, merged oldest first, instead of
+        # one OR that scans the table on every refill of the window.
         with self._guard("read the outbox"):
-            rows = (M.select()
-                    .where((M.state == "pending")
-                           | ((M.state == "published") & (M.sent_at < cutoff)))
-                    .order_by(M.id).limit(int(limit)))
+            rows = [*M.select().where(M.state == "pending").order_by(M.id).limit(int(limit)),
+                    *M.select().where(M.state == "published", M.sent_at < cutoff)
+                    .order_by(M.id).limit(int(limit))]
+            rows.sort(key=lambda row: row.id)
             return [OutboxItem(row.event_id, row.topic, row.payload, row.qos, row.state,
-                               row.attempts, row.sent_at) for row in rows]
+                               row.attempts, row.sent_at) for row in rows[:int(limit)]]
 
     def mark_sent(self, event_ids, at):
         """The messages were handed to the broker link at ``at``: count the attempt."""
@@ -514,13 +516,21 @@ class Store:
                             .execute())
         return changed
 
-    def mark_published(self, event_id, sent_at):
-        """The broker accepted the message (PUBACK); it now waits for the collector's ack."""
+    def mark_published(self, event_ids, sent_at):
+        """The broker accepted these messages (PUBACK); they now wait for the collector's ack.
+
+        One statement per few hundred ids: at catch-up rates a statement per PUBACK was a third
+        of the outbox thread's time. Returns how many rows changed.
+        """
         M = self.OutboxMessage
-        with self._guard(f"mark {event_id} published"):
-            return bool(M.update(state="published", sent_at=rfc3339(sent_at))
-                        .where(M.event_id == event_id, M.state.in_(("pending", "published")))
-                        .execute())
+        at = rfc3339(sent_at)
+        changed = 0
+        with self._guard("mark messages published"):
+            for chunk in _chunks(event_ids):
+                changed += (M.update(state="published", sent_at=at)
+                            .where(M.event_id.in_(chunk), M.state.in_(("pending", "published")))
+                            .execute())
+        return changed
 
     def mark_dead(self, event_id, reason_code):
         """The broker refused the message; park it until :meth:`replay_dead`."""

@@ -264,7 +264,7 @@ def test_store_outbox_pending_published_resent_confirmed(store, clock):
     assert store.mark_sent([visit.event_id], sent) == 1
     # Pending rows are always due: the pump skips the ones it has in flight itself.
     assert [m.attempts for m in store.due_messages(10, sent - timedelta(seconds=60))] == [1]
-    assert store.mark_published(visit.event_id, sent)
+    assert store.mark_published([visit.event_id], sent)
     assert store.due_messages(10, sent) == []  # sent at exactly resend_before: not yet
     [due] = store.due_messages(10, sent + timedelta(milliseconds=1))
     assert (due.state, due.attempts, due.sent_at) == ("published", 1, rfc3339(sent))
@@ -273,6 +273,19 @@ def test_store_outbox_pending_published_resent_confirmed(store, clock):
     assert store.confirm([visit.event_id]) == 1
     assert store.due_messages(10, sent + timedelta(days=1)) == []
     assert store.Visit.get_by_id(visit.id).confirmed_at == rfc3339(clock())
+
+
+def test_store_mark_published_takes_a_batch_beyond_one_statement(store, clock):
+    with store.atomic():
+        ids = [store.record_visit(visit_record(), build_payload=build_payload).event_id
+               for _ in range(1200)]
+    sent = clock()
+    assert store.mark_published(ids[:1100], sent) == 1100
+    due = store.due_messages(2000, sent + timedelta(seconds=1))
+    # Oldest first, pending and overdue published mixed in id order.
+    assert [m.event_id for m in due] == ids
+    assert {m.state for m in due[:1100]} == {"published"} and due[1100].state == "pending"
+    assert [m.event_id for m in store.due_messages(150, sent)] == ids[1100:1200]
 
 
 def test_store_confirm_is_idempotent_and_ignores_unknown_ids(store, clock):
@@ -290,7 +303,7 @@ def test_store_confirm_is_idempotent_and_ignores_unknown_ids(store, clock):
 def test_store_late_puback_does_not_undo_confirmation(store, clock):
     visit = store.record_visit(visit_record(), build_payload=build_payload)
     store.confirm([visit.event_id])
-    assert not store.mark_published(visit.event_id, clock())
+    assert not store.mark_published([visit.event_id], clock())
     assert not store.mark_dead(visit.event_id, 0x87)
     assert store.OutboxMessage.get(store.OutboxMessage.event_id == visit.event_id).state == \
         "confirmed"
@@ -316,8 +329,8 @@ def test_store_due_messages_oldest_first_with_limit(store, clock):
         ids.append(store.record_visit(visit_record(), build_payload=build_payload).event_id)
         clock.advance(seconds=1)
     store.mark_sent(ids[:2], T0)
-    store.mark_published(ids[0], T0)
-    store.mark_published(ids[1], T0 + timedelta(minutes=10))
+    store.mark_published([ids[0]], T0)
+    store.mark_published([ids[1]], T0 + timedelta(minutes=10))
     assert [m.event_id for m in store.due_messages(10, T0 + timedelta(minutes=1))] == \
         [ids[0], ids[2], ids[3]]
     assert [m.event_id for m in store.due_messages(2, T0 + timedelta(minutes=1))] == ids[0:3:2]
@@ -346,7 +359,7 @@ def test_store_outbox_stats_counts_and_age(store, clock):
     clock.advance(seconds=30)
     b = store.record_visit(visit_record(), build_payload=build_payload)
     clock.advance(seconds=45)
-    store.mark_published(b.event_id, clock())
+    store.mark_published([b.event_id], clock())
     assert store.outbox_stats() == OutboxStats(depth=2, oldest_unconfirmed_age_s=75.0, dead=0)
     store.confirm([a.event_id])
     assert store.outbox_stats() == OutboxStats(depth=1, oldest_unconfirmed_age_s=45.0, dead=0)
@@ -409,7 +422,7 @@ def test_store_main_and_outbox_threads_work_at_once(store, clock):
                     store.mark_sent(ids, T0)
                     with store.atomic():
                         for event_id in ids:
-                            store.mark_published(event_id, T0)
+                            store.mark_published([event_id], T0)
                         store.confirm(ids)
                 elif recorded.is_set():
                     return

@@ -196,9 +196,15 @@ class Collector:
             except MessageRejected as exc:
                 self._reject(message.topic, exc)
         acks = {}
+        visits = [item for item in parsed if isinstance(item, topics.VisitMessage)]
+        for visit in visits:
+            acks.setdefault(visit.kiosk_id, []).append(visit.event_id)
         try:
             with self.db.database.atomic():
-                tallies = [self._store(item, received, acks) for item in parsed]
+                tallies = [self._store(item, received) for item in parsed
+                           if not isinstance(item, topics.VisitMessage)]
+                stored = self.db.add_visits(visits, received)
+            tallies += ["visits_stored"] * stored + ["visits_duplicate"] * (len(visits) - stored)
         except (PeeweeException, OSError) as exc:
             # Nothing was committed, so nothing is acked: each kiosk keeps the visits in its
             # outbox and resends them after resend_after_s.
@@ -226,12 +232,10 @@ class Collector:
         self.counters.last_rejection = str(exc)
         log.warning("rejected message on %s: %s", topic, exc)
 
-    def _store(self, item, received, acks):
-        """Apply one validated message inside the batch transaction; return the counter to
-        bump once the batch has committed (so a reader never sees a count before its row)."""
-        if isinstance(item, topics.VisitMessage):
-            acks.setdefault(item.kiosk_id, []).append(item.event_id)
-            return "visits_stored" if self.db.add_visit(item, received) else "visits_duplicate"
+    def _store(self, item, received):
+        """Apply one validated non-visit message inside the batch transaction; return the
+        counter to bump once the batch has committed (so a reader never sees a count before its
+        row). Visits are stored together by :meth:`FleetDb.add_visits`."""
         if isinstance(item, topics.Status):
             if self.db.apply_status(item, received):
                 return "statuses"

@@ -28,6 +28,10 @@ from peewee import (
 DEFAULT_DB = "fleet.sqlite3"
 
 
+_IN_CHUNK = 500  # ids per IN (...): far below SQLite's bound-parameter limit
+_INSERT_CHUNK = 100  # rows per multi-row INSERT (about 25 parameters a row)
+
+
 def utc_now():
     """The collector's clock as an RFC 3339 UTC string (kiosk clocks may be unsynced)."""
     now = dt.datetime.now(dt.UTC)
@@ -115,16 +119,35 @@ class FleetDb:
         kiosk.last_seen = received
         return kiosk
 
-    def add_visit(self, visit, received):
-        """Store a :class:`~kiosk.telemetry.topics.VisitMessage`; False if already stored."""
-        self._kiosk(visit.kiosk_id, received).save()
-        # One writer thread and one transaction per batch: checking first is race-free.
-        if self.Visit.select().where(self.Visit.event_id == visit.event_id).exists():
-            return False
-        fields = asdict(visit)
-        fields["is_demo"] = fields.pop("mode") == "demo"
-        self.Visit.insert(**fields, received=received).execute()
-        return True
+    def add_visits(self, visits, received):
+        """Store :class:`~kiosk.telemetry.topics.VisitMessage` objects; returns how many were new.
+
+        A few statements per batch rather than four per visit: at catch-up rates the per-visit
+        queries were the collector's ceiling. A visit already stored (a resend) or twice in the
+        batch is stored once. One writer thread and one transaction per batch, so looking first
+        is race-free.
+        """
+        Visit, Kiosk = self.Visit, self.Kiosk
+        for kiosk_id in {visit.kiosk_id for visit in visits}:
+            (Kiosk.insert(kiosk_id=kiosk_id, last_seen=received)
+             .on_conflict(conflict_target=[Kiosk.kiosk_id], update={Kiosk.last_seen: received})
+             .execute())
+        ids = [visit.event_id for visit in visits]
+        known = set()
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start:start + _IN_CHUNK]
+            known.update(row.event_id for row in
+                         Visit.select(Visit.event_id).where(Visit.event_id.in_(chunk)))
+        rows = {}
+        for visit in visits:
+            if visit.event_id not in known and visit.event_id not in rows:
+                fields = asdict(visit)
+                fields["is_demo"] = fields.pop("mode") == "demo"
+                rows[visit.event_id] = {**fields, "received": received}
+        new = list(rows.values())
+        for start in range(0, len(new), _INSERT_CHUNK):
+            Visit.insert_many(new[start:start + _INSERT_CHUNK]).execute()
+        return len(new)
 
     def apply_status(self, status, received):
         """Record a status unless its epoch is older than the kiosk's latest; False if stale.

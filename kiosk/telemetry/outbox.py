@@ -158,8 +158,11 @@ class Outbox:
                 self._forget_inflight()
             elif isinstance(fact, ReplayRequested):
                 replays.append(fact)
+        by_time = {}
         for event_id, sent_at in published:
-            self._store.mark_published(event_id, sent_at)
+            by_time.setdefault(sent_at, []).append(event_id)
+        for sent_at, event_ids in by_time.items():  # one fill round shares one sent_at
+            self._store.mark_published(event_ids, sent_at)
         for event_id, code in dead:
             self._store.mark_dead(event_id, code)
         if acked:

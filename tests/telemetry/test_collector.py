@@ -188,3 +188,21 @@ def test_collector_marks_a_vanished_kiosk_lost_through_its_will(collector, broke
         assert collector.db.kiosks()[0].epoch == 3
     finally:
         kiosk.client.loop_stop()
+
+
+def test_collector_db_stores_a_batch_once_with_duplicates_inside_and_across(tmp_path):
+    db = open_database(tmp_path / "fleet.sqlite3")
+    try:
+        def parsed(event_id, seq):
+            return topics.parse_kiosk_message(topics.kiosk_topic(KIOSK, "visit"),
+                                              visit(event_id, seq=seq))
+
+        with db.database.atomic():
+            assert db.add_visits([parsed("a", 1), parsed("b", 2), parsed("a", 1)], "t1") == 2
+        batch = [parsed(f"v-{n}", n + 3) for n in range(250)] + [parsed("b", 2)]
+        with db.database.atomic():
+            assert db.add_visits(batch, "t2") == 250
+        assert len(db.visits()) == 252
+        assert db.kiosks()[0].last_seen == "t2"
+    finally:
+        db.close()
