@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.card_stack",
     "tests.fixtures.display",
     "tests.fixtures.kiosk_world",
+    "tests.fixtures.disk",
 ]

@@ -14,6 +14,7 @@ from kiosk.app import Runner
 from kiosk.card.repeat import RepeatKeys
 from kiosk.card.thai_id import CardSummary
 from kiosk.store import Store
+from tests.fixtures.disk import fill
 
 
 class Clock:
@@ -99,24 +100,12 @@ def test_app_unknown_fact_is_logged_and_ignored(runner, caplog):
     assert "ignored a fact of type object" in caplog.text
 
 
-@pytest.fixture
-def tiny_fs(tmp_path):
-    """A 24 MB tmpfs: a data partition that fills up for real."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}): needs root")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def test_app_below_the_disk_floor_goes_out_of_service_and_keeps_what_it_has(make_config,
                                                                             tiny_fs):
-    cfg = make_config(tiny_fs, flow={"allow_rating_without_card": True},
+    disk = tiny_fs(24)
+    cfg = make_config(disk, flow={"allow_rating_without_card": True},
                       storage={"min_free_mb": 10})
-    store = Store.open(tiny_fs, min_free_mb=cfg.storage.min_free_mb)
+    store = Store.open(disk, min_free_mb=cfg.storage.min_free_mb)
     clock = Clock()
     runner = Runner(cfg, store, keys=RepeatKeys(1800), clock=clock)
     try:
@@ -124,9 +113,7 @@ def test_app_below_the_disk_floor_goes_out_of_service_and_keeps_what_it_has(make
              flow.CopyAnswered("none"), flow.RatingChosen(5))
         assert store.Visit.select().count() == 1
         # Fill the partition until less than the floor is left.
-        with open(tiny_fs / "filler", "wb") as filler:
-            while os.statvfs(tiny_fs).f_bavail * os.statvfs(tiny_fs).f_frsize > 8 * 2**20:
-                filler.write(b"\0" * 65536)
+        fill(disk / "filler", leave_bytes=8 * 2**20)
         clock.now += 60
         play(runner, flow.Dismissed())
         runner.turn(timeout=0)
@@ -136,7 +123,7 @@ def test_app_below_the_disk_floor_goes_out_of_service_and_keeps_what_it_has(make
         play(runner, flow.StartedWithoutCard(), flow.CardInserted())
         assert runner.state.screen is flow.Screen.OUT_OF_SERVICE
         assert store.Visit.select().count() == 1  # nothing recorded was lost
-        (tiny_fs / "filler").unlink()
+        (disk / "filler").unlink()
         clock.now += 60
         runner.turn(timeout=0)
         assert runner.state.screen is flow.Screen.IDLE

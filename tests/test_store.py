@@ -19,6 +19,7 @@ import pytest
 from kiosk.errors import DiskFull, StoreError
 from kiosk.flow import Screen, VisitRecord
 from kiosk.store import DB_NAME, MIGRATIONS, OutboxStats, Store, new_event_id, rfc3339
+from tests.fixtures.disk import fill
 
 REPO = Path(__file__).resolve().parents[1]
 VISIT_TOPIC = "citizeninfo/v1/kiosk/k1/visit"
@@ -573,43 +574,14 @@ def test_store_every_committed_visit_survives_sigkill(tmp_path):
 # --- disk full --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def tiny_fs(tmp_path):
-    """A 2 MB tmpfs: a data partition that really fills up."""
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tiny tmpfs here: {result.stderr.strip() or result.returncode}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=True)
-
-
-def fill(path, leave_bytes=0):
-    """Write a ballast file until at most ``leave_bytes`` are free (or the disk refuses)."""
-    chunk = b"\0" * 4096
-    with open(path, "wb") as ballast:
-        try:
-            while True:
-                usage = os.statvfs(path.parent)
-                if usage.f_bavail * usage.f_frsize <= leave_bytes:
-                    return
-                ballast.write(chunk)
-                ballast.flush()
-        except OSError:
-            return
-
-
 def test_store_refuses_below_free_space_floor_keeping_visits(tiny_fs):
-    data = tiny_fs / "data"
+    disk = tiny_fs(2)
+    data = disk / "data"
     store = Store.open(data, min_free_mb=1, checkpoint_pages=50)
     recorded = [store.record_visit(visit_record(), build_payload=build_payload).event_id
                 for _ in range(5)]
     assert store.has_room()
-    fill(tiny_fs / "ballast", leave_bytes=512 * 1024)
+    fill(disk / "ballast", leave_bytes=512 * 1024)
     assert not store.has_room()
     with pytest.raises(DiskFull, match=r"storage.min_free_mb = 1") as caught:
         store.record_visit(visit_record(), build_payload=build_payload)
@@ -617,7 +589,7 @@ def test_store_refuses_below_free_space_floor_keeping_visits(tiny_fs):
     with pytest.raises(DiskFull):
         store.enqueue("citizeninfo/v1/kiosk/k1/reply", {"ok": True})
     assert store.Visit.select().count() == 5
-    (tiny_fs / "ballast").unlink()
+    (disk / "ballast").unlink()
     assert store.has_room()
     store.record_visit(visit_record(), build_payload=build_payload)
     store.close()
@@ -631,17 +603,18 @@ def test_store_refuses_below_free_space_floor_keeping_visits(tiny_fs):
 
 
 def test_store_disk_really_full_raises_diskfull_and_loses_nothing(tiny_fs):
-    data = tiny_fs / "data"
+    disk = tiny_fs(2)
+    data = disk / "data"
     store = Store.open(data, min_free_mb=0, checkpoint_pages=50)
     for _ in range(3):
         store.record_visit(visit_record(), build_payload=build_payload)
     assert store.checkpoint()  # the next visit has to grow the WAL
-    fill(tiny_fs / "ballast")
+    fill(disk / "ballast")
     with pytest.raises(DiskFull, match=f"{DB_NAME}: the disk filled up while trying to record"):
         for _ in range(50):  # a page or two may still fit in the last partial block
             store.record_visit(visit_record(rating=1), build_payload=build_payload)
     assert store.Visit.select().where(store.Visit.rating == 4).count() == 3
-    (tiny_fs / "ballast").unlink()
+    (disk / "ballast").unlink()
     store.record_visit(visit_record(rating=5), build_payload=build_payload)
     store.close()
     reopened = Store.open(data, min_free_mb=0)

@@ -2,44 +2,18 @@
 
 import json
 
-import pytest
-
 from kiosk import config
 from kiosk.telemetry import topics
-from tests.telemetry.kiosk_process import KioskSide, telemetry_config
 
 KIOSK = "kiosk-a"
 REPLY = topics.kiosk_topic(KIOSK, "reply")
 STATUS = topics.kiosk_topic(KIOSK, "status")
 
 
-@pytest.fixture
-def kiosk_config(make_config, broker, tmp_path):
-    return lambda **kw: telemetry_config(make_config, broker, tmp_path, KIOSK, **kw)
 
 
-@pytest.fixture
-def running():
-    """``start(cfg) -> KioskSide`` connected and handling commands; stopped after the test."""
-    sides = []
-
-    def start(cfg):
-        side = KioskSide(cfg, poll_s=0.05).start(serve=True)
-        sides.append(side)
-        assert side.link.wait_for_connected(10), "kiosk link did not connect"
-        return side
-
-    yield start
-    for side in sides:
-        side.stop()
 
 
-@pytest.fixture
-def ops(broker, mqtt_client):
-    client = mqtt_client(*broker.ops_credentials)
-    client.subscribe(f"{topics.ROOT}/kiosk/+/reply")
-    client.subscribe(f"{topics.ROOT}/kiosk/+/status")
-    return client
 
 
 def send(ops, name, correlation_id, *, retain=False, **fields):

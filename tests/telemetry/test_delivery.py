@@ -17,16 +17,12 @@ from kiosk.fleet.collector import Collector
 from kiosk.store import DB_NAME, Store
 from kiosk.telemetry import topics
 from tests.fixtures.broker import wait_until
-from tests.telemetry.kiosk_process import KioskSide, record_visits, telemetry_config
+from tests.telemetry.kiosk_process import KioskSide, record_visits
 
 KIOSK = "kiosk-a"
 DRAIN_WAIT_S = 240.0
 
 
-@pytest.fixture
-def kiosk_config(make_config, broker, tmp_path):
-    return lambda kiosk_id=KIOSK, **kw: telemetry_config(make_config, broker, tmp_path,
-                                                         kiosk_id, **kw)
 
 
 @pytest.fixture
@@ -37,19 +33,6 @@ def collector(broker, tmp_path):
         yield running
 
 
-@pytest.fixture
-def running():
-    sides = []
-
-    def start(cfg):
-        side = KioskSide(cfg, poll_s=0.05).start(serve=True)
-        sides.append(side)
-        assert side.link.wait_for_connected(10), "kiosk link did not connect"
-        return side
-
-    yield start
-    for side in sides:
-        side.stop()
 
 
 def collected_ids(collector):

@@ -13,41 +13,16 @@ from kiosk.fleet.broker import Broker
 from kiosk.telemetry import topics
 from kiosk.telemetry.mqtt import Connected, Disconnected, MqttLink, reconnect_delay
 from tests.fixtures.broker import wait_until
-from tests.telemetry.kiosk_process import KioskSide, telemetry_config
+from tests.telemetry.kiosk_process import KioskSide
 
 KIOSK = "kiosk-a"
 NOT_AUTHORIZED = 0x87
 
 
-@pytest.fixture
-def kiosk_config(make_config, broker, tmp_path):
-    return lambda kiosk_id=KIOSK, **kw: telemetry_config(make_config, broker, tmp_path,
-                                                         kiosk_id, **kw)
 
 
-@pytest.fixture
-def running():
-    """``start(cfg) -> KioskSide`` started; every one stopped after the test."""
-    sides = []
-
-    def start(cfg):
-        side = KioskSide(cfg, poll_s=0.05).start()
-        sides.append(side)
-        assert side.link.wait_for_connected(10), "kiosk link did not connect"
-        return side
-
-    yield start
-    for side in sides:
-        side.stop()
 
 
-@pytest.fixture
-def ops(broker, mqtt_client):
-    """The ops account, subscribed to every kiosk's status, pin, health and reply."""
-    client = mqtt_client(*broker.ops_credentials)
-    for kind in ("status", "pin", "health", "reply"):
-        client.subscribe(f"{topics.ROOT}/kiosk/+/{kind}")
-    return client
 
 
 def payload(message):
