@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.display",
     "tests.fixtures.kiosk_world",
     "tests.fixtures.disk",
+    "tests.fixtures.notify",
 ]

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -15,6 +14,7 @@ from kiosk.card.repeat import RepeatKeys
 from kiosk.card.thai_id import CardSummary
 from kiosk.store import Store
 from tests.fixtures.disk import fill
+from tests.fixtures.notify import receive
 
 
 class Clock:
@@ -177,14 +177,6 @@ class HangingDisplay:
         pass
 
 
-def receive(sock, timeout):
-    sock.settimeout(timeout)
-    try:
-        return sock.recv(4096).decode().split("\n")
-    except TimeoutError:
-        return None
-
-
 def receive_ping(sock, timeout):
     """The next WATCHDOG=1, skipping STATUS= lines; None when none comes in time."""
     deadline = time.monotonic() + timeout
@@ -197,12 +189,11 @@ def receive_ping(sock, timeout):
     return None
 
 
-def test_app_watchdog_pings_come_from_the_main_loop_and_stop_when_it_hangs(runner, tmp_path):
+def test_app_watchdog_pings_come_from_the_main_loop_and_stop_when_it_hangs(runner,
+                                                                           systemd_socket):
     from kiosk.watchdog import Watchdog
 
-    path = str(tmp_path / "notify")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
+    path, sock = systemd_socket
     runner.clock = time.monotonic
     runner.display = HangingDisplay()
     runner.watchdog = Watchdog(environ={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
@@ -223,7 +214,6 @@ def test_app_watchdog_pings_come_from_the_main_loop_and_stop_when_it_hangs(runne
         stop.set()
         runner.display.release.set()
         loop.join(5)
-        sock.close()
     assert runner.display.shown[0] is flow.Screen.IDLE
 
 

@@ -4,28 +4,8 @@ import os
 import socket
 import threading
 
-import pytest
-
 from kiosk.watchdog import Watchdog, notify, watchdog_interval
-
-
-@pytest.fixture
-def systemd_socket(tmp_path):
-    """A bound AF_UNIX datagram socket, as systemd opens for a Type=notify service."""
-    path = str(tmp_path / "notify")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    yield path, sock
-    sock.close()
-
-
-def receive(sock, timeout):
-    """The next datagram's lines, or None when nothing arrives within ``timeout``."""
-    sock.settimeout(timeout)
-    try:
-        return sock.recv(4096).decode().split("\n")
-    except TimeoutError:
-        return None
+from tests.fixtures.notify import receive
 
 
 class FakeClock:
