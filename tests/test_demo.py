@@ -5,6 +5,7 @@ without the session's ``PCSCLITE_CSOCK_NAME`` (libpcsclite would otherwise keep 
 session's pcscd instead of the demo's).
 """
 
+import json
 import os
 import re
 import struct
@@ -83,3 +84,36 @@ def test_demo_headless_screenshots_every_screen_of_a_visit_in_both_languages(dem
 def test_demo_headless_english_citizen_sees_choose_service_in_english(demo_run):
     _, out = demo_run
     assert "en" in shots_by_screen(out).get("choose_service", ())
+
+
+@pytest.mark.slow
+def test_demo_with_a_config_naming_a_broker_reports_there_marked_demo(
+        make_config, broker, mqtt_client, tmp_path):
+    from kiosk import config
+    from kiosk.fleet.collector import Collector
+    from kiosk.telemetry import topics
+
+    password_file = tmp_path / "mqtt-password"
+    password_file.write_text(broker.add_kiosk("agency-kiosk-01"))
+    cfg = make_config(tmp_path / "unused", kiosk={"id": "agency-kiosk-01", "mode": "production"},
+                      mqtt={"host": "127.0.0.1", "port": broker.port, "tls": False,
+                            "password_file": str(password_file)})
+    cfg_path = tmp_path / "kiosk.toml"
+    cfg_path.write_text(config.dumps(cfg, mask_secrets=False))
+    watcher = mqtt_client("watcher", broker.add_observer("watcher"))
+    watcher.subscribe(topics.kiosk_topic("agency-kiosk-01", "visit"))
+    env = {key: value for key, value in os.environ.items() if key != "PCSCLITE_CSOCK_NAME"}
+    env["SDL_AUDIODRIVER"] = "dummy"
+    with Collector(tmp_path / "fleet.db", "127.0.0.1", broker.port,
+                   *broker.collector_credentials) as collector:
+        assert collector.wait_for_connected(10)
+        done = subprocess.run(
+            [sys.executable, "-m", "kiosk", "demo", "--headless", "--visits", "1",
+             "--config", str(cfg_path), "--out", str(tmp_path / "out")],
+            env=env, capture_output=True, text=True, timeout=240)
+        record_text("kiosk demo --config stdout", done.stdout)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "reporting to the broker in" in done.stdout
+        assert [v.is_demo for v in collector.db.visits()] == [True]
+    visit = watcher.wait_for_message(topics.kiosk_topic("agency-kiosk-01", "visit"))
+    assert json.loads(visit.payload)["mode"] == "demo"
