@@ -337,6 +337,57 @@ def test_store_due_messages_oldest_first_with_limit(store, clock):
     assert [m.event_id for m in store.due_messages(2, T0 + timedelta(minutes=1))] == ids[0:3:2]
 
 
+def test_store_due_messages_resend_the_longest_waiting_first(store, clock):
+    ids = [store.record_visit(visit_record(), build_payload=build_payload).event_id
+           for _ in range(3)]
+    # Sent in the reverse of their id order: a short limit keeps the ones waiting longest.
+    for minutes, event_id in enumerate(reversed(ids)):
+        store.mark_published([event_id], T0 + timedelta(minutes=minutes))
+    assert [m.event_id for m in store.due_messages(2, T0 + timedelta(hours=1))] == ids[1:]
+
+
+def _query_plans(store, action):
+    """The plans of the SELECT/UPDATE statements ``action`` runs on this thread's connection."""
+    statements = []
+    conn = store._db.connection()
+    conn.set_trace_callback(statements.append)
+    try:
+        action()
+    finally:
+        conn.set_trace_callback(None)
+    return [" ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+            for sql in statements if sql.lstrip().upper().startswith(("SELECT", "UPDATE"))]
+
+
+def test_store_delivery_updates_look_rows_up_by_event_id(store, clock):
+    """A window's worth of PUBACKs must not walk every queued row through the state index:
+    with 10,000 rows queued that walk was most of the outbox thread's time."""
+    with store.atomic():
+        ids = [store.record_visit(visit_record(), build_payload=build_payload).event_id
+               for _ in range(100)]
+
+    def deliver():
+        store.mark_sent(ids[:64], clock())
+        store.mark_published(ids[:64], clock())
+        store.mark_dead(ids[64], 0x87)
+
+    plans = _query_plans(store, deliver)
+    assert len(plans) == 3
+    assert all("(event_id=?)" in plan for plan in plans), plans
+
+
+def test_store_schema_v1_file_gains_the_resend_index(tmp_path, clock):
+    Store.open(tmp_path, clock=clock, migrations=MIGRATIONS[:1]).close()
+    store = Store.open(tmp_path, clock=clock)
+    try:
+        plans = _query_plans(store, lambda: store.due_messages(64, clock()))
+        assert any("outbox_message_state_sent_at (state=? AND sent_at<?)" in plan
+                   for plan in plans), plans
+        assert not any("TEMP B-TREE" in plan for plan in plans), plans
+    finally:
+        store.close()
+
+
 def test_store_enqueue_survives_and_is_idempotent(tmp_path, clock):
     store = Store.open(tmp_path, clock=clock)
     event_id = store.enqueue("citizeninfo/v1/kiosk/k1/reply", {"ok": True}, event_id="r-1")
@@ -474,19 +525,19 @@ def _add_kiosk_note(db):
     db.execute_sql("UPDATE visit SET note = 'from v1'")
 
 
-def _broken_v3(db):
+def _broken_next(db):
     db.execute_sql("CREATE TABLE half_done (x INTEGER)")
     db.execute_sql("THIS IS NOT SQL")
 
 
 def test_store_migrations_upgrade_in_order_keeping_data(tmp_path, clock):
-    store = Store.open(tmp_path, clock=clock)
+    store = Store.open(tmp_path, clock=clock, migrations=MIGRATIONS[:1])
     assert store.schema_version == 1
     visit = store.record_visit(visit_record(), build_payload=build_payload)
     store.close()
     store = Store.open(tmp_path, clock=clock, migrations=MIGRATIONS + (_add_kiosk_note,))
     try:
-        assert store.schema_version == 2
+        assert store.schema_version == len(MIGRATIONS) + 1
         note = store._db.execute_sql("SELECT note FROM visit WHERE event_id = ?",
                                      (visit.event_id,)).fetchone()[0]
         assert note == "from v1"
@@ -497,18 +548,20 @@ def test_store_migrations_upgrade_in_order_keeping_data(tmp_path, clock):
 
 def test_store_failed_migration_rolls_back_and_names_file(tmp_path, clock):
     Store.open(tmp_path, clock=clock, migrations=MIGRATIONS + (_add_kiosk_note,)).close()
-    with pytest.raises(StoreError, match=f"{DB_NAME}: upgrading the schema to version 3 failed"):
+    known = len(MIGRATIONS) + 1
+    with pytest.raises(StoreError, match=f"{DB_NAME}: upgrading the schema to version "
+                                         f"{known + 1} failed"):
         Store.open(tmp_path, clock=clock,
-                   migrations=MIGRATIONS + (_add_kiosk_note, _broken_v3))
+                   migrations=MIGRATIONS + (_add_kiosk_note, _broken_next))
     with sqlite3.connect(tmp_path / DB_NAME) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == known
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert "half_done" not in tables
 
 
 def test_store_newer_schema_refused(tmp_path, clock):
     Store.open(tmp_path, clock=clock, migrations=MIGRATIONS + (_add_kiosk_note,)).close()
-    with pytest.raises(StoreError, match="schema version 2 is newer"):
+    with pytest.raises(StoreError, match=f"schema version {len(MIGRATIONS) + 1} is newer"):
         Store.open(tmp_path, clock=clock)
 
 
