@@ -1,10 +1,12 @@
 """The collector against a real Mosquitto and a real SQLite file."""
 
+import dataclasses
 import datetime as dt
 import json
 import logging
 import uuid
 
+import peewee
 import pytest
 
 from kiosk.fleet.collector import Collector
@@ -204,5 +206,39 @@ def test_collector_db_stores_a_batch_once_with_duplicates_inside_and_across(tmp_
             assert db.add_visits(batch, "t2") == 250
         assert len(db.visits()) == 252
         assert db.kiosks()[0].last_seen == "t2"
+    finally:
+        db.close()
+
+
+def test_collector_db_stores_every_field_of_a_visit_in_its_column(tmp_path):
+    db = open_database(tmp_path / "fleet.sqlite3")
+    try:
+        message = topics.parse_kiosk_message(
+            topics.kiosk_topic(KIOSK, "visit"),
+            visit("every-field", seq=7, epoch=3, mode="demo", outcome="abandoned", step="rating",
+                  expired=None, service_id="tax", copy_answer="both", rating=None,
+                  reason="staff", language="en", duration_s=12.5, age_band="60+",
+                  gender="female"))
+        with db.database.atomic():
+            assert db.add_visits([message], "t1") == 1
+        [row] = db.visits()
+        fields = dataclasses.asdict(message)
+        assert fields.pop("mode") == "demo" and row.is_demo is True
+        assert {name: getattr(row, name) for name in fields} == fields
+        assert row.received == "t1"
+    finally:
+        db.close()
+
+
+def test_collector_db_refuses_a_batch_with_a_broken_visit_rather_than_skip_it(tmp_path):
+    """Skipping it quietly would ack a visit that was never stored; refused, nothing is acked
+    and the kiosk resends."""
+    db = open_database(tmp_path / "fleet.sqlite3")
+    try:
+        good = topics.parse_kiosk_message(topics.kiosk_topic(KIOSK, "visit"), visit("good"))
+        broken = dataclasses.replace(good, event_id="broken", seq=2, language=None)
+        with pytest.raises(peewee.IntegrityError), db.database.atomic():
+            db.add_visits([good, broken], "t1")
+        assert db.visits() == []
     finally:
         db.close()
