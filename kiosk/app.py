@@ -221,7 +221,7 @@ class Runner:
         return True
 
     def _stamp(self):
-        from kiosk.telemetry.mqtt import system_stamp
+        from kiosk.telemetry.clock import system_stamp
 
         return system_stamp()
 

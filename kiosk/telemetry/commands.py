@@ -59,7 +59,18 @@ class Commands:
         self._when_config_applied = when_config_applied
 
     def handle(self, received):
-        """Carry out one received command; bad input is answered, never raised."""
+        """Carry out one received command; bad input is answered, never raised.
+
+        A command that fails in an unforeseen way is logged and answered with an error too:
+        a retained command that crashed the kiosk would crash it again on every reconnect.
+        """
+        try:
+            self._handle(received)
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            log.exception("command on %s failed", received.topic)
+            self._reply(None, ok=False, error=f"the kiosk could not carry this out: {exc}")
+
+    def _handle(self, received):
         try:
             command = topics.parse_command(
                 received.topic,
@@ -86,6 +97,12 @@ class Commands:
                         error="; ".join(exc.problems)[:MAX_ERROR_CHARS])
             return
         try:
+            # Built before anything is written: a config the contract refuses is not kept.
+            pin = topics.pin_payload(new_config)
+        except ValueError as exc:  # MessageRejected, or a value the wire refuses
+            self._reply(command.correlation_id, ok=False, error=f"refused: {exc}")
+            return
+        try:
             write_atomically(self._remote_path, tomli_w.dumps(layer))
         except OSError as exc:
             self._reply(command.correlation_id, ok=False,
@@ -93,7 +110,7 @@ class Commands:
                               "free space on the data partition, then send the config again")
             return
         self.config = new_config
-        self._link.set_pin(topics.pin_payload(new_config))
+        self._link.set_pin(pin)
         if self._when_config_applied is not None:
             self._when_config_applied(new_config)
         log.info("applied remote config version %s", command.version)
@@ -121,5 +138,7 @@ class Commands:
         self._outbox.replay(done)
 
     def _reply(self, correlation_id, *, ok, error=None, data=None):
+        if error is not None:
+            error = topics.redact_long_numbers(error)[:MAX_ERROR_CHARS]
         payload = topics.reply_payload(correlation_id, ok, error=error, data=data)
         self._link.publish(topics.kiosk_topic(self._link.kiosk_id, "reply"), payload)

@@ -14,7 +14,7 @@ import threading
 import time
 
 from kiosk.telemetry import topics
-from kiosk.telemetry.mqtt import system_stamp
+from kiosk.telemetry.clock import system_stamp
 
 log = logging.getLogger(__name__)
 

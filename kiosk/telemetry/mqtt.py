@@ -2,8 +2,9 @@
 
 What a caller may rely on:
 
-* Callbacks never take a lock of ours and never touch the store (a lock held inside a paho
-  callback deadlocked paho here). They only hand facts on: delivery facts (:class:`Connected`,
+* Callbacks never take a lock of ours (a lock held inside a paho callback deadlocked paho here)
+  and touch the store only to take the next epoch before each connect (``next_epoch``, on its
+  own connection). Otherwise they only hand facts on: delivery facts (:class:`Connected`,
   :class:`Disconnected`, :class:`Published`, :class:`AckReceived`) go to ``facts`` (the outbox
   thread's queue), commands go to ``put`` (the runner's main-thread queue) as
   :class:`CommandReceived`. The only calls made from callbacks are paho's own (subscribe after
@@ -27,9 +28,7 @@ import logging
 import random
 import ssl
 import threading
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -39,17 +38,13 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from kiosk.errors import MessageRejected, TelemetryError
 from kiosk.telemetry import topics
+from kiosk.telemetry.clock import system_stamp
 
 log = logging.getLogger(__name__)
 
 # Long enough to ride out a night's outage with acks and commands queued at the broker, short
 # enough that a retired kiosk's session does not linger for ever.
 SESSION_EXPIRY_S = 24 * 3600
-
-# systemd-timesyncd creates this file once the clock has been set from NTP; a Pi has no RTC, so
-# until then wall-clock stamps are flagged as unsynced.
-TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")
-
 
 @dataclass(frozen=True)
 class Connected:
@@ -88,11 +83,6 @@ class CommandReceived:
     topic: str
     payload: bytes
     is_retained: bool
-
-
-def system_stamp():
-    """The wire time stamp for now: RFC 3339 UTC, whether NTP has set the clock, monotonic s."""
-    return topics.stamp(datetime.now(UTC), TIMESYNC_FLAG.exists(), time.monotonic())
 
 
 def reconnect_delay(attempt, min_s, max_s, rng=random):

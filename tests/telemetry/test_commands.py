@@ -112,3 +112,18 @@ def test_commands_rebirth_republishes_online_status(kiosk_config, running, ops):
     assert reply_to(ops, "rb-1")["data"] == {"epoch": side.link.epoch}
     assert len(ops.received(STATUS)) > before
     assert json.loads(ops.received(STATUS)[-1].payload)["epoch"] == side.link.epoch
+
+
+def test_commands_error_quoting_a_long_number_is_answered_and_the_kiosk_goes_on(
+        kiosk_config, running, ops):
+    """An error text may quote a value with 13+ digits; the reply must not trip the ID check."""
+    side = running(kiosk_config())
+    send(ops, "config", "third", version=1, flow={"reminder_s": 1 / 3})
+    answer = reply_to(ops, "third")
+    assert not answer["ok"] and "flow.reminder_s" in answer["error"]
+    assert not topics.find_long_numbers(answer)
+    ops.publish(f"{topics.ROOT}/cmd/{KIOSK}/1234567890123",
+                json.dumps({"schema": 1, "correlation_id": "long-topic"}).encode())
+    send(ops, "ping", "still-alive")
+    assert reply_to(ops, "still-alive")["ok"]
+    assert side.commands.config is side.config
