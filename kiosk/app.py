@@ -26,10 +26,11 @@ HOUSEKEEPING_S = 30.0  # purge, key rotation, disk floor: often enough, cheap en
 HEADLESS_TURN_S = 0.1  # how late a deadline may be noticed without a display
 DISK_REASON = "disk_full"
 STORE_REASON = "store_error"
+RECORD_REASON = "record_error"
 
 #: Card reader states (kiosk.card.reader) as the health message names them.
 READER_HEALTH = {
-    "ok": "ready", "no_card": "ready", "no_reader": "no_reader", "no_service": "error",
+    "ok": "card_present", "no_card": "ready", "no_reader": "no_reader", "no_service": "error",
     "stopped": "disabled",
 }
 
@@ -142,9 +143,19 @@ class Runner:
     def handle(self, fact):
         """Take one fact from any adapter; the flow decides what it means.
 
-        Adapters' own facts are told apart by type name, so a kiosk without a screen, GPIO or
-        broker never imports pygame, gpiozero or paho just to recognise them.
+        A fault nobody foresaw is logged and the kiosk returns to its idle screen rather than
+        dying at the counter (a visit in progress is lost; everything recorded stays).
         """
+        try:
+            self._handle(fact)
+        except Exception:  # noqa: BLE001 - see the docstring
+            log.exception("unexpected fault while handling %s; back to idle", type(fact).__name__)
+            if self.state.screen is not flow.Screen.OUT_OF_SERVICE:
+                self.state = flow.State(card_present=self.state.card_present)
+
+    def _handle(self, fact):
+        # Adapters' own facts are told apart by type name, so a kiosk without a screen, GPIO
+        # or broker never imports pygame, gpiozero or paho just to recognise them.
         kind = type(fact).__name__
         if isinstance(fact, flow.EVENT_TYPES):
             self._step(fact)
@@ -209,10 +220,15 @@ class Runner:
         try:
             self.store.record_visit(record, build_payload=self._visit_message,
                                     mode=self.cfg.kiosk.mode)
-        except (DiskFull, StoreError) as exc:
-            # Not kept, so not thanked: the kiosk stops taking visits until a technician comes.
+        except (KioskError, ValueError) as exc:
+            # Not kept, so not thanked: the kiosk stops taking visits until the cause is gone.
             log.error("visit not recorded, going out of service: %s", exc)
-            reason = self._disk_reason() if isinstance(exc, DiskFull) else f"{STORE_REASON}: {exc}"
+            if isinstance(exc, DiskFull):
+                reason = self._disk_reason()
+            elif isinstance(exc, StoreError):
+                reason = f"{STORE_REASON}: {exc}"
+            else:  # the contract refused the visit: only a new config can mend that
+                reason = f"{RECORD_REASON}: {exc}"
             self._step(flow.ServiceSuspended(reason))
             return False
         self.recorded += 1
@@ -234,9 +250,9 @@ class Runner:
         self._next_housekeeping = self.clock() + HOUSEKEEPING_S
         self.keys.rotate_if_due()
         self._check_disk()
-        if self.telemetry and self.card:
+        if self.telemetry:
             self.telemetry.health.note_reader(
-                READER_HEALTH.get(self.card.reader_state, "error"))
+                READER_HEALTH.get(self.card.reader_state, "error") if self.card else "disabled")
         if self.state.screen is flow.Screen.IDLE:
             try:
                 self.store.purge()
@@ -270,13 +286,21 @@ class Runner:
                 f"{self.store.data_dir}, {self.store.min_free_mb} MB needed")
 
     def reconfigure(self, cfg):
-        """A remote config was applied: the next visit uses it (the current one finishes)."""
+        """A remote config was applied (telemetry has already re-published the pin).
+
+        It takes effect at once, also for a visit in progress: new timeouts and catalogue,
+        and above all what the card module may collect, so switching age band or gender off
+        stops them with the next card.
+        """
         self.cfg = cfg
         self.settings = flow_settings(cfg, rate_only=self.rate_only)
+        if (self.state.out_of_service or "").startswith(RECORD_REASON):
+            self._step(flow.ServiceResumed())
+        if self.card:
+            self.card.collect_age_band = cfg.flow.collect_age_band
+            self.card.collect_gender = cfg.flow.collect_gender
         if self.display:
             self.display.reconfigure(cfg)
-        if self.telemetry:
-            self.telemetry.set_pin(cfg)
 
 
 def visit_message(kiosk_id, row, stamp):
@@ -306,7 +330,6 @@ class Telemetry:
         from kiosk.telemetry.mqtt import MqttLink
         from kiosk.telemetry.outbox import Outbox
 
-        self._topics = topics
         self.outbox = Outbox(store, window=cfg.telemetry.inflight_window,
                              resend_after_s=cfg.telemetry.resend_after_s,
                              when_dead=self._dead_letter, poll_s=outbox_poll_s)
@@ -325,9 +348,6 @@ class Telemetry:
     def _dead_letter(self, event_id, reason_code):
         self.health.note_dead_letter(event_id, reason_code)
 
-    def set_pin(self, cfg):
-        self.link.set_pin(self._topics.pin_payload(cfg))
-
     def start(self):
         self.outbox.start(self.link)
         self.link.start()
@@ -343,8 +363,8 @@ class Kiosk:
     """Everything one kiosk process runs, built from a config; a context manager.
 
     ``headless`` uses SDL's dummy video driver; ``display=False`` runs without screens at all
-    (the runner of the telemetry issue, soak runs). ``card_env`` is not needed: pyscard finds
-    pcscd through ``PCSCLITE_CSOCK_NAME`` in the environment.
+    (the runner of the telemetry issue, soak runs). pyscard finds pcscd through
+    ``PCSCLITE_CSOCK_NAME`` in the environment.
     """
 
     def __init__(self, cfg, *, display=True, headless=False, rate_only=False, when_key=None):

@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from kiosk.errors import ConfigError
+from kiosk.telemetry import topics
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +87,30 @@ def matches(pattern, rule):
     return check
 
 
-#: Broker accounts of the central side; a kiosk named like one would get its ACL rights.
-RESERVED_KIOSK_IDS = ("collector", "ops")
+# What the telemetry contract (kiosk.telemetry.topics) will carry, checked here so a config
+# that passes `kiosk config check` can never be refused later on the wire.
+MAX_NAME_CHARS = 200
+_ID_SHAPED = re.compile(r"\d{13}")
+
+
+def _id_shaped(value):
+    if _ID_SHAPED.search(value):
+        return (f"{value!r} holds 13 digits in a row, which every privacy check takes for a "
+                "citizen ID; shorten the number")
+    return None
+
+
+def identifier(pattern, rule):
+    """An id for topics and reports: ``pattern``, and never shaped like a citizen ID."""
+    base = matches(pattern, rule)
+    return lambda value: base(value) or _id_shaped(value)
 
 
 def kiosk_id(value):
-    problem = matches(
-        r"[a-z0-9-]{3,40}", '3-40 characters of a-z, 0-9 and -, e.g. "bkk-bangrak-01"')(value)
-    if problem is None and value in RESERVED_KIOSK_IDS:
+    problem = identifier(r"[a-z0-9][a-z0-9-]{2,39}",
+                         '3-40 characters of a-z, 0-9 and -, starting with a letter or digit, '
+                         'e.g. "bkk-bangrak-01"')(value)
+    if problem is None and value in topics.RESERVED_ACCOUNTS:
         problem = f"{value!r} is reserved for the central side's broker account; choose another"
     return problem
 
@@ -101,13 +118,15 @@ def kiosk_id(value):
 def not_empty(value):
     if not value.strip():
         return "is empty; write the text"
-    return None
+    if len(value) > MAX_NAME_CHARS:
+        return f"is {len(value)} characters; keep it to {MAX_NAME_CHARS}"
+    return _id_shaped(value)
 
 
 def thai_text(value):
     if not re.search("[\u0e00-\u0e7f]", value):
         return f"{value!r} has no Thai letters; write the name in Thai"
-    return None
+    return not_empty(value)
 
 
 def absolute_path_or_empty(value):
@@ -233,8 +252,9 @@ class KioskSection:
     )
     service_point_id: str = key(
         doc="The service point this kiosk belongs to, as registered with central ops",
-        check=matches(
-            r"[A-Za-z0-9._-]{1,64}", "1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-'"
+        check=identifier(
+            r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
+            "1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit",
         ),
         example="bkk-1004-01",
     )
@@ -284,7 +304,9 @@ class Service:
 
     id: str = key(
         doc="Short service id used in reports: 1-40 of a-z 0-9 _ -",
-        check=matches(r"[a-z0-9_-]{1,40}", "1-40 characters of a-z, 0-9, '_' and '-'"),
+        check=identifier(r"[a-z0-9][a-z0-9_-]{0,39}",
+                         "1-40 characters of a-z, 0-9, '_' and '-', starting with a letter or "
+                         "digit"),
     )
     name_th: str = key(doc="Service name in Thai, shown on its button", check=thai_text)
     name_en: str = key(doc="Service name in English, shown on its button", check=not_empty)
@@ -332,7 +354,7 @@ class FlowSection:
     )
     repeat_window_min: int = key(
         30,
-        doc="Minutes in which the same card counts as a repeat visit (1-1440)",
+        doc="Minutes in which the same card counts as a repeat visit (1-1440; local file only)",
         check=between(1, 1440),
     )
     allow_rating_without_card: bool = key(
@@ -571,7 +593,10 @@ class Config:
 
 
 SECTIONS = {f.name: f.type for f in fields(Config) if is_dataclass(f.type)}
-REMOTE_KEYS = {"flow": {f.name for f in fields(FlowSection)}, "portal": {"url"}}
+# The repeat window sets the in-memory key rotation when the kiosk starts, so only the local
+# file may change it; every other flow key takes effect at once when sent remotely.
+REMOTE_KEYS = {"flow": {f.name for f in fields(FlowSection)} - {"repeat_window_min"},
+               "portal": {"url"}}
 
 
 # --- reading layers ---

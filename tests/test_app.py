@@ -341,3 +341,39 @@ def test_app_sigterm_stops_the_kiosk_cleanly_and_says_offline(make_config, tmp_p
     offline = watcher.wait_for_message(status, is_("offline"), timeout=10)
     assert json.loads(offline.payload)["epoch"] == json.loads(online.payload)["epoch"]
     assert not [m for m in watcher.received(status) if is_("lost")(m)]
+
+
+class BrokenSpeakerDisplay(HangingDisplay):
+    """A screen whose sound fails in a way nobody foresaw."""
+
+    def beep(self, kind):
+        raise RuntimeError("sound card fell off")
+
+
+def test_app_unforeseen_fault_returns_to_idle_and_the_kiosk_goes_on(runner, caplog):
+    runner.display = BrokenSpeakerDisplay()
+    play(runner, flow.StartedWithoutCard())  # its tap beep fails
+    assert runner.state.screen is flow.Screen.IDLE
+    assert "unexpected fault while handling StartedWithoutCard" in caplog.text
+    runner.display = HangingDisplay()
+    play(runner, flow.StartedWithoutCard())
+    assert runner.state.screen is flow.Screen.CHOOSE_SERVICE
+
+
+def test_app_visit_the_contract_refuses_suspends_until_a_new_config(runner, monkeypatch):
+    from kiosk.errors import MessageRejected
+    from kiosk.telemetry import topics
+
+    def refuse(**fields):
+        raise MessageRejected("visit_payload: service_id must be a service id")
+
+    monkeypatch.setattr(topics, "visit_payload", refuse)
+    play(runner, flow.StartedWithoutCard(), flow.ServiceChosen(service_id(runner)),
+         flow.CopyAnswered("none"), flow.RatingChosen(5))
+    assert runner.state.out_of_service.startswith("record_error: visit_payload: service_id")
+    assert runner.store.Visit.select().count() == 0  # not kept, and not thanked
+    runner.clock_source.now += 60
+    runner.turn(timeout=0)
+    assert runner.state.screen is flow.Screen.OUT_OF_SERVICE, "only a new config mends it"
+    runner.reconfigure(runner.cfg)
+    assert runner.state.screen is flow.Screen.IDLE

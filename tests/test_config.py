@@ -100,6 +100,25 @@ def test_config_services_become_service_tuples(make_config):
     assert cfg.services == (config.Service(**SERVICE),)
 
 
+@pytest.mark.parametrize("bad", ["_id-card", "-id-card"])
+def test_config_service_id_starts_with_a_letter_or_digit(make_config, bad):
+    problem = only_problem(make_config, services=[dict(SERVICE, id=bad)])
+    assert problem.startswith("services[1].id: ") and "starting with a letter or digit" in problem
+
+
+@pytest.mark.parametrize("section, key", [("kiosk", "id"), ("kiosk", "service_point_id"),
+                                          ("kiosk", "name_en"), ("kiosk", "agency")])
+def test_config_nothing_may_look_like_a_citizen_id(make_config, section, key):
+    """Whatever the wire would refuse, the config refuses first."""
+    problem = only_problem(make_config, **{section: {key: "k1234567890123"}})
+    assert problem.startswith(f"{section}.{key}: ") and "citizen ID" in problem
+
+
+def test_config_names_fit_the_telemetry_contract(make_config):
+    problem = only_problem(make_config, services=[dict(SERVICE, name_en="x" * 201)])
+    assert problem == "services[1].name_en: is 201 characters; keep it to 200"
+
+
 # --- flow, storage, card, telemetry ---
 
 
@@ -403,6 +422,13 @@ def test_config_apply_remote_refuses_keys_outside_its_set(make_config):
         config.apply_remote(make_config(), desired)
     assert len(caught.value.problems) == 1
     assert caught.value.problems[0].startswith("mqtt: a remote config may only set version")
+
+
+def test_config_apply_remote_may_not_change_the_repeat_window(make_config):
+    """The key rotation is fixed when the kiosk starts; only the local file sets the window."""
+    with pytest.raises(ConfigError) as caught:
+        config.apply_remote(make_config(), {"version": 1, "flow": {"repeat_window_min": 5}})
+    assert caught.value.problems[0].startswith("flow.repeat_window_min: a remote config may not")
 
 
 def test_config_apply_remote_requires_a_version(make_config):
