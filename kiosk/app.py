@@ -429,6 +429,34 @@ class Kiosk:
     def run(self, stop):
         self.runner.run(stop)
 
+    def play(self, steps, stop, *, card=None, repeat=1, wait_confirmed_s=0.0):
+        """Run the main loop while a script plays, then until the collector confirmed.
+
+        The loop stays on this thread; the script's driver only enqueues. Returns the driver
+        (``completed``, ``error``). ``stop`` ends it early (SIGTERM).
+        """
+        from kiosk import script
+
+        driver = script.ScriptDriver(self.runner, steps, repeat=repeat, card=card)
+
+        def finish():
+            driver.done.wait()
+            deadline = time.monotonic() + wait_confirmed_s
+            try:
+                while time.monotonic() < deadline and not stop.is_set():
+                    if self.store.outbox_stats().depth == 0:
+                        break
+                    stop.wait(0.1)
+            finally:
+                self.store.close()  # this thread's own connection only
+                stop.set()
+
+        driver.start()
+        threading.Thread(target=finish, name="script-finish", daemon=True).start()
+        self.run(stop)
+        driver.stop()
+        return driver
+
     def close(self):
         for part in reversed(self._parts):
             try:
@@ -482,29 +510,11 @@ def main(args):
 
 
 def _play(kiosk, steps, args, stop):
-    from kiosk import script
     from kiosk.card.emulator import ControlClient
 
     card = ControlClient(args.emulator) if args.emulator else None
-    driver = script.ScriptDriver(kiosk.runner, steps, repeat=args.repeat, card=card)
-
-    def finish():
-        """Stop the loop once the script is over and, if asked, the collector has confirmed."""
-        driver.done.wait()
-        deadline = time.monotonic() + args.wait_confirmed
-        try:
-            while time.monotonic() < deadline and not stop.is_set():
-                if kiosk.store.outbox_stats().depth == 0:
-                    break
-                stop.wait(0.1)
-        finally:
-            kiosk.store.close()  # this thread's own connection only
-            stop.set()
-
-    driver.start()
-    threading.Thread(target=finish, name="script-finish", daemon=True).start()
-    kiosk.run(stop)  # the main loop stays on the main thread; the script only enqueues
-    driver.stop()
+    driver = kiosk.play(steps, stop, card=card, repeat=args.repeat,
+                        wait_confirmed_s=args.wait_confirmed)
     depth = kiosk.store.outbox_stats().depth
     print(f"kiosk: script played {driver.completed} time(s), {kiosk.runner.recorded} visit(s) "
           f"recorded, {depth} unconfirmed in the outbox")

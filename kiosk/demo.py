@@ -14,7 +14,6 @@ import os
 import signal
 import tempfile
 import threading
-import time
 import tomllib
 from contextlib import ExitStack
 from pathlib import Path
@@ -30,35 +29,29 @@ log = logging.getLogger(__name__)
 DEMO_CONFIG = Path(__file__).with_name("demo.toml")
 CONFIRM_WAIT_S = 30.0
 
-VISIT_SCRIPT = """\
-{lang}insert citizen-{{n}}
-wait choose_service
-service {service}
-wait copy_check
-copy {copy}
-wait rating
-rating {rating}
-{reason}
-wait thank_you
-remove
-wait idle 30
-"""
 # The demo's citizens answer differently, so the statistics it prints are not all alike.
-ANSWERS = (("id_card", 2, "reason waiting_time"), ("none", 5, ""), ("both", 1, "reason skip"),
-           ("none", 4, ""), ("house_registration", 3, ""))
+ANSWERS = (("id_card", 2, "waiting_time"), ("none", 5, None), ("both", 1, "skip"),
+           ("none", 4, None), ("house_registration", 3, None))
 
 
-def visit_script(services, visits):
-    """A script of ``visits`` visits, each by a different emulated citizen."""
+def visit_script(cfg, visits):
+    """A script of ``visits`` visits, each by a different emulated citizen.
+
+    It follows the config's flow: one service means no service question, and the reason
+    question comes only at or below ``flow.ask_reason_at_or_below``.
+    """
     lines = []
     for n in range(visits):
         copy, rating, reason = ANSWERS[n % len(ANSWERS)]
-        reason_lines = f"wait reason\n{reason}" if reason else ""
-        # Every other citizen switches to English at the start, so the demo shows both.
-        lines.append(VISIT_SCRIPT.format(service=services[n % len(services)].id, copy=copy,
-                                         rating=rating, reason=reason_lines,
-                                         lang="lang\n" if n % 2 else "")
-                     .replace("{n}", str(n)))
+        if n % 2:  # every other citizen switches to English first: the demo shows both
+            lines.append("lang")
+        lines.append(f"insert citizen-{n}")
+        if len(cfg.services) > 1:
+            lines += ["wait choose_service", f"service {cfg.services[n % len(cfg.services)].id}"]
+        lines += ["wait copy_check", f"copy {copy}", "wait rating", f"rating {rating}"]
+        if rating <= cfg.flow.ask_reason_at_or_below:
+            lines += ["wait reason", f"reason {reason or 'other'}"]
+        lines += ["wait thank_you", "remove", "wait idle 30"]
     return script.parse("\n".join(lines), "<demo>")
 
 
@@ -157,6 +150,11 @@ def add_arguments(parser):
 
 
 def main(args):
+    from kiosk.card.profiles import CITIZENS
+
+    if not 1 <= args.visits <= CITIZENS:
+        raise KioskError(f"--visits {args.visits}: the emulator has {CITIZENS} citizens; "
+                         f"choose 1 to {CITIZENS}")
     if args.config is not None:
         kiosk_config.load(args.config)  # refuse a bad file before starting anything
     headless = args.headless or not has_display()
@@ -199,7 +197,7 @@ def _headless(world, args):
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    steps = visit_script(world.cfg.services, args.visits)
+    steps = visit_script(world.cfg, args.visits)
     shots = []
 
     def shoot(runner):
@@ -214,21 +212,8 @@ def _headless(world, args):
           flush=True)
     with Kiosk(world.cfg, headless=True) as kiosk:
         kiosk.runner.when_shown = shoot
-        driver = script.ScriptDriver(kiosk.runner, steps, card=world.stack.emulator)
-
-        def finish():
-            driver.done.wait()
-            deadline = time.monotonic() + CONFIRM_WAIT_S
-            try:
-                while time.monotonic() < deadline and kiosk.store.outbox_stats().depth:
-                    stop.wait(0.1)
-            finally:
-                kiosk.store.close()
-                stop.set()
-
-        driver.start()
-        threading.Thread(target=finish, name="demo-finish", daemon=True).start()
-        kiosk.run(stop)
+        driver = kiosk.play(steps, stop, card=world.stack.emulator,
+                            wait_confirmed_s=CONFIRM_WAIT_S)
         depth = kiosk.store.outbox_stats().depth
     if driver.error:
         raise KioskError(f"demo visit failed: {driver.error}")

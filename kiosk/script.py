@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 from kiosk import flow
+from kiosk.errors import KioskError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class Step:
     timeout_s: float | None = None
 
 
-class ScriptError(ValueError):
+class ScriptError(KioskError, ValueError):
     """A script line that cannot be played; the message names the line."""
 
 
@@ -147,7 +148,9 @@ class ScriptDriver:
     def _wait(self, step, screen):
         deadline = self.clock() + step.timeout_s
         while self.runner.state.screen.value != screen:
-            if self.clock() > deadline or self._stopping.is_set():
+            if self._stopping.is_set():
+                return  # stopped from outside (SIGTERM): not the script's failure
+            if self.clock() > deadline:
                 raise ScriptError(f"line {step.line}: waited {step.timeout_s:g} s for {screen}, "
                                   f"the kiosk shows {self.runner.state.screen.value}")
             self._stopping.wait(0.01)

@@ -73,3 +73,18 @@ def test_script_card_step_without_emulator_is_a_clear_error():
     assert driver.done.wait(5)
     assert "no emulator is running" in str(driver.error)
     assert not any(t.name == "script" and t.is_alive() for t in threading.enumerate())
+
+
+def test_script_stopped_from_outside_is_not_a_failure():
+    driver = script.ScriptDriver(FakeRunner(), script.parse("wait rating 30\n"))
+    driver.start()
+    driver.stop()
+    assert driver.done.wait(5)
+    assert driver.error is None
+
+
+def test_script_error_is_a_kiosk_error_so_the_cli_prints_it_without_traceback():
+    from kiosk.errors import KioskError
+
+    with pytest.raises(KioskError):
+        script.parse("fly away\n")
