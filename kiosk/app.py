@@ -341,7 +341,6 @@ class Telemetry:
                                  when_config_applied=when_config_applied)
         self.health = Health(store, self.link, interval_s=cfg.telemetry.health_interval_s,
                              version=__version__, mode=cfg.kiosk.mode,
-                             data_dir=cfg.storage.data_dir,
                              applied_version=lambda: self.commands.config.remote_version,
                              cpu_temperature=cpu_temperature, screen_state=screen_state)
 

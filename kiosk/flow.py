@@ -268,7 +268,7 @@ def step(state, event, now, settings):
     if isinstance(event, ServiceSuspended):
         return _suspend(state, event.reason, now, settings)
     if state.screen is Screen.OUT_OF_SERVICE:
-        return _out_of_service(state, event)
+        return _out_of_service(state, event, now, settings)
     if isinstance(event, CardInserted):
         return _card_inserted(state, now, settings)
     if isinstance(event, CardRemoved):
@@ -396,12 +396,10 @@ def _suspend(state, reason, now, settings):
     return new, (*effects, *shown)
 
 
-def _out_of_service(state, event):
+def _out_of_service(state, event, now, settings):
     """Only card presence is tracked while out of service; nothing starts a visit."""
     if isinstance(event, ServiceResumed):
-        new = replace(state, screen=Screen.IDLE, deadline=None, out_of_service=None,
-                      language="th")
-        return new, (ShowScreen(Screen.IDLE), SetStatusLight("ready"))
+        return _idle(replace(state, out_of_service=None), now, settings)
     if isinstance(event, CardInserted):
         return replace(state, card_present=True), ()
     if isinstance(event, CardRemoved):

@@ -45,10 +45,6 @@ class RepeatKeys:
     def __reduce__(self):
         raise TypeError("RepeatKeys holds in-memory keys only and cannot be pickled or copied")
 
-    @property
-    def window_s(self):
-        return self._window_s
-
     def rotate_if_due(self):
         """Advance the key schedule to the clock; called by every hash and safe to call any time.
 

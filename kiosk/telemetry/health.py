@@ -9,7 +9,6 @@ CPU temperature and screen state stay null unless a provider callable is given.
 
 import logging
 import os
-import shutil
 import threading
 import time
 
@@ -30,11 +29,6 @@ def memory_free_mb(meminfo=MEMINFO):
     raise OSError(f"{meminfo} has no MemAvailable line (Linux 3.14 or later needed)")
 
 
-def disk_free_mb(path):
-    """Free MiB on the file system holding ``path`` (the data dir, where visits wait)."""
-    return shutil.disk_usage(path).free / (1024 * 1024)
-
-
 class Health:
     """Builds and publishes the health payload.
 
@@ -43,7 +37,7 @@ class Health:
     Dead letters are the alarm: ``dead_letters`` stays above zero until a replay delivers them.
     """
 
-    def __init__(self, store, link, *, interval_s, version, mode, data_dir,
+    def __init__(self, store, link, *, interval_s, version, mode,
                  applied_version=lambda: None, cpu_temperature=None, screen_state=None,
                  stamp=system_stamp, clock=time.monotonic):
         self._store = store
@@ -51,7 +45,6 @@ class Health:
         self._interval_s = interval_s
         self._version = version
         self._mode = mode
-        self._data_dir = data_dir
         self._applied_version = applied_version
         self._cpu_temperature = cpu_temperature
         self._screen_state = screen_state
@@ -92,7 +85,7 @@ class Health:
             mode=self._mode,
             uptime_s=self._clock() - self._started,
             load_1m=os.getloadavg()[0],
-            disk_free_mb=disk_free_mb(self._data_dir),
+            disk_free_mb=self._store.free_mb(),  # the data partition, where visits wait
             mem_free_mb=memory_free_mb(),
             outbox_depth=stats.depth,
             outbox_oldest_s=stats.oldest_unconfirmed_age_s,

@@ -529,8 +529,8 @@ def health_payload(*, mode, uptime_s, load_1m, disk_free_mb, mem_free_mb, outbox
     """One ``health`` report (QoS 0, every ``telemetry.health_interval_s``, never stored).
 
     ``outbox_oldest_s`` is the age of the oldest unconfirmed visit (None when the outbox is
-    empty); ``last_card_read_at`` is an RFC 3339 string or None. ``cpu_temp_c`` and ``screen``
-    stay None until a later issue measures them.
+    empty); ``last_card_read_at`` is an RFC 3339 string or None. ``cpu_temp_c`` (None without a
+    sensor) and ``screen`` (``on``/``off``, None without a display) come from GPIO and display.
     """
     obj = {
         "schema": SCHEMA, "mode": mode, "uptime_s": round(float(uptime_s), 1),
