@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 CONFIG_NAME = "kiosk.toml"
 APPLIED_SUFFIX = ".applied"
 PROBLEMS_NAME = "firstboot-problems.txt"
+DATA_DIR = "/var/lib/kiosk"  # storage.data_dir's default: the persistent data partition
 CREDENTIALS_RUN_DIR = "/run/credentials/kiosk.service"
 # Boot-partition file name -> installed name under /etc/kiosk/credentials.
 CREDENTIALS = {
@@ -229,6 +230,13 @@ def _install(boot, root, text, raw, user):
     owner = _owner(root, user)
     if owner is None:
         log.warning("user %r does not exist in %s: credentials stay owned by root", user, root)
+    # A fresh ext4 data partition's top folder belongs to root: the kiosk user could not
+    # create its database there and would crash until the start limit reboots the Pi.
+    data_dir = root / raw.get("storage", {}).get("data_dir", DATA_DIR).lstrip("/")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o751)  # others may pass through to config/ (timesyncd), not list
+    if owner is not None:
+        os.chown(data_dir, *owner)
     credentials = config_dir / "credentials"
     credentials.mkdir(mode=0o700, exist_ok=True)
     os.chmod(credentials, 0o700)

@@ -54,6 +54,16 @@ def test_firstboot_credentials_belong_to_the_kiosk_user(appliance):
     assert (installed.stat().st_uid, installed.stat().st_gid) == (os.getuid(), os.getgid())
 
 
+def test_firstboot_gives_the_data_partition_to_the_kiosk_user(appliance):
+    """mkfs leaves the partition's top folder to root; the kiosk must create its database."""
+    (appliance.root / "etc/passwd").write_text(
+        "root:x:0:0::/root:/bin/sh\nkiosk:x:4242:4343::/var/lib/kiosk:/usr/sbin/nologin\n")
+    drop(appliance)
+    assert run_verb(appliance) == 0
+    info = appliance.data.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (4242, 4343, 0o751)
+
+
 def test_firstboot_invalid_file_is_refused_naming_the_key(appliance, caplog):
     drop(appliance, VALID_TOML.replace("lat = 13.7294", "lat = 51.5"))
     assert run_verb(appliance) == 1
