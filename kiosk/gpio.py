@@ -6,7 +6,7 @@ callbacks run on gpiozero's threads, so they only *enqueue* facts for the main t
 API for the runner (``kiosk.app``)::
 
     panel = Panel.from_config(cfg.gpio, put=events.put)   # GpioError on a bad pin/factory
-    panel.apply(effect)         # Beep / SetStatusLight -> True if handled here, else False
+    panel.apply(effect)         # SetStatusLight, or Beep when a buzzer is wired -> True
     panel.set_status_light("ready" | "busy" | "fault")
     panel.beep("tap" | "card" | "error" | "reminder")
     panel.cpu_temperature()     # float °C, or None where the sensor does not exist
@@ -32,7 +32,7 @@ import os
 from pathlib import Path
 
 from kiosk.errors import GpioError
-from kiosk.flow import LanguageToggled, RatingChosen
+from kiosk.flow import Beep, LanguageToggled, RatingChosen, SetStatusLight
 
 log = logging.getLogger(__name__)
 
@@ -161,12 +161,15 @@ class Panel:
         return lambda: self._put(fact)
 
     def apply(self, effect):
-        """Carry out a flow effect that belongs to GPIO; False for any other effect."""
-        kind = type(effect).__name__
-        if kind == "SetStatusLight":
+        """Carry out a flow effect that belongs to GPIO; False when it did not.
+
+        A beep without a buzzer is not done here (False), so the runner lets the display
+        sound it instead: a kiosk without a buzzer must still remind about a forgotten card.
+        """
+        if isinstance(effect, SetStatusLight):
             self.set_status_light(effect.light)
             return True
-        if kind == "Beep":
+        if isinstance(effect, Beep) and self.buzzer is not None:
             self.beep(effect.kind)
             return True
         return False

@@ -377,3 +377,29 @@ def test_app_visit_the_contract_refuses_suspends_until_a_new_config(runner, monk
     assert runner.state.screen is flow.Screen.OUT_OF_SERVICE, "only a new config mends it"
     runner.reconfigure(runner.cfg)
     assert runner.state.screen is flow.Screen.IDLE
+
+
+def test_app_without_a_buzzer_the_display_sounds_the_reminder(make_config, tmp_path):
+    from kiosk.gpio import Panel
+
+    class RecordingDisplay(HangingDisplay):
+        def __init__(self):
+            super().__init__()
+            self.beeps = []
+
+        def beep(self, kind):
+            self.beeps.append(kind)
+
+    cfg = make_config(tmp_path, flow={"allow_rating_without_card": True},
+                      gpio={"pin_factory": "mock", "buzzer": None})
+    store = Store.open(tmp_path, min_free_mb=10)
+    clock = Clock()
+    runner = Runner(cfg, store, keys=RepeatKeys(1800), clock=clock)
+    runner.panel = Panel.from_config(cfg.gpio, put=runner.events.put)
+    runner.display = RecordingDisplay()
+    try:
+        play(runner, flow.CardInserted(), flow.CardFailed("not_thai_id"))
+        assert "error" in runner.display.beeps
+    finally:
+        runner.panel.close()
+        store.close()

@@ -76,6 +76,15 @@ def test_gpio_other_effects_are_not_handled(panel):
     assert panel.apply(ShowScreen("idle")) is False
 
 
+def test_gpio_beep_without_a_buzzer_is_left_to_the_display(events):
+    panel = Panel.from_config(gpio_section(buzzer=None), events.put, environ={})
+    try:
+        assert panel.apply(Beep("reminder")) is False
+        assert panel.apply(SetStatusLight("busy")) is True
+    finally:
+        panel.close()
+
+
 def test_gpio_unknown_light_or_beep_is_refused(panel):
     with pytest.raises(ValueError, match="purple"):
         panel.set_status_light("purple")
