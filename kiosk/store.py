@@ -513,13 +513,15 @@ class Store:
         # Two range reads that stop at the limit (pending by id on the (state, id) index,
         # overdue published by send time on (state, sent_at)), merged oldest first, instead of
         # one OR that scans the table on every refill of the window.
+        # Plain tuples: building a model instance per row was 40 % of a refill.
+        columns = (M.id, M.event_id, M.topic, M.payload, M.qos, M.state, M.attempts, M.sent_at)
         with self._guard("read the outbox"):
-            rows = [*M.select().where(M.state == "pending").order_by(M.id).limit(int(limit)),
-                    *M.select().where(M.state == "published", M.sent_at < cutoff)
-                    .order_by(M.sent_at, M.id).limit(int(limit))]
-            rows.sort(key=lambda row: row.id)
-            return [OutboxItem(row.event_id, row.topic, row.payload, row.qos, row.state,
-                               row.attempts, row.sent_at) for row in rows[:int(limit)]]
+            rows = [*M.select(*columns).where(M.state == "pending")
+                    .order_by(M.id).limit(int(limit)).tuples(),
+                    *M.select(*columns).where(M.state == "published", M.sent_at < cutoff)
+                    .order_by(M.sent_at, M.id).limit(int(limit)).tuples()]
+        rows.sort()  # by id, the first column
+        return [OutboxItem(*row[1:]) for row in rows[:int(limit)]]
 
     def mark_sent(self, event_ids, at):
         """The messages were handed to the broker link at ``at``: count the attempt."""
