@@ -47,15 +47,20 @@ def synthesise_prompts(cache_dir, *, screens=tuple(Screen), languages=LANGUAGES)
     written = []
     for language in languages:
         folder = Path(cache_dir) / language
-        folder.mkdir(parents=True, exist_ok=True)
         for screen in screens:
             words = wording.prompt(screen, language)
             wav, said = folder / f"{screen.value}.wav", folder / f"{screen.value}.txt"
-            if wav.is_file() and said.is_file() and said.read_text(encoding="utf-8") == words:
+            try:
+                if wav.is_file() and said.is_file() and said.read_text(encoding="utf-8") == words:
+                    continue
+                folder.mkdir(parents=True, exist_ok=True)
+                subprocess.run([espeak, "-v", VOICES[language], "-s", "150", "-w", str(wav),
+                                words], check=True, capture_output=True, timeout=30)
+                said.write_text(words, encoding="utf-8")
+            except (OSError, subprocess.SubprocessError) as exc:
+                # A missing voice or a full disk costs one prompt, never the kiosk's start.
+                log.warning("no spoken prompt for %s (%s): %s", screen.value, language, exc)
                 continue
-            subprocess.run([espeak, "-v", VOICES[language], "-s", "150", "-w", str(wav), words],
-                           check=True, capture_output=True, timeout=30)
-            said.write_text(words, encoding="utf-8")
             written.append(wav)
     return written
 

@@ -1,4 +1,5 @@
 import logging
+import os
 import shutil
 import wave
 
@@ -79,3 +80,17 @@ def test_audio_prompts_are_synthesised_once_in_thai_and_english(tmp_path, monkey
     monkeypatch.setitem(audio_module.wording.TITLES[Screen.RATING], "en", ("Rate us", ""))
     rewritten = synthesise_prompts(tmp_path, screens=(Screen.RATING,))
     assert rewritten == [tmp_path / "en" / "rating.wav"]
+
+
+def test_audio_a_voice_that_fails_costs_its_prompt_not_the_start(tmp_path, monkeypatch, caplog):
+    """An espeak-ng whose Thai voice is broken (exit 1) still leaves the English prompt."""
+    real = shutil.which("espeak-ng")
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    fake = fake_bin / "espeak-ng"
+    fake.write_text(f'#!/bin/sh\ncase " $* " in *" -v th "*) exit 1;; esac\nexec {real} "$@"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    written = synthesise_prompts(tmp_path / "cache", screens=(Screen.RATING,))
+    assert [p.relative_to(tmp_path / "cache").as_posix() for p in written] == ["en/rating.wav"]
+    assert "no spoken prompt for rating (th)" in caplog.text
