@@ -47,6 +47,16 @@ def split_response(response, name):
     return bytes(response[:-2]), response[-2], response[-1]
 
 
+def _ends_in_length(command):
+    """Whether the command's last byte is the length a 6C answer corrects.
+
+    True for GET RESPONSE (ISO case 2: a lone Le) and for this card's READ (``80 B0 … 02 00
+    Le``, the length wanted is the last data byte); SELECT ends in its AID, which a retry
+    "with the right length" would cut.
+    """
+    return len(command) == 5 or command[:2] == b"\x80\xb0"
+
+
 def exchange(transmit, command, atr, name, *, wants_data=True):
     """Send ``command`` and return its data bytes, following 61 xx and 6C xx.
 
@@ -62,7 +72,7 @@ def exchange(transmit, command, atr, name, *, wants_data=True):
     command and status word for every other non-success answer.
     """
     data, sw1, sw2 = split_response(transmit(command), name)
-    if sw1 == 0x6C:
+    if sw1 == 0x6C and _ends_in_length(command):
         # Wrong Le: the card tells the right one; ask once more with it.
         data, sw1, sw2 = split_response(transmit(command[:-1] + bytes([sw2])), name)
     if sw1 == 0x61 and not wants_data:

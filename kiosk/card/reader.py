@@ -312,6 +312,10 @@ class CardService:
         except CardError as exc:
             log.info("card read failed: %s", exc)
             result = CardFailed(failure_reason(exc))
+        except Exception as exc:  # noqa: BLE001 - the citizen must get an answer, not a wait
+            # Only the type: an unforeseen exception's text could quote what the card sent.
+            log.error("card read failed unexpectedly (%s)", type(exc).__name__)
+            result = CardFailed("unreadable")
         if self._settle(worker):
             self._timer.cancel()
             if isinstance(result, thai_id.CardSummary):

@@ -121,7 +121,11 @@ class CardStack:
                 self.close()
                 raise RuntimeError(f"card stack did not start; see {self.workdir / 'stack.err'}")
             time.sleep(0.02)
-        self._control("wait_for_reader", timeout=self.start_timeout)
+        try:
+            self._control("wait_for_reader", timeout=self.start_timeout)
+        except BaseException:
+            self.close()  # __exit__ never runs when __enter__ fails: end the namespace here
+            raise
 
     def close(self):
         if self._process is None:

@@ -62,6 +62,13 @@ def test_apdu_wrong_length_6c_is_asked_again_with_the_right_le():
     assert card.history[2] == "00C0000003"
 
 
+def test_apdu_wrong_length_on_select_is_an_error_not_a_cut_aid():
+    card = ScriptedCard("6C05")
+    with pytest.raises(CardError, match="SELECT.*6C 05"):
+        apdu.exchange(card.transmit, apdu.select(), ATR_3B68, "SELECT Thai ID applet")
+    assert card.history == ["00A4040008A000000054480001"]
+
+
 def test_apdu_missing_applet_is_not_a_thai_id_card():
     card = ScriptedCard("6A82")
     with pytest.raises(NotThaiIdCard, match="SELECT Thai ID applet.*6A 82"):
