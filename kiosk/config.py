@@ -94,9 +94,11 @@ _ID_SHAPED = re.compile(r"\d{13}")
 
 
 def _id_shaped(value):
+    # The value is not repeated: it may be a citizen's ID typed in by mistake, and problems go
+    # to the journal and to the boot partition.
     if _ID_SHAPED.search(value):
-        return (f"{value!r} holds 13 digits in a row, which every privacy check takes for a "
-                "citizen ID; shorten the number")
+        return ("holds 13 digits in a row, which every privacy check takes for a citizen ID; "
+                "remove or shorten the number")
     return None
 
 
