@@ -105,7 +105,7 @@ def _id_shaped(value):
 def identifier(pattern, rule):
     """An id for topics and reports: ``pattern``, and never shaped like a citizen ID."""
     base = matches(pattern, rule)
-    return lambda value: base(value) or _id_shaped(value)
+    return lambda value: _id_shaped(value) or base(value)
 
 
 def kiosk_id(value):
@@ -126,6 +126,8 @@ def not_empty(value):
 
 
 def thai_text(value):
+    if _id_shaped(value):
+        return _id_shaped(value)
     if not re.search("[\u0e00-\u0e7f]", value):
         return f"{value!r} has no Thai letters; write the name in Thai"
     return not_empty(value)

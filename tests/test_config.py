@@ -114,6 +114,12 @@ def test_config_nothing_may_look_like_a_citizen_id(make_config, section, key):
     assert problem.startswith(f"{section}.{key}: ") and "citizen ID" in problem
 
 
+@pytest.mark.parametrize("section, key", [("kiosk", "id"), ("kiosk", "name_th")])
+def test_config_problem_never_repeats_an_id_shaped_value(make_config, section, key):
+    problem = only_problem(make_config, **{section: {key: "1101700230708/"}})
+    assert "1101700230708" not in problem and "citizen ID" in problem
+
+
 def test_config_names_fit_the_telemetry_contract(make_config):
     problem = only_problem(make_config, services=[dict(SERVICE, name_en="x" * 201)])
     assert problem == "services[1].name_en: is 201 characters; keep it to 200"
