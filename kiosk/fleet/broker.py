@@ -147,7 +147,7 @@ topic read {root}/kiosk/+/pin
 topic read {root}/kiosk/+/health
 topic read {root}/kiosk/+/reply
 
-pattern write {root}/kiosk/%u/#
+pattern write {root}/kiosk/%u/+
 pattern read {root}/cmd/%u/#
 pattern read {root}/ack/%u/#
 """

@@ -246,7 +246,7 @@ def _write_broker_files(folder, accounts):
 # Kiosk accounts (user name = kiosk id = client id, or the certificate's CN with
 # use_identity_as_username): each writes only its own topics and reads its commands and acks.
 # Merge into the broker's acl_file next to the collector and ops accounts (docs/broker.md).
-pattern write {root}/kiosk/%u/#
+pattern write {root}/kiosk/%u/+
 pattern read {root}/cmd/%u/#
 pattern read {root}/ack/%u/#
 """)

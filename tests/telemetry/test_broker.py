@@ -136,3 +136,10 @@ def test_broker_killed_and_started_again_serves_the_same_port(broker, mqtt_clien
     assert not broker.is_running
     broker.start()
     assert not mqtt_client("k1", password).wait_for_connack().is_failure
+
+
+def test_broker_kiosk_may_write_one_level_under_its_name_only(broker, mqtt_client):
+    kiosk = mqtt_client("k1", broker.add_kiosk("k1"))
+    own = kiosk.publish(topics.kiosk_topic("k1", "health"), b"{}")
+    deeper = kiosk.publish(topics.kiosk_topic("k1", "visit") + "/extra", b"{}")
+    assert not own.is_failure and deeper.value == NOT_AUTHORIZED
