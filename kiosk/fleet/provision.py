@@ -4,8 +4,8 @@ Why: agencies keep their kiosks in a spreadsheet. Each row becomes a folder to c
 kiosk's boot partition (``kiosk firstboot`` applies it): a ``kiosk.toml`` validated by the same
 schema as on the kiosk, plus MQTT credentials — a generated password (``mqtt-password``) or, with
 ``--ca/--ca-key``, a client certificate signed by the agency's CA (``mqtt-client.crt/.key``). The
-batch also gets the broker's side: ``broker/passwd`` (Mosquitto ``$7$`` hashes, as
-mosquitto_passwd writes) and ``broker/acl`` (each account writes only its own topics).
+batch also gets the broker's side: ``_broker/passwd`` (Mosquitto ``$7$`` hashes, as
+mosquitto_passwd writes) and ``_broker/acl`` (each account writes only its own topics).
 
 CSV (UTF-8 with or without BOM, or cp874 as Thai Excel saves it), one row per kiosk, header::
 
@@ -44,6 +44,9 @@ COLUMNS = ("kiosk_id", "service_point_id", "name_th", "name_en", "agency", "mini
            "province", "lat", "lon", "services")
 SERVICE_FORMAT = "id|ชื่อไทย|English name|no_copy"
 CERT_DAYS = 825
+# Beside the bundles, under a name no kiosk id can take (ids start with a letter or digit), so
+# no kiosk's boot bundle can ever hold the batch's password hashes.
+BROKER_DIR = "_broker"
 
 
 def add_arguments(parser):
@@ -134,7 +137,7 @@ def provision(csv_path, out, *, broker, port=8883, broker_ca=None, ca=None, ntp_
         if progress:
             progress(done, len(rows), kiosk_id)
     if result.bundles:
-        _write_broker_files(out / "broker", accounts)
+        _write_broker_files(out / BROKER_DIR, accounts)
     return result
 
 

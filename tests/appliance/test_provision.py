@@ -55,7 +55,7 @@ def test_provision_hundred_rows_three_bad(tmp_path):
             action="check", file=str(bundle / "kiosk.toml")))
         assert check == 0, bundle
         assert (bundle / "mqtt-password").stat().st_mode & 0o077 == 0
-    passwd = (out / "broker/passwd").read_text().splitlines()
+    passwd = (out / "_broker/passwd").read_text().splitlines()
     assert len(passwd) == 97 and all(":$7$101$" in line for line in passwd)
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no half bundles
 
@@ -128,8 +128,8 @@ def test_provision_broker_accepts_the_generated_password(tmp_path):
     (tmp_path / "mosquitto.conf").write_text(
         # As root Mosquitto would switch to a user that cannot enter the private temp folder.
         ("user root\n" if os.geteuid() == 0 else "") +
-        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {out}/broker/passwd\n"
-        f"acl_file {out}/broker/acl\npersistence false\nlog_dest stderr\n")
+        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {out}/_broker/passwd\n"
+        f"acl_file {out}/_broker/acl\npersistence false\nlog_dest stderr\n")
     broker = subprocess.Popen([MOSQUITTO, "-c", str(tmp_path / "mosquitto.conf")],
                               stderr=subprocess.DEVNULL)
     try:
