@@ -13,6 +13,7 @@ import queue
 import signal
 import threading
 import time
+import tomllib
 from pathlib import Path
 
 from kiosk import __version__, flow
@@ -525,7 +526,17 @@ def _play(kiosk, steps, args, stop):
 PROBLEMS_FILE = Path("/var/lib/kiosk/firstboot-problems.txt")
 
 
-def out_of_order(config_path, stop, *, headless=False, problems_file=PROBLEMS_FILE):
+def _raw_gpio(path):
+    """The ``[gpio]`` table of a TOML file nobody validated; {} when there is none."""
+    try:
+        gpio = tomllib.loads(Path(path).read_text(encoding="utf-8")).get("gpio", {})
+    except (OSError, ValueError):
+        return {}
+    return gpio if isinstance(gpio, dict) else {}
+
+
+def out_of_order(config_path, stop, *, headless=False, problems_file=PROBLEMS_FILE,
+                 boot_file=None):
     """Show only the out-of-service screen until stopped; works even with a broken config.
 
     Nothing here touches the card, the broker or the store, so whatever brought the kiosk down
@@ -534,6 +545,7 @@ def out_of_order(config_path, stop, *, headless=False, problems_file=PROBLEMS_FI
     """
     from kiosk.display import Display
     from kiosk.display.settings import DisplaySettings
+    from kiosk.firstboot import BOOT_DIR, CONFIG_NAME, show_fault_light
     from kiosk.gpio import Panel
 
     try:
@@ -546,7 +558,11 @@ def out_of_order(config_path, stop, *, headless=False, problems_file=PROBLEMS_FI
     except (OSError, IndexError):
         reason = "kiosk stopped; see journalctl -u kiosk"
     state = flow.State(screen=flow.Screen.OUT_OF_SERVICE, out_of_service=reason)
-    panel = Panel.from_config(cfg.gpio, put=lambda fact: None) if cfg else None
+    if cfg:
+        panel = Panel.from_config(cfg.gpio, put=lambda fact: None)
+    else:
+        # No usable config: the fault LED the refused first-boot file names, read as data.
+        panel = show_fault_light(_raw_gpio(boot_file or BOOT_DIR / CONFIG_NAME))
     display = Display(cfg or DisplaySettings(), headless=headless)
     try:
         if panel:

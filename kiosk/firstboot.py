@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 CONFIG_NAME = "kiosk.toml"
 APPLIED_SUFFIX = ".applied"
 PROBLEMS_NAME = "firstboot-problems.txt"
-DATA_DIR = "/var/lib/kiosk"  # storage.data_dir's default: the persistent data partition
+DATA_DIR = "/var/lib/kiosk"
+BOOT_DIR = Path("/boot/firmware")  # storage.data_dir's default: the persistent data partition
 CREDENTIALS_RUN_DIR = "/run/credentials/kiosk.service"
 # Boot-partition file name -> installed name under /etc/kiosk/credentials.
 CREDENTIALS = {
@@ -58,7 +59,7 @@ def credential_path(boot_name):
 
 
 def add_arguments(parser):
-    parser.add_argument("--boot", default="/boot/firmware", metavar="DIR",
+    parser.add_argument("--boot", default=str(BOOT_DIR), metavar="DIR",
                         help="boot partition holding kiosk.toml (default /boot/firmware)")
     parser.add_argument("--root", default="/", metavar="DIR",
                         help="root of the system to install into (default /)")

@@ -403,3 +403,25 @@ def test_app_without_a_buzzer_the_display_sounds_the_reminder(make_config, tmp_p
     finally:
         runner.panel.close()
         store.close()
+
+
+def test_app_out_of_order_lights_the_fault_led_the_refused_boot_file_names(tmp_path,
+                                                                           monkeypatch):
+    """First boot refused the file: nothing is installed, yet the fault LED must stay lit."""
+    from kiosk import app, firstboot
+
+    boot_file = tmp_path / "kiosk.toml"
+    boot_file.write_text('[kiosk]\nid = "BROKEN"\n[gpio]\npin_factory = "mock"\nled_fault = 22\n')
+    asked, original = [], firstboot.show_fault_light
+
+    def light(gpio):
+        asked.append(gpio)
+        return original(gpio)
+
+    monkeypatch.setattr(firstboot, "show_fault_light", light)
+    monkeypatch.setenv("SDL_AUDIODRIVER", "dummy")
+    stop = threading.Event()
+    stop.set()
+    assert app.out_of_order(tmp_path / "missing.toml", stop, headless=True,
+                            problems_file=tmp_path / "none", boot_file=boot_file) == 0
+    assert asked == [{"pin_factory": "mock", "led_fault": 22}]
