@@ -13,8 +13,9 @@ time. What it promises, and why:
   pages in the main file but not old page images still sitting in the WAL, and because a WAL
   that only grows eats the small data partition.
 - Nothing that identifies a citizen is ever stored: no CID, name, address, birth date or photo.
-  The pseudonymous repeat hash lives in ``seen_card`` only, for the repeat window, never joined
-  to a visit, and all of it is deleted at open (its key died with the previous process).
+  The pseudonymous repeat hash lives in ``seen_card`` only, for the repeat window, with no
+  key to any visit and only the minute it was seen (a visit's exact time would link the two);
+  all of it is deleted at open (its key died with the previous process).
 - Free space is checked before every write; below ``min_free_mb`` the store refuses new rows
   with :class:`~kiosk.errors.DiskFull` instead of risking the rows it already has.
 
@@ -386,7 +387,10 @@ class Store:
     # --- space ----------------------------------------------------------------------------------
 
     def free_mb(self):
-        usage = os.statvfs(self.data_dir)
+        try:
+            usage = os.statvfs(self.data_dir)
+        except OSError as exc:  # the partition is gone or failing: a store fault, not a crash
+            raise StoreError(f"{self.data_dir}: cannot read free space ({exc.strerror})") from exc
         return usage.f_bavail * usage.f_frsize / (1024 * 1024)
 
     def has_room(self):
@@ -422,7 +426,9 @@ class Store:
                 event_id=new_event_id(), seq=self._bump("seq"), epoch=self._get_int("epoch"),
                 recorded_at=now, mode=mode, **fields)
             if repeat_hash:
-                self.SeenCard.create(hash=bytes(repeat_hash), seen_at=now)
+                # Only the minute: the visit's exact time would link the hash to its visit.
+                minute = self._clock().replace(second=0, microsecond=0)
+                self.SeenCard.create(hash=bytes(repeat_hash), seen_at=rfc3339(minute))
             topic, payload = build_payload(visit)
             self._insert_message(visit.event_id, topic, payload, 1, now)
         return visit

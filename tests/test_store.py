@@ -243,6 +243,19 @@ def test_store_purge_drops_hashes_outside_window(tmp_path, clock):
         store.close()
 
 
+def test_store_hash_keeps_only_the_minute_so_it_cannot_be_joined_to_its_visit(tmp_path, clock):
+    store = Store.open(tmp_path, clock=clock)
+    try:
+        clock.advance(seconds=87.25)
+        visit = store.record_visit(visit_record(repeat_hash=b"\x07" * 32),
+                                   build_payload=build_payload)
+        (seen,) = store.SeenCard.select()
+        assert seen.seen_at == rfc3339(T0 + timedelta(minutes=1)) != visit.recorded_at
+        assert store.is_repeat(b"\x07" * 32)
+    finally:
+        store.close()
+
+
 def test_store_hashes_forgotten_at_reopen(tmp_path, clock):
     store = Store.open(tmp_path, clock=clock)
     store.record_visit(visit_record(repeat_hash=b"\x06" * 32), build_payload=build_payload)
