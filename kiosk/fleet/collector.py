@@ -120,13 +120,14 @@ class Collector:
         self._client.loop_start()
 
     def stop(self, timeout=10.0):
-        """Disconnect (the broker keeps the session), finish the queued batch, close the db."""
-        self._client.disconnect()
-        self._client.loop_stop()
+        """Finish the queued batches while still connected (so their acks go out), then
+        disconnect; the broker keeps the session and redelivers what came in meanwhile."""
         self._stopping.set()
         if self._worker is not None:
             self._worker.join(timeout)
             self._worker = None
+        self._client.disconnect()
+        self._client.loop_stop()
         if self.db is not None:
             self.db.close()
 
@@ -160,11 +161,19 @@ class Collector:
             log.warning("collector disconnected (%s); paho reconnects", reason_code)
 
     def _on_message(self, client, userdata, message):
+        if self._stopping.is_set():
+            return  # not acknowledged: the broker redelivers it to the next collector session
         self._queue.put(message)
 
     # --- the worker -------------------------------------------------------------------------
 
     def _work(self):
+        try:
+            self._drain()
+        finally:
+            self.db.database.close()  # this thread's own connection
+
+    def _drain(self):
         while not (self._stopping.is_set() and self._queue.empty()):
             try:
                 first = self._queue.get(timeout=0.1)
