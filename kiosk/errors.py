@@ -31,10 +31,6 @@ class CardRemoved(CardError):
     """The card left the reader before the read finished."""
 
 
-class CardTimeout(CardError, TimeoutError):
-    """The card (or reader) did not answer before the read deadline."""
-
-
 class ReaderUnavailable(CardError):
     """No PC/SC service, no reader, or no card in the reader."""
 

@@ -27,7 +27,6 @@ from kiosk.card import thai_id
 from kiosk.errors import (
     CardError,
     CardRemoved,
-    CardTimeout,
     InvalidCitizenId,
     NotThaiIdCard,
     ReaderUnavailable,
@@ -184,8 +183,6 @@ def failure_reason(error):
         return "removed"
     if isinstance(error, ReaderUnavailable):
         return "no_reader"
-    if isinstance(error, CardTimeout):
-        return "timeout"
     return "unreadable"
 
 
@@ -202,7 +199,8 @@ class CardService:
     * ``reader`` picks the first reader whose name contains it (None: the first reader).
     * :meth:`start` / :meth:`stop` run and end the monitor thread.
     * :meth:`request_read` starts a read and returns at once. Exactly one result follows: the
-      summary, or ``CardFailed("timeout")`` after ``read_deadline_s``. While an earlier read is
+      summary, ``CardFailed`` with the read's reason, or ``CardFailed("timeout")`` after
+      ``read_deadline_s``. While an earlier read is
       still running within its deadline, the request joins it; while a stuck read is past its
       deadline, the request fails with ``timeout`` at once.
     * :attr:`reader_state` is one of :data:`READER_STATES`; :attr:`last_read_at` is the
@@ -262,7 +260,7 @@ class CardService:
         self._state = "stopped"
 
     def wait_for_idle(self, timeout):
-        """Block until no read worker is alive; False on timeout (tests and shutdown use it)."""
+        """Block until no read worker is alive; False on timeout (the tests use it)."""
         worker = self._worker
         if worker is not None:
             worker.join(timeout)
