@@ -48,7 +48,8 @@ def _fill(store, count):
     stamp = topics.stamp(datetime.now(UTC), False, 1.0)
     with store.atomic():
         for _ in range(count):
-            store.record_visit(RECORD, build_payload=lambda row: visit_message(KIOSK, row, stamp))
+            store.record_visit(RECORD, build_payload=lambda row: visit_message(
+                KIOSK, store.instance, row, stamp))
 
 
 def drain(count, *, window=64, timeout_s=600):

@@ -243,7 +243,7 @@ class Runner:
         return system_stamp()
 
     def _visit_message(self, row):
-        return visit_message(self.cfg.kiosk.id, row, self._stamp())
+        return visit_message(self.cfg.kiosk.id, self.store.instance, row, self._stamp())
 
     # --- housekeeping ----------------------------------------------------------------------
 
@@ -304,7 +304,7 @@ class Runner:
             self.display.reconfigure(cfg)
 
 
-def visit_message(kiosk_id, row, stamp):
+def visit_message(kiosk_id, instance, row, stamp):
     """The outbox message of a stored visit row: ``(topic, payload)``.
 
     Explicit fields only, so the repeat hash and anything else the store keeps stay home.
@@ -312,7 +312,7 @@ def visit_message(kiosk_id, row, stamp):
     from kiosk.telemetry import topics
 
     payload = topics.visit_payload(
-        event_id=row.event_id, seq=row.seq, epoch=row.epoch, mode=row.mode,
+        event_id=row.event_id, instance=instance, seq=row.seq, epoch=row.epoch, mode=row.mode,
         outcome=row.outcome, step=row.step, verified=row.verified, expired=row.expired,
         service_id=row.service_id, copy_answer=row.copy_answer, rating=row.rating,
         reason=row.reason, language=row.language, duration_s=row.duration_s,
@@ -334,7 +334,8 @@ class Telemetry:
         self.outbox = Outbox(store, window=cfg.telemetry.inflight_window,
                              resend_after_s=cfg.telemetry.resend_after_s,
                              when_dead=self._dead_letter, poll_s=outbox_poll_s)
-        self.link = MqttLink(cfg.mqtt, cfg.kiosk.id, next_epoch=store.next_epoch,
+        self.link = MqttLink(cfg.mqtt, cfg.kiosk.id, instance=store.instance,
+                             next_epoch=store.next_epoch,
                              version=__version__, facts=self.outbox.put, put=put,
                              pin=topics.pin_payload(cfg),
                              inflight_window=cfg.telemetry.inflight_window)

@@ -303,6 +303,7 @@ class Store:
         self.repeat_window_s = repeat_window_s
         self.min_free_mb = min_free_mb
         self._clock = clock
+        self.instance = None  # this database's id, read or made by open()
         models = _bind(db)
         self.Visit = models["Visit"]
         self.SeenCard = models["SeenCard"]
@@ -346,6 +347,7 @@ class Store:
                     raise StoreError(f"{path}: SQLite refused WAL mode (got {mode!r}); the data "
                                      f"directory must be on a local file system")
                 store._migrate(migrations)
+                store.instance = store._instance()
                 with db.atomic("IMMEDIATE"):
                     # Their key died with the process that wrote them: now they are just noise.
                     store.SeenCard.delete().execute()
@@ -459,6 +461,18 @@ class Store:
         """A new, higher epoch (persisted); the link takes one on every connect."""
         with self._guard("advance the epoch"), self._db.atomic("IMMEDIATE"):
             return self._bump("epoch")
+
+    def _instance(self):
+        """This database's random id, made when it is created: a re-flashed kiosk (a new SD
+        card) is a new instance, so the collector can start its epochs and visit numbers anew
+        instead of taking its status for a stale one."""
+        with self._db.atomic("IMMEDIATE"):
+            row = self.KioskState.get_or_none(self.KioskState.key == "instance")
+            if row is not None:
+                return row.value
+            instance = new_event_id()
+            self.KioskState.insert(key="instance", value=instance).execute()
+            return instance
 
     def current_epoch(self):
         with self._guard("read the epoch"):

@@ -248,8 +248,8 @@ class Collector:
         if isinstance(item, topics.Status):
             if self.db.apply_status(item, received):
                 return "statuses"
-            log.info("ignored stale %s status of %s (epoch %d is older than the latest)",
-                     item.state, item.kiosk_id, item.epoch)
+            log.info("ignored stale %s status of %s (instance %s, epoch %d: an earlier "
+                     "connection's)", item.state, item.kiosk_id, item.instance, item.epoch)
             return "stale_statuses"
         if isinstance(item, topics.Pin):
             self.db.apply_pin(item, received)

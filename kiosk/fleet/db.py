@@ -23,10 +23,14 @@ from peewee import (
     Model,
     SqliteDatabase,
     TextField,
+    fn,
 )
 from peewee import __exception_wrapper__ as driver_errors_as_peewee  # sqlite3 -> peewee errors
 
 DEFAULT_DB = "fleet.sqlite3"
+#: What the collector raises for ops: a kiosk whose store changed (re-flashed, or a copy of its
+#: credentials in use), and a kiosk back online at a lower epoch than a status it had sent.
+ALARMS = ("instance_changed", "epoch_went_back")
 
 
 def utc_now():
@@ -52,7 +56,8 @@ class FleetDb:
         class Kiosk(Base):
             kiosk_id = CharField(primary_key=True)
             state = CharField(null=True)  # online | offline | lost; None until a status arrives
-            epoch = IntegerField(null=True)
+            instance = CharField(null=True)  # the kiosk's store; a new one after a re-flash
+            epoch = IntegerField(null=True)  # of that instance
             version = CharField(null=True)
             mode = CharField(null=True)
             last_seen = CharField(null=True)  # collector clock
@@ -80,7 +85,8 @@ class FleetDb:
         class Visit(Base):
             event_id = CharField(primary_key=True)
             kiosk_id = CharField(index=True)
-            seq = IntegerField()
+            instance = CharField()
+            seq = IntegerField()  # counts visits per instance
             epoch = IntegerField()
             is_demo = BooleanField(index=True)
             outcome = CharField()
@@ -101,7 +107,15 @@ class FleetDb:
             schema = IntegerField()
             received = CharField()
 
-        self.Kiosk, self.Pin, self.Visit = Kiosk, Pin, Visit
+        class Alarm(Base):
+            """Something about one kiosk that ops must look at (see :data:`ALARMS`)."""
+
+            kiosk_id = CharField(index=True)
+            kind = CharField()  # one of ALARMS
+            detail = TextField()
+            raised = CharField()  # collector clock
+
+        self.Kiosk, self.Pin, self.Visit, self.Alarm = Kiosk, Pin, Visit, Alarm
         self._visit_fields = Visit._meta.sorted_fields
         # Written once: peewee rebuilding a 22-column INSERT per row was over a third of the
         # collector's time at catch-up rates.
@@ -112,7 +126,7 @@ class FleetDb:
         self._insert_visit = (f'INSERT INTO "{Visit._meta.table_name}" ({columns}) '
                               f'VALUES ({marks}) ON CONFLICT ("event_id") DO NOTHING')
         self.database.connect(reuse_if_open=True)
-        self.database.create_tables([Kiosk, Pin, Visit])
+        self.database.create_tables([Kiosk, Pin, Visit, Alarm])
 
     def close(self):
         if not self.database.is_closed():
@@ -154,21 +168,41 @@ class FleetDb:
         return cursor.rowcount  # summed over the rows; a skipped duplicate adds 0
 
     def apply_status(self, status, received):
-        """Record a status unless its epoch is older than the kiosk's latest; False if stale.
+        """Record a status unless it is stale; False if it was.
 
-        A kiosk that reconnects before the broker fires the previous connection's Last Will
-        has a higher epoch already, so that ``lost`` must not mark it dead.
+        Only ``lost`` and ``offline`` can be stale: a kiosk that reconnects before the broker
+        fires the previous connection's Last Will has a higher epoch already, so that ``lost``
+        must not mark it dead, and a will of a kiosk's previous instance (its old SD card) is
+        over too. ``online`` always counts, because only a live connection sends it: a forged
+        epoch of 2³¹−1 or a re-flashed kiosk starting again at epoch 1 is corrected by the real
+        kiosk's next connect, and raises an alarm instead of hiding the kiosk for good.
         """
         kiosk = self._kiosk(status.kiosk_id, received)
-        if kiosk.epoch is not None and status.epoch < kiosk.epoch:
+        same_instance = kiosk.instance == status.instance
+        if status.state != "online" and kiosk.instance is not None and (
+                not same_instance or status.epoch < kiosk.epoch):
             kiosk.stale_statuses += 1
             kiosk.save()
             return False
-        if kiosk.state != status.state or kiosk.epoch != status.epoch:
+        if kiosk.instance is not None and not same_instance:
+            self._alarm(kiosk.kiosk_id, "instance_changed", received,
+                        f"instance {kiosk.instance} (epoch {kiosk.epoch}) replaced by "
+                        f"{status.instance} (epoch {status.epoch}): re-flashed, or a copy of "
+                        "its credentials is in use")
+        elif same_instance and status.epoch < kiosk.epoch:
+            self._alarm(kiosk.kiosk_id, "epoch_went_back", received,
+                        f"online at epoch {status.epoch} after epoch {kiosk.epoch}: a status "
+                        "with a higher epoch was forged, or the kiosk's store was restored")
+        if (kiosk.state, kiosk.instance, kiosk.epoch) != (status.state, status.instance,
+                                                           status.epoch):
             kiosk.state_changed = received
-        kiosk.state, kiosk.epoch, kiosk.version = status.state, status.epoch, status.version
+        kiosk.state, kiosk.instance = status.state, status.instance
+        kiosk.epoch, kiosk.version = status.epoch, status.version
         kiosk.save()
         return True
+
+    def _alarm(self, kiosk_id, kind, received, detail):
+        self.Alarm.create(kiosk_id=kiosk_id, kind=kind, detail=detail, raised=received)
 
     def apply_pin(self, pin, received):
         kiosk = self._kiosk(pin.kiosk_id, received)
@@ -193,6 +227,26 @@ class FleetDb:
         self._kiosk(kiosk_id, received).save()
 
     # --- reads ------------------------------------------------------------------------------
+
+    def alarms(self, kiosk_id=None):
+        """Alarms raised, oldest first."""
+        query = self.Alarm.select().order_by(self.Alarm.id)
+        if kiosk_id is not None:
+            query = query.where(self.Alarm.kiosk_id == kiosk_id)
+        return list(query)
+
+    def missing_visits(self, kiosk_id):
+        """Per instance, how many visit numbers below the highest one received are missing.
+
+        ``seq`` starts at 1 with each instance, so the check is keyed by instance: a kiosk
+        re-flashed after visit 900 is not 899 visits short. A gap closes when the kiosk's
+        outbox delivers the visit; one that stays open is a lost visit.
+        """
+        Visit = self.Visit
+        query = (Visit.select(Visit.instance, fn.MAX(Visit.seq).alias("top"),
+                              fn.COUNT(fn.DISTINCT(Visit.seq)).alias("seen"))
+                 .where(Visit.kiosk_id == kiosk_id).group_by(Visit.instance).tuples())
+        return {instance: top - seen for instance, top, seen in query}
 
     def kiosks(self):
         """Every kiosk the collector has heard from, by id."""

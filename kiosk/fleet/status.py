@@ -25,15 +25,19 @@ def _age(last_seen, now):
 
 
 def status_lines(fleet_db, now=None):
-    """The report as lines: kiosk id, state, last seen, outbox depth, version, demo flag."""
+    """The report as lines: kiosk id, state, last seen, outbox depth, version, then flags:
+    visits missing (numbers skipped and not yet delivered), alarms raised, demo."""
     now = now or dt.datetime.now(dt.UTC)
     lines = []
     for k in fleet_db.kiosks():
         outbox = "?" if k.outbox_depth is None else str(k.outbox_depth)
-        demo = "  demo" if k.mode == "demo" else ""
+        missing = sum(fleet_db.missing_visits(k.kiosk_id).values())
+        alarms = len(fleet_db.alarms(k.kiosk_id))
+        flags = (f"  missing {missing}" if missing else "") + (
+            f"  alarms {alarms}" if alarms else "") + ("  demo" if k.mode == "demo" else "")
         lines.append(
             f"{k.kiosk_id:<24} {k.state or 'unknown':<8} last seen {k.last_seen or '-'} "
-            f"({_age(k.last_seen, now)})  outbox {outbox}  version {k.version or '?'}{demo}"
+            f"({_age(k.last_seen, now)})  outbox {outbox}  version {k.version or '?'}{flags}"
         )
     return lines
 

@@ -110,15 +110,17 @@ class MqttLink:
     """The kiosk's connection to the broker, run by paho's network thread.
 
     ``mqtt`` is the config's ``mqtt`` section, ``kiosk_id`` the MQTT username and client id.
+    ``instance`` is the store's instance id (new after a re-flash) that goes with every status;
     ``next_epoch()`` must be safe to call from paho's thread (``Store.next_epoch`` is: peewee
     gives that thread its own connection). ``pin`` is the encoded pin payload
     (``topics.pin_payload(cfg)``) published after every connect; :meth:`set_pin` replaces it
     when a remote config changes the service catalogue.
     """
 
-    def __init__(self, mqtt, kiosk_id, *, next_epoch, version, facts, put, pin=None,
+    def __init__(self, mqtt, kiosk_id, *, instance, next_epoch, version, facts, put, pin=None,
                  inflight_window=64, stamp=system_stamp, rng=None):
         self.kiosk_id = kiosk_id
+        self._instance = instance
         self._settings = mqtt
         self._next_epoch = next_epoch
         self._version = version
@@ -257,7 +259,8 @@ class MqttLink:
             raise OSError(f"cannot take a new epoch for this connect: {exc}") from exc
         props = Properties(PacketTypes.WILLMESSAGE)
         props.WillDelayInterval = int(self._settings.will_delay_s)
-        lost = topics.status_payload("lost", self._epoch, self._version, self._stamp())
+        lost = topics.status_payload("lost", self._epoch, self._version, self._stamp(),
+                                     instance=self._instance)
         client.will_set(self._status_topic, lost, qos=1, retain=True,
                         properties=props)
 
@@ -321,7 +324,8 @@ class MqttLink:
         self._put(CommandReceived(message.topic, bytes(message.payload), bool(message.retain)))
 
     def _publish_status(self, state):
-        payload = topics.status_payload(state, self._epoch, self._version, self._stamp())
+        payload = topics.status_payload(state, self._epoch, self._version, self._stamp(),
+                                        instance=self._instance)
         return self._client.publish(self._status_topic, payload, qos=1, retain=True)
 
     def _publish_pin(self):

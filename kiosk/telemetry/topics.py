@@ -292,6 +292,10 @@ class _Fields:
         return self.match(key, _RFC3339_UTC, "must be an RFC 3339 UTC time like "
                           "2025-01-31T09:30:00.000Z", optional=optional)
 
+    def instance(self):
+        return self.match("instance", _TOKEN, "must be the kiosk's instance id: 1-64 letters, "
+                          "digits or '_.:-'")
+
     def stamp(self):
         return {"at": self.time("at"), "clock_synced": self.boolean("clock_synced"),
                 "mono_s": self.number("mono_s", 0, 10**11)}
@@ -306,10 +310,12 @@ def _event_id_rule():
 
 @dataclass(frozen=True)
 class Status:
-    """``status``: online / offline (clean stop) / lost (the Last Will), per connect epoch."""
+    """``status``: online / offline (clean stop) / lost (the Last Will), per instance and
+    connect epoch."""
 
     kiosk_id: str
     state: str
+    instance: str
     epoch: int
     version: str
     at: str
@@ -352,6 +358,7 @@ class VisitMessage:
 
     kiosk_id: str
     event_id: str
+    instance: str
     epoch: int
     seq: int
     mode: str
@@ -410,13 +417,15 @@ class Reply:
     schema: int
 
 
-def status_payload(state, epoch, version, stamp):
+def status_payload(state, epoch, version, stamp, *, instance):
     """The retained ``status``; build the ``lost`` one as the Last Will at connect time.
 
-    ``epoch`` rises on every connect (``store.next_epoch()``), so the collector can tell a
-    stale will from the previous connection of a kiosk that is already back online.
+    ``instance`` names the kiosk's store (a new one after a re-flash) and ``epoch`` rises on
+    every connect of that instance (``store.next_epoch()``), so the collector can tell a stale
+    will from the previous connection of a kiosk that is already back online.
     """
-    obj = {"schema": SCHEMA, "state": state, "epoch": epoch, "version": version, **stamp}
+    obj = {"schema": SCHEMA, "state": state, "instance": instance, "epoch": epoch,
+           "version": version, **stamp}
     _parse_status("status_payload", obj, "-")
     return _encode(obj)
 
@@ -424,7 +433,7 @@ def status_payload(state, epoch, version, stamp):
 def _parse_status(what, obj, kiosk_id):
     f = _Fields(obj, what)
     return Status(
-        kiosk_id=kiosk_id, state=f.choice("state", STATUS_STATES),
+        kiosk_id=kiosk_id, state=f.choice("state", STATUS_STATES), instance=f.instance(),
         epoch=f.integer("epoch", 0, 2**31 - 1),
         version=f.match("version", _VERSION, "must be a version like 0.1.0"),
         **f.stamp(), schema=obj["schema"],
@@ -482,16 +491,17 @@ def _parse_pin(what, obj, kiosk_id):
     )
 
 
-def visit_payload(*, event_id, seq, epoch, mode, outcome, step, verified, expired, service_id,
-                  copy_answer, rating, reason, language, duration_s, age_band=None, gender=None,
-                  stamp):
+def visit_payload(*, event_id, instance, seq, epoch, mode, outcome, step, verified, expired,
+                  service_id, copy_answer, rating, reason, language, duration_s, age_band=None,
+                  gender=None, stamp):
     """One ``visit`` (QoS 1, not retained) from explicit fields of the stored visit row.
 
     Deliberately no ``**row``: the repeat hash and anything else the store keeps stay home.
-    ``stamp`` is the time the visit was recorded; ``seq`` counts visits per kiosk.
+    ``stamp`` is the time the visit was recorded; ``seq`` counts visits per ``instance``.
     """
     obj = {
-        "schema": SCHEMA, "event_id": event_id, "seq": seq, "epoch": epoch, "mode": mode,
+        "schema": SCHEMA, "event_id": event_id, "instance": instance, "seq": seq,
+        "epoch": epoch, "mode": mode,
         "outcome": outcome, "step": step, "verified": verified, "expired": expired,
         "service_id": service_id, "copy_answer": copy_answer, "rating": rating,
         "reason": reason, "language": language,
@@ -506,7 +516,7 @@ def _parse_visit(what, obj, kiosk_id):
     f = _Fields(obj, what)
     return VisitMessage(
         kiosk_id=kiosk_id,
-        event_id=f.match("event_id", _TOKEN, _event_id_rule()),
+        event_id=f.match("event_id", _TOKEN, _event_id_rule()), instance=f.instance(),
         epoch=f.integer("epoch", 0, 2**31 - 1), seq=f.integer("seq", 0, 10**11),
         mode=f.choice("mode", MODES), outcome=f.choice("outcome", OUTCOMES),
         step=f.choice("step", STEPS), verified=f.boolean("verified"),

@@ -2,6 +2,7 @@
 
 import pytest
 
+from kiosk.fleet.collector import Collector
 from kiosk.telemetry import topics
 from tests.telemetry.kiosk_process import KioskSide, telemetry_config
 
@@ -38,3 +39,15 @@ def ops(broker, mqtt_client):
     for kind in ("status", "pin", "health", "reply"):
         client.subscribe(f"{topics.ROOT}/kiosk/+/{kind}")
     return client
+
+
+@pytest.fixture
+def collector(broker, tmp_path):
+    """A started collector on ``broker``, storing into ``tmp_path/fleet.sqlite3``."""
+    user, password = broker.collector_credentials
+    running = Collector(tmp_path / "fleet.sqlite3", "127.0.0.1", broker.port, user, password,
+                        batch_s=0.05)
+    running.start()
+    assert running.wait_for_connected(10)
+    yield running
+    running.stop()

@@ -16,13 +16,14 @@ from kiosk.telemetry import topics
 from tests.fixtures.broker import RecordingClient, wait_until
 
 KIOSK = "bkk-001"
+INSTANCE = "3f2c9a7e5b1d4e6f8a0b2c4d6e8f0a1b"
 STAMP = topics.stamp(dt.datetime(2025, 1, 31, 9, 30, tzinfo=dt.UTC), True, 5000.0)
 
 
 def visit(event_id=None, **overrides):
     fields = dict(
-        event_id=event_id or str(uuid.uuid4()), seq=1, epoch=1, mode="production",
-        outcome="completed", step="thank_you", verified=True, expired=False,
+        event_id=event_id or str(uuid.uuid4()), instance=INSTANCE, seq=1, epoch=1,
+        mode="production", outcome="completed", step="thank_you", verified=True, expired=False,
         service_id="id_card", copy_answer="none", rating=5, reason=None, language="th",
         duration_s=30.0, stamp=STAMP,
     )
@@ -30,19 +31,8 @@ def visit(event_id=None, **overrides):
     return topics.visit_payload(**fields)
 
 
-def status(state, epoch):
-    return topics.status_payload(state, epoch, "0.1.0", STAMP)
-
-
-@pytest.fixture
-def collector(broker, tmp_path):
-    user, password = broker.collector_credentials
-    running = Collector(tmp_path / "fleet.sqlite3", "127.0.0.1", broker.port, user, password,
-                        batch_s=0.05)
-    running.start()
-    assert running.wait_for_connected(10)
-    yield running
-    running.stop()
+def status(state, epoch, instance=INSTANCE):
+    return topics.status_payload(state, epoch, "0.1.0", STAMP, instance=instance)
 
 
 @pytest.fixture

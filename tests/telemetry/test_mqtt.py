@@ -54,7 +54,7 @@ def test_mqtt_failing_epoch_store_delays_the_connect_instead_of_ending_it(kiosk_
         return next(epochs)
 
     facts = []
-    link = MqttLink(cfg.mqtt, KIOSK, next_epoch=next_epoch, version="0.1.0",
+    link = MqttLink(cfg.mqtt, KIOSK, instance="i1", next_epoch=next_epoch, version="0.1.0",
                     facts=facts.append, put=facts.append)
     link.start()
     try:
@@ -167,14 +167,16 @@ def test_mqtt_missing_certificate_is_a_clear_error_naming_the_keys(make_config, 
                                       "cert_file": str(tmp_path / "missing.crt"),
                                       "key_file": str(tmp_path / "missing.key")})
     with pytest.raises(TelemetryError, match=r"mqtt\.ca_file/cert_file/key_file.*missing\.crt"):
-        MqttLink(cfg.mqtt, KIOSK, next_epoch=lambda: 1, version="0.1.0", facts=print, put=print)
+        MqttLink(cfg.mqtt, KIOSK, instance="i1", next_epoch=lambda: 1, version="0.1.0",
+                 facts=print, put=print)
 
 
 def test_mqtt_unreadable_password_file_is_a_clear_error(make_config, tmp_path):
     cfg = make_config(tmp_path, mqtt={"host": "127.0.0.1", "tls": False,
                                       "password_file": str(tmp_path / "nope")})
     with pytest.raises(TelemetryError, match=r"mqtt\.password_file: cannot read .*nope"):
-        MqttLink(cfg.mqtt, KIOSK, next_epoch=lambda: 1, version="0.1.0", facts=print, put=print)
+        MqttLink(cfg.mqtt, KIOSK, instance="i1", next_epoch=lambda: 1, version="0.1.0",
+                 facts=print, put=print)
 
 
 def test_health_report_is_qos0_and_counts_the_outbox(kiosk_config, running, ops):

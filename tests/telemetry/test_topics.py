@@ -25,7 +25,8 @@ def doc_examples():
 
 
 def visit_fields(**overrides):
-    fields = dict(event_id="0b9a3c1e-6f1d-4c1b-9d35-2a7f5c3e9b10", seq=1, epoch=1,
+    fields = dict(event_id="0b9a3c1e-6f1d-4c1b-9d35-2a7f5c3e9b10",
+                  instance="5e0c2d8a9b7f4a1c8e6d3b2a1f0e9d8c", seq=1, epoch=1,
                   mode="production", outcome="completed", step="thank_you", verified=True,
                   expired=False, service_id="id_card", copy_answer="none", rating=5, reason=None,
                   language="th", duration_s=30.0, stamp=STAMP)
@@ -195,7 +196,7 @@ def test_topics_visit_with_bad_field_rejected_naming_the_field(field, value):
 
 
 def test_topics_lost_status_of_an_older_epoch_parses_for_the_collector_to_judge():
-    payload = topics.status_payload("lost", 4, "0.1.0", STAMP)
+    payload = topics.status_payload("lost", 4, "0.1.0", STAMP, instance="i1")
     status = topics.parse_kiosk_message("citizeninfo/v1/kiosk/k1/status", payload)
     assert (status.state, status.epoch) == ("lost", 4)
 

@@ -1,0 +1,127 @@
+"""A kiosk's instance: a re-flashed SD card or a forged epoch never hides a kiosk from ops.
+
+Each kiosk store makes a random instance id when it is created; every status and visit carries
+it. Real parts: the kiosk's telemetry and store (``KioskSide``), Mosquitto, the collector.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from kiosk.store import Store
+from kiosk.telemetry import topics
+from tests.fixtures.broker import wait_until
+from tests.telemetry.kiosk_process import KioskSide
+from tests.telemetry.test_collector import status
+
+KIOSK = "kiosk-a"
+
+
+def kiosk_row(collector):
+    rows = [k for k in collector.db.kiosks() if k.kiosk_id == KIOSK]
+    return rows[0] if rows else None
+
+
+def wait_for_status(collector, state, instance, epoch):
+    wait_until(lambda: (row := kiosk_row(collector)) is not None
+               and (row.state, row.instance, row.epoch) == (state, instance, epoch),
+               f"{KIOSK} {state} at instance {instance} epoch {epoch}")
+
+
+@pytest.fixture
+def connect(kiosk_config, tmp_path):
+    """``connect(sd_card, past_connects=0) -> KioskSide`` connected, its store on
+    ``tmp_path/sd_card``; ``past_connects`` raises the store's epoch first, as an SD card that
+    has connected that many times before."""
+    sides = []
+
+    def start(sd_card, past_connects=0):
+        cfg = kiosk_config(storage={"data_dir": str(tmp_path / sd_card)})
+        side = KioskSide(cfg, poll_s=0.05)
+        sides.append(side)
+        for _ in range(past_connects):
+            side.store.next_epoch()
+        side.start()
+        assert side.link.wait_for_connected(10), "kiosk link did not connect"
+        return side
+
+    yield start
+    for side in sides:
+        side.stop()
+
+
+def test_store_keeps_its_instance_across_restarts_and_a_new_store_gets_another(tmp_path):
+    first = Store.open(tmp_path / "a", min_free_mb=1)
+    instance = first.instance
+    first.close()
+    again = Store.open(tmp_path / "a", min_free_mb=1)
+    other = Store.open(tmp_path / "b", min_free_mb=1)
+    try:
+        assert again.instance == instance
+        assert other.instance != instance
+        assert not topics.find_long_numbers(instance)
+    finally:
+        again.close()
+        other.close()
+
+
+def test_reflashed_kiosk_starting_again_at_epoch_1_is_online_with_an_alarm(connect, collector):
+    old = connect("old-sd", past_connects=4)
+    old.record_visits(2)
+    wait_for_status(collector, "online", old.store.instance, 5)
+    wait_until(lambda: old.store.outbox_stats().depth == 0, "the old card's visits confirmed")
+    old.stop()
+    wait_for_status(collector, "offline", old.store.instance, 5)
+
+    new = connect("new-sd")  # a re-flashed SD card: a new store, epochs from 1 again
+    wait_for_status(collector, "online", new.store.instance, 1)
+    event_ids = new.record_visits(2)
+    wait_until(lambda: new.store.outbox_stats().depth == 0, "the new card's visits confirmed")
+
+    (alarm,) = collector.db.alarms(KIOSK)
+    assert alarm.kind == "instance_changed"
+    assert old.store.instance in alarm.detail and new.store.instance in alarm.detail
+    # Visit numbers start again with the new card, and that is not counted as lost visits.
+    assert sorted(v.event_id for v in collector.db.visits(KIOSK)
+                  if v.instance == new.store.instance) == sorted(event_ids)
+    assert collector.db.missing_visits(KIOSK) == {old.store.instance: 0, new.store.instance: 0}
+
+
+def test_forged_top_epoch_hides_the_kiosk_only_until_its_next_connect(connect, collector,
+                                                                       mqtt_client):
+    side = connect("sd")
+    instance = side.store.instance
+    wait_for_status(collector, "online", instance, 1)
+    side.stop()
+    # A thief with a copy of the SD card: the kiosk's password and its instance id.
+    thief = mqtt_client(KIOSK, Path(side.config.mqtt.password_file).read_text().strip())
+    thief.publish(topics.kiosk_topic(KIOSK, "status"), status("lost", 2**31 - 1, instance),
+                  retain=True)
+    thief.publish(topics.kiosk_topic(KIOSK, "status"), status("lost", 2**31 - 1, "forged"),
+                  retain=True)
+    wait_until(lambda: collector.counters.stale_statuses == 1, "the other instance's will")
+    wait_for_status(collector, "lost", instance, 2**31 - 1)
+    thief.close()
+
+    again = connect("sd")  # the real kiosk's next connect
+    assert again.store.instance == instance
+    wait_for_status(collector, "online", instance, 2)
+    assert [a.kind for a in collector.db.alarms(KIOSK)] == ["epoch_went_back"]
+
+
+def test_stale_wills_of_an_older_epoch_or_instance_never_mark_a_live_kiosk_lost(
+        collector, broker, mqtt_client):
+    kiosk = mqtt_client(KIOSK, broker.add_kiosk(KIOSK))
+
+    def publish(state, epoch, instance):
+        kiosk.publish(topics.kiosk_topic(KIOSK, "status"), status(state, epoch, instance))
+
+    publish("online", 7, "old-card")
+    publish("online", 1, "new-card")
+    publish("lost", 7, "old-card")  # the old card's will, fired late
+    publish("lost", 0, "new-card")  # an earlier connection of the new card
+    wait_until(lambda: collector.counters.stale_statuses == 2, "two stale wills")
+    assert (kiosk_row(collector).state, kiosk_row(collector).instance) == ("online", "new-card")
+
+    publish("lost", 1, "new-card")
+    wait_for_status(collector, "lost", "new-card", 1)
