@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kiosk.fleet.status import status_lines
 from kiosk.store import Store
 from kiosk.telemetry import topics
 from tests.fixtures.broker import wait_until
@@ -85,6 +86,7 @@ def test_reflashed_kiosk_starting_again_at_epoch_1_is_online_with_an_alarm(conne
     assert sorted(v.event_id for v in collector.db.visits(KIOSK)
                   if v.instance == new.store.instance) == sorted(event_ids)
     assert collector.db.missing_visits(KIOSK) == {old.store.instance: 0, new.store.instance: 0}
+    assert "alarms 1" in status_lines(collector.db)[0]
 
 
 def test_forged_top_epoch_hides_the_kiosk_only_until_its_next_connect(connect, collector,
