@@ -10,6 +10,11 @@ Accounts: one per kiosk (user name = kiosk id = client id, so ``%u`` in the ACL 
 kiosk to its own topics), ``collector`` (reads kiosk messages, writes acks) and ``ops`` (writes
 commands, reads status/pin/health/reply). Ops cannot write acks: a leaked ops password must not
 be able to confirm visits that were never stored.
+
+Subscriptions are checked by the project's auth plugin (``provisioning/broker/``, built by
+``./dev setup`` into ``.cache/broker/``), which reads the same ACL file: Mosquitto 2.0's
+``acl_file`` grants every SUBSCRIBE, so without it a kiosk could join the collectors' shared
+subscription and make the broker drop the visits it was handed.
 """
 
 import base64
@@ -31,14 +36,27 @@ from kiosk.telemetry import topics
 log = logging.getLogger(__name__)
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+#: The subscription plugin ``./dev setup`` builds from provisioning/broker/citizeninfo_auth.c.
+AUTH_PLUGIN = Path(__file__).resolve().parents[2] / ".cache/broker/citizeninfo_auth.so"
 COLLECTOR = "collector"
 OPS = "ops"
+#: Production ports (docs/broker.md): kiosks with client certificates, and password accounts.
+MTLS_PORT = 8883
+PASSWORD_PORT = 8884
 #: Far above Mosquitto's default of 1000: a collector that is down for a day must find every
 #: visit queued in its persistent session, not the newest thousand.
 MAX_QUEUED_MESSAGES = 1_000_000
 #: Unacknowledged QoS 1 messages the broker sends one client at a time; the collector commits
 #: in batches before it acknowledges, so it needs a window bigger than one batch.
 MAX_INFLIGHT_MESSAGES = 1000
+#: Largest MQTT packet the broker reads; a bigger one ends the connection before its payload is
+#: buffered. The largest legitimate message is a config command at the ceiling of
+#: ``telemetry.max_command_bytes`` (1 MiB); 64 KiB on top covers topic and properties.
+#: Kiosk messages stay under ``topics.MAX_KIOSK_MESSAGE_BYTES`` (64 KiB).
+MAX_PACKET_BYTES = 1_048_576 + 64 * 1024
+#: Bytes queued for one client's session: a day of visits for the national fleet (docs/broker.md
+#: shows the sum), so the cap bounds memory without cutting a collector's day-long backlog.
+MAX_QUEUED_BYTES = 1024 * 1024 * 1024
 
 
 def password_hash(password, salt=None):
@@ -68,19 +86,22 @@ class Broker:
     """One Mosquitto process under ``workdir``; see the module docstring for the accounts.
 
     ``tls=True`` adds a mutual-TLS listener (``tls_port``) that takes only client certificates
-    signed by the test CA (``ca_file``) and uses the certificate's CN as the user name.
+    signed by the test CA (``ca_file``) and uses the certificate's CN as the user name, and a
+    TLS listener for password accounts (``password_tls_port``), as production has on 8883/8884.
     ``persistence=True`` keeps sessions and queued messages in ``mosquitto.db`` across
     :meth:`restart` (not across :meth:`kill` after the last autosave: the outbox waits for the
     collector's ack, not the broker's PUBACK, for that reason).
     """
 
-    def __init__(self, workdir, *, tls=False, persistence=False):
+    def __init__(self, workdir, *, tls=False, persistence=False, plugin=AUTH_PLUGIN):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.is_tls = tls
         self.is_persistent = persistence
         self.port = free_port()
         self.tls_port = free_port() if tls else None
+        self.password_tls_port = free_port() if tls else None
+        self.plugin = Path(plugin)
         self.log_path = self.workdir / "mosquitto.log"
         self._accounts = {COLLECTOR: secrets.token_urlsafe(18), OPS: secrets.token_urlsafe(18)}
         self._observers = set()
@@ -101,14 +122,15 @@ class Broker:
         """``(username, password)`` of the ops account."""
         return OPS, self._accounts[OPS]
 
-    def add_kiosk(self, kiosk_id):
-        """Create (or renew) a kiosk account and return its password.
+    def add_kiosk(self, kiosk_id, password=None):
+        """Create (or renew) a kiosk account and return its password (``password``, or a new one
+        when None, e.g. to load a provisioned bundle's).
 
         On a running broker the files are rewritten and Mosquitto reloads them (SIGHUP); this
         returns once the new account is accepted, so the caller can connect straight away.
         """
         topics.check_kiosk_id(kiosk_id)
-        return self._add_account(kiosk_id)
+        return self._add_account(kiosk_id, password)
 
     def add_observer(self, name):
         """Create an account that reads every topic and writes none of the fleet's; its password.
@@ -120,8 +142,8 @@ class Broker:
         self._observers.add(name)
         return self._add_account(name)
 
-    def _add_account(self, username):
-        password = secrets.token_urlsafe(18)
+    def _add_account(self, username, password=None):
+        password = password or secrets.token_urlsafe(18)
         self._accounts[username] = password
         self._write_auth()
         if self.is_running:
@@ -210,7 +232,12 @@ pattern read {root}/ack/%u/#
             "allow_anonymous false",
             f"password_file {self.workdir / 'passwd'}",
             f"acl_file {self.workdir / 'acl'}",
+            f"plugin {self.plugin}",
+            f"plugin_opt_acl_file {self.workdir / 'acl'}",
+            f"plugin_opt_share_accounts {COLLECTOR}",
+            f"max_packet_size {MAX_PACKET_BYTES}",
             f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+            f"max_queued_bytes {MAX_QUEUED_BYTES}",
             f"max_inflight_messages {MAX_INFLIGHT_MESSAGES}",
             "persistent_client_expiration 2d",
             f"log_dest file {self.log_path}",
@@ -237,6 +264,11 @@ pattern read {root}/ack/%u/#
                 "require_certificate true",
                 "use_identity_as_username true",
                 "use_username_as_clientid true",
+                "",
+                f"listener {self.password_tls_port} 127.0.0.1",
+                f"certfile {self.workdir / 'server.crt'}",
+                f"keyfile {self.workdir / 'server.key'}",
+                "use_username_as_clientid true",
             ]
         _write_private(self.workdir / "mosquitto.conf", "\n".join(lines) + "\n")
 
@@ -248,13 +280,16 @@ pattern read {root}/ack/%u/#
         """Write the files, start Mosquitto and return once every listener accepts."""
         if self.is_running:
             return
+        if not self.plugin.is_file():
+            raise TelemetryError(f"the broker's auth plugin {self.plugin} is missing; run "
+                                 "./dev setup to build it (needs gcc and mosquitto-dev)")
         self._write_auth()
         self._write_config()
         self._process = subprocess.Popen(
             [MOSQUITTO, "-c", str(self.workdir / "mosquitto.conf")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
-        ports = [p for p in (self.port, self.tls_port) if p]
+        ports = [p for p in (self.port, self.tls_port, self.password_tls_port) if p]
         while not all(is_listening(p) for p in ports):
             if self._process.poll() is not None:
                 err = self._process.stderr.read().decode(errors="replace").strip()

@@ -35,7 +35,7 @@ import tomli_w
 from kiosk import config as kiosk_config
 from kiosk.errors import ConfigError, MessageRejected, ProvisionError
 from kiosk.firstboot import credential_path
-from kiosk.fleet.broker import password_hash
+from kiosk.fleet.broker import MTLS_PORT, PASSWORD_PORT, password_hash
 from kiosk.telemetry import topics
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ def add_arguments(parser):
     parser.add_argument("--csv", required=True, metavar="FILE", help="the agency's kiosk list")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the bundles")
     parser.add_argument("--broker", required=True, metavar="HOST", help="MQTT broker host name")
-    parser.add_argument("--port", type=int, default=8883, help="MQTT broker port (default 8883)")
+    parser.add_argument("--port", type=int, help=f"MQTT broker port (default {MTLS_PORT} with "
+                        f"client certificates, {PASSWORD_PORT} with passwords)")
     parser.add_argument("--broker-ca", metavar="FILE",
                         help="CA certificate that signs the broker (default: the system CAs)")
     parser.add_argument("--ca", metavar="FILE", help="agency CA certificate for client certs")
@@ -102,9 +103,15 @@ def read_csv_text(path):
                              "save the sheet as CSV UTF-8") from None
 
 
-def provision(csv_path, out, *, broker, port=8883, broker_ca=None, ca=None, ntp_servers=(),
+def provision(csv_path, out, *, broker, port=None, broker_ca=None, ca=None, ntp_servers=(),
               progress=None):
-    """Write one bundle per good row and the batch's broker files; return a :class:`Result`."""
+    """Write one bundle per good row and the batch's broker files; return a :class:`Result`.
+
+    ``port`` defaults to the broker's listener for the bundle's kind of credential
+    (docs/broker.md): mutual TLS with ``ca``, TLS with a password without.
+    """
+    if port is None:
+        port = MTLS_PORT if ca is not None else PASSWORD_PORT
     text, encoding = read_csv_text(csv_path)
     reader = csv.DictReader(io.StringIO(text, newline=""))
     missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]

@@ -17,11 +17,13 @@ What a caller may rely on:
 * Reconnects wait a full-jitter delay between ``mqtt.reconnect_min_s`` and an exponentially
   growing cap (``mqtt.reconnect_max_s``): after a broker restart 77,000 kiosks must not come
   back in lock step. paho's own back-off is deterministic, so we set its delay before each wait.
-* Session: ``clean_start=False`` with a session expiry. The broker then queues acks and
-  commands during a short outage, and the Will Delay can work at all (a will fires at the
-  earlier of will delay and session end, so a session that ends at disconnect would send it at
-  once). We still subscribe after every CONNACK: a broker restarted without persistence has
-  forgotten the session, and re-subscribing an existing subscription is harmless.
+* Session: clean start on every connect, with a session expiry. Clean start drops whatever
+  the last session held, including a subscription someone planted in it with this kiosk's
+  password (issue 9); the expiry keeps the session alive after a drop, without which the Will
+  Delay could not work (a will fires at the earlier of will delay and session end). Acks and
+  non-retained commands sent while the kiosk was away are lost with the old session: the outbox
+  resends unacked visits and the collector acks them again, and ``config`` is retained. We
+  subscribe after every CONNACK.
 """
 
 import logging
@@ -42,8 +44,8 @@ from kiosk.telemetry.clock import system_stamp
 
 log = logging.getLogger(__name__)
 
-# Long enough to ride out a night's outage with acks and commands queued at the broker, short
-# enough that a retired kiosk's session does not linger for ever.
+# Far longer than any will delay, short enough that a retired kiosk's session does not linger
+# for ever; the next connect (clean start) drops it anyway.
 SESSION_EXPIRY_S = 24 * 3600
 
 @dataclass(frozen=True)
@@ -200,7 +202,7 @@ class MqttLink:
             self._settings.host,
             self._settings.port,
             keepalive=self._settings.keepalive_s,
-            clean_start=False,
+            clean_start=True,
             properties=props,
         )
         self._client.loop_start()

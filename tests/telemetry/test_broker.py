@@ -1,9 +1,16 @@
 """The fleet broker policy, against a real Mosquitto: accounts, ACLs, mutual TLS."""
 
 import ssl
+import tomllib
+from pathlib import Path
 
-from kiosk.fleet.broker import Broker, password_hash
+import pytest
+
+from kiosk.errors import TelemetryError
+from kiosk.fleet.broker import MTLS_PORT, PASSWORD_PORT, Broker, password_hash
+from kiosk.fleet.provision import provision
 from kiosk.telemetry import topics
+from tests.fixtures.broker import RecordingClient
 
 NOT_AUTHORIZED = 0x87
 
@@ -73,7 +80,7 @@ def test_broker_ops_command_reaches_only_its_kiosk(broker, mqtt_client):
     two = mqtt_client("k2", broker.add_kiosk("k2"))
     one.subscribe(topics.cmd_subscription("k1"))
     two.subscribe(topics.cmd_subscription("k2"))
-    two.subscribe(topics.cmd_subscription("k1"))
+    assert two.subscribe(topics.cmd_subscription("k1"))[0].value == NOT_AUTHORIZED
     ops = mqtt_client(*broker.ops_credentials)
 
     ops.publish(topics.cmd_topic("k1", "ping"), topics.command_payload("ping", "c-1"))
@@ -83,7 +90,6 @@ def test_broker_ops_command_reaches_only_its_kiosk(broker, mqtt_client):
     ops.publish(topics.cmd_topic("k2", "ping"), topics.command_payload("ping", "c-2"))
     two.wait_for_message(topics.cmd_topic("k2", "ping"))
 
-    # Mosquitto 2.0 grants the filter and applies the read ACL per delivered message.
     assert two.received(topics.cmd_subscription("k1")) == []
 
 
@@ -103,8 +109,6 @@ def test_broker_restart_keeps_port_and_accounts(broker, mqtt_client):
 
 
 def test_broker_mutual_tls_takes_cert_identity_and_refuses_no_cert(tmp_path, mqtt_client):
-    from tests.fixtures.broker import RecordingClient
-
     with Broker(tmp_path / "tls", tls=True) as tls_broker:
         cert, key = tls_broker.make_client_cert("k-tls")
         tls = {"ca_certs": str(tls_broker.ca_file), "certfile": str(cert), "keyfile": str(key)}
@@ -143,3 +147,30 @@ def test_broker_kiosk_may_write_one_level_under_its_name_only(broker, mqtt_clien
     own = kiosk.publish(topics.kiosk_topic("k1", "health"), b"{}")
     deeper = kiosk.publish(topics.kiosk_topic("k1", "visit") + "/extra", b"{}")
     assert not own.is_failure and deeper.value == NOT_AUTHORIZED
+
+
+def test_broker_without_the_auth_plugin_refuses_to_start_and_names_dev_setup(tmp_path):
+    # Without it any kiosk could join the collectors' shared subscription (docs/broker.md).
+    with pytest.raises(TelemetryError, match=r"\./dev setup"):
+        Broker(tmp_path / "b", plugin=tmp_path / "missing.so").start()
+
+
+def test_broker_password_bundle_connects_on_the_password_listener(tmp_path):
+    csv_path = Path(__file__).resolve().parents[2] / "provisioning/kiosks.example.csv"
+    with Broker(tmp_path / "tls", tls=True) as tls_broker:
+        result = provision(csv_path, tmp_path / "out", broker="localhost",
+                           broker_ca=tls_broker.ca_file)
+        bundle = result.bundles[0]
+        mqtt = tomllib.loads((bundle / "kiosk.toml").read_text(encoding="utf-8"))["mqtt"]
+        assert (mqtt["port"], MTLS_PORT) == (PASSWORD_PORT, 8883)  # as docs/broker.md says
+        password = (bundle / "mqtt-password").read_text(encoding="utf-8").strip()
+        tls_broker.add_kiosk(bundle.name, password)
+
+        # password_tls_port stands in for 8884: TLS with the bundle's CA, no client certificate.
+        kiosk = RecordingClient(mqtt["host"], tls_broker.password_tls_port, bundle.name,
+                                password, tls={"ca_certs": str(bundle / "mqtt-ca.crt")})
+        try:
+            assert not kiosk.wait_for_connack().is_failure
+            assert not kiosk.publish(topics.kiosk_topic(bundle.name, "health"), b"{}").is_failure
+        finally:
+            kiosk.close()
