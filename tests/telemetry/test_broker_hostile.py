@@ -109,7 +109,7 @@ def test_broker_session_planted_with_a_kiosks_password_dies_at_its_next_connect(
     planted.close()
 
     facts, commands = queue.Queue(), queue.Queue()
-    link = MqttLink(cfg.mqtt, "kiosk-b", next_epoch=iter(range(1, 100)).__next__,
+    link = MqttLink(cfg.mqtt, "kiosk-b", instance="i1", next_epoch=iter(range(1, 100)).__next__,
                     version="0.1.0", facts=facts.put, put=commands.put)
     link.start()
     try:
