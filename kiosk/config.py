@@ -145,6 +145,14 @@ def absolute_path(value):
     return None
 
 
+def data_folder(value):
+    """An absolute path without ``..``: first boot hands this folder to the kiosk user, and
+    ``/var/lib/kiosk/state/../..`` would hand it the whole system."""
+    if ".." in value.split("/"):
+        return f"{value!r} steps up with '..'; write the folder's own absolute path"
+    return absolute_path(value)
+
+
 _HOSTNAME = re.compile(
     r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
 )
@@ -378,9 +386,9 @@ class StorageSection:
     """Where visits are kept until the collector confirms them."""
 
     data_dir: str = key(
-        "/var/lib/kiosk",
-        doc="Directory for everything written at run time (persistent partition)",
-        check=absolute_path,
+        "/var/lib/kiosk/state",
+        doc="The only folder the kiosk user may write: store, remote layer, prompt cache",
+        check=data_folder,
     )
     retention_days: int = key(
         30, doc="Days a confirmed visit is kept on the kiosk (1-3650)", check=between(1, 3650)

@@ -153,6 +153,14 @@ def test_config_storage_data_dir_must_be_absolute(make_config):
     assert problem.startswith("storage.data_dir: 'var/kiosk' is not an absolute path")
 
 
+@pytest.mark.parametrize("bad", ["/var/lib/kiosk/../../..", "/var/lib/kiosk/state/..",
+                                 "/../var/lib/kiosk"])
+def test_config_storage_data_dir_refuses_parent_steps(make_config, bad):
+    """First boot gives data_dir to the kiosk user: a `..` could make that the root folder."""
+    problem = only_problem(make_config, storage={"data_dir": bad})
+    assert problem.startswith(f"storage.data_dir: {bad!r} ") and "'..'" in problem
+
+
 def test_config_card_backend_must_be_known(make_config):
     assert only_problem(make_config, card={"backend": "usb"}).startswith("card.backend: 'usb'")
 
