@@ -330,7 +330,7 @@ class Service:
 
 @dataclass(frozen=True)
 class FlowSection:
-    """Timing and questions of one visit; central ops may change these remotely."""
+    """Timing and questions of one visit; central ops may change the timing remotely."""
 
     timeout_reading_s: float = key(
         10.0, doc="Seconds to wait for the card read (3-60)", check=between(3, 60)
@@ -370,15 +370,20 @@ class FlowSection:
         check=between(1, 1440),
     )
     allow_rating_without_card: bool = key(
-        False, doc="true lets citizens rate without inserting a card (unverified visits)"
+        False,
+        doc="true lets citizens rate without inserting a card (unverified visits; local file only)",
     )
     ask_reason_at_or_below: int = key(
         2,
         doc="Ask for a reason when the rating is at or below this (0 = never, 0-5)",
         check=between(0, 5),
     )
-    collect_age_band: bool = key(False, doc="true records the age band read from the card")
-    collect_gender: bool = key(False, doc="true records the gender read from the card")
+    collect_age_band: bool = key(
+        False, doc="true records the age band read from the card (local file only)"
+    )
+    collect_gender: bool = key(
+        False, doc="true records the gender read from the card (local file only)"
+    )
 
 
 @dataclass(frozen=True)
@@ -606,8 +611,13 @@ class Config:
 
 SECTIONS = {f.name: f.type for f in fields(Config) if is_dataclass(f.type)}
 # The repeat window sets the in-memory key rotation when the kiosk starts, so only the local
-# file may change it; every other flow key takes effect at once when sent remotely.
-REMOTE_KEYS = {"flow": {f.name for f in fields(FlowSection)} - {"repeat_window_min"},
+# file may change it. What personal data a visit records (age band, gender, visits without a
+# card) is the data controller's decision under the PDPA (docs/privacy.md): the agency makes it
+# in its own file, central ops cannot widen it remotely. Every other flow key takes effect at
+# once when sent remotely.
+LOCAL_ONLY_FLOW_KEYS = {"repeat_window_min", "collect_age_band", "collect_gender",
+                        "allow_rating_without_card"}
+REMOTE_KEYS = {"flow": {f.name for f in fields(FlowSection)} - LOCAL_ONLY_FLOW_KEYS,
                "portal": {"url"}}
 
 
@@ -720,8 +730,8 @@ def _split_layer(raw, *, remote=False):
         if name not in allowed:
             if remote and (name in SECTIONS):
                 problems.append(
-                    f"{name}: a remote config may only set version, services, flow.* "
-                    "and portal.url; change it in the kiosk's own file"
+                    f"{name}: a remote config may only set version, services, flow (but not "
+                    "what is collected) and portal.url; change it in the kiosk's own file"
                 )
             else:
                 problems.append(
@@ -967,7 +977,8 @@ def parse(text, source="<text>"):
 def apply_remote(cfg, data, *, source=None):
     """Return ``cfg`` with the remote desired state ``data`` in place of any earlier one.
 
-    ``data`` may only hold an integer ``version``, ``services``, ``flow.*`` and ``portal.url``;
+    ``data`` may only hold an integer ``version``, ``services``, the ``flow`` keys in
+    :data:`REMOTE_KEYS` and ``portal.url``;
     the portal host must be in the local ``portal.allowed_hosts``, which no remote state can
     change. Comparing versions (stale or replayed states) is the caller's business.
     """

@@ -445,6 +445,20 @@ def test_config_apply_remote_may_not_change_the_repeat_window(make_config):
     assert caught.value.problems[0].startswith("flow.repeat_window_min: a remote config may not")
 
 
+@pytest.mark.parametrize("scope", ["collect_age_band", "collect_gender",
+                                   "allow_rating_without_card"])
+def test_config_apply_remote_may_not_widen_what_is_collected(make_config, scope):
+    """Under the PDPA what personal data is collected is the data controller's (the agency's)
+    decision, made in the kiosk's own file, never by central ops over MQTT."""
+    with pytest.raises(ConfigError) as caught:
+        config.apply_remote(make_config(), {"version": 1, "flow": {scope: True}})
+    assert caught.value.problems == [
+        f"flow.{scope}: a remote config may not set this (only "
+        f"{', '.join(sorted(config.REMOTE_KEYS['flow']))} in [flow]); change it in the kiosk's "
+        "own file"]
+    assert scope not in config.REMOTE_KEYS["flow"]
+
+
 def test_config_apply_remote_requires_a_version(make_config):
     with pytest.raises(ConfigError) as caught:
         config.apply_remote(make_config(), {"flow": {"thank_you_s": 9}})
