@@ -10,7 +10,10 @@ written as the remote config layer (temp file, fsync, rename, fsync of the direc
 cut leaves the old layer or the new one, never half of one), and only then switched in memory.
 The retained config is delivered again on every subscribe; a retained copy that is not newer
 than the applied version is silently skipped rather than answered with a "stale" error on every
-reconnect (a stale config sent live still gets its error reply).
+reconnect (a stale config sent live still gets its error reply). Only ``config`` is a desired
+state: any other command that arrives retained (a ``ping``, ``rebirth`` or ``replay`` published
+with the retain flag by mistake) would run again on every reconnect, so it is ignored, and
+logged once per topic so the log does not fill up with it.
 """
 
 import logging
@@ -57,6 +60,8 @@ class Commands:
         self.config = config
         self._remote_path = Path(remote_path)
         self._when_config_applied = when_config_applied
+        self._config_topic = topics.cmd_topic(link.kiosk_id, "config")
+        self._ignored_retained = set()
 
     def handle(self, received):
         """Carry out one received command; bad input is answered, never raised.
@@ -71,6 +76,13 @@ class Commands:
             self._reply(None, ok=False, error=f"the kiosk could not carry this out: {exc}")
 
     def _handle(self, received):
+        if received.is_retained and received.topic != self._config_topic:
+            if received.topic not in self._ignored_retained:
+                self._ignored_retained.add(received.topic)
+                log.warning("ignoring retained %s: only config is kept at the broker; delete it "
+                            "there (an empty retained message)",
+                            topics.redact_long_numbers(received.topic))
+            return
         try:
             command = topics.parse_command(
                 received.topic,

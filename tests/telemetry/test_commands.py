@@ -1,19 +1,15 @@
 """Commands from ops, end to end: ops account → real Mosquitto → kiosk → reply."""
 
 import json
+import logging
 
 from kiosk import config
 from kiosk.telemetry import topics
+from kiosk.telemetry.mqtt import CommandReceived
 
 KIOSK = "kiosk-a"
 REPLY = topics.kiosk_topic(KIOSK, "reply")
 STATUS = topics.kiosk_topic(KIOSK, "status")
-
-
-
-
-
-
 
 
 def send(ops, name, correlation_id, *, retain=False, **fields):
@@ -127,3 +123,21 @@ def test_commands_error_quoting_a_long_number_is_answered_and_the_kiosk_goes_on(
     send(ops, "ping", "still-alive")
     assert reply_to(ops, "still-alive")["ok"]
     assert side.commands.config is side.config
+
+
+def test_commands_retained_ping_rebirth_and_replay_are_ignored_and_logged_once(
+        kiosk_config, running, ops, caplog):
+    """Only config is a desired state; a retained one-off would run again on every reconnect."""
+    for name in ("ping", "rebirth", "replay"):
+        send(ops, name, f"retained-{name}", retain=True)
+    caplog.set_level(logging.WARNING, logger="kiosk.telemetry.commands")
+    side = running(kiosk_config())
+    send(ops, "ping", "live")
+    assert reply_to(ops, "live")["ok"]
+    assert [r["correlation_id"] for r in replies(ops)] == ["live"]
+    # The broker sends them again after every reconnect: still ignored, and not logged again.
+    side.commands.handle(CommandReceived(topics.cmd_topic(KIOSK, "ping"), b"{}", True))
+    ignored = [r.getMessage() for r in caplog.records if "retained" in r.getMessage()]
+    assert sorted(ignored) == sorted(
+        f"ignoring retained {topics.cmd_topic(KIOSK, name)}: only config is kept at the broker; "
+        "delete it there (an empty retained message)" for name in ("ping", "rebirth", "replay"))
