@@ -1010,6 +1010,13 @@ def apply_remote(cfg, data, *, source=None):
     return result
 
 
+def without_remote(cfg):
+    """``cfg`` with no remote layer (``remote_version`` None): the packaged defaults and the
+    kiosk's own file only, what :func:`load` returns once the remote layer file is gone."""
+    return _build(cfg._local, sources=cfg.sources[:2], remote_version=None, local=cfg._local,
+                  source=cfg.sources[1])
+
+
 def remote_layer_path(cfg):
     """Where telemetry keeps the accepted remote layer, read back by :func:`load`."""
     return Path(cfg.storage.data_dir) / REMOTE_FILENAME

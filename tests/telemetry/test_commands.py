@@ -141,3 +141,28 @@ def test_commands_retained_ping_rebirth_and_replay_are_ignored_and_logged_once(
     assert sorted(ignored) == sorted(
         f"ignoring retained {topics.cmd_topic(KIOSK, name)}: only config is kept at the broker; "
         "delete it there (an empty retained message)" for name in ("ping", "rebirth", "replay"))
+
+
+def test_commands_deleting_the_retained_config_unfreezes_the_version(kiosk_config, running, ops):
+    """Version 2**31-1 is the wire's highest: nothing newer exists, every later config is stale.
+    The way out (docs/telemetry.md): delete the retained config (an empty retained message);
+    the kiosk drops its remote layer, and the next config of any version applies."""
+    side = running(kiosk_config())
+    send(ops, "config", "top", retain=True, version=2**31 - 1, flow={"thank_you_s": 5})
+    assert reply_to(ops, "top")["ok"]
+    send(ops, "config", "frozen", retain=True, version=7, flow={"thank_you_s": 6})
+    assert "not newer" in reply_to(ops, "frozen")["error"]
+
+    assert not ops.publish(topics.cmd_topic(KIOSK, "config"), b"", retain=True).is_failure
+    forgot = ops.wait_for_message(REPLY, lambda m: json.loads(m.payload)["data"] == {
+        "version": None})
+    assert json.loads(forgot.payload)["ok"]
+    assert side.commands.config.remote_version is None
+    assert side.commands.config.flow.thank_you_s == side.config.flow.thank_you_s
+    assert not config.remote_layer_path(side.config).exists()
+    assert json.loads(side.health.payload())["config_version"] is None
+
+    send(ops, "config", "fresh", retain=True, version=1, flow={"thank_you_s": 6})
+    assert reply_to(ops, "fresh")["data"] == {"version": 1}
+    assert side.commands.config.flow.thank_you_s == 6
+    assert 'version = 1\n' in config.remote_layer_path(side.config).read_text()
