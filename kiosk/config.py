@@ -145,6 +145,14 @@ def absolute_path(value):
     return None
 
 
+def data_folder(value):
+    """An absolute path without ``..``: first boot hands this folder to the kiosk user, and
+    ``/var/lib/kiosk/state/../..`` would hand it the whole system."""
+    if ".." in value.split("/"):
+        return f"{value!r} steps up with '..'; write the folder's own absolute path"
+    return absolute_path(value)
+
+
 _HOSTNAME = re.compile(
     r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
 )
@@ -322,7 +330,7 @@ class Service:
 
 @dataclass(frozen=True)
 class FlowSection:
-    """Timing and questions of one visit; central ops may change these remotely."""
+    """Timing and questions of one visit; central ops may change the timing remotely."""
 
     timeout_reading_s: float = key(
         10.0, doc="Seconds to wait for the card read (3-60)", check=between(3, 60)
@@ -362,15 +370,20 @@ class FlowSection:
         check=between(1, 1440),
     )
     allow_rating_without_card: bool = key(
-        False, doc="true lets citizens rate without inserting a card (unverified visits)"
+        False,
+        doc="true lets citizens rate without inserting a card (unverified visits; local file only)",
     )
     ask_reason_at_or_below: int = key(
         2,
         doc="Ask for a reason when the rating is at or below this (0 = never, 0-5)",
         check=between(0, 5),
     )
-    collect_age_band: bool = key(False, doc="true records the age band read from the card")
-    collect_gender: bool = key(False, doc="true records the gender read from the card")
+    collect_age_band: bool = key(
+        False, doc="true records the age band read from the card (local file only)"
+    )
+    collect_gender: bool = key(
+        False, doc="true records the gender read from the card (local file only)"
+    )
 
 
 @dataclass(frozen=True)
@@ -378,9 +391,9 @@ class StorageSection:
     """Where visits are kept until the collector confirms them."""
 
     data_dir: str = key(
-        "/var/lib/kiosk",
-        doc="Directory for everything written at run time (persistent partition)",
-        check=absolute_path,
+        "/var/lib/kiosk/state",
+        doc="The only folder the kiosk user may write: store, remote layer, prompt cache",
+        check=data_folder,
     )
     retention_days: int = key(
         30, doc="Days a confirmed visit is kept on the kiosk (1-3650)", check=between(1, 3650)
@@ -598,8 +611,13 @@ class Config:
 
 SECTIONS = {f.name: f.type for f in fields(Config) if is_dataclass(f.type)}
 # The repeat window sets the in-memory key rotation when the kiosk starts, so only the local
-# file may change it; every other flow key takes effect at once when sent remotely.
-REMOTE_KEYS = {"flow": {f.name for f in fields(FlowSection)} - {"repeat_window_min"},
+# file may change it. What personal data a visit records (age band, gender, visits without a
+# card) is the data controller's decision under the PDPA (docs/privacy.md): the agency makes it
+# in its own file, central ops cannot widen it remotely. Every other flow key takes effect at
+# once when sent remotely.
+LOCAL_ONLY_FLOW_KEYS = {"repeat_window_min", "collect_age_band", "collect_gender",
+                        "allow_rating_without_card"}
+REMOTE_KEYS = {"flow": {f.name for f in fields(FlowSection)} - LOCAL_ONLY_FLOW_KEYS,
                "portal": {"url"}}
 
 
@@ -712,8 +730,8 @@ def _split_layer(raw, *, remote=False):
         if name not in allowed:
             if remote and (name in SECTIONS):
                 problems.append(
-                    f"{name}: a remote config may only set version, services, flow.* "
-                    "and portal.url; change it in the kiosk's own file"
+                    f"{name}: a remote config may only set version, services, flow (but not "
+                    "what is collected) and portal.url; change it in the kiosk's own file"
                 )
             else:
                 problems.append(
@@ -959,7 +977,8 @@ def parse(text, source="<text>"):
 def apply_remote(cfg, data, *, source=None):
     """Return ``cfg`` with the remote desired state ``data`` in place of any earlier one.
 
-    ``data`` may only hold an integer ``version``, ``services``, ``flow.*`` and ``portal.url``;
+    ``data`` may only hold an integer ``version``, ``services``, the ``flow`` keys in
+    :data:`REMOTE_KEYS` and ``portal.url``;
     the portal host must be in the local ``portal.allowed_hosts``, which no remote state can
     change. Comparing versions (stale or replayed states) is the caller's business.
     """
@@ -989,6 +1008,13 @@ def apply_remote(cfg, data, *, source=None):
     if problems:
         raise ConfigError(problems, source)
     return result
+
+
+def without_remote(cfg):
+    """``cfg`` with no remote layer (``remote_version`` None): the packaged defaults and the
+    kiosk's own file only, what :func:`load` returns once the remote layer file is gone."""
+    return _build(cfg._local, sources=cfg.sources[:2], remote_version=None, local=cfg._local,
+                  source=cfg.sources[1])
 
 
 def remote_layer_path(cfg):

@@ -9,22 +9,26 @@ boot partition of a flashed card. On boot, ``kiosk-firstboot.service`` runs this
    ``<root>/var/lib/kiosk/firstboot-problems.txt`` (the out-of-order screen shows it) and next to
    the file on the boot partition (``kiosk.toml.problems.txt``, for whoever pulls the card), lights
    the fault LED if the file names one, and exits non-zero;
-3. otherwise installs the config, the credentials (0600, owned by the kiosk user) and the NTP
-   drop-in under ``<root>/etc/kiosk`` — a link into the persistent data partition, so a read-only
-   root loses nothing — each file written beside its target and renamed into place;
+3. otherwise installs the config, the credentials and the NTP drop-in under ``<root>/etc/kiosk``
+   — a link into the persistent data partition, so a read-only root loses nothing — each file
+   written beside its target and renamed into place, and gives the kiosk user its state folder;
 4. deletes the secrets from the boot partition (anyone can read FAT) and renames the file
    ``kiosk.toml.applied``, so the unit's ``ConditionPathExists`` stops it next boot.
 
-Credential files on the boot partition and where the kiosk reads them (``LoadCredential=mqtt:...``
-in kiosk.service hands ``/etc/kiosk/credentials/<name>`` to the process as
-``/run/credentials/kiosk.service/mqtt_<name>``): see :data:`CREDENTIALS`.
+Ownership on the data partition: everything root reads (``kiosk.toml``, the NTP drop-in, the
+credentials) and every folder on the way to it belong to root and are not writable for the kiosk
+user, so a compromised kiosk process cannot swap them, not even across a reboot. The kiosk user
+owns only ``/var/lib/kiosk/state`` (0700): its database and WAL, the remote config layer and the
+prompt cache. The credentials are root's alone (0700 folder, 0600 files): systemd reads them as
+root (``LoadCredential=mqtt:...`` in kiosk.service hands ``/etc/kiosk/credentials/<name>`` to the
+process as ``/run/credentials/kiosk.service/mqtt_<name>``); see :data:`CREDENTIALS`.
 """
 
 import logging
 import os
 import tempfile
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from kiosk import config as kiosk_config
 from kiosk.errors import ConfigError, GpioError, ProvisionError
@@ -34,8 +38,9 @@ log = logging.getLogger(__name__)
 CONFIG_NAME = "kiosk.toml"
 APPLIED_SUFFIX = ".applied"
 PROBLEMS_NAME = "firstboot-problems.txt"
-DATA_DIR = "/var/lib/kiosk"
-BOOT_DIR = Path("/boot/firmware")  # storage.data_dir's default: the persistent data partition
+DATA_DIR = "/var/lib/kiosk"  # the persistent data partition's mount point: root's
+STATE_DIR = PurePosixPath(DATA_DIR, "state")  # storage.data_dir's default: the kiosk user's folder
+BOOT_DIR = Path("/boot/firmware")
 CREDENTIALS_RUN_DIR = "/run/credentials/kiosk.service"
 # Boot-partition file name -> installed name under /etc/kiosk/credentials.
 CREDENTIALS = {
@@ -63,7 +68,7 @@ def add_arguments(parser):
                         help="boot partition holding kiosk.toml (default /boot/firmware)")
     parser.add_argument("--root", default="/", metavar="DIR",
                         help="root of the system to install into (default /)")
-    parser.add_argument("--user", default="kiosk", help="account that owns the credentials")
+    parser.add_argument("--user", default="kiosk", help="account that owns the state folder")
 
 
 def main(args):
@@ -123,6 +128,11 @@ def _validate(text, raw, source, boot, root):
     except ConfigError as exc:
         return list(exc.problems)
     problems = []
+    data_dir = PurePosixPath(cfg.storage.data_dir)  # no '..' in it: the schema refuses that
+    if data_dir != STATE_DIR and STATE_DIR not in data_dir.parents:
+        problems.append(f"storage.data_dir: {cfg.storage.data_dir!r} is outside {STATE_DIR}, the "
+                        "only folder the kiosk user may write; remove the key or name a folder "
+                        "under it")
     installed = _config_dir(root) / "credentials"
     for key, boot_name in CREDENTIAL_KEYS.items():
         section, name = key.split(".")
@@ -207,7 +217,7 @@ def _owner(root, user):
     return None
 
 
-def _write(path, data, mode, owner=None):
+def _write(path, data, mode):
     """Write beside the target and rename, so a power cut leaves the old file or the new one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -216,42 +226,53 @@ def _write(path, data, mode, owner=None):
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
-        if owner is not None:
-            os.chown(tmp, *owner)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def _folder(path, mode, owner):
+    """Make ``path`` a real folder with ``owner`` and ``mode``.
+
+    A link or file in its place is removed first: under the old layout the kiosk user owned the
+    partition's top and could have left a link there to make root write (or chown) elsewhere.
+    """
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    path.mkdir(exist_ok=True)
+    os.chown(path, *owner, follow_symlinks=False)
+    os.chmod(path, mode)
+
+
 def _install(boot, root, text, raw, user):
-    config_dir = _config_dir(root)
-    # /etc/kiosk links into the data partition; create the folder the link points at.
-    config_dir.resolve().mkdir(parents=True, exist_ok=True)
     owner = _owner(root, user)
     if owner is None:
-        log.warning("user %r does not exist in %s: credentials stay owned by root", user, root)
-    # A fresh ext4 data partition's top folder belongs to root: the kiosk user could not
-    # create its database there and would crash until the start limit reboots the Pi.
-    data_dir = root / raw.get("storage", {}).get("data_dir", DATA_DIR).lstrip("/")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(data_dir, 0o751)  # others may pass through to config/ (timesyncd), not list
-    if owner is not None:
-        os.chown(data_dir, *owner)
+        log.warning("user %r does not exist in %s: its state folder stays root's", user, root)
+    # The partition's top first: once it is root's, nothing below can change under our feet.
+    # Others may pass through to config/ (timesyncd reads its drop-in there) and state/.
+    data = root / DATA_DIR.lstrip("/")
+    data.mkdir(parents=True, exist_ok=True)
+    os.chown(data, 0, 0)
+    os.chmod(data, 0o755)
+    config_dir = data / "config"  # where the image's /etc/kiosk link points
+    _folder(config_dir, 0o755, (0, 0))
     credentials = config_dir / "credentials"
-    credentials.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(credentials, 0o700)
-    if owner is not None:
-        os.chown(credentials, *owner)
+    _folder(credentials, 0o700, (0, 0))
+    for installed in credentials.iterdir():  # also those an older layout gave the kiosk user
+        os.chown(installed, 0, 0, follow_symlinks=False)
+    # A fresh ext4 partition has no folder the kiosk user may write: without this it could not
+    # create its database and would crash until the start limit reboots the Pi.
+    _folder(root / str(STATE_DIR).lstrip("/"), 0o700, owner or (0, 0))
     for boot_name, name in CREDENTIALS.items():
         if (boot / boot_name).exists():
-            _write(credentials / name, (boot / boot_name).read_bytes(), 0o600, owner)
+            _write(credentials / name, (boot / boot_name).read_bytes(), 0o600)
     servers = raw.get("time", {}).get("ntp_servers", [])
     timesyncd = "[Time]\n" + (f"NTP={' '.join(servers)}\n" if servers else
                               "# No agency NTP servers in kiosk.toml: the system's apply.\n")
     _write(config_dir / "timesyncd.conf",
            b"# Written by kiosk firstboot from time.ntp_servers.\n" + timesyncd.encode(), 0o644)
-    target = config_dir / CONFIG_NAME
-    _write(target, text.encode("utf-8"), 0o644)
+    target = _config_dir(root) / CONFIG_NAME
+    _write(config_dir / CONFIG_NAME, text.encode("utf-8"), 0o644)
     os.sync()
     return target

@@ -153,6 +153,14 @@ def test_config_storage_data_dir_must_be_absolute(make_config):
     assert problem.startswith("storage.data_dir: 'var/kiosk' is not an absolute path")
 
 
+@pytest.mark.parametrize("bad", ["/var/lib/kiosk/../../..", "/var/lib/kiosk/state/..",
+                                 "/../var/lib/kiosk"])
+def test_config_storage_data_dir_refuses_parent_steps(make_config, bad):
+    """First boot gives data_dir to the kiosk user: a `..` could make that the root folder."""
+    problem = only_problem(make_config, storage={"data_dir": bad})
+    assert problem.startswith(f"storage.data_dir: {bad!r} ") and "'..'" in problem
+
+
 def test_config_card_backend_must_be_known(make_config):
     assert only_problem(make_config, card={"backend": "usb"}).startswith("card.backend: 'usb'")
 
@@ -435,6 +443,20 @@ def test_config_apply_remote_may_not_change_the_repeat_window(make_config):
     with pytest.raises(ConfigError) as caught:
         config.apply_remote(make_config(), {"version": 1, "flow": {"repeat_window_min": 5}})
     assert caught.value.problems[0].startswith("flow.repeat_window_min: a remote config may not")
+
+
+@pytest.mark.parametrize("scope", ["collect_age_band", "collect_gender",
+                                   "allow_rating_without_card"])
+def test_config_apply_remote_may_not_widen_what_is_collected(make_config, scope):
+    """Under the PDPA what personal data is collected is the data controller's (the agency's)
+    decision, made in the kiosk's own file, never by central ops over MQTT."""
+    with pytest.raises(ConfigError) as caught:
+        config.apply_remote(make_config(), {"version": 1, "flow": {scope: True}})
+    assert caught.value.problems == [
+        f"flow.{scope}: a remote config may not set this (only "
+        f"{', '.join(sorted(config.REMOTE_KEYS['flow']))} in [flow]); change it in the kiosk's "
+        "own file"]
+    assert scope not in config.REMOTE_KEYS["flow"]
 
 
 def test_config_apply_remote_requires_a_version(make_config):

@@ -10,7 +10,15 @@ written as the remote config layer (temp file, fsync, rename, fsync of the direc
 cut leaves the old layer or the new one, never half of one), and only then switched in memory.
 The retained config is delivered again on every subscribe; a retained copy that is not newer
 than the applied version is silently skipped rather than answered with a "stale" error on every
-reconnect (a stale config sent live still gets its error reply).
+reconnect (a stale config sent live still gets its error reply). Only ``config`` is a desired
+state: any other command that arrives retained (a ``ping``, ``rebirth`` or ``replay`` published
+with the retain flag by mistake) would run again on every reconnect, so it is ignored, and
+logged once per topic so the log does not fill up with it.
+
+The way out of a frozen version (a config at the wire's highest version, 2**31-1, makes every
+later one stale): an empty message on ``cmd/{kiosk_id}/config``, which is also how ops deletes
+the retained config at the broker. The desired state is gone, so the kiosk drops its remote
+layer and goes back to its own file with no version; the next config of any version applies.
 """
 
 import logging
@@ -29,14 +37,18 @@ MAX_ERROR_CHARS = 1000  # the reply contract's limit on an error text
 
 
 def write_atomically(path, text):
-    """Replace ``path`` with ``text`` so a crash at any point leaves the old or the new file."""
+    """Replace ``path`` with ``text`` (None: delete it) so a crash at any point leaves the old
+    state or the new one."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    if text is None:
+        path.unlink(missing_ok=True)
+    else:
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)
@@ -57,6 +69,8 @@ class Commands:
         self.config = config
         self._remote_path = Path(remote_path)
         self._when_config_applied = when_config_applied
+        self._config_topic = topics.cmd_topic(link.kiosk_id, "config")
+        self._ignored_retained = set()
 
     def handle(self, received):
         """Carry out one received command; bad input is answered, never raised.
@@ -71,6 +85,16 @@ class Commands:
             self._reply(None, ok=False, error=f"the kiosk could not carry this out: {exc}")
 
     def _handle(self, received):
+        if received.is_retained and received.topic != self._config_topic:
+            if received.topic not in self._ignored_retained:
+                self._ignored_retained.add(received.topic)
+                log.warning("ignoring retained %s: only config is kept at the broker; delete it "
+                            "there (an empty retained message)",
+                            topics.redact_long_numbers(received.topic))
+            return
+        if received.topic == self._config_topic and not received.payload:
+            self._forget_remote_config()
+            return
         try:
             command = topics.parse_command(
                 received.topic,
@@ -96,16 +120,23 @@ class Commands:
             self._reply(command.correlation_id, ok=False,
                         error="; ".join(exc.problems)[:MAX_ERROR_CHARS])
             return
+        self._switch(command.correlation_id, new_config, tomli_w.dumps(layer))
+
+    def _forget_remote_config(self):
+        self._switch(None, kiosk_config.without_remote(self.config), None)
+
+    def _switch(self, correlation_id, new_config, layer_text):
+        """Keep ``layer_text`` as the remote layer (None: none), then put ``new_config`` to use."""
         try:
             # Built before anything is written: a config the contract refuses is not kept.
             pin = topics.pin_payload(new_config)
         except ValueError as exc:  # MessageRejected, or a value the wire refuses
-            self._reply(command.correlation_id, ok=False, error=f"refused: {exc}")
+            self._reply(correlation_id, ok=False, error=f"refused: {exc}")
             return
         try:
-            write_atomically(self._remote_path, tomli_w.dumps(layer))
+            write_atomically(self._remote_path, layer_text)
         except OSError as exc:
-            self._reply(command.correlation_id, ok=False,
+            self._reply(correlation_id, ok=False,
                         error=f"cannot write {self._remote_path}: {exc.strerror}; "
                               "free space on the data partition, then send the config again")
             return
@@ -113,8 +144,8 @@ class Commands:
         self._link.set_pin(pin)
         if self._when_config_applied is not None:
             self._when_config_applied(new_config)
-        log.info("applied remote config version %s", command.version)
-        self._reply(command.correlation_id, ok=True, data={"version": command.version})
+        log.info("remote config version now %s", new_config.remote_version)
+        self._reply(correlation_id, ok=True, data={"version": new_config.remote_version})
 
     def _do_rebirth(self, command):
         self._link.publish_birth()

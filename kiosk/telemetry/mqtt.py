@@ -24,8 +24,12 @@ What a caller may rely on:
   non-retained commands sent while the kiosk was away are lost with the old session: the outbox
   resends unacked visits and the collector acks them again, and ``config`` is retained. We
   subscribe after every CONNACK.
+* No exception escapes a callback: paho 2 re-raises it, which ends its network thread, and the
+  kiosk would never reconnect. Each callback is wrapped (:func:`_never_raises`); the one before
+  a connect turns any failure into the OSError paho treats as a failed connect and retries.
 """
 
+import functools
 import logging
 import random
 import ssl
@@ -96,6 +100,24 @@ def reconnect_delay(attempt, min_s, max_s, rng=random):
     """
     cap = min(max_s, min_s * (2 ** min(attempt + 1, 32)))
     return rng.uniform(min_s, max(min_s, cap))
+
+
+def _never_raises(callback):
+    """``callback`` logging, instead of raising, whatever it fails with (see the module doc).
+
+    Only the exception's type and a redacted, shortened message are logged: a message's payload
+    or topic is never logged verbatim.
+    """
+
+    @functools.wraps(callback)
+    def guarded(*args):
+        try:
+            callback(*args)
+        except Exception as exc:  # noqa: BLE001 - paho would end its thread on it
+            log.error("MQTT callback %s failed and was ignored: %s: %s", callback.__name__,
+                      type(exc).__name__, topics.redact_long_numbers(str(exc))[:200])
+
+    return guarded
 
 
 def _read_secret(path):
@@ -171,12 +193,12 @@ class MqttLink:
         elif mqtt.username:
             client.username_pw_set(mqtt.username)
         client.on_pre_connect = self._on_pre_connect
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_connect_fail = self._on_connect_fail
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_message = self._on_message
+        client.on_connect = _never_raises(self._on_connect)
+        client.on_subscribe = _never_raises(self._on_subscribe)
+        client.on_connect_fail = _never_raises(self._on_connect_fail)
+        client.on_disconnect = _never_raises(self._on_disconnect)
+        client.on_publish = _never_raises(self._on_publish)
+        client.on_message = _never_raises(self._on_message)
         self._client = client
 
     @property
@@ -255,16 +277,16 @@ class MqttLink:
         # here, right before paho serialises the packet.
         try:
             self._epoch = self._next_epoch()
+            props = Properties(PacketTypes.WILLMESSAGE)
+            props.WillDelayInterval = int(self._settings.will_delay_s)
+            lost = topics.status_payload("lost", self._epoch, self._version, self._stamp(),
+                                         instance=self._instance)
+            client.will_set(self._status_topic, lost, qos=1, retain=True, properties=props)
         except Exception as exc:
             # paho only survives an OSError here (it then retries with our back-off); any other
             # exception would end its network thread and the kiosk would never reconnect.
-            raise OSError(f"cannot take a new epoch for this connect: {exc}") from exc
-        props = Properties(PacketTypes.WILLMESSAGE)
-        props.WillDelayInterval = int(self._settings.will_delay_s)
-        lost = topics.status_payload("lost", self._epoch, self._version, self._stamp(),
-                                     instance=self._instance)
-        client.will_set(self._status_topic, lost, qos=1, retain=True,
-                        properties=props)
+            raise OSError(f"cannot prepare this connect (new epoch, will): "
+                          f"{type(exc).__name__}: {exc}") from exc
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:

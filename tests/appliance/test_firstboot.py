@@ -7,6 +7,7 @@ import stat
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from kiosk import config as config_module
 from kiosk import firstboot
 from kiosk.errors import ProvisionError
 from tests.appliance.conftest import VALID_TOML
@@ -45,23 +46,77 @@ def test_firstboot_secrets_are_private_and_gone_from_the_boot_folder(appliance):
         assert stat.S_IMODE((credentials / name).stat().st_mode) == 0o600
 
 
-def test_firstboot_credentials_belong_to_the_kiosk_user(appliance):
-    (appliance.root / "etc/passwd").write_text(
-        f"root:x:0:0::/root:/bin/sh\nkiosk:x:{os.getuid()}:{os.getgid()}::/var/lib/kiosk:/usr/sbin/nologin\n")
-    drop(appliance)
-    assert run_verb(appliance) == 0
-    installed = appliance.data / "config/credentials/password"
-    assert (installed.stat().st_uid, installed.stat().st_gid) == (os.getuid(), os.getgid())
+KIOSK_UID, KIOSK_GID = 4242, 4343
 
 
-def test_firstboot_gives_the_data_partition_to_the_kiosk_user(appliance):
-    """mkfs leaves the partition's top folder to root; the kiosk must create its database."""
+def with_kiosk_user(appliance):
     (appliance.root / "etc/passwd").write_text(
-        "root:x:0:0::/root:/bin/sh\nkiosk:x:4242:4343::/var/lib/kiosk:/usr/sbin/nologin\n")
+        "root:x:0:0::/root:/bin/sh\n"
+        f"kiosk:x:{KIOSK_UID}:{KIOSK_GID}::/var/lib/kiosk/state:/usr/sbin/nologin\n")
+
+
+def kiosk_may_change(path):
+    """True if the kiosk account owns ``path`` or may write to it (as owner, group or other)."""
+    info = path.lstat()
+    return (info.st_uid == KIOSK_UID or info.st_mode & stat.S_IWOTH != 0
+            or (info.st_gid == KIOSK_GID and info.st_mode & stat.S_IWGRP != 0))
+
+
+def test_firstboot_kiosk_user_cannot_change_what_root_reads(appliance):
+    """A compromised kiosk process must not swap the config, the credentials or the NTP drop-in:
+    nothing on their path, from the data partition's top down, is the kiosk's to change."""
+    with_kiosk_user(appliance)
+    drop(appliance)
+    (appliance.boot / "mqtt-client.key").write_text("-----BEGIN PRIVATE KEY-----\nx\n")
+    assert run_verb(appliance) == 0
+    config = appliance.data / "config"
+    read_by_root = [config / "kiosk.toml", config / "timesyncd.conf",
+                    config / "credentials/password", config / "credentials/client.key"]
+    for target in read_by_root:
+        on_the_path = [target, *target.parents[:len(target.relative_to(appliance.data).parts)]]
+        assert on_the_path[-1] == appliance.data
+        changeable = [str(p) for p in on_the_path if kiosk_may_change(p)]
+        assert changeable == [], f"the kiosk user could replace {target} through {changeable}"
+    credentials = config / "credentials"
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o700 and credentials.stat().st_uid == 0
+
+
+def test_firstboot_gives_only_the_state_folder_to_the_kiosk_user(appliance):
+    """mkfs leaves the partition's top folder to root; the kiosk gets one folder for its
+    database, remote config layer and prompt cache, and the default data_dir is that folder."""
+    with_kiosk_user(appliance)
     drop(appliance)
     assert run_verb(appliance) == 0
-    info = appliance.data.stat()
-    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (4242, 4343, 0o751)
+    top = appliance.data.stat()
+    assert (top.st_uid, stat.S_IMODE(top.st_mode)) == (0, 0o755)
+    state = (appliance.data / "state").stat()
+    assert (state.st_uid, state.st_gid, stat.S_IMODE(state.st_mode)) == (KIOSK_UID, KIOSK_GID,
+                                                                          0o700)
+    assert config_module.parse(VALID_TOML).storage.data_dir == "/var/lib/kiosk/state"
+
+
+def test_firstboot_takes_back_a_folder_the_old_layout_gave_the_kiosk_user(appliance):
+    """Before, the kiosk owned the partition's top and could have put a link where config/ is."""
+    with_kiosk_user(appliance)
+    os.chown(appliance.data, KIOSK_UID, KIOSK_GID)
+    elsewhere = appliance.base / "elsewhere"
+    elsewhere.mkdir()
+    (appliance.data / "config").symlink_to(elsewhere)
+    drop(appliance)
+    assert run_verb(appliance) == 0
+    assert list(elsewhere.iterdir()) == []
+    assert not (appliance.data / "config").is_symlink()
+    assert (appliance.data / "config/kiosk.toml").stat().st_uid == 0
+    assert appliance.data.stat().st_uid == 0
+
+
+@pytest.mark.parametrize("data_dir", ["/var/lib/kiosk", "/tmp/kiosk", "/var/lib/other"])
+def test_firstboot_refuses_a_data_dir_outside_the_state_folder(appliance, data_dir):
+    """First boot chowns data_dir's folder to the kiosk user: only the state folder may be given
+    away (and only it is writable under kiosk.service's ReadWritePaths=)."""
+    drop(appliance, VALID_TOML + f'\n[storage]\ndata_dir = "{data_dir}"\n')
+    with pytest.raises(ProvisionError, match="storage.data_dir: .*/var/lib/kiosk/state"):
+        firstboot.apply(appliance.boot, appliance.root)
 
 
 def test_firstboot_invalid_file_is_refused_naming_the_key(appliance, caplog):

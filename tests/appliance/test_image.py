@@ -149,8 +149,9 @@ def test_image_firstboot_applies_inside_onto_the_data_link(image):
     done = in_image(root, "/opt/kiosk/venv/bin/kiosk", "firstboot")
     assert done.returncode == 0, done.stdout + done.stderr
     secret = root / "var/lib/kiosk/config/credentials/password"
+    assert secret.stat().st_uid == 0 and secret.stat().st_mode & 0o077 == 0
     kiosk_uid = int(in_image(root, "id", "-u", "kiosk").stdout)
-    assert secret.stat().st_uid == kiosk_uid and secret.stat().st_mode & 0o077 == 0
+    assert (root / "var/lib/kiosk/state").stat().st_uid == kiosk_uid
     timesyncd = root / "etc/systemd/timesyncd.conf.d/kiosk.conf"
     assert "NTP=ntp1.example.go.th" in timesyncd.read_text()
     assert sorted(p.name for p in boot.iterdir()) == ["kiosk.toml.applied"]

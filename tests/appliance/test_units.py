@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from kiosk import config
+from tests.appliance.conftest import VALID_TOML
+
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMD = ROOT / "systemd"
 MAX_EXPOSURE = 4.0
@@ -90,3 +93,11 @@ def test_units_hardware_watchdog_is_at_most_fourteen_seconds():
     conf = (ROOT / "provisioning/filesystem/etc/systemd/system.conf.d/kiosk-watchdog.conf")
     seconds = re.search(r"^RuntimeWatchdogSec=(\d+)s$", conf.read_text(), re.M)
     assert seconds and 0 < int(seconds.group(1)) <= 14
+
+
+def test_units_kiosk_service_writes_only_its_state_folder():
+    """The config, the NTP drop-in and the credentials beside the state folder stay read-only."""
+    unit = (SYSTEMD / "kiosk.service").read_text()
+    writable = [line.split("=", 1)[1] for line in unit.splitlines()
+                if line.startswith(("ReadWritePaths=", "StateDirectory="))]
+    assert writable == [config.parse(VALID_TOML).storage.data_dir] == ["/var/lib/kiosk/state"]

@@ -1,19 +1,15 @@
 """Commands from ops, end to end: ops account → real Mosquitto → kiosk → reply."""
 
 import json
+import logging
 
 from kiosk import config
 from kiosk.telemetry import topics
+from kiosk.telemetry.mqtt import CommandReceived
 
 KIOSK = "kiosk-a"
 REPLY = topics.kiosk_topic(KIOSK, "reply")
 STATUS = topics.kiosk_topic(KIOSK, "status")
-
-
-
-
-
-
 
 
 def send(ops, name, correlation_id, *, retain=False, **fields):
@@ -127,3 +123,46 @@ def test_commands_error_quoting_a_long_number_is_answered_and_the_kiosk_goes_on(
     send(ops, "ping", "still-alive")
     assert reply_to(ops, "still-alive")["ok"]
     assert side.commands.config is side.config
+
+
+def test_commands_retained_ping_rebirth_and_replay_are_ignored_and_logged_once(
+        kiosk_config, running, ops, caplog):
+    """Only config is a desired state; a retained one-off would run again on every reconnect."""
+    for name in ("ping", "rebirth", "replay"):
+        send(ops, name, f"retained-{name}", retain=True)
+    caplog.set_level(logging.WARNING, logger="kiosk.telemetry.commands")
+    side = running(kiosk_config())
+    send(ops, "ping", "live")
+    assert reply_to(ops, "live")["ok"]
+    assert [r["correlation_id"] for r in replies(ops)] == ["live"]
+    # The broker sends them again after every reconnect: still ignored, and not logged again.
+    side.commands.handle(CommandReceived(topics.cmd_topic(KIOSK, "ping"), b"{}", True))
+    ignored = [r.getMessage() for r in caplog.records if "retained" in r.getMessage()]
+    assert sorted(ignored) == sorted(
+        f"ignoring retained {topics.cmd_topic(KIOSK, name)}: only config is kept at the broker; "
+        "delete it there (an empty retained message)" for name in ("ping", "rebirth", "replay"))
+
+
+def test_commands_deleting_the_retained_config_unfreezes_the_version(kiosk_config, running, ops):
+    """Version 2**31-1 is the wire's highest: nothing newer exists, every later config is stale.
+    The way out (docs/telemetry.md): delete the retained config (an empty retained message);
+    the kiosk drops its remote layer, and the next config of any version applies."""
+    side = running(kiosk_config())
+    send(ops, "config", "top", retain=True, version=2**31 - 1, flow={"thank_you_s": 5})
+    assert reply_to(ops, "top")["ok"]
+    send(ops, "config", "frozen", retain=True, version=7, flow={"thank_you_s": 6})
+    assert "not newer" in reply_to(ops, "frozen")["error"]
+
+    assert not ops.publish(topics.cmd_topic(KIOSK, "config"), b"", retain=True).is_failure
+    forgot = ops.wait_for_message(REPLY, lambda m: json.loads(m.payload)["data"] == {
+        "version": None})
+    assert json.loads(forgot.payload)["ok"]
+    assert side.commands.config.remote_version is None
+    assert side.commands.config.flow.thank_you_s == side.config.flow.thank_you_s
+    assert not config.remote_layer_path(side.config).exists()
+    assert json.loads(side.health.payload())["config_version"] is None
+
+    send(ops, "config", "fresh", retain=True, version=1, flow={"thank_you_s": 6})
+    assert reply_to(ops, "fresh")["data"] == {"version": 1}
+    assert side.commands.config.flow.thank_you_s == 6
+    assert 'version = 1\n' in config.remote_layer_path(side.config).read_text()

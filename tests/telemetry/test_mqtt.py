@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from paho.mqtt.client import MQTTMessage
 
 from kiosk import config
 from kiosk.errors import StoreError, TelemetryError
@@ -17,12 +18,9 @@ from tests.telemetry.kiosk_process import KioskSide
 
 KIOSK = "kiosk-a"
 NOT_AUTHORIZED = 0x87
-
-
-
-
-
-
+# An ack nested deeper than Python's recursion limit: json.loads raises RecursionError, which is
+# not the MessageRejected the ack parser's callers expect.
+DEEP_ACK = b'{"schema": 1, "event_ids": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"
 
 
 def payload(message):
@@ -202,3 +200,56 @@ def test_health_report_reaches_ops_with_reader_state(kiosk_config, running, ops)
     message = ops.wait_for_message(topics.kiosk_topic(KIOSK, "health"))
     assert message.qos == 0 and not message.retain
     assert payload(message)["reader"] == "card_present"
+
+
+def message(topic, payload, retain=False):
+    """A message as paho hands it to on_message; ``topic`` as raw bytes, as on the wire."""
+    built = MQTTMessage(mid=1, topic=topic)
+    built.payload, built.retain = payload, retain
+    return built
+
+
+class Garbage:
+    """Neither a reason code nor flags nor properties: any attribute read or compare fails."""
+
+    def __getattr__(self, name):
+        raise RuntimeError(f"garbage has no {name}")
+
+
+def test_mqtt_no_exception_escapes_a_callback_on_hostile_input(make_config, tmp_path):
+    """paho 2 re-raises a callback's exception, which ends its network thread for good."""
+    cfg = make_config(tmp_path, mqtt={"host": "127.0.0.1", "tls": False})
+    facts, commands = [], []
+    link = MqttLink(cfg.mqtt, KIOSK, next_epoch=lambda: 1, version="0.1.0",
+                    facts=facts.append, put=commands.append)
+    client = link._client  # the callbacks exactly as paho calls them
+    ack = topics.ack_topic(KIOSK).encode()
+    for hostile in (message(b"\xff\xfe/not-utf-8", b"{}"), message(ack, DEEP_ACK),
+                    message(ack, b"\xff" * 70_000), message(ack, None),
+                    message(topics.cmd_topic(KIOSK, "ping").encode(), None, retain=Garbage())):
+        client.on_message(client, None, hostile)
+    for junk in (None, Garbage(), 0, "x"):
+        client.on_connect(client, None, junk, junk, junk)
+        client.on_subscribe(client, None, link._subscribe_mid, junk, junk)
+        client.on_publish(client, None, junk, junk, junk)
+        client.on_disconnect(client, None, junk, junk, junk)
+        client.on_connect_fail(client, None)
+    assert commands == [] and not link.is_connected
+    # Before a connect, the only exception paho survives is OSError: it retries later.
+    for bad_epoch in (lambda: "not an epoch", lambda: 1 / 0):
+        link._next_epoch = bad_epoch
+        with pytest.raises(OSError, match="cannot prepare this connect"):
+            client.on_pre_connect(client, None)
+
+
+def test_mqtt_link_keeps_working_after_a_hostile_ack(kiosk_config, running, ops, broker,
+                                                     mqtt_client):
+    """A hostile message through the real broker, then a command is still answered."""
+    side = running(kiosk_config())
+    collector = mqtt_client(*broker.collector_credentials)
+    assert not collector.publish(topics.ack_topic(KIOSK), DEEP_ACK).is_failure
+    payload_ = topics.command_payload("ping", "after-hostile-ack")
+    assert not ops.publish(topics.cmd_topic(KIOSK, "ping"), payload_).is_failure
+    reply = ops.wait_for_message(topics.kiosk_topic(KIOSK, "reply"))
+    assert payload(reply)["correlation_id"] == "after-hostile-ack"
+    assert side.link.is_connected
