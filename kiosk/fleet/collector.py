@@ -12,6 +12,7 @@ fails validation is counted and logged by topic and reason only (never its conte
 could hold personal data), and the collector carries on.
 """
 
+import functools
 import logging
 import queue
 import signal
@@ -60,6 +61,7 @@ class Counters:
     acks_sent: int = 0
     batches: int = 0
     store_failures: int = 0  # one message, or a whole batch the database refused (retried)
+    callback_failures: int = 0  # a paho callback raised and was contained
     last_rejection: str | None = None  # topic and reason, never the payload
     malformed_by_reason: dict = field(default_factory=dict)
     store_failures_by_reason: dict = field(default_factory=dict)
@@ -71,6 +73,22 @@ class Counters:
         if reason not in tally and len(tally) >= MAX_REASONS:
             reason = "other"
         tally[reason] = tally.get(reason, 0) + 1
+
+
+def _contained(callback):
+    """Wrap a paho callback so that no exception leaves it: paho 2 re-raises one, which ends
+    its network thread, and the collector would then never reconnect."""
+
+    @functools.wraps(callback)
+    def contained(self, *args):
+        try:
+            callback(self, *args)
+        except Exception as exc:
+            self.counters.callback_failures += 1
+            log.error("collector %s failed (%s); carrying on", callback.__name__,
+                      type(exc).__name__)
+
+    return contained
 
 
 def _topic_of(message):
@@ -165,6 +183,7 @@ class Collector:
 
     # --- paho callbacks: only enqueue -------------------------------------------------------
 
+    @_contained
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
             log.error("broker refused the collector at %s:%s: %s", self.host, self.port,
@@ -174,17 +193,20 @@ class Collector:
         log.info("collector connected (session present: %s), subscribing to %s",
                  flags.session_present, self.subscription)
 
+    @_contained
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         if any(code.is_failure for code in reason_codes):
             log.error("broker refused the subscription %s: %s", self.subscription, reason_codes)
             return
         self._connected.set()
 
+    @_contained
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self._connected.clear()
         if reason_code.is_failure:  # a clean disconnect is our own stop()
             log.warning("collector disconnected (%s); paho reconnects", reason_code)
 
+    @_contained
     def _on_message(self, client, userdata, message):
         if self._stopping.is_set():
             return  # not acknowledged: the broker redelivers it to the next collector session

@@ -9,6 +9,7 @@ import uuid
 
 import peewee
 import pytest
+from paho.mqtt import client as mqtt
 
 from kiosk.fleet.collector import Collector
 from kiosk.fleet.db import open_database
@@ -340,3 +341,23 @@ def test_collector_acks_nothing_and_retries_while_the_database_fails(collector, 
         assert [v.event_id for v in collector.db.visits()] == ["during-failure"]
     finally:
         other.close()
+
+
+def test_collector_paho_callbacks_contain_hostile_input(collector, kiosk):
+    undecodable = mqtt.MQTTMessage(mid=0, topic=b"citizeninfo/v1/kiosk/\xff/visit")
+    undecodable.payload = POISON["int too large for a float"]
+    hostile = {
+        collector._on_connect: [(None, None, None, None, None)],
+        collector._on_subscribe: [(None, None, 1, None, None), (None, None, 1, [object()], None)],
+        collector._on_disconnect: [(None, None, None, "not a reason code", None)],
+        collector._on_message: [(None, None, undecodable), (None, None, None)],
+    }
+    for callback, calls in hostile.items():
+        for args in calls:
+            callback(*args)  # paho 2 would re-raise an exception and end its network thread
+
+    assert collector.counters.callback_failures == 4
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("after-hostile-callbacks"))
+    wait_for_ack(kiosk, "after-hostile-callbacks")
+    assert collector.counters.malformed_by_reason == {
+        "unparseable (UnicodeDecodeError)": 1, "unparseable (AttributeError)": 1}
