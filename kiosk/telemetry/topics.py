@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from kiosk import logsafe
 from kiosk.errors import CommandRejected, MessageRejected
 from kiosk.flow import COPY_ANSWERS, LANGUAGES, RATINGS, REASONS, Screen
 
@@ -78,7 +79,6 @@ _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _AGE_BAND = re.compile(r"\d{1,3}(-\d{1,3}|\+)")
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,39}")
 _DIGIT_RUN = re.compile(r"\d{13,}")
-_CID_WRITTEN = re.compile(r"\d[- ]?\d{4}[- ]?\d{5}[- ]?\d{2}[- ]?\d")
 _RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
 _MAX_TEXT = 200
 
@@ -161,8 +161,9 @@ def stamp(wall_utc, clock_synced, mono_s):
 def find_long_numbers(obj, path="$"):
     """Paths in ``obj`` (decoded JSON) holding something shaped like a 13-digit citizen ID.
 
-    Flags numbers whose integer part has 13 or more digits, strings with 13 or more digits in a
-    row, and strings written like an ID card number (``1-2345-67890-12-3``). Booleans are not
+    Flags numbers whose integer part has 13 or more digits and strings holding 13 digits in a
+    row or an ID written in groups (``1-2345-67890-12-3``, also inside longer text:
+    :func:`kiosk.logsafe.holds_id`). Booleans are not
     numbers here. An empty list means the object is clean; a key that is not id-like shows as
     ``<key>`` in a path. Walks with its own stack, not
     recursion, and never converts an int to a float: a kiosk's payload decides the depth and
@@ -181,13 +182,13 @@ def find_long_numbers(obj, path="$"):
             if math.isfinite(obj) and abs(obj) >= 10**12:
                 found.append(path)
         elif isinstance(obj, str):
-            if _DIGIT_RUN.search(obj) or _CID_WRITTEN.fullmatch(obj.strip()):
+            if logsafe.holds_id(obj):
                 found.append(path)
         elif isinstance(obj, dict):
             children = []
             for key, value in obj.items():
                 # A path names only id-like keys: it ends up in rejection reasons and logs.
-                shown = key if _TOKEN.fullmatch(key) and not _DIGIT_RUN.search(key) else "<key>"
+                shown = key if _TOKEN.fullmatch(key) and not logsafe.holds_id(key) else "<key>"
                 children += [(f"{path}.<key>", key), (f"{path}.{shown}", value)]
             pending += reversed(children)
         elif isinstance(obj, list | tuple):
@@ -201,7 +202,7 @@ def redact_long_numbers(text):
     Error texts can quote a value (``0.3333333333333333 is out of range``) or a topic; this is
     what lets such a text travel without tripping :func:`find_long_numbers`.
     """
-    return _CID_WRITTEN.sub("#", _DIGIT_RUN.sub("#", text))
+    return logsafe.redact_ids(text)
 
 
 # --- encoding and decoding ------------------------------------------------------------------

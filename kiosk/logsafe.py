@@ -1,0 +1,56 @@
+"""What may reach a log: text with every ID-shaped number redacted.
+
+Standard library only, so pure modules (:mod:`kiosk.telemetry.topics` checks payload strings
+with :func:`holds_id`) and every adapter can use it. A citizen ID looks like 13 digits, in a row
+or written in the card's groups ``1-2345-67890-12-3`` (``-``, space or ``.`` between groups, Thai
+digits too), anywhere in a text. A group must stand alone (no letter or digit either side): an
+RFC 3339 time, a version, an IP address or a UUID never has that shape, so uuid4 event ids are
+never refused.
+"""
+
+import logging
+import re
+
+_ID_SHAPED = re.compile(
+    r"\d{13,}"
+    r"|(?<![\dA-Za-z])\d[-. ]?\d{4}[-. ]?\d{5}[-. ]?\d{2}[-. ]?\d(?![\dA-Za-z])"
+)
+
+
+def holds_id(text):
+    """True if ``text`` holds something shaped like a 13-digit citizen ID."""
+    return _ID_SHAPED.search(text) is not None
+
+
+def redact_ids(text):
+    """``text`` with each ID-shaped number replaced by ``#``."""
+    return _ID_SHAPED.sub("#", text)
+
+
+class RedactingFilter(logging.Filter):
+    """A handler filter that redacts ID-shaped numbers from each record's message and
+    traceback, whatever module logged it and whatever its arguments held."""
+
+    def filter(self, record):
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True  # logging reports the broken record itself
+        redacted = redact_ids(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_ids(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact_ids(record.stack_info)
+        return True
+
+
+def install():
+    """Add the filter to every handler of the root logger (once); the CLI calls this right
+    after configuring logging, so every log line the project writes passes through it."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
