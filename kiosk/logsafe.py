@@ -1,4 +1,5 @@
-"""What may reach a log: text with every ID-shaped number redacted.
+"""What may reach a log: text with every ID-shaped number redacted, and text from outside (a
+kiosk's reply error, a topic) with control characters escaped and its length capped.
 
 Standard library only, so pure modules (:mod:`kiosk.telemetry.topics` checks payload strings
 with :func:`holds_id`) and every adapter can use it. A citizen ID looks like 13 digits, in a row
@@ -15,6 +16,27 @@ _ID_SHAPED = re.compile(
     r"\d{13,}"
     r"|(?<![\dA-Za-z])\d[-. ]?\d{4}[-. ]?\d{5}[-. ]?\d{2}[-. ]?\d(?![\dA-Za-z])"
 )
+
+# C0 and C1 controls, DEL, zero-width and bidi controls, line and paragraph separators: each
+# could fake a new log line, rewrite the terminal or reorder what a reader sees.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+#: Longest outside text one log line carries.
+MAX_LOGGED_CHARS = 200
+
+
+def printable(value, limit=MAX_LOGGED_CHARS):
+    """``str(value)`` safe to log when a kiosk (or anyone outside) chose it: cut to ``limit``
+    characters (saying how many were left off), then each control character written as a
+    ``\\xNN`` or ``\\uNNNN`` escape, so it can never start a line of its own."""
+    text = str(value)
+    if len(text) > limit:
+        text = f"{text[:limit]}…(+{len(text) - limit} chars)"
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def _escape(match):
+    code = ord(match[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def holds_id(text):

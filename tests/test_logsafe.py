@@ -64,3 +64,12 @@ def test_logsafe_filter_is_installed_by_every_cli_entry_point(example_config_pat
         for handler in root.handlers:
             handler.filters = [f for f in handler.filters
                                if not isinstance(f, logsafe.RedactingFilter)]
+
+
+def test_logsafe_printable_escapes_control_characters_and_caps_the_length():
+    forged = "ok\n2025-01-31 02:41:07,250 ERROR kiosk: forged\r\x1b[2J\u202eevil\x00"
+    shown = logsafe.printable(forged)
+    assert shown == ("ok\\x0a2025-01-31 02:41:07,250 ERROR kiosk: forged\\x0d\\x1b[2J"
+                     "\\u202eevil\\x00")
+    assert logsafe.printable("ข" * 1000, limit=10) == "ข" * 10 + "…(+990 chars)"
+    assert logsafe.printable("สวัสดี 1.5 °C") == "สวัสดี 1.5 °C"

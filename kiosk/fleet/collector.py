@@ -29,6 +29,7 @@ from peewee import InterfaceError, OperationalError
 
 from kiosk.errors import MessageRejected, TelemetryError
 from kiosk.fleet.db import DEFAULT_DB, open_database, utc_now
+from kiosk.logsafe import printable
 from kiosk.telemetry import topics
 
 log = logging.getLogger(__name__)
@@ -92,9 +93,10 @@ def _contained(callback):
 
 
 def _topic_of(message):
-    """The message's topic, or a placeholder when paho cannot decode it (never the bytes)."""
+    """The message's topic fit for a log line (a kiosk chose it), or a placeholder when paho
+    cannot decode it (never the bytes)."""
     try:
-        return message.topic
+        return printable(message.topic)
     except Exception:
         return "<undecodable topic>"
 
@@ -282,7 +284,7 @@ class Collector:
         try:
             return topic, topics.parse_kiosk_message(message.topic, message.payload)
         except MessageRejected as exc:
-            reason = str(exc).removeprefix(f"{topic}: ")
+            reason = printable(str(exc).removeprefix(f"{message.topic}: "))
         except Exception as exc:
             reason = f"unparseable ({type(exc).__name__})"
         self.counters.count("malformed", reason)
@@ -376,7 +378,7 @@ class Collector:
             return "health_reports"
         self.db.touch(item.kiosk_id, received)
         log.info("reply from %s to %s: %s", item.kiosk_id, item.correlation_id,
-                 "ok" if item.ok else item.error)
+                 "ok" if item.ok else printable(item.error))
         return "replies"
 
 

@@ -361,3 +361,20 @@ def test_collector_paho_callbacks_contain_hostile_input(collector, kiosk):
     wait_for_ack(kiosk, "after-hostile-callbacks")
     assert collector.counters.malformed_by_reason == {
         "unparseable (UnicodeDecodeError)": 1, "unparseable (AttributeError)": 1}
+
+
+def test_collector_logs_kiosk_text_escaped_and_capped(collector, kiosk, caplog):
+    caplog.set_level(logging.INFO, logger="kiosk.fleet.collector")
+    forged = "done\n2025-01-31 02:41:07,250 ERROR kiosk.fleet.collector: \x1b[31mforged" * 12
+    kiosk.publish(topics.kiosk_topic(KIOSK, "reply"), topics.reply_payload("c-1", False, forged))
+    # The ACL lets a kiosk write any one level under its own id.
+    kiosk.publish(f"{topics.ROOT}/kiosk/{KIOSK}/{'ข' * 5000}", visit("long-topic"))
+    wait_until(lambda: collector.counters.replies == 1 and collector.counters.malformed == 1,
+               "the reply and the rejection")
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "kiosk.fleet.collector"]
+    reply = next(line for line in lines if line.startswith("reply from"))
+    rejection = next(line for line in lines if line.startswith("rejected message"))
+    assert "\n" not in reply and "\x1b" not in reply and "\\x0a" in reply
+    assert len(reply) < 400 and len(rejection) < 600
+    assert all(len(reason) < 220 for reason in collector.counters.malformed_by_reason)
