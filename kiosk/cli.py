@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-from kiosk import __version__
+from kiosk import __version__, logsafe
 from kiosk.errors import KioskError
 
 VERBS = {
@@ -42,6 +42,7 @@ def run_verbs(prog, verbs, argv):
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logsafe.install()
     try:
         return modules[args.verb].main(args)
     except KioskError as exc:

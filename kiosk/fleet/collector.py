@@ -12,22 +12,24 @@ fails validation is counted and logged by topic and reason only (never its conte
 could hold personal data), and the collector carries on.
 """
 
+import functools
 import logging
 import queue
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from peewee import PeeweeException
+from peewee import InterfaceError, OperationalError
 
 from kiosk.errors import MessageRejected, TelemetryError
 from kiosk.fleet.db import DEFAULT_DB, open_database, utc_now
+from kiosk.logsafe import printable
 from kiosk.telemetry import topics
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,13 @@ log = logging.getLogger(__name__)
 DEFAULT_GROUP = "collectors"
 #: How long the broker keeps the session (and queues visits) while no collector is connected.
 DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
+#: Failures of the database itself, not of one message: nothing is acked or released and the
+#: batch is retried. Any other exception while storing costs only the message that raised it.
+DATABASE_FAILURES = (OperationalError, InterfaceError, OSError)
+#: Longest pause between retries of a batch the database refused.
+RETRY_MAX_S = 5.0
+#: Distinct reasons counted apart; a kiosk making up new ones cannot grow the counters forever.
+MAX_REASONS = 50
 
 
 @dataclass
@@ -49,11 +58,47 @@ class Counters:
     pins: int = 0
     health_reports: int = 0
     replies: int = 0
-    malformed: int = 0
+    malformed: int = 0  # refused by the parser; by reason in malformed_by_reason
     acks_sent: int = 0
     batches: int = 0
-    store_failures: int = 0
+    store_failures: int = 0  # one message, or a whole batch the database refused (retried)
+    callback_failures: int = 0  # a paho callback raised and was contained
     last_rejection: str | None = None  # topic and reason, never the payload
+    malformed_by_reason: dict = field(default_factory=dict)
+    store_failures_by_reason: dict = field(default_factory=dict)
+
+    def count(self, name, reason):
+        """Add one to ``name`` and to its ``<name>_by_reason`` tally of ``reason``."""
+        setattr(self, name, getattr(self, name) + 1)
+        tally = getattr(self, f"{name}_by_reason")
+        if reason not in tally and len(tally) >= MAX_REASONS:
+            reason = "other"
+        tally[reason] = tally.get(reason, 0) + 1
+
+
+def _contained(callback):
+    """Wrap a paho callback so that no exception leaves it: paho 2 re-raises one, which ends
+    its network thread, and the collector would then never reconnect."""
+
+    @functools.wraps(callback)
+    def contained(self, *args):
+        try:
+            callback(self, *args)
+        except Exception as exc:
+            self.counters.callback_failures += 1
+            log.error("collector %s failed (%s); carrying on", callback.__name__,
+                      type(exc).__name__)
+
+    return contained
+
+
+def _topic_of(message):
+    """The message's topic fit for a log line (a kiosk chose it), or a placeholder when paho
+    cannot decode it (never the bytes)."""
+    try:
+        return printable(message.topic)
+    except Exception:
+        return "<undecodable topic>"
 
 
 class Collector:
@@ -140,6 +185,7 @@ class Collector:
 
     # --- paho callbacks: only enqueue -------------------------------------------------------
 
+    @_contained
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
             log.error("broker refused the collector at %s:%s: %s", self.host, self.port,
@@ -149,17 +195,20 @@ class Collector:
         log.info("collector connected (session present: %s), subscribing to %s",
                  flags.session_present, self.subscription)
 
+    @_contained
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         if any(code.is_failure for code in reason_codes):
             log.error("broker refused the subscription %s: %s", self.subscription, reason_codes)
             return
         self._connected.set()
 
+    @_contained
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self._connected.clear()
         if reason_code.is_failure:  # a clean disconnect is our own stop()
             log.warning("collector disconnected (%s); paho reconnects", reason_code)
 
+    @_contained
     def _on_message(self, client, userdata, message):
         if self._stopping.is_set():
             return  # not acknowledged: the broker redelivers it to the next collector session
@@ -191,42 +240,34 @@ class Collector:
                     break
             try:
                 self._handle(batch)
-            except Exception:  # the worker must outlive any one bad batch
-                self.counters.store_failures += 1
+            except Exception as exc:  # the worker must outlive any bug in its own code
+                self.counters.count("store_failures", f"batch: {type(exc).__name__}")
                 log.exception("collector batch of %d failed; the kiosks will resend", len(batch))
 
     def _handle(self, batch):
-        received = utc_now()
-        parsed = []
-        for message in batch:
-            self.counters.received += 1
+        """Parse, store and ack one batch. A message that cannot be parsed or stored is
+        counted, released and not acked; a database failure retries the whole batch, releasing
+        nothing, until it commits or the collector stops (the session then redelivers it)."""
+        self.counters.received += len(batch)
+        parsed = [item for item in map(self._parse, batch) if item is not None]
+        delay = 0.1
+        while True:
+            received = utc_now()
             try:
-                parsed.append(topics.parse_kiosk_message(message.topic, message.payload))
-            except MessageRejected as exc:
-                self._reject(message.topic, exc)
-        acks = {}
-        visits = [item for item in parsed if isinstance(item, topics.VisitMessage)]
-        for visit in visits:
-            acks.setdefault(visit.kiosk_id, []).append(visit.event_id)
-        try:
-            with self.db.database.atomic():
-                tallies = [self._store(item, received) for item in parsed
-                           if not isinstance(item, topics.VisitMessage)]
-                stored = self.db.add_visits(visits, received)
-            tallies += ["visits_stored"] * stored + ["visits_duplicate"] * (len(visits) - stored)
-        except (PeeweeException, OSError) as exc:
-            # Nothing was committed, so nothing is acked: each kiosk keeps the visits in its
-            # outbox and resends them after resend_after_s.
-            self.counters.store_failures += 1
-            log.error("collector could not commit %d messages: %s", len(parsed), exc)
-            acks, tallies = {}, []
-        finally:
-            # Release the broker's copies even on failure: left unacknowledged they would fill
-            # the in-flight window and stall this collector until it reconnects.
-            for message in batch:
-                if message.qos > 0:
-                    self._client.ack(message.mid, message.qos)
+                tallies, acks, failures = self._commit(parsed, received)
+                break
+            except DATABASE_FAILURES as exc:
+                self.counters.count("store_failures", f"database: {type(exc).__name__}")
+                log.error("collector could not commit %d messages (%s); nothing acked, "
+                          "retrying in %.1f s", len(parsed), exc, delay)
+                if self._stopping.wait(delay):
+                    return
+                delay = min(delay * 2, RETRY_MAX_S)
+        for message in batch:
+            self._release(message)
         self.counters.batches += 1
+        for topic, exc in failures:
+            self._store_failed(topic, exc)
         for name in tallies:
             setattr(self.counters, name, getattr(self.counters, name) + 1)
         for kiosk_id, event_ids in acks.items():
@@ -236,10 +277,88 @@ class Collector:
                                      qos=topics.QOS["ack"])
                 self.counters.acks_sent += 1
 
-    def _reject(self, topic, exc):
-        self.counters.malformed += 1
-        self.counters.last_rejection = str(exc)
-        log.warning("rejected message on %s: %s", topic, exc)
+    def _parse(self, message):
+        """``(topic, validated message)``, or None once the rejection is counted and logged.
+        Any exception counts as malformed: a parser bug must cost one message, not the batch."""
+        topic = _topic_of(message)
+        try:
+            return topic, topics.parse_kiosk_message(message.topic, message.payload)
+        except MessageRejected as exc:
+            reason = printable(str(exc).removeprefix(f"{message.topic}: "))
+        except Exception as exc:
+            reason = f"unparseable ({type(exc).__name__})"
+        self.counters.count("malformed", reason)
+        self.counters.last_rejection = f"{topic}: {reason}"
+        log.warning("rejected message on %s: %s", topic, reason)
+        return None
+
+    def _commit(self, parsed, received):
+        """Store ``parsed`` in one transaction, each message in its own savepoint. Returns the
+        counters to bump and the visits to ack by kiosk (both for what was committed) and the
+        ``(topic, exception)`` of each message the database refused; all are applied only once
+        committed, so a retried batch counts nothing twice. Raises a DATABASE_FAILURES
+        exception, with nothing committed, when the database itself fails."""
+        tallies, visits, failures = [], [], []
+        with self.db.database.atomic():
+            for topic, item in parsed:
+                if isinstance(item, topics.VisitMessage):
+                    visits.append((topic, item))
+                    continue
+                try:
+                    with self.db.database.atomic():
+                        tallies.append(self._store(item, received))
+                except DATABASE_FAILURES:
+                    raise
+                except Exception as exc:
+                    failures.append((topic, exc))
+            stored, kept = self._store_visits(visits, received, failures)
+        acks = {}
+        for visit in kept:
+            acks.setdefault(visit.kiosk_id, []).append(visit.event_id)
+        tallies += ["visits_stored"] * stored + ["visits_duplicate"] * (len(kept) - stored)
+        return tallies, acks, failures
+
+    def _store_visits(self, visits, received, failures):
+        """``(new rows, visits stored or already there)``. All visits go in one savepoint (at
+        catch-up rates one insert per visit was the collector's ceiling); only if that fails
+        does each get its own, so a visit the database refuses costs only itself (added to
+        ``failures``)."""
+        everything = [item for _, item in visits]
+        try:
+            with self.db.database.atomic():
+                return self.db.add_visits(everything, received), everything
+        except DATABASE_FAILURES:
+            raise
+        except Exception:
+            pass  # find the one at fault below
+        stored, kept = 0, []
+        for topic, item in visits:
+            try:
+                with self.db.database.atomic():
+                    stored += self.db.add_visits([item], received)
+                kept.append(item)
+            except DATABASE_FAILURES:
+                raise
+            except Exception as exc:
+                failures.append((topic, exc))
+        return stored, kept
+
+    def _store_failed(self, topic, exc):
+        """One message the database refused: counted and logged by topic and error type only
+        (a driver message can quote a value); it is released but not acked."""
+        reason = f"{topic.rsplit('/', 1)[-1]}: {type(exc).__name__}"
+        self.counters.count("store_failures", reason)
+        log.error("could not store the message on %s (%s); not acked", topic,
+                  type(exc).__name__)
+
+    def _release(self, message):
+        """PUBACK to the broker so it never redelivers this message (stored or refused)."""
+        try:
+            if message.qos > 0:
+                self._client.ack(message.mid, message.qos)
+        except Exception as exc:
+            log.error("could not release a message on %s (%s)", _topic_of(message),
+                      type(exc).__name__)
 
     def _store(self, item, received):
         """Apply one validated non-visit message inside the batch transaction; return the
@@ -259,7 +378,7 @@ class Collector:
             return "health_reports"
         self.db.touch(item.kiosk_id, received)
         log.info("reply from %s to %s: %s", item.kiosk_id, item.correlation_id,
-                 "ok" if item.ok else item.error)
+                 "ok" if item.ok else printable(item.error))
         return "replies"
 
 
@@ -309,8 +428,10 @@ def main(args):
     try:
         while not done.wait(60):
             c = collector.counters
-            log.info("received %d, visits stored %d (duplicates %d), malformed %d, acks %d",
-                     c.received, c.visits_stored, c.visits_duplicate, c.malformed, c.acks_sent)
+            log.info("received %d, visits stored %d (duplicates %d), malformed %d %s, "
+                     "store failures %d %s, acks %d", c.received, c.visits_stored,
+                     c.visits_duplicate, c.malformed, c.malformed_by_reason, c.store_failures,
+                     c.store_failures_by_reason, c.acks_sent)
     finally:
         collector.stop()
     return 0

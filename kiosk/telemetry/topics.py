@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from kiosk import logsafe
 from kiosk.errors import CommandRejected, MessageRejected
 from kiosk.flow import COPY_ANSWERS, LANGUAGES, RATINGS, REASONS, Screen
 
@@ -78,7 +79,6 @@ _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _AGE_BAND = re.compile(r"\d{1,3}(-\d{1,3}|\+)")
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,39}")
 _DIGIT_RUN = re.compile(r"\d{13,}")
-_CID_WRITTEN = re.compile(r"\d[- ]?\d{4}[- ]?\d{5}[- ]?\d{2}[- ]?\d")
 _RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
 _MAX_TEXT = 200
 
@@ -161,26 +161,38 @@ def stamp(wall_utc, clock_synced, mono_s):
 def find_long_numbers(obj, path="$"):
     """Paths in ``obj`` (decoded JSON) holding something shaped like a 13-digit citizen ID.
 
-    Flags numbers whose integer part has 13 or more digits, strings with 13 or more digits in a
-    row, and strings written like an ID card number (``1-2345-67890-12-3``). Booleans are not
-    numbers here. An empty list means the object is clean.
+    Flags numbers whose integer part has 13 or more digits and strings holding 13 digits in a
+    row or an ID written in groups (``1-2345-67890-12-3``, also inside longer text:
+    :func:`kiosk.logsafe.holds_id`). Booleans are not
+    numbers here. An empty list means the object is clean; a key that is not id-like shows as
+    ``<key>`` in a path. Walks with its own stack, not
+    recursion, and never converts an int to a float: a kiosk's payload decides the depth and
+    the size of its numbers.
     """
     found = []
-    if isinstance(obj, bool) or obj is None:
-        return found
-    if isinstance(obj, int | float):
-        if math.isfinite(obj) and abs(obj) >= 10**12:
-            found.append(path)
-    elif isinstance(obj, str):
-        if _DIGIT_RUN.search(obj) or _CID_WRITTEN.fullmatch(obj.strip()):
-            found.append(path)
-    elif isinstance(obj, dict):
-        for key, value in obj.items():
-            found += find_long_numbers(key, f"{path}.<key>")
-            found += find_long_numbers(value, f"{path}.{key}")
-    elif isinstance(obj, list | tuple):
-        for index, value in enumerate(obj):
-            found += find_long_numbers(value, f"{path}[{index}]")
+    pending = [(path, obj)]
+    while pending:
+        path, obj = pending.pop()
+        if isinstance(obj, bool) or obj is None:
+            continue
+        if isinstance(obj, int):
+            if abs(obj) >= 10**12:
+                found.append(path)
+        elif isinstance(obj, float):
+            if math.isfinite(obj) and abs(obj) >= 10**12:
+                found.append(path)
+        elif isinstance(obj, str):
+            if logsafe.holds_id(obj):
+                found.append(path)
+        elif isinstance(obj, dict):
+            children = []
+            for key, value in obj.items():
+                # A path names only id-like keys: it ends up in rejection reasons and logs.
+                shown = key if _TOKEN.fullmatch(key) and not logsafe.holds_id(key) else "<key>"
+                children += [(f"{path}.<key>", key), (f"{path}.{shown}", value)]
+            pending += reversed(children)
+        elif isinstance(obj, list | tuple):
+            pending += reversed([(f"{path}[{index}]", value) for index, value in enumerate(obj)])
     return found
 
 
@@ -190,7 +202,7 @@ def redact_long_numbers(text):
     Error texts can quote a value (``0.3333333333333333 is out of range``) or a topic; this is
     what lets such a text travel without tripping :func:`find_long_numbers`.
     """
-    return _CID_WRITTEN.sub("#", _DIGIT_RUN.sub("#", text))
+    return logsafe.redact_ids(text)
 
 
 # --- encoding and decoding ------------------------------------------------------------------
@@ -219,10 +231,16 @@ def _decode(payload, what, max_bytes):
         raise MessageRejected(f"{what}: {len(payload)} bytes is over the limit of {max_bytes}")
     try:
         obj = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MessageRejected(f"{what}: not UTF-8 JSON ({type(exc).__name__})") from None
     if not isinstance(obj, dict):
         raise MessageRejected(f"{what}: payload must be a JSON object")
+    # Before any rule that quotes a value (the schema below), so none can quote an ID.
+    long_numbers = find_long_numbers(obj)
+    if long_numbers:
+        raise MessageRejected(
+            f"{what}: 13-digit number at {', '.join(long_numbers)} (looks like a citizen ID)"
+        )
     schema = obj.get("schema")
     if isinstance(schema, bool) or not isinstance(schema, int):
         raise MessageRejected(f"{what}: schema must be an integer version")
@@ -230,11 +248,6 @@ def _decode(payload, what, max_bytes):
         newer = "upgrade the reader" if schema > SCHEMA else "upgrade the sender"
         raise MessageRejected(
             f"{what}: schema {schema} is not one of {ACCEPTED_SCHEMAS}; {newer}"
-        )
-    long_numbers = find_long_numbers(obj)
-    if long_numbers:
-        raise MessageRejected(
-            f"{what}: 13-digit number at {', '.join(long_numbers)} (looks like a citizen ID)"
         )
     return obj
 

@@ -42,12 +42,26 @@ def ops(broker, mqtt_client):
 
 
 @pytest.fixture
-def collector(broker, tmp_path):
-    """A started collector on ``broker``, storing into ``tmp_path/fleet.sqlite3``."""
-    user, password = broker.collector_credentials
-    running = Collector(tmp_path / "fleet.sqlite3", "127.0.0.1", broker.port, user, password,
-                        batch_s=0.05)
-    running.start()
-    assert running.wait_for_connected(10)
-    yield running
-    running.stop()
+def start_collector(broker, tmp_path):
+    """``start() -> Collector`` on the test's broker and ``tmp_path/fleet.sqlite3``,
+    subscribed; all stopped after the test. Each one joins the same persistent session."""
+    started = []
+
+    def start():
+        user, password = broker.collector_credentials
+        running = Collector(tmp_path / "fleet.sqlite3", "127.0.0.1", broker.port, user,
+                            password, batch_s=0.05)
+        started.append(running)
+        running.start()
+        assert running.wait_for_connected(10)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def collector(start_collector):
+    """A started collector on ``broker``."""
+    return start_collector()

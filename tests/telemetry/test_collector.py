@@ -4,16 +4,19 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import time
 import uuid
 
 import peewee
 import pytest
+from paho.mqtt import client as mqtt
 
 from kiosk.fleet.collector import Collector
 from kiosk.fleet.db import open_database
 from kiosk.fleet.status import status_lines
 from kiosk.telemetry import topics
 from tests.fixtures.broker import RecordingClient, wait_until
+from tests.telemetry.poison import POISON
 
 KIOSK = "bkk-001"
 INSTANCE = "3f2c9a7e5b1d4e6f8a0b2c4d6e8f0a1b"
@@ -48,9 +51,9 @@ def acked_ids(client):
     return [i for m in messages for i in topics.parse_ack(m.payload)]
 
 
-def wait_for_ack(client, event_id):
+def wait_for_ack(client, event_id, timeout=10.0):
     return client.wait_for_message(topics.ack_topic(KIOSK),
-                                   lambda m: event_id in topics.parse_ack(m.payload))
+                                   lambda m: event_id in topics.parse_ack(m.payload), timeout)
 
 
 def test_collector_stores_a_visit_once_and_acks_every_delivery(collector, kiosk):
@@ -232,3 +235,122 @@ def test_collector_db_refuses_a_batch_with_a_broken_visit_rather_than_skip_it(tm
         assert db.visits() == []
     finally:
         db.close()
+
+
+# --- hostile input ------------------------------------------------------------------------
+
+
+def test_collector_stores_and_acks_a_valid_visit_batched_with_another_kiosks_poison(
+        start_collector, kiosk, broker, mqtt_client):
+    start_collector().stop()  # the session now exists: both messages queue for one batch
+    hostile = mqtt_client("kiosk-b", broker.add_kiosk("kiosk-b"))
+    hostile.publish(topics.kiosk_topic("kiosk-b", "visit"), POISON["int too large for a float"])
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("next-to-poison"))
+
+    collector = start_collector()
+    wait_for_ack(kiosk, "next-to-poison")
+    assert [v.event_id for v in collector.db.visits()] == ["next-to-poison"]
+    assert collector.counters.malformed == 1
+
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("after-restart"))
+    restarted = start_collector()  # released at the broker: the poison never comes back
+    wait_for_ack(kiosk, "after-restart")
+    assert restarted.counters.malformed == 0
+
+
+def test_collector_restarted_with_poison_queued_drains_it_at_once(start_collector, kiosk):
+    start_collector().stop()
+    for payload in POISON.values():
+        kiosk.client.publish(topics.kiosk_topic(KIOSK, "visit"), payload, qos=1)
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("behind-poison"))
+
+    collector = start_collector()
+    wait_for_ack(kiosk, "behind-poison", timeout=2)
+    assert collector.counters.malformed == len(POISON)
+    assert sum(collector.counters.malformed_by_reason.values()) == len(POISON)
+
+
+def test_collector_acks_visits_behind_2000_poison_messages_within_5_s(collector, kiosk):
+    poison = list(POISON.values())
+    for n in range(1999):
+        kiosk.client.publish(topics.kiosk_topic(KIOSK, "visit"), poison[n % len(poison)], qos=1)
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), poison[0])  # the broker has them all
+    last_poison = time.monotonic()
+    valid = [f"valid-{n}" for n in range(100)]
+    for event_id in valid:
+        kiosk.client.publish(topics.kiosk_topic(KIOSK, "visit"), visit(event_id), qos=1)
+
+    wait_until(lambda: set(valid) <= set(acked_ids(kiosk)), "100 acks", timeout=5)
+    assert time.monotonic() - last_poison < 5
+    assert collector.counters.malformed == 2000
+    assert collector.counters.visits_stored == 100
+
+
+def test_collector_acks_the_rest_of_a_batch_when_the_database_refuses_one_visit(
+        start_collector, kiosk, tmp_path):
+    start_collector().stop()
+    refuse = open_database(tmp_path / "fleet.sqlite3")
+    refuse.database.execute_sql(
+        "CREATE TRIGGER refuse_one BEFORE INSERT ON visit WHEN NEW.event_id = 'refused' "
+        "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+    refuse.close()
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("refused"))
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("beside-it", seq=2))
+
+    collector = start_collector()
+    wait_for_ack(kiosk, "beside-it")
+    assert [v.event_id for v in collector.db.visits()] == ["beside-it"]
+    assert collector.counters.store_failures_by_reason == {"visit: IntegrityError": 1}
+    assert "refused" not in acked_ids(kiosk)
+
+
+def test_collector_acks_nothing_and_retries_while_the_database_fails(collector, kiosk, tmp_path):
+    other = open_database(tmp_path / "fleet.sqlite3")
+    try:
+        other.database.execute_sql("DROP TABLE visit")
+        kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("during-failure"))
+        wait_until(lambda: collector.counters.store_failures >= 2, "two failed attempts")
+        assert acked_ids(kiosk) == []
+        assert set(collector.counters.store_failures_by_reason) == {"database: OperationalError"}
+        other.database.create_tables([other.Visit])  # the database is back
+        wait_for_ack(kiosk, "during-failure")
+        assert [v.event_id for v in collector.db.visits()] == ["during-failure"]
+    finally:
+        other.close()
+
+
+def test_collector_paho_callbacks_contain_hostile_input(collector, kiosk):
+    undecodable = mqtt.MQTTMessage(mid=0, topic=b"citizeninfo/v1/kiosk/\xff/visit")
+    undecodable.payload = POISON["int too large for a float"]
+    hostile = {
+        collector._on_connect: [(None, None, None, None, None)],
+        collector._on_subscribe: [(None, None, 1, None, None), (None, None, 1, [object()], None)],
+        collector._on_disconnect: [(None, None, None, "not a reason code", None)],
+        collector._on_message: [(None, None, undecodable), (None, None, None)],
+    }
+    for callback, calls in hostile.items():
+        for args in calls:
+            callback(*args)  # paho 2 would re-raise an exception and end its network thread
+
+    assert collector.counters.callback_failures == 4
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("after-hostile-callbacks"))
+    wait_for_ack(kiosk, "after-hostile-callbacks")
+    assert collector.counters.malformed_by_reason == {
+        "unparseable (UnicodeDecodeError)": 1, "unparseable (AttributeError)": 1}
+
+
+def test_collector_logs_kiosk_text_escaped_and_capped(collector, kiosk, caplog):
+    caplog.set_level(logging.INFO, logger="kiosk.fleet.collector")
+    forged = "done\n2025-01-31 02:41:07,250 ERROR kiosk.fleet.collector: \x1b[31mforged" * 12
+    kiosk.publish(topics.kiosk_topic(KIOSK, "reply"), topics.reply_payload("c-1", False, forged))
+    # The ACL lets a kiosk write any one level under its own id.
+    kiosk.publish(f"{topics.ROOT}/kiosk/{KIOSK}/{'ข' * 5000}", visit("long-topic"))
+    wait_until(lambda: collector.counters.replies == 1 and collector.counters.malformed == 1,
+               "the reply and the rejection")
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "kiosk.fleet.collector"]
+    reply = next(line for line in lines if line.startswith("reply from"))
+    rejection = next(line for line in lines if line.startswith("rejected message"))
+    assert "\n" not in reply and "\x1b" not in reply and "\\x0a" in reply
+    assert len(reply) < 400 and len(rejection) < 600
+    assert all(len(reason) < 220 for reason in collector.counters.malformed_by_reason)

@@ -220,7 +220,7 @@ def test_mqtt_no_exception_escapes_a_callback_on_hostile_input(make_config, tmp_
     """paho 2 re-raises a callback's exception, which ends its network thread for good."""
     cfg = make_config(tmp_path, mqtt={"host": "127.0.0.1", "tls": False})
     facts, commands = [], []
-    link = MqttLink(cfg.mqtt, KIOSK, next_epoch=lambda: 1, version="0.1.0",
+    link = MqttLink(cfg.mqtt, KIOSK, instance="i1", next_epoch=lambda: 1, version="0.1.0",
                     facts=facts.append, put=commands.append)
     client = link._client  # the callbacks exactly as paho calls them
     ack = topics.ack_topic(KIOSK).encode()

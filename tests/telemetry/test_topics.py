@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from kiosk.errors import CommandRejected, MessageRejected
 from kiosk.flow import COPY_ANSWERS, LANGUAGES, REASONS
 from kiosk.telemetry import topics
+from tests.telemetry.poison import POISON
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "telemetry.md"
 EXAMPLE = re.compile(r"```json topic=(\S+)\n(.*?)```", re.S)
@@ -92,6 +93,20 @@ def test_topics_refuse_a_kiosk_id_that_cannot_be_a_topic_level(kiosk_id):
 def test_topics_refuse_a_foreign_topic():
     with pytest.raises(MessageRejected, match="not citizeninfo/v1/kiosk"):
         topics.parse_kiosk_message("citizeninfo/v1/kiosk/k1/visit/extra", b"{}")
+
+
+@pytest.mark.parametrize("payload", POISON.values(), ids=POISON.keys())
+def test_topics_refuse_poison_as_a_rejection_naming_no_value(payload):
+    with pytest.raises(MessageRejected) as refused:
+        topics.parse_kiosk_message("citizeninfo/v1/kiosk/k1/visit", payload)
+    assert not re.search(r"\d{13}", str(refused.value))
+
+
+def test_topics_rejection_names_no_key_a_kiosk_made_up():
+    payload = json.dumps({"schema": 1, "สมชาย ใจดี": 1234567890123}, ensure_ascii=False)
+    with pytest.raises(MessageRejected, match=r"at \$\.<key>") as refused:
+        topics.parse_kiosk_message("citizeninfo/v1/kiosk/k1/visit", payload.encode())
+    assert "สมชาย" not in str(refused.value)
 
 
 # --- the privacy check ----------------------------------------------------------------------

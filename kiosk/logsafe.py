@@ -1,0 +1,78 @@
+"""What may reach a log: text with every ID-shaped number redacted, and text from outside (a
+kiosk's reply error, a topic) with control characters escaped and its length capped.
+
+Standard library only, so pure modules (:mod:`kiosk.telemetry.topics` checks payload strings
+with :func:`holds_id`) and every adapter can use it. A citizen ID looks like 13 digits, in a row
+or written in the card's groups ``1-2345-67890-12-3`` (``-``, space or ``.`` between groups, Thai
+digits too), anywhere in a text. A group must stand alone (no letter or digit either side): an
+RFC 3339 time, a version, an IP address or a UUID never has that shape, so uuid4 event ids are
+never refused.
+"""
+
+import logging
+import re
+
+_ID_SHAPED = re.compile(
+    r"\d{13,}"
+    r"|(?<![\dA-Za-z])\d[-. ]?\d{4}[-. ]?\d{5}[-. ]?\d{2}[-. ]?\d(?![\dA-Za-z])"
+)
+
+# C0 and C1 controls, DEL, zero-width and bidi controls, line and paragraph separators: each
+# could fake a new log line, rewrite the terminal or reorder what a reader sees.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+#: Longest outside text one log line carries.
+MAX_LOGGED_CHARS = 200
+
+
+def printable(value, limit=MAX_LOGGED_CHARS):
+    """``str(value)`` safe to log when a kiosk (or anyone outside) chose it: cut to ``limit``
+    characters (saying how many were left off), then each control character written as a
+    ``\\xNN`` or ``\\uNNNN`` escape, so it can never start a line of its own."""
+    text = str(value)
+    if len(text) > limit:
+        text = f"{text[:limit]}…(+{len(text) - limit} chars)"
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def _escape(match):
+    code = ord(match[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def holds_id(text):
+    """True if ``text`` holds something shaped like a 13-digit citizen ID."""
+    return _ID_SHAPED.search(text) is not None
+
+
+def redact_ids(text):
+    """``text`` with each ID-shaped number replaced by ``#``."""
+    return _ID_SHAPED.sub("#", text)
+
+
+class RedactingFilter(logging.Filter):
+    """A handler filter that redacts ID-shaped numbers from each record's message and
+    traceback, whatever module logged it and whatever its arguments held."""
+
+    def filter(self, record):
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True  # logging reports the broken record itself
+        redacted = redact_ids(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_ids(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact_ids(record.stack_info)
+        return True
+
+
+def install():
+    """Add the filter to every handler of the root logger (once); the CLI calls this right
+    after configuring logging, so every log line the project writes passes through it."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
