@@ -21,6 +21,7 @@ PURE_MODULES = (
     "kiosk.card.thai_id",
     "kiosk.card.repeat",
     "kiosk.telemetry.topics",
+    "kiosk.logsafe",
 )
 
 
