@@ -18,6 +18,7 @@ from pathlib import Path
 
 from kiosk import __version__, flow
 from kiosk import config as kiosk_config
+from kiosk.card.repeat import SeenCards
 from kiosk.card.thai_id import CardSummary
 from kiosk.errors import DiskFull, KioskError, StoreError
 
@@ -65,7 +66,8 @@ class Runner:
     Every part but the store is optional, so tests and the headless runner can leave out the
     display, the card service, GPIO or telemetry. ``when_key(key)`` receives keys the display
     does not use itself (the demo's insert/remove keys); ``when_shown(runner)`` is called after
-    a new screen (or language) was drawn (the demo's screenshots).
+    a new screen (or language) was drawn (the demo's screenshots). ``seen`` holds the repeat
+    hashes of the visits recorded within the repeat window, in memory only.
     """
 
     def __init__(self, cfg, store, *, keys, card=None, display=None, panel=None,
@@ -86,6 +88,7 @@ class Runner:
         self.events = queue.SimpleQueue()
         self.settings = flow_settings(cfg, rate_only=rate_only)
         self.state = flow.State()
+        self.seen = SeenCards(cfg.flow.repeat_window_min * 60, clock=clock)
         self.recorded = 0
         self._next_housekeeping = clock()
         self._stop = threading.Event()
@@ -176,12 +179,8 @@ class Runner:
 
     def _card_read(self, summary):
         """Turn the card module's summary into the flow's event: is it a repeat?"""
-        try:
-            # Current and previous key: a card seen just before a key rotation still counts.
-            is_repeat = self.store.is_repeat(summary.repeat_candidates)
-        except StoreError as exc:
-            log.error("cannot look up repeat cards, counting this one: %s", exc)
-            is_repeat = False
+        # Current and previous key: a card seen just before a key rotation still counts.
+        is_repeat = self.seen.is_repeat(summary.repeat_candidates)
         if self.telemetry:
             self.telemetry.health.note_card_read(self._stamp()["at"])
         self._step(flow.CardRead(is_repeat=is_repeat, repeat_hash=summary.repeat_hash,
@@ -233,6 +232,8 @@ class Runner:
             self._step(flow.ServiceSuspended(reason))
             return False
         self.recorded += 1
+        if record.repeat_hash:
+            self.seen.note(record.repeat_hash)  # only once kept: a lost visit was not rated
         if self.telemetry:
             self.telemetry.outbox.notify()
         return True
@@ -375,7 +376,6 @@ class Kiosk:
         data_dir = Path(cfg.storage.data_dir)
         self.remote_path = kiosk_config.remote_layer_path(cfg)
         self.store = Store.open(data_dir, retention_days=cfg.storage.retention_days,
-                                repeat_window_s=cfg.flow.repeat_window_min * 60,
                                 min_free_mb=cfg.storage.min_free_mb,
                                 checkpoint_pages=cfg.storage.checkpoint_pages)
         self.keys = RepeatKeys(cfg.flow.repeat_window_min * 60)

@@ -1,4 +1,4 @@
-"""The kiosk's durable private store: anonymous visits, their outbox messages, repeat hashes.
+"""The kiosk's durable private store: anonymous visits and their outbox messages.
 
 One SQLite file (``kiosk.db``) under ``storage.data_dir``, the only place the kiosk writes at run
 time. What it promises, and why:
@@ -12,10 +12,8 @@ time. What it promises, and why:
   checkpoint the runner calls when the kiosk is idle, because ``secure_delete`` zeroes freed
   pages in the main file but not old page images still sitting in the WAL, and because a WAL
   that only grows eats the small data partition.
-- Nothing that identifies a citizen is ever stored: no CID, name, address, birth date or photo.
-  The pseudonymous repeat hash lives in ``seen_card`` only, for the repeat window, with no
-  key to any visit and only the minute it was seen (a visit's exact time would link the two);
-  all of it is deleted at open (its key died with the previous process).
+- Nothing that identifies a citizen is ever stored: no CID, name, address, birth date or photo,
+  nor the pseudonymous repeat hash (the runner keeps those in memory: ``kiosk.card.repeat``).
 - Free space is checked before every write; below ``min_free_mb`` the store refuses new rows
   with :class:`~kiosk.errors.DiskFull` instead of risking the rows it already has.
 
@@ -108,8 +106,14 @@ def _schema_v2(db):
     db.execute_sql("CREATE INDEX outbox_message_state_sent_at ON outbox_message (state, sent_at)")
 
 
+def _schema_v3(db):
+    """Repeat hashes moved to the runner's memory, on the monotonic clock: a wall-clock step
+    no longer expires them early or keeps them late, and none is left on disk."""
+    db.execute_sql("DROP TABLE seen_card")
+
+
 # Version N is MIGRATIONS[N - 1]. Append, never edit: kiosks in the field are at every version.
-MIGRATIONS = (_schema_v1, _schema_v2)
+MIGRATIONS = (_schema_v1, _schema_v2, _schema_v3)
 
 
 # --- models (unbound; each Store binds its own subclasses) ------------------------------------
@@ -143,13 +147,6 @@ class Visit(_Model):
     confirmed_at = peewee.TextField(null=True)
 
 
-class SeenCard(_Model):
-    """A repeat hash and when it was seen; deliberately not linked to any visit."""
-
-    hash = peewee.BlobField(index=True)
-    seen_at = peewee.TextField(index=True)
-
-
 class OutboxMessage(_Model):
     """A message that must reach the collector; ``payload`` is the JSON text to publish."""
 
@@ -171,7 +168,7 @@ class KioskState(_Model):
     value = peewee.TextField()
 
 
-_MODELS = (Visit, SeenCard, OutboxMessage, KioskState)
+_MODELS = (Visit, OutboxMessage, KioskState)
 
 
 def _bind(db):
@@ -215,7 +212,6 @@ class OutboxStats:
 class Purged:
     visits: int
     messages: int
-    hashes: int
 
 
 # --- time --------------------------------------------------------------------------------------
@@ -294,18 +290,15 @@ class Store:
     connection, so every thread that used the store calls it when it is done.
     """
 
-    def __init__(self, db, path, data_dir, *, retention_days, repeat_window_s, min_free_mb,
-                 clock):
+    def __init__(self, db, path, data_dir, *, retention_days, min_free_mb, clock):
         self._db = db
         self.path = path
         self.data_dir = data_dir
         self.retention_days = retention_days
-        self.repeat_window_s = repeat_window_s
         self.min_free_mb = min_free_mb
         self._clock = clock
         models = _bind(db)
         self.Visit = models["Visit"]
-        self.SeenCard = models["SeenCard"]
         self.OutboxMessage = models["OutboxMessage"]
         self.KioskState = models["KioskState"]
 
@@ -313,8 +306,8 @@ class Store:
         return f"<Store {self.path}>"
 
     @classmethod
-    def open(cls, data_dir, *, retention_days=30, repeat_window_s=1800, min_free_mb=200,
-             checkpoint_pages=1000, clock=_utc_now, migrations=MIGRATIONS):
+    def open(cls, data_dir, *, retention_days=30, min_free_mb=200, checkpoint_pages=1000,
+             clock=_utc_now, migrations=MIGRATIONS):
         """Open (creating if needed) the store under ``data_dir`` and bring its schema up to date.
 
         ``clock`` returns the aware UTC wall time. ``migrations`` is the schema history; only
@@ -337,8 +330,8 @@ class Store:
             ("foreign_keys", "on"),
             ("wal_autocheckpoint", int(checkpoint_pages)),
         ])
-        store = cls(db, path, data_dir, retention_days=retention_days,
-                    repeat_window_s=repeat_window_s, min_free_mb=min_free_mb, clock=clock)
+        store = cls(db, path, data_dir, retention_days=retention_days, min_free_mb=min_free_mb,
+                    clock=clock)
         try:
             with store._guard("open the database"):
                 mode = db.execute_sql("PRAGMA journal_mode").fetchone()[0]
@@ -346,9 +339,6 @@ class Store:
                     raise StoreError(f"{path}: SQLite refused WAL mode (got {mode!r}); the data "
                                      f"directory must be on a local file system")
                 store._migrate(migrations)
-                with db.atomic("IMMEDIATE"):
-                    # Their key died with the process that wrote them: now they are just noise.
-                    store.SeenCard.delete().execute()
         except BaseException:
             db.close()
             raise
@@ -368,6 +358,10 @@ class Store:
             except (peewee.DatabaseError, sqlite3.Error) as exc:
                 raise StoreError(f"{self.path}: upgrading the schema to version {number} failed "
                                  f"({exc}); the file is unchanged at version {number - 1}") from exc
+        if version < len(migrations):
+            # secure_delete zeroed what a step dropped (v3: repeat hashes) in the WAL only;
+            # the old pages stay in the main file until a checkpoint copies the zeros over.
+            self._db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @property
     def schema_version(self):
@@ -416,7 +410,7 @@ class Store:
     # --- visits ---------------------------------------------------------------------------------
 
     def record_visit(self, record, *, build_payload, mode="production"):
-        """Commit one visit, its seen-card hash and its outbox message in one transaction.
+        """Commit one visit and its outbox message in one transaction (never the repeat hash).
 
         ``record`` is a :class:`kiosk.flow.VisitRecord`; ``build_payload(visit_row)`` returns
         ``(topic, payload_dict)`` for the outbox. ``mode`` is the kiosk's ``kiosk.mode``, kept so
@@ -429,31 +423,13 @@ class Store:
         # Enum members (flow.Screen) are stored as their plain value.
         fields = {name: getattr(value, "value", value)
                   for name, value in ((name, getattr(record, name)) for name in VISIT_FIELDS)}
-        repeat_hash = getattr(record, "repeat_hash", None)
         with self._guard("record a visit"), self._db.atomic("IMMEDIATE"):
             visit = self.Visit.create(
                 event_id=new_event_id(), seq=self._bump("seq"), epoch=self._get_int("epoch"),
                 recorded_at=now, mode=mode, **fields)
-            if repeat_hash:
-                # Only the minute: the visit's exact time would link the hash to its visit.
-                minute = self._clock().replace(second=0, microsecond=0)
-                self.SeenCard.create(hash=bytes(repeat_hash), seen_at=rfc3339(minute))
             topic, payload = build_payload(visit)
             self._insert_message(visit.event_id, topic, payload, 1, now)
         return visit
-
-    def is_repeat(self, repeat_hashes):
-        """True when any of the hashes (one ``bytes`` or several) was seen within the window."""
-        if isinstance(repeat_hashes, (bytes, bytearray)):
-            repeat_hashes = (repeat_hashes,)
-        hashes = [bytes(candidate) for candidate in repeat_hashes if candidate]
-        if not hashes:
-            return False
-        cutoff = rfc3339(self._clock() - timedelta(seconds=self.repeat_window_s))
-        with self._guard("look up a repeat card"):
-            return (self.SeenCard.select()
-                    .where(self.SeenCard.hash.in_(hashes), self.SeenCard.seen_at >= cutoff)
-                    .exists())
 
     def next_epoch(self):
         """A new, higher epoch (persisted); the link takes one on every connect."""
@@ -610,20 +586,15 @@ class Store:
 
     # --- housekeeping ---------------------------------------------------------------------------
 
-    def purge(self, now=None):
+    def purge(self):
         """Delete what no longer needs keeping: visits confirmed more than ``retention_days``
-        ago, confirmed messages, and repeat hashes outside the window."""
-        now = now or self._clock()
-        visits_before = rfc3339(now - timedelta(days=self.retention_days))
-        hashes_before = rfc3339(now - timedelta(seconds=self.repeat_window_s))
-        V, M, S = self.Visit, self.OutboxMessage, self.SeenCard
+        ago, and confirmed messages."""
+        visits_before = rfc3339(self._clock() - timedelta(days=self.retention_days))
+        V, M = self.Visit, self.OutboxMessage
         with self._guard("purge old rows"), self._db.atomic("IMMEDIATE"):
             visits = V.delete().where(V.confirmed_at < visits_before).execute()
             messages = M.delete().where(M.state == "confirmed").execute()
-            # A hash stamped in the future means the clock stepped back: it cannot be trusted.
-            hashes = S.delete().where((S.seen_at < hashes_before)
-                                      | (S.seen_at > rfc3339(now))).execute()
-        return Purged(visits=visits, messages=messages, hashes=hashes)
+        return Purged(visits=visits, messages=messages)
 
     def checkpoint(self):
         """Copy the WAL into the main file and truncate it; call when idle.

@@ -5,6 +5,7 @@ import os
 import subprocess
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -425,3 +426,39 @@ def test_app_out_of_order_lights_the_fault_led_the_refused_boot_file_names(tmp_p
     assert app.out_of_order(tmp_path / "missing.toml", stop, headless=True,
                             problems_file=tmp_path / "none", boot_file=boot_file) == 0
     assert asked == [{"pin_factory": "mock", "led_fault": 22}]
+
+
+class WallClock:
+    """The store's UTC wall clock, stepped by hand like NTP steps a Pi that booted stale."""
+
+    def __init__(self):
+        self.now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+    def __call__(self):
+        return self.now
+
+
+def test_app_repeat_card_still_caught_after_the_wall_clock_steps(make_config, tmp_path):
+    """Record at T, then NTP steps the wall clock +3 h and -3 h: the card is still a repeat."""
+    cfg = make_config(tmp_path)
+    wall, clock = WallClock(), Clock()
+    store = Store.open(tmp_path, min_free_mb=1, clock=wall)
+    keys = RepeatKeys(cfg.flow.repeat_window_min * 60, clock=clock)
+    runner = Runner(cfg, store, keys=keys, clock=clock)
+    summary = CardSummary(repeat_hash=keys.hash("1101700230708"),
+                          repeat_candidates=keys.candidates("1101700230708"), expired=False,
+                          age_band=None, gender=None, atr="3B68", read_ms=1.0)
+    try:
+        play(runner, flow.CardInserted(), summary, flow.ServiceChosen(cfg.services[0].id),
+             flow.CopyAnswered("none"), flow.RatingChosen(5), flow.CardRemoved())
+        for step in (timedelta(hours=3), timedelta(hours=-6)):
+            wall.now += step
+            clock.now += 60  # housekeeping (purge) is due on every turn
+            runner.turn(timeout=0)
+            assert runner.state.screen is flow.Screen.IDLE
+            play(runner, flow.CardInserted(), summary)
+            assert runner.state.screen is flow.Screen.ALREADY_RATED, step
+            play(runner, flow.Dismissed(), flow.CardRemoved())
+        assert store.Visit.select().count() == 1
+    finally:
+        store.close()

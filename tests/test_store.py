@@ -76,7 +76,7 @@ def store(tmp_path, clock):
 # --- visits -----------------------------------------------------------------------------------
 
 
-def test_store_record_visit_writes_visit_hash_and_outbox_together(store, clock):
+def test_store_record_visit_writes_visit_and_outbox_together_never_the_hash(store, clock):
     visit = store.record_visit(visit_record(repeat_hash=b"\x01" * 32), build_payload=build_payload)
     assert visit.seq == 1
     assert len(visit.event_id) == 32 and int(visit.event_id, 16) >= 0
@@ -87,7 +87,7 @@ def test_store_record_visit_writes_visit_hash_and_outbox_together(store, clock):
     assert (message.event_id, message.topic, message.state, message.qos) == (
         visit.event_id, VISIT_TOPIC, "pending", 1)
     assert json.loads(message.payload)["seq"] == 1
-    assert store.is_repeat(b"\x01" * 32)
+    assert not any(b"\x01" * 32 in path.read_bytes() for path in store.data_dir.iterdir())
 
 
 def test_store_visit_table_has_no_identity_or_hash_column(store):
@@ -122,7 +122,6 @@ def test_store_payload_builder_failure_leaves_nothing_half_written(store, clock)
         store.record_visit(visit_record(repeat_hash=b"\x02" * 32), build_payload=broken)
     assert store.Visit.select().count() == 0
     assert store.due_messages(10, clock()) == []
-    assert not store.is_repeat(b"\x02" * 32)
 
 
 def test_store_accepts_payload_already_encoded(store, clock):
@@ -213,58 +212,20 @@ def test_store_unwritable_data_dir_named(tmp_path):
 # --- repeat hashes ----------------------------------------------------------------------------
 
 
-def test_store_repeat_within_window_only(tmp_path, clock):
-    store = Store.open(tmp_path, repeat_window_s=600, clock=clock)
-    try:
-        store.record_visit(visit_record(repeat_hash=b"\x03" * 32), build_payload=build_payload)
-        clock.advance(seconds=599)
-        assert store.is_repeat((b"\x09" * 32, b"\x03" * 32))
-        assert not store.is_repeat((b"\x09" * 32,))
-        assert not store.is_repeat(())
-        clock.advance(seconds=2)
-        assert not store.is_repeat(b"\x03" * 32)
-    finally:
-        store.close()
-
-
-def test_store_purge_drops_hashes_outside_window(tmp_path, clock):
-    store = Store.open(tmp_path, repeat_window_s=600, clock=clock)
-    try:
-        store.record_visit(visit_record(repeat_hash=b"\x04" * 32), build_payload=build_payload)
-        clock.advance(seconds=300)
-        store.record_visit(visit_record(repeat_hash=b"\x05" * 32), build_payload=build_payload)
-        clock.advance(seconds=400)
-        assert store.purge().hashes == 1
-        assert store.SeenCard.select().count() == 1
-        # The clock stepped back (NTP on a Pi without RTC): future-stamped hashes go too.
-        assert store.purge(now=T0 - timedelta(hours=1)).hashes == 1
-        assert store.SeenCard.select().count() == 0
-    finally:
-        store.close()
-
-
-def test_store_hash_keeps_only_the_minute_so_it_cannot_be_joined_to_its_visit(tmp_path, clock):
+def test_store_v3_drops_the_seen_card_table_and_its_hashes(tmp_path, clock):
+    """Repeat hashes live in the runner's memory now: a v2 file loses its table, and the bytes
+    of the hashes it held are gone from every file, WAL included."""
+    v2 = Store.open(tmp_path, clock=clock, migrations=MIGRATIONS[:2])
+    planted = bytes(range(100, 132))
+    v2._db.execute_sql("INSERT INTO seen_card (hash, seen_at) VALUES (?, ?)",
+                       (planted, rfc3339(clock())))
+    v2.close()
     store = Store.open(tmp_path, clock=clock)
     try:
-        clock.advance(seconds=87.25)
-        visit = store.record_visit(visit_record(repeat_hash=b"\x07" * 32),
-                                   build_payload=build_payload)
-        (seen,) = store.SeenCard.select()
-        assert seen.seen_at == rfc3339(T0 + timedelta(minutes=1)) != visit.recorded_at
-        assert store.is_repeat(b"\x07" * 32)
-    finally:
-        store.close()
-
-
-def test_store_hashes_forgotten_at_reopen(tmp_path, clock):
-    store = Store.open(tmp_path, clock=clock)
-    store.record_visit(visit_record(repeat_hash=b"\x06" * 32), build_payload=build_payload)
-    store.close()
-    store = Store.open(tmp_path, clock=clock)
-    try:
-        assert not store.is_repeat(b"\x06" * 32)
-        assert store.SeenCard.select().count() == 0
-        assert store.Visit.select().count() == 1
+        tables = {row[0] for row in store._db.execute_sql("SELECT name FROM sqlite_master")}
+        assert "seen_card" not in tables
+        assert not any(planted in path.read_bytes() for path in tmp_path.iterdir())
+        assert not hasattr(store, "is_repeat")
     finally:
         store.close()
 
