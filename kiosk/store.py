@@ -107,9 +107,11 @@ def _schema_v2(db):
 
 
 def _schema_v3(db):
-    """Repeat hashes moved to the runner's memory, on the monotonic clock: a wall-clock step
-    no longer expires them early or keeps them late, and none is left on disk."""
+    """Repeat hashes and resend timing moved to memory, on the monotonic clock: a wall-clock
+    step no longer expires a hash or a resend early or late, and no hash is left on disk. The
+    send-time index only served wall-clock resends."""
     db.execute_sql("DROP TABLE seen_card")
+    db.execute_sql("DROP INDEX outbox_message_state_sent_at")
 
 
 # Version N is MIGRATIONS[N - 1]. Append, never edit: kiosks in the field are at every version.
@@ -496,26 +498,34 @@ class Store:
             raise StoreError(f"{self.path}: the payload for {topic} is not JSON ({exc}); fix "
                              f"the payload builder") from exc
 
-    def due_messages(self, limit, resend_before):
-        """Oldest first: pending messages, and published ones last sent before
-        ``resend_before`` (the collector never confirmed them), at most ``limit``."""
+    def due_messages(self, limit, resend=()):
+        """Oldest first: at most ``limit`` pending messages, and those of ``resend`` (event ids
+        the outbox found overdue) that are still published, i.e. not yet confirmed."""
         M = self.OutboxMessage
-        cutoff = rfc3339(resend_before)
-        # Two range reads that stop at the limit (pending by id on the (state, id) index,
-        # overdue published by send time on (state, sent_at)), merged oldest first, instead of
-        # one OR that scans the table on every refill of the window.
         # Plain tuples: building a model instance per row was 40 % of a refill.
         columns = (M.id, M.event_id, M.topic, M.payload, M.qos, M.state, M.attempts, M.sent_at)
         with self._guard("read the outbox"):
-            rows = [*M.select(*columns).where(M.state == "pending")
-                    .order_by(M.id).limit(int(limit)).tuples(),
-                    *M.select(*columns).where(M.state == "published", M.sent_at < cutoff)
-                    .order_by(M.sent_at, M.id).limit(int(limit)).tuples()]
+            rows = list(M.select(*columns).where(M.state == "pending")
+                        .order_by(M.id).limit(int(limit)).tuples())
+            for chunk in _chunks(resend):
+                # Looked up by event id; a state index here would walk every published row.
+                rows.extend(M.select(*columns)
+                            .where(M.event_id.in_(chunk), _unindexed(M.state) == "published")
+                            .tuples())
         rows.sort()  # by id, the first column
-        return [OutboxItem(*row[1:]) for row in rows[:int(limit)]]
+        return [OutboxItem(*row[1:]) for row in rows]
+
+    def published_ids(self):
+        """Event ids of every published message, oldest first: after a restart the outbox
+        knows no send times, so it treats all of them as due."""
+        M = self.OutboxMessage
+        with self._guard("read the outbox"):
+            return [event_id for (event_id,) in
+                    M.select(M.event_id).where(M.state == "published").order_by(M.id).tuples()]
 
     def mark_sent(self, event_ids, at):
-        """The messages were handed to the broker link at ``at``: count the attempt."""
+        """The messages were handed to the broker link at ``at`` (wall time, kept for people
+        reading the file; resends are timed by the outbox): count the attempt."""
         M = self.OutboxMessage
         sent_at = rfc3339(at)
         changed = 0
