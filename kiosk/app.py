@@ -2,10 +2,11 @@
 
 Rules of the house: only the main loop steps the flow, writes visits and draws. The card
 monitor, paho's network thread, gpiozero callbacks and the scripted driver only put facts on
-:attr:`Runner.events`; the outbox pump is the one other writer, touching only delivery state on
-its own connection. A visit and its outbox row are committed in one transaction before the
-thank-you screen is drawn; when that commit fails the citizen is not thanked and the kiosk goes
-out of service instead.
+:attr:`Runner.events`; the outbox pump is the one other writer of live rows, touching only
+delivery state on its own connection (the housekeeping thread deletes only confirmed rows).
+A visit and its outbox row are committed in one transaction before the thank-you screen is
+drawn; when that commit fails the citizen is not thanked and the kiosk goes out of service
+instead.
 """
 
 import logging
@@ -24,7 +25,7 @@ from kiosk.errors import DiskFull, KioskError, StoreError
 
 log = logging.getLogger(__name__)
 
-HOUSEKEEPING_S = 30.0  # purge, key rotation, disk floor: often enough, cheap enough
+HOUSEKEEPING_S = 30.0  # purge request, key rotation, disk floor: often enough, cheap enough
 HEADLESS_TURN_S = 0.1  # how late a deadline may be noticed without a display
 DISK_REASON = "disk_full"
 STORE_REASON = "store_error"
@@ -67,12 +68,13 @@ class Runner:
     display, the card service, GPIO or telemetry. ``when_key(key)`` receives keys the display
     does not use itself (the demo's insert/remove keys); ``when_shown(runner)`` is called after
     a new screen (or language) was drawn (the demo's screenshots). ``seen`` holds the repeat
-    hashes of the visits recorded within the repeat window, in memory only.
+    hashes of the visits recorded within the repeat window, in memory only. ``housekeeper``
+    (a :class:`kiosk.store.Housekeeper`) is asked to purge when the kiosk is idle.
     """
 
     def __init__(self, cfg, store, *, keys, card=None, display=None, panel=None,
-                 telemetry=None, watchdog=None, rate_only=False, clock=time.monotonic,
-                 when_key=None):
+                 telemetry=None, watchdog=None, housekeeper=None, rate_only=False,
+                 clock=time.monotonic, when_key=None):
         self.cfg = cfg
         self.store = store
         self.keys = keys
@@ -81,6 +83,7 @@ class Runner:
         self.panel = panel
         self.telemetry = telemetry
         self.watchdog = watchdog
+        self.housekeeper = housekeeper
         self.when_key = when_key
         self.when_shown = None
         self.clock = clock
@@ -255,12 +258,9 @@ class Runner:
         if self.telemetry:
             self.telemetry.health.note_reader(
                 READER_HEALTH.get(self.card.reader_state, "error") if self.card else "disabled")
-        if self.state.screen is flow.Screen.IDLE:
-            try:
-                self.store.purge()
-                self.store.checkpoint()
-            except StoreError as exc:
-                log.error("housekeeping failed, will retry: %s", exc)
+        if self.housekeeper and self.state.screen is flow.Screen.IDLE:
+            # Its thread does the work: a purge can take many frames (docs/benchmarks.md).
+            self.housekeeper.request()
 
     def _check_disk(self):
         """Below the disk floor the kiosk stops taking visits instead of losing them.
@@ -370,7 +370,7 @@ class Kiosk:
 
     def __init__(self, cfg, *, display=True, headless=False, rate_only=False, when_key=None):
         from kiosk.card.repeat import RepeatKeys
-        from kiosk.store import Store
+        from kiosk.store import Housekeeper, Store
 
         self.cfg = cfg
         data_dir = Path(cfg.storage.data_dir)
@@ -381,8 +381,11 @@ class Kiosk:
         self.keys = RepeatKeys(cfg.flow.repeat_window_min * 60)
         self._parts = []
         try:
-            self.runner = Runner(cfg, self.store, keys=self.keys, rate_only=rate_only,
-                                 when_key=when_key)
+            housekeeper = Housekeeper(self.store)
+            housekeeper.start()
+            self._parts.append(housekeeper)
+            self.runner = Runner(cfg, self.store, keys=self.keys, housekeeper=housekeeper,
+                                 rate_only=rate_only, when_key=when_key)
             self._build(display, headless)
         except BaseException:
             self.close()

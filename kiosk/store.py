@@ -9,9 +9,9 @@ time. What it promises, and why:
 - WAL journal: the main thread (visits) and the outbox thread (delivery state) each get their own
   connection from peewee and never block each other's reads. SQLite checkpoints the WAL into the
   main file every ``checkpoint_pages`` pages; :meth:`Store.checkpoint` does a full TRUNCATE
-  checkpoint the runner calls when the kiosk is idle, because ``secure_delete`` zeroes freed
-  pages in the main file but not old page images still sitting in the WAL, and because a WAL
-  that only grows eats the small data partition.
+  checkpoint after each purge, because ``secure_delete`` zeroes freed pages in the main file
+  but not old page images still sitting in the WAL, and because a WAL that only grows eats the
+  small data partition. Both run on the :class:`Housekeeper` thread, never on the main loop.
 - Nothing that identifies a citizen is ever stored: no CID, name, address, birth date or photo,
   nor the pseudonymous repeat hash (the runner keeps those in memory: ``kiosk.card.repeat``).
 - Free space is checked before every write; below ``min_free_mb`` the store refuses new rows
@@ -23,9 +23,11 @@ each step runs in its own transaction together with the version bump.
 
 import contextlib
 import json
+import logging
 import os
 import re
 import sqlite3
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +36,8 @@ from pathlib import Path
 import peewee
 
 from kiosk.errors import DiskFull, StoreError
+
+log = logging.getLogger(__name__)
 
 DB_NAME = "kiosk.db"
 OUTBOX_STATES = ("pending", "published", "confirmed", "dead")
@@ -614,3 +618,52 @@ class Store:
         with self._guard("checkpoint the WAL"):
             busy, _log, _done = self._db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         return busy == 0
+
+
+class Housekeeper:
+    """Purge, then checkpoint, on a thread with its own connection, whenever :meth:`request`-ed.
+
+    On the main loop they cost frames: purging 100,000 visits takes hundreds of milliseconds,
+    and behind another connection's write they wait up to the busy timeout (docs/benchmarks.md).
+    Requests made while a run is under way make one more run; a failed run is logged and the
+    next request tries again.
+    """
+
+    def __init__(self, store):
+        self._store = store
+        self._wanted = threading.Event()
+        self._is_stopping = False
+        self._thread = None
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name="housekeeping", daemon=True)
+        self._thread.start()
+
+    def request(self):
+        """Ask for a run; returns at once, from any thread."""
+        self._wanted.set()
+
+    def stop(self, timeout=5.0):
+        """End the thread after the run under way, if any (a purge waiting on a lock may
+        outlast ``timeout``; the thread is a daemon)."""
+        if self._thread is None:
+            return
+        self._is_stopping = True
+        self._wanted.set()
+        self._thread.join(timeout)
+        self._thread = None
+
+    def _run(self):
+        try:
+            while True:
+                self._wanted.wait()
+                if self._is_stopping:
+                    return
+                self._wanted.clear()
+                try:
+                    self._store.purge()
+                    self._store.checkpoint()
+                except StoreError as exc:
+                    log.error("housekeeping failed, will retry: %s", exc)
+        finally:
+            self._store.close()  # this thread's own connection

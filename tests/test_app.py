@@ -13,7 +13,8 @@ from kiosk import config, flow
 from kiosk.app import Runner
 from kiosk.card.repeat import RepeatKeys
 from kiosk.card.thai_id import CardSummary
-from kiosk.store import Store
+from kiosk.store import Housekeeper, Store
+from tests.fixtures.broker import wait_until
 from tests.fixtures.disk import fill
 from tests.fixtures.notify import receive
 
@@ -462,3 +463,31 @@ def test_app_repeat_card_still_caught_after_the_wall_clock_steps(make_config, tm
         assert store.Visit.select().count() == 1
     finally:
         store.close()
+
+
+def test_app_main_loop_keeps_turning_while_a_purge_waits_for_the_database(runner):
+    """Housekeeping behind another connection's write lock (SQLite's busy timeout is 10 s)
+    must not stop the loop from drawing: each turn stays well under one frame, and the purge
+    goes through once the lock is let go."""
+    import sqlite3
+
+    runner.housekeeper = Housekeeper(runner.store)
+    runner.housekeeper.start()
+    event_id = runner.store.enqueue("citizeninfo/v1/kiosk/k1/reply", {"ok": True})
+    runner.store.confirm([event_id])  # the purge deletes confirmed messages
+    blocker = sqlite3.connect(runner.store.path)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        runner.clock_source.now += 60  # housekeeping is due
+        for _ in range(20):
+            started = time.monotonic()
+            runner.turn(timeout=0)
+            assert time.monotonic() - started < 1 / 30, "a turn waited on the database"
+        assert runner.store.OutboxMessage.select().count() == 1, "purged through the lock?"
+    finally:
+        blocker.rollback()
+        blocker.close()
+    try:
+        wait_until(lambda: runner.store.OutboxMessage.select().count() == 0, "the purge")
+    finally:
+        runner.housekeeper.stop()
