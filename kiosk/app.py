@@ -2,10 +2,11 @@
 
 Rules of the house: only the main loop steps the flow, writes visits and draws. The card
 monitor, paho's network thread, gpiozero callbacks and the scripted driver only put facts on
-:attr:`Runner.events`; the outbox pump is the one other writer, touching only delivery state on
-its own connection. A visit and its outbox row are committed in one transaction before the
-thank-you screen is drawn; when that commit fails the citizen is not thanked and the kiosk goes
-out of service instead.
+:attr:`Runner.events`; the outbox pump is the one other writer of live rows, touching only
+delivery state on its own connection (the housekeeping thread deletes only confirmed rows).
+A visit and its outbox row are committed in one transaction before the thank-you screen is
+drawn; when that commit fails the citizen is not thanked and the kiosk goes out of service
+instead.
 """
 
 import logging
@@ -18,12 +19,13 @@ from pathlib import Path
 
 from kiosk import __version__, flow
 from kiosk import config as kiosk_config
+from kiosk.card.repeat import SeenCards
 from kiosk.card.thai_id import CardSummary
 from kiosk.errors import DiskFull, KioskError, StoreError
 
 log = logging.getLogger(__name__)
 
-HOUSEKEEPING_S = 30.0  # purge, key rotation, disk floor: often enough, cheap enough
+HOUSEKEEPING_S = 30.0  # purge request, key rotation, disk floor: often enough, cheap enough
 HEADLESS_TURN_S = 0.1  # how late a deadline may be noticed without a display
 DISK_REASON = "disk_full"
 STORE_REASON = "store_error"
@@ -65,12 +67,14 @@ class Runner:
     Every part but the store is optional, so tests and the headless runner can leave out the
     display, the card service, GPIO or telemetry. ``when_key(key)`` receives keys the display
     does not use itself (the demo's insert/remove keys); ``when_shown(runner)`` is called after
-    a new screen (or language) was drawn (the demo's screenshots).
+    a new screen (or language) was drawn (the demo's screenshots). ``seen`` holds the repeat
+    hashes of the visits recorded within the repeat window, in memory only. ``housekeeper``
+    (a :class:`kiosk.store.Housekeeper`) is asked to purge when the kiosk is idle.
     """
 
     def __init__(self, cfg, store, *, keys, card=None, display=None, panel=None,
-                 telemetry=None, watchdog=None, rate_only=False, clock=time.monotonic,
-                 when_key=None):
+                 telemetry=None, watchdog=None, housekeeper=None, rate_only=False,
+                 clock=time.monotonic, when_key=None):
         self.cfg = cfg
         self.store = store
         self.keys = keys
@@ -79,6 +83,7 @@ class Runner:
         self.panel = panel
         self.telemetry = telemetry
         self.watchdog = watchdog
+        self.housekeeper = housekeeper
         self.when_key = when_key
         self.when_shown = None
         self.clock = clock
@@ -86,6 +91,7 @@ class Runner:
         self.events = queue.SimpleQueue()
         self.settings = flow_settings(cfg, rate_only=rate_only)
         self.state = flow.State()
+        self.seen = SeenCards(cfg.flow.repeat_window_min * 60, clock=clock)
         self.recorded = 0
         self._next_housekeeping = clock()
         self._stop = threading.Event()
@@ -176,12 +182,8 @@ class Runner:
 
     def _card_read(self, summary):
         """Turn the card module's summary into the flow's event: is it a repeat?"""
-        try:
-            # Current and previous key: a card seen just before a key rotation still counts.
-            is_repeat = self.store.is_repeat(summary.repeat_candidates)
-        except StoreError as exc:
-            log.error("cannot look up repeat cards, counting this one: %s", exc)
-            is_repeat = False
+        # Current and previous key: a card seen just before a key rotation still counts.
+        is_repeat = self.seen.is_repeat(summary.repeat_candidates)
         if self.telemetry:
             self.telemetry.health.note_card_read(self._stamp()["at"])
         self._step(flow.CardRead(is_repeat=is_repeat, repeat_hash=summary.repeat_hash,
@@ -233,6 +235,8 @@ class Runner:
             self._step(flow.ServiceSuspended(reason))
             return False
         self.recorded += 1
+        if record.repeat_hash:
+            self.seen.note(record.repeat_hash)  # only once kept: a lost visit was not rated
         if self.telemetry:
             self.telemetry.outbox.notify()
         return True
@@ -254,12 +258,9 @@ class Runner:
         if self.telemetry:
             self.telemetry.health.note_reader(
                 READER_HEALTH.get(self.card.reader_state, "error") if self.card else "disabled")
-        if self.state.screen is flow.Screen.IDLE:
-            try:
-                self.store.purge()
-                self.store.checkpoint()
-            except StoreError as exc:
-                log.error("housekeeping failed, will retry: %s", exc)
+        if self.housekeeper and self.state.screen is flow.Screen.IDLE:
+            # Its thread does the work: a purge can take many frames (docs/benchmarks.md).
+            self.housekeeper.request()
 
     def _check_disk(self):
         """Below the disk floor the kiosk stops taking visits instead of losing them.
@@ -370,20 +371,22 @@ class Kiosk:
 
     def __init__(self, cfg, *, display=True, headless=False, rate_only=False, when_key=None):
         from kiosk.card.repeat import RepeatKeys
-        from kiosk.store import Store
+        from kiosk.store import Housekeeper, Store
 
         self.cfg = cfg
         data_dir = Path(cfg.storage.data_dir)
         self.remote_path = kiosk_config.remote_layer_path(cfg)
         self.store = Store.open(data_dir, retention_days=cfg.storage.retention_days,
-                                repeat_window_s=cfg.flow.repeat_window_min * 60,
                                 min_free_mb=cfg.storage.min_free_mb,
                                 checkpoint_pages=cfg.storage.checkpoint_pages)
         self.keys = RepeatKeys(cfg.flow.repeat_window_min * 60)
         self._parts = []
         try:
-            self.runner = Runner(cfg, self.store, keys=self.keys, rate_only=rate_only,
-                                 when_key=when_key)
+            housekeeper = Housekeeper(self.store)
+            housekeeper.start()
+            self._parts.append(housekeeper)
+            self.runner = Runner(cfg, self.store, keys=self.keys, housekeeper=housekeeper,
+                                 rate_only=rate_only, when_key=when_key)
             self._build(display, headless)
         except BaseException:
             self.close()

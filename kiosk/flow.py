@@ -165,7 +165,7 @@ class ReadCard:
 class VisitRecord:
     """One finished visit as it is stored; anonymous apart from the repeat hash.
 
-    ``repeat_hash`` is kept by the store for the repeat window only and never sent anywhere.
+    ``repeat_hash`` stays in the runner's memory for the repeat window only: never stored or sent.
     """
 
     outcome: str

@@ -1,4 +1,4 @@
-"""The kiosk's durable private store: anonymous visits, their outbox messages, repeat hashes.
+"""The kiosk's durable private store: anonymous visits and their outbox messages.
 
 One SQLite file (``kiosk.db``) under ``storage.data_dir``, the only place the kiosk writes at run
 time. What it promises, and why:
@@ -9,13 +9,11 @@ time. What it promises, and why:
 - WAL journal: the main thread (visits) and the outbox thread (delivery state) each get their own
   connection from peewee and never block each other's reads. SQLite checkpoints the WAL into the
   main file every ``checkpoint_pages`` pages; :meth:`Store.checkpoint` does a full TRUNCATE
-  checkpoint the runner calls when the kiosk is idle, because ``secure_delete`` zeroes freed
-  pages in the main file but not old page images still sitting in the WAL, and because a WAL
-  that only grows eats the small data partition.
-- Nothing that identifies a citizen is ever stored: no CID, name, address, birth date or photo.
-  The pseudonymous repeat hash lives in ``seen_card`` only, for the repeat window, with no
-  key to any visit and only the minute it was seen (a visit's exact time would link the two);
-  all of it is deleted at open (its key died with the previous process).
+  checkpoint after each purge, because ``secure_delete`` zeroes freed pages in the main file
+  but not old page images still sitting in the WAL, and because a WAL that only grows eats the
+  small data partition. Both run on the :class:`Housekeeper` thread, never on the main loop.
+- Nothing that identifies a citizen is ever stored: no CID, name, address, birth date or photo,
+  nor the pseudonymous repeat hash (the runner keeps those in memory: ``kiosk.card.repeat``).
 - Free space is checked before every write; below ``min_free_mb`` the store refuses new rows
   with :class:`~kiosk.errors.DiskFull` instead of risking the rows it already has.
 
@@ -25,9 +23,11 @@ each step runs in its own transaction together with the version bump.
 
 import contextlib
 import json
+import logging
 import os
 import re
 import sqlite3
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +36,8 @@ from pathlib import Path
 import peewee
 
 from kiosk.errors import DiskFull, StoreError
+
+log = logging.getLogger(__name__)
 
 DB_NAME = "kiosk.db"
 OUTBOX_STATES = ("pending", "published", "confirmed", "dead")
@@ -108,8 +110,16 @@ def _schema_v2(db):
     db.execute_sql("CREATE INDEX outbox_message_state_sent_at ON outbox_message (state, sent_at)")
 
 
+def _schema_v3(db):
+    """Repeat hashes and resend timing moved to memory, on the monotonic clock: a wall-clock
+    step no longer expires a hash or a resend early or late, and no hash is left on disk. The
+    send-time index only served wall-clock resends."""
+    db.execute_sql("DROP TABLE seen_card")
+    db.execute_sql("DROP INDEX outbox_message_state_sent_at")
+
+
 # Version N is MIGRATIONS[N - 1]. Append, never edit: kiosks in the field are at every version.
-MIGRATIONS = (_schema_v1, _schema_v2)
+MIGRATIONS = (_schema_v1, _schema_v2, _schema_v3)
 
 
 # --- models (unbound; each Store binds its own subclasses) ------------------------------------
@@ -143,13 +153,6 @@ class Visit(_Model):
     confirmed_at = peewee.TextField(null=True)
 
 
-class SeenCard(_Model):
-    """A repeat hash and when it was seen; deliberately not linked to any visit."""
-
-    hash = peewee.BlobField(index=True)
-    seen_at = peewee.TextField(index=True)
-
-
 class OutboxMessage(_Model):
     """A message that must reach the collector; ``payload`` is the JSON text to publish."""
 
@@ -171,7 +174,7 @@ class KioskState(_Model):
     value = peewee.TextField()
 
 
-_MODELS = (Visit, SeenCard, OutboxMessage, KioskState)
+_MODELS = (Visit, OutboxMessage, KioskState)
 
 
 def _bind(db):
@@ -215,7 +218,6 @@ class OutboxStats:
 class Purged:
     visits: int
     messages: int
-    hashes: int
 
 
 # --- time --------------------------------------------------------------------------------------
@@ -294,19 +296,16 @@ class Store:
     connection, so every thread that used the store calls it when it is done.
     """
 
-    def __init__(self, db, path, data_dir, *, retention_days, repeat_window_s, min_free_mb,
-                 clock):
+    def __init__(self, db, path, data_dir, *, retention_days, min_free_mb, clock):
         self._db = db
         self.path = path
         self.data_dir = data_dir
         self.retention_days = retention_days
-        self.repeat_window_s = repeat_window_s
         self.min_free_mb = min_free_mb
         self._clock = clock
         self.instance = None  # this database's id, read or made by open()
         models = _bind(db)
         self.Visit = models["Visit"]
-        self.SeenCard = models["SeenCard"]
         self.OutboxMessage = models["OutboxMessage"]
         self.KioskState = models["KioskState"]
 
@@ -314,8 +313,8 @@ class Store:
         return f"<Store {self.path}>"
 
     @classmethod
-    def open(cls, data_dir, *, retention_days=30, repeat_window_s=1800, min_free_mb=200,
-             checkpoint_pages=1000, clock=_utc_now, migrations=MIGRATIONS):
+    def open(cls, data_dir, *, retention_days=30, min_free_mb=200, checkpoint_pages=1000,
+             clock=_utc_now, migrations=MIGRATIONS):
         """Open (creating if needed) the store under ``data_dir`` and bring its schema up to date.
 
         ``clock`` returns the aware UTC wall time. ``migrations`` is the schema history; only
@@ -338,8 +337,8 @@ class Store:
             ("foreign_keys", "on"),
             ("wal_autocheckpoint", int(checkpoint_pages)),
         ])
-        store = cls(db, path, data_dir, retention_days=retention_days,
-                    repeat_window_s=repeat_window_s, min_free_mb=min_free_mb, clock=clock)
+        store = cls(db, path, data_dir, retention_days=retention_days, min_free_mb=min_free_mb,
+                    clock=clock)
         try:
             with store._guard("open the database"):
                 mode = db.execute_sql("PRAGMA journal_mode").fetchone()[0]
@@ -348,9 +347,6 @@ class Store:
                                      f"directory must be on a local file system")
                 store._migrate(migrations)
                 store.instance = store._instance()
-                with db.atomic("IMMEDIATE"):
-                    # Their key died with the process that wrote them: now they are just noise.
-                    store.SeenCard.delete().execute()
         except BaseException:
             db.close()
             raise
@@ -370,6 +366,10 @@ class Store:
             except (peewee.DatabaseError, sqlite3.Error) as exc:
                 raise StoreError(f"{self.path}: upgrading the schema to version {number} failed "
                                  f"({exc}); the file is unchanged at version {number - 1}") from exc
+        if version < len(migrations):
+            # secure_delete zeroed what a step dropped (v3: repeat hashes) in the WAL only;
+            # the old pages stay in the main file until a checkpoint copies the zeros over.
+            self._db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @property
     def schema_version(self):
@@ -418,7 +418,7 @@ class Store:
     # --- visits ---------------------------------------------------------------------------------
 
     def record_visit(self, record, *, build_payload, mode="production"):
-        """Commit one visit, its seen-card hash and its outbox message in one transaction.
+        """Commit one visit and its outbox message in one transaction (never the repeat hash).
 
         ``record`` is a :class:`kiosk.flow.VisitRecord`; ``build_payload(visit_row)`` returns
         ``(topic, payload_dict)`` for the outbox. ``mode`` is the kiosk's ``kiosk.mode``, kept so
@@ -431,31 +431,13 @@ class Store:
         # Enum members (flow.Screen) are stored as their plain value.
         fields = {name: getattr(value, "value", value)
                   for name, value in ((name, getattr(record, name)) for name in VISIT_FIELDS)}
-        repeat_hash = getattr(record, "repeat_hash", None)
         with self._guard("record a visit"), self._db.atomic("IMMEDIATE"):
             visit = self.Visit.create(
                 event_id=new_event_id(), seq=self._bump("seq"), epoch=self._get_int("epoch"),
                 recorded_at=now, mode=mode, **fields)
-            if repeat_hash:
-                # Only the minute: the visit's exact time would link the hash to its visit.
-                minute = self._clock().replace(second=0, microsecond=0)
-                self.SeenCard.create(hash=bytes(repeat_hash), seen_at=rfc3339(minute))
             topic, payload = build_payload(visit)
             self._insert_message(visit.event_id, topic, payload, 1, now)
         return visit
-
-    def is_repeat(self, repeat_hashes):
-        """True when any of the hashes (one ``bytes`` or several) was seen within the window."""
-        if isinstance(repeat_hashes, (bytes, bytearray)):
-            repeat_hashes = (repeat_hashes,)
-        hashes = [bytes(candidate) for candidate in repeat_hashes if candidate]
-        if not hashes:
-            return False
-        cutoff = rfc3339(self._clock() - timedelta(seconds=self.repeat_window_s))
-        with self._guard("look up a repeat card"):
-            return (self.SeenCard.select()
-                    .where(self.SeenCard.hash.in_(hashes), self.SeenCard.seen_at >= cutoff)
-                    .exists())
 
     def next_epoch(self):
         """A new, higher epoch (persisted); the link takes one on every connect."""
@@ -534,26 +516,34 @@ class Store:
             raise StoreError(f"{self.path}: the payload for {topic} is not JSON ({exc}); fix "
                              f"the payload builder") from exc
 
-    def due_messages(self, limit, resend_before):
-        """Oldest first: pending messages, and published ones last sent before
-        ``resend_before`` (the collector never confirmed them), at most ``limit``."""
+    def due_messages(self, limit, resend=()):
+        """Oldest first: at most ``limit`` pending messages, and those of ``resend`` (event ids
+        the outbox found overdue) that are still published, i.e. not yet confirmed."""
         M = self.OutboxMessage
-        cutoff = rfc3339(resend_before)
-        # Two range reads that stop at the limit (pending by id on the (state, id) index,
-        # overdue published by send time on (state, sent_at)), merged oldest first, instead of
-        # one OR that scans the table on every refill of the window.
         # Plain tuples: building a model instance per row was 40 % of a refill.
         columns = (M.id, M.event_id, M.topic, M.payload, M.qos, M.state, M.attempts, M.sent_at)
         with self._guard("read the outbox"):
-            rows = [*M.select(*columns).where(M.state == "pending")
-                    .order_by(M.id).limit(int(limit)).tuples(),
-                    *M.select(*columns).where(M.state == "published", M.sent_at < cutoff)
-                    .order_by(M.sent_at, M.id).limit(int(limit)).tuples()]
+            rows = list(M.select(*columns).where(M.state == "pending")
+                        .order_by(M.id).limit(int(limit)).tuples())
+            for chunk in _chunks(resend):
+                # Looked up by event id; a state index here would walk every published row.
+                rows.extend(M.select(*columns)
+                            .where(M.event_id.in_(chunk), _unindexed(M.state) == "published")
+                            .tuples())
         rows.sort()  # by id, the first column
-        return [OutboxItem(*row[1:]) for row in rows[:int(limit)]]
+        return [OutboxItem(*row[1:]) for row in rows]
+
+    def published_ids(self):
+        """Event ids of every published message, oldest first: after a restart the outbox
+        knows no send times, so it treats all of them as due."""
+        M = self.OutboxMessage
+        with self._guard("read the outbox"):
+            return [event_id for (event_id,) in
+                    M.select(M.event_id).where(M.state == "published").order_by(M.id).tuples()]
 
     def mark_sent(self, event_ids, at):
-        """The messages were handed to the broker link at ``at``: count the attempt."""
+        """The messages were handed to the broker link at ``at`` (wall time, kept for people
+        reading the file; resends are timed by the outbox): count the attempt."""
         M = self.OutboxMessage
         sent_at = rfc3339(at)
         changed = 0
@@ -624,20 +614,15 @@ class Store:
 
     # --- housekeeping ---------------------------------------------------------------------------
 
-    def purge(self, now=None):
+    def purge(self):
         """Delete what no longer needs keeping: visits confirmed more than ``retention_days``
-        ago, confirmed messages, and repeat hashes outside the window."""
-        now = now or self._clock()
-        visits_before = rfc3339(now - timedelta(days=self.retention_days))
-        hashes_before = rfc3339(now - timedelta(seconds=self.repeat_window_s))
-        V, M, S = self.Visit, self.OutboxMessage, self.SeenCard
+        ago, and confirmed messages."""
+        visits_before = rfc3339(self._clock() - timedelta(days=self.retention_days))
+        V, M = self.Visit, self.OutboxMessage
         with self._guard("purge old rows"), self._db.atomic("IMMEDIATE"):
             visits = V.delete().where(V.confirmed_at < visits_before).execute()
             messages = M.delete().where(M.state == "confirmed").execute()
-            # A hash stamped in the future means the clock stepped back: it cannot be trusted.
-            hashes = S.delete().where((S.seen_at < hashes_before)
-                                      | (S.seen_at > rfc3339(now))).execute()
-        return Purged(visits=visits, messages=messages, hashes=hashes)
+        return Purged(visits=visits, messages=messages)
 
     def checkpoint(self):
         """Copy the WAL into the main file and truncate it; call when idle.
@@ -647,3 +632,52 @@ class Store:
         with self._guard("checkpoint the WAL"):
             busy, _log, _done = self._db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         return busy == 0
+
+
+class Housekeeper:
+    """Purge, then checkpoint, on a thread with its own connection, whenever :meth:`request`-ed.
+
+    On the main loop they cost frames: purging 100,000 visits takes hundreds of milliseconds,
+    and behind another connection's write they wait up to the busy timeout (docs/benchmarks.md).
+    Requests made while a run is under way make one more run; a failed run is logged and the
+    next request tries again.
+    """
+
+    def __init__(self, store):
+        self._store = store
+        self._wanted = threading.Event()
+        self._is_stopping = False
+        self._thread = None
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name="housekeeping", daemon=True)
+        self._thread.start()
+
+    def request(self):
+        """Ask for a run; returns at once, from any thread."""
+        self._wanted.set()
+
+    def stop(self, timeout=5.0):
+        """End the thread after the run under way, if any (a purge waiting on a lock may
+        outlast ``timeout``; the thread is a daemon)."""
+        if self._thread is None:
+            return
+        self._is_stopping = True
+        self._wanted.set()
+        self._thread.join(timeout)
+        self._thread = None
+
+    def _run(self):
+        try:
+            while True:
+                self._wanted.wait()
+                if self._is_stopping:
+                    return
+                self._wanted.clear()
+                try:
+                    self._store.purge()
+                    self._store.checkpoint()
+                except StoreError as exc:
+                    log.error("housekeeping failed, will retry: %s", exc)
+        finally:
+            self._store.close()  # this thread's own connection

@@ -5,6 +5,7 @@ import os
 import subprocess
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,7 +13,8 @@ from kiosk import config, flow
 from kiosk.app import Runner
 from kiosk.card.repeat import RepeatKeys
 from kiosk.card.thai_id import CardSummary
-from kiosk.store import Store
+from kiosk.store import Housekeeper, Store
+from tests.fixtures.broker import wait_until
 from tests.fixtures.disk import fill
 from tests.fixtures.notify import receive
 
@@ -425,3 +427,67 @@ def test_app_out_of_order_lights_the_fault_led_the_refused_boot_file_names(tmp_p
     assert app.out_of_order(tmp_path / "missing.toml", stop, headless=True,
                             problems_file=tmp_path / "none", boot_file=boot_file) == 0
     assert asked == [{"pin_factory": "mock", "led_fault": 22}]
+
+
+class WallClock:
+    """The store's UTC wall clock, stepped by hand like NTP steps a Pi that booted stale."""
+
+    def __init__(self):
+        self.now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+    def __call__(self):
+        return self.now
+
+
+def test_app_repeat_card_still_caught_after_the_wall_clock_steps(make_config, tmp_path):
+    """Record at T, then NTP steps the wall clock +3 h and -3 h: the card is still a repeat."""
+    cfg = make_config(tmp_path)
+    wall, clock = WallClock(), Clock()
+    store = Store.open(tmp_path, min_free_mb=1, clock=wall)
+    keys = RepeatKeys(cfg.flow.repeat_window_min * 60, clock=clock)
+    runner = Runner(cfg, store, keys=keys, clock=clock)
+    summary = CardSummary(repeat_hash=keys.hash("1101700230708"),
+                          repeat_candidates=keys.candidates("1101700230708"), expired=False,
+                          age_band=None, gender=None, atr="3B68", read_ms=1.0)
+    try:
+        play(runner, flow.CardInserted(), summary, flow.ServiceChosen(cfg.services[0].id),
+             flow.CopyAnswered("none"), flow.RatingChosen(5), flow.CardRemoved())
+        for step in (timedelta(hours=3), timedelta(hours=-6)):
+            wall.now += step
+            clock.now += 60  # housekeeping (purge) is due on every turn
+            runner.turn(timeout=0)
+            assert runner.state.screen is flow.Screen.IDLE
+            play(runner, flow.CardInserted(), summary)
+            assert runner.state.screen is flow.Screen.ALREADY_RATED, step
+            play(runner, flow.Dismissed(), flow.CardRemoved())
+        assert store.Visit.select().count() == 1
+    finally:
+        store.close()
+
+
+def test_app_main_loop_keeps_turning_while_a_purge_waits_for_the_database(runner):
+    """Housekeeping behind another connection's write lock (SQLite's busy timeout is 10 s)
+    must not stop the loop from drawing: each turn stays well under one frame, and the purge
+    goes through once the lock is let go."""
+    import sqlite3
+
+    runner.housekeeper = Housekeeper(runner.store)
+    runner.housekeeper.start()
+    event_id = runner.store.enqueue("citizeninfo/v1/kiosk/k1/reply", {"ok": True})
+    runner.store.confirm([event_id])  # the purge deletes confirmed messages
+    blocker = sqlite3.connect(runner.store.path)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        runner.clock_source.now += 60  # housekeeping is due
+        for _ in range(20):
+            started = time.monotonic()
+            runner.turn(timeout=0)
+            assert time.monotonic() - started < 1 / 30, "a turn waited on the database"
+        assert runner.store.OutboxMessage.select().count() == 1, "purged through the lock?"
+    finally:
+        blocker.rollback()
+        blocker.close()
+    try:
+        wait_until(lambda: runner.store.OutboxMessage.select().count() == 0, "the purge")
+    finally:
+        runner.housekeeper.stop()

@@ -1,11 +1,14 @@
-"""RepeatKeys: same card recognised within the window, across one rotation, forgotten after two."""
+"""RepeatKeys: same card recognised within the window, across one rotation, forgotten after two.
+
+SeenCards: the hashes of recorded visits, remembered for one window of the monotonic clock.
+"""
 
 import pickle
 import threading
 
 import pytest
 
-from kiosk.card.repeat import RepeatKeys
+from kiosk.card.repeat import RepeatKeys, SeenCards
 
 CID = "1101700203451"
 OTHER_CID = "3100600123457"
@@ -152,3 +155,41 @@ def test_repeat_threads_hash_while_main_rotates():
             worker.join(timeout=10)
     assert not errors
     assert not any(worker.is_alive() for worker in workers)
+
+
+def test_repeat_seen_cards_within_the_window_only():
+    clock = FakeClock()
+    seen = SeenCards(600, clock=clock)
+    seen.note(b"\x03" * 32)
+    clock.advance(599)
+    assert seen.is_repeat((b"\x09" * 32, b"\x03" * 32))
+    assert not seen.is_repeat((b"\x09" * 32,))
+    assert not seen.is_repeat(())
+    clock.advance(2)
+    assert not seen.is_repeat((b"\x03" * 32,))
+    assert len(seen) == 0, "an expired hash is dropped, not just ignored"
+
+
+def test_repeat_seen_cards_noted_again_restarts_its_window():
+    clock = FakeClock()
+    seen = SeenCards(600, clock=clock)
+    seen.note(b"\x04" * 32)
+    clock.advance(300)
+    seen.note(b"\x05" * 32)
+    seen.note(b"\x04" * 32)
+    clock.advance(400)
+    assert seen.is_repeat((b"\x04" * 32,)) and seen.is_repeat((b"\x05" * 32,))
+    clock.advance(201)
+    assert len(seen) == 0
+
+
+def test_repeat_seen_cards_and_keys_recognise_a_card_across_a_rotation():
+    """What the runner does: note the hash of a recorded visit, ask with the candidates."""
+    clock = FakeClock()
+    keys, seen = RepeatKeys(WINDOW, clock=clock), SeenCards(WINDOW, clock=clock)
+    clock.advance(WINDOW - 10)
+    seen.note(keys.hash(CID))
+    clock.advance(20)
+    assert seen.is_repeat(keys.candidates(CID))
+    assert not seen.is_repeat(keys.candidates(OTHER_CID))
+    assert repr(seen) == "<SeenCards 1 within 1800 s>"

@@ -76,18 +76,18 @@ def store(tmp_path, clock):
 # --- visits -----------------------------------------------------------------------------------
 
 
-def test_store_record_visit_writes_visit_hash_and_outbox_together(store, clock):
+def test_store_record_visit_writes_visit_and_outbox_together_never_the_hash(store, clock):
     visit = store.record_visit(visit_record(repeat_hash=b"\x01" * 32), build_payload=build_payload)
     assert visit.seq == 1
     assert len(visit.event_id) == 32 and int(visit.event_id, 16) >= 0
     assert visit.recorded_at == "2025-03-01T02:00:00.000Z"
     assert (visit.rating, visit.language, visit.mode) == (4, "th", "production")
     assert visit.confirmed_at is None
-    [message] = store.due_messages(10, clock())
+    [message] = store.due_messages(10)
     assert (message.event_id, message.topic, message.state, message.qos) == (
         visit.event_id, VISIT_TOPIC, "pending", 1)
     assert json.loads(message.payload)["seq"] == 1
-    assert store.is_repeat(b"\x01" * 32)
+    assert not any(b"\x01" * 32 in path.read_bytes() for path in store.data_dir.iterdir())
 
 
 def test_store_visit_table_has_no_identity_or_hash_column(store):
@@ -110,7 +110,7 @@ def test_store_bad_rating_rejected_without_writing(store, clock):
     with pytest.raises(StoreError, match=f"{DB_NAME}.*rating"):
         store.record_visit(visit_record(rating=9), build_payload=build_payload)
     assert store.Visit.select().count() == 1
-    assert len(store.due_messages(10, clock())) == 1
+    assert len(store.due_messages(10)) == 1
     assert store.record_visit(visit_record(), build_payload=build_payload).seq == 2
 
 
@@ -121,8 +121,7 @@ def test_store_payload_builder_failure_leaves_nothing_half_written(store, clock)
     with pytest.raises(StoreError, match=f"payload for {VISIT_TOPIC} is not JSON"):
         store.record_visit(visit_record(repeat_hash=b"\x02" * 32), build_payload=broken)
     assert store.Visit.select().count() == 0
-    assert store.due_messages(10, clock()) == []
-    assert not store.is_repeat(b"\x02" * 32)
+    assert store.due_messages(10) == []
 
 
 def test_store_accepts_payload_already_encoded(store, clock):
@@ -130,7 +129,7 @@ def test_store_accepts_payload_already_encoded(store, clock):
         return VISIT_TOPIC, json.dumps({"event_id": row.event_id, "name": "ทดสอบ"}).encode()
 
     store.record_visit(visit_record(), build_payload=encoded)
-    [message] = store.due_messages(1, clock())
+    [message] = store.due_messages(1)
     assert json.loads(message.payload)["name"] == "ทดสอบ"
 
 
@@ -213,58 +212,20 @@ def test_store_unwritable_data_dir_named(tmp_path):
 # --- repeat hashes ----------------------------------------------------------------------------
 
 
-def test_store_repeat_within_window_only(tmp_path, clock):
-    store = Store.open(tmp_path, repeat_window_s=600, clock=clock)
-    try:
-        store.record_visit(visit_record(repeat_hash=b"\x03" * 32), build_payload=build_payload)
-        clock.advance(seconds=599)
-        assert store.is_repeat((b"\x09" * 32, b"\x03" * 32))
-        assert not store.is_repeat((b"\x09" * 32,))
-        assert not store.is_repeat(())
-        clock.advance(seconds=2)
-        assert not store.is_repeat(b"\x03" * 32)
-    finally:
-        store.close()
-
-
-def test_store_purge_drops_hashes_outside_window(tmp_path, clock):
-    store = Store.open(tmp_path, repeat_window_s=600, clock=clock)
-    try:
-        store.record_visit(visit_record(repeat_hash=b"\x04" * 32), build_payload=build_payload)
-        clock.advance(seconds=300)
-        store.record_visit(visit_record(repeat_hash=b"\x05" * 32), build_payload=build_payload)
-        clock.advance(seconds=400)
-        assert store.purge().hashes == 1
-        assert store.SeenCard.select().count() == 1
-        # The clock stepped back (NTP on a Pi without RTC): future-stamped hashes go too.
-        assert store.purge(now=T0 - timedelta(hours=1)).hashes == 1
-        assert store.SeenCard.select().count() == 0
-    finally:
-        store.close()
-
-
-def test_store_hash_keeps_only_the_minute_so_it_cannot_be_joined_to_its_visit(tmp_path, clock):
+def test_store_v3_drops_the_seen_card_table_and_its_hashes(tmp_path, clock):
+    """Repeat hashes live in the runner's memory now: a v2 file loses its table, and the bytes
+    of the hashes it held are gone from every file, WAL included."""
+    v2 = Store.open(tmp_path, clock=clock, migrations=MIGRATIONS[:2])
+    planted = bytes(range(100, 132))
+    v2._db.execute_sql("INSERT INTO seen_card (hash, seen_at) VALUES (?, ?)",
+                       (planted, rfc3339(clock())))
+    v2.close()
     store = Store.open(tmp_path, clock=clock)
     try:
-        clock.advance(seconds=87.25)
-        visit = store.record_visit(visit_record(repeat_hash=b"\x07" * 32),
-                                   build_payload=build_payload)
-        (seen,) = store.SeenCard.select()
-        assert seen.seen_at == rfc3339(T0 + timedelta(minutes=1)) != visit.recorded_at
-        assert store.is_repeat(b"\x07" * 32)
-    finally:
-        store.close()
-
-
-def test_store_hashes_forgotten_at_reopen(tmp_path, clock):
-    store = Store.open(tmp_path, clock=clock)
-    store.record_visit(visit_record(repeat_hash=b"\x06" * 32), build_payload=build_payload)
-    store.close()
-    store = Store.open(tmp_path, clock=clock)
-    try:
-        assert not store.is_repeat(b"\x06" * 32)
-        assert store.SeenCard.select().count() == 0
-        assert store.Visit.select().count() == 1
+        tables = {row[0] for row in store._db.execute_sql("SELECT name FROM sqlite_master")}
+        assert "seen_card" not in tables
+        assert not any(planted in path.read_bytes() for path in tmp_path.iterdir())
+        assert not hasattr(store, "is_repeat")
     finally:
         store.close()
 
@@ -277,15 +238,15 @@ def test_store_outbox_pending_published_resent_confirmed(store, clock):
     sent = clock()
     assert store.mark_sent([visit.event_id], sent) == 1
     # Pending rows are always due: the pump skips the ones it has in flight itself.
-    assert [m.attempts for m in store.due_messages(10, sent - timedelta(seconds=60))] == [1]
+    assert [m.attempts for m in store.due_messages(10)] == [1]
     assert store.mark_published([visit.event_id], sent)
-    assert store.due_messages(10, sent) == []  # sent at exactly resend_before: not yet
-    [due] = store.due_messages(10, sent + timedelta(milliseconds=1))
+    assert store.due_messages(10) == []  # published: due only when the pump names it
+    [due] = store.due_messages(10, [visit.event_id])
     assert (due.state, due.attempts, due.sent_at) == ("published", 1, rfc3339(sent))
-    store.mark_sent([visit.event_id], sent + timedelta(seconds=30))
-    assert store.due_messages(10, sent + timedelta(seconds=30)) == []
+    assert store.published_ids() == [visit.event_id]
     assert store.confirm([visit.event_id]) == 1
-    assert store.due_messages(10, sent + timedelta(days=1)) == []
+    assert store.due_messages(10, [visit.event_id]) == []
+    assert store.published_ids() == []
     assert store.Visit.get_by_id(visit.id).confirmed_at == rfc3339(clock())
 
 
@@ -295,11 +256,12 @@ def test_store_mark_published_takes_a_batch_beyond_one_statement(store, clock):
                for _ in range(1200)]
     sent = clock()
     assert store.mark_published(ids[:1100], sent) == 1100
-    due = store.due_messages(2000, sent + timedelta(seconds=1))
-    # Oldest first, pending and overdue published mixed in id order.
+    assert store.published_ids() == ids[:1100]
+    due = store.due_messages(100, ids[:1100])
+    # Oldest first, pending and named published mixed in id order.
     assert [m.event_id for m in due] == ids
     assert {m.state for m in due[:1100]} == {"published"} and due[1100].state == "pending"
-    assert [m.event_id for m in store.due_messages(150, sent)] == ids[1100:1200]
+    assert [m.event_id for m in store.due_messages(150)] == ids[1100:1200]
 
 
 def test_store_confirm_is_idempotent_and_ignores_unknown_ids(store, clock):
@@ -327,36 +289,26 @@ def test_store_dead_letters_parked_and_replayed(store, clock):
     visit = store.record_visit(visit_record(), build_payload=build_payload)
     store.mark_sent([visit.event_id], clock())
     assert store.mark_dead(visit.event_id, 0x87)
-    assert store.due_messages(10, clock() + timedelta(days=1)) == []
+    assert store.due_messages(10, [visit.event_id]) == []
     assert store.outbox_stats() == OutboxStats(depth=0, oldest_unconfirmed_age_s=None, dead=1)
     row = store.OutboxMessage.get(store.OutboxMessage.event_id == visit.event_id)
     assert row.reason_code == 0x87
     assert store.replay_dead() == 1
-    [due] = store.due_messages(10, clock())
+    [due] = store.due_messages(10)
     assert (due.state, due.sent_at, due.attempts) == ("pending", None, 1)
     assert store.replay_dead() == 0
 
 
-def test_store_due_messages_oldest_first_with_limit(store, clock):
-    ids = []
-    for _ in range(4):
-        ids.append(store.record_visit(visit_record(), build_payload=build_payload).event_id)
-        clock.advance(seconds=1)
-    store.mark_sent(ids[:2], T0)
-    store.mark_published([ids[0]], T0)
-    store.mark_published([ids[1]], T0 + timedelta(minutes=10))
-    assert [m.event_id for m in store.due_messages(10, T0 + timedelta(minutes=1))] == \
-        [ids[0], ids[2], ids[3]]
-    assert [m.event_id for m in store.due_messages(2, T0 + timedelta(minutes=1))] == ids[0:3:2]
-
-
-def test_store_due_messages_resend_the_longest_waiting_first(store, clock):
+def test_store_due_messages_pending_up_to_the_limit_and_named_rows_still_published(store):
     ids = [store.record_visit(visit_record(), build_payload=build_payload).event_id
-           for _ in range(3)]
-    # Sent in the reverse of their id order: a short limit keeps the ones waiting longest.
-    for minutes, event_id in enumerate(reversed(ids)):
-        store.mark_published([event_id], T0 + timedelta(minutes=minutes))
-    assert [m.event_id for m in store.due_messages(2, T0 + timedelta(hours=1))] == ids[1:]
+           for _ in range(5)]
+    store.mark_published(ids[:3], T0)
+    store.confirm([ids[1]])
+    store.mark_dead(ids[2], 0x87)
+    # Confirmed and dead rows are never resent, whoever names them.
+    assert [m.event_id for m in store.due_messages(10, ids[:3])] == [ids[0], ids[3], ids[4]]
+    assert [m.event_id for m in store.due_messages(1, [ids[0]])] == ids[0:4:3]
+    assert store.due_messages(0) == []
 
 
 def _query_plans(store, action):
@@ -383,22 +335,29 @@ def test_store_delivery_updates_look_rows_up_by_event_id(store, clock):
     def deliver():
         store.mark_sent(ids[:64], clock())
         store.mark_published(ids[:64], clock())
+        store.due_messages(0, ids[:64])
         store.mark_dead(ids[64], 0x87)
         store.confirm(ids[:200])
 
     plans = _query_plans(store, deliver)
-    assert len(plans) == 5
-    assert all("(event_id=?)" in plan for plan in plans), plans
+    assert len(plans) == 7  # due_messages reads pending rows by state, the rest by event id
+    by_event_id = [plan for plan in plans if "outbox_message_state (state=?)" not in plan]
+    assert len(by_event_id) == 6
+    assert all("(event_id=?)" in plan for plan in by_event_id), plans
 
 
-def test_store_schema_v1_file_gains_the_resend_index(tmp_path, clock):
+def test_store_schema_v1_file_reads_due_rows_without_sorting_or_scanning(tmp_path, clock):
     Store.open(tmp_path, clock=clock, migrations=MIGRATIONS[:1]).close()
     store = Store.open(tmp_path, clock=clock)
     try:
-        plans = _query_plans(store, lambda: store.due_messages(64, clock()))
-        assert any("outbox_message_state_sent_at (state=? AND sent_at<?)" in plan
-                   for plan in plans), plans
-        assert not any("TEMP B-TREE" in plan for plan in plans), plans
+        plans = _query_plans(store, lambda: store.due_messages(64, ["a", "b"]))
+        assert len(plans) == 2, plans
+        assert "outbox_message_state (state=?)" in plans[0], plans
+        assert "(event_id=?)" in plans[1], plans
+        assert not any("TEMP B-TREE" in plan or "SCAN" in plan for plan in plans), plans
+        indexes = {row[0] for row in store._db.execute_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "outbox_message_state_sent_at" not in indexes  # it served wall-clock resends
     finally:
         store.close()
 
@@ -412,7 +371,7 @@ def test_store_enqueue_survives_and_is_idempotent(tmp_path, clock):
     store.close()
     store = Store.open(tmp_path, clock=clock)
     try:
-        due = {m.event_id: m for m in store.due_messages(10, clock())}
+        due = {m.event_id: m for m in store.due_messages(10)}
         assert set(due) == {"r-1", generated}
         assert json.loads(due["r-1"].payload) == {"ok": True}
         assert due[generated].qos == 0
@@ -467,7 +426,7 @@ def test_store_checkpoint_empties_the_wal(store):
 
 def test_store_times_must_be_aware(store):
     with pytest.raises(ValueError, match="timezone-aware"):
-        store.due_messages(10, datetime(2025, 1, 1))
+        store.mark_sent(["e1"], datetime(2025, 1, 1))
 
 
 # --- threads ----------------------------------------------------------------------------------
@@ -483,7 +442,7 @@ def test_store_main_and_outbox_threads_work_at_once(store, clock):
         try:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                due = store.due_messages(20, T0)
+                due = store.due_messages(20)
                 ids = [m.event_id for m in due]
                 if ids:
                     store.mark_sent(ids, T0)
@@ -521,7 +480,7 @@ def test_store_threads_have_separate_connections(store, clock):
         store.record_visit(visit_record(), build_payload=build_payload)
 
         def look():
-            seen.append(len(store.due_messages(10, clock())))
+            seen.append(len(store.due_messages(10)))
             store.close()
 
         worker = threading.Thread(target=look)
@@ -529,7 +488,7 @@ def test_store_threads_have_separate_connections(store, clock):
         worker.join(timeout=30)
         assert not worker.is_alive()
     assert seen == [1]
-    assert len(store.due_messages(10, clock())) == 2
+    assert len(store.due_messages(10)) == 2
 
 
 # --- migrations -------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
-"""PDPA check on the bytes: after 50 card visits no CID, name or hash key is anywhere on disk."""
+"""PDPA check on the bytes: after 50 card visits no CID, name, repeat hash or hash key is anywhere
+on disk."""
 
 import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from kiosk.card.repeat import RepeatKeys
+from kiosk.card.repeat import RepeatKeys, SeenCards
 from kiosk.store import Store
 from tests.test_store import build_payload, visit_record
 
@@ -102,28 +103,32 @@ def test_store_privacy_no_identity_on_disk_after_50_visits(tmp_path):
     cards = synthetic_cards(50)
     monotonic = FakeMonotonic()
     keys = RepeatKeys(WINDOW_S, clock=monotonic)
+    seen = SeenCards(WINDOW_S, clock=monotonic)
     data = tmp_path / "data"
-    store = Store.open(data, repeat_window_s=WINDOW_S)
+    store = Store.open(data)
     try:
-        repeats = []
+        repeats, hashes = [], {}
         for i, card in enumerate(cards + cards[:5]):
             if i == 25:
                 monotonic.now += WINDOW_S  # rotate: two keys alive, both must stay off disk
-            # What kiosk.card hands out: derived facts only.
+            # What kiosk.card hands out: derived facts only; the runner does the rest.
             candidates = keys.candidates(card.cid)
-            repeats.append(store.is_repeat(candidates))
+            repeats.append(seen.is_repeat(candidates))
+            repeat_hash = keys.hash(card.cid)
             store.record_visit(
                 visit_record(rating=1 + i % 5, language="th" if i % 2 else "en",
                        age_band="60+" if i % 3 else "30-39", gender="female" if i % 2 else "male",
-                       repeat_hash=keys.hash(card.cid)),
+                       repeat_hash=repeat_hash),
                 build_payload=build_payload)
+            seen.note(repeat_hash)
+            hashes[f"repeat hash {i}"] = repeat_hash
         # The five cards inserted again were recognised, and nobody else was.
         assert repeats == [False] * 50 + [True] * 5
         assert keys._previous is not None
 
         wal = Path(f"{store.path}-wal")
         assert wal.stat().st_size > 0, "the scan must include the un-checkpointed WAL"
-        wanted = key_needles(keys)
+        wanted = {**key_needles(keys), **hashes}
         for card in cards:
             wanted.update({f"card {card.cid[-2:]}: {label}": needle
                            for label, needle in needles(card).items()})
@@ -141,5 +146,9 @@ def test_store_privacy_no_identity_on_disk_after_50_visits(tmp_path):
         assert f"card {planted.cid[-2:]}: Thai name {planted.name_th!r} utf-8" in found
         assert f"card {planted.cid[-2:]}: Thai name {planted.name_th!r} tis-620" in found
         assert "current key hex" in found
+        store.set_state("leak_hash", hashes["repeat hash 3"].hex())
+        store._db.execute_sql("INSERT INTO kiosk_state VALUES ('leak_hash_blob', ?)",
+                              (hashes["repeat hash 9"],))
+        assert "repeat hash 9" in scan(data, wanted)
     finally:
         store.close()

@@ -9,7 +9,8 @@ are dropped. A hash therefore stays linkable to its card for at least one window
 two; after that (or after a reboot, which forgets every key) nobody, the kiosk included, can tell
 which card it came from.
 
-Thread-safe: the card worker thread hashes while the main thread may rotate.
+``RepeatKeys`` is thread-safe: the card worker thread hashes while the main thread may rotate.
+``SeenCards`` remembers which hashes were seen when, in memory only, for the main thread.
 """
 
 import hashlib
@@ -17,6 +18,7 @@ import hmac
 import secrets
 import threading
 import time
+from collections import OrderedDict
 
 KEY_BYTES = 32
 
@@ -88,3 +90,46 @@ class RepeatKeys:
         if not isinstance(cid, str) or not cid.isascii() or not cid.strip():
             raise ValueError("repeat hash needs the card's ID as a non-empty ASCII string")
         return cid.strip().encode("ascii")
+
+
+class SeenCards:
+    """The repeat hashes of recorded visits, each for ``window_s`` seconds of ``clock``.
+
+    Memory only, on the monotonic clock: an NTP step of the wall clock (a Pi boots with a stale
+    one) can neither expire a hash early nor keep it late, and nothing is left on disk. A
+    restart forgets them, as it forgets the keys that made them. The main thread alone uses it.
+    """
+
+    def __init__(self, window_s, clock=time.monotonic):
+        if not window_s > 0:
+            raise ValueError(f"repeat window must be positive seconds, got {window_s!r}")
+        self._window_s = float(window_s)
+        self._clock = clock
+        self._seen = OrderedDict()  # hash -> when last seen, oldest first
+
+    def __repr__(self):
+        return f"<SeenCards {len(self)} within {self._window_s:g} s>"
+
+    def __len__(self):
+        self._forget_expired()
+        return len(self._seen)
+
+    def note(self, repeat_hash):
+        """A visit with this card was recorded now."""
+        self._forget_expired()
+        self._seen[bytes(repeat_hash)] = self._clock()
+        self._seen.move_to_end(bytes(repeat_hash))
+
+    def is_repeat(self, candidates):
+        """True when any of ``candidates`` (see :meth:`RepeatKeys.candidates`) was noted
+        within the window."""
+        self._forget_expired()
+        return any(bytes(candidate) in self._seen for candidate in candidates if candidate)
+
+    def _forget_expired(self):
+        cutoff = self._clock() - self._window_s
+        while self._seen:
+            repeat_hash, seen_at = next(iter(self._seen.items()))
+            if seen_at >= cutoff:
+                return
+            del self._seen[repeat_hash]

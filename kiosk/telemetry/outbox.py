@@ -3,9 +3,11 @@
 A PUBACK is not delivery: a Mosquitto killed with kill -9 mid-drain lost 975–2,296 of 10,000
 events it had already acknowledged. So a row goes ``pending`` → ``published`` (PUBACK) →
 ``confirmed`` only when the collector's ``ack/{kiosk_id}`` names it; a published row that stays
-unconfirmed is sent again after ``telemetry.resend_after_s`` (the collector dedupes by event
-id). A PUBACK reason code >= 0x80 (e.g. 0x87 not authorized) parks the row as ``dead``;
-``replay`` puts dead rows back once the cause is fixed.
+unconfirmed ``telemetry.resend_after_s`` after its PUBACK is sent again (the collector dedupes by
+event id). Those times are ``time.monotonic()`` in the pump's memory, never the wall clock (NTP
+steps a Pi's clock by hours after boot): after a restart every published row is due at once.
+A PUBACK reason code >= 0x80 (e.g. 0x87 not authorized) parks the row as ``dead``; ``replay``
+puts dead rows back once the cause is fixed.
 
 The pump is one thread with its own SQLite connection (peewee gives each thread one), the only
 writer of delivery state. Everything reaches it through :meth:`Outbox.put`: the link's facts
@@ -17,10 +19,12 @@ every un-PUBACKed row counts as unsent.
 """
 
 import logging
+import math
 import queue
 import threading
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from kiosk.telemetry.mqtt import AckReceived, Connected, Disconnected, Published
 
@@ -55,15 +59,18 @@ class Outbox:
 
     ``when_dead(event_id, reason_code)`` is called on the pump thread when the broker refuses
     a row (health raises its alarm from it). ``poll_s`` bounds how late a resend may start.
+    ``clock`` (monotonic) times resends; ``wall`` (aware UTC) only stamps ``sent_at`` for people
+    reading the store.
     """
 
     def __init__(self, store, *, window, resend_after_s, when_dead=None, wall=_utc_now,
-                 poll_s=1.0):
+                 clock=time.monotonic, poll_s=1.0):
         self._store = store
         self._window = window
-        self._resend_after = timedelta(seconds=resend_after_s)
+        self._resend_after_s = resend_after_s
         self._when_dead = when_dead
         self._wall = wall
+        self._clock = clock
         self._poll_s = poll_s
         self._queue = queue.SimpleQueue()
         self._link = None
@@ -71,6 +78,8 @@ class Outbox:
         self._is_connected = False
         self._inflight = {}  # mid -> (event_id, sent_at), only for the current connection
         self._inflight_ids = set()
+        # event_id -> clock() of its last PUBACK, oldest first; None until read from the store.
+        self._published = None
 
     def put(self, fact):
         """Hand a fact to the pump; safe from any thread, never blocks."""
@@ -113,6 +122,9 @@ class Outbox:
                 # One transaction per round (a commit is an fsync): the round's PUBACKs, acks
                 # and the sends that refill the window are committed together.
                 with self._store.atomic():
+                    if self._published is None:
+                        # No send time survives a restart: every published row is due now.
+                        self._published = dict.fromkeys(self._store.published_ids(), -math.inf)
                     dead, replays = self._apply(facts)
                     if self._is_connected and not is_stopping:
                         self._fill()
@@ -163,10 +175,17 @@ class Outbox:
             by_time.setdefault(sent_at, []).append(event_id)
         for sent_at, event_ids in by_time.items():  # one fill round shares one sent_at
             self._store.mark_published(event_ids, sent_at)
+        now = self._clock()
+        for event_id, _ in published:
+            self._published.pop(event_id, None)  # re-inserted last: the dict stays in time order
+            self._published[event_id] = now
         for event_id, code in dead:
             self._store.mark_dead(event_id, code)
+            self._published.pop(event_id, None)
         if acked:
             self._store.confirm(acked)
+            for event_id in acked:
+                self._published.pop(event_id, None)
         return dead, replays
 
     def _after_commit(self, dead, replays):
@@ -190,8 +209,13 @@ class Outbox:
         free = self._window - len(self._inflight)
         if free <= 0:
             return
+        overdue = self._overdue(free)
+        rows = self._store.due_messages(free + len(self._inflight_ids), overdue)
+        # What the store did not return is no longer published (the collector confirmed it
+        # before a late PUBACK, say): forget it, or it would stay overdue for good.
+        for event_id in set(overdue).difference(row.event_id for row in rows):
+            del self._published[event_id]
         now = self._wall()
-        rows = self._store.due_messages(free + len(self._inflight_ids), now - self._resend_after)
         sent = []
         for row in rows:
             if row.event_id in self._inflight_ids:
@@ -206,3 +230,14 @@ class Outbox:
                 break
         if sent:
             self._store.mark_sent(sent, now)
+
+    def _overdue(self, limit):
+        """Up to ``limit`` event ids, not in flight, whose PUBACK is ``resend_after_s`` old."""
+        cutoff = self._clock() - self._resend_after_s
+        overdue = []
+        for event_id, acked_at in self._published.items():
+            if acked_at >= cutoff or len(overdue) >= limit:
+                break
+            if event_id not in self._inflight_ids:
+                overdue.append(event_id)
+        return overdue

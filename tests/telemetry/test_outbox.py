@@ -7,6 +7,7 @@ real Mosquitto and collector is in test_delivery.py.
 
 import itertools
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -43,33 +44,42 @@ class FakeLink:
         return [json.loads(payload)["n"] for _, _, payload in (sent or self.sent)]
 
 
-class FakeWall:
-    """A wall clock the test moves by hand."""
+class FakeClocks:
+    """The wall and monotonic clocks, moved by hand: time passing moves both, an NTP step only
+    the wall clock."""
 
     def __init__(self):
-        self.now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+        self.wall_now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+        self.monotonic_now = 5000.0
 
-    def __call__(self):
-        return self.now
+    def wall(self):
+        return self.wall_now
+
+    def monotonic(self):
+        return self.monotonic_now
 
     def advance(self, seconds):
-        self.now += timedelta(seconds=seconds)
+        self.wall_now += timedelta(seconds=seconds)
+        self.monotonic_now += seconds
+
+    def step_wall(self, **delta):
+        self.wall_now += timedelta(**delta)
 
 
 @pytest.fixture
-def wall():
-    return FakeWall()
+def clocks():
+    return FakeClocks()
 
 
 @pytest.fixture
-def store(tmp_path, wall):
-    opened = Store.open(tmp_path / "data", min_free_mb=1, clock=wall)
+def store(tmp_path, clocks):
+    opened = Store.open(tmp_path / "data", min_free_mb=1, clock=clocks.wall)
     yield opened
     opened.close()
 
 
 @pytest.fixture
-def pump(store, wall):
+def pump(store, clocks):
     """``start(rows, window=50, **kw) -> (outbox, link, event_ids)`` with rows already queued."""
     started = []
 
@@ -77,7 +87,8 @@ def pump(store, wall):
         ids = [store.enqueue(VISIT_TOPIC, {"n": n}) for n in range(rows)]
         link = FakeLink()
         outbox = Outbox(store, window=window, resend_after_s=resend_after_s,
-                        when_dead=when_dead, wall=wall, poll_s=0.02)
+                        when_dead=when_dead, wall=clocks.wall, clock=clocks.monotonic,
+                        poll_s=0.02)
         outbox.start(link)
         started.append(outbox)
         return outbox, link, ids
@@ -95,6 +106,13 @@ def states(store):
 def ack_all(outbox, link, sent):
     for mid, _, _ in sent:
         outbox.put(Published(mid, 0))
+
+
+def wait_for_round(outbox):
+    """Return once the pump finished a round (sends included) that began after this call."""
+    done = threading.Event()
+    outbox.replay(lambda count: done.set())  # no dead letters: the replay changes nothing
+    assert done.wait(5), "the pump did not finish a round"
 
 
 def test_outbox_hands_the_link_no_more_than_the_window(pump):
@@ -118,17 +136,17 @@ def test_outbox_puback_publishes_and_collector_ack_confirms(pump, store):
     assert states(store) == {ids[0]: "confirmed", ids[1]: "confirmed", ids[2]: "published"}
 
 
-def test_outbox_resends_unconfirmed_rows_after_the_timeout(pump, store, wall):
+def test_outbox_resends_unconfirmed_rows_after_the_timeout(pump, store, clocks):
     outbox, link, ids = pump(2, resend_after_s=60)
     wait_until(lambda: len(link.sent) == 2, "first sends")
     ack_all(outbox, link, link.sent)
     outbox.put(AckReceived((ids[0],)))
     wait_until(lambda: states(store)[ids[0]] == "confirmed", "first row confirmed")
-    wall.advance(30)
+    clocks.advance(30)
     outbox.notify()
     wait_until(lambda: states(store)[ids[1]] == "published", "second row published")
     assert len(link.sent) == 2, "resent before resend_after_s"
-    wall.advance(31)
+    clocks.advance(31)
     wait_until(lambda: len(link.sent) == 3, "the unconfirmed row sent again")
     assert link.event_ids(link.sent[2:]) == [1]
 
@@ -175,3 +193,45 @@ def test_outbox_keeps_rows_pending_while_the_link_is_down(pump, store):
     outbox.stop()
     assert link.sent == []
     assert states(store) == {new_id: "pending"}
+
+
+def test_outbox_resends_on_time_when_ntp_steps_the_wall_clock(pump, store, clocks):
+    """Resend timing is monotonic: a wall-clock step of +3 h resends nothing early, and one of
+    -3 h (from the start) delays nothing."""
+    outbox, link, ids = pump(1, resend_after_s=60)
+    wait_until(lambda: len(link.sent) == 1, "the first send")
+    ack_all(outbox, link, link.sent)
+    wait_until(lambda: states(store)[ids[0]] == "published", "the row published")
+    clocks.step_wall(hours=3)
+    wait_for_round(outbox)
+    assert len(link.sent) == 1, "resent early: the wall clock stepped forward"
+    clocks.advance(61)
+    wait_until(lambda: len(link.sent) == 2, "the resend 61 s later")
+    ack_all(outbox, link, link.sent[1:])
+    wait_for_round(outbox)  # the PUBACK's time is taken before the clocks move
+    clocks.step_wall(hours=-6)
+    clocks.advance(30)
+    wait_for_round(outbox)
+    assert len(link.sent) == 2, "resent early: the wall clock stepped back"
+    clocks.advance(31)
+    wait_until(lambda: len(link.sent) == 3, "the resend on time after the step back")
+    assert link.event_ids() == [0, 0, 0]
+
+
+def test_outbox_rows_published_before_a_restart_are_due_at_once(pump, store, clocks):
+    """Send times live in the pump's memory: after a restart it knows none, so it resends every
+    published row at once instead of trusting a wall-clock stamp from before the restart."""
+    before = [store.enqueue(VISIT_TOPIC, {"n": n}) for n in (100, 101)]
+    store.mark_sent(before, clocks.wall())
+    store.mark_published(before, clocks.wall())
+    clocks.step_wall(hours=-3)  # the new boot's clock is behind the old stamps
+    outbox, link, ids = pump(1, resend_after_s=60)
+    wait_until(lambda: len(link.sent) == 3, "the published rows and the pending one")
+    assert link.event_ids() == [100, 101, 0]
+    ack_all(outbox, link, link.sent)
+    wait_for_round(outbox)
+    clocks.advance(59)
+    wait_for_round(outbox)
+    assert len(link.sent) == 3, "resent before resend_after_s"
+    clocks.advance(2)
+    wait_until(lambda: len(link.sent) == 6, "all three resent after resend_after_s")
