@@ -131,7 +131,10 @@ class Outbox:
                 self._after_commit(dead, replays)
             except Exception:
                 # A failed batch (disk error, locked database) must not end delivery for good:
-                # the rows are still in the store and the next round tries again.
+                # the rows are still in the store and the next round tries again. The send
+                # times changed with the rolled-back round are forgotten with it: reloaded from
+                # the store, every published row is due at once rather than never.
+                self._published = None
                 log.exception("outbox round failed; retrying on the next fact or poll")
             if is_stopping:
                 return

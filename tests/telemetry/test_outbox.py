@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from kiosk.errors import StoreError
 from kiosk.store import Store
 from kiosk.telemetry import topics
 from kiosk.telemetry.mqtt import AckReceived, Connected, Disconnected, Published
@@ -235,3 +236,27 @@ def test_outbox_rows_published_before_a_restart_are_due_at_once(pump, store, clo
     assert len(link.sent) == 3, "resent before resend_after_s"
     clocks.advance(2)
     wait_until(lambda: len(link.sent) == 6, "all three resent after resend_after_s")
+
+
+def test_outbox_round_that_fails_to_commit_strands_no_row(pump, store, clocks, monkeypatch):
+    """The store rolls a failed round back; the pump's send times must roll back too, or a row
+    whose ack was in that round stays published in the store and is never resent."""
+    outbox, link, ids = pump(1, resend_after_s=60)
+    wait_until(lambda: len(link.sent) == 1, "the first send")
+    ack_all(outbox, link, link.sent)
+    wait_until(lambda: states(store)[ids[0]] == "published", "the row published")
+    failures = []
+
+    def due_messages_failing_once(*args, _real=store.due_messages, **kwargs):
+        if not failures:
+            failures.append("disk I/O error")
+            raise StoreError("kiosk.db: disk I/O error")
+        return _real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "due_messages", due_messages_failing_once)
+    outbox.put(AckReceived((ids[0],)))  # confirmed in the round that then fails to commit
+    wait_until(lambda: failures, "the failing round")
+    wait_for_round(outbox)
+    assert states(store)[ids[0]] == "published"
+    clocks.advance(61)
+    wait_until(lambda: len(link.sent) == 2, "the resend of the row the failed round rolled back")
