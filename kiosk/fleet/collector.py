@@ -263,6 +263,12 @@ class Collector:
                 if self._stopping.wait(delay):
                     return
                 delay = min(delay * 2, RETRY_MAX_S)
+            except Exception:
+                # A bug of ours, not the database: release the batch anyway, or it would fill
+                # the in-flight window; nothing was acked, so the kiosks resend it.
+                for message in batch:
+                    self._release(message)
+                raise
         for message in batch:
             self._release(message)
         self.counters.batches += 1

@@ -25,12 +25,10 @@ from peewee import (
     TextField,
     fn,
 )
+from playhouse.migrate import SqliteMigrator, migrate
 from peewee import __exception_wrapper__ as driver_errors_as_peewee  # sqlite3 -> peewee errors
 
 DEFAULT_DB = "fleet.sqlite3"
-#: What the collector raises for ops: a kiosk whose store changed (re-flashed, or a copy of its
-#: credentials in use), and a kiosk back online at a lower epoch than a status it had sent.
-ALARMS = ("instance_changed", "epoch_went_back")
 
 
 def utc_now():
@@ -56,7 +54,7 @@ class FleetDb:
         class Kiosk(Base):
             kiosk_id = CharField(primary_key=True)
             state = CharField(null=True)  # online | offline | lost; None until a status arrives
-            instance = CharField(null=True)  # the kiosk's store; a new one after a re-flash
+            instance = CharField(null=True)  # the kiosk's store (None from kiosks before 0.2)
             epoch = IntegerField(null=True)  # of that instance
             version = CharField(null=True)
             mode = CharField(null=True)
@@ -85,7 +83,7 @@ class FleetDb:
         class Visit(Base):
             event_id = CharField(primary_key=True)
             kiosk_id = CharField(index=True)
-            instance = CharField()
+            instance = CharField(null=True)  # None from kiosks before 0.2
             seq = IntegerField()  # counts visits per instance
             epoch = IntegerField()
             is_demo = BooleanField(index=True)
@@ -108,12 +106,20 @@ class FleetDb:
             received = CharField()
 
         class Alarm(Base):
-            """Something about one kiosk that ops must look at (see :data:`ALARMS`)."""
+            """Something about one kiosk that ops must look at, once per kind: ``instance_changed``
+            (re-flashed, or a copy of its credentials in use) or ``epoch_went_back`` (online at a
+            lower epoch than a status it had sent). A repeat counts instead of adding a row, so a
+            kiosk flipping between two instances cannot grow the table."""
 
-            kiosk_id = CharField(index=True)
-            kind = CharField()  # one of ALARMS
-            detail = TextField()
-            raised = CharField()  # collector clock
+            kiosk_id = CharField()
+            kind = CharField()
+            detail = TextField()  # the latest occurrence
+            raised = CharField()  # collector clock, first occurrence
+            last_raised = CharField()
+            count = IntegerField(default=1)
+
+            class Meta:
+                indexes = ((("kiosk_id", "kind"), True),)
 
         self.Kiosk, self.Pin, self.Visit, self.Alarm = Kiosk, Pin, Visit, Alarm
         self._visit_fields = Visit._meta.sorted_fields
@@ -127,6 +133,23 @@ class FleetDb:
                               f'VALUES ({marks}) ON CONFLICT ("event_id") DO NOTHING')
         self.database.connect(reuse_if_open=True)
         self.database.create_tables([Kiosk, Pin, Visit, Alarm])
+        self._add_missing_columns([Kiosk, Pin, Visit])
+
+    def _add_missing_columns(self, models):
+        """A file made by an older collector lacks the columns added since (``instance``): add
+        them, empty, or every insert would fail and the collector retry its first batch for
+        ever. The fleet database has no migrations of its own; they come with its move to
+        PostgreSQL."""
+        migrator = SqliteMigrator(self.database)
+        for model in models:
+            table = model._meta.table_name
+            have = {column.name for column in self.database.get_columns(table)}
+            missing = [field for field in model._meta.sorted_fields
+                       if field.column_name not in have]
+            if any(not field.null for field in missing):
+                raise ValueError(f"{self.path}: cannot add required column(s) to {table}")
+            migrate(*(migrator.add_column(table, field.column_name, field)
+                      for field in missing))
 
     def close(self):
         if not self.database.is_closed():
@@ -178,9 +201,10 @@ class FleetDb:
         kiosk's next connect, and raises an alarm instead of hiding the kiosk for good.
         """
         kiosk = self._kiosk(status.kiosk_id, received)
-        same_instance = kiosk.instance == status.instance
-        if status.state != "online" and kiosk.instance is not None and (
-                not same_instance or status.epoch < kiosk.epoch):
+        same_instance = kiosk.instance == status.instance  # None: a kiosk before 0.2
+        went_back = same_instance and kiosk.epoch is not None and status.epoch < kiosk.epoch
+        if status.state != "online" and kiosk.epoch is not None and (
+                not same_instance or went_back):
             kiosk.stale_statuses += 1
             kiosk.save()
             return False
@@ -189,7 +213,7 @@ class FleetDb:
                         f"instance {kiosk.instance} (epoch {kiosk.epoch}) replaced by "
                         f"{status.instance} (epoch {status.epoch}): re-flashed, or a copy of "
                         "its credentials is in use")
-        elif same_instance and status.epoch < kiosk.epoch:
+        elif went_back:
             self._alarm(kiosk.kiosk_id, "epoch_went_back", received,
                         f"online at epoch {status.epoch} after epoch {kiosk.epoch}: a status "
                         "with a higher epoch was forged, or the kiosk's store was restored")
@@ -202,7 +226,13 @@ class FleetDb:
         return True
 
     def _alarm(self, kiosk_id, kind, received, detail):
-        self.Alarm.create(kiosk_id=kiosk_id, kind=kind, detail=detail, raised=received)
+        Alarm = self.Alarm
+        (Alarm.insert(kiosk_id=kiosk_id, kind=kind, detail=detail, raised=received,
+                      last_raised=received)
+         .on_conflict(conflict_target=[Alarm.kiosk_id, Alarm.kind],
+                      update={Alarm.detail: detail, Alarm.last_raised: received,
+                              Alarm.count: Alarm.count + 1})
+         .execute())
 
     def apply_pin(self, pin, received):
         kiosk = self._kiosk(pin.kiosk_id, received)
@@ -236,17 +266,19 @@ class FleetDb:
         return list(query)
 
     def missing_visits(self, kiosk_id):
-        """Per instance, how many visit numbers below the highest one received are missing.
+        """Per instance, how many visit numbers between the lowest and highest received are
+        missing.
 
-        ``seq`` starts at 1 with each instance, so the check is keyed by instance: a kiosk
-        re-flashed after visit 900 is not 899 visits short. A gap closes when the kiosk's
-        outbox delivers the visit; one that stays open is a lost visit.
+        Keyed by instance, so a kiosk re-flashed after visit 900 is not 899 visits short; from
+        the lowest received, because a store that gained its instance in an upgrade goes on
+        counting from where it was. A gap closes when the kiosk's outbox delivers the visit; one
+        that stays open is a lost visit.
         """
         Visit = self.Visit
-        query = (Visit.select(Visit.instance, fn.MAX(Visit.seq).alias("top"),
-                              fn.COUNT(fn.DISTINCT(Visit.seq)).alias("seen"))
+        query = (Visit.select(Visit.instance, fn.MIN(Visit.seq), fn.MAX(Visit.seq),
+                              fn.COUNT(fn.DISTINCT(Visit.seq)))
                  .where(Visit.kiosk_id == kiosk_id).group_by(Visit.instance).tuples())
-        return {instance: top - seen for instance, top, seen in query}
+        return {instance: top - low + 1 - seen for instance, low, top, seen in query}
 
     def kiosks(self):
         """Every kiosk the collector has heard from, by id."""

@@ -63,6 +63,9 @@ KIOSK_SUBSCRIPTION = f"{ROOT}/kiosk/+/#"
 RESERVED_ACCOUNTS = ("collector", "ops")
 #: Largest kiosk message the collector takes; a pin with a long service catalogue fits easily.
 MAX_KIOSK_MESSAGE_BYTES = 64 * 1024
+#: Deeper than any message of the contract (a config command nests 4 levels). The sender
+#: decides the depth, and every level costs the reader's scan time and memory.
+MAX_DEPTH = 8
 #: Most event ids in one ack; the collector splits bigger batches.
 MAX_ACK_IDS = 500
 
@@ -223,6 +226,15 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
+def _is_deeper(obj, levels):
+    """Whether ``obj`` nests containers more than ``levels`` deep; stops at that depth."""
+    level = [obj]
+    for _ in range(levels):
+        level = [child for item in level if isinstance(item, dict | list)
+                 for child in (item.values() if isinstance(item, dict) else item)]
+    return any(isinstance(item, dict | list) for item in level)
+
+
 def _decode(payload, what, max_bytes):
     """Bytes -> JSON object with a ``schema`` we understand, or MessageRejected saying why."""
     if isinstance(payload, str):
@@ -235,6 +247,8 @@ def _decode(payload, what, max_bytes):
         raise MessageRejected(f"{what}: not UTF-8 JSON ({type(exc).__name__})") from None
     if not isinstance(obj, dict):
         raise MessageRejected(f"{what}: payload must be a JSON object")
+    if _is_deeper(obj, MAX_DEPTH):
+        raise MessageRejected(f"{what}: nested deeper than {MAX_DEPTH} levels")
     # Before any rule that quotes a value (the schema below), so none can quote an ID.
     long_numbers = find_long_numbers(obj)
     if long_numbers:
@@ -306,8 +320,9 @@ class _Fields:
                           "2025-01-31T09:30:00.000Z", optional=optional)
 
     def instance(self):
+        # Optional: kiosks before 0.2 (and visits they queued before an upgrade) have none.
         return self.match("instance", _TOKEN, "must be the kiosk's instance id: 1-64 letters, "
-                          "digits or '_.:-'")
+                          "digits or '_.:-'", optional=True)
 
     def stamp(self):
         return {"at": self.time("at"), "clock_synced": self.boolean("clock_synced"),
@@ -328,7 +343,7 @@ class Status:
 
     kiosk_id: str
     state: str
-    instance: str
+    instance: str | None
     epoch: int
     version: str
     at: str
@@ -371,7 +386,7 @@ class VisitMessage:
 
     kiosk_id: str
     event_id: str
-    instance: str
+    instance: str | None
     epoch: int
     seq: int
     mode: str

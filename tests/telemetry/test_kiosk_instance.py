@@ -4,16 +4,19 @@ Each kiosk store makes a random instance id when it is created; every status and
 it. Real parts: the kiosk's telemetry and store (``KioskSide``), Mosquitto, the collector.
 """
 
+import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from kiosk.fleet.db import open_database
 from kiosk.fleet.status import status_lines
 from kiosk.store import Store
 from kiosk.telemetry import topics
 from tests.fixtures.broker import wait_until
 from tests.telemetry.kiosk_process import KioskSide
-from tests.telemetry.test_collector import status
+from tests.telemetry.test_collector import INSTANCE, status, visit
 
 KIOSK = "kiosk-a"
 
@@ -127,3 +130,56 @@ def test_stale_wills_of_an_older_epoch_or_instance_never_mark_a_live_kiosk_lost(
 
     publish("lost", 1, "new-card")
     wait_for_status(collector, "lost", "new-card", 1)
+
+
+def test_kiosks_before_instances_and_their_queued_visits_are_still_collected(
+        collector, broker, mqtt_client):
+    """A kiosk not yet upgraded, or an upgraded one's visits queued before the upgrade, carries
+    no instance: stored and acked, and the upgrade itself raises no alarm."""
+    kiosk = mqtt_client(KIOSK, broker.add_kiosk(KIOSK))
+    kiosk.subscribe(topics.ack_topic(KIOSK))
+    legacy_status = json.loads(status("online", 4))
+    del legacy_status["instance"]
+    legacy_visit = json.loads(visit("queued-before-upgrade", seq=900, epoch=4))
+    del legacy_visit["instance"]
+    kiosk.publish(topics.kiosk_topic(KIOSK, "status"), json.dumps(legacy_status))
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), json.dumps(legacy_visit))
+    kiosk.wait_for_message(topics.ack_topic(KIOSK),
+                           lambda m: "queued-before-upgrade" in topics.parse_ack(m.payload))
+    kiosk.publish(topics.kiosk_topic(KIOSK, "status"), status("online", 5, "upgraded"))
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("after", seq=901, epoch=5,
+                                                             instance="upgraded"))
+    kiosk.wait_for_message(topics.ack_topic(KIOSK), lambda m: "after" in topics.parse_ack(m.payload))
+    assert collector.db.alarms(KIOSK) == []
+    wait_for_status(collector, "online", "upgraded", 5)
+    # The upgraded store goes on counting where it was: no visit is missing.
+    assert collector.db.missing_visits(KIOSK) == {None: 0, "upgraded": 0}
+
+
+def test_fleet_database_made_before_instances_opens_and_stores(tmp_path):
+    path = tmp_path / "fleet.sqlite3"
+    with sqlite3.connect(path) as old:  # the tables as the previous collector made them
+        old.executescript(OLD_FLEET_SCHEMA)
+    db = open_database(path)
+    try:
+        message = topics.parse_kiosk_message(topics.kiosk_topic(KIOSK, "visit"), visit("v1"))
+        assert db.add_visits([message], "2026-01-05T09:00:00.000Z") == 1
+        assert [(v.event_id, v.instance) for v in db.visits()] == [("v1", INSTANCE)]
+    finally:
+        db.close()
+
+
+OLD_FLEET_SCHEMA = """
+CREATE TABLE "kiosk" ("kiosk_id" VARCHAR(255) NOT NULL PRIMARY KEY, "state" VARCHAR(255),
+  "epoch" INTEGER, "version" VARCHAR(255), "mode" VARCHAR(255), "last_seen" VARCHAR(255),
+  "state_changed" VARCHAR(255), "outbox_depth" INTEGER, "dead_letters" INTEGER,
+  "config_version" INTEGER, "health" TEXT, "stale_statuses" INTEGER NOT NULL);
+CREATE TABLE "visit" ("event_id" VARCHAR(255) NOT NULL PRIMARY KEY,
+  "kiosk_id" VARCHAR(255) NOT NULL, "seq" INTEGER NOT NULL, "epoch" INTEGER NOT NULL,
+  "is_demo" INTEGER NOT NULL, "outcome" VARCHAR(255) NOT NULL, "step" VARCHAR(255) NOT NULL,
+  "verified" INTEGER NOT NULL, "expired" INTEGER, "service_id" VARCHAR(255),
+  "copy_answer" VARCHAR(255), "rating" INTEGER, "reason" VARCHAR(255),
+  "language" VARCHAR(255) NOT NULL, "duration_s" REAL NOT NULL, "age_band" VARCHAR(255),
+  "gender" VARCHAR(255), "at" VARCHAR(255) NOT NULL, "clock_synced" INTEGER NOT NULL,
+  "mono_s" REAL NOT NULL, "schema" INTEGER NOT NULL, "received" VARCHAR(255) NOT NULL);
+"""
