@@ -48,6 +48,7 @@ VISIT_FIELDS = ("outcome", "step", "verified", "expired", "service_id", "copy_an
 
 _BUSY_TIMEOUT_S = 10  # the other thread's write transactions are milliseconds long
 _IN_CHUNK = 500  # stay far below SQLite's bound-parameter limit
+PURGE_CHUNK = 1000  # rows a purge transaction deletes: a few milliseconds of write lock
 _THIRTEEN_DIGITS = re.compile(r"\d{13}")
 
 
@@ -614,15 +615,28 @@ class Store:
 
     # --- housekeeping ---------------------------------------------------------------------------
 
-    def purge(self):
+    def purge(self, chunk=PURGE_CHUNK):
         """Delete what no longer needs keeping: visits confirmed more than ``retention_days``
-        ago, and confirmed messages."""
+        ago, and confirmed messages.
+
+        At most ``chunk`` rows a transaction: one transaction for 100,000 rows held the write
+        lock for over half a second, and a visit the main loop records meanwhile waits for it.
+        """
         visits_before = rfc3339(self._clock() - timedelta(days=self.retention_days))
         V, M = self.Visit, self.OutboxMessage
-        with self._guard("purge old rows"), self._db.atomic("IMMEDIATE"):
-            visits = V.delete().where(V.confirmed_at < visits_before).execute()
-            messages = M.delete().where(M.state == "confirmed").execute()
-        return Purged(visits=visits, messages=messages)
+        return Purged(visits=self._delete_in_chunks(V, V.confirmed_at < visits_before, chunk),
+                      messages=self._delete_in_chunks(M, M.state == "confirmed", chunk))
+
+    def _delete_in_chunks(self, model, condition, chunk):
+        key = model._meta.primary_key
+        deleted = 0
+        while True:
+            with self._guard("purge old rows"), self._db.atomic("IMMEDIATE"):
+                rows = model.select(key).where(condition).limit(chunk)
+                count = model.delete().where(key.in_(rows)).execute()
+            deleted += count
+            if count < chunk:
+                return deleted
 
     def checkpoint(self):
         """Copy the WAL into the main file and truncate it; call when idle.
@@ -679,5 +693,7 @@ class Housekeeper:
                     self._store.checkpoint()
                 except StoreError as exc:
                     log.error("housekeeping failed, will retry: %s", exc)
+                except Exception:  # a bug must not end housekeeping for the kiosk's life
+                    log.exception("housekeeping failed, will retry")
         finally:
             self._store.close()  # this thread's own connection

@@ -18,7 +18,7 @@ import pytest
 
 from kiosk.errors import DiskFull, StoreError
 from kiosk.flow import Screen, VisitRecord
-from kiosk.store import DB_NAME, MIGRATIONS, OutboxStats, Store, new_event_id, rfc3339
+from kiosk.store import DB_NAME, MIGRATIONS, OutboxStats, Purged, Store, new_event_id, rfc3339
 from tests.fixtures.disk import fill
 
 REPO = Path(__file__).resolve().parents[1]
@@ -410,6 +410,24 @@ def test_store_purge_keeps_unconfirmed_and_recently_confirmed(tmp_path, clock):
         clock.advance(days=365)
         assert store.purge().visits == 1
         assert [v.event_id for v in store.Visit.select()] == [unconfirmed.event_id]
+    finally:
+        store.close()
+
+
+def test_store_purge_holds_the_write_lock_for_one_chunk_at_a_time(tmp_path, clock, monkeypatch):
+    """A visit recorded on the main loop waits for one chunk of a purge, never the whole one."""
+    store = Store.open(tmp_path, retention_days=30, clock=clock)
+    try:
+        with store.atomic():
+            ids = [store.record_visit(visit_record(), build_payload=build_payload).event_id
+                   for _ in range(25)]
+        store.confirm(ids)
+        clock.advance(days=31)
+        transactions, atomic = [], store._db.atomic
+        monkeypatch.setattr(store._db, "atomic", lambda *a: transactions.append(a) or atomic(*a))
+        assert store.purge(chunk=10) == Purged(visits=25, messages=25)
+        assert len(transactions) == 6  # 10 + 10 + 5 visits, then as many messages
+        assert store.Visit.select().count() == 0
     finally:
         store.close()
 
