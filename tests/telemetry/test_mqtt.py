@@ -103,6 +103,22 @@ def test_mqtt_clean_stop_publishes_offline_and_never_the_will(kiosk_config, runn
         ops.wait_for_message(topics.kiosk_topic(KIOSK, "status"), status_is("lost"), timeout=2.0)
 
 
+def test_mqtt_link_dropped_and_back_within_the_will_delay_publishes_no_will(kiosk_config, running,
+                                                                          ops):
+    """Clean start on every connect must not cost the Will Delay: Mosquitto 2.0 drops the old
+    session's will when the kiosk is back in time (an upgraded broker that did not would make
+    every network blip show the kiosk lost)."""
+    side = running(kiosk_config(mqtt={"will_delay_s": 2}))
+    first = side.link.epoch
+    side.link._client.socket().close()  # the network drops: no DISCONNECT reaches the broker
+    wait_until(lambda: side.link.is_connected and side.link.epoch > first, "the reconnect")
+    ops.wait_for_message(topics.kiosk_topic(KIOSK, "status"),
+                         lambda m: payload(m) == {**payload(m), "state": "online",
+                                                  "epoch": side.link.epoch})
+    with pytest.raises(AssertionError, match="timed out"):
+        ops.wait_for_message(topics.kiosk_topic(KIOSK, "status"), status_is("lost"), timeout=3.0)
+
+
 def test_mqtt_will_fires_lost_with_the_current_epoch_after_kill(kiosk_config, ops, broker,
                                                               mqtt_client, tmp_path):
     config_file = tmp_path / "kiosk.toml"
