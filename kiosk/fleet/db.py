@@ -25,8 +25,8 @@ from peewee import (
     TextField,
     fn,
 )
-from playhouse.migrate import SqliteMigrator, migrate
 from peewee import __exception_wrapper__ as driver_errors_as_peewee  # sqlite3 -> peewee errors
+from playhouse.migrate import SqliteMigrator, migrate
 
 DEFAULT_DB = "fleet.sqlite3"
 

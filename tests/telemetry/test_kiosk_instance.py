@@ -149,7 +149,8 @@ def test_kiosks_before_instances_and_their_queued_visits_are_still_collected(
     kiosk.publish(topics.kiosk_topic(KIOSK, "status"), status("online", 5, "upgraded"))
     kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("after", seq=901, epoch=5,
                                                              instance="upgraded"))
-    kiosk.wait_for_message(topics.ack_topic(KIOSK), lambda m: "after" in topics.parse_ack(m.payload))
+    kiosk.wait_for_message(topics.ack_topic(KIOSK),
+                           lambda m: "after" in topics.parse_ack(m.payload))
     assert collector.db.alarms(KIOSK) == []
     wait_for_status(collector, "online", "upgraded", 5)
     # The upgraded store goes on counting where it was: no visit is missing.
