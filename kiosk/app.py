@@ -514,7 +514,7 @@ def main(args):
 
 
 def _play(kiosk, steps, args, stop):
-    from kiosk.card.emulator import ControlClient
+    from kiosk.rigs.card_emulator import ControlClient
 
     card = ControlClient(args.emulator) if args.emulator else None
     driver = kiosk.play(steps, stop, card=card, repeat=args.repeat,

@@ -35,7 +35,7 @@ import tomli_w
 from kiosk import config as kiosk_config
 from kiosk.errors import ConfigError, MessageRejected, ProvisionError
 from kiosk.firstboot import credential_path
-from kiosk.fleet.broker import MTLS_PORT, PASSWORD_PORT, password_hash
+from kiosk.rigs.broker import MTLS_PORT, PASSWORD_PORT, password_hash
 from kiosk.telemetry import topics
 
 log = logging.getLogger(__name__)

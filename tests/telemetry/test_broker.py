@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from kiosk.errors import TelemetryError
-from kiosk.fleet.broker import MTLS_PORT, PASSWORD_PORT, Broker, password_hash
 from kiosk.fleet.provision import provision
+from kiosk.rigs.broker import MTLS_PORT, PASSWORD_PORT, Broker, password_hash
 from kiosk.telemetry import topics
 from tests.fixtures.broker import RecordingClient
 
