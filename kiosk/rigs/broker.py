@@ -17,8 +17,6 @@ Subscriptions are checked by the project's auth plugin (``provisioning/broker/``
 subscription and make the broker drop the visits it was handed.
 """
 
-import base64
-import hashlib
 import logging
 import os
 import secrets
@@ -30,6 +28,7 @@ import threading
 import time
 from pathlib import Path
 
+from kiosk.accounts import COLLECTOR, OPS, password_hash
 from kiosk.errors import TelemetryError
 from kiosk.telemetry import topics
 
@@ -38,11 +37,6 @@ log = logging.getLogger(__name__)
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 #: The subscription plugin ``./dev setup`` builds from provisioning/broker/citizeninfo_auth.c.
 AUTH_PLUGIN = Path(__file__).resolve().parents[2] / ".cache/broker/citizeninfo_auth.so"
-COLLECTOR = "collector"
-OPS = "ops"
-#: Production ports (docs/broker.md): kiosks with client certificates, and password accounts.
-MTLS_PORT = 8883
-PASSWORD_PORT = 8884
 #: Far above Mosquitto's default of 1000: a collector that is down for a day must find every
 #: visit queued in its persistent session, not the newest thousand.
 MAX_QUEUED_MESSAGES = 1_000_000
@@ -57,14 +51,6 @@ MAX_PACKET_BYTES = 1_048_576 + 64 * 1024
 #: Bytes queued for one client's session: a day of visits for the national fleet (docs/broker.md
 #: shows the sum), so the cap bounds memory without cutting a collector's day-long backlog.
 MAX_QUEUED_BYTES = 1024 * 1024 * 1024
-
-
-def password_hash(password, salt=None):
-    """A Mosquitto 2.0 ``$7$`` line value: PBKDF2-SHA512, 101 rounds, as mosquitto_passwd
-    writes it; computing it here saves one subprocess per account."""
-    salt = salt or secrets.token_bytes(12)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101, 64)
-    return f"$7$101${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
 def free_port():
