@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from kiosk.card.stack import CardStack
+from kiosk.rigs.card_stack import CardStack
 
 DELAYS_MS = (0, 50)
 

@@ -18,9 +18,9 @@ import tomli_w
 
 from kiosk import config
 from kiosk.app import Telemetry, visit_message
-from kiosk.fleet.broker import Broker
 from kiosk.fleet.collector import Collector
 from kiosk.flow import VisitRecord
+from kiosk.rigs.broker import Broker
 from kiosk.store import Store
 from kiosk.telemetry import topics
 

@@ -514,7 +514,7 @@ def main(args):
 
 
 def _play(kiosk, steps, args, stop):
-    from kiosk.card.emulator import ControlClient
+    from kiosk.rigs.card_emulator import ControlClient
 
     card = ControlClient(args.emulator) if args.emulator else None
     driver = kiosk.play(steps, stop, card=card, repeat=args.repeat,
@@ -547,10 +547,10 @@ def out_of_order(config_path, stop, *, headless=False, problems_file=PROBLEMS_FI
     cannot bring this screen down too. The reason shown is first boot's complaint when there is
     one, else a pointer to the journal.
     """
+    from kiosk.bundle import BOOT_DIR, CONFIG_NAME
     from kiosk.display import Display
     from kiosk.display.settings import DisplaySettings
-    from kiosk.firstboot import BOOT_DIR, CONFIG_NAME, show_fault_light
-    from kiosk.gpio import Panel
+    from kiosk.gpio import Panel, show_fault_light
 
     try:
         cfg = kiosk_config.load(config_path)

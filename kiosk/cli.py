@@ -19,7 +19,7 @@ VERBS = {
     "card": ("kiosk.card.probe", "probe the card reader and card (technician tool)"),
     "run": ("kiosk.app", "run the kiosk"),
     "demo": ("kiosk.demo", "run the kiosk with an emulated card, a local broker and collector"),
-    "screenshot": ("kiosk.display.screenshot", "render every screen to PNG files"),
+    "screenshot": ("kiosk.screenshot", "render every screen to PNG files"),
     "firstboot": ("kiosk.firstboot", "apply the agency's boot-partition config (first boot)"),
 }
 

@@ -1,8 +1,8 @@
 """``kiosk demo``: the whole kiosk on one machine, with an emulated card, broker and collector.
 
 Never part of a real kiosk. It starts pcscd + vpcd + the card emulator in a private namespace
-(:mod:`kiosk.card.stack`), a Mosquitto on 127.0.0.1 with the fleet's accounts and ACLs
-(:mod:`kiosk.fleet.broker`) and a collector, then the kiosk itself. With a display it opens a
+(:mod:`kiosk.rigs.card_stack`), a Mosquitto on 127.0.0.1 with the fleet's accounts and ACLs
+(:mod:`kiosk.rigs.broker`) and a collector, then the kiosk itself. With a display it opens a
 window (``i`` inserts the next emulated card, ``r`` removes it, Esc quits); without one, or
 with ``--headless``, it plays N scripted visits, saves a PNG of every screen it showed, and
 prints what the collector recorded. Every message is marked ``"mode": "demo"`` so it never
@@ -96,7 +96,7 @@ class DemoWorld:
         self._exit.close()
 
     def _start(self):
-        from kiosk.card.stack import CardStack
+        from kiosk.rigs.card_stack import CardStack
 
         print("demo: starting the emulated card stack (pcscd + vpcd + emulator, private "
               "namespace) ...", flush=True)
@@ -111,8 +111,8 @@ class DemoWorld:
         self._start_fleet(base["kiosk"]["id"])
 
     def _start_fleet(self, kiosk_id):
-        from kiosk.fleet.broker import Broker
         from kiosk.fleet.collector import Collector
+        from kiosk.rigs.broker import Broker
 
         print("demo: starting a local Mosquitto and collector on 127.0.0.1 ...", flush=True)
         self.broker = Broker(self.workdir / "broker")
@@ -150,7 +150,7 @@ def add_arguments(parser):
 
 
 def main(args):
-    from kiosk.card.profiles import CITIZENS
+    from kiosk.rigs.card_profiles import CITIZENS
 
     if not 1 <= args.visits <= CITIZENS:
         raise KioskError(f"--visits {args.visits}: the emulator has {CITIZENS} citizens; "

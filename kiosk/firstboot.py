@@ -31,24 +31,22 @@ import tomllib
 from pathlib import Path, PurePosixPath
 
 from kiosk import config as kiosk_config
-from kiosk.errors import ConfigError, GpioError, ProvisionError
+from kiosk import gpio
+from kiosk.bundle import (
+    BOOT_DIR,
+    CONFIG_NAME,
+    CREDENTIALS,
+    CREDENTIALS_RUN_DIR,
+    DATA_DIR,
+    PROBLEMS_NAME,
+    STATE_DIR,
+    credential_path,
+)
+from kiosk.errors import ConfigError, ProvisionError
 
 log = logging.getLogger(__name__)
 
-CONFIG_NAME = "kiosk.toml"
 APPLIED_SUFFIX = ".applied"
-PROBLEMS_NAME = "firstboot-problems.txt"
-DATA_DIR = "/var/lib/kiosk"  # the persistent data partition's mount point: root's
-STATE_DIR = PurePosixPath(DATA_DIR, "state")  # storage.data_dir's default: the kiosk user's folder
-BOOT_DIR = Path("/boot/firmware")
-CREDENTIALS_RUN_DIR = "/run/credentials/kiosk.service"
-# Boot-partition file name -> installed name under /etc/kiosk/credentials.
-CREDENTIALS = {
-    "mqtt-password": "password",
-    "mqtt-client.crt": "client.crt",
-    "mqtt-client.key": "client.key",
-    "mqtt-ca.crt": "ca.crt",
-}
 # The config keys that may name a credential, and the boot-partition file behind each.
 CREDENTIAL_KEYS = {
     "mqtt.password_file": "mqtt-password",
@@ -56,11 +54,6 @@ CREDENTIAL_KEYS = {
     "mqtt.key_file": "mqtt-client.key",
     "mqtt.ca_file": "mqtt-ca.crt",
 }
-
-
-def credential_path(boot_name):
-    """The path a kiosk.toml names for a credential shipped as ``boot_name``."""
-    return f"{CREDENTIALS_RUN_DIR}/mqtt_{CREDENTIALS[boot_name]}"
 
 
 def add_arguments(parser):
@@ -179,25 +172,8 @@ def _refuse(source, root, raw, problems):
             path.write_text(message, encoding="utf-8")
         except OSError as exc:
             log.warning("cannot write %s: %s", path, exc)
-    show_fault_light(raw.get("gpio", {}) if isinstance(raw.get("gpio"), dict) else {})
+    gpio.show_fault_light(raw.get("gpio", {}) if isinstance(raw.get("gpio"), dict) else {})
     raise ProvisionError(message.rstrip())
-
-
-def show_fault_light(gpio):
-    """Light the fault LED the refused file names, if any; best effort (the pins may be wrong)."""
-    pin = gpio.get("led_fault")
-    if not isinstance(pin, int) or isinstance(pin, bool):
-        return None
-    from kiosk.gpio import Panel, make_pin_factory
-
-    try:
-        factory = make_pin_factory(gpio.get("pin_factory") or "")
-        panel = Panel(factory, lambda fact: None, led_fault=pin)
-        panel.set_status_light("fault")
-        return panel
-    except GpioError as exc:
-        log.warning("cannot light the fault LED: %s", exc)
-        return None
 
 
 def _config_dir(root):

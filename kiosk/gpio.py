@@ -222,3 +222,19 @@ class Panel:
 def _pin(value):
     """Config uses "" or None for an unwired pin; gpiozero wants None."""
     return None if value in (None, "", -1) else value
+
+
+def show_fault_light(gpio):
+    """Light the fault LED a raw, unvalidated ``[gpio]`` table names, if any; best effort (the
+    pins may be wrong). First boot's refusal and the out-of-order screen use it."""
+    pin = gpio.get("led_fault")
+    if not isinstance(pin, int) or isinstance(pin, bool):
+        return None
+    try:
+        factory = make_pin_factory(gpio.get("pin_factory") or "")
+        panel = Panel(factory, lambda fact: None, led_fault=pin)
+        panel.set_status_light("fault")
+        return panel
+    except GpioError as exc:
+        log.warning("cannot light the fault LED: %s", exc)
+        return None

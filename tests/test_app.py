@@ -410,17 +410,17 @@ def test_app_without_a_buzzer_the_display_sounds_the_reminder(make_config, tmp_p
 def test_app_out_of_order_lights_the_fault_led_the_refused_boot_file_names(tmp_path,
                                                                            monkeypatch):
     """First boot refused the file: nothing is installed, yet the fault LED must stay lit."""
-    from kiosk import app, firstboot
+    from kiosk import app, gpio
 
     boot_file = tmp_path / "kiosk.toml"
     boot_file.write_text('[kiosk]\nid = "BROKEN"\n[gpio]\npin_factory = "mock"\nled_fault = 22\n')
-    asked, original = [], firstboot.show_fault_light
+    asked, original = [], gpio.show_fault_light
 
     def light(gpio):
         asked.append(gpio)
         return original(gpio)
 
-    monkeypatch.setattr(firstboot, "show_fault_light", light)
+    monkeypatch.setattr(gpio, "show_fault_light", light)
     monkeypatch.setenv("SDL_AUDIODRIVER", "dummy")
     stop = threading.Event()
     stop.set()

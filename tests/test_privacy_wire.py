@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from kiosk.card.profiles import PROFILES
+from kiosk.rigs.card_profiles import PROFILES
 from kiosk.store import DB_NAME
 from kiosk.telemetry import topics
 from tests.fixtures.kiosk_world import KIOSK_ID

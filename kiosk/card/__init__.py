@@ -1,1 +1,1 @@
-"""Reading the Thai national ID card: pure protocol and fields, the PC/SC adapter, the emulator."""
+"""Reading the Thai national ID card: pure protocol and fields, the PC/SC adapter, the probe."""

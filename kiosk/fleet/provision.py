@@ -33,9 +33,9 @@ from pathlib import Path
 import tomli_w
 
 from kiosk import config as kiosk_config
+from kiosk.accounts import MTLS_PORT, PASSWORD_PORT, password_hash
+from kiosk.bundle import credential_path
 from kiosk.errors import ConfigError, MessageRejected, ProvisionError
-from kiosk.firstboot import credential_path
-from kiosk.fleet.broker import MTLS_PORT, PASSWORD_PORT, password_hash
 from kiosk.telemetry import topics
 
 log = logging.getLogger(__name__)

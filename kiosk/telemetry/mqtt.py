@@ -45,42 +45,13 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from kiosk.errors import MessageRejected, TelemetryError
 from kiosk.telemetry import topics
 from kiosk.telemetry.clock import system_stamp
+from kiosk.telemetry.delivery import AckReceived, Connected, Disconnected, Published
 
 log = logging.getLogger(__name__)
 
 # Far longer than any will delay, short enough that a retired kiosk's session does not linger
 # for ever; the next connect (clean start) drops it anyway.
 SESSION_EXPIRY_S = 24 * 3600
-
-@dataclass(frozen=True)
-class Connected:
-    """The link is up: connected and subscribed; ``epoch`` is the one in this connection's will."""
-
-    epoch: int
-    session_present: bool
-
-
-@dataclass(frozen=True)
-class Disconnected:
-    """The link went down (or a connect attempt failed); in-flight publishes are in doubt."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class Published:
-    """The broker answered publish ``mid`` with a PUBACK; ``reason_code`` >= 0x80 is a refusal."""
-
-    mid: int
-    reason_code: int
-
-
-@dataclass(frozen=True)
-class AckReceived:
-    """The collector has committed these events (``ack/{kiosk_id}``)."""
-
-    event_ids: tuple
-
 
 @dataclass(frozen=True)
 class CommandReceived:

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from kiosk.telemetry.mqtt import AckReceived, Connected, Disconnected, Published
+from kiosk.telemetry.delivery import AckReceived, Connected, Disconnected, Published
 
 log = logging.getLogger(__name__)
 

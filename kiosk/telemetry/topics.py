@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from kiosk import logsafe
+from kiosk.accounts import RESERVED_ACCOUNTS
 from kiosk.errors import CommandRejected, MessageRejected
 from kiosk.flow import COPY_ANSWERS, LANGUAGES, RATINGS, REASONS, Screen
 
@@ -59,8 +60,6 @@ RETAIN = MappingProxyType(
 
 #: The collector's shared subscription filter (without the ``$share/<group>/`` prefix).
 KIOSK_SUBSCRIPTION = f"{ROOT}/kiosk/+/#"
-#: Broker account names that can never be kiosk ids (the ACL patterns use the user name).
-RESERVED_ACCOUNTS = ("collector", "ops")
 #: Largest kiosk message the collector takes; a pin with a long service catalogue fits easily.
 MAX_KIOSK_MESSAGE_BYTES = 64 * 1024
 #: Deeper than any message of the contract (a config command nests 4 levels). The sender

@@ -8,7 +8,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from kiosk import config as config_module
-from kiosk import firstboot
+from kiosk import firstboot, gpio
 from kiosk.errors import ProvisionError
 from tests.appliance.conftest import VALID_TOML
 
@@ -154,8 +154,8 @@ def test_firstboot_refusal_lights_the_fault_led(appliance, monkeypatch):
         lit["state"] = panel.lights["fault"].is_lit
         lit["factory"] = panel._factory
 
-    real_show_fault_light = firstboot.show_fault_light
-    monkeypatch.setattr(firstboot, "show_fault_light", record)
+    real_show_fault_light = gpio.show_fault_light
+    monkeypatch.setattr(gpio, "show_fault_light", record)
     drop(appliance, VALID_TOML.replace('no_copy = "cancelled"', 'no_copy = "maybe"'))
     assert run_verb(appliance) == 1
     assert lit["state"] is True and isinstance(lit["factory"], MockFactory)

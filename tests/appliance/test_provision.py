@@ -11,8 +11,8 @@ import pytest
 
 from kiosk import config as kiosk_config
 from kiosk.errors import ProvisionError
-from kiosk.fleet.broker import MOSQUITTO, free_port, is_listening
 from kiosk.fleet.provision import COLUMNS, provision, read_csv_text
+from kiosk.rigs.broker import MOSQUITTO, free_port, is_listening
 
 ROOT_DIR = __import__("pathlib").Path(__file__).resolve().parents[2]
 SERVICES = ("id-card|ทำบัตรประจำตัวประชาชน|ID card|cancelled; "

@@ -3,8 +3,8 @@
 import pytest
 
 from kiosk.card import apdu
-from kiosk.card.profiles import ATR_3B67, ATR_3B68, ATR_NID17
 from kiosk.errors import CardError, NotThaiIdCard
+from kiosk.rigs.card_profiles import ATR_3B67, ATR_3B68, ATR_NID17
 
 
 class ScriptedCard:

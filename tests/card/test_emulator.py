@@ -3,8 +3,8 @@
 import pytest
 
 from kiosk.card import apdu, thai_id
-from kiosk.card.emulator import EmulatedCard, Emulator
-from kiosk.card.profiles import ALL_CIDS, ALL_NAMES, ATR_3B67, ATR_NID17, PROFILES
+from kiosk.rigs.card_emulator import EmulatedCard, Emulator
+from kiosk.rigs.card_profiles import ALL_CIDS, ALL_NAMES, ATR_3B67, ATR_NID17, PROFILES
 
 
 def select(card):

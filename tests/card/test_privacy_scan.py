@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kiosk.card.profiles import ALL_CIDS
+from kiosk.rigs.card_profiles import ALL_CIDS
 from tests.fixtures.privacy import find_leaks
 
 REPO = Path(__file__).resolve().parents[2]

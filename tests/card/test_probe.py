@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 
-from kiosk.card.profiles import ALL_CIDS, PROFILES
+from kiosk.rigs.card_profiles import ALL_CIDS, PROFILES
 from tests.fixtures.privacy import find_leaks, record_text
 
 KEYS = {"reader", "atr", "is_thai_id", "cid_masked", "cid_valid", "expired", "read_ms"}

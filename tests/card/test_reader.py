@@ -12,11 +12,11 @@ import pytest
 
 from kiosk.card import reader as pcsc
 from kiosk.card import thai_id
-from kiosk.card.profiles import PROFILES
 from kiosk.card.repeat import RepeatKeys
 from kiosk.errors import CardRemoved, InvalidCitizenId, NotThaiIdCard, ReaderUnavailable
 from kiosk.flow import CardFailed, CardInserted
 from kiosk.flow import CardRemoved as CardRemovedEvent
+from kiosk.rigs.card_profiles import PROFILES
 
 WAIT_S = 10.0
 

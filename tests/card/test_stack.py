@@ -49,7 +49,7 @@ def test_stack_dies_with_its_owner_even_on_sigkill(tmp_path):
         [
             sys.executable,
             "-c",
-            "import threading; from kiosk.card.stack import CardStack\n"
+            "import threading; from kiosk.rigs.card_stack import CardStack\n"
             f"CardStack({str(workdir)!r}).start()\n"
             "print('up', flush=True); threading.Event().wait()",
         ],

@@ -7,10 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kiosk.card import thai_id
-from kiosk.card.emulator import EmulatedCard
-from kiosk.card.profiles import ALL_CIDS, ATR_3B68, PROFILES
 from kiosk.card.repeat import RepeatKeys
 from kiosk.errors import CardError, InvalidCitizenId, NotThaiIdCard
+from kiosk.rigs.card_emulator import EmulatedCard
+from kiosk.rigs.card_profiles import ALL_CIDS, ATR_3B68, PROFILES
 
 TODAY = datetime.date(2026, 6, 1)
 

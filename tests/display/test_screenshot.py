@@ -3,7 +3,7 @@ import argparse
 import pygame
 import pytest
 
-from kiosk.display import screenshot
+from kiosk import screenshot
 from kiosk.flow import LANGUAGES, Screen
 
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from kiosk.accounts import MTLS_PORT, PASSWORD_PORT, password_hash
 from kiosk.errors import TelemetryError
-from kiosk.fleet.broker import MTLS_PORT, PASSWORD_PORT, Broker, password_hash
 from kiosk.fleet.provision import provision
+from kiosk.rigs.broker import Broker
 from kiosk.telemetry import topics
 from tests.fixtures.broker import RecordingClient
 

@@ -6,8 +6,8 @@ import json
 import queue
 from pathlib import Path
 
-from kiosk.fleet.broker import MAX_PACKET_BYTES
 from kiosk.fleet.collector import DEFAULT_GROUP
+from kiosk.rigs.broker import MAX_PACKET_BYTES
 from kiosk.telemetry import topics
 from kiosk.telemetry.mqtt import AckReceived, CommandReceived, Connected, MqttLink
 from tests.fixtures.broker import wait_until

@@ -10,7 +10,7 @@ from paho.mqtt.client import MQTTMessage
 
 from kiosk import config
 from kiosk.errors import StoreError, TelemetryError
-from kiosk.fleet.broker import Broker
+from kiosk.rigs.broker import Broker
 from kiosk.telemetry import topics
 from kiosk.telemetry.mqtt import Connected, Disconnected, MqttLink, reconnect_delay
 from tests.fixtures.broker import wait_until

@@ -15,7 +15,7 @@ import pytest
 from kiosk.errors import StoreError
 from kiosk.store import Store
 from kiosk.telemetry import topics
-from kiosk.telemetry.mqtt import AckReceived, Connected, Disconnected, Published
+from kiosk.telemetry.delivery import AckReceived, Connected, Disconnected, Published
 from kiosk.telemetry.outbox import Outbox
 from tests.fixtures.broker import wait_until
 

@@ -26,14 +26,14 @@ import threading
 import time
 from pathlib import Path
 
-from kiosk.card.emulator import ControlClient, Emulator, emulator_handlers, serve_control
+from kiosk.rigs.card_emulator import ControlClient, Emulator, emulator_handlers, serve_control
 
 log = logging.getLogger(__name__)
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 _DRIVER = "usr/lib/pcsc/drivers/serial/libifdvpcd.so"
 _READER_CONF = """\
-# Written by kiosk.card.stack: only this private pcscd loads vpcd.
+# Written by kiosk.rigs.card_stack: only this private pcscd loads vpcd.
 FRIENDLYNAME "Virtual PCD"
 DEVICENAME   /dev/null:0x8C7B
 LIBPATH      {driver}
@@ -59,7 +59,7 @@ class CardStack:
 
     ``CardStack(workdir)`` writes its sockets, config and logs under ``workdir``:
     ``pcscd.log`` and ``emulator.log`` (:attr:`log_files`). :attr:`emulator` is a
-    :class:`~kiosk.card.emulator.ControlClient` (``insert(profile)``, ``remove()``,
+    :class:`~kiosk.rigs.card_emulator.ControlClient` (``insert(profile)``, ``remove()``,
     ``set_fault(...)``); :meth:`kill_pcscd`, :meth:`start_pcscd` and :meth:`restart_pcscd` act
     on the daemon; :meth:`wait_for_card` waits until pcscd itself sees the card come or go.
     """
@@ -106,7 +106,7 @@ class CardStack:
                     *unshare,
                     sys.executable,
                     "-m",
-                    "kiosk.card.stack",
+                    "kiosk.rigs.card_stack",
                     "--inner",
                     str(self.workdir),
                 ],
@@ -293,7 +293,10 @@ def _raise(message):
 
 
 def main(argv=None):
-    """``python -m kiosk.card.stack DIR``: run a stack until Ctrl-C (``--inner`` is internal)."""
+    """``python -m kiosk.rigs.card_stack DIR``: run a stack until Ctrl-C.
+
+    ``--inner`` is internal: the namespaced half that runs pcscd and the emulator.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("workdir")
@@ -304,7 +307,7 @@ def main(argv=None):
     with CardStack(args.workdir) as stack:
         stack.emulator.insert()
         print(f"export PCSCLITE_CSOCK_NAME={stack.csock_name}")
-        print(f"control socket: {stack.control_path} (kiosk.card.emulator.ControlClient)")
+        print(f"control socket: {stack.control_path} (kiosk.rigs.card_emulator.ControlClient)")
         try:
             threading.Event().wait()
         except KeyboardInterrupt:

@@ -1,7 +1,7 @@
 """An emulated Thai ID card speaking vpcd's protocol, controlled at run time (stdlib only).
 
 For tests, benchmarks and the demo; never part of a real kiosk. The emulator connects to the
-vpcd driver inside the project's private pcscd (see :mod:`kiosk.card.stack`): connected means
+vpcd driver inside the project's private pcscd (see :mod:`kiosk.rigs.card_stack`): connected means
 "card inserted", closing the connection means "card pulled". Every message either way is a
 2-byte big-endian length and a payload; a 1-byte payload from vpcd is a control code (0 power
 off, 1 power on, 2 reset, 4 get ATR), anything longer a command APDU.
@@ -21,7 +21,7 @@ import struct
 import threading
 
 from kiosk.card.apdu import THAI_ID_AID
-from kiosk.card.profiles import PROFILES
+from kiosk.rigs.card_profiles import PROFILES
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +379,7 @@ class ControlClient:
 
 
 def main(argv=None):
-    """Run an emulator on its own: ``python -m kiosk.card.emulator --control PATH``."""
+    """Run an emulator on its own: ``python -m kiosk.rigs.card_emulator --control PATH``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--control", required=True, help="Unix socket path for control commands")
     parser.add_argument("--port", type=int, default=VPCD_PORT, help="vpcd's TCP port")

@@ -1,0 +1,78 @@
+"""The package's extras: the central side installs and runs without the appliance's libraries.
+
+One wheel of the project is built from this tree, then installed with ``[fleet]`` only into a
+fresh venv, offline (``--no-index``): its dependencies come from the image recipe's wheelhouse
+(``.cache/wheelhouse``) when ``build-wheelhouse`` has filled it, else from pip's cache or index.
+"""
+
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from tests.test_layering import ROOT
+
+APPLIANCE_ONLY = ("pygame", "smartcard", "gpiozero", "icu", "qrcode")
+WHEELHOUSE = ROOT / ".cache" / "wheelhouse"
+
+pytestmark = pytest.mark.slow
+
+
+def pip(*args, python=sys.executable, timeout=120):
+    done = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q",
+                           "--python", str(python), *args],
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory):
+    """A folder with the project's wheel and every wheel ``[fleet]`` needs."""
+    work = tmp_path_factory.mktemp("packaging")
+    src, out = work / "src", work / "wheels"
+    src.mkdir()
+    shutil.copytree(ROOT / "kiosk", src / "kiosk",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src)
+    pip("wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", out, src)
+    links = ["--find-links", out, "--find-links", WHEELHOUSE]
+    try:
+        pip("wheel", "--no-index", *links, "-w", out, "citizeninfo-kiosk[fleet]")
+    except AssertionError:  # no wheelhouse yet: pip's cache, or the index
+        pip("wheel", *links, "-w", out, "citizeninfo-kiosk[fleet]", timeout=300)
+    return out
+
+
+@pytest.fixture(scope="module")
+def fleet_venv(wheels, tmp_path_factory):
+    venv = tmp_path_factory.mktemp("fleet") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True,
+                   timeout=60)
+    pip("install", "--no-index", "--find-links", wheels, "citizeninfo-kiosk[fleet]",
+        python=venv / "bin" / "python")
+    return venv
+
+
+def test_packaging_fleet_extra_runs_the_collector_without_appliance_libraries(fleet_venv):
+    found = subprocess.run(
+        [fleet_venv / "bin" / "python", "-c",
+         "import importlib.util as u\n"
+         f"print(' '.join(m for m in {APPLIANCE_ONLY!r} if u.find_spec(m)))"],
+        capture_output=True, text=True, timeout=60, check=True)
+    assert found.stdout.split() == []
+    done = subprocess.run([fleet_venv / "bin" / "kiosk-fleet", "collect", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "usage: kiosk-fleet collect" in done.stdout
+
+
+def test_packaging_wheel_ships_the_rigs_but_never_vpcd(wheels):
+    """The image installs this wheel: the demo rigs' Python may be in it, vpcd itself never."""
+    (wheel,) = wheels.glob("citizeninfo_kiosk-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "kiosk/rigs/card_stack.py" in names
+    assert [n for n in names if "vpcd" in n.lower() or n.endswith(".so")] == []
