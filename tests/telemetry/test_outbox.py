@@ -245,14 +245,19 @@ def test_outbox_round_that_fails_to_commit_strands_no_row(pump, store, clocks, m
     wait_until(lambda: len(link.sent) == 1, "the first send")
     ack_all(outbox, link, link.sent)
     wait_until(lambda: states(store)[ids[0]] == "published", "the row published")
-    failures = []
+    confirmed, failures = [], []
+
+    def confirm_noting(event_ids, _real=store.confirm):
+        confirmed.append(event_ids)
+        return _real(event_ids)
 
     def due_messages_failing_once(*args, _real=store.due_messages, **kwargs):
-        if not failures:
+        if confirmed and not failures:  # the round that confirmed the row: its commit fails
             failures.append("disk I/O error")
             raise StoreError("kiosk.db: disk I/O error")
         return _real(*args, **kwargs)
 
+    monkeypatch.setattr(store, "confirm", confirm_noting)
     monkeypatch.setattr(store, "due_messages", due_messages_failing_once)
     outbox.put(AckReceived((ids[0],)))  # confirmed in the round that then fails to commit
     wait_until(lambda: failures, "the failing round")
