@@ -27,7 +27,10 @@ from peewee import (
 )
 from peewee import __exception_wrapper__ as driver_errors_as_peewee  # sqlite3 -> peewee errors
 
+from kiosk import visit as schema
+
 DEFAULT_DB = "fleet.sqlite3"
+_COLUMN_TYPES = {str: CharField, int: IntegerField, bool: BooleanField, float: FloatField}
 #: What the collector raises for ops: a kiosk whose store changed (re-flashed, or a copy of its
 #: credentials in use), and a kiosk back online at a lower epoch than a status it had sent.
 ALARMS = ("instance_changed", "epoch_went_back")
@@ -82,30 +85,23 @@ class FleetDb:
             services = TextField()  # JSON list of {id, name_th, name_en, no_copy}
             received = CharField()
 
-        class Visit(Base):
-            event_id = CharField(primary_key=True)
-            kiosk_id = CharField(index=True)
-            instance = CharField()
-            seq = IntegerField()  # counts visits per instance
-            epoch = IntegerField()
-            is_demo = BooleanField(index=True)
-            outcome = CharField()
-            step = CharField()
-            verified = BooleanField()
-            expired = BooleanField(null=True)
-            service_id = CharField(null=True)
-            copy_answer = CharField(null=True)
-            rating = IntegerField(null=True)
-            reason = CharField(null=True)
-            language = CharField()
-            duration_s = FloatField()
-            age_band = CharField(null=True)
-            gender = CharField(null=True)
-            at = CharField()
-            clock_synced = BooleanField()
-            mono_s = FloatField()
-            schema = IntegerField()
-            received = CharField()
+        # The envelope and the collector's own columns, around the fields the visit schema
+        # says the collector keeps.
+        Visit = type("Visit", (Base,), {
+            "__module__": __name__,
+            "event_id": CharField(primary_key=True),
+            "kiosk_id": CharField(index=True),
+            "instance": CharField(),
+            "seq": IntegerField(),  # counts visits per instance
+            "epoch": IntegerField(),
+            "is_demo": BooleanField(index=True),
+            **{f.name: _COLUMN_TYPES[f.type](null=not f.required) for f in schema.KEPT},
+            "at": CharField(),
+            "clock_synced": BooleanField(),
+            "mono_s": FloatField(),
+            "schema": IntegerField(),
+            "received": CharField(),
+        })
 
         class Alarm(Base):
             """Something about one kiosk that ops must look at (see :data:`ALARMS`)."""
@@ -127,6 +123,16 @@ class FleetDb:
                               f'VALUES ({marks}) ON CONFLICT ("event_id") DO NOTHING')
         self.database.connect(reuse_if_open=True)
         self.database.create_tables([Kiosk, Pin, Visit, Alarm])
+        self._add_new_columns(Visit)
+
+    def _add_new_columns(self, Visit):
+        """A field the visit schema gained since this file was made becomes a nullable column,
+        so a collector upgraded before its kiosks keeps its rows and stores the new field."""
+        table = Visit._meta.table_name
+        present = {column.name for column in self.database.get_columns(table)}
+        for f in schema.KEPT:
+            if f.name not in present:
+                self.database.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN {f.column_sql()}')
 
     def close(self):
         if not self.database.is_closed():
