@@ -318,21 +318,15 @@ def _first_question(state, visit, now, settings):
 
 
 def _record(state, outcome, now):
+    """The finished visit: the draft's answers, whatever fields the schema gives them."""
     visit = state.visit
+    answers = {f.name: getattr(visit, f.name) for f in schema.FIELDS if hasattr(visit, f.name)}
     return RecordVisit(VisitRecord(
+        **answers,
         outcome=outcome,
         step=state.screen.value,
-        verified=visit.verified,
-        expired=visit.expired,
-        service_id=visit.service_id,
-        copy_answer=visit.copy_answer,
-        rating=visit.rating,
-        reason=visit.reason,
         language=state.language,
         duration_s=round(max(0.0, now - visit.started_at), 3),
-        age_band=visit.age_band,
-        gender=visit.gender,
-        repeat_hash=visit.repeat_hash,
     ))
 
 

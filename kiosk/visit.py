@@ -99,14 +99,14 @@ FIELDS = (
           required=True, choices=OUTCOMES, statistic="completed"),
     Field("step", str, "the screen the visit ended on", required=True, choices=STEPS),
     Field("verified", bool, "a Thai ID card was read for this visit", required=True),
-    Field("expired", bool, "the card had expired (None without a card)"),
+    Field("expired", bool, "the card had expired (null without a card)"),
     Field("service_id", str, "the service chosen, an id from the config's catalogue",
           pattern=TOKEN, rule="must be a service id"),
     Field("copy_answer", str, "whether a photocopy was asked for today", choices=COPY_ANSWERS,
           statistic="copy_answers"),
     Field("rating", int, "the rating, 1 (worst) to 5", choices=RATINGS,
           statistic="ratings, mean_rating"),
-    Field("reason", str, "why the rating was low (None when skipped or not asked)",
+    Field("reason", str, "why the rating was low (null when skipped or not asked)",
           choices=REASONS),
     Field("language", str, "the language the visit ended in", required=True, choices=LANGUAGES),
     Field("duration_s", float, "seconds from the card (or first tap) to the end", required=True,
@@ -193,11 +193,12 @@ def doc_table():
     def mark(flag):
         return "yes" if flag else "no"
 
-    lines = ["| field | type | values | kiosk stores | on the wire | collector keeps | "
-             "statistic | since store v |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| field | type | meaning | values | kiosk stores | on the wire | collector keeps | "
+             "statistic | since store v |", "|---|---|---|---|---|---|---|---|---|"]
     for f in FIELDS:
         kind = _TYPE_NAMES[f.type] + ("" if f.required else " or null")
-        lines.append(f"| `{f.name}` | {kind} | {f.describe() or f.doc} | {mark(f.is_stored)} | "
+        values = re.sub(r"^must (be )?", "", f.describe() or "")
+        lines.append(f"| `{f.name}` | {kind} | {f.doc} | {values} | {mark(f.is_stored)} | "
                      f"{mark(f.is_sent)} | {mark(f.is_kept)} | {f.statistic or ''} | "
                      f"{f.since} |")
     return "\n".join(lines) + "\n"
