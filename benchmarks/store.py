@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kiosk.errors import StoreError
 from kiosk.flow import VisitRecord
-from kiosk.store import Store
+from kiosk.store import Store, rfc3339
 
 FRAME_MS = 1000 / 30
 RECORD = VisitRecord(outcome="completed", step="thank_you", verified=True, expired=False,
@@ -30,8 +30,8 @@ class _Clock:
         return self.now
 
 
-def _payload(row):
-    return "citizeninfo/v1/kiosk/bench/visit", {"event_id": row.event_id, "seq": row.seq}
+def _stamp(clock):
+    return {"at": rfc3339(clock()), "clock_synced": True, "mono_s": 1.0}
 
 
 def _ms(action):
@@ -47,7 +47,8 @@ def measure(count):
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         store = Store.open(Path(tmp), min_free_mb=1, clock=clock)
         with store.atomic():
-            ids = [store.record_visit(RECORD, build_payload=_payload).event_id
+            ids = [store.record_visit(RECORD, topic="citizeninfo/v1/kiosk/bench/visit",
+                                      stamp=_stamp(clock), mode="production").event_id
                    for _ in range(count)]
         store.checkpoint()
         timings["purge, nothing to delete (all unconfirmed)"], _ = _ms(store.purge)

@@ -48,8 +48,7 @@ def _fill(store, count):
     stamp = topics.stamp(datetime.now(UTC), False, 1.0)
     with store.atomic():
         for _ in range(count):
-            store.record_visit(RECORD, build_payload=lambda row: visit_message(
-                KIOSK, store.instance, row, stamp))
+            store.record_visit(RECORD, **visit_message(KIOSK, "production", stamp))
 
 
 def drain(count, *, window=64, timeout_s=600):

@@ -40,25 +40,7 @@ READER_HEALTH = {
 
 def flow_settings(cfg, *, rate_only=False):
     """The flow's view of the config."""
-    f, screen = cfg.flow, flow.Screen
-    return flow.FlowSettings(
-        timeouts={
-            screen.READING: f.timeout_reading_s,
-            screen.CARD_PROBLEM: f.timeout_card_problem_s,
-            screen.ALREADY_RATED: f.timeout_already_rated_s,
-            screen.CHOOSE_SERVICE: f.timeout_choose_service_s,
-            screen.COPY_CHECK: f.timeout_copy_check_s,
-            screen.RATING: f.timeout_rating_s,
-            screen.REASON: f.timeout_reason_s,
-        },
-        service_ids=tuple(service.id for service in cfg.services),
-        thank_you_s=f.thank_you_s,
-        take_card_s=f.take_card_s,
-        reminder_s=f.reminder_s,
-        allow_rating_without_card=f.allow_rating_without_card,
-        ask_reason_at_or_below=f.ask_reason_at_or_below,
-        rate_only=rate_only,
-    )
+    return flow.FlowSettings.from_config(cfg, rate_only=rate_only)
 
 
 class Runner:
@@ -221,8 +203,8 @@ class Runner:
 
     def _record(self, record):
         try:
-            self.store.record_visit(record, build_payload=self._visit_message,
-                                    mode=self.cfg.kiosk.mode)
+            self.store.record_visit(record, **visit_message(
+                self.cfg.kiosk.id, self.cfg.kiosk.mode, self._stamp()))
         except (KioskError, ValueError) as exc:
             # Not kept, so not thanked: the kiosk stops taking visits until the cause is gone.
             log.error("visit not recorded, going out of service: %s", exc)
@@ -245,9 +227,6 @@ class Runner:
         from kiosk.telemetry.clock import system_stamp
 
         return system_stamp()
-
-    def _visit_message(self, row):
-        return visit_message(self.cfg.kiosk.id, self.store.instance, row, self._stamp())
 
     # --- housekeeping ----------------------------------------------------------------------
 
@@ -305,20 +284,14 @@ class Runner:
             self.display.reconfigure(cfg)
 
 
-def visit_message(kiosk_id, instance, row, stamp):
-    """The outbox message of a stored visit row: ``(topic, payload)``.
-
-    Explicit fields only, so the repeat hash and anything else the store keeps stay home.
+def visit_message(kiosk_id, mode, stamp):
+    """Where a finished visit goes and how it is marked: the keywords of
+    ``Store.record_visit`` besides the visit. ``stamp`` is the one reading of the clock for the
+    visit (the row's ``recorded_at`` and the payload's time); the mode goes in here only.
     """
     from kiosk.telemetry import topics
 
-    payload = topics.visit_payload(
-        event_id=row.event_id, instance=instance, seq=row.seq, epoch=row.epoch, mode=row.mode,
-        outcome=row.outcome, step=row.step, verified=row.verified, expired=row.expired,
-        service_id=row.service_id, copy_answer=row.copy_answer, rating=row.rating,
-        reason=row.reason, language=row.language, duration_s=row.duration_s,
-        age_band=row.age_band, gender=row.gender, stamp=stamp)
-    return topics.kiosk_topic(kiosk_id, "visit"), payload
+    return {"topic": topics.kiosk_topic(kiosk_id, "visit"), "stamp": stamp, "mode": mode}
 
 
 class Telemetry:

@@ -20,6 +20,14 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from kiosk import visit as schema
+
+# The answers' vocabularies are the visit schema's; re-exported for the screens.
+from kiosk.visit import COPY_ANSWERS as COPY_ANSWERS
+from kiosk.visit import LANGUAGES as LANGUAGES
+from kiosk.visit import RATINGS as RATINGS
+from kiosk.visit import REASONS as REASONS
+
 
 class Screen(enum.StrEnum):
     """One value per screen; the display has exactly one drawing per value."""
@@ -39,11 +47,7 @@ class Screen(enum.StrEnum):
 
 #: The screens that ask the citizen something; a timeout there records an abandoned visit.
 QUESTION_SCREENS = (Screen.CHOOSE_SERVICE, Screen.COPY_CHECK, Screen.RATING, Screen.REASON)
-COPY_ANSWERS = ("none", "id_card", "house_registration", "both")
-REASONS = ("waiting_time", "staff", "copies_requested", "unclear_process", "other")
 CARD_PROBLEMS = ("unreadable", "not_thai_id", "timeout", "removed", "no_reader")
-RATINGS = (1, 2, 3, 4, 5)
-LANGUAGES = ("th", "en")
 
 
 # --- events: past-tense facts ---------------------------------------------------------------
@@ -161,26 +165,8 @@ class ReadCard:
     """Start reading the card in the reader (the reader answers with CardRead or CardFailed)."""
 
 
-@dataclass(frozen=True)
-class VisitRecord:
-    """One finished visit as it is stored; anonymous apart from the repeat hash.
-
-    ``repeat_hash`` stays in the runner's memory for the repeat window only: never stored or sent.
-    """
-
-    outcome: str
-    step: str
-    verified: bool
-    expired: bool | None
-    service_id: str | None
-    copy_answer: str | None
-    rating: int | None
-    reason: str | None
-    language: str
-    duration_s: float
-    age_band: str | None = None
-    gender: str | None = None
-    repeat_hash: bytes | None = field(default=None, repr=False)
+#: One finished visit as it is stored: the schema's record (kiosk.visit.Record).
+VisitRecord = schema.Record
 
 
 @dataclass(frozen=True)
@@ -207,16 +193,40 @@ class SetStatusLight:
 
 @dataclass(frozen=True)
 class FlowSettings:
-    """What the flow needs from the config; the runner builds it."""
+    """What the flow needs from the config. No defaults here: it is always built by
+    :meth:`from_config`, so the config schema holds the only defaults."""
 
     timeouts: Mapping[Screen, float]
     service_ids: tuple[str, ...]
-    thank_you_s: float = 8.0
-    take_card_s: float = 120.0
-    reminder_s: float = 5.0
-    allow_rating_without_card: bool = False
-    ask_reason_at_or_below: int = 2
+    thank_you_s: float
+    take_card_s: float
+    reminder_s: float
+    allow_rating_without_card: bool
+    ask_reason_at_or_below: int
     rate_only: bool = False
+
+    @classmethod
+    def from_config(cls, cfg, *, rate_only=False):
+        """The flow's view of a :class:`kiosk.config.Config` (or anything shaped like one)."""
+        f = cfg.flow
+        return cls(
+            timeouts={
+                Screen.READING: f.timeout_reading_s,
+                Screen.CARD_PROBLEM: f.timeout_card_problem_s,
+                Screen.ALREADY_RATED: f.timeout_already_rated_s,
+                Screen.CHOOSE_SERVICE: f.timeout_choose_service_s,
+                Screen.COPY_CHECK: f.timeout_copy_check_s,
+                Screen.RATING: f.timeout_rating_s,
+                Screen.REASON: f.timeout_reason_s,
+            },
+            service_ids=tuple(service.id for service in cfg.services),
+            thank_you_s=f.thank_you_s,
+            take_card_s=f.take_card_s,
+            reminder_s=f.reminder_s,
+            allow_rating_without_card=f.allow_rating_without_card,
+            ask_reason_at_or_below=f.ask_reason_at_or_below,
+            rate_only=rate_only,
+        )
 
 
 @dataclass(frozen=True)
@@ -308,21 +318,15 @@ def _first_question(state, visit, now, settings):
 
 
 def _record(state, outcome, now):
+    """The finished visit: the draft's answers, whatever fields the schema gives them."""
     visit = state.visit
+    answers = {f.name: getattr(visit, f.name) for f in schema.FIELDS if hasattr(visit, f.name)}
     return RecordVisit(VisitRecord(
+        **answers,
         outcome=outcome,
         step=state.screen.value,
-        verified=visit.verified,
-        expired=visit.expired,
-        service_id=visit.service_id,
-        copy_answer=visit.copy_answer,
-        rating=visit.rating,
-        reason=visit.reason,
         language=state.language,
         duration_s=round(max(0.0, now - visit.started_at), 3),
-        age_band=visit.age_band,
-        gender=visit.gender,
-        repeat_hash=visit.repeat_hash,
     ))
 
 

@@ -35,16 +35,13 @@ from pathlib import Path
 
 import peewee
 
+from kiosk import visit as schema
 from kiosk.errors import DiskFull, StoreError
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "kiosk.db"
 OUTBOX_STATES = ("pending", "published", "confirmed", "dead")
-
-# The VisitRecord fields a visit row copies; repeat_hash is deliberately not among them.
-VISIT_FIELDS = ("outcome", "step", "verified", "expired", "service_id", "copy_answer", "rating",
-                "reason", "language", "duration_s", "age_band", "gender")
 
 _BUSY_TIMEOUT_S = 10  # the other thread's write transactions are milliseconds long
 _IN_CHUNK = 500  # stay far below SQLite's bound-parameter limit
@@ -119,8 +116,21 @@ def _schema_v3(db):
     db.execute_sql("DROP INDEX outbox_message_state_sent_at")
 
 
+def _visit_columns(version):
+    """Store version ``version`` (after 3): the visit columns the schema says appeared in it."""
+    def migrate(db):
+        for statement in schema.add_column_statements(version):
+            db.execute_sql(statement)
+
+    migrate.__name__ = f"_schema_v{version}"
+    return migrate
+
+
 # Version N is MIGRATIONS[N - 1]. Append, never edit: kiosks in the field are at every version.
-MIGRATIONS = (_schema_v1, _schema_v2, _schema_v3)
+# Versions after 3 follow from the fields' ``since`` in kiosk.visit; a version that needs more
+# than new columns is written here and calls schema.add_column_statements itself.
+MIGRATIONS = (_schema_v1, _schema_v2, _schema_v3,
+              *(_visit_columns(version) for version in range(4, schema.STORE_VERSION + 1)))
 
 
 # --- models (unbound; each Store binds its own subclasses) ------------------------------------
@@ -131,27 +141,29 @@ class _Model(peewee.Model):
         legacy_table_names = False
 
 
-class Visit(_Model):
-    """One visit: the citizen's answers and how far they got, nothing that identifies them."""
+_COLUMN_TYPES = {str: peewee.TextField, int: peewee.IntegerField, bool: peewee.BooleanField,
+                 float: peewee.FloatField}
 
-    event_id = peewee.TextField(unique=True)
-    seq = peewee.IntegerField(unique=True)
-    epoch = peewee.IntegerField()
-    recorded_at = peewee.TextField()
-    outcome = peewee.TextField()
-    step = peewee.TextField()
-    verified = peewee.BooleanField()
-    expired = peewee.BooleanField(null=True)
-    service_id = peewee.TextField(null=True)
-    copy_answer = peewee.TextField(null=True)
-    rating = peewee.IntegerField(null=True)
-    reason = peewee.TextField(null=True)
-    language = peewee.TextField()
-    duration_s = peewee.FloatField()
-    age_band = peewee.TextField(null=True)
-    gender = peewee.TextField(null=True)
-    mode = peewee.TextField()
-    confirmed_at = peewee.TextField(null=True)
+
+def _visit_model():
+    """The visit row: the store's own bookkeeping columns, then every stored field of the
+    schema (nothing that identifies the citizen: the schema stores no repeat hash)."""
+    columns = {
+        "__doc__": "One visit: the citizen's answers and how far they got, nothing that "
+                   "identifies them.",
+        "__module__": __name__,
+        "event_id": peewee.TextField(unique=True),
+        "seq": peewee.IntegerField(unique=True),
+        "epoch": peewee.IntegerField(),
+        "recorded_at": peewee.TextField(),
+        **{f.name: _COLUMN_TYPES[f.type](null=not f.required) for f in schema.STORED},
+        "mode": peewee.TextField(),
+        "confirmed_at": peewee.TextField(null=True),
+    }
+    return type("Visit", (_Model,), columns)
+
+
+Visit = _visit_model()
 
 
 class OutboxMessage(_Model):
@@ -418,27 +430,28 @@ class Store:
 
     # --- visits ---------------------------------------------------------------------------------
 
-    def record_visit(self, record, *, build_payload, mode="production"):
+    def record_visit(self, record, *, topic, stamp, mode):
         """Commit one visit and its outbox message in one transaction (never the repeat hash).
 
-        ``record`` is a :class:`kiosk.flow.VisitRecord`; ``build_payload(visit_row)`` returns
-        ``(topic, payload_dict)`` for the outbox. ``mode`` is the kiosk's ``kiosk.mode``, kept so
-        demo visits can be told apart. Returns the visit row (``seq``, ``event_id``,
-        ``recorded_at`` ... filled in). Raises DiskFull without writing anything when space is
-        short.
+        ``record`` is a :class:`kiosk.visit.Record`; the runner adds, from one reading of the
+        clock, where it goes (``topic``), the wire ``stamp`` (its ``at`` is the row's
+        ``recorded_at``) and ``mode`` (``kiosk.mode``, kept so demo visits can be told apart).
+        The store allocates ``event_id``, ``seq`` and ``epoch`` and encodes the payload with
+        :func:`kiosk.visit.payload`; a visit the schema refuses raises ValueError and writes
+        nothing. Returns the visit row. Raises DiskFull without writing anything when space
+        is short.
         """
         self._require_room("record a visit")
-        now = rfc3339(self._clock())
-        # Enum members (flow.Screen) are stored as their plain value.
-        fields = {name: getattr(value, "value", value)
-                  for name, value in ((name, getattr(record, name)) for name in VISIT_FIELDS)}
+        now = stamp["at"]
         with self._guard("record a visit"), self._db.atomic("IMMEDIATE"):
-            visit = self.Visit.create(
+            row = self.Visit.create(
                 event_id=new_event_id(), seq=self._bump("seq"), epoch=self._get_int("epoch"),
-                recorded_at=now, mode=mode, **fields)
-            topic, payload = build_payload(visit)
-            self._insert_message(visit.event_id, topic, payload, 1, now)
-        return visit
+                recorded_at=now, mode=mode, **schema.values(record, schema.STORED))
+            payload = schema.payload(
+                event_id=row.event_id, instance=self.instance, seq=row.seq, epoch=row.epoch,
+                mode=mode, stamp=stamp, **schema.values(record, schema.SENT))
+            self._insert_message(row.event_id, topic, payload, 1, now)
+        return row
 
     def next_epoch(self):
         """A new, higher epoch (persisted); the link takes one on every connect."""

@@ -363,13 +363,13 @@ def test_app_unforeseen_fault_returns_to_idle_and_the_kiosk_goes_on(runner, capl
 
 
 def test_app_visit_the_contract_refuses_suspends_until_a_new_config(runner, monkeypatch):
+    from kiosk import visit
     from kiosk.errors import MessageRejected
-    from kiosk.telemetry import topics
 
     def refuse(**fields):
         raise MessageRejected("visit_payload: service_id must be a service id")
 
-    monkeypatch.setattr(topics, "visit_payload", refuse)
+    monkeypatch.setattr(visit, "payload", refuse)
     play(runner, flow.StartedWithoutCard(), flow.ServiceChosen(service_id(runner)),
          flow.CopyAnswered("none"), flow.RatingChosen(5))
     assert runner.state.out_of_service.startswith("record_error: visit_payload: service_id")

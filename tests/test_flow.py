@@ -1,11 +1,13 @@
 """The visit flow: every screen × every event, timeouts on a fake clock, the house rules."""
 
+import dataclasses
 import itertools
+import tomllib
 from dataclasses import replace
 
 import pytest
 
-from kiosk import flow
+from kiosk import config, flow
 from kiosk.flow import (
     Beep,
     CardFailed,
@@ -372,3 +374,36 @@ def test_flow_card_read_repr_hides_the_hash():
 
 def test_flow_the_table_covers_every_event_type():
     assert {type(event) for event in EVENTS.values()} == set(flow.EVENT_TYPES)
+
+
+# --- settings: the config schema holds the only defaults --------------------------------------
+
+
+def _schema_defaults():
+    """``{(section, key): default}`` of every key the config schema gives a default."""
+    defaults = {}
+    for name, section in config.SECTIONS.items():
+        for f in dataclasses.fields(section):
+            default = f.metadata["default"]
+            if default is not config._REQUIRED:
+                defaults[name, f.name] = list(default) if isinstance(default, tuple) else default
+    return defaults
+
+
+def test_flow_settings_take_every_value_from_the_config(make_config):
+    with pytest.raises(TypeError):
+        FlowSettings(timeouts=TIMEOUTS, service_ids=("id-card",))  # no defaults of its own
+    cfg = make_config()
+    settings = FlowSettings.from_config(cfg)
+    assert settings.take_card_s == cfg.flow.take_card_s == 20.0  # the config's value runs
+    assert settings.timeouts[S.RATING] == cfg.flow.timeout_rating_s
+    assert settings.service_ids == tuple(s.id for s in cfg.services)
+
+
+def test_flow_defaults_toml_and_the_example_agree_with_the_config_schema(example_config_path):
+    packaged = tomllib.loads(config.DEFAULTS_PATH.read_text(encoding="utf-8"))
+    example = tomllib.loads(example_config_path.read_text(encoding="utf-8"))
+    for (section, key), default in _schema_defaults().items():
+        assert packaged[section].get(key) == default, f"defaults.toml {section}.{key}"
+        if default not in (None, []):  # unset by default: the example shows one wiring
+            assert example[section][key] == default, f"kiosk.example.toml {section}.{key}"

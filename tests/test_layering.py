@@ -22,6 +22,7 @@ PURE_MODULES = (
     "kiosk.card.repeat",
     "kiosk.telemetry.topics",
     "kiosk.logsafe",
+    "kiosk.visit",
     "kiosk.errors",
     "kiosk.accounts",
     "kiosk.bundle",
@@ -55,14 +56,25 @@ def test_layering_blocking_really_blocks():
     assert result.returncode != 0 and "import of pygame halted" in result.stderr
 
 
-def test_layering_flow_imports_only_the_standard_library():
-    tree = ast.parse((ROOT / "kiosk" / "flow.py").read_text())
+def _imports(path):
+    tree = ast.parse(path.read_text())
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            imported.update(alias.name.split(".")[0] for alias in node.names)
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module == "kiosk":
+            imported.update(f"kiosk.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            imported.add((node.module or "").split(".")[0])
+            imported.add(node.module or "")
+    return imported
+
+
+@pytest.mark.parametrize("module,allowed", [("flow", {"kiosk.visit"}),
+                                            ("visit", {"kiosk.logsafe"})])
+def test_layering_flow_imports_only_the_standard_library(module, allowed):
+    """The flow and its visit schema: standard library, and only each other's pure core."""
+    imported = _imports(ROOT / "kiosk" / f"{module}.py") - allowed
+    imported = {name.split(".")[0] for name in imported}
     assert imported and imported <= set(sys.stdlib_module_names), imported
 
 

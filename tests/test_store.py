@@ -49,16 +49,12 @@ class WallClock:
         self.now += timedelta(**delta)
 
 
-def build_payload(row):
-    """Like the runner's builder: explicit visit fields only, never the whole row."""
-    return VISIT_TOPIC, {
-        "schema": 1, "event_id": row.event_id, "seq": row.seq, "epoch": row.epoch,
-        "mode": row.mode, "outcome": row.outcome, "step": row.step, "verified": row.verified,
-        "expired": row.expired, "service_id": row.service_id, "copy_answer": row.copy_answer,
-        "rating": row.rating, "reason": row.reason, "language": row.language,
-        "duration_s": round(row.duration_s, 1), "age_band": row.age_band, "gender": row.gender,
-        "at": row.recorded_at, "clock_synced": True,
-    }
+def outgoing(clock=None):
+    """What the runner hands the store beside the visit: topic, mode and one time stamp, read
+    from ``clock`` (T0 without one)."""
+    now = clock() if clock else T0
+    return {"topic": VISIT_TOPIC, "stamp": {"at": rfc3339(now), "clock_synced": True,
+                                            "mono_s": 1.0}, "mode": "production"}
 
 
 @pytest.fixture
@@ -77,7 +73,7 @@ def store(tmp_path, clock):
 
 
 def test_store_record_visit_writes_visit_and_outbox_together_never_the_hash(store, clock):
-    visit = store.record_visit(visit_record(repeat_hash=b"\x01" * 32), build_payload=build_payload)
+    visit = store.record_visit(visit_record(repeat_hash=b"\x01" * 32), **outgoing(clock))
     assert visit.seq == 1
     assert len(visit.event_id) == 32 and int(visit.event_id, 16) >= 0
     assert visit.recorded_at == "2025-03-01T02:00:00.000Z"
@@ -101,34 +97,29 @@ def test_store_visit_table_has_no_identity_or_hash_column(store):
 
 def test_store_enum_fields_stored_as_plain_text(store):
     visit = store.record_visit(visit_record(outcome="abandoned", step=Screen.RATING, rating=None),
-                               build_payload=build_payload)
+                               **outgoing())
     assert store.Visit.get_by_id(visit.id).step == "rating"
 
 
 def test_store_bad_rating_rejected_without_writing(store, clock):
-    store.record_visit(visit_record(), build_payload=build_payload)
+    store.record_visit(visit_record(), **outgoing(clock))
     with pytest.raises(StoreError, match=f"{DB_NAME}.*rating"):
-        store.record_visit(visit_record(rating=9), build_payload=build_payload)
+        store.record_visit(visit_record(rating=9), **outgoing(clock))
     assert store.Visit.select().count() == 1
     assert len(store.due_messages(10)) == 1
-    assert store.record_visit(visit_record(), build_payload=build_payload).seq == 2
+    assert store.record_visit(visit_record(), **outgoing(clock)).seq == 2
 
 
-def test_store_payload_builder_failure_leaves_nothing_half_written(store, clock):
-    def broken(row):
-        return VISIT_TOPIC, {"at": object()}
-
-    with pytest.raises(StoreError, match=f"payload for {VISIT_TOPIC} is not JSON"):
-        store.record_visit(visit_record(repeat_hash=b"\x02" * 32), build_payload=broken)
+def test_store_visit_the_schema_refuses_leaves_nothing_half_written(store, clock):
+    with pytest.raises(ValueError, match="13-digit number at \\$.service_id"):
+        store.record_visit(visit_record(service_id="svc-1234567890123",
+                                        repeat_hash=b"\x02" * 32), **outgoing(clock))
     assert store.Visit.select().count() == 0
     assert store.due_messages(10) == []
 
 
 def test_store_accepts_payload_already_encoded(store, clock):
-    def encoded(row):
-        return VISIT_TOPIC, json.dumps({"event_id": row.event_id, "name": "ทดสอบ"}).encode()
-
-    store.record_visit(visit_record(), build_payload=encoded)
+    store.enqueue(VISIT_TOPIC, json.dumps({"event_id": "e1", "name": "ทดสอบ"}).encode())
     [message] = store.due_messages(1)
     assert json.loads(message.payload)["name"] == "ทดสอบ"
 
@@ -138,14 +129,14 @@ def test_store_seq_and_epoch_survive_reopen(tmp_path, clock):
     first = Store.open(data, clock=clock)
     assert first.current_epoch() == 0
     assert [first.next_epoch(), first.next_epoch()] == [1, 2]
-    seqs = [first.record_visit(visit_record(), build_payload=build_payload).seq for _ in range(3)]
+    seqs = [first.record_visit(visit_record(), **outgoing(clock)).seq for _ in range(3)]
     first.close()
     second = Store.open(data, clock=clock)
     try:
         assert seqs == [1, 2, 3]
         assert second.current_epoch() == 2
         assert second.next_epoch() == 3
-        visit = second.record_visit(visit_record(), build_payload=build_payload)
+        visit = second.record_visit(visit_record(), **outgoing(clock))
         assert (visit.seq, visit.epoch) == (4, 3)
     finally:
         second.close()
@@ -171,7 +162,7 @@ def test_store_event_ids_never_hold_thirteen_digits(monkeypatch):
 
 def test_store_files_are_owner_only(tmp_path, clock):
     store = Store.open(tmp_path / "fresh", clock=clock)
-    store.record_visit(visit_record(), build_payload=build_payload)
+    store.record_visit(visit_record(), **outgoing(clock))
     try:
         assert stat.S_IMODE((tmp_path / "fresh").stat().st_mode) == 0o700
         for name in (DB_NAME, DB_NAME + "-wal"):
@@ -234,7 +225,7 @@ def test_store_v3_drops_the_seen_card_table_and_its_hashes(tmp_path, clock):
 
 
 def test_store_outbox_pending_published_resent_confirmed(store, clock):
-    visit = store.record_visit(visit_record(), build_payload=build_payload)
+    visit = store.record_visit(visit_record(), **outgoing(clock))
     sent = clock()
     assert store.mark_sent([visit.event_id], sent) == 1
     # Pending rows are always due: the pump skips the ones it has in flight itself.
@@ -252,7 +243,7 @@ def test_store_outbox_pending_published_resent_confirmed(store, clock):
 
 def test_store_mark_published_takes_a_batch_beyond_one_statement(store, clock):
     with store.atomic():
-        ids = [store.record_visit(visit_record(), build_payload=build_payload).event_id
+        ids = [store.record_visit(visit_record(), **outgoing(clock)).event_id
                for _ in range(1200)]
     sent = clock()
     assert store.mark_published(ids[:1100], sent) == 1100
@@ -265,8 +256,8 @@ def test_store_mark_published_takes_a_batch_beyond_one_statement(store, clock):
 
 
 def test_store_confirm_is_idempotent_and_ignores_unknown_ids(store, clock):
-    a = store.record_visit(visit_record(), build_payload=build_payload)
-    b = store.record_visit(visit_record(), build_payload=build_payload)
+    a = store.record_visit(visit_record(), **outgoing(clock))
+    b = store.record_visit(visit_record(), **outgoing(clock))
     assert store.confirm([a.event_id, "not-an-event"]) == 1
     first_confirmed_at = store.Visit.get_by_id(a.id).confirmed_at
     clock.advance(minutes=5)
@@ -277,7 +268,7 @@ def test_store_confirm_is_idempotent_and_ignores_unknown_ids(store, clock):
 
 
 def test_store_late_puback_does_not_undo_confirmation(store, clock):
-    visit = store.record_visit(visit_record(), build_payload=build_payload)
+    visit = store.record_visit(visit_record(), **outgoing(clock))
     store.confirm([visit.event_id])
     assert not store.mark_published([visit.event_id], clock())
     assert not store.mark_dead(visit.event_id, 0x87)
@@ -286,7 +277,7 @@ def test_store_late_puback_does_not_undo_confirmation(store, clock):
 
 
 def test_store_dead_letters_parked_and_replayed(store, clock):
-    visit = store.record_visit(visit_record(), build_payload=build_payload)
+    visit = store.record_visit(visit_record(), **outgoing(clock))
     store.mark_sent([visit.event_id], clock())
     assert store.mark_dead(visit.event_id, 0x87)
     assert store.due_messages(10, [visit.event_id]) == []
@@ -300,7 +291,7 @@ def test_store_dead_letters_parked_and_replayed(store, clock):
 
 
 def test_store_due_messages_pending_up_to_the_limit_and_named_rows_still_published(store):
-    ids = [store.record_visit(visit_record(), build_payload=build_payload).event_id
+    ids = [store.record_visit(visit_record(), **outgoing()).event_id
            for _ in range(5)]
     store.mark_published(ids[:3], T0)
     store.confirm([ids[1]])
@@ -329,7 +320,7 @@ def test_store_delivery_updates_look_rows_up_by_event_id(store, clock):
     unconfirmed visit through a state index: with 10,000 rows queued that walk was most of the
     outbox thread's time."""
     with store.atomic():
-        ids = [store.record_visit(visit_record(), build_payload=build_payload).event_id
+        ids = [store.record_visit(visit_record(), **outgoing(clock)).event_id
                for _ in range(300)]
 
     def deliver():
@@ -381,9 +372,9 @@ def test_store_enqueue_survives_and_is_idempotent(tmp_path, clock):
 
 def test_store_outbox_stats_counts_and_age(store, clock):
     assert store.outbox_stats() == OutboxStats(depth=0, oldest_unconfirmed_age_s=None, dead=0)
-    a = store.record_visit(visit_record(), build_payload=build_payload)
+    a = store.record_visit(visit_record(), **outgoing(clock))
     clock.advance(seconds=30)
-    b = store.record_visit(visit_record(), build_payload=build_payload)
+    b = store.record_visit(visit_record(), **outgoing(clock))
     clock.advance(seconds=45)
     store.mark_published([b.event_id], clock())
     assert store.outbox_stats() == OutboxStats(depth=2, oldest_unconfirmed_age_s=75.0, dead=0)
@@ -394,11 +385,11 @@ def test_store_outbox_stats_counts_and_age(store, clock):
 def test_store_purge_keeps_unconfirmed_and_recently_confirmed(tmp_path, clock):
     store = Store.open(tmp_path, retention_days=30, clock=clock)
     try:
-        old = store.record_visit(visit_record(), build_payload=build_payload)
-        unconfirmed = store.record_visit(visit_record(), build_payload=build_payload)
+        old = store.record_visit(visit_record(), **outgoing(clock))
+        unconfirmed = store.record_visit(visit_record(), **outgoing(clock))
         store.confirm([old.event_id])
         clock.advance(days=29)
-        late = store.record_visit(visit_record(), build_payload=build_payload)
+        late = store.record_visit(visit_record(), **outgoing(clock))
         store.confirm([late.event_id])
         purged = store.purge()
         assert (purged.visits, purged.messages) == (0, 2)
@@ -419,7 +410,7 @@ def test_store_purge_holds_the_write_lock_for_one_chunk_at_a_time(tmp_path, cloc
     store = Store.open(tmp_path, retention_days=30, clock=clock)
     try:
         with store.atomic():
-            ids = [store.record_visit(visit_record(), build_payload=build_payload).event_id
+            ids = [store.record_visit(visit_record(), **outgoing(clock)).event_id
                    for _ in range(25)]
         store.confirm(ids)
         clock.advance(days=31)
@@ -434,7 +425,7 @@ def test_store_purge_holds_the_write_lock_for_one_chunk_at_a_time(tmp_path, cloc
 
 def test_store_checkpoint_empties_the_wal(store):
     for _ in range(5):
-        store.record_visit(visit_record(), build_payload=build_payload)
+        store.record_visit(visit_record(), **outgoing())
     wal = Path(f"{store.path}-wal")
     assert wal.stat().st_size > 0
     assert store.checkpoint()
@@ -479,7 +470,7 @@ def test_store_main_and_outbox_threads_work_at_once(store, clock):
     worker.start()
     try:
         for _ in range(total):
-            store.record_visit(visit_record(), build_payload=build_payload)
+            store.record_visit(visit_record(), **outgoing(clock))
     finally:
         recorded.set()
         worker.join(timeout=150)
@@ -492,10 +483,10 @@ def test_store_main_and_outbox_threads_work_at_once(store, clock):
 
 def test_store_threads_have_separate_connections(store, clock):
     """An open transaction on the main thread is invisible to, and does not block, the pump."""
-    store.record_visit(visit_record(), build_payload=build_payload)
+    store.record_visit(visit_record(), **outgoing(clock))
     seen = []
     with store.atomic():
-        store.record_visit(visit_record(), build_payload=build_payload)
+        store.record_visit(visit_record(), **outgoing(clock))
 
         def look():
             seen.append(len(store.due_messages(10)))
@@ -525,7 +516,7 @@ def _broken_next(db):
 def test_store_migrations_upgrade_in_order_keeping_data(tmp_path, clock):
     store = Store.open(tmp_path, clock=clock, migrations=MIGRATIONS[:1])
     assert store.schema_version == 1
-    visit = store.record_visit(visit_record(), build_payload=build_payload)
+    visit = store.record_visit(visit_record(), **outgoing(clock))
     store.close()
     store = Store.open(tmp_path, clock=clock, migrations=MIGRATIONS + (_add_kiosk_note,))
     try:
@@ -533,7 +524,7 @@ def test_store_migrations_upgrade_in_order_keeping_data(tmp_path, clock):
         note = store._db.execute_sql("SELECT note FROM visit WHERE event_id = ?",
                                      (visit.event_id,)).fetchone()[0]
         assert note == "from v1"
-        assert store.record_visit(visit_record(), build_payload=build_payload).seq == 2
+        assert store.record_visit(visit_record(), **outgoing(clock)).seq == 2
     finally:
         store.close()
 
@@ -570,7 +561,8 @@ while True:
         VisitRecord(outcome="completed", step="thank_you", verified=True, expired=False,
                     service_id="svc", copy_answer="none", rating=5, reason=None, language="en",
                     duration_s=9.0, repeat_hash=b"\\x07" * 32),
-        build_payload=lambda r: ("t", {"seq": r.seq}))
+        topic="t", stamp={"at": "2025-03-01T02:00:00.000Z", "clock_synced": True, "mono_s": 1.0},
+        mode="production")
     print(row.seq, row.event_id, flush=True)
 """
 
@@ -610,7 +602,7 @@ def test_store_every_committed_visit_survives_sigkill(tmp_path):
         assert committed.items() <= on_disk.items()
         messages = {m.event_id for m in store.OutboxMessage.select()}
         assert set(on_disk.values()) == messages
-        after = store.record_visit(visit_record(), build_payload=build_payload)
+        after = store.record_visit(visit_record(), **outgoing())
         assert after.seq == max(on_disk) + 1
     finally:
         store.close()
@@ -623,20 +615,20 @@ def test_store_refuses_below_free_space_floor_keeping_visits(tiny_fs):
     disk = tiny_fs(2)
     data = disk / "data"
     store = Store.open(data, min_free_mb=1, checkpoint_pages=50)
-    recorded = [store.record_visit(visit_record(), build_payload=build_payload).event_id
+    recorded = [store.record_visit(visit_record(), **outgoing()).event_id
                 for _ in range(5)]
     assert store.has_room()
     fill(disk / "ballast", leave_bytes=512 * 1024)
     assert not store.has_room()
     with pytest.raises(DiskFull, match=r"storage.min_free_mb = 1") as caught:
-        store.record_visit(visit_record(), build_payload=build_payload)
+        store.record_visit(visit_record(), **outgoing())
     assert str(data) in str(caught.value)
     with pytest.raises(DiskFull):
         store.enqueue("citizeninfo/v1/kiosk/k1/reply", {"ok": True})
     assert store.Visit.select().count() == 5
     (disk / "ballast").unlink()
     assert store.has_room()
-    store.record_visit(visit_record(), build_payload=build_payload)
+    store.record_visit(visit_record(), **outgoing())
     store.close()
     reopened = Store.open(data, min_free_mb=1)
     try:
@@ -652,15 +644,15 @@ def test_store_disk_really_full_raises_diskfull_and_loses_nothing(tiny_fs):
     data = disk / "data"
     store = Store.open(data, min_free_mb=0, checkpoint_pages=50)
     for _ in range(3):
-        store.record_visit(visit_record(), build_payload=build_payload)
+        store.record_visit(visit_record(), **outgoing())
     assert store.checkpoint()  # the next visit has to grow the WAL
     fill(disk / "ballast")
     with pytest.raises(DiskFull, match=f"{DB_NAME}: the disk filled up while trying to record"):
         for _ in range(50):  # a page or two may still fit in the last partial block
-            store.record_visit(visit_record(rating=1), build_payload=build_payload)
+            store.record_visit(visit_record(rating=1), **outgoing())
     assert store.Visit.select().where(store.Visit.rating == 4).count() == 3
     (disk / "ballast").unlink()
-    store.record_visit(visit_record(rating=5), build_payload=build_payload)
+    store.record_visit(visit_record(rating=5), **outgoing())
     store.close()
     reopened = Store.open(data, min_free_mb=0)
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kiosk.card.repeat import RepeatKeys, SeenCards
 from kiosk.store import Store
-from tests.test_store import build_payload, visit_record
+from tests.test_store import outgoing, visit_record
 
 WINDOW_S = 1800.0
 
@@ -119,7 +119,7 @@ def test_store_privacy_no_identity_on_disk_after_50_visits(tmp_path):
                 visit_record(rating=1 + i % 5, language="th" if i % 2 else "en",
                        age_band="60+" if i % 3 else "30-39", gender="female" if i % 2 else "male",
                        repeat_hash=repeat_hash),
-                build_payload=build_payload)
+                **outgoing())
             seen.note(repeat_hash)
             hashes[f"repeat hash {i}"] = repeat_hash
         # The five cards inserted again were recognised, and nobody else was.

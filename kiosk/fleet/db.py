@@ -28,7 +28,10 @@ from peewee import (
 from peewee import __exception_wrapper__ as driver_errors_as_peewee  # sqlite3 -> peewee errors
 from playhouse.migrate import SqliteMigrator, migrate
 
+from kiosk import visit as schema
+
 DEFAULT_DB = "fleet.sqlite3"
+_COLUMN_TYPES = {str: CharField, int: IntegerField, bool: BooleanField, float: FloatField}
 
 
 def utc_now():
@@ -80,30 +83,23 @@ class FleetDb:
             services = TextField()  # JSON list of {id, name_th, name_en, no_copy}
             received = CharField()
 
-        class Visit(Base):
-            event_id = CharField(primary_key=True)
-            kiosk_id = CharField(index=True)
-            instance = CharField(null=True)  # None from kiosks before 0.2
-            seq = IntegerField()  # counts visits per instance
-            epoch = IntegerField()
-            is_demo = BooleanField(index=True)
-            outcome = CharField()
-            step = CharField()
-            verified = BooleanField()
-            expired = BooleanField(null=True)
-            service_id = CharField(null=True)
-            copy_answer = CharField(null=True)
-            rating = IntegerField(null=True)
-            reason = CharField(null=True)
-            language = CharField()
-            duration_s = FloatField()
-            age_band = CharField(null=True)
-            gender = CharField(null=True)
-            at = CharField()
-            clock_synced = BooleanField()
-            mono_s = FloatField()
-            schema = IntegerField()
-            received = CharField()
+        # The envelope and the collector's own columns, around the fields the visit schema
+        # says the collector keeps.
+        Visit = type("Visit", (Base,), {
+            "__module__": __name__,
+            "event_id": CharField(primary_key=True),
+            "kiosk_id": CharField(index=True),
+            "instance": CharField(null=True),  # None from kiosks before 0.2
+            "seq": IntegerField(),  # counts visits per instance
+            "epoch": IntegerField(),
+            "is_demo": BooleanField(index=True),
+            **{f.name: _COLUMN_TYPES[f.type](null=not f.required) for f in schema.KEPT},
+            "at": CharField(),
+            "clock_synced": BooleanField(),
+            "mono_s": FloatField(),
+            "schema": IntegerField(),
+            "received": CharField(),
+        })
 
         class Alarm(Base):
             """Something about one kiosk that ops must look at, once per kind: ``instance_changed``
@@ -136,19 +132,18 @@ class FleetDb:
         self._add_missing_columns([Kiosk, Pin, Visit])
 
     def _add_missing_columns(self, models):
-        """A file made by an older collector lacks the columns added since (``instance``): add
-        them, empty, or every insert would fail and the collector retry its first batch for
-        ever. The fleet database has no migrations of its own; they come with its move to
-        PostgreSQL."""
+        """A file made by an older collector lacks the columns added since (``instance``, a
+        field the visit schema gained): add them, empty, or every insert would fail and the
+        collector retry its first batch for ever. The fleet database has no migrations of its
+        own; they come with its move to PostgreSQL."""
         migrator = SqliteMigrator(self.database)
         for model in models:
             table = model._meta.table_name
             have = {column.name for column in self.database.get_columns(table)}
             missing = [field for field in model._meta.sorted_fields
                        if field.column_name not in have]
-            if any(not field.null for field in missing):
-                raise ValueError(f"{self.path}: cannot add required column(s) to {table}")
-            migrate(*(migrator.add_column(table, field.column_name, field)
+            # Empty in the rows already there, so nullable whatever the model says.
+            migrate(*(migrator.add_column(table, field.column_name, type(field)(null=True))
                       for field in missing))
 
     def close(self):

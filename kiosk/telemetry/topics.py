@@ -1,7 +1,8 @@
 """The telemetry contract between kiosks, the collector and ops: topics, payloads, parsing.
 
-Standard library only (it imports the pure :mod:`kiosk.flow` for the answer vocabularies), so
-both sides of the wire and every test share one definition. ``docs/telemetry.md`` explains each
+Standard library only (the visit's fields and vocabularies come from the pure
+:mod:`kiosk.visit`, never from the flow), so both sides of the wire and every test share one
+definition. ``docs/telemetry.md`` explains each
 message and carries an example payload that the tests validate against this module.
 
 What the kiosk side calls (builders return the UTF-8 JSON bytes to publish):
@@ -9,8 +10,8 @@ What the kiosk side calls (builders return the UTF-8 JSON bytes to publish):
 * topics: :func:`kiosk_topic` (``status pin visit health reply``), :func:`cmd_topic`,
   :func:`cmd_subscription`, :func:`ack_topic`; :data:`QOS` and :data:`RETAIN` per message.
 * :func:`stamp` (wall clock UTC, ``clock_synced``, ``mono_s``) -> the three time fields.
-* :func:`status_payload`, :func:`pin_payload`, :func:`visit_payload`, :func:`health_payload`,
-  :func:`reply_payload`.
+* :func:`status_payload`, :func:`pin_payload`, :func:`health_payload`, :func:`reply_payload`
+  (the ``visit`` payload is :func:`kiosk.visit.payload`, which the store calls).
 * :func:`parse_command` -> :class:`Command`, or :class:`~kiosk.errors.CommandRejected` (a
   :class:`~kiosk.errors.MessageRejected`) carrying the reason and the correlation id when known.
 * :func:`parse_ack` -> tuple of event ids.
@@ -29,17 +30,18 @@ import datetime as dt
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 from types import MappingProxyType
 
 from kiosk import logsafe
+from kiosk import visit as schema
 from kiosk.accounts import RESERVED_ACCOUNTS
 from kiosk.errors import CommandRejected, MessageRejected
-from kiosk.flow import COPY_ANSWERS, LANGUAGES, RATINGS, REASONS, Screen
 
-#: The payload schema this code writes. Readers accept this one and the one before it, so a
-#: kiosk one release behind the collector (or the reverse, for commands) keeps working.
-SCHEMA = 1
+#: The payload schema this code writes (:data:`kiosk.visit.SCHEMA`). Readers accept this one and
+#: the one before it, so a kiosk one release behind the collector (or the reverse, for commands)
+#: keeps working.
+SCHEMA = schema.SCHEMA
 ACCEPTED_SCHEMAS = (SCHEMA - 1, SCHEMA)
 
 ROOT = "citizeninfo/v1"
@@ -69,16 +71,12 @@ MAX_DEPTH = 8
 MAX_ACK_IDS = 500
 
 STATUS_STATES = ("online", "offline", "lost")
-OUTCOMES = ("completed", "abandoned")
-STEPS = tuple(screen.value for screen in Screen)
 MODES = ("production", "demo")
 NO_COPY_STATES = ("cancelled", "in_progress", "not_yet")
-GENDERS = ("male", "female")
 READER_STATES = ("ready", "card_present", "no_reader", "error", "disabled")
 
 _KIOSK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
-_AGE_BAND = re.compile(r"\d{1,3}(-\d{1,3}|\+)")
+_TOKEN = schema.TOKEN
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,39}")
 _DIGIT_RUN = re.compile(r"\d{13,}")
 _RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
@@ -379,32 +377,17 @@ class Pin:
     schema: int
 
 
-@dataclass(frozen=True)
-class VisitMessage:
-    """``visit``: one anonymous visit, exactly the fields the collector may store."""
+def _message_field(f):
+    return f.name, f.type if f.required else f.type | None
 
-    kiosk_id: str
-    event_id: str
-    instance: str | None
-    epoch: int
-    seq: int
-    mode: str
-    outcome: str
-    step: str
-    verified: bool
-    expired: bool | None
-    service_id: str | None
-    copy_answer: str | None
-    rating: int | None
-    reason: str | None
-    language: str
-    duration_s: float
-    age_band: str | None
-    gender: str | None
-    at: str
-    clock_synced: bool
-    mono_s: float
-    schema: int
+
+#: ``visit``: one anonymous visit, exactly the fields the collector may store (the sent fields
+#: of :mod:`kiosk.visit`, between the envelope and the time stamp).
+VisitMessage = make_dataclass("VisitMessage", [
+    ("kiosk_id", str), ("event_id", str), ("instance", str | None), ("epoch", int), ("seq", int),
+    ("mode", str), *(_message_field(f) for f in schema.SENT), ("at", str),
+    ("clock_synced", bool), ("mono_s", float), ("schema", int),
+], frozen=True, namespace={"__module__": __name__})
 
 
 @dataclass(frozen=True)
@@ -518,46 +501,18 @@ def _parse_pin(what, obj, kiosk_id):
     )
 
 
-def visit_payload(*, event_id, instance, seq, epoch, mode, outcome, step, verified, expired,
-                  service_id, copy_answer, rating, reason, language, duration_s, age_band=None,
-                  gender=None, stamp):
-    """One ``visit`` (QoS 1, not retained) from explicit fields of the stored visit row.
-
-    Deliberately no ``**row``: the repeat hash and anything else the store keeps stay home.
-    ``stamp`` is the time the visit was recorded; ``seq`` counts visits per ``instance``.
-    """
-    obj = {
-        "schema": SCHEMA, "event_id": event_id, "instance": instance, "seq": seq,
-        "epoch": epoch, "mode": mode,
-        "outcome": outcome, "step": step, "verified": verified, "expired": expired,
-        "service_id": service_id, "copy_answer": copy_answer, "rating": rating,
-        "reason": reason, "language": language,
-        "duration_s": None if duration_s is None else round(float(duration_s), 1),
-        "age_band": age_band, "gender": gender, **stamp,
-    }
-    _parse_visit("visit_payload", obj, "-")
-    return _encode(obj)
-
-
 def _parse_visit(what, obj, kiosk_id):
     f = _Fields(obj, what)
-    return VisitMessage(
-        kiosk_id=kiosk_id,
+    envelope = dict(
         event_id=f.match("event_id", _TOKEN, _event_id_rule()), instance=f.instance(),
         epoch=f.integer("epoch", 0, 2**31 - 1), seq=f.integer("seq", 0, 10**11),
-        mode=f.choice("mode", MODES), outcome=f.choice("outcome", OUTCOMES),
-        step=f.choice("step", STEPS), verified=f.boolean("verified"),
-        expired=f.boolean("expired", optional=True),
-        service_id=f.match("service_id", _TOKEN, "must be a service id", optional=True),
-        copy_answer=f.choice("copy_answer", COPY_ANSWERS, optional=True),
-        rating=f.choice("rating", RATINGS, optional=True),
-        reason=f.choice("reason", REASONS, optional=True),
-        language=f.choice("language", LANGUAGES),
-        duration_s=f.number("duration_s", 0, 86_400),
-        age_band=f.match("age_band", _AGE_BAND, "must look like 30-39 or 60+", optional=True),
-        gender=f.choice("gender", GENDERS, optional=True),
-        **f.stamp(), schema=obj["schema"],
-    )
+        mode=f.choice("mode", MODES))
+    answers = {}
+    for field in schema.SENT:
+        value = f.get(field.name, field.accepts, field.describe(), optional=not field.required)
+        answers[field.name] = float(value) if field.type is float and value is not None else value
+    return VisitMessage(kiosk_id=kiosk_id, **envelope, **answers, **f.stamp(),
+                        schema=obj["schema"])
 
 
 def health_payload(*, mode, uptime_s, load_1m, disk_free_mb, mem_free_mb, outbox_depth,

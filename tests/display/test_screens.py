@@ -70,12 +70,12 @@ def test_screens_rate_without_card_only_when_allowed(display_settings):
     assert _actions(refused) == [flow.LanguageToggled()]
 
 
-def test_screens_language_button_only_where_the_flow_takes_it(display_settings):
+def test_screens_language_button_only_where_the_flow_takes_it(display_settings, make_config):
     renderer = Renderer(display_settings)
     for screen in Screen:
         has_button = flow.LanguageToggled() in _actions(renderer.scene(View(screen, "th")))
         state = State(screen=screen, visit=flow.Visit(0.0, verified=True))
-        settings = flow.FlowSettings(timeouts={}, service_ids=("a", "b"))
+        settings = flow.FlowSettings.from_config(make_config())
         toggled, _ = flow.step(state, flow.LanguageToggled(), 1.0, settings)
         assert has_button == (toggled.language == "en"), screen
 

@@ -11,6 +11,7 @@ import peewee
 import pytest
 from paho.mqtt import client as mqtt
 
+from kiosk import visit as schema
 from kiosk.fleet.collector import Collector
 from kiosk.fleet.db import open_database
 from kiosk.fleet.status import status_lines
@@ -31,7 +32,7 @@ def visit(event_id=None, **overrides):
         duration_s=30.0, stamp=STAMP,
     )
     fields.update(overrides)
-    return topics.visit_payload(**fields)
+    return schema.payload(**fields)
 
 
 def status(state, epoch, instance=INSTANCE):

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kiosk import visit
 from kiosk.errors import CommandRejected, MessageRejected
-from kiosk.flow import COPY_ANSWERS, LANGUAGES, REASONS
 from kiosk.telemetry import topics
+from kiosk.visit import COPY_ANSWERS, LANGUAGES, REASONS
 from tests.telemetry.poison import POISON
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "telemetry.md"
@@ -140,14 +141,14 @@ def test_topics_find_long_numbers_flags_id_shaped_values_only():
 
 def test_topics_builders_refuse_to_put_a_long_number_on_the_wire():
     with pytest.raises(ValueError):
-        topics.visit_payload(**visit_fields(seq=1_234_567_890_123))
+        visit.payload(**visit_fields(seq=1_234_567_890_123))
     with pytest.raises(ValueError):
         topics.reply_payload("c1", True, data={"cid": "1234567890123"})
 
 
 def test_topics_visit_builder_takes_no_repeat_hash_or_row_dump():
     with pytest.raises(TypeError):
-        topics.visit_payload(**visit_fields(repeat_hash=b"\x01" * 32))
+        visit.payload(**visit_fields(repeat_hash=b"\x01" * 32))
 
 
 @settings(max_examples=60, deadline=None)
@@ -160,7 +161,7 @@ def test_topics_visit_builder_takes_no_repeat_hash_or_row_dump():
 )
 def test_topics_visit_builder_never_emits_a_13_digit_number(seq, epoch, duration, mono, wall,
                                                             rating, reason, copy, language):
-    payload = topics.visit_payload(**visit_fields(
+    payload = visit.payload(**visit_fields(
         seq=seq, epoch=epoch, duration_s=duration, rating=rating, reason=reason,
         copy_answer=copy, language=language, stamp=topics.stamp(wall, True, mono)))
     assert topics.find_long_numbers(json.loads(payload)) == []
@@ -205,7 +206,7 @@ def test_topics_pin_payload_reads_a_config_shaped_object():
 
 
 def test_topics_previous_schema_accepted_and_unknown_fields_ignored():
-    obj = {**json.loads(topics.visit_payload(**visit_fields())),
+    obj = {**json.loads(visit.payload(**visit_fields())),
            "schema": topics.SCHEMA - 1, "screen_brightness": 80}
     parsed = topics.parse_kiosk_message("citizeninfo/v1/kiosk/k1/visit", json.dumps(obj))
     assert parsed.schema == topics.SCHEMA - 1 and not hasattr(parsed, "screen_brightness")
@@ -214,7 +215,7 @@ def test_topics_previous_schema_accepted_and_unknown_fields_ignored():
 @pytest.mark.parametrize("schema,hint", [(topics.SCHEMA + 1, "upgrade the reader"),
                                          (topics.SCHEMA - 2, "upgrade the sender")])
 def test_topics_schema_outside_n_and_n_minus_1_rejected(schema, hint):
-    obj = {**json.loads(topics.visit_payload(**visit_fields())), "schema": schema}
+    obj = {**json.loads(visit.payload(**visit_fields())), "schema": schema}
     with pytest.raises(MessageRejected, match=hint):
         topics.parse_kiosk_message("citizeninfo/v1/kiosk/k1/visit", json.dumps(obj))
 
@@ -223,7 +224,7 @@ def test_topics_schema_outside_n_and_n_minus_1_rejected(schema, hint):
                                          ("step", "nowhere"), ("event_id", "a b"),
                                          ("at", "2025-01-31 02:41"), ("duration_s", None)])
 def test_topics_visit_with_bad_field_rejected_naming_the_field(field, value):
-    obj = {**json.loads(topics.visit_payload(**visit_fields())), field: value}
+    obj = {**json.loads(visit.payload(**visit_fields())), field: value}
     with pytest.raises(MessageRejected, match=f"field '{field}'") as caught:
         topics.parse_kiosk_message("citizeninfo/v1/kiosk/k1/visit", json.dumps(obj))
     assert repr(value) not in str(caught.value) or value is None

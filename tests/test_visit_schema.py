@@ -1,0 +1,207 @@
+"""The visit schema (kiosk/visit.py): one declaration per field, and everything derived from it."""
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from kiosk import flow, visit
+from kiosk.fleet.db import open_database
+from kiosk.store import MIGRATIONS, Store
+from kiosk.telemetry import topics
+
+STAMP = topics.stamp(dt.datetime(2025, 3, 1, 2, 0, 0, 123456, tzinfo=dt.UTC), True, 4321.98765)
+TOPIC = "citizeninfo/v1/kiosk/k1/visit"
+ANSWERS = dict(outcome="completed", step="reason", verified=True, expired=False,
+               service_id="id_card", copy_answer="both", rating=2, reason="waiting_time",
+               language="en", duration_s=21.46, age_band="60+", gender="female")
+ENVELOPE = dict(event_id="0b9a3c1e6f1d4c1b9d352a7f5c3e9b10",
+                instance="5e0c2d8a9b7f4a1c8e6d3b2a1f0e9d8c", seq=7, epoch=3, mode="demo")
+# What topics.visit_payload (before issue 10) built for ANSWERS and ENVELOPE: the wire must not
+# change by a byte.
+WIRE = (b'{"schema":1,"event_id":"0b9a3c1e6f1d4c1b9d352a7f5c3e9b10",'
+        b'"instance":"5e0c2d8a9b7f4a1c8e6d3b2a1f0e9d8c","seq":7,"epoch":3,"mode":"demo",'
+        b'"outcome":"completed","step":"reason","verified":true,"expired":false,'
+        b'"service_id":"id_card","copy_answer":"both","rating":2,"reason":"waiting_time",'
+        b'"language":"en","duration_s":21.5,"age_band":"60+","gender":"female",'
+        b'"at":"2025-03-01T02:00:00.123Z","clock_synced":true,"mono_s":4321.988}')
+WIRE_ABANDONED = (b'{"schema":1,"event_id":"e2","instance":"i2","seq":1,"epoch":0,'
+                  b'"mode":"production","outcome":"abandoned","step":"rating","verified":false,'
+                  b'"expired":null,"service_id":null,"copy_answer":null,"rating":null,'
+                  b'"reason":null,"language":"th","duration_s":90.0,"age_band":null,'
+                  b'"gender":null,"at":"2025-03-01T02:00:00.123Z","clock_synced":true,'
+                  b'"mono_s":4321.988}')
+
+
+def test_visit_schema_payload_is_byte_identical_to_the_wire_before_the_schema():
+    assert visit.payload(**ENVELOPE, **ANSWERS, stamp=STAMP) == WIRE
+    assert visit.payload(event_id="e2", instance="i2", seq=1, epoch=0, mode="production",
+                         outcome="abandoned", step="rating", verified=False, language="th",
+                         duration_s=90, stamp=STAMP) == WIRE_ABANDONED
+
+
+def test_visit_schema_store_writes_the_same_bytes_in_one_call(tmp_path):
+    store = Store.open(tmp_path / "data")
+    try:
+        row = store.record_visit(visit.Record(**ANSWERS, repeat_hash=b"\x01" * 32),
+                                 topic=TOPIC, stamp=STAMP, mode="demo")
+        [message] = store.due_messages(1)
+        expected = json.loads(WIRE)
+        expected.update(event_id=row.event_id, instance=store.instance, seq=1, epoch=0)
+        assert message.topic == TOPIC
+        assert message.payload.encode() == json.dumps(
+            expected, ensure_ascii=False, separators=(",", ":")).encode()
+        assert (row.recorded_at, row.mode) == (STAMP["at"], "demo")
+    finally:
+        store.close()
+
+
+# --- migrations ---------------------------------------------------------------------------
+
+#: sha256 of the SQL each released store version runs: kiosks in the field are at every version,
+#: so these never change (a new field appends a version instead).
+RELEASED_SQL = {
+    1: "4b28de664d81a9fe50e85d3c1226046711ccc87d50f8c94076df48e921187b09",
+    2: "59f12a9379cc63af4f79484f2ae6a6941ec5c05d4dbb91d2adc4f3bf9d08c5d1",
+    3: "87a6b7c75025e660898338ba5d05851a446a12a8147754aa321fcb7ad7d9d07a",
+}
+
+
+class SqlRecorder:
+    """Stands in for the database: keeps the statements a migration runs."""
+
+    def __init__(self):
+        self.statements = []
+
+    def execute_sql(self, sql, params=None):
+        self.statements.append(sql)
+
+
+def migration_sql(migration):
+    db = SqlRecorder()
+    migration(db)
+    return "\n;\n".join(db.statements)
+
+
+def test_visit_schema_released_migrations_stay_byte_identical():
+    for version, digest in RELEASED_SQL.items():
+        sql = migration_sql(MIGRATIONS[version - 1])
+        assert hashlib.sha256(sql.encode()).hexdigest() == digest, f"store v{version} changed"
+
+
+def test_visit_schema_new_fields_come_after_v1_as_nullable_columns():
+    for f in visit.FIELDS:
+        assert f.since == 1 or not f.required, f"{f.name}: older rows have no value"
+    assert visit.add_column_statements(1) == []  # v1 is the hand-written table
+    assert len(MIGRATIONS) == max(3, visit.STORE_VERSION)
+
+
+# --- adding a field -----------------------------------------------------------------------
+
+NEW_FIELD = '''    Field("wait_band", str, "how long the citizen waited", choices=("short", "long"),
+          since=4),
+'''
+ASKED = "copy_answer=event.answer)"
+ASKED_TOO = "copy_answer=event.answer, wait_band=\"short\")"
+
+# Runs on the edited copy of the package: one visit from the flow's questions to the
+# collector's row, through a kiosk store and a fleet database made by the unedited package.
+NEW_FIELD_VISIT = '''
+import sys
+from pathlib import Path
+
+from kiosk import flow
+from kiosk.fleet.db import open_database
+from kiosk.store import Store
+from kiosk.telemetry import topics
+
+here = Path(sys.argv[1])
+settings = flow.FlowSettings(
+    timeouts={}, service_ids=("a", "b"), thank_you_s=8.0, take_card_s=20.0, reminder_s=5.0,
+    allow_rating_without_card=True, ask_reason_at_or_below=2)
+state, records = flow.State(), []
+for event in (flow.StartedWithoutCard(), flow.ServiceChosen("a"), flow.CopyAnswered("none"),
+              flow.RatingChosen(5)):
+    state, effects = flow.step(state, event, 1.0, settings)
+    records += [effect.record for effect in effects if isinstance(effect, flow.RecordVisit)]
+store = Store.open(here / "kiosk")
+row = store.record_visit(records[0], topic=topics.kiosk_topic("k1", "visit"),
+                         stamp=topics.stamp(__import__("datetime").datetime.now(
+                             __import__("datetime").UTC), True, 1.0), mode="production")
+[message] = store.due_messages(1)
+parsed = topics.parse_kiosk_message(message.topic, message.payload.encode())
+fleet = open_database(here / "fleet.sqlite3")
+fleet.add_visits([parsed], "2025-01-01T00:00:00.000Z")
+[kept] = fleet.visits()
+print(store.schema_version, store.Visit.get_by_id(row.id).wait_band, parsed.wait_band,
+      kept.wait_band)
+'''
+
+
+def test_visit_schema_a_new_field_needs_only_the_schema_and_the_screen_asking(tmp_path):
+    package = tmp_path / "copy" / "kiosk"
+    shutil.copytree(Path(visit.__file__).parent, package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    schema_py = package / "visit.py"
+    text = schema_py.read_text()
+    hash_field = text.index('    Field("repeat_hash"')
+    schema_py.write_text(text[:hash_field] + NEW_FIELD + text[hash_field:])
+    flow_py = package / "flow.py"
+    assert ASKED in flow_py.read_text()
+    flow_py.write_text(flow_py.read_text().replace(ASKED, ASKED_TOO).replace(
+        "    copy_answer: str | None = None\n",
+        "    copy_answer: str | None = None\n    wait_band: str | None = None\n"))
+    # A kiosk and a collector that ran the released package already have their databases.
+    Store.open(tmp_path / "kiosk").close()
+    open_database(tmp_path / "fleet.sqlite3").close()
+
+    done = subprocess.run([sys.executable, "-c", NEW_FIELD_VISIT, str(tmp_path)], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(package.parent)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["4", "short", "short", "short"]
+
+
+# --- where a field's name may appear ------------------------------------------------------
+
+KIOSK = Path(visit.__file__).parent
+#: The schema's names distinctive enough to grep for (``rating`` or ``reason`` mean other
+#: things too); the repeat hash is not a field that leaves the runner.
+DISTINCTIVE = [f.name for f in visit.STORED if "_" in f.name]
+#: The schema, the code that asks for a field (the flow's questions, the screens, the card
+#: that reads age band and gender) and the code that counts it (the collector's statistics).
+MAY_NAME = ("visit.py", "flow.py", "display/", "card/", "fleet/db.py")
+#: Single uses elsewhere, each with its reason.
+MAY_NAME_TOO = {
+    ("app.py", "age_band"): "the runner hands the card's derived facts to the flow",
+    ("demo.py", "service_id"): "the demo prints the visits it stored, for the operator",
+    ("demo.py", "copy_answer"): "the demo prints the visits it stored, for the operator",
+}
+
+
+def test_visit_schema_field_names_appear_only_where_asked_or_counted():
+    assert {"service_id", "copy_answer", "duration_s", "age_band"} <= set(DISTINCTIVE)
+    use = re.compile(rf"""["'.]({'|'.join(DISTINCTIVE)})\b""")
+    found = set()
+    for path in KIOSK.rglob("*.py"):
+        where = path.relative_to(KIOSK).as_posix()
+        if where.startswith(MAY_NAME):
+            continue
+        found |= {(where, name) for name in use.findall(path.read_text())}
+    assert found <= set(MAY_NAME_TOO), sorted(found - set(MAY_NAME_TOO))
+
+
+def test_visit_schema_docs_field_table_is_the_schemas():
+    doc = (KIOSK.parent / "docs" / "telemetry.md").read_text(encoding="utf-8")
+    start = doc.index("<!-- generated: kiosk.visit.doc_table() -->\n")
+    table = doc[start:doc.index("<!-- end generated -->", start)].split("\n", 1)[1]
+    assert table == visit.doc_table()
+
+
+def test_visit_schema_every_step_the_flow_records_is_on_the_wire():
+    assert {screen.value for screen in flow.Screen} <= set(visit.STEPS)
