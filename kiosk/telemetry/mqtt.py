@@ -7,8 +7,9 @@ What a caller may rely on:
   own connection). Otherwise they only hand facts on: delivery facts (:class:`Connected`,
   :class:`Disconnected`, :class:`Published`, :class:`AckReceived`) go to ``facts`` (the outbox
   thread's queue), commands go to ``put`` (the runner's main-thread queue) as
-  :class:`CommandReceived`. The only calls made from callbacks are paho's own (subscribe after
-  CONNACK, the birth messages after SUBACK, the reconnect delay), never under a lock of ours.
+  :class:`kiosk.facts.CommandReceived`. The only calls made from callbacks are paho's own
+  (subscribe after CONNACK, the birth messages after SUBACK, the reconnect delay), never under
+  a lock of ours.
 * MQTT 5 only: under 3.1.1 Mosquitto acknowledges a publish its ACL denies and drops it silently;
   MQTT 5 returns the reason code (0x87) that parks the row as a dead letter.
 * Every connect gets a fresh epoch (``next_epoch``), set into the Last Will just before the
@@ -43,6 +44,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from kiosk.errors import MessageRejected, TelemetryError
+from kiosk.facts import CommandReceived
 from kiosk.telemetry import topics
 from kiosk.telemetry.clock import system_stamp
 
@@ -80,15 +82,6 @@ class AckReceived:
     """The collector has committed these events (``ack/{kiosk_id}``)."""
 
     event_ids: tuple
-
-
-@dataclass(frozen=True)
-class CommandReceived:
-    """A message under ``cmd/{kiosk_id}/``, still unparsed: the main thread judges it."""
-
-    topic: str
-    payload: bytes
-    is_retained: bool
 
 
 def reconnect_delay(attempt, min_s, max_s, rng=random):
