@@ -17,10 +17,11 @@ from pathlib import Path
 import tomli_w
 
 from kiosk import config
-from kiosk.app import Telemetry, visit_message
+from kiosk.assemble import Telemetry
 from kiosk.fleet.collector import Collector
 from kiosk.flow import VisitRecord
 from kiosk.rigs.broker import Broker
+from kiosk.runner import visit_message
 from kiosk.store import Store
 from kiosk.telemetry import topics
 
@@ -117,7 +118,7 @@ def run(quick=False):
         f"{count:,} visits queued in the kiosk's SQLite outbox, published over MQTT 5 QoS 1 to a "
         "local Mosquitto, committed by the collector and confirmed at the kiosk by the "
         f"collector's ack. Target: at least {TARGET_PER_S:,} msg/s. The kiosk side runs in its "
-        "own process with the runner's own wiring (`kiosk.app.Telemetry`); broker, collector "
+        "own process with the runner's own wiring (`kiosk.assemble.Telemetry`); broker, collector "
         "and kiosk share this machine's cores.",
         "",
         "| in-flight window | visits | seconds | confirmed msg/s | vs. target |",

@@ -17,7 +17,7 @@ from kiosk.errors import KioskError
 VERBS = {
     "config": ("kiosk.config", "check or show a kiosk config file"),
     "card": ("kiosk.card.probe", "probe the card reader and card (technician tool)"),
-    "run": ("kiosk.app", "run the kiosk"),
+    "run": ("kiosk.run", "run the kiosk"),
     "demo": ("kiosk.demo", "run the kiosk with an emulated card, a local broker and collector"),
     "screenshot": ("kiosk.screenshot", "render every screen to PNG files"),
     "firstboot": ("kiosk.firstboot", "apply the agency's boot-partition config (first boot)"),

@@ -22,6 +22,7 @@ import tomli_w
 
 from kiosk import config as kiosk_config
 from kiosk import script
+from kiosk.assemble import Kiosk
 from kiosk.errors import KioskError
 
 log = logging.getLogger(__name__)
@@ -172,8 +173,6 @@ def main(args):
 
 
 def _window(world):
-    from kiosk.app import Kiosk
-
     inserted = [0]
 
     def key(name):
@@ -193,8 +192,6 @@ def _window(world):
 
 
 def _headless(world, args):
-    from kiosk.app import Kiosk
-
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     steps = visit_script(world.cfg, args.visits)
@@ -210,8 +207,7 @@ def _headless(world, args):
     stop = threading.Event()
     print(f"demo: playing {args.visits} scripted visit(s) through the real card stack ...",
           flush=True)
-    with Kiosk(world.cfg, headless=True) as kiosk:
-        kiosk.runner.when_shown = shoot
+    with Kiosk(world.cfg, headless=True, when_shown=shoot) as kiosk:
         driver = kiosk.play(steps, stop, card=world.stack.emulator,
                             wait_confirmed_s=CONFIRM_WAIT_S)
         depth = kiosk.store.outbox_stats().depth

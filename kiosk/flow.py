@@ -174,18 +174,31 @@ class RecordVisit:
     record: VisitRecord
 
 
+class BeepKind(enum.StrEnum):
+    """What a beep tells the citizen; the buzzer and the speaker each have a sound per kind."""
+
+    TAP = "tap"
+    CARD = "card"
+    ERROR = "error"
+    REMINDER = "reminder"
+
+
+class StatusLight(enum.StrEnum):
+    """The status lights a kiosk may have wired, exactly one lit at a time."""
+
+    READY = "ready"
+    BUSY = "busy"
+    FAULT = "fault"
+
+
 @dataclass(frozen=True)
 class Beep:
-    """``kind`` is ``tap``, ``card``, ``error`` or ``reminder``."""
-
-    kind: str
+    kind: BeepKind
 
 
 @dataclass(frozen=True)
 class SetStatusLight:
-    """``light`` is ``ready``, ``busy`` or ``fault``."""
-
-    light: str
+    light: StatusLight
 
 
 # --- state ----------------------------------------------------------------------------------
@@ -260,10 +273,10 @@ class State:
 def status_light(screen):
     """The status light that belongs to a screen."""
     if screen is Screen.IDLE:
-        return "ready"
+        return StatusLight.READY
     if screen is Screen.OUT_OF_SERVICE:
-        return "fault"
-    return "busy"
+        return StatusLight.FAULT
+    return StatusLight.BUSY
 
 
 # --- the step function ----------------------------------------------------------------------
@@ -342,7 +355,7 @@ def _after_visit(state, now, settings):
     if state.card_present:
         new, shown = _go(state, Screen.TAKE_CARD, now, settings, visit=None,
                          next_reminder=now + settings.reminder_s)
-        return new, (*shown, Beep("reminder"))
+        return new, (*shown, Beep(BeepKind.REMINDER))
     return _idle(state, now, settings)
 
 
@@ -364,7 +377,7 @@ def _card_removed(state, now, settings):
     if state.screen is Screen.READING:
         new, shown = _go(state, Screen.CARD_PROBLEM, now, settings, visit=None,
                          problem="removed")
-        return new, (*shown, Beep("error"))
+        return new, (*shown, Beep(BeepKind.ERROR))
     if state.screen is Screen.TAKE_CARD:
         return _idle(state, now, settings)
     # The card may be pulled once it was read: the visit goes on.
@@ -374,12 +387,12 @@ def _card_removed(state, now, settings):
 def _tick(state, now, settings):
     if state.screen is Screen.TAKE_CARD and state.next_reminder is not None \
             and now >= state.next_reminder and (state.deadline is None or now < state.deadline):
-        return replace(state, next_reminder=now + settings.reminder_s), (Beep("reminder"),)
+        return replace(state, next_reminder=now + settings.reminder_s), (Beep(BeepKind.REMINDER),)
     if state.deadline is None or now < state.deadline:
         return state, ()
     if state.screen is Screen.READING:
         new, shown = _go(state, Screen.CARD_PROBLEM, now, settings, visit=None, problem="timeout")
-        return new, (*shown, Beep("error"))
+        return new, (*shown, Beep(BeepKind.ERROR))
     if state.screen in QUESTION_SCREENS:
         record = _record(state, "abandoned", now)
         new, effects = _after_visit(replace(state, visit=None), now, settings)
@@ -417,7 +430,7 @@ def _toggle_language(state, now, settings):
     if deadline is not None and state.screen in settings.timeouts:
         deadline = now + settings.timeouts[state.screen]
     language = "en" if state.language == "th" else "th"
-    return replace(state, language=language, deadline=deadline), (Beep("tap"),)
+    return replace(state, language=language, deadline=deadline), (Beep(BeepKind.TAP),)
 
 
 def _on_idle(state, event, now, settings):
@@ -432,23 +445,23 @@ def _start_without_card(state, now, settings):
     if not settings.allow_rating_without_card:
         return state, ()
     new, effects = _first_question(state, Visit(started_at=now, verified=False), now, settings)
-    return new, (Beep("tap"), *effects)
+    return new, (Beep(BeepKind.TAP), *effects)
 
 
 def _on_reading(state, event, now, settings):
     if isinstance(event, CardRead):
         if event.is_repeat:
             new, shown = _go(state, Screen.ALREADY_RATED, now, settings, visit=None)
-            return new, (*shown, Beep("error"))
+            return new, (*shown, Beep(BeepKind.ERROR))
         visit = replace(state.visit, verified=True, expired=event.expired,
                         repeat_hash=event.repeat_hash, age_band=event.age_band,
                         gender=event.gender)
         new, effects = _first_question(state, visit, now, settings)
-        return new, (Beep("card"), *effects)
+        return new, (Beep(BeepKind.CARD), *effects)
     if isinstance(event, CardFailed):
         new, shown = _go(state, Screen.CARD_PROBLEM, now, settings, visit=None,
                          problem=event.reason if event.reason in CARD_PROBLEMS else "unreadable")
-        return new, (*shown, Beep("error"))
+        return new, (*shown, Beep(BeepKind.ERROR))
     if isinstance(event, LanguageToggled):
         return _toggle_language(state, now, settings)
     return state, ()
@@ -468,7 +481,7 @@ def _on_information(state, event, now, settings):
 def _answer(state, now, settings, next_screen, **answer):
     visit = replace(state.visit, **answer)
     new, shown = _go(state, next_screen, now, settings, visit=visit)
-    return new, (Beep("tap"), *shown)
+    return new, (Beep(BeepKind.TAP), *shown)
 
 
 def _on_question(state, event, now, settings):
@@ -486,14 +499,14 @@ def _on_question(state, event, now, settings):
         # A kiosk without a screen (rate_only) cannot ask why.
         if event.rating <= settings.ask_reason_at_or_below and not settings.rate_only:
             new, shown = _go(state, Screen.REASON, now, settings)
-            return new, (Beep("tap"), *shown)
+            return new, (Beep(BeepKind.TAP), *shown)
         new, effects = _finish(state, now, settings)
-        return new, (Beep("tap"), *effects)
+        return new, (Beep(BeepKind.TAP), *effects)
     if screen is Screen.REASON and isinstance(event, ReasonChosen) \
             and (event.reason is None or event.reason in REASONS):
         state = replace(state, visit=replace(state.visit, reason=event.reason))
         new, effects = _finish(state, now, settings)
-        return new, (Beep("tap"), *effects)
+        return new, (Beep(BeepKind.TAP), *effects)
     return state, ()
 
 

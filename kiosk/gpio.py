@@ -3,12 +3,12 @@
 Why a module of its own: gpiozero is an I/O library, so it lives here and nowhere else, and its
 callbacks run on gpiozero's threads, so they only *enqueue* facts for the main thread.
 
-API for the runner (``kiosk.app``)::
+API for the runner (``kiosk.runner``)::
 
     panel = Panel.from_config(cfg.gpio, put=events.put)   # GpioError on a bad pin/factory
     panel.apply(effect)         # SetStatusLight, or Beep when a buzzer is wired -> True
-    panel.set_status_light("ready" | "busy" | "fault")
-    panel.beep("tap" | "card" | "error" | "reminder")
+    panel.set_status_light(light)  # a kiosk.flow.StatusLight
+    panel.beep(kind)            # a kiosk.flow.BeepKind
     panel.cpu_temperature()     # float °C, or None where the sensor does not exist
     panel.close()
 
@@ -16,8 +16,9 @@ Facts it puts on the queue (from gpiozero threads, nothing else):
 
 - ``kiosk.flow.RatingChosen(n)`` when physical rating button ``n`` (1–5) is pressed;
 - ``kiosk.flow.LanguageToggled()`` when the language button is pressed;
-- :class:`MotionSeen` when the PIR sensor sees someone. It is *not* a flow event: the runner
-  passes it to the display to wake a blanked screen and does not step the flow with it.
+- :class:`kiosk.facts.MotionSeen` when the PIR sensor sees someone. It is *not* a flow event:
+  the runner passes it to the display to wake a blanked screen and does not step the flow with
+  it.
 
 Every pin is optional; a kiosk with none configured gets a panel that does nothing. The pin
 factory is chosen explicitly (``gpio.pin_factory``, ``GPIOZERO_PIN_FACTORY``, else lgpio on a Pi
@@ -25,14 +26,17 @@ and mock elsewhere, logged) and passed to every device, so gpiozero never guesse
 ``PinFactoryFallback``.
 """
 
-import dataclasses
 import importlib
 import logging
 import os
 from pathlib import Path
 
+from gpiozero import LED, Button, Buzzer, CPUTemperature, MotionSensor
+from gpiozero.pins.mock import MockFactory
+
 from kiosk.errors import GpioError
-from kiosk.flow import Beep, LanguageToggled, RatingChosen, SetStatusLight
+from kiosk.facts import MotionSeen
+from kiosk.flow import Beep, BeepKind, LanguageToggled, RatingChosen, SetStatusLight, StatusLight
 
 log = logging.getLogger(__name__)
 
@@ -45,23 +49,18 @@ PIN_FACTORIES = {
     "native": ("gpiozero.pins.native", "NativeFactory"),
 }
 
-LIGHTS = ("ready", "busy", "fault")
+LIGHTS = tuple(StatusLight)
 
 # (on seconds, off seconds, count): short enough not to startle, distinct enough to tell apart
 # without looking; an error is the only pattern with three notes.
 BEEPS = {
-    "tap": (0.04, 0.0, 1),
-    "card": (0.12, 0.0, 1),
-    "reminder": (0.08, 0.12, 2),
-    "error": (0.15, 0.1, 3),
+    BeepKind.TAP: (0.04, 0.0, 1),
+    BeepKind.CARD: (0.12, 0.0, 1),
+    BeepKind.REMINDER: (0.08, 0.12, 2),
+    BeepKind.ERROR: (0.15, 0.1, 3),
 }
 
 CPU_SENSOR = "/sys/class/thermal/thermal_zone0/temp"
-
-
-@dataclasses.dataclass(frozen=True)
-class MotionSeen:
-    """The PIR sensor saw movement: wake the screen if it is blanked (not a flow event)."""
 
 
 def is_raspberry_pi(model_file="/proc/device-tree/model"):
@@ -104,8 +103,6 @@ class Panel:
     def __init__(self, factory, put, *, led_ready=None, led_busy=None, led_fault=None,
                  buzzer=None, rating_buttons=(), language_button=None, pir=None,
                  cpu_sensor=CPU_SENSOR):
-        from gpiozero import LED, Button, Buzzer, MotionSensor
-
         self._put = put
         self._factory = factory
         self._cpu_sensor = cpu_sensor
@@ -197,14 +194,11 @@ class Panel:
 
     def cpu_temperature(self):
         """CPU temperature in °C for health reports; None off the Pi or when unreadable."""
-        from gpiozero import CPUTemperature
-
         if not Path(self._cpu_sensor).exists():
             return None
         try:
             if self._cpu is None:
                 # Its own mock factory: the sensor is a file, not a pin, and must not need one.
-                from gpiozero.pins.mock import MockFactory
                 self._cpu = self._add(CPUTemperature(
                     self._cpu_sensor, pin_factory=self._factory or MockFactory()))
             return round(self._cpu.temperature, 1)

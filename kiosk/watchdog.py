@@ -4,7 +4,7 @@ Why: kiosk.service is ``Type=notify`` with ``WatchdogSec=``. systemd restarts th
 ``WATCHDOG=1`` stops arriving, so the ping must come from the main loop itself: a hung UI, a
 stuck database call or a deadlock stops the pings, and the kiosk is restarted.
 
-API for the runner (``kiosk.app``)::
+API for the runner (``kiosk.runner``)::
 
     watchdog = Watchdog()            # reads NOTIFY_SOCKET / WATCHDOG_USEC / WATCHDOG_PID
     watchdog.ready("showing idle")  # READY=1 (+ STATUS=) once start-up is done

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from kiosk import config, flow
-from kiosk.app import Runner
 from kiosk.card.repeat import RepeatKeys
 from kiosk.card.thai_id import CardSummary
+from kiosk.runner import Runner
 from kiosk.store import Housekeeper, Store
 from tests.fixtures.broker import wait_until
 from tests.fixtures.disk import fill
@@ -410,7 +410,7 @@ def test_app_without_a_buzzer_the_display_sounds_the_reminder(make_config, tmp_p
 def test_app_out_of_order_lights_the_fault_led_the_refused_boot_file_names(tmp_path,
                                                                            monkeypatch):
     """First boot refused the file: nothing is installed, yet the fault LED must stay lit."""
-    from kiosk import app, gpio
+    from kiosk import gpio, out_of_order
 
     boot_file = tmp_path / "kiosk.toml"
     boot_file.write_text('[kiosk]\nid = "BROKEN"\n[gpio]\npin_factory = "mock"\nled_fault = 22\n')
@@ -424,7 +424,7 @@ def test_app_out_of_order_lights_the_fault_led_the_refused_boot_file_names(tmp_p
     monkeypatch.setenv("SDL_AUDIODRIVER", "dummy")
     stop = threading.Event()
     stop.set()
-    assert app.out_of_order(tmp_path / "missing.toml", stop, headless=True,
+    assert out_of_order.out_of_order(tmp_path / "missing.toml", stop, headless=True,
                             problems_file=tmp_path / "none", boot_file=boot_file) == 0
     assert asked == [{"pin_factory": "mock", "led_fault": 22}]
 
@@ -491,3 +491,72 @@ def test_app_main_loop_keeps_turning_while_a_purge_waits_for_the_database(runner
         wait_until(lambda: runner.store.OutboxMessage.select().count() == 0, "the purge")
     finally:
         runner.housekeeper.stop()
+
+
+class TappingDisplay(HangingDisplay):
+    """A stand-in screen that hands over one tap's flow event when its input is read."""
+
+    def __init__(self, *taps):
+        super().__init__()
+        self.taps = list(taps)
+
+    def poll_events(self):
+        taps, self.taps = self.taps, []
+        return taps
+
+
+def test_app_tap_goes_through_the_queue_and_is_drawn_in_the_turn_that_took_it(runner):
+    """A tap is a fact like any other: stepped with the turn's facts, never inside drawing."""
+    runner.display = TappingDisplay(flow.StartedWithoutCard())
+    runner.turn(timeout=0)
+    assert runner.state.screen is flow.Screen.CHOOSE_SERVICE
+    assert runner.display.shown == [flow.Screen.CHOOSE_SERVICE], "drew a screen the tap had left"
+
+
+def test_app_fact_is_dispatched_by_its_class_not_its_name(runner, caplog):
+    """A look-alike class named like an adapter's fact is not mistaken for it."""
+
+    class WakingDisplay(HangingDisplay):
+        woken = 0
+
+        def wake(self):
+            self.woken += 1
+
+    class MotionSeen:
+        pass
+
+    from kiosk.facts import MotionSeen as Real
+
+    runner.display = WakingDisplay()
+    play(runner, MotionSeen())
+    assert runner.display.woken == 0 and "ignored a fact of type MotionSeen" in caplog.text
+    play(runner, Real())
+    assert runner.display.woken == 1
+
+
+def test_app_remote_config_is_the_one_config_in_force(make_config, tmp_path, broker,
+                                                      mqtt_client):
+    """Ops changes the config: the kiosk, its runner and its telemetry all see the new one."""
+    from kiosk.assemble import Kiosk
+    from kiosk.telemetry import topics
+
+    password_file = tmp_path / "mqtt-password"
+    password_file.write_text(broker.add_kiosk("cfg-kiosk"))
+    cfg = make_config(tmp_path / "data", kiosk={"id": "cfg-kiosk"}, card={"backend": "none"},
+                      mqtt={"host": "127.0.0.1", "port": broker.port, "tls": False,
+                            "password_file": str(password_file)})
+    ops = mqtt_client(*broker.ops_credentials)
+    reply = topics.kiosk_topic("cfg-kiosk", "reply")
+    ops.subscribe(reply)
+    with Kiosk(cfg, display=False) as kiosk:
+        assert kiosk.telemetry.link.wait_for_connected(10)
+        ops.publish(topics.cmd_topic("cfg-kiosk", "config"),
+                    topics.command_payload("config", "c1", version=4, flow={"thank_you_s": 5}))
+        deadline = time.monotonic() + 10
+        while not ops.received(reply) and time.monotonic() < deadline:
+            kiosk.runner.turn(timeout=0.05)
+        assert json.loads(ops.received(reply)[0].payload)["ok"]
+        assert kiosk.cfg is kiosk.runner.cfg
+        assert (kiosk.cfg.remote_version, kiosk.cfg.flow.thank_you_s) == (4, 5)
+        assert kiosk.runner.settings.thank_you_s == 5
+        assert not hasattr(kiosk.telemetry.commands, "config"), "a second config in force"

@@ -7,8 +7,9 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from kiosk.errors import GpioError
+from kiosk.facts import MotionSeen
 from kiosk.flow import Beep, LanguageToggled, RatingChosen, SetStatusLight, ShowScreen
-from kiosk.gpio import MotionSeen, Panel, is_raspberry_pi, make_pin_factory
+from kiosk.gpio import Panel, is_raspberry_pi, make_pin_factory
 
 RATING_PINS = (5, 6, 13, 19, 26)
 

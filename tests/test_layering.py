@@ -99,9 +99,8 @@ LAYERS = (
     )),
     ("rigs", ("kiosk.rigs.*",)),
     ("wiring", (
-        "kiosk.app", "kiosk.runner", "kiosk.wiring", "kiosk.out_of_order", "kiosk.cli",
-        "kiosk.__main__", "kiosk.demo", "kiosk.script", "kiosk.screenshot", "kiosk.commands",
-        "kiosk.fleet.cli",
+        "kiosk.runner", "kiosk.assemble", "kiosk.run", "kiosk.out_of_order", "kiosk.cli",
+        "kiosk.__main__", "kiosk.demo", "kiosk.script", "kiosk.screenshot", "kiosk.fleet.cli",
     )),
 )
 #: Imports issue 10 named as pointing the wrong way; kept out for good.
@@ -109,7 +108,8 @@ FORBIDDEN = (
     ("kiosk.config", "kiosk.telemetry.topics"),
     ("kiosk.telemetry.outbox", "kiosk.telemetry.mqtt"),
     ("kiosk.fleet.provision", "kiosk.firstboot"),
-    ("kiosk.app", "kiosk.firstboot"),
+    ("kiosk.runner", "kiosk.firstboot"),
+    ("kiosk.assemble", "kiosk.firstboot"),
     ("kiosk.out_of_order", "kiosk.firstboot"),
     ("kiosk.display.screenshot", "kiosk.config"),
 )
@@ -168,11 +168,10 @@ def test_layering_no_module_imports_an_outer_layer():
 
 
 def test_layering_the_check_sees_imports_inside_functions():
-    """The rule could fail: the runner's lazy import of the display is seen, and is outward
-    from the core's point of view."""
+    """The rule could fail: the wiring's lazy import of the display (it keeps pygame out of
+    processes without a screen) is seen, and is outward from the core's point of view."""
     graph = import_graph()
-    assert "kiosk.display" in graph["kiosk.demo"] | graph.get("kiosk.app", set()) | \
-        graph.get("kiosk.out_of_order", set())
+    assert "kiosk.display.window" in graph["kiosk.assemble"]
     assert layer_of("kiosk.display.window") > layer_of("kiosk.flow")
 
 

@@ -178,7 +178,7 @@ DISTINCTIVE = [f.name for f in visit.STORED if "_" in f.name]
 MAY_NAME = ("visit.py", "flow.py", "display/", "card/", "fleet/db.py")
 #: Single uses elsewhere, each with its reason.
 MAY_NAME_TOO = {
-    ("app.py", "age_band"): "the runner hands the card's derived facts to the flow",
+    ("runner.py", "age_band"): "the runner hands the card's derived facts to the flow",
     ("demo.py", "service_id"): "the demo prints the visits it stored, for the operator",
     ("demo.py", "copy_answer"): "the demo prints the visits it stored, for the operator",
 }

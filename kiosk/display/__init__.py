@@ -1,6 +1,6 @@
 """What the citizen sees and touches: pygame-ce screens, Thai text, QR, audio, blanking.
 
-The runner (kiosk.app) uses only ``from kiosk.display import Display``, on the main thread::
+The runner (kiosk.runner) uses only ``from kiosk.display import Display``, on the main thread::
 
     display = Display(cfg, headless=False, has_buzzer=False)
     display.show(state)           # every loop turn; redraws only when the screen's View changed

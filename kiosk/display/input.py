@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import pygame
 
+from kiosk.facts import KeyPressed, QuitRequested
+
 #: SDL's touch id for fingers it synthesises from mouse events (SDL_MOUSE_TOUCHID = -1).
 MOUSE_TOUCH_ID = -1
 
@@ -20,18 +22,6 @@ class Tapped:
     """Display-internal: a finger or the left mouse button went down at ``pos`` (pixels)."""
 
     pos: tuple
-
-
-@dataclass(frozen=True)
-class KeyPressed:
-    """A key, passed to the runner in debug and demo mode only (``i``/``r`` drive the demo card)."""
-
-    key: str
-
-
-@dataclass(frozen=True)
-class QuitRequested:
-    """Escape or the window's close button, honoured in debug mode only."""
 
 
 class TouchInput:

@@ -18,7 +18,7 @@ from kiosk.display.input import Tapped, TouchInput
 from kiosk.display.screens import PageTurned, Renderer, View
 from kiosk.display.settings import DisplaySettings
 from kiosk.errors import DisplayError
-from kiosk.flow import Screen
+from kiosk.flow import BeepKind, Screen
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ class Display:
             if button is None:
                 continue
             if not self.has_buzzer:
-                self.audio.play("tap")
+                self.audio.play(BeepKind.TAP)
             if isinstance(button.action, PageTurned):
                 self._page += 1
             else:
@@ -177,7 +177,7 @@ class Display:
 
     def beep(self, kind):
         """Play a flow ``Beep`` effect; ``tap`` is already played at the tap itself."""
-        if kind != "tap" and not self.has_buzzer:
+        if kind != BeepKind.TAP and not self.has_buzzer:
             self.audio.play(kind)
 
     # --- the rest ---------------------------------------------------------------------------

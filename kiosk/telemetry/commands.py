@@ -1,13 +1,14 @@
 """Kiosk-side handling of ``cmd/{kiosk_id}/…``: config, rebirth, ping, replay.
 
-Runs on the main thread: the link puts :class:`~kiosk.telemetry.mqtt.CommandReceived` on the
-runner's queue and the runner calls :meth:`Commands.handle`. Every command gets a reply with
-its correlation id. A malformed, oversized, unknown or stale command gets an error reply and
-changes nothing.
+Runs on the main thread: the link puts :class:`~kiosk.facts.CommandReceived` on the
+runner's queue and the runner calls :meth:`Commands.handle` with the config in force. Every
+command gets a reply with its correlation id. A malformed, oversized, unknown or stale command
+gets an error reply and changes nothing.
 
 A config command is applied atomically: validated whole by ``kiosk.config.apply_remote``,
 written as the remote config layer (temp file, fsync, rename, fsync of the directory, so a power
-cut leaves the old layer or the new one, never half of one), and only then switched in memory.
+cut leaves the old layer or the new one, never half of one), and only then proposed to the
+runner, which owns the config in force, puts it in force and calls :meth:`Commands.confirm`.
 The retained config is delivered again on every subscribe; a retained copy that is not newer
 than the applied version is silently skipped rather than answered with a "stale" error on every
 reconnect (a stale config sent live still gets its error reply). Only ``config`` is a desired
@@ -29,6 +30,7 @@ import tomli_w
 
 from kiosk import config as kiosk_config
 from kiosk.errors import CommandRejected, ConfigError
+from kiosk.facts import ConfigProposed
 from kiosk.telemetry import topics
 
 log = logging.getLogger(__name__)
@@ -57,104 +59,104 @@ def write_atomically(path, text):
 
 
 class Commands:
-    """Judges and carries out commands for one kiosk.
+    """Judges and carries out commands for one kiosk; keeps no config of its own."""
 
-    ``when_config_applied(cfg)`` lets the runner rebuild what depends on the config (flow
-    settings, portal QR); ``config`` is always the config in force.
-    """
-
-    def __init__(self, link, outbox, *, config, remote_path, when_config_applied=None):
+    def __init__(self, link, outbox, *, remote_path):
         self._link = link
         self._outbox = outbox
-        self.config = config
         self._remote_path = Path(remote_path)
-        self._when_config_applied = when_config_applied
         self._config_topic = topics.cmd_topic(link.kiosk_id, "config")
         self._ignored_retained = set()
+        self._actions = {"config": self._do_config, "rebirth": self._do_rebirth,
+                         "ping": self._do_ping, "replay": self._do_replay}
 
-    def handle(self, received):
-        """Carry out one received command; bad input is answered, never raised.
+    def handle(self, received, config):
+        """Carry out one received command against ``config``, the config in force.
 
-        A command that fails in an unforeseen way is logged and answered with an error too:
-        a retained command that crashed the kiosk would crash it again on every reconnect.
+        Returns a :class:`~kiosk.facts.ConfigProposed` for the runner to put in force (its
+        ``ok`` reply waits for :meth:`confirm`), else None. Bad input is answered, never
+        raised: a command that fails in an unforeseen way is logged and answered with an error
+        too, since a retained command that crashed the kiosk would crash it again on every
+        reconnect.
         """
         try:
-            self._handle(received)
+            return self._handle(received, config)
         except Exception as exc:  # noqa: BLE001 - see the docstring
             log.exception("command on %s failed", received.topic)
             self._reply(None, ok=False, error=f"the kiosk could not carry this out: {exc}")
+            return None
 
-    def _handle(self, received):
+    def confirm(self, proposal):
+        """The runner put ``proposal`` in force: say so to ops."""
+        version = proposal.config.remote_version
+        log.info("remote config version now %s", version)
+        self._reply(proposal.correlation_id, ok=True, data={"version": version})
+
+    def _handle(self, received, config):
         if received.is_retained and received.topic != self._config_topic:
             if received.topic not in self._ignored_retained:
                 self._ignored_retained.add(received.topic)
                 log.warning("ignoring retained %s: only config is kept at the broker; delete it "
                             "there (an empty retained message)",
                             topics.redact_long_numbers(received.topic))
-            return
+            return None
         if received.topic == self._config_topic and not received.payload:
-            self._forget_remote_config()
-            return
+            return self._forget_remote_config(config)
         try:
             command = topics.parse_command(
                 received.topic,
                 received.payload,
                 kiosk_id=self._link.kiosk_id,
-                max_bytes=self.config.telemetry.max_command_bytes,
-                applied_version=self.config.remote_version,
+                max_bytes=config.telemetry.max_command_bytes,
+                applied_version=config.remote_version,
             )
         except CommandRejected as exc:
             if exc.is_stale and received.is_retained:
-                return  # the retained desired state we already hold, re-sent on subscribe
+                return None  # the retained desired state we already hold, re-sent on subscribe
             log.warning("rejected command on %s: %s", received.topic, exc)
             self._reply(exc.correlation_id, ok=False, error=str(exc)[:MAX_ERROR_CHARS])
-            return
-        getattr(self, f"_do_{command.name}")(command)
+            return None
+        return self._actions[command.name](command, config)
 
-    def _do_config(self, command):
+    def _do_config(self, command, config):
         layer = {"version": command.version, **command.desired}
         try:
-            new_config = kiosk_config.apply_remote(self.config, layer)
+            new_config = kiosk_config.apply_remote(config, layer)
         except ConfigError as exc:
             log.warning("refused remote config version %s: %s", command.version, exc)
             self._reply(command.correlation_id, ok=False,
                         error="; ".join(exc.problems)[:MAX_ERROR_CHARS])
-            return
-        self._switch(command.correlation_id, new_config, tomli_w.dumps(layer))
+            return None
+        return self._propose(command.correlation_id, new_config, tomli_w.dumps(layer))
 
-    def _forget_remote_config(self):
-        self._switch(None, kiosk_config.without_remote(self.config), None)
+    def _forget_remote_config(self, config):
+        return self._propose(None, kiosk_config.without_remote(config), None)
 
-    def _switch(self, correlation_id, new_config, layer_text):
-        """Keep ``layer_text`` as the remote layer (None: none), then put ``new_config`` to use."""
+    def _propose(self, correlation_id, new_config, layer_text):
+        """Keep ``layer_text`` as the remote layer (None: none), then propose ``new_config``."""
         try:
-            # Built before anything is written: a config the contract refuses is not kept.
-            pin = topics.pin_payload(new_config)
+            # Checked before anything is written: a config the contract refuses is not kept.
+            topics.pin_payload(new_config)
         except ValueError as exc:  # MessageRejected, or a value the wire refuses
             self._reply(correlation_id, ok=False, error=f"refused: {exc}")
-            return
+            return None
         try:
             write_atomically(self._remote_path, layer_text)
         except OSError as exc:
             self._reply(correlation_id, ok=False,
                         error=f"cannot write {self._remote_path}: {exc.strerror}; "
                               "free space on the data partition, then send the config again")
-            return
-        self.config = new_config
-        self._link.set_pin(pin)
-        if self._when_config_applied is not None:
-            self._when_config_applied(new_config)
-        log.info("remote config version now %s", new_config.remote_version)
-        self._reply(correlation_id, ok=True, data={"version": new_config.remote_version})
+            return None
+        return ConfigProposed(new_config, correlation_id)
 
-    def _do_rebirth(self, command):
+    def _do_rebirth(self, command, config):
         self._link.publish_birth()
         self._reply(command.correlation_id, ok=True, data={"epoch": self._link.epoch})
 
-    def _do_ping(self, command):
+    def _do_ping(self, command, config):
         self._reply(command.correlation_id, ok=True)
 
-    def _do_replay(self, command):
+    def _do_replay(self, command, config):
         if command.event_ids is not None:
             # The store replays every dead letter at once; pretending to honour a selection
             # would retry rows ops did not name.

@@ -7,8 +7,9 @@ What a caller may rely on:
   own connection). Otherwise they only hand facts on: delivery facts (:class:`Connected`,
   :class:`Disconnected`, :class:`Published`, :class:`AckReceived`) go to ``facts`` (the outbox
   thread's queue), commands go to ``put`` (the runner's main-thread queue) as
-  :class:`CommandReceived`. The only calls made from callbacks are paho's own (subscribe after
-  CONNACK, the birth messages after SUBACK, the reconnect delay), never under a lock of ours.
+  :class:`kiosk.facts.CommandReceived`. The only calls made from callbacks are paho's own
+  (subscribe after CONNACK, the birth messages after SUBACK, the reconnect delay), never under
+  a lock of ours.
 * MQTT 5 only: under 3.1.1 Mosquitto acknowledges a publish its ACL denies and drops it silently;
   MQTT 5 returns the reason code (0x87) that parks the row as a dead letter.
 * Every connect gets a fresh epoch (``next_epoch``), set into the Last Will just before the
@@ -34,7 +35,6 @@ import logging
 import random
 import ssl
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -43,6 +43,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from kiosk.errors import MessageRejected, TelemetryError
+from kiosk.facts import CommandReceived
 from kiosk.telemetry import topics
 from kiosk.telemetry.clock import system_stamp
 from kiosk.telemetry.delivery import AckReceived, Connected, Disconnected, Published
@@ -52,14 +53,6 @@ log = logging.getLogger(__name__)
 # Far longer than any will delay, short enough that a retired kiosk's session does not linger
 # for ever; the next connect (clean start) drops it anyway.
 SESSION_EXPIRY_S = 24 * 3600
-
-@dataclass(frozen=True)
-class CommandReceived:
-    """A message under ``cmd/{kiosk_id}/``, still unparsed: the main thread judges it."""
-
-    topic: str
-    payload: bytes
-    is_retained: bool
 
 
 def reconnect_delay(attempt, min_s, max_s, rng=random):

@@ -2,7 +2,7 @@ import pygame
 import pytest
 
 from kiosk import flow
-from kiosk.display.input import KeyPressed, QuitRequested
+from kiosk.facts import KeyPressed, QuitRequested
 from kiosk.flow import Screen, State
 
 

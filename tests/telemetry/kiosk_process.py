@@ -4,7 +4,7 @@ Tests import :class:`KioskSide` to run it in-process, or start this file as a pr
 (``python -m tests.telemetry.kiosk_process CONFIG``) when they need to kill it with SIGKILL and
 start it again on the same data dir. As a process it drains the outbox and carries out commands
 until SIGTERM; it prints ``ready`` once the link is up. It uses the runner's own wiring
-(:class:`kiosk.app.Telemetry`), without the screen and the card.
+(:class:`kiosk.assemble.Telemetry`), without the screen and the card.
 """
 
 import queue
@@ -14,11 +14,12 @@ import threading
 from datetime import UTC, datetime
 
 from kiosk import config
-from kiosk.app import Telemetry, visit_message
+from kiosk.assemble import Telemetry
+from kiosk.facts import CommandReceived
 from kiosk.flow import VisitRecord
+from kiosk.runner import visit_message
 from kiosk.store import Store
 from kiosk.telemetry import topics
-from kiosk.telemetry.mqtt import CommandReceived
 
 RECORD = VisitRecord(outcome="completed", step="thank_you", verified=True, expired=False,
                      service_id="id-card", copy_answer="none", rating=5, reason=None,
@@ -59,14 +60,17 @@ def record_visits(store, kiosk_id, count):
 
 
 class KioskSide:
-    """The runner's telemetry (:class:`kiosk.app.Telemetry`) with a store, and no screen or card.
+    """The runner's telemetry (:class:`kiosk.assemble.Telemetry`) with a store, and no screen or
+    card.
 
     ``events`` stands in for the runner's main-thread queue; ``start(serve=True)`` runs a thread
-    standing in for the runner's main loop, handing each command to :class:`Commands`.
+    standing in for the runner's main loop, handing each command to :class:`Commands` with the
+    config in force, ``in_force``, and putting a proposed config in force as the runner does.
     """
 
     def __init__(self, cfg, *, poll_s=0.2):
         self.config = cfg
+        self.in_force = cfg
         self.store = Store.open(cfg.storage.data_dir, min_free_mb=10)
         self.events = queue.Queue()
         self.telemetry = Telemetry(cfg, self.store, self.events.put,
@@ -98,7 +102,11 @@ class KioskSide:
             except queue.Empty:
                 continue
             if isinstance(event, CommandReceived):
-                self.commands.handle(event)
+                proposal = self.commands.handle(event, self.in_force)
+                if proposal is not None:
+                    self.in_force = proposal.config
+                    self.telemetry.reconfigure(proposal.config)
+                    self.commands.confirm(proposal)
 
     def stop(self):
         self._until.set()

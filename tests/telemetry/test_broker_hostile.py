@@ -6,10 +6,11 @@ import json
 import queue
 from pathlib import Path
 
+from kiosk.facts import CommandReceived
 from kiosk.fleet.collector import DEFAULT_GROUP
 from kiosk.rigs.broker import MAX_PACKET_BYTES
 from kiosk.telemetry import topics
-from kiosk.telemetry.mqtt import AckReceived, CommandReceived, Connected, MqttLink
+from kiosk.telemetry.mqtt import AckReceived, Connected, MqttLink
 from tests.fixtures.broker import wait_until
 
 NOT_AUTHORIZED = 0x87

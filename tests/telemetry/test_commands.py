@@ -4,8 +4,8 @@ import json
 import logging
 
 from kiosk import config
+from kiosk.facts import CommandReceived
 from kiosk.telemetry import topics
-from kiosk.telemetry.mqtt import CommandReceived
 
 KIOSK = "kiosk-a"
 REPLY = topics.kiosk_topic(KIOSK, "reply")
@@ -42,7 +42,7 @@ def test_commands_retained_config_sent_while_offline_applies_and_survives_restar
     side = running(cfg)
     answer = reply_to(ops, "cfg-1")
     assert answer["ok"] and answer["data"] == {"version": 3}
-    assert side.commands.config.flow.thank_you_s == 5
+    assert side.in_force.flow.thank_you_s == 5
     assert json.loads(side.health.payload())["config_version"] == 3
     side.stop()
 
@@ -65,7 +65,7 @@ def test_commands_invalid_config_is_refused_and_changes_nothing(kiosk_config, ru
     answer = reply_to(ops, "bad-1")
     assert not answer["ok"]
     assert "flow.thank_you_s" in answer["error"] and "flow.no_such_key" in answer["error"]
-    assert side.commands.config is side.config
+    assert side.in_force is side.config
     assert not config.remote_layer_path(side.config).exists()
 
 
@@ -74,7 +74,7 @@ def test_commands_portal_host_outside_allowed_hosts_is_refused(kiosk_config, run
     send(ops, "config", "portal-1", version=1, portal={"url": "https://portal.example.com/"})
     answer = reply_to(ops, "portal-1")
     assert not answer["ok"] and "allowed_hosts" in answer["error"]
-    assert side.commands.config.portal.url == side.config.portal.url
+    assert side.in_force.portal.url == side.config.portal.url
     assert not config.remote_layer_path(side.config).exists()
 
 
@@ -97,7 +97,7 @@ def test_commands_malformed_oversized_unknown_and_stale_get_error_replies(
     assert "over the limit of 1024" in errors[1]
     assert "unknown command" in errors[2]
     assert "not newer than the applied version 2" in errors[3]
-    assert side.commands.config.flow.thank_you_s == 6
+    assert side.in_force.flow.thank_you_s == 6
 
 
 def test_commands_rebirth_republishes_online_status(kiosk_config, running, ops):
@@ -122,7 +122,7 @@ def test_commands_error_quoting_a_long_number_is_answered_and_the_kiosk_goes_on(
                 json.dumps({"schema": 1, "correlation_id": "long-topic"}).encode())
     send(ops, "ping", "still-alive")
     assert reply_to(ops, "still-alive")["ok"]
-    assert side.commands.config is side.config
+    assert side.in_force is side.config
 
 
 def test_commands_retained_ping_rebirth_and_replay_are_ignored_and_logged_once(
@@ -136,7 +136,8 @@ def test_commands_retained_ping_rebirth_and_replay_are_ignored_and_logged_once(
     assert reply_to(ops, "live")["ok"]
     assert [r["correlation_id"] for r in replies(ops)] == ["live"]
     # The broker sends them again after every reconnect: still ignored, and not logged again.
-    side.commands.handle(CommandReceived(topics.cmd_topic(KIOSK, "ping"), b"{}", True))
+    side.commands.handle(CommandReceived(topics.cmd_topic(KIOSK, "ping"), b"{}", True),
+                         side.in_force)
     ignored = [r.getMessage() for r in caplog.records if "retained" in r.getMessage()]
     assert sorted(ignored) == sorted(
         f"ignoring retained {topics.cmd_topic(KIOSK, name)}: only config is kept at the broker; "
@@ -157,12 +158,12 @@ def test_commands_deleting_the_retained_config_unfreezes_the_version(kiosk_confi
     forgot = ops.wait_for_message(REPLY, lambda m: json.loads(m.payload)["data"] == {
         "version": None})
     assert json.loads(forgot.payload)["ok"]
-    assert side.commands.config.remote_version is None
-    assert side.commands.config.flow.thank_you_s == side.config.flow.thank_you_s
+    assert side.in_force.remote_version is None
+    assert side.in_force.flow.thank_you_s == side.config.flow.thank_you_s
     assert not config.remote_layer_path(side.config).exists()
     assert json.loads(side.health.payload())["config_version"] is None
 
     send(ops, "config", "fresh", retain=True, version=1, flow={"thank_you_s": 6})
     assert reply_to(ops, "fresh")["data"] == {"version": 1}
-    assert side.commands.config.flow.thank_you_s == 6
+    assert side.in_force.flow.thank_you_s == 6
     assert 'version = 1\n' in config.remote_layer_path(side.config).read_text()

@@ -1,0 +1,186 @@
+"""The wiring: one kiosk built from a config, each part given what it needs as it is made.
+
+Parts are made in dependency order (the queue first, then the adapters that post on it, then
+the runner that owns them all), so nothing is set on a part after it was constructed. The
+runner keeps the one config in force; this module only reads the config it was given.
+"""
+
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+
+from kiosk import __version__, script
+from kiosk import config as kiosk_config
+from kiosk.card.repeat import RepeatKeys
+from kiosk.gpio import Panel
+from kiosk.runner import Runner
+from kiosk.store import Housekeeper, Store
+from kiosk.telemetry import topics
+from kiosk.telemetry.commands import Commands
+from kiosk.telemetry.health import Health
+from kiosk.telemetry.mqtt import MqttLink
+from kiosk.telemetry.outbox import Outbox
+from kiosk.watchdog import Watchdog
+
+log = logging.getLogger(__name__)
+
+
+class Telemetry:
+    """The kiosk's reporting: MQTT link, outbox pump, health and remote commands, composed."""
+
+    def __init__(self, cfg, store, put, *, remote_path, cpu_temperature=None,
+                 screen_state=None, outbox_poll_s=1.0):
+        self.config_version = cfg.remote_version
+        self.outbox = Outbox(store, window=cfg.telemetry.inflight_window,
+                             resend_after_s=cfg.telemetry.resend_after_s,
+                             when_dead=self._dead_letter, poll_s=outbox_poll_s)
+        self.link = MqttLink(cfg.mqtt, cfg.kiosk.id, instance=store.instance,
+                             next_epoch=store.next_epoch,
+                             version=__version__, facts=self.outbox.put, put=put,
+                             pin=topics.pin_payload(cfg),
+                             inflight_window=cfg.telemetry.inflight_window)
+        self.commands = Commands(self.link, self.outbox, remote_path=remote_path)
+        self.health = Health(store, self.link, interval_s=cfg.telemetry.health_interval_s,
+                             version=__version__, mode=cfg.kiosk.mode,
+                             applied_version=lambda: self.config_version,
+                             cpu_temperature=cpu_temperature, screen_state=screen_state)
+
+    def reconfigure(self, cfg):
+        """The runner put ``cfg`` in force: re-publish the pin, report its version."""
+        self.link.set_pin(topics.pin_payload(cfg))
+        self.config_version = cfg.remote_version
+
+    def _dead_letter(self, event_id, reason_code):
+        self.health.note_dead_letter(event_id, reason_code)
+
+    def start(self):
+        self.outbox.start(self.link)
+        self.link.start()
+        self.health.start()
+
+    def stop(self):
+        self.health.stop()
+        self.link.stop()
+        self.outbox.stop()
+
+
+class Kiosk:
+    """Everything one kiosk process runs, built from a config; a context manager.
+
+    ``headless`` uses SDL's dummy video driver; ``display=False`` runs without screens at all
+    (the runner of the telemetry issue, soak runs). pyscard finds pcscd through
+    ``PCSCLITE_CSOCK_NAME`` in the environment. ``when_key`` and ``when_shown`` are handed to
+    the :class:`~kiosk.runner.Runner`.
+    """
+
+    def __init__(self, cfg, *, display=True, headless=False, rate_only=False, when_key=None,
+                 when_shown=None):
+        self.remote_path = kiosk_config.remote_layer_path(cfg)
+        self.store = Store.open(Path(cfg.storage.data_dir),
+                                retention_days=cfg.storage.retention_days,
+                                min_free_mb=cfg.storage.min_free_mb,
+                                checkpoint_pages=cfg.storage.checkpoint_pages)
+        self.keys = RepeatKeys(cfg.flow.repeat_window_min * 60)
+        self._parts = []
+        try:
+            events = queue.SimpleQueue()
+            housekeeper = self._started(Housekeeper(self.store))
+            panel = self._add(Panel.from_config(cfg.gpio, put=events.put))
+            screen = self._add(_display(cfg, headless)) if display else None
+            card = self._card(cfg, events.put)
+            self.telemetry = self._telemetry(cfg, events.put, panel, screen)
+            self.runner = Runner(cfg, self.store, keys=self.keys, events=events, card=card,
+                                 display=screen, panel=panel, telemetry=self.telemetry,
+                                 watchdog=Watchdog(), housekeeper=housekeeper,
+                                 rate_only=rate_only, when_key=when_key, when_shown=when_shown)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def cfg(self):
+        """The config in force: the runner's, remote changes included."""
+        return self.runner.cfg
+
+    def _add(self, part):
+        self._parts.append(part)
+        return part
+
+    def _started(self, part):
+        part.start()
+        return self._add(part)
+
+    def _card(self, cfg, put):
+        if cfg.card.backend != "pcsc":
+            log.warning("card.backend = %r: no card reader, ratings only without a card",
+                        cfg.card.backend)
+            return None
+        # Here, not at the top: pyscard is loaded only by a kiosk that has a reader.
+        from kiosk.card.reader import CardService
+
+        return self._started(CardService(
+            put, self.keys, reader=cfg.card.reader or None,
+            read_deadline_s=cfg.card.read_deadline_s, settle_s=cfg.card.settle_s,
+            collect_age_band=cfg.flow.collect_age_band, collect_gender=cfg.flow.collect_gender))
+
+    def _telemetry(self, cfg, put, panel, screen):
+        if not cfg.mqtt.host:
+            log.warning("mqtt.host is empty: telemetry is off, visits stay in the local outbox")
+            return None
+        return self._started(Telemetry(
+            cfg, self.store, put, remote_path=self.remote_path,
+            cpu_temperature=panel.cpu_temperature,
+            screen_state=screen.screen_state if screen else None))
+
+    def run(self, stop):
+        self.runner.run(stop)
+
+    def play(self, steps, stop, *, card=None, repeat=1, wait_confirmed_s=0.0):
+        """Run the main loop while a script plays, then until the collector confirmed.
+
+        The loop stays on this thread; the script's driver only enqueues. Returns the driver
+        (``completed``, ``error``). ``stop`` ends it early (SIGTERM).
+        """
+        driver = script.ScriptDriver(self.runner, steps, repeat=repeat, card=card)
+
+        def finish():
+            driver.done.wait()
+            deadline = time.monotonic() + wait_confirmed_s
+            try:
+                while time.monotonic() < deadline and not stop.is_set():
+                    if self.store.outbox_stats().depth == 0:
+                        break
+                    stop.wait(0.1)
+            finally:
+                self.store.close()  # this thread's own connection only
+                stop.set()
+
+        driver.start()
+        threading.Thread(target=finish, name="script-finish", daemon=True).start()
+        self.run(stop)
+        driver.stop()
+        return driver
+
+    def close(self):
+        for part in reversed(self._parts):
+            try:
+                part.stop() if hasattr(part, "stop") else part.close()
+            except Exception:  # noqa: BLE001 - one part failing must not keep others running
+                log.exception("error while stopping %s", type(part).__name__)
+        self._parts.clear()
+        self.store.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _display(cfg, headless):
+    # Here, not at the top: pygame is loaded only by a kiosk that has a screen.
+    from kiosk.display.window import Display
+
+    return Display(cfg, headless=headless, has_buzzer=cfg.gpio.buzzer is not None)

@@ -1,0 +1,58 @@
+"""``kiosk run``: the kiosk process, a scripted run of it, or the out-of-order screen."""
+
+import signal
+import threading
+from pathlib import Path
+
+from kiosk import config as kiosk_config
+from kiosk import script
+from kiosk.assemble import Kiosk
+from kiosk.errors import KioskError
+from kiosk.out_of_order import out_of_order
+from kiosk.rigs.card_emulator import ControlClient
+
+
+def add_arguments(parser):
+    parser.add_argument("--config", type=Path, default=None,
+                        help=f"kiosk config file (default {kiosk_config.DEFAULT_PATH})")
+    parser.add_argument("--headless", action="store_true",
+                        help="no window: SDL's dummy video driver (tests, soak runs)")
+    parser.add_argument("--no-display", action="store_true",
+                        help="run without screens at all (a kiosk with physical buttons only)")
+    parser.add_argument("--script", type=Path,
+                        help="play scripted visits from FILE, then stop (see kiosk.script)")
+    parser.add_argument("--repeat", type=int, default=1, help="play the script N times")
+    parser.add_argument("--emulator", help="control socket of the card emulator the script uses")
+    parser.add_argument("--wait-confirmed", type=float, default=0.0, metavar="S",
+                        help="after the script, wait up to S seconds for the collector's acks")
+    parser.add_argument("--out-of-order", action="store_true",
+                        help="only show the out-of-service screen and the fault light (what "
+                             "kiosk-out-of-order.service runs while the kiosk is down)")
+
+
+def main(args):
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    if args.out_of_order:
+        return out_of_order(args.config, stop, headless=args.headless)
+    cfg = kiosk_config.load(args.config)  # with the remote layer saved in the data directory
+    steps = script.parse(args.script.read_text(), str(args.script)) if args.script else None
+    with Kiosk(cfg, display=not args.no_display, headless=args.headless or bool(args.script),
+               rate_only=args.no_display) as kiosk:
+        if steps is None:
+            kiosk.run(stop)
+            return 0
+        return _play(kiosk, steps, args, stop)
+
+
+def _play(kiosk, steps, args, stop):
+    card = ControlClient(args.emulator) if args.emulator else None
+    driver = kiosk.play(steps, stop, card=card, repeat=args.repeat,
+                        wait_confirmed_s=args.wait_confirmed)
+    depth = kiosk.store.outbox_stats().depth
+    print(f"kiosk: script played {driver.completed} time(s), {kiosk.runner.recorded} visit(s) "
+          f"recorded, {depth} unconfirmed in the outbox")
+    if driver.error:
+        raise KioskError(f"script failed: {driver.error}")
+    return 0

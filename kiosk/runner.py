@@ -1,0 +1,304 @@
+"""The runner: the kiosk's one main loop and the effects it carries out.
+
+Rules of the house: only the main loop steps the flow, writes visits and draws. The card
+monitor, paho's network thread, gpiozero callbacks, the scripted driver and the screen's taps
+only put facts on :attr:`Runner.events`; the outbox pump is the one other writer of live rows,
+touching only delivery state on its own connection (the housekeeping thread deletes only
+confirmed rows). A visit and its outbox row are committed in one transaction before the
+thank-you screen is drawn; when that commit fails the citizen is not thanked and the kiosk goes
+out of service instead. The runner holds the one config in force: a remote change is proposed
+by :class:`~kiosk.telemetry.commands.Commands` and put in force here, for every part at once.
+"""
+
+import logging
+import queue
+import threading
+import time
+
+from kiosk import flow
+from kiosk.card.repeat import SeenCards
+from kiosk.card.thai_id import CardSummary
+from kiosk.errors import DiskFull, KioskError, StoreError
+from kiosk.facts import CommandReceived, KeyPressed, MotionSeen, QuitRequested
+from kiosk.telemetry import topics
+from kiosk.telemetry.clock import system_stamp
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_S = 30.0  # purge request, key rotation, disk floor: often enough, cheap enough
+HEADLESS_TURN_S = 0.1  # how late a deadline may be noticed without a display
+DISK_REASON = "disk_full"
+STORE_REASON = "store_error"
+RECORD_REASON = "record_error"
+
+#: Card reader states (kiosk.card.reader) as the health message names them.
+READER_HEALTH = {
+    "ok": "card_present", "no_card": "ready", "no_reader": "no_reader", "no_service": "error",
+    "stopped": "disabled",
+}
+
+
+def flow_settings(cfg, *, rate_only=False):
+    """The flow's view of the config."""
+    return flow.FlowSettings.from_config(cfg, rate_only=rate_only)
+
+
+class Runner:
+    """One kiosk: the flow's state, and what carries out its effects.
+
+    Every part but the store is optional, so tests and the headless runner can leave out the
+    display, the card service, GPIO or telemetry. ``events`` is the queue the parts were given
+    to post on (a new one when None). ``when_key(key)`` receives keys the display does not use
+    itself (the demo's insert/remove keys); ``when_shown(runner)`` is called after a new screen
+    (or language) was drawn (the demo's screenshots). ``seen`` holds the repeat hashes of the
+    visits recorded within the repeat window, in memory only. ``housekeeper`` (a
+    :class:`kiosk.store.Housekeeper`) is asked to purge when the kiosk is idle.
+    """
+
+    def __init__(self, cfg, store, *, keys, events=None, card=None, display=None, panel=None,
+                 telemetry=None, watchdog=None, housekeeper=None, rate_only=False,
+                 clock=time.monotonic, when_key=None, when_shown=None):
+        self.cfg = cfg
+        self.store = store
+        self.keys = keys
+        self.card = card
+        self.display = display
+        self.panel = panel
+        self.telemetry = telemetry
+        self.watchdog = watchdog
+        self.housekeeper = housekeeper
+        self.when_key = when_key
+        self.when_shown = when_shown
+        self.clock = clock
+        self.rate_only = rate_only
+        self.events = queue.SimpleQueue() if events is None else events
+        self.settings = flow_settings(cfg, rate_only=rate_only)
+        self.state = flow.State()
+        self.seen = SeenCards(cfg.flow.repeat_window_min * 60, clock=clock)
+        self.recorded = 0
+        self._next_housekeeping = clock()
+        self._stop = threading.Event()
+        self._shown = None
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def run(self, stop):
+        """Turn the loop until ``stop`` (a threading.Event) is set."""
+        self._stop = stop
+        self._check_disk()
+        self._show()
+        if self.watchdog:
+            self.watchdog.ready("idle")
+        while not stop.is_set():
+            self.turn()
+        if self.watchdog:
+            self.watchdog.stopping()
+
+    def turn(self, timeout=None):
+        """One turn: take what happened, step the flow, draw, keep house, tell the watchdog."""
+        if timeout is None:
+            timeout = 1.0 / self.cfg.display.fps if self.display else HEADLESS_TURN_S
+        try:
+            facts = [self.events.get(timeout=timeout)]
+        except queue.Empty:
+            facts = []
+        if self.display:
+            # Taps join the one queue behind what the other adapters posted, hit-tested against
+            # the screen drawn last turn, which is what the citizen touched.
+            for tap in self.display.poll_events():
+                self.events.put(tap)
+        while True:
+            try:
+                facts.append(self.events.get_nowait())
+            except queue.Empty:
+                break
+        for fact in facts:
+            self.handle(fact)
+        self.handle(flow.Tick())
+        self._show()
+        if self.clock() >= self._next_housekeeping:
+            self._housekeeping()
+        if self.watchdog:
+            self.watchdog.kick()
+
+    def _show(self):
+        """Draw the state; drawing never steps the flow."""
+        if self.display is None:
+            return
+        self.display.show(self.state)
+        shown = (self.state.screen, self.state.language)
+        if shown != self._shown:
+            self._shown = shown
+            if self.when_shown:
+                self.when_shown(self)
+
+    # --- facts -----------------------------------------------------------------------------
+
+    def handle(self, fact):
+        """Take one fact from any adapter; the flow decides what it means.
+
+        A fault nobody foresaw is logged and the kiosk returns to its idle screen rather than
+        dying at the counter (a visit in progress is lost; everything recorded stays).
+        """
+        try:
+            self._handle(fact)
+        except Exception:  # noqa: BLE001 - see the docstring
+            log.exception("unexpected fault while handling %s; back to idle", type(fact).__name__)
+            if self.state.screen is not flow.Screen.OUT_OF_SERVICE:
+                self.state = flow.State(card_present=self.state.card_present)
+
+    def _handle(self, fact):
+        # By class, never by name: kiosk.facts holds the adapters' facts, so no adapter (and
+        # none of pygame, gpiozero or paho) is imported to recognise them.
+        match fact:
+            case _ if isinstance(fact, flow.EVENT_TYPES):
+                self._step(fact)
+            case CardSummary():
+                self._card_read(fact)
+            case CommandReceived() if self.telemetry:
+                self._command(fact)
+            case MotionSeen() if self.display:
+                self.display.wake()
+            case KeyPressed() if self.when_key:
+                self.when_key(fact.key)
+            case QuitRequested():
+                log.info("quit requested from the keyboard (display.debug is on)")
+                self._stop.set()
+            case _:
+                log.warning("ignored a fact of type %s", type(fact).__name__)
+
+    def _card_read(self, summary):
+        """Turn the card module's summary into the flow's event: is it a repeat?"""
+        # Current and previous key: a card seen just before a key rotation still counts.
+        is_repeat = self.seen.is_repeat(summary.repeat_candidates)
+        if self.telemetry:
+            self.telemetry.health.note_card_read(self._stamp()["at"])
+        self._step(flow.CardRead(is_repeat=is_repeat, repeat_hash=summary.repeat_hash,
+                                 expired=summary.expired, age_band=summary.age_band,
+                                 gender=summary.gender))
+
+    def _command(self, received):
+        """Ops' command, judged against the config in force; a new config is put in force here."""
+        proposal = self.telemetry.commands.handle(received, self.cfg)
+        if proposal is not None:
+            self.reconfigure(proposal.config)
+            self.telemetry.commands.confirm(proposal)
+
+    def _step(self, event):
+        before = self.state.screen
+        self.state, effects = flow.step(self.state, event, self.clock(), self.settings)
+        for effect in effects:
+            if not self._execute(effect):
+                break
+        if self.state.screen is not before:
+            log.info("screen %s -> %s", before.value, self.state.screen.value)
+
+    # --- effects ---------------------------------------------------------------------------
+
+    def _execute(self, effect):
+        """Carry out one effect; False stops the rest of this step's effects."""
+        match effect:
+            case flow.RecordVisit(record=record):
+                return self._record(record)
+            case flow.ReadCard() if self.card is None:
+                self.events.put(flow.CardFailed("no_reader"))
+            case flow.ReadCard():
+                self.card.request_read()
+            case flow.Beep() | flow.SetStatusLight():
+                handled = self.panel is not None and self.panel.apply(effect)
+                if not handled and isinstance(effect, flow.Beep) and self.display:
+                    self.display.beep(effect.kind)
+            case flow.ShowScreen(screen=screen) if self.watchdog:
+                self.watchdog.status(screen.value)
+        return True
+
+    def _record(self, record):
+        try:
+            self.store.record_visit(record, **visit_message(
+                self.cfg.kiosk.id, self.cfg.kiosk.mode, self._stamp()))
+        except (KioskError, ValueError) as exc:
+            # Not kept, so not thanked: the kiosk stops taking visits until the cause is gone.
+            log.error("visit not recorded, going out of service: %s", exc)
+            if isinstance(exc, DiskFull):
+                reason = self._disk_reason()
+            elif isinstance(exc, StoreError):
+                reason = f"{STORE_REASON}: {exc}"
+            else:  # the contract refused the visit: only a new config can mend that
+                reason = f"{RECORD_REASON}: {exc}"
+            self._step(flow.ServiceSuspended(reason))
+            return False
+        self.recorded += 1
+        if record.repeat_hash:
+            self.seen.note(record.repeat_hash)  # only once kept: a lost visit was not rated
+        if self.telemetry:
+            self.telemetry.outbox.notify()
+        return True
+
+    def _stamp(self):
+        return system_stamp()
+
+    # --- housekeeping ----------------------------------------------------------------------
+
+    def _housekeeping(self):
+        self._next_housekeeping = self.clock() + HOUSEKEEPING_S
+        self.keys.rotate_if_due()
+        self._check_disk()
+        if self.telemetry:
+            self.telemetry.health.note_reader(
+                READER_HEALTH.get(self.card.reader_state, "error") if self.card else "disabled")
+        if self.housekeeper and self.state.screen is flow.Screen.IDLE:
+            # Its thread does the work: a purge can take many frames (docs/benchmarks.md).
+            self.housekeeper.request()
+
+    def _check_disk(self):
+        """Below the disk floor the kiosk stops taking visits instead of losing them.
+
+        A suspension for the disk or a failed write ends by itself once the cause is gone, so
+        a technician who frees space (or a storage hiccup that passes) needs no restart.
+        """
+        reason = self.state.out_of_service or ""
+        try:
+            has_room = self.store.has_room()
+            if reason.startswith(STORE_REASON):
+                # Reads may work while writes do not: only a write proves the store is back.
+                self.store.set_state("write_check", str(self.clock()))
+        except StoreError as exc:
+            log.error("store still failing: %s", exc)
+            return
+        if not has_room and not reason.startswith(DISK_REASON):
+            self._step(flow.ServiceSuspended(self._disk_reason()))
+        elif has_room and reason.startswith((DISK_REASON, STORE_REASON)):
+            self._step(flow.ServiceResumed())
+
+    def _disk_reason(self):
+        """What the technician reads on the out-of-service screen."""
+        return (f"{DISK_REASON}: {self.store.free_mb():.0f} MB free under "
+                f"{self.store.data_dir}, {self.store.min_free_mb} MB needed")
+
+    def reconfigure(self, cfg):
+        """Put ``cfg`` in force (a remote config whose layer is already on disk).
+
+        It takes effect at once, also for a visit in progress: new timeouts and catalogue,
+        and above all what the card module may collect, so switching age band or gender off
+        stops them with the next card. Each part gets its own share of it; none keeps a copy
+        of the whole.
+        """
+        self.cfg = cfg
+        self.settings = flow_settings(cfg, rate_only=self.rate_only)
+        if (self.state.out_of_service or "").startswith(RECORD_REASON):
+            self._step(flow.ServiceResumed())
+        if self.card:
+            self.card.collect_age_band = cfg.flow.collect_age_band
+            self.card.collect_gender = cfg.flow.collect_gender
+        if self.display:
+            self.display.reconfigure(cfg)
+        if self.telemetry:
+            self.telemetry.reconfigure(cfg)
+
+
+def visit_message(kiosk_id, mode, stamp):
+    """Where a finished visit goes and how it is marked: the keywords of
+    ``Store.record_visit`` besides the visit. ``stamp`` is the one reading of the clock for the
+    visit (the row's ``recorded_at`` and the payload's time); the mode goes in here only.
+    """
+    return {"topic": topics.kiosk_topic(kiosk_id, "visit"), "stamp": stamp, "mode": mode}
