@@ -27,7 +27,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kiosk.accounts import RESERVED_ACCOUNTS
+from kiosk.accounts import is_reserved
 from kiosk.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def kiosk_id(value):
     problem = identifier(r"[a-z0-9][a-z0-9-]{2,39}",
                          '3-40 characters of a-z, 0-9 and -, starting with a letter or digit, '
                          'e.g. "bkk-bangrak-01"')(value)
-    if problem is None and value in RESERVED_ACCOUNTS:
+    if problem is None and is_reserved(value):
         problem = f"{value!r} is reserved for the central side's broker account; choose another"
     return problem
 

@@ -44,7 +44,7 @@ def test_config_kiosk_id_rejects_too_short(make_config):
     assert only_problem(make_config, kiosk={"id": "k1"}).startswith("kiosk.id: 'k1' is not valid")
 
 
-@pytest.mark.parametrize("reserved", ["collector", "ops"])
+@pytest.mark.parametrize("reserved", ["collector", "ops", "collector-1", "collector2"])
 def test_config_kiosk_id_refuses_the_central_accounts(make_config, reserved):
     problem = only_problem(make_config, kiosk={"id": reserved})
     assert problem.startswith("kiosk.id: ") and "reserved" in problem

@@ -35,7 +35,7 @@ from types import MappingProxyType
 
 from kiosk import logsafe
 from kiosk import visit as schema
-from kiosk.accounts import RESERVED_ACCOUNTS
+from kiosk.accounts import is_reserved
 from kiosk.errors import CommandRejected, MessageRejected
 
 #: The payload schema this code writes (:data:`kiosk.visit.SCHEMA`). Readers accept this one and
@@ -93,7 +93,7 @@ def check_kiosk_id(kiosk_id):
             "kiosk id must be 1-64 letters, digits, '-' or '_' (no '/', '+', '#'), "
             "starting with a letter or digit"
         )
-    if kiosk_id in RESERVED_ACCOUNTS:
+    if is_reserved(kiosk_id):
         raise MessageRejected(f"kiosk id {kiosk_id!r} is reserved for a fleet account")
     if _DIGIT_RUN.search(kiosk_id):
         raise MessageRejected("kiosk id must not hold 13 digits in a row (looks like a citizen ID)")

@@ -84,7 +84,7 @@ def test_topics_names_are_built_under_the_v1_root():
     assert topics.split_kiosk_topic("citizeninfo/v1/kiosk/k1/health") == ("k1", "health")
 
 
-@pytest.mark.parametrize("kiosk_id", ["", "a/b", "k+", "k#", "collector", "ops",
+@pytest.mark.parametrize("kiosk_id", ["", "a/b", "k+", "k#", "collector", "ops", "collector-1",
                                       "k1234567890123", "x" * 65, "-lead"])
 def test_topics_refuse_a_kiosk_id_that_cannot_be_a_topic_level(kiosk_id):
     with pytest.raises(MessageRejected):
