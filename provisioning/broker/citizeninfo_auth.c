@@ -11,7 +11,9 @@
  *   plugin_opt_share_accounts collector-1 collector-2
  *
  * A filter is allowed when every topic it can match is matched by one of the account's
- * "topic read|readwrite" rows or a "pattern read|readwrite" row with %u/%c set to the user name.
+ * "topic read|readwrite" rows or a "pattern read|readwrite" row with %u/%c set to the user name
+ * (%c is the client id to the acl_file; the fleet's broker sets use_username_as_clientid, so the
+ * two are one). The acl rows are re-read on SIGHUP; the share accounts only at start.
  * Built by ./dev into .cache/broker/; see provisioning/broker/README.md and docs/broker.md.
  */
 #include <stdbool.h>
@@ -73,6 +75,14 @@ static int load_rows(void)
 	bool has_user = false;
 	int rc = MOSQ_ERR_SUCCESS;
 	while(rc == MOSQ_ERR_SUCCESS && fgets(line, sizeof line, file)){
+		if(!strchr(line, '\n') && !feof(file)){
+			/* Longer than any row we write: refuse the file rather than read its tail as a
+			 * row of its own. */
+			mosquitto_log_printf(MOSQ_LOG_ERR, "citizeninfo_auth: a line of %s is over %d "
+					"characters", policy.acl_path, LINE_MAX_LEN - 2);
+			rc = MOSQ_ERR_INVAL;
+			break;
+		}
 		char *text = trim(line);
 		bool is_pattern = !strncmp(text, "pattern ", 8);
 		if(!strncmp(text, "user ", 5)){
@@ -92,8 +102,8 @@ static int load_rows(void)
 		struct row *row = &policy.rows[policy.row_count];
 		row->user = is_pattern ? NULL : strdup(user);
 		row->filter = strdup(filter);
+		policy.row_count++; /* counted at once, so free_rows() frees a half-built row too */
 		if(!row->filter || (!is_pattern && !row->user)){ rc = MOSQ_ERR_NOMEM; break; }
-		policy.row_count++;
 	}
 	fclose(file);
 	return rc;
