@@ -16,14 +16,13 @@ from pathlib import Path
 
 import tomli_w
 
-from kiosk import config
+from kiosk import clock, config
 from kiosk.assemble import Telemetry
 from kiosk.fleet.collector import Collector
 from kiosk.flow import VisitRecord
 from kiosk.rigs.broker import Broker
 from kiosk.runner import visit_message
 from kiosk.store import Store
-from kiosk.telemetry import topics
 
 KIOSK = "bench-01"
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "kiosk.example.toml"
@@ -46,7 +45,7 @@ def _config(root, broker, window):
 
 
 def _fill(store, count):
-    stamp = topics.stamp(datetime.now(UTC), False, 1.0)
+    stamp = clock.stamp(datetime.now(UTC), False, 1.0)
     with store.atomic():
         for _ in range(count):
             store.record_visit(RECORD, **visit_message(KIOSK, "production", stamp))

@@ -18,10 +18,10 @@ import time
 from kiosk import flow
 from kiosk.card.repeat import SeenCards
 from kiosk.card.thai_id import CardSummary
+from kiosk.clock import system_stamp
 from kiosk.errors import DiskFull, KioskError, StoreError
 from kiosk.facts import CommandReceived, KeyPressed, MotionSeen, QuitRequested
 from kiosk.telemetry import topics
-from kiosk.telemetry.clock import system_stamp
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ PURE_MODULES = (
     "kiosk.errors",
     "kiosk.accounts",
     "kiosk.bundle",
-    "kiosk.telemetry.clock",
+    "kiosk.clock",
     "kiosk.telemetry.delivery",
     # The outbox is a thread, not pure, but its logic must not load paho (only the link does).
     "kiosk.telemetry.outbox",
@@ -88,7 +88,7 @@ LAYERS = (
         "kiosk", "kiosk.flow", "kiosk.visit", "kiosk.facts", "kiosk.config",
         "kiosk.errors", "kiosk.logsafe", "kiosk.accounts", "kiosk.bundle",
         "kiosk.card", "kiosk.card.apdu", "kiosk.card.thai_id", "kiosk.card.repeat",
-        "kiosk.telemetry", "kiosk.telemetry.topics", "kiosk.telemetry.clock",
+        "kiosk.telemetry", "kiosk.telemetry.topics", "kiosk.clock",
         "kiosk.telemetry.delivery", "kiosk.fleet", "kiosk.rigs",
     )),
     ("adapters", (

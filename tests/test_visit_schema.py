@@ -10,12 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kiosk import flow, visit
+from kiosk import clock, flow, visit
 from kiosk.fleet.db import open_database
 from kiosk.store import MIGRATIONS, Store
-from kiosk.telemetry import topics
 
-STAMP = topics.stamp(dt.datetime(2025, 3, 1, 2, 0, 0, 123456, tzinfo=dt.UTC), True, 4321.98765)
+STAMP = clock.stamp(dt.datetime(2025, 3, 1, 2, 0, 0, 123456, tzinfo=dt.UTC), True, 4321.98765)
 TOPIC = "citizeninfo/v1/kiosk/k1/visit"
 ANSWERS = dict(outcome="completed", step="reason", verified=True, expired=False,
                service_id="id_card", copy_answer="both", rating=2, reason="waiting_time",
@@ -115,7 +114,7 @@ NEW_FIELD_VISIT = '''
 import sys
 from pathlib import Path
 
-from kiosk import flow
+from kiosk import clock, flow
 from kiosk.fleet.db import open_database
 from kiosk.store import Store
 from kiosk.telemetry import topics
@@ -131,7 +130,7 @@ for event in (flow.StartedWithoutCard(), flow.ServiceChosen("a"), flow.CopyAnswe
     records += [effect.record for effect in effects if isinstance(effect, flow.RecordVisit)]
 store = Store.open(here / "kiosk")
 row = store.record_visit(records[0], topic=topics.kiosk_topic("k1", "visit"),
-                         stamp=topics.stamp(__import__("datetime").datetime.now(
+                         stamp=clock.stamp(__import__("datetime").datetime.now(
                              __import__("datetime").UTC), True, 1.0), mode="production")
 [message] = store.due_messages(1)
 parsed = topics.parse_kiosk_message(message.topic, message.payload.encode())

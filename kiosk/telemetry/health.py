@@ -12,8 +12,8 @@ import os
 import threading
 import time
 
+from kiosk.clock import system_stamp
 from kiosk.telemetry import topics
-from kiosk.telemetry.clock import system_stamp
 
 log = logging.getLogger(__name__)
 

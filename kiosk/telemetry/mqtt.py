@@ -42,10 +42,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from kiosk.clock import system_stamp
 from kiosk.errors import MessageRejected, TelemetryError
 from kiosk.facts import CommandReceived
 from kiosk.telemetry import topics
-from kiosk.telemetry.clock import system_stamp
 from kiosk.telemetry.delivery import AckReceived, Connected, Disconnected, Published
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,6 @@ every builder and parser refuses a 13-digit number (:func:`find_long_numbers`), 
 citizen ID looks like to any privacy scan. Rejection messages name the field, never its value.
 """
 
-import datetime as dt
 import json
 import math
 import re
@@ -137,25 +136,6 @@ def split_kiosk_topic(topic):
 # --- time and the privacy check -------------------------------------------------------------
 
 
-def stamp(wall_utc, clock_synced, mono_s):
-    """The time fields every event payload carries: ``at``, ``clock_synced``, ``mono_s``.
-
-    A Pi has no real-time clock, so ``at`` may be 1970 or last shutdown until NTP syncs;
-    ``clock_synced`` says whether to trust it and ``mono_s`` (seconds since boot) still orders
-    events within one boot.
-    """
-    if wall_utc.tzinfo is None or wall_utc.utcoffset() != dt.timedelta(0):
-        raise ValueError("stamp() needs an aware UTC datetime (datetime.now(timezone.utc))")
-    if not isinstance(clock_synced, bool):
-        raise ValueError("clock_synced must be True or False")
-    mono_s = float(mono_s)
-    if not math.isfinite(mono_s) or mono_s < 0:
-        raise ValueError("mono_s must be a finite number of seconds >= 0")
-    return {
-        "at": wall_utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{wall_utc.microsecond // 1000:03d}Z",
-        "clock_synced": clock_synced,
-        "mono_s": round(mono_s, 3),
-    }
 
 
 def find_long_numbers(obj, path="$"):

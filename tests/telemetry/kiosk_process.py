@@ -13,13 +13,12 @@ import sys
 import threading
 from datetime import UTC, datetime
 
-from kiosk import config
+from kiosk import clock, config
 from kiosk.assemble import Telemetry
 from kiosk.facts import CommandReceived
 from kiosk.flow import VisitRecord
 from kiosk.runner import visit_message
 from kiosk.store import Store
-from kiosk.telemetry import topics
 
 RECORD = VisitRecord(outcome="completed", step="thank_you", verified=True, expired=False,
                      service_id="id-card", copy_answer="none", rating=5, reason=None,
@@ -55,7 +54,7 @@ def record_visits(store, kiosk_id, count):
     """
     with store.atomic():
         return [store.record_visit(RECORD, **visit_message(
-            kiosk_id, "production", topics.stamp(datetime.now(UTC), False, 1.0))).event_id
+            kiosk_id, "production", clock.stamp(datetime.now(UTC), False, 1.0))).event_id
                 for _ in range(count)]
 
 

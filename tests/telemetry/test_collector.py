@@ -11,6 +11,7 @@ import peewee
 import pytest
 from paho.mqtt import client as mqtt
 
+from kiosk import clock
 from kiosk import visit as schema
 from kiosk.fleet.collector import Collector
 from kiosk.fleet.db import open_database
@@ -21,7 +22,7 @@ from tests.telemetry.poison import POISON
 
 KIOSK = "bkk-001"
 INSTANCE = "3f2c9a7e5b1d4e6f8a0b2c4d6e8f0a1b"
-STAMP = topics.stamp(dt.datetime(2025, 1, 31, 9, 30, tzinfo=dt.UTC), True, 5000.0)
+STAMP = clock.stamp(dt.datetime(2025, 1, 31, 9, 30, tzinfo=dt.UTC), True, 5000.0)
 
 
 def visit(event_id=None, **overrides):

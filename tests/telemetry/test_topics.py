@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kiosk import visit
+from kiosk import clock, visit
 from kiosk.errors import CommandRejected, MessageRejected
 from kiosk.telemetry import topics
 from kiosk.visit import COPY_ANSWERS, LANGUAGES, REASONS
@@ -18,7 +18,7 @@ from tests.telemetry.poison import POISON
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "telemetry.md"
 EXAMPLE = re.compile(r"```json topic=(\S+)\n(.*?)```", re.S)
-STAMP = topics.stamp(dt.datetime(2025, 1, 31, 2, 41, 7, 250000, tzinfo=dt.UTC), False, 12.5)
+STAMP = clock.stamp(dt.datetime(2025, 1, 31, 2, 41, 7, 250000, tzinfo=dt.UTC), False, 12.5)
 CMD = "citizeninfo/v1/cmd/k1/"
 
 
@@ -163,7 +163,7 @@ def test_topics_visit_builder_never_emits_a_13_digit_number(seq, epoch, duration
                                                             rating, reason, copy, language):
     payload = visit.payload(**visit_fields(
         seq=seq, epoch=epoch, duration_s=duration, rating=rating, reason=reason,
-        copy_answer=copy, language=language, stamp=topics.stamp(wall, True, mono)))
+        copy_answer=copy, language=language, stamp=clock.stamp(wall, True, mono)))
     assert topics.find_long_numbers(json.loads(payload)) == []
     assert not re.search(rb"\d{13}", payload)
     parsed = topics.parse_kiosk_message("citizeninfo/v1/kiosk/k1/visit", payload)
@@ -186,8 +186,8 @@ def test_topics_health_builder_never_emits_a_13_digit_number(uptime, disk, depth
 
 def test_topics_stamp_needs_aware_utc_time():
     with pytest.raises(ValueError, match="UTC"):
-        topics.stamp(dt.datetime(2025, 1, 31), True, 1.0)
-    assert topics.stamp(dt.datetime(2025, 1, 31, tzinfo=dt.UTC), False, 1.23456) == {
+        clock.stamp(dt.datetime(2025, 1, 31), True, 1.0)
+    assert clock.stamp(dt.datetime(2025, 1, 31, tzinfo=dt.UTC), False, 1.23456) == {
         "at": "2025-01-31T00:00:00.000Z", "clock_synced": False, "mono_s": 1.235}
 
 
