@@ -10,6 +10,7 @@ that shape, so uuid4 event ids are never refused. The price: ``ID1-2345-67890-12
 a word, is not caught (without that rule about 1 in 1,000 hyphenated uuid4s would be).
 """
 
+import functools
 import logging
 import re
 
@@ -79,3 +80,25 @@ def install():
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
+
+
+def never_raises(log, counted=None):
+    """Decorator for callbacks run by a library's thread that an exception would end (paho 2
+    re-raises one from a callback, and its network thread dies): log the failure instead, as
+    its type and a redacted, capped message, never the arguments (a message's payload or topic).
+    ``counted(*args)`` is called on each failure, to count it."""
+
+    def wrap(callback):
+        @functools.wraps(callback)
+        def guarded(*args):
+            try:
+                callback(*args)
+            except Exception as exc:  # noqa: BLE001 - the caller's thread would end on it
+                if counted is not None:
+                    counted(*args)
+                log.error("%s failed and was ignored: %s: %s", callback.__qualname__,
+                          type(exc).__name__, printable(redact_ids(str(exc))))
+
+        return guarded
+
+    return wrap

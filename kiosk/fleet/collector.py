@@ -12,7 +12,6 @@ fails validation is counted and logged by topic and reason only (never its conte
 could hold personal data), and the collector carries on.
 """
 
-import functools
 import logging
 import queue
 import signal
@@ -29,7 +28,7 @@ from peewee import InterfaceError, OperationalError
 
 from kiosk.errors import MessageRejected, TelemetryError
 from kiosk.fleet.db import DEFAULT_DB, open_database, utc_now
-from kiosk.logsafe import printable
+from kiosk.logsafe import never_raises, printable
 from kiosk.telemetry import topics
 
 log = logging.getLogger(__name__)
@@ -76,20 +75,13 @@ class Counters:
         tally[reason] = tally.get(reason, 0) + 1
 
 
-def _contained(callback):
-    """Wrap a paho callback so that no exception leaves it: paho 2 re-raises one, which ends
-    its network thread, and the collector would then never reconnect."""
+def _count_callback_failure(collector, *_):
+    collector.counters.callback_failures += 1
 
-    @functools.wraps(callback)
-    def contained(self, *args):
-        try:
-            callback(self, *args)
-        except Exception as exc:
-            self.counters.callback_failures += 1
-            log.error("collector %s failed (%s); carrying on", callback.__name__,
-                      type(exc).__name__)
 
-    return contained
+#: No exception leaves a paho callback: paho 2 re-raises one, which ends its network thread, and
+#: the collector would then never reconnect.
+_contained = never_raises(log, counted=_count_callback_failure)
 
 
 def _topic_of(message):

@@ -29,6 +29,7 @@ from pathlib import Path
 import tomli_w
 
 from kiosk import config as kiosk_config
+from kiosk import logsafe
 from kiosk.errors import CommandRejected, ConfigError
 from kiosk.facts import ConfigProposed
 from kiosk.telemetry import topics
@@ -98,7 +99,7 @@ class Commands:
                 self._ignored_retained.add(received.topic)
                 log.warning("ignoring retained %s: only config is kept at the broker; delete it "
                             "there (an empty retained message)",
-                            topics.redact_long_numbers(received.topic))
+                            logsafe.redact_ids(received.topic))
             return None
         if received.topic == self._config_topic and not received.payload:
             return self._forget_remote_config(config)
@@ -172,6 +173,6 @@ class Commands:
 
     def _reply(self, correlation_id, *, ok, error=None, data=None):
         if error is not None:
-            error = topics.redact_long_numbers(error)[:MAX_ERROR_CHARS]
+            error = logsafe.redact_ids(error)[:MAX_ERROR_CHARS]
         payload = topics.reply_payload(correlation_id, ok, error=error, data=data)
         self._link.publish(topics.kiosk_topic(self._link.kiosk_id, "reply"), payload)

@@ -30,7 +30,6 @@ What a caller may rely on:
   a connect turns any failure into the OSError paho treats as a failed connect and retries.
 """
 
-import functools
 import logging
 import random
 import ssl
@@ -42,6 +41,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from kiosk import logsafe
 from kiosk.clock import system_stamp
 from kiosk.errors import MessageRejected, TelemetryError
 from kiosk.facts import CommandReceived
@@ -66,22 +66,7 @@ def reconnect_delay(attempt, min_s, max_s, rng=random):
     return rng.uniform(min_s, max(min_s, cap))
 
 
-def _never_raises(callback):
-    """``callback`` logging, instead of raising, whatever it fails with (see the module doc).
-
-    Only the exception's type and a redacted, shortened message are logged: a message's payload
-    or topic is never logged verbatim.
-    """
-
-    @functools.wraps(callback)
-    def guarded(*args):
-        try:
-            callback(*args)
-        except Exception as exc:  # noqa: BLE001 - paho would end its thread on it
-            log.error("MQTT callback %s failed and was ignored: %s: %s", callback.__name__,
-                      type(exc).__name__, topics.redact_long_numbers(str(exc))[:200])
-
-    return guarded
+_never_raises = logsafe.never_raises(log)
 
 
 def _read_secret(path):

@@ -176,15 +176,6 @@ def find_long_numbers(obj, path="$"):
     return found
 
 
-def redact_long_numbers(text):
-    """``text`` with every ID-shaped run of digits replaced by ``#``: safe in a reply or log.
-
-    Error texts can quote a value (``0.3333333333333333 is out of range``) or a topic; this is
-    what lets such a text travel without tripping :func:`find_long_numbers`.
-    """
-    return logsafe.redact_ids(text)
-
-
 # --- encoding and decoding ------------------------------------------------------------------
 
 
