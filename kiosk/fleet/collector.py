@@ -379,7 +379,7 @@ class Collector:
         if isinstance(item, topics.ServicePoint):
             self.db.apply_pin(item, received)
             return "service_points"
-        if isinstance(item, topics.Health):
+        if isinstance(item, topics.HealthMessage):
             self.db.apply_health(item, received)
             return "health_reports"
         self.db.touch(item.kiosk_id, received)

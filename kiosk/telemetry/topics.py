@@ -18,8 +18,8 @@ What the kiosk side calls (builders return the UTF-8 JSON bytes to publish):
 * :func:`parse_ack` -> tuple of event ids.
 
 What the collector and ops call: :func:`parse_kiosk_message` (topic + bytes -> validated
-:class:`Status`, :class:`ServicePoint`, :class:`VisitMessage`, :class:`Health` or :class:`Reply`),
-:func:`ack_payload`, :func:`command_payload`, :data:`KIOSK_SUBSCRIPTION`.
+:class:`Status`, :class:`ServicePoint`, :class:`VisitMessage`, :class:`HealthMessage` or
+:class:`Reply`), :func:`ack_payload`, :func:`command_payload`, :data:`KIOSK_SUBSCRIPTION`.
 
 Privacy rules held here: builders take explicit fields (never a dict dump of a stored row), so
 the citizen ID, names, address, birth date, photo and the repeat hash cannot reach the wire;
@@ -394,7 +394,7 @@ VisitMessage = make_dataclass("VisitMessage", [
 
 
 @dataclass(frozen=True)
-class Health:
+class HealthMessage:
     """``health``: the latest vital signs; superseded by the next report."""
 
     kiosk_id: str
@@ -543,7 +543,7 @@ def health_payload(*, mode, uptime_s, load_1m, disk_free_mb, mem_free_mb, outbox
 
 def _parse_health(what, obj, kiosk_id):
     f = _Fields(obj, what)
-    return Health(
+    return HealthMessage(
         kiosk_id=kiosk_id, mode=f.choice("mode", MODES),
         uptime_s=f.number("uptime_s", 0, 10**10), load_1m=f.number("load_1m", 0, 10**4),
         disk_free_mb=f.number("disk_free_mb", 0, 10**9),
@@ -597,10 +597,10 @@ _KIOSK_PARSERS = {
 def parse_kiosk_message(topic, payload, *, max_bytes=MAX_KIOSK_MESSAGE_BYTES):
     """Validate one message from a kiosk; the kiosk id comes from the topic, never the payload.
 
-    Returns a :class:`Status`, :class:`ServicePoint`, :class:`VisitMessage`, :class:`Health` or
-    :class:`Reply`. Unknown fields are ignored (a newer kiosk may add some) and never returned,
-    so nothing the contract does not name can be stored. Raises MessageRejected naming the
-    topic and the field at fault, never echoing a value.
+    Returns a :class:`Status`, :class:`ServicePoint`, :class:`VisitMessage`,
+    :class:`HealthMessage` or :class:`Reply`. Unknown fields are ignored (a newer kiosk may add
+    some) and never returned, so nothing the contract does not name can be stored. Raises
+    MessageRejected naming the topic and the field at fault, never echoing a value.
     """
     kiosk_id, kind = split_kiosk_topic(topic)
     obj = _decode(payload, topic, max_bytes)
