@@ -352,7 +352,7 @@ class Status:
 
 
 @dataclass(frozen=True)
-class Service:
+class ServiceEntry:
     """One entry of a service-point message's service catalogue."""
 
     id: str
@@ -490,7 +490,7 @@ def _parse_service_point(what, obj, kiosk_id):
         if not isinstance(item, dict):
             f.fail(f"services[{index}]", "must be an object")
         s = _Fields(item, f"{what}: services[{index}]")
-        parsed.append(Service(
+        parsed.append(ServiceEntry(
             id=s.match("id", _TOKEN, "must be a service id of letters, digits or '_.:-'"),
             name_th=s.text("name_th"), name_en=s.text("name_en"),
             no_copy=s.choice("no_copy", NO_COPY_STATES)))

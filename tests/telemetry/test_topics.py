@@ -201,7 +201,7 @@ def test_topics_service_point_payload_reads_a_config_shaped_object():
     service = SimpleNamespace(id="id_card", name_th="บัตร", name_en="ID card", no_copy="not_yet")
     payload = topics.service_point_payload(SimpleNamespace(kiosk=kiosk, services=(service,)))
     service_point = topics.parse_kiosk_message("citizeninfo/v1/kiosk/k1/pin", payload)
-    assert service_point.services == (topics.Service("id_card", "บัตร", "ID card", "not_yet"),)
+    assert service_point.services == (topics.ServiceEntry("id_card", "บัตร", "ID card", "not_yet"),)
     assert ((service_point.mode, service_point.lat, "สำนักงานเขต".encode() in payload)
             == ("demo", None, True))
 
