@@ -19,7 +19,7 @@ from kiosk.runner import Runner
 from kiosk.store import Housekeeper, Store
 from kiosk.telemetry import topics
 from kiosk.telemetry.commands import Commands
-from kiosk.telemetry.health import Health
+from kiosk.telemetry.health import HealthReporter
 from kiosk.telemetry.mqtt import MqttLink
 from kiosk.telemetry.outbox import Outbox
 from kiosk.watchdog import Watchdog
@@ -39,17 +39,19 @@ class Telemetry:
         self.link = MqttLink(cfg.mqtt, cfg.kiosk.id, instance=store.instance,
                              next_epoch=store.next_epoch,
                              version=__version__, facts=self.outbox.put, put=put,
-                             pin=topics.pin_payload(cfg),
+                             service_point=topics.service_point_payload(cfg),
                              inflight_window=cfg.telemetry.inflight_window)
         self.commands = Commands(self.link, self.outbox, remote_path=remote_path)
-        self.health = Health(store, self.link, interval_s=cfg.telemetry.health_interval_s,
-                             version=__version__, mode=cfg.kiosk.mode,
-                             applied_version=lambda: self.config_version,
-                             cpu_temperature=cpu_temperature, screen_state=screen_state)
+        self.health = HealthReporter(store, self.link,
+                                     interval_s=cfg.telemetry.health_interval_s,
+                                     version=__version__, mode=cfg.kiosk.mode,
+                                     applied_version=lambda: self.config_version,
+                                     cpu_temperature=cpu_temperature, screen_state=screen_state)
 
     def reconfigure(self, cfg):
-        """The runner put ``cfg`` in force: re-publish the pin, report its version."""
-        self.link.set_pin(topics.pin_payload(cfg))
+        """The runner put ``cfg`` in force: re-publish the service-point message, report its
+        version."""
+        self.link.set_service_point(topics.service_point_payload(cfg))
         self.config_version = cfg.remote_version
 
     def _dead_letter(self, event_id, reason_code):

@@ -27,7 +27,7 @@ class NotThaiIdCard(CardError):
     """The card answered SELECT of the Thai ID applet with 6A 82 (or equivalent)."""
 
 
-class CardRemoved(CardError):
+class CardPulledDuringRead(CardError):
     """The card left the reader before the read finished."""
 
 

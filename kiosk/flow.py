@@ -243,7 +243,7 @@ class FlowSettings:
 
 
 @dataclass(frozen=True)
-class Visit:
+class VisitDraft:
     """The visit in progress: what the citizen has answered so far."""
 
     started_at: float
@@ -264,7 +264,7 @@ class State:
     language: str = "th"
     deadline: float | None = None
     card_present: bool = False
-    visit: Visit | None = None
+    visit: VisitDraft | None = None
     problem: str | None = None
     out_of_service: str | None = None
     next_reminder: float | None = None
@@ -364,7 +364,7 @@ def _card_inserted(state, now, settings):
         return state, ()
     if state.screen is Screen.IDLE or state.screen in (Screen.CARD_PROBLEM, Screen.ALREADY_RATED):
         new, shown = _go(state, Screen.READING, now, settings, card_present=True,
-                         visit=Visit(started_at=now, verified=False), problem=None)
+                         visit=VisitDraft(started_at=now, verified=False), problem=None)
         return new, (*shown, ReadCard())
     # Mid-visit or on thank-you: the card is noted but starts nothing.
     return replace(state, card_present=True), ()
@@ -444,7 +444,7 @@ def _on_idle(state, event, now, settings):
 def _start_without_card(state, now, settings):
     if not settings.allow_rating_without_card:
         return state, ()
-    new, effects = _first_question(state, Visit(started_at=now, verified=False), now, settings)
+    new, effects = _first_question(state, VisitDraft(started_at=now, verified=False), now, settings)
     return new, (Beep(BeepKind.TAP), *effects)
 
 

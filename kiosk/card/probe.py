@@ -14,7 +14,7 @@ import time
 
 from kiosk.card import reader as pcsc
 from kiosk.card import thai_id
-from kiosk.errors import CardError, CardRemoved, NotThaiIdCard, ReaderUnavailable
+from kiosk.errors import CardError, CardPulledDuringRead, NotThaiIdCard, ReaderUnavailable
 from kiosk.flow import CardInserted
 
 OK, NO_READER, NOT_READ, BAD_CHECK_DIGIT = 0, 2, 3, 4
@@ -66,7 +66,7 @@ def probe(wanted=None, today=None):
                 thai_id.read_field(card.transmit, card.atr, "expiry_date"), "expiry_date"
             )
             report["expired"] = thai_id.is_expired(expiry, today or datetime.date.today())
-    except CardRemoved:
+    except CardPulledDuringRead:
         return NO_READER, dict(report, error="no card in the reader")
     except ReaderUnavailable as exc:
         return NO_READER, dict(report, error=str(exc))

@@ -26,13 +26,12 @@ from smartcard import scard
 from kiosk.card import thai_id
 from kiosk.errors import (
     CardError,
-    CardRemoved,
+    CardPulledDuringRead,
     InvalidCitizenId,
     NotThaiIdCard,
     ReaderUnavailable,
 )
-from kiosk.flow import CardFailed, CardInserted
-from kiosk.flow import CardRemoved as CardRemovedEvent
+from kiosk.flow import CardFailed, CardInserted, CardRemoved
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ def _check(hresult, step, reader=None):
     if hresult in _NO_SERVICE or hresult in _NO_READER:
         raise ReaderUnavailable(message)
     if hresult in _NO_CARD:
-        raise CardRemoved(message)
+        raise CardPulledDuringRead(message)
     raise CardError(message)
 
 
@@ -179,7 +178,7 @@ def failure_reason(error):
     """The flow's ``CardFailed`` reason for a read error."""
     if isinstance(error, NotThaiIdCard):
         return "not_thai_id"
-    if isinstance(error, CardRemoved):
+    if isinstance(error, CardPulledDuringRead):
         return "removed"
     if isinstance(error, ReaderUnavailable):
         return "no_reader"
@@ -324,14 +323,15 @@ class CardService:
         for attempt in (1, 2):
             try:
                 return self._read_once()
-            except (NotThaiIdCard, InvalidCitizenId, CardRemoved, ReaderUnavailable):
+            except (NotThaiIdCard, InvalidCitizenId, CardPulledDuringRead, ReaderUnavailable):
                 raise
             except CardError as exc:
                 if attempt == 2 or self._stopping.is_set():
                     # A card pulled mid-read first shows as garbage or a failed transaction;
                     # only pcscd's next presence poll tells it apart from a broken card.
                     if not card_stays_present(self._wanted):
-                        raise CardRemoved(f"card left the reader during the read ({exc})") from exc
+                        raise CardPulledDuringRead(
+                            f"card left the reader during the read ({exc})") from exc
                     raise
                 log.info("card read failed, retrying after %.2f s: %s", self.settle_s, exc)
                 self._stopping.wait(self.settle_s)
@@ -433,5 +433,5 @@ class CardService:
         if is_present and not was_present:
             self._put(CardInserted())
         elif was_present and not is_present:
-            self._put(CardRemovedEvent())
+            self._put(CardRemoved())
         return is_present

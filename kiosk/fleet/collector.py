@@ -54,7 +54,7 @@ class Counters:
     visits_duplicate: int = 0
     statuses: int = 0  # applied; stale ones are counted apart
     stale_statuses: int = 0
-    pins: int = 0
+    service_points: int = 0
     health_reports: int = 0
     replies: int = 0
     malformed: int = 0  # refused by the parser; by reason in malformed_by_reason
@@ -368,10 +368,10 @@ class Collector:
             log.info("ignored stale %s status of %s (instance %s, epoch %d: an earlier "
                      "connection's)", item.state, item.kiosk_id, item.instance, item.epoch)
             return "stale_statuses"
-        if isinstance(item, topics.Pin):
+        if isinstance(item, topics.ServicePoint):
             self.db.apply_pin(item, received)
-            return "pins"
-        if isinstance(item, topics.Health):
+            return "service_points"
+        if isinstance(item, topics.HealthMessage):
             self.db.apply_health(item, received)
             return "health_reports"
         self.db.touch(item.kiosk_id, received)

@@ -137,7 +137,7 @@ class Commands:
         """Keep ``layer_text`` as the remote layer (None: none), then propose ``new_config``."""
         try:
             # Checked before anything is written: a config the contract refuses is not kept.
-            topics.pin_payload(new_config)
+            topics.service_point_payload(new_config)
         except ValueError as exc:  # MessageRejected, or a value the wire refuses
             self._reply(correlation_id, ok=False, error=f"refused: {exc}")
             return None

@@ -29,7 +29,7 @@ def memory_free_mb(meminfo=MEMINFO):
     raise OSError(f"{meminfo} has no MemAvailable line (Linux 3.14 or later needed)")
 
 
-class Health:
+class HealthReporter:
     """Builds and publishes the health payload.
 
     ``applied_version()`` returns the applied remote config version (or None); providers

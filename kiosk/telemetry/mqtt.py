@@ -85,13 +85,14 @@ class MqttLink:
     ``mqtt`` is the config's ``mqtt`` section, ``kiosk_id`` the MQTT username and client id.
     ``instance`` is the store's instance id (new after a re-flash) that goes with every status;
     ``next_epoch()`` must be safe to call from paho's thread (``Store.next_epoch`` is: peewee
-    gives that thread its own connection). ``pin`` is the encoded pin payload
-    (``topics.pin_payload(cfg)``) published after every connect; :meth:`set_pin` replaces it
+    gives that thread its own connection). ``service_point`` is the encoded service-point
+    message (``topics.service_point_payload(cfg)``), published on the ``pin`` topic after every
+    connect; :meth:`set_service_point` replaces it
     when a remote config changes the service catalogue.
     """
 
-    def __init__(self, mqtt, kiosk_id, *, instance, next_epoch, version, facts, put, pin=None,
-                 inflight_window=64, stamp=system_stamp, rng=None):
+    def __init__(self, mqtt, kiosk_id, *, instance, next_epoch, version, facts, put,
+                 service_point=None, inflight_window=64, stamp=system_stamp, rng=None):
         self.kiosk_id = kiosk_id
         self._instance = instance
         self._settings = mqtt
@@ -99,7 +100,7 @@ class MqttLink:
         self._version = version
         self._facts = facts
         self._put = put
-        self._pin = pin
+        self._service_point = service_point
         self._stamp = stamp
         self._rng = rng or random.Random()
         self._attempt = 0
@@ -207,17 +208,19 @@ class MqttLink:
             return None
         return info.mid
 
-    def set_pin(self, pin):
-        """Replace the pin payload; published now if connected, and after every connect."""
-        self._pin = pin
-        if self._connected.is_set() and pin is not None:
-            self._publish_pin()
+    def set_service_point(self, service_point):
+        """Replace the service-point message; published now if connected, and after every
+        connect."""
+        self._service_point = service_point
+        if self._connected.is_set() and service_point is not None:
+            self._publish_service_point()
 
     def publish_birth(self):
-        """Re-publish the retained status (online, current epoch) and pin (cmd/rebirth)."""
+        """Re-publish the retained status (online, current epoch) and service-point message
+        (cmd/rebirth)."""
         self._publish_status("online")
-        if self._pin is not None:
-            self._publish_pin()
+        if self._service_point is not None:
+            self._publish_service_point()
 
     # -- paho callbacks (network thread): only paho calls and queue puts below -----------------
 
@@ -301,7 +304,7 @@ class MqttLink:
                                         instance=self._instance)
         return self._client.publish(self._status_topic, payload, qos=1, retain=True)
 
-    def _publish_pin(self):
-        return self._client.publish(topics.kiosk_topic(self.kiosk_id, "pin"), self._pin, qos=1,
-                                    retain=True)
+    def _publish_service_point(self):
+        return self._client.publish(topics.kiosk_topic(self.kiosk_id, "pin"), self._service_point,
+                                    qos=1, retain=True)
 

@@ -10,15 +10,16 @@ What the kiosk side calls (builders return the UTF-8 JSON bytes to publish):
 * topics: :func:`kiosk_topic` (``status pin visit health reply``), :func:`cmd_topic`,
   :func:`cmd_subscription`, :func:`ack_topic`; :data:`QOS` and :data:`RETAIN` per message.
 * :func:`stamp` (wall clock UTC, ``clock_synced``, ``mono_s``) -> the three time fields.
-* :func:`status_payload`, :func:`pin_payload`, :func:`health_payload`, :func:`reply_payload`
-  (the ``visit`` payload is :func:`kiosk.visit.payload`, which the store calls).
+* :func:`status_payload`, :func:`service_point_payload`, :func:`health_payload`,
+  :func:`reply_payload` (the ``visit`` payload is :func:`kiosk.visit.payload`, which the
+  store calls).
 * :func:`parse_command` -> :class:`Command`, or :class:`~kiosk.errors.CommandRejected` (a
   :class:`~kiosk.errors.MessageRejected`) carrying the reason and the correlation id when known.
 * :func:`parse_ack` -> tuple of event ids.
 
 What the collector and ops call: :func:`parse_kiosk_message` (topic + bytes -> validated
-:class:`Status`, :class:`Pin`, :class:`VisitMessage`, :class:`Health` or :class:`Reply`),
-:func:`ack_payload`, :func:`command_payload`, :data:`KIOSK_SUBSCRIPTION`.
+:class:`Status`, :class:`ServicePoint`, :class:`VisitMessage`, :class:`HealthMessage` or
+:class:`Reply`), :func:`ack_payload`, :func:`command_payload`, :data:`KIOSK_SUBSCRIPTION`.
 
 Privacy rules held here: builders take explicit fields (never a dict dump of a stored row), so
 the citizen ID, names, address, birth date, photo and the repeat hash cannot reach the wire;
@@ -61,7 +62,8 @@ RETAIN = MappingProxyType(
 
 #: The collector's shared subscription filter (without the ``$share/<group>/`` prefix).
 KIOSK_SUBSCRIPTION = f"{ROOT}/kiosk/+/#"
-#: Largest kiosk message the collector takes; a pin with a long service catalogue fits easily.
+#: Largest kiosk message the collector takes; a service-point message with a long service
+#: catalogue fits easily.
 MAX_KIOSK_MESSAGE_BYTES = 64 * 1024
 #: Deeper than any message of the contract (a config command nests 4 levels). The sender
 #: decides the depth, and every level costs the reader's scan time and memory.
@@ -321,8 +323,8 @@ class Status:
 
 
 @dataclass(frozen=True)
-class Service:
-    """One entry of a pin's service catalogue."""
+class ServiceEntry:
+    """One entry of a service-point message's service catalogue."""
 
     id: str
     name_th: str
@@ -331,8 +333,9 @@ class Service:
 
 
 @dataclass(frozen=True)
-class Pin:
-    """``pin``: where the kiosk stands and what the service point offers."""
+class ServicePoint:
+    """The service-point message (the ``pin`` topic): where the kiosk stands and what the
+    service point offers."""
 
     kiosk_id: str
     service_point_id: str
@@ -362,7 +365,7 @@ VisitMessage = make_dataclass("VisitMessage", [
 
 
 @dataclass(frozen=True)
-class Health:
+class HealthMessage:
     """``health``: the latest vital signs; superseded by the next report."""
 
     kiosk_id: str
@@ -421,8 +424,9 @@ def _parse_status(what, obj, kiosk_id):
     )
 
 
-def pin_payload(cfg):
-    """The retained ``pin`` from a :class:`kiosk.config.Config` or anything shaped like one.
+def service_point_payload(cfg):
+    """The retained service-point message (the ``pin`` topic) from a
+    :class:`kiosk.config.Config` or anything shaped like one.
 
     Reads ``cfg.kiosk.{service_point_id, name_th, name_en, agency, ministry, province, lat,
     lon, mode}`` and ``cfg.services`` (items with ``id, name_th, name_en, no_copy``).
@@ -444,11 +448,11 @@ def pin_payload(cfg):
             for s in cfg.services
         ],
     }
-    _parse_pin("pin_payload", obj, "-")
+    _parse_service_point("service_point_payload", obj, "-")
     return _encode(obj)
 
 
-def _parse_pin(what, obj, kiosk_id):
+def _parse_service_point(what, obj, kiosk_id):
     f = _Fields(obj, what)
     services = f.get("services", lambda v: isinstance(v, list) and len(v) <= 100,
                      "must be a list of at most 100 services")
@@ -457,11 +461,11 @@ def _parse_pin(what, obj, kiosk_id):
         if not isinstance(item, dict):
             f.fail(f"services[{index}]", "must be an object")
         s = _Fields(item, f"{what}: services[{index}]")
-        parsed.append(Service(
+        parsed.append(ServiceEntry(
             id=s.match("id", _TOKEN, "must be a service id of letters, digits or '_.:-'"),
             name_th=s.text("name_th"), name_en=s.text("name_en"),
             no_copy=s.choice("no_copy", NO_COPY_STATES)))
-    return Pin(
+    return ServicePoint(
         kiosk_id=kiosk_id,
         service_point_id=f.match("service_point_id", _TOKEN,
                                  "must be an id of letters, digits or '_.:-'"),
@@ -510,7 +514,7 @@ def health_payload(*, mode, uptime_s, load_1m, disk_free_mb, mem_free_mb, outbox
 
 def _parse_health(what, obj, kiosk_id):
     f = _Fields(obj, what)
-    return Health(
+    return HealthMessage(
         kiosk_id=kiosk_id, mode=f.choice("mode", MODES),
         uptime_s=f.number("uptime_s", 0, 10**10), load_1m=f.number("load_1m", 0, 10**4),
         disk_free_mb=f.number("disk_free_mb", 0, 10**9),
@@ -556,7 +560,7 @@ def _parse_reply(what, obj, kiosk_id):
 
 
 _KIOSK_PARSERS = {
-    "status": _parse_status, "pin": _parse_pin, "visit": _parse_visit,
+    "status": _parse_status, "pin": _parse_service_point, "visit": _parse_visit,
     "health": _parse_health, "reply": _parse_reply,
 }
 
@@ -564,10 +568,10 @@ _KIOSK_PARSERS = {
 def parse_kiosk_message(topic, payload, *, max_bytes=MAX_KIOSK_MESSAGE_BYTES):
     """Validate one message from a kiosk; the kiosk id comes from the topic, never the payload.
 
-    Returns a :class:`Status`, :class:`Pin`, :class:`VisitMessage`, :class:`Health` or
-    :class:`Reply`. Unknown fields are ignored (a newer kiosk may add some) and never returned,
-    so nothing the contract does not name can be stored. Raises MessageRejected naming the
-    topic and the field at fault, never echoing a value.
+    Returns a :class:`Status`, :class:`ServicePoint`, :class:`VisitMessage`,
+    :class:`HealthMessage` or :class:`Reply`. Unknown fields are ignored (a newer kiosk may add
+    some) and never returned, so nothing the contract does not name can be stored. Raises
+    MessageRejected naming the topic and the field at fault, never echoing a value.
     """
     kiosk_id, kind = split_kiosk_topic(topic)
     obj = _decode(payload, topic, max_bytes)

@@ -13,9 +13,8 @@ import pytest
 from kiosk.card import reader as pcsc
 from kiosk.card import thai_id
 from kiosk.card.repeat import RepeatKeys
-from kiosk.errors import CardRemoved, InvalidCitizenId, NotThaiIdCard, ReaderUnavailable
-from kiosk.flow import CardFailed, CardInserted
-from kiosk.flow import CardRemoved as CardRemovedEvent
+from kiosk.errors import CardPulledDuringRead, InvalidCitizenId, NotThaiIdCard, ReaderUnavailable
+from kiosk.flow import CardFailed, CardInserted, CardRemoved
 from kiosk.rigs.card_profiles import PROFILES
 
 WAIT_S = 10.0
@@ -108,8 +107,8 @@ def test_reader_odd_cards_fail_with_their_typed_error(inserted, profile, error):
         thai_id.read_summary(card.transmit, card.atr, RepeatKeys(600), today=datetime.date.today())
 
 
-def test_reader_no_card_is_card_removed(card_stack):
-    with pytest.raises(CardRemoved, match="Virtual PCD"), pcsc.connect():
+def test_reader_no_card_is_card_pulled_during_read(card_stack):
+    with pytest.raises(CardPulledDuringRead, match="Virtual PCD"), pcsc.connect():
         pass
 
 
@@ -128,7 +127,7 @@ def test_reader_monitor_reports_insert_and_remove(card_stack, service):
     assert isinstance(service.events.next(), CardInserted)
     assert service.reader_state == "ok"
     card_stack.emulator.remove()
-    assert isinstance(service.events.next(), CardRemovedEvent)
+    assert isinstance(service.events.next(), CardRemoved)
     assert pcsc_state(service, "no_card")
 
 
@@ -180,7 +179,7 @@ def test_reader_card_pulled_mid_read_says_removed(inserted, service, card_stack)
     # The card answers SELECT and the CID's READ and GET RESPONSE, then leaves.
     card_stack.emulator.set_fault(pull_after=3)
     assert read_one(service) == CardFailed("removed")
-    assert isinstance(service.events.next_of(CardRemovedEvent), CardRemovedEvent)
+    assert isinstance(service.events.next_of(CardRemoved), CardRemoved)
 
 
 def test_reader_garbage_answer_is_unreadable_after_one_retry(inserted, service, card_stack):

@@ -13,8 +13,7 @@ import pytest
 from kiosk.card import reader as pcsc
 from kiosk.card import thai_id
 from kiosk.card.repeat import RepeatKeys
-from kiosk.flow import CardFailed, CardInserted
-from kiosk.flow import CardRemoved as CardRemovedEvent
+from kiosk.flow import CardFailed, CardInserted, CardRemoved
 from tests.card.test_reader import Events
 
 WAIT_S = 15.0
@@ -51,7 +50,7 @@ def read_one(service):
 def swap_card_and_read(card_stack, service):
     service.events.forget()
     card_stack.emulator.remove()
-    service.events.next_of(CardRemovedEvent, timeout=WAIT_S)
+    service.events.next_of(CardRemoved, timeout=WAIT_S)
     card_stack.emulator.insert("nid17")
     service.events.next_of(CardInserted, timeout=WAIT_S)
     return read_one(service)

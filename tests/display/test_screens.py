@@ -74,7 +74,7 @@ def test_screens_language_button_only_where_the_flow_takes_it(display_settings, 
     renderer = Renderer(display_settings)
     for screen in Screen:
         has_button = flow.LanguageToggled() in _actions(renderer.scene(View(screen, "th")))
-        state = State(screen=screen, visit=flow.Visit(0.0, verified=True))
+        state = State(screen=screen, visit=flow.VisitDraft(0.0, verified=True))
         settings = flow.FlowSettings.from_config(make_config())
         toggled, _ = flow.step(state, flow.LanguageToggled(), 1.0, settings)
         assert has_button == (toggled.language == "en"), screen

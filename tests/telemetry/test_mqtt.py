@@ -63,13 +63,14 @@ def test_mqtt_failing_epoch_store_delays_the_connect_instead_of_ending_it(kiosk_
     assert isinstance(facts[0], Disconnected) and facts[1] == Connected(1, False)
 
 
-def test_mqtt_connect_publishes_retained_online_status_and_pin(kiosk_config, running, ops,
-                                                              broker, mqtt_client):
+def test_mqtt_connect_publishes_retained_online_status_and_service_point(
+        kiosk_config, running, ops, broker, mqtt_client):
     side = running(kiosk_config())
     status = ops.wait_for_message(topics.kiosk_topic(KIOSK, "status"), status_is("online"))
     assert payload(status)["epoch"] == side.store.current_epoch() == side.link.epoch
-    pin = ops.wait_for_message(topics.kiosk_topic(KIOSK, "pin"))
-    assert [s["id"] for s in payload(pin)["services"]] == [s.id for s in side.config.services]
+    service_point = ops.wait_for_message(topics.kiosk_topic(KIOSK, "pin"))
+    assert ([s["id"] for s in payload(service_point)["services"]]
+            == [s.id for s in side.config.services])
     # A subscriber arriving later still learns both: they are retained.
     latecomer = mqtt_client(*broker.ops_credentials)
     for kind in ("status", "pin"):  # ops may not subscribe to kiosk/<id>/+, which holds visits

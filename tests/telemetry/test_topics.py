@@ -194,15 +194,16 @@ def test_topics_stamp_needs_aware_utc_time():
 # --- kiosk messages -------------------------------------------------------------------------
 
 
-def test_topics_pin_payload_reads_a_config_shaped_object():
+def test_topics_service_point_payload_reads_a_config_shaped_object():
     kiosk = SimpleNamespace(service_point_id="sp-1", name_th="สำนักงานเขต", name_en="Office",
                             agency="DOPA", ministry="Interior", province="Bangkok", lat=None,
                             lon=None, mode="demo")
     service = SimpleNamespace(id="id_card", name_th="บัตร", name_en="ID card", no_copy="not_yet")
-    payload = topics.pin_payload(SimpleNamespace(kiosk=kiosk, services=(service,)))
-    pin = topics.parse_kiosk_message("citizeninfo/v1/kiosk/k1/pin", payload)
-    assert pin.services == (topics.Service("id_card", "บัตร", "ID card", "not_yet"),)
-    assert (pin.mode, pin.lat, "สำนักงานเขต".encode() in payload) == ("demo", None, True)
+    payload = topics.service_point_payload(SimpleNamespace(kiosk=kiosk, services=(service,)))
+    service_point = topics.parse_kiosk_message("citizeninfo/v1/kiosk/k1/pin", payload)
+    assert service_point.services == (topics.ServiceEntry("id_card", "บัตร", "ID card", "not_yet"),)
+    assert ((service_point.mode, service_point.lat, "สำนักงานเขต".encode() in payload)
+            == ("demo", None, True))
 
 
 def test_topics_previous_schema_accepted_and_unknown_fields_ignored():
