@@ -56,6 +56,16 @@ def test_logsafe_filter_redacts_messages_arguments_and_tracebacks(caplog):
     assert "bad #" in caplog.text and "67890" not in caplog.text
 
 
+def test_logsafe_filter_redacts_a_stack_and_passes_a_broken_record_on():
+    """A stack dump can quote a local's value; a record whose arguments do not fit its message
+    still reaches the handler, which reports the broken record itself."""
+    stacked = logging.LogRecord("t", logging.INFO, __file__, 1, "here", None, None,
+                                sinfo="Stack (most recent call last):\n  cid='1234567890123'")
+    broken = logging.LogRecord("t", logging.INFO, __file__, 1, "%d visits", ("many",), None)
+    assert logsafe.RedactingFilter().filter(stacked) and "cid='#'" in stacked.stack_info
+    assert logsafe.RedactingFilter().filter(broken) and broken.args == ("many",)
+
+
 def test_logsafe_filter_is_installed_by_every_cli_entry_point(example_config_path):
     root = logging.getLogger()
     try:
