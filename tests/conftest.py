@@ -9,4 +9,6 @@ pytest_plugins = [
     "tests.fixtures.kiosk_world",
     "tests.fixtures.disk",
     "tests.fixtures.notify",
+    "tests.fixtures.telemetry",
+    "tests.fixtures.appliance",
 ]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.appliance.conftest import VALID_TOML
+from tests.fixtures.appliance import VALID_TOML
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache"

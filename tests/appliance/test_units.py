@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kiosk import config
-from tests.appliance.conftest import VALID_TOML
+from tests.fixtures.appliance import VALID_TOML
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMD = ROOT / "systemd"

@@ -14,7 +14,7 @@ from kiosk import clock, visit
 from kiosk.errors import CommandRejected, MessageRejected
 from kiosk.telemetry import topics
 from kiosk.visit import COPY_ANSWERS, LANGUAGES, REASONS
-from tests.telemetry.poison import POISON
+from tests.fixtures.poison import POISON
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "telemetry.md"
 EXAMPLE = re.compile(r"```json topic=(\S+)\n(.*?)```", re.S)

@@ -18,7 +18,7 @@ from kiosk.fleet.db import open_database
 from kiosk.fleet.status import status_lines
 from kiosk.telemetry import topics
 from tests.fixtures.broker import RecordingClient, wait_until
-from tests.telemetry.poison import POISON
+from tests.fixtures.poison import POISON
 
 KIOSK = "bkk-001"
 INSTANCE = "3f2c9a7e5b1d4e6f8a0b2c4d6e8f0a1b"

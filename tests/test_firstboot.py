@@ -10,7 +10,7 @@ from gpiozero.pins.mock import MockFactory
 from kiosk import config as config_module
 from kiosk import firstboot, gpio
 from kiosk.errors import ProvisionError
-from tests.appliance.conftest import VALID_TOML
+from tests.fixtures.appliance import VALID_TOML
 
 
 def drop(appliance, toml=VALID_TOML, password="s3cret-for-bkk-bangrak-01\n"):

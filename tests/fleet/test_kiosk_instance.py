@@ -15,8 +15,8 @@ from kiosk.fleet.status import status_lines
 from kiosk.store import Store
 from kiosk.telemetry import topics
 from tests.fixtures.broker import wait_until
+from tests.fleet.test_collector import INSTANCE, status, visit
 from tests.telemetry.kiosk_process import KioskSide
-from tests.telemetry.test_collector import INSTANCE, status, visit
 
 KIOSK = "kiosk-a"
 
