@@ -37,6 +37,7 @@ import peewee
 
 from kiosk import visit as schema
 from kiosk.errors import DiskFull, StoreError
+from kiosk.sqlite import bind, schema_columns
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ MIGRATIONS = (_schema_v1, _schema_v2, _schema_v3,
               *(_visit_columns(version) for version in range(4, schema.STORE_VERSION + 1)))
 
 
-# --- models (unbound; each Store binds its own subclasses) ------------------------------------
+# --- models (declared unbound; each Store binds its own, kiosk.sqlite.bind) --------------------
 
 
 class _Model(peewee.Model):
@@ -141,29 +142,26 @@ class _Model(peewee.Model):
         legacy_table_names = False
 
 
-_COLUMN_TYPES = {str: peewee.TextField, int: peewee.IntegerField, bool: peewee.BooleanField,
-                 float: peewee.FloatField}
-
-
-def _visit_model():
+def _visit_row_model():
     """The visit row: the store's own bookkeeping columns, then every stored field of the
     schema (nothing that identifies the citizen: the schema stores no repeat hash)."""
     columns = {
         "__doc__": "One visit: the citizen's answers and how far they got, nothing that "
                    "identifies them.",
         "__module__": __name__,
+        "Meta": type("Meta", (), {"table_name": "visit"}),
         "event_id": peewee.TextField(unique=True),
         "seq": peewee.IntegerField(unique=True),
         "epoch": peewee.IntegerField(),
         "recorded_at": peewee.TextField(),
-        **{f.name: _COLUMN_TYPES[f.type](null=not f.required) for f in schema.STORED},
+        **schema_columns(schema.STORED),
         "mode": peewee.TextField(),
         "confirmed_at": peewee.TextField(null=True),
     }
-    return type("Visit", (_Model,), columns)
+    return type("VisitRow", (_Model,), columns)
 
 
-Visit = _visit_model()
+VisitRow = _visit_row_model()
 
 
 class OutboxMessage(_Model):
@@ -185,21 +183,6 @@ class KioskState(_Model):
 
     key = peewee.TextField(primary_key=True)
     value = peewee.TextField()
-
-
-_MODELS = (Visit, OutboxMessage, KioskState)
-
-
-def _bind(db):
-    # Subclasses per store instead of binding the module's classes: two stores in one process
-    # (a test reopening a file, an ops tool) must never swap each other's database.
-    return {
-        model.__name__: type(model.__name__, (model,), {
-            "__module__": __name__,
-            "Meta": type("Meta", (), {"database": db, "table_name": model._meta.table_name}),
-        })
-        for model in _MODELS
-    }
 
 
 # --- values handed to callers ------------------------------------------------------------------
@@ -317,10 +300,10 @@ class Store:
         self.min_free_mb = min_free_mb
         self._clock = clock
         self.instance = None  # this database's id, read or made by open()
-        models = _bind(db)
-        self.Visit = models["Visit"]
-        self.OutboxMessage = models["OutboxMessage"]
-        self.KioskState = models["KioskState"]
+        # Bound per store: two stores in one process (a test reopening a file, an ops tool)
+        # never swap each other's database.
+        self.VisitRow, self.OutboxMessage, self.KioskState = bind(
+            db, VisitRow, OutboxMessage, KioskState)
 
     def __repr__(self):
         return f"<Store {self.path}>"
@@ -444,7 +427,7 @@ class Store:
         self._require_room("record a visit")
         now = stamp["at"]
         with self._guard("record a visit"), self._db.atomic("IMMEDIATE"):
-            row = self.Visit.create(
+            row = self.VisitRow.create(
                 event_id=new_event_id(), seq=self._bump("seq"), epoch=self._get_int("epoch"),
                 recorded_at=now, mode=mode, **schema.values(record, schema.STORED))
             payload = schema.payload(
@@ -595,7 +578,7 @@ class Store:
     def confirm(self, event_ids):
         """The collector has these: confirm their messages and visits. Returns how many messages
         were newly confirmed; repeated and unknown ids change nothing."""
-        M, V = self.OutboxMessage, self.Visit
+        M, V = self.OutboxMessage, self.VisitRow
         now = rfc3339(self._clock())
         changed = 0
         with self._guard("confirm delivered messages"), self._db.atomic("IMMEDIATE"):
@@ -636,7 +619,7 @@ class Store:
         lock for over half a second, and a visit the main loop records meanwhile waits for it.
         """
         visits_before = rfc3339(self._clock() - timedelta(days=self.retention_days))
-        V, M = self.Visit, self.OutboxMessage
+        V, M = self.VisitRow, self.OutboxMessage
         return Purged(visits=self._delete_in_chunks(V, V.confirmed_at < visits_before, chunk),
                       messages=self._delete_in_chunks(M, M.state == "confirmed", chunk))
 

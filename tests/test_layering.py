@@ -92,7 +92,8 @@ LAYERS = (
         "kiosk.telemetry.delivery", "kiosk.fleet", "kiosk.rigs",
     )),
     ("adapters", (
-        "kiosk.card.reader", "kiosk.card.probe", "kiosk.display.*", "kiosk.gpio", "kiosk.store",
+        "kiosk.card.reader", "kiosk.card.probe", "kiosk.display.*", "kiosk.gpio", "kiosk.sqlite",
+        "kiosk.store",
         "kiosk.telemetry.mqtt", "kiosk.telemetry.outbox", "kiosk.telemetry.health",
         "kiosk.telemetry.commands", "kiosk.fleet.collector", "kiosk.fleet.db",
         "kiosk.fleet.status", "kiosk.fleet.provision", "kiosk.watchdog", "kiosk.firstboot",

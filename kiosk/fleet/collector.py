@@ -377,7 +377,7 @@ class Collector:
                      "connection's)", item.state, item.kiosk_id, item.instance, item.epoch)
             return "stale_statuses"
         if isinstance(item, topics.Pin):
-            self.db.apply_pin(item, received)
+            self.db.apply_service_point(item, received)
             return "pins"
         if isinstance(item, topics.Health):
             self.db.apply_health(item, received)
