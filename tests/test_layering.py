@@ -28,6 +28,7 @@ PURE_MODULES = (
     "kiosk.bundle",
     "kiosk.telemetry.clock",
     "kiosk.telemetry.delivery",
+    "kiosk.outbox_rules",
     # The outbox is a thread, not pure, but its logic must not load paho (only the link does).
     "kiosk.telemetry.outbox",
 )
@@ -86,7 +87,7 @@ def test_layering_flow_imports_only_the_standard_library(module, allowed):
 LAYERS = (
     ("core", (
         "kiosk", "kiosk.flow", "kiosk.visit", "kiosk.facts", "kiosk.config",
-        "kiosk.errors", "kiosk.logsafe", "kiosk.accounts", "kiosk.bundle",
+        "kiosk.errors", "kiosk.logsafe", "kiosk.accounts", "kiosk.bundle", "kiosk.outbox_rules",
         "kiosk.card", "kiosk.card.apdu", "kiosk.card.thai_id", "kiosk.card.repeat",
         "kiosk.telemetry", "kiosk.telemetry.topics", "kiosk.telemetry.clock",
         "kiosk.telemetry.delivery", "kiosk.fleet", "kiosk.rigs",
