@@ -77,7 +77,7 @@ def drain(count, *, window=64, timeout_s=600):
                     cwd=Path(__file__).resolve().parents[1])
                 if kiosk.returncode != 0:
                     raise RuntimeError(f"kiosk side failed: {kiosk.stderr.strip()[-2000:]}")
-                stored = collector.db.Visit.select().count()
+                stored = collector.db.FleetVisit.select().count()
     if stored < count:
         raise RuntimeError(f"collector stored {stored} of {count} visits")
     return float(kiosk.stdout.split()[-1])

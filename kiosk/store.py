@@ -16,6 +16,8 @@ time. What it promises, and why:
   nor the pseudonymous repeat hash (the runner keeps those in memory: ``kiosk.card.repeat``).
 - Free space is checked before every write; below ``min_free_mb`` the store refuses new rows
   with :class:`~kiosk.errors.DiskFull` instead of risking the rows it already has.
+- The outbox's states and which may follow which are :mod:`kiosk.outbox_rules`; the store only
+  persists them, for the pump in :mod:`kiosk.telemetry.outbox`.
 
 Schema versions live in ``PRAGMA user_version``; :data:`MIGRATIONS` is the ordered history and
 each step runs in its own transaction together with the version bump.
@@ -37,11 +39,12 @@ import peewee
 
 from kiosk import visit as schema
 from kiosk.errors import DiskFull, StoreError
+from kiosk.outbox_rules import ACCEPT, CONFIRM, DUE, LIVE, REFUSE, REPLAY, RESENDABLE, SEND, State
+from kiosk.sqlite import bind, schema_columns
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "kiosk.db"
-OUTBOX_STATES = ("pending", "published", "confirmed", "dead")
 
 _BUSY_TIMEOUT_S = 10  # the other thread's write transactions are milliseconds long
 _IN_CHUNK = 500  # stay far below SQLite's bound-parameter limit
@@ -133,7 +136,7 @@ MIGRATIONS = (_schema_v1, _schema_v2, _schema_v3,
               *(_visit_columns(version) for version in range(4, schema.STORE_VERSION + 1)))
 
 
-# --- models (unbound; each Store binds its own subclasses) ------------------------------------
+# --- models (declared unbound; each Store binds its own, kiosk.sqlite.bind) --------------------
 
 
 class _Model(peewee.Model):
@@ -141,29 +144,26 @@ class _Model(peewee.Model):
         legacy_table_names = False
 
 
-_COLUMN_TYPES = {str: peewee.TextField, int: peewee.IntegerField, bool: peewee.BooleanField,
-                 float: peewee.FloatField}
-
-
-def _visit_model():
+def _visit_row_model():
     """The visit row: the store's own bookkeeping columns, then every stored field of the
     schema (nothing that identifies the citizen: the schema stores no repeat hash)."""
     columns = {
         "__doc__": "One visit: the citizen's answers and how far they got, nothing that "
                    "identifies them.",
         "__module__": __name__,
+        "Meta": type("Meta", (), {"table_name": "visit"}),
         "event_id": peewee.TextField(unique=True),
         "seq": peewee.IntegerField(unique=True),
         "epoch": peewee.IntegerField(),
         "recorded_at": peewee.TextField(),
-        **{f.name: _COLUMN_TYPES[f.type](null=not f.required) for f in schema.STORED},
+        **schema_columns(schema.STORED),
         "mode": peewee.TextField(),
         "confirmed_at": peewee.TextField(null=True),
     }
-    return type("Visit", (_Model,), columns)
+    return type("VisitRow", (_Model,), columns)
 
 
-Visit = _visit_model()
+VisitRow = _visit_row_model()
 
 
 class OutboxMessage(_Model):
@@ -185,21 +185,6 @@ class KioskState(_Model):
 
     key = peewee.TextField(primary_key=True)
     value = peewee.TextField()
-
-
-_MODELS = (Visit, OutboxMessage, KioskState)
-
-
-def _bind(db):
-    # Subclasses per store instead of binding the module's classes: two stores in one process
-    # (a test reopening a file, an ops tool) must never swap each other's database.
-    return {
-        model.__name__: type(model.__name__, (model,), {
-            "__module__": __name__,
-            "Meta": type("Meta", (), {"database": db, "table_name": model._meta.table_name}),
-        })
-        for model in _MODELS
-    }
 
 
 # --- values handed to callers ------------------------------------------------------------------
@@ -276,21 +261,13 @@ def _is_disk_full(exc):
     return False
 
 
-def _still_live(M):
-    """Rows not yet confirmed or dead, as a test SQLite cannot answer from the (state, id) index.
-
-    ``state IN ('pending', 'published')`` beside ``event_id IN (...)`` of a few dozen ids made
-    the planner walk every live row through that index instead of looking the ids up: with
-    10,000 queued rows each PUBACK batch scanned them all, the outbox thread's main cost.
-    """
-    return M.state.not_in(("confirmed", "dead"))
-
-
 def _unindexed(column):
     """``+column``: SQLite's documented way to keep a term from choosing an index.
 
-    ``confirmed_at IS NULL`` beside ``event_id IN (...)`` of an ack's ids made the planner walk
-    every unconfirmed visit through ``visit_confirmed_at`` instead of looking the ids up.
+    ``state IN (...)`` or ``confirmed_at IS NULL`` beside ``event_id IN (...)`` of a few dozen
+    ids made the planner walk every live row or unconfirmed visit through the state or
+    ``visit_confirmed_at`` index instead of looking the ids up: with 10,000 queued rows each
+    PUBACK batch scanned them all, the outbox thread's main cost.
     """
     return peewee.NodeList((peewee.SQL("+"), column), glue="")
 
@@ -317,10 +294,10 @@ class Store:
         self.min_free_mb = min_free_mb
         self._clock = clock
         self.instance = None  # this database's id, read or made by open()
-        models = _bind(db)
-        self.Visit = models["Visit"]
-        self.OutboxMessage = models["OutboxMessage"]
-        self.KioskState = models["KioskState"]
+        # Bound per store: two stores in one process (a test reopening a file, an ops tool)
+        # never swap each other's database.
+        self.VisitRow, self.OutboxMessage, self.KioskState = bind(
+            db, VisitRow, OutboxMessage, KioskState)
 
     def __repr__(self):
         return f"<Store {self.path}>"
@@ -444,7 +421,7 @@ class Store:
         self._require_room("record a visit")
         now = stamp["at"]
         with self._guard("record a visit"), self._db.atomic("IMMEDIATE"):
-            row = self.Visit.create(
+            row = self.VisitRow.create(
                 event_id=new_event_id(), seq=self._bump("seq"), epoch=self._get_int("epoch"),
                 recorded_at=now, mode=mode, **schema.values(record, schema.STORED))
             payload = schema.payload(
@@ -496,7 +473,7 @@ class Store:
         self.KioskState.insert(key=key, value=str(value)).on_conflict_replace().execute()
         return value
 
-    # --- outbox (the outbox thread) --------------------------------------------------------------
+    # --- outbox (the outbox thread; its rules are kiosk.outbox_rules) -----------------------------
 
     def enqueue(self, topic, payload, qos=1, event_id=None):
         """Queue a non-visit message that must survive a restart; returns its event id.
@@ -512,7 +489,7 @@ class Store:
     def _insert_message(self, event_id, topic, payload, qos, now):
         (self.OutboxMessage.insert(event_id=event_id, topic=topic,
                                    payload=self._json_text(topic, payload), qos=qos,
-                                   state="pending", attempts=0, created_at=now)
+                                   state=State.PENDING, attempts=0, created_at=now)
          .on_conflict_ignore().execute())
 
     def _json_text(self, topic, payload):
@@ -531,42 +508,36 @@ class Store:
                              f"the payload builder") from exc
 
     def due_messages(self, limit, resend=()):
-        """Oldest first: at most ``limit`` pending messages, and those of ``resend`` (event ids
-        the outbox found overdue) that are still published, i.e. not yet confirmed."""
+        """Oldest first: at most ``limit`` messages due to be sent, and those of ``resend`` (event
+        ids the outbox found overdue) that may still be resent, i.e. not yet confirmed."""
         M = self.OutboxMessage
         # Plain tuples: building a model instance per row was 40 % of a refill.
         columns = (M.id, M.event_id, M.topic, M.payload, M.qos, M.state, M.attempts, M.sent_at)
         with self._guard("read the outbox"):
-            rows = list(M.select(*columns).where(M.state == "pending")
+            rows = list(M.select(*columns).where(M.state == DUE)
                         .order_by(M.id).limit(int(limit)).tuples())
             for chunk in _chunks(resend):
                 # Looked up by event id; a state index here would walk every published row.
                 rows.extend(M.select(*columns)
-                            .where(M.event_id.in_(chunk), _unindexed(M.state) == "published")
+                            .where(M.event_id.in_(chunk), _unindexed(M.state) == RESENDABLE)
                             .tuples())
         rows.sort()  # by id, the first column
         return [OutboxItem(*row[1:]) for row in rows]
 
     def published_ids(self):
-        """Event ids of every published message, oldest first: after a restart the outbox
-        knows no send times, so it treats all of them as due."""
+        """Event ids of every message that may be resent, oldest first: after a restart the
+        outbox knows no send times, so it treats all of them as due."""
         M = self.OutboxMessage
         with self._guard("read the outbox"):
             return [event_id for (event_id,) in
-                    M.select(M.event_id).where(M.state == "published").order_by(M.id).tuples()]
+                    M.select(M.event_id).where(M.state == RESENDABLE).order_by(M.id).tuples()]
 
     def mark_sent(self, event_ids, at):
         """The messages were handed to the broker link at ``at`` (wall time, kept for people
         reading the file; resends are timed by the outbox): count the attempt."""
-        M = self.OutboxMessage
-        sent_at = rfc3339(at)
-        changed = 0
         with self._guard("record a send"), self._db.atomic("IMMEDIATE"):
-            for chunk in _chunks(event_ids):
-                changed += (M.update(attempts=M.attempts + 1, sent_at=sent_at)
-                            .where(M.event_id.in_(chunk), _still_live(M))
-                            .execute())
-        return changed
+            return self._move(SEND, event_ids, attempts=self.OutboxMessage.attempts + 1,
+                              sent_at=rfc3339(at))
 
     def mark_published(self, event_ids, sent_at):
         """The broker accepted these messages (PUBACK); they now wait for the collector's ack.
@@ -574,34 +545,23 @@ class Store:
         One statement per few hundred ids: at catch-up rates a statement per PUBACK was a third
         of the outbox thread's time. Returns how many rows changed.
         """
-        M = self.OutboxMessage
-        at = rfc3339(sent_at)
-        changed = 0
         with self._guard("mark messages published"):
-            for chunk in _chunks(event_ids):
-                changed += (M.update(state="published", sent_at=at)
-                            .where(M.event_id.in_(chunk), _still_live(M))
-                            .execute())
-        return changed
+            return self._move(ACCEPT, event_ids, sent_at=rfc3339(sent_at))
 
     def mark_dead(self, event_id, reason_code):
         """The broker refused the message; park it until :meth:`replay_dead`."""
-        M = self.OutboxMessage
         with self._guard(f"mark {event_id} dead"):
-            return bool(M.update(state="dead", reason_code=int(reason_code))
-                        .where(M.event_id == event_id, _still_live(M))
-                        .execute())
+            return bool(self._move(REFUSE, [event_id], reason_code=int(reason_code)))
 
     def confirm(self, event_ids):
         """The collector has these: confirm their messages and visits. Returns how many messages
         were newly confirmed; repeated and unknown ids change nothing."""
-        M, V = self.OutboxMessage, self.Visit
+        V = self.VisitRow
         now = rfc3339(self._clock())
-        changed = 0
+        event_ids = list(event_ids)
         with self._guard("confirm delivered messages"), self._db.atomic("IMMEDIATE"):
+            changed = self._move(CONFIRM, event_ids)
             for chunk in _chunks(event_ids):
-                changed += (M.update(state="confirmed")
-                            .where(M.event_id.in_(chunk), M.state != "confirmed").execute())
                 (V.update(confirmed_at=now)
                  .where(V.event_id.in_(chunk), _unindexed(V.confirmed_at).is_null())
                  .execute())
@@ -611,16 +571,30 @@ class Store:
         """Dead letters go back to pending (after the ACL or credentials were fixed)."""
         M = self.OutboxMessage
         with self._guard("replay dead messages"):
-            return (M.update(state="pending", reason_code=None, sent_at=None)
-                    .where(M.state == "dead").execute())
+            return (M.update(state=REPLAY.target, reason_code=None, sent_at=None)
+                    .where(M.state.in_(REPLAY.sources)).execute())
+
+    def _move(self, move, event_ids, **columns):
+        """Apply ``move`` (kiosk.outbox_rules) to the rows of ``event_ids`` it allows, setting
+        ``columns`` too; returns how many rows changed. Callers hold the guard."""
+        M = self.OutboxMessage
+        if move.target is not None:
+            columns["state"] = move.target
+        changed = 0
+        for chunk in _chunks(event_ids):
+            # Looked up by event id; a state index here would walk every live row.
+            changed += (M.update(**columns)
+                        .where(M.event_id.in_(chunk), _unindexed(M.state).in_(move.sources))
+                        .execute())
+        return changed
 
     def outbox_stats(self):
         M = self.OutboxMessage
-        live = M.state.in_(("pending", "published"))
+        live = M.state.in_(LIVE)
         with self._guard("count the outbox"):
             depth = M.select().where(live).count()
             oldest = M.select(peewee.fn.MIN(M.created_at)).where(live).scalar()
-            dead = M.select().where(M.state == "dead").count()
+            dead = M.select().where(M.state == State.DEAD).count()
         age = None
         if oldest is not None:
             age = max(0.0, (self._clock() - parse_rfc3339(oldest)).total_seconds())
@@ -636,9 +610,9 @@ class Store:
         lock for over half a second, and a visit the main loop records meanwhile waits for it.
         """
         visits_before = rfc3339(self._clock() - timedelta(days=self.retention_days))
-        V, M = self.Visit, self.OutboxMessage
+        V, M = self.VisitRow, self.OutboxMessage
         return Purged(visits=self._delete_in_chunks(V, V.confirmed_at < visits_before, chunk),
-                      messages=self._delete_in_chunks(M, M.state == "confirmed", chunk))
+                      messages=self._delete_in_chunks(M, M.state == State.CONFIRMED, chunk))
 
     def _delete_in_chunks(self, model, condition, chunk):
         key = model._meta.primary_key

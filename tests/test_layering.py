@@ -30,6 +30,7 @@ PURE_MODULES = (
     "kiosk.clock",
     "kiosk.facts",
     "kiosk.telemetry.delivery",
+    "kiosk.outbox_rules",
     # The outbox is a thread, not pure, but its logic must not load paho (only the link does).
     "kiosk.telemetry.outbox",
 )
@@ -98,13 +99,14 @@ def test_layering_flow_imports_only_the_standard_library(module, allowed):
 LAYERS = (
     ("core", (
         "kiosk", "kiosk.flow", "kiosk.visit", "kiosk.facts", "kiosk.config",
-        "kiosk.errors", "kiosk.logsafe", "kiosk.accounts", "kiosk.bundle",
+        "kiosk.errors", "kiosk.logsafe", "kiosk.accounts", "kiosk.bundle", "kiosk.outbox_rules",
         "kiosk.card", "kiosk.card.apdu", "kiosk.card.thai_id", "kiosk.card.repeat",
         "kiosk.telemetry", "kiosk.telemetry.topics", "kiosk.clock",
         "kiosk.telemetry.delivery", "kiosk.fleet", "kiosk.rigs",
     )),
     ("adapters", (
-        "kiosk.card.reader", "kiosk.card.probe", "kiosk.display.*", "kiosk.gpio", "kiosk.store",
+        "kiosk.card.reader", "kiosk.card.probe", "kiosk.display.*", "kiosk.gpio", "kiosk.sqlite",
+        "kiosk.store",
         "kiosk.telemetry.mqtt", "kiosk.telemetry.outbox", "kiosk.telemetry.health",
         "kiosk.telemetry.commands", "kiosk.fleet.collector", "kiosk.fleet.db",
         "kiosk.fleet.status", "kiosk.fleet.provision", "kiosk.watchdog", "kiosk.firstboot",

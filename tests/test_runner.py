@@ -52,7 +52,7 @@ def test_app_visit_without_card_is_committed_with_its_outbox_row(runner):
     play(runner, flow.StartedWithoutCard(), flow.ServiceChosen(service_id(runner)),
          flow.CopyAnswered("id_card"), flow.RatingChosen(4))
     assert runner.state.screen is flow.Screen.THANK_YOU
-    (visit,) = runner.store.Visit.select()
+    (visit,) = runner.store.VisitRow.select()
     assert (visit.rating, visit.copy_answer, visit.verified, visit.outcome) == (
         4, "id_card", False, "completed")
     (message,) = runner.store.OutboxMessage.select()
@@ -65,7 +65,7 @@ def test_app_timeout_records_abandoned_visit(runner):
     play(runner, flow.StartedWithoutCard())
     runner.clock_source.now += runner.cfg.flow.timeout_choose_service_s + 1
     runner.turn(timeout=0)
-    (visit,) = runner.store.Visit.select()
+    (visit,) = runner.store.VisitRow.select()
     assert (visit.outcome, visit.step) == ("abandoned", "choose_service")
     assert runner.state.screen is flow.Screen.IDLE
 
@@ -93,7 +93,7 @@ def test_app_repeat_card_is_decided_by_the_store(runner):
     play(runner, flow.Dismissed(), flow.CardRemoved(), flow.CardInserted(),
          summary("3101700230703"))
     assert runner.state.screen is flow.Screen.CHOOSE_SERVICE, "another citizen is no repeat"
-    assert runner.store.Visit.select().count() == 1
+    assert runner.store.VisitRow.select().count() == 1
 
 
 def test_app_unknown_fact_is_logged_and_ignored(runner, caplog):
@@ -113,7 +113,7 @@ def test_app_below_the_disk_floor_goes_out_of_service_and_keeps_what_it_has(make
     try:
         play(runner, flow.StartedWithoutCard(), flow.ServiceChosen(cfg.services[0].id),
              flow.CopyAnswered("none"), flow.RatingChosen(5))
-        assert store.Visit.select().count() == 1
+        assert store.VisitRow.select().count() == 1
         # Fill the partition until less than the floor is left.
         fill(disk / "filler", leave_bytes=8 * 2**20)
         clock.now += 60
@@ -124,7 +124,7 @@ def test_app_below_the_disk_floor_goes_out_of_service_and_keeps_what_it_has(make
         assert "MB needed" in runner.state.out_of_service
         play(runner, flow.StartedWithoutCard(), flow.CardInserted())
         assert runner.state.screen is flow.Screen.OUT_OF_SERVICE
-        assert store.Visit.select().count() == 1  # nothing recorded was lost
+        assert store.VisitRow.select().count() == 1  # nothing recorded was lost
         (disk / "filler").unlink()
         clock.now += 60
         runner.turn(timeout=0)
@@ -238,7 +238,7 @@ def test_app_failed_write_is_not_thanked_and_the_kiosk_recovers_by_itself(runner
     runner.clock_source.now += 60
     runner.turn(timeout=0)
     assert runner.state.screen is flow.Screen.IDLE
-    assert runner.store.Visit.select().count() == 0
+    assert runner.store.VisitRow.select().count() == 0
 
 
 @pytest.fixture
@@ -274,7 +274,7 @@ def test_app_physical_rating_button_records_that_rating(panel_runner):
     button.drive_low()  # pressed: the buttons pull up
     wait_for(lambda: runner.state.screen is flow.Screen.THANK_YOU, runner)
     button.drive_high()
-    (visit,) = runner.store.Visit.select()
+    (visit,) = runner.store.VisitRow.select()
     assert visit.rating == 4
 
 
@@ -373,7 +373,7 @@ def test_app_visit_the_contract_refuses_suspends_until_a_new_config(runner, monk
     play(runner, flow.StartedWithoutCard(), flow.ServiceChosen(service_id(runner)),
          flow.CopyAnswered("none"), flow.RatingChosen(5))
     assert runner.state.out_of_service.startswith("record_error: visit_payload: service_id")
-    assert runner.store.Visit.select().count() == 0  # not kept, and not thanked
+    assert runner.store.VisitRow.select().count() == 0  # not kept, and not thanked
     runner.clock_source.now += 60
     runner.turn(timeout=0)
     assert runner.state.screen is flow.Screen.OUT_OF_SERVICE, "only a new config mends it"
@@ -460,7 +460,7 @@ def test_app_repeat_card_still_caught_after_the_wall_clock_steps(make_config, tm
             play(runner, flow.CardInserted(), summary)
             assert runner.state.screen is flow.Screen.ALREADY_RATED, step
             play(runner, flow.Dismissed(), flow.CardRemoved())
-        assert store.Visit.select().count() == 1
+        assert store.VisitRow.select().count() == 1
     finally:
         store.close()
 

@@ -87,7 +87,7 @@ def test_store_record_visit_writes_visit_and_outbox_together_never_the_hash(stor
 
 
 def test_store_visit_table_has_no_identity_or_hash_column(store):
-    columns = {field.column_name for field in store.Visit._meta.sorted_fields}
+    columns = {field.column_name for field in store.VisitRow._meta.sorted_fields}
     on_disk = {row[1] for row in sqlite3.connect(store.path).execute("PRAGMA table_info(visit)")}
     assert columns == on_disk
     forbidden = {"cid", "citizen_id", "name", "name_th", "name_en", "address", "birth_date",
@@ -98,14 +98,14 @@ def test_store_visit_table_has_no_identity_or_hash_column(store):
 def test_store_enum_fields_stored_as_plain_text(store):
     visit = store.record_visit(visit_record(outcome="abandoned", step=Screen.RATING, rating=None),
                                **outgoing())
-    assert store.Visit.get_by_id(visit.id).step == "rating"
+    assert store.VisitRow.get_by_id(visit.id).step == "rating"
 
 
 def test_store_bad_rating_rejected_without_writing(store, clock):
     store.record_visit(visit_record(), **outgoing(clock))
     with pytest.raises(StoreError, match=f"{DB_NAME}.*rating"):
         store.record_visit(visit_record(rating=9), **outgoing(clock))
-    assert store.Visit.select().count() == 1
+    assert store.VisitRow.select().count() == 1
     assert len(store.due_messages(10)) == 1
     assert store.record_visit(visit_record(), **outgoing(clock)).seq == 2
 
@@ -114,7 +114,7 @@ def test_store_visit_the_schema_refuses_leaves_nothing_half_written(store, clock
     with pytest.raises(ValueError, match="13-digit number at \\$.service_id"):
         store.record_visit(visit_record(service_id="svc-1234567890123",
                                         repeat_hash=b"\x02" * 32), **outgoing(clock))
-    assert store.Visit.select().count() == 0
+    assert store.VisitRow.select().count() == 0
     assert store.due_messages(10) == []
 
 
@@ -238,7 +238,7 @@ def test_store_outbox_pending_published_resent_confirmed(store, clock):
     assert store.confirm([visit.event_id]) == 1
     assert store.due_messages(10, [visit.event_id]) == []
     assert store.published_ids() == []
-    assert store.Visit.get_by_id(visit.id).confirmed_at == rfc3339(clock())
+    assert store.VisitRow.get_by_id(visit.id).confirmed_at == rfc3339(clock())
 
 
 def test_store_mark_published_takes_a_batch_beyond_one_statement(store, clock):
@@ -259,11 +259,11 @@ def test_store_confirm_is_idempotent_and_ignores_unknown_ids(store, clock):
     a = store.record_visit(visit_record(), **outgoing(clock))
     b = store.record_visit(visit_record(), **outgoing(clock))
     assert store.confirm([a.event_id, "not-an-event"]) == 1
-    first_confirmed_at = store.Visit.get_by_id(a.id).confirmed_at
+    first_confirmed_at = store.VisitRow.get_by_id(a.id).confirmed_at
     clock.advance(minutes=5)
     assert store.confirm([a.event_id]) == 0
-    assert store.Visit.get_by_id(a.id).confirmed_at == first_confirmed_at
-    assert store.Visit.get_by_id(b.id).confirmed_at is None
+    assert store.VisitRow.get_by_id(a.id).confirmed_at == first_confirmed_at
+    assert store.VisitRow.get_by_id(b.id).confirmed_at is None
     assert store.outbox_stats().depth == 1
 
 
@@ -396,11 +396,11 @@ def test_store_purge_keeps_unconfirmed_and_recently_confirmed(tmp_path, clock):
         assert store.outbox_stats().depth == 1
         clock.advance(days=1, seconds=1)
         assert store.purge().visits == 1
-        remaining = {v.event_id for v in store.Visit.select()}
+        remaining = {v.event_id for v in store.VisitRow.select()}
         assert remaining == {unconfirmed.event_id, late.event_id}
         clock.advance(days=365)
         assert store.purge().visits == 1
-        assert [v.event_id for v in store.Visit.select()] == [unconfirmed.event_id]
+        assert [v.event_id for v in store.VisitRow.select()] == [unconfirmed.event_id]
     finally:
         store.close()
 
@@ -418,7 +418,7 @@ def test_store_purge_holds_the_write_lock_for_one_chunk_at_a_time(tmp_path, cloc
         monkeypatch.setattr(store._db, "atomic", lambda *a: transactions.append(a) or atomic(*a))
         assert store.purge(chunk=10) == Purged(visits=25, messages=25)
         assert len(transactions) == 6  # 10 + 10 + 5 visits, then as many messages
-        assert store.Visit.select().count() == 0
+        assert store.VisitRow.select().count() == 0
     finally:
         store.close()
 
@@ -430,7 +430,7 @@ def test_store_checkpoint_empties_the_wal(store):
     assert wal.stat().st_size > 0
     assert store.checkpoint()
     assert wal.stat().st_size == 0
-    assert store.Visit.select().count() == 5
+    assert store.VisitRow.select().count() == 5
 
 
 def test_store_times_must_be_aware(store):
@@ -476,8 +476,8 @@ def test_store_main_and_outbox_threads_work_at_once(store, clock):
         worker.join(timeout=150)
     assert not worker.is_alive()
     assert errors == []
-    assert store.Visit.select().where(store.Visit.confirmed_at.is_null()).count() == 0
-    assert store.Visit.select().count() == total
+    assert store.VisitRow.select().where(store.VisitRow.confirmed_at.is_null()).count() == 0
+    assert store.VisitRow.select().count() == total
     assert store.outbox_stats().depth == 0
 
 
@@ -598,7 +598,7 @@ def test_store_every_committed_visit_survives_sigkill(tmp_path):
     store = Store.open(data)
     try:
         assert store._db.execute_sql("PRAGMA integrity_check").fetchone()[0] == "ok"
-        on_disk = {v.seq: v.event_id for v in store.Visit.select()}
+        on_disk = {v.seq: v.event_id for v in store.VisitRow.select()}
         assert committed.items() <= on_disk.items()
         messages = {m.event_id for m in store.OutboxMessage.select()}
         assert set(on_disk.values()) == messages
@@ -625,16 +625,16 @@ def test_store_refuses_below_free_space_floor_keeping_visits(tiny_fs):
     assert str(data) in str(caught.value)
     with pytest.raises(DiskFull):
         store.enqueue("citizeninfo/v1/kiosk/k1/reply", {"ok": True})
-    assert store.Visit.select().count() == 5
+    assert store.VisitRow.select().count() == 5
     (disk / "ballast").unlink()
     assert store.has_room()
     store.record_visit(visit_record(), **outgoing())
     store.close()
     reopened = Store.open(data, min_free_mb=1)
     try:
-        assert recorded == [v.event_id for v in reopened.Visit.select().order_by(
-            reopened.Visit.seq)][:5]
-        assert reopened.Visit.select().count() == 6
+        assert recorded == [v.event_id for v in reopened.VisitRow.select().order_by(
+            reopened.VisitRow.seq)][:5]
+        assert reopened.VisitRow.select().count() == 6
     finally:
         reopened.close()
 
@@ -650,16 +650,16 @@ def test_store_disk_really_full_raises_diskfull_and_loses_nothing(tiny_fs):
     with pytest.raises(DiskFull, match=f"{DB_NAME}: the disk filled up while trying to record"):
         for _ in range(50):  # a page or two may still fit in the last partial block
             store.record_visit(visit_record(rating=1), **outgoing())
-    assert store.Visit.select().where(store.Visit.rating == 4).count() == 3
+    assert store.VisitRow.select().where(store.VisitRow.rating == 4).count() == 3
     (disk / "ballast").unlink()
     store.record_visit(visit_record(rating=5), **outgoing())
     store.close()
     reopened = Store.open(data, min_free_mb=0)
     try:
         assert reopened._db.execute_sql("PRAGMA integrity_check").fetchone()[0] == "ok"
-        ratings = [v.rating for v in reopened.Visit.select().order_by(reopened.Visit.seq)]
+        ratings = [v.rating for v in reopened.VisitRow.select().order_by(reopened.VisitRow.seq)]
         assert ratings[:3] == [4, 4, 4] and ratings[-1] == 5
-        seqs = [v.seq for v in reopened.Visit.select().order_by(reopened.Visit.seq)]
+        seqs = [v.seq for v in reopened.VisitRow.select().order_by(reopened.VisitRow.seq)]
         assert seqs == list(range(1, len(seqs) + 1))
     finally:
         reopened.close()

@@ -137,7 +137,7 @@ parsed = topics.parse_kiosk_message(message.topic, message.payload.encode())
 fleet = open_database(here / "fleet.sqlite3")
 fleet.add_visits([parsed], "2025-01-01T00:00:00.000Z")
 [kept] = fleet.visits()
-print(store.schema_version, store.Visit.get_by_id(row.id).wait_band, parsed.wait_band,
+print(store.schema_version, store.VisitRow.get_by_id(row.id).wait_band, parsed.wait_band,
       kept.wait_band)
 '''
 

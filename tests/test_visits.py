@@ -61,7 +61,7 @@ def test_visits_card_pulled_mid_read_is_a_card_problem_and_records_nothing(kiosk
     world.card.set_fault(pull_after=2)  # gone after the second APDU of the read
     world.insert("citizen-1", Screen.CARD_PROBLEM)
     assert world.runner.state.problem == "removed"
-    assert world.store.Visit.select().count() == 0
+    assert world.store.VisitRow.select().count() == 0
     assert len(world.runner.seen) == 0
     world.tap(flow.Dismissed(), Screen.IDLE)
 

@@ -369,7 +369,7 @@ class Collector:
                      "connection's)", item.state, item.kiosk_id, item.instance, item.epoch)
             return "stale_statuses"
         if isinstance(item, topics.ServicePoint):
-            self.db.apply_pin(item, received)
+            self.db.apply_service_point(item, received)
             return "service_points"
         if isinstance(item, topics.HealthMessage):
             self.db.apply_health(item, received)

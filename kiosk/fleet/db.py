@@ -1,13 +1,14 @@
-"""The central store: kiosks, their pins and their anonymous visits (peewee on SQLite).
+"""The central store: kiosks, their service points and their anonymous visits (peewee on SQLite).
 
 Only fields the telemetry contract names are stored, taken from the validated message objects
 of :mod:`kiosk.telemetry.topics`, so nothing a kiosk sent by mistake can land here. Visits are
 keyed by event id: a visit delivered twice is stored once. Demo visits are kept (ops can see the
 demo worked) but flagged, and every statistic here leaves them out.
 
-The models are made per database by :func:`open_database`, so two collectors in one process
-(tests) never share a binding. Peewee opens one connection per thread; WAL lets ``status`` and
-the tests read while the collector writes.
+The models are declared once and bound per database by :func:`open_database` (with
+:func:`kiosk.sqlite.bind`), so two collectors in one process (tests) never share a binding.
+Peewee opens one connection per thread; WAL lets ``status`` and the tests read while the
+collector writes.
 """
 
 import datetime as dt
@@ -29,9 +30,9 @@ from peewee import __exception_wrapper__ as driver_errors_as_peewee  # sqlite3 -
 from playhouse.migrate import SqliteMigrator, migrate
 
 from kiosk import visit as schema
+from kiosk.sqlite import bind, schema_columns
 
 DEFAULT_DB = "fleet.sqlite3"
-_COLUMN_TYPES = {str: CharField, int: IntegerField, bool: BooleanField, float: FloatField}
 
 
 def utc_now():
@@ -40,8 +41,89 @@ def utc_now():
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
+class KioskRow(Model):
+    """What the collector knows of one kiosk, from its status and health messages."""
+
+    kiosk_id = CharField(primary_key=True)
+    state = CharField(null=True)  # online | offline | lost; None until a status arrives
+    instance = CharField(null=True)  # the kiosk's store (None from kiosks before 0.2)
+    epoch = IntegerField(null=True)  # of that instance
+    version = CharField(null=True)
+    mode = CharField(null=True)
+    last_seen = CharField(null=True)  # collector clock
+    state_changed = CharField(null=True)  # collector clock
+    outbox_depth = IntegerField(null=True)
+    dead_letters = IntegerField(null=True)
+    config_version = IntegerField(null=True)
+    health = TextField(null=True)  # the last health report, JSON of its known fields
+    stale_statuses = IntegerField(default=0)
+
+    class Meta:
+        table_name = "kiosk"
+
+
+class ServicePointRow(Model):
+    """The service point a kiosk stands at, from its retained message (the ``pin`` topic)."""
+
+    kiosk_id = CharField(primary_key=True)
+    service_point_id = CharField()
+    name_th = CharField()
+    name_en = CharField()
+    agency = CharField()
+    ministry = CharField()
+    province = CharField()
+    lat = FloatField(null=True)
+    lon = FloatField(null=True)
+    mode = CharField()
+    services = TextField()  # JSON list of {id, name_th, name_en, no_copy}
+    received = CharField()
+
+    class Meta:
+        table_name = "pin"
+
+
+# The envelope and the collector's own columns, around the fields the visit schema says the
+# collector keeps.
+FleetVisit = type("FleetVisit", (Model,), {
+    "__doc__": "One visit a kiosk delivered, stored once by its event id.",
+    "__module__": __name__,
+    "Meta": type("Meta", (), {"table_name": "visit"}),
+    "event_id": CharField(primary_key=True),
+    "kiosk_id": CharField(index=True),
+    "instance": CharField(null=True),  # None from kiosks before 0.2
+    "seq": IntegerField(),  # counts visits per instance
+    "epoch": IntegerField(),
+    "is_demo": BooleanField(index=True),
+    **schema_columns(schema.KEPT, text=CharField),
+    "at": CharField(),
+    "clock_synced": BooleanField(),
+    "mono_s": FloatField(),
+    "schema": IntegerField(),
+    "received": CharField(),
+})
+
+
+class Alarm(Model):
+    """Something about one kiosk that ops must look at, once per kind: ``instance_changed``
+    (re-flashed, or a copy of its credentials in use) or ``epoch_went_back`` (online at a
+    lower epoch than a status it had sent). A repeat counts instead of adding a row, so a
+    kiosk flipping between two instances cannot grow the table."""
+
+    kiosk_id = CharField()
+    kind = CharField()
+    detail = TextField()  # the latest occurrence
+    raised = CharField()  # collector clock, first occurrence
+    last_raised = CharField()
+    count = IntegerField(default=1)
+
+    class Meta:
+        table_name = "alarm"
+        indexes = ((("kiosk_id", "kind"), True),)
+
+
 class FleetDb:
-    """One open fleet database: ``Kiosk``, ``Pin`` and ``Visit`` models plus the queries."""
+    """One open fleet database: its own bound ``KioskRow``, ``ServicePointRow``, ``FleetVisit``
+    and ``Alarm`` models, plus the queries."""
 
     def __init__(self, path):
         self.path = Path(path)
@@ -49,87 +131,21 @@ class FleetDb:
             str(self.path),
             pragmas={"journal_mode": "wal", "synchronous": "full", "busy_timeout": 10_000},
         )
-
-        class Base(Model):
-            class Meta:
-                database = self.database
-
-        class Kiosk(Base):
-            kiosk_id = CharField(primary_key=True)
-            state = CharField(null=True)  # online | offline | lost; None until a status arrives
-            instance = CharField(null=True)  # the kiosk's store (None from kiosks before 0.2)
-            epoch = IntegerField(null=True)  # of that instance
-            version = CharField(null=True)
-            mode = CharField(null=True)
-            last_seen = CharField(null=True)  # collector clock
-            state_changed = CharField(null=True)  # collector clock
-            outbox_depth = IntegerField(null=True)
-            dead_letters = IntegerField(null=True)
-            config_version = IntegerField(null=True)
-            health = TextField(null=True)  # the last health report, JSON of its known fields
-            stale_statuses = IntegerField(default=0)
-
-        class Pin(Base):
-            kiosk_id = CharField(primary_key=True)
-            service_point_id = CharField()
-            name_th = CharField()
-            name_en = CharField()
-            agency = CharField()
-            ministry = CharField()
-            province = CharField()
-            lat = FloatField(null=True)
-            lon = FloatField(null=True)
-            mode = CharField()
-            services = TextField()  # JSON list of {id, name_th, name_en, no_copy}
-            received = CharField()
-
-        # The envelope and the collector's own columns, around the fields the visit schema
-        # says the collector keeps.
-        Visit = type("Visit", (Base,), {
-            "__module__": __name__,
-            "event_id": CharField(primary_key=True),
-            "kiosk_id": CharField(index=True),
-            "instance": CharField(null=True),  # None from kiosks before 0.2
-            "seq": IntegerField(),  # counts visits per instance
-            "epoch": IntegerField(),
-            "is_demo": BooleanField(index=True),
-            **{f.name: _COLUMN_TYPES[f.type](null=not f.required) for f in schema.KEPT},
-            "at": CharField(),
-            "clock_synced": BooleanField(),
-            "mono_s": FloatField(),
-            "schema": IntegerField(),
-            "received": CharField(),
-        })
-
-        class Alarm(Base):
-            """Something about one kiosk that ops must look at, once per kind: ``instance_changed``
-            (re-flashed, or a copy of its credentials in use) or ``epoch_went_back`` (online at a
-            lower epoch than a status it had sent). A repeat counts instead of adding a row, so a
-            kiosk flipping between two instances cannot grow the table."""
-
-            kiosk_id = CharField()
-            kind = CharField()
-            detail = TextField()  # the latest occurrence
-            raised = CharField()  # collector clock, first occurrence
-            last_raised = CharField()
-            count = IntegerField(default=1)
-
-            class Meta:
-                indexes = ((("kiosk_id", "kind"), True),)
-
-        self.Kiosk, self.Pin, self.Visit, self.Alarm = Kiosk, Pin, Visit, Alarm
-        self._visit_fields = Visit._meta.sorted_fields
+        self.KioskRow, self.ServicePointRow, self.FleetVisit, self.Alarm = bind(
+            self.database, KioskRow, ServicePointRow, FleetVisit, Alarm)
+        self._visit_fields = self.FleetVisit._meta.sorted_fields
         # Written once: peewee rebuilding a 22-column INSERT per row was over a third of the
         # collector's time at catch-up rates.
         columns = ", ".join(f'"{field.column_name}"' for field in self._visit_fields)
         marks = ", ".join("?" * len(self._visit_fields))
         # ON CONFLICT names the key: OR IGNORE would also drop a row breaking NOT NULL, silently,
         # and the visit would then be acked without being stored.
-        self._insert_visit = (f'INSERT INTO "{Visit._meta.table_name}" ({columns}) '
+        self._insert_visit = (f'INSERT INTO "{FleetVisit._meta.table_name}" ({columns}) '
                               f'VALUES ({marks}) ON CONFLICT ("event_id") DO NOTHING')
         self.database.connect(reuse_if_open=True)
-        self.database.create_tables([Kiosk, Pin, Visit, Alarm])
-        self._add_missing_columns([Kiosk, Pin, Visit])
+        self.database.create_tables([self.KioskRow, self.ServicePointRow, self.FleetVisit,
+                                     self.Alarm])
+        self._add_missing_columns([self.KioskRow, self.ServicePointRow, self.FleetVisit])
 
     def _add_missing_columns(self, models):
         """A file made by an older collector lacks the columns added since (``instance``, a
@@ -153,7 +169,7 @@ class FleetDb:
     # --- writes (the collector's worker thread, inside one transaction per batch) ----------
 
     def _kiosk(self, kiosk_id, received):
-        kiosk, _ = self.Kiosk.get_or_create(kiosk_id=kiosk_id)
+        kiosk, _ = self.KioskRow.get_or_create(kiosk_id=kiosk_id)
         kiosk.last_seen = received
         return kiosk
 
@@ -165,10 +181,11 @@ class FleetDb:
         key makes storing idempotent in the database itself: a visit already stored (a resend),
         or twice in the batch, is stored once and not counted.
         """
-        Kiosk = self.Kiosk
+        KioskRow = self.KioskRow
         for kiosk_id in {visit.kiosk_id for visit in visits}:
-            (Kiosk.insert(kiosk_id=kiosk_id, last_seen=received)
-             .on_conflict(conflict_target=[Kiosk.kiosk_id], update={Kiosk.last_seen: received})
+            (KioskRow.insert(kiosk_id=kiosk_id, last_seen=received)
+             .on_conflict(conflict_target=[KioskRow.kiosk_id],
+                          update={KioskRow.last_seen: received})
              .execute())
         if not visits:
             return 0
@@ -229,14 +246,15 @@ class FleetDb:
                               Alarm.count: Alarm.count + 1})
          .execute())
 
-    def apply_pin(self, pin, received):
-        kiosk = self._kiosk(pin.kiosk_id, received)
-        kiosk.mode = pin.mode
+    def apply_service_point(self, service_point, received):
+        """Keep the service point a kiosk announced (its retained ``pin`` message)."""
+        kiosk = self._kiosk(service_point.kiosk_id, received)
+        kiosk.mode = service_point.mode
         kiosk.save()
-        fields = asdict(pin)
+        fields = asdict(service_point)
         fields["services"] = json.dumps(fields["services"], ensure_ascii=False)
         fields.pop("schema")
-        self.Pin.replace(**fields, received=received).execute()
+        self.ServicePointRow.replace(**fields, received=received).execute()
 
     def apply_health(self, health, received):
         kiosk = self._kiosk(health.kiosk_id, received)
@@ -269,22 +287,22 @@ class FleetDb:
         counting from where it was. A gap closes when the kiosk's outbox delivers the visit; one
         that stays open is a lost visit.
         """
-        Visit = self.Visit
-        query = (Visit.select(Visit.instance, fn.MIN(Visit.seq), fn.MAX(Visit.seq),
-                              fn.COUNT(fn.DISTINCT(Visit.seq)))
-                 .where(Visit.kiosk_id == kiosk_id).group_by(Visit.instance).tuples())
+        FleetVisit = self.FleetVisit
+        query = (FleetVisit.select(FleetVisit.instance, fn.MIN(FleetVisit.seq),
+                                   fn.MAX(FleetVisit.seq), fn.COUNT(fn.DISTINCT(FleetVisit.seq)))
+                 .where(FleetVisit.kiosk_id == kiosk_id).group_by(FleetVisit.instance).tuples())
         return {instance: top - low + 1 - seen for instance, low, top, seen in query}
 
     def kiosks(self):
         """Every kiosk the collector has heard from, by id."""
-        return list(self.Kiosk.select().order_by(self.Kiosk.kiosk_id))
+        return list(self.KioskRow.select().order_by(self.KioskRow.kiosk_id))
 
     def visits(self, kiosk_id=None, *, include_demo=True):
-        query = self.Visit.select().order_by(self.Visit.kiosk_id, self.Visit.seq)
+        query = self.FleetVisit.select().order_by(self.FleetVisit.kiosk_id, self.FleetVisit.seq)
         if kiosk_id is not None:
-            query = query.where(self.Visit.kiosk_id == kiosk_id)
+            query = query.where(self.FleetVisit.kiosk_id == kiosk_id)
         if not include_demo:
-            query = query.where(~self.Visit.is_demo)
+            query = query.where(~self.FleetVisit.is_demo)
         return list(query)
 
     def statistics(self, kiosk_id=None):

@@ -1,13 +1,10 @@
 """Store-and-forward of outbox rows: from the SQLite outbox to the collector and back.
 
-A PUBACK is not delivery: a Mosquitto killed with kill -9 mid-drain lost 975–2,296 of 10,000
-events it had already acknowledged. So a row goes ``pending`` → ``published`` (PUBACK) →
-``confirmed`` only when the collector's ``ack/{kiosk_id}`` names it; a published row that stays
-unconfirmed ``telemetry.resend_after_s`` after its PUBACK is sent again (the collector dedupes by
-event id). Those times are ``time.monotonic()`` in the pump's memory, never the wall clock (NTP
-steps a Pi's clock by hours after boot): after a restart every published row is due at once.
-A PUBACK reason code >= 0x80 (e.g. 0x87 not authorized) parks the row as ``dead``; ``replay``
-puts dead rows back once the cause is fixed.
+The pump drives the state machine of :mod:`kiosk.outbox_rules` (which state follows which, what
+is due, when a published row is resent) over the rows :mod:`kiosk.store` persists: a PUBACK
+publishes a row, the collector's ``ack/{kiosk_id}`` confirms it, a refusing PUBACK parks it as
+dead until ``replay``. Resend times are ``time.monotonic()`` in the pump's memory
+(``telemetry.resend_after_s`` after the PUBACK); after a restart every published row is due.
 
 The pump is one thread with its own SQLite connection (peewee gives each thread one), the only
 writer of delivery state. Everything reaches it through :meth:`Outbox.put`: the link's facts
@@ -19,18 +16,16 @@ every un-PUBACKed row counts as unsent.
 """
 
 import logging
-import math
 import queue
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from kiosk.outbox_rules import ResendSchedule, is_refusal
 from kiosk.telemetry.delivery import AckReceived, Connected, Disconnected, Published
 
 log = logging.getLogger(__name__)
-
-FIRST_REFUSAL_CODE = 0x80  # MQTT 5: every reason code from 0x80 up is a failure
 
 
 @dataclass(frozen=True)
@@ -78,8 +73,7 @@ class Outbox:
         self._is_connected = False
         self._inflight = {}  # mid -> (event_id, sent_at), only for the current connection
         self._inflight_ids = set()
-        # event_id -> clock() of its last PUBACK, oldest first; None until read from the store.
-        self._published = None
+        self._resends = None  # a ResendSchedule; None until read from the store
 
     def put(self, fact):
         """Hand a fact to the pump; safe from any thread, never blocks."""
@@ -122,9 +116,9 @@ class Outbox:
                 # One transaction per round (a commit is an fsync): the round's PUBACKs, acks
                 # and the sends that refill the window are committed together.
                 with self._store.atomic():
-                    if self._published is None:
-                        # No send time survives a restart: every published row is due now.
-                        self._published = dict.fromkeys(self._store.published_ids(), -math.inf)
+                    if self._resends is None:
+                        self._resends = ResendSchedule(self._resend_after_s,
+                                                       self._store.published_ids())
                     dead, replays = self._apply(facts)
                     if self._is_connected and not is_stopping:
                         self._fill()
@@ -134,7 +128,7 @@ class Outbox:
                 # the rows are still in the store and the next round tries again. The send
                 # times changed with the rolled-back round are forgotten with it: reloaded from
                 # the store, every published row is due at once rather than never.
-                self._published = None
+                self._resends = None
                 log.exception("outbox round failed; retrying on the next fact or poll")
             if is_stopping:
                 return
@@ -159,7 +153,7 @@ class Outbox:
                 if sent is None:
                     continue  # a PUBACK for a publish from before the last reconnect
                 self._inflight_ids.discard(sent[0])
-                if fact.reason_code >= FIRST_REFUSAL_CODE:
+                if is_refusal(fact.reason_code):
                     dead.append((sent[0], fact.reason_code))
                 else:
                     published.append(sent)
@@ -178,17 +172,13 @@ class Outbox:
             by_time.setdefault(sent_at, []).append(event_id)
         for sent_at, event_ids in by_time.items():  # one fill round shares one sent_at
             self._store.mark_published(event_ids, sent_at)
-        now = self._clock()
-        for event_id, _ in published:
-            self._published.pop(event_id, None)  # re-inserted last: the dict stays in time order
-            self._published[event_id] = now
+        self._resends.accepted([event_id for event_id, _ in published], self._clock())
         for event_id, code in dead:
             self._store.mark_dead(event_id, code)
-            self._published.pop(event_id, None)
+        self._resends.settled(event_id for event_id, _ in dead)
         if acked:
             self._store.confirm(acked)
-            for event_id in acked:
-                self._published.pop(event_id, None)
+            self._resends.settled(acked)
         return dead, replays
 
     def _after_commit(self, dead, replays):
@@ -212,12 +202,11 @@ class Outbox:
         free = self._window - len(self._inflight)
         if free <= 0:
             return
-        overdue = self._overdue(free)
+        overdue = self._resends.overdue(self._clock(), free, skip=self._inflight_ids)
         rows = self._store.due_messages(free + len(self._inflight_ids), overdue)
         # What the store did not return is no longer published (the collector confirmed it
         # before a late PUBACK, say): forget it, or it would stay overdue for good.
-        for event_id in set(overdue).difference(row.event_id for row in rows):
-            del self._published[event_id]
+        self._resends.settled(set(overdue).difference(row.event_id for row in rows))
         now = self._wall()
         sent = []
         for row in rows:
@@ -233,14 +222,3 @@ class Outbox:
                 break
         if sent:
             self._store.mark_sent(sent, now)
-
-    def _overdue(self, limit):
-        """Up to ``limit`` event ids, not in flight, whose PUBACK is ``resend_after_s`` old."""
-        cutoff = self._clock() - self._resend_after_s
-        overdue = []
-        for event_id, acked_at in self._published.items():
-            if acked_at >= cutoff or len(overdue) >= limit:
-                break
-            if event_id not in self._inflight_ids:
-                overdue.append(event_id)
-        return overdue

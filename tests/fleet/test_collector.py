@@ -314,7 +314,7 @@ def test_collector_acks_nothing_and_retries_while_the_database_fails(collector, 
         wait_until(lambda: collector.counters.store_failures >= 2, "two failed attempts")
         assert acked_ids(kiosk) == []
         assert set(collector.counters.store_failures_by_reason) == {"database: OperationalError"}
-        other.database.create_tables([other.Visit])  # the database is back
+        other.database.create_tables([other.FleetVisit])  # the database is back
         wait_for_ack(kiosk, "during-failure")
         assert [v.event_id for v in collector.db.visits()] == ["during-failure"]
     finally:

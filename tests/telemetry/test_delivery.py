@@ -37,7 +37,7 @@ def collector(broker, tmp_path):
 
 def collected_ids(collector):
     """Event ids the collector stored, one entry per stored row (duplicates would show)."""
-    return [v.event_id for v in collector.db.Visit.select(collector.db.Visit.event_id)]
+    return [v.event_id for v in collector.db.FleetVisit.select(collector.db.FleetVisit.event_id)]
 
 
 def outbox_states(data_dir):
