@@ -27,7 +27,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import sqlite3
 import threading
 import uuid
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import peewee
 
+from kiosk import logsafe
 from kiosk import visit as schema
 from kiosk.errors import DiskFull, StoreError
 from kiosk.outbox_rules import ACCEPT, CONFIRM, DUE, LIVE, REFUSE, REPLAY, RESENDABLE, SEND, State
@@ -49,7 +49,6 @@ DB_NAME = "kiosk.db"
 _BUSY_TIMEOUT_S = 10  # the other thread's write transactions are milliseconds long
 _IN_CHUNK = 500  # stay far below SQLite's bound-parameter limit
 PURGE_CHUNK = 1000  # rows a purge transaction deletes: a few milliseconds of write lock
-_THIRTEEN_DIGITS = re.compile(r"\d{13}")
 
 
 # --- schema history ---------------------------------------------------------------------------
@@ -243,7 +242,7 @@ def new_event_id():
     wire looks for, and about 1 in 25 plain uuid4 hex strings would trip it."""
     while True:
         event_id = uuid.uuid4().hex
-        if not _THIRTEEN_DIGITS.search(event_id):
+        if not logsafe.holds_id(event_id):
             return event_id
 
 

@@ -44,7 +44,7 @@ SETTINGS = FlowSettings(timeouts=TIMEOUTS, service_ids=("id-card", "house-reg"),
 HASH = b"\x01" * 32
 
 
-class Kiosk:
+class FlowDriver:
     """Drives the flow like the runner does and keeps the history of effects."""
 
     def __init__(self, settings=SETTINGS, now=1000.0):
@@ -137,7 +137,7 @@ for screen in S:
 
 
 def reach(screen, settings=SETTINGS):
-    kiosk = Kiosk(settings).send(*PATHS[screen])
+    kiosk = FlowDriver(settings).send(*PATHS[screen])
     assert kiosk.state.screen is screen
     kiosk.effects.clear()
     return kiosk
@@ -194,7 +194,7 @@ def test_flow_idle_and_out_of_service_have_no_deadline():
 
 
 def test_flow_complete_visit_records_before_thanking():
-    kiosk = Kiosk().send(*PATHS[S.THANK_YOU])
+    kiosk = FlowDriver().send(*PATHS[S.THANK_YOU])
     (record,) = kiosk.records()
     assert (record.outcome, record.service_id, record.copy_answer, record.rating) == (
         "completed", "id-card", "none", 5)
@@ -203,32 +203,32 @@ def test_flow_complete_visit_records_before_thanking():
 
 
 def test_flow_low_rating_asks_why_and_records_the_reason():
-    kiosk = Kiosk().send(*PATHS[S.REASON], ReasonChosen("copies_requested"))
+    kiosk = FlowDriver().send(*PATHS[S.REASON], ReasonChosen("copies_requested"))
     (record,) = kiosk.records()
     assert (record.rating, record.reason) == (1, "copies_requested")
 
 
 def test_flow_reason_may_be_skipped():
-    kiosk = Kiosk().send(*PATHS[S.REASON], ReasonChosen(None))
+    kiosk = FlowDriver().send(*PATHS[S.REASON], ReasonChosen(None))
     (record,) = kiosk.records()
     assert record.outcome == "completed" and record.reason is None
 
 
 def test_flow_reason_threshold_comes_from_settings():
-    kiosk = Kiosk(replace(SETTINGS, ask_reason_at_or_below=3)).send(*PATHS[S.RATING],
+    kiosk = FlowDriver(replace(SETTINGS, ask_reason_at_or_below=3)).send(*PATHS[S.RATING],
                                                                     RatingChosen(3))
     assert kiosk.state.screen is S.REASON
 
 
 def test_flow_expired_card_rates_normally_and_is_marked_expired():
-    kiosk = Kiosk().send(CardInserted(), read_ok(expired=True), ServiceChosen("id-card"),
+    kiosk = FlowDriver().send(CardInserted(), read_ok(expired=True), ServiceChosen("id-card"),
                          CopyAnswered("id_card"), RatingChosen(4))
     (record,) = kiosk.records()
     assert record.outcome == "completed" and record.expired is True
 
 
 def test_flow_repeat_card_records_nothing():
-    kiosk = Kiosk().send(CardInserted(), read_ok(is_repeat=True))
+    kiosk = FlowDriver().send(CardInserted(), read_ok(is_repeat=True))
     kiosk.wait(60)
     assert kiosk.records() == []
     assert kiosk.state.screen is S.IDLE
@@ -236,7 +236,7 @@ def test_flow_repeat_card_records_nothing():
 
 def test_flow_single_service_skips_the_service_question():
     settings = replace(SETTINGS, service_ids=("only",))
-    kiosk = Kiosk(settings).send(CardInserted(), read_ok())
+    kiosk = FlowDriver(settings).send(CardInserted(), read_ok())
     assert kiosk.state.screen is S.COPY_CHECK
     kiosk.send(CopyAnswered("none"), RatingChosen(5))
     assert kiosk.records()[0].service_id == "only"
@@ -254,8 +254,8 @@ def test_flow_unknown_service_or_answer_is_ignored():
 
 
 def test_flow_rating_without_card_is_unverified():
-    kiosk = Kiosk().send(StartedWithoutCard(), ServiceChosen("house-reg"), CopyAnswered("both"),
-                         RatingChosen(3))
+    kiosk = FlowDriver().send(StartedWithoutCard(), ServiceChosen("house-reg"),
+                              CopyAnswered("both"), RatingChosen(3))
     (record,) = kiosk.records()
     assert record.verified is False and record.repeat_hash is None
     assert kiosk.state.screen is S.THANK_YOU
@@ -264,18 +264,19 @@ def test_flow_rating_without_card_is_unverified():
 
 
 def test_flow_rating_without_card_refused_when_not_allowed():
-    kiosk = Kiosk(replace(SETTINGS, allow_rating_without_card=False)).send(StartedWithoutCard())
+    kiosk = FlowDriver(replace(SETTINGS, allow_rating_without_card=False))
+    kiosk.send(StartedWithoutCard())
     assert kiosk.state.screen is S.IDLE and kiosk.effects == []
 
 
 def test_flow_card_inserted_asks_for_a_read():
-    kiosk = Kiosk().send(CardInserted())
+    kiosk = FlowDriver().send(CardInserted())
     assert ReadCard() in kiosk.effects
     assert SetStatusLight("busy") in kiosk.effects
 
 
 def test_flow_card_pulled_during_reading_is_a_card_problem():
-    kiosk = Kiosk().send(CardInserted(), CardRemoved())
+    kiosk = FlowDriver().send(CardInserted(), CardRemoved())
     assert kiosk.state.screen is S.CARD_PROBLEM
     assert kiosk.state.problem == "removed"
     # The reader's late failure for the same pull changes nothing.
@@ -284,19 +285,19 @@ def test_flow_card_pulled_during_reading_is_a_card_problem():
 
 
 def test_flow_card_read_timeout_is_a_card_problem():
-    kiosk = Kiosk().send(CardInserted()).wait(10.1)
+    kiosk = FlowDriver().send(CardInserted()).wait(10.1)
     assert (kiosk.state.screen, kiosk.state.problem) == (S.CARD_PROBLEM, "timeout")
     kiosk.send(read_ok())  # a read finishing after the deadline is too late
     assert kiosk.state.screen is S.CARD_PROBLEM
 
 
 def test_flow_unknown_card_failure_reason_is_shown_as_unreadable():
-    kiosk = Kiosk().send(CardInserted(), CardFailed("weird"))
+    kiosk = FlowDriver().send(CardInserted(), CardFailed("weird"))
     assert kiosk.state.problem == "unreadable"
 
 
 def test_flow_card_may_be_pulled_once_read():
-    kiosk = Kiosk().send(CardInserted(), read_ok(), CardRemoved(), ServiceChosen("id-card"),
+    kiosk = FlowDriver().send(CardInserted(), read_ok(), CardRemoved(), ServiceChosen("id-card"),
                          CopyAnswered("none"), RatingChosen(5))
     assert kiosk.records()[0].outcome == "completed"
     kiosk.wait(8.1)
@@ -304,7 +305,7 @@ def test_flow_card_may_be_pulled_once_read():
 
 
 def test_flow_card_left_after_thank_you_is_reminded_with_beeps_until_taken():
-    kiosk = Kiosk().send(*PATHS[S.THANK_YOU]).wait(8.1)
+    kiosk = FlowDriver().send(*PATHS[S.THANK_YOU]).wait(8.1)
     assert kiosk.state.screen is S.TAKE_CARD
     for _ in range(3):
         kiosk.wait(5.1)
@@ -314,7 +315,7 @@ def test_flow_card_left_after_thank_you_is_reminded_with_beeps_until_taken():
 
 
 def test_flow_card_still_in_reader_never_starts_a_new_visit():
-    kiosk = Kiosk().send(*PATHS[S.THANK_YOU]).wait(8.1).wait(121)
+    kiosk = FlowDriver().send(*PATHS[S.THANK_YOU]).wait(8.1).wait(121)
     assert kiosk.state.screen is S.IDLE and kiosk.state.card_present
     kiosk.send(CardInserted())
     assert kiosk.state.screen is S.IDLE
@@ -323,7 +324,7 @@ def test_flow_card_still_in_reader_never_starts_a_new_visit():
 
 
 def test_flow_language_toggle_lasts_for_the_visit_and_resets_after():
-    kiosk = Kiosk().send(LanguageToggled(), CardInserted(), read_ok())
+    kiosk = FlowDriver().send(LanguageToggled(), CardInserted(), read_ok())
     assert kiosk.state.language == "en"
     kiosk.send(ServiceChosen("id-card"), CopyAnswered("none"), RatingChosen(5))
     assert kiosk.records()[0].language == "en"
@@ -352,7 +353,7 @@ def test_flow_suspension_mid_visit_records_the_visit_as_abandoned():
 
 
 def test_flow_rate_only_kiosk_goes_from_card_to_rating_and_never_asks_why():
-    kiosk = Kiosk(replace(SETTINGS, rate_only=True)).send(CardInserted(), read_ok())
+    kiosk = FlowDriver(replace(SETTINGS, rate_only=True)).send(CardInserted(), read_ok())
     assert kiosk.state.screen is S.RATING
     kiosk.send(RatingChosen(1))
     (record,) = kiosk.records()
@@ -361,7 +362,7 @@ def test_flow_rate_only_kiosk_goes_from_card_to_rating_and_never_asks_why():
 
 
 def test_flow_duration_is_measured_from_insertion():
-    kiosk = Kiosk().send(CardInserted(), read_ok())
+    kiosk = FlowDriver().send(CardInserted(), read_ok())
     kiosk.now += 12.5
     kiosk.send(ServiceChosen("id-card"), CopyAnswered("none"), RatingChosen(5))
     assert kiosk.records()[0].duration_s == 12.5
@@ -369,7 +370,7 @@ def test_flow_duration_is_measured_from_insertion():
 
 def test_flow_card_read_repr_hides_the_hash():
     assert HASH.hex() not in repr(read_ok()) and repr(HASH) not in repr(read_ok())
-    assert repr(HASH) not in repr(Kiosk().send(*PATHS[S.THANK_YOU]).records()[0])
+    assert repr(HASH) not in repr(FlowDriver().send(*PATHS[S.THANK_YOU]).records()[0])
 
 
 def test_flow_the_table_covers_every_event_type():
