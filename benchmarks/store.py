@@ -8,6 +8,7 @@ kiosk runs them.
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +35,31 @@ def _stamp(clock):
     return {"at": rfc3339(clock()), "clock_synced": True, "mono_s": 1.0}
 
 
+def record(store, clock):
+    return store.record_visit(RECORD, topic="citizeninfo/v1/kiosk/bench/visit",
+                              stamp=_stamp(clock), mode="production")
+
+
+def _writes_during(store, clock):
+    """Milliseconds of each visit recorded here while another thread purges."""
+    done = threading.Event()
+
+    def purge():
+        try:
+            store.purge()
+        finally:
+            store.close()  # that thread's own connection
+            done.set()
+
+    waits = []
+    purging = threading.Thread(target=purge)
+    purging.start()
+    while not done.is_set():
+        waits.append(_ms(lambda: record(store, clock))[0])
+    purging.join()
+    return waits
+
+
 def _ms(action):
     started = time.perf_counter()
     result = action()
@@ -47,9 +73,7 @@ def measure(count):
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         store = Store.open(Path(tmp), min_free_mb=1, clock=clock)
         with store.atomic():
-            ids = [store.record_visit(RECORD, topic="citizeninfo/v1/kiosk/bench/visit",
-                                      stamp=_stamp(clock), mode="production").event_id
-                   for _ in range(count)]
+            ids = [record(store, clock).event_id for _ in range(count)]
         store.checkpoint()
         timings["purge, nothing to delete (all unconfirmed)"], _ = _ms(store.purge)
         timings["checkpoint, WAL already empty"], _ = _ms(store.checkpoint)
@@ -59,6 +83,15 @@ def measure(count):
         assert (purged.visits, purged.messages) == (count, count), purged
         wal_mb = Path(f"{store.path}-wal").stat().st_size / 2**20
         timings[f"checkpoint after that purge ({wal_mb:.0f} MB WAL)"], _ = _ms(store.checkpoint)
+        # What a citizen would feel: visits recorded on the main loop while the housekeeping
+        # thread purges as many rows again (in chunks, each a short hold of the write lock).
+        with store.atomic():
+            ids = [record(store, clock).event_id for _ in range(count)]
+        store.confirm(ids)
+        clock.now += timedelta(days=store.retention_days, seconds=1)
+        waits = _writes_during(store, clock)
+        timings[f"longest visit write during that purge ({len(waits)} writes)"] = max(waits)
+        timings["median visit write during that purge"] = sorted(waits)[len(waits) // 2]
         # Another connection holding the write lock: purge waits for SQLite's busy timeout.
         blocker = sqlite3.connect(store.path)
         blocker.execute("BEGIN IMMEDIATE")
