@@ -180,9 +180,16 @@ class Runner:
     def _command(self, received):
         """Ops' command, judged against the config in force; a new config is put in force here."""
         proposal = self.telemetry.commands.handle(received, self.cfg)
-        if proposal is not None:
+        if proposal is None:
+            return
+        try:
             self.reconfigure(proposal.config)
-            self.telemetry.commands.confirm(proposal)
+        except Exception as exc:  # noqa: BLE001 - ops get an answer, the visit goes on
+            log.exception("remote config version %s not fully put in force",
+                          proposal.config.remote_version)
+            self.telemetry.commands.refuse(proposal, f"not put in force: {type(exc).__name__}")
+            return
+        self.telemetry.commands.confirm(proposal)
 
     def _step(self, event):
         before = self.state.screen
@@ -285,15 +292,15 @@ class Runner:
         """
         self.cfg = cfg
         self.settings = flow_settings(cfg, rate_only=self.rate_only)
-        if (self.state.out_of_service or "").startswith(RECORD_REASON):
-            self._step(flow.ServiceResumed())
+        if self.telemetry:  # first: ops must see the catalogue and version in force
+            self.telemetry.reconfigure(cfg)
         if self.card:
             self.card.collect_age_band = cfg.flow.collect_age_band
             self.card.collect_gender = cfg.flow.collect_gender
+        if (self.state.out_of_service or "").startswith(RECORD_REASON):
+            self._step(flow.ServiceResumed())
         if self.display:
             self.display.reconfigure(cfg)
-        if self.telemetry:
-            self.telemetry.reconfigure(cfg)
 
 
 def visit_message(kiosk_id, mode, stamp):

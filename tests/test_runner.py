@@ -560,3 +560,45 @@ def test_app_remote_config_is_the_one_config_in_force(make_config, tmp_path, bro
         assert (kiosk.cfg.remote_version, kiosk.cfg.flow.thank_you_s) == (4, 5)
         assert kiosk.runner.settings.thank_you_s == 5
         assert not hasattr(kiosk.telemetry.commands, "config"), "a second config in force"
+
+
+def test_app_remote_config_that_fails_to_apply_is_answered_and_the_visit_goes_on(
+        make_config, tmp_path, broker, mqtt_client, monkeypatch):
+    """A part that cannot take the new config: ops get an error reply, the service-point
+    message is already the new one, and the citizen's visit is not thrown back to idle."""
+    from kiosk.assemble import Kiosk
+    from kiosk.telemetry import topics
+
+    password_file = tmp_path / "mqtt-password"
+    password_file.write_text(broker.add_kiosk("cfg-kiosk"))
+    cfg = make_config(tmp_path / "data", kiosk={"id": "cfg-kiosk"}, card={"backend": "none"},
+                      flow={"allow_rating_without_card": True},
+                      mqtt={"host": "127.0.0.1", "port": broker.port, "tls": False,
+                            "password_file": str(password_file)})
+    ops = mqtt_client(*broker.ops_credentials)
+    reply, service_point = (topics.kiosk_topic("cfg-kiosk", kind) for kind in ("reply", "pin"))
+    ops.subscribe(reply)
+    ops.subscribe(service_point)
+    with Kiosk(cfg, display=False) as kiosk:
+        assert kiosk.telemetry.link.wait_for_connected(10)
+        kiosk.runner.handle(flow.StartedWithoutCard())
+        assert kiosk.runner.state.screen is flow.Screen.CHOOSE_SERVICE
+
+        def broken(_cfg):
+            raise OSError("prompt cache unwritable")
+
+        kiosk.runner.display = type("Display", (), {"reconfigure": staticmethod(broken),
+                                                    "show": lambda self, state: None,
+                                                    "poll_events": lambda self: []})()
+        renamed = [{"id": "id-card", "name_th": "บัตร", "name_en": "ID card renamed",
+                    "no_copy": "cancelled"}]
+        ops.publish(topics.cmd_topic("cfg-kiosk", "config"),
+                    topics.command_payload("config", "c2", version=7, services=renamed))
+        deadline = time.monotonic() + 10
+        while not ops.received(reply) and time.monotonic() < deadline:
+            kiosk.runner.turn(timeout=0.05)
+        answer = json.loads(ops.received(reply)[0].payload)
+        assert (answer["ok"], answer["error"]) == (False, "not put in force: OSError")
+        assert kiosk.runner.state.screen is flow.Screen.CHOOSE_SERVICE
+        ops.wait_for_message(service_point,
+                             lambda m: b"ID card renamed" in m.payload)

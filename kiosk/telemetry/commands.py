@@ -93,6 +93,10 @@ class Commands:
         log.info("remote config version now %s", version)
         self._reply(proposal.correlation_id, ok=True, data={"version": version})
 
+    def refuse(self, proposal, error):
+        """The runner could not put ``proposal`` wholly in force: say so to ops."""
+        self._reply(proposal.correlation_id, ok=False, error=error)
+
     def _handle(self, received, config):
         if received.is_retained and received.topic != self._config_topic:
             if received.topic not in self._ignored_retained:
