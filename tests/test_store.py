@@ -118,6 +118,14 @@ def test_store_visit_the_schema_refuses_leaves_nothing_half_written(store, clock
     assert store.due_messages(10) == []
 
 
+def test_store_refuses_a_payload_that_is_not_json_and_keeps_nothing(store):
+    with pytest.raises(StoreError, match=f"payload for {VISIT_TOPIC} is not JSON"):
+        store.enqueue(VISIT_TOPIC, b"not json")
+    with pytest.raises(StoreError, match=f"payload for {VISIT_TOPIC} is not JSON"):
+        store.enqueue(VISIT_TOPIC, {"at": object()})
+    assert store.due_messages(10) == []
+
+
 def test_store_accepts_payload_already_encoded(store, clock):
     store.enqueue(VISIT_TOPIC, json.dumps({"event_id": "e1", "name": "ทดสอบ"}).encode())
     [message] = store.due_messages(1)
