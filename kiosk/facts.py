@@ -33,15 +33,3 @@ class CommandReceived:
     topic: str
     payload: bytes
     is_retained: bool
-
-
-@dataclass(frozen=True)
-class ConfigProposed:
-    """A remote config that passed every check and whose layer is on disk.
-
-    Commands propose it; the runner alone puts it in force and hands its parts to the adapters,
-    then ``correlation_id`` (None for a deleted retained config) gets the ``ok`` reply.
-    """
-
-    config: object
-    correlation_id: str | None

@@ -9,7 +9,6 @@ from kiosk import script
 from kiosk.assemble import Kiosk
 from kiosk.errors import KioskError
 from kiosk.out_of_order import out_of_order
-from kiosk.rigs.card_emulator import ControlClient
 
 
 def add_arguments(parser):
@@ -47,7 +46,13 @@ def main(args):
 
 
 def _play(kiosk, steps, args, stop):
-    card = ControlClient(args.emulator) if args.emulator else None
+    card = None
+    if args.emulator:
+        # Here, not at the top: only a scripted run against the demo's emulated card needs the
+        # rigs; a real kiosk never loads them.
+        from kiosk.rigs.card_emulator import ControlClient
+
+        card = ControlClient(args.emulator)
     driver = kiosk.play(steps, stop, card=card, repeat=args.repeat,
                         wait_confirmed_s=args.wait_confirmed)
     depth = kiosk.store.outbox_stats().depth

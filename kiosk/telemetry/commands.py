@@ -24,6 +24,7 @@ layer and goes back to its own file with no version; the next config of any vers
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import tomli_w
@@ -31,7 +32,6 @@ import tomli_w
 from kiosk import config as kiosk_config
 from kiosk import logsafe
 from kiosk.errors import CommandRejected, ConfigError
-from kiosk.facts import ConfigProposed
 from kiosk.telemetry import topics
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,18 @@ def write_atomically(path, text):
         os.close(directory)
 
 
+@dataclass(frozen=True)
+class ConfigProposed:
+    """A remote config that passed every check and whose layer is on disk.
+
+    Commands propose it; the runner alone puts it in force and hands its parts to the adapters,
+    then ``correlation_id`` (None for a deleted retained config) gets the ``ok`` reply.
+    """
+
+    config: object
+    correlation_id: str | None
+
+
 class Commands:
     """Judges and carries out commands for one kiosk; keeps no config of its own."""
 
@@ -74,7 +86,7 @@ class Commands:
     def handle(self, received, config):
         """Carry out one received command against ``config``, the config in force.
 
-        Returns a :class:`~kiosk.facts.ConfigProposed` for the runner to put in force (its
+        Returns a :class:`ConfigProposed` for the runner to put in force (its
         ``ok`` reply waits for :meth:`confirm`), else None. Bad input is answered, never
         raised: a command that fails in an unforeseen way is logged and answered with an error
         too, since a retained command that crashed the kiosk would crash it again on every

@@ -9,7 +9,8 @@ What the kiosk side calls (builders return the UTF-8 JSON bytes to publish):
 
 * topics: :func:`kiosk_topic` (``status pin visit health reply``), :func:`cmd_topic`,
   :func:`cmd_subscription`, :func:`ack_topic`; :data:`QOS` and :data:`RETAIN` per message.
-* :func:`stamp` (wall clock UTC, ``clock_synced``, ``mono_s``) -> the three time fields.
+* :func:`kiosk.clock.stamp` (wall clock UTC, ``clock_synced``, ``mono_s``) -> the three time
+  fields every event carries.
 * :func:`status_payload`, :func:`service_point_payload`, :func:`health_payload`,
   :func:`reply_payload` (the ``visit`` payload is :func:`kiosk.visit.payload`, which the
   store calls).
@@ -135,9 +136,7 @@ def split_kiosk_topic(topic):
     return check_kiosk_id(parts[3]), parts[4]
 
 
-# --- time and the privacy check -------------------------------------------------------------
-
-
+# --- the privacy check -----------------------------------------------------------------------
 
 
 def find_long_numbers(obj, path="$"):
