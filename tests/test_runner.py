@@ -48,7 +48,7 @@ def service_id(runner):
     return runner.cfg.services[0].id
 
 
-def test_app_visit_without_card_is_committed_with_its_outbox_row(runner):
+def test_runner_visit_without_card_is_committed_with_its_outbox_row(runner):
     play(runner, flow.StartedWithoutCard(), flow.ServiceChosen(service_id(runner)),
          flow.CopyAnswered("id_card"), flow.RatingChosen(4))
     assert runner.state.screen is flow.Screen.THANK_YOU
@@ -61,7 +61,7 @@ def test_app_visit_without_card_is_committed_with_its_outbox_row(runner):
     assert (payload["event_id"], payload["seq"], payload["rating"]) == (visit.event_id, 1, 4)
 
 
-def test_app_timeout_records_abandoned_visit(runner):
+def test_runner_timeout_records_abandoned_visit(runner):
     play(runner, flow.StartedWithoutCard())
     runner.clock_source.now += runner.cfg.flow.timeout_choose_service_s + 1
     runner.turn(timeout=0)
@@ -70,13 +70,13 @@ def test_app_timeout_records_abandoned_visit(runner):
     assert runner.state.screen is flow.Screen.IDLE
 
 
-def test_app_card_without_a_reader_is_a_card_problem(runner):
+def test_runner_card_without_a_reader_is_a_card_problem(runner):
     play(runner, flow.CardInserted())
     runner.turn(timeout=0)
     assert (runner.state.screen, runner.state.problem) == (flow.Screen.CARD_PROBLEM, "no_reader")
 
 
-def test_app_repeat_card_is_decided_by_the_store(runner):
+def test_runner_repeat_card_is_decided_by_the_store(runner):
     def summary(cid):
         return CardSummary(repeat_hash=runner.keys.hash(cid),
                            repeat_candidates=runner.keys.candidates(cid), expired=False,
@@ -96,13 +96,13 @@ def test_app_repeat_card_is_decided_by_the_store(runner):
     assert runner.store.VisitRow.select().count() == 1
 
 
-def test_app_unknown_fact_is_logged_and_ignored(runner, caplog):
+def test_runner_unknown_fact_is_logged_and_ignored(runner, caplog):
     play(runner, object())
     assert runner.state.screen is flow.Screen.IDLE
     assert "ignored a fact of type object" in caplog.text
 
 
-def test_app_below_the_disk_floor_goes_out_of_service_and_keeps_what_it_has(make_config,
+def test_runner_below_the_disk_floor_goes_out_of_service_and_keeps_what_it_has(make_config,
                                                                             tiny_fs):
     disk = tiny_fs(24)
     cfg = make_config(disk, flow={"allow_rating_without_card": True},
@@ -133,7 +133,7 @@ def test_app_below_the_disk_floor_goes_out_of_service_and_keeps_what_it_has(make
         store.close()
 
 
-def test_app_out_of_order_screen_survives_a_broken_config(tmp_path):
+def test_runner_out_of_order_screen_survives_a_broken_config(tmp_path):
     """kiosk-out-of-order.service's command: up with a config first boot refused, stops on TERM."""
     import signal
     import sys
@@ -191,7 +191,7 @@ def receive_ping(sock, timeout):
     return None
 
 
-def test_app_watchdog_pings_come_from_the_main_loop_and_stop_when_it_hangs(runner,
+def test_runner_watchdog_pings_come_from_the_main_loop_and_stop_when_it_hangs(runner,
                                                                            systemd_socket):
     from kiosk.watchdog import Watchdog
 
@@ -219,7 +219,7 @@ def test_app_watchdog_pings_come_from_the_main_loop_and_stop_when_it_hangs(runne
     assert runner.display.shown[0] is flow.Screen.IDLE
 
 
-def test_app_failed_write_is_not_thanked_and_the_kiosk_recovers_by_itself(runner, monkeypatch):
+def test_runner_failed_write_is_not_thanked_and_the_kiosk_recovers_by_itself(runner, monkeypatch):
     """Another process holds the database: the visit is not thanked; once it lets go, idle."""
     import sqlite3
 
@@ -264,7 +264,7 @@ def wait_for(predicate, runner, timeout=5.0):
         runner.turn(timeout=0.05)
 
 
-def test_app_physical_rating_button_records_that_rating(panel_runner):
+def test_runner_physical_rating_button_records_that_rating(panel_runner):
     runner = panel_runner
     pins = runner.cfg.gpio.rating_buttons
     play(runner, flow.StartedWithoutCard(), flow.ServiceChosen(service_id(runner)),
@@ -278,7 +278,7 @@ def test_app_physical_rating_button_records_that_rating(panel_runner):
     assert visit.rating == 4
 
 
-def test_app_status_light_follows_the_visit(panel_runner):
+def test_runner_status_light_follows_the_visit(panel_runner):
     runner = panel_runner
     lit = {name: led for name, led in runner.panel.lights.items()}
     runner.turn(timeout=0)
@@ -290,7 +290,7 @@ def test_app_status_light_follows_the_visit(panel_runner):
     assert lit["ready"].is_lit and not lit["fault"].is_lit
 
 
-def test_app_pir_motion_wakes_the_blanked_screen(panel_runner, make_display):
+def test_runner_pir_motion_wakes_the_blanked_screen(panel_runner, make_display):
     import datetime as dt
 
     runner = panel_runner
@@ -307,7 +307,7 @@ def test_app_pir_motion_wakes_the_blanked_screen(panel_runner, make_display):
     assert runner.state.screen is flow.Screen.IDLE  # waking is not a tap
 
 
-def test_app_sigterm_stops_the_kiosk_cleanly_and_says_offline(make_config, tmp_path, broker,
+def test_runner_sigterm_stops_the_kiosk_cleanly_and_says_offline(make_config, tmp_path, broker,
                                                                mqtt_client):
     """`kiosk run` as systemd runs it: online after start, `offline` (not the will) on TERM."""
     import signal
@@ -352,7 +352,7 @@ class BrokenSpeakerDisplay(HangingDisplay):
         raise RuntimeError("sound card fell off")
 
 
-def test_app_unforeseen_fault_returns_to_idle_and_the_kiosk_goes_on(runner, caplog):
+def test_runner_unforeseen_fault_returns_to_idle_and_the_kiosk_goes_on(runner, caplog):
     runner.display = BrokenSpeakerDisplay()
     play(runner, flow.StartedWithoutCard())  # its tap beep fails
     assert runner.state.screen is flow.Screen.IDLE
@@ -362,7 +362,7 @@ def test_app_unforeseen_fault_returns_to_idle_and_the_kiosk_goes_on(runner, capl
     assert runner.state.screen is flow.Screen.CHOOSE_SERVICE
 
 
-def test_app_visit_the_contract_refuses_suspends_until_a_new_config(runner, monkeypatch):
+def test_runner_visit_the_contract_refuses_suspends_until_a_new_config(runner, monkeypatch):
     from kiosk import visit
     from kiosk.errors import MessageRejected
 
@@ -381,7 +381,7 @@ def test_app_visit_the_contract_refuses_suspends_until_a_new_config(runner, monk
     assert runner.state.screen is flow.Screen.IDLE
 
 
-def test_app_without_a_buzzer_the_display_sounds_the_reminder(make_config, tmp_path):
+def test_runner_without_a_buzzer_the_display_sounds_the_reminder(make_config, tmp_path):
     from kiosk.gpio import Panel
 
     class RecordingDisplay(HangingDisplay):
@@ -407,7 +407,7 @@ def test_app_without_a_buzzer_the_display_sounds_the_reminder(make_config, tmp_p
         store.close()
 
 
-def test_app_out_of_order_lights_the_fault_led_the_refused_boot_file_names(tmp_path,
+def test_runner_out_of_order_lights_the_fault_led_the_refused_boot_file_names(tmp_path,
                                                                            monkeypatch):
     """First boot refused the file: nothing is installed, yet the fault LED must stay lit."""
     from kiosk import gpio, out_of_order
@@ -439,7 +439,7 @@ class WallClock:
         return self.now
 
 
-def test_app_repeat_card_still_caught_after_the_wall_clock_steps(make_config, tmp_path):
+def test_runner_repeat_card_still_caught_after_the_wall_clock_steps(make_config, tmp_path):
     """Record at T, then NTP steps the wall clock +3 h and -3 h: the card is still a repeat."""
     cfg = make_config(tmp_path)
     wall, clock = WallClock(), Clock()
@@ -465,7 +465,7 @@ def test_app_repeat_card_still_caught_after_the_wall_clock_steps(make_config, tm
         store.close()
 
 
-def test_app_main_loop_keeps_turning_while_a_purge_waits_for_the_database(runner):
+def test_runner_main_loop_keeps_turning_while_a_purge_waits_for_the_database(runner):
     """Housekeeping behind another connection's write lock (SQLite's busy timeout is 10 s)
     must not stop the loop from drawing: each turn stays well under one frame, and the purge
     goes through once the lock is let go."""
@@ -505,7 +505,7 @@ class TappingDisplay(HangingDisplay):
         return taps
 
 
-def test_app_tap_goes_through_the_queue_and_is_drawn_in_the_turn_that_took_it(runner):
+def test_runner_tap_goes_through_the_queue_and_is_drawn_in_the_turn_that_took_it(runner):
     """A tap is a fact like any other: stepped with the turn's facts, never inside drawing."""
     runner.display = TappingDisplay(flow.StartedWithoutCard())
     runner.turn(timeout=0)
@@ -513,7 +513,7 @@ def test_app_tap_goes_through_the_queue_and_is_drawn_in_the_turn_that_took_it(ru
     assert runner.display.shown == [flow.Screen.CHOOSE_SERVICE], "drew a screen the tap had left"
 
 
-def test_app_fact_is_dispatched_by_its_class_not_its_name(runner, caplog):
+def test_runner_fact_is_dispatched_by_its_class_not_its_name(runner, caplog):
     """A look-alike class named like an adapter's fact is not mistaken for it."""
 
     class WakingDisplay(HangingDisplay):
@@ -534,7 +534,7 @@ def test_app_fact_is_dispatched_by_its_class_not_its_name(runner, caplog):
     assert runner.display.woken == 1
 
 
-def test_app_remote_config_is_the_one_config_in_force(make_config, tmp_path, broker,
+def test_runner_remote_config_is_the_one_config_in_force(make_config, tmp_path, broker,
                                                       mqtt_client):
     """Ops changes the config: the kiosk, its runner and its telemetry all see the new one."""
     from kiosk.assemble import Kiosk
@@ -562,7 +562,7 @@ def test_app_remote_config_is_the_one_config_in_force(make_config, tmp_path, bro
         assert not hasattr(kiosk.telemetry.commands, "config"), "a second config in force"
 
 
-def test_app_remote_config_that_fails_to_apply_is_answered_and_the_visit_goes_on(
+def test_runner_remote_config_that_fails_to_apply_is_answered_and_the_visit_goes_on(
         make_config, tmp_path, broker, mqtt_client, monkeypatch):
     """A part that cannot take the new config: ops get an error reply, the service-point
     message is already the new one, and the citizen's visit is not thrown back to idle."""
