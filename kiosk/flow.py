@@ -345,7 +345,7 @@ def _record(state, outcome, now):
 
 def _finish(state, now, settings):
     """Record the completed visit, then thank the citizen (in that order)."""
-    record = _record(state, "completed", now)
+    record = _record(state, schema.Outcome.COMPLETED, now)
     new, shown = _go(state, Screen.THANK_YOU, now, settings, visit=None)
     return new, (record, *shown)
 
@@ -394,7 +394,7 @@ def _tick(state, now, settings):
         new, shown = _go(state, Screen.CARD_PROBLEM, now, settings, visit=None, problem="timeout")
         return new, (*shown, Beep(BeepKind.ERROR))
     if state.screen in QUESTION_SCREENS:
-        record = _record(state, "abandoned", now)
+        record = _record(state, schema.Outcome.ABANDONED, now)
         new, effects = _after_visit(replace(state, visit=None), now, settings)
         return new, (record, *effects)
     if state.screen is Screen.THANK_YOU:
@@ -407,7 +407,7 @@ def _tick(state, now, settings):
 def _suspend(state, reason, now, settings):
     effects = ()
     if state.visit is not None and state.screen in QUESTION_SCREENS:
-        effects = (_record(state, "abandoned", now),)
+        effects = (_record(state, schema.Outcome.ABANDONED, now),)
     new, shown = _go(state, Screen.OUT_OF_SERVICE, now, settings, visit=None, problem=None,
                      out_of_service=reason, next_reminder=None)
     return new, (*effects, *shown)

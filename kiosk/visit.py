@@ -13,6 +13,7 @@ The vocabularies are declared here too, not taken from the flow, so a change to 
 silently change the wire.
 """
 
+import enum
 import json
 import math
 import re
@@ -24,7 +25,16 @@ from kiosk import logsafe
 #: here because the visit is the message that grows. Raise it when a field changes meaning.
 SCHEMA = 1
 
-OUTCOMES = ("completed", "abandoned")
+
+
+class Outcome(enum.StrEnum):
+    """How a visit ended: every question answered, or left half-way (recorded all the same)."""
+
+    COMPLETED = "completed"
+    ABANDONED = "abandoned"
+
+
+OUTCOMES = tuple(Outcome)
 #: Where a visit ended: the flow's screen values (``kiosk.flow.Screen``), pinned for the wire.
 STEPS = ("idle", "reading", "card_problem", "already_rated", "choose_service", "copy_check",
          "rating", "reason", "thank_you", "take_card", "out_of_service")

@@ -319,7 +319,7 @@ class FleetDb:
         rated = sum(ratings.values())
         return {
             "visits": len(visits),
-            "completed": sum(v.outcome == "completed" for v in visits),
+            "completed": sum(v.outcome == schema.Outcome.COMPLETED for v in visits),
             "ratings": ratings,
             "mean_rating": sum(r * n for r, n in ratings.items()) / rated if rated else None,
             "copy_answers": copies,
