@@ -46,6 +46,20 @@ GENDERS = ("male", "female")
 AGE_BAND = re.compile(r"\d{1,3}(-\d{1,3}|\+)")
 #: Ids on the wire (service, event, instance): what a topic level and a log line can carry.
 TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+MODES = ("production", "demo")
+RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
+#: The envelope around the answers, each with its rule, as the collector's parser holds it:
+#: a payload the collector would refuse is refused here, where it was made, not resent for ever.
+_ENVELOPE = {
+    "event_id": lambda v: isinstance(v, str) and TOKEN.fullmatch(v) is not None,
+    "instance": lambda v: isinstance(v, str) and TOKEN.fullmatch(v) is not None,
+    "seq": lambda v: type(v) is int and 0 <= v <= 10**11,
+    "epoch": lambda v: type(v) is int and 0 <= v <= 2**31 - 1,
+    "mode": lambda v: v in MODES,
+    "at": lambda v: isinstance(v, str) and RFC3339_UTC.fullmatch(v) is not None,
+    "clock_synced": lambda v: type(v) is bool,
+    "mono_s": lambda v: type(v) in (int, float) and math.isfinite(v) and 0 <= v <= 10**11,
+}
 
 _SQL_TYPES = {str: "TEXT", int: "INTEGER", bool: "INTEGER", float: "REAL", bytes: "BLOB"}
 _TYPE_NAMES = {str: "text", int: "integer", bool: "boolean", float: "number", bytes: "bytes"}
@@ -179,6 +193,9 @@ def payload(*, event_id, instance, seq, epoch, mode, stamp, **answers):
         check(f.name, value, f)
         obj[f.name] = value
     obj.update(stamp)
+    for name, rule in _ENVELOPE.items():
+        if not rule(obj.get(name)):
+            raise ValueError(f"field {name!r} of the visit's envelope breaks the contract")
     for name, value in obj.items():
         if isinstance(value, str) and logsafe.holds_id(value) or not isinstance(value, bool) \
                 and isinstance(value, int | float) and abs(value) >= 10**12:

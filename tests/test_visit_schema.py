@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from kiosk import clock, flow, visit
 from kiosk.fleet.db import open_database
 from kiosk.store import MIGRATIONS, Store
@@ -112,6 +114,8 @@ ASKED_TOO = "copy_answer=event.answer, wait_band=\"short\")"
 # collector's row, through a kiosk store and a fleet database made by the unedited package.
 NEW_FIELD_VISIT = '''
 import sys
+
+import pytest
 from pathlib import Path
 
 from kiosk import clock, flow
@@ -207,3 +211,16 @@ def test_visit_schema_docs_field_table_is_the_schemas():
 
 def test_visit_schema_every_step_the_flow_records_is_on_the_wire():
     assert {screen.value for screen in flow.Screen} <= set(visit.STEPS)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("event_id", "e 1"), ("instance", ""), ("seq", -1), ("epoch", 2**31), ("mode", "bogus"),
+    ("at", "yesterday"), ("clock_synced", "no"), ("mono_s", -1.0)])
+def test_visit_schema_payload_refuses_an_envelope_the_collector_would(field, value):
+    """The old builder parsed its own output; a bad envelope must still fail where it is made
+    (the kiosk goes out of service) rather than be resent and refused for ever."""
+    envelope = {"event_id": "e1", "instance": "i1", "seq": 1, "epoch": 1, "mode": "production"}
+    stamp = dict(STAMP)
+    (stamp if field in stamp else envelope)[field] = value
+    with pytest.raises(ValueError, match=f"field '{field}'"):
+        visit.payload(**envelope, stamp=stamp, **ANSWERS)

@@ -73,7 +73,7 @@ MAX_DEPTH = 8
 MAX_ACK_IDS = 500
 
 STATUS_STATES = ("online", "offline", "lost")
-MODES = ("production", "demo")
+MODES = schema.MODES
 NO_COPY_STATES = ("cancelled", "in_progress", "not_yet")
 READER_STATES = ("ready", "card_present", "no_reader", "error", "disabled")
 
@@ -81,7 +81,7 @@ _KIOSK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _TOKEN = schema.TOKEN
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,39}")
 _DIGIT_RUN = re.compile(r"\d{13,}")
-_RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
+_RFC3339_UTC = schema.RFC3339_UTC
 _MAX_TEXT = 200
 
 
