@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 
 from kiosk import clock, config
 from kiosk.assemble import Telemetry
-from kiosk.facts import CommandReceived
+from kiosk.card.repeat import RepeatKeys
 from kiosk.flow import VisitRecord
-from kiosk.runner import visit_message
+from kiosk.runner import Runner, visit_message
 from kiosk.store import Store
 
 RECORD = VisitRecord(outcome="completed", step="thank_you", verified=True, expired=False,
@@ -62,23 +62,28 @@ class KioskSide:
     """The runner's telemetry (:class:`kiosk.assemble.Telemetry`) with a store, and no screen or
     card.
 
-    ``events`` stands in for the runner's main-thread queue; ``start(serve=True)`` runs a thread
-    standing in for the runner's main loop, handing each command to :class:`Commands` with the
-    config in force, ``in_force``, and putting a proposed config in force as the runner does.
+    ``events`` is a real :class:`~kiosk.runner.Runner`'s queue; ``start(serve=True)`` runs a
+    thread that hands each fact to that runner, as its main loop would, so commands are judged
+    and configs put in force (``in_force``) by the runner's own code.
     """
 
     def __init__(self, cfg, *, poll_s=0.2):
         self.config = cfg
-        self.in_force = cfg
         self.store = Store.open(cfg.storage.data_dir, min_free_mb=10)
         self.events = queue.Queue()
         self.telemetry = Telemetry(cfg, self.store, self.events.put,
                                    remote_path=config.remote_layer_path(cfg),
                                    outbox_poll_s=poll_s)
+        self.runner = Runner(cfg, self.store, keys=RepeatKeys(1800), events=self.events,
+                             telemetry=self.telemetry)
         self.outbox, self.link = self.telemetry.outbox, self.telemetry.link
         self.commands, self.health = self.telemetry.commands, self.telemetry.health
         self._until = threading.Event()
         self._serving = None
+
+    @property
+    def in_force(self):
+        return self.runner.cfg
 
     def start(self, *, serve=False):
         self.telemetry.start()
@@ -94,18 +99,13 @@ class KioskSide:
         return ids
 
     def serve_commands(self, until, timeout=0.1):
-        """Handle commands from ``events`` (the runner's part) until ``until`` is set."""
+        """Hand what arrives on ``events`` to the runner until ``until`` is set."""
         while not until.is_set():
             try:
-                event = self.events.get(timeout=timeout)
+                fact = self.events.get(timeout=timeout)
             except queue.Empty:
                 continue
-            if isinstance(event, CommandReceived):
-                proposal = self.commands.handle(event, self.in_force)
-                if proposal is not None:
-                    self.in_force = proposal.config
-                    self.telemetry.reconfigure(proposal.config)
-                    self.commands.confirm(proposal)
+            self.runner.handle(fact)
 
     def stop(self):
         self._until.set()
