@@ -38,11 +38,6 @@ READER_HEALTH = {
 }
 
 
-def flow_settings(cfg, *, rate_only=False):
-    """The flow's view of the config."""
-    return flow.FlowSettings.from_config(cfg, rate_only=rate_only)
-
-
 class Runner:
     """One kiosk: the flow's state, and what carries out its effects.
 
@@ -72,7 +67,7 @@ class Runner:
         self.clock = clock
         self.rate_only = rate_only
         self.events = queue.SimpleQueue() if events is None else events
-        self.settings = flow_settings(cfg, rate_only=rate_only)
+        self.settings = flow.FlowSettings.from_config(cfg, rate_only=rate_only)
         self.state = flow.State()
         self.seen = SeenCards(cfg.flow.repeat_window_min * 60, clock=clock)
         self.recorded = 0
@@ -172,7 +167,7 @@ class Runner:
         # Current and previous key: a card seen just before a key rotation still counts.
         is_repeat = self.seen.is_repeat(summary.repeat_candidates)
         if self.telemetry:
-            self.telemetry.health.note_card_read(self._stamp()["at"])
+            self.telemetry.health.note_card_read(system_stamp()["at"])
         self._step(flow.CardRead(is_repeat=is_repeat, repeat_hash=summary.repeat_hash,
                                  expired=summary.expired, age_band=summary.age_band,
                                  gender=summary.gender))
@@ -222,7 +217,7 @@ class Runner:
     def _record(self, record):
         try:
             self.store.record_visit(record, **visit_message(
-                self.cfg.kiosk.id, self.cfg.kiosk.mode, self._stamp()))
+                self.cfg.kiosk.id, self.cfg.kiosk.mode, system_stamp()))
         except (KioskError, ValueError) as exc:
             # Not kept, so not thanked: the kiosk stops taking visits until the cause is gone.
             log.error("visit not recorded, going out of service: %s", exc)
@@ -240,9 +235,6 @@ class Runner:
         if self.telemetry:
             self.telemetry.outbox.notify()
         return True
-
-    def _stamp(self):
-        return system_stamp()
 
     # --- housekeeping ----------------------------------------------------------------------
 
@@ -291,7 +283,7 @@ class Runner:
         of the whole.
         """
         self.cfg = cfg
-        self.settings = flow_settings(cfg, rate_only=self.rate_only)
+        self.settings = flow.FlowSettings.from_config(cfg, rate_only=self.rate_only)
         if self.telemetry:  # first: ops must see the catalogue and version in force
             self.telemetry.reconfigure(cfg)
         if self.card:
