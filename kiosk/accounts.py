@@ -11,15 +11,16 @@ import secrets
 
 COLLECTOR = "collector"
 OPS = "ops"
-def is_reserved(kiosk_id):
-    """Whether ``kiosk_id`` would name a fleet account (the ACL patterns use the user name, so
-    a kiosk id is its broker account): ``ops``, or ``collector`` and every
-    name starting with it (``collector-1``, ``collector-2``: the broker plugin lets those join
-    the collectors' shared subscription, so a kiosk must never be given one)."""
-    return kiosk_id == OPS or kiosk_id.startswith(COLLECTOR)
 #: Production ports (docs/broker.md): kiosks with client certificates, and password accounts.
 MTLS_PORT = 8883
 PASSWORD_PORT = 8884
+
+
+def is_reserved(kiosk_id):
+    """Whether ``kiosk_id`` would name a fleet account (a kiosk id is its broker account):
+    ``ops``, or ``collector`` and every name starting with it (``collector-1``: the broker
+    plugin lets those join the collectors' shared subscription)."""
+    return kiosk_id == OPS or kiosk_id.startswith(COLLECTOR)
 
 
 def password_hash(password, salt=None):

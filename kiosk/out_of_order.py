@@ -23,10 +23,10 @@ PROBLEMS_FILE = Path(DATA_DIR, PROBLEMS_NAME)
 def _raw_gpio(path):
     """The ``[gpio]`` table of a TOML file nobody validated; {} when there is none."""
     try:
-        gpio = tomllib.loads(Path(path).read_text(encoding="utf-8")).get("gpio", {})
+        table = tomllib.loads(Path(path).read_text(encoding="utf-8")).get("gpio", {})
     except (OSError, ValueError):
         return {}
-    return gpio if isinstance(gpio, dict) else {}
+    return table if isinstance(table, dict) else {}
 
 
 def out_of_order(config_path, stop, *, headless=False, problems_file=PROBLEMS_FILE,
