@@ -12,6 +12,7 @@ a word, is not caught (without that rule about 1 in 1,000 hyphenated uuid4s woul
 
 import functools
 import logging
+import math
 import re
 
 _SEPARATOR = "[-. \u00a0\u2010-\u2013/]?"  # hyphen, dot, space, no-break space, dashes, slash
@@ -46,6 +47,18 @@ def _escape(match):
 def holds_id(text):
     """True if ``text`` holds something shaped like a 13-digit citizen ID."""
     return _ID_SHAPED.search(text) is not None
+
+
+def is_id_shaped(value):
+    """True for a value of decoded JSON that could be a citizen ID: a number of 13 or more
+    integer digits, or a text holding one (:func:`holds_id`). Booleans are not numbers here."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):  # never made a float: a sender decides how large it is
+        return abs(value) >= 10**12
+    if isinstance(value, float):
+        return math.isfinite(value) and abs(value) >= 10**12
+    return isinstance(value, str) and holds_id(value)
 
 
 def redact_ids(text):

@@ -197,8 +197,7 @@ def payload(*, event_id, instance, seq, epoch, mode, stamp, **answers):
         if not rule(obj.get(name)):
             raise ValueError(f"field {name!r} of the visit's envelope breaks the contract")
     for name, value in obj.items():
-        if isinstance(value, str) and logsafe.holds_id(value) or not isinstance(value, bool) \
-                and isinstance(value, int | float) and abs(value) >= 10**12:
+        if logsafe.is_id_shaped(value):
             raise ValueError(f"payload would carry a 13-digit number at $.{name}; send RFC 3339 "
                              "strings for times and never an ID")
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()

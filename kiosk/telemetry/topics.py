@@ -80,7 +80,6 @@ READER_STATES = ("ready", "card_present", "no_reader", "error", "disabled")
 _KIOSK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _TOKEN = schema.TOKEN
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,39}")
-_DIGIT_RUN = re.compile(r"\d{13,}")
 _RFC3339_UTC = schema.RFC3339_UTC
 _MAX_TEXT = 200
 
@@ -97,7 +96,7 @@ def check_kiosk_id(kiosk_id):
         )
     if is_reserved(kiosk_id):
         raise MessageRejected(f"kiosk id {kiosk_id!r} is reserved for a fleet account")
-    if _DIGIT_RUN.search(kiosk_id):
+    if logsafe.holds_id(kiosk_id):
         raise MessageRejected("kiosk id must not hold 13 digits in a row (looks like a citizen ID)")
     return kiosk_id
 
@@ -142,29 +141,17 @@ def split_kiosk_topic(topic):
 def find_long_numbers(obj, path="$"):
     """Paths in ``obj`` (decoded JSON) holding something shaped like a 13-digit citizen ID.
 
-    Flags numbers whose integer part has 13 or more digits and strings holding 13 digits in a
-    row or an ID written in groups (``1-2345-67890-12-3``, also inside longer text:
-    :func:`kiosk.logsafe.holds_id`). Booleans are not
-    numbers here. An empty list means the object is clean; a key that is not id-like shows as
-    ``<key>`` in a path. Walks with its own stack, not
-    recursion, and never converts an int to a float: a kiosk's payload decides the depth and
-    the size of its numbers.
+    The rule for one value is :func:`kiosk.logsafe.is_id_shaped` (13-digit numbers, texts
+    holding an ID in a row or in groups); keys are checked too. An empty list means the object
+    is clean; a key that is not id-like shows as ``<key>`` in a path. Walks with its own stack,
+    not recursion: a kiosk's payload decides the depth.
     """
     found = []
     pending = [(path, obj)]
     while pending:
         path, obj = pending.pop()
-        if isinstance(obj, bool) or obj is None:
-            continue
-        if isinstance(obj, int):
-            if abs(obj) >= 10**12:
-                found.append(path)
-        elif isinstance(obj, float):
-            if math.isfinite(obj) and abs(obj) >= 10**12:
-                found.append(path)
-        elif isinstance(obj, str):
-            if logsafe.holds_id(obj):
-                found.append(path)
+        if logsafe.is_id_shaped(obj):
+            found.append(path)
         elif isinstance(obj, dict):
             children = []
             for key, value in obj.items():
