@@ -227,7 +227,7 @@ def show_fault_light(gpio):
     try:
         factory = make_pin_factory(gpio.get("pin_factory") or "")
         panel = Panel(factory, lambda fact: None, led_fault=pin)
-        panel.set_status_light("fault")
+        panel.set_status_light(StatusLight.FAULT)
         return panel
     except GpioError as exc:
         log.warning("cannot light the fault LED: %s", exc)
