@@ -19,11 +19,11 @@ import math
 import re
 from dataclasses import dataclass, field, make_dataclass
 
-from kiosk import logsafe
+from kiosk import logsafe, period
 
 #: The payload schema of every message on the wire (``kiosk.telemetry.topics.SCHEMA``); kept
 #: here because the visit is the message that grows. Raise it when a field changes meaning.
-SCHEMA = 1
+SCHEMA = 2
 
 
 
@@ -50,15 +50,15 @@ MODES = ("production", "demo")
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
 #: The envelope around the answers, each with its rule, as the collector's parser holds it:
 #: a payload the collector would refuse is refused here, where it was made, not resent for ever.
+#: No time finer than the period, no sequence number, no connect epoch (docs/privacy.md).
 _ENVELOPE = {
     "event_id": lambda v: isinstance(v, str) and TOKEN.fullmatch(v) is not None,
     "instance": lambda v: isinstance(v, str) and TOKEN.fullmatch(v) is not None,
-    "seq": lambda v: type(v) is int and 0 <= v <= 10**11,
-    "epoch": lambda v: type(v) is int and 0 <= v <= 2**31 - 1,
     "mode": lambda v: v in MODES,
-    "at": lambda v: isinstance(v, str) and RFC3339_UTC.fullmatch(v) is not None,
+    "period": lambda v: v is None or (isinstance(v, str) and RFC3339_UTC.fullmatch(v) is not None),
+    "period_s": lambda v: v is None or (type(v) is int and period.length_problem(v, demo=True)
+                                        is None),
     "clock_synced": lambda v: type(v) is bool,
-    "mono_s": lambda v: type(v) in (int, float) and math.isfinite(v) and 0 <= v <= 10**11,
 }
 
 _SQL_TYPES = {str: "TEXT", int: "INTEGER", bool: "INTEGER", float: "REAL", bytes: "BLOB"}
@@ -133,8 +133,8 @@ FIELDS = (
     Field("reason", str, "why the rating was low (null when skipped or not asked)",
           choices=REASONS),
     Field("language", str, "the language the visit ended in", required=True, choices=LANGUAGES),
-    Field("duration_s", float, "seconds from the card (or first tap) to the end", required=True,
-          bounds=(0, 86_400), digits=1),
+    Field("duration_s", int, "whole seconds from the card (or first tap) to the end",
+          required=True, bounds=(0, 86_400), digits=0),
     Field("age_band", str, "from the card's birth date when flow.collect_age_band is on",
           pattern=AGE_BAND, rule="must look like 30-39 or 60+"),
     Field("gender", str, "from the card when flow.collect_gender is on", choices=GENDERS),
@@ -174,25 +174,29 @@ def check(name, value, f):
         raise ValueError(f"field {name!r} {f.describe()}")
 
 
-def payload(*, event_id, instance, seq, epoch, mode, stamp, **answers):
-    """One ``visit`` message as UTF-8 JSON bytes: the envelope, the sent fields, the stamp.
+def payload(*, event_id, instance, mode, period, **answers):
+    """One ``visit`` message as UTF-8 JSON bytes: the envelope, the sent fields, the period.
 
-    ``answers`` are the fields of :data:`SENT` by name, nothing else (a repeat hash or a row dump
-    is a TypeError). Every answer is checked against its field, and no value may look like a
-    citizen ID (13 digits), as every builder of the wire refuses.
+    ``period`` is the :class:`kiosk.period.Period` the visit falls in, or None for a visit
+    whose time is unknown (recorded before the clock synced, and the kiosk restarted since):
+    ``clock_synced`` says which. ``answers`` are the fields of :data:`SENT` by name, nothing
+    else (a repeat hash or a row dump is a TypeError). Every answer is checked against its
+    field, and no value may look like a citizen ID (13 digits), as every builder of the wire
+    refuses.
     """
     unknown = answers.keys() - {f.name for f in SENT}
     if unknown:
         raise TypeError(f"payload() takes the sent visit fields only, not {sorted(unknown)}")
-    obj = {"schema": SCHEMA, "event_id": event_id, "instance": instance, "seq": seq,
-           "epoch": epoch, "mode": mode}
+    obj = {"schema": SCHEMA, "event_id": event_id, "instance": instance, "mode": mode,
+           "period": None if period is None else period.text,
+           "period_s": None if period is None else period.length_s,
+           "clock_synced": period is not None}
     for f in SENT:
         value = answers.get(f.name)
         if value is not None and f.digits is not None:
-            value = round(float(value), f.digits)
+            value = round(float(value), f.digits) if f.digits else round(value)
         check(f.name, value, f)
         obj[f.name] = value
-    obj.update(stamp)
     for name, rule in _ENVELOPE.items():
         if not rule(obj.get(name)):
             raise ValueError(f"field {name!r} of the visit's envelope breaks the contract")

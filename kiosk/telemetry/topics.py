@@ -7,20 +7,21 @@ message and carries an example payload that the tests validate against this modu
 
 What the kiosk side calls (builders return the UTF-8 JSON bytes to publish):
 
-* topics: :func:`kiosk_topic` (``status pin visit health reply``), :func:`cmd_topic`,
+* topics: :func:`kiosk_topic` (``status pin visit period health reply``), :func:`cmd_topic`,
   :func:`cmd_subscription`, :func:`ack_topic`; :data:`QOS` and :data:`RETAIN` per message.
 * :func:`kiosk.clock.stamp` (wall clock UTC, ``clock_synced``, ``mono_s``) -> the three time
   fields every event carries.
 * :func:`status_payload`, :func:`service_point_payload`, :func:`health_payload`,
-  :func:`reply_payload` (the ``visit`` payload is :func:`kiosk.visit.payload`, which the
-  store calls).
+  :func:`period_payload`, :func:`reply_payload` (the ``visit`` payload is
+  :func:`kiosk.visit.payload`, which the store calls).
 * :func:`parse_command` -> :class:`Command`, or :class:`~kiosk.errors.CommandRejected` (a
   :class:`~kiosk.errors.MessageRejected`) carrying the reason and the correlation id when known.
 * :func:`parse_ack` -> tuple of event ids.
 
 What the collector and ops call: :func:`parse_kiosk_message` (topic + bytes -> validated
-:class:`Status`, :class:`ServicePoint`, :class:`VisitMessage`, :class:`HealthMessage` or
-:class:`Reply`), :func:`ack_payload`, :func:`command_payload`, :data:`KIOSK_SUBSCRIPTION`.
+:class:`Status`, :class:`ServicePoint`, :class:`VisitMessage`, :class:`PeriodMessage`,
+:class:`HealthMessage` or :class:`Reply`), :func:`ack_payload`, :func:`command_payload`,
+:data:`KIOSK_SUBSCRIPTION`.
 
 Privacy rules held here: builders take explicit fields (never a dict dump of a stored row), so
 the citizen ID, names, address, birth date, photo and the repeat hash cannot reach the wire;
@@ -32,12 +33,14 @@ import json
 import math
 import re
 from dataclasses import dataclass, make_dataclass
+from datetime import datetime
 from types import MappingProxyType
 
 from kiosk import logsafe
 from kiosk import visit as schema
 from kiosk.accounts import is_reserved
 from kiosk.errors import CommandRejected, MessageRejected
+from kiosk.period import DEFAULT_S, Period, is_period_start, length_problem
 
 #: The payload schema this code writes (:data:`kiosk.visit.SCHEMA`). Readers accept this one and
 #: the one before it, so a kiosk one release behind the collector (or the reverse, for commands)
@@ -46,18 +49,19 @@ SCHEMA = schema.SCHEMA
 ACCEPTED_SCHEMAS = (SCHEMA - 1, SCHEMA)
 
 ROOT = "citizeninfo/v1"
-KIOSK_MESSAGES = ("status", "pin", "visit", "health", "reply")
+KIOSK_MESSAGES = ("status", "pin", "visit", "period", "health", "reply")
 COMMANDS = ("config", "rebirth", "ping", "replay")
 
 #: QoS per message kind; ``health`` is QoS 0 because the next report supersedes a lost one.
 QOS = MappingProxyType(
-    {"status": 1, "pin": 1, "visit": 1, "health": 0, "reply": 1, "ack": 1,
+    {"status": 1, "pin": 1, "visit": 1, "period": 1, "health": 0, "reply": 1, "ack": 1,
      "config": 1, "rebirth": 1, "ping": 1, "replay": 1}
 )
 #: Retained messages: a subscriber arriving later still learns the kiosk's state and location,
 #: and a kiosk reconnecting still learns its desired config.
 RETAIN = MappingProxyType(
-    {"status": True, "pin": True, "visit": False, "health": False, "reply": False,
+    {"status": True, "pin": True, "visit": False, "period": False, "health": False,
+     "reply": False,
      "ack": False, "config": True, "rebirth": False, "ping": False, "replay": False}
 )
 
@@ -75,7 +79,12 @@ MAX_ACK_IDS = 500
 STATUS_STATES = ("online", "offline", "lost")
 MODES = schema.MODES
 NO_COPY_STATES = ("cancelled", "in_progress", "not_yet")
-READER_STATES = ("ready", "card_present", "no_reader", "error", "disabled")
+#: Never ``card_present`` since schema 2: a report once a minute would time each visit.
+READER_STATES = ("ready", "no_reader", "error", "disabled")
+#: Schema-1 reports still say it; the parser coarsens it to ``ready``.
+_SCHEMA1_READER_STATES = (*READER_STATES, "card_present")
+#: Most visits one period message may count (a 5 s demo period of a busy kiosk is far below).
+MAX_PERIOD_VISITS = 100_000
 
 _KIOSK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _TOKEN = schema.TOKEN
@@ -277,12 +286,14 @@ class _Fields:
 
     def instance(self):
         # Optional: kiosks before 0.2 (and visits they queued before an upgrade) have none.
-        return self.match("instance", _TOKEN, "must be the kiosk's instance id: 1-64 letters, "
-                          "digits or '_.:-'", optional=True)
+        return self.match("instance", _TOKEN, _INSTANCE_RULE, optional=True)
 
     def stamp(self):
         return {"at": self.time("at"), "clock_synced": self.boolean("clock_synced"),
                 "mono_s": self.number("mono_s", 0, 10**11)}
+
+
+_INSTANCE_RULE = "must be the kiosk's instance id: 1-64 letters, digits or '_.:-'"
 
 
 def _event_id_rule():
@@ -342,12 +353,28 @@ def _message_field(f):
 
 
 #: ``visit``: one anonymous visit, exactly the fields the collector may store (the sent fields
-#: of :mod:`kiosk.visit`, between the envelope and the time stamp).
+#: of :mod:`kiosk.visit`, between the envelope and the period). A schema-1 visit arrives here
+#: already coarsened to schema 2 (see :func:`_parse_visit`): nothing finer reaches a store.
 VisitMessage = make_dataclass("VisitMessage", [
-    ("kiosk_id", str), ("event_id", str), ("instance", str | None), ("epoch", int), ("seq", int),
-    ("mode", str), *(_message_field(f) for f in schema.SENT), ("at", str),
-    ("clock_synced", bool), ("mono_s", float), ("schema", int),
+    ("kiosk_id", str), ("event_id", str), ("instance", str | None), ("mode", str),
+    *(_message_field(f) for f in schema.SENT), ("period", str | None), ("period_s", int | None),
+    ("clock_synced", bool), ("schema", int),
 ], frozen=True, namespace={"__module__": __name__})
+
+
+@dataclass(frozen=True)
+class PeriodMessage:
+    """``period``: how many visits a kiosk's instance recorded in one closed period, so the
+    collector can tell a lost visit without a sequence number (acked like a visit)."""
+
+    kiosk_id: str
+    event_id: str
+    instance: str
+    mode: str
+    period: str
+    period_s: int
+    visits: int
+    schema: int
 
 
 @dataclass(frozen=True)
@@ -364,7 +391,7 @@ class HealthMessage:
     outbox_oldest_s: float | None
     dead_letters: int
     reader: str
-    last_card_read_at: str | None
+    card_reads_ok: int | None
     config_version: int | None
     version: str
     cpu_temp_c: float | None
@@ -464,33 +491,98 @@ def _parse_service_point(what, obj, kiosk_id):
 
 def _parse_visit(what, obj, kiosk_id):
     f = _Fields(obj, what)
-    envelope = dict(
-        event_id=f.match("event_id", _TOKEN, _event_id_rule()), instance=f.instance(),
-        epoch=f.integer("epoch", 0, 2**31 - 1), seq=f.integer("seq", 0, 10**11),
-        mode=f.choice("mode", MODES))
+    if obj["schema"] == 1:
+        return _coarsened_visit(f, obj, kiosk_id)
+    answers = _answers(f)
+    period_s = f.get("period_s", lambda v: type(v) is int and length_problem(v, demo=True)
+                     is None, "must be a period length in seconds that divides a day",
+                     optional=True)
+    start = f.match("period", _RFC3339_UTC, "must be the RFC 3339 UTC start of the period",
+                    optional=True)
+    synced = f.boolean("clock_synced")
+    if (start is None) != (period_s is None) or synced != (start is not None):
+        f.fail("period", "and period_s are both null (then clock_synced is false) or both set")
+    if start is not None and not is_period_start(start, period_s):
+        f.fail("period", "must start a period of period_s seconds, aligned to local midnight")
+    return VisitMessage(
+        kiosk_id=kiosk_id, event_id=f.match("event_id", _TOKEN, _event_id_rule()),
+        instance=f.match("instance", _TOKEN, _INSTANCE_RULE), mode=f.choice("mode", MODES),
+        **answers, period=start, period_s=period_s, clock_synced=synced, schema=obj["schema"])
+
+
+def _answers(f):
     answers = {}
     for field in schema.SENT:
         value = f.get(field.name, field.accepts, field.describe(), optional=not field.required)
-        answers[field.name] = float(value) if field.type is float and value is not None else value
-    return VisitMessage(kiosk_id=kiosk_id, **envelope, **answers, **f.stamp(),
-                        schema=obj["schema"])
+        if value is not None and field.digits is not None:
+            value = round(float(value), field.digits) if field.digits else round(value)
+        answers[field.name] = value
+    return answers
+
+
+def _coarsened_visit(f, obj, kiosk_id):
+    """A schema-1 visit (a kiosk not yet upgraded) as schema 2: its time to the millisecond
+    becomes the default period, its sequence number, epoch and monotonic time are checked and
+    dropped. An unsynced clock's time is no time at all: ``period`` None."""
+    event_id = f.match("event_id", _TOKEN, _event_id_rule())
+    instance = f.instance()
+    f.integer("epoch", 0, 2**31 - 1)
+    f.integer("seq", 0, 10**11)
+    mode = f.choice("mode", MODES)
+    answers = _answers(f)
+    stamp = f.stamp()
+    period = None
+    if stamp["clock_synced"]:
+        period = Period.of(datetime.fromisoformat(stamp["at"]), DEFAULT_S)
+    return VisitMessage(
+        kiosk_id=kiosk_id, event_id=event_id, instance=instance, mode=mode, **answers,
+        period=None if period is None else period.text,
+        period_s=None if period is None else period.length_s,
+        clock_synced=period is not None, schema=obj["schema"])
+
+
+def period_payload(*, event_id, instance, mode, period, visits):
+    """The ``period`` message: ``visits`` recorded in the closed ``period`` (a
+    :class:`kiosk.period.Period`), queued in the transaction that closed it."""
+    obj = {"schema": SCHEMA, "event_id": event_id, "instance": instance, "mode": mode,
+           "period": period.text, "period_s": period.length_s, "visits": visits}
+    _parse_period("period_payload", obj, "-")
+    return _encode(obj)
+
+
+def _parse_period(what, obj, kiosk_id):
+    f = _Fields(obj, what)
+    if obj["schema"] < 2:
+        f.fail("schema", "must be 2 or later: schema 1 had no period messages")
+    period_s = f.get("period_s", lambda v: type(v) is int and length_problem(v, demo=True)
+                     is None, "must be a period length in seconds that divides a day")
+    start = f.match("period", _RFC3339_UTC, "must be the RFC 3339 UTC start of the period")
+    if not is_period_start(start, period_s):
+        f.fail("period", "must start a period of period_s seconds, aligned to local midnight")
+    return PeriodMessage(
+        kiosk_id=kiosk_id, event_id=f.match("event_id", _TOKEN, _event_id_rule()),
+        instance=f.match("instance", _TOKEN, _INSTANCE_RULE), mode=f.choice("mode", MODES),
+        period=start, period_s=period_s, visits=f.integer("visits", 0, MAX_PERIOD_VISITS),
+        schema=obj["schema"])
 
 
 def health_payload(*, mode, uptime_s, load_1m, disk_free_mb, mem_free_mb, outbox_depth,
-                   outbox_oldest_s, dead_letters, reader, last_card_read_at, config_version,
+                   outbox_oldest_s, dead_letters, reader, card_reads_ok, config_version,
                    version, stamp, cpu_temp_c=None, screen=None):
     """One ``health`` report (QoS 0, every ``telemetry.health_interval_s``, never stored).
 
-    ``outbox_oldest_s`` is the age of the oldest unconfirmed visit (None when the outbox is
-    empty); ``last_card_read_at`` is an RFC 3339 string or None. ``cpu_temp_c`` (None without a
-    sensor) and ``screen`` (``on``/``off``, None without a display) come from GPIO and display.
+    Nothing in it may move with a single visit: ``outbox_depth`` and ``outbox_oldest_s`` count
+    only rows released for sending (a closed period's), ``card_reads_ok`` is the count of the
+    last whole local day (None before one has passed), ``reader`` never says a card is in.
+    ``cpu_temp_c`` (None without a sensor) and ``screen`` (``on``/``off``, None without a
+    display) come from GPIO and display.
     """
     obj = {
         "schema": SCHEMA, "mode": mode, "uptime_s": round(float(uptime_s), 1),
         "load_1m": round(float(load_1m), 2), "disk_free_mb": round(float(disk_free_mb), 1),
         "mem_free_mb": round(float(mem_free_mb), 1), "outbox_depth": outbox_depth,
         "outbox_oldest_s": None if outbox_oldest_s is None else round(float(outbox_oldest_s), 1),
-        "dead_letters": dead_letters, "reader": reader, "last_card_read_at": last_card_read_at,
+        "dead_letters": dead_letters, "reader": reader, "card_reads_ok": card_reads_ok,
         "config_version": config_version, "version": version, "cpu_temp_c": cpu_temp_c,
         "screen": screen, **stamp,
     }
@@ -508,14 +600,22 @@ def _parse_health(what, obj, kiosk_id):
         outbox_depth=f.integer("outbox_depth", 0, 10**9),
         outbox_oldest_s=f.number("outbox_oldest_s", 0, 10**10, optional=True),
         dead_letters=f.integer("dead_letters", 0, 10**9),
-        reader=f.choice("reader", READER_STATES),
-        last_card_read_at=f.time("last_card_read_at", optional=True),
+        reader=_reader(f, obj),
+        card_reads_ok=f.integer("card_reads_ok", 0, 10**9, optional=True),
         config_version=f.integer("config_version", 0, 2**31 - 1, optional=True),
         version=f.match("version", _VERSION, "must be a version like 0.1.0"),
         cpu_temp_c=f.number("cpu_temp_c", -40, 150, optional=True),
         screen=f.choice("screen", ("on", "off"), optional=True),
         **f.stamp(), schema=obj["schema"],
     )
+
+
+def _reader(f, obj):
+    """The reader state; a schema-1 ``card_present`` (which timed each visit) is ``ready``."""
+    if obj["schema"] == 1:
+        state = f.choice("reader", _SCHEMA1_READER_STATES)
+        return "ready" if state == "card_present" else state
+    return f.choice("reader", READER_STATES)
 
 
 def reply_payload(correlation_id, ok, error=None, data=None):
@@ -547,7 +647,7 @@ def _parse_reply(what, obj, kiosk_id):
 
 _KIOSK_PARSERS = {
     "status": _parse_status, "pin": _parse_service_point, "visit": _parse_visit,
-    "health": _parse_health, "reply": _parse_reply,
+    "period": _parse_period, "health": _parse_health, "reply": _parse_reply,
 }
 
 
@@ -555,9 +655,10 @@ def parse_kiosk_message(topic, payload, *, max_bytes=MAX_KIOSK_MESSAGE_BYTES):
     """Validate one message from a kiosk; the kiosk id comes from the topic, never the payload.
 
     Returns a :class:`Status`, :class:`ServicePoint`, :class:`VisitMessage`,
-    :class:`HealthMessage` or :class:`Reply`. Unknown fields are ignored (a newer kiosk may add
-    some) and never returned, so nothing the contract does not name can be stored. Raises
-    MessageRejected naming the topic and the field at fault, never echoing a value.
+    :class:`PeriodMessage`, :class:`HealthMessage` or :class:`Reply`. Unknown fields are
+    ignored (a newer kiosk may add some) and never returned, so nothing the contract does not
+    name can be stored. Raises MessageRejected naming the topic and the field at fault, never
+    echoing a value.
     """
     kiosk_id, kind = split_kiosk_topic(topic)
     obj = _decode(payload, topic, max_bytes)
@@ -568,7 +669,8 @@ def parse_kiosk_message(topic, payload, *, max_bytes=MAX_KIOSK_MESSAGE_BYTES):
 
 
 def ack_payload(event_ids):
-    """``{"schema": 1, "event_ids": [...]}`` confirming visits the collector has committed."""
+    """``{"schema": 2, "event_ids": [...]}`` confirming visits (and period messages) the
+    collector has committed."""
     event_ids = list(event_ids)
     if not 0 < len(event_ids) <= MAX_ACK_IDS:
         raise ValueError(f"an ack carries 1-{MAX_ACK_IDS} event ids, not {len(event_ids)}")
