@@ -5,13 +5,17 @@ several collectors can split the fleet, with a persistent MQTT 5 session (clean 
 session expiry) so the broker queues visits while a collector restarts.
 
 Threads: paho's network thread only puts messages on a queue; one worker thread validates them,
-commits a batch (by count or time) in one transaction, then publishes the acks and releases the
-broker's copy (manual PUBACK). Nothing is held locked while paho is called: an earlier version
-took a lock in a paho callback and called paho under it, which deadlocked. A message that
-fails validation is counted and logged by topic and reason only (never its contents, which
-could hold personal data), and the collector carries on.
+commits a batch (by count or time) in one transaction, then publishes the acks (of visits and
+period counts) and releases the broker's copy (manual PUBACK). The same worker reconciles the
+kiosks' period counts with the visits stored (:meth:`FleetDb.reconcile`) after each batch and
+every ``reconcile_every_s`` while idle, never on paho's thread. Nothing is held locked while
+paho is called: an earlier version took a lock in a paho callback and called paho under it,
+which deadlocked. A message that fails validation is counted and logged by topic and reason
+only (never its contents, which could hold personal data), and the collector carries on.
 """
 
+import dataclasses
+import datetime as dt
 import logging
 import queue
 import signal
@@ -26,9 +30,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from peewee import InterfaceError, OperationalError
 
+from kiosk.config import TelemetrySection
 from kiosk.errors import MessageRejected, TelemetryError
 from kiosk.fleet.db import DEFAULT_DB, open_database, utc_now
 from kiosk.logsafe import never_raises, printable
+from kiosk.period import MAX_JITTER_S
 from kiosk.telemetry import topics
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,14 @@ DATABASE_FAILURES = (OperationalError, InterfaceError, OSError)
 RETRY_MAX_S = 5.0
 #: Distinct reasons counted apart; a kiosk making up new ones cannot grow the counters forever.
 MAX_REASONS = 50
+_RESEND_AFTER_S = next(f.metadata["default"] for f in dataclasses.fields(TelemetrySection)
+                       if f.name == "resend_after_s")
+#: How long after a period count arrived its missing visits are lost rather than late: a
+#: visit is released up to MAX_JITTER_S after its period ends, and a kiosk with the default
+#: settings resends an unacknowledged one after resend_after_s; twice allows one lost ack.
+DEFAULT_RECONCILE_GRACE_S = 2 * _RESEND_AFTER_S + MAX_JITTER_S
+#: Longest time between reconciliations while no message comes.
+RECONCILE_EVERY_S = 2.0
 
 
 @dataclass
@@ -52,6 +66,12 @@ class Counters:
     received: int = 0
     visits_stored: int = 0
     visits_duplicate: int = 0
+    periods: int = 0  # period counts stored
+    periods_duplicate: int = 0
+    periods_short: int = 0  # counts reconciled short (alarm raised)
+    periods_over: int = 0  # counts reconciled over (alarm raised)
+    periods_healed: int = 0  # short counts whose late visits arrived
+    reconcile_failures: int = 0
     statuses: int = 0  # applied; stale ones are counted apart
     stale_statuses: int = 0
     service_points: int = 0
@@ -97,20 +117,27 @@ class Collector:
     """One collector: ``start()``, ``stop()``, ``counters``, ``db`` (a :class:`FleetDb`).
 
     ``tls`` is a dict for ``paho.Client.tls_set`` (``ca_certs``, ``certfile``, ``keyfile``).
-    Acks go out after the batch holding the visits has committed; a visit seen before is acked
-    again (the kiosk resends when an ack is lost) but stored once.
+    Acks go out after the batch holding the visits or period counts has committed; one seen
+    before is acked again (the kiosk resends when an ack is lost) but stored once. A period
+    count short of visits raises its alarm ``reconcile_grace_s`` after it arrived.
     """
 
     def __init__(self, db_path, host, port, username, password=None, *, group=DEFAULT_GROUP,
                  tls=None, batch_size=200, batch_s=0.2,
-                 session_expiry_s=DEFAULT_SESSION_EXPIRY_S):
+                 session_expiry_s=DEFAULT_SESSION_EXPIRY_S,
+                 reconcile_grace_s=DEFAULT_RECONCILE_GRACE_S,
+                 reconcile_every_s=RECONCILE_EVERY_S):
         if batch_size < 1 or batch_s <= 0:
             raise ValueError("batch_size must be >= 1 and batch_s > 0")
+        if reconcile_grace_s < 0 or reconcile_every_s <= 0:
+            raise ValueError("reconcile_grace_s must be >= 0 and reconcile_every_s > 0")
         self.db_path = Path(db_path)
         self.host, self.port = host, port
         self.group = group
         self.batch_size, self.batch_s = batch_size, batch_s
         self.session_expiry_s = session_expiry_s
+        self.reconcile_grace_s, self.reconcile_every_s = reconcile_grace_s, reconcile_every_s
+        self._reconcile_failing = False
         self.counters = Counters()
         self.db = None
         self._queue = queue.Queue()
@@ -215,10 +242,14 @@ class Collector:
             self.db.database.close()  # this thread's own connection
 
     def _drain(self):
+        next_reconcile = time.monotonic()
         while not (self._stopping.is_set() and self._queue.empty()):
             try:
-                first = self._queue.get(timeout=0.1)
+                first = self._queue.get(timeout=min(0.1, self.reconcile_every_s))
             except queue.Empty:
+                if time.monotonic() >= next_reconcile:
+                    self._reconcile()
+                    next_reconcile = time.monotonic() + self.reconcile_every_s
                 continue
             batch = [first]
             deadline = time.monotonic() + self.batch_s
@@ -235,6 +266,35 @@ class Collector:
             except Exception as exc:  # the worker must outlive any bug in its own code
                 self.counters.count("store_failures", f"batch: {type(exc).__name__}")
                 log.exception("collector batch of %d failed; the kiosks will resend", len(batch))
+            self._reconcile()
+            next_reconcile = time.monotonic() + self.reconcile_every_s
+
+    def _reconcile(self):
+        """Reconcile the period counts due a look, count and log the verdicts that changed. A
+        failure is counted and logged (once until a run succeeds again) and retried at the
+        next run: the counts stay due."""
+        try:
+            with self.db.database.atomic():
+                changed = self.db.reconcile(dt.datetime.now(dt.UTC), self.reconcile_grace_s)
+        except Exception as exc:  # the worker must outlive the database and our own bugs
+            self.counters.reconcile_failures += 1
+            if not self._reconcile_failing:
+                log.exception("could not reconcile the period counts (%s); retrying",
+                              type(exc).__name__)
+            self._reconcile_failing = True
+            return
+        self._reconcile_failing = False
+        for verdict in changed:
+            if verdict.after in ("short", "over"):
+                setattr(self.counters, f"periods_{verdict.after}",
+                        getattr(self.counters, f"periods_{verdict.after}") + 1)
+                log.warning("%s period %s (%d s) of instance %s is %s: counted %d, stored %d",
+                            verdict.kiosk_id, verdict.period, verdict.period_s,
+                            verdict.instance, verdict.after, verdict.expected, verdict.stored)
+            elif verdict.before == "short" and verdict.after == "ok":
+                self.counters.periods_healed += 1
+                log.info("%s period %s (%d s) of instance %s: its late visits arrived",
+                         verdict.kiosk_id, verdict.period, verdict.period_s, verdict.instance)
 
     def _handle(self, batch):
         """Parse, store and ack one batch. A message that cannot be parsed or stored is
@@ -292,11 +352,12 @@ class Collector:
 
     def _commit(self, parsed, received):
         """Store ``parsed`` in one transaction, each message in its own savepoint. Returns the
-        counters to bump and the visits to ack by kiosk (both for what was committed) and the
-        ``(topic, exception)`` of each message the database refused; all are applied only once
-        committed, so a retried batch counts nothing twice. Raises a DATABASE_FAILURES
-        exception, with nothing committed, when the database itself fails."""
-        tallies, visits, failures = [], [], []
+        counters to bump and the event ids to ack (visits and period counts) by kiosk (both for
+        what was committed) and the ``(topic, exception)`` of each message the database
+        refused; all are applied only once committed, so a retried batch counts nothing twice.
+        Raises a DATABASE_FAILURES exception, with nothing committed, when the database itself
+        fails."""
+        tallies, visits, counts, failures = [], [], [], []
         with self.db.database.atomic():
             for topic, item in parsed:
                 if isinstance(item, topics.VisitMessage):
@@ -309,10 +370,13 @@ class Collector:
                     raise
                 except Exception as exc:
                     failures.append((topic, exc))
+                    continue
+                if isinstance(item, topics.PeriodMessage):
+                    counts.append(item)
             stored, kept = self._store_visits(visits, received, failures)
         acks = {}
-        for visit in kept:
-            acks.setdefault(visit.kiosk_id, []).append(visit.event_id)
+        for message in (*kept, *counts):
+            acks.setdefault(message.kiosk_id, []).append(message.event_id)
         tallies += ["visits_stored"] * stored + ["visits_duplicate"] * (len(kept) - stored)
         return tallies, acks, failures
 
@@ -361,7 +425,8 @@ class Collector:
     def _store(self, item, received):
         """Apply one validated non-visit message inside the batch transaction; return the
         counter to bump once the batch has committed (so a reader never sees a count before its
-        row). Visits are stored together by :meth:`FleetDb.add_visits`."""
+        row). Visits are stored together by :meth:`FleetDb.add_visits`; a period count is
+        acked by :meth:`_commit` once stored."""
         if isinstance(item, topics.Status):
             if self.db.apply_status(item, received):
                 return "statuses"
@@ -374,6 +439,8 @@ class Collector:
         if isinstance(item, topics.HealthMessage):
             self.db.apply_health(item, received)
             return "health_reports"
+        if isinstance(item, topics.PeriodMessage):
+            return "periods" if self.db.add_period(item, received) else "periods_duplicate"
         self.db.touch(item.kiosk_id, received)
         log.info("reply from %s to %s: %s", item.kiosk_id, item.correlation_id,
                  "ok" if item.ok else printable(item.error))
@@ -399,6 +466,10 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=200, help="messages per transaction")
     parser.add_argument("--batch-ms", type=int, default=200,
                         help="longest wait to fill a batch, in milliseconds")
+    parser.add_argument("--reconcile-grace-s", type=float, default=DEFAULT_RECONCILE_GRACE_S,
+                        help="seconds after a kiosk's period count arrives before its missing "
+                             "visits raise the period_count_short alarm (default %(default)s: "
+                             "twice the kiosks' resend_after_s plus the longest release jitter)")
 
 
 def main(args):
@@ -420,16 +491,19 @@ def main(args):
         signal.signal(sig, lambda *_: done.set())
     collector = Collector(args.db, args.host, args.port, args.username, password,
                           group=args.group, tls=tls, batch_size=args.batch_size,
-                          batch_s=args.batch_ms / 1000)
+                          batch_s=args.batch_ms / 1000,
+                          reconcile_grace_s=args.reconcile_grace_s)
     collector.start()
     log.info("collecting from %s:%s into %s", args.host, args.port, args.db)
     try:
         while not done.wait(60):
             c = collector.counters
-            log.info("received %d, visits stored %d (duplicates %d), malformed %d %s, "
-                     "store failures %d %s, acks %d", c.received, c.visits_stored,
-                     c.visits_duplicate, c.malformed, c.malformed_by_reason, c.store_failures,
-                     c.store_failures_by_reason, c.acks_sent)
+            log.info("received %d, visits stored %d (duplicates %d), period counts %d "
+                     "(short %d, over %d, healed %d), malformed %d %s, store failures %d %s, "
+                     "acks %d", c.received, c.visits_stored, c.visits_duplicate, c.periods,
+                     c.periods_short, c.periods_over, c.periods_healed, c.malformed,
+                     c.malformed_by_reason, c.store_failures, c.store_failures_by_reason,
+                     c.acks_sent)
     finally:
         collector.stop()
     return 0

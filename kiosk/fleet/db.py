@@ -1,9 +1,14 @@
-"""The central store: kiosks, their service points and their anonymous visits (peewee on SQLite).
+"""The central store: kiosks, their service points, their anonymous visits and the kiosks' count
+of visits per period (peewee on SQLite).
 
 Only fields the telemetry contract names are stored, taken from the validated message objects
 of :mod:`kiosk.telemetry.topics`, so nothing a kiosk sent by mistake can land here. Visits are
 keyed by event id: a visit delivered twice is stored once. Demo visits are kept (ops can see the
 demo worked) but flagged, and every statistic here leaves them out.
+
+A visit is filed under its period and nothing finer (docs/privacy.md): no time, sequence number
+or arrival time of its own, so a row cannot be timed back to the counter's log. Lost visits are
+found by :meth:`FleetDb.reconcile` instead, from each kiosk's count of a closed period.
 
 The models are declared once and bound per database by :func:`open_database` (with
 :func:`kiosk.sqlite.bind`), so two collectors in one process (tests) never share a binding.
@@ -13,7 +18,8 @@ collector writes.
 
 import datetime as dt
 import json
-from dataclasses import asdict
+import logging
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from peewee import (
@@ -30,15 +36,26 @@ from peewee import __exception_wrapper__ as driver_errors_as_peewee  # sqlite3 -
 from playhouse.migrate import SqliteMigrator, migrate
 
 from kiosk import visit as schema
+from kiosk.period import DEFAULT_S, Period, local_day
 from kiosk.sqlite import bind, schema_columns
 
+log = logging.getLogger(__name__)
+
 DEFAULT_DB = "fleet.sqlite3"
+#: Columns of the schema-1 collector's visit table that timed or ordered each visit: a file
+#: holding them is rebuilt on open (:meth:`FleetDb._rebuild_schema1_visits`).
+SCHEMA1_COLUMNS = frozenset({"seq", "epoch", "at", "mono_s", "received"})
+
+
+def utc_text(moment):
+    """An aware datetime as the collector writes its clock: RFC 3339 UTC to the millisecond."""
+    moment = moment.astimezone(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def utc_now():
     """The collector's clock as an RFC 3339 UTC string (kiosk clocks may be unsynced)."""
-    now = dt.datetime.now(dt.UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    return utc_text(dt.datetime.now(dt.UTC))
 
 
 class KioskRow(Model):
@@ -83,31 +100,75 @@ class ServicePointRow(Model):
 
 
 # The envelope and the collector's own columns, around the fields the visit schema says the
-# collector keeps.
+# collector keeps. The index serves reconciliation: visits by kiosk, instance and period.
 FleetVisit = type("FleetVisit", (Model,), {
-    "__doc__": "One visit a kiosk delivered, stored once by its event id.",
+    "__doc__": "One visit a kiosk delivered, stored once by its event id, filed by period.",
     "__module__": __name__,
-    "Meta": type("Meta", (), {"table_name": "visit"}),
+    "Meta": type("Meta", (), {
+        "table_name": "visit",
+        "indexes": ((("kiosk_id", "instance", "period", "period_s"), False),)}),
     "event_id": CharField(primary_key=True),
-    "kiosk_id": CharField(index=True),
+    "kiosk_id": CharField(),
     "instance": CharField(null=True),  # None from kiosks before 0.2
-    "seq": IntegerField(),  # counts visits per instance
-    "epoch": IntegerField(),
     "is_demo": BooleanField(index=True),
     **schema_columns(schema.KEPT, text=CharField),
-    "at": CharField(),
+    # The start of the visit's period; for a visit that came undated (``period: null``), of
+    # the local day it arrived, with clock_synced false.
+    "period": CharField(),
+    "period_s": IntegerField(),
     "clock_synced": BooleanField(),
-    "mono_s": FloatField(),
     "schema": IntegerField(),
-    "received": CharField(),
 })
+
+
+class PeriodCount(Model):
+    """A kiosk instance's count of its visits in one closed period (the ``period`` message),
+    and the verdict of reconciling it with the visits stored: ``open`` (not yet, or short but
+    within the grace), ``ok`` (they match), ``short`` (fewer once the grace has passed) or
+    ``over`` (more; final, since stored visits only grow).
+
+    ``arrived`` is the collector's clock when the count came: one time for a whole period,
+    which times no visit in it. ``is_due`` marks a count :meth:`FleetDb.reconcile` must look at
+    (again): a new one, one still open, or one a visit has been stored for since.
+    """
+
+    kiosk_id = CharField()
+    instance = CharField()
+    period = CharField()
+    period_s = IntegerField()
+    visits = IntegerField()
+    is_demo = BooleanField()
+    arrived = CharField()
+    reconciled = CharField(default="open")
+    is_due = BooleanField(default=True, index=True)
+
+    class Meta:
+        table_name = "period_count"
+        indexes = ((("kiosk_id", "instance", "period", "period_s"), True),)
+
+
+@dataclass(frozen=True)
+class PeriodVerdict:
+    """A period count whose verdict changed in one :meth:`FleetDb.reconcile` run."""
+
+    kiosk_id: str
+    instance: str
+    period: str
+    period_s: int
+    expected: int  # the kiosk's count
+    stored: int  # dated visits stored for it
+    before: str
+    after: str
 
 
 class Alarm(Model):
     """Something about one kiosk that ops must look at, once per kind: ``instance_changed``
-    (re-flashed, or a copy of its credentials in use) or ``epoch_went_back`` (online at a
-    lower epoch than a status it had sent). A repeat counts instead of adding a row, so a
-    kiosk flipping between two instances cannot grow the table."""
+    (re-flashed, or a copy of its credentials in use), ``epoch_went_back`` (online at a
+    lower epoch than a status it had sent), ``period_count_over`` (more visits stored for a
+    period than the kiosk counted) or ``period_count_short`` (fewer, once the grace for
+    late ones has passed). A repeat counts instead of adding a row, so a kiosk flipping
+    between two instances cannot grow the table; the row stays when a short period heals
+    later (:meth:`FleetDb.period_verdicts` says what is short now)."""
 
     kiosk_id = CharField()
     kind = CharField()
@@ -122,17 +183,19 @@ class Alarm(Model):
 
 
 class FleetDb:
-    """One open fleet database: its own bound ``KioskRow``, ``ServicePointRow``, ``FleetVisit``
-    and ``Alarm`` models, plus the queries."""
+    """One open fleet database: its own bound ``KioskRow``, ``ServicePointRow``, ``FleetVisit``,
+    ``PeriodCount`` and ``Alarm`` models, plus the queries."""
 
     def __init__(self, path):
         self.path = Path(path)
         self.database = SqliteDatabase(
             str(self.path),
-            pragmas={"journal_mode": "wal", "synchronous": "full", "busy_timeout": 10_000},
+            # secure_delete: a deleted row's bytes are overwritten, not left in free pages.
+            pragmas={"journal_mode": "wal", "synchronous": "full", "busy_timeout": 10_000,
+                     "secure_delete": "on"},
         )
-        self.KioskRow, self.ServicePointRow, self.FleetVisit, self.Alarm = bind(
-            self.database, KioskRow, ServicePointRow, FleetVisit, Alarm)
+        self.KioskRow, self.ServicePointRow, self.FleetVisit, self.PeriodCount, self.Alarm = (
+            bind(self.database, KioskRow, ServicePointRow, FleetVisit, PeriodCount, Alarm))
         self._visit_fields = self.FleetVisit._meta.sorted_fields
         # Written once: peewee rebuilding a 22-column INSERT per row was over a third of the
         # collector's time at catch-up rates.
@@ -143,9 +206,56 @@ class FleetDb:
         self._insert_visit = (f'INSERT INTO "{FleetVisit._meta.table_name}" ({columns}) '
                               f'VALUES ({marks}) ON CONFLICT ("event_id") DO NOTHING')
         self.database.connect(reuse_if_open=True)
+        self._rebuild_schema1_visits()
         self.database.create_tables([self.KioskRow, self.ServicePointRow, self.FleetVisit,
-                                     self.Alarm])
-        self._add_missing_columns([self.KioskRow, self.ServicePointRow, self.FleetVisit])
+                                     self.PeriodCount, self.Alarm])
+        self._add_missing_columns([self.KioskRow, self.ServicePointRow, self.FleetVisit,
+                                   self.PeriodCount])
+
+    def _rebuild_schema1_visits(self):
+        """A file written by the schema-1 collector holds each visit's time to the millisecond,
+        its sequence number, epoch, monotonic time and arrival time, and its NOT NULL ``seq``
+        would refuse every new visit. Rebuild the table with each row coarsened as the parser
+        coarsens a schema-1 visit (its time to the hour when the clock was synced, else the
+        local day it arrived), then checkpoint, so that with secure_delete the old times are
+        gone from the file and its write-ahead log."""
+        table = FleetVisit._meta.table_name
+        if not self.database.table_exists(table):
+            return
+        have = {column.name for column in self.database.get_columns(table)}
+        if not have & SCHEMA1_COLUMNS:
+            return
+        old = f"{table}_schema1"
+        copied = [name for name in ("event_id", "kiosk_id", "instance", "is_demo",
+                                    *(f.name for f in schema.KEPT), "clock_synced", "schema",
+                                    "at", "received") if name in have]
+        with self.database.atomic():
+            # The old indexes go first: renamed along with the table, their names would keep
+            # the new table's indexes from being made.
+            for (index,) in self.database.execute_sql(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+                    "AND sql IS NOT NULL", (table,)).fetchall():
+                self.database.execute_sql(f'DROP INDEX "{index}"')
+            self.database.execute_sql(f'ALTER TABLE "{table}" RENAME TO "{old}"')
+            self.database.create_tables([self.FleetVisit])
+            columns = ", ".join(f'"{name}"' for name in copied)
+            rows = self.database.execute_sql(f'SELECT {columns} FROM "{old}"')
+            with driver_errors_as_peewee:
+                self.database.cursor().executemany(
+                    self._insert_visit,
+                    (self._row(_coarsened(dict(zip(copied, row, strict=True)))) for row in rows))
+            self.database.execute_sql(f'DROP TABLE "{old}"')
+        busy, _, _ = self.database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning("%s: visits rebuilt without their old times, but another connection "
+                        "kept the checkpoint from finishing; the old pages are overwritten "
+                        "at the next checkpoint", self.path)
+        else:
+            log.info("%s: visit table of the schema-1 collector rebuilt by period", self.path)
+
+    def _row(self, values):
+        """The visit's column values, in the prepared insert's order; None where absent."""
+        return tuple(field.db_value(values.get(field.name)) for field in self._visit_fields)
 
     def _add_missing_columns(self, models):
         """A file made by an older collector lacks the columns added since (``instance``, a
@@ -176,10 +286,12 @@ class FleetDb:
     def add_visits(self, visits, received):
         """Store :class:`~kiosk.telemetry.topics.VisitMessage` objects; returns how many were new.
 
-        One upsert per kiosk and one prepared insert stepped over the batch, rather than four
-        queries per visit: at catch-up rates those were the collector's ceiling. The event id
-        key makes storing idempotent in the database itself: a visit already stored (a resend),
-        or twice in the batch, is stored once and not counted.
+        ``received`` is the collector's clock (RFC 3339 UTC): a visit that came undated is filed
+        under the local day of ``received``. One upsert per kiosk and one prepared insert
+        stepped over the batch, rather than four queries per visit: at catch-up rates those were
+        the collector's ceiling. The event id key makes storing idempotent in the database
+        itself: a visit already stored (a resend), or twice in the batch, is stored once and not
+        counted. The counts of the periods the visits are in are due a look again.
         """
         KioskRow = self.KioskRow
         for kiosk_id in {visit.kiosk_id for visit in visits}:
@@ -189,18 +301,89 @@ class FleetDb:
              .execute())
         if not visits:
             return 0
+        arrival_day = None
         rows = []
         for visit in visits:
-            # Two columns are the collector's own; every other one is a field of the message.
-            own = {"is_demo": visit.mode == "demo", "received": received}
-            rows.append(tuple(
-                field.db_value(own[field.name] if field.name in own
-                               else getattr(visit, field.name))
-                for field in self._visit_fields))
+            values = {**vars(visit), "is_demo": visit.mode == "demo"}  # the collector's own
+            if visit.period is None:
+                arrival_day = arrival_day or local_day(dt.datetime.fromisoformat(received))
+                values.update(period=arrival_day.text, period_s=arrival_day.length_s)
+            rows.append(self._row(values))
         with driver_errors_as_peewee:
             cursor = self.database.cursor()
             cursor.executemany(self._insert_visit, rows)
-        return cursor.rowcount  # summed over the rows; a skipped duplicate adds 0
+            stored = cursor.rowcount  # summed over the rows; a skipped duplicate adds 0
+            # An over verdict is final: stored visits only ever grow.
+            PeriodCount = self.PeriodCount
+            cursor.executemany(
+                f'UPDATE "{PeriodCount._meta.table_name}" SET "is_due" = 1 WHERE "kiosk_id" = ? '
+                'AND "instance" = ? AND "period" = ? AND "period_s" = ? AND "reconciled" != ?',
+                [(*key, "over") for key in {(v.kiosk_id, v.instance, v.period, v.period_s)
+                                             for v in visits if v.clock_synced}])
+        return stored
+
+    def add_period(self, count, received):
+        """Store a :class:`~kiosk.telemetry.topics.PeriodMessage`; False when that kiosk
+        instance's period was counted before (a resend), which replaces nothing."""
+        self._kiosk(count.kiosk_id, received).save()
+        PeriodCount = self.PeriodCount
+        query = (PeriodCount.insert(
+            kiosk_id=count.kiosk_id, instance=count.instance, period=count.period,
+            period_s=count.period_s, visits=count.visits, is_demo=count.mode == "demo",
+            arrived=received)
+            .on_conflict(conflict_target=[PeriodCount.kiosk_id, PeriodCount.instance,
+                                          PeriodCount.period, PeriodCount.period_s],
+                         action="NOTHING"))
+        return self.database.execute(query).rowcount == 1
+
+    def reconcile(self, now, grace_s):
+        """Compare each period count due a look with the dated visits stored for it; returns a
+        :class:`PeriodVerdict` for each count whose verdict changed.
+
+        More visits than counted is ``over`` at once; fewer is ``short`` once ``grace_s`` has
+        passed since the count arrived (``now``, an aware datetime, is the collector's clock),
+        and ``open`` until then, since the visits of a period are released with random delays
+        and resent when unacknowledged. A period turning ``short`` or ``over`` raises its alarm
+        once; one that stays so raises nothing more, and a short one whose visits arrive later
+        turns ``ok``. Undated visits (filed by arrival) never count: the kiosk counted them in
+        no period. Call it inside a transaction.
+        """
+        Visit, PeriodCount = self.FleetVisit, self.PeriodCount
+        stored = (Visit.select(fn.COUNT(Visit.event_id))
+                  .where((Visit.kiosk_id == PeriodCount.kiosk_id)
+                         & (Visit.instance == PeriodCount.instance)
+                         & (Visit.period == PeriodCount.period)
+                         & (Visit.period_s == PeriodCount.period_s) & Visit.clock_synced))
+        due = PeriodCount.select(PeriodCount, stored.alias("stored")).where(PeriodCount.is_due)
+        grace = dt.timedelta(seconds=grace_s)
+        changed = []
+        for count in list(due):  # read before writing the same table
+            if count.stored > count.visits:
+                verdict = "over"
+            elif count.stored == count.visits:
+                verdict = "ok"
+            elif now - dt.datetime.fromisoformat(count.arrived) > grace:
+                verdict = "short"
+            else:
+                verdict = "open"
+            if verdict == "open" and count.reconciled == "open":
+                continue  # nothing to write: still due
+            (PeriodCount.update(reconciled=verdict, is_due=verdict == "open")
+             .where(PeriodCount.id == count.id).execute())
+            if verdict == count.reconciled:
+                continue
+            changed.append(PeriodVerdict(count.kiosk_id, count.instance, count.period,
+                                         count.period_s, count.visits, count.stored,
+                                         count.reconciled, verdict))
+            if verdict in ("short", "over"):
+                self._alarm(count.kiosk_id, f"period_count_{verdict}", utc_text(now),
+                            f"period {count.period} ({count.period_s} s) of instance "
+                            f"{count.instance}: the kiosk counted {count.visits} visits, "
+                            f"{count.stored} are stored"
+                            + (f" {grace_s:g} s after the count came: lost, or still queued"
+                               if verdict == "short"
+                               else ": a visit forged, or counted in no period by the kiosk"))
+        return changed
 
     def apply_status(self, status, received):
         """Record a status unless it is stale; False if it was.
@@ -278,31 +461,29 @@ class FleetDb:
             query = query.where(self.Alarm.kiosk_id == kiosk_id)
         return list(query)
 
-    def missing_visits(self, kiosk_id):
-        """Per instance, how many visit numbers between the lowest and highest received are
-        missing.
-
-        Keyed by instance, so a kiosk re-flashed after visit 900 is not 899 visits short; from
-        the lowest received, because a store that gained its instance in an upgrade goes on
-        counting from where it was. A gap closes when the kiosk's outbox delivers the visit; one
-        that stays open is a lost visit.
-        """
-        FleetVisit = self.FleetVisit
-        query = (FleetVisit.select(FleetVisit.instance, fn.MIN(FleetVisit.seq),
-                                   fn.MAX(FleetVisit.seq), fn.COUNT(fn.DISTINCT(FleetVisit.seq)))
-                 .where(FleetVisit.kiosk_id == kiosk_id).group_by(FleetVisit.instance).tuples())
-        return {instance: top - low + 1 - seen for instance, low, top, seen in query}
+    def period_verdicts(self, kiosk_id):
+        """``{verdict: periods}`` of the kiosk's period counts (verdicts no count has are left
+        out): ``short`` ones are visits lost or still queued, ``over`` ones visits the kiosk
+        never counted."""
+        PeriodCount = self.PeriodCount
+        query = (PeriodCount.select(PeriodCount.reconciled, fn.COUNT(PeriodCount.id))
+                 .where(PeriodCount.kiosk_id == kiosk_id).group_by(PeriodCount.reconciled)
+                 .tuples())
+        return dict(query)
 
     def kiosks(self):
         """Every kiosk the collector has heard from, by id."""
         return list(self.KioskRow.select().order_by(self.KioskRow.kiosk_id))
 
     def visits(self, kiosk_id=None, *, include_demo=True):
-        query = self.FleetVisit.select().order_by(self.FleetVisit.kiosk_id, self.FleetVisit.seq)
+        FleetVisit = self.FleetVisit
+        # The event id, random, only makes the order repeatable: there is no order of visits.
+        query = FleetVisit.select().order_by(FleetVisit.kiosk_id, FleetVisit.period,
+                                             FleetVisit.event_id)
         if kiosk_id is not None:
-            query = query.where(self.FleetVisit.kiosk_id == kiosk_id)
+            query = query.where(FleetVisit.kiosk_id == kiosk_id)
         if not include_demo:
-            query = query.where(~self.FleetVisit.is_demo)
+            query = query.where(~FleetVisit.is_demo)
         return list(query)
 
     def statistics(self, kiosk_id=None):
@@ -329,3 +510,17 @@ class FleetDb:
 def open_database(path=DEFAULT_DB):
     """Open (creating if needed) the fleet database at ``path``."""
     return FleetDb(path)
+
+
+def _coarsened(row):
+    """A row of the schema-1 collector's visit table as schema 2 stores it: its time becomes
+    the default period (as :mod:`kiosk.telemetry.topics` coarsens a schema-1 visit), or, from
+    an unsynced clock, the local day it arrived; its duration whole seconds."""
+    at, received = row.pop("at"), row.pop("received")
+    if row["clock_synced"]:
+        period = Period.of(dt.datetime.fromisoformat(at), DEFAULT_S)
+    else:
+        period = local_day(dt.datetime.fromisoformat(received))
+    if row.get("duration_s") is not None:
+        row["duration_s"] = round(row["duration_s"])
+    return {**row, "period": period.text, "period_s": period.length_s}

@@ -3,7 +3,8 @@
 State comes from the retained status messages (online, offline after a clean stop, lost when
 the broker fired the Last Will); last seen is the collector's clock at the kiosk's latest
 message; outbox depth is from the latest health report, the first sign of a kiosk that cannot
-deliver its visits.
+deliver its visits. Periods short or over come from reconciling the kiosk's period counts with
+the visits stored (:meth:`kiosk.fleet.db.FleetDb.reconcile`).
 """
 
 import datetime as dt
@@ -26,14 +27,16 @@ def _age(last_seen, now):
 
 def status_lines(fleet_db, now=None):
     """The report as lines: kiosk id, state, last seen, outbox depth, version, then flags:
-    visits missing (numbers skipped and not yet delivered), alarms raised, demo."""
+    periods short (visits lost, or late past the grace) and over (visits the kiosk never
+    counted), alarms raised, demo."""
     now = now or dt.datetime.now(dt.UTC)
     lines = []
     for k in fleet_db.kiosks():
         outbox = "?" if k.outbox_depth is None else str(k.outbox_depth)
-        missing = sum(fleet_db.missing_visits(k.kiosk_id).values())
+        verdicts = fleet_db.period_verdicts(k.kiosk_id)
         alarms = len(fleet_db.alarms(k.kiosk_id))
-        flags = (f"  missing {missing}" if missing else "") + (
+        flags = "".join(f"  periods {verdict} {verdicts[verdict]}"
+                        for verdict in ("short", "over") if verdicts.get(verdict)) + (
             f"  alarms {alarms}" if alarms else "") + ("  demo" if k.mode == "demo" else "")
         lines.append(
             f"{k.kiosk_id:<24} {k.state or 'unknown':<8} last seen {k.last_seen or '-'} "

@@ -16,6 +16,7 @@ from kiosk import visit as schema
 from kiosk.fleet.collector import Collector
 from kiosk.fleet.db import open_database
 from kiosk.fleet.status import status_lines
+from kiosk.period import Period, count_event_id
 from kiosk.telemetry import topics
 from tests.fixtures.broker import RecordingClient, wait_until
 from tests.fixtures.poison import POISON
@@ -23,17 +24,40 @@ from tests.fixtures.poison import POISON
 KIOSK = "bkk-001"
 INSTANCE = "3f2c9a7e5b1d4e6f8a0b2c4d6e8f0a1b"
 STAMP = clock.stamp(dt.datetime(2025, 1, 31, 9, 30, tzinfo=dt.UTC), True, 5000.0)
+#: The hour of STAMP: 16:00-17:00 local (Asia/Bangkok) on 31 January 2025.
+PERIOD = Period.of(dt.datetime(2025, 1, 31, 9, 30, tzinfo=dt.UTC), 3600)
 
 
 def visit(event_id=None, **overrides):
+    """A schema-2 visit as a kiosk sends it, in PERIOD unless ``period`` says otherwise."""
     fields = dict(
-        event_id=event_id or str(uuid.uuid4()), instance=INSTANCE, seq=1, epoch=1,
-        mode="production", outcome="completed", step="thank_you", verified=True, expired=False,
+        event_id=event_id or str(uuid.uuid4()), instance=INSTANCE, mode="production",
+        period=PERIOD, outcome="completed", step="thank_you", verified=True, expired=False,
         service_id="id_card", copy_answer="none", rating=5, reason=None, language="th",
-        duration_s=30.0, stamp=STAMP,
+        duration_s=30,
     )
     fields.update(overrides)
     return schema.payload(**fields)
+
+
+def legacy_visit(event_id, *, at="2025-01-31T09:41:07.250Z", clock_synced=True, **overrides):
+    """A schema-1 visit, as a kiosk not yet upgraded sends it: timed to the millisecond, with its
+    number, connect epoch and monotonic time. ``overrides`` replace or add fields."""
+    obj = {**json.loads(visit(event_id)), "schema": 1, "seq": 41, "epoch": 3, "at": at,
+           "clock_synced": clock_synced, "mono_s": 5123.456, "duration_s": 30.4}
+    del obj["period"], obj["period_s"]
+    obj.update(overrides)
+    return json.dumps(obj).encode()
+
+
+def period_count(visits, period=PERIOD, *, instance=INSTANCE, mode="production"):
+    """The ``period`` message a kiosk queues when ``period`` closes with ``visits`` in it."""
+    return topics.period_payload(event_id=count_event_id(instance, period), instance=instance,
+                                 mode=mode, period=period, visits=visits)
+
+
+#: Collector clock readings (after PERIOD ended, as a period's visits arrive).
+T1, T2 = "2025-01-31T10:04:00.125Z", "2025-01-31T10:06:30.500Z"
 
 
 def status(state, epoch, instance=INSTANCE):
@@ -83,7 +107,7 @@ def test_collector_acks_only_after_the_visit_is_committed(collector, kiosk, tmp_
 
 def test_collector_keeps_demo_visits_out_of_statistics(collector, kiosk):
     kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("real", rating=4))
-    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("demo", rating=1, mode="demo", seq=2))
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("demo", rating=1, mode="demo"))
     wait_until(lambda: {"real", "demo"} <= set(acked_ids(kiosk)), "both acks")
 
     stats = collector.db.statistics()
@@ -95,7 +119,7 @@ def test_collector_keeps_demo_visits_out_of_statistics(collector, kiosk):
 def test_collector_counts_malformed_messages_without_logging_them(collector, kiosk, caplog):
     caplog.set_level(logging.INFO, logger="kiosk.fleet.collector")
     personal = json.loads(visit("bad-1"))
-    personal["seq"] = "สมชาย ใจดี"  # a name where a number belongs
+    personal["service_id"] = "สมชาย ใจดี"  # a name where a service id belongs
     broken = [b"not json", json.dumps(personal, ensure_ascii=False).encode(),
               json.dumps({**json.loads(visit("bad-2")), "rating": 9}).encode(),
               json.dumps({**json.loads(visit("bad-3")), "note": "3-1012-00345-67-8"}).encode()]
@@ -107,7 +131,7 @@ def test_collector_counts_malformed_messages_without_logging_them(collector, kio
     assert collector.counters.malformed == 4
     assert [v.event_id for v in collector.db.visits()] == ["good"]
     assert "สมชาย" not in caplog.text and "00345" not in caplog.text
-    assert "field 'seq'" in caplog.text and "field 'rating'" in caplog.text
+    assert "field 'service_id'" in caplog.text and "field 'rating'" in caplog.text
 
 
 def test_collector_ignores_a_stale_will(collector, kiosk):
@@ -121,7 +145,7 @@ def test_collector_ignores_a_stale_will(collector, kiosk):
 
 
 def test_collector_accepts_previous_schema_and_ignores_unknown_fields(collector, kiosk):
-    older = {**json.loads(visit("older")), "schema": topics.SCHEMA - 1, "future_field": [1, 2]}
+    older = {**json.loads(legacy_visit("older")), "future_field": [1, 2]}
     newer = {**json.loads(visit("newer")), "schema": topics.SCHEMA + 1}
     kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), json.dumps(newer).encode())
     kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), json.dumps(older).encode())
@@ -149,7 +173,7 @@ def test_collector_status_lines_show_state_outbox_and_version(collector, kiosk):
     kiosk.publish(topics.kiosk_topic(KIOSK, "health"), topics.health_payload(
         mode="production", uptime_s=60, load_1m=0.5, disk_free_mb=900, mem_free_mb=200,
         outbox_depth=17, outbox_oldest_s=42.0, dead_letters=0, reader="ready",
-        last_card_read_at=None, config_version=3, version="0.2.0", stamp=STAMP), qos=1)
+        card_reads_ok=None, config_version=3, version="0.2.0", stamp=STAMP), qos=1)
     wait_until(lambda: collector.counters.health_reports == 1, "the health report")
 
     (line,) = status_lines(collector.db)
@@ -190,17 +214,17 @@ def test_collector_marks_a_vanished_kiosk_lost_through_its_will(collector, broke
 def test_collector_db_stores_a_batch_once_with_duplicates_inside_and_across(tmp_path):
     db = open_database(tmp_path / "fleet.sqlite3")
     try:
-        def parsed(event_id, seq):
+        def parsed(event_id):
             return topics.parse_kiosk_message(topics.kiosk_topic(KIOSK, "visit"),
-                                              visit(event_id, seq=seq))
+                                              visit(event_id))
 
         with db.database.atomic():
-            assert db.add_visits([parsed("a", 1), parsed("b", 2), parsed("a", 1)], "t1") == 2
-        batch = [parsed(f"v-{n}", n + 3) for n in range(250)] + [parsed("b", 2)]
+            assert db.add_visits([parsed("a"), parsed("b"), parsed("a")], T1) == 2
+        batch = [parsed(f"v-{n}") for n in range(250)] + [parsed("b")]
         with db.database.atomic():
-            assert db.add_visits(batch, "t2") == 250
+            assert db.add_visits(batch, T2) == 250
         assert len(db.visits()) == 252
-        assert db.kiosks()[0].last_seen == "t2"
+        assert db.kiosks()[0].last_seen == T2
     finally:
         db.close()
 
@@ -210,17 +234,19 @@ def test_collector_db_stores_every_field_of_a_visit_in_its_column(tmp_path):
     try:
         message = topics.parse_kiosk_message(
             topics.kiosk_topic(KIOSK, "visit"),
-            visit("every-field", seq=7, epoch=3, mode="demo", outcome="abandoned", step="rating",
+            visit("every-field", mode="demo", outcome="abandoned", step="rating",
                   expired=None, service_id="tax", copy_answer="both", rating=None,
-                  reason="staff", language="en", duration_s=12.5, age_band="60+",
+                  reason="staff", language="en", duration_s=12, age_band="60+",
                   gender="female"))
         with db.database.atomic():
-            assert db.add_visits([message], "t1") == 1
+            assert db.add_visits([message], T1) == 1
         [row] = db.visits()
         fields = dataclasses.asdict(message)
         assert fields.pop("mode") == "demo" and row.is_demo is True
         assert {name: getattr(row, name) for name in fields} == fields
-        assert row.received == "t1"
+        assert (row.period, row.period_s) == (PERIOD.text, 3600)
+        # Nothing beside the message's fields: no arrival time, sequence or epoch of the visit.
+        assert set(row.__data__) == set(fields) | {"is_demo"}
     finally:
         db.close()
 
@@ -231,9 +257,9 @@ def test_collector_db_refuses_a_batch_with_a_broken_visit_rather_than_skip_it(tm
     db = open_database(tmp_path / "fleet.sqlite3")
     try:
         good = topics.parse_kiosk_message(topics.kiosk_topic(KIOSK, "visit"), visit("good"))
-        broken = dataclasses.replace(good, event_id="broken", seq=2, language=None)
+        broken = dataclasses.replace(good, event_id="broken", language=None)
         with pytest.raises(peewee.IntegrityError), db.database.atomic():
-            db.add_visits([good, broken], "t1")
+            db.add_visits([good, broken], T1)
         assert db.visits() == []
     finally:
         db.close()
@@ -297,7 +323,7 @@ def test_collector_acks_the_rest_of_a_batch_when_the_database_refuses_one_visit(
         "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
     refuse.close()
     kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("refused"))
-    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("beside-it", seq=2))
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("beside-it"))
 
     collector = start_collector()
     wait_for_ack(kiosk, "beside-it")
