@@ -7,11 +7,15 @@ worked out from the published ones by adding and subtracting rows, columns and t
 table is one set of sum equations (cells to row totals, to column totals, totals to the grand
 total); a hidden count is exposed when those equations fix its value, which :func:`suppress`
 checks by solving them, not only row by row. So a row or column with a published total never
-has exactly one hidden count, and neither has a chain of rows and columns.
+has exactly one hidden count, and no sum of several rows and columns isolates one either. The
+count hidden next is the smallest visible one of the line at fault: safe, if not always the
+fewest hidden possible (finding those is a hard problem, and these tables are small).
 
 What it guarantees, for one table: every published count is at least the threshold, and no
-hidden count is determined by the published counts of that table. A derived value is
-published by :func:`derived` only when it adds nothing to the table's published counts.
+hidden count is determined by the published counts of that table. So a reader of the published
+statistics alone cannot single out a group of fewer than 5 visits, such as the one visit of a
+quiet hour. A derived value is published by :func:`derived` only when it adds nothing to the
+table's published counts.
 
 What it does not guarantee:
 
