@@ -24,6 +24,8 @@ PURE_MODULES = (
     "kiosk.telemetry.topics",
     "kiosk.logsafe",
     "kiosk.visit",
+    "kiosk.period",
+    "kiosk.fleet.disclosure",
     "kiosk.errors",
     "kiosk.accounts",
     "kiosk.bundle",
@@ -83,7 +85,7 @@ def _imports(path):
 
 
 @pytest.mark.parametrize("module,allowed", [("flow", {"kiosk.visit"}),
-                                            ("visit", {"kiosk.logsafe"})])
+                                            ("visit", {"kiosk.logsafe", "kiosk.period"})])
 def test_layering_flow_imports_only_the_standard_library(module, allowed):
     """The flow and its visit schema: standard library, and only each other's pure core."""
     imported = _imports(ROOT / "kiosk" / f"{module}.py") - allowed
@@ -98,11 +100,11 @@ def test_layering_flow_imports_only_the_standard_library(module, allowed):
 # collector code may need them.
 LAYERS = (
     ("core", (
-        "kiosk", "kiosk.flow", "kiosk.visit", "kiosk.facts", "kiosk.config",
+        "kiosk", "kiosk.flow", "kiosk.visit", "kiosk.period", "kiosk.facts", "kiosk.config",
         "kiosk.errors", "kiosk.logsafe", "kiosk.accounts", "kiosk.bundle", "kiosk.outbox_rules",
         "kiosk.card", "kiosk.card.apdu", "kiosk.card.thai_id", "kiosk.card.repeat",
         "kiosk.telemetry", "kiosk.telemetry.topics", "kiosk.clock",
-        "kiosk.telemetry.delivery", "kiosk.fleet", "kiosk.rigs",
+        "kiosk.telemetry.delivery", "kiosk.fleet", "kiosk.fleet.disclosure", "kiosk.rigs",
     )),
     ("adapters", (
         "kiosk.card.reader", "kiosk.card.probe", "kiosk.display.*", "kiosk.gpio", "kiosk.sqlite",

@@ -3,16 +3,22 @@
 Health is QoS 0 and kept in memory only, never in the disk outbox: a stale reading is worth
 nothing, and a kiosk that was offline for a day must not flood the broker with old ones. The
 report is read fresh each time (load, disk, memory, outbox stats); what only the runner knows
-(reader state, last card read) is noted here by plain attribute writes, so no lock is needed.
-CPU temperature and screen state stay null unless a provider callable is given.
+(reader state, card reads) is noted here. CPU temperature and screen state stay null unless a
+provider callable is given.
+
+A report goes out every minute, so nothing in it may move with a single visit (issue 11): no
+time of the last card read and no "card present", only the number of cards read on the last
+whole local day; the outbox depth counts only rows released for sending (the store's).
 """
 
+import datetime as dt
 import logging
 import os
 import threading
 import time
 
-from kiosk.clock import system_stamp
+from kiosk import period
+from kiosk.clock import TIMESYNC_FLAG, system_stamp
 from kiosk.telemetry import topics
 
 log = logging.getLogger(__name__)
@@ -29,17 +35,62 @@ def memory_free_mb(meminfo=MEMINFO):
     raise OSError(f"{meminfo} has no MemAvailable line (Linux 3.14 or later needed)")
 
 
+def system_wall():
+    """``(now, synced)``: the wall clock (aware UTC) and whether NTP has set it."""
+    return dt.datetime.now(dt.UTC), TIMESYNC_FLAG.exists()
+
+
+class _DailyCount:
+    """Events per local (Asia/Bangkok) day; only a whole day's count is ever told.
+
+    A count for today so far would time each visit to within a report interval. Days follow a
+    synced wall clock only: events noted before the clock is synced join the first synced day
+    (a Pi without a real-time clock would otherwise end a "day" at the sync, and tell how many
+    cards were read since boot). A clock stepped back ends no day and opens none.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()  # the runner notes, the health thread reads
+        self._day = None  # the local day being counted, once the clock has been synced
+        self._count = 0
+        self._last = None
+
+    def note(self, wall, synced):
+        with self._lock:
+            self._roll(wall, synced)
+            self._count += 1
+
+    def last_whole_day(self, wall, synced):
+        """The count of the local day before today, or None until a day has ended."""
+        with self._lock:
+            self._roll(wall, synced)
+            return self._last
+
+    def _roll(self, wall, synced):
+        if not synced:
+            return
+        day = period.local_day(wall)
+        if self._day is None:
+            self._day = day
+        elif day > self._day:
+            yesterday = period.local_day(day.start - dt.timedelta(seconds=1))
+            self._last = self._count if self._day == yesterday else 0
+            self._day, self._count = day, 0
+
+
 class HealthReporter:
     """Builds and publishes the health payload.
 
     ``applied_version()`` returns the applied remote config version (or None); providers
     ``cpu_temperature()`` (degrees C) and ``screen_state()`` (``on``/``off``) are optional.
     Dead letters are the alarm: ``dead_letters`` stays above zero until a replay delivers them.
+    ``wall()`` returns ``(aware UTC now, synced)``; in demo mode the wall clock counts as
+    synced, as the runner counts it (a developer's machine may run no timesyncd).
     """
 
     def __init__(self, store, link, *, interval_s, version, mode,
                  applied_version=lambda: None, cpu_temperature=None, screen_state=None,
-                 stamp=system_stamp, clock=time.monotonic):
+                 stamp=system_stamp, clock=time.monotonic, wall=system_wall):
         self._store = store
         self._link = link
         self._interval_s = interval_s
@@ -50,20 +101,28 @@ class HealthReporter:
         self._screen_state = screen_state
         self._stamp = stamp
         self._clock = clock
+        self._wall = wall
         self._started = clock()
         self._stopping = threading.Event()
         self._thread = None
         self.reader_state = "no_reader"
-        self.last_card_read_at = None
+        self._card_reads = _DailyCount()
         self.dead_letter_codes = ()
 
     def note_reader(self, state):
-        """The runner's view of the card reader, one of ``topics.READER_STATES``."""
+        """The runner's view of the card reader, one of ``topics.READER_STATES`` (never a card
+        being in it: refused here, where the mistake is, not in every report after it)."""
+        if state not in topics.READER_STATES:
+            raise ValueError(f"reader state {state!r} is not one of {topics.READER_STATES}")
         self.reader_state = state
 
-    def note_card_read(self, at):
-        """A card was read at ``at`` (RFC 3339 UTC); the card itself is never noted."""
-        self.last_card_read_at = at
+    def note_card_read(self):
+        """A card was read; neither the card nor the moment is kept, only the day's count."""
+        self._card_reads.note(*self._now())
+
+    def _now(self):
+        wall, synced = self._wall()
+        return wall, synced or self._mode == "demo"
 
     def note_dead_letter(self, event_id, reason_code):
         """The broker refused a row (the outbox's ``when_dead``): log the alarm once per code.
@@ -91,7 +150,7 @@ class HealthReporter:
             outbox_oldest_s=stats.oldest_unconfirmed_age_s,
             dead_letters=stats.dead,
             reader=self.reader_state,
-            last_card_read_at=self.last_card_read_at,
+            card_reads_ok=self._card_reads.last_whole_day(*self._now()),
             config_version=self._applied_version(),
             version=self._version,
             stamp=self._stamp(),

@@ -30,8 +30,8 @@ def replies(ops):
 def test_commands_ping_is_answered_with_its_correlation_id(kiosk_config, running, ops):
     running(kiosk_config())
     send(ops, "ping", "ping-1")
-    assert reply_to(ops, "ping-1") == {"schema": 1, "correlation_id": "ping-1", "ok": True,
-                                       "error": None, "data": None}
+    assert reply_to(ops, "ping-1") == {"schema": topics.SCHEMA, "correlation_id": "ping-1",
+                                       "ok": True, "error": None, "data": None}
 
 
 def test_commands_retained_config_sent_while_offline_applies_and_survives_restart(

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from kiosk import clock, visit
 from kiosk.errors import CommandRejected, MessageRejected
+from kiosk.period import DAY_S, Period, count_event_id
 from kiosk.telemetry import topics
 from kiosk.visit import COPY_ANSWERS, LANGUAGES, REASONS
 from tests.fixtures.poison import POISON
@@ -19,7 +20,14 @@ from tests.fixtures.poison import POISON
 DOC = Path(__file__).resolve().parents[2] / "docs" / "telemetry.md"
 EXAMPLE = re.compile(r"```json topic=(\S+)\n(.*?)```", re.S)
 STAMP = clock.stamp(dt.datetime(2025, 1, 31, 2, 41, 7, 250000, tzinfo=dt.UTC), False, 12.5)
+#: 09:00-10:00 local (Asia/Bangkok) on 31 January 2025.
+HOUR = Period.of(dt.datetime(2025, 1, 31, 2, 41, 7, tzinfo=dt.UTC), 3600)
+INSTANCE = "5e0c2d8a9b7f4a1c8e6d3b2a1f0e9d8c"
 CMD = "citizeninfo/v1/cmd/k1/"
+VISIT = "citizeninfo/v1/kiosk/k1/visit"
+PERIOD = "citizeninfo/v1/kiosk/k1/period"
+#: What schema 1 timed and counted each visit by; none of it may survive in schema 2.
+SCHEMA1_TIMING = ("at", "mono_s", "seq", "epoch")
 
 
 def doc_examples():
@@ -27,13 +35,37 @@ def doc_examples():
 
 
 def visit_fields(**overrides):
-    fields = dict(event_id="0b9a3c1e-6f1d-4c1b-9d35-2a7f5c3e9b10",
-                  instance="5e0c2d8a9b7f4a1c8e6d3b2a1f0e9d8c", seq=1, epoch=1,
+    fields = dict(event_id="0b9a3c1e-6f1d-4c1b-9d35-2a7f5c3e9b10", instance=INSTANCE,
                   mode="production", outcome="completed", step="thank_you", verified=True,
                   expired=False, service_id="id_card", copy_answer="none", rating=5, reason=None,
-                  language="th", duration_s=30.0, stamp=STAMP)
+                  language="th", duration_s=30, period=HOUR)
     fields.update(overrides)
     return fields
+
+
+def schema1_visit(**overrides):
+    """A visit as a kiosk not yet upgraded sends it: timed to the millisecond and numbered."""
+    obj = {"schema": 1, "event_id": "0b9a3c1e-6f1d-4c1b-9d35-2a7f5c3e9b10",
+           "instance": INSTANCE, "seq": 418, "epoch": 12, "mode": "production",
+           "outcome": "completed", "step": "thank_you", "verified": True, "expired": False,
+           "service_id": "id_card", "copy_answer": "none", "rating": 4, "reason": None,
+           "language": "th", "duration_s": 38.4, "age_band": "60+", "gender": "female",
+           "at": "2025-01-31T02:41:07.250Z", "clock_synced": True, "mono_s": 15873.412}
+    obj.update(overrides)
+    return json.dumps(obj).encode()
+
+
+def period_fields(**overrides):
+    fields = dict(event_id=count_event_id(INSTANCE, HOUR), instance=INSTANCE, mode="production",
+                  period=HOUR, visits=7)
+    fields.update(overrides)
+    return fields
+
+
+def period_obj(**overrides):
+    obj = json.loads(topics.period_payload(**period_fields()))
+    obj.update(overrides)
+    return json.dumps(obj).encode()
 
 
 def parse(name, payload, applied_version=None, max_bytes=4096):
@@ -57,6 +89,11 @@ def test_topics_docs_example_validates(topic, text):
     if "/kiosk/" in topic:
         parsed = topics.parse_kiosk_message(topic, payload)
         assert parsed.kiosk_id == topic.split("/")[3]
+        if isinstance(parsed, topics.PeriodMessage):
+            period = Period.parse(parsed.period, parsed.period_s)
+            assert parsed.event_id == count_event_id(parsed.instance, period)
+        if isinstance(parsed, topics.VisitMessage) and parsed.schema == topics.SCHEMA:
+            assert not set(SCHEMA1_TIMING) & json.loads(payload).keys()
     elif "/cmd/" in topic:
         kiosk_id = topic.split("/")[3]
         command = topics.parse_command(topic, payload, kiosk_id=kiosk_id, max_bytes=65536,
@@ -141,7 +178,9 @@ def test_topics_find_long_numbers_flags_id_shaped_values_only():
 
 def test_topics_builders_refuse_to_put_a_long_number_on_the_wire():
     with pytest.raises(ValueError):
-        visit.payload(**visit_fields(seq=1_234_567_890_123))
+        visit.payload(**visit_fields(event_id="1234567890123"))
+    with pytest.raises(ValueError):
+        topics.period_payload(**period_fields(event_id="1234567890123"))
     with pytest.raises(ValueError):
         topics.reply_payload("c1", True, data={"cid": "1234567890123"})
 
@@ -153,35 +192,63 @@ def test_topics_visit_builder_takes_no_repeat_hash_or_row_dump():
 
 @settings(max_examples=60, deadline=None)
 @given(
-    seq=st.integers(0, 10**11), epoch=st.integers(0, 2**31 - 1),
-    duration=st.floats(0, 86_400, allow_nan=False), mono=st.floats(0, 10**10, allow_nan=False),
+    length=st.sampled_from((5, 60, 300, 900, 3600, DAY_S)),
+    duration=st.floats(0, 86_400, allow_nan=False),
     wall=st.datetimes(dt.datetime(1970, 1, 1), dt.datetime(2100, 1, 1), timezones=st.just(dt.UTC)),
     rating=st.sampled_from((None, 1, 2, 3, 4, 5)), reason=st.sampled_from((None, *REASONS)),
     copy=st.sampled_from((None, *COPY_ANSWERS)), language=st.sampled_from(LANGUAGES),
 )
-def test_topics_visit_builder_never_emits_a_13_digit_number(seq, epoch, duration, mono, wall,
-                                                            rating, reason, copy, language):
+def test_topics_visit_builder_never_emits_a_13_digit_number(length, duration, wall, rating,
+                                                            reason, copy, language):
+    period = Period.of(wall, length)
     payload = visit.payload(**visit_fields(
-        seq=seq, epoch=epoch, duration_s=duration, rating=rating, reason=reason,
-        copy_answer=copy, language=language, stamp=clock.stamp(wall, True, mono)))
-    assert topics.find_long_numbers(json.loads(payload)) == []
+        period=period, duration_s=duration, rating=rating, reason=reason, copy_answer=copy,
+        language=language))
+    obj = json.loads(payload)
+    assert topics.find_long_numbers(obj) == []
     assert not re.search(rb"\d{13}", payload)
-    parsed = topics.parse_kiosk_message("citizeninfo/v1/kiosk/k1/visit", payload)
-    assert (parsed.seq, parsed.epoch, parsed.rating) == (seq, epoch, rating)
+    assert not set(SCHEMA1_TIMING) & obj.keys()
+    parsed = topics.parse_kiosk_message(VISIT, payload)
+    assert (parsed.period, parsed.period_s, parsed.rating) == (period.text, length, rating)
+    assert parsed.duration_s == round(duration) and type(parsed.duration_s) is int
 
 
 @settings(max_examples=40, deadline=None)
 @given(uptime=st.floats(0, 10**10), disk=st.floats(0, 10**9), depth=st.integers(0, 10**9),
-       oldest=st.none() | st.floats(0, 10**10), version=st.none() | st.integers(0, 2**31 - 1))
+       oldest=st.none() | st.floats(0, 10**10), version=st.none() | st.integers(0, 2**31 - 1),
+       reads=st.none() | st.integers(0, 10**9))
 def test_topics_health_builder_never_emits_a_13_digit_number(uptime, disk, depth, oldest,
-                                                             version):
+                                                             version, reads):
     payload = topics.health_payload(
         mode="production", uptime_s=uptime, load_1m=1.0, disk_free_mb=disk, mem_free_mb=disk,
         outbox_depth=depth, outbox_oldest_s=oldest, dead_letters=depth, reader="ready",
-        last_card_read_at=None, config_version=version, version="0.1.0", stamp=STAMP)
+        card_reads_ok=reads, config_version=version, version="0.1.0", stamp=STAMP)
     assert topics.find_long_numbers(json.loads(payload)) == []
     parsed = topics.parse_kiosk_message("citizeninfo/v1/kiosk/k1/health", payload)
     assert parsed.outbox_depth == depth and parsed.cpu_temp_c is None
+    assert parsed.card_reads_ok == reads
+
+
+def test_topics_schema1_health_parses_without_a_card_or_a_read_time():
+    """A kiosk not yet upgraded reports ``card_present`` and the time of its last read: the
+    parser keeps neither."""
+    obj = {"schema": 1, "mode": "production", "uptime_s": 15873.4, "load_1m": 0.42,
+           "disk_free_mb": 5120.5, "mem_free_mb": 212.3, "outbox_depth": 3,
+           "outbox_oldest_s": 61.2, "dead_letters": 0, "reader": "card_present",
+           "last_card_read_at": "2025-01-31T02:40:29.000Z", "config_version": 7,
+           "version": "0.1.0", "cpu_temp_c": None, "screen": None, **STAMP}
+    parsed = topics.parse_kiosk_message("citizeninfo/v1/kiosk/k1/health", json.dumps(obj))
+    assert (parsed.reader, parsed.card_reads_ok, parsed.schema) == ("ready", None, 1)
+    assert not hasattr(parsed, "last_card_read_at")
+    assert "2025-01-31T02:40:29" not in repr(parsed)
+
+
+def test_topics_schema2_health_may_not_say_card_present():
+    with pytest.raises(MessageRejected, match="'reader'"):
+        topics.health_payload(
+            mode="production", uptime_s=1, load_1m=0, disk_free_mb=1, mem_free_mb=1,
+            outbox_depth=0, outbox_oldest_s=None, dead_letters=0, reader="card_present",
+            card_reads_ok=None, config_version=None, version="0.1.0", stamp=STAMP)
 
 
 def test_topics_stamp_needs_aware_utc_time():
@@ -206,11 +273,127 @@ def test_topics_service_point_payload_reads_a_config_shaped_object():
             == ("demo", None, True))
 
 
+def test_topics_visit_round_trip_carries_its_period_and_whole_seconds():
+    payload = visit.payload(**visit_fields(duration_s=30.6, age_band="60+", gender="female"))
+    obj = json.loads(payload)
+    assert (obj["schema"], obj["period"], obj["period_s"], obj["clock_synced"],
+            obj["duration_s"]) == (2, "2025-01-31T02:00:00Z", 3600, True, 31)
+    assert not set(SCHEMA1_TIMING) & obj.keys()
+    parsed = topics.parse_kiosk_message(VISIT, payload)
+    assert parsed == topics.VisitMessage(
+        kiosk_id="k1", event_id="0b9a3c1e-6f1d-4c1b-9d35-2a7f5c3e9b10", instance=INSTANCE,
+        mode="production", outcome="completed", step="thank_you", verified=True, expired=False,
+        service_id="id_card", copy_answer="none", rating=5, reason=None, language="th",
+        duration_s=31, age_band="60+", gender="female", period="2025-01-31T02:00:00Z",
+        period_s=3600, clock_synced=True, schema=2)
+    assert not any(hasattr(parsed, name) for name in SCHEMA1_TIMING)
+
+
+def test_topics_visit_of_a_day_starts_at_local_midnight():
+    day = Period.of(dt.datetime(2025, 1, 31, 2, 41, tzinfo=dt.UTC), DAY_S)
+    parsed = topics.parse_kiosk_message(VISIT, visit.payload(**visit_fields(period=day)))
+    assert (parsed.period, parsed.period_s) == ("2025-01-30T17:00:00Z", DAY_S)
+
+
+def test_topics_visit_without_a_period_is_unsynced():
+    """Recorded before the clock synced, and the kiosk restarted since: no time at all."""
+    payload = visit.payload(**visit_fields(period=None))
+    obj = json.loads(payload)
+    assert (obj["period"], obj["period_s"], obj["clock_synced"]) == (None, None, False)
+    parsed = topics.parse_kiosk_message(VISIT, payload)
+    assert (parsed.period, parsed.period_s, parsed.clock_synced) == (None, None, False)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"period": None},  # period_s without a period
+    {"period_s": None},  # a period without its length
+    {"clock_synced": False},  # a period on a clock that was not synced
+    {"period": None, "period_s": None, "clock_synced": True},  # synced, yet no period
+    {"period": "2025-01-31T02:30:00Z"},  # not the start of an hour
+    {"period": "2025-01-31T02:00:00.000Z"},  # finer than a period start is written
+    {"period": "2025-01-31T00:00:00Z", "period_s": DAY_S},  # UTC midnight, not Bangkok's
+    {"period_s": 7},  # does not divide a day
+    {"period_s": 2 * DAY_S},
+    {"period_s": 3600.0},
+])
+def test_topics_visit_with_a_period_that_breaks_the_rules_rejected(overrides):
+    obj = {**json.loads(visit.payload(**visit_fields())), **overrides}
+    with pytest.raises(MessageRejected, match="field 'period"):
+        topics.parse_kiosk_message(VISIT, json.dumps(obj))
+
+
+def test_topics_schema1_visit_is_coarsened_to_its_hour():
+    parsed = topics.parse_kiosk_message(VISIT, schema1_visit())
+    assert (parsed.period, parsed.period_s, parsed.clock_synced) == (
+        "2025-01-31T02:00:00Z", 3600, True)
+    assert (parsed.duration_s, parsed.rating, parsed.schema) == (38, 4, 1)
+    assert not any(hasattr(parsed, name) for name in SCHEMA1_TIMING)
+    assert "02:41" not in repr(parsed) and "418" not in repr(parsed)
+
+
+def test_topics_schema1_visit_on_an_unsynced_clock_has_no_period():
+    parsed = topics.parse_kiosk_message(VISIT, schema1_visit(clock_synced=False))
+    assert (parsed.period, parsed.period_s, parsed.clock_synced) == (None, None, False)
+
+
+@pytest.mark.parametrize("field,value", [("seq", -1), ("epoch", 2**31), ("at", "yesterday"),
+                                         ("mono_s", -1.0)])
+def test_topics_schema1_visit_still_checked_before_its_timing_is_dropped(field, value):
+    with pytest.raises(MessageRejected, match=f"field '{field}'"):
+        topics.parse_kiosk_message(VISIT, schema1_visit(**{field: value}))
+
+
+def test_topics_period_message_round_trip():
+    payload = topics.period_payload(**period_fields())
+    obj = json.loads(payload)
+    assert obj == {"schema": 2, "event_id": count_event_id(INSTANCE, HOUR), "instance": INSTANCE,
+                   "mode": "production", "period": "2025-01-31T02:00:00Z", "period_s": 3600,
+                   "visits": 7}
+    assert topics.parse_kiosk_message(PERIOD, payload) == topics.PeriodMessage(
+        kiosk_id="k1", event_id=count_event_id(INSTANCE, HOUR), instance=INSTANCE,
+        mode="production", period="2025-01-31T02:00:00Z", period_s=3600, visits=7, schema=2)
+    assert (topics.QOS["period"], topics.RETAIN["period"]) == (1, False)
+    assert topics.parse_kiosk_message(PERIOD, period_obj(visits=0)).visits == 0
+
+
+def test_topics_period_message_event_id_is_the_same_for_every_close():
+    assert count_event_id(INSTANCE, HOUR) == count_event_id(INSTANCE, Period.of(
+        HOUR.start + dt.timedelta(minutes=59), 3600))
+    assert count_event_id(INSTANCE, HOUR) != count_event_id("other", HOUR)
+    assert count_event_id(INSTANCE, HOUR) != count_event_id(INSTANCE, Period.of(HOUR.start, 60))
+
+
+@pytest.mark.parametrize("overrides,field", [
+    ({"period": "2025-01-31T02:30:00Z"}, "period"),
+    ({"period": "2025-01-31T00:00:00Z", "period_s": DAY_S}, "period"),
+    ({"period_s": 7}, "period_s"),
+    ({"period_s": 0}, "period_s"),
+    ({"visits": -1}, "visits"),
+    ({"visits": topics.MAX_PERIOD_VISITS + 1}, "visits"),
+    ({"visits": True}, "visits"),
+    ({"visits": "7"}, "visits"),
+    ({"visits": None}, "visits"),
+    ({"period": None}, "period"),
+    ({"period_s": None}, "period_s"),
+    ({"instance": None}, "instance"),
+    ({"schema": 1}, "schema"),
+])
+def test_topics_period_message_that_breaks_the_rules_rejected(overrides, field):
+    with pytest.raises(MessageRejected, match=f"field '{field}'"):
+        topics.parse_kiosk_message(PERIOD, period_obj(**overrides))
+
+
+def test_topics_period_builder_refuses_a_count_out_of_range():
+    with pytest.raises(MessageRejected, match="field 'visits'"):
+        topics.period_payload(**period_fields(visits=-1))
+
+
 def test_topics_previous_schema_accepted_and_unknown_fields_ignored():
-    obj = {**json.loads(visit.payload(**visit_fields())),
-           "schema": topics.SCHEMA - 1, "screen_brightness": 80}
-    parsed = topics.parse_kiosk_message("citizeninfo/v1/kiosk/k1/visit", json.dumps(obj))
+    parsed = topics.parse_kiosk_message(VISIT, schema1_visit(screen_brightness=80))
     assert parsed.schema == topics.SCHEMA - 1 and not hasattr(parsed, "screen_brightness")
+    newer = {**json.loads(visit.payload(**visit_fields())), "screen_brightness": 80}
+    parsed = topics.parse_kiosk_message(VISIT, json.dumps(newer))
+    assert parsed.schema == topics.SCHEMA and not hasattr(parsed, "screen_brightness")
 
 
 @pytest.mark.parametrize("schema,hint", [(topics.SCHEMA + 1, "upgrade the reader"),
@@ -223,7 +406,8 @@ def test_topics_schema_outside_n_and_n_minus_1_rejected(schema, hint):
 
 @pytest.mark.parametrize("field,value", [("rating", 6), ("rating", True), ("verified", "yes"),
                                          ("step", "nowhere"), ("event_id", "a b"),
-                                         ("at", "2025-01-31 02:41"), ("duration_s", None)])
+                                         ("period", "2025-01-31 02:41"),
+                                         ("duration_s", None)])
 def test_topics_visit_with_bad_field_rejected_naming_the_field(field, value):
     obj = {**json.loads(visit.payload(**visit_fields())), field: value}
     with pytest.raises(MessageRejected, match=f"field '{field}'") as caught:

@@ -1,0 +1,169 @@
+"""The health report gives nothing away: a daily count of card reads, never a time or a card in.
+
+The reporter runs on an honest fake store (it reports the outbox stats it was given) and a
+wall clock the test sets; Bangkok's midnight is 17:00 UTC.
+"""
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from kiosk.errors import MessageRejected
+from kiosk.telemetry import topics
+from kiosk.telemetry.health import HealthReporter
+
+#: 09:00 local on 1 December 2026; local midnight is 17:00 UTC.
+MORNING = dt.datetime(2026, 12, 1, 2, 0, tzinfo=dt.UTC)
+BEFORE_MIDNIGHT = dt.datetime(2026, 12, 1, 16, 59, 59, tzinfo=dt.UTC)
+AFTER_MIDNIGHT = dt.datetime(2026, 12, 1, 17, 0, 0, tzinfo=dt.UTC)
+HOUR = dt.timedelta(hours=1)
+DAY = dt.timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Stats:
+    depth: int
+    oldest_unconfirmed_age_s: float | None
+    dead: int
+    held: int
+
+
+class FakeStore:
+    """Reports the outbox as the test sets it; ``closed`` records the health thread's close."""
+
+    def __init__(self, stats=Stats(0, None, 0, 0)):
+        self.stats = stats
+        self.closed = False
+
+    def outbox_stats(self):
+        return self.stats
+
+    def free_mb(self):
+        return 2048.0
+
+    def close(self):
+        self.closed = True
+
+
+class Wall:
+    """The wall clock as ``(aware UTC, synced)``; the test moves it."""
+
+    def __init__(self, now=MORNING, synced=True):
+        self.now, self.synced = now, synced
+
+    def __call__(self):
+        return self.now, self.synced
+
+
+def reporter(wall, store=None, mode="production"):
+    return HealthReporter(store or FakeStore(), link=None, interval_s=60, version="0.2.0",
+                          mode=mode, wall=wall)
+
+
+def report(health):
+    payload = health.payload()
+    return json.loads(payload), topics.parse_kiosk_message(
+        "citizeninfo/v1/kiosk/k1/health", payload)
+
+
+def reads(health, n):
+    for _ in range(n):
+        health.note_card_read()
+
+
+def test_health_card_reads_ok_is_none_on_the_first_day():
+    wall = Wall()
+    health = reporter(wall)
+    reads(health, 3)
+    wall.now = BEFORE_MIDNIGHT
+    reads(health, 1)
+    obj, parsed = report(health)
+    assert obj["card_reads_ok"] is None and parsed.card_reads_ok is None
+
+
+def test_health_card_reads_ok_is_yesterdays_count_after_local_midnight():
+    wall = Wall()
+    health = reporter(wall)
+    reads(health, 3)
+    wall.now = BEFORE_MIDNIGHT
+    reads(health, 2)
+    wall.now = AFTER_MIDNIGHT
+    assert report(health)[1].card_reads_ok == 5
+    reads(health, 4)  # today's reads leave the published count alone all day
+    wall.now = AFTER_MIDNIGHT + 23 * HOUR
+    assert report(health)[1].card_reads_ok == 5
+    wall.now = AFTER_MIDNIGHT + DAY
+    assert report(health)[1].card_reads_ok == 4
+
+
+def test_health_card_reads_ok_is_zero_after_a_day_without_reads():
+    wall = Wall()
+    health = reporter(wall)
+    reads(health, 6)
+    wall.now = AFTER_MIDNIGHT + DAY + HOUR  # the day before today saw no reads
+    assert report(health)[1].card_reads_ok == 0
+
+
+def test_health_reads_before_the_clock_syncs_join_the_first_synced_day():
+    """A Pi boots with a clock of its last shutdown; the jump at the sync must not end a "day"
+    that tells how many cards were read since boot."""
+    wall = Wall(dt.datetime(2026, 11, 28, 3, 0, tzinfo=dt.UTC), synced=False)
+    health = reporter(wall)
+    reads(health, 2)
+    assert report(health)[1].card_reads_ok is None
+    wall.now, wall.synced = MORNING, True
+    reads(health, 1)
+    assert report(health)[1].card_reads_ok is None
+    wall.now = AFTER_MIDNIGHT
+    assert report(health)[1].card_reads_ok == 3
+
+
+def test_health_clock_stepped_back_ends_no_day():
+    wall = Wall(AFTER_MIDNIGHT)
+    health = reporter(wall)
+    reads(health, 2)
+    wall.now = BEFORE_MIDNIGHT  # stepped back into yesterday
+    reads(health, 1)
+    assert report(health)[1].card_reads_ok is None
+    wall.now = AFTER_MIDNIGHT + 2 * HOUR
+    assert report(health)[1].card_reads_ok is None
+    wall.now = AFTER_MIDNIGHT + DAY
+    assert report(health)[1].card_reads_ok == 3
+
+
+def test_health_demo_mode_counts_days_on_an_unsynced_clock():
+    wall = Wall(synced=False)
+    health = reporter(wall, mode="demo")
+    reads(health, 2)
+    wall.now = AFTER_MIDNIGHT
+    assert report(health)[1].card_reads_ok == 2
+
+
+def test_health_report_never_says_a_card_is_in_nor_carries_the_old_fields():
+    wall = Wall()
+    health = reporter(wall)
+    with pytest.raises(ValueError, match="card_present"):
+        health.note_reader("card_present")
+    health.note_reader("ready")
+    reads(health, 1)
+    wall.now = AFTER_MIDNIGHT
+    payload = health.payload()
+    obj = json.loads(payload)
+    assert obj["reader"] == "ready" and obj["card_reads_ok"] == 1
+    assert b"card_present" not in payload
+    assert "last_card_read_at" not in obj and "card_reads_ok" in obj
+    with pytest.raises(MessageRejected, match="'reader'"):
+        topics.health_payload(
+            mode="production", uptime_s=1, load_1m=0, disk_free_mb=1, mem_free_mb=1,
+            outbox_depth=0, outbox_oldest_s=None, dead_letters=0, reader="card_present",
+            card_reads_ok=None, config_version=None, version="0.2.0",
+            stamp={k: obj[k] for k in ("at", "clock_synced", "mono_s")})
+
+
+def test_health_outbox_depth_counts_released_rows_only():
+    """Rows of an open period are held: a depth that rose by one per visit would time it."""
+    store = FakeStore(Stats(depth=2, oldest_unconfirmed_age_s=61.25, dead=0, held=9))
+    obj, parsed = report(reporter(Wall(), store))
+    assert (obj["outbox_depth"], parsed.outbox_oldest_s, parsed.dead_letters) == (2, 61.2, 0)
