@@ -27,6 +27,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from kiosk import period
 from kiosk.accounts import is_reserved
 from kiosk.errors import ConfigError
 
@@ -131,6 +132,12 @@ def thai_text(value):
     if not re.search("[\u0e00-\u0e7f]", value):
         return f"{value!r} has no Thai letters; write the name in Thai"
     return not_empty(value)
+
+
+def period_length(value):
+    """Any length a period may have; 5 s only in demo mode is checked with kiosk.mode."""
+    problem = period.length_problem(value, demo=True)
+    return None if problem is None else f"{value!r} {problem}"
 
 
 def absolute_path_or_empty(value):
@@ -493,6 +500,13 @@ class TelemetrySection:
     )
     max_command_bytes: int = key(
         65536, doc="Largest command payload accepted (1024-1048576)", check=between(1024, 1048576)
+    )
+    period_s: int = key(
+        period.DEFAULT_S,
+        doc="Seconds in a visit's period, the only time a visit carries: 3600 keeps "
+            "hour-of-day statistics, 86400 gives them up (60-86400 and dividing a day; "
+            "5 in demo mode only)",
+        check=period_length,
     )
 
 
@@ -919,7 +933,17 @@ def _check_office_hours(values):
     ]
 
 
-_CROSS_CHECKS = (_check_pins, _check_portal, _check_mqtt, _check_office_hours)
+def _check_period(values):
+    mode, length = values["kiosk"].get("mode"), values["telemetry"].get("period_s")
+    if mode is None or length is None:
+        return []
+    problem = period.length_problem(length, demo=mode == "demo")
+    if problem is None:
+        return []
+    return [f"telemetry.period_s: {length!r} {problem}; use 3600 (an hour) or 86400 (a day)"]
+
+
+_CROSS_CHECKS = (_check_pins, _check_portal, _check_mqtt, _check_office_hours, _check_period)
 
 
 def _build(raw, *, sources, remote_version, local, source):
