@@ -134,12 +134,6 @@ def thai_text(value):
     return not_empty(value)
 
 
-def period_length(value):
-    """Any length a period may have; 5 s only in demo mode is checked with kiosk.mode."""
-    problem = period.length_problem(value, demo=True)
-    return None if problem is None else f"{value!r} {problem}"
-
-
 def absolute_path_or_empty(value):
     if value and not value.startswith("/"):
         return f'{value!r} is a relative path; use an absolute path (starting with /) or ""'
@@ -506,8 +500,7 @@ class TelemetrySection:
         doc="Seconds in a visit's period, the only time a visit carries: 3600 keeps "
             "hour-of-day statistics, 86400 gives them up (60-86400 and dividing a day; "
             "5 in demo mode only)",
-        check=period_length,
-    )
+    )  # checked with kiosk.mode: _check_period
 
 
 @dataclass(frozen=True)
@@ -934,10 +927,10 @@ def _check_office_hours(values):
 
 
 def _check_period(values):
-    mode, length = values["kiosk"].get("mode"), values["telemetry"].get("period_s")
-    if mode is None or length is None:
+    length = values["telemetry"].get("period_s")
+    if length is None:
         return []
-    problem = period.length_problem(length, demo=mode == "demo")
+    problem = period.length_problem(length, demo=values["kiosk"].get("mode") == "demo")
     if problem is None:
         return []
     return [f"telemetry.period_s: {length!r} {problem}; use 3600 (an hour) or 86400 (a day)"]
