@@ -84,7 +84,7 @@ class Runner:
         self.book = Book(cfg.telemetry.period_s, store.closed_through())
         self._dates = {}  # event_id -> Period: dated by the book, not yet in the store
         self._is_released = False  # undated visits of an earlier run: released once, first
-        self._next_period_try = clock()
+        self._next_period_try = float("-inf")  # the first turn releases and closes
         self._next_housekeeping = clock()
         self._stop = threading.Event()
         self._shown = None
@@ -106,8 +106,8 @@ class Runner:
     def turn(self, timeout=None):
         """One turn: take what happened, step the flow, keep the periods, draw, keep house,
         tell the watchdog."""
-        if not self._is_released:
-            self._release_undated()
+        if not self._is_released and self.clock() >= self._next_period_try:
+            self._release_undated()  # before this turn's facts can record a visit
         if timeout is None:
             timeout = 1.0 / self.cfg.display.fps if self.display else HEADLESS_TURN_S
         try:
@@ -268,7 +268,9 @@ class Runner:
         try:
             released = self.store.release_undated()
         except StoreError as exc:
-            log.error("visits of an earlier run not released yet, will retry: %s", exc)
+            log.error("visits of an earlier run not released, will retry in %.0f s: %s",
+                      PERIOD_RETRY_S, exc)
+            self._next_period_try = self.clock() + PERIOD_RETRY_S
             return
         self._is_released = True
         if released:
