@@ -211,7 +211,7 @@ def _schema_v4(db):
         "DROP TABLE outbox_message_v3",
         "CREATE INDEX outbox_message_state ON outbox_message (state, id)",
         "CREATE INDEX outbox_message_held ON outbox_message (event_id) WHERE not_before IS NULL",
-        "DELETE FROM kiosk_state WHERE key = 'seq'",
+        "DELETE FROM kiosk_state WHERE key IN ('seq', 'write_check')",  # a count, a mono time
     ):
         db.execute_sql(statement)
 

@@ -899,6 +899,7 @@ def test_store_v4_files_old_visits_by_hour_and_wipes_their_times(tmp_path, clock
     _insert_v3_message(v3, "reply-1", "citizeninfo/v1/kiosk/k1/reply", reply, "pending",
                        created_at="2025-03-01T02:30:30.303Z")
     v3.set_state("seq", 4)
+    v3.set_state("write_check", "8641.25")  # the monotonic time older runners wrote
     v3.close()
 
     store = Store.open(tmp_path, clock=clock)
@@ -928,14 +929,14 @@ def test_store_v4_files_old_visits_by_hour_and_wipes_their_times(tmp_path, clock
         assert parsed["legacy"].schema == 1  # no instance to send as schema 2: coarsened there
         assert messages["reply-1"].payload == reply
         assert {m.event_id for m in store.due_messages(10)} == {"queued", "legacy", "reply-1"}
-        assert store.get_state("seq") is None
+        assert (store.get_state("seq"), store.get_state("write_check")) == (None, None)
         assert [time for table, column, time in fine_times(store)] == [
             "2025-03-01T01:59:59.999Z"]  # the legacy payload's, and nothing else
     finally:
         store.close()
     files = b"".join(path.read_bytes() for path in tmp_path.iterdir() if path.is_file())
     for gone in ("02:13:07.123", "02:13:08.246", "03:41:59.987", "04:05:00.555", "04:05:01.666",
-                 "04:06:01.777", "02:30:30.303", "4321.988", "4322.988", "4323.988"):
+                 "04:06:01.777", "02:30:30.303", "4321.988", "4322.988", "4323.988", "8641.25"):
         assert gone.encode() not in files, gone
 
 
