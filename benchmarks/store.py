@@ -15,7 +15,8 @@ from pathlib import Path
 
 from kiosk.errors import StoreError
 from kiosk.flow import VisitRecord
-from kiosk.store import Store, rfc3339
+from kiosk.period import Period
+from kiosk.store import Store
 
 FRAME_MS = 1000 / 30
 RECORD = VisitRecord(outcome="completed", step="thank_you", verified=True, expired=False,
@@ -31,13 +32,9 @@ class _Clock:
         return self.now
 
 
-def _stamp(clock):
-    return {"at": rfc3339(clock()), "clock_synced": True, "mono_s": 1.0}
-
-
 def record(store, clock):
     return store.record_visit(RECORD, topic="citizeninfo/v1/kiosk/bench/visit",
-                              stamp=_stamp(clock), mode="production")
+                              period=Period.of(clock(), store.period_s), mode="production")
 
 
 def _writes_during(store, clock):

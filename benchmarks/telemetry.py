@@ -11,18 +11,20 @@ import sys
 import tempfile
 import time
 import tomllib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import tomli_w
 
-from kiosk import clock, config
+from kiosk import config
 from kiosk.assemble import Telemetry
 from kiosk.fleet.collector import Collector
 from kiosk.flow import VisitRecord
+from kiosk.period import Period
 from kiosk.rigs.broker import Broker
 from kiosk.runner import visit_message
 from kiosk.store import Store
+from kiosk.telemetry import topics
 
 KIOSK = "bench-01"
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "kiosk.example.toml"
@@ -45,10 +47,15 @@ def _config(root, broker, window):
 
 
 def _fill(store, count):
-    stamp = clock.stamp(datetime.now(UTC), False, 1.0)
+    """``count`` visits of a period that ended long ago, closed: all due at once, as after a
+    long outage."""
+    now = datetime.now(UTC)
+    past = Period.of(now - timedelta(seconds=2 * store.period_s), store.period_s)
     with store.atomic():
         for _ in range(count):
-            store.record_visit(RECORD, **visit_message(KIOSK, "production", stamp))
+            store.record_visit(RECORD, **visit_message(KIOSK, "production"), period=past)
+        store.close_periods(Period.of(now, store.period_s).start,
+                            topic=topics.kiosk_topic(KIOSK, "period"), mode="production")
 
 
 def drain(count, *, window=64, timeout_s=600):
@@ -92,7 +99,7 @@ def kiosk_side(config_file, timeout_s):
     started = time.perf_counter()
     telemetry.start()
     deadline = time.monotonic() + timeout_s
-    while store.outbox_stats().depth:
+    while (stats := store.outbox_stats()).depth or stats.held:
         if time.monotonic() > deadline:
             raise RuntimeError(f"not drained in {timeout_s} s")
         time.sleep(0.05)  # polling interval of the measurement loop (a count query)

@@ -14,6 +14,7 @@ from pathlib import Path
 from kiosk import __version__, script
 from kiosk import config as kiosk_config
 from kiosk.card.repeat import RepeatKeys
+from kiosk.clock import system_wall
 from kiosk.gpio import Panel
 from kiosk.runner import Runner
 from kiosk.store import Housekeeper, Store
@@ -74,16 +75,18 @@ class Kiosk:
     ``headless`` uses SDL's dummy video driver; ``display=False`` runs without screens at all
     (the runner of the telemetry issue, soak runs). pyscard finds pcscd through
     ``PCSCLITE_CSOCK_NAME`` in the environment. ``when_key`` and ``when_shown`` are handed to
-    the :class:`~kiosk.runner.Runner`.
+    the :class:`~kiosk.runner.Runner`. ``wall()`` returns ``(aware UTC now, synced)`` for the
+    runner's periods and the store's times (:func:`kiosk.clock.system_wall`; tests step it).
     """
 
     def __init__(self, cfg, *, display=True, headless=False, rate_only=False, when_key=None,
-                 when_shown=None):
+                 when_shown=None, wall=system_wall):
         self.remote_path = kiosk_config.remote_layer_path(cfg)
         self.store = Store.open(Path(cfg.storage.data_dir),
                                 retention_days=cfg.storage.retention_days,
                                 min_free_mb=cfg.storage.min_free_mb,
-                                checkpoint_pages=cfg.storage.checkpoint_pages)
+                                checkpoint_pages=cfg.storage.checkpoint_pages,
+                                period_s=cfg.telemetry.period_s, clock=lambda: wall()[0])
         self.keys = RepeatKeys(cfg.flow.repeat_window_min * 60)
         self._parts = []
         try:
@@ -96,7 +99,8 @@ class Kiosk:
             self.runner = Runner(cfg, self.store, keys=self.keys, events=events, card=card,
                                  display=screen, panel=panel, telemetry=self.telemetry,
                                  watchdog=Watchdog(), housekeeper=housekeeper,
-                                 rate_only=rate_only, when_key=when_key, when_shown=when_shown)
+                                 rate_only=rate_only, when_key=when_key, when_shown=when_shown,
+                                 wall=wall)
         except BaseException:
             self.close()
             raise
@@ -140,7 +144,8 @@ class Kiosk:
         self.runner.run(stop)
 
     def play(self, steps, stop, *, card=None, repeat=1, wait_confirmed_s=0.0):
-        """Run the main loop while a script plays, then until the collector confirmed.
+        """Run the main loop while a script plays, then until the collector confirmed every
+        visit (their periods closed and released them first).
 
         The loop stays on this thread; the script's driver only enqueues. Returns the driver
         (``completed``, ``error``). ``stop`` ends it early (SIGTERM).
@@ -152,7 +157,8 @@ class Kiosk:
             deadline = time.monotonic() + wait_confirmed_s
             try:
                 while time.monotonic() < deadline and not stop.is_set():
-                    if self.store.outbox_stats().depth == 0:
+                    stats = self.store.outbox_stats()
+                    if stats.depth == 0 and stats.held == 0:
                         break
                     stop.wait(0.1)
             finally:

@@ -1,9 +1,9 @@
-"""This machine's clocks as the time stamp every event carries: wall time, whether NTP set it,
-monotonic seconds. Standard library only.
+"""This machine's clocks: wall time, whether NTP set it, monotonic seconds. Standard library only.
 
-Outside ``telemetry`` on purpose: the runner stamps each visit once, with this, whether or not
-the kiosk reports anywhere; the telemetry contract (:mod:`kiosk.telemetry.topics`) uses the same
-fields.
+Outside ``telemetry`` on purpose: the runner reads the wall clock (:func:`system_wall`) to put
+each visit in its period whether or not the kiosk reports anywhere; status and health messages
+carry the time stamp (:func:`stamp`) the telemetry contract (:mod:`kiosk.telemetry.topics`)
+defines. A visit never carries a stamp (:mod:`kiosk.period`).
 """
 
 import datetime as dt
@@ -40,3 +40,9 @@ def stamp(wall_utc, clock_synced, mono_s):
 def system_stamp():
     """The time stamp for now: RFC 3339 UTC, whether NTP has set the clock, monotonic s."""
     return stamp(dt.datetime.now(dt.UTC), TIMESYNC_FLAG.exists(), time.monotonic())
+
+
+def system_wall():
+    """``(now, synced)``: the aware UTC wall time, and whether NTP has set it. Until it has,
+    the time is 1970 or the last shutdown's, and no visit may be dated by it."""
+    return dt.datetime.now(dt.UTC), TIMESYNC_FLAG.exists()

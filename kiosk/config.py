@@ -27,6 +27,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from kiosk import period
 from kiosk.accounts import is_reserved
 from kiosk.errors import ConfigError
 
@@ -494,6 +495,12 @@ class TelemetrySection:
     max_command_bytes: int = key(
         65536, doc="Largest command payload accepted (1024-1048576)", check=between(1024, 1048576)
     )
+    period_s: int = key(
+        period.DEFAULT_S,
+        doc="Seconds in a visit's period, the only time a visit carries: 3600 keeps "
+            "hour-of-day statistics, 86400 gives them up (60-86400 and dividing a day; "
+            "5 in demo mode only)",
+    )  # checked with kiosk.mode: _check_period
 
 
 @dataclass(frozen=True)
@@ -919,7 +926,17 @@ def _check_office_hours(values):
     ]
 
 
-_CROSS_CHECKS = (_check_pins, _check_portal, _check_mqtt, _check_office_hours)
+def _check_period(values):
+    length = values["telemetry"].get("period_s")
+    if length is None:
+        return []
+    problem = period.length_problem(length, demo=values["kiosk"].get("mode") == "demo")
+    if problem is None:
+        return []
+    return [f"telemetry.period_s: {length!r} {problem}; use 3600 (an hour) or 86400 (a day)"]
+
+
+_CROSS_CHECKS = (_check_pins, _check_portal, _check_mqtt, _check_office_hours, _check_period)
 
 
 def _build(raw, *, sources, remote_version, local, source):

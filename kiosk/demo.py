@@ -21,7 +21,7 @@ from pathlib import Path
 import tomli_w
 
 from kiosk import config as kiosk_config
-from kiosk import script
+from kiosk import period, script
 from kiosk.assemble import Kiosk
 from kiosk.errors import KioskError
 
@@ -59,11 +59,13 @@ def visit_script(cfg, visits):
 def demo_config(base_path, workdir, *, mqtt=None, password_file=None):
     """The kiosk config the demo runs: the given (or packaged demo) file, marked as a demo.
 
-    The demo owns the data directory, the card backend and, unless the file names a broker of
-    its own, the MQTT settings.
+    The demo owns the data directory, the card backend, the period (the shortest a demo may
+    have, so its visits reach the collector within seconds rather than after the hour) and,
+    unless the file names a broker of its own, the MQTT settings.
     """
     raw = tomllib.loads(Path(base_path).read_text(encoding="utf-8"))
     raw.setdefault("kiosk", {})["mode"] = "demo"
+    raw.setdefault("telemetry", {})["period_s"] = period.DEMO_MIN_S
     raw.setdefault("storage", {})["data_dir"] = str(workdir / "data")
     raw.setdefault("card", {}).update(backend="pcsc", reader="")
     if mqtt is not None:
@@ -210,11 +212,11 @@ def _headless(world, args):
     with Kiosk(world.cfg, headless=True, when_shown=shoot) as kiosk:
         driver = kiosk.play(steps, stop, card=world.stack.emulator,
                             wait_confirmed_s=CONFIRM_WAIT_S)
-        depth = kiosk.store.outbox_stats().depth
+        stats = kiosk.store.outbox_stats()
     if driver.error:
         raise KioskError(f"demo visit failed: {driver.error}")
     print(f"demo: {args.visits} visit(s) done, {len(shots)} screenshots in {out}/, "
-          f"{depth} visit(s) not yet confirmed by the collector")
+          f"{stats.depth + stats.held} message(s) not yet confirmed by the collector")
     _report(world)
     return 0
 
@@ -227,7 +229,7 @@ def _report(world):
     print(f"demo: the collector recorded {len(visits)} visit(s) (all marked demo, kept out "
           "of statistics):")
     for visit in visits:
-        print(f"  seq {visit.seq}: service {visit.service_id}, copy asked: {visit.copy_answer}, "
-              f"rating {visit.rating}, reason {visit.reason or '-'}, {visit.outcome}, "
-              f"{'verified' if visit.verified else 'no card'}")
+        print(f"  period {visit.period}: service {visit.service_id}, copy asked: "
+              f"{visit.copy_answer}, rating {visit.rating}, reason {visit.reason or '-'}, "
+              f"{visit.outcome}, {'verified' if visit.verified else 'no card'}")
 

@@ -55,9 +55,10 @@ def _play(kiosk, steps, args, stop):
         card = ControlClient(args.emulator)
     driver = kiosk.play(steps, stop, card=card, repeat=args.repeat,
                         wait_confirmed_s=args.wait_confirmed)
-    depth = kiosk.store.outbox_stats().depth
+    stats = kiosk.store.outbox_stats()
     print(f"kiosk: script played {driver.completed} time(s), {kiosk.runner.recorded} visit(s) "
-          f"recorded, {depth} unconfirmed in the outbox")
+          f"recorded, {stats.depth} unconfirmed in the outbox, {stats.held} held until their "
+          f"period ends")
     if driver.error:
         raise KioskError(f"script failed: {driver.error}")
     return 0

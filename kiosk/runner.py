@@ -6,8 +6,11 @@ only put facts on :attr:`Runner.events`; the outbox pump is the one other writer
 touching only delivery state on its own connection (the housekeeping thread deletes only
 confirmed rows). A visit and its outbox row are committed in one transaction before the
 thank-you screen is drawn; when that commit fails the citizen is not thanked and the kiosk goes
-out of service instead. The runner holds the one config in force: a remote change is proposed
-by :class:`~kiosk.telemetry.commands.Commands` and put in force here, for every part at once.
+out of service instead. A visit carries only its period (:mod:`kiosk.period`): the runner's
+:class:`~kiosk.period.Book` says which, dates visits made before the clock synced, and closes
+each period once it has ended, which releases its visits for sending. The runner holds the one
+config in force: a remote change is proposed by :class:`~kiosk.telemetry.commands.Commands` and
+put in force here, for every part at once.
 """
 
 import logging
@@ -18,22 +21,25 @@ import time
 from kiosk import flow
 from kiosk.card.repeat import SeenCards
 from kiosk.card.thai_id import CardSummary
-from kiosk.clock import system_stamp
+from kiosk.clock import system_wall
 from kiosk.errors import DiskFull, KioskError, StoreError
 from kiosk.facts import CommandReceived, KeyPressed, MotionSeen, QuitRequested
+from kiosk.period import Book
 from kiosk.telemetry import topics
 
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_S = 30.0  # purge request, key rotation, disk floor: often enough, cheap enough
 HEADLESS_TURN_S = 0.1  # how late a deadline may be noticed without a display
+PERIOD_RETRY_S = 5.0  # after a store failure: a locked database must not stall every frame
 DISK_REASON = "disk_full"
 STORE_REASON = "store_error"
 RECORD_REASON = "record_error"
 
-#: Card reader states (kiosk.card.reader) as the health message names them.
+#: Card reader states (kiosk.card.reader) as the health message names them. A card in the
+#: reader is "ready" too: "card_present" in a report every minute would time each visit.
 READER_HEALTH = {
-    "ok": "card_present", "no_card": "ready", "no_reader": "no_reader", "no_service": "error",
+    "ok": "ready", "no_card": "ready", "no_reader": "no_reader", "no_service": "error",
     "stopped": "disabled",
 }
 
@@ -47,12 +53,15 @@ class Runner:
     itself (the demo's insert/remove keys); ``when_shown(runner)`` is called after a new screen
     (or language) was drawn (the demo's screenshots). ``seen`` holds the repeat hashes of the
     visits recorded within the repeat window, in memory only. ``housekeeper`` (a
-    :class:`kiosk.store.Housekeeper`) is asked to purge when the kiosk is idle.
+    :class:`kiosk.store.Housekeeper`) is asked to purge when the kiosk is idle. ``clock`` is
+    monotonic; ``wall()`` returns ``(aware UTC now, synced)`` (:func:`kiosk.clock.system_wall`).
+    In demo mode the wall clock counts as synced: a developer's machine may run no timesyncd,
+    and a demo's visits must still reach its collector.
     """
 
     def __init__(self, cfg, store, *, keys, events=None, card=None, display=None, panel=None,
                  telemetry=None, watchdog=None, housekeeper=None, rate_only=False,
-                 clock=time.monotonic, when_key=None, when_shown=None):
+                 clock=time.monotonic, wall=system_wall, when_key=None, when_shown=None):
         self.cfg = cfg
         self.store = store
         self.keys = keys
@@ -65,12 +74,17 @@ class Runner:
         self.when_key = when_key
         self.when_shown = when_shown
         self.clock = clock
+        self.wall = wall
         self.rate_only = rate_only
         self.events = queue.SimpleQueue() if events is None else events
         self.settings = flow.FlowSettings.from_config(cfg, rate_only=rate_only)
         self.state = flow.State()
         self.seen = SeenCards(cfg.flow.repeat_window_min * 60, clock=clock)
         self.recorded = 0
+        self.book = Book(cfg.telemetry.period_s, store.closed_through())
+        self._dates = {}  # event_id -> Period: dated by the book, not yet in the store
+        self._is_released = False  # undated visits of an earlier run: released once, first
+        self._next_period_try = float("-inf")  # the first turn releases and closes
         self._next_housekeeping = clock()
         self._stop = threading.Event()
         self._shown = None
@@ -90,7 +104,10 @@ class Runner:
             self.watchdog.stopping()
 
     def turn(self, timeout=None):
-        """One turn: take what happened, step the flow, draw, keep house, tell the watchdog."""
+        """One turn: take what happened, step the flow, keep the periods, draw, keep house,
+        tell the watchdog."""
+        if not self._is_released and self.clock() >= self._next_period_try:
+            self._release_undated()  # before this turn's facts can record a visit
         if timeout is None:
             timeout = 1.0 / self.cfg.display.fps if self.display else HEADLESS_TURN_S
         try:
@@ -110,6 +127,8 @@ class Runner:
         for fact in facts:
             self.handle(fact)
         self.handle(flow.Tick())
+        if self.clock() >= self._next_period_try:
+            self._keep_periods()
         self._show()
         if self.clock() >= self._next_housekeeping:
             self._housekeeping()
@@ -167,7 +186,7 @@ class Runner:
         # Current and previous key: a card seen just before a key rotation still counts.
         is_repeat = self.seen.is_repeat(summary.repeat_candidates)
         if self.telemetry:
-            self.telemetry.health.note_card_read(system_stamp()["at"])
+            self.telemetry.health.note_card_read()
         self._step(flow.CardRead(is_repeat=is_repeat, repeat_hash=summary.repeat_hash,
                                  expired=summary.expired, age_band=summary.age_band,
                                  gender=summary.gender))
@@ -215,9 +234,10 @@ class Runner:
         return True
 
     def _record(self, record):
+        period = self.book.period_for(*self._wall_now())
         try:
-            self.store.record_visit(record, **visit_message(
-                self.cfg.kiosk.id, self.cfg.kiosk.mode, system_stamp()))
+            row = self.store.record_visit(
+                record, **visit_message(self.cfg.kiosk.id, self.cfg.kiosk.mode), period=period)
         except (KioskError, ValueError) as exc:
             # Not kept, so not thanked: the kiosk stops taking visits until the cause is gone.
             log.error("visit not recorded, going out of service: %s", exc)
@@ -230,11 +250,63 @@ class Runner:
             self._step(flow.ServiceSuspended(reason))
             return False
         self.recorded += 1
+        if period is None:
+            self.book.hold(row.event_id, self.clock())  # dated once the clock syncs
         if record.repeat_hash:
             self.seen.note(record.repeat_hash)  # only once kept: a lost visit was not rated
+        return True
+
+    # --- periods ---------------------------------------------------------------------------
+
+    def _wall_now(self):
+        wall, synced = self.wall()
+        return wall, synced or self.cfg.kiosk.mode == "demo"
+
+    def _release_undated(self):
+        """Visits an earlier run held undated lost their monotonic time with it: they go out
+        with ``period: null`` before this run records any."""
+        try:
+            released = self.store.release_undated()
+        except StoreError as exc:
+            log.error("visits of an earlier run not released, will retry in %.0f s: %s",
+                      PERIOD_RETRY_S, exc)
+            self._next_period_try = self.clock() + PERIOD_RETRY_S
+            return
+        self._is_released = True
+        if released:
+            log.info("%d visit(s) recorded before the clock synced released without a period",
+                     released)
+        self._notify_outbox()
+
+    def _keep_periods(self):
+        """Date the held visits once the clock is synced, then close the periods that have
+        ended, which releases their visits. In memory each turn; the store is written only
+        when there is something to write. A store failure is logged and retried a little
+        later: the rows stay held, and the dates wait in memory."""
+        wall, synced = self._wall_now()
+        if synced and self.book.held:
+            self._dates.update(self.book.date_held(wall, self.clock()))
+        through = self.book.to_close(wall, synced)
+        if not self._dates and through is None:
+            return
+        try:
+            if self._dates:  # first: a back-dated visit must be in its period when it closes
+                self.store.date_visits(self._dates)
+                self._dates = {}
+            if through is not None:
+                closed = self.store.close_periods(
+                    through, topic=topics.kiosk_topic(self.cfg.kiosk.id, "period"),
+                    mode=self.cfg.kiosk.mode)
+                self.book.closed(through)
+                if closed:
+                    self._notify_outbox()
+        except StoreError as exc:
+            log.error("periods not kept, will retry in %.0f s: %s", PERIOD_RETRY_S, exc)
+            self._next_period_try = self.clock() + PERIOD_RETRY_S
+
+    def _notify_outbox(self):
         if self.telemetry:
             self.telemetry.outbox.notify()
-        return True
 
     # --- housekeeping ----------------------------------------------------------------------
 
@@ -260,7 +332,7 @@ class Runner:
             has_room = self.store.has_room()
             if reason.startswith(STORE_REASON):
                 # Reads may work while writes do not: only a write proves the store is back.
-                self.store.set_state("write_check", str(self.clock()))
+                self.store.set_state("write_check", "ok")
         except StoreError as exc:
             log.error("store still failing: %s", exc)
             return
@@ -295,9 +367,8 @@ class Runner:
             self.display.reconfigure(cfg)
 
 
-def visit_message(kiosk_id, mode, stamp):
+def visit_message(kiosk_id, mode):
     """Where a finished visit goes and how it is marked: the keywords of
-    ``Store.record_visit`` besides the visit. ``stamp`` is the one reading of the clock for the
-    visit (the row's ``recorded_at`` and the payload's time); the mode goes in here only.
+    ``Store.record_visit`` besides the visit and its period; the mode goes in here only.
     """
-    return {"topic": topics.kiosk_topic(kiosk_id, "visit"), "stamp": stamp, "mode": mode}
+    return {"topic": topics.kiosk_topic(kiosk_id, "visit"), "mode": mode}

@@ -18,6 +18,12 @@ time. What it promises, and why:
   with :class:`~kiosk.errors.DiskFull` instead of risking the rows it already has.
 - The outbox's states and which may follow which are :mod:`kiosk.outbox_rules`; the store only
   persists them, for the pump in :mod:`kiosk.telemetry.outbox`.
+- No time finer than a visit's period (:mod:`kiosk.period`) and no order of visits: the counter's
+  own system logs each citizen's service, so either would time a rating back to its citizen.
+  Row ids are random 63-bit numbers; ``created_at``, ``sent_at`` and ``confirmed_at`` are period
+  starts. A visit's outbox row is held (``not_before`` NULL) until its period closes, then
+  released at the period's end plus a random delay (:meth:`Store.close_periods`), with one
+  ``period`` message counting the period's visits; rows are sent in id order, so at random.
 
 Schema versions live in ``PRAGMA user_version``; :data:`MIGRATIONS` is the ordered history and
 each step runs in its own transaction together with the version bump.
@@ -26,7 +32,9 @@ each step runs in its own transaction together with the version bump.
 import contextlib
 import json
 import logging
+import math
 import os
+import random
 import sqlite3
 import threading
 import uuid
@@ -40,7 +48,9 @@ from kiosk import logsafe
 from kiosk import visit as schema
 from kiosk.errors import DiskFull, StoreError
 from kiosk.outbox_rules import ACCEPT, CONFIRM, DUE, LIVE, REFUSE, REPLAY, RESENDABLE, SEND, State
+from kiosk.period import DEFAULT_S, Period, count_event_id, release_jitter_s
 from kiosk.sqlite import bind, schema_columns
+from kiosk.telemetry import topics
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +59,9 @@ DB_NAME = "kiosk.db"
 _BUSY_TIMEOUT_S = 10  # the other thread's write transactions are milliseconds long
 _IN_CHUNK = 500  # stay far below SQLite's bound-parameter limit
 PURGE_CHUNK = 1000  # rows a purge transaction deletes: a few milliseconds of write lock
+#: ``not_before`` of a row due at once (replies, rows from before periods): no time at all.
+DUE_AT_ONCE = "1970-01-01T00:00:00Z"
+_ID_LIMIT = 2**63  # row ids are random in [1, 2**63): any order of them says nothing
 
 
 # --- schema history ---------------------------------------------------------------------------
@@ -118,8 +131,97 @@ def _schema_v3(db):
     db.execute_sql("DROP INDEX outbox_message_state_sent_at")
 
 
+def _schema_v4(db):
+    """Visits by period (issue 11): no ``seq``, ``epoch`` or ``recorded_at``, random row ids,
+    outbox times floored to the hour and a ``not_before`` that holds a row until its period
+    has closed. SQLite cannot drop a UNIQUE column, so both tables are rebuilt; ``_migrate``'s
+    TRUNCATE checkpoint then overwrites the old pages (secure_delete zeroed them).
+
+    Old rows fall in the 3600-s period of their time (Bangkok is UTC+7, so the UTC hour is the
+    local one) and are due at once. Queued schema-1 visit payloads are rewritten as schema 2,
+    as the collector would coarsen them, so no time to the millisecond stays in the file; one
+    without an ``instance`` (queued before instances) stays schema 1, which schema 2 cannot
+    express, and the collector coarsens it on arrival.
+    """
+    for statement in (
+        "ALTER TABLE visit RENAME TO visit_v3",
+        """CREATE TABLE visit (
+            id INTEGER PRIMARY KEY,
+            event_id TEXT NOT NULL UNIQUE,
+            period TEXT,
+            period_s INTEGER,
+            outcome TEXT NOT NULL,
+            step TEXT NOT NULL,
+            verified INTEGER NOT NULL,
+            expired INTEGER,
+            service_id TEXT,
+            copy_answer TEXT,
+            rating INTEGER CHECK (rating IS NULL OR rating BETWEEN 1 AND 5),
+            reason TEXT,
+            language TEXT NOT NULL,
+            duration_s INTEGER NOT NULL,
+            age_band TEXT,
+            gender TEXT,
+            mode TEXT NOT NULL,
+            confirmed_at TEXT)""",
+        """INSERT INTO visit (id, event_id, period, period_s, outcome, step, verified, expired,
+                              service_id, copy_answer, rating, reason, language, duration_s,
+                              age_band, gender, mode, confirmed_at)
+            SELECT random() & 9223372036854775807, event_id,
+                   strftime('%Y-%m-%dT%H:00:00Z', recorded_at), 3600, outcome, step, verified,
+                   expired, service_id, copy_answer, rating, reason, language,
+                   CAST(round(duration_s) AS INTEGER), age_band, gender, mode,
+                   strftime('%Y-%m-%dT%H:00:00Z', confirmed_at)
+            FROM visit_v3""",
+        "DROP TABLE visit_v3",
+        "CREATE INDEX visit_confirmed_at ON visit (confirmed_at)",
+        "CREATE INDEX visit_period ON visit (period)",
+        "ALTER TABLE outbox_message RENAME TO outbox_message_v3",
+        """CREATE TABLE outbox_message (
+            id INTEGER PRIMARY KEY,
+            event_id TEXT NOT NULL UNIQUE,
+            topic TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            qos INTEGER NOT NULL CHECK (qos IN (0, 1, 2)),
+            state TEXT NOT NULL
+                CHECK (state IN ('pending', 'published', 'confirmed', 'dead')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            sent_at TEXT,
+            reason_code INTEGER,
+            created_at TEXT NOT NULL,
+            not_before TEXT)""",
+        """INSERT INTO outbox_message (id, event_id, topic, payload, qos, state, attempts,
+                                       sent_at, reason_code, created_at, not_before)
+            SELECT random() & 9223372036854775807, event_id, topic,
+                   CASE WHEN topic LIKE '%/visit' AND json_extract(payload, '$.schema') = 1
+                             AND json_type(payload, '$.instance') = 'text'
+                   THEN json_set(json_remove(payload, '$.at', '$.mono_s', '$.seq', '$.epoch'),
+                                 '$.schema', 2,
+                                 '$.period', CASE WHEN json_extract(payload, '$.clock_synced')
+                                             THEN strftime('%Y-%m-%dT%H:00:00Z',
+                                                           json_extract(payload, '$.at')) END,
+                                 '$.period_s', CASE WHEN json_extract(payload, '$.clock_synced')
+                                               THEN 3600 END,
+                                 '$.duration_s',
+                                 CAST(round(json_extract(payload, '$.duration_s')) AS INTEGER))
+                   ELSE payload END,
+                   qos, state, attempts, strftime('%Y-%m-%dT%H:00:00Z', sent_at), reason_code,
+                   strftime('%Y-%m-%dT%H:00:00Z', created_at), '1970-01-01T00:00:00Z'
+            FROM outbox_message_v3""",
+        "DROP TABLE outbox_message_v3",
+        "CREATE INDEX outbox_message_state ON outbox_message (state, id)",
+        "CREATE INDEX outbox_message_held ON outbox_message (event_id) WHERE not_before IS NULL",
+        "DELETE FROM kiosk_state WHERE key IN ('seq', 'write_check')",  # a count, a mono time
+    ):
+        db.execute_sql(statement)
+
+
+#: The last hand-written version; a field's ``since`` must be 1 or later than this.
+HAND_WRITTEN = 4
+
+
 def _visit_columns(version):
-    """Store version ``version`` (after 3): the visit columns the schema says appeared in it."""
+    """Store version ``version`` (after 4): the visit columns the schema says appeared in it."""
     def migrate(db):
         for statement in schema.add_column_statements(version):
             db.execute_sql(statement)
@@ -129,10 +231,11 @@ def _visit_columns(version):
 
 
 # Version N is MIGRATIONS[N - 1]. Append, never edit: kiosks in the field are at every version.
-# Versions after 3 follow from the fields' ``since`` in kiosk.visit; a version that needs more
+# Versions after 4 follow from the fields' ``since`` in kiosk.visit; a version that needs more
 # than new columns is written here and calls schema.add_column_statements itself.
-MIGRATIONS = (_schema_v1, _schema_v2, _schema_v3,
-              *(_visit_columns(version) for version in range(4, schema.STORE_VERSION + 1)))
+MIGRATIONS = (_schema_v1, _schema_v2, _schema_v3, _schema_v4,
+              *(_visit_columns(version)
+                for version in range(HAND_WRITTEN + 1, schema.STORE_VERSION + 1)))
 
 
 # --- models (declared unbound; each Store binds its own, kiosk.sqlite.bind) --------------------
@@ -151,10 +254,10 @@ def _visit_row_model():
                    "identifies them.",
         "__module__": __name__,
         "Meta": type("Meta", (), {"table_name": "visit"}),
+        "id": peewee.BigIntegerField(primary_key=True),
         "event_id": peewee.TextField(unique=True),
-        "seq": peewee.IntegerField(unique=True),
-        "epoch": peewee.IntegerField(),
-        "recorded_at": peewee.TextField(),
+        "period": peewee.TextField(null=True),  # its start; NULL: not dated (yet)
+        "period_s": peewee.IntegerField(null=True),
         **schema_columns(schema.STORED),
         "mode": peewee.TextField(),
         "confirmed_at": peewee.TextField(null=True),
@@ -166,8 +269,13 @@ VisitRow = _visit_row_model()
 
 
 class OutboxMessage(_Model):
-    """A message that must reach the collector; ``payload`` is the JSON text to publish."""
+    """A message that must reach the collector; ``payload`` is the JSON text to publish.
 
+    ``not_before`` is NULL while the row is held (its visit's period has not closed), else the
+    wall time from which it may be sent.
+    """
+
+    id = peewee.BigIntegerField(primary_key=True)
     event_id = peewee.TextField(unique=True)
     topic = peewee.TextField()
     payload = peewee.TextField()
@@ -177,10 +285,11 @@ class OutboxMessage(_Model):
     sent_at = peewee.TextField(null=True)
     reason_code = peewee.IntegerField(null=True)
     created_at = peewee.TextField()
+    not_before = peewee.TextField(null=True)
 
 
 class KioskState(_Model):
-    """Small durable counters and settings (``seq``, ``epoch``, ...), as text."""
+    """Small durable counters and settings (``epoch``, ``closed_through``, ...), as text."""
 
     key = peewee.TextField(primary_key=True)
     value = peewee.TextField()
@@ -204,11 +313,14 @@ class OutboxItem:
 
 @dataclass(frozen=True)
 class OutboxStats:
-    """``depth`` counts unconfirmed live messages; age is None when there are none."""
+    """``depth`` counts the unconfirmed live messages released for sending, and the age is the
+    oldest one's (None when there are none): neither moves with a visit until its period has
+    closed. ``held`` counts the rows still waiting for their period to close."""
 
     depth: int
     oldest_unconfirmed_age_s: float | None
     dead: int
+    held: int
 
 
 @dataclass(frozen=True)
@@ -224,12 +336,16 @@ def _utc_now():
     return datetime.now(UTC)
 
 
-def rfc3339(moment):
-    """RFC 3339 UTC text with milliseconds; one fixed width so text order is time order."""
+def _aware(moment):
     if not isinstance(moment, datetime) or moment.tzinfo is None:
         raise ValueError(f"store times must be timezone-aware datetimes, got {moment!r}")
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment
+
+
+def rfc3339(moment):
+    """RFC 3339 UTC text to the second, as a period is written; one fixed width, so text order
+    is time order."""
+    return _aware(moment).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_rfc3339(text):
@@ -277,6 +393,16 @@ def _chunks(items):
         yield items[start:start + _IN_CHUNK]
 
 
+def _stored_values(record):
+    """The stored fields of ``record``, numbers rounded as the wire rounds them, so a row and
+    its payload agree."""
+    values = schema.values(record, schema.STORED)
+    for f in schema.STORED:
+        if f.digits is not None and values[f.name] is not None:
+            values[f.name] = round(values[f.name], f.digits) if f.digits else round(values[f.name])
+    return values
+
+
 class Store:
     """The durable store. Create with :meth:`Store.open`.
 
@@ -285,13 +411,15 @@ class Store:
     connection, so every thread that used the store calls it when it is done.
     """
 
-    def __init__(self, db, path, data_dir, *, retention_days, min_free_mb, clock):
+    def __init__(self, db, path, data_dir, *, retention_days, min_free_mb, clock, period_s, rng):
         self._db = db
         self.path = path
         self.data_dir = data_dir
         self.retention_days = retention_days
         self.min_free_mb = min_free_mb
+        self.period_s = period_s
         self._clock = clock
+        self._rng = rng
         self.instance = None  # this database's id, read or made by open()
         # Bound per store: two stores in one process (a test reopening a file, an ops tool)
         # never swap each other's database.
@@ -303,12 +431,14 @@ class Store:
 
     @classmethod
     def open(cls, data_dir, *, retention_days=30, min_free_mb=200, checkpoint_pages=1000,
-             clock=_utc_now, migrations=MIGRATIONS):
+             clock=_utc_now, period_s=DEFAULT_S, rng=None, migrations=MIGRATIONS):
         """Open (creating if needed) the store under ``data_dir`` and bring its schema up to date.
 
-        ``clock`` returns the aware UTC wall time. ``migrations`` is the schema history; only
-        tests pass anything but :data:`MIGRATIONS`. Raises StoreError naming the file when the
-        directory or database is unusable, or was written by a newer kiosk.
+        ``clock`` returns the aware UTC wall time; every time the store writes is floored to
+        its ``period_s`` (``telemetry.period_s``). ``rng`` (a ``random.Random``; the system's
+        CSPRNG when None) draws row ids and release delays. ``migrations`` is the schema
+        history; only tests pass anything but :data:`MIGRATIONS`. Raises StoreError naming the
+        file when the directory or database is unusable, or was written by a newer kiosk.
         """
         data_dir = Path(data_dir)
         path = data_dir / DB_NAME
@@ -327,7 +457,7 @@ class Store:
             ("wal_autocheckpoint", int(checkpoint_pages)),
         ])
         store = cls(db, path, data_dir, retention_days=retention_days, min_free_mb=min_free_mb,
-                    clock=clock)
+                    clock=clock, period_s=period_s, rng=rng or random.SystemRandom())
         try:
             with store._guard("open the database"):
                 mode = db.execute_sql("PRAGMA journal_mode").fetchone()[0]
@@ -356,8 +486,9 @@ class Store:
                 raise StoreError(f"{self.path}: upgrading the schema to version {number} failed "
                                  f"({exc}); the file is unchanged at version {number - 1}") from exc
         if version < len(migrations):
-            # secure_delete zeroed what a step dropped (v3: repeat hashes) in the WAL only;
-            # the old pages stay in the main file until a checkpoint copies the zeros over.
+            # secure_delete zeroed what a step dropped (v3: repeat hashes, v4: visit times) in
+            # the WAL only; the old pages stay in the main file until a checkpoint copies the
+            # zeros over.
             self._db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @property
@@ -406,28 +537,117 @@ class Store:
 
     # --- visits ---------------------------------------------------------------------------------
 
-    def record_visit(self, record, *, topic, stamp, mode):
+    def record_visit(self, record, *, topic, period, mode):
         """Commit one visit and its outbox message in one transaction (never the repeat hash).
 
-        ``record`` is a :class:`kiosk.visit.Record`; the runner adds, from one reading of the
-        clock, where it goes (``topic``), the wire ``stamp`` (its ``at`` is the row's
-        ``recorded_at``) and ``mode`` (``kiosk.mode``, kept so demo visits can be told apart).
-        The store allocates ``event_id``, ``seq`` and ``epoch`` and encodes the payload with
-        :func:`kiosk.visit.payload`; a visit the schema refuses raises ValueError and writes
-        nothing. Returns the visit row. Raises DiskFull without writing anything when space
-        is short.
+        ``record`` is a :class:`kiosk.visit.Record`; the runner adds where it goes (``topic``),
+        the :class:`kiosk.period.Period` it falls in (None while the clock is not synced: the
+        visit waits undated, :meth:`date_visits`) and ``mode`` (``kiosk.mode``, kept so demo
+        visits can be told apart). The store draws the ``event_id`` and the row ids and encodes
+        the payload with :func:`kiosk.visit.payload`; the message is held until the period is
+        closed (:meth:`close_periods`). A visit the schema refuses raises ValueError and writes
+        nothing. Returns the visit row. Raises DiskFull without writing anything when space is
+        short.
         """
         self._require_room("record a visit")
-        now = stamp["at"]
         with self._guard("record a visit"), self._db.atomic("IMMEDIATE"):
             row = self.VisitRow.create(
-                event_id=new_event_id(), seq=self._bump("seq"), epoch=self._get_int("epoch"),
-                recorded_at=now, mode=mode, **schema.values(record, schema.STORED))
-            payload = schema.payload(
-                event_id=row.event_id, instance=self.instance, seq=row.seq, epoch=row.epoch,
-                mode=mode, stamp=stamp, **schema.values(record, schema.SENT))
-            self._insert_message(row.event_id, topic, payload, 1, now)
+                id=self._new_id(), event_id=new_event_id(),
+                period=None if period is None else period.text,
+                period_s=None if period is None else period.length_s, mode=mode,
+                **_stored_values(record))
+            self._insert_message(row.event_id, topic, self._visit_payload(row), 1,
+                                 not_before=None)
         return row
+
+    def _visit_payload(self, row):
+        """The visit message of a visit row, from its stored fields and period."""
+        dated = None if row.period is None else Period.parse(row.period, row.period_s)
+        return schema.payload(event_id=row.event_id, instance=self.instance, mode=row.mode,
+                              period=dated, **schema.values(row, schema.SENT))
+
+    def date_visits(self, periods):
+        """Back-date held undated visits once the clock is synced: ``periods`` is
+        ``{event_id: Period}`` (``kiosk.period.Book.date_held``). Each visit's row and its
+        still held message get the period, in one transaction. Returns how many were dated."""
+        V, M = self.VisitRow, self.OutboxMessage
+        dated = 0
+        with self._guard("date held visits"), self._db.atomic("IMMEDIATE"):
+            for chunk in _chunks(periods):
+                held = (V.select().join(M, on=(M.event_id == V.event_id))
+                        .where(V.event_id.in_(chunk), V.period.is_null(), M.not_before.is_null()))
+                for row in held:
+                    row.period = periods[row.event_id].text
+                    row.period_s = periods[row.event_id].length_s
+                    row.save(only=(V.period, V.period_s))
+                    (M.update(payload=self._visit_payload(row).decode())
+                     .where(M.event_id == row.event_id).execute())
+                    dated += 1
+        return dated
+
+    def close_periods(self, before, *, topic, mode):
+        """Close every period that starts before ``before`` (an aware datetime, a period
+        start) and still holds messages, in one transaction.
+
+        For each such period P: its held messages may be sent from P's end plus a random
+        delay of up to :func:`kiosk.period.release_jitter_s` each (in random order: row ids are
+        random), and one ``period`` message on ``topic`` counts P's visits, due after all of
+        them. Its event id is P's own (:func:`kiosk.period.count_event_id`), so closing P again
+        queues nothing new. ``closed_through`` becomes ``before``. Returns ``[(P, visits)]``.
+
+        Unlike a visit, a close goes ahead below ``min_free_mb``: it adds one small row a period
+        and lets the held visits drain.
+        """
+        V, M = self.VisitRow, self.OutboxMessage
+        closed = []
+        with self._guard("close periods"), self._db.atomic("IMMEDIATE"):
+            held = {}
+            rows = (M.select(M.id, V.period, V.period_s)
+                    .join(V, on=(V.event_id == M.event_id))
+                    .where(M.not_before.is_null(), V.period.is_null(False)).tuples())
+            for row_id, start, length_s in rows:
+                dated = Period.parse(start, length_s)
+                if dated.start < before:
+                    held.setdefault(dated, []).append(row_id)
+            for dated, row_ids in sorted(held.items()):
+                jitter_s = release_jitter_s(dated.length_s)
+                self._db.connection().executemany(
+                    "UPDATE outbox_message SET not_before = ? WHERE id = ?",
+                    [(self._release_time(dated, jitter_s), row_id) for row_id in row_ids])
+                visits = (V.select().where(V.period == dated.text, V.period_s == dated.length_s)
+                          .count())
+                event_id = count_event_id(self.instance, dated)
+                self._insert_message(
+                    event_id, topic,
+                    topics.period_payload(event_id=event_id, instance=self.instance, mode=mode,
+                                          period=dated, visits=visits),
+                    1, not_before=rfc3339(dated.end + timedelta(seconds=math.ceil(jitter_s))))
+                closed.append((dated, visits))
+            (self.KioskState.insert(key="closed_through", value=rfc3339(before))
+             .on_conflict_replace().execute())
+        return closed
+
+    def _release_time(self, dated, jitter_s):
+        """When a message of the closed period ``dated`` may go: its end plus a random delay,
+        to whole seconds (the end says nothing about a visit's moment within the period)."""
+        return rfc3339(dated.end + timedelta(seconds=round(self._rng.uniform(0, jitter_s))))
+
+    def closed_through(self):
+        """Every period starting before this (aware UTC) is closed for good; None before the
+        first close."""
+        value = self.get_state("closed_through")
+        return None if value is None else parse_rfc3339(value)
+
+    def release_undated(self):
+        """Release the held visits that have no period: recorded before the clock synced, and
+        the kiosk restarted since, so the monotonic time that would date them is gone. They go
+        out with ``period: null`` (the collector files them under the day they arrive), due at
+        once. The runner calls this on start, before any new visit. Returns how many."""
+        V, M = self.VisitRow, self.OutboxMessage
+        with self._guard("release undated visits"), self._db.atomic("IMMEDIATE"):
+            undated = V.select(V.event_id).where(V.period.is_null())
+            return (M.update(not_before=DUE_AT_ONCE)
+                    .where(M.not_before.is_null(), M.event_id.in_(undated)).execute())
 
     def next_epoch(self):
         """A new, higher epoch (persisted); the link takes one on every connect."""
@@ -436,8 +656,8 @@ class Store:
 
     def _instance(self):
         """This database's random id, made when it is created: a re-flashed kiosk (a new SD
-        card) is a new instance, so the collector can start its epochs and visit numbers anew
-        instead of taking its status for a stale one."""
+        card) is a new instance, so the collector can start its epochs and count its periods
+        anew instead of taking its status for a stale one."""
         with self._db.atomic("IMMEDIATE"):
             row = self.KioskState.get_or_none(self.KioskState.key == "instance")
             if row is not None:
@@ -472,23 +692,32 @@ class Store:
         self.KioskState.insert(key=key, value=str(value)).on_conflict_replace().execute()
         return value
 
+    def _new_id(self):
+        return self._rng.randrange(1, _ID_LIMIT)
+
+    def _floor(self, moment):
+        """``moment`` as the start of its period: the finest time the store writes."""
+        return Period.of(_aware(moment), self.period_s).text
+
     # --- outbox (the outbox thread; its rules are kiosk.outbox_rules) -----------------------------
 
     def enqueue(self, topic, payload, qos=1, event_id=None):
-        """Queue a non-visit message that must survive a restart; returns its event id.
+        """Queue a non-visit message that must survive a restart, due at once; returns its
+        event id.
 
         Enqueuing an event id that is already queued changes nothing.
         """
         self._require_room(f"queue a message for {topic}")
         event_id = event_id or new_event_id()
         with self._guard(f"queue a message for {topic}"), self._db.atomic("IMMEDIATE"):
-            self._insert_message(event_id, topic, payload, qos, rfc3339(self._clock()))
+            self._insert_message(event_id, topic, payload, qos, not_before=DUE_AT_ONCE)
         return event_id
 
-    def _insert_message(self, event_id, topic, payload, qos, now):
-        (self.OutboxMessage.insert(event_id=event_id, topic=topic,
+    def _insert_message(self, event_id, topic, payload, qos, *, not_before):
+        (self.OutboxMessage.insert(id=self._new_id(), event_id=event_id, topic=topic,
                                    payload=self._json_text(topic, payload), qos=qos,
-                                   state=State.PENDING, attempts=0, created_at=now)
+                                   state=State.PENDING, attempts=0,
+                                   created_at=self._floor(self._clock()), not_before=not_before)
          .on_conflict_ignore().execute())
 
     def _json_text(self, topic, payload):
@@ -507,13 +736,24 @@ class Store:
                              f"the payload builder") from exc
 
     def due_messages(self, limit, resend=()):
-        """Oldest first: at most ``limit`` messages due to be sent, and those of ``resend`` (event
-        ids the outbox found overdue) that may still be resent, i.e. not yet confirmed."""
+        """In id order, which is random: at most ``limit`` released messages due to be sent,
+        and those of ``resend`` (event ids the outbox found overdue) that may still be resent,
+        i.e. not yet confirmed.
+
+        A message is due once the store's clock has reached its ``not_before``, or when that is
+        further ahead than any release can be (a period plus its jitter): the clock was stepped
+        back, and a message must not wait hours for it.
+        """
         M = self.OutboxMessage
+        now = self._clock()
+        horizon = now + timedelta(
+            seconds=self.period_s + math.ceil(release_jitter_s(self.period_s)))
+        released = M.not_before.is_null(False) & (
+            (M.not_before <= rfc3339(now)) | (M.not_before > rfc3339(horizon)))
         # Plain tuples: building a model instance per row was 40 % of a refill.
         columns = (M.id, M.event_id, M.topic, M.payload, M.qos, M.state, M.attempts, M.sent_at)
         with self._guard("read the outbox"):
-            rows = list(M.select(*columns).where(M.state == DUE)
+            rows = list(M.select(*columns).where(M.state == DUE, released)
                         .order_by(M.id).limit(int(limit)).tuples())
             for chunk in _chunks(resend):
                 # Looked up by event id; a state index here would walk every published row.
@@ -524,7 +764,7 @@ class Store:
         return [OutboxItem(*row[1:]) for row in rows]
 
     def published_ids(self):
-        """Event ids of every message that may be resent, oldest first: after a restart the
+        """Event ids of every message that may be resent, in id order: after a restart the
         outbox knows no send times, so it treats all of them as due."""
         M = self.OutboxMessage
         with self._guard("read the outbox"):
@@ -533,10 +773,11 @@ class Store:
 
     def mark_sent(self, event_ids, at):
         """The messages were handed to the broker link at ``at`` (wall time, kept for people
-        reading the file; resends are timed by the outbox): count the attempt."""
+        reading the file as the start of its period; resends are timed by the outbox): count
+        the attempt."""
         with self._guard("record a send"), self._db.atomic("IMMEDIATE"):
             return self._move(SEND, event_ids, attempts=self.OutboxMessage.attempts + 1,
-                              sent_at=rfc3339(at))
+                              sent_at=self._floor(at))
 
     def mark_published(self, event_ids, sent_at):
         """The broker accepted these messages (PUBACK); they now wait for the collector's ack.
@@ -545,7 +786,7 @@ class Store:
         of the outbox thread's time. Returns how many rows changed.
         """
         with self._guard("mark messages published"):
-            return self._move(ACCEPT, event_ids, sent_at=rfc3339(sent_at))
+            return self._move(ACCEPT, event_ids, sent_at=self._floor(sent_at))
 
     def mark_dead(self, event_id, reason_code):
         """The broker refused the message; park it until :meth:`replay_dead`."""
@@ -556,7 +797,7 @@ class Store:
         """The collector has these: confirm their messages and visits. Returns how many messages
         were newly confirmed; repeated and unknown ids change nothing."""
         V = self.VisitRow
-        now = rfc3339(self._clock())
+        now = self._floor(self._clock())
         event_ids = list(event_ids)
         with self._guard("confirm delivered messages"), self._db.atomic("IMMEDIATE"):
             changed = self._move(CONFIRM, event_ids)
@@ -589,15 +830,16 @@ class Store:
 
     def outbox_stats(self):
         M = self.OutboxMessage
-        live = M.state.in_(LIVE)
+        live = M.state.in_(LIVE) & M.not_before.is_null(False)
         with self._guard("count the outbox"):
             depth = M.select().where(live).count()
             oldest = M.select(peewee.fn.MIN(M.created_at)).where(live).scalar()
             dead = M.select().where(M.state == State.DEAD).count()
+            held = M.select().where(M.not_before.is_null()).count()
         age = None
         if oldest is not None:
             age = max(0.0, (self._clock() - parse_rfc3339(oldest)).total_seconds())
-        return OutboxStats(depth=depth, oldest_unconfirmed_age_s=age, dead=dead)
+        return OutboxStats(depth=depth, oldest_unconfirmed_age_s=age, dead=dead, held=held)
 
     # --- housekeeping ---------------------------------------------------------------------------
 

@@ -170,6 +170,39 @@ def test_config_telemetry_inflight_window_has_a_range(make_config):
     assert problem == "telemetry.inflight_window: 0 is out of range; use a value from 1 to 500"
 
 
+def test_config_telemetry_period_is_an_hour_unless_set(make_config):
+    assert make_config().telemetry.period_s == 3600
+    assert make_config(telemetry={"period_s": 86400}).telemetry.period_s == 86400
+
+
+@pytest.mark.parametrize("bad, says", [
+    (700, "must divide a day (86400 s) evenly"),
+    (30, "must be from 60 to 86400 seconds (5 is allowed in demo mode only)"),
+    (172800, "must be from 60 to 86400 seconds")])
+def test_config_telemetry_period_must_divide_a_day_within_range(make_config, bad, says):
+    problem = only_problem(make_config, telemetry={"period_s": bad})
+    assert problem.startswith(f"telemetry.period_s: {bad} {says}"), problem
+
+
+def test_config_telemetry_period_of_seconds_is_for_demo_mode_only(make_config):
+    problem = only_problem(make_config, telemetry={"period_s": 5})
+    assert problem == ("telemetry.period_s: 5 must be from 60 to 86400 seconds (5 is allowed in "
+                       "demo mode only); use 3600 (an hour) or 86400 (a day)")
+    demo = make_config(kiosk={"mode": "demo"}, telemetry={"period_s": 5})
+    assert demo.telemetry.period_s == 5
+    assert only_problem(make_config, kiosk={"mode": "demo"}, telemetry={"period_s": 4}) == (
+        "telemetry.period_s: 4 must be from 5 to 86400 seconds; use 3600 (an hour) or 86400 "
+        "(a day)")
+    assert only_problem(make_config, kiosk={"mode": "demo"}, telemetry={"period_s": 7}) \
+        .startswith("telemetry.period_s: 7 must divide a day")
+
+
+def test_config_apply_remote_may_not_change_the_period(make_config):
+    with pytest.raises(ConfigError) as caught:
+        config.apply_remote(make_config(), {"version": 1, "telemetry": {"period_s": 60}})
+    assert caught.value.problems[0].startswith("telemetry: a remote config may only set")
+
+
 # --- mqtt ---
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from kiosk.period import is_period_start
 from tests.fixtures.privacy import record_text, watch_file
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -62,9 +63,12 @@ def test_demo_headless_two_visits_reach_the_collector(demo_run):
     done, _ = demo_run
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 visit(s) done" in done.stdout
-    assert "0 visit(s) not yet confirmed" in done.stdout
+    assert "0 message(s) not yet confirmed" in done.stdout  # the visits and their counts
     assert "the collector recorded 2 visit(s)" in done.stdout
-    assert len(re.findall(r"^  seq \d+: .*, completed, verified$", done.stdout, re.M)) == 2
+    visits = re.findall(r"^  period (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ): .*, completed, verified$",
+                        done.stdout, re.M)
+    assert len(visits) == 2
+    assert all(is_period_start(start, 5) for start in visits)  # the demo's 5-second periods
 
 
 @pytest.mark.slow

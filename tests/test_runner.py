@@ -12,11 +12,17 @@ import pytest
 from kiosk import config, flow
 from kiosk.card.repeat import RepeatKeys
 from kiosk.card.thai_id import CardSummary
-from kiosk.runner import Runner
+from kiosk.errors import StoreError
+from kiosk.period import MAX_JITTER_S, Period, count_event_id
+from kiosk.runner import PERIOD_RETRY_S, Runner
 from kiosk.store import Housekeeper, Store
 from tests.fixtures.broker import wait_until
 from tests.fixtures.disk import fill
 from tests.fixtures.notify import receive
+
+HOUR = 3600
+#: 09:00 UTC, 16:00 in Bangkok: an hour starts.
+T = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 class Clock:
@@ -27,13 +33,25 @@ class Clock:
         return self.now
 
 
+class Wall:
+    """The wall clock as ``kiosk.clock.system_wall`` reads it: ``(now, synced)``, moved and
+    stepped by the test (a Pi has no RTC: before NTP it may say 1970)."""
+
+    def __init__(self, now=T, synced=True):
+        self.now, self.synced = now, synced
+
+    def __call__(self):
+        return self.now, self.synced
+
+
 @pytest.fixture
 def runner(make_config, tmp_path):
     cfg = make_config(tmp_path, flow={"allow_rating_without_card": True})
-    store = Store.open(tmp_path, min_free_mb=1)
+    wall = Wall()
+    store = Store.open(tmp_path, min_free_mb=1, clock=lambda: wall.now)
     clock = Clock()
-    runner = Runner(cfg, store, keys=RepeatKeys(1800), clock=clock)
-    runner.clock_source = clock
+    runner = Runner(cfg, store, keys=RepeatKeys(1800), clock=clock, wall=wall)
+    runner.clock_source, runner.wall_source = clock, wall
     yield runner
     store.close()
 
@@ -58,7 +76,9 @@ def test_runner_visit_without_card_is_committed_with_its_outbox_row(runner):
     (message,) = runner.store.OutboxMessage.select()
     payload = json.loads(message.payload)
     assert message.topic == f"citizeninfo/v1/kiosk/{runner.cfg.kiosk.id}/visit"
-    assert (payload["event_id"], payload["seq"], payload["rating"]) == (visit.event_id, 1, 4)
+    assert (payload["event_id"], payload["period"], payload["rating"]) == (
+        visit.event_id, "2026-01-05T09:00:00Z", 4)
+    assert message.not_before is None  # held until its hour has closed
 
 
 def test_runner_timeout_records_abandoned_visit(runner):
@@ -239,6 +259,7 @@ def test_runner_failed_write_is_not_thanked_and_the_kiosk_recovers_by_itself(run
     runner.turn(timeout=0)
     assert runner.state.screen is flow.Screen.IDLE
     assert runner.store.VisitRow.select().count() == 0
+    assert runner.store.get_state("write_check") == "ok"  # no monotonic time kept on disk
 
 
 @pytest.fixture
@@ -445,7 +466,7 @@ def test_runner_repeat_card_still_caught_after_the_wall_clock_steps(make_config,
     wall, clock = WallClock(), Clock()
     store = Store.open(tmp_path, min_free_mb=1, clock=wall)
     keys = RepeatKeys(cfg.flow.repeat_window_min * 60, clock=clock)
-    runner = Runner(cfg, store, keys=keys, clock=clock)
+    runner = Runner(cfg, store, keys=keys, clock=clock, wall=lambda: (wall.now, True))
     summary = CardSummary(repeat_hash=keys.hash("1101700230708"),
                           repeat_candidates=keys.candidates("1101700230708"), expired=False,
                           age_band=None, gender=None, atr="3B68", read_ms=1.0)
@@ -473,6 +494,9 @@ def test_runner_main_loop_keeps_turning_while_a_purge_waits_for_the_database(run
 
     runner.housekeeper = Housekeeper(runner.store)
     runner.housekeeper.start()
+    # The kiosk has been running: its first turn released and closed what an earlier run left
+    # (the runner's own writes, like a visit's, are not housekeeping's to hold up).
+    runner.turn(timeout=0)
     event_id = runner.store.enqueue("citizeninfo/v1/kiosk/k1/reply", {"ok": True})
     runner.store.confirm([event_id])  # the purge deletes confirmed messages
     blocker = sqlite3.connect(runner.store.path)
@@ -602,3 +626,213 @@ def test_runner_remote_config_that_fails_to_apply_is_answered_and_the_visit_goes
         assert kiosk.runner.state.screen is flow.Screen.CHOOSE_SERVICE
         ops.wait_for_message(service_point,
                              lambda m: b"ID card renamed" in m.payload)
+
+
+# --- periods: a visit carries only its hour ---------------------------------------------------
+
+
+def rate(runner, rating=5):
+    """One visit without a card, recorded, and the kiosk back at idle."""
+    play(runner, flow.StartedWithoutCard(), flow.ServiceChosen(service_id(runner)),
+         flow.CopyAnswered("none"), flow.RatingChosen(rating))
+    assert runner.state.screen is flow.Screen.THANK_YOU
+    play(runner, flow.Dismissed())
+    assert runner.state.screen is flow.Screen.IDLE
+
+
+def payloads(store, kind="visit"):
+    """``{event_id: payload}`` of the outbox's messages of one kind."""
+    M = store.OutboxMessage
+    return {m.event_id: json.loads(m.payload) for m in M.select()
+            if m.topic.endswith(f"/{kind}")}
+
+
+def period_counts(store):
+    """``{period start: visits}`` of the queued period messages."""
+    return {p["period"]: p["visits"] for p in payloads(store, "period").values()}
+
+
+def test_runner_visit_before_the_clock_synced_is_back_dated_by_monotonic_time(runner):
+    wall, mono = runner.wall_source, runner.clock_source
+    wall.now, wall.synced = datetime(1970, 1, 1, 0, 5, tzinfo=UTC), False  # no RTC, no NTP
+    mono.now = 100.0
+    rate(runner)
+    (visit,) = runner.store.VisitRow.select()
+    assert (visit.period, visit.period_s) == (None, None)
+    assert payloads(runner.store)[visit.event_id]["clock_synced"] is False
+    runner.turn(timeout=0)
+    assert runner.store.outbox_stats().held == 1  # nothing closes on an unsynced clock
+
+    synced_at = datetime(2026, 1, 5, 9, 20, tzinfo=UTC)
+    mono.now, wall.now, wall.synced = 1900.0, synced_at, True
+    runner.turn(timeout=0)
+    hour = Period.of(synced_at - timedelta(seconds=1800), HOUR)  # 08:50 UTC: the 08:00 hour
+    visit = runner.store.VisitRow.get_by_id(visit.id)
+    assert (visit.period, visit.period_s) == (hour.text, HOUR)
+    payload = payloads(runner.store)[visit.event_id]
+    assert (payload["period"], payload["period_s"], payload["clock_synced"]) == (
+        hour.text, HOUR, True)
+    # Its hour was over: closed at once, with its count.
+    assert period_counts(runner.store) == {hour.text: 1}
+    assert runner.store.outbox_stats().held == 0
+
+
+def test_runner_restart_before_the_clock_synced_sends_the_visit_without_a_period(runner):
+    wall = runner.wall_source
+    wall.now, wall.synced = datetime(1970, 1, 1, 0, 5, tzinfo=UTC), False
+    rate(runner)
+    (visit,) = runner.store.VisitRow.select()
+    runner.store.close()  # the kiosk restarts, its clock still not synced
+    again = Runner(runner.cfg, runner.store, keys=RepeatKeys(1800), clock=Clock(), wall=wall)
+    again.turn(timeout=0)
+    [due] = runner.store.due_messages(10)
+    assert due.event_id == visit.event_id
+    assert {key: json.loads(due.payload)[key] for key in ("period", "period_s",
+                                                          "clock_synced")} == {
+        "period": None, "period_s": None, "clock_synced": False}
+    # Synced later, it is counted in no period: the collector files it by its arrival day.
+    wall.now, wall.synced = T + timedelta(minutes=10), True
+    again.turn(timeout=0)
+    assert runner.store.VisitRow.get_by_id(visit.id).period is None
+    assert period_counts(runner.store) == {}
+
+
+def test_runner_period_message_counts_the_visits_of_each_hour(runner):
+    wall = runner.wall_source
+    for minutes in (5, 20, 50):
+        wall.now = T + timedelta(minutes=minutes)
+        rate(runner)
+    assert runner.store.outbox_stats().held == 3
+    assert period_counts(runner.store) == {}
+    wall.now = T + timedelta(hours=1, seconds=1)
+    runner.turn(timeout=0)
+    assert period_counts(runner.store) == {"2026-01-05T09:00:00Z": 3}
+    M = runner.store.OutboxMessage
+    releases = [datetime.fromisoformat(m.not_before) for m in M.select()]
+    assert all(T + timedelta(hours=1) <= r <= T + timedelta(hours=1, seconds=MAX_JITTER_S)
+               for r in releases)
+    assert runner.store.closed_through() == T + timedelta(hours=1)
+
+
+def test_runner_clock_stepped_back_never_reopens_a_closed_period(runner):
+    wall = runner.wall_source
+    wall.now = T + timedelta(minutes=10)
+    rate(runner)
+    wall.now = T + timedelta(hours=1, minutes=5)
+    runner.turn(timeout=0)  # closes the 09:00 hour
+    assert period_counts(runner.store) == {"2026-01-05T09:00:00Z": 1}
+    wall.now -= timedelta(hours=1)  # NTP steps the clock back into the closed hour
+    rate(runner)
+    later = runner.store.VisitRow.select().where(
+        runner.store.VisitRow.period != "2026-01-05T09:00:00Z").get()
+    assert later.period == "2026-01-05T10:00:00Z"  # the open hour, not the closed one
+    wall.now -= timedelta(hours=2)
+    runner.turn(timeout=0)
+    assert period_counts(runner.store) == {"2026-01-05T09:00:00Z": 1}
+    wall.now = T + timedelta(hours=2, seconds=1)
+    runner.turn(timeout=0)
+    assert period_counts(runner.store) == {"2026-01-05T09:00:00Z": 1,
+                                           "2026-01-05T10:00:00Z": 1}
+    assert runner.store.OutboxMessage.select().where(
+        runner.store.OutboxMessage.event_id == count_event_id(
+            runner.store.instance, Period.of(T, HOUR))).count() == 1
+
+
+def test_runner_in_demo_mode_the_wall_clock_counts_as_synced(make_config, tmp_path):
+    cfg = make_config(tmp_path, kiosk={"mode": "demo"}, telemetry={"period_s": 5},
+                      flow={"allow_rating_without_card": True})
+    wall = Wall(synced=False)
+    store = Store.open(tmp_path, min_free_mb=1, clock=lambda: wall.now, period_s=5)
+    runner = Runner(cfg, store, keys=RepeatKeys(1800), clock=Clock(), wall=wall)
+    try:
+        rate(runner)
+        (visit,) = store.VisitRow.select()
+        assert (visit.period, visit.period_s, visit.mode) == (T.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                                             5, "demo")
+        wall.now += timedelta(seconds=5)
+        runner.turn(timeout=0)
+        assert period_counts(store) == {"2026-01-05T09:00:00Z": 1}
+    finally:
+        store.close()
+
+
+def test_runner_store_failure_while_closing_is_retried_and_loses_nothing(runner, monkeypatch,
+                                                                         caplog):
+    wall, mono = runner.wall_source, runner.clock_source
+    wall.now = T + timedelta(minutes=10)
+    rate(runner)
+    failures, real = [], runner.store.close_periods
+
+    def close_failing_once(*args, **kwargs):
+        if not failures:
+            failures.append("locked")
+            raise StoreError("kiosk.db: cannot close periods: database is locked")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner.store, "close_periods", close_failing_once)
+    wall.now = T + timedelta(hours=1, minutes=1)
+    runner.turn(timeout=0)
+    assert failures and "periods not kept" in caplog.text
+    assert runner.store.outbox_stats().held == 1
+    assert runner.book.closed_through == T  # not the 10:00 it failed to persist
+    runner.turn(timeout=0)
+    assert runner.store.outbox_stats().held == 1, "retried on every frame"
+    mono.now += PERIOD_RETRY_S
+    runner.turn(timeout=0)
+    assert runner.store.outbox_stats().held == 0
+    assert period_counts(runner.store) == {"2026-01-05T09:00:00Z": 1}
+
+
+class FakeHealth:
+    """What health is told: card reads (never with a time) and reader states."""
+
+    def __init__(self):
+        self.card_reads = 0
+        self.readers = []
+
+    def note_card_read(self):
+        self.card_reads += 1
+
+    def note_reader(self, state):
+        self.readers.append(state)
+
+
+class FakeOutbox:
+    def __init__(self):
+        self.notified = 0
+
+    def notify(self):
+        self.notified += 1
+
+
+class FakeTelemetry:
+    def __init__(self):
+        self.health, self.outbox = FakeHealth(), FakeOutbox()
+
+
+class CardInReader:
+    """A card service whose reader holds a card: ``reader_state`` ``ok``."""
+
+    reader_state = "ok"
+
+    def request_read(self):
+        pass
+
+
+def test_runner_tells_health_of_card_reads_without_a_time_and_never_a_card_present(runner):
+    runner.telemetry, runner.card = FakeTelemetry(), CardInReader()
+    runner.turn(timeout=0)  # the first turn keeps house
+    assert runner.telemetry.health.readers == ["ready"]
+    assert runner.telemetry.outbox.notified == 1  # undated visits of an earlier run: none
+    summary = CardSummary(repeat_hash=runner.keys.hash("1101700230708"),
+                          repeat_candidates=runner.keys.candidates("1101700230708"),
+                          expired=False, age_band=None, gender=None, atr="3B68", read_ms=1.0)
+    play(runner, flow.CardInserted(), summary)
+    assert runner.state.screen is flow.Screen.CHOOSE_SERVICE
+    assert runner.telemetry.health.card_reads == 1
+    play(runner, flow.ServiceChosen(service_id(runner)), flow.CopyAnswered("none"),
+         flow.RatingChosen(5))
+    assert runner.telemetry.outbox.notified == 1, "a held visit has nothing to send"
+    runner.wall_source.now += timedelta(hours=1)
+    runner.turn(timeout=0)
+    assert runner.telemetry.outbox.notified == 2  # the hour closed: its visit released

@@ -12,52 +12,52 @@ from pathlib import Path
 
 import pytest
 
-from kiosk import clock, flow, visit
+from kiosk import flow, visit
 from kiosk.fleet.db import open_database
-from kiosk.store import MIGRATIONS, Store
+from kiosk.period import Period
+from kiosk.store import HAND_WRITTEN, MIGRATIONS, Store
 
-STAMP = clock.stamp(dt.datetime(2025, 3, 1, 2, 0, 0, 123456, tzinfo=dt.UTC), True, 4321.98765)
+PERIOD = Period.of(dt.datetime(2025, 3, 1, 2, 0, 0, 123456, tzinfo=dt.UTC), 3600)
 TOPIC = "citizeninfo/v1/kiosk/k1/visit"
 ANSWERS = dict(outcome="completed", step="reason", verified=True, expired=False,
                service_id="id_card", copy_answer="both", rating=2, reason="waiting_time",
                language="en", duration_s=21.46, age_band="60+", gender="female")
 ENVELOPE = dict(event_id="0b9a3c1e6f1d4c1b9d352a7f5c3e9b10",
-                instance="5e0c2d8a9b7f4a1c8e6d3b2a1f0e9d8c", seq=7, epoch=3, mode="demo")
-# What topics.visit_payload (before issue 10) built for ANSWERS and ENVELOPE: the wire must not
-# change by a byte.
-WIRE = (b'{"schema":1,"event_id":"0b9a3c1e6f1d4c1b9d352a7f5c3e9b10",'
-        b'"instance":"5e0c2d8a9b7f4a1c8e6d3b2a1f0e9d8c","seq":7,"epoch":3,"mode":"demo",'
+                instance="5e0c2d8a9b7f4a1c8e6d3b2a1f0e9d8c", mode="demo")
+# Schema 2 for ANSWERS and ENVELOPE in the hour PERIOD: the wire must not change by a byte
+# without a new schema.
+WIRE = (b'{"schema":2,"event_id":"0b9a3c1e6f1d4c1b9d352a7f5c3e9b10",'
+        b'"instance":"5e0c2d8a9b7f4a1c8e6d3b2a1f0e9d8c","mode":"demo",'
+        b'"period":"2025-03-01T02:00:00Z","period_s":3600,"clock_synced":true,'
         b'"outcome":"completed","step":"reason","verified":true,"expired":false,'
         b'"service_id":"id_card","copy_answer":"both","rating":2,"reason":"waiting_time",'
-        b'"language":"en","duration_s":21.5,"age_band":"60+","gender":"female",'
-        b'"at":"2025-03-01T02:00:00.123Z","clock_synced":true,"mono_s":4321.988}')
-WIRE_ABANDONED = (b'{"schema":1,"event_id":"e2","instance":"i2","seq":1,"epoch":0,'
-                  b'"mode":"production","outcome":"abandoned","step":"rating","verified":false,'
-                  b'"expired":null,"service_id":null,"copy_answer":null,"rating":null,'
-                  b'"reason":null,"language":"th","duration_s":90.0,"age_band":null,'
-                  b'"gender":null,"at":"2025-03-01T02:00:00.123Z","clock_synced":true,'
-                  b'"mono_s":4321.988}')
+        b'"language":"en","duration_s":21,"age_band":"60+","gender":"female"}')
+WIRE_UNDATED = (b'{"schema":2,"event_id":"e2","instance":"i2","mode":"production",'
+                b'"period":null,"period_s":null,"clock_synced":false,"outcome":"abandoned",'
+                b'"step":"rating","verified":false,"expired":null,"service_id":null,'
+                b'"copy_answer":null,"rating":null,"reason":null,"language":"th",'
+                b'"duration_s":90,"age_band":null,"gender":null}')
 
 
-def test_visit_schema_payload_is_byte_identical_to_the_wire_before_the_schema():
-    assert visit.payload(**ENVELOPE, **ANSWERS, stamp=STAMP) == WIRE
-    assert visit.payload(event_id="e2", instance="i2", seq=1, epoch=0, mode="production",
-                         outcome="abandoned", step="rating", verified=False, language="th",
-                         duration_s=90, stamp=STAMP) == WIRE_ABANDONED
+def test_visit_schema_payload_bytes_are_pinned():
+    assert visit.payload(**ENVELOPE, **ANSWERS, period=PERIOD) == WIRE
+    assert visit.payload(event_id="e2", instance="i2", mode="production", outcome="abandoned",
+                         step="rating", verified=False, language="th", duration_s=90,
+                         period=None) == WIRE_UNDATED
 
 
 def test_visit_schema_store_writes_the_same_bytes_in_one_call(tmp_path):
     store = Store.open(tmp_path / "data")
     try:
         row = store.record_visit(visit.Record(**ANSWERS, repeat_hash=b"\x01" * 32),
-                                 topic=TOPIC, stamp=STAMP, mode="demo")
-        [message] = store.due_messages(1)
+                                 topic=TOPIC, period=PERIOD, mode="demo")
+        [message] = store.OutboxMessage.select()
         expected = json.loads(WIRE)
-        expected.update(event_id=row.event_id, instance=store.instance, seq=1, epoch=0)
+        expected.update(event_id=row.event_id, instance=store.instance)
         assert message.topic == TOPIC
         assert message.payload.encode() == json.dumps(
             expected, ensure_ascii=False, separators=(",", ":")).encode()
-        assert (row.recorded_at, row.mode) == (STAMP["at"], "demo")
+        assert (row.period, row.period_s, row.mode) == (PERIOD.text, 3600, "demo")
     finally:
         store.close()
 
@@ -70,6 +70,7 @@ RELEASED_SQL = {
     1: "4b28de664d81a9fe50e85d3c1226046711ccc87d50f8c94076df48e921187b09",
     2: "59f12a9379cc63af4f79484f2ae6a6941ec5c05d4dbb91d2adc4f3bf9d08c5d1",
     3: "87a6b7c75025e660898338ba5d05851a446a12a8147754aa321fcb7ad7d9d07a",
+    4: "052b5d630e033ed2744441f4e21448ed6c533b0b1757e468f4e31bd09e5cceb5",
 }
 
 
@@ -98,14 +99,16 @@ def test_visit_schema_released_migrations_stay_byte_identical():
 def test_visit_schema_new_fields_come_after_v1_as_nullable_columns():
     for f in visit.FIELDS:
         assert f.since == 1 or not f.required, f"{f.name}: older rows have no value"
+        # v4 rebuilt the table by hand with the columns of v1: a field may not claim 2 to 4.
+        assert f.since == 1 or f.since > HAND_WRITTEN, f"{f.name}: since {f.since}"
     assert visit.add_column_statements(1) == []  # v1 is the hand-written table
-    assert len(MIGRATIONS) == max(3, visit.STORE_VERSION)
+    assert len(MIGRATIONS) == max(HAND_WRITTEN, visit.STORE_VERSION)
 
 
 # --- adding a field -----------------------------------------------------------------------
 
 NEW_FIELD = '''    Field("wait_band", str, "how long the citizen waited", choices=("short", "long"),
-          since=4),
+          since=5),
 '''
 ASKED = "copy_answer=event.answer)"
 ASKED_TOO = "copy_answer=event.answer, wait_band=\"short\")"
@@ -118,8 +121,9 @@ import sys
 import pytest
 from pathlib import Path
 
-from kiosk import clock, flow
+from kiosk import flow
 from kiosk.fleet.db import open_database
+from kiosk.period import Period
 from kiosk.store import Store
 from kiosk.telemetry import topics
 
@@ -134,9 +138,9 @@ for event in (flow.StartedWithoutCard(), flow.ServiceChosen("a"), flow.CopyAnswe
     records += [effect.record for effect in effects if isinstance(effect, flow.RecordVisit)]
 store = Store.open(here / "kiosk")
 row = store.record_visit(records[0], topic=topics.kiosk_topic("k1", "visit"),
-                         stamp=clock.stamp(__import__("datetime").datetime.now(
-                             __import__("datetime").UTC), True, 1.0), mode="production")
-[message] = store.due_messages(1)
+                         period=Period.of(__import__("datetime").datetime.now(
+                             __import__("datetime").UTC), 3600), mode="production")
+[message] = store.OutboxMessage.select()
 parsed = topics.parse_kiosk_message(message.topic, message.payload.encode())
 fleet = open_database(here / "fleet.sqlite3")
 fleet.add_visits([parsed], "2025-01-01T00:00:00.000Z")
@@ -167,7 +171,7 @@ def test_visit_schema_a_new_field_needs_only_the_schema_and_the_screen_asking(tm
                           env={**os.environ, "PYTHONPATH": str(package.parent)},
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["4", "short", "short", "short"]
+    assert done.stdout.split() == ["5", "short", "short", "short"]
 
 
 # --- where a field's name may appear ------------------------------------------------------
@@ -185,6 +189,8 @@ MAY_NAME_TOO = {
        for name in ("age_band", "gender", "expired")},
     **{("demo.py", name): "the demo prints the visits it stored, for the operator"
        for name in ("service_id", "copy_answer", "outcome", "verified")},
+    ("store.py", "duration_s"): "store v4 rounds the seconds of queued schema-1 visits, "
+                                "whose payloads it rewrites as schema 2 (fixed SQL)",
 }
 
 
@@ -214,13 +220,12 @@ def test_visit_schema_every_step_the_flow_records_is_on_the_wire():
 
 
 @pytest.mark.parametrize("field, value", [
-    ("event_id", "e 1"), ("instance", ""), ("seq", -1), ("epoch", 2**31), ("mode", "bogus"),
-    ("at", "yesterday"), ("clock_synced", "no"), ("mono_s", -1.0)])
+    ("event_id", "e 1"), ("instance", ""), ("mode", "bogus"),
+    ("period_s", Period(PERIOD.start, 7))])  # not a length a period may have
 def test_visit_schema_payload_refuses_an_envelope_the_collector_would(field, value):
     """The old builder parsed its own output; a bad envelope must still fail where it is made
     (the kiosk goes out of service) rather than be resent and refused for ever."""
-    envelope = {"event_id": "e1", "instance": "i1", "seq": 1, "epoch": 1, "mode": "production"}
-    stamp = dict(STAMP)
-    (stamp if field in stamp else envelope)[field] = value
+    envelope = {"event_id": "e1", "instance": "i1", "mode": "production", "period": PERIOD}
+    envelope["period" if field == "period_s" else field] = value
     with pytest.raises(ValueError, match=f"field '{field}'"):
-        visit.payload(**envelope, stamp=stamp, **ANSWERS)
+        visit.payload(**envelope, **ANSWERS)

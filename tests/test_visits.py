@@ -36,6 +36,9 @@ def test_visits_touch_visit_is_recorded_and_reaches_the_collector(kiosk_world):
             collected.service_id, collected.copy_answer, collected.rating, collected.reason,
             collected.language) == answers
     assert not collected.is_demo
+    # Its hour, and no finer time, at both ends.
+    assert (collected.period, collected.period_s) == (visit.period, visit.period_s)
+    assert visit.period_s == 3600 and visit.period.endswith(":00:00Z")
     # Every screen of the visit was drawn, in English from the tap on; idle is Thai again.
     assert world.shown == [
         (Screen.IDLE, "th"), (Screen.READING, "th"), (Screen.CHOOSE_SERVICE, "th"),

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RowsAdded:
-    """New rows are in the outbox (the runner committed a visit)."""
+    """New rows are due in the outbox (the runner closed a period, or queued a reply)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ class Outbox:
     """The outbox pump. Create it, give ``outbox.put`` to the link as ``facts``, then ``start``.
 
     ``when_dead(event_id, reason_code)`` is called on the pump thread when the broker refuses
-    a row (health raises its alarm from it). ``poll_s`` bounds how late a resend may start.
+    a row (health raises its alarm from it). ``poll_s`` bounds how late a resend, or a row whose
+    ``not_before`` has come, may start.
     ``clock`` (monotonic) times resends; ``wall`` (aware UTC) only stamps ``sent_at`` for people
     reading the store.
     """
@@ -80,7 +81,9 @@ class Outbox:
         self._queue.put(fact)
 
     def notify(self):
-        """Tell the pump a new row was committed, so it is sent now rather than at the next poll."""
+        """Tell the pump rows were committed or released, so they go now rather than at the next
+        poll. A row released for later (its period's jitter) goes at the first poll after its
+        ``not_before``: every poll refills the window."""
         self._queue.put(RowsAdded())
 
     def replay(self, done=None):

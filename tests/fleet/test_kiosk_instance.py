@@ -32,6 +32,12 @@ def wait_for_status(collector, state, instance, epoch):
                f"{KIOSK} {state} at instance {instance} epoch {epoch}")
 
 
+def delivered(side):
+    """Everything the kiosk queued is confirmed: nothing released is left, nothing is held."""
+    stats = side.store.outbox_stats()
+    return stats.depth == 0 and stats.held == 0
+
+
 @pytest.fixture
 def connect(kiosk_config, tmp_path):
     """``connect(sd_card, past_connects=0) -> KioskSide`` connected, its store on
@@ -73,14 +79,14 @@ def test_reflashed_kiosk_starting_again_at_epoch_1_is_online_with_an_alarm(conne
     old = connect("old-sd", past_connects=4)
     old.record_visits(2)
     wait_for_status(collector, "online", old.store.instance, 5)
-    wait_until(lambda: old.store.outbox_stats().depth == 0, "the old card's visits confirmed")
+    wait_until(lambda: delivered(old), "the old card's visits and their count confirmed")
     old.stop()
     wait_for_status(collector, "offline", old.store.instance, 5)
 
     new = connect("new-sd")  # a re-flashed SD card: a new store, epochs from 1 again
     wait_for_status(collector, "online", new.store.instance, 1)
     event_ids = new.record_visits(2)
-    wait_until(lambda: new.store.outbox_stats().depth == 0, "the new card's visits confirmed")
+    wait_until(lambda: delivered(new), "the new card's visits and their count confirmed")
 
     (alarm,) = collector.db.alarms(KIOSK)
     assert alarm.kind == "instance_changed"

@@ -11,14 +11,16 @@ import queue
 import signal
 import sys
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from kiosk import clock, config
+from kiosk import config
 from kiosk.assemble import Telemetry
 from kiosk.card.repeat import RepeatKeys
 from kiosk.flow import VisitRecord
+from kiosk.period import Period
 from kiosk.runner import Runner, visit_message
 from kiosk.store import Store
+from kiosk.telemetry import topics
 
 RECORD = VisitRecord(outcome="completed", step="thank_you", verified=True, expired=False,
                      service_id="id-card", copy_answer="none", rating=5, reason=None,
@@ -48,14 +50,21 @@ def telemetry_config(make_config, broker, root, kiosk_id="kiosk-a", *, username=
 
 
 def record_visits(store, kiosk_id, count):
-    """Commit ``count`` visits in one transaction (one fsync); returns their event ids.
+    """Commit ``count`` visits and close their period, in one transaction (one fsync); returns
+    their event ids.
 
-    Each is sent as the runner sends it (``visit_message``), stamped now.
+    Each is sent as the runner sends it (``visit_message``), in a period that ended long
+    enough ago that its release delays are over too: the visits and the period's count are due
+    at once, as they are on a kiosk once the period has closed.
     """
+    now = datetime.now(UTC)
+    past = Period.of(now - timedelta(seconds=2 * store.period_s), store.period_s)
     with store.atomic():
-        return [store.record_visit(RECORD, **visit_message(
-            kiosk_id, "production", clock.stamp(datetime.now(UTC), False, 1.0))).event_id
-                for _ in range(count)]
+        event_ids = [store.record_visit(RECORD, **visit_message(kiosk_id, "production"),
+                                        period=past).event_id for _ in range(count)]
+        store.close_periods(Period.of(now, store.period_s).start,
+                            topic=topics.kiosk_topic(kiosk_id, "period"), mode="production")
+    return event_ids
 
 
 class KioskSide:
@@ -69,7 +78,8 @@ class KioskSide:
 
     def __init__(self, cfg, *, poll_s=0.2):
         self.config = cfg
-        self.store = Store.open(cfg.storage.data_dir, min_free_mb=10)
+        self.store = Store.open(cfg.storage.data_dir, min_free_mb=10,
+                                period_s=cfg.telemetry.period_s)
         self.events = queue.Queue()
         self.telemetry = Telemetry(cfg, self.store, self.events.put,
                                    remote_path=config.remote_layer_path(cfg),

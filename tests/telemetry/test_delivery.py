@@ -40,10 +40,12 @@ def collected_ids(collector):
     return [v.event_id for v in collector.db.FleetVisit.select(collector.db.FleetVisit.event_id)]
 
 
-def outbox_states(data_dir):
-    """``{state: count}`` read straight from the kiosk's SQLite file, whoever has it open."""
+def outbox_states(data_dir, kind="visit"):
+    """``{state: count}`` of the ``kind`` messages (``visit``, or ``period``: the counts),
+    read straight from the kiosk's SQLite file, whoever has it open."""
     with sqlite3.connect(f"file:{data_dir / DB_NAME}?mode=ro", uri=True) as db:
-        return dict(db.execute("SELECT state, COUNT(*) FROM outbox_message GROUP BY state"))
+        return dict(db.execute("SELECT state, COUNT(*) FROM outbox_message WHERE topic LIKE ? "
+                               "GROUP BY state", (f"%/{kind}",)))
 
 
 def assert_all_delivered_once(collector, event_ids, data_dir):
@@ -51,6 +53,7 @@ def assert_all_delivered_once(collector, event_ids, data_dir):
     assert len(stored) == len(set(stored)), "the collector stored a visit twice"
     assert set(stored) == set(event_ids)
     assert outbox_states(data_dir) == {"confirmed": len(event_ids)}
+    assert outbox_states(data_dir, "period") == {"confirmed": 1}  # their period's count too
 
 
 @pytest.mark.slow  # the kiosk is usually back before the collector: the resend does it (5 s)
@@ -62,8 +65,9 @@ def test_delivery_visit_recorded_while_the_broker_is_down_arrives_after(
     event_ids = side.record_visits(1)
     assert outbox_states(side.store.data_dir) == {"pending": 1}
     broker.start()
-    wait_until(lambda: outbox_states(side.store.data_dir) == {"confirmed": 1},
-               "the visit confirmed by the collector", timeout=30)
+    wait_until(lambda: outbox_states(side.store.data_dir) == {"confirmed": 1}
+               and outbox_states(side.store.data_dir, "period") == {"confirmed": 1},
+               "the visit and its period's count confirmed by the collector", timeout=30)
     assert_all_delivered_once(collector, event_ids, side.store.data_dir)
 
 
@@ -72,8 +76,10 @@ def test_delivery_refused_under_another_kiosk_is_replayed_once_fixed(
     # kiosk-b was provisioned with kiosk-a's credentials: the broker refuses its visits.
     wrong = running(kiosk_config("kiosk-b", username=KIOSK))
     event_ids = wrong.record_visits(1)
-    wait_until(lambda: outbox_states(wrong.store.data_dir) == {"dead": 1}, "the dead letter")
-    assert json.loads(wrong.health.payload())["dead_letters"] == 1
+    wait_until(lambda: outbox_states(wrong.store.data_dir) == {"dead": 1}
+               and outbox_states(wrong.store.data_dir, "period") == {"dead": 1},
+               "the dead letters: the visit and its period's count")
+    assert json.loads(wrong.health.payload())["dead_letters"] == 2
     wrong.stop()
     # The cause fixed (kiosk-b's own account installed), ops asks for a replay.
     fixed = running(kiosk_config("kiosk-b"))
@@ -81,9 +87,10 @@ def test_delivery_refused_under_another_kiosk_is_replayed_once_fixed(
     ops.subscribe(topics.kiosk_topic("kiosk-b", "reply"))
     ops.publish(topics.cmd_topic("kiosk-b", "replay"), topics.command_payload("replay", "rp-1"))
     reply = json.loads(ops.wait_for_message(topics.kiosk_topic("kiosk-b", "reply")).payload)
-    assert reply["ok"] and reply["data"] == {"replayed": 1}
-    wait_until(lambda: outbox_states(fixed.store.data_dir) == {"confirmed": 1},
-               "the replayed visit confirmed")
+    assert reply["ok"] and reply["data"] == {"replayed": 2}
+    wait_until(lambda: outbox_states(fixed.store.data_dir) == {"confirmed": 1}
+               and outbox_states(fixed.store.data_dir, "period") == {"confirmed": 1},
+               "the replayed visit and count confirmed")
     assert_all_delivered_once(collector, event_ids, fixed.store.data_dir)
     assert json.loads(fixed.health.payload())["dead_letters"] == 0
 
@@ -100,8 +107,8 @@ def test_delivery_broker_killed_mid_drain_of_10000_loses_and_doubles_nothing(
                    timeout=DRAIN_WAIT_S)
         broker.kill()
         broker.start()
-        wait_until(lambda: side.store.outbox_stats().depth == 0, "every visit confirmed",
-                   timeout=DRAIN_WAIT_S, interval=0.5)
+        wait_until(lambda: (stats := side.store.outbox_stats()).depth == 0 and stats.held == 0,
+                   "every visit confirmed", timeout=DRAIN_WAIT_S, interval=0.5)
     finally:
         side.stop()
     assert_all_delivered_once(collector, event_ids, side.store.data_dir)

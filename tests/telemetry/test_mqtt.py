@@ -4,17 +4,20 @@ import json
 import random
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 from paho.mqtt.client import MQTTMessage
 
 from kiosk import config
 from kiosk.errors import StoreError, TelemetryError
+from kiosk.period import Period
 from kiosk.rigs.broker import Broker
+from kiosk.runner import visit_message
 from kiosk.telemetry import topics
 from kiosk.telemetry.mqtt import Connected, Disconnected, MqttLink, reconnect_delay
 from tests.fixtures.broker import wait_until
-from tests.telemetry.kiosk_process import KioskSide
+from tests.telemetry.kiosk_process import RECORD, KioskSide
 
 KIOSK = "kiosk-a"
 NOT_AUTHORIZED = 0x87
@@ -151,11 +154,12 @@ def test_mqtt_publish_under_another_kiosk_is_refused_and_parked_dead(
     # kiosk-b's config with kiosk-a's credentials: every kiosk-b topic is outside a's ACL.
     side = running(kiosk_config("kiosk-b", username=KIOSK))
     event_id, = side.record_visits(1)
-    wait_until(lambda: side.store.outbox_stats().dead == 1, "the refused visit parked dead")
+    wait_until(lambda: side.store.outbox_stats().dead == 2,
+               "the refused visit and its period's count parked dead")
     row = side.store.OutboxMessage.get(side.store.OutboxMessage.event_id == event_id)
     assert row.reason_code == NOT_AUTHORIZED
     report = json.loads(side.health.payload())
-    assert report["dead_letters"] == 1
+    assert report["dead_letters"] == 2
     assert side.health.dead_letter_codes == (NOT_AUTHORIZED,)
 
 
@@ -198,25 +202,27 @@ def test_mqtt_unreadable_password_file_is_a_clear_error(make_config, tmp_path):
 def test_health_report_is_qos0_and_counts_the_outbox(kiosk_config, running, ops):
     side = running(kiosk_config())
     side.link.stop()  # no drain: the visits stay in the outbox to be counted
-    side.record_visits(3)
+    side.record_visits(3)  # their period closed: three visits and its count released
+    side.store.record_visit(RECORD, **visit_message(KIOSK, "production"),
+                            period=Period.of(datetime.now(UTC), side.store.period_s))
     report = json.loads(side.health.payload())
-    assert report["outbox_depth"] == 3
+    assert report["outbox_depth"] == 4  # a visit of the open hour moves nothing
     assert report["outbox_oldest_s"] >= 0
     assert report["dead_letters"] == 0
     assert report["config_version"] is None
     assert report["cpu_temp_c"] is None and report["screen"] is None
     assert report["mem_free_mb"] > 0 and report["disk_free_mb"] > 0
     assert side.health.publish() is False  # link down: dropped, never queued on disk
-    assert side.store.outbox_stats().depth == 3
+    assert side.store.outbox_stats().depth == 4
 
 
 def test_health_report_reaches_ops_with_reader_state(kiosk_config, running, ops):
     side = running(kiosk_config())
-    side.health.note_reader("card_present")
+    side.health.note_reader("ready")  # the runner's word for a reader with or without a card
     assert side.health.publish() is True
     message = ops.wait_for_message(topics.kiosk_topic(KIOSK, "health"))
     assert message.qos == 0 and not message.retain
-    assert payload(message)["reader"] == "card_present"
+    assert payload(message)["reader"] == "ready"
 
 
 def message(topic, payload, retain=False):

@@ -13,11 +13,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from kiosk.errors import StoreError
+from kiosk.period import MAX_JITTER_S, Period, count_event_id
+from kiosk.runner import visit_message
 from kiosk.store import Store
 from kiosk.telemetry import topics
 from kiosk.telemetry.delivery import AckReceived, Connected, Disconnected, Published
 from kiosk.telemetry.outbox import Outbox
 from tests.fixtures.broker import wait_until
+from tests.telemetry.kiosk_process import RECORD
 
 KIOSK = "kiosk-a"
 VISIT_TOPIC = topics.kiosk_topic(KIOSK, "visit")
@@ -99,6 +102,13 @@ def pump(store, clocks):
         outbox.stop()
 
 
+def send_order(store):
+    """The ``n`` of every queued row in row id order, which is random: the order rows go out."""
+    M = store.OutboxMessage
+    return [json.loads(payload)["n"] for (payload,) in
+            M.select(M.payload).order_by(M.id).tuples()]
+
+
 def states(store):
     M = store.OutboxMessage
     return {row.event_id: row.state for row in M.select(M.event_id, M.state)}
@@ -116,7 +126,7 @@ def wait_for_round(outbox):
     assert done.wait(5), "the pump did not finish a round"
 
 
-def test_outbox_hands_the_link_no_more_than_the_window(pump):
+def test_outbox_hands_the_link_no_more_than_the_window(pump, store):
     outbox, link, _ = pump(120, window=50)
     wait_until(lambda: len(link.sent) == 50, "the first window")
     ack_all(outbox, link, link.sent[:10])
@@ -124,7 +134,7 @@ def test_outbox_hands_the_link_no_more_than_the_window(pump):
     outbox.notify()
     outbox.stop()
     assert len(link.sent) == 60
-    assert link.event_ids() == list(range(60))
+    assert link.event_ids() == send_order(store)[:60]
 
 
 def test_outbox_puback_publishes_and_collector_ack_confirms(pump, store):
@@ -156,29 +166,31 @@ def test_outbox_refused_puback_parks_a_dead_letter_until_replay(pump, store):
     refused = []
     outbox, link, ids = pump(2, when_dead=lambda event_id, code: refused.append((event_id, code)))
     wait_until(lambda: len(link.sent) == 2, "first sends")
+    refused_n, _ = link.event_ids()
     outbox.put(Published(link.sent[0][0], NOT_AUTHORIZED))
     outbox.put(Published(link.sent[1][0], 0))
-    wait_until(lambda: states(store)[ids[0]] == "dead", "the refused row dead")
-    assert refused == [(ids[0], NOT_AUTHORIZED)]
+    wait_until(lambda: states(store)[ids[refused_n]] == "dead", "the refused row dead")
+    assert refused == [(ids[refused_n], NOT_AUTHORIZED)]
     assert store.outbox_stats().dead == 1
     replayed = []
     outbox.replay(replayed.append)
     wait_until(lambda: replayed, "the replay")
     assert replayed == [1]
     wait_until(lambda: len(link.sent) == 3, "the dead letter sent again")
-    assert link.event_ids(link.sent[2:]) == [0]
+    assert link.event_ids(link.sent[2:]) == [refused_n]
 
 
 def test_outbox_reconnect_treats_unpubacked_rows_as_unsent(pump, store):
     outbox, link, ids = pump(4, window=50)
     wait_until(lambda: len(link.sent) == 4, "first sends")
+    first, *unacked = link.event_ids()
     ack_all(outbox, link, link.sent[:1])
-    wait_until(lambda: states(store)[ids[0]] == "published", "first row published")
+    wait_until(lambda: states(store)[ids[first]] == "published", "first row published")
     old_mids = [mid for mid, _, _ in link.sent[1:]]
     outbox.put(Disconnected("keepalive timeout"))
     outbox.put(Connected(epoch=2, session_present=True))
     wait_until(lambda: len(link.sent) == 7, "the three un-PUBACKed rows sent again")
-    assert link.event_ids(link.sent[4:]) == [1, 2, 3]
+    assert link.event_ids(link.sent[4:]) == unacked
     # A late PUBACK from the old connection names a mid this connection never used.
     outbox.put(Published(old_mids[0], 0))
     ack_all(outbox, link, link.sent[4:])
@@ -228,7 +240,8 @@ def test_outbox_rows_published_before_a_restart_are_due_at_once(pump, store, clo
     clocks.step_wall(hours=-3)  # the new boot's clock is behind the old stamps
     outbox, link, ids = pump(1, resend_after_s=60)
     wait_until(lambda: len(link.sent) == 3, "the published rows and the pending one")
-    assert link.event_ids() == [100, 101, 0]
+    assert sorted(link.event_ids()) == [0, 100, 101]
+    assert link.event_ids() == send_order(store)  # one round: by row id, published or not
     ack_all(outbox, link, link.sent)
     wait_for_round(outbox)
     clocks.advance(59)
@@ -265,3 +278,24 @@ def test_outbox_round_that_fails_to_commit_strands_no_row(pump, store, clocks, m
     assert states(store)[ids[0]] == "published"
     clocks.advance(61)
     wait_until(lambda: len(link.sent) == 2, "the resend of the row the failed round rolled back")
+
+
+def test_outbox_sends_rows_released_for_later_once_their_time_has_come(store, clocks):
+    """A closed hour's rows may go from its end plus a random delay: a poll round refills the
+    window when that time comes, with no new fact to wake the pump."""
+    hour = Period.of(clocks.wall(), 3600)
+    visit = store.record_visit(RECORD, **visit_message(KIOSK, "production"), period=hour)
+    store.close_periods(hour.end, topic=topics.kiosk_topic(KIOSK, "period"), mode="production")
+    link = FakeLink()
+    outbox = Outbox(store, window=50, resend_after_s=60, wall=clocks.wall,
+                    clock=clocks.monotonic, poll_s=0.02)
+    outbox.start(link)
+    try:
+        wait_for_round(outbox)
+        assert link.sent == [], "sent before its hour had ended"
+        clocks.wall_now = hour.end + timedelta(seconds=MAX_JITTER_S)
+        wait_until(lambda: len(link.sent) == 2, "the visit and its hour's count, by polling")
+        assert {json.loads(payload)["event_id"] for _, _, payload in link.sent} == {
+            visit.event_id, count_event_id(store.instance, hour)}
+    finally:
+        outbox.stop()
