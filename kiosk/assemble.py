@@ -32,7 +32,7 @@ class Telemetry:
     """The kiosk's reporting: MQTT link, outbox pump, health and remote commands, composed."""
 
     def __init__(self, cfg, store, put, *, remote_path, cpu_temperature=None,
-                 screen_state=None, outbox_poll_s=1.0):
+                 screen_state=None, outbox_poll_s=1.0, wall=system_wall):
         self.config_version = cfg.remote_version
         self.outbox = Outbox(store, window=cfg.telemetry.inflight_window,
                              resend_after_s=cfg.telemetry.resend_after_s,
@@ -47,7 +47,8 @@ class Telemetry:
                                      interval_s=cfg.telemetry.health_interval_s,
                                      version=__version__, mode=cfg.kiosk.mode,
                                      applied_version=lambda: self.config_version,
-                                     cpu_temperature=cpu_temperature, screen_state=screen_state)
+                                     cpu_temperature=cpu_temperature, screen_state=screen_state,
+                                     wall=wall)
 
     def reconfigure(self, cfg):
         """The runner put ``cfg`` in force: re-publish the service-point message, report its
@@ -95,7 +96,7 @@ class Kiosk:
             panel = self._add(Panel.from_config(cfg.gpio, put=events.put))
             screen = self._add(_display(cfg, headless)) if display else None
             card = self._card(cfg, events.put)
-            self.telemetry = self._telemetry(cfg, events.put, panel, screen)
+            self.telemetry = self._telemetry(cfg, events.put, panel, screen, wall)
             self.runner = Runner(cfg, self.store, keys=self.keys, events=events, card=card,
                                  display=screen, panel=panel, telemetry=self.telemetry,
                                  watchdog=Watchdog(), housekeeper=housekeeper,
@@ -131,14 +132,14 @@ class Kiosk:
             read_deadline_s=cfg.card.read_deadline_s, settle_s=cfg.card.settle_s,
             collect_age_band=cfg.flow.collect_age_band, collect_gender=cfg.flow.collect_gender))
 
-    def _telemetry(self, cfg, put, panel, screen):
+    def _telemetry(self, cfg, put, panel, screen, wall):
         if not cfg.mqtt.host:
             log.warning("mqtt.host is empty: telemetry is off, visits stay in the local outbox")
             return None
         return self._started(Telemetry(
             cfg, self.store, put, remote_path=self.remote_path,
             cpu_temperature=panel.cpu_temperature,
-            screen_state=screen.screen_state if screen else None))
+            screen_state=screen.screen_state if screen else None, wall=wall))
 
     def run(self, stop):
         self.runner.run(stop)

@@ -212,7 +212,9 @@ class Runner:
             if not self._execute(effect):
                 break
         if self.state.screen is not before:
-            log.info("screen %s -> %s", before.value, self.state.screen.value)
+            # DEBUG only: the journal's time stamp on each screen would time every visit, and
+            # the reason screen is asked for low ratings only (docs/privacy.md).
+            log.debug("screen %s -> %s", before.value, self.state.screen.value)
 
     # --- effects ---------------------------------------------------------------------------
 

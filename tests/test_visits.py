@@ -4,10 +4,15 @@ Each test drives the real runner (the test thread is its main loop) and then che
 the rows the kiosk committed and the rows the collector stored and acknowledged.
 """
 
+import json
+import logging
+from urllib.parse import parse_qs, urlparse
+
 import pytest
 
 from kiosk import flow
 from kiosk.flow import Screen
+from kiosk.telemetry import topics
 
 
 def test_visits_touch_visit_is_recorded_and_reaches_the_collector(kiosk_world):
@@ -111,6 +116,35 @@ def test_visits_rating_without_card_is_recorded_unverified(kiosk_world):
     (collected,) = world.collected()
     assert (collected.event_id, collected.verified, collected.expired, collected.rating) == (
         visit.event_id, False, None, 3)
+
+
+def test_visits_leave_no_moment_in_the_log_and_the_qr_token_nowhere(kiosk_world, caplog):
+    """Issue 11: the journal's time stamps must not time a visit, so nothing the kiosk logs at
+    INFO or above marks one, from the card going in to its coming out (the reason screen would
+    even tell a low rating); and the QR code's token is never stored or sent."""
+    world = kiosk_world
+    world.start_kiosk()
+    caplog.set_level(logging.DEBUG, logger="kiosk")
+    caplog.clear()
+    world.insert("citizen-3")
+    answer_questions(world, rating=1)
+    world.put(flow.ReasonChosen("staff"), Screen.THANK_YOU)
+    world.runner.turn(timeout=0)  # draw the thank-you screen and its QR code
+    (token,) = parse_qs(urlparse(world.runner.display._portal_url).query)["t"]
+    world.put(flow.Dismissed(), Screen.TAKE_CARD)
+    world.remove()
+    kiosk_side = [r for r in caplog.records if not r.name.startswith("kiosk.fleet")]
+    assert [r.getMessage() for r in kiosk_side if r.levelno >= logging.INFO] == []
+    assert any("screen rating -> reason" in r.getMessage() for r in kiosk_side)  # at DEBUG
+    world.wait_for_confirmed(1)
+
+    world.store.checkpoint()
+    files = sorted(world.store.data_dir.glob("kiosk.db*")) + [world.collector.db_path]
+    assert all(token.encode() not in path.read_bytes() for path in files)
+    captured = world.wiretap.received(f"{topics.ROOT}/#")
+    assert any(m.topic == topics.kiosk_topic(world.runner.cfg.kiosk.id, "visit")
+               and json.loads(m.payload)["reason"] == "staff" for m in captured)
+    assert all(token.encode() not in m.payload for m in captured)
 
 
 @pytest.mark.slow

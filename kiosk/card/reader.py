@@ -372,7 +372,10 @@ class CardService:
 
     def _set_state(self, state):
         if state != self._state:
-            log.info("card reader state: %s", state)
+            # A card going in or out is a visit's moment: the journal would time every visit
+            # (docs/privacy.md), so only a fault of the reader is logged at INFO.
+            level = logging.DEBUG if {state, self._state} <= {"ok", "no_card"} else logging.INFO
+            log.log(level, "card reader state: %s", state)
             self._state = state
 
     def _watch(self, present):

@@ -18,7 +18,7 @@ import threading
 import time
 
 from kiosk import period
-from kiosk.clock import TIMESYNC_FLAG, system_stamp
+from kiosk.clock import system_stamp, system_wall
 from kiosk.telemetry import topics
 
 log = logging.getLogger(__name__)
@@ -33,11 +33,6 @@ def memory_free_mb(meminfo=MEMINFO):
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) / 1024
     raise OSError(f"{meminfo} has no MemAvailable line (Linux 3.14 or later needed)")
-
-
-def system_wall():
-    """``(now, synced)``: the wall clock (aware UTC) and whether NTP has set it."""
-    return dt.datetime.now(dt.UTC), TIMESYNC_FLAG.exists()
 
 
 class _DailyCount:

@@ -15,7 +15,7 @@ from kiosk.fleet.status import status_lines
 from kiosk.store import Store
 from kiosk.telemetry import topics
 from tests.fixtures.broker import wait_until
-from tests.fleet.test_collector import INSTANCE, status, visit
+from tests.fleet.test_collector import INSTANCE, PERIOD, legacy_visit, status, visit
 from tests.telemetry.kiosk_process import KioskSide
 
 KIOSK = "kiosk-a"
@@ -91,10 +91,11 @@ def test_reflashed_kiosk_starting_again_at_epoch_1_is_online_with_an_alarm(conne
     (alarm,) = collector.db.alarms(KIOSK)
     assert alarm.kind == "instance_changed"
     assert old.store.instance in alarm.detail and new.store.instance in alarm.detail
-    # Visit numbers start again with the new card, and that is not counted as lost visits.
+    # Each card's periods are counted apart: the new card's visits short neither card's count.
     assert sorted(v.event_id for v in collector.db.visits(KIOSK)
                   if v.instance == new.store.instance) == sorted(event_ids)
-    assert collector.db.missing_visits(KIOSK) == {old.store.instance: 0, new.store.instance: 0}
+    wait_until(lambda: collector.db.period_verdicts(KIOSK) == {"ok": 2},
+               "both cards' periods reconciled")
     assert "alarms 1" in status_lines(collector.db)[0]
 
 
@@ -146,21 +147,23 @@ def test_kiosks_before_instances_and_their_queued_visits_are_still_collected(
     kiosk.subscribe(topics.ack_topic(KIOSK))
     legacy_status = json.loads(status("online", 4))
     del legacy_status["instance"]
-    legacy_visit = json.loads(visit("queued-before-upgrade", seq=900, epoch=4))
-    del legacy_visit["instance"]
+    legacy = json.loads(legacy_visit("queued-before-upgrade", at="2025-01-31T09:41:07.250Z"))
+    del legacy["instance"]
     kiosk.publish(topics.kiosk_topic(KIOSK, "status"), json.dumps(legacy_status))
-    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), json.dumps(legacy_visit))
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), json.dumps(legacy))
     kiosk.wait_for_message(topics.ack_topic(KIOSK),
                            lambda m: "queued-before-upgrade" in topics.parse_ack(m.payload))
     kiosk.publish(topics.kiosk_topic(KIOSK, "status"), status("online", 5, "upgraded"))
-    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("after", seq=901, epoch=5,
-                                                             instance="upgraded"))
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("after", instance="upgraded"))
     kiosk.wait_for_message(topics.ack_topic(KIOSK),
                            lambda m: "after" in topics.parse_ack(m.payload))
     assert collector.db.alarms(KIOSK) == []
     wait_for_status(collector, "online", "upgraded", 5)
-    # The upgraded store goes on counting where it was: no visit is missing.
-    assert collector.db.missing_visits(KIOSK) == {None: 0, "upgraded": 0}
+    # Both kept, the schema-1 one coarsened to its hour; no count was sent, so none is short.
+    stored = {v.event_id: (v.instance, v.period) for v in collector.db.visits(KIOSK)}
+    assert stored == {"queued-before-upgrade": (None, "2025-01-31T09:00:00Z"),
+                      "after": ("upgraded", PERIOD.text)}
+    assert collector.db.period_verdicts(KIOSK) == {}
 
 
 def test_fleet_database_made_before_instances_opens_and_stores(tmp_path):
