@@ -1,13 +1,15 @@
 """Issues 4 and 11: what crosses the broker holds no citizen's ID, name or address, nor any
-13-digit number, and no visit carries a time finer than its period.
+13-digit number, and no visit carries a time finer than its period, nor the visits' order.
 
-A hundred scripted visits with a hundred different emulated citizens run through ``kiosk run
---script`` (the real card stack, a headless kiosk, the real broker and collector); a read-only
-wiretap keeps every message that crossed the broker, and the scan looks for every form the
-cards' personal data could take on the wire. The kiosk runs in demo mode for its 5-second
-periods, so its visits are released within seconds rather than after the hour; every visit and
-period message is then checked for a time finer than its period, and each period's count
-against the visits that crossed the broker.
+Two hundred scripted visits, a hundred of them with different emulated citizens' cards, run
+through ``kiosk run --script`` (the real card stack, a headless kiosk, the real broker and collector); a
+read-only wiretap keeps every message that crossed the broker, and the scan looks for every
+form the cards' personal data could take on the wire. The kiosk runs in demo mode for its
+5-second periods, so its visits are released within seconds rather than after the hour. Then
+the three places a visit lives are searched as someone holding them and the counter's own log
+would: the kiosk's SQLite file, every payload on the broker, and the collector's database. None
+may hold a time finer than the visit's period, nor the order in which a period's visits were
+made; every period's count must match what the collector stored.
 """
 
 import datetime as dt
@@ -28,31 +30,88 @@ from kiosk.period import DAY_S, DEMO_MIN_S, Period, count_event_id, is_period_st
 from kiosk.rigs.card_profiles import PROFILES
 from kiosk.store import DB_NAME
 from kiosk.telemetry import topics
+from tests.fixtures.broker import wait_until
 from tests.fixtures.kiosk_world import KIOSK_ID
 from tests.fixtures.privacy import record_text
 
-VISITS = 100
+VISITS = 200
 DIGIT_RUN = re.compile(rb"\d{13}")
 #: A time written the way the wire writes times, to the second or finer.
 WIRE_TIME = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 #: What schema 1 timed and ordered each visit by, and what the stores once kept.
 TIMING_KEYS = ("at", "mono_s", "seq", "epoch", "recorded_at", "received")
 
-# The quickest complete visit: the citizen answers at once, taps Done and takes the card.
-VISIT_SCRIPT = """\
-insert citizen-{n}
-wait choose_service
-service id-card
-wait copy_check
-copy none
-wait rating
-rating 5
-wait thank_you
-ok
-wait take_card
-remove
-wait idle
-"""
+SERVICES = ("id-card", "house-registration", "land-building-tax")
+COPIES = ("none", "id_card", "house_registration", "both")
+RATINGS = (3, 4, 5)
+#: Every RFC 3339 time, with or without a fraction, inside any text.
+TEXT_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
+DUE_AT_ONCE = "1970-01-01T00:00:00Z"
+
+
+def answers(n):
+    """The answers of visit ``n``: distinct for 36 visits in a row, so the order in which a
+    period's visits were made can be told from their answers (by this test only)."""
+    return SERVICES[n % 3], COPIES[n // 3 % 4], RATINGS[n // 12 % 3]
+
+
+def with_card(n):
+    """Every other visit inserts a card (a hundred citizens' data to look for); the others rate
+    without one, which skips pcscd's 400 ms polls for the card going in and out."""
+    return n % 2 == 0
+
+
+def visit_script():
+    """The quickest complete visits: each citizen answers at once, taps Done, takes the card."""
+    steps = []
+    for n in range(VISITS):
+        service, copy, rating = answers(n)
+        start = [f"insert citizen-{n}"] if with_card(n) else ["nocard"]
+        end = ["wait take_card", "remove"] if with_card(n) else []
+        steps += [*start, "wait choose_service", f"service {service}", "wait copy_check",
+                  f"copy {copy}", "wait rating", f"rating {rating}", "wait thank_you", "ok",
+                  *end, "wait idle"]
+    return "\n".join(steps) + "\n"
+
+
+def made_order(rows):
+    """Where each of ``rows`` (a period's visits, dicts of answers) came in the script, mod 36."""
+    number = {answers(n): n for n in range(36)}
+    return [number[(row["service_id"], row["copy_answer"], row["rating"])] for row in rows]
+
+
+def in_made_order(sequence):
+    """True when a period's visits stand in the order they were made."""
+    return all((later - earlier) % 36 < 18 for earlier, later in zip(sequence, sequence[1:],
+                                                                      strict=False))
+
+
+def ordered_periods(groups):
+    """How many of the periods with 4 visits or more list them in the order they were made,
+    and how many such periods there are. Shuffled, a period of 4 keeps its order 1 time in 8."""
+    big = [rows for rows in groups.values() if len(rows) >= 4]
+    return sum(in_made_order(made_order(rows)) for rows in big), len(big)
+
+
+def table_rows(path):
+    """``{table: [row as a dict, ...]}`` of every table of an SQLite file."""
+    with sqlite3.connect(path) as db:
+        db.row_factory = sqlite3.Row
+        names = [row[0] for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        return {name: [dict(row) for row in db.execute(f'SELECT * FROM "{name}"')]
+                for name in names}
+
+
+def times_in(row):
+    return [t for value in row.values() if isinstance(value, str)
+            for t in TEXT_TIME.findall(value)]
+
+
+def after_its_period(text, start):
+    """A release time says nothing of a visit's moment once its period has ended."""
+    end = dt.datetime.fromisoformat(start) + dt.timedelta(seconds=DEMO_MIN_S)
+    return dt.datetime.fromisoformat(text) >= end
 
 
 def _parts(text, skip_first=False):
@@ -177,19 +236,20 @@ def _event_ids(db_path):
 
 
 @pytest.mark.slow
-def test_privacy_wire_hundred_scripted_visits_leave_nothing_personal_on_the_wire(
+def test_privacy_wire_scripted_visits_leave_nothing_personal_and_no_moment_anywhere(
         kiosk_world, tmp_path):
     world = kiosk_world
     config = world.write_config(tmp_path / "kiosk.toml", kiosk={"mode": "demo"},
-                                telemetry={"period_s": DEMO_MIN_S})
+                                telemetry={"period_s": DEMO_MIN_S},
+                                flow={"allow_rating_without_card": True})
     script = tmp_path / "visits.script"
-    script.write_text(VISIT_SCRIPT)
+    script.write_text(visit_script())
     env = dict(os.environ, SDL_AUDIODRIVER="dummy")  # PCSCLITE_CSOCK_NAME: the session's pcscd
     done = subprocess.run(
         [sys.executable, "-m", "kiosk", "run", "--config", str(config), "--headless",
-         "--script", str(script), "--repeat", str(VISITS),
-         "--emulator", world.card_stack.control_path, "--wait-confirmed", "60"],
-        env=env, capture_output=True, text=True, timeout=400)
+         "--script", str(script), "--emulator", world.card_stack.control_path,
+         "--wait-confirmed", "60"],
+        env=env, capture_output=True, text=True, timeout=600)
     record_text("kiosk run --script stdout", done.stdout)
     record_text("kiosk run --script stderr", done.stderr)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -222,5 +282,44 @@ def test_privacy_wire_hundred_scripted_visits_leave_nothing_personal_on_the_wire
     items += [(f"{m.topic} topic", m.topic.encode()) for m in captured]
     world.broker.stop()  # flushes the log
     items.append(("broker log", world.broker.log_path.read_bytes()))
-    used = [PROFILES[f"citizen-{n}"] for n in range(VISITS)]
+    used = [PROFILES[f"citizen-{n}"] for n in range(VISITS) if with_card(n)]
     assert scan(items, needles(used)) == []
+
+    # --- the kiosk's database: periods only, random row ids -----------------------------------
+    tables = table_rows(tmp_path / "data" / DB_NAME)
+    period_of = {row["event_id"]: row["period"] for row in tables["visit"]}
+    assert all(is_period_start(start, DEMO_MIN_S) for start in period_of.values())
+    for table, rows in tables.items():
+        for row in rows:
+            for text in times_in(row):
+                if table == "outbox_message" and text == row["not_before"]:
+                    assert text == DUE_AT_ONCE or after_its_period(
+                        text, period_of.get(row["event_id"]) or json.loads(row["payload"])[
+                            "period"]), (table, row["event_id"], text)
+                else:
+                    assert is_period_start(text, DEMO_MIN_S), (table, text)
+    by_period = {}
+    for row in sorted(tables["visit"], key=lambda row: row["id"]):
+        by_period.setdefault(row["period"], []).append(row)
+    ordered, periods = ordered_periods(by_period)
+    assert periods >= 10, f"only {periods} periods of 4 visits or more: the script ran too fast"
+    assert ordered <= periods // 3, "the kiosk's row ids follow the order of the visits"
+
+    # --- the broker: published in random order within each period ------------------------------
+    sent = {}
+    for obj in (json.loads(m.payload) for m in captured if m.topic == visit_topic):
+        sent.setdefault(obj["period"], []).append(obj)
+    ordered, periods = ordered_periods(sent)
+    assert ordered <= periods // 3, "the visits crossed the broker in the order they were made"
+
+    # --- the collector's database: periods only, every count reconciled ------------------------
+    fleet = table_rows(world.collector.db_path)
+    collected = [row for row in fleet["visit"] if row["kiosk_id"] == KIOSK_ID]
+    assert {row["event_id"]: row["period"] for row in collected} == period_of
+    assert all(times_in(row) == [row["period"]] for row in collected)
+    stored_counts = {(row["instance"], row["period"], row["period_s"]): row["visits"]
+                     for row in fleet["period_count"] if row["kiosk_id"] == KIOSK_ID}
+    assert stored_counts == counts
+    wait_until(lambda: world.collector.db.period_verdicts(KIOSK_ID) == {"ok": len(counts)},
+               "every period reconciled")
+    assert world.collector.db.alarms(KIOSK_ID) == []
