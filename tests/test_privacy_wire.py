@@ -2,10 +2,10 @@
 13-digit number, and no visit carries a time finer than its period, nor the visits' order.
 
 Two hundred scripted visits, a hundred of them with different emulated citizens' cards, run
-through ``kiosk run --script`` (the real card stack, a headless kiosk, the real broker and collector); a
-read-only wiretap keeps every message that crossed the broker, and the scan looks for every
-form the cards' personal data could take on the wire. The kiosk runs in demo mode for its
-5-second periods, so its visits are released within seconds rather than after the hour. Then
+through ``kiosk run --script`` (the real card stack, a headless kiosk, the real broker and
+collector); a read-only wiretap keeps every message that crossed the broker, and the scan looks
+for every form the cards' personal data could take on the wire. The kiosk runs in demo mode for
+its 5-second periods, so its visits are released within seconds rather than after the hour. Then
 the three places a visit lives are searched as someone holding them and the counter's own log
 would: the kiosk's SQLite file, every payload on the broker, and the collector's database. None
 may hold a time finer than the visit's period, nor the order in which a period's visits were

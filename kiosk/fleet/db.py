@@ -36,6 +36,7 @@ from peewee import __exception_wrapper__ as driver_errors_as_peewee  # sqlite3 -
 from playhouse.migrate import SqliteMigrator, migrate
 
 from kiosk import visit as schema
+from kiosk.fleet import disclosure
 from kiosk.period import DEFAULT_S, Period, local_day
 from kiosk.sqlite import bind, schema_columns
 
@@ -487,23 +488,32 @@ class FleetDb:
         return list(query)
 
     def statistics(self, kiosk_id=None):
-        """Counts for reports, demo visits excluded: visits, completed, ratings 1-5, copy
-        answers, mean rating (None without ratings)."""
+        """The published statistics of the visits (of one kiosk, or all), demo visits left out:
+        ``visits``, ``completed``, ``ratings`` (1-5), ``rated``, ``mean_rating`` and
+        ``copy_answers`` (every answer). Each table goes through :func:`disclosure.suppress`,
+        so a count under 5 shows ``"<5"`` and none can be worked out from a total; the mean is
+        withheld (None) whenever it would tell more than the published counts."""
         visits = self.visits(kiosk_id, include_demo=False)
-        ratings = {r: 0 for r in range(1, 6)}
-        copies = {}
+        completed = sum(v.outcome == schema.Outcome.COMPLETED for v in visits)
+        ratings = {r: 0 for r in schema.RATINGS}
+        copies = dict.fromkeys(schema.COPY_ANSWERS, 0)
         for v in visits:
             if v.rating is not None:
                 ratings[v.rating] += 1
             if v.copy_answer is not None:
-                copies[v.copy_answer] = copies.get(v.copy_answer, 0) + 1
+                copies[v.copy_answer] += 1
         rated = sum(ratings.values())
+        mean = sum(r * n for r, n in ratings.items()) / rated if rated else None
+        outcomes = disclosure.suppress({"completed": completed,
+                                        "abandoned": len(visits) - completed})
+        ratings = disclosure.suppress(ratings)
         return {
-            "visits": len(visits),
-            "completed": sum(v.outcome == schema.Outcome.COMPLETED for v in visits),
-            "ratings": ratings,
-            "mean_rating": sum(r * n for r, n in ratings.items()) / rated if rated else None,
-            "copy_answers": copies,
+            "visits": outcomes.total,
+            "completed": outcomes.cells["completed"],
+            "ratings": ratings.cells,
+            "rated": ratings.total,
+            "mean_rating": disclosure.derived(mean, ratings.cells.values(), ratings.total),
+            "copy_answers": disclosure.suppress(copies).cells,
         }
 
 

@@ -106,14 +106,37 @@ def test_collector_acks_only_after_the_visit_is_committed(collector, kiosk, tmp_
 
 
 def test_collector_keeps_demo_visits_out_of_statistics(collector, kiosk):
-    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("real", rating=4))
+    real = [f"real-{n}" for n in range(5)]  # five: fewer would all show "<5"
+    for event_id in real:
+        kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit(event_id, rating=4))
     kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("demo", rating=1, mode="demo"))
-    wait_until(lambda: {"real", "demo"} <= set(acked_ids(kiosk)), "both acks")
+    wait_until(lambda: {*real, "demo"} <= set(acked_ids(kiosk)), "every ack")
 
     stats = collector.db.statistics()
-    assert stats["visits"] == 1 and stats["ratings"][4] == 1 and stats["ratings"][1] == 0
+    assert stats["visits"] == 5 and stats["ratings"][4] == 5 and stats["ratings"][1] == "<5"
     assert stats["mean_rating"] == 4
-    assert {v.event_id: v.is_demo for v in collector.db.visits()} == {"real": False, "demo": True}
+    assert {v.event_id: v.is_demo for v in collector.db.visits()} == {
+        **dict.fromkeys(real, False), "demo": True}
+
+
+def test_collector_statistics_show_no_count_under_five_nor_one_a_total_gives_away(collector,
+                                                                                  kiosk):
+    answers = ([(1, "none")] * 5 + [(2, "none")] * 5 + [(3, "id_card")] + [(4, "none")] * 5
+               + [(5, "none")] * 6)
+    for n, (rating, copy) in enumerate(answers):
+        kiosk.publish(topics.kiosk_topic(KIOSK, "visit"),
+                      visit(f"v-{n}", rating=rating, copy_answer=copy))
+    wait_until(lambda: len(acked_ids(kiosk)) == len(answers), "every ack")
+
+    stats = collector.db.statistics()
+    assert (stats["visits"], stats["rated"]) == (22, 22)
+    # The lone rating of 3 is hidden, and so is a second one: the total less the visible
+    # ratings would otherwise give it away.
+    hidden = [rating for rating, count in stats["ratings"].items() if count == "<5"]
+    assert 3 in hidden and len(hidden) == 2 and stats["ratings"][5] == 6
+    assert stats["copy_answers"] == {"none": 21, "id_card": "<5", "house_registration": "<5",
+                                     "both": "<5"}
+    assert stats["mean_rating"] is None  # it would solve the hidden ratings
 
 
 def test_collector_counts_malformed_messages_without_logging_them(collector, kiosk, caplog):
