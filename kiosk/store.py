@@ -48,7 +48,7 @@ from kiosk import logsafe
 from kiosk import visit as schema
 from kiosk.errors import DiskFull, StoreError
 from kiosk.outbox_rules import ACCEPT, CONFIRM, DUE, LIVE, REFUSE, REPLAY, RESENDABLE, SEND, State
-from kiosk.period import DEFAULT_S, Period, count_event_id, release_jitter_s
+from kiosk.period import DEFAULT_S, MAX_S, Period, count_event_id, release_jitter_s
 from kiosk.sqlite import bind, schema_columns
 from kiosk.telemetry import topics
 
@@ -420,6 +420,9 @@ class Store:
         self.period_s = period_s
         self._clock = clock
         self._rng = rng
+        # Set by a close that released visits, cleared by compact(): on the housekeeper's
+        # thread, so an Event rather than a plain flag.
+        self._is_closed_since_compact = threading.Event()
         self.instance = None  # this database's id, read or made by open()
         # Bound per store: two stores in one process (a test reopening a file, an ops tool)
         # never swap each other's database.
@@ -580,13 +583,14 @@ class Store:
                     row.period = periods[row.event_id].text
                     row.period_s = periods[row.event_id].length_s
                     row.save(only=(V.period, V.period_s))
-                    (M.update(payload=self._visit_payload(row).decode())
+                    # created_at too: before the sync it was the unsynced clock's (say 1970).
+                    (M.update(payload=self._visit_payload(row).decode(), created_at=row.period)
                      .where(M.event_id == row.event_id).execute())
                     dated += 1
         return dated
 
     def close_periods(self, before, *, topic, mode):
-        """Close every period that starts before ``before`` (an aware datetime, a period
+        """Close every period that has ended by ``before`` (an aware datetime, a period
         start) and still holds messages, in one transaction.
 
         For each such period P: its held messages may be sent from P's end plus a random
@@ -607,16 +611,22 @@ class Store:
                     .where(M.not_before.is_null(), V.period.is_null(False)).tuples())
             for row_id, start, length_s in rows:
                 dated = Period.parse(start, length_s)
-                if dated.start < before:
+                if dated.end <= before:  # ended: a day period outlives an hour's close
                     held.setdefault(dated, []).append(row_id)
             for dated, row_ids in sorted(held.items()):
                 jitter_s = release_jitter_s(dated.length_s)
                 self._db.connection().executemany(
                     "UPDATE outbox_message SET not_before = ? WHERE id = ?",
                     [(self._release_time(dated, jitter_s), row_id) for row_id in row_ids])
-                visits = (V.select().where(V.period == dated.text, V.period_s == dated.length_s)
-                          .count())
+                # Exactly the visits released now: every schema-2 visit is held until its period
+                # closes, and a period closes once, so this is what the collector will count
+                # (rows of an older schema, or migrated ones, are not held and not counted).
+                visits = len(row_ids)
                 event_id = count_event_id(self.instance, dated)
+                if M.select().where(M.event_id == event_id).exists():
+                    log.error("period %s was closed before: %d visit(s) filed in it later go "
+                              "out without a count, and the collector will find it over",
+                              dated, visits)
                 self._insert_message(
                     event_id, topic,
                     topics.period_payload(event_id=event_id, instance=self.instance, mode=mode,
@@ -625,6 +635,8 @@ class Store:
                 closed.append((dated, visits))
             (self.KioskState.insert(key="closed_through", value=rfc3339(before))
              .on_conflict_replace().execute())
+        if closed:
+            self._is_closed_since_compact.set()
         return closed
 
     def _release_time(self, dated, jitter_s):
@@ -646,7 +658,9 @@ class Store:
         V, M = self.VisitRow, self.OutboxMessage
         with self._guard("release undated visits"), self._db.atomic("IMMEDIATE"):
             undated = V.select(V.event_id).where(V.period.is_null())
-            return (M.update(not_before=DUE_AT_ONCE)
+            # created_at was the unsynced clock's: say now (to the store's period), which is
+            # when they go, so the outbox's age in health means something.
+            return (M.update(not_before=DUE_AT_ONCE, created_at=self._floor(self._clock()))
                     .where(M.not_before.is_null(), M.event_id.in_(undated)).execute())
 
     def next_epoch(self):
@@ -741,13 +755,13 @@ class Store:
         i.e. not yet confirmed.
 
         A message is due once the store's clock has reached its ``not_before``, or when that is
-        further ahead than any release can be (a period plus its jitter): the clock was stepped
-        back, and a message must not wait hours for it.
+        further ahead than any release can be (the longest period plus its jitter, whatever
+        ``period_s`` is now, so a day's visits closed before a change to hours still wait):
+        the clock was stepped back, and a message must not wait days for it.
         """
         M = self.OutboxMessage
         now = self._clock()
-        horizon = now + timedelta(
-            seconds=self.period_s + math.ceil(release_jitter_s(self.period_s)))
+        horizon = now + timedelta(seconds=MAX_S + math.ceil(release_jitter_s(MAX_S)))
         released = M.not_before.is_null(False) & (
             (M.not_before <= rfc3339(now)) | (M.not_before > rfc3339(horizon)))
         # Plain tuples: building a model instance per row was 40 % of a refill.
@@ -866,6 +880,30 @@ class Store:
             if count < chunk:
                 return deleted
 
+    @property
+    def needs_compact(self):
+        """A period was closed since the last :meth:`compact`."""
+        return self._is_closed_since_compact.is_set()
+
+    def compact(self):
+        """Rewrite the file in key order (VACUUM), then empty the WAL; call when idle.
+
+        SQLite places each new row and index entry in its page in the order it was written,
+        so the file itself keeps the order in which a period's visits were made, random row
+        ids or not; the WAL keeps it too, frame by frame. Once a period is closed its visits
+        are rewritten in the order of their keys (random ids, random event ids), and the old
+        pages go with the WAL. Costs a copy of the database: milliseconds for a month of
+        visits, seconds after a long outage (docs/benchmarks.md).
+        """
+        self._is_closed_since_compact.clear()  # first: a close during the VACUUM asks again
+        try:
+            with self._guard("compact the database"):
+                self._db.execute_sql("VACUUM")
+        except StoreError:
+            self._is_closed_since_compact.set()
+            raise
+        return self.checkpoint()
+
     def checkpoint(self):
         """Copy the WAL into the main file and truncate it; call when idle.
 
@@ -877,7 +915,8 @@ class Store:
 
 
 class Housekeeper:
-    """Purge, then checkpoint, on a thread with its own connection, whenever :meth:`request`-ed.
+    """Purge, then checkpoint (compact, once a period was closed: :meth:`Store.compact`), on a
+    thread with its own connection, whenever :meth:`request`-ed.
 
     On the main loop they cost frames: purging 100,000 visits takes hundreds of milliseconds,
     and behind another connection's write they wait up to the busy timeout (docs/benchmarks.md).
@@ -918,7 +957,10 @@ class Housekeeper:
                 self._wanted.clear()
                 try:
                     self._store.purge()
-                    self._store.checkpoint()
+                    if self._store.needs_compact:
+                        self._store.compact()
+                    else:
+                        self._store.checkpoint()
                 except StoreError as exc:
                     log.error("housekeeping failed, will retry: %s", exc)
                 except Exception:  # a bug must not end housekeeping for the kiosk's life
