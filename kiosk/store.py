@@ -141,7 +141,8 @@ def _schema_v4(db):
     local one) and are due at once. Queued schema-1 visit payloads are rewritten as schema 2,
     as the collector would coarsen them, so no time to the millisecond stays in the file; one
     without an ``instance`` (queued before instances) stays schema 1, which schema 2 cannot
-    express, and the collector coarsens it on arrival.
+    express, with its time floored to the hour and its sequence number, epoch and monotonic
+    time zeroed (the collector coarsens it on arrival to that same hour).
     """
     for statement in (
         "ALTER TABLE visit RENAME TO visit_v3",
@@ -204,6 +205,11 @@ def _schema_v4(db):
                                                THEN 3600 END,
                                  '$.duration_s',
                                  CAST(round(json_extract(payload, '$.duration_s')) AS INTEGER))
+                   WHEN topic LIKE '%/visit' AND json_extract(payload, '$.schema') = 1
+                   THEN json_set(payload,
+                                 '$.at', strftime('%Y-%m-%dT%H:00:00Z',
+                                                  json_extract(payload, '$.at')),
+                                 '$.mono_s', 0, '$.seq', 0, '$.epoch', 0)
                    ELSE payload END,
                    qos, state, attempts, strftime('%Y-%m-%dT%H:00:00Z', sent_at), reason_code,
                    strftime('%Y-%m-%dT%H:00:00Z', created_at), '1970-01-01T00:00:00Z'

@@ -1015,16 +1015,20 @@ def test_store_v4_files_old_visits_by_hour_and_wipes_their_times(tmp_path, clock
             "done": (2, "2025-03-01T04:00:00Z", HOUR, True, 22)}
         assert parsed["sent"].instance == store.instance
         assert parsed["legacy"].schema == 1  # no instance to send as schema 2: coarsened there
+        legacy = json.loads(messages["legacy"].payload)
+        assert (legacy["at"], legacy["seq"], legacy["epoch"], legacy["mono_s"]) == (
+            "2025-03-01T01:00:00Z", 0, 0, 0)
+        assert parsed["legacy"].period == "2025-03-01T01:00:00Z"
         assert messages["reply-1"].payload == reply
         assert {m.event_id for m in store.due_messages(10)} == {"queued", "legacy", "reply-1"}
         assert (store.get_state("seq"), store.get_state("write_check")) == (None, None)
-        assert [time for table, column, time in fine_times(store)] == [
-            "2025-03-01T01:59:59.999Z"]  # the legacy payload's, and nothing else
+        assert [time for table, column, time in fine_times(store)] == []
     finally:
         store.close()
     files = b"".join(path.read_bytes() for path in tmp_path.iterdir() if path.is_file())
     for gone in ("02:13:07.123", "02:13:08.246", "03:41:59.987", "04:05:00.555", "04:05:01.666",
-                 "04:06:01.777", "02:30:30.303", "4321.988", "4322.988", "4323.988", "8641.25"):
+                 "04:06:01.777", "02:30:30.303", "4321.988", "4322.988", "4323.988", "8641.25",
+                 "01:59:59.999", "17.5"):
         assert gone.encode() not in files, gone
 
 
