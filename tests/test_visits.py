@@ -126,6 +126,10 @@ def test_visits_leave_no_moment_in_the_log_and_the_qr_token_nowhere(kiosk_world,
     world.start_kiosk()
     caplog.set_level(logging.DEBUG, logger="kiosk")
     caplog.clear()
+    world.card.set_fault(pull_after=2)  # a card pulled mid-read first: a citizen's moment too
+    world.insert("citizen-3", Screen.CARD_PROBLEM)
+    world.tap(flow.Dismissed(), Screen.IDLE)
+    world.card.clear_faults()
     world.insert("citizen-3")
     answer_questions(world, rating=1)
     world.put(flow.ReasonChosen("staff"), Screen.THANK_YOU)
@@ -136,6 +140,7 @@ def test_visits_leave_no_moment_in_the_log_and_the_qr_token_nowhere(kiosk_world,
     kiosk_side = [r for r in caplog.records if not r.name.startswith("kiosk.fleet")]
     assert [r.getMessage() for r in kiosk_side if r.levelno >= logging.INFO] == []
     assert any("screen rating -> reason" in r.getMessage() for r in kiosk_side)  # at DEBUG
+    assert any("card read failed" in r.getMessage() for r in kiosk_side)
     world.wait_for_confirmed(1)
 
     world.store.checkpoint()

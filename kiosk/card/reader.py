@@ -307,7 +307,9 @@ class CardService:
         try:
             result = self._read_with_retry()
         except CardError as exc:
-            log.info("card read failed: %s", exc)
+            # DEBUG: a citizen's card (pulled early, not a Thai ID) is a visit's moment, which
+            # the journal would time; the flow shows the problem and ops see reader faults.
+            log.debug("card read failed: %s", exc)
             result = CardFailed(failure_reason(exc))
         except Exception as exc:  # noqa: BLE001 - the citizen must get an answer, not a wait
             # Only the type: an unforeseen exception's text could quote what the card sent.
@@ -333,7 +335,7 @@ class CardService:
                         raise CardPulledDuringRead(
                             f"card left the reader during the read ({exc})") from exc
                     raise
-                log.info("card read failed, retrying after %.2f s: %s", self.settle_s, exc)
+                log.debug("card read failed, retrying after %.2f s: %s", self.settle_s, exc)
                 self._stopping.wait(self.settle_s)
 
     def _read_once(self):
