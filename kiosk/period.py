@@ -130,6 +130,7 @@ class Book:
         self.length_s = length_s
         self.closed_through = closed_through
         self._held = {}  # event_id -> monotonic seconds when recorded
+        self._behind_since = None  # monotonic seconds since the clock is behind closed periods
 
     def period_for(self, wall, synced):
         """The period a visit recorded now goes in: never a closed one, so a clock stepped back
@@ -157,15 +158,29 @@ class Book:
         self._held.clear()
         return dated
 
-    def to_close(self, wall, synced):
+    def to_close(self, wall, synced, mono):
         """The start of the current period when the periods before it are due to be closed
-        (the clock is synced and has passed ``closed_through``), else None."""
+        (the clock is synced and has passed ``closed_through``), else None.
+
+        A clock stepped forward (a bad time source) and then corrected is behind the closed
+        periods: visits go into the first open period, which the wall clock would not reach
+        for as long as the error. So while it is behind, that period is closed after its
+        length of monotonic time (``mono``) instead, and the next one opens.
+        """
         if not synced:
             return None
         current = Period.of(wall, self.length_s).start
-        if self.closed_through is not None and current <= self.closed_through:
+        if self.closed_through is None or current > self.closed_through:
+            self._behind_since = None
+            return current
+        if current == self.closed_through:
             return None
-        return current
+        if self._behind_since is None:
+            self._behind_since = mono
+        elif mono - self._behind_since >= self.length_s:
+            self._behind_since = mono
+            return self.closed_through + dt.timedelta(seconds=self.length_s)
+        return None
 
     def closed(self, through):
         """The store closed every period before ``through``."""

@@ -288,7 +288,7 @@ class Runner:
         wall, synced = self._wall_now()
         if synced and self.book.held:
             self._dates.update(self.book.date_held(wall, self.clock()))
-        through = self.book.to_close(wall, synced)
+        through = self.book.to_close(wall, synced, self.clock())
         if not self._dates and through is None:
             return
         try:

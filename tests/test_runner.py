@@ -738,6 +738,29 @@ def test_runner_clock_stepped_back_never_reopens_a_closed_period(runner):
             runner.store.instance, Period.of(T, HOUR))).count() == 1
 
 
+def test_runner_clock_stepped_forward_and_back_still_releases_each_period(runner):
+    """A bad time source put the clock ten years ahead and closed that hour; corrected, the
+    clock is behind the closed periods. Visits go into the first open period, which is closed
+    after an hour of monotonic time rather than in ten years."""
+    wall, mono = runner.wall_source, runner.clock_source
+    wall.now = T + timedelta(days=3650)
+    rate(runner)
+    wall.now += timedelta(hours=1)
+    runner.turn(timeout=0)  # closes the hour ten years ahead
+    assert len(period_counts(runner.store)) == 1
+    wall.now = T + timedelta(minutes=5)  # corrected
+    rate(runner)
+    runner.turn(timeout=0)
+    assert len(period_counts(runner.store)) == 1 and runner.store.outbox_stats().held == 1
+    mono.now += HOUR - 1
+    wall.now += timedelta(seconds=HOUR - 1)
+    runner.turn(timeout=0)
+    assert runner.store.outbox_stats().held == 1  # not before the period's length has passed
+    mono.now += 2
+    runner.turn(timeout=0)
+    assert len(period_counts(runner.store)) == 2 and runner.store.outbox_stats().held == 0
+
+
 def test_runner_in_demo_mode_the_wall_clock_counts_as_synced(make_config, tmp_path):
     cfg = make_config(tmp_path, kiosk={"mode": "demo"}, telemetry={"period_s": 5},
                       flow={"allow_rating_without_card": True})
