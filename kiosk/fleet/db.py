@@ -240,7 +240,10 @@ class FleetDb:
             self.database.execute_sql(f'ALTER TABLE "{table}" RENAME TO "{old}"')
             self.database.create_tables([self.FleetVisit])
             columns = ", ".join(f'"{name}"' for name in copied)
-            rows = self.database.execute_sql(f'SELECT {columns} FROM "{old}"')
+            # In random order: in arrival order the new rows (and the file's pages) would keep
+            # the old sequence, the very order of the visits.
+            rows = self.database.execute_sql(
+                f'SELECT {columns} FROM "{old}" ORDER BY random()')
             with driver_errors_as_peewee:
                 self.database.cursor().executemany(
                     self._insert_visit,
@@ -320,7 +323,8 @@ class FleetDb:
                 f'UPDATE "{PeriodCount._meta.table_name}" SET "is_due" = 1 WHERE "kiosk_id" = ? '
                 'AND "instance" = ? AND "period" = ? AND "period_s" = ? AND "reconciled" != ?',
                 [(*key, "over") for key in {(v.kiosk_id, v.instance, v.period, v.period_s)
-                                             for v in visits if v.clock_synced}])
+                                             for v in visits
+                                             if v.clock_synced and v.schema >= 2}])
         return stored
 
     def add_period(self, count, received):
@@ -354,7 +358,11 @@ class FleetDb:
                   .where((Visit.kiosk_id == PeriodCount.kiosk_id)
                          & (Visit.instance == PeriodCount.instance)
                          & (Visit.period == PeriodCount.period)
-                         & (Visit.period_s == PeriodCount.period_s) & Visit.clock_synced))
+                         & (Visit.period_s == PeriodCount.period_s) & Visit.clock_synced
+                         # A kiosk counts only what it held and released as schema 2: the
+                         # schema-1 visits it sent before its upgrade are coarsened into the
+                         # same hour here, but are in no count.
+                         & (Visit.schema >= 2)))
         due = PeriodCount.select(PeriodCount, stored.alias("stored")).where(PeriodCount.is_due)
         grace = dt.timedelta(seconds=grace_s)
         changed = []

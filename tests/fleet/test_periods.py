@@ -113,6 +113,17 @@ def test_periods_count_matching_raises_no_alarm(db):
     assert db.period_verdicts(KIOSK) == {"ok": 3}
 
 
+def test_periods_hour_of_the_upgrade_counts_only_what_the_kiosk_counted(db):
+    """Upgraded mid-hour: its schema-1 visits of that hour went out as they were made (and are
+    coarsened into the hour here), its schema-2 ones were held and counted; only those count."""
+    store(db, counts=[period_count(1)],
+          visits=[legacy_visit("before-1"), legacy_visit("before-2"), visit("after")])
+    [verdict] = db.reconcile(ARRIVED + dt.timedelta(seconds=GRACE_S + 1), GRACE_S)
+    assert (verdict.expected, verdict.stored, verdict.after) == (1, 1, "ok")
+    assert {v.period for v in db.visits()} == {PERIOD.text}
+    assert db.alarms() == []
+
+
 def test_periods_short_period_healed_by_a_late_visit(db):
     store(db, counts=[period_count(2)], visits=[visit("a")])
     late = ARRIVED + dt.timedelta(seconds=GRACE_S + 1)
@@ -200,6 +211,27 @@ def test_periods_old_layout_is_rebuilt_coarsened_and_wiped(tmp_path):
     for old_time in (b"09:41:07.250", b"09:41:09.002", b"1970-01-01T00:00:41.500Z",
                      b"2025-01-31T18:02:13.871Z"):
         assert old_time not in on_disk
+
+
+def test_periods_old_layout_rebuilt_in_no_order_of_the_visits(tmp_path):
+    """The old table's rows came in sequence order; copied in that order, the new table's
+    hidden row ids would keep it."""
+    path = tmp_path / "fleet.sqlite3"
+    rows = [(f"v{seq:03d}", KIOSK, INSTANCE, seq, 2, 0, "completed", "thank_you", 1, 0,
+             "id_card", "none", 4, None, "th", 30.0, None, None, "2025-01-31T09:41:07.250Z", 1,
+             812.5, 1, "2025-01-31T09:41:09.002Z", None) for seq in range(60)]
+    with sqlite3.connect(path) as old:
+        old.executescript(SCHEMA1_FLEET)
+        old.executemany(f"INSERT INTO visit VALUES ({', '.join('?' * 24)})", rows)
+    old.close()
+    open_database(path).close()
+    with sqlite3.connect(path) as rebuilt:
+        order = [int(event_id[1:]) for (event_id,) in
+                 rebuilt.execute("SELECT event_id FROM visit ORDER BY rowid")]
+    rebuilt.close()
+    assert sorted(order) == list(range(60))
+    pairs = [(a, b) for i, a in enumerate(order) for b in order[i + 1:]]
+    assert 0.25 < sum(a < b for a, b in pairs) / len(pairs) < 0.75  # 1.0 in sequence order
 
 
 SCHEMA1_FLEET = """
