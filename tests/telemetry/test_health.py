@@ -1,7 +1,8 @@
 """The health report gives nothing away: a daily count of card reads, never a time or a card in.
 
-The reporter runs on an honest fake store (it reports the outbox stats it was given) and a
-wall clock the test sets; Bangkok's midnight is 17:00 UTC.
+The reporter runs on an honest fake store (it reports the outbox stats it was given), or a real
+one where the outbox is the point, and a wall clock the test sets; Bangkok's midnight is 17:00
+UTC.
 """
 
 import datetime as dt
@@ -11,8 +12,11 @@ from dataclasses import dataclass
 import pytest
 
 from kiosk.errors import MessageRejected
+from kiosk.period import Period
+from kiosk.store import Store
 from kiosk.telemetry import topics
 from kiosk.telemetry.health import HealthReporter
+from tests.telemetry.kiosk_process import RECORD
 
 #: 09:00 local on 1 December 2026; local midnight is 17:00 UTC.
 MORNING = dt.datetime(2026, 12, 1, 2, 0, tzinfo=dt.UTC)
@@ -162,8 +166,23 @@ def test_health_report_never_says_a_card_is_in_nor_carries_the_old_fields():
             stamp={k: obj[k] for k in ("at", "clock_synced", "mono_s")})
 
 
-def test_health_outbox_depth_counts_released_rows_only():
-    """Rows of an open period are held: a depth that rose by one per visit would time it."""
-    store = FakeStore(Stats(depth=2, oldest_unconfirmed_age_s=61.25, dead=0, held=9))
-    obj, parsed = report(reporter(Wall(), store))
-    assert (obj["outbox_depth"], parsed.outbox_oldest_s, parsed.dead_letters) == (2, 61.2, 0)
+def test_health_outbox_depth_counts_released_rows_only(tmp_path):
+    """Rows of an open period are held: a depth that rose by one per visit would time it. A
+    real store: three visits of the open hour are in no report until the hour closes."""
+    wall = Wall()
+    store = Store.open(tmp_path, min_free_mb=1, clock=lambda: wall.now)
+    try:
+        health = reporter(wall, store)
+        hour = Period.of(MORNING, 3600)
+        for _ in range(3):
+            store.record_visit(RECORD, topic="citizeninfo/v1/kiosk/k1/visit", period=hour,
+                               mode="production")
+            assert report(health)[0]["outbox_depth"] == 0
+        wall.now = hour.end + dt.timedelta(minutes=10)
+        store.close_periods(hour.end, topic="citizeninfo/v1/kiosk/k1/period",
+                            mode="production")
+        obj, parsed = report(health)
+        assert obj["outbox_depth"] == 4  # the three visits and the hour's count
+        assert parsed.outbox_oldest_s == 4200.0  # from the hour's start, not from any visit
+    finally:
+        store.close()
