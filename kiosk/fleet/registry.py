@@ -18,7 +18,7 @@ import argparse
 import datetime as dt
 import functools
 import sys
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -151,7 +151,7 @@ class ImportSummary:
 
     @property
     def is_unchanged(self):
-        return not any(vars(change).values() for change in self.changes.values())
+        return not any(astuple(change) != (0, 0, 0) for change in self.changes.values())
 
     def __str__(self):
         return (f"{self.points} service point(s) in {self.rows} row(s) of {self.source} "

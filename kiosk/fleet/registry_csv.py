@@ -100,12 +100,14 @@ def decode(data, source="registry"):
         encodings = ("utf-8-sig",)
     else:
         encodings = ("utf-8", "cp874")
+    stops = []
     for encoding in encodings:
         try:
             return data.decode(encoding), encoding
         except UnicodeDecodeError as exc:
-            error = exc
-    raise RegistryError([f"byte {error.start}: is neither UTF-8 nor cp874 (Thai Windows); "
+            stops.append(exc.start)
+    # The encoding that read furthest is the one the file was meant in: its stop is the typo.
+    raise RegistryError([f"byte {max(stops)}: is neither UTF-8 nor cp874 (Thai Windows); "
                          "save the sheet as CSV UTF-8"], source)
 
 
