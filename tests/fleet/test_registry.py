@@ -204,6 +204,9 @@ def test_registry_reimport_keeps_history(reg, tmp_path):
     assert reg.declared_status("dopa-50", "dopa.id_card", T2) == "cancelled"  # valid from T2
     assert reg.declared_status("dopa-50", "dopa.id_card", T1 - dt.timedelta(seconds=1)) is None
     assert reg.declared_status("dopa-50", "dopa.birth", new_visit) == "cancelled"  # unchanged
+    assert reg.history("statuses", "dopa-50", "dopa.id_card") == [
+        (("in_progress",), "2025-12-31T17:00:00.000Z", "2026-05-31T17:00:00.000Z"),
+        (("cancelled",), "2026-05-31T17:00:00.000Z", None)]
 
     assert reg.service_point("dopa-50", old_visit).pin == (18.7883, 98.9853)
     assert reg.service_point("dopa-50", new_visit).pin == (18.8, 98.99)
@@ -386,3 +389,11 @@ def test_registry_cli_imports_reimports_and_refuses_bad_files(tmp_path):
 def test_registry_cli_sample_prints_to_standard_output():
     done = fleet_cli("sample")
     assert done.returncode == 0 and done.stdout.startswith(",".join(COLUMNS))
+
+
+def test_registry_doc_example_is_a_valid_file():
+    doc = (ROOT / "docs" / "registry.md").read_text(encoding="utf-8")
+    example = doc.split("```csv\n", 1)[1].split("```", 1)[0]
+    points, rows = registry_csv.parse(example, registry.provinces())
+    assert rows == 3 and [p.id for p in points] == ["dopa-50", "dlt-50"]
+    assert points[1].pin is None
