@@ -225,21 +225,29 @@ def _with_services(point, services):
 
 class _ProvinceNames:
     """Finds a province by its Thai name, or its English one whatever the case, spaces and
-    hyphens (``Phang-nga``, ``Phang Nga``)."""
+    hyphens (``Phang-nga``, ``Phang Nga``, ``Buriram``), as agencies write them: with or
+    without ``จังหวัด`` or ``Province``, and Bangkok and Ayutthaya by their short names."""
+
+    ALIASES = {"กรุงเทพฯ": "10", "กทม.": "10", "กทม": "10", "ayutthaya": "14",
+               "อยุธยา": "14"}
 
     def __init__(self, provinces):
         self.by_name = {}
         for province in provinces:
             self.by_name[province.name_th] = province
             self.by_name[self._key(province.name_en)] = province
+        by_code = {province.code: province for province in provinces}
+        self.by_name.update({alias: by_code[code] for alias, code in self.ALIASES.items()
+                             if code in by_code})
         self.names = [p.name_th for p in provinces] + [p.name_en for p in provinces]
 
     @staticmethod
     def _key(name):
-        return "".join(name.lower().replace("-", " ").split())
+        key = "".join(name.lower().replace("-", " ").split()).removeprefix("จังหวัด")
+        return key.removesuffix("province") if key.isascii() else key
 
     def find(self, name):
-        return self.by_name.get(name) or self.by_name.get(self._key(name))
+        return self.by_name.get(self._key(name))
 
     def hint(self, name):
         close = difflib.get_close_matches(name, self.names, n=1, cutoff=0.6)

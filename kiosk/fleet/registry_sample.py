@@ -11,7 +11,7 @@ import io
 import random
 from dataclasses import dataclass
 
-from kiosk.fleet.registry_csv import LAT_RANGE, LON_RANGE, PIN_DECIMALS, Service, ServicePoint
+from kiosk.fleet.registry_csv import LAT_RANGE, LON_RANGE, Service, ServicePoint
 from kiosk.telemetry.topics import NO_COPY_STATES
 
 SEED = 12
@@ -22,6 +22,8 @@ UNPINNED = 0.1
 VARIED = 0.15
 #: Most a pin strays from its province's capital, in degrees (about 2 km).
 SPREAD = 0.02
+#: Decimal places of a sample pin (about 10 m), as a phone's map gives them.
+SAMPLE_DECIMALS = 4
 
 
 @dataclass(frozen=True)
@@ -95,4 +97,4 @@ def _place_names(province):
 
 
 def _clamp(value, bounds):
-    return round(min(max(value, bounds[0]), bounds[1]), PIN_DECIMALS - 2)
+    return round(min(max(value, bounds[0]), bounds[1]), SAMPLE_DECIMALS)

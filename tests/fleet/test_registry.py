@@ -397,3 +397,19 @@ def test_registry_doc_example_is_a_valid_file():
     points, rows = registry_csv.parse(example, registry.provinces())
     assert rows == 3 and [p.id for p in points] == ["dopa-50", "dlt-50"]
     assert points[1].pin is None
+
+
+@pytest.mark.parametrize(("written", "code"), [
+    ("กรุงเทพมหานคร", "10"), ("กรุงเทพฯ", "10"), ("กทม.", "10"), ("BANGKOK", "10"),
+    ("จังหวัดเชียงใหม่", "50"), ("Chiang Mai Province", "50"), ("chiangmai", "50"),
+    ("Buriram", "31"), ("Phang Nga", "82"), ("Ayutthaya", "14"), ("Lopburi", "16"),
+])
+def test_registry_province_is_found_as_agencies_write_it(written, code):
+    points, _ = registry_csv.parse(csv_text([row(province=written)]), registry.provinces())
+    assert points[0].province == code
+
+
+@pytest.mark.parametrize("written", ["Chiang", "เชียง", "Province", "จังหวัด", ""])
+def test_registry_province_part_of_a_name_is_not_a_province(written):
+    with pytest.raises(RegistryError, match="line 2: province: "):
+        registry_csv.parse(csv_text([row(province=written)]), registry.provinces())
