@@ -11,6 +11,7 @@ import csv
 import difflib
 import io
 import math
+import re
 from dataclasses import dataclass
 
 from kiosk.errors import RegistryError
@@ -28,8 +29,7 @@ LON_RANGE = (97.3, 105.7)
 MAX_TEXT = 200
 #: Decimal places a pin keeps (about 0.1 m): a re-import of the same file compares equal.
 PIN_DECIMALS = 6
-PROVINCE_COLUMNS = ("code", "name_th", "name_en", "lat", "lon", "capital_district_th",
-                    "capital_district_en")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -270,7 +270,7 @@ class _Row:
             self._problem(column, "is empty; every row needs it")
         elif len(value) > MAX_TEXT:
             self._problem(column, f"is {len(value)} characters, at most {MAX_TEXT}")
-        elif any(ch < " " or ch == "\x7f" for ch in value):
+        elif _CONTROL.search(value):
             self._problem(column, "holds a line break or control character")
         return value
 
