@@ -63,6 +63,16 @@ class ProvisionError(KioskError, ValueError):
     """A first-boot file or a provisioning CSV row is invalid."""
 
 
+class RegistryError(KioskError, ValueError):
+    """A registry file cannot be imported; ``problems`` lists each ``line N: column: rule``, and
+    nothing of the file was kept."""
+
+    def __init__(self, problems, source="registry"):
+        self.problems = list(problems)
+        self.source = source
+        super().__init__(f"{source}: " + "; ".join(self.problems))
+
+
 class CommandRejected(MessageRejected):
     """A command from ops was refused; the kiosk answers on its ``reply`` topic with the reason.
 

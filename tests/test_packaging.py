@@ -76,3 +76,14 @@ def test_packaging_wheel_ships_the_rigs_but_never_vpcd(wheels):
     names = zipfile.ZipFile(wheel).namelist()
     assert "kiosk/rigs/card_stack.py" in names
     assert [n for n in names if "vpcd" in n.lower() or n.endswith(".so")] == []
+
+
+def test_packaging_fleet_install_carries_the_registry_data(fleet_venv, tmp_path):
+    """The provinces, offices and sample registry are package data: an installed fleet side
+    imports the sample it ships."""
+    sample, db = tmp_path / "sample.csv", tmp_path / "fleet.sqlite3"
+    for args in (["sample", "--out", sample], ["import", sample, "--db", db]):
+        done = subprocess.run([fleet_venv / "bin" / "kiosk-fleet", "registry", *args],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("registry: 462 service point(s)")

@@ -189,6 +189,9 @@ MAY_NAME_TOO = {
        for name in ("age_band", "gender", "expired")},
     **{("demo.py", name): "the demo prints the visits it stored, for the operator"
        for name in ("service_id", "copy_answer", "outcome", "verified")},
+    **{(module, "service_id"): "the registry's service ids are the ids kiosks send (its CSV "
+                               "column, tables and sample)"
+       for module in ("fleet/registry.py", "fleet/registry_csv.py", "fleet/registry_sample.py")},
     ("store.py", "duration_s"): "store v4 rounds the seconds of queued schema-1 visits, "
                                 "whose payloads it rewrites as schema 2 (fixed SQL)",
 }

@@ -1,4 +1,4 @@
-"""The ``kiosk-fleet`` command for central ops: collect, status, provision."""
+"""The ``kiosk-fleet`` command for central ops: collect, status, provision, registry."""
 
 import sys
 
@@ -8,6 +8,7 @@ VERBS = {
     "collect": ("kiosk.fleet.collector", "receive kiosk messages, store them, acknowledge them"),
     "status": ("kiosk.fleet.status", "one line per kiosk: state, last seen, outbox depth, version"),
     "provision": ("kiosk.fleet.provision", "turn an agency CSV into one bundle per kiosk"),
+    "registry": ("kiosk.fleet.registry", "import the programme's service points, with history"),
 }
 
 
