@@ -492,11 +492,13 @@ def test_runner_main_loop_keeps_turning_while_a_purge_waits_for_the_database(run
     goes through once the lock is let go."""
     import sqlite3
 
+    # The kiosk has been running: its first turn released and closed what an earlier run left
+    # (the runner's own writes, like a visit's, are not housekeeping's to hold up). Without a
+    # housekeeper yet: its first run, asked for by that turn, could otherwise come late enough
+    # to purge the row below before the lock is taken.
+    runner.turn(timeout=0)
     runner.housekeeper = Housekeeper(runner.store)
     runner.housekeeper.start()
-    # The kiosk has been running: its first turn released and closed what an earlier run left
-    # (the runner's own writes, like a visit's, are not housekeeping's to hold up).
-    runner.turn(timeout=0)
     event_id = runner.store.enqueue("citizeninfo/v1/kiosk/k1/reply", {"ok": True})
     runner.store.confirm([event_id])  # the purge deletes confirmed messages
     blocker = sqlite3.connect(runner.store.path)
