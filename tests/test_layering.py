@@ -111,6 +111,7 @@ LAYERS = (
         "kiosk.store",
         "kiosk.telemetry.mqtt", "kiosk.telemetry.outbox", "kiosk.telemetry.health",
         "kiosk.telemetry.commands", "kiosk.fleet.collector", "kiosk.fleet.db",
+        "kiosk.fleet.migrations",
         "kiosk.fleet.status", "kiosk.fleet.provision", "kiosk.watchdog", "kiosk.firstboot",
     )),
     ("rigs", ("kiosk.rigs.*",)),

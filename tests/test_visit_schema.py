@@ -191,6 +191,8 @@ MAY_NAME_TOO = {
        for name in ("service_id", "copy_answer", "outcome", "verified")},
     ("store.py", "duration_s"): "store v4 rounds the seconds of queued schema-1 visits, "
                                 "whose payloads it rewrites as schema 2 (fixed SQL)",
+    ("fleet/migrations.py", "duration_s"): "the schema-1 collector's visits are rebuilt with "
+                                           "whole seconds, as fleet/db.py stored them before",
 }
 
 
