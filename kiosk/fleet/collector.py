@@ -221,6 +221,7 @@ class Collector:
         if any(code.is_failure for code in reason_codes):
             log.error("broker refused the subscription %s: %s", self.subscription, reason_codes)
             return
+        log.info("collector subscribed to %s", self.subscription)
         self._connected.set()
 
     @_contained

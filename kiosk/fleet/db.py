@@ -249,7 +249,9 @@ class FleetDb:
         counted. The counts of the periods the visits are in are due a look again.
         """
         KioskRow = self.KioskRow
-        for kiosk_id in {visit.kiosk_id for visit in visits}:
+        # Rows in key order: two collectors storing overlapping batches then lock them in the
+        # same order and wait for each other instead of deadlocking.
+        for kiosk_id in sorted({visit.kiosk_id for visit in visits}):
             (KioskRow.insert(kiosk_id=kiosk_id, last_seen=received)
              .on_conflict(conflict_target=[KioskRow.kiosk_id],
                           update={KioskRow.last_seen: received})
@@ -258,7 +260,7 @@ class FleetDb:
             return 0
         arrival_day = None
         rows = []
-        for visit in visits:
+        for visit in sorted(visits, key=lambda visit: visit.event_id):
             values = {**vars(visit), "is_demo": visit.mode == "demo"}  # the collector's own
             if visit.period is None:
                 arrival_day = arrival_day or local_day(dt.datetime.fromisoformat(received))
