@@ -1,6 +1,7 @@
 """The collector against a real Mosquitto, each test on a real SQLite file and on a real
 PostgreSQL database (the ``fleet_store`` fixture)."""
 
+import argparse
 import dataclasses
 import datetime as dt
 import json
@@ -14,8 +15,10 @@ from paho.mqtt import client as mqtt
 
 from kiosk import clock
 from kiosk import visit as schema
+from kiosk.fleet import migrations
 from kiosk.fleet.collector import Collector
 from kiosk.fleet.db import open_database
+from kiosk.fleet.status import main as status_main
 from kiosk.fleet.status import status_lines
 from kiosk.period import Period, count_event_id
 from kiosk.telemetry import topics
@@ -422,3 +425,51 @@ def test_collector_logs_kiosk_text_escaped_and_capped(collector, kiosk, caplog):
     assert "\n" not in reply and "\x1b" not in reply and "\\x0a" in reply
     assert len(reply) < 400 and len(rejection) < 600
     assert all(len(reason) < 220 for reason in collector.counters.malformed_by_reason)
+
+
+def test_collector_stores_each_reply_once_with_its_data(collector, kiosk):
+    kiosk.publish(topics.kiosk_topic(KIOSK, "reply"),
+                  topics.reply_payload("c-ping", True, None, {"pong": "ok", "queued": 3}))
+    kiosk.publish(topics.kiosk_topic(KIOSK, "reply"), topics.reply_payload("c-cfg", False,
+                                                                           "bad key"))
+    kiosk.publish(topics.kiosk_topic(KIOSK, "reply"),
+                  topics.reply_payload("c-ping", True, None, {"pong": "ok", "queued": 3}))
+    wait_until(lambda: collector.counters.replies + collector.counters.replies_duplicate == 3,
+               "three replies")
+
+    assert (collector.counters.replies, collector.counters.replies_duplicate) == (2, 1)
+    assert [(r.kiosk_id, r.correlation_id, r.ok, r.error, r.data)
+            for r in collector.db.replies()] == [
+        (KIOSK, "c-ping", True, None, {"pong": "ok", "queued": 3}),
+        (KIOSK, "c-cfg", False, "bad key", None)]
+    [ping] = collector.db.replies("c-ping")
+    assert ping.received.endswith("Z")
+
+
+def test_collector_db_migrates_once_and_records_each_version(fleet_url):
+    first = open_database(fleet_url)
+    try:
+        assert migrations.version(first) == migrations.LATEST
+        versions = list(first.database.execute_sql(
+            'SELECT "version" FROM "schema_version" ORDER BY "version"'))
+        assert [v for (v,) in versions] == [step[0] for step in migrations.STEPS]
+        assert "visit_period" in {index.name for index in first.database.get_indexes("visit")}
+    finally:
+        first.close()
+    again = open_database(fleet_url)
+    try:
+        assert migrations.migrate(again) == []
+    finally:
+        again.close()
+
+
+def test_collector_status_cli_reads_either_database(fleet_url, capsys):
+    db = open_database(fleet_url)
+    try:
+        with db.database.atomic():
+            db.add_visits([topics.parse_kiosk_message(topics.kiosk_topic(KIOSK, "visit"),
+                                                      visit("seen"))], T1)
+    finally:
+        db.close()
+    assert status_main(argparse.Namespace(db=fleet_url)) == 0
+    assert capsys.readouterr().out.split()[:2] == [KIOSK, "unknown"]
