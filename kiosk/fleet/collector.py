@@ -32,7 +32,7 @@ from peewee import InterfaceError, OperationalError, ProgrammingError
 
 from kiosk.config import TelemetrySection
 from kiosk.errors import MessageRejected, TelemetryError
-from kiosk.fleet.db import DEFAULT_DB, open_database, utc_now
+from kiosk.fleet.db import DEFAULT_DB, is_url, open_database, utc_now
 from kiosk.logsafe import never_raises, printable
 from kiosk.period import MAX_JITTER_S
 from kiosk.telemetry import topics
@@ -155,6 +155,12 @@ class Collector:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+
+    @property
+    def db_path(self):
+        """The SQLite file the collector writes (None when it writes to PostgreSQL)."""
+        return None if is_url(self.db_where) else Path(str(self.db_where).removeprefix(
+            "sqlite:///"))
 
     @property
     def subscription(self):
