@@ -11,4 +11,5 @@ pytest_plugins = [
     "tests.fixtures.notify",
     "tests.fixtures.telemetry",
     "tests.fixtures.appliance",
+    "tests.fixtures.postgres",
 ]

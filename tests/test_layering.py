@@ -114,8 +114,8 @@ LAYERS = (
         "kiosk.store",
         "kiosk.telemetry.mqtt", "kiosk.telemetry.outbox", "kiosk.telemetry.health",
         "kiosk.telemetry.commands", "kiosk.fleet.collector", "kiosk.fleet.db",
-        "kiosk.fleet.status", "kiosk.fleet.provision", "kiosk.fleet.registry", "kiosk.watchdog",
-        "kiosk.firstboot",
+        "kiosk.fleet.migrations", "kiosk.fleet.status", "kiosk.fleet.provision",
+        "kiosk.fleet.registry", "kiosk.watchdog", "kiosk.firstboot",
     )),
     ("rigs", ("kiosk.rigs.*",)),
     ("wiring", (

@@ -28,11 +28,11 @@ from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from peewee import InterfaceError, OperationalError
+from peewee import InterfaceError, OperationalError, ProgrammingError
 
 from kiosk.config import TelemetrySection
 from kiosk.errors import MessageRejected, TelemetryError
-from kiosk.fleet.db import DEFAULT_DB, open_database, utc_now
+from kiosk.fleet.db import DEFAULT_DB, is_url, open_database, utc_now
 from kiosk.logsafe import never_raises, printable
 from kiosk.period import MAX_JITTER_S
 from kiosk.telemetry import topics
@@ -44,7 +44,8 @@ DEFAULT_GROUP = "collectors"
 DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
 #: Failures of the database itself, not of one message: nothing is acked or released and the
 #: batch is retried. Any other exception while storing costs only the message that raised it.
-DATABASE_FAILURES = (OperationalError, InterfaceError, OSError)
+#: A table gone is OperationalError on SQLite, ProgrammingError on PostgreSQL.
+DATABASE_FAILURES = (OperationalError, InterfaceError, ProgrammingError, OSError)
 #: Longest pause between retries of a batch the database refused.
 RETRY_MAX_S = 5.0
 #: Distinct reasons counted apart; a kiosk making up new ones cannot grow the counters forever.
@@ -76,7 +77,8 @@ class Counters:
     stale_statuses: int = 0
     service_points: int = 0
     health_reports: int = 0
-    replies: int = 0
+    replies: int = 0  # stored; a resent one is counted apart
+    replies_duplicate: int = 0
     malformed: int = 0  # refused by the parser; by reason in malformed_by_reason
     acks_sent: int = 0
     batches: int = 0
@@ -122,7 +124,7 @@ class Collector:
     count short of visits raises its alarm ``reconcile_grace_s`` after it arrived.
     """
 
-    def __init__(self, db_path, host, port, username, password=None, *, group=DEFAULT_GROUP,
+    def __init__(self, db, host, port, username, password=None, *, group=DEFAULT_GROUP,
                  tls=None, batch_size=200, batch_s=0.2,
                  session_expiry_s=DEFAULT_SESSION_EXPIRY_S,
                  reconcile_grace_s=DEFAULT_RECONCILE_GRACE_S,
@@ -131,7 +133,7 @@ class Collector:
             raise ValueError("batch_size must be >= 1 and batch_s > 0")
         if reconcile_grace_s < 0 or reconcile_every_s <= 0:
             raise ValueError("reconcile_grace_s must be >= 0 and reconcile_every_s > 0")
-        self.db_path = Path(db_path)
+        self.db_where = db  # a SQLite path or a PostgreSQL URL (kiosk.fleet.db.open_database)
         self.host, self.port = host, port
         self.group = group
         self.batch_size, self.batch_s = batch_size, batch_s
@@ -155,6 +157,12 @@ class Collector:
         self._client.on_subscribe = self._on_subscribe
 
     @property
+    def db_path(self):
+        """The SQLite file the collector writes (None when it writes to PostgreSQL)."""
+        return None if is_url(self.db_where) else Path(str(self.db_where).removeprefix(
+            "sqlite:///"))
+
+    @property
     def subscription(self):
         return f"$share/{self.group}/{topics.KIOSK_SUBSCRIPTION}"
 
@@ -171,7 +179,7 @@ class Collector:
     def start(self):
         """Open the database, start the worker and connect (paho retries while the broker is
         away, so a collector started before its broker still comes up)."""
-        self.db = open_database(self.db_path)
+        self.db = open_database(self.db_where)
         self._stopping.clear()
         self._worker = threading.Thread(target=self._work, name="collector-worker", daemon=True)
         self._worker.start()
@@ -219,6 +227,7 @@ class Collector:
         if any(code.is_failure for code in reason_codes):
             log.error("broker refused the subscription %s: %s", self.subscription, reason_codes)
             return
+        log.info("collector subscribed to %s", self.subscription)
         self._connected.set()
 
     @_contained
@@ -441,7 +450,8 @@ class Collector:
             return "health_reports"
         if isinstance(item, topics.PeriodMessage):
             return "periods" if self.db.add_period(item, received) else "periods_duplicate"
-        self.db.touch(item.kiosk_id, received)
+        if not self.db.add_reply(item, received):
+            return "replies_duplicate"
         log.info("reply from %s to %s: %s", item.kiosk_id, item.correlation_id,
                  "ok" if item.ok else printable(item.error))
         return "replies"
@@ -456,8 +466,10 @@ def add_arguments(parser):
     parser.add_argument("--username", default="collector", help="broker account")
     parser.add_argument("--password-file", type=Path,
                         help="file holding the account's password (first line)")
-    parser.add_argument("--db", type=Path, default=Path(DEFAULT_DB),
-                        help="fleet SQLite database (default %(default)s)")
+    parser.add_argument("--db", default=DEFAULT_DB,
+                        help="fleet database: a SQLite file, or postgresql://USER@HOST/DB "
+                             "(a Unix socket: postgresql:///DB?host=/socket/dir) "
+                             "(default %(default)s)")
     parser.add_argument("--group", default=DEFAULT_GROUP,
                         help="shared-subscription group; collectors in one group split the load")
     parser.add_argument("--ca-file", type=Path, help="CA certificate: connect with TLS")
@@ -494,7 +506,7 @@ def main(args):
                           batch_s=args.batch_ms / 1000,
                           reconcile_grace_s=args.reconcile_grace_s)
     collector.start()
-    log.info("collecting from %s:%s into %s", args.host, args.port, args.db)
+    log.info("collecting from %s:%s into %s", args.host, args.port, collector.db.location)
     try:
         while not done.wait(60):
             c = collector.counters

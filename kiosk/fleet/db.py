@@ -1,5 +1,6 @@
 """The central store: kiosks, their service points, their anonymous visits and the kiosks' count
-of visits per period (peewee on SQLite).
+of visits per period, and the kiosks' replies to commands: peewee on SQLite (one office, the
+demo) or PostgreSQL (the national store), through the same models.
 
 Only fields the telemetry contract names are stored, taken from the validated message objects
 of :mod:`kiosk.telemetry.topics`, so nothing a kiosk sent by mistake can land here. Visits are
@@ -12,8 +13,10 @@ found by :meth:`FleetDb.reconcile` instead, from each kiosk's count of a closed 
 
 The models are declared once and bound per database by :func:`open_database` (with
 :func:`kiosk.sqlite.bind`), so two collectors in one process (tests) never share a binding.
-Peewee opens one connection per thread; WAL lets ``status`` and the tests read while the
-collector writes.
+The schema's versions are :mod:`kiosk.fleet.migrations`. Every write that could come twice is
+keyed (``ON CONFLICT DO NOTHING`` on both databases), so several collectors in one share group
+store each event once. Peewee opens one connection per thread; on SQLite, WAL lets ``status``
+and the tests read while the collector writes.
 """
 
 import datetime as dt
@@ -28,24 +31,21 @@ from peewee import (
     FloatField,
     IntegerField,
     Model,
+    PostgresqlDatabase,
     SqliteDatabase,
     TextField,
     fn,
 )
-from peewee import __exception_wrapper__ as driver_errors_as_peewee  # sqlite3 -> peewee errors
-from playhouse.migrate import SqliteMigrator, migrate
+from peewee import __exception_wrapper__ as driver_errors_as_peewee  # driver -> peewee errors
 
 from kiosk import visit as schema
-from kiosk.fleet import disclosure
-from kiosk.period import DEFAULT_S, Period, local_day
+from kiosk.fleet import disclosure, migrations
+from kiosk.period import local_day
 from kiosk.sqlite import bind, schema_columns
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DB = "fleet.sqlite3"
-#: Columns of the schema-1 collector's visit table that timed or ordered each visit: a file
-#: holding them is rebuilt on open (:meth:`FleetDb._rebuild_schema1_visits`).
-SCHEMA1_COLUMNS = frozenset({"seq", "epoch", "at", "mono_s", "received"})
 
 
 def utc_text(moment):
@@ -101,7 +101,8 @@ class ServicePointRow(Model):
 
 
 # The envelope and the collector's own columns, around the fields the visit schema says the
-# collector keeps. The index serves reconciliation: visits by kiosk, instance and period.
+# collector keeps. The index serves reconciliation: visits by kiosk, instance and period;
+# migration 2 adds one by period alone for range queries (docs/scale.md).
 FleetVisit = type("FleetVisit", (Model,), {
     "__doc__": "One visit a kiosk delivered, stored once by its event id, filed by period.",
     "__module__": __name__,
@@ -183,98 +184,48 @@ class Alarm(Model):
         indexes = ((("kiosk_id", "kind"), True),)
 
 
+class Reply(Model):
+    """A kiosk's answer to one command (the ``reply`` message), kept for ops to read back:
+    ``data`` is its JSON; ``received`` the collector's clock. A command is about a kiosk, not
+    a visit, so its time tells nothing of a citizen. A resent reply is stored once."""
+
+    kiosk_id = CharField()
+    correlation_id = CharField()
+    ok = BooleanField()
+    error = TextField(null=True)
+    data = TextField(null=True)
+    received = CharField()
+
+    class Meta:
+        table_name = "reply"
+        indexes = ((("kiosk_id", "correlation_id"), True),)
+
+
 class FleetDb:
     """One open fleet database: its own bound ``KioskRow``, ``ServicePointRow``, ``FleetVisit``,
-    ``PeriodCount`` and ``Alarm`` models, plus the queries."""
+    ``PeriodCount``, ``Alarm`` and ``Reply`` models, plus the queries. ``location`` names it
+    in logs (a path, or the URL without its password)."""
 
-    def __init__(self, path):
-        self.path = Path(path)
-        self.database = SqliteDatabase(
-            str(self.path),
-            # secure_delete: a deleted row's bytes are overwritten, not left in free pages.
-            pragmas={"journal_mode": "wal", "synchronous": "full", "busy_timeout": 10_000,
-                     "secure_delete": "on"},
-        )
-        self.KioskRow, self.ServicePointRow, self.FleetVisit, self.PeriodCount, self.Alarm = (
-            bind(self.database, KioskRow, ServicePointRow, FleetVisit, PeriodCount, Alarm))
+    def __init__(self, database, location):
+        self.database, self.location = database, location
+        (self.KioskRow, self.ServicePointRow, self.FleetVisit, self.PeriodCount, self.Alarm,
+         self.Reply) = bind(self.database, KioskRow, ServicePointRow, FleetVisit, PeriodCount,
+                            Alarm, Reply)
         self._visit_fields = self.FleetVisit._meta.sorted_fields
         # Written once: peewee rebuilding a 22-column INSERT per row was over a third of the
         # collector's time at catch-up rates.
         columns = ", ".join(f'"{field.column_name}"' for field in self._visit_fields)
-        marks = ", ".join("?" * len(self._visit_fields))
+        marks = ", ".join([self.database.param] * len(self._visit_fields))
         # ON CONFLICT names the key: OR IGNORE would also drop a row breaking NOT NULL, silently,
         # and the visit would then be acked without being stored.
-        self._insert_visit = (f'INSERT INTO "{FleetVisit._meta.table_name}" ({columns}) '
-                              f'VALUES ({marks}) ON CONFLICT ("event_id") DO NOTHING')
+        self.insert_visit_sql = (f'INSERT INTO "{FleetVisit._meta.table_name}" ({columns}) '
+                                 f'VALUES ({marks}) ON CONFLICT ("event_id") DO NOTHING')
         self.database.connect(reuse_if_open=True)
-        self._rebuild_schema1_visits()
-        self.database.create_tables([self.KioskRow, self.ServicePointRow, self.FleetVisit,
-                                     self.PeriodCount, self.Alarm])
-        self._add_missing_columns([self.KioskRow, self.ServicePointRow, self.FleetVisit,
-                                   self.PeriodCount])
+        migrations.migrate(self)
 
-    def _rebuild_schema1_visits(self):
-        """A file written by the schema-1 collector holds each visit's time to the millisecond,
-        its sequence number, epoch, monotonic time and arrival time, and its NOT NULL ``seq``
-        would refuse every new visit. Rebuild the table with each row coarsened as the parser
-        coarsens a schema-1 visit (its time to the hour when the clock was synced, else the
-        local day it arrived), then checkpoint, so that with secure_delete the old times are
-        gone from the file and its write-ahead log."""
-        table = FleetVisit._meta.table_name
-        if not self.database.table_exists(table):
-            return
-        have = {column.name for column in self.database.get_columns(table)}
-        if not have & SCHEMA1_COLUMNS:
-            return
-        old = f"{table}_schema1"
-        copied = [name for name in ("event_id", "kiosk_id", "instance", "is_demo",
-                                    *(f.name for f in schema.KEPT), "clock_synced", "schema",
-                                    "at", "received") if name in have]
-        with self.database.atomic():
-            # The old indexes go first: renamed along with the table, their names would keep
-            # the new table's indexes from being made.
-            for (index,) in self.database.execute_sql(
-                    "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
-                    "AND sql IS NOT NULL", (table,)).fetchall():
-                self.database.execute_sql(f'DROP INDEX "{index}"')
-            self.database.execute_sql(f'ALTER TABLE "{table}" RENAME TO "{old}"')
-            self.database.create_tables([self.FleetVisit])
-            columns = ", ".join(f'"{name}"' for name in copied)
-            # In random order: in arrival order the new rows (and the file's pages) would keep
-            # the old sequence, the very order of the visits.
-            rows = self.database.execute_sql(
-                f'SELECT {columns} FROM "{old}" ORDER BY random()')
-            with driver_errors_as_peewee:
-                self.database.cursor().executemany(
-                    self._insert_visit,
-                    (self._row(_coarsened(dict(zip(copied, row, strict=True)))) for row in rows))
-            self.database.execute_sql(f'DROP TABLE "{old}"')
-        busy, _, _ = self.database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        if busy:
-            log.warning("%s: visits rebuilt without their old times, but another connection "
-                        "kept the checkpoint from finishing; the old pages are overwritten "
-                        "at the next checkpoint", self.path)
-        else:
-            log.info("%s: visit table of the schema-1 collector rebuilt by period", self.path)
-
-    def _row(self, values):
+    def visit_row(self, values):
         """The visit's column values, in the prepared insert's order; None where absent."""
         return tuple(field.db_value(values.get(field.name)) for field in self._visit_fields)
-
-    def _add_missing_columns(self, models):
-        """A file made by an older collector lacks the columns added since (``instance``, a
-        field the visit schema gained): add them, empty, or every insert would fail and the
-        collector retry its first batch for ever. The fleet database has no migrations of its
-        own; they come with its move to PostgreSQL."""
-        migrator = SqliteMigrator(self.database)
-        for model in models:
-            table = model._meta.table_name
-            have = {column.name for column in self.database.get_columns(table)}
-            missing = [field for field in model._meta.sorted_fields
-                       if field.column_name not in have]
-            # Empty in the rows already there, so nullable whatever the model says.
-            migrate(*(migrator.add_column(table, field.column_name, type(field)(null=True))
-                      for field in missing))
 
     def close(self):
         if not self.database.is_closed():
@@ -298,7 +249,9 @@ class FleetDb:
         counted. The counts of the periods the visits are in are due a look again.
         """
         KioskRow = self.KioskRow
-        for kiosk_id in {visit.kiosk_id for visit in visits}:
+        # Rows in key order: two collectors storing overlapping batches then lock them in the
+        # same order and wait for each other instead of deadlocking.
+        for kiosk_id in sorted({visit.kiosk_id for visit in visits}):
             (KioskRow.insert(kiosk_id=kiosk_id, last_seen=received)
              .on_conflict(conflict_target=[KioskRow.kiosk_id],
                           update={KioskRow.last_seen: received})
@@ -307,24 +260,26 @@ class FleetDb:
             return 0
         arrival_day = None
         rows = []
-        for visit in visits:
+        for visit in sorted(visits, key=lambda visit: visit.event_id):
             values = {**vars(visit), "is_demo": visit.mode == "demo"}  # the collector's own
             if visit.period is None:
                 arrival_day = arrival_day or local_day(dt.datetime.fromisoformat(received))
                 values.update(period=arrival_day.text, period_s=arrival_day.length_s)
-            rows.append(self._row(values))
+            rows.append(self.visit_row(values))
         with driver_errors_as_peewee:
             cursor = self.database.cursor()
-            cursor.executemany(self._insert_visit, rows)
+            cursor.executemany(self.insert_visit_sql, rows)
             stored = cursor.rowcount  # summed over the rows; a skipped duplicate adds 0
             # An over verdict is final: stored visits only ever grow.
-            PeriodCount = self.PeriodCount
+            mark = self.database.param
             cursor.executemany(
-                f'UPDATE "{PeriodCount._meta.table_name}" SET "is_due" = 1 WHERE "kiosk_id" = ? '
-                'AND "instance" = ? AND "period" = ? AND "period_s" = ? AND "reconciled" != ?',
-                [(*key, "over") for key in {(v.kiosk_id, v.instance, v.period, v.period_s)
-                                             for v in visits
-                                             if v.clock_synced and v.schema >= 2}])
+                f'UPDATE "{self.PeriodCount._meta.table_name}" SET "is_due" = {mark} '
+                f'WHERE "kiosk_id" = {mark} AND "instance" = {mark} AND "period" = {mark} '
+                f'AND "period_s" = {mark} AND "reconciled" != {mark}',
+                [(True, *key, "over") for key in {(v.kiosk_id, v.instance, v.period,
+                                                   v.period_s)
+                                                  for v in visits
+                                                  if v.clock_synced and v.schema >= 2}])
         return stored
 
     def add_period(self, count, received):
@@ -446,7 +401,13 @@ class FleetDb:
         fields = asdict(service_point)
         fields["services"] = json.dumps(fields["services"], ensure_ascii=False)
         fields.pop("schema")
-        self.ServicePointRow.replace(**fields, received=received).execute()
+        fields["received"] = received
+        ServicePointRow = self.ServicePointRow
+        (ServicePointRow.insert(**fields)
+         .on_conflict(conflict_target=[ServicePointRow.kiosk_id],
+                      update={getattr(ServicePointRow, name): value
+                              for name, value in fields.items() if name != "kiosk_id"})
+         .execute())
 
     def apply_health(self, health, received):
         kiosk = self._kiosk(health.kiosk_id, received)
@@ -458,10 +419,29 @@ class FleetDb:
         kiosk.health = json.dumps(report, ensure_ascii=False)
         kiosk.save()
 
-    def touch(self, kiosk_id, received):
-        self._kiosk(kiosk_id, received).save()
+    def add_reply(self, reply, received):
+        """Store a :class:`~kiosk.telemetry.topics.Reply`; False when this kiosk's reply to
+        that command was stored before (a resend), which replaces nothing."""
+        self._kiosk(reply.kiosk_id, received).save()
+        Reply = self.Reply
+        data = None if reply.data is None else json.dumps(reply.data, ensure_ascii=False)
+        query = (Reply.insert(kiosk_id=reply.kiosk_id, correlation_id=reply.correlation_id,
+                              ok=reply.ok, error=reply.error, data=data, received=received)
+                 .on_conflict(conflict_target=[Reply.kiosk_id, Reply.correlation_id],
+                              action="NOTHING"))
+        return self.database.execute(query).rowcount == 1
 
     # --- reads ------------------------------------------------------------------------------
+
+    def replies(self, correlation_id=None):
+        """Replies stored (of one command, or all), oldest first, ``data`` decoded."""
+        query = self.Reply.select().order_by(self.Reply.id)
+        if correlation_id is not None:
+            query = query.where(self.Reply.correlation_id == correlation_id)
+        rows = list(query)
+        for row in rows:
+            row.data = None if row.data is None else json.loads(row.data)
+        return rows
 
     def alarms(self, kiosk_id=None):
         """Alarms raised, oldest first."""
@@ -525,20 +505,30 @@ class FleetDb:
         }
 
 
-def open_database(path=DEFAULT_DB):
-    """Open (creating if needed) the fleet database at ``path``."""
-    return FleetDb(path)
+def open_database(where=DEFAULT_DB):
+    """Open (creating and migrating if needed) the fleet database ``where``: a path,
+    ``sqlite:///relative`` or ``sqlite:////absolute`` for SQLite; ``postgresql://...`` for
+    PostgreSQL (a Unix socket as ``postgresql:///dbname?host=/socket/dir``)."""
+    where = str(where)
+    if where.startswith(("postgresql://", "postgres://")):
+        database = PostgresqlDatabase(where, prefer_psycopg3=True)
+        return FleetDb(database, _without_password(where))
+    path = Path(where.removeprefix("sqlite:///"))  # sqlite:////abs or sqlite:///relative
+    database = SqliteDatabase(
+        str(path),
+        # secure_delete: a deleted row's bytes are overwritten, not left in free pages.
+        pragmas={"journal_mode": "wal", "synchronous": "full", "busy_timeout": 10_000,
+                 "secure_delete": "on"},
+    )
+    return FleetDb(database, str(path))
 
 
-def _coarsened(row):
-    """A row of the schema-1 collector's visit table as schema 2 stores it: its time becomes
-    the default period (as :mod:`kiosk.telemetry.topics` coarsens a schema-1 visit), or, from
-    an unsynced clock, the local day it arrived; its duration whole seconds."""
-    at, received = row.pop("at"), row.pop("received")
-    if row["clock_synced"]:
-        period = Period.of(dt.datetime.fromisoformat(at), DEFAULT_S)
-    else:
-        period = local_day(dt.datetime.fromisoformat(received))
-    if row.get("duration_s") is not None:
-        row["duration_s"] = round(row["duration_s"])
-    return {**row, "period": period.text, "period_s": period.length_s}
+def is_url(where):
+    """Whether ``where`` names a database server rather than a SQLite file."""
+    return str(where).startswith(("postgresql://", "postgres://"))
+
+
+def _without_password(url):
+    scheme, _, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    return f"{scheme}://{credentials.split(':')[0]}{at}{host}" if at else url

@@ -22,12 +22,12 @@ from dataclasses import astuple, dataclass
 from importlib import resources
 from pathlib import Path
 
-from peewee import CharField, FloatField, IntegerField, Model, SqliteDatabase, TextField
+from peewee import CharField, FloatField, IntegerField, Model, TextField
 from peewee import __exception_wrapper__ as driver_errors_as_peewee  # driver -> peewee errors
 
 from kiosk.errors import RegistryError
 from kiosk.fleet import registry_csv, registry_sample
-from kiosk.fleet.db import DEFAULT_DB, utc_text
+from kiosk.fleet.db import DEFAULT_DB, open_database, utc_text
 from kiosk.period import BANGKOK
 from kiosk.sqlite import bind
 
@@ -292,13 +292,10 @@ class Registry:
         return list(self.models["imports"].select().order_by(self.models["imports"].id))
 
 
-def open_registry(path=DEFAULT_DB):
-    """The registry in the SQLite fleet database at ``path``, its tables created if missing."""
-    database = SqliteDatabase(str(path), pragmas={"journal_mode": "wal", "synchronous": "full",
-                                                  "busy_timeout": 10_000})
-    database.connect(reuse_if_open=True)
-    create_tables(database)
-    return Registry(database)
+def open_registry(db=DEFAULT_DB):
+    """The registry in the fleet database ``db`` (a path, or a ``postgresql://`` URL), whose
+    migrations created its tables (step 3 of :mod:`kiosk.fleet.migrations`)."""
+    return Registry(open_database(db).database)
 
 
 def import_file(registry, path, *, as_of=None):

@@ -11,7 +11,7 @@ import datetime as dt
 from pathlib import Path
 
 from kiosk.errors import StoreError
-from kiosk.fleet.db import DEFAULT_DB, open_database
+from kiosk.fleet.db import DEFAULT_DB, is_url, open_database
 
 
 def _age(last_seen, now):
@@ -46,12 +46,13 @@ def status_lines(fleet_db, now=None):
 
 
 def add_arguments(parser):
-    parser.add_argument("--db", type=Path, default=Path(DEFAULT_DB),
-                        help="the collector's database (default %(default)s)")
+    parser.add_argument("--db", default=DEFAULT_DB,
+                        help="the collector's database, a SQLite file or a postgresql:// URL "
+                             "(default %(default)s)")
 
 
 def main(args):
-    if not args.db.exists():
+    if not is_url(args.db) and not Path(args.db).exists():
         raise StoreError(f"--db {args.db}: no such database; point it at the file "
                          "`kiosk-fleet collect --db` writes")
     fleet_db = open_database(args.db)

@@ -1,5 +1,7 @@
-"""The collector against a real Mosquitto and a real SQLite file."""
+"""The collector against a real Mosquitto, each test on a real SQLite file and on a real
+PostgreSQL database (the ``fleet_store`` fixture)."""
 
+import argparse
 import dataclasses
 import datetime as dt
 import json
@@ -13,8 +15,10 @@ from paho.mqtt import client as mqtt
 
 from kiosk import clock
 from kiosk import visit as schema
+from kiosk.fleet import migrations
 from kiosk.fleet.collector import Collector
 from kiosk.fleet.db import open_database
+from kiosk.fleet.status import main as status_main
 from kiosk.fleet.status import status_lines
 from kiosk.period import Period, count_event_id
 from kiosk.telemetry import topics
@@ -94,11 +98,11 @@ def test_collector_stores_a_visit_once_and_acks_every_delivery(collector, kiosk)
     assert (collector.counters.visits_stored, collector.counters.visits_duplicate) == (1, 1)
 
 
-def test_collector_acks_only_after_the_visit_is_committed(collector, kiosk, tmp_path):
+def test_collector_acks_only_after_the_visit_is_committed(collector, kiosk, fleet_url):
     kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("visit-2", rating=3))
     wait_for_ack(kiosk, "visit-2")
     # A separate connection sees the row the moment the ack is out.
-    reader = open_database(tmp_path / "fleet.sqlite3")
+    reader = open_database(fleet_url)
     try:
         assert [(v.event_id, v.rating) for v in reader.visits()] == [("visit-2", 3)]
     finally:
@@ -204,9 +208,9 @@ def test_collector_status_lines_show_state_outbox_and_version(collector, kiosk):
     assert "outbox 17" in line and "version 0.2.0" in line
 
 
-def test_collector_session_queues_visits_while_it_is_down(broker, kiosk, tmp_path):
+def test_collector_session_queues_visits_while_it_is_down(broker, kiosk, fleet_url):
     user, password = broker.collector_credentials
-    db_path = tmp_path / "fleet.sqlite3"
+    db_path = fleet_url
     with Collector(db_path, "127.0.0.1", broker.port, user, password, batch_s=0.05) as first:
         assert first.wait_for_connected(10)
     kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("while-down"))
@@ -234,8 +238,8 @@ def test_collector_marks_a_vanished_kiosk_lost_through_its_will(collector, broke
         kiosk.client.loop_stop()
 
 
-def test_collector_db_stores_a_batch_once_with_duplicates_inside_and_across(tmp_path):
-    db = open_database(tmp_path / "fleet.sqlite3")
+def test_collector_db_stores_a_batch_once_with_duplicates_inside_and_across(fleet_url):
+    db = open_database(fleet_url)
     try:
         def parsed(event_id):
             return topics.parse_kiosk_message(topics.kiosk_topic(KIOSK, "visit"),
@@ -252,8 +256,8 @@ def test_collector_db_stores_a_batch_once_with_duplicates_inside_and_across(tmp_
         db.close()
 
 
-def test_collector_db_stores_every_field_of_a_visit_in_its_column(tmp_path):
-    db = open_database(tmp_path / "fleet.sqlite3")
+def test_collector_db_stores_every_field_of_a_visit_in_its_column(fleet_url):
+    db = open_database(fleet_url)
     try:
         message = topics.parse_kiosk_message(
             topics.kiosk_topic(KIOSK, "visit"),
@@ -274,10 +278,10 @@ def test_collector_db_stores_every_field_of_a_visit_in_its_column(tmp_path):
         db.close()
 
 
-def test_collector_db_refuses_a_batch_with_a_broken_visit_rather_than_skip_it(tmp_path):
+def test_collector_db_refuses_a_batch_with_a_broken_visit_rather_than_skip_it(fleet_url):
     """Skipping it quietly would ack a visit that was never stored; refused, nothing is acked
     and the kiosk resends."""
-    db = open_database(tmp_path / "fleet.sqlite3")
+    db = open_database(fleet_url)
     try:
         good = topics.parse_kiosk_message(topics.kiosk_topic(KIOSK, "visit"), visit("good"))
         broken = dataclasses.replace(good, event_id="broken", language=None)
@@ -337,13 +341,25 @@ def test_collector_acks_visits_behind_2000_poison_messages_within_5_s(collector,
     assert collector.counters.visits_stored == 100
 
 
+REFUSE_ONE = {
+    "sqlite": ["CREATE TRIGGER refuse_one BEFORE INSERT ON visit WHEN NEW.event_id = 'refused' "
+               "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"],
+    "postgresql": ["CREATE FUNCTION refuse_one() RETURNS trigger AS $$ BEGIN "
+                   "IF NEW.event_id = 'refused' THEN RAISE EXCEPTION 'refused by the test' "
+                   "USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END $$ "
+                   "LANGUAGE plpgsql",
+                   "CREATE TRIGGER refuse_one BEFORE INSERT ON visit FOR EACH ROW "
+                   "EXECUTE FUNCTION refuse_one()"],
+}
+
+
 def test_collector_acks_the_rest_of_a_batch_when_the_database_refuses_one_visit(
-        start_collector, kiosk, tmp_path):
+        start_collector, kiosk, fleet_store):
     start_collector().stop()
-    refuse = open_database(tmp_path / "fleet.sqlite3")
-    refuse.database.execute_sql(
-        "CREATE TRIGGER refuse_one BEFORE INSERT ON visit WHEN NEW.event_id = 'refused' "
-        "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+    kind, url = fleet_store
+    refuse = open_database(url)
+    for sql in REFUSE_ONE[kind]:
+        refuse.database.execute_sql(sql)
     refuse.close()
     kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("refused"))
     kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("beside-it"))
@@ -355,14 +371,18 @@ def test_collector_acks_the_rest_of_a_batch_when_the_database_refuses_one_visit(
     assert "refused" not in acked_ids(kiosk)
 
 
-def test_collector_acks_nothing_and_retries_while_the_database_fails(collector, kiosk, tmp_path):
-    other = open_database(tmp_path / "fleet.sqlite3")
+def test_collector_acks_nothing_and_retries_while_the_database_fails(collector, kiosk,
+                                                                    fleet_store):
+    kind, url = fleet_store
+    other = open_database(url)
     try:
         other.database.execute_sql("DROP TABLE visit")
         kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("during-failure"))
         wait_until(lambda: collector.counters.store_failures >= 2, "two failed attempts")
         assert acked_ids(kiosk) == []
-        assert set(collector.counters.store_failures_by_reason) == {"database: OperationalError"}
+        # A missing table: OperationalError from SQLite, ProgrammingError from PostgreSQL.
+        error = {"sqlite": "OperationalError", "postgresql": "ProgrammingError"}[kind]
+        assert set(collector.counters.store_failures_by_reason) == {f"database: {error}"}
         other.database.create_tables([other.FleetVisit])  # the database is back
         wait_for_ack(kiosk, "during-failure")
         assert [v.event_id for v in collector.db.visits()] == ["during-failure"]
@@ -405,3 +425,51 @@ def test_collector_logs_kiosk_text_escaped_and_capped(collector, kiosk, caplog):
     assert "\n" not in reply and "\x1b" not in reply and "\\x0a" in reply
     assert len(reply) < 400 and len(rejection) < 600
     assert all(len(reason) < 220 for reason in collector.counters.malformed_by_reason)
+
+
+def test_collector_stores_each_reply_once_with_its_data(collector, kiosk):
+    kiosk.publish(topics.kiosk_topic(KIOSK, "reply"),
+                  topics.reply_payload("c-ping", True, None, {"pong": "ok", "queued": 3}))
+    kiosk.publish(topics.kiosk_topic(KIOSK, "reply"), topics.reply_payload("c-cfg", False,
+                                                                           "bad key"))
+    kiosk.publish(topics.kiosk_topic(KIOSK, "reply"),
+                  topics.reply_payload("c-ping", True, None, {"pong": "ok", "queued": 3}))
+    wait_until(lambda: collector.counters.replies + collector.counters.replies_duplicate == 3,
+               "three replies")
+
+    assert (collector.counters.replies, collector.counters.replies_duplicate) == (2, 1)
+    assert [(r.kiosk_id, r.correlation_id, r.ok, r.error, r.data)
+            for r in collector.db.replies()] == [
+        (KIOSK, "c-ping", True, None, {"pong": "ok", "queued": 3}),
+        (KIOSK, "c-cfg", False, "bad key", None)]
+    [ping] = collector.db.replies("c-ping")
+    assert ping.received.endswith("Z")
+
+
+def test_collector_db_migrates_once_and_records_each_version(fleet_url):
+    first = open_database(fleet_url)
+    try:
+        assert migrations.version(first) == migrations.LATEST
+        versions = list(first.database.execute_sql(
+            'SELECT "version" FROM "schema_version" ORDER BY "version"'))
+        assert [v for (v,) in versions] == [step[0] for step in migrations.STEPS]
+        assert "visit_period" in {index.name for index in first.database.get_indexes("visit")}
+    finally:
+        first.close()
+    again = open_database(fleet_url)
+    try:
+        assert migrations.migrate(again) == []
+    finally:
+        again.close()
+
+
+def test_collector_status_cli_reads_either_database(fleet_url, capsys):
+    db = open_database(fleet_url)
+    try:
+        with db.database.atomic():
+            db.add_visits([topics.parse_kiosk_message(topics.kiosk_topic(KIOSK, "visit"),
+                                                      visit("seen"))], T1)
+    finally:
+        db.close()
+    assert status_main(argparse.Namespace(db=fleet_url)) == 0
+    assert capsys.readouterr().out.split()[:2] == [KIOSK, "unknown"]

@@ -44,8 +44,8 @@ def parse(kind, payload, kiosk_id=KIOSK):
 
 
 @pytest.fixture
-def db(tmp_path):
-    opened = open_database(tmp_path / "fleet.sqlite3")
+def db(fleet_url):
+    opened = open_database(fleet_url)
     yield opened
     opened.close()
 
@@ -293,7 +293,7 @@ def test_periods_message_is_acked_by_its_event_id_and_stored_once_when_delivered
     assert (collector.counters.periods, collector.counters.periods_duplicate) == (1, 1)
 
 
-def test_periods_schema1_visit_is_coarsened_on_arrival(collector, kiosk, tmp_path):
+def test_periods_schema1_visit_is_coarsened_on_arrival(collector, kiosk, fleet_bytes):
     before = local_day(dt.datetime.now(dt.UTC))
     publish(kiosk, "visit", legacy_visit("old-synced"))
     publish(kiosk, "visit", legacy_visit("old-unsynced", at="1970-01-01T00:01:23.456Z",
@@ -310,14 +310,14 @@ def test_periods_schema1_visit_is_coarsened_on_arrival(collector, kiosk, tmp_pat
     assert all(v.schema == 1 for v in rows.values())
     for row in rows.values():
         assert not {"at", "seq", "epoch", "mono_s", "received"} & set(row.__data__)
-    on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("fleet.sqlite3*"))
+    on_disk = fleet_bytes()
     assert b"09:41:07" not in on_disk and b"00:01:23" not in on_disk
     assert b"5123.456" not in on_disk
 
 
-def test_periods_collector_reconciles_in_its_worker(broker, kiosk, tmp_path):
+def test_periods_collector_reconciles_in_its_worker(broker, kiosk, fleet_url):
     user, password = broker.collector_credentials
-    with Collector(tmp_path / "fleet.sqlite3", "127.0.0.1", broker.port, user, password,
+    with Collector(fleet_url, "127.0.0.1", broker.port, user, password,
                    batch_s=0.05, reconcile_grace_s=0.3, reconcile_every_s=0.05) as collector:
         assert collector.wait_for_connected(10)
         publish(kiosk, "period", period_count(2))  # one of its two visits never comes
@@ -334,7 +334,14 @@ def test_periods_collector_reconciles_in_its_worker(broker, kiosk, tmp_path):
         assert collector.db.period_verdicts(KIOSK) == {"ok": 1, "over": 1}
 
 
-def test_periods_collector_db_holds_no_time_finer_than_a_period(collector, kiosk, tmp_path):
+def rows_of(database, table):
+    """Every row of ``table`` as a dict, read with plain SQL (not through the models)."""
+    cursor = database.execute_sql(f'SELECT * FROM "{table}"')
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def test_periods_collector_db_holds_no_time_finer_than_a_period(collector, kiosk, fleet_url):
     demo_period = Period.of(dt.datetime(2025, 1, 31, 9, 30, 17, tzinfo=dt.UTC), 5)
     messages = [("visit", visit("hourly")), ("visit", visit("undated", period=None)),
                 ("visit", visit("demo", mode="demo", period=demo_period)),
@@ -346,20 +353,20 @@ def test_periods_collector_db_holds_no_time_finer_than_a_period(collector, kiosk
         publish(kiosk, kind, payload)
     wait_until(lambda: len(set(acked_ids(kiosk))) == len(messages), "every ack")
 
-    with sqlite3.connect(tmp_path / "fleet.sqlite3") as raw:
-        raw.row_factory = sqlite3.Row
-        columns = {row["name"] for row in raw.execute("PRAGMA table_info(visit)")}
+    raw = open_database(fleet_url)
+    try:
+        columns = {column.name for column in raw.database.get_columns("visit")}
         assert not columns & {"received", "at", "seq", "epoch", "mono_s"}
-        visits = raw.execute("SELECT * FROM visit").fetchall()
-        counts = raw.execute("SELECT * FROM period_count").fetchall()
-    raw.close()
+        visits, counts = rows_of(raw.database, "visit"), rows_of(raw.database, "period_count")
+    finally:
+        raw.close()
     assert len(visits) == 5 and len(counts) == 2
     for row in visits:
         assert is_period_start(row["period"], row["period_s"])
-        timed = [key for key in row.keys() if TIME_TEXT.search(str(row[key]))]
+        timed = [key for key in row if TIME_TEXT.search(str(row[key]))]
         assert timed == ["period"], dict(row)
     for row in counts:
         assert is_period_start(row["period"], row["period_s"])
         # ``arrived`` is the collector's clock for the whole period: it times no visit.
-        timed = [key for key in row.keys() if TIME_TEXT.search(str(row[key]))]
+        timed = [key for key in row if TIME_TEXT.search(str(row[key]))]
         assert sorted(timed) == ["arrived", "period"], dict(row)

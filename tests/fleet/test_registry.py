@@ -53,8 +53,9 @@ def version_counts(reg):
 
 
 @pytest.fixture
-def reg(tmp_path):
-    opened = registry.open_registry(tmp_path / "fleet.sqlite3")
+def reg(fleet_url):
+    """The registry in a fleet store: SQLite and PostgreSQL, each test once for each."""
+    opened = registry.open_registry(fleet_url)
     yield opened
     opened.close()
 

@@ -1,0 +1,189 @@
+"""The central schema's versions: numbered steps, each applied once and in order, recorded in
+the ``schema_version`` table, on SQLite and PostgreSQL alike.
+
+:func:`migrate` runs at every open. Two collectors starting together do not race: on
+PostgreSQL the steps run under a transaction-scoped advisory lock, on SQLite in an immediate
+(write-locked) transaction. A new step is appended to :data:`STEPS`; a step never changes once
+released. Two things stay outside the numbered steps because they follow other sources:
+
+- before versions (a SQLite file of the collectors before 0.3), the schema-1 visit table, which
+  timed each visit, is rebuilt coarsened by period, and columns added since are added;
+- after them, a column for each field the visit schema (:mod:`kiosk.visit`) gained since, so a
+  new field needs no step of its own.
+"""
+
+import datetime as dt
+import logging
+
+from peewee import CharField, IntegerField, Model, PostgresqlDatabase
+from peewee import __exception_wrapper__ as driver_errors_as_peewee
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as run_operations
+
+from kiosk import visit as schema
+from kiosk.period import DEFAULT_S, Period, local_day
+from kiosk.sqlite import bind
+
+log = logging.getLogger(__name__)
+
+#: Columns of the schema-1 collector's visit table that timed or ordered each visit.
+SCHEMA1_COLUMNS = frozenset({"seq", "epoch", "at", "mono_s", "received"})
+#: Any constant both collectors agree on: the key of the PostgreSQL advisory lock.
+_LOCK_KEY = 0x6B696F736B
+
+
+class SchemaVersion(Model):
+    """One applied step: its number, what it did, and the collector clock when it ran."""
+
+    version = IntegerField(primary_key=True)
+    name = CharField()
+    applied = CharField()
+
+    class Meta:
+        table_name = "schema_version"
+
+
+def _tables(fleet):
+    fleet.database.create_tables([fleet.KioskRow, fleet.ServicePointRow, fleet.FleetVisit,
+                                  fleet.PeriodCount, fleet.Alarm])
+
+
+def _replies_and_period_index(fleet):
+    fleet.database.create_tables([fleet.Reply])
+    fleet.database.execute_sql('CREATE INDEX IF NOT EXISTS "visit_period" ON "visit" ("period")')
+
+
+def _registry(fleet):
+    # Imported here: the registry imports kiosk.fleet.db, which imports this module.
+    from kiosk.fleet import registry
+
+    registry.create_tables(fleet.database)
+
+
+#: ``(version, what it does, step(fleet_db))``, oldest first.
+STEPS = (
+    (1, "kiosks, pins, visits by kiosk instance and period, period counts, alarms", _tables),
+    (2, "command replies stored; visits indexed by period for range queries",
+     _replies_and_period_index),
+    (3, "the registry of service points, with validity times", _registry),
+)
+LATEST = STEPS[-1][0]
+
+
+def migrate(fleet, now=None):
+    """Bring ``fleet`` (a :class:`kiosk.fleet.db.FleetDb`) to :data:`LATEST`; returns the
+    versions applied now (none when it was current)."""
+    database = fleet.database
+    is_postgres = isinstance(database, PostgresqlDatabase)
+    (Version,) = bind(database, SchemaVersion)
+    if not is_postgres and not database.table_exists(SchemaVersion._meta.table_name):
+        _before_versions(fleet)
+    applied = []
+    with database.atomic(**({} if is_postgres else {"lock_type": "IMMEDIATE"})):
+        if is_postgres:
+            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        database.create_tables([Version])
+        done = {v.version for v in Version.select()}
+        stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for version, name, step in STEPS:
+            if version in done:
+                continue
+            step(fleet)
+            Version.create(version=version, name=name, applied=stamp)
+            applied.append(version)
+        _add_missing_columns(fleet, [fleet.KioskRow, fleet.ServicePointRow, fleet.FleetVisit,
+                                     fleet.PeriodCount, fleet.Reply])
+    if applied:
+        log.info("%s: central schema now at version %d (applied %s)", fleet.location, LATEST,
+                 ", ".join(map(str, applied)))
+    return applied
+
+
+def version(fleet):
+    """The highest step applied to ``fleet``'s database."""
+    (Version,) = bind(fleet.database, SchemaVersion)
+    return max((v.version for v in Version.select()), default=0)
+
+
+def _add_missing_columns(fleet, models):
+    """Add, empty, the columns a model has and its table lacks (a field the visit schema
+    gained; a SQLite file older than ``instance``): without them every insert would fail and
+    the collector retry its first batch for ever."""
+    migrator = SchemaMigrator.from_database(fleet.database)
+    for model in models:
+        table = model._meta.table_name
+        if not fleet.database.table_exists(table):
+            continue
+        have = {column.name for column in fleet.database.get_columns(table)}
+        missing = [field for field in model._meta.sorted_fields
+                   if field.column_name not in have]
+        # Empty in the rows already there, so nullable whatever the model says.
+        run_operations(*(migrator.add_column(table, field.column_name, type(field)(null=True))
+                         for field in missing))
+
+
+def _before_versions(fleet):
+    """A SQLite file from before versions: the schema-1 visit table rebuilt by period, the
+    columns added since added; the numbered steps then find their tables there."""
+    _rebuild_schema1_visits(fleet)
+    _add_missing_columns(fleet, [fleet.KioskRow, fleet.ServicePointRow, fleet.FleetVisit])
+
+
+def _rebuild_schema1_visits(fleet):
+    """A file written by the schema-1 collector holds each visit's time to the millisecond,
+    its sequence number, epoch, monotonic time and arrival time, and its NOT NULL ``seq``
+    would refuse every new visit. Rebuild the table with each row coarsened as the parser
+    coarsens a schema-1 visit (its time to the hour when the clock was synced, else the
+    local day it arrived), then checkpoint, so that with secure_delete the old times are
+    gone from the file and its write-ahead log."""
+    database = fleet.database
+    table = fleet.FleetVisit._meta.table_name
+    if not database.table_exists(table):
+        return
+    have = {column.name for column in database.get_columns(table)}
+    if not have & SCHEMA1_COLUMNS:
+        return
+    old = f"{table}_schema1"
+    copied = [name for name in ("event_id", "kiosk_id", "instance", "is_demo",
+                                *(f.name for f in schema.KEPT), "clock_synced", "schema",
+                                "at", "received") if name in have]
+    with database.atomic():
+        # The old indexes go first: renamed along with the table, their names would keep
+        # the new table's indexes from being made.
+        for (index,) in database.execute_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+                "AND sql IS NOT NULL", (table,)).fetchall():
+            database.execute_sql(f'DROP INDEX "{index}"')
+        database.execute_sql(f'ALTER TABLE "{table}" RENAME TO "{old}"')
+        database.create_tables([fleet.FleetVisit])
+        columns = ", ".join(f'"{name}"' for name in copied)
+        # In random order: in arrival order the new rows (and the file's pages) would keep
+        # the old sequence, the very order of the visits.
+        rows = database.execute_sql(f'SELECT {columns} FROM "{old}" ORDER BY random()')
+        with driver_errors_as_peewee:
+            database.cursor().executemany(
+                fleet.insert_visit_sql,
+                (fleet.visit_row(_coarsened(dict(zip(copied, row, strict=True))))
+                 for row in rows))
+        database.execute_sql(f'DROP TABLE "{old}"')
+    busy, _, _ = database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    if busy:
+        log.warning("%s: visits rebuilt without their old times, but another connection "
+                    "kept the checkpoint from finishing; the old pages are overwritten "
+                    "at the next checkpoint", fleet.location)
+    else:
+        log.info("%s: visit table of the schema-1 collector rebuilt by period", fleet.location)
+
+
+def _coarsened(row):
+    """A row of the schema-1 collector's visit table as schema 2 stores it: its time becomes
+    the default period (as :mod:`kiosk.telemetry.topics` coarsens a schema-1 visit), or, from
+    an unsynced clock, the local day it arrived; its duration whole seconds."""
+    at, received = row.pop("at"), row.pop("received")
+    if row["clock_synced"]:
+        period = Period.of(dt.datetime.fromisoformat(at), DEFAULT_S)
+    else:
+        period = local_day(dt.datetime.fromisoformat(received))
+    if row.get("duration_s") is not None:
+        row["duration_s"] = round(row["duration_s"])
+    return {**row, "period": period.text, "period_s": period.length_s}
