@@ -1,0 +1,400 @@
+"""The statistics core: the published figures of the visits in a date range, at one level.
+
+The levels are national, ministry, department, service point, service and province. A visit
+carries no service point on the wire yet, so it is joined through its kiosk's pin
+(``ServicePointRow``) to a registry service point, and ministry, department and province come
+from the registry only, as it stood at the start of the visit's period; so does the no-copy
+status a service was declared with. A visit whose point the registry did not hold then is
+counted under :data:`UNKNOWN` (and so is one with no service chosen, at the service level).
+Demo visits never count. The range is half-open, ``[start, end)``, on the period's start.
+
+Each question is one cross table (groups of the level in rows) that goes whole through
+:func:`kiosk.fleet.disclosure.suppress`; a share or mean is published through
+:func:`kiosk.fleet.disclosure.derived`, so it is withheld (None) whenever it would tell more
+than the row's published counts. A hidden count shows ``"<5"``. The tables:
+
+* ``visits``: verified / unverified; ``visits`` and ``verified_share``.
+* ``ratings``: 1-5; ``rated``, ``mean`` and ``csat`` (share of 4-5).
+* ``copy``: asked (id_card, house_registration, both) / not asked (none) among visits with a
+  copy answer; ``answered`` and ``copy_request_rate``. The vocabulary has no "not sure" answer
+  (``kiosk.visit.COPY_ANSWERS``), so the denominator is the visits whose answer is not null.
+* ``no_copy``: the same, by service and declared status as well; ``observed_rate`` and
+  ``contradiction`` (:class:`Thresholds`).
+* ``abandoned``: completed, and abandoned at each step; ``abandoned_share_<step>``.
+* ``reasons``: the reasons given after a low rating; ``top_reasons`` among published counts.
+* ``progress``: registered service points (as registered just before ``end``), split by pinned
+  in the registry and reporting (a visit in the range); ``registered``, ``pinned``, ``reporting``.
+
+Known limit: the ``visits`` and ``abandoned`` tables count the same visits per row, and are
+suppressed one by one (``disclosure`` protects one table at a time).
+"""
+
+import csv
+import datetime as dt
+import io
+from collections import defaultdict
+from dataclasses import dataclass
+from fractions import Fraction
+
+from peewee import JOIN, fn
+
+from kiosk import visit as schema
+from kiosk.fleet import disclosure
+from kiosk.fleet.db import utc_text
+
+#: Each level's key columns (the national level has one row, keyed by nothing).
+LEVELS = {
+    "national": (),
+    "ministry": ("ministry",),
+    "department": ("ministry", "department"),
+    "service_point": ("service_point_id",),
+    "service": ("service_id",),
+    "province": ("province",),
+}
+#: The key of visits the registry cannot place (or with no service chosen).
+UNKNOWN = "(unknown)"
+ASKED = frozenset({"id_card", "house_registration", "both"})
+#: Every key column a CSV row may fill, in order.
+CSV_KEYS = ("ministry", "department", "service_point_id", "province", "service_id", "declared")
+CSV_HEADER = ("table", *CSV_KEYS, "measure", "value")
+BOM = "\ufeff"
+#: Decimal places of a published share or mean.
+DIGITS = 4
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When an observed copy-request rate contradicts a declared ``cancelled`` (issue 12), and
+    which ratings are low enough for their reasons to count."""
+
+    contradiction_answers: int = 20
+    contradiction_rate: Fraction = Fraction(1, 10)
+    low_rating: int = 2
+    top_reasons: int = 3
+
+
+@dataclass(frozen=True)
+class Table:
+    """One published table: ``rows`` maps a key (a tuple of the ``keys`` columns) to its
+    figures ``{measure: value}``; a count is an int or ``"<5"``, a derived value a number, a
+    bool or None (withheld)."""
+
+    name: str
+    keys: tuple
+    rows: dict
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """Every table of one level over ``[start, end)`` (RFC 3339 UTC)."""
+
+    level: str
+    start: str
+    end: str
+    tables: dict
+
+    def figures(self):
+        """``{(table, key, measure): value}``: every published figure, as :func:`read_csv`
+        gives them back (``key`` as ``{column: value}`` items, sorted)."""
+        return {(table.name, _key_items(table.keys, key), measure): value
+                for table in self.tables.values() for key, row in table.rows.items()
+                for measure, value in row.items()}
+
+
+@dataclass(frozen=True)
+class _Visits:
+    """Visits alike in everything a table reads, and how many."""
+
+    point: object  # the registry point version, or None
+    service_point_id: str | None
+    service_id: str | None
+    declared: str | None
+    verified: bool
+    outcome: str
+    step: str
+    rating: int | None
+    copy_answer: str | None
+    reason: str | None
+    count: int
+
+
+def compute(fleet_db, registry, start, end, level="national", thresholds=Thresholds()):
+    """The :class:`Statistics` of the non-demo visits whose period starts in ``[start, end)``
+    (aware datetimes), grouped at ``level`` (a key of :data:`LEVELS`)."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
+    start, end = utc_text(start), utc_text(end)
+    visits = _load(fleet_db, registry, start, end)
+    group = _grouper(level)
+    tables = [
+        _visits_table(visits, level, group),
+        _ratings_table(visits, level, group),
+        _copy_table(visits, level, group),
+        _no_copy_table(visits, level, group, thresholds),
+        _abandoned_table(visits, level, group),
+        _reasons_table(visits, level, group, thresholds),
+        _progress_table(registry, visits, level, end),
+    ]
+    return Statistics(level, start, end, {table.name: table for table in tables})
+
+
+# --- reading the store and the registry ------------------------------------------------------
+
+def _load(fleet_db, registry, start, end):
+    """The range's visits, counted alike in SQL (portable: SQLite and PostgreSQL), each joined
+    to the registry point and declared status valid at its period's start."""
+    Visit, Pin = fleet_db.FleetVisit, fleet_db.ServicePointRow
+    answers = (Visit.service_id, Visit.verified, Visit.outcome, Visit.step, Visit.rating,
+               Visit.copy_answer, Visit.reason)
+    query = (Visit.select(Pin.service_point_id, Visit.period, *answers, fn.COUNT(Visit.event_id))
+             .join(Pin, JOIN.LEFT_OUTER, on=(Pin.kiosk_id == Visit.kiosk_id))
+             .where(~Visit.is_demo & (Visit.period >= start) & (Visit.period < end))
+             .group_by(Pin.service_point_id, Visit.period, *answers)
+             .tuples())
+    rows = list(query)
+    ids = sorted({row[0] for row in rows if row[0] is not None})
+    points = _versions(registry, "points", ids, start, end)
+    statuses = _versions(registry, "statuses", ids, start, end)
+    instants = {}
+    visits = []
+    for spid, period, service_id, verified, outcome, step, rating, copy, reason, n in rows:
+        at = instants.get(period)
+        if at is None:
+            at = instants[period] = utc_text(dt.datetime.fromisoformat(period))
+        point = _valid(points.get((spid,)), at)
+        status = _valid(statuses.get((spid, service_id)), at)
+        visits.append(_Visits(point, spid if point else None, service_id,
+                              status.no_copy if status else None, bool(verified), outcome,
+                              step, rating, copy, reason, n))
+    return visits
+
+
+def _versions(registry, kind, ids, start, end):
+    """``{key: [version]}`` of ``kind`` for the points ``ids``, valid at some time in range."""
+    model = registry.models[kind]
+    found = defaultdict(list)
+    for first in range(0, len(ids), 500):
+        query = model.select().where(
+            model.service_point_id.in_(ids[first:first + 500]) & (model.valid_from < end)
+            & (model.valid_to.is_null() | (model.valid_to > start)))
+        for row in query:
+            key = ((row.service_point_id,) if kind in ("points", "pins")
+                   else (row.service_point_id, row.service_id))
+            found[key].append(row)
+    return found
+
+
+def _valid(versions, at):
+    return next((v for v in versions or () if v.valid_from <= at
+                 and (v.valid_to is None or v.valid_to > at)), None)
+
+
+def _grouper(level):
+    def group(v):
+        point = v.point
+        if level == "national":
+            return ()
+        if level == "service":
+            return (v.service_id or UNKNOWN,)
+        if level == "service_point":
+            return (v.service_point_id or UNKNOWN,)
+        if point is None:
+            return (UNKNOWN,) * len(LEVELS[level])
+        return tuple(getattr(point, column) for column in LEVELS[level])
+    return group
+
+
+# --- the tables ------------------------------------------------------------------------------
+
+def _cross(visits, group, columns, column_of):
+    """``{key: {column: count}}`` of ``visits``, each counted in ``column_of(visit)`` (None:
+    not counted), rows in key order."""
+    counts = defaultdict(lambda: dict.fromkeys(columns, 0))
+    for v in visits:
+        column = column_of(v)
+        if column is not None:
+            counts[group(v)][column] += v.count
+    return {key: counts[key] for key in sorted(counts)}
+
+
+def _published(counts):
+    """``(key, true counts, published counts, published row total)`` of each row of a
+    suppressed cross table."""
+    if not counts:
+        return []
+    table = disclosure.suppress(counts)
+    return [(key, counts[key], table.cells[key], table.row_totals[key]) for key in counts]
+
+
+def _share(part, whole):
+    return round(part / whole, DIGITS) if whole else None
+
+
+def _derived(value, shown, total):
+    return disclosure.derived(value, shown.values(), total)
+
+
+def _visits_table(visits, level, group):
+    counts = _cross(visits, group, ("verified", "unverified"),
+                    lambda v: "verified" if v.verified else "unverified")
+    rows = {}
+    for key, true, shown, total in _published(counts):
+        rows[key] = {"visits": total, **shown, "verified_share": _derived(
+            _share(true["verified"], sum(true.values())), shown, total)}
+    return Table("visits", LEVELS[level], rows)
+
+
+def _ratings_table(visits, level, group):
+    counts = _cross(visits, group, schema.RATINGS, lambda v: v.rating)
+    rows = {}
+    for key, true, shown, total in _published(counts):
+        rated = sum(true.values())
+        mean = round(sum(r * n for r, n in true.items()) / rated, DIGITS) if rated else None
+        rows[key] = {"rated": total, **{f"rating_{r}": n for r, n in shown.items()},
+                     "mean": _derived(mean, shown, total),
+                     "csat": _derived(_share(true[4] + true[5], rated), shown, total)}
+    return Table("ratings", LEVELS[level], rows)
+
+
+def _asked(v):
+    if v.copy_answer is None:
+        return None
+    return "asked" if v.copy_answer in ASKED else "not_asked"
+
+
+def _copy_table(visits, level, group):
+    counts = _cross(visits, group, ("asked", "not_asked"), _asked)
+    rows = {}
+    for key, true, shown, total in _published(counts):
+        rows[key] = {"answered": total, **shown, "copy_request_rate": _derived(
+            _share(true["asked"], sum(true.values())), shown, total)}
+    return Table("copy", LEVELS[level], rows)
+
+
+def _no_copy_table(visits, level, group, thresholds):
+    keys = LEVELS[level] + tuple(c for c in ("service_id", "declared") if c not in LEVELS[level])
+
+    def by_service(v):
+        service = (v.service_id or UNKNOWN,)
+        return group(v) + (() if level == "service" else service) + (v.declared or UNKNOWN,)
+
+    counts = _cross(visits, by_service, ("asked", "not_asked"), _asked)
+    rows = {}
+    for key, true, shown, total in _published(counts):
+        answered = sum(true.values())
+        is_contradiction = (key[-1] == "cancelled"
+                            and answered >= thresholds.contradiction_answers
+                            and Fraction(true["asked"], answered) >= thresholds.contradiction_rate)
+        rows[key] = {"answered": total, **shown,
+                     "observed_rate": _derived(_share(true["asked"], answered), shown, total),
+                     "contradiction": _derived(is_contradiction, shown, total)}
+    return Table("no_copy", keys, rows)
+
+
+def _abandoned_table(visits, level, group):
+    columns = ("completed", *schema.STEPS)
+    counts = _cross(visits, group, columns,
+                    lambda v: "completed" if v.outcome == schema.Outcome.COMPLETED else v.step)
+    rows = {}
+    for key, true, shown, total in _published(counts):
+        all_visits = sum(true.values())
+        row = {"visits": total, "completed": shown["completed"]}
+        for step in schema.STEPS:
+            row[f"abandoned_{step}"] = shown[step]
+            row[f"abandoned_share_{step}"] = _derived(_share(true[step], all_visits), shown,
+                                                      total)
+        rows[key] = row
+    return Table("abandoned", LEVELS[level], rows)
+
+
+def _reasons_table(visits, level, group, thresholds):
+    counts = _cross(visits, group, schema.REASONS,
+                    lambda v: v.reason if v.rating is not None
+                    and v.rating <= thresholds.low_rating else None)
+    rows = {}
+    for key, _true, shown, total in _published(counts):
+        # Only published counts are ranked: the order of hidden ones would tell about them.
+        ranked = sorted((r for r in schema.REASONS if not isinstance(shown[r], str)),
+                        key=lambda r: -shown[r])
+        rows[key] = {"low_rated": total, **shown,
+                     "top_reasons": " ".join(ranked[:thresholds.top_reasons])}
+    return Table("reasons", LEVELS[level], rows)
+
+
+def _progress_table(registry, visits, level, end):
+    """Service points registered just before ``end`` (for the service level: point and service
+    pairs), as pinned or not in the registry and reporting or not in the range."""
+    points, pins, services = (registry.models[kind] for kind in ("points", "pins", "services"))
+
+    def current(model):
+        return model.select().where((model.valid_from < end)
+                                    & (model.valid_to.is_null() | (model.valid_to >= end)))
+
+    pinned = {row.service_point_id for row in current(pins)}
+    reporting = {(v.service_point_id, v.service_id) for v in visits if v.service_point_id}
+    reporting_points = {spid for spid, _ in reporting}
+    registered = {row.service_point_id: row for row in current(points)}
+    if level == "service":
+        units = [((row.service_id,), row.service_point_id,
+                  (row.service_point_id, row.service_id) in reporting)
+                 for row in current(services) if row.service_point_id in registered]
+    else:
+        units = [(tuple(getattr(point, c) for c in LEVELS[level]), spid,
+                  spid in reporting_points) for spid, point in registered.items()]
+    columns = ("pinned_reporting", "pinned_silent", "unpinned_reporting", "unpinned_silent")
+    counts = defaultdict(lambda: dict.fromkeys(columns, 0))
+    for key, spid, is_reporting in units:
+        counts[key][("pinned" if spid in pinned else "unpinned")
+                    + ("_reporting" if is_reporting else "_silent")] += 1
+    rows = {}
+    for key, _true, shown, total in _published({k: counts[k] for k in sorted(counts)}):
+        rows[key] = {"registered": total, **shown,
+                     "pinned": _sum_shown(shown, "pinned_reporting", "pinned_silent"),
+                     "reporting": _sum_shown(shown, "pinned_reporting", "unpinned_reporting")}
+    return Table("progress", LEVELS[level], rows)
+
+
+def _sum_shown(shown, *columns):
+    """The sum of published counts, or None when one of them is hidden."""
+    values = [shown[c] for c in columns]
+    return None if any(isinstance(v, str) for v in values) else sum(values)
+
+
+# --- CSV -------------------------------------------------------------------------------------
+
+def _key_items(keys, key):
+    return tuple(sorted(zip(keys, key, strict=True)))
+
+
+def _text(value):
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def to_csv(statistics):
+    """The figures as CSV bytes: UTF-8 with a BOM (so Excel reads the Thai names), one row per
+    figure: its table, key columns (blank when not part of the key), measure and value. A
+    hidden count is ``<5``, a withheld value blank, a flag ``yes``/``no``."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_HEADER)
+    for (table, items, measure), value in statistics.figures().items():
+        key = dict(items)
+        writer.writerow((table, *(key.get(c, "") for c in CSV_KEYS), measure, _text(value)))
+    return (BOM + out.getvalue()).encode("utf-8")
+
+
+def read_csv(data):
+    """``{(table, key, measure): text}`` from :func:`to_csv` bytes, for checks and re-use: the
+    same keys as :meth:`Statistics.figures`, the values as the CSV writes them."""
+    reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+    return {(row["table"], tuple(sorted((c, row[c]) for c in CSV_KEYS if row[c])),
+             row["measure"]): row["value"] for row in reader}
+
+
+def csv_text_of(figures):
+    """``figures`` (from :meth:`Statistics.figures`) with the values as the CSV writes them."""
+    return {name: _text(value) for name, value in figures.items()}

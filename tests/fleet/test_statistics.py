@@ -1,0 +1,261 @@
+"""The statistics core against hand computation: a known set of visits in the fleet store, a
+registry imported from a small CSV, every published figure checked, and the CSV export."""
+
+import datetime as dt
+import types
+import uuid
+from fractions import Fraction
+
+import pytest
+
+from kiosk import visit as schema
+from kiosk.fleet import registry, statistics
+from kiosk.fleet.db import open_database
+from kiosk.fleet.registry_csv import COLUMNS
+from kiosk.fleet.statistics import UNKNOWN, Thresholds
+from kiosk.period import BANGKOK, Period
+from kiosk.telemetry import topics
+from tests.fleet.test_registry import csv_text
+
+START = dt.datetime(2026, 12, 1, tzinfo=BANGKOK)
+END = dt.datetime(2026, 12, 2, tzinfo=BANGKOK)
+IN_RANGE = Period.of(dt.datetime(2026, 12, 1, 10, 0, tzinfo=BANGKOK), 3600)
+AFTER = Period.of(dt.datetime(2026, 12, 2, 0, 30, tzinfo=BANGKOK), 3600)
+RECEIVED = "2026-12-01T05:00:00.000Z"
+INTERIOR, DOPA = "กระทรวงมหาดไทย", "กรมการปกครอง"
+TRANSPORT, DLT = "กระทรวงคมนาคม", "กรมการขนส่งทางบก"
+
+
+def point(point_id, ministry, department, province, service, no_copy, *, pinned=True):
+    return dict(zip(COLUMNS, (
+        ministry, department, point_id, f"สำนักงาน {point_id}", f"Office {point_id}", province,
+        "เมือง", "18.7883" if pinned else "", "98.9853" if pinned else "", service,
+        f"บริการ {service}", f"Service {service}", no_copy), strict=True))
+
+
+REGISTRY_ROWS = [
+    point("dopa-10", INTERIOR, DOPA, "กรุงเทพมหานคร", "dopa.id_card", "cancelled"),
+    point("dopa-10", INTERIOR, DOPA, "กรุงเทพมหานคร", "dopa.birth", "in_progress"),
+    point("dlt-50", TRANSPORT, DLT, "เชียงใหม่", "dlt.licence", "cancelled", pinned=False),
+    point("dopa-50", INTERIOR, DOPA, "เชียงใหม่", "dopa.id_card", "not_yet"),
+]
+#: Kiosk -> the service point its pin names ("ghost-1" is in no registry).
+KIOSKS = {"k1": "dopa-10", "k2": "dlt-50", "k3": "ghost-1"}
+
+
+def visits(kiosk, n, *, period=IN_RANGE, mode="production", **answers):
+    fields = dict(outcome="completed", step="thank_you", verified=True, expired=False,
+                  copy_answer="none", rating=5, reason=None, language="th", duration_s=40)
+    fields.update(answers)
+    return [topics.parse_kiosk_message(
+        topics.kiosk_topic(kiosk, "visit"),
+        schema.payload(event_id=str(uuid.uuid4()), instance=f"inst-{kiosk}", mode=mode,
+                       period=period, **fields)) for _ in range(n)]
+
+
+def pin(kiosk, service_point_id):
+    cfg = types.SimpleNamespace(
+        kiosk=types.SimpleNamespace(service_point_id=service_point_id, name_th="จุดบริการ",
+                                    name_en="Counter", agency="agency", ministry="kiosk's own",
+                                    province="kiosk's own", lat=None, lon=None,
+                                    mode="production"),
+        services=[])
+    return topics.parse_kiosk_message(topics.kiosk_topic(kiosk, "pin"),
+                                      topics.service_point_payload(cfg))
+
+
+#: The known visits: 55 count. k1's id-card service is declared cancelled, yet 5 of its 30
+#: visits were asked for a copy (16.7 %): the contradiction.
+KNOWN = [
+    ("k1", 5, dict(service_id="dopa.id_card", copy_answer="id_card", rating=5)),
+    ("k1", 5, dict(service_id="dopa.id_card", rating=5)),
+    ("k1", 10, dict(service_id="dopa.id_card", rating=4)),
+    ("k1", 5, dict(service_id="dopa.id_card", rating=3)),
+    ("k1", 5, dict(service_id="dopa.id_card", rating=1, reason="copies_requested")),
+    ("k1", 5, dict(service_id="dopa.birth", rating=4)),
+    ("k1", 5, dict(service_id="dopa.birth", rating=4, verified=False, expired=None)),
+    ("k2", 2, dict(service_id="dlt.licence", copy_answer="both", rating=2,
+                   reason="waiting_time")),
+    ("k2", 4, dict(service_id="dlt.licence", rating=2, reason="waiting_time")),
+    ("k2", 1, dict(service_id="dlt.licence", rating=2)),
+    ("k2", 3, dict(service_id="dlt.licence", outcome="abandoned", step="rating", rating=None)),
+    ("k3", 5, dict(service_id="ghost.svc", copy_answer=None, rating=5, verified=False,
+                   expired=None)),
+]
+#: Never counted: a demo visit, and a visit of the day after the range.
+EXCLUDED = [("k1", 1, dict(service_id="dopa.id_card", mode="demo")),
+            ("k1", 1, dict(service_id="dopa.id_card", period=AFTER))]
+
+
+@pytest.fixture
+def stores(fleet_url, tmp_path):
+    """The fleet store with the known visits and pins, and the registry imported from CSV."""
+    db = open_database(fleet_url)
+    reg = registry.open_registry(fleet_url)
+    path = tmp_path / "registry.csv"
+    path.write_bytes(csv_text(REGISTRY_ROWS).encode("utf-8-sig"))
+    registry.import_file(reg, path, as_of=dt.datetime(2026, 11, 1, tzinfo=BANGKOK))
+    with db.database.atomic():
+        for kiosk, service_point_id in KIOSKS.items():
+            db.apply_service_point(pin(kiosk, service_point_id), RECEIVED)
+        batch = [v for kiosk, n, answers in KNOWN + EXCLUDED for v in visits(kiosk, n, **answers)]
+        assert db.add_visits(batch, RECEIVED) == 57
+    yield db, reg
+    reg.close()
+    db.close()
+
+
+H = "<5"  # a hidden count
+
+
+def steps(count, share):
+    """The abandoned table's step figures, every one the same."""
+    return {name: value for step in schema.STEPS
+            for name, value in ((f"abandoned_{step}", count), (f"abandoned_share_{step}", share))}
+
+
+# National, by hand. visits: verified 30 + 5 + 10 = 45, unverified 5 + 5 = 10.
+# ratings: 1: 5; 2: 7; 3: 5; 4: 10 + 10 = 20; 5: 10 + 5 = 15; 52 rated (3 abandoned unrated);
+# mean (5 + 14 + 15 + 80 + 75) / 52 = 189 / 52 = 3.6346; CSAT 35 / 52 = 0.6731.
+# copy: asked 5 (id card) + 2 (both) = 7 of 50 answered (k3's 5 have no answer): 0.14.
+# no_copy, by service and declared status: licence (cancelled) 2 asked / 8 not; birth
+# (in progress) 0 / 10; id card (cancelled) 5 / 25. The licence's 2 and the birth's 0 are under
+# 5; each is then alone in its row, so the smallest other count of that row is hidden too (8
+# and 10): the two rows' four hidden counts now have two row sums and two column sums that
+# only fix them up to one free value. The id card's row is whole: 5 / 30 = 0.1667, cancelled,
+# 30 answers >= 20, 16.7 % >= 10 %: a contradiction.
+# abandoned: completed 52, abandoned at "rating" 3, every other step 0: all hidden, and no share
+# is published since the published counts (52) do not add up to the total (55).
+# reasons after a rating of 1 or 2: copies_requested 5, waiting_time 6 (one skipped); staff,
+# unclear_process and other are 0, hidden; ranked among published counts only.
+# progress: dopa-10 pinned and reporting, dopa-50 pinned and silent, dlt-50 unpinned and
+# reporting (ghost-1 is in no registry): every cell 1 or 0, so all hidden.
+NATIONAL = {
+    "visits": {(): {"visits": 55, "verified": 45, "unverified": 10,
+                    "verified_share": 0.8182}},
+    "ratings": {(): {"rated": 52, "rating_1": 5, "rating_2": 7, "rating_3": 5, "rating_4": 20,
+                     "rating_5": 15, "mean": 3.6346, "csat": 0.6731}},
+    "copy": {(): {"answered": 50, "asked": 7, "not_asked": 43, "copy_request_rate": 0.14}},
+    "no_copy": {
+        ("dlt.licence", "cancelled"): {"answered": 10, "asked": H, "not_asked": H,
+                                       "observed_rate": None, "contradiction": None},
+        ("dopa.birth", "in_progress"): {"answered": 10, "asked": H, "not_asked": H,
+                                        "observed_rate": None, "contradiction": None},
+        ("dopa.id_card", "cancelled"): {"answered": 30, "asked": 5, "not_asked": 25,
+                                        "observed_rate": 0.1667, "contradiction": True},
+    },
+    "abandoned": {(): {"visits": 55, "completed": 52, **steps(H, None)}},
+    "reasons": {(): {"low_rated": 11, "waiting_time": 6, "staff": H, "copies_requested": 5,
+                     "unclear_process": H, "other": H,
+                     "top_reasons": "waiting_time copies_requested"}},
+    "progress": {(): {"registered": H, "pinned_reporting": H, "pinned_silent": H,
+                      "unpinned_reporting": H, "unpinned_silent": H, "pinned": None,
+                      "reporting": None}},
+}
+
+
+def test_statistics_national_figures_match_hand_computation(stores):
+    db, reg = stores
+    stats = statistics.compute(db, reg, START, END)
+    assert {name: table.rows for name, table in stats.tables.items()} == NATIONAL
+    assert (stats.start, stats.end) == ("2026-11-30T17:00:00.000Z", "2026-12-01T17:00:00.000Z")
+
+
+# By ministry, by hand. Rows: (unknown) (k3, whose point is in no registry), Transport (k2),
+# Interior (k1); Thai keys sort after "(".
+# visits: unknown 0 / 5, transport 10 / 0, interior 35 / 5. The two zeros are hidden; unknown's
+# 0 is then alone in its row, so its 5 is hidden; its column (verified, total 45) then fixes it,
+# so transport's 10 (smaller than 35) is hidden: the four cells now form a cycle of sums.
+# ratings: unknown {5: 5}, transport {2: 7}, interior {1: 5, 3: 5, 4: 20, 5: 10}. Zeros hidden;
+# transport's 0 under 5 is alone in column 5 (15 = 5 + 0 + 10), so unknown's 5 (smaller) goes;
+# interior's 0 under 2 is alone in its row, so its smallest count (the 5 under 1) goes. Every
+# hidden cell then lies on a cycle. Transport's hidden counts are all 0 (published 7 = rated
+# 7): its mean 2.0 and CSAT 0.0 are published; interior's are not (35 of 40 shown).
+# copy: unknown has no answer (no row); transport 2 / 8, interior 5 / 35: the 2 forces all four.
+# no_copy: the rows of the national table, each under its ministry: the same suppression.
+# abandoned: unknown completed 5, transport 7 and 3 at "rating", interior 40; every step cell
+# hidden. Unknown's and interior's hidden counts are all 0 (published = total): shares of 0.0.
+# reasons: transport waiting_time 6, interior copies_requested 5 (unknown none: no row). Each is
+# alone in its column once the zeros are hidden, so the other row's count goes too: all hidden.
+# progress: transport has dlt-50 (unpinned, reporting); interior dopa-10 (pinned, reporting) and
+# dopa-50 (pinned, silent): all under 5.
+M, T, U = (INTERIOR,), (TRANSPORT,), (UNKNOWN,)
+BY_MINISTRY = {
+    "visits": {U: {"visits": 5, "verified": H, "unverified": H, "verified_share": None},
+               T: {"visits": 10, "verified": H, "unverified": H, "verified_share": None},
+               M: {"visits": 40, "verified": 35, "unverified": 5, "verified_share": 0.875}},
+    "ratings": {
+        U: {"rated": 5, "rating_1": H, "rating_2": H, "rating_3": H, "rating_4": H,
+            "rating_5": H, "mean": None, "csat": None},
+        T: {"rated": 7, "rating_1": H, "rating_2": 7, "rating_3": H, "rating_4": H,
+            "rating_5": H, "mean": 2.0, "csat": 0.0},
+        M: {"rated": 40, "rating_1": H, "rating_2": H, "rating_3": 5, "rating_4": 20,
+            "rating_5": 10, "mean": None, "csat": None}},
+    "copy": {T: {"answered": 10, "asked": H, "not_asked": H, "copy_request_rate": None},
+             M: {"answered": 40, "asked": H, "not_asked": H, "copy_request_rate": None}},
+    "no_copy": {M + key if key[0].startswith("dopa") else T + key: row
+                for key, row in NATIONAL["no_copy"].items()},
+    "abandoned": {U: {"visits": 5, "completed": 5, **steps(H, 0.0)},
+                  T: {"visits": 10, "completed": 7, **steps(H, None)},
+                  M: {"visits": 40, "completed": 40, **steps(H, 0.0)}},
+    "reasons": {key: {"low_rated": total, "waiting_time": H, "staff": H, "copies_requested": H,
+                      "unclear_process": H, "other": H, "top_reasons": ""}
+                for key, total in ((T, 6), (M, 5))},
+    "progress": {key: {"registered": H, "pinned_reporting": H, "pinned_silent": H,
+                       "unpinned_reporting": H, "unpinned_silent": H, "pinned": None,
+                       "reporting": None} for key in (T, M)},
+}
+
+
+def test_statistics_by_ministry_match_hand_computation_with_unregistered_visits(stores):
+    db, reg = stores
+    stats = statistics.compute(db, reg, START, END, "ministry")
+    assert {name: table.rows for name, table in stats.tables.items()} == BY_MINISTRY
+    assert stats.tables["no_copy"].keys == ("ministry", "service_id", "declared")
+
+
+def test_statistics_csv_has_a_bom_and_round_trips_every_figure(stores):
+    db, reg = stores
+    stats = statistics.compute(db, reg, START, END, "ministry")
+    data = statistics.to_csv(stats)
+    assert data.startswith(b"\xef\xbb\xbf")
+    figures = statistics.read_csv(data)
+    assert figures == statistics.csv_text_of(stats.figures())
+    assert len(figures) == sum(len(row) for table in BY_MINISTRY.values()
+                               for row in table.values())
+    contradiction = (("declared", "cancelled"), ("ministry", INTERIOR),
+                     ("service_id", "dopa.id_card"))
+    assert figures["no_copy", contradiction, "contradiction"] == "yes"
+    assert figures["no_copy", contradiction, "observed_rate"] == "0.1667"
+    assert figures["visits", (("ministry", UNKNOWN),), "verified"] == "<5"
+    assert figures["visits", (("ministry", UNKNOWN),), "verified_share"] == ""
+    assert figures["ratings", (("ministry", TRANSPORT),), "mean"] == "2.0"
+
+
+def test_statistics_judge_a_visit_by_what_was_declared_in_its_period(stores, tmp_path):
+    db, reg = stores
+    # The agency re-declares the id card "in progress" on the evening after the visits.
+    changed = [dict(row, no_copy="in_progress") if row["service_id"] == "dopa.id_card" else row
+               for row in REGISTRY_ROWS]
+    path = tmp_path / "evening.csv"
+    path.write_bytes(csv_text(changed).encode("utf-8"))
+    registry.import_file(reg, path, as_of=dt.datetime(2026, 12, 1, 18, tzinfo=BANGKOK))
+    stats = statistics.compute(db, reg, START, END)
+    assert stats.tables["no_copy"].rows == NATIONAL["no_copy"]
+
+
+def test_statistics_contradiction_thresholds_come_from_the_config(stores):
+    db, reg = stores
+    row = ("dopa.id_card", "cancelled")
+    for thresholds, expected in ((Thresholds(contradiction_answers=30), True),
+                                 (Thresholds(contradiction_answers=31), False),
+                                 (Thresholds(contradiction_rate=Fraction(1, 6)), True),
+                                 (Thresholds(contradiction_rate=Fraction(1, 5)), False)):
+        stats = statistics.compute(db, reg, START, END, thresholds=thresholds)
+        assert stats.tables["no_copy"].rows[row]["contradiction"] is expected, thresholds
+
+
+def test_statistics_refuse_an_unknown_level(stores):
+    db, reg = stores
+    with pytest.raises(ValueError, match="level must be one of national, ministry"):
+        statistics.compute(db, reg, START, END, "district")
