@@ -259,3 +259,46 @@ def test_statistics_refuse_an_unknown_level(stores):
     db, reg = stores
     with pytest.raises(ValueError, match="level must be one of national, ministry"):
         statistics.compute(db, reg, START, END, "district")
+
+
+# The same three groups of visits (unknown 0 / 5, k2's 10 / 0, k1's 35 / 5) under each level's
+# keys: the visits table of BY_MINISTRY, keyed so. Progress: the level's registered points.
+THREE_GROUPS = {
+    "department": ((UNKNOWN, UNKNOWN), (TRANSPORT, DLT), (INTERIOR, DOPA)),
+    "service_point": ((UNKNOWN,), ("dlt-50",), ("dopa-10",)),
+    "province": ((UNKNOWN,), ("50",), ("10",)),
+}
+
+
+@pytest.mark.parametrize("level", THREE_GROUPS)
+def test_statistics_each_registry_level_groups_by_the_registry(stores, level):
+    db, reg = stores
+    stats = statistics.compute(db, reg, START, END, level)
+    assert stats.tables["visits"].keys == statistics.LEVELS[level]
+    assert stats.tables["visits"].rows == dict(zip(
+        THREE_GROUPS[level], BY_MINISTRY["visits"].values(), strict=True))
+    registered = {"department": {(TRANSPORT, DLT), (INTERIOR, DOPA)},
+                  "service_point": {("dlt-50",), ("dopa-10",), ("dopa-50",)},
+                  "province": {("50",), ("10",)}}[level]
+    assert set(stats.tables["progress"].rows) == registered
+
+
+# By service, by hand: licence 10 / 0, birth 5 / 5, id card 30 / 0, ghost 0 / 5. The three
+# zeros are hidden; each is alone in its row, so the licence's 10 goes (smallest of column
+# verified's line through it), then the id card's 30 (alone in its row), then the ghost's 5:
+# rows licence, id card and ghost with both columns form cycles; birth's row stays whole.
+# Progress counts point-and-service pairs: licence {dlt-50}, birth {dopa-10}, id card {dopa-10,
+# dopa-50}, all under 5.
+def test_statistics_by_service_match_hand_computation(stores):
+    db, reg = stores
+    stats = statistics.compute(db, reg, START, END, "service")
+    hidden = {"verified": H, "unverified": H, "verified_share": None}
+    assert stats.tables["visits"].rows == {
+        ("dlt.licence",): {"visits": 10, **hidden},
+        ("dopa.birth",): {"visits": 10, "verified": 5, "unverified": 5, "verified_share": 0.5},
+        ("dopa.id_card",): {"visits": 30, **hidden},
+        ("ghost.svc",): {"visits": 5, **hidden}}
+    assert stats.tables["no_copy"].keys == ("service_id", "declared")
+    assert stats.tables["no_copy"].rows == NATIONAL["no_copy"]
+    assert {key: row["registered"] for key, row in stats.tables["progress"].rows.items()} == {
+        ("dlt.licence",): H, ("dopa.birth",): H, ("dopa.id_card",): H}
