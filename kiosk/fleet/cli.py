@@ -1,4 +1,4 @@
-"""The ``kiosk-fleet`` command for central ops: collect, status, provision, registry."""
+"""The ``kiosk-fleet`` command for central ops: collect, status, provision, registry, stats."""
 
 import sys
 
@@ -9,6 +9,7 @@ VERBS = {
     "status": ("kiosk.fleet.status", "one line per kiosk: state, last seen, outbox depth, version"),
     "provision": ("kiosk.fleet.provision", "turn an agency CSV into one bundle per kiosk"),
     "registry": ("kiosk.fleet.registry", "import the programme's service points, with history"),
+    "stats": ("kiosk.fleet.statistics", "the published statistics of a date range, as CSV"),
 }
 
 

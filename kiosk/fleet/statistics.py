@@ -29,9 +29,11 @@ Known limit: the ``visits`` and ``abandoned`` tables count the same visits per r
 suppressed one by one (``disclosure`` protects one table at a time).
 """
 
+import argparse
 import csv
 import datetime as dt
 import io
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from fractions import Fraction
@@ -39,8 +41,9 @@ from fractions import Fraction
 from peewee import JOIN, fn
 
 from kiosk import visit as schema
-from kiosk.fleet import disclosure
-from kiosk.fleet.db import utc_text
+from kiosk.fleet import disclosure, registry
+from kiosk.fleet.db import DEFAULT_DB, open_database, utc_text
+from kiosk.period import BANGKOK
 
 #: Each level's key columns (the national level has one row, keyed by nothing).
 LEVELS = {
@@ -398,3 +401,47 @@ def read_csv(data):
 def csv_text_of(figures):
     """``figures`` (from :meth:`Statistics.figures`) with the values as the CSV writes them."""
     return {name: _text(value) for name, value in figures.items()}
+
+
+# --- kiosk-fleet stats -----------------------------------------------------------------------
+
+def _day(text):
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a date such as 2026-12-01") from None
+
+
+def add_arguments(parser):
+    parser.add_argument("--db", default=DEFAULT_DB,
+                        help="the fleet database, a path or postgresql:// URL (default "
+                        "%(default)s)")
+    parser.add_argument("--from", dest="first", type=_day, required=True, metavar="DAY",
+                        help="the first day counted (Thailand's calendar)")
+    parser.add_argument("--to", dest="last", type=_day, required=True, metavar="DAY",
+                        help="the last day counted, included")
+    parser.add_argument("--level", choices=LEVELS, default="national",
+                        help="the rows of every table (default %(default)s)")
+    parser.add_argument("--out", metavar="FILE",
+                        help="write the CSV here (default: standard output)")
+
+
+def main(args):
+    if args.last < args.first:
+        print(f"stats: --to {args.last} is before --from {args.first}", file=sys.stderr)
+        return 2
+    start = dt.datetime.combine(args.first, dt.time(), BANGKOK)
+    end = dt.datetime.combine(args.last + dt.timedelta(days=1), dt.time(), BANGKOK)
+    fleet_db = open_database(args.db)
+    try:
+        data = to_csv(compute(fleet_db, registry.Registry(fleet_db.database), start, end,
+                              args.level))
+    finally:
+        fleet_db.close()
+    if args.out:
+        with open(args.out, "wb") as out:
+            out.write(data)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    return 0

@@ -2,6 +2,8 @@
 registry imported from a small CSV, every published figure checked, and the CSV export."""
 
 import datetime as dt
+import subprocess
+import sys
 import types
 import uuid
 from fractions import Fraction
@@ -16,6 +18,7 @@ from kiosk.fleet.statistics import UNKNOWN, Thresholds
 from kiosk.period import BANGKOK, Period
 from kiosk.telemetry import topics
 from tests.fleet.test_registry import csv_text
+from tests.test_layering import ROOT
 
 START = dt.datetime(2026, 12, 1, tzinfo=BANGKOK)
 END = dt.datetime(2026, 12, 2, tzinfo=BANGKOK)
@@ -302,3 +305,15 @@ def test_statistics_by_service_match_hand_computation(stores):
     assert stats.tables["no_copy"].rows == NATIONAL["no_copy"]
     assert {key: row["registered"] for key, row in stats.tables["progress"].rows.items()} == {
         ("dlt.licence",): H, ("dopa.birth",): H, ("dopa.id_card",): H}
+
+
+def test_statistics_cli_writes_the_csv_of_a_day_range(stores, fleet_url, tmp_path):
+    db, reg = stores
+    out = tmp_path / "stats.csv"
+    done = subprocess.run(
+        [sys.executable, "-c", "from kiosk.fleet.cli import main; main()", "stats", "--db",
+         fleet_url, "--from", "2026-12-01", "--to", "2026-12-01", "--level", "ministry",
+         "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    expected = statistics.compute(db, reg, START, END, "ministry")
+    assert statistics.read_csv(out.read_bytes()) == statistics.csv_text_of(expected.figures())
