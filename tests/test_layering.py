@@ -115,7 +115,7 @@ LAYERS = (
         "kiosk.telemetry.mqtt", "kiosk.telemetry.outbox", "kiosk.telemetry.health",
         "kiosk.telemetry.commands", "kiosk.fleet.collector", "kiosk.fleet.db",
         "kiosk.fleet.migrations", "kiosk.fleet.status", "kiosk.fleet.provision",
-        "kiosk.fleet.registry", "kiosk.watchdog", "kiosk.firstboot",
+        "kiosk.fleet.registry", "kiosk.fleet.statistics", "kiosk.watchdog", "kiosk.firstboot",
     )),
     ("rigs", ("kiosk.rigs.*",)),
     ("wiring", (
