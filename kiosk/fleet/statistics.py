@@ -33,6 +33,7 @@ import argparse
 import csv
 import datetime as dt
 import io
+import itertools
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -145,45 +146,56 @@ def compute(fleet_db, registry, start, end, level="national", thresholds=Thresho
 
 def _load(fleet_db, registry, start, end):
     """The range's visits, counted alike in SQL (portable: SQLite and PostgreSQL), each joined
-    to the registry point and declared status valid at its period's start."""
+    to the registry point and declared status valid at its period's start.
+
+    The registry only changes at its versions' bounds, so the range is cut there and each piece
+    is counted in one ``GROUP BY`` without the period: a year of a national fleet comes back as
+    a few rows per point and answer, not one per period."""
     Visit, Pin = fleet_db.FleetVisit, fleet_db.ServicePointRow
     answers = (Visit.service_id, Visit.verified, Visit.outcome, Visit.step, Visit.rating,
                Visit.copy_answer, Visit.reason)
-    query = (Visit.select(Pin.service_point_id, Visit.period, *answers, fn.COUNT(Visit.event_id))
-             .join(Pin, JOIN.LEFT_OUTER, on=(Pin.kiosk_id == Visit.kiosk_id))
-             .where(~Visit.is_demo & (Visit.period >= start) & (Visit.period < end))
-             .group_by(Pin.service_point_id, Visit.period, *answers)
-             .tuples())
-    rows = list(query)
-    ids = sorted({row[0] for row in rows if row[0] is not None})
-    points = _versions(registry, "points", ids, start, end)
-    statuses = _versions(registry, "statuses", ids, start, end)
-    instants = {}
+    points = _versions(registry, "points", start, end)
+    statuses = _versions(registry, "statuses", start, end)
+    bounds = sorted({start, end} | {b for versions in (*points.values(), *statuses.values())
+                                    for v in versions for b in (v.valid_from, v.valid_to)
+                                    if b is not None and start < b < end})
     visits = []
-    for spid, period, service_id, verified, outcome, step, rating, copy, reason, n in rows:
-        at = instants.get(period)
-        if at is None:
-            at = instants[period] = utc_text(dt.datetime.fromisoformat(period))
-        point = _valid(points.get((spid,)), at)
-        status = _valid(statuses.get((spid, service_id)), at)
-        visits.append(_Visits(point, spid if point else None, service_id,
-                              status.no_copy if status else None, bool(verified), outcome,
-                              step, rating, copy, reason, n))
+    for first, last in itertools.pairwise(bounds):
+        query = (Visit.select(Pin.service_point_id, *answers, fn.COUNT(Visit.event_id))
+                 .join(Pin, JOIN.LEFT_OUTER, on=(Pin.kiosk_id == Visit.kiosk_id))
+                 .where(~Visit.is_demo & (Visit.period >= _period_text(first))
+                        & (Visit.period < _period_text(last)))
+                 .group_by(Pin.service_point_id, *answers))
+        # The driver's own rows: peewee converting each value was a third of the time.
+        for spid, service_id, verified, outcome, step, rating, copy, reason, n in (
+                fleet_db.database.execute(query)):
+            point = _valid(points.get((spid,)), first)
+            status = _valid(statuses.get((spid, service_id)), first)
+            visits.append(_Visits(point, spid if point else None, service_id,
+                                  status.no_copy if status else None, bool(verified), outcome,
+                                  step, rating, copy, reason, n))
     return visits
 
 
-def _versions(registry, kind, ids, start, end):
-    """``{key: [version]}`` of ``kind`` for the points ``ids``, valid at some time in range."""
+def _period_text(instant):
+    """The first period start at or after ``instant`` (registry time text), as periods are
+    written: whole seconds (so ``period >= it`` is ``period >= instant``)."""
+    moment = dt.datetime.fromisoformat(instant)
+    if moment.microsecond:
+        moment = moment.replace(microsecond=0) + dt.timedelta(seconds=1)
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _versions(registry, kind, start, end):
+    """``{key: [version]}`` of ``kind``, each valid at some time of ``[start, end)``."""
     model = registry.models[kind]
     found = defaultdict(list)
-    for first in range(0, len(ids), 500):
-        query = model.select().where(
-            model.service_point_id.in_(ids[first:first + 500]) & (model.valid_from < end)
-            & (model.valid_to.is_null() | (model.valid_to > start)))
-        for row in query:
-            key = ((row.service_point_id,) if kind in ("points", "pins")
-                   else (row.service_point_id, row.service_id))
-            found[key].append(row)
+    query = model.select().where((model.valid_from < end)
+                                 & (model.valid_to.is_null() | (model.valid_to > start)))
+    for row in query:
+        key = ((row.service_point_id,) if kind in ("points", "pins")
+               else (row.service_point_id, row.service_id))
+        found[key].append(row)
     return found
 
 
