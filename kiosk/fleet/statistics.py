@@ -25,8 +25,11 @@ than the row's published counts. A hidden count shows ``"<5"``. The tables:
 * ``progress``: registered service points (as registered just before ``end``), split by pinned
   in the registry and reporting (a visit in the range); ``registered``, ``pinned``, ``reporting``.
 
-Known limit: the ``visits`` and ``abandoned`` tables count the same visits per row, and are
-suppressed one by one (``disclosure`` protects one table at a time).
+Known limits, since :mod:`kiosk.fleet.disclosure` protects one table at a time: the
+``visits`` and ``abandoned`` tables have the same row totals, and above the service-point level
+a ``copy`` row is the sum of ``no_copy`` rows; each table is suppressed on its own, so a count
+hidden in one could be worked out by subtracting another. Service-point counts (``progress``)
+go through the same rule as visits, though a point is no person.
 """
 
 import argparse

@@ -317,3 +317,15 @@ def test_statistics_cli_writes_the_csv_of_a_day_range(stores, fleet_url, tmp_pat
     assert done.returncode == 0, done.stderr
     expected = statistics.compute(db, reg, START, END, "ministry")
     assert statistics.read_csv(out.read_bytes()) == statistics.csv_text_of(expected.figures())
+
+
+def test_statistics_count_an_undated_visit_in_the_day_it_arrived(stores):
+    db, reg = stores
+    # Period None: recorded before the clock synced; the store files it under its arrival day.
+    with db.database.atomic():
+        assert db.add_visits(visits("k1", 1, period=None, service_id="dopa.id_card"),
+                             RECEIVED) == 1
+    stats = statistics.compute(db, reg, START, END)
+    assert stats.tables["visits"].rows == {(): {"visits": 56, "verified": 46, "unverified": 10,
+                                                "verified_share": round(46 / 56, 4)}}
+    assert stats.tables["no_copy"].rows[("dopa.id_card", "cancelled")]["answered"] == 31
