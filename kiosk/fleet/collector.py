@@ -278,6 +278,15 @@ class Collector:
             self._reconcile()
             next_reconcile = time.monotonic() + self.reconcile_every_s
 
+    def _drop_connection(self):
+        """Forget this thread's connection after a database failure: peewee would go on using
+        one a restarted PostgreSQL server has closed, failing every retry. The next statement
+        connects afresh (a locked SQLite file loses nothing by it)."""
+        try:
+            self.db.database.close()
+        except Exception as exc:  # a broken connection may not even close cleanly
+            log.debug("closing the failed database connection: %s", type(exc).__name__)
+
     def _reconcile(self):
         """Reconcile the period counts due a look, count and log the verdicts that changed. A
         failure is counted and logged (once until a run succeeds again) and retried at the
@@ -286,6 +295,8 @@ class Collector:
             with self.db.database.atomic():
                 changed = self.db.reconcile(dt.datetime.now(dt.UTC), self.reconcile_grace_s)
         except Exception as exc:  # the worker must outlive the database and our own bugs
+            if isinstance(exc, DATABASE_FAILURES):
+                self._drop_connection()
             self.counters.reconcile_failures += 1
             if not self._reconcile_failing:
                 log.exception("could not reconcile the period counts (%s); retrying",
@@ -321,6 +332,7 @@ class Collector:
                 self.counters.count("store_failures", f"database: {type(exc).__name__}")
                 log.error("collector could not commit %d messages (%s); nothing acked, "
                           "retrying in %.1f s", len(parsed), exc, delay)
+                self._drop_connection()
                 if self._stopping.wait(delay):
                     return
                 delay = min(delay * 2, RETRY_MAX_S)

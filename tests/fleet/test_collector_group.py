@@ -143,3 +143,26 @@ def test_collector_restarted_receives_what_its_session_queued(spawn, kiosk, grou
     spawn("collector-a")
     wait_until(lambda: {*queued, "last-queued"} <= set(acked_ids(kiosk)), "the queued acks")
     assert sorted(stored_ids(group_url)) == sorted(["before-kill", *queued, "last-queued"])
+
+
+def test_collector_keeps_storing_after_the_postgresql_server_restarts(
+        broker, postgres, group_url, kiosk):
+    """The server restarts under a running collector, cutting its connection: the next batch
+    is retried on a new connection, and nothing is lost or acked before it is stored."""
+    user, password = broker.collector_credentials
+    with Collector(group_url, "127.0.0.1", broker.port, user, password,
+                   batch_s=0.05, reconcile_every_s=0.05) as collector:
+        assert collector.wait_for_connected()
+        publish_visits(kiosk, ["before"])
+        wait_until(lambda: "before" in acked_ids(kiosk), "the first ack")
+        postgres.restart()
+        publish_visits(kiosk, ["after-1", "after-2"])
+        wait_until(lambda: {"after-1", "after-2"} <= set(acked_ids(kiosk)),
+                   "acks after the restart", timeout=20)
+        failures = collector.counters.store_failures + collector.counters.reconcile_failures
+        assert failures >= 1  # the cut connection was noticed, by a batch or a reconcile
+    reader = open_database(group_url)
+    try:
+        assert {v.event_id for v in reader.visits()} == {"before", "after-1", "after-2"}
+    finally:
+        reader.close()
