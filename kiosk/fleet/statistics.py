@@ -25,11 +25,12 @@ than the row's published counts. A hidden count shows ``"<5"``. The tables:
 * ``progress``: registered service points (as registered just before ``end``), split by pinned
   in the registry and reporting (a visit in the range); ``registered``, ``pinned``, ``reporting``.
 
-Known limits, since :mod:`kiosk.fleet.disclosure` protects one table at a time: the
-``visits`` and ``abandoned`` tables have the same row totals, and above the service-point level
-a ``copy`` row is the sum of ``no_copy`` rows; each table is suppressed on its own, so a count
-hidden in one could be worked out by subtracting another. Service-point counts (``progress``)
-go through the same rule as visits, though a point is no person.
+Across tables: :mod:`kiosk.fleet.disclosure` protects one table at a time, but a ``copy`` row
+is the sum of its group's ``no_copy`` rows and the ``visits`` and ``abandoned`` tables count
+the same visits per row, so :func:`_hide_linked` hides a row whole wherever its partner hides a
+figure (a row of a small service can thus hide its group's copy-request rate). Other tables'
+rows are not sums of each other. Service-point counts (``progress``) go through the same rule
+as visits, though a point is no person.
 """
 
 import argparse
@@ -142,7 +143,49 @@ def compute(fleet_db, registry, start, end, level="national", thresholds=Thresho
         _reasons_table(visits, level, group, thresholds),
         _progress_table(registry, visits, level, end),
     ]
-    return Statistics(level, start, end, {table.name: table for table in tables})
+    tables = {table.name: table for table in tables}
+    _hide_linked(tables, _no_copy_counts(visits, level, group))
+    return Statistics(level, start, end, tables)
+
+
+def _hide_linked(tables, no_copy_counts):
+    """Suppression across the tables of one publication, where one holds sums of another's.
+
+    A ``copy`` row is the sum of its group's ``no_copy`` rows. Those rows publish their totals,
+    and none hides a single count (:func:`kiosk.fleet.disclosure.suppress`), so a row with
+    hidden counts hides both. With two or more such rows in a group, the group's sums leave
+    them one free value or more; with exactly one, subtracting gives it back, unless its
+    hidden counts are 0 (which discloses no one). So the copy row's split is hidden then, and
+    the whole row whenever a no_copy row of its group hides its total. ``visits`` and
+    ``abandoned`` count the same visits per row: a row whose total is hidden in either is
+    hidden whole in both. Hiding more never reveals anything (fewer figures, fewer
+    equations)."""
+    no_copy, copy = tables["no_copy"], tables["copy"]
+    width = len(copy.keys)
+    for key in copy.rows:
+        group = {other: row for other, row in no_copy.rows.items() if other[:width] == key}
+        hiding = [other for other, row in group.items()
+                  if isinstance(row["asked"], str) or isinstance(row["not_asked"], str)]
+        if any(isinstance(row["answered"], str) for row in group.values()):
+            _hide_row(copy.rows[key])
+        elif len(hiding) == 1 and any(no_copy_counts[hiding[0]].values()):
+            # Its total is the sum of published totals: only the split gives a count away.
+            row = copy.rows[key]
+            row.update(asked=disclosure.mark(), not_asked=disclosure.mark(),
+                       copy_request_rate=None)
+    visits, abandoned = tables["visits"], tables["abandoned"]
+    for key in visits.rows.keys() & abandoned.rows.keys():
+        if isinstance(visits.rows[key]["visits"], str) or isinstance(
+                abandoned.rows[key]["visits"], str):
+            _hide_row(visits.rows[key])
+            _hide_row(abandoned.rows[key])
+
+
+def _hide_row(row):
+    """Every count of ``row`` becomes the mark, every derived value is withheld."""
+    for measure, value in row.items():
+        is_count = isinstance(value, int | str) and not isinstance(value, bool)
+        row[measure] = disclosure.mark() if is_count else None
 
 
 # --- reading the store and the registry ------------------------------------------------------
@@ -289,14 +332,18 @@ def _copy_table(visits, level, group):
     return Table("copy", LEVELS[level], rows)
 
 
-def _no_copy_table(visits, level, group, thresholds):
-    keys = LEVELS[level] + tuple(c for c in ("service_id", "declared") if c not in LEVELS[level])
-
+def _no_copy_counts(visits, level, group):
+    """The true asked / not asked counts by group, service and declared status."""
     def by_service(v):
         service = (v.service_id or UNKNOWN,)
         return group(v) + (() if level == "service" else service) + (v.declared or UNKNOWN,)
 
-    counts = _cross(visits, by_service, ("asked", "not_asked"), _asked)
+    return _cross(visits, by_service, ("asked", "not_asked"), _asked)
+
+
+def _no_copy_table(visits, level, group, thresholds):
+    keys = LEVELS[level] + tuple(c for c in ("service_id", "declared") if c not in LEVELS[level])
+    counts = _no_copy_counts(visits, level, group)
     rows = {}
     for key, true, shown, total in _published(counts):
         answered = sum(true.values())

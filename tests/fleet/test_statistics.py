@@ -329,3 +329,38 @@ def test_statistics_count_an_undated_visit_in_the_day_it_arrived(stores):
     assert stats.tables["visits"].rows == {(): {"visits": 56, "verified": 46, "unverified": 10,
                                                 "verified_share": round(46 / 56, 4)}}
     assert stats.tables["no_copy"].rows[("dopa.id_card", "cancelled")]["answered"] == 31
+
+
+def test_statistics_copy_row_gives_no_hidden_no_copy_count_away(fleet_url, tmp_path):
+    """A ministry's copy row is the sum of its no_copy rows. Here the no_copy table hides the
+    id card's 3 asked of 30, and the licence's row as its complement; published as they are,
+    the Interior's 53 asked less the birth's visible 50 would give the 3 back, and Transport's
+    copy row would repeat the licence's hidden one."""
+    db = open_database(fleet_url)
+    reg = registry.open_registry(fleet_url)
+    try:
+        path = tmp_path / "registry.csv"
+        path.write_bytes(csv_text(REGISTRY_ROWS).encode("utf-8-sig"))
+        registry.import_file(reg, path, as_of=dt.datetime(2026, 11, 1, tzinfo=BANGKOK))
+        batch = [*visits("k1", 3, service_id="dopa.id_card", copy_answer="id_card"),
+                 *visits("k1", 27, service_id="dopa.id_card"),
+                 *visits("k1", 50, service_id="dopa.birth", copy_answer="both"),
+                 *visits("k1", 50, service_id="dopa.birth"),
+                 *visits("k2", 10, service_id="dlt.licence", copy_answer="both"),
+                 *visits("k2", 20, service_id="dlt.licence")]
+        with db.database.atomic():
+            db.apply_service_point(pin("k1", "dopa-10"), RECEIVED)
+            db.apply_service_point(pin("k2", "dlt-50"), RECEIVED)
+            db.add_visits(batch, RECEIVED)
+        tables = statistics.compute(db, reg, START, END, level="ministry").tables
+        no_copy = tables["no_copy"].rows
+        assert no_copy[(INTERIOR, "dopa.id_card", "cancelled")]["asked"] == H
+        assert no_copy[(INTERIOR, "dopa.birth", "in_progress")]["asked"] == 50
+        assert no_copy[(TRANSPORT, "dlt.licence", "cancelled")]["asked"] == H
+        assert tables["copy"].rows == {
+            (TRANSPORT,): {"answered": 30, "asked": H, "not_asked": H, "copy_request_rate": None},
+            (INTERIOR,): {"answered": 130, "asked": H, "not_asked": H,
+                          "copy_request_rate": None}}
+    finally:
+        reg.close()
+        db.close()
