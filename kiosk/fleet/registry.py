@@ -372,7 +372,8 @@ def add_arguments(parser):
                               description="Import a registry CSV (docs/registry.md); a change "
                               "is kept as a new version, a point left out is closed.")
     load.add_argument("file", type=Path, metavar="FILE")
-    load.add_argument("--db", type=Path, default=Path(DEFAULT_DB),
+    # Text, not a Path: a Path would fold postgresql:// into postgresql:/.
+    load.add_argument("--db", default=DEFAULT_DB,
                       help="the fleet database (default %(default)s)")
     load.add_argument("--as-of", type=_as_of, metavar="WHEN",
                       help="when the file's declarations take effect: a date (local midnight) "

@@ -352,7 +352,10 @@ def _no_copy_table(visits, level, group, thresholds):
                             and Fraction(true["asked"], answered) >= thresholds.contradiction_rate)
         rows[key] = {"answered": total, **shown,
                      "observed_rate": _derived(_share(true["asked"], answered), shown, total),
-                     "contradiction": _derived(is_contradiction, shown, total)}
+                     # Published with the row's total, hidden counts or not: it tells only
+                     # that the asked share passed the threshold (a bound, which suppression
+                     # never hid), and it is the programme's main signal.
+                     "contradiction": None if isinstance(total, str) else is_contradiction}
     return Table("no_copy", keys, rows)
 
 
@@ -486,6 +489,14 @@ def add_arguments(parser):
                         help="the rows of every table (default %(default)s)")
     parser.add_argument("--out", metavar="FILE",
                         help="write the CSV here (default: standard output)")
+    defaults = Thresholds()
+    parser.add_argument("--contradiction-answers", type=int,
+                        default=defaults.contradiction_answers, metavar="N",
+                        help="fewest copy answers for a contradiction (default %(default)s)")
+    parser.add_argument("--contradiction-rate", type=Fraction,
+                        default=defaults.contradiction_rate, metavar="RATE",
+                        help="lowest observed copy-request rate for a contradiction, e.g. 0.1 "
+                        "or 1/10 (default %(default)s)")
 
 
 def main(args):
@@ -496,8 +507,10 @@ def main(args):
     end = dt.datetime.combine(args.last + dt.timedelta(days=1), dt.time(), BANGKOK)
     fleet_db = open_database(args.db)
     try:
+        thresholds = Thresholds(contradiction_answers=args.contradiction_answers,
+                                contradiction_rate=args.contradiction_rate)
         data = to_csv(compute(fleet_db, registry.Registry(fleet_db.database), start, end,
-                              args.level))
+                              args.level, thresholds))
     finally:
         fleet_db.close()
     if args.out:

@@ -140,10 +140,11 @@ NATIONAL = {
                      "rating_5": 15, "mean": 3.6346, "csat": 0.6731}},
     "copy": {(): {"answered": 50, "asked": 7, "not_asked": 43, "copy_request_rate": 0.14}},
     "no_copy": {
+        # The flag is published with the row's total: 10 answers are too few for one.
         ("dlt.licence", "cancelled"): {"answered": 10, "asked": H, "not_asked": H,
-                                       "observed_rate": None, "contradiction": None},
+                                       "observed_rate": None, "contradiction": False},
         ("dopa.birth", "in_progress"): {"answered": 10, "asked": H, "not_asked": H,
-                                        "observed_rate": None, "contradiction": None},
+                                        "observed_rate": None, "contradiction": False},
         ("dopa.id_card", "cancelled"): {"answered": 30, "asked": 5, "not_asked": 25,
                                         "observed_rate": 0.1667, "contradiction": True},
     },
@@ -319,6 +320,23 @@ def test_statistics_cli_writes_the_csv_of_a_day_range(stores, fleet_url, tmp_pat
     assert statistics.read_csv(out.read_bytes()) == statistics.csv_text_of(expected.figures())
 
 
+def test_statistics_cli_takes_the_contradiction_thresholds(stores, fleet_url, tmp_path):
+    db, reg = stores
+    out = tmp_path / "stats.csv"
+    done = subprocess.run(
+        [sys.executable, "-c", "from kiosk.fleet.cli import main; main()", "stats", "--db",
+         fleet_url, "--from", "2026-12-01", "--to", "2026-12-01", "--contradiction-rate",
+         "1/5", "--contradiction-answers", "30", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    stricter = statistics.Thresholds(contradiction_answers=30, contradiction_rate=Fraction(1, 5))
+    expected = statistics.compute(db, reg, START, END, thresholds=stricter)
+    assert statistics.read_csv(out.read_bytes()) == statistics.csv_text_of(expected.figures())
+    row = ("dopa.id_card", "cancelled")
+    assert expected.tables["no_copy"].rows[row]["contradiction"] is False  # 16.7 % < 20 %
+    assert NATIONAL["no_copy"][row]["contradiction"] is True  # by the default 10 %
+
+
 def test_statistics_count_an_undated_visit_in_the_day_it_arrived(stores):
     db, reg = stores
     # Period None: recorded before the clock synced; the store files it under its arrival day.
@@ -361,6 +379,29 @@ def test_statistics_copy_row_gives_no_hidden_no_copy_count_away(fleet_url, tmp_p
             (TRANSPORT,): {"answered": 30, "asked": H, "not_asked": H, "copy_request_rate": None},
             (INTERIOR,): {"answered": 130, "asked": H, "not_asked": H,
                           "copy_request_rate": None}}
+    finally:
+        reg.close()
+        db.close()
+
+
+def test_statistics_contradiction_is_published_when_its_counts_are_hidden(fleet_url, tmp_path):
+    """30 answers, 3 asked (10 %), cancelled: a contradiction. The 3 is hidden, and its row's
+    27 with it; the flag still shows, with the row's published total."""
+    db = open_database(fleet_url)
+    reg = registry.open_registry(fleet_url)
+    try:
+        path = tmp_path / "registry.csv"
+        path.write_bytes(csv_text(REGISTRY_ROWS).encode("utf-8-sig"))
+        registry.import_file(reg, path, as_of=dt.datetime(2026, 11, 1, tzinfo=BANGKOK))
+        batch = [*visits("k1", 3, service_id="dopa.id_card", copy_answer="id_card"),
+                 *visits("k1", 27, service_id="dopa.id_card")]
+        with db.database.atomic():
+            db.apply_service_point(pin("k1", "dopa-10"), RECEIVED)
+            db.add_visits(batch, RECEIVED)
+        row = statistics.compute(db, reg, START, END).tables["no_copy"].rows[
+            ("dopa.id_card", "cancelled")]
+        assert row == {"answered": 30, "asked": H, "not_asked": H, "observed_rate": None,
+                       "contradiction": True}
     finally:
         reg.close()
         db.close()
