@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from kiosk.fleet import cli
 from kiosk.fleet.collector import Collector
 from kiosk.fleet.simulate import DEPARTMENTS, Simulation, sites, visits_expected
 from kiosk.period import BANGKOK
@@ -20,19 +21,34 @@ def simulation(broker):
     accounts = [(f"sim-{n:03d}", None) for n in range(KIOSKS)]
     accounts = [(kiosk_id, broker.add_kiosk(kiosk_id)) for kiosk_id, _ in accounts]
     running = Simulation(accounts, host="127.0.0.1", port=broker.port, start=DAY, hours=10,
-                         factor=10 * 3600 / 2.0, seed=7, health_s=600, outage_rate=0.15,
+                         factor=10 * 3600 / 1.5, seed=7, health_s=600, outage_rate=0.15,
                          outage_s=3600)
     yield running
     running.stop()
 
 
+def started(broker, where):
+    """A collector storing to ``where`` that reconciles often, so the test need not wait."""
+    running = Collector(where, "127.0.0.1", broker.port, *broker.collector_credentials,
+                        batch_s=0.05, reconcile_every_s=0.1)
+    running.start()
+    assert running.wait_for_connected(10)
+    return running
+
+
 @pytest.fixture
 def collector(broker, fleet_url):
-    """A collector on SQLite or PostgreSQL that reconciles often, so the test need not wait."""
-    with Collector(fleet_url, "127.0.0.1", broker.port, *broker.collector_credentials,
-                   batch_s=0.05, reconcile_every_s=0.1) as running:
-        assert running.wait_for_connected(10)
-        yield running
+    """A collector on SQLite and, in a second run of the test, on PostgreSQL."""
+    running = started(broker, fleet_url)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def sqlite_collector(broker, tmp_path):
+    running = started(broker, tmp_path / "fleet.sqlite3")
+    yield running
+    running.stop()
 
 
 def test_simulate_sites_spread_over_provinces_and_departments():
@@ -52,7 +68,7 @@ def test_simulate_visits_only_in_office_hours():
 
 def test_simulate_office_day_is_stored_once_and_reconciles(simulation, collector):
     kiosks = simulation.run()
-    assert simulation.settle(10), "messages left unacked"
+    assert simulation.settle(10, resend_s=0.3), "messages left unacked"
     totals = simulation.totals()
     assert totals["visits"] > 500 and totals["outages"] >= 1
     assert totals["connects"] == KIOSKS + totals["outages"]
@@ -95,3 +111,18 @@ def test_simulate_answers_differ_by_department():
     mean = {d: sum(r) / len(r) for d, r in ratings.items()}
     assert share["dol"] > 2 * share["dopa"]
     assert mean["rd"] > mean["dol"] + 0.3
+
+
+def test_simulate_verb_runs_kiosks_from_a_passwords_file(broker, sqlite_collector, tmp_path,
+                                                         capsys):
+    lines = [f"cli-{n}:{broker.add_kiosk(f'cli-{n}')}" for n in range(3)]
+    (tmp_path / "passwords").write_text("\n".join(lines) + "\n")
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["simulate", "--kiosks", "3", "--port", str(broker.port), "--passwords",
+                  str(tmp_path / "passwords"), "--day", "2026-11-30", "--hours", "3",
+                  "--factor", "10800", "--outage-rate", "0"])
+    assert exited.value.code == 0
+    totals = dict(item.split("=") for item in capsys.readouterr().out.split())
+    assert int(totals["visits"]) > 0 and totals["outages"] == "0"
+    wait_until(lambda: sqlite_collector.db.FleetVisit.select().count() == int(totals["visits"]),
+               "every visit of the verb's run stored")
