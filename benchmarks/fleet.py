@@ -40,7 +40,7 @@ def _visits(count):
     for index in range(count):
         simulation.kiosks[index % KIOSKS].record_visit(DAY)
     return [(kiosk.kiosk_id, payload) for kiosk in simulation.kiosks
-            for held in kiosk._held.values() for _, _, payload in held]
+            for _, _, payload in kiosk.held()]
 
 
 def _publish(broker, visits):

@@ -256,6 +256,10 @@ class SimKiosk:
         self._held.setdefault(period, []).append((event_id, "visit", payload))
         self.tally.visits += 1
 
+    def held(self):
+        """``[(event_id, kind, payload)]`` recorded and not yet released, oldest period first."""
+        return [message for period in sorted(self._held) for message in self._held[period]]
+
     def close_periods(self, moment):
         """Release every held period that has ended, with its count."""
         for period in [p for p in self._held if p.end <= moment]:

@@ -83,6 +83,10 @@ def test_simulate_office_day_is_stored_once_and_reconciles(simulation, collector
     wait_until(lambda: all(db.period_verdicts(k.kiosk_id) == {"ok": k.tally.periods}
                            for k in kiosks), "every period count reconciled ok", timeout=10)
     assert not [a for a in db.alarms() if a.kind.startswith("period_count")]
+    counted = {}
+    for row in db.PeriodCount.select():
+        counted.setdefault(row.kiosk_id, {})[row.period] = row.visits
+    assert counted == {k.kiosk_id: k.tally.counted for k in kiosks if k.tally.counted}
 
     rows = {row.kiosk_id: row for row in db.kiosks()}
     assert set(rows) == set(by_kiosk)
@@ -100,13 +104,12 @@ def test_simulate_answers_differ_by_department():
     for kiosk in simulation.kiosks:
         for _ in range(300):
             kiosk.record_visit(DAY)
-        for held in kiosk._held.values():
-            for _, _, payload in held:
-                sent = json.loads(payload)
-                department = kiosk.site.department
-                asked.setdefault(department, []).append(sent["copy_answer"] != "none")
-                if sent["rating"] is not None:
-                    ratings.setdefault(department, []).append(sent["rating"])
+        for _, _, payload in kiosk.held():
+            sent = json.loads(payload)
+            department = kiosk.site.department
+            asked.setdefault(department, []).append(sent["copy_answer"] != "none")
+            if sent["rating"] is not None:
+                ratings.setdefault(department, []).append(sent["rating"])
     share = {d: sum(a) / len(a) for d, a in asked.items()}
     mean = {d: sum(r) / len(r) for d, r in ratings.items()}
     assert share["dol"] > 2 * share["dopa"]
