@@ -1,4 +1,5 @@
-"""The ``kiosk-fleet`` command for central ops: collect, status, provision, registry, stats."""
+"""The ``kiosk-fleet`` command for central ops: collect, status, provision, registry, stats,
+simulate."""
 
 import sys
 
@@ -10,6 +11,7 @@ VERBS = {
     "provision": ("kiosk.fleet.provision", "turn an agency CSV into one bundle per kiosk"),
     "registry": ("kiosk.fleet.registry", "import the programme's service points, with history"),
     "stats": ("kiosk.fleet.statistics", "the published statistics of a date range, as CSV"),
+    "simulate": ("kiosk.fleet.simulate", "run simulated kiosks on a broker, over the contract"),
 }
 
 

@@ -155,6 +155,8 @@ def find_long_numbers(obj, path="$"):
     is clean; a key that is not id-like shows as ``<key>`` in a path. Walks with its own stack,
     not recursion: a kiosk's payload decides the depth.
     """
+    if not _holds_long_number(obj):
+        return []
     found = []
     pending = [(path, obj)]
     while pending:
@@ -171,6 +173,26 @@ def find_long_numbers(obj, path="$"):
         elif isinstance(obj, list | tuple):
             pending += reversed([(f"{path}[{index}]", value) for index, value in enumerate(obj)])
     return found
+
+
+def _holds_long_number(obj):
+    """Whether :func:`find_long_numbers` would find anything, without building paths: every
+    message goes through it at the collector's ingest rate. The texts (keys and values) are
+    searched in one go, joined by NUL: no pattern of :func:`kiosk.logsafe.holds_id` matches
+    across a NUL, and its look-arounds see a NUL as they see the end of a text."""
+    texts, pending = [], [obj]
+    while pending:
+        obj = pending.pop()
+        if isinstance(obj, str):
+            texts.append(obj)
+        elif isinstance(obj, dict):
+            pending.extend(obj)
+            pending.extend(obj.values())
+        elif isinstance(obj, list | tuple):
+            pending.extend(obj)
+        elif logsafe.is_id_shaped(obj):
+            return True
+    return logsafe.holds_id("\0".join(texts))
 
 
 # --- encoding and decoding ------------------------------------------------------------------
@@ -510,10 +532,15 @@ def _parse_visit(what, obj, kiosk_id):
         **answers, period=start, period_s=period_s, clock_synced=synced, schema=obj["schema"])
 
 
+#: Each sent field's rule as a rejection says it, worked out once rather than per message.
+_SENT_RULES = {field.name: field.describe() for field in schema.SENT}
+
+
 def _answers(f):
     answers = {}
     for field in schema.SENT:
-        value = f.get(field.name, field.accepts, field.describe(), optional=not field.required)
+        value = f.get(field.name, field.accepts, _SENT_RULES[field.name],
+                      optional=not field.required)
         if value is not None and field.digits is not None:
             value = round(float(value), field.digits) if field.digits else round(value)
         answers[field.name] = value

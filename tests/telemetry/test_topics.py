@@ -176,6 +176,15 @@ def test_topics_find_long_numbers_flags_id_shaped_values_only():
     assert topics.find_long_numbers(obj) == ["$.n", "$.f", "$.s", "$.w"]
 
 
+def test_topics_find_long_numbers_checks_each_text_and_key_on_its_own():
+    """The quick first pass searches all texts at once: texts side by side never make an ID,
+    an ID in a key or deep in a list is still found."""
+    assert topics.find_long_numbers({"a": "1234567", "b": "890123", "c": ["1-2345", "67890"]}) \
+        == []
+    assert topics.find_long_numbers({"1234567890123": 1}) == ["$.<key>"]
+    assert topics.find_long_numbers({"x": [[{"y": "id 1 2345 67890 12 3"}]]}) == ["$.x[0][0].y"]
+
+
 def test_topics_builders_refuse_to_put_a_long_number_on_the_wire():
     with pytest.raises(ValueError):
         visit.payload(**visit_fields(event_id="1234567890123"))
