@@ -319,6 +319,12 @@ class FleetDb:
                          # same hour here, but are in no count.
                          & (Visit.schema >= 2)))
         due = PeriodCount.select(PeriodCount, stored.alias("stored")).where(PeriodCount.is_due)
+        if isinstance(self.database, PostgresqlDatabase):
+            # Collectors of one share group reconcile the same table: each takes the counts
+            # no other holds, and a visit stored meanwhile (which marks its count due again)
+            # waits for this transaction instead of being overwritten by its verdict. SQLite
+            # has one writer at a time anyway.
+            due = due.for_update("FOR UPDATE OF t1 SKIP LOCKED")
         grace = dt.timedelta(seconds=grace_s)
         changed = []
         for count in list(due):  # read before writing the same table
