@@ -349,59 +349,53 @@ def test_statistics_count_an_undated_visit_in_the_day_it_arrived(stores):
     assert stats.tables["no_copy"].rows[("dopa.id_card", "cancelled")]["answered"] == 31
 
 
-def test_statistics_copy_row_gives_no_hidden_no_copy_count_away(fleet_url, tmp_path):
+@pytest.fixture
+def fresh(fleet_url, tmp_path):
+    """``compute(batch, level)``: the statistics of just ``batch``, with the registry of the
+    known set and every kiosk pinned as it is there."""
+    db = open_database(fleet_url)
+    reg = registry.open_registry(fleet_url)
+    path = tmp_path / "registry.csv"
+    path.write_bytes(csv_text(REGISTRY_ROWS).encode("utf-8-sig"))
+    registry.import_file(reg, path, as_of=dt.datetime(2026, 11, 1, tzinfo=BANGKOK))
+
+    def compute(batch, level="national"):
+        with db.database.atomic():
+            for kiosk, service_point_id in KIOSKS.items():
+                db.apply_service_point(pin(kiosk, service_point_id), RECEIVED)
+            db.add_visits(batch, RECEIVED)
+        return statistics.compute(db, reg, START, END, level=level).tables
+
+    yield compute
+    reg.close()
+    db.close()
+
+
+def test_statistics_copy_row_gives_no_hidden_no_copy_count_away(fresh):
     """A ministry's copy row is the sum of its no_copy rows. Here the no_copy table hides the
     id card's 3 asked of 30, and the licence's row as its complement; published as they are,
     the Interior's 53 asked less the birth's visible 50 would give the 3 back, and Transport's
     copy row would repeat the licence's hidden one."""
-    db = open_database(fleet_url)
-    reg = registry.open_registry(fleet_url)
-    try:
-        path = tmp_path / "registry.csv"
-        path.write_bytes(csv_text(REGISTRY_ROWS).encode("utf-8-sig"))
-        registry.import_file(reg, path, as_of=dt.datetime(2026, 11, 1, tzinfo=BANGKOK))
-        batch = [*visits("k1", 3, service_id="dopa.id_card", copy_answer="id_card"),
-                 *visits("k1", 27, service_id="dopa.id_card"),
-                 *visits("k1", 50, service_id="dopa.birth", copy_answer="both"),
-                 *visits("k1", 50, service_id="dopa.birth"),
-                 *visits("k2", 10, service_id="dlt.licence", copy_answer="both"),
-                 *visits("k2", 20, service_id="dlt.licence")]
-        with db.database.atomic():
-            db.apply_service_point(pin("k1", "dopa-10"), RECEIVED)
-            db.apply_service_point(pin("k2", "dlt-50"), RECEIVED)
-            db.add_visits(batch, RECEIVED)
-        tables = statistics.compute(db, reg, START, END, level="ministry").tables
-        no_copy = tables["no_copy"].rows
-        assert no_copy[(INTERIOR, "dopa.id_card", "cancelled")]["asked"] == H
-        assert no_copy[(INTERIOR, "dopa.birth", "in_progress")]["asked"] == 50
-        assert no_copy[(TRANSPORT, "dlt.licence", "cancelled")]["asked"] == H
-        assert tables["copy"].rows == {
-            (TRANSPORT,): {"answered": 30, "asked": H, "not_asked": H, "copy_request_rate": None},
-            (INTERIOR,): {"answered": 130, "asked": H, "not_asked": H,
-                          "copy_request_rate": None}}
-    finally:
-        reg.close()
-        db.close()
+    tables = fresh([*visits("k1", 3, service_id="dopa.id_card", copy_answer="id_card"),
+                    *visits("k1", 27, service_id="dopa.id_card"),
+                    *visits("k1", 50, service_id="dopa.birth", copy_answer="both"),
+                    *visits("k1", 50, service_id="dopa.birth"),
+                    *visits("k2", 10, service_id="dlt.licence", copy_answer="both"),
+                    *visits("k2", 20, service_id="dlt.licence")], level="ministry")
+    no_copy = tables["no_copy"].rows
+    assert no_copy[(INTERIOR, "dopa.id_card", "cancelled")]["asked"] == H
+    assert no_copy[(INTERIOR, "dopa.birth", "in_progress")]["asked"] == 50
+    assert no_copy[(TRANSPORT, "dlt.licence", "cancelled")]["asked"] == H
+    assert tables["copy"].rows == {
+        (TRANSPORT,): {"answered": 30, "asked": H, "not_asked": H, "copy_request_rate": None},
+        (INTERIOR,): {"answered": 130, "asked": H, "not_asked": H, "copy_request_rate": None}}
 
 
-def test_statistics_contradiction_is_published_when_its_counts_are_hidden(fleet_url, tmp_path):
+def test_statistics_contradiction_is_published_when_its_counts_are_hidden(fresh):
     """30 answers, 3 asked (10 %), cancelled: a contradiction. The 3 is hidden, and its row's
     27 with it; the flag still shows, with the row's published total."""
-    db = open_database(fleet_url)
-    reg = registry.open_registry(fleet_url)
-    try:
-        path = tmp_path / "registry.csv"
-        path.write_bytes(csv_text(REGISTRY_ROWS).encode("utf-8-sig"))
-        registry.import_file(reg, path, as_of=dt.datetime(2026, 11, 1, tzinfo=BANGKOK))
-        batch = [*visits("k1", 3, service_id="dopa.id_card", copy_answer="id_card"),
-                 *visits("k1", 27, service_id="dopa.id_card")]
-        with db.database.atomic():
-            db.apply_service_point(pin("k1", "dopa-10"), RECEIVED)
-            db.add_visits(batch, RECEIVED)
-        row = statistics.compute(db, reg, START, END).tables["no_copy"].rows[
-            ("dopa.id_card", "cancelled")]
-        assert row == {"answered": 30, "asked": H, "not_asked": H, "observed_rate": None,
-                       "contradiction": True}
-    finally:
-        reg.close()
-        db.close()
+    tables = fresh([*visits("k1", 3, service_id="dopa.id_card", copy_answer="id_card"),
+                    *visits("k1", 27, service_id="dopa.id_card")])
+    assert tables["no_copy"].rows[("dopa.id_card", "cancelled")] == {
+        "answered": 30, "asked": H, "not_asked": H, "observed_rate": None,
+        "contradiction": True}
