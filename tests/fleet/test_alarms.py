@@ -1,0 +1,143 @@
+"""The fleet's alarms, each raised and cleared by a simulated fault: messages built with the
+contract's builders go through the real Mosquitto to a real collector with short thresholds,
+on SQLite and on PostgreSQL (``fleet_url``)."""
+
+import argparse
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from kiosk import clock
+from kiosk.fleet import alarms
+from kiosk.fleet import collector as collect_verb
+from kiosk.fleet.alarms import Thresholds
+from kiosk.fleet.collector import Collector
+from kiosk.telemetry import topics
+from tests.fixtures.broker import wait_until
+from tests.fleet.test_collector import KIOSK, STAMP, period_count, status, visit
+
+OTHER_INSTANCE = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+UNSYNCED = clock.stamp(dt.datetime(1970, 1, 1, 0, 5, tzinfo=dt.UTC), False, 300.0)
+SHORT = Thresholds(silent_s=60, disk_low_mb=100, outbox_depth=10, outbox_oldest_s=60,
+                   dead_letters=0, instance_changed_s=0.5)
+HEALTH_KINDS = {"reader_missing", "disk_low", "outbox_growing", "dead_letters",
+                "clock_unsynced"}
+
+
+def health(*, stamp=STAMP, **overrides):
+    fields = dict(mode="production", uptime_s=60, load_1m=0.5, disk_free_mb=900,
+                  mem_free_mb=200, outbox_depth=0, outbox_oldest_s=None, dead_letters=0,
+                  reader="ready", card_reads_ok=None, config_version=3, version="0.3.0")
+    return topics.health_payload(**{**fields, **overrides}, stamp=stamp)
+
+
+def publish(kiosk, kind, payload):
+    kiosk.publish(topics.kiosk_topic(KIOSK, kind), payload, qos=1)
+
+
+@pytest.fixture
+def kiosk(broker, mqtt_client):
+    """The kiosk's own connection to the broker."""
+    return mqtt_client(KIOSK, broker.add_kiosk(KIOSK))
+
+
+@pytest.fixture
+def alarmed(broker, fleet_url):
+    """``start(thresholds) -> Collector`` evaluating alarms every 50 ms, a 0.2-s grace."""
+    started = []
+
+    def start(thresholds):
+        user, password = broker.collector_credentials
+        running = Collector(fleet_url, "127.0.0.1", broker.port, user, password, batch_s=0.05,
+                            reconcile_grace_s=0.2, reconcile_every_s=0.05,
+                            thresholds=thresholds)
+        started.append(running)
+        running.start()
+        assert running.wait_for_connected(10)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+def open_kinds(collector):
+    return {event.kind for event in collector.db.alarm_events(KIOSK, open_only=True)}
+
+
+def history(collector, kind):
+    return [(e.raised is not None, e.cleared is not None)
+            for e in collector.db.alarm_events(KIOSK) if e.kind == kind]
+
+
+def settled(collector):
+    """Wait for an evaluation that began after everything received so far was stored."""
+    runs = collector.counters.alarm_runs
+    wait_until(lambda: collector.counters.alarm_runs >= runs + 2, "two more evaluations")
+
+
+def test_alarms_each_raised_once_and_cleared_by_a_simulated_fault(alarmed, kiosk):
+    collector = alarmed(SHORT)
+    publish(kiosk, "status", status("online", 1))
+    publish(kiosk, "health", health())
+    wait_until(lambda: collector.counters.health_reports == 1, "the healthy report")
+    settled(collector)
+    assert open_kinds(collector) == set()
+
+    # Five faults at once: no reader, a full disk, a stuck outbox, dead letters, a lost clock.
+    publish(kiosk, "health", health(reader="no_reader", disk_free_mb=50, outbox_depth=20,
+                                    outbox_oldest_s=5.0, dead_letters=2, stamp=UNSYNCED))
+    wait_until(lambda: open_kinds(collector) == HEALTH_KINDS, "the five health alarms")
+    publish(kiosk, "health", health(reader="no_reader", disk_free_mb=40, outbox_depth=25,
+                                    outbox_oldest_s=9.0, dead_letters=3, stamp=UNSYNCED))
+    wait_until(lambda: collector.counters.health_reports == 3, "the fault persisting")
+    settled(collector)
+    assert len(collector.db.alarm_events(KIOSK)) == 5  # raised once, not per report
+
+    publish(kiosk, "health", health())  # repaired
+    wait_until(lambda: open_kinds(collector) == set(), "the five cleared")
+    for kind in HEALTH_KINDS:
+        assert history(collector, kind) == [(True, True)], kind
+
+    # The outbox by its oldest row alone, and the reader in error: raised again, new rows.
+    publish(kiosk, "health", health(outbox_depth=1, outbox_oldest_s=120.0, reader="error"))
+    wait_until(lambda: open_kinds(collector) == {"outbox_growing", "reader_missing"},
+               "the outbox's age and the reader's error")
+    publish(kiosk, "health", health())
+    wait_until(lambda: open_kinds(collector) == set(), "both cleared again")
+    assert history(collector, "outbox_growing") == [(True, True), (True, True)]
+
+    # A new SD card: instance_changed stays raised for instance_changed_s, then clears.
+    publish(kiosk, "status", status("online", 1, OTHER_INSTANCE))
+    wait_until(lambda: open_kinds(collector) == {"instance_changed"}, "instance changed")
+    wait_until(lambda: open_kinds(collector) == set(), "instance_changed cleared", timeout=5)
+    assert history(collector, "instance_changed") == [(True, True)]
+
+    # A period counted with one visit that has not come: short after the grace, then healed.
+    publish(kiosk, "period", period_count(1, instance=OTHER_INSTANCE))
+    wait_until(lambda: open_kinds(collector) == {"period_count_mismatch"}, "the short period")
+    publish(kiosk, "visit", visit("late", instance=OTHER_INSTANCE))
+    wait_until(lambda: open_kinds(collector) == set(), "the period healed")
+    assert history(collector, "period_count_mismatch") == [(True, True)]
+    assert collector.counters.alarm_failures == 0
+
+
+def test_alarm_silent_raised_when_a_kiosk_goes_quiet_and_cleared_when_it_speaks(alarmed, kiosk):
+    collector = alarmed(dataclasses.replace(SHORT, silent_s=0.5))
+    publish(kiosk, "health", health())
+    wait_until(lambda: open_kinds(collector) == {"silent"}, "silent after 0.5 s")
+    (event,) = collector.db.alarm_events(KIOSK)
+    assert event.cleared is None and "no message for" in event.detail
+    publish(kiosk, "health", health())
+    wait_until(lambda: history(collector, "silent")[:1] == [(True, True)], "silent cleared")
+
+
+def test_alarm_thresholds_are_options_of_collect():
+    parser = argparse.ArgumentParser()
+    collect_verb.add_arguments(parser)
+    args = parser.parse_args(["--alarm-silent-s", "30", "--alarm-outbox-depth", "7"])
+    assert (args.alarm_silent_s, args.alarm_outbox_depth) == (30.0, 7)
+    assert args.alarm_disk_low_mb == alarms.DEFAULT_THRESHOLDS.disk_low_mb
+    with pytest.raises(ValueError, match="silent_s"):
+        Thresholds(silent_s=-1)
