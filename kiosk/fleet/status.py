@@ -84,7 +84,8 @@ def _known(value, unit=""):
 def status_lines(fleet_db, now=None, filters=NO_FILTERS):
     """The report as lines: kiosk id, state, last seen, outbox depth (and oldest age), dead
     letters, reader, disk free, clock, version, then flags: periods short (visits lost, or
-    late past the grace) and over (visits the kiosk never counted), the alarms open, demo."""
+    late past the grace) and over (visits the kiosk never counted), alarms recorded (the
+    events of :meth:`FleetDb.alarms`), the kinds of alarm open now, demo."""
     now = now or dt.datetime.now(dt.UTC)
     places = _places(fleet_db, now) if filters != NO_FILTERS else {}
     open_alarms = {}
@@ -96,12 +97,14 @@ def status_lines(fleet_db, now=None, filters=NO_FILTERS):
                 places.get(k.kiosk_id, Place(None, None, frozenset()))):
             continue
         verdicts = fleet_db.period_verdicts(k.kiosk_id)
+        recorded = len(fleet_db.alarms(k.kiosk_id))
         alarms = open_alarms.get(k.kiosk_id)
         clock = {None: "?", True: "synced", False: "unsynced"}[k.clock_synced]
         oldest = "" if k.outbox_oldest_s is None else f" (oldest {k.outbox_oldest_s:g} s)"
         flags = "".join(f"  periods {verdict} {verdicts[verdict]}"
                         for verdict in ("short", "over") if verdicts.get(verdict)) + (
-            f"  alarms {len(alarms)}: {','.join(alarms)}" if alarms else "") + (
+            f"  alarms {recorded}" if recorded else "") + (
+            f"  OPEN {','.join(alarms)}" if alarms else "") + (
             "  demo" if k.mode == "demo" else "")
         lines.append(
             f"{k.kiosk_id:<24} {k.state or 'unknown':<8} last seen {k.last_seen or '-'} "

@@ -9,13 +9,17 @@ import datetime as dt
 import pytest
 
 from kiosk import clock
-from kiosk.fleet import alarms
+from kiosk.fleet import alarms, registry, status
 from kiosk.fleet import collector as collect_verb
 from kiosk.fleet.alarms import Thresholds
 from kiosk.fleet.collector import Collector
+from kiosk.fleet.db import open_database
+from kiosk.fleet.status import Filters, status_lines
 from kiosk.telemetry import topics
 from tests.fixtures.broker import wait_until
-from tests.fleet.test_collector import KIOSK, STAMP, period_count, status, visit
+from tests.fleet.test_collector import KIOSK, STAMP, period_count, visit
+from tests.fleet.test_collector import status as status_message
+from tests.fleet.test_registry import T1, TWO_POINTS, write
 
 OTHER_INSTANCE = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 UNSYNCED = clock.stamp(dt.datetime(1970, 1, 1, 0, 5, tzinfo=dt.UTC), False, 300.0)
@@ -79,7 +83,7 @@ def settled(collector):
 
 def test_alarms_each_raised_once_and_cleared_by_a_simulated_fault(alarmed, kiosk):
     collector = alarmed(SHORT)
-    publish(kiosk, "status", status("online", 1))
+    publish(kiosk, "status", status_message("online", 1))
     publish(kiosk, "health", health())
     wait_until(lambda: collector.counters.health_reports == 1, "the healthy report")
     settled(collector)
@@ -109,7 +113,7 @@ def test_alarms_each_raised_once_and_cleared_by_a_simulated_fault(alarmed, kiosk
     assert history(collector, "outbox_growing") == [(True, True), (True, True)]
 
     # A new SD card: instance_changed stays raised for instance_changed_s, then clears.
-    publish(kiosk, "status", status("online", 1, OTHER_INSTANCE))
+    publish(kiosk, "status", status_message("online", 1, OTHER_INSTANCE))
     wait_until(lambda: open_kinds(collector) == {"instance_changed"}, "instance changed")
     wait_until(lambda: open_kinds(collector) == set(), "instance_changed cleared", timeout=5)
     assert history(collector, "instance_changed") == [(True, True)]
@@ -141,3 +145,73 @@ def test_alarm_thresholds_are_options_of_collect():
     assert args.alarm_disk_low_mb == alarms.DEFAULT_THRESHOLDS.disk_low_mb
     with pytest.raises(ValueError, match="silent_s"):
         Thresholds(silent_s=-1)
+
+
+# --- kiosk-fleet status: filters, open alarms, --watch ---------------------------------------
+
+NOW = dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)
+RECEIVED = "2026-12-01T02:59:00.000Z"
+
+
+def pin(kiosk_id, point, ministry, province):
+    return topics.ServicePoint(kiosk_id, point, "ชื่อ", "Name", "agency", ministry, province,
+                               None, None, (), "production", 2)
+
+
+@pytest.fixture
+def fleet(fleet_url, tmp_path):
+    """Three kiosks: two at registered points in Chiang Mai (two ministries), one at a point
+    the registry lacks, in Bangkok; the first with its reader unplugged."""
+    db = open_database(fleet_url)
+    registry.import_file(registry.Registry(db.database),
+                         write(tmp_path / "registry.csv", TWO_POINTS), as_of=T1)
+    with db.database.atomic():
+        # The pins' own ministry and province are not the registry's: the registry wins.
+        db.apply_service_point(pin("cm-dopa", "dopa-50", "pinned ministry", "Bangkok"), RECEIVED)
+        db.apply_service_point(pin("cm-dlt", "dlt-50", "pinned ministry", "Bangkok"), RECEIVED)
+        db.apply_service_point(pin("bkk-bma", "bma-1", "กรุงเทพมหานคร", "Bangkok"), RECEIVED)
+        db.apply_health(topics.parse_kiosk_message(topics.kiosk_topic("cm-dopa", "health"),
+                                                   health(reader="no_reader")), RECEIVED)
+        db.update_alarms(NOW, alarms.DEFAULT_THRESHOLDS)
+    yield db
+    db.close()
+
+
+def shown(db, **filters):
+    return sorted(line.split()[0] for line in status_lines(db, NOW, Filters(**filters)))
+
+
+def test_status_filters_by_the_registry_province_ministry_and_department(fleet):
+    assert shown(fleet) == ["bkk-bma", "cm-dlt", "cm-dopa"]
+    for name in ("เชียงใหม่", "chiang mai", "50"):
+        assert shown(fleet, province=name) == ["cm-dlt", "cm-dopa"], name
+    assert shown(fleet, province="Bangkok") == ["bkk-bma"]  # unregistered: its pin's province
+    assert shown(fleet, ministry="กระทรวงคมนาคม") == ["cm-dlt"]
+    assert shown(fleet, ministry="pinned ministry") == []
+    assert shown(fleet, department="กรมการปกครอง") == ["cm-dopa"]
+    assert shown(fleet, department="กรมการปกครอง", province="Bangkok") == []
+
+
+def test_status_shows_state_and_open_alarms(fleet):
+    lines = {line.split()[0]: line for line in status_lines(fleet, NOW)}
+    assert "OPEN reader_missing" in lines["cm-dopa"]
+    assert "reader no_reader" in lines["cm-dopa"] and "disk 900 MB" in lines["cm-dopa"]
+    assert "clock synced" in lines["cm-dopa"] and "config 3" in lines["cm-dopa"]
+    assert "OPEN" not in lines["cm-dlt"] and "reader ?" in lines["cm-dlt"]
+
+
+def test_status_watch_prints_again_until_interrupted(fleet, fleet_url, monkeypatch, capsys):
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(status.time, "sleep", sleep)
+    parser = argparse.ArgumentParser()
+    status.add_arguments(parser)
+    args = parser.parse_args(["--db", fleet_url, "--watch", "0.5", "--province", "50"])
+    assert status.main(args) == 0
+    out = capsys.readouterr().out
+    assert sleeps == [0.5, 0.5] and out.count("cm-dopa") == 2 and "bkk-bma" not in out
