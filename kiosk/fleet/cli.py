@@ -1,4 +1,4 @@
-"""The ``kiosk-fleet`` command for central ops: collect, status, provision, registry."""
+"""The ``kiosk-fleet`` command for central ops: collect, status, command, provision, registry."""
 
 import sys
 
@@ -6,7 +6,8 @@ from kiosk.cli import run_verbs
 
 VERBS = {
     "collect": ("kiosk.fleet.collector", "receive kiosk messages, store them, acknowledge them"),
-    "status": ("kiosk.fleet.status", "one line per kiosk: state, last seen, outbox depth, version"),
+    "status": ("kiosk.fleet.status", "a line per kiosk: state, health, open alarms"),
+    "command": ("kiosk.fleet.command", "send ping, rebirth, replay or config; print replies"),
     "provision": ("kiosk.fleet.provision", "turn an agency CSV into one bundle per kiosk"),
     "registry": ("kiosk.fleet.registry", "import the programme's service points, with history"),
 }
