@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from kiosk import clock
-from kiosk.fleet import alarms, registry, status
+from kiosk.fleet import alarms, migrations, registry, status
 from kiosk.fleet import collector as collect_verb
 from kiosk.fleet.alarms import Thresholds
 from kiosk.fleet.collector import Collector
@@ -215,3 +215,27 @@ def test_status_watch_prints_again_until_interrupted(fleet, fleet_url, monkeypat
     assert status.main(args) == 0
     out = capsys.readouterr().out
     assert sleeps == [0.5, 0.5] and out.count("cm-dopa") == 2 and "bkk-bma" not in out
+
+
+def test_alarm_migration_4_brings_a_version_3_store_up_keeping_its_kiosks(fleet_url):
+    db = open_database(fleet_url)
+    try:  # the store as version 3 left it: no health columns, no alarm history
+        for column in ("outbox_oldest_s", "reader", "disk_free_mb", "clock_synced"):
+            db.database.execute_sql(f'ALTER TABLE "kiosk" DROP COLUMN "{column}"')
+        db.database.execute_sql('DROP TABLE "alarm_event"')
+        db.database.execute_sql('DELETE FROM "schema_version" WHERE "version" = 4')
+        db.database.execute_sql('INSERT INTO "kiosk" ("kiosk_id", "stale_statuses") '
+                                "VALUES ('old-kiosk', 0)")
+    finally:
+        db.close()
+    db = open_database(fleet_url)
+    try:
+        assert migrations.version(db) == migrations.LATEST
+        (kiosk,) = db.kiosks()
+        assert (kiosk.kiosk_id, kiosk.reader, kiosk.clock_synced) == ("old-kiosk", None, None)
+        with db.database.atomic():
+            db.update_alarms(NOW, alarms.DEFAULT_THRESHOLDS)
+        assert db.alarm_events() == []  # never seen: nothing to judge, no alarm
+        assert migrations.migrate(db) == []
+    finally:
+        db.close()
