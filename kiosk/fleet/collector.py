@@ -8,11 +8,12 @@ Threads: paho's network thread only puts messages on a queue; one worker thread 
 commits a batch (by count or time) in one transaction, then publishes the acks (of visits and
 period counts) and releases the broker's copy (manual PUBACK). The same worker reconciles the
 kiosks' period counts with the visits stored (:meth:`FleetDb.reconcile`), then raises and
-clears the fleet's alarms (:meth:`FleetDb.update_alarms`), after each batch and every
-``reconcile_every_s`` while idle, never on paho's thread. Nothing is held locked while
-paho is called: an earlier version took a lock in a paho callback and called paho under it,
-which deadlocked. A message that fails validation is counted and logged by topic and reason
-only (never its contents, which could hold personal data), and the collector carries on.
+clears the fleet's alarms (:meth:`FleetDb.update_alarms`, at most every ``alarms_every_s``),
+after each batch and every ``reconcile_every_s`` while idle, never on paho's thread. Nothing
+is held locked while paho is called: an earlier version took a lock in a paho callback and
+called paho under it, which deadlocked. A message that fails validation is counted and logged by
+topic and reason only (never its contents, which could hold personal data), and the collector
+carries on.
 """
 
 import dataclasses
@@ -60,6 +61,9 @@ _RESEND_AFTER_S = next(f.metadata["default"] for f in dataclasses.fields(Telemet
 DEFAULT_RECONCILE_GRACE_S = 2 * _RESEND_AFTER_S + MAX_JITTER_S
 #: Longest time between reconciliations while no message comes.
 RECONCILE_EVERY_S = 2.0
+#: Time between evaluations of the alarms: each reads every kiosk, so not after every batch
+#: (the shortest threshold, silent, is minutes).
+ALARMS_EVERY_S = 10.0
 
 
 @dataclass
@@ -134,18 +138,21 @@ class Collector:
                  tls=None, batch_size=200, batch_s=0.2,
                  session_expiry_s=DEFAULT_SESSION_EXPIRY_S,
                  reconcile_grace_s=DEFAULT_RECONCILE_GRACE_S,
-                 reconcile_every_s=RECONCILE_EVERY_S, thresholds=DEFAULT_THRESHOLDS):
+                 reconcile_every_s=RECONCILE_EVERY_S, thresholds=DEFAULT_THRESHOLDS,
+                 alarms_every_s=ALARMS_EVERY_S):
         if batch_size < 1 or batch_s <= 0:
             raise ValueError("batch_size must be >= 1 and batch_s > 0")
-        if reconcile_grace_s < 0 or reconcile_every_s <= 0:
-            raise ValueError("reconcile_grace_s must be >= 0 and reconcile_every_s > 0")
+        if reconcile_grace_s < 0 or reconcile_every_s <= 0 or alarms_every_s <= 0:
+            raise ValueError("reconcile_grace_s must be >= 0, reconcile_every_s and "
+                             "alarms_every_s > 0")
         self.db_where = db  # a SQLite path or a PostgreSQL URL (kiosk.fleet.db.open_database)
         self.host, self.port = host, port
         self.group = group
         self.batch_size, self.batch_s = batch_size, batch_s
         self.session_expiry_s = session_expiry_s
         self.reconcile_grace_s, self.reconcile_every_s = reconcile_grace_s, reconcile_every_s
-        self.thresholds = thresholds
+        self.thresholds, self.alarms_every_s = thresholds, alarms_every_s
+        self._next_alarms = 0.0  # time.monotonic() of the next evaluation
         self._reconcile_failing = self._alarms_failing = False
         self.counters = Counters()
         self.db = None
@@ -316,7 +323,11 @@ class Collector:
 
     def _update_alarms(self):
         """Raise and clear the fleet's alarms (:meth:`FleetDb.update_alarms`), after the
-        period counts are reconciled; a failure is logged once and retried at the next run."""
+        period counts are reconciled, at most every ``alarms_every_s``; a failure is logged
+        once and retried at the next run."""
+        if time.monotonic() < self._next_alarms:
+            return
+        self._next_alarms = time.monotonic() + self.alarms_every_s
         try:
             with self.db.database.atomic():
                 raised, cleared = self.db.update_alarms(dt.datetime.now(dt.UTC),
@@ -511,6 +522,8 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=200, help="messages per transaction")
     parser.add_argument("--batch-ms", type=int, default=200,
                         help="longest wait to fill a batch, in milliseconds")
+    parser.add_argument("--alarms-every-s", type=float, default=ALARMS_EVERY_S,
+                        help="seconds between evaluations of the alarms (default %(default)s)")
     parser.add_argument("--reconcile-grace-s", type=float, default=DEFAULT_RECONCILE_GRACE_S,
                         help="seconds after a kiosk's period count arrives before its missing "
                              "visits raise the period_count_short alarm (default %(default)s: "
@@ -542,6 +555,7 @@ def main(args):
                           group=args.group, tls=tls, batch_size=args.batch_size,
                           batch_s=args.batch_ms / 1000,
                           reconcile_grace_s=args.reconcile_grace_s,
+                          alarms_every_s=args.alarms_every_s,
                           thresholds=Thresholds(**{f.name: getattr(args, f"alarm_{f.name}")
                                                    for f in dataclasses.fields(Thresholds)}))
     collector.start()

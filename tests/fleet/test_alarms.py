@@ -54,7 +54,7 @@ def alarmed(broker, fleet_url):
     def start(thresholds):
         user, password = broker.collector_credentials
         running = Collector(fleet_url, "127.0.0.1", broker.port, user, password, batch_s=0.05,
-                            reconcile_grace_s=0.2, reconcile_every_s=0.05,
+                            reconcile_grace_s=0.2, reconcile_every_s=0.05, alarms_every_s=0.05,
                             thresholds=thresholds)
         started.append(running)
         running.start()
