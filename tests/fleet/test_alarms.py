@@ -239,3 +239,32 @@ def test_alarm_migration_4_brings_a_version_3_store_up_keeping_its_kiosks(fleet_
         assert migrations.migrate(db) == []
     finally:
         db.close()
+
+
+# --- the conditions alone (pure) ---------------------------------------------------------------
+
+def kiosk_row(**overrides):
+    fields = dict(kiosk_id=KIOSK, state="online", last_seen="2026-12-01T02:59:00.000Z",
+                  reader="ready", disk_free_mb=100.0, outbox_depth=10, outbox_oldest_s=60.0,
+                  dead_letters=0, clock_synced=True)
+    return argparse.Namespace(**{**fields, **overrides})
+
+
+def test_alarm_conditions_start_above_their_threshold_not_at_it():
+    def kinds(verdicts=None, changed=None, **overrides):
+        return set(alarms.conditions(kiosk_row(**overrides), verdicts or {}, changed, NOW,
+                                     SHORT))
+
+    assert kinds() == set()  # every value exactly at its threshold
+    assert kinds(last_seen="2026-12-01T02:58:59.000Z") == {"silent"}  # 61 s > 60 s
+    assert kinds(disk_free_mb=99.9) == {"disk_low"}
+    assert kinds(outbox_depth=11) == kinds(outbox_oldest_s=60.1) == {"outbox_growing"}
+    assert kinds(dead_letters=1) == {"dead_letters"}
+    assert kinds(clock_synced=None) == set()  # nothing heard about the clock yet
+    # No health report yet: none of its conditions, however the row's empty columns read.
+    assert kinds(reader=None, disk_free_mb=None, outbox_depth=None, dead_letters=None) == set()
+    assert kinds(changed="2026-12-01T02:59:59.600Z") == {"instance_changed"}  # 0.4 s ago
+    assert kinds(changed="2026-12-01T02:59:59.000Z") == set()  # 1 s ago, past 0.5 s
+    assert kinds({"ok": 3, "open": 1}) == set()
+    assert alarms.conditions(kiosk_row(), {"short": 2, "over": 1}, None, NOW, SHORT) == {
+        "period_count_mismatch": "2 periods short, 1 periods over"}
