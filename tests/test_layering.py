@@ -26,6 +26,7 @@ PURE_MODULES = (
     "kiosk.visit",
     "kiosk.period",
     "kiosk.fleet.disclosure",
+    "kiosk.fleet.alarms",
     "kiosk.fleet.registry_csv",
     "kiosk.fleet.registry_sample",
     "kiosk.errors",
@@ -106,7 +107,7 @@ LAYERS = (
         "kiosk.errors", "kiosk.logsafe", "kiosk.accounts", "kiosk.bundle", "kiosk.outbox_rules",
         "kiosk.card", "kiosk.card.apdu", "kiosk.card.thai_id", "kiosk.card.repeat",
         "kiosk.telemetry", "kiosk.telemetry.topics", "kiosk.clock",
-        "kiosk.telemetry.delivery", "kiosk.fleet", "kiosk.fleet.disclosure",
+        "kiosk.telemetry.delivery", "kiosk.fleet", "kiosk.fleet.disclosure", "kiosk.fleet.alarms",
         "kiosk.fleet.registry_csv", "kiosk.fleet.registry_sample", "kiosk.rigs",
     )),
     ("adapters", (
@@ -115,12 +116,14 @@ LAYERS = (
         "kiosk.telemetry.mqtt", "kiosk.telemetry.outbox", "kiosk.telemetry.health",
         "kiosk.telemetry.commands", "kiosk.fleet.collector", "kiosk.fleet.db",
         "kiosk.fleet.migrations", "kiosk.fleet.status", "kiosk.fleet.provision",
-        "kiosk.fleet.registry", "kiosk.fleet.statistics", "kiosk.watchdog", "kiosk.firstboot",
+        "kiosk.fleet.registry", "kiosk.fleet.statistics", "kiosk.fleet.command",
+        "kiosk.watchdog", "kiosk.firstboot",
     )),
     ("rigs", ("kiosk.rigs.*",)),
     ("wiring", (
         "kiosk.runner", "kiosk.assemble", "kiosk.run", "kiosk.out_of_order", "kiosk.cli",
         "kiosk.__main__", "kiosk.demo", "kiosk.script", "kiosk.screenshot", "kiosk.fleet.cli",
+        "kiosk.fleet.simulate",
     )),
 )
 #: Imports issue 10 named as pointing the wrong way; kept out for good.

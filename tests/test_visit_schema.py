@@ -181,8 +181,10 @@ KIOSK = Path(visit.__file__).parent
 #: display's ``language``, a ``reason`` for going out of service, the faces' ``rating``).
 GREPPED = [f.name for f in visit.STORED if f.name not in ("step", "language", "reason", "rating")]
 #: The schema, the flow that asks the questions, the card code that reads a card's facts (and
-#: the emulated cards that hold them), and the collector's statistics that count them.
-MAY_NAME = ("visit.py", "flow.py", "card/thai_id.py", "card/probe.py", "rigs/", "fleet/db.py")
+#: the emulated cards that hold them), the collector's statistics that count them, and the
+#: fleet simulator that answers as citizens would.
+MAY_NAME = ("visit.py", "flow.py", "card/thai_id.py", "card/probe.py", "rigs/", "fleet/db.py",
+            "fleet/statistics.py", "fleet/simulate.py")
 #: Uses elsewhere, each with its reason.
 MAY_NAME_TOO = {
     **{("runner.py", name): "the runner hands the card's derived facts to the flow"

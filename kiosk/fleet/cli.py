@@ -1,5 +1,5 @@
-"""The ``kiosk-fleet`` command for central ops: collect, status, provision, registry, stats,
-simulate."""
+"""The ``kiosk-fleet`` command for central ops: collect, status, command, provision, registry,
+stats, simulate."""
 
 import sys
 
@@ -7,7 +7,8 @@ from kiosk.cli import run_verbs
 
 VERBS = {
     "collect": ("kiosk.fleet.collector", "receive kiosk messages, store them, acknowledge them"),
-    "status": ("kiosk.fleet.status", "one line per kiosk: state, last seen, outbox depth, version"),
+    "status": ("kiosk.fleet.status", "a line per kiosk: state, health, open alarms"),
+    "command": ("kiosk.fleet.command", "send ping, rebirth, replay or config; print replies"),
     "provision": ("kiosk.fleet.provision", "turn an agency CSV into one bundle per kiosk"),
     "registry": ("kiosk.fleet.registry", "import the programme's service points, with history"),
     "stats": ("kiosk.fleet.statistics", "the published statistics of a date range, as CSV"),

@@ -7,11 +7,13 @@ session expiry) so the broker queues visits while a collector restarts.
 Threads: paho's network thread only puts messages on a queue; one worker thread validates them,
 commits a batch (by count or time) in one transaction, then publishes the acks (of visits and
 period counts) and releases the broker's copy (manual PUBACK). The same worker reconciles the
-kiosks' period counts with the visits stored (:meth:`FleetDb.reconcile`) after each batch and
-every ``reconcile_every_s`` while idle, never on paho's thread. Nothing is held locked while
-paho is called: an earlier version took a lock in a paho callback and called paho under it,
-which deadlocked. A message that fails validation is counted and logged by topic and reason
-only (never its contents, which could hold personal data), and the collector carries on.
+kiosks' period counts with the visits stored (:meth:`FleetDb.reconcile`), then raises and
+clears the fleet's alarms (:meth:`FleetDb.update_alarms`, at most every ``alarms_every_s``),
+after each batch and every ``reconcile_every_s`` while idle, never on paho's thread. Nothing
+is held locked while paho is called: an earlier version took a lock in a paho callback and
+called paho under it, which deadlocked. A message that fails validation is counted and logged by
+topic and reason only (never its contents, which could hold personal data), and the collector
+carries on.
 """
 
 import dataclasses
@@ -32,6 +34,7 @@ from peewee import InterfaceError, OperationalError, ProgrammingError
 
 from kiosk.config import TelemetrySection
 from kiosk.errors import MessageRejected, TelemetryError
+from kiosk.fleet.alarms import DEFAULT_THRESHOLDS, Thresholds
 from kiosk.fleet.db import DEFAULT_DB, is_url, open_database, utc_now
 from kiosk.logsafe import never_raises, printable
 from kiosk.period import MAX_JITTER_S
@@ -58,6 +61,9 @@ _RESEND_AFTER_S = next(f.metadata["default"] for f in dataclasses.fields(Telemet
 DEFAULT_RECONCILE_GRACE_S = 2 * _RESEND_AFTER_S + MAX_JITTER_S
 #: Longest time between reconciliations while no message comes.
 RECONCILE_EVERY_S = 2.0
+#: Time between evaluations of the alarms: each reads every kiosk, so not after every batch
+#: (the shortest threshold, silent, is minutes).
+ALARMS_EVERY_S = 10.0
 
 
 @dataclass
@@ -73,6 +79,10 @@ class Counters:
     periods_over: int = 0  # counts reconciled over (alarm raised)
     periods_healed: int = 0  # short counts whose late visits arrived
     reconcile_failures: int = 0
+    alarm_runs: int = 0  # evaluations of the alarms that committed
+    alarms_raised: int = 0
+    alarms_cleared: int = 0
+    alarm_failures: int = 0
     statuses: int = 0  # applied; stale ones are counted apart
     stale_statuses: int = 0
     service_points: int = 0
@@ -128,18 +138,22 @@ class Collector:
                  tls=None, batch_size=200, batch_s=0.2,
                  session_expiry_s=DEFAULT_SESSION_EXPIRY_S,
                  reconcile_grace_s=DEFAULT_RECONCILE_GRACE_S,
-                 reconcile_every_s=RECONCILE_EVERY_S):
+                 reconcile_every_s=RECONCILE_EVERY_S, thresholds=DEFAULT_THRESHOLDS,
+                 alarms_every_s=ALARMS_EVERY_S):
         if batch_size < 1 or batch_s <= 0:
             raise ValueError("batch_size must be >= 1 and batch_s > 0")
-        if reconcile_grace_s < 0 or reconcile_every_s <= 0:
-            raise ValueError("reconcile_grace_s must be >= 0 and reconcile_every_s > 0")
+        if reconcile_grace_s < 0 or reconcile_every_s <= 0 or alarms_every_s <= 0:
+            raise ValueError("reconcile_grace_s must be >= 0, reconcile_every_s and "
+                             "alarms_every_s > 0")
         self.db_where = db  # a SQLite path or a PostgreSQL URL (kiosk.fleet.db.open_database)
         self.host, self.port = host, port
         self.group = group
         self.batch_size, self.batch_s = batch_size, batch_s
         self.session_expiry_s = session_expiry_s
         self.reconcile_grace_s, self.reconcile_every_s = reconcile_grace_s, reconcile_every_s
-        self._reconcile_failing = False
+        self.thresholds, self.alarms_every_s = thresholds, alarms_every_s
+        self._next_alarms = 0.0  # time.monotonic() of the next evaluation
+        self._reconcile_failing = self._alarms_failing = False
         self.counters = Counters()
         self.db = None
         self._queue = queue.Queue()
@@ -258,6 +272,7 @@ class Collector:
             except queue.Empty:
                 if time.monotonic() >= next_reconcile:
                     self._reconcile()
+                    self._update_alarms()
                     next_reconcile = time.monotonic() + self.reconcile_every_s
                 continue
             batch = [first]
@@ -276,6 +291,7 @@ class Collector:
                 self.counters.count("store_failures", f"batch: {type(exc).__name__}")
                 log.exception("collector batch of %d failed; the kiosks will resend", len(batch))
             self._reconcile()
+            self._update_alarms()
             next_reconcile = time.monotonic() + self.reconcile_every_s
 
     def _drop_connection(self):
@@ -315,6 +331,37 @@ class Collector:
                 self.counters.periods_healed += 1
                 log.info("%s period %s (%d s) of instance %s: its late visits arrived",
                          verdict.kiosk_id, verdict.period, verdict.period_s, verdict.instance)
+
+    def _update_alarms(self):
+        """Raise and clear the fleet's alarms (:meth:`FleetDb.update_alarms`), after the
+        period counts are reconciled, at most every ``alarms_every_s``; a failure is logged
+        once and retried at the next run."""
+        if time.monotonic() < self._next_alarms:
+            return
+        self._next_alarms = time.monotonic() + self.alarms_every_s
+        # On SQLite, take the write lock first: two collectors on one file could otherwise both
+        # read an alarm as not yet raised (PostgreSQL takes an advisory lock inside).
+        locked = {} if is_url(self.db_where) else {"lock_type": "IMMEDIATE"}
+        try:
+            with self.db.database.atomic(**locked):
+                raised, cleared = self.db.update_alarms(dt.datetime.now(dt.UTC),
+                                                        self.thresholds)
+        except Exception as exc:  # the worker must outlive the database and our own bugs
+            self.counters.alarm_failures += 1
+            if not self._alarms_failing:
+                log.exception("could not evaluate the alarms (%s); retrying",
+                              type(exc).__name__)
+            self._alarms_failing = True
+            return
+        self._alarms_failing = False
+        self.counters.alarm_runs += 1
+        self.counters.alarms_raised += len(raised)
+        self.counters.alarms_cleared += len(cleared)
+        for event in raised:
+            log.warning("alarm %s raised on %s: %s", event.kind, event.kiosk_id,
+                        printable(event.detail))
+        for event in cleared:
+            log.info("alarm %s cleared on %s", event.kind, event.kiosk_id)
 
     def _handle(self, batch):
         """Parse, store and ack one batch. A message that cannot be parsed or stored is
@@ -490,10 +537,16 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=200, help="messages per transaction")
     parser.add_argument("--batch-ms", type=int, default=200,
                         help="longest wait to fill a batch, in milliseconds")
+    parser.add_argument("--alarms-every-s", type=float, default=ALARMS_EVERY_S,
+                        help="seconds between evaluations of the alarms (default %(default)s)")
     parser.add_argument("--reconcile-grace-s", type=float, default=DEFAULT_RECONCILE_GRACE_S,
                         help="seconds after a kiosk's period count arrives before its missing "
                              "visits raise the period_count_short alarm (default %(default)s: "
                              "twice the kiosks' resend_after_s plus the longest release jitter)")
+    for f in dataclasses.fields(Thresholds):
+        parser.add_argument(f"--alarm-{f.name.replace('_', '-')}", dest=f"alarm_{f.name}",
+                            type=type(f.default), default=f.default, metavar=f.name.upper(),
+                            help=f"alarm threshold {f.name} (default %(default)s)")
 
 
 def main(args):
@@ -516,7 +569,10 @@ def main(args):
     collector = Collector(args.db, args.host, args.port, args.username, password,
                           group=args.group, tls=tls, batch_size=args.batch_size,
                           batch_s=args.batch_ms / 1000,
-                          reconcile_grace_s=args.reconcile_grace_s)
+                          reconcile_grace_s=args.reconcile_grace_s,
+                          alarms_every_s=args.alarms_every_s,
+                          thresholds=Thresholds(**{f.name: getattr(args, f"alarm_{f.name}")
+                                                   for f in dataclasses.fields(Thresholds)}))
     collector.start()
     log.info("collecting from %s:%s into %s", args.host, args.port, collector.db.location)
     try:

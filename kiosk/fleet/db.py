@@ -39,13 +39,15 @@ from peewee import (
 from peewee import __exception_wrapper__ as driver_errors_as_peewee  # driver -> peewee errors
 
 from kiosk import visit as schema
-from kiosk.fleet import disclosure, migrations
+from kiosk.fleet import alarms, disclosure, migrations
 from kiosk.period import local_day
 from kiosk.sqlite import bind, schema_columns
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DB = "fleet.sqlite3"
+#: Key of the PostgreSQL advisory lock collectors take turns under to evaluate alarms.
+_ALARM_LOCK_KEY = 0x616C61726D
 
 
 def utc_text(moment):
@@ -73,6 +75,11 @@ class KioskRow(Model):
     outbox_depth = IntegerField(null=True)
     dead_letters = IntegerField(null=True)
     config_version = IntegerField(null=True)
+    # From the latest health report (migration 4); clock_synced from status messages too.
+    outbox_oldest_s = FloatField(null=True)
+    reader = CharField(null=True)
+    disk_free_mb = FloatField(null=True)
+    clock_synced = BooleanField(null=True)
     health = TextField(null=True)  # the last health report, JSON of its known fields
     stale_statuses = IntegerField(default=0)
 
@@ -184,6 +191,22 @@ class Alarm(Model):
         indexes = ((("kiosk_id", "kind"), True),)
 
 
+class AlarmEvent(Model):
+    """One alarm of :mod:`kiosk.fleet.alarms` on one kiosk, from the evaluation that saw its
+    condition start (``raised``, collector clock) to the one that saw it end (``cleared``; None
+    while open). A condition that comes back opens a new row: the rows are the history."""
+
+    kiosk_id = CharField()
+    kind = CharField()
+    detail = TextField()  # when raised
+    raised = CharField()
+    cleared = CharField(null=True, index=True)
+
+    class Meta:
+        table_name = "alarm_event"
+        indexes = ((("kiosk_id", "kind"), False),)
+
+
 class Reply(Model):
     """A kiosk's answer to one command (the ``reply`` message), kept for ops to read back:
     ``data`` is its JSON; ``received`` the collector's clock. A command is about a kiosk, not
@@ -209,8 +232,8 @@ class FleetDb:
     def __init__(self, database, location):
         self.database, self.location = database, location
         (self.KioskRow, self.ServicePointRow, self.FleetVisit, self.PeriodCount, self.Alarm,
-         self.Reply) = bind(self.database, KioskRow, ServicePointRow, FleetVisit, PeriodCount,
-                            Alarm, Reply)
+         self.Reply, self.AlarmEvent) = bind(self.database, KioskRow, ServicePointRow,
+                                             FleetVisit, PeriodCount, Alarm, Reply, AlarmEvent)
         self._visit_fields = self.FleetVisit._meta.sorted_fields
         # Written once: peewee rebuilding a 22-column INSERT per row was over a third of the
         # collector's time at catch-up rates.
@@ -387,6 +410,7 @@ class FleetDb:
             kiosk.state_changed = received
         kiosk.state, kiosk.instance = status.state, status.instance
         kiosk.epoch, kiosk.version = status.epoch, status.version
+        kiosk.clock_synced = status.clock_synced
         kiosk.save()
         return True
 
@@ -421,6 +445,8 @@ class FleetDb:
         report.pop("kiosk_id")
         kiosk.outbox_depth, kiosk.dead_letters = health.outbox_depth, health.dead_letters
         kiosk.config_version, kiosk.version = health.config_version, health.version
+        kiosk.outbox_oldest_s, kiosk.reader = health.outbox_oldest_s, health.reader
+        kiosk.disk_free_mb, kiosk.clock_synced = health.disk_free_mb, health.clock_synced
         kiosk.mode = health.mode
         kiosk.health = json.dumps(report, ensure_ascii=False)
         kiosk.save()
@@ -436,6 +462,57 @@ class FleetDb:
                  .on_conflict(conflict_target=[Reply.kiosk_id, Reply.correlation_id],
                               action="NOTHING"))
         return self.database.execute(query).rowcount == 1
+
+    def update_alarms(self, now, thresholds):
+        """Raise the alarms whose condition (:func:`kiosk.fleet.alarms.conditions`) started and
+        clear those whose condition ended, at ``now`` (aware, the collector's clock); returns
+        ``(raised, cleared)`` as lists of AlarmEvent rows. Several collectors in one group take
+        turns (a lock), so each alarm is raised once. Call it inside a transaction."""
+        if isinstance(self.database, PostgresqlDatabase):
+            self.database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_ALARM_LOCK_KEY,))
+        AlarmEvent, Alarm = self.AlarmEvent, self.Alarm
+        stamp = utc_text(now)
+        open_now = {}
+        for event in AlarmEvent.select().where(AlarmEvent.cleared.is_null()):
+            open_now.setdefault(event.kiosk_id, {})[event.kind] = event
+        changed_at = dict(Alarm.select(Alarm.kiosk_id, Alarm.last_raised)
+                          .where(Alarm.kind == "instance_changed").tuples())
+        PeriodCount, KioskRow = self.PeriodCount, self.KioskRow
+        verdicts = {}  # only the mismatched: a year of counts is big, these are few
+        for kiosk_id, verdict, n in (PeriodCount.select(
+                PeriodCount.kiosk_id, PeriodCount.reconciled, fn.COUNT(PeriodCount.id))
+                .where(PeriodCount.reconciled.in_(("short", "over")))
+                .group_by(PeriodCount.kiosk_id, PeriodCount.reconciled).tuples()):
+            verdicts.setdefault(kiosk_id, {})[verdict] = n
+        raised, cleared = [], []
+        # The columns the conditions read, as plain tuples: a national fleet is 78,000 rows.
+        for kiosk in KioskRow.select(
+                KioskRow.kiosk_id, KioskRow.state, KioskRow.last_seen, KioskRow.reader,
+                KioskRow.disk_free_mb, KioskRow.outbox_depth, KioskRow.outbox_oldest_s,
+                KioskRow.dead_letters, KioskRow.clock_synced).namedtuples():
+            found = alarms.conditions(kiosk, verdicts.get(kiosk.kiosk_id, {}),
+                                      changed_at.get(kiosk.kiosk_id), now, thresholds)
+            opened = open_now.get(kiosk.kiosk_id, {})
+            for kind, detail in found.items():
+                if kind not in opened:
+                    raised.append(AlarmEvent.create(kiosk_id=kiosk.kiosk_id, kind=kind,
+                                                    detail=detail, raised=stamp))
+            for kind, event in opened.items():
+                if kind not in found:
+                    event.cleared = stamp
+                    event.save()
+                    cleared.append(event)
+        return raised, cleared
+
+    def alarm_events(self, kiosk_id=None, *, open_only=False):
+        """The alarm history (of one kiosk), oldest first; only those still open if asked."""
+        AlarmEvent = self.AlarmEvent
+        query = AlarmEvent.select().order_by(AlarmEvent.id)
+        if kiosk_id is not None:
+            query = query.where(AlarmEvent.kiosk_id == kiosk_id)
+        if open_only:
+            query = query.where(AlarmEvent.cleared.is_null())
+        return list(query)
 
     # --- reads ------------------------------------------------------------------------------
 

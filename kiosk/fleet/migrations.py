@@ -15,7 +15,7 @@ released. Two things stay outside the numbered steps because they follow other s
 import datetime as dt
 import logging
 
-from peewee import CharField, IntegerField, Model, PostgresqlDatabase
+from peewee import BooleanField, CharField, FloatField, IntegerField, Model, PostgresqlDatabase
 from peewee import __exception_wrapper__ as driver_errors_as_peewee
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as run_operations
@@ -60,12 +60,27 @@ def _registry(fleet):
     registry.create_tables(fleet.database)
 
 
+def _fleet_state_and_alarm_history(fleet):
+    # Step 1 makes the kiosk table from today's model, so on a new database these are there.
+    migrator = SchemaMigrator.from_database(fleet.database)
+    have = {column.name for column in fleet.database.get_columns("kiosk")}
+    run_operations(*(migrator.add_column("kiosk", name, field)
+                     for name, field in (("outbox_oldest_s", FloatField(null=True)),
+                                         ("reader", CharField(null=True)),
+                                         ("disk_free_mb", FloatField(null=True)),
+                                         ("clock_synced", BooleanField(null=True)))
+                     if name not in have))
+    fleet.database.create_tables([fleet.AlarmEvent])
+
+
 #: ``(version, what it does, step(fleet_db))``, oldest first.
 STEPS = (
     (1, "kiosks, pins, visits by kiosk instance and period, period counts, alarms", _tables),
     (2, "command replies stored; visits indexed by period for range queries",
      _replies_and_period_index),
     (3, "the registry of service points, with validity times", _registry),
+    (4, "kiosk reader, disk, outbox age and clock from health; alarm raised/cleared history",
+     _fleet_state_and_alarm_history),
 )
 LATEST = STEPS[-1][0]
 

@@ -18,6 +18,7 @@ from kiosk import visit as schema
 from kiosk.fleet import migrations
 from kiosk.fleet.collector import Collector
 from kiosk.fleet.db import open_database
+from kiosk.fleet.status import add_arguments as status_add_arguments
 from kiosk.fleet.status import main as status_main
 from kiosk.fleet.status import status_lines
 from kiosk.period import Period, count_event_id
@@ -471,5 +472,7 @@ def test_collector_status_cli_reads_either_database(fleet_url, capsys):
                                                       visit("seen"))], T1)
     finally:
         db.close()
-    assert status_main(argparse.Namespace(db=fleet_url)) == 0
+    parser = argparse.ArgumentParser()
+    status_add_arguments(parser)
+    assert status_main(parser.parse_args(["--db", fleet_url])) == 0
     assert capsys.readouterr().out.split()[:2] == [KIOSK, "unknown"]

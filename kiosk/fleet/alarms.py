@@ -1,0 +1,73 @@
+"""Which alarms a kiosk's state calls for now: the thresholds and the conditions, pure.
+
+The collector evaluates these on its worker thread (:meth:`kiosk.fleet.db.FleetDb.update_alarms`)
+and keeps a raised / cleared history: an alarm is raised once when its condition starts and
+cleared when it ends. Thresholds are in seconds, megabytes or counts, so tests use short ones.
+"""
+
+import datetime as dt
+from dataclasses import dataclass, fields
+
+#: Every kind, in the order ``kiosk-fleet status`` shows them.
+KINDS = ("silent", "reader_missing", "disk_low", "outbox_growing", "dead_letters",
+         "clock_unsynced", "instance_changed", "period_count_mismatch")
+#: Reader states that mean no card can be read.
+READER_MISSING = ("no_reader", "error")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When each alarm starts; ``kiosk-fleet collect --alarm-<name>`` sets one."""
+
+    silent_s: float = 600.0  # no message from the kiosk for this long
+    disk_low_mb: float = 500.0  # free disk below this
+    outbox_depth: int = 500  # visits and counts released but not acknowledged, above this
+    outbox_oldest_s: float = 3600.0  # or the oldest of them waiting longer than this
+    dead_letters: int = 0  # dead letters above this
+    instance_changed_s: float = 86400.0  # how long an instance change stays raised
+
+    def __post_init__(self):
+        for f in fields(self):
+            if getattr(self, f.name) < 0:
+                raise ValueError(f"alarm threshold {f.name} must be >= 0")
+
+
+DEFAULT_THRESHOLDS = Thresholds()
+
+
+def _age_s(text, now):
+    return (now - dt.datetime.fromisoformat(text)).total_seconds()
+
+
+def conditions(kiosk, verdicts, instance_changed_at, now, thresholds):
+    """``{kind: detail}`` of the alarms ``kiosk`` (a KioskRow) calls for at ``now`` (aware).
+
+    ``verdicts`` is its ``{verdict: periods}``; ``instance_changed_at`` the collector clock of
+    its latest instance change (None if never). The health conditions wait for a first health
+    report (``kiosk.reader`` None before); clock_synced is also taken from status messages.
+    """
+    t = thresholds
+    found = {}
+    if kiosk.last_seen and _age_s(kiosk.last_seen, now) > t.silent_s:
+        found["silent"] = (f"no message for {_age_s(kiosk.last_seen, now):.0f} s "
+                           f"(state {kiosk.state or 'unknown'})")
+    if kiosk.reader is not None:
+        if kiosk.reader in READER_MISSING:
+            found["reader_missing"] = f"reader {kiosk.reader}"
+        if kiosk.disk_free_mb < t.disk_low_mb:
+            found["disk_low"] = f"{kiosk.disk_free_mb:g} MB free"
+        oldest = kiosk.outbox_oldest_s
+        if kiosk.outbox_depth > t.outbox_depth or (oldest or 0) > t.outbox_oldest_s:
+            found["outbox_growing"] = (f"{kiosk.outbox_depth} waiting, oldest "
+                                       f"{'-' if oldest is None else f'{oldest:g} s'}")
+        if kiosk.dead_letters > t.dead_letters:
+            found["dead_letters"] = f"{kiosk.dead_letters} dead letters"
+    if kiosk.clock_synced is False:
+        found["clock_unsynced"] = "the kiosk's clock is not synced"
+    if instance_changed_at and _age_s(instance_changed_at, now) <= t.instance_changed_s:
+        found["instance_changed"] = f"instance changed at {instance_changed_at}"
+    mismatched = {v: verdicts[v] for v in ("short", "over") if verdicts.get(v)}
+    if mismatched:
+        found["period_count_mismatch"] = ", ".join(f"{n} periods {v}"
+                                                   for v, n in mismatched.items())
+    return found
