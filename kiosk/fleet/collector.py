@@ -549,15 +549,21 @@ def add_arguments(parser):
                             help=f"alarm threshold {f.name} (default %(default)s)")
 
 
+def read_password(path):
+    """The first line of ``--password-file`` (None without one), or TelemetryError saying
+    what to fix; the fleet verbs that connect to the broker share it."""
+    if not path:
+        return None
+    try:
+        return path.read_text().splitlines()[0].strip()
+    except (OSError, IndexError) as exc:
+        raise TelemetryError(
+            f"--password-file {path}: cannot read a password ({exc}); put the account's "
+            "password on the first line") from None
+
+
 def main(args):
-    password = None
-    if args.password_file:
-        try:
-            password = args.password_file.read_text().splitlines()[0].strip()
-        except (OSError, IndexError) as exc:
-            raise TelemetryError(
-                f"--password-file {args.password_file}: cannot read a password ({exc}); "
-                "put the collector account's password on the first line") from None
+    password = read_password(args.password_file)
     tls = None
     if args.ca_file:
         tls = {"ca_certs": str(args.ca_file)}

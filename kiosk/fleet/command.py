@@ -19,6 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from kiosk.errors import MessageRejected, TelemetryError
 from kiosk.fleet import status
+from kiosk.fleet.collector import read_password
 from kiosk.fleet.db import DEFAULT_DB, open_database
 from kiosk.telemetry import topics
 
@@ -152,13 +153,7 @@ def _targets(args, fleet_db):
 
 
 def main(args):
-    password = None
-    if args.password_file:
-        try:
-            password = args.password_file.read_text().splitlines()[0].strip()
-        except (OSError, IndexError) as exc:
-            raise TelemetryError(f"--password-file {args.password_file}: cannot read a "
-                                 f"password ({exc})") from None
+    password = read_password(args.password_file)
     fleet_db = open_database(args.db)
     try:
         kiosk_ids, name, config_file = _targets(args, fleet_db)

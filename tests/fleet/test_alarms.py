@@ -12,7 +12,6 @@ from kiosk import clock
 from kiosk.fleet import alarms, migrations, registry, status
 from kiosk.fleet import collector as collect_verb
 from kiosk.fleet.alarms import Thresholds
-from kiosk.fleet.collector import Collector
 from kiosk.fleet.db import open_database
 from kiosk.fleet.status import Filters, status_lines
 from kiosk.telemetry import topics
@@ -47,23 +46,13 @@ def kiosk(broker, mqtt_client):
 
 
 @pytest.fixture
-def alarmed(broker, fleet_url):
+def alarmed(start_collector):
     """``start(thresholds) -> Collector`` evaluating alarms every 50 ms, a 0.2-s grace."""
-    started = []
-
     def start(thresholds):
-        user, password = broker.collector_credentials
-        running = Collector(fleet_url, "127.0.0.1", broker.port, user, password, batch_s=0.05,
-                            reconcile_grace_s=0.2, reconcile_every_s=0.05, alarms_every_s=0.05,
-                            thresholds=thresholds)
-        started.append(running)
-        running.start()
-        assert running.wait_for_connected(10)
-        return running
+        return start_collector(reconcile_grace_s=0.2, reconcile_every_s=0.05,
+                               alarms_every_s=0.05, thresholds=thresholds)
 
-    yield start
-    for running in started:
-        running.stop()
+    return start
 
 
 def open_kinds(collector):
