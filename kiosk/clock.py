@@ -46,3 +46,10 @@ def system_wall():
     """``(now, synced)``: the aware UTC wall time, and whether NTP has set it. Until it has,
     the time is 1970 or the last shutdown's, and no visit may be dated by it."""
     return dt.datetime.now(dt.UTC), TIMESYNC_FLAG.exists()
+
+
+def counts_as_synced(synced, mode):
+    """Whether a wall clock read with ``synced`` may date visits: in demo mode always, since a
+    developer's machine may run no timesyncd and a demo's visits must still reach its
+    collector. The runner (periods) and health (days) both ask this."""
+    return synced or mode == "demo"

@@ -21,7 +21,7 @@ import time
 from kiosk import flow
 from kiosk.card.repeat import SeenCards
 from kiosk.card.thai_id import CardSummary
-from kiosk.clock import system_wall
+from kiosk.clock import counts_as_synced, system_wall
 from kiosk.errors import DiskFull, KioskError, StoreError
 from kiosk.facts import CommandReceived, KeyPressed, MotionSeen, QuitRequested
 from kiosk.period import Book
@@ -262,7 +262,7 @@ class Runner:
 
     def _wall_now(self):
         wall, synced = self.wall()
-        return wall, synced or self.cfg.kiosk.mode == "demo"
+        return wall, counts_as_synced(synced, self.cfg.kiosk.mode)
 
     def _release_undated(self):
         """Visits an earlier run held undated lost their monotonic time with it: they go out

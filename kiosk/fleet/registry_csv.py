@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 from kiosk.errors import RegistryError
-from kiosk.telemetry.topics import NO_COPY_STATES
+from kiosk.telemetry.topics import NO_COPY_STATES, ServiceEntry
 from kiosk.visit import TOKEN
 
 POINT_COLUMNS = ("ministry", "department", "service_point_id", "name_th", "name_en", "province",
@@ -45,14 +45,9 @@ class Province:
     capital_district_en: str
 
 
-@dataclass(frozen=True)
-class Service:
-    """A service of a point and the no-copy status its agency declared for it."""
-
-    id: str
-    name_th: str
-    name_en: str
-    no_copy: str
+#: A service of a point and the no-copy status its agency declared for it: the very entry a
+#: kiosk's service-point message carries, since kiosk service ids are registry service ids.
+Service = ServiceEntry
 
 
 @dataclass(frozen=True)

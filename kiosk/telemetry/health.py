@@ -18,7 +18,7 @@ import threading
 import time
 
 from kiosk import period
-from kiosk.clock import system_stamp, system_wall
+from kiosk.clock import counts_as_synced, system_stamp, system_wall
 from kiosk.telemetry import topics
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class HealthReporter:
 
     def _now(self):
         wall, synced = self._wall()
-        return wall, synced or self._mode == "demo"
+        return wall, counts_as_synced(synced, self._mode)
 
     def note_dead_letter(self, event_id, reason_code):
         """The broker refused a row (the outbox's ``when_dead``): log the alarm once per code.
