@@ -68,11 +68,13 @@ class Cluster:
         with psycopg.connect(self.url(dbname), autocommit=True) as conn:
             conn.execute(sql)
 
-    def create_database(self):
-        """A new empty database's name (from template0: quick, and nothing left by another)."""
+    def create_database(self, template="template0"):
+        """A new database's name: empty (from ``template0``, nothing left by another), or a copy
+        of ``template``, which no one may be connected to. Copied file by file: with fsync off
+        that is twice as fast as the default, which writes every page through the WAL."""
         self._made += 1
         name = f"fleet_{os.getpid()}_{self._made}"
-        self.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        self.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
         return name
 
     def drop_database(self, name):
