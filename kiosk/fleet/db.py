@@ -15,8 +15,9 @@ The models are declared once and bound per database by :func:`open_database` (wi
 :func:`kiosk.sqlite.bind`), so two collectors in one process (tests) never share a binding.
 The schema's versions are :mod:`kiosk.fleet.migrations`. Every write that could come twice is
 keyed (``ON CONFLICT DO NOTHING`` on both databases), so several collectors in one share group
-store each event once. Peewee opens one connection per thread; on SQLite, WAL lets ``status``
-and the tests read while the collector writes.
+store each event once; a kiosk's row is updated column by column, each message its own, so two
+collectors handling two messages of one kiosk keep both. Peewee opens one connection per
+thread; on SQLite, WAL lets ``status`` and the tests read while the collector writes.
 """
 
 import datetime as dt
@@ -248,8 +249,11 @@ class FleetDb:
                                  f'VALUES ({marks}) ON CONFLICT ("event_id") DO NOTHING')
         self.database.connect(reuse_if_open=True)
         try:
-            migrations.check(self) if read_only else migrations.migrate(self)
-        except Exception:
+            if read_only:
+                migrations.check(self)
+            else:
+                migrations.migrate(self)
+        except Exception:  # a refused schema, or a failed migration: no connection left open
             self.close()
             raise
 
