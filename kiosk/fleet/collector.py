@@ -339,13 +339,8 @@ class Collector:
         if time.monotonic() < self._next_alarms:
             return
         self._next_alarms = time.monotonic() + self.alarms_every_s
-        # On SQLite, take the write lock first: two collectors on one file could otherwise both
-        # read an alarm as not yet raised (PostgreSQL takes an advisory lock inside).
-        locked = {} if is_url(self.db_where) else {"lock_type": "IMMEDIATE"}
-        try:
-            with self.db.database.atomic(**locked):
-                raised, cleared = self.db.update_alarms(dt.datetime.now(dt.UTC),
-                                                        self.thresholds)
+        try:  # in its own transaction, under the lock collectors take turns under
+            raised, cleared = self.db.update_alarms(dt.datetime.now(dt.UTC), self.thresholds)
         except Exception as exc:  # the worker must outlive the database and our own bugs
             self.counters.alarm_failures += 1
             if not self._alarms_failing:

@@ -15,8 +15,9 @@ The models are declared once and bound per database by :func:`open_database` (wi
 :func:`kiosk.sqlite.bind`), so two collectors in one process (tests) never share a binding.
 The schema's versions are :mod:`kiosk.fleet.migrations`. Every write that could come twice is
 keyed (``ON CONFLICT DO NOTHING`` on both databases), so several collectors in one share group
-store each event once. Peewee opens one connection per thread; on SQLite, WAL lets ``status``
-and the tests read while the collector writes.
+store each event once; a kiosk's row is updated column by column, each message its own, so two
+collectors handling two messages of one kiosk keep both. Peewee opens one connection per
+thread; on SQLite, WAL lets ``status`` and the tests read while the collector writes.
 """
 
 import datetime as dt
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from peewee import (
     BooleanField,
+    Case,
     CharField,
     FloatField,
     IntegerField,
@@ -39,7 +41,8 @@ from peewee import (
 from peewee import __exception_wrapper__ as driver_errors_as_peewee  # driver -> peewee errors
 
 from kiosk import visit as schema
-from kiosk.fleet import alarms, disclosure, migrations
+from kiosk.errors import StoreError
+from kiosk.fleet import alarms, disclosure, locks, migrations
 from kiosk.period import local_day
 from kiosk.sqlite import bind, schema_columns
 
@@ -227,9 +230,10 @@ class Reply(Model):
 class FleetDb:
     """One open fleet database: its own bound ``KioskRow``, ``ServicePointRow``, ``FleetVisit``,
     ``PeriodCount``, ``Alarm`` and ``Reply`` models, plus the queries. ``location`` names it
-    in logs (a path, or the URL without its password)."""
+    in logs (a path, or the URL without its password). Opened ``read_only``, it migrates
+    nothing and requires the current schema (:func:`kiosk.fleet.migrations.check`)."""
 
-    def __init__(self, database, location):
+    def __init__(self, database, location, *, read_only=False):
         self.database, self.location = database, location
         (self.KioskRow, self.ServicePointRow, self.FleetVisit, self.PeriodCount, self.Alarm,
          self.Reply, self.AlarmEvent) = bind(self.database, KioskRow, ServicePointRow,
@@ -244,7 +248,14 @@ class FleetDb:
         self.insert_visit_sql = (f'INSERT INTO "{FleetVisit._meta.table_name}" ({columns}) '
                                  f'VALUES ({marks}) ON CONFLICT ("event_id") DO NOTHING')
         self.database.connect(reuse_if_open=True)
-        migrations.migrate(self)
+        try:
+            if read_only:
+                migrations.check(self)
+            else:
+                migrations.migrate(self)
+        except Exception:  # a refused schema, or a failed migration: no connection left open
+            self.close()
+            raise
 
     def visit_row(self, values):
         """The visit's column values, in the prepared insert's order; None where absent."""
@@ -256,10 +267,15 @@ class FleetDb:
 
     # --- writes (the collector's worker thread, inside one transaction per batch) ----------
 
-    def _kiosk(self, kiosk_id, received):
-        kiosk, _ = self.KioskRow.get_or_create(kiosk_id=kiosk_id)
-        kiosk.last_seen = received
-        return kiosk
+    def _seen(self, kiosk_id, received):
+        """Mark the kiosk seen at ``received``, making its row if it is new. An upsert of that
+        one column: a message of the kiosk another collector is handling keeps its columns, and
+        the row stays locked (PostgreSQL; SQLite's file) until the transaction ends."""
+        KioskRow = self.KioskRow
+        (KioskRow.insert(kiosk_id=kiosk_id, last_seen=received)
+         .on_conflict(conflict_target=[KioskRow.kiosk_id],
+                      update={KioskRow.last_seen: received})
+         .execute())
 
     def add_visits(self, visits, received):
         """Store :class:`~kiosk.telemetry.topics.VisitMessage` objects; returns how many were new.
@@ -308,7 +324,7 @@ class FleetDb:
     def add_period(self, count, received):
         """Store a :class:`~kiosk.telemetry.topics.PeriodMessage`; False when that kiosk
         instance's period was counted before (a resend), which replaces nothing."""
-        self._kiosk(count.kiosk_id, received).save()
+        self._seen(count.kiosk_id, received)
         PeriodCount = self.PeriodCount
         query = (PeriodCount.insert(
             kiosk_id=count.kiosk_id, instance=count.instance, period=count.period,
@@ -387,31 +403,37 @@ class FleetDb:
         over too. ``online`` always counts, because only a live connection sends it: a forged
         epoch of 2³¹−1 or a re-flashed kiosk starting again at epoch 1 is corrected by the real
         kiosk's next connect, and raises an alarm instead of hiding the kiosk for good.
+
+        Each message writes only its own columns, and the rule is the UPDATE's condition, so
+        it judges the epoch stored when the status is written, whichever collector wrote last.
         """
-        kiosk = self._kiosk(status.kiosk_id, received)
-        same_instance = kiosk.instance == status.instance  # None: a kiosk before 0.2
-        went_back = same_instance and kiosk.epoch is not None and status.epoch < kiosk.epoch
-        if status.state != "online" and kiosk.epoch is not None and (
-                not same_instance or went_back):
-            kiosk.stale_statuses += 1
-            kiosk.save()
+        KioskRow = self.KioskRow
+        mine = KioskRow.kiosk_id == status.kiosk_id
+        self._seen(status.kiosk_id, received)
+        instance, epoch = (KioskRow.select(KioskRow.instance, KioskRow.epoch).where(mine)
+                           .tuples().get())
+        same_instance = _equal(KioskRow.instance, status.instance)
+        fresh = mine if status.state == "online" else mine & (
+            KioskRow.epoch.is_null() | (same_instance & (KioskRow.epoch <= status.epoch)))
+        unchanged = (_equal(KioskRow.state, status.state) & same_instance
+                     & (KioskRow.epoch == status.epoch))
+        if not (KioskRow.update(state=status.state, instance=status.instance,
+                                epoch=status.epoch, version=status.version,
+                                clock_synced=status.clock_synced,
+                                state_changed=Case(None, [(unchanged, KioskRow.state_changed)],
+                                                   received))
+                .where(fresh).execute()):
+            KioskRow.update(stale_statuses=KioskRow.stale_statuses + 1).where(mine).execute()
             return False
-        if kiosk.instance is not None and not same_instance:
-            self._alarm(kiosk.kiosk_id, "instance_changed", received,
-                        f"instance {kiosk.instance} (epoch {kiosk.epoch}) replaced by "
+        if instance is not None and instance != status.instance:
+            self._alarm(status.kiosk_id, "instance_changed", received,
+                        f"instance {instance} (epoch {epoch}) replaced by "
                         f"{status.instance} (epoch {status.epoch}): re-flashed, or a copy of "
                         "its credentials is in use")
-        elif went_back:
-            self._alarm(kiosk.kiosk_id, "epoch_went_back", received,
-                        f"online at epoch {status.epoch} after epoch {kiosk.epoch}: a status "
+        elif instance == status.instance and epoch is not None and status.epoch < epoch:
+            self._alarm(status.kiosk_id, "epoch_went_back", received,
+                        f"online at epoch {status.epoch} after epoch {epoch}: a status "
                         "with a higher epoch was forged, or the kiosk's store was restored")
-        if (kiosk.state, kiosk.instance, kiosk.epoch) != (status.state, status.instance,
-                                                           status.epoch):
-            kiosk.state_changed = received
-        kiosk.state, kiosk.instance = status.state, status.instance
-        kiosk.epoch, kiosk.version = status.epoch, status.version
-        kiosk.clock_synced = status.clock_synced
-        kiosk.save()
         return True
 
     def _alarm(self, kiosk_id, kind, received, detail):
@@ -425,9 +447,9 @@ class FleetDb:
 
     def apply_service_point(self, service_point, received):
         """Keep the service point a kiosk announced (its retained ``pin`` message)."""
-        kiosk = self._kiosk(service_point.kiosk_id, received)
-        kiosk.mode = service_point.mode
-        kiosk.save()
+        self._seen(service_point.kiosk_id, received)
+        (self.KioskRow.update(mode=service_point.mode)
+         .where(self.KioskRow.kiosk_id == service_point.kiosk_id).execute())
         fields = asdict(service_point)
         fields["services"] = json.dumps(fields["services"], ensure_ascii=False)
         fields.pop("schema")
@@ -440,21 +462,22 @@ class FleetDb:
          .execute())
 
     def apply_health(self, health, received):
-        kiosk = self._kiosk(health.kiosk_id, received)
+        """Keep the kiosk's latest health report, in its own columns only."""
+        self._seen(health.kiosk_id, received)
         report = asdict(health)
         report.pop("kiosk_id")
-        kiosk.outbox_depth, kiosk.dead_letters = health.outbox_depth, health.dead_letters
-        kiosk.config_version, kiosk.version = health.config_version, health.version
-        kiosk.outbox_oldest_s, kiosk.reader = health.outbox_oldest_s, health.reader
-        kiosk.disk_free_mb, kiosk.clock_synced = health.disk_free_mb, health.clock_synced
-        kiosk.mode = health.mode
-        kiosk.health = json.dumps(report, ensure_ascii=False)
-        kiosk.save()
+        KioskRow = self.KioskRow
+        (KioskRow.update(outbox_depth=health.outbox_depth, dead_letters=health.dead_letters,
+                         config_version=health.config_version, version=health.version,
+                         outbox_oldest_s=health.outbox_oldest_s, reader=health.reader,
+                         disk_free_mb=health.disk_free_mb, clock_synced=health.clock_synced,
+                         mode=health.mode, health=json.dumps(report, ensure_ascii=False))
+         .where(KioskRow.kiosk_id == health.kiosk_id).execute())
 
     def add_reply(self, reply, received):
         """Store a :class:`~kiosk.telemetry.topics.Reply`; False when this kiosk's reply to
         that command was stored before (a resend), which replaces nothing."""
-        self._kiosk(reply.kiosk_id, received).save()
+        self._seen(reply.kiosk_id, received)
         Reply = self.Reply
         data = None if reply.data is None else json.dumps(reply.data, ensure_ascii=False)
         query = (Reply.insert(kiosk_id=reply.kiosk_id, correlation_id=reply.correlation_id,
@@ -467,9 +490,12 @@ class FleetDb:
         """Raise the alarms whose condition (:func:`kiosk.fleet.alarms.conditions`) started and
         clear those whose condition ended, at ``now`` (aware, the collector's clock); returns
         ``(raised, cleared)`` as lists of AlarmEvent rows. Several collectors in one group take
-        turns (a lock), so each alarm is raised once. Call it inside a transaction."""
-        if isinstance(self.database, PostgresqlDatabase):
-            self.database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_ALARM_LOCK_KEY,))
+        turns (:func:`kiosk.fleet.locks.exclusive`, from before the first read), so each alarm
+        is raised once; its own transaction, or a savepoint of one that took the lock."""
+        with locks.exclusive(self.database, _ALARM_LOCK_KEY):
+            return self._update_alarms(now, thresholds)
+
+    def _update_alarms(self, now, thresholds):
         AlarmEvent, Alarm = self.AlarmEvent, self.Alarm
         stamp = utc_text(now)
         open_now = {}
@@ -588,15 +614,31 @@ class FleetDb:
         }
 
 
-def open_database(where=DEFAULT_DB):
+def open_database(where=DEFAULT_DB, *, read_only=False):
     """Open (creating and migrating if needed) the fleet database ``where``: a path,
     ``sqlite:///relative`` or ``sqlite:////absolute`` for SQLite; ``postgresql://...`` for
-    PostgreSQL (a Unix socket as ``postgresql:///dbname?host=/socket/dir``)."""
+    PostgreSQL (a Unix socket as ``postgresql:///dbname?host=/socket/dir``).
+
+    ``read_only``, for the verbs that only read (``status``, ``stats``): nothing is created or
+    migrated, and nothing can be written (SQLite's ``mode=ro``; PostgreSQL's
+    ``default_transaction_read_only``), so a replica, a role with only SELECT or a file the
+    operator may only read will do; the schema must be the current one (StoreError naming
+    the fix otherwise)."""
     where = str(where)
     if where.startswith(("postgresql://", "postgres://")):
-        database = PostgresqlDatabase(where, prefer_psycopg3=True)
-        return FleetDb(database, _without_password(where))
+        options = {"options": "-c default_transaction_read_only=on"} if read_only else {}
+        database = PostgresqlDatabase(where, prefer_psycopg3=True, **options)
+        return FleetDb(database, _without_password(where), read_only=read_only)
     path = Path(where.removeprefix("sqlite:///"))  # sqlite:////abs or sqlite:///relative
+    if read_only:
+        if not path.is_file():
+            raise StoreError(f"{path}: no such database; point --db at the file "
+                             "`kiosk-fleet collect --db` writes")
+        # A WAL file read-only still needs its -shm: the directory must let SQLite make it,
+        # unless a writer has it open already (docs/telemetry.md).
+        database = SqliteDatabase(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                  pragmas={"busy_timeout": 10_000})
+        return FleetDb(database, str(path), read_only=True)
     database = SqliteDatabase(
         str(path),
         # secure_delete: a deleted row's bytes are overwritten, not left in free pages.
@@ -604,6 +646,11 @@ def open_database(where=DEFAULT_DB):
                  "secure_delete": "on"},
     )
     return FleetDb(database, str(path))
+
+
+def _equal(field, value):
+    """``field`` equals ``value``, NULL matching None (SQL's ``=`` is never true on NULL)."""
+    return field.is_null() if value is None else field == value
 
 
 def is_url(where):

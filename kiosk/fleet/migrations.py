@@ -3,11 +3,13 @@ the ``schema_version`` table, on SQLite and PostgreSQL alike.
 
 :func:`migrate` runs at every open. Two collectors starting together do not race: on
 PostgreSQL the steps run under a transaction-scoped advisory lock, on SQLite in an immediate
-(write-locked) transaction. A new step is appended to :data:`STEPS`; a step never changes once
-released. Two things stay outside the numbered steps because they follow other sources:
+(write-locked) transaction (:func:`kiosk.fleet.locks.exclusive`). A new step is appended to
+:data:`STEPS`; a step never changes once released. Two things stay outside the numbered
+steps because they follow other sources:
 
 - before versions (a SQLite file of the collectors before 0.3), the schema-1 visit table, which
-  timed each visit, is rebuilt coarsened by period, and columns added since are added;
+  timed each visit, is rebuilt coarsened by period, and columns added since are added (under
+  the same lock: a second collector finds the file rebuilt);
 - after them, a column for each field the visit schema (:mod:`kiosk.visit`) gained since, so a
   new field needs no step of its own.
 """
@@ -21,6 +23,8 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as run_operations
 
 from kiosk import visit as schema
+from kiosk.errors import StoreError
+from kiosk.fleet import locks
 from kiosk.period import DEFAULT_S, Period, local_day
 from kiosk.sqlite import bind
 
@@ -91,12 +95,10 @@ def migrate(fleet, now=None):
     database = fleet.database
     is_postgres = isinstance(database, PostgresqlDatabase)
     (Version,) = bind(database, SchemaVersion)
-    if not is_postgres and not database.table_exists(SchemaVersion._meta.table_name):
-        _before_versions(fleet)
-    applied = []
-    with database.atomic(**({} if is_postgres else {"lock_type": "IMMEDIATE"})):
-        if is_postgres:
-            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+    applied, rebuilt = [], False
+    with locks.exclusive(database, _LOCK_KEY):
+        if not is_postgres and not database.table_exists(SchemaVersion._meta.table_name):
+            rebuilt = _before_versions(fleet)
         database.create_tables([Version])
         done = {v.version for v in Version.select()}
         stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -106,8 +108,9 @@ def migrate(fleet, now=None):
             step(fleet)
             Version.create(version=version, name=name, applied=stamp)
             applied.append(version)
-        _add_missing_columns(fleet, [fleet.KioskRow, fleet.ServicePointRow, fleet.FleetVisit,
-                                     fleet.PeriodCount, fleet.Reply])
+        _add_missing_columns(fleet, _growing(fleet))
+    if rebuilt:
+        _checkpoint(fleet)
     if applied:
         log.info("%s: central schema now at version %d (applied %s)", fleet.location, LATEST,
                  ", ".join(map(str, applied)))
@@ -115,9 +118,53 @@ def migrate(fleet, now=None):
 
 
 def version(fleet):
-    """The highest step applied to ``fleet``'s database."""
+    """The highest step applied to ``fleet``'s database (0 before versions)."""
     (Version,) = bind(fleet.database, SchemaVersion)
+    if not fleet.database.table_exists(SchemaVersion._meta.table_name):
+        return 0
     return max((v.version for v in Version.select()), default=0)
+
+
+def check(fleet):
+    """For an open that may not write (:func:`kiosk.fleet.db.open_database` ``read_only``):
+    :class:`StoreError` unless the schema is the current one, naming the version found, the
+    one needed and the fix. Reads only."""
+    found = version(fleet)
+    if found > LATEST:
+        raise StoreError(f"{fleet.location}: the fleet database is at schema version {found}, "
+                         f"newer than this kiosk-fleet knows (it needs version {LATEST}): "
+                         "upgrade kiosk-fleet here")
+    missing = [f"{table}.{field.column_name}" for table, fields in
+               _missing_columns(fleet, _growing(fleet)).items()
+               for field in fields]
+    if found == LATEST and not missing:
+        return
+    lacking = f" and lacks {', '.join(missing)}" if missing else ""
+    raise StoreError(f"{fleet.location}: the fleet database is at schema version {found}"
+                     f"{lacking}; this kiosk-fleet needs version {LATEST}. Start this "
+                     "version's `kiosk-fleet collect --db ...` on it (on the primary, for a "
+                     "replica): it migrates the database as it opens it")
+
+
+def _growing(fleet):
+    """The models whose tables an open completes with the columns they lack."""
+    return [fleet.KioskRow, fleet.ServicePointRow, fleet.FleetVisit, fleet.PeriodCount,
+            fleet.Reply]
+
+
+def _missing_columns(fleet, models):
+    """``{table: [field]}``: the columns each model has and its existing table lacks."""
+    missing = {}
+    for model in models:
+        table = model._meta.table_name
+        if not fleet.database.table_exists(table):
+            continue
+        have = {column.name for column in fleet.database.get_columns(table)}
+        fields = [field for field in model._meta.sorted_fields
+                  if field.column_name not in have]
+        if fields:
+            missing[table] = fields
+    return missing
 
 
 def _add_missing_columns(fleet, models):
@@ -125,23 +172,20 @@ def _add_missing_columns(fleet, models):
     gained; a SQLite file older than ``instance``): without them every insert would fail and
     the collector retry its first batch for ever."""
     migrator = SchemaMigrator.from_database(fleet.database)
-    for model in models:
-        table = model._meta.table_name
-        if not fleet.database.table_exists(table):
-            continue
-        have = {column.name for column in fleet.database.get_columns(table)}
-        missing = [field for field in model._meta.sorted_fields
-                   if field.column_name not in have]
-        # Empty in the rows already there, so nullable whatever the model says.
-        run_operations(*(migrator.add_column(table, field.column_name, type(field)(null=True))
-                         for field in missing))
+    # Empty in the rows already there, so nullable whatever the model says.
+    run_operations(*(migrator.add_column(table, field.column_name, type(field)(null=True))
+                     for table, fields in _missing_columns(fleet, models).items()
+                     for field in fields))
 
 
 def _before_versions(fleet):
     """A SQLite file from before versions: the schema-1 visit table rebuilt by period, the
-    columns added since added; the numbered steps then find their tables there."""
-    _rebuild_schema1_visits(fleet)
+    columns added since added; the numbered steps then find their tables there. Under the
+    migration lock, so a second collector opening the file waits and finds it rebuilt. Whether
+    the visits were rebuilt (their old pages then want a checkpoint)."""
+    rebuilt = _rebuild_schema1_visits(fleet)
     _add_missing_columns(fleet, [fleet.KioskRow, fleet.ServicePointRow, fleet.FleetVisit])
+    return rebuilt
 
 
 def _rebuild_schema1_visits(fleet):
@@ -149,15 +193,14 @@ def _rebuild_schema1_visits(fleet):
     its sequence number, epoch, monotonic time and arrival time, and its NOT NULL ``seq``
     would refuse every new visit. Rebuild the table with each row coarsened as the parser
     coarsens a schema-1 visit (its time to the hour when the clock was synced, else the
-    local day it arrived), then checkpoint, so that with secure_delete the old times are
-    gone from the file and its write-ahead log."""
+    local day it arrived); True if it did. :func:`_checkpoint` then wipes the old times."""
     database = fleet.database
     table = fleet.FleetVisit._meta.table_name
     if not database.table_exists(table):
-        return
+        return False
     have = {column.name for column in database.get_columns(table)}
     if not have & SCHEMA1_COLUMNS:
-        return
+        return False
     old = f"{table}_schema1"
     copied = [name for name in ("event_id", "kiosk_id", "instance", "is_demo",
                                 *(f.name for f in schema.KEPT), "clock_synced", "schema",
@@ -181,6 +224,13 @@ def _rebuild_schema1_visits(fleet):
                 (fleet.visit_row(_coarsened(dict(zip(copied, row, strict=True))))
                  for row in rows))
         database.execute_sql(f'DROP TABLE "{old}"')
+    return True
+
+
+def _checkpoint(fleet):
+    """After the rebuild has committed (a checkpoint cannot run inside its transaction): with
+    secure_delete, the old times are then gone from the file and its write-ahead log."""
+    database = fleet.database
     busy, _, _ = database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     if busy:
         log.warning("%s: visits rebuilt without their old times, but another connection "

@@ -11,7 +11,7 @@ order as strings; a version is valid on ``[valid_from, valid_to)``. The models a
 unbound and bound per database (:func:`kiosk.sqlite.bind`); :func:`create_tables` makes them,
 to be folded into the central schema's migrations. File decoding and row rules are pure, in
 :mod:`kiosk.fleet.registry_csv`: a file with any bad row never reaches the database, and an
-import is one transaction.
+import is one transaction, one import at a time (:func:`kiosk.fleet.locks.exclusive`).
 """
 
 import argparse
@@ -26,7 +26,7 @@ from peewee import CharField, FloatField, IntegerField, Model, TextField
 from peewee import __exception_wrapper__ as driver_errors_as_peewee  # driver -> peewee errors
 
 from kiosk.errors import RegistryError
-from kiosk.fleet import registry_csv, registry_sample
+from kiosk.fleet import locks, registry_csv, registry_sample
 from kiosk.fleet.db import DEFAULT_DB, open_database, utc_text
 from kiosk.period import BANGKOK
 from kiosk.sqlite import bind
@@ -34,6 +34,8 @@ from kiosk.sqlite import bind
 #: Versions closed per UPDATE, within the variables a statement may bind (32,766 in SQLite
 #: since 3.32, 65,535 in PostgreSQL).
 BATCH = 2000
+#: Key of the PostgreSQL advisory lock imports take turns under.
+_IMPORT_LOCK_KEY = 0x7265676973747279
 
 
 class PointVersion(Model):
@@ -190,7 +192,8 @@ class Registry:
             "statuses": {(p.id, s.id): (s.no_copy,) for p in points for s in p.services},
         }
         Import = self.models["imports"]
-        with self.database.atomic():
+        # One import at a time: two reading the same open versions would both close them.
+        with locks.exclusive(self.database, _IMPORT_LOCK_KEY):
             latest = Import.select(Import.as_of).order_by(Import.as_of.desc()).scalar()
             if latest is not None and as_of < latest:
                 raise RegistryError([f"valid from {as_of} is before the latest import's "

@@ -505,7 +505,7 @@ def main(args):
         return 2
     start = dt.datetime.combine(args.first, dt.time(), BANGKOK)
     end = dt.datetime.combine(args.last + dt.timedelta(days=1), dt.time(), BANGKOK)
-    fleet_db = open_database(args.db)
+    fleet_db = open_database(args.db, read_only=True)
     try:
         thresholds = Thresholds(contradiction_answers=args.contradiction_answers,
                                 contradiction_rate=args.contradiction_rate)

@@ -13,11 +13,10 @@ pin's ministry and province.
 import datetime as dt
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from kiosk.errors import StoreError
 from kiosk.fleet import registry as registry_module
-from kiosk.fleet.db import DEFAULT_DB, is_url, open_database
+from kiosk.fleet.db import DEFAULT_DB, open_database
 
 
 @dataclass(frozen=True)
@@ -130,13 +129,10 @@ def add_arguments(parser):
 
 
 def main(args):
-    if not is_url(args.db) and not Path(args.db).exists():
-        raise StoreError(f"--db {args.db}: no such database; point it at the file "
-                         "`kiosk-fleet collect --db` writes")
     if args.watch is not None and args.watch <= 0:
         raise StoreError("--watch: the refresh interval must be above 0 seconds")
     filters = Filters(args.province, args.ministry, args.department)
-    fleet_db = open_database(args.db)
+    fleet_db = open_database(args.db, read_only=True)
     try:
         while True:
             lines = status_lines(fleet_db, filters=filters)
