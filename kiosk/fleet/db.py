@@ -39,7 +39,7 @@ from peewee import (
 from peewee import __exception_wrapper__ as driver_errors_as_peewee  # driver -> peewee errors
 
 from kiosk import visit as schema
-from kiosk.fleet import alarms, disclosure, migrations
+from kiosk.fleet import alarms, disclosure, migrations, rollups
 from kiosk.period import local_day
 from kiosk.sqlite import bind, schema_columns
 
@@ -234,6 +234,7 @@ class FleetDb:
         (self.KioskRow, self.ServicePointRow, self.FleetVisit, self.PeriodCount, self.Alarm,
          self.Reply, self.AlarmEvent) = bind(self.database, KioskRow, ServicePointRow,
                                              FleetVisit, PeriodCount, Alarm, Reply, AlarmEvent)
+        self.rollup_models = bind(self.database, *rollups.MODELS)
         self._visit_fields = self.FleetVisit._meta.sorted_fields
         # Written once: peewee rebuilding a 22-column INSERT per row was over a third of the
         # collector's time at catch-up rates.
@@ -281,6 +282,12 @@ class FleetDb:
              .execute())
         if not visits:
             return 0
+        # A visit from a kiosk before it sent its service point is filed under its pin now.
+        missing = sorted({v.kiosk_id for v in visits if v.service_point_id is None})
+        pinned = dict(self.ServicePointRow.select(self.ServicePointRow.kiosk_id,
+                                                  self.ServicePointRow.service_point_id)
+                      .where(self.ServicePointRow.kiosk_id.in_(missing)).tuples()
+                      ) if missing else {}
         arrival_day = None
         rows = []
         for visit in sorted(visits, key=lambda visit: visit.event_id):
@@ -288,11 +295,14 @@ class FleetDb:
             if visit.period is None:
                 arrival_day = arrival_day or local_day(dt.datetime.fromisoformat(received))
                 values.update(period=arrival_day.text, period_s=arrival_day.length_s)
-            rows.append(self.visit_row(values))
+            if visit.service_point_id is None:
+                values["service_point_id"] = pinned.get(visit.kiosk_id)
+            rows.append(values)
         with driver_errors_as_peewee:
             cursor = self.database.cursor()
-            cursor.executemany(self.insert_visit_sql, rows)
-            stored = cursor.rowcount  # summed over the rows; a skipped duplicate adds 0
+            stored = self._insert_visits(cursor, rows)
+            # Counted from the rows this transaction inserted: a resend adds nothing.
+            rollups.add(self.database, stored)
             # An over verdict is final: stored visits only ever grow.
             mark = self.database.param
             cursor.executemany(
@@ -303,6 +313,27 @@ class FleetDb:
                                                    v.period_s)
                                                   for v in visits
                                                   if v.clock_synced and v.schema >= 2}])
+        return len(stored)
+
+    def _insert_visits(self, cursor, rows):
+        """Insert the visits ``rows`` (``{column: value}``), skipping event ids stored
+        already; returns the rows inserted. PostgreSQL says which through RETURNING (another
+        collector of the group may be inserting the same events); SQLite has one writer at a
+        time, and a prepared statement stepped row by row says it by its row count."""
+        if isinstance(self.database, PostgresqlDatabase):
+            cursor.executemany(self.insert_visit_sql + ' RETURNING "event_id"',
+                               [self.visit_row(values) for values in rows], returning=True)
+            inserted = set()
+            while True:
+                inserted.update(event_id for (event_id,) in cursor.fetchall())
+                if not cursor.nextset():
+                    break
+            return [values for values in rows if values["event_id"] in inserted]
+        stored = []
+        for values in rows:
+            cursor.execute(self.insert_visit_sql, self.visit_row(values))
+            if cursor.rowcount == 1:
+                stored.append(values)
         return stored
 
     def add_period(self, count, received):
