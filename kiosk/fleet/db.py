@@ -328,7 +328,12 @@ class FleetDb:
                 inserted.update(event_id for (event_id,) in cursor.fetchall())
                 if not cursor.nextset():
                     break
-            return [values for values in rows if values["event_id"] in inserted]
+            stored = []
+            for values in rows:  # a visit twice in the batch was inserted once
+                if values["event_id"] in inserted:
+                    inserted.discard(values["event_id"])
+                    stored.append(values)
+            return stored
         stored = []
         for values in rows:
             cursor.execute(self.insert_visit_sql, self.visit_row(values))

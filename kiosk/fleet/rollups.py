@@ -17,7 +17,7 @@ days from the visits themselves (:func:`counts`), through the index by period.
 import datetime as dt
 from collections import defaultdict
 
-from peewee import CharField, CompositeKey, IntegerField, Model
+from peewee import CharField, CompositeKey, IntegerField, Model, PostgresqlDatabase
 
 from kiosk import visit as schema
 from kiosk.period import BANGKOK
@@ -104,11 +104,12 @@ def _upsert(database, rows):
     cursor = database.cursor()
     for model, found in ((VisitDay, rows), (VisitMonth, months)):
         if found:
-            cursor.executemany(_upsert_sql(database, model),
+            cursor.executemany(upsert_sql(database, model),
                                [(*key, *found[key]) for key in sorted(found)])
 
 
-def _upsert_sql(database, model):
+def upsert_sql(database, model):
+    """The statement adding one row of counters to ``model``'s row of the same key."""
     table = model._meta.table_name
     columns = (*KEY, *NAMES)
     marks = ", ".join([database.param] * len(columns))
@@ -118,18 +119,38 @@ def _upsert_sql(database, model):
 
 
 def create_and_rebuild(fleet):
-    """Make the rollup tables and count every visit already stored into them."""
+    """Make the rollup tables and count every visit already stored into them, in SQL (a year
+    of a national fleet is too many rows to read out): the days from the visits, the months
+    from the days."""
     database = fleet.database
     day, month = fleet.rollup_models
     database.create_tables([day, month])
     database.execute_sql(f'DELETE FROM "{day._meta.table_name}"')
-    database.execute_sql(f'DELETE FROM "{month._meta.table_name}"')
-    rows = defaultdict(lambda: [0] * len(NAMES))
-    for period, point, service, *found in _raw(fleet, None, None, by_period=True):
-        row = rows[(local_day(period), point or NONE, service or NONE)]
-        for i, n in enumerate(found):
-            row[i] += n
-    _upsert(database, rows)
+    sums, params = _sums(database.param)
+    if isinstance(database, PostgresqlDatabase):
+        local = ("to_char((\"period\"::timestamptz AT TIME ZONE 'UTC') + interval '7 hours', "
+                 "'YYYY-MM-DD')")
+    else:
+        local = "date(\"period\", '+7 hours')"
+    columns = ", ".join(f'"{c}"' for c in (*KEY, *NAMES))
+    database.execute_sql(
+        f'INSERT INTO "{day._meta.table_name}" ({columns}) SELECT {local}, '
+        f'COALESCE("service_point_id", \'{NONE}\'), COALESCE("service_id", \'{NONE}\'), '
+        f'{sums} FROM "{fleet.FleetVisit._meta.table_name}" WHERE NOT "is_demo" '
+        'GROUP BY 1, 2, 3', params)
+    rebuild_months(fleet)
+
+
+def rebuild_months(fleet):
+    """Make the month rows again from the day rows."""
+    day, month = fleet.rollup_models
+    columns = ", ".join(f'"{c}"' for c in (*KEY, *NAMES))
+    totals = ", ".join(f'SUM("{c}")' for c in NAMES)
+    fleet.database.execute_sql(f'DELETE FROM "{month._meta.table_name}"')
+    fleet.database.execute_sql(
+        f'INSERT INTO "{month._meta.table_name}" ({columns}) SELECT substr("bucket", 1, 7), '
+        f'"service_point_id", "service_id", {totals} FROM "{day._meta.table_name}" '
+        'GROUP BY 1, 2, 3')
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -179,24 +200,26 @@ def _rolled(fleet, model, low, high):
         'GROUP BY "service_point_id", "service_id"', (low, high)).fetchall()
 
 
-def _raw(fleet, start, end, *, by_period=False):
-    """The counters straight from the visit table (grouped by period too if asked), of the
-    range, or of every visit when ``start`` is None."""
-    mark = fleet.database.param
+def _sums(mark):
+    """The counters as SQL sums over visit rows, and their parameters."""
     sums, params = [], []
     for _, fields, values in COUNTERS:
         sums.append("SUM(CASE WHEN " + " AND ".join(f'"{f}" = {mark}' for f in fields)
                     + " THEN 1 ELSE 0 END)")
         params.extend(values)
-    keys = ('"period", ' if by_period else "") + '"service_point_id", "service_id"'
-    where = "NOT \"is_demo\""
-    if start is not None:
-        where += f' AND "period" >= {mark} AND "period" < {mark}'
-        params += [period_text(start), period_text(end)]
+    return ", ".join(sums), params
+
+
+def _raw(fleet, start, end):
+    """The counters straight from the visit table, of the visits in the range."""
+    mark = fleet.database.param
+    sums, params = _sums(mark)
     table = fleet.FleetVisit._meta.table_name
     return fleet.database.execute_sql(
-        f'SELECT {keys}, {", ".join(sums)} FROM "{table}" WHERE {where} GROUP BY {keys}',
-        params).fetchall()
+        f'SELECT "service_point_id", "service_id", {sums} FROM "{table}" '
+        f'WHERE NOT "is_demo" AND "period" >= {mark} AND "period" < {mark} '
+        'GROUP BY "service_point_id", "service_id"',
+        [*params, period_text(start), period_text(end)]).fetchall()
 
 
 def period_text(instant):

@@ -39,7 +39,7 @@ import datetime as dt
 import io
 import itertools
 import sys
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -116,10 +116,7 @@ class _Visits:
     service_point_id: str | None
     service_id: str | None
     declared: str | None
-    counts: dict
-
-    def __getitem__(self, counter):
-        return self.counts[counter]
+    counts: list
 
 
 def compute(fleet_db, registry, start, end, level="national", thresholds=Thresholds()):
@@ -206,8 +203,7 @@ def _load(fleet_db, registry, start, end):
             point = _valid(points.get((spid,)), first)
             status = _valid(statuses.get((spid, service_id)), first)
             visits.append(_Visits(point, spid if point else None, service_id,
-                                  status.no_copy if status else None,
-                                  dict(zip(rollups.NAMES, values, strict=True))))
+                                  status.no_copy if status else None, values))
     return visits
 
 
@@ -217,11 +213,19 @@ def _versions(registry, kind, start, end):
     found = defaultdict(list)
     query = model.select().where((model.valid_from < end)
                                  & (model.valid_to.is_null() | (model.valid_to > start)))
-    for row in query:
+    for row in _rows(registry, query):
         key = ((row.service_point_id,) if kind in ("points", "pins")
                else (row.service_point_id, row.service_id))
         found[key].append(row)
     return found
+
+
+def _rows(registry, query):
+    """The rows of a registry ``query`` as named tuples of its model's fields, straight from
+    the driver: peewee making a model object of each took most of a national query's time."""
+    model = query.model
+    row = namedtuple(model.__name__, [f.name for f in model._meta.sorted_fields])
+    return [row(*values) for values in registry.database.execute(query)]
 
 
 def _valid(versions, at):
@@ -250,14 +254,16 @@ def _cross(visits, group, columns, counters):
     """``{key: {column: count}}`` of ``visits``; ``counters[column]`` names the rollup counters
     a column adds up. A group is a row when it has a visit counted in some column; rows in key
     order."""
+    indexes = [[rollups.NAMES.index(c) for c in counters[column]] for column in columns]
     counts = {}
     for v in visits:
-        found = {column: sum(v[c] for c in counters[column]) for column in columns}
-        if any(found.values()):
-            row = counts.setdefault(group(v), dict.fromkeys(columns, 0))
-            for column, n in found.items():
-                row[column] += n
-    return {key: counts[key] for key in sorted(counts)}
+        values = v.counts
+        found = [sum(values[i] for i in each) for each in indexes]
+        if any(found):
+            row = counts.setdefault(group(v), [0] * len(columns))
+            for i, n in enumerate(found):
+                row[i] += n
+    return {key: dict(zip(columns, counts[key], strict=True)) for key in sorted(counts)}
 
 
 def _published(counts):
@@ -377,8 +383,8 @@ def _progress_table(registry, visits, level, end):
     points, pins, services = (registry.models[kind] for kind in ("points", "pins", "services"))
 
     def current(model):
-        return model.select().where((model.valid_from < end)
-                                    & (model.valid_to.is_null() | (model.valid_to >= end)))
+        return _rows(registry, model.select().where(
+            (model.valid_from < end) & (model.valid_to.is_null() | (model.valid_to >= end))))
 
     pinned = {row.service_point_id for row in current(pins)}
     reporting = {(v.service_point_id, v.service_id) for v in visits if v.service_point_id}
