@@ -229,7 +229,9 @@ def statistics_year(url, points, days):
         timings = {}
         for level in ("national", "department"):
             statistics.compute(fleet, reg, YEAR, end, level)  # caches warm, as in service
-            _, timings[level] = _timed(statistics.compute, fleet, reg, YEAR, end, level)
+            # The median of three: the machine is shared, and one run can wait on others.
+            timings[level] = sorted(_timed(statistics.compute, fleet, reg, YEAR, end, level)[1]
+                                    for _ in range(3))[1]
     finally:
         fleet.close()
     return visits, written_s, timings

@@ -16,6 +16,7 @@ from kiosk import flow, visit
 from kiosk.fleet.db import open_database
 from kiosk.period import Period
 from kiosk.store import HAND_WRITTEN, MIGRATIONS, Store
+from kiosk.telemetry import topics
 
 PERIOD = Period.of(dt.datetime(2025, 3, 1, 2, 0, 0, 123456, tzinfo=dt.UTC), 3600)
 TOPIC = "citizeninfo/v1/kiosk/k1/visit"
@@ -44,6 +45,17 @@ def test_visit_schema_payload_bytes_are_pinned():
     assert visit.payload(event_id="e2", instance="i2", mode="production", outcome="abandoned",
                          step="rating", verified=False, language="th", duration_s=90,
                          period=None) == WIRE_UNDATED
+
+
+def test_visit_schema_service_point_is_added_to_schema_2_and_optional_both_ways():
+    """No new schema for it: with it, the key comes last; without it (a kiosk not upgraded),
+    the bytes are schema 2's as pinned above, and a reader takes it as null."""
+    with_point = visit.payload(**ENVELOPE, **ANSWERS, period=PERIOD, service_point_id="dopa-10")
+    assert with_point == WIRE[:-1] + b',"service_point_id":"dopa-10"}'
+    assert topics.parse_kiosk_message(TOPIC, with_point).service_point_id == "dopa-10"
+    assert topics.parse_kiosk_message(TOPIC, WIRE).service_point_id is None
+    with pytest.raises(ValueError, match="field 'service_point_id'"):
+        visit.payload(**ENVELOPE, **ANSWERS, period=PERIOD, service_point_id="a b")
 
 
 def test_visit_schema_store_writes_the_same_bytes_in_one_call(tmp_path):
