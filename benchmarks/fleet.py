@@ -267,9 +267,9 @@ def statistics_section(root, cluster, quick):
         "`compute()` reads for whole days are the rollups, so those are written straight into "
         "the store (one row per day, point and service, then the months from the days, as the "
         "migration makes them); the visit rows themselves are not, since writing them took "
-        "longer than the whole benchmark may. The time is one `statistics.compute()` of the "
-        "whole range after one warm-up run: every table, the registry judged at each visit's "
-        "time, suppression included.",
+        "longer than the whole benchmark may. The time is the median of three "
+        "`statistics.compute()` runs of the whole range after one warm-up run: every table, "
+        "the registry judged at each visit's time, suppression included.",
         "",
         "| store | level | visits counted | rollups written in | compute() | target |",
         "|---|---|---:|---:|---:|---|",
