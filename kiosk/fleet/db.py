@@ -266,11 +266,13 @@ class FleetDb:
         """Store :class:`~kiosk.telemetry.topics.VisitMessage` objects; returns how many were new.
 
         ``received`` is the collector's clock (RFC 3339 UTC): a visit that came undated is filed
-        under the local day of ``received``. One upsert per kiosk and one prepared insert
-        stepped over the batch, rather than four queries per visit: at catch-up rates those were
-        the collector's ceiling. The event id key makes storing idempotent in the database
-        itself: a visit already stored (a resend), or twice in the batch, is stored once and not
-        counted. The counts of the periods the visits are in are due a look again.
+        under the local day of ``received``, and one without a service point under its kiosk's
+        pin now. One upsert per kiosk and one prepared insert stepped over the batch, rather
+        than four queries per visit: at catch-up rates those were the collector's ceiling. The
+        event id key makes storing idempotent in the database itself: a visit already stored (a
+        resend), or twice in the batch, is stored once and not counted, in the rollups
+        (:mod:`kiosk.fleet.rollups`) either. The counts of the periods the visits are in are due
+        a look again.
         """
         KioskRow = self.KioskRow
         # Rows in key order: two collectors storing overlapping batches then lock them in the

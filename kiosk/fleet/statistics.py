@@ -1,10 +1,11 @@
 """The statistics core: the published figures of the visits in a date range, at one level.
 
 The levels are national, ministry, department, service point, service and province. A visit
-carries no service point on the wire yet, so it is joined through its kiosk's pin
-(``ServicePointRow``) to a registry service point, and ministry, department and province come
-from the registry only, as it stood at the start of the visit's period; so does the no-copy
-status a service was declared with. A visit whose point the registry did not hold then is
+is filed under the service point it carries (or, from a kiosk that sent none, its kiosk's pin
+when it arrived: :meth:`kiosk.fleet.db.FleetDb.add_visits`), and ministry, department and
+province come from the registry only, as it stood at the start of the visit's period; so does
+the no-copy status a service was declared with. The visits are read as counts
+(:mod:`kiosk.fleet.rollups`), not one by one. A visit whose point the registry did not hold then is
 counted under :data:`UNKNOWN` (and so is one with no service chosen, at the service level).
 Demo visits never count. The range is half-open, ``[start, end)``, on the period's start.
 
