@@ -16,6 +16,7 @@ days from the visits themselves (:func:`counts`), through the index by period.
 
 import datetime as dt
 from collections import defaultdict
+from operator import itemgetter
 
 from peewee import CharField, CompositeKey, IntegerField, Model, PostgresqlDatabase
 
@@ -38,11 +39,12 @@ NAMES = tuple(name for name, _, _ in COUNTERS)
 #: itself in a key, so a row keyed by it could not be added to.
 NONE = ""
 KEY = ("bucket", "service_point_id", "service_id")
-_INDEX = {name: i for i, name in enumerate(NAMES)}
-#: ``{fields: {values: counter index}}``: one lookup per kind of counter and visit.
+#: ``{fields: {values: counter index}}``: one lookup per kind of counter and visit (a single
+#: field's values stand alone, as ``itemgetter`` gives them).
 _BY_FIELDS = defaultdict(dict)
-for _name, _fields, _values in COUNTERS:
-    _BY_FIELDS[_fields][_values] = _INDEX[_name]
+for _index, (_name, _fields, _values) in enumerate(COUNTERS):
+    _BY_FIELDS[_fields][_values if len(_fields) > 1 else _values[0]] = _index
+_LOOKUPS = tuple((itemgetter(*fields), values) for fields, values in _BY_FIELDS.items())
 
 
 def _model(name, doc):
@@ -65,8 +67,8 @@ MODELS = (VisitDay, VisitMonth)
 def counted(visit):
     """The counter indexes one visit (a ``{field: value}`` mapping) adds 1 to."""
     found = []
-    for fields, values in _BY_FIELDS.items():
-        index = values.get(tuple(visit[f] for f in fields))
+    for fields_of, values in _LOOKUPS:
+        index = values.get(fields_of(visit))
         if index is not None:
             found.append(index)
     return found
