@@ -9,7 +9,7 @@ service instead of one per visit. Demo visits never count, so they are never rol
 
 The rows are kept at ingest, in the transaction that stores the visits, from the visits that
 transaction actually inserted (:meth:`kiosk.fleet.db.FleetDb.add_visits`): a resent visit
-counts once. :func:`rebuild` makes them from the visits already stored (a fleet file from
+counts once. :func:`create_and_rebuild` makes them from the visits already stored (a fleet file from
 before the rollups). A range that does not start or end at local midnight reads its partial
 days from the visits themselves (:func:`counts`), through the index by period.
 """
@@ -74,7 +74,7 @@ def counted(visit):
     return found
 
 
-def local_day(period_text):
+def day_of(period_text):
     """The local day (``YYYY-MM-DD``) a period starting at ``period_text`` (UTC) falls in."""
     return (dt.datetime.fromisoformat(period_text).astimezone(BANGKOK)).strftime("%Y-%m-%d")
 
@@ -88,7 +88,7 @@ def add(database, visits):
         if visit["is_demo"]:
             continue
         period = visit["period"]
-        day = days.get(period) or days.setdefault(period, local_day(period))
+        day = days.get(period) or days.setdefault(period, day_of(period))
         row = rows[(day, visit["service_point_id"] or NONE, visit["service_id"] or NONE)]
         for index in counted(visit):
             row[index] += 1
@@ -113,11 +113,11 @@ def _upsert(database, rows):
 def upsert_sql(database, model):
     """The statement adding one row of counters to ``model``'s row of the same key."""
     table = model._meta.table_name
-    columns = (*KEY, *NAMES)
-    marks = ", ".join([database.param] * len(columns))
+    columns = ", ".join(f'"{c}"' for c in (*KEY, *NAMES))
+    marks = ", ".join([database.param] * (len(KEY) + len(NAMES)))
     added = ", ".join(f'"{c}" = "{table}"."{c}" + excluded."{c}"' for c in NAMES)
-    return (f'INSERT INTO "{table}" ({", ".join(f"{chr(34)}{c}{chr(34)}" for c in columns)}) '
-            f'VALUES ({marks}) ON CONFLICT ({", ".join(KEY)}) DO UPDATE SET {added}')
+    return (f'INSERT INTO "{table}" ({columns}) VALUES ({marks}) '
+            f'ON CONFLICT ({", ".join(KEY)}) DO UPDATE SET {added}')
 
 
 def create_and_rebuild(fleet):
@@ -129,6 +129,7 @@ def create_and_rebuild(fleet):
     database.create_tables([day, month])
     database.execute_sql(f'DELETE FROM "{day._meta.table_name}"')
     sums, params = _sums(database.param)
+    # Thailand's time is UTC+7 all year (kiosk.period.BANGKOK), so a fixed offset.
     if isinstance(database, PostgresqlDatabase):
         local = ("to_char((\"period\"::timestamptz AT TIME ZONE 'UTC') + interval '7 hours', "
                  "'YYYY-MM-DD')")
