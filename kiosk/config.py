@@ -316,10 +316,11 @@ class Service:
     """One service a citizen can rate, and whether its no-copy rule is in force yet."""
 
     id: str = key(
-        doc="Short service id used in reports: 1-40 of a-z 0-9 _ -",
-        check=identifier(r"[a-z0-9][a-z0-9_-]{0,39}",
-                         "1-40 characters of a-z, 0-9, '_' and '-', starting with a letter or "
-                         "digit"),
+        doc="The service's id in the registry of service points (kiosk-fleet provision "
+        "copies it), sent with each visit: 1-64 of A-Z a-z 0-9 _ . : -",
+        check=identifier(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}",
+                         "1-64 letters, digits or '_.:-', starting with a letter or digit, as "
+                         "the registry of service points has it"),
     )
     name_th: str = key(doc="Service name in Thai, shown on its button", check=thai_text)
     name_en: str = key(doc="Service name in English, shown on its button", check=not_empty)

@@ -13,6 +13,7 @@ config in force: a remote change is proposed by :class:`~kiosk.telemetry.command
 put in force here, for every part at once.
 """
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -237,6 +238,8 @@ class Runner:
 
     def _record(self, record):
         period = self.book.period_for(*self._wall_now())
+        # The flow knows the questions, the config where they were asked.
+        record = dataclasses.replace(record, service_point_id=self.cfg.kiosk.service_point_id)
         try:
             row = self.store.record_visit(
                 record, **visit_message(self.cfg.kiosk.id, self.cfg.kiosk.mode), period=period)

@@ -72,6 +72,9 @@ class Field:
     ``choices`` or ``pattern`` (with its ``rule`` for people) or ``bounds`` limit the values;
     ``digits`` rounds a number on the wire. ``since`` is the store schema version that added the
     column: a field newer than version 1 must be optional, since older rows have no value.
+    ``is_omitted_when_null`` marks a field put on the wire without a new :data:`SCHEMA`: the
+    schema's readers ignore a key they do not know and take a missing one as null, so it is
+    left out when null and a visit without it keeps its schema's bytes.
     """
 
     name: str
@@ -88,6 +91,7 @@ class Field:
     is_kept: bool = True
     statistic: str | None = None
     since: int = 1
+    is_omitted_when_null: bool = False
 
     def describe(self):
         """The rule a value must meet, as a rejection message says it."""
@@ -138,6 +142,10 @@ FIELDS = (
     Field("age_band", str, "from the card's birth date when flow.collect_age_band is on",
           pattern=AGE_BAND, rule="must look like 30-39 or 60+"),
     Field("gender", str, "from the card when flow.collect_gender is on", choices=GENDERS),
+    Field("service_point_id", str, "the registry service point the kiosk stands at (its "
+          "config's kiosk.service_point_id); without it the collector files the visit under "
+          "the kiosk's pin when it arrives", pattern=TOKEN, rule="must be a service point id",
+          statistic="every table's service point", since=5, is_omitted_when_null=True),
     Field("repeat_hash", bytes, "keyed hash of the card, in the runner's memory for the repeat "
           "window only", is_stored=False, is_sent=False, is_kept=False),
 )
@@ -196,7 +204,8 @@ def payload(*, event_id, instance, mode, period, **answers):
         if value is not None and f.digits is not None:
             value = round(float(value), f.digits) if f.digits else round(value)
         check(f.name, value, f)
-        obj[f.name] = value
+        if value is not None or not f.is_omitted_when_null:
+            obj[f.name] = value
     for name, rule in _ENVELOPE.items():
         if not rule(obj.get(name)):
             raise ValueError(f"field {name!r} of the visit's envelope breaks the contract")

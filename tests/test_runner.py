@@ -78,6 +78,9 @@ def test_runner_visit_without_card_is_committed_with_its_outbox_row(runner):
     assert message.topic == f"citizeninfo/v1/kiosk/{runner.cfg.kiosk.id}/visit"
     assert (payload["event_id"], payload["period"], payload["rating"]) == (
         visit.event_id, "2026-01-05T09:00:00Z", 4)
+    # Filed under the config's service point, on the kiosk and on the wire.
+    assert (visit.service_point_id, payload["service_point_id"]) == (
+        (runner.cfg.kiosk.service_point_id,) * 2)
     assert message.not_before is None  # held until its hour has closed
 
 

@@ -16,6 +16,7 @@ from kiosk import flow, visit
 from kiosk.fleet.db import open_database
 from kiosk.period import Period
 from kiosk.store import HAND_WRITTEN, MIGRATIONS, Store
+from kiosk.telemetry import topics
 
 PERIOD = Period.of(dt.datetime(2025, 3, 1, 2, 0, 0, 123456, tzinfo=dt.UTC), 3600)
 TOPIC = "citizeninfo/v1/kiosk/k1/visit"
@@ -46,6 +47,17 @@ def test_visit_schema_payload_bytes_are_pinned():
                          period=None) == WIRE_UNDATED
 
 
+def test_visit_schema_service_point_is_added_to_schema_2_and_optional_both_ways():
+    """No new schema for it: with it, the key comes last; without it (a kiosk not upgraded),
+    the bytes are schema 2's as pinned above, and a reader takes it as null."""
+    with_point = visit.payload(**ENVELOPE, **ANSWERS, period=PERIOD, service_point_id="dopa-10")
+    assert with_point == WIRE[:-1] + b',"service_point_id":"dopa-10"}'
+    assert topics.parse_kiosk_message(TOPIC, with_point).service_point_id == "dopa-10"
+    assert topics.parse_kiosk_message(TOPIC, WIRE).service_point_id is None
+    with pytest.raises(ValueError, match="field 'service_point_id'"):
+        visit.payload(**ENVELOPE, **ANSWERS, period=PERIOD, service_point_id="a b")
+
+
 def test_visit_schema_store_writes_the_same_bytes_in_one_call(tmp_path):
     store = Store.open(tmp_path / "data")
     try:
@@ -71,6 +83,7 @@ RELEASED_SQL = {
     2: "59f12a9379cc63af4f79484f2ae6a6941ec5c05d4dbb91d2adc4f3bf9d08c5d1",
     3: "87a6b7c75025e660898338ba5d05851a446a12a8147754aa321fcb7ad7d9d07a",
     4: "6d70ea482f86191f38b5f5434ea56720a45c4f12f70e5d23c3369572ffbcacd2",
+    5: "a4eaba3e2284f4160056bd4b36b58665dfd5b5046b967dd18fb5e7bb7097ee61",
 }
 
 
@@ -108,7 +121,7 @@ def test_visit_schema_new_fields_come_after_v1_as_nullable_columns():
 # --- adding a field -----------------------------------------------------------------------
 
 NEW_FIELD = '''    Field("wait_band", str, "how long the citizen waited", choices=("short", "long"),
-          since=5),
+          since=6),
 '''
 ASKED = "copy_answer=event.answer)"
 ASKED_TOO = "copy_answer=event.answer, wait_band=\"short\")"
@@ -171,20 +184,22 @@ def test_visit_schema_a_new_field_needs_only_the_schema_and_the_screen_asking(tm
                           env={**os.environ, "PYTHONPATH": str(package.parent)},
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["5", "short", "short", "short"]
+    assert done.stdout.split() == ["6", "short", "short", "short"]
 
 
 # --- where a field's name may appear ------------------------------------------------------
 
 KIOSK = Path(visit.__file__).parent
-#: Every stored field but the four whose names mean other things too (a screen's ``step``, the
-#: display's ``language``, a ``reason`` for going out of service, the faces' ``rating``).
-GREPPED = [f.name for f in visit.STORED if f.name not in ("step", "language", "reason", "rating")]
+#: Every stored field but the five whose names mean other things too (a screen's ``step``, the
+#: display's ``language``, a ``reason`` for going out of service, the faces' ``rating``, the
+#: config's and the pin's ``service_point_id``).
+GREPPED = [f.name for f in visit.STORED
+           if f.name not in ("step", "language", "reason", "rating", "service_point_id")]
 #: The schema, the flow that asks the questions, the card code that reads a card's facts (and
-#: the emulated cards that hold them), the collector's statistics that count them, and the
-#: fleet simulator that answers as citizens would.
+#: the emulated cards that hold them), the collector's statistics and rollups that count them,
+#: and the fleet simulator that answers as citizens would.
 MAY_NAME = ("visit.py", "flow.py", "card/thai_id.py", "card/probe.py", "rigs/", "fleet/db.py",
-            "fleet/statistics.py", "fleet/simulate.py")
+            "fleet/statistics.py", "fleet/rollups.py", "fleet/simulate.py")
 #: Uses elsewhere, each with its reason.
 MAY_NAME_TOO = {
     **{("runner.py", name): "the runner hands the card's derived facts to the flow"

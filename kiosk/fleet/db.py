@@ -42,7 +42,7 @@ from peewee import __exception_wrapper__ as driver_errors_as_peewee  # driver ->
 
 from kiosk import visit as schema
 from kiosk.errors import StoreError
-from kiosk.fleet import alarms, disclosure, locks, migrations
+from kiosk.fleet import alarms, disclosure, locks, migrations, rollups
 from kiosk.period import local_day
 from kiosk.sqlite import bind, schema_columns
 
@@ -238,6 +238,7 @@ class FleetDb:
         (self.KioskRow, self.ServicePointRow, self.FleetVisit, self.PeriodCount, self.Alarm,
          self.Reply, self.AlarmEvent) = bind(self.database, KioskRow, ServicePointRow,
                                              FleetVisit, PeriodCount, Alarm, Reply, AlarmEvent)
+        self.rollup_models = bind(self.database, *rollups.MODELS)
         self._visit_fields = self.FleetVisit._meta.sorted_fields
         # Written once: peewee rebuilding a 22-column INSERT per row was over a third of the
         # collector's time at catch-up rates.
@@ -281,11 +282,13 @@ class FleetDb:
         """Store :class:`~kiosk.telemetry.topics.VisitMessage` objects; returns how many were new.
 
         ``received`` is the collector's clock (RFC 3339 UTC): a visit that came undated is filed
-        under the local day of ``received``. One upsert per kiosk and one prepared insert
-        stepped over the batch, rather than four queries per visit: at catch-up rates those were
-        the collector's ceiling. The event id key makes storing idempotent in the database
-        itself: a visit already stored (a resend), or twice in the batch, is stored once and not
-        counted. The counts of the periods the visits are in are due a look again.
+        under the local day of ``received``, and one without a service point under its kiosk's
+        pin now. One upsert per kiosk and one prepared insert stepped over the batch, rather
+        than four queries per visit: at catch-up rates those were the collector's ceiling. The
+        event id key makes storing idempotent in the database itself: a visit already stored (a
+        resend), or twice in the batch, is stored once and not counted, in the rollups
+        (:mod:`kiosk.fleet.rollups`) either. The counts of the periods the visits are in are due
+        a look again.
         """
         KioskRow = self.KioskRow
         # Rows in key order: two collectors storing overlapping batches then lock them in the
@@ -297,6 +300,12 @@ class FleetDb:
              .execute())
         if not visits:
             return 0
+        # A visit from a kiosk before it sent its service point is filed under its pin now.
+        missing = sorted({v.kiosk_id for v in visits if v.service_point_id is None})
+        pinned = dict(self.ServicePointRow.select(self.ServicePointRow.kiosk_id,
+                                                  self.ServicePointRow.service_point_id)
+                      .where(self.ServicePointRow.kiosk_id.in_(missing)).tuples()
+                      ) if missing else {}
         arrival_day = None
         rows = []
         for visit in sorted(visits, key=lambda visit: visit.event_id):
@@ -304,11 +313,14 @@ class FleetDb:
             if visit.period is None:
                 arrival_day = arrival_day or local_day(dt.datetime.fromisoformat(received))
                 values.update(period=arrival_day.text, period_s=arrival_day.length_s)
-            rows.append(self.visit_row(values))
+            if visit.service_point_id is None:
+                values["service_point_id"] = pinned.get(visit.kiosk_id)
+            rows.append(values)
         with driver_errors_as_peewee:
             cursor = self.database.cursor()
-            cursor.executemany(self.insert_visit_sql, rows)
-            stored = cursor.rowcount  # summed over the rows; a skipped duplicate adds 0
+            stored = self._insert_visits(cursor, rows)
+            # Counted from the rows this transaction inserted: a resend adds nothing.
+            rollups.add(self.database, stored)
             # An over verdict is final: stored visits only ever grow.
             mark = self.database.param
             cursor.executemany(
@@ -319,6 +331,32 @@ class FleetDb:
                                                    v.period_s)
                                                   for v in visits
                                                   if v.clock_synced and v.schema >= 2}])
+        return len(stored)
+
+    def _insert_visits(self, cursor, rows):
+        """Insert the visits ``rows`` (``{column: value}``), skipping event ids stored
+        already; returns the rows inserted. PostgreSQL says which through RETURNING (another
+        collector of the group may be inserting the same events); SQLite has one writer at a
+        time, and a prepared statement stepped row by row says it by its row count."""
+        if isinstance(self.database, PostgresqlDatabase):
+            cursor.executemany(self.insert_visit_sql + ' RETURNING "event_id"',
+                               [self.visit_row(values) for values in rows], returning=True)
+            inserted = set()
+            while True:
+                inserted.update(event_id for (event_id,) in cursor.fetchall())
+                if not cursor.nextset():
+                    break
+            stored = []
+            for values in rows:  # a visit twice in the batch was inserted once
+                if values["event_id"] in inserted:
+                    inserted.discard(values["event_id"])
+                    stored.append(values)
+            return stored
+        stored = []
+        for values in rows:
+            cursor.execute(self.insert_visit_sql, self.visit_row(values))
+            if cursor.rowcount == 1:
+                stored.append(values)
         return stored
 
     def add_period(self, count, received):

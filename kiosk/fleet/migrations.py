@@ -24,7 +24,7 @@ from playhouse.migrate import migrate as run_operations
 
 from kiosk import visit as schema
 from kiosk.errors import StoreError
-from kiosk.fleet import locks
+from kiosk.fleet import locks, rollups
 from kiosk.period import DEFAULT_S, Period, local_day
 from kiosk.sqlite import bind
 
@@ -77,6 +77,18 @@ def _fleet_state_and_alarm_history(fleet):
     fleet.database.create_tables([fleet.AlarmEvent])
 
 
+def _visit_service_points(fleet):
+    # A new database has the column from the model; an older one gets it here, before it is
+    # filled (the columns the visit schema gained are otherwise added after the steps).
+    if "service_point_id" not in {c.name for c in fleet.database.get_columns("visit")}:
+        run_operations(SchemaMigrator.from_database(fleet.database).add_column(
+            "visit", "service_point_id", CharField(null=True)))
+    # As the statistics joined them until now: through each kiosk's pin.
+    fleet.database.execute_sql(
+        'UPDATE "visit" SET "service_point_id" = (SELECT "pin"."service_point_id" FROM "pin" '
+        'WHERE "pin"."kiosk_id" = "visit"."kiosk_id") WHERE "service_point_id" IS NULL')
+
+
 #: ``(version, what it does, step(fleet_db))``, oldest first.
 STEPS = (
     (1, "kiosks, pins, visits by kiosk instance and period, period counts, alarms", _tables),
@@ -85,6 +97,10 @@ STEPS = (
     (3, "the registry of service points, with validity times", _registry),
     (4, "kiosk reader, disk, outbox age and clock from health; alarm raised/cleared history",
      _fleet_state_and_alarm_history),
+    (5, "visits carry their service point; those stored before get their kiosk's pin",
+     _visit_service_points),
+    (6, "visit rollups by local day and month, service point and service, built from the "
+     "visits stored", rollups.create_and_rebuild),
 )
 LATEST = STEPS[-1][0]
 

@@ -9,10 +9,13 @@ mosquitto_passwd writes) and ``_broker/acl`` (each account writes only its own t
 
 CSV (UTF-8 with or without BOM, or cp874 as Thai Excel saves it), one row per kiosk, header::
 
-    kiosk_id,service_point_id,name_th,name_en,agency,ministry,province,lat,lon,services
+    kiosk_id,service_point_id,name_th,name_en,agency,ministry,province,lat,lon[,services]
 
-``services`` holds ``id|ชื่อไทย|English name|no_copy`` items separated by ``;`` (no_copy is
-cancelled, in_progress or not_yet). Several kiosks (counters) may share a service point id.
+A kiosk's services (ids, Thai and English names, declared no-copy status) are its service
+point's in the registry of service points (``kiosk-fleet registry import``), so the ids its
+visits carry are registry ids. The optional ``services`` column narrows them: registry service
+ids separated by ``;``, for a counter that offers only some of its point's services. Several
+kiosks (counters) may share a service point id.
 
 A bad row is reported with its line number and skipped; the good rows still get bundles. Each
 bundle is written in a temporary folder and renamed into place, so a folder under ``--out`` is
@@ -20,6 +23,7 @@ always complete. An existing bundle is never overwritten (its password is on the
 """
 
 import csv
+import datetime as dt
 import io
 import logging
 import os
@@ -35,14 +39,18 @@ import tomli_w
 from kiosk import config as kiosk_config
 from kiosk.accounts import MTLS_PORT, PASSWORD_PORT, password_hash
 from kiosk.bundle import credential_path
-from kiosk.errors import ConfigError, MessageRejected, ProvisionError
+from kiosk.errors import ConfigError, MessageRejected, ProvisionError, RegistryError
+from kiosk.fleet.db import DEFAULT_DB
+from kiosk.fleet.registry import open_registry
+from kiosk.fleet.registry_csv import decode
 from kiosk.telemetry import topics
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("kiosk_id", "service_point_id", "name_th", "name_en", "agency", "ministry",
-           "province", "lat", "lon", "services")
-SERVICE_FORMAT = "id|ชื่อไทย|English name|no_copy"
+           "province", "lat", "lon")
+#: Optional: which of the point's registry services the kiosk offers (default all).
+SERVICES = "services"
 CERT_DAYS = 825
 # Beside the bundles, under a name no kiosk id can take (ids start with a letter or digit), so
 # no kiosk's boot bundle can ever hold the batch's password hashes.
@@ -51,6 +59,9 @@ BROKER_DIR = "_broker"
 
 def add_arguments(parser):
     parser.add_argument("--csv", required=True, metavar="FILE", help="the agency's kiosk list")
+    parser.add_argument("--db", default=DEFAULT_DB,
+                        help="the fleet database holding the registry of service points, a "
+                        "path or postgresql:// URL (default %(default)s)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the bundles")
     parser.add_argument("--broker", required=True, metavar="HOST", help="MQTT broker host name")
     parser.add_argument("--port", type=int, help=f"MQTT broker port (default {MTLS_PORT} with "
@@ -66,11 +77,15 @@ def add_arguments(parser):
 def main(args):
     if bool(args.ca) != bool(args.ca_key):
         raise ProvisionError("--ca and --ca-key go together; give both or neither")
-    result = provision(
-        Path(args.csv), Path(args.out), broker=args.broker, port=args.port,
-        broker_ca=Path(args.broker_ca) if args.broker_ca else None,
-        ca=(Path(args.ca), Path(args.ca_key)) if args.ca else None, ntp_servers=args.ntp,
-        progress=_progress_printer(sys.stderr))
+    registry = open_registry(args.db)
+    try:
+        result = provision(
+            Path(args.csv), Path(args.out), registry=registry, broker=args.broker,
+            port=args.port, broker_ca=Path(args.broker_ca) if args.broker_ca else None,
+            ca=(Path(args.ca), Path(args.ca_key)) if args.ca else None, ntp_servers=args.ntp,
+            progress=_progress_printer(sys.stderr))
+    finally:
+        registry.close()
     for problem in result.problems:
         print(f"{args.csv}:{problem}", file=sys.stderr)
     print(f"provision: {len(result.bundles)} bundle(s) in {args.out}, "
@@ -88,28 +103,23 @@ class Result:
 
 
 def read_csv_text(path):
-    """The CSV's text and encoding: UTF-8 (BOM or not) when it decodes, else cp874."""
-    data = Path(path).read_bytes()
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8"), "utf-8-sig"
+    """The CSV's text and encoding, as the registry reads its files (:func:`decode`)."""
     try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp874"), "cp874"
-    except UnicodeDecodeError as exc:
-        raise ProvisionError(f"{path}: byte {exc.start} is neither UTF-8 nor cp874 (Thai Excel); "
-                             "save the sheet as CSV UTF-8") from None
+        return decode(Path(path).read_bytes(), str(path))
+    except RegistryError as exc:
+        raise ProvisionError(str(exc)) from None
 
 
-def provision(csv_path, out, *, broker, port=None, broker_ca=None, ca=None, ntp_servers=(),
-              progress=None):
+def provision(csv_path, out, *, registry, broker, port=None, broker_ca=None, ca=None,
+              ntp_servers=(), progress=None):
     """Write one bundle per good row and the batch's broker files; return a :class:`Result`.
 
-    ``port`` defaults to the broker's listener for the bundle's kind of credential
-    (docs/broker.md): mutual TLS with ``ca``, TLS with a password without.
+    ``registry`` (a :class:`kiosk.fleet.registry.Registry`) gives each kiosk its service
+    point's services as registered now. ``port`` defaults to the broker's listener for the
+    bundle's kind of credential (docs/broker.md): mutual TLS with ``ca``, TLS with a password
+    without.
     """
+    now = dt.datetime.now(dt.UTC)
     if port is None:
         port = MTLS_PORT if ca is not None else PASSWORD_PORT
     text, encoding = read_csv_text(csv_path)
@@ -131,7 +141,9 @@ def provision(csv_path, out, *, broker, port=None, broker_ca=None, ca=None, ntp_
             if kiosk_id in seen:
                 raise ProvisionError(f"kiosk_id: {kiosk_id!r} is already on line {seen[kiosk_id]}; "
                                      "give every kiosk its own id")
-            bundle, password = _write_bundle(row, out, source=f"{csv_path}:{line}",
+            services = _services(registry.service_point(
+                (row.get("service_point_id") or "").strip(), now), row.get(SERVICES))
+            bundle, password = _write_bundle(row, services, out, source=f"{csv_path}:{line}",
                                              broker=broker, port=port, broker_ca=broker_ca,
                                              ca=ca, ntp_servers=ntp_servers)
         except ProvisionError as exc:
@@ -148,7 +160,7 @@ def provision(csv_path, out, *, broker, port=None, broker_ca=None, ca=None, ntp_
     return result
 
 
-def _kiosk_toml(row, *, broker, port, broker_ca, with_cert, ntp_servers):
+def _kiosk_toml(row, services, *, broker, port, broker_ca, with_cert, ntp_servers):
     kiosk = {"id": row["kiosk_id"].strip()}
     kiosk |= {key: (row.get(key) or "").strip() for key in COLUMNS[1:7]}
     for key in ("lat", "lon"):
@@ -167,7 +179,7 @@ def _kiosk_toml(row, *, broker, port, broker_ca, with_cert, ntp_servers):
         mqtt["key_file"] = credential_path("mqtt-client.key")
     else:
         mqtt["password_file"] = credential_path("mqtt-password")
-    doc = {"kiosk": kiosk, "services": _services(row.get("services") or ""), "mqtt": mqtt}
+    doc = {"kiosk": kiosk, "services": services, "mqtt": mqtt}
     if ntp_servers:
         doc["time"] = {"ntp_servers": list(ntp_servers)}
     header = (f"# kiosk.toml for {kiosk['id']}, "
@@ -176,29 +188,38 @@ def _kiosk_toml(row, *, broker, port, broker_ca, with_cert, ntp_servers):
     return header + tomli_w.dumps(doc)
 
 
-def _services(cell):
-    services = []
-    for number, item in enumerate((i.strip() for i in cell.split(";")), start=1):
-        if not item:
-            continue
-        parts = [p.strip() for p in item.split("|")]
-        if len(parts) != 4:
-            raise ProvisionError(f"services: item {number} {item!r} has {len(parts)} field(s); "
-                                 f"write {SERVICE_FORMAT}, items separated by ';'")
-        services.append(dict(zip(("id", "name_th", "name_en", "no_copy"), parts, strict=True)))
-    if not services:
-        raise ProvisionError(f"services: empty; list at least one {SERVICE_FORMAT}")
-    return services
+def _services(point, cell):
+    """The services of the registry's ``point`` a kiosk offers, as its config lists them: all
+    of them, or those the ``services`` cell names (ids separated by ``;``), in its order."""
+    if point is None:
+        raise ProvisionError("service_point_id: not in the registry of service points; import "
+                             "the programme's list first (kiosk-fleet registry import FILE) or "
+                             "correct the id")
+    registered = {service.id: service for service in point.services}
+    wanted = [item.strip() for item in (cell or "").split(";") if item.strip()]
+    unknown = [service_id for service_id in wanted if service_id not in registered]
+    if unknown:
+        raise ProvisionError(
+            f"services: {', '.join(map(repr, unknown))} not registered at service point "
+            f"{point.id!r} (it has {', '.join(registered) or 'none'}); add the service to the "
+            "registry (kiosk-fleet registry import FILE), or name only registered ids (an "
+            "empty cell gives the kiosk all of them)")
+    chosen = [registered[service_id] for service_id in wanted] or list(point.services)
+    if not chosen:
+        raise ProvisionError(f"services: service point {point.id!r} has none in the registry; "
+                             "add its services there and import it again")
+    return [{"id": s.id, "name_th": s.name_th, "name_en": s.name_en, "no_copy": s.no_copy}
+            for s in chosen]
 
 
-def _write_bundle(row, out, *, source, broker, port, broker_ca, ca, ntp_servers):
+def _write_bundle(row, services, out, *, source, broker, port, broker_ca, ca, ntp_servers):
     """Validate one row and write its bundle folder; returns (folder, password or None)."""
     kiosk_id = (row.get("kiosk_id") or "").strip()
     try:
         topics.check_kiosk_id(kiosk_id)
     except MessageRejected as exc:
         raise ProvisionError(f"kiosk_id: {kiosk_id!r}: {exc}") from None
-    text = _kiosk_toml({**row, "kiosk_id": kiosk_id}, broker=broker, port=port,
+    text = _kiosk_toml({**row, "kiosk_id": kiosk_id}, services, broker=broker, port=port,
                        broker_ca=broker_ca, with_cert=ca is not None, ntp_servers=ntp_servers)
     try:
         kiosk_config.parse(text, source)

@@ -252,7 +252,7 @@ class SimKiosk:
             expired=(rng.random() < 0.03) if verified else None,
             service_id=rng.choice(services).id, copy_answer=copy, rating=rating, reason=reason,
             language="th" if rng.random() < 0.9 else "en",
-            duration_s=int(rng.uniform(15, 90)))
+            duration_s=int(rng.uniform(15, 90)), service_point_id=self.site.point.id)
         self._held.setdefault(period, []).append((event_id, "visit", payload))
         self.tally.visits += 1
 

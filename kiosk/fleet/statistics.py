@@ -1,10 +1,11 @@
 """The statistics core: the published figures of the visits in a date range, at one level.
 
 The levels are national, ministry, department, service point, service and province. A visit
-carries no service point on the wire yet, so it is joined through its kiosk's pin
-(``ServicePointRow``) to a registry service point, and ministry, department and province come
-from the registry only, as it stood at the start of the visit's period; so does the no-copy
-status a service was declared with. A visit whose point the registry did not hold then is
+is filed under the service point it carries (or, from a kiosk that sent none, its kiosk's pin
+when it arrived: :meth:`kiosk.fleet.db.FleetDb.add_visits`), and ministry, department and
+province come from the registry only, as it stood at the start of the visit's period; so does
+the no-copy status a service was declared with. The visits are read as counts
+(:mod:`kiosk.fleet.rollups`), not one by one. A visit whose point the registry did not hold then is
 counted under :data:`UNKNOWN` (and so is one with no service chosen, at the service level).
 Demo visits never count. The range is half-open, ``[start, end)``, on the period's start.
 
@@ -39,14 +40,12 @@ import datetime as dt
 import io
 import itertools
 import sys
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from dataclasses import dataclass
 from fractions import Fraction
 
-from peewee import JOIN, fn
-
 from kiosk import visit as schema
-from kiosk.fleet import disclosure, registry
+from kiosk.fleet import disclosure, registry, rollups
 from kiosk.fleet.db import DEFAULT_DB, open_database, utc_text
 from kiosk.period import BANGKOK
 
@@ -111,19 +110,14 @@ class Statistics:
 
 @dataclass(frozen=True)
 class _Visits:
-    """Visits alike in everything a table reads, and how many."""
+    """The visits of one service point and service judged alike (the registry point and
+    declared status of one time), with their counters (:data:`kiosk.fleet.rollups.NAMES`)."""
 
     point: object  # the registry point version, or None
     service_point_id: str | None
     service_id: str | None
     declared: str | None
-    verified: bool
-    outcome: str
-    step: str
-    rating: int | None
-    copy_answer: str | None
-    reason: str | None
-    count: int
+    counts: list
 
 
 def compute(fleet_db, registry, start, end, level="national", thresholds=Thresholds()):
@@ -191,15 +185,12 @@ def _hide_row(row):
 # --- reading the store and the registry ------------------------------------------------------
 
 def _load(fleet_db, registry, start, end):
-    """The range's visits, counted alike in SQL (portable: SQLite and PostgreSQL), each joined
-    to the registry point and declared status valid at its period's start.
+    """The range's visits as :class:`_Visits`, each judged by the registry point and declared
+    status valid at its period's start.
 
     The registry only changes at its versions' bounds, so the range is cut there and each piece
-    is counted in one ``GROUP BY`` without the period: a year of a national fleet comes back as
-    a few rows per point and answer, not one per period."""
-    Visit, Pin = fleet_db.FleetVisit, fleet_db.ServicePointRow
-    answers = (Visit.service_id, Visit.verified, Visit.outcome, Visit.step, Visit.rating,
-               Visit.copy_answer, Visit.reason)
+    is read from the rollups (:func:`kiosk.fleet.rollups.counts`): a year of a national fleet
+    comes back as a few rows per point and service."""
     points = _versions(registry, "points", start, end)
     statuses = _versions(registry, "statuses", start, end)
     bounds = sorted({start, end} | {b for versions in (*points.values(), *statuses.values())
@@ -207,29 +198,14 @@ def _load(fleet_db, registry, start, end):
                                     if b is not None and start < b < end})
     visits = []
     for first, last in itertools.pairwise(bounds):
-        query = (Visit.select(Pin.service_point_id, *answers, fn.COUNT(Visit.event_id))
-                 .join(Pin, JOIN.LEFT_OUTER, on=(Pin.kiosk_id == Visit.kiosk_id))
-                 .where(~Visit.is_demo & (Visit.period >= _period_text(first))
-                        & (Visit.period < _period_text(last)))
-                 .group_by(Pin.service_point_id, *answers))
-        # The driver's own rows: peewee converting each value was a third of the time.
-        for spid, service_id, verified, outcome, step, rating, copy, reason, n in (
-                fleet_db.database.execute(query)):
+        found = rollups.counts(fleet_db, dt.datetime.fromisoformat(first),
+                               dt.datetime.fromisoformat(last))
+        for (spid, service_id), values in found.items():
             point = _valid(points.get((spid,)), first)
             status = _valid(statuses.get((spid, service_id)), first)
             visits.append(_Visits(point, spid if point else None, service_id,
-                                  status.no_copy if status else None, bool(verified), outcome,
-                                  step, rating, copy, reason, n))
+                                  status.no_copy if status else None, values))
     return visits
-
-
-def _period_text(instant):
-    """The first period start at or after ``instant`` (registry time text), as periods are
-    written: whole seconds (so ``period >= it`` is ``period >= instant``)."""
-    moment = dt.datetime.fromisoformat(instant)
-    if moment.microsecond:
-        moment = moment.replace(microsecond=0) + dt.timedelta(seconds=1)
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _versions(registry, kind, start, end):
@@ -238,11 +214,19 @@ def _versions(registry, kind, start, end):
     found = defaultdict(list)
     query = model.select().where((model.valid_from < end)
                                  & (model.valid_to.is_null() | (model.valid_to > start)))
-    for row in query:
+    for row in _rows(registry, query):
         key = ((row.service_point_id,) if kind in ("points", "pins")
                else (row.service_point_id, row.service_id))
         found[key].append(row)
     return found
+
+
+def _rows(registry, query):
+    """The rows of a registry ``query`` as named tuples of its model's fields, straight from
+    the driver: peewee making a model object of each took most of a national query's time."""
+    model = query.model
+    row = namedtuple(model.__name__, [f.name for f in model._meta.sorted_fields])
+    return [row(*values) for values in registry.database.execute(query)]
 
 
 def _valid(versions, at):
@@ -267,15 +251,20 @@ def _grouper(level):
 
 # --- the tables ------------------------------------------------------------------------------
 
-def _cross(visits, group, columns, column_of):
-    """``{key: {column: count}}`` of ``visits``, each counted in ``column_of(visit)`` (None:
-    not counted), rows in key order."""
-    counts = defaultdict(lambda: dict.fromkeys(columns, 0))
+def _cross(visits, group, columns, counters):
+    """``{key: {column: count}}`` of ``visits``; ``counters[column]`` names the rollup counters
+    a column adds up. A group is a row when it has a visit counted in some column; rows in key
+    order."""
+    indexes = [[rollups.NAMES.index(c) for c in counters[column]] for column in columns]
+    counts = {}
     for v in visits:
-        column = column_of(v)
-        if column is not None:
-            counts[group(v)][column] += v.count
-    return {key: counts[key] for key in sorted(counts)}
+        values = v.counts
+        found = [sum(values[i] for i in each) for each in indexes]
+        if any(found):
+            row = counts.setdefault(group(v), [0] * len(columns))
+            for i, n in enumerate(found):
+                row[i] += n
+    return {key: dict(zip(columns, counts[key], strict=True)) for key in sorted(counts)}
 
 
 def _published(counts):
@@ -297,7 +286,7 @@ def _derived(value, shown, total):
 
 def _visits_table(visits, level, group):
     counts = _cross(visits, group, ("verified", "unverified"),
-                    lambda v: "verified" if v.verified else "unverified")
+                    {"verified": ("verified_yes",), "unverified": ("verified_no",)})
     rows = {}
     for key, true, shown, total in _published(counts):
         rows[key] = {"visits": total, **shown, "verified_share": _derived(
@@ -306,7 +295,7 @@ def _visits_table(visits, level, group):
 
 
 def _ratings_table(visits, level, group):
-    counts = _cross(visits, group, schema.RATINGS, lambda v: v.rating)
+    counts = _cross(visits, group, schema.RATINGS, {r: (f"rating_{r}",) for r in schema.RATINGS})
     rows = {}
     for key, true, shown, total in _published(counts):
         rated = sum(true.values())
@@ -317,14 +306,13 @@ def _ratings_table(visits, level, group):
     return Table("ratings", LEVELS[level], rows)
 
 
-def _asked(v):
-    if v.copy_answer is None:
-        return None
-    return "asked" if v.copy_answer in ASKED else "not_asked"
+#: The copy answers' counters, asked for a copy or not.
+_ASKED = {"asked": tuple(f"copy_{a}" for a in schema.COPY_ANSWERS if a in ASKED),
+          "not_asked": tuple(f"copy_{a}" for a in schema.COPY_ANSWERS if a not in ASKED)}
 
 
 def _copy_table(visits, level, group):
-    counts = _cross(visits, group, ("asked", "not_asked"), _asked)
+    counts = _cross(visits, group, ("asked", "not_asked"), _ASKED)
     rows = {}
     for key, true, shown, total in _published(counts):
         rows[key] = {"answered": total, **shown, "copy_request_rate": _derived(
@@ -338,7 +326,7 @@ def _no_copy_counts(visits, level, group):
         service = (v.service_id or UNKNOWN,)
         return group(v) + (() if level == "service" else service) + (v.declared or UNKNOWN,)
 
-    return _cross(visits, by_service, ("asked", "not_asked"), _asked)
+    return _cross(visits, by_service, ("asked", "not_asked"), _ASKED)
 
 
 def _no_copy_table(visits, level, group, thresholds):
@@ -362,7 +350,7 @@ def _no_copy_table(visits, level, group, thresholds):
 def _abandoned_table(visits, level, group):
     columns = ("completed", *schema.STEPS)
     counts = _cross(visits, group, columns,
-                    lambda v: "completed" if v.outcome == schema.Outcome.COMPLETED else v.step)
+                    {column: (f"ended_{column}",) for column in columns})
     rows = {}
     for key, true, shown, total in _published(counts):
         all_visits = sum(true.values())
@@ -376,9 +364,10 @@ def _abandoned_table(visits, level, group):
 
 
 def _reasons_table(visits, level, group, thresholds):
+    low = [r for r in schema.RATINGS if r <= thresholds.low_rating]
     counts = _cross(visits, group, schema.REASONS,
-                    lambda v: v.reason if v.rating is not None
-                    and v.rating <= thresholds.low_rating else None)
+                    {reason: tuple(f"reason_{reason}_{r}" for r in low)
+                     for reason in schema.REASONS})
     rows = {}
     for key, _true, shown, total in _published(counts):
         # Only published counts are ranked: the order of hidden ones would tell about them.
@@ -395,8 +384,8 @@ def _progress_table(registry, visits, level, end):
     points, pins, services = (registry.models[kind] for kind in ("points", "pins", "services"))
 
     def current(model):
-        return model.select().where((model.valid_from < end)
-                                    & (model.valid_to.is_null() | (model.valid_to >= end)))
+        return _rows(registry, model.select().where(
+            (model.valid_from < end) & (model.valid_to.is_null() | (model.valid_to >= end))))
 
     pinned = {row.service_point_id for row in current(pins)}
     reporting = {(v.service_point_id, v.service_id) for v in visits if v.service_point_id}

@@ -1,6 +1,7 @@
 """`kiosk-fleet provision`: CSV rows to bundles, bad rows by line number, real broker files."""
 
 import csv
+import datetime as dt
 import io
 import os
 import subprocess
@@ -11,44 +12,70 @@ import pytest
 
 from kiosk import config as kiosk_config
 from kiosk.errors import ProvisionError
-from kiosk.fleet.provision import COLUMNS, provision, read_csv_text
+from kiosk.fleet import registry as fleet_registry
+from kiosk.fleet.provision import COLUMNS, SERVICES, provision, read_csv_text
+from kiosk.fleet.registry_csv import Service, ServicePoint
 from kiosk.rigs.broker import MOSQUITTO, free_port, is_listening
 
 ROOT_DIR = __import__("pathlib").Path(__file__).resolve().parents[2]
-SERVICES = ("id-card|ทำบัตรประจำตัวประชาชน|ID card|cancelled; "
-            "house-reg|ทะเบียนบ้าน|House registration|in_progress")
+REGISTERED = (Service("id-card", "ทำบัตรประจำตัวประชาชน", "ID card", "cancelled"),
+              Service("house-reg", "ทะเบียนบ้าน", "House registration", "in_progress"))
+LAST_WEEK = dt.datetime.now(dt.UTC) - dt.timedelta(days=7)
 
 
 def row(n, **overrides):
     values = dict(kiosk_id=f"cnx-mueang-{n:03d}", service_point_id=f"cnx-{n // 3:03d}",
                   name_th="ที่ว่าการอำเภอเมืองเชียงใหม่", name_en="Mueang Chiang Mai District Office",
                   agency="Department of Provincial Administration", ministry="Ministry of Interior",
-                  province="Chiang Mai", lat="18.7883", lon="98.9853", services=SERVICES)
+                  province="Chiang Mai", lat="18.7883", lon="98.9853", services="")
     values.update(overrides)
     return values
 
 
+@pytest.fixture
+def reg(tmp_path):
+    """A registry holding the points of :func:`row` (cnx-000 to cnx-033), each offering
+    :data:`REGISTERED`."""
+    registry = fleet_registry.open_registry(tmp_path / "fleet.sqlite3")
+    registry.import_points([ServicePoint(f"cnx-{n:03d}", "กระทรวงมหาดไทย", "กรมการปกครอง",
+                                         "ที่ว่าการอำเภอ", "District Office", "50", "เมือง",
+                                         18.7883, 98.9853, REGISTERED) for n in range(34)],
+                           as_of=LAST_WEEK, source="test")
+    yield registry
+    registry.close()
+
+
+def sample_registry(path):
+    """The shipped sample registry, imported into a fleet database at ``path`` (the example
+    kiosk list's points are in it)."""
+    registry = fleet_registry.open_registry(path)
+    fleet_registry.import_file(registry, ROOT_DIR / "kiosk/fleet/data/registry-sample.csv",
+                               as_of=LAST_WEEK)
+    return registry
+
+
 def write_csv(path, rows, encoding="utf-8"):
     buffer = io.StringIO(newline="")
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\r\n")
+    writer = csv.DictWriter(buffer, fieldnames=(*COLUMNS, SERVICES), lineterminator="\r\n")
     writer.writeheader()
     writer.writerows(rows)
     path.write_bytes(buffer.getvalue().encode(encoding))
     return path
 
 
-def test_provision_hundred_rows_three_bad(tmp_path):
+def test_provision_hundred_rows_three_bad(tmp_path, reg):
     rows = [row(n) for n in range(1, 101)]
     rows[9] = row(10, lat="north")                                   # line 11
-    rows[49] = row(50, services="id-card|บัตร|ID card")              # line 51
+    rows[49] = row(50, services="id-card; passport")                 # line 51
     rows[89] = row(90, kiosk_id="CNX 90")                            # line 91
     out = tmp_path / "out"
     result = provision(write_csv(tmp_path / "kiosks.csv", rows, "utf-8-sig"), out,
-                       broker="mqtt.example.go.th")
+                       registry=reg, broker="mqtt.example.go.th")
     assert len(result.bundles) == 97
     assert [p.split(":")[0] for p in result.problems] == ["line 11", "line 51", "line 91"]
     assert "lat" in result.problems[0] and "'north'" in result.problems[0]
-    assert "services" in result.problems[1] and "3 field(s)" in result.problems[1]
+    assert "services" in result.problems[1] and "'passport'" in result.problems[1]
+    assert "registry import" in result.problems[1]
     assert "kiosk_id" in result.problems[2] and "'CNX 90'" in result.problems[2]
     for bundle in result.bundles:
         check = kiosk_config.main(__import__("argparse").Namespace(
@@ -60,9 +87,10 @@ def test_provision_hundred_rows_three_bad(tmp_path):
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no half bundles
 
 
-def test_provision_bundle_is_what_firstboot_expects(tmp_path):
-    result = provision(write_csv(tmp_path / "k.csv", [row(1)]), tmp_path / "out",
-                       broker="mqtt.example.go.th", ntp_servers=["ntp.example.go.th"])
+def test_provision_bundle_is_what_firstboot_expects(tmp_path, reg):
+    result = provision(write_csv(tmp_path / "k.csv", [row(1, services="id-card; house-reg")]),
+                       tmp_path / "out", registry=reg, broker="mqtt.example.go.th",
+                       ntp_servers=["ntp.example.go.th"])
     cfg = kiosk_config.load(result.bundles[0] / "kiosk.toml")
     assert cfg.kiosk.id == "cnx-mueang-001" and cfg.kiosk.lat == 18.7883
     assert [s.id for s in cfg.services] == ["id-card", "house-reg"]
@@ -71,38 +99,57 @@ def test_provision_bundle_is_what_firstboot_expects(tmp_path):
     assert cfg.time.ntp_servers == ("ntp.example.go.th",)
 
 
-def test_provision_reads_thai_excel_cp874(tmp_path):
+def test_provision_takes_the_services_from_the_registry(tmp_path, reg):
+    """Ids, names and declared status are the registry's, all of the point's services without
+    an override; a point the registry does not hold is refused, naming the fix."""
+    path = tmp_path / "k.csv"
+    path.write_text(",".join(COLUMNS) + "\n" + ",".join(row(1)[c] for c in COLUMNS) + "\n"
+                    + ",".join(row(2, service_point_id="cnx-999")[c] for c in COLUMNS) + "\n",
+                    encoding="utf-8")  # no services column at all
+    result = provision(path, tmp_path / "out", registry=reg, broker="mqtt.example.go.th")
+    [bundle] = result.bundles
+    services = kiosk_config.load(bundle / "kiosk.toml").services
+    assert [(s.id, s.name_th, s.name_en, s.no_copy) for s in services] == sorted(
+        (s.id, s.name_th, s.name_en, s.no_copy) for s in REGISTERED)
+    [problem] = result.problems
+    assert problem.startswith("line 3: service_point_id") and "registry import" in problem
+
+
+def test_provision_reads_thai_excel_cp874(tmp_path, reg):
     path = write_csv(tmp_path / "excel.csv", [row(1)], "cp874")
     assert read_csv_text(path)[1] == "cp874"
-    result = provision(path, tmp_path / "out", broker="mqtt.example.go.th")
+    result = provision(path, tmp_path / "out", registry=reg, broker="mqtt.example.go.th")
     assert result.encoding == "cp874" and not result.problems
     text = (result.bundles[0] / "kiosk.toml").read_text(encoding="utf-8")
     assert "ที่ว่าการอำเภอเมืองเชียงใหม่" in text
 
 
-def test_provision_duplicate_id_and_existing_bundle_are_refused(tmp_path):
+def test_provision_duplicate_id_and_existing_bundle_are_refused(tmp_path, reg):
     out = tmp_path / "out"
     path = write_csv(tmp_path / "k.csv", [row(1), row(1)])
-    result = provision(path, out, broker="mqtt.example.go.th")
+    result = provision(path, out, registry=reg, broker="mqtt.example.go.th")
     assert len(result.bundles) == 1
     assert result.problems[0].startswith("line 3: kiosk_id") and "line 2" in result.problems[0]
-    again = provision(write_csv(tmp_path / "k2.csv", [row(1)]), out, broker="mqtt.example.go.th")
+    again = provision(write_csv(tmp_path / "k2.csv", [row(1)]), out, registry=reg,
+                      broker="mqtt.example.go.th")
     assert not again.bundles and "already exists" in again.problems[0]
 
 
-def test_provision_missing_column_names_it(tmp_path):
+def test_provision_missing_column_names_it(tmp_path, reg):
     (tmp_path / "k.csv").write_text("kiosk_id,lat\nabc,13\n")
     with pytest.raises(ProvisionError, match="line 1: missing column.*service_point_id"):
-        provision(tmp_path / "k.csv", tmp_path / "out", broker="mqtt.example.go.th")
+        provision(tmp_path / "k.csv", tmp_path / "out", registry=reg,
+                  broker="mqtt.example.go.th")
 
 
-def test_provision_client_certificates_from_the_agency_ca(tmp_path):
+def test_provision_client_certificates_from_the_agency_ca(tmp_path, reg):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
                     "-days", "2", "-subj", "/CN=Agency CA"], cwd=tmp_path, check=True,
                    capture_output=True)
     result = provision(write_csv(tmp_path / "k.csv", [row(7)]), tmp_path / "out",
-                       broker="mqtt.example.go.th", ca=(tmp_path / "ca.crt", tmp_path / "ca.key"))
+                       registry=reg, broker="mqtt.example.go.th",
+                       ca=(tmp_path / "ca.crt", tmp_path / "ca.key"))
     bundle = result.bundles[0]
     assert sorted(p.name for p in bundle.iterdir()) == ["kiosk.toml", "mqtt-client.crt",
                                                         "mqtt-client.key"]
@@ -116,13 +163,14 @@ def test_provision_client_certificates_from_the_agency_ca(tmp_path):
     assert kiosk_config.load(bundle / "kiosk.toml").mqtt.key_file.endswith("mqtt_client.key")
 
 
-def test_provision_broker_accepts_the_generated_password(tmp_path):
+def test_provision_broker_accepts_the_generated_password(tmp_path, reg):
     """The $7$ lines and the ACL work in a real Mosquitto: right password in, wrong one out."""
     from paho.mqtt import client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
     out = tmp_path / "out"
-    result = provision(write_csv(tmp_path / "k.csv", [row(1)]), out, broker="127.0.0.1")
+    result = provision(write_csv(tmp_path / "k.csv", [row(1)]), out, registry=reg,
+                       broker="127.0.0.1")
     password = (result.bundles[0] / "mqtt-password").read_text().strip()
     port = free_port()
     (tmp_path / "mosquitto.conf").write_text(
@@ -157,10 +205,10 @@ def test_provision_broker_accepts_the_generated_password(tmp_path):
         broker.wait(10)
 
 
-def test_provision_cli_reports_lines_and_exits_non_zero(tmp_path):
+def test_provision_cli_reports_lines_and_exits_non_zero(tmp_path, reg):
     path = write_csv(tmp_path / "k.csv", [row(1), row(2, lon="200")])
     done = subprocess.run([sys.executable, "-c", "from kiosk.fleet.cli import main; main()",
-                           "provision", "--csv", str(path),
+                           "provision", "--csv", str(path), "--db", str(tmp_path / "fleet.sqlite3"),
                            "--out", str(tmp_path / "out"), "--broker", "mqtt.example.go.th"],
                           cwd=ROOT_DIR, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
@@ -169,6 +217,10 @@ def test_provision_cli_reports_lines_and_exits_non_zero(tmp_path):
 
 
 def test_provision_example_csv_is_clean(tmp_path):
-    result = provision(ROOT_DIR / "provisioning/kiosks.example.csv", tmp_path / "out",
-                       broker="mqtt.example.go.th")
+    registry = sample_registry(tmp_path / "fleet.sqlite3")
+    try:
+        result = provision(ROOT_DIR / "provisioning/kiosks.example.csv", tmp_path / "out",
+                           registry=registry, broker="mqtt.example.go.th")
+    finally:
+        registry.close()
     assert result.problems == [] and len(result.bundles) == 3

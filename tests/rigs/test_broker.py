@@ -12,6 +12,7 @@ from kiosk.fleet.provision import provision
 from kiosk.rigs.broker import Broker
 from kiosk.telemetry import topics
 from tests.fixtures.broker import RecordingClient
+from tests.fleet.test_provision import sample_registry
 
 NOT_AUTHORIZED = 0x87
 
@@ -158,9 +159,11 @@ def test_broker_without_the_auth_plugin_refuses_to_start_and_names_dev_setup(tmp
 
 def test_broker_password_bundle_connects_on_the_password_listener(tmp_path):
     csv_path = Path(__file__).resolve().parents[2] / "provisioning/kiosks.example.csv"
+    registry = sample_registry(tmp_path / "fleet.sqlite3")
     with Broker(tmp_path / "tls", tls=True) as tls_broker:
-        result = provision(csv_path, tmp_path / "out", broker="localhost",
+        result = provision(csv_path, tmp_path / "out", registry=registry, broker="localhost",
                            broker_ca=tls_broker.ca_file)
+        registry.close()
         bundle = result.bundles[0]
         mqtt = tomllib.loads((bundle / "kiosk.toml").read_text(encoding="utf-8"))["mqtt"]
         assert (mqtt["port"], MTLS_PORT) == (PASSWORD_PORT, 8883)  # as docs/broker.md says

@@ -283,7 +283,8 @@ def test_topics_service_point_payload_reads_a_config_shaped_object():
 
 
 def test_topics_visit_round_trip_carries_its_period_and_whole_seconds():
-    payload = visit.payload(**visit_fields(duration_s=30.6, age_band="60+", gender="female"))
+    payload = visit.payload(**visit_fields(duration_s=30.6, age_band="60+", gender="female",
+                                           service_point_id="dopa-10"))
     obj = json.loads(payload)
     assert (obj["schema"], obj["period"], obj["period_s"], obj["clock_synced"],
             obj["duration_s"]) == (2, "2025-01-31T02:00:00Z", 3600, True, 31)
@@ -293,8 +294,8 @@ def test_topics_visit_round_trip_carries_its_period_and_whole_seconds():
         kiosk_id="k1", event_id="0b9a3c1e-6f1d-4c1b-9d35-2a7f5c3e9b10", instance=INSTANCE,
         mode="production", outcome="completed", step="thank_you", verified=True, expired=False,
         service_id="id_card", copy_answer="none", rating=5, reason=None, language="th",
-        duration_s=31, age_band="60+", gender="female", period="2025-01-31T02:00:00Z",
-        period_s=3600, clock_synced=True, schema=2)
+        duration_s=31, age_band="60+", gender="female", service_point_id="dopa-10",
+        period="2025-01-31T02:00:00Z", period_s=3600, clock_synced=True, schema=2)
     assert not any(hasattr(parsed, name) for name in SCHEMA1_TIMING)
 
 
