@@ -54,7 +54,7 @@ class User:
 
 
 def _bad(path, why):
-    return ConfigError(f"users file {path}: {why}")
+    return ConfigError([why], f"users file {path}")
 
 
 def read_users(path):
@@ -99,7 +99,7 @@ def write_users(path, users):
 
 def hash_password(password):
     if len(password) < MIN_PASSWORD:
-        raise ConfigError(f"a password needs at least {MIN_PASSWORD} characters")
+        raise ConfigError([f"a password needs at least {MIN_PASSWORD} characters"], "password")
     return _hasher.hash(password)
 
 

@@ -48,8 +48,8 @@ def settings_of(args):
         except (OSError, IndexError, UnicodeError):
             secret = ""
         if len(secret) < 32:
-            raise ConfigError(f"--secret-file {args.secret_file}: needs a line of 32 "
-                              "characters or more")
+            raise ConfigError(["needs a first line of 32 characters or more"],
+                              f"--secret-file {args.secret_file}")
     broker = None
     if args.broker_host:
         broker = Broker(args.broker_host, args.broker_port, args.broker_username,

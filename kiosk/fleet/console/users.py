@@ -26,7 +26,7 @@ def _password(args):
         return sys.stdin.readline().rstrip("\r\n")
     first = getpass.getpass(f"password for {args.name}: ")
     if getpass.getpass("again: ") != first:
-        raise ConfigError("the two passwords differ")
+        raise ConfigError(["the two passwords differ"], "password")
     return first
 
 
@@ -38,14 +38,14 @@ def main(args):
             print(f"{user.name:<24} {user.role}")
         return 0
     if not args.name or not auth.NAME.match(args.name):
-        raise ConfigError("give a user name: lowercase letters, digits, . _ -, "
-                          "starting with a letter")
+        raise ConfigError(["give a user name: lowercase letters, digits, . _ -, starting "
+                           "with a letter"], "users")
     if args.action == "add":
         if args.name in users:
-            raise ConfigError(f"user {args.name} exists; use passwd or remove")
+            raise ConfigError([f"user {args.name} exists; use passwd or remove"], "users")
         users[args.name] = auth.User(args.name, args.role, auth.hash_password(_password(args)))
     elif args.name not in users:
-        raise ConfigError(f"no user {args.name} in {args.users}")
+        raise ConfigError([f"no user {args.name} in {args.users}"], "users")
     elif args.action == "remove":
         del users[args.name]
     else:
