@@ -37,7 +37,7 @@ def payload_for(name, correlation_id, *, config_file=None, config_text=None, eve
     ``config_file`` (the verb) or ``config_text`` (the console's form), a JSON object."""
     fields = {}
     if name == "config":
-        source = config_file if config_text is None else "the config"
+        source = config_file if config_text is None else "(the form)"
         try:
             text = (Path(config_file).read_text(encoding="utf-8") if config_text is None
                     else config_text)
