@@ -167,7 +167,10 @@ def test_console_catalogue_has_every_key_in_both_languages():
     for key, texts in i18n.CATALOGUE.items():
         assert len(texts) == len(i18n.LANGUAGES) and all(texts), key
     assert i18n.translate("nav.fleet", "th") != i18n.translate("nav.fleet", "en")
-    assert i18n.measure("abandoned_share_rating", "en") == "abandoned share rating"
+    assert i18n.measure("abandoned_share_rating", "en") == "share left at rating"
+    assert i18n.measure("not_a_measure", "th") == "not a measure"
+    steps = {f"m.abandoned_{step}" for step in i18n.schema.STEPS}
+    assert steps <= i18n.CATALOGUE.keys()
 
 
 def test_console_speaks_thai_first_and_english_one_click_away(browser):

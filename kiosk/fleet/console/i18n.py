@@ -5,6 +5,8 @@ has both). Measures of :mod:`kiosk.fleet.statistics` are keys too, so a table's 
 in the page's language while its CSV keeps the measure's own name.
 """
 
+from kiosk import visit as schema
+
 LANGUAGES = ("th", "en")
 DEFAULT = "th"
 
@@ -74,7 +76,7 @@ CATALOGUE = {
     "stats.contradictions": ("ขัดแย้ง: ประกาศยกเลิกสำเนาแล้ว แต่ประชาชนยังถูกขอสำเนา",
                              "Contradictions: declared no-copy, yet citizens report copies"),
     "stats.no_contradictions": ("ไม่พบความขัดแย้ง", "No contradiction"),
-    "stats.figures": ("ตัวเลขของ", "Figures of"),
+    "stats.figures": ("ตัวเลข", "Figures"),
     "stats.below": ("แยกย่อย", "Broken down"),
     "stats.progress": ("ความคืบหน้าของโครงการ", "Programme progress"),
     "stats.csv": ("ดาวน์โหลด CSV", "Download CSV"),
@@ -148,6 +150,29 @@ CATALOGUE = {
     "state.unknown": ("ไม่ทราบ", "unknown"),
     "refresh": ("โหลดใหม่", "Refresh"),
 }
+
+
+#: Where a visit ended, and the reasons a citizen may give for a low rating.
+STEPS = {
+    "idle": ("หน้าแรก", "start"), "reading": ("อ่านบัตร", "reading"),
+    "card_problem": ("บัตรมีปัญหา", "card problem"),
+    "already_rated": ("ให้คะแนนแล้ว", "already rated"),
+    "choose_service": ("เลือกบริการ", "choosing a service"),
+    "copy_check": ("ถามเรื่องสำเนา", "copy question"), "rating": ("ให้คะแนน", "rating"),
+    "reason": ("เหตุผล", "reason"), "thank_you": ("ขอบคุณ", "thank you"),
+    "take_card": ("รับบัตรคืน", "taking the card"),
+    "out_of_service": ("งดให้บริการ", "out of service"),
+}
+REASONS = {
+    "waiting_time": ("รอนาน", "waiting time"), "staff": ("เจ้าหน้าที่", "staff"),
+    "copies_requested": ("ถูกขอสำเนา", "copies requested"),
+    "unclear_process": ("ขั้นตอนไม่ชัดเจน", "unclear process"), "other": ("อื่น ๆ", "other"),
+}
+CATALOGUE.update({f"m.rating_{r}": (f"{r} คะแนน", f"rated {r}") for r in schema.RATINGS})
+CATALOGUE.update({f"m.{reason}": texts for reason, texts in REASONS.items()})
+for _step, (_th, _en) in STEPS.items():
+    CATALOGUE[f"m.abandoned_{_step}"] = (f"ออกที่{_th}", f"left at {_en}")
+    CATALOGUE[f"m.abandoned_share_{_step}"] = (f"สัดส่วนออกที่{_th}", f"share left at {_en}")
 
 
 def translate(key, language):
