@@ -20,6 +20,7 @@ from kiosk.fleet.console.app import Settings, create_app
 from kiosk.fleet.db import open_database
 from kiosk.period import BANGKOK
 from tests.fixtures.console import DAY, PASSWORDS
+from tests.fleet.test_statistics import RECEIVED, visits
 
 START = dt.datetime(2026, 12, 1, tzinfo=BANGKOK)
 END = dt.datetime(2026, 12, 2, tzinfo=BANGKOK)
@@ -379,3 +380,20 @@ def test_console_a_bad_users_file_is_refused_with_its_reason(tmp_path, text, mod
         create_app(Settings(db=str(tmp_path / "fleet.sqlite3"), users=path))
     with pytest.raises(ConfigError, match="cannot read"):
         auth.read_users(tmp_path / "missing.json")
+
+
+def test_console_statistics_are_served_again_for_a_minute_then_recounted(browser, console_app,
+                                                                        console_store):
+    now = [0.0]
+    console_app.extensions["console"].clock = lambda: now[0]
+    viewer = browser("vera")
+    (before,) = cells(viewer.get(f"/stats?{RANGE}").text, "national-visits")
+    db = open_database(console_store)
+    try:
+        db.add_visits(visits("k1", 5, service_id="dopa.birth"), RECEIVED)
+    finally:
+        db.close()
+    assert cells(viewer.get(f"/stats?{RANGE}").text, "national-visits") == [before]
+    now[0] = 60.0
+    (after,) = cells(viewer.get(f"/stats?{RANGE}").text, "national-visits")
+    assert int(after["visits"]) == int(before["visits"]) + 5

@@ -10,6 +10,8 @@ the agency's TLS reverse proxy (docs/ops.md); ``proxy_hops`` trusts that many
 import datetime as dt
 import logging
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,12 +20,15 @@ from flask import Flask, abort, g, redirect, render_template, request, session, 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from kiosk.fleet import registry as registry_module
+from kiosk.fleet import statistics
 from kiosk.fleet.console import auth, i18n
 from kiosk.fleet.db import open_database
 
 log = logging.getLogger(__name__)
 
 SESSION_HOURS = 8
+#: How long a computed statistics publication is served again (late visits show after it).
+STATISTICS_TTL_S = 60.0
 #: No script, style or image from anywhere but the console itself (issue 13: no CDN).
 CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data:; style-src 'self'; "
                            "script-src 'self'; frame-ancestors 'none'; form-action 'self'; "
@@ -93,15 +98,33 @@ def create_app(settings):
 
 
 class Console:
-    """What every request shares: settings, the store and its registry, the users, the brake
-    and the commands sent since start."""
+    """What every request shares: settings, the store and its registry, the users, the brake,
+    the commands sent since start, and the statistics computed in the last
+    :data:`STATISTICS_TTL_S` (a drill-down, going back, or a CSV of the page just seen reads
+    a year of visits once, and the CSV holds the figures the page showed)."""
 
-    def __init__(self, settings, fleet_db, users):
+    def __init__(self, settings, fleet_db, users, clock=time.monotonic):
         self.settings, self.db, self.users = settings, fleet_db, users
         self.registry = registry_module.Registry(fleet_db.database)
         self.brake = auth.LoginBrake()
         self.sent = {}  # correlation id -> commands.Sent, newest last
         self.metrics = None  # the /metrics registry (kiosk.fleet.console.metrics)
+        self.clock = clock
+        self._statistics, self._statistics_lock = {}, threading.Lock()
+
+    def statistics(self, level, start, end):
+        """:func:`kiosk.fleet.statistics.compute` of ``level`` over ``[start, end)``."""
+        key, now = (level, start, end), self.clock()
+        with self._statistics_lock:
+            for old in [k for k, (at, _) in self._statistics.items()
+                        if now - at >= STATISTICS_TTL_S]:
+                del self._statistics[old]
+            if key in self._statistics:
+                return self._statistics[key][1]
+        computed = statistics.compute(self.db, self.registry, start, end, level)
+        with self._statistics_lock:
+            self._statistics[key] = (now, computed)
+        return computed
 
 
 def console():

@@ -189,15 +189,8 @@ def stats_page():
 
 
 def _computer(state, start, end):
-    """``compute(level)`` once per level for this request."""
-    done = {}
-
-    def compute(level):
-        if level not in done:
-            done[level] = statistics.compute(state.db, state.registry, start, end, level)
-        return done[level]
-
-    return compute
+    """``compute(level)`` for this range, from :meth:`Console.statistics` (a short cache)."""
+    return lambda level: state.statistics(level, start, end)
 
 
 def _trail(node, args):
@@ -233,7 +226,7 @@ def stats_csv(level, table):
     first, last, start, end = date_range(request.args)
     if level not in statistics.LEVELS:
         abort(404)
-    computed = statistics.compute(state.db, state.registry, start, end, level)
+    computed = state.statistics(level, start, end)
     if table not in computed.tables:
         abort(404)
     one = statistics.Statistics(computed.level, computed.start, computed.end,
