@@ -133,6 +133,7 @@ CATALOGUE = {
     "cmd.command": ("คำสั่ง", "Command"),
     "cmd.config": ("ค่าที่ตั้งใหม่ (JSON: version และ services, flow หรือ portal)",
                    "New config (JSON: version plus services, flow or portal)"),
+    "cmd.event_ids": ("replay: รหัสเหตุการณ์ (เว้นวรรค)", "replay: event ids (spaces)"),
     "cmd.send": ("ส่ง", "Send"),
     "cmd.sent": ("ส่งคำสั่งแล้ว", "Command sent"),
     "cmd.waiting": ("รอคำตอบ", "waiting for a reply"),
