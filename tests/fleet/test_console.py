@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kiosk.errors import ConfigError
 from kiosk.fleet import registry, statistics
-from kiosk.fleet.console import auth, i18n, users
+from kiosk.fleet.console import auth, i18n, serve, users
 from kiosk.fleet.console.app import Settings, create_app
 from kiosk.fleet.db import open_database
 from kiosk.period import BANGKOK
@@ -397,3 +397,22 @@ def test_console_statistics_are_served_again_for_a_minute_then_recounted(browser
     now[0] = 60.0
     (after,) = cells(viewer.get(f"/stats?{RANGE}").text, "national-visits")
     assert int(after["visits"]) == int(before["visits"]) + 5
+
+
+def test_console_serve_refuses_a_short_secret_and_reads_the_brokers_password(tmp_path,
+                                                                           users_file):
+    parser = argparse.ArgumentParser()
+    serve.add_arguments(parser)
+    secret, password = tmp_path / "secret", tmp_path / "ops.password"
+    secret.write_text("too-short\n")
+    password.write_text("ops-secret\n")
+    args = parser.parse_args(["--users", str(users_file), "--secret-file", str(secret),
+                              "--broker-host", "mqtt.internal", "--broker-password-file",
+                              str(password)])
+    with pytest.raises(ConfigError, match="32 characters"):
+        serve.settings_of(args)
+    secret.write_text("x" * 40 + "\n")
+    settings = serve.settings_of(args)
+    assert settings.secret_key == "x" * 40
+    assert (settings.broker.host, settings.broker.username, settings.broker.password) == (
+        "mqtt.internal", "ops", "ops-secret")
