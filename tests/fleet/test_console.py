@@ -69,6 +69,11 @@ def test_console_login_never_redirects_off_site(browser):
     response = made.post("/login?next=//evil.example/x", {"name": "vera",
                                                            "password": PASSWORDS["vera"]})
     assert response.location == "/fleet"
+    made.post("/logout")
+    made.get("/login")
+    response = made.post("/login?next=/\\evil.example", {"name": "vera",
+                                                        "password": PASSWORDS["vera"]})
+    assert response.location == "/fleet"
 
 
 def test_console_wrong_password_and_unknown_user_are_refused_alike(browser):
@@ -316,7 +321,8 @@ def test_console_csv_of_a_table_is_the_stats_verbs_bytes_for_it(browser, console
 # --- /metrics --------------------------------------------------------------------------------
 
 def test_console_metrics_read_the_store_and_counters_end_in_total(browser, console_store):
-    response = browser().get("/metrics")  # a scraper has no login
+    response = browser().get("/metrics")  # a scraper has no login, and gets no cookie
+    assert "Set-Cookie" not in response.headers
     families = {f.name: f for f in text_string_to_metric_families(response.text)}
     counters = re.findall(r"^# TYPE (\S+) counter$", response.text, re.M)
     assert counters and all(name.endswith("_total") for name in counters)

@@ -35,6 +35,8 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data:; style-src 
                            "base-uri 'none'")
 #: Endpoints anyone may reach; every other page needs a logged-in user.
 PUBLIC = frozenset({"login", "language", "static", "metrics.metrics"})
+#: Endpoints that neither read nor start a session (a scraper keeps no cookie).
+SESSIONLESS = frozenset({"static", "metrics.metrics"})
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,9 @@ def _template_names():
 def _before():
     g.lang = request.cookies.get("lang") if request.cookies.get("lang") in i18n.LANGUAGES \
         else i18n.DEFAULT
+    if request.endpoint in SESSIONLESS:
+        g.user = None
+        return None
     if "csrf" not in session:
         session["csrf"] = auth.new_csrf_token()
     g.user = None
@@ -177,7 +182,7 @@ def _safe_next(target):
     """Only a path on this site: never an open redirect."""
     parts = urlsplit(target or "")
     if parts.scheme or parts.netloc or not (target or "").startswith("/") or \
-            target.startswith("//"):
+            target.startswith("//") or "\\" in target:
         return url_for("fleet.fleet_page")
     return target
 
