@@ -175,6 +175,8 @@ def test_console_catalogue_has_every_key_in_both_languages():
     assert i18n.translate("nav.fleet", "th") != i18n.translate("nav.fleet", "en")
     assert i18n.measure("abandoned_share_rating", "en") == "share left at rating"
     assert i18n.measure("not_a_measure", "th") == "not a measure"
+    assert i18n.age("5m ago", "th") == "5 นาทีที่แล้ว" and i18n.age("12d ago", "en") == "12 d ago"
+    assert i18n.age("never", "th") == "ไม่เคย"
     steps = {f"m.abandoned_{step}" for step in i18n.schema.STEPS}
     assert steps <= i18n.CATALOGUE.keys()
 

@@ -141,6 +141,7 @@ def t(key):
 
 def _template_names():
     return {"t": t, "measure": lambda name: i18n.measure(name, g.lang), "lang": g.lang,
+            "age": lambda text: i18n.age(text, g.lang),
             "user": g.user, "csrf_token": session.get("csrf", "")}
 
 

@@ -108,4 +108,4 @@ def kiosk_page(kiosk_id):
         pin=fleet_db.ServicePointRow.get_or_none(fleet_db.ServicePointRow.kiosk_id == kiosk_id),
         events=list(reversed(fleet_db.alarm_events(kiosk_id))),
         recorded=fleet_db.alarms(kiosk_id), verdicts=fleet_db.period_verdicts(kiosk_id),
-        replies=replies, age=status.age(kiosk.last_seen, dt.datetime.now(dt.UTC)))
+        replies=replies, last_seen_age=status.age(kiosk.last_seen, dt.datetime.now(dt.UTC)))

@@ -176,6 +176,20 @@ for _step, (_th, _en) in STEPS.items():
     CATALOGUE[f"m.abandoned_share_{_step}"] = (f"สัดส่วนออกที่{_th}", f"share left at {_en}")
 
 
+#: The units of :func:`kiosk.fleet.status.age` ("5m ago"), read back for the page.
+AGE_UNITS = {"d": ("วัน", "d"), "h": ("ชั่วโมง", "h"), "m": ("นาที", "min"), "s": ("วินาที", "s")}
+
+
+def age(text, language):
+    """``status.age``'s "5m ago" (or "never") in ``language``."""
+    if text == "never":
+        return "ไม่เคย" if language == "th" else "never"
+    number, unit = text.removesuffix(" ago")[:-1], text.removesuffix(" ago")[-1]
+    if language == "th":
+        return f"{number} {AGE_UNITS[unit][0]}ที่แล้ว"
+    return f"{number} {AGE_UNITS[unit][1]} ago"
+
+
 def translate(key, language):
     """The text of ``key`` in ``language``; an unknown key shows as itself (a data value)."""
     entry = CATALOGUE.get(key)
