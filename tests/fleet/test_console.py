@@ -13,9 +13,9 @@ from html import unescape
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kiosk.errors import ConfigError
+from kiosk.errors import ConfigError, TelemetryError
 from kiosk.fleet import registry, statistics
-from kiosk.fleet.console import auth, i18n, serve, users
+from kiosk.fleet.console import auth, commands, i18n, serve, users
 from kiosk.fleet.console.app import Settings, create_app
 from kiosk.fleet.db import open_database
 from kiosk.period import BANGKOK
@@ -140,6 +140,16 @@ def test_console_operator_send_without_a_broker_says_why(browser):
     assert response.status_code == 400 and "--broker-host" in response.text
     bad = operator.post("/commands", {"target": "kiosk", "kiosk_id": "a/b", "command": "ping"})
     assert bad.status_code == 400
+
+
+def test_console_command_targets_one_kiosk_or_the_filtered_set(console_app):
+    with console_app.test_request_context():
+        assert commands._targets({"target": "kiosk", "kiosk_id": "k3"}) == ("k3",)
+        assert commands._targets({"target": "filter", "ministry": "กระทรวงมหาดไทย"}) == ("k1",)
+        assert commands._targets({"target": "filter", "alarm": "silent"}) == ("k2",)
+        assert commands._targets({"target": "filter"}) == ("k1", "k2", "k3")
+        with pytest.raises(TelemetryError, match="kiosk id"):
+            commands._targets({"target": "kiosk", "kiosk_id": "+"})
 
 
 def test_console_changed_password_or_removed_user_ends_the_session(browser, users_file):
