@@ -36,8 +36,8 @@ def cells(html, table_id):
     for row in re.findall(r"<tr.*?</tr>", body, re.S):
         found = {name: unescape(value) for name, value in
                  re.findall(r'<td data-key="([^"]+)" data-value="([^"]*)"', row)}
-        for name, value in re.findall(r'<td[^>]* data-measure="([^"]+)"[^>]*>(.*?)</td>', row,
-                                      re.S):
+        for _, name, value in re.findall(
+                r'<(td|span)[^>]* data-measure="([^"]+)"[^>]*>(.*?)</\1>', row, re.S):
             found[name] = unescape(re.sub(r"<[^>]+>", "", value).strip())
         rows.append(found)
     return rows
@@ -255,10 +255,13 @@ def core(console_store):
 
 
 def page_rows(table):
-    """The core's table as the page shows it: key columns and every measure as text."""
+    """The core's table as the page shows it: key columns and every measure as text (a
+    withheld share of abandoned visits is left out of its count's cell)."""
     return [{**dict(zip(table.keys, key, strict=True)),
              **{m: "" if v is None else ("✔" if v is True else "–" if v is False else str(v))
-                for m, v in row.items()}} for key, row in table.rows.items()]
+                for m, v in row.items()
+                if not (v is None and m.startswith("abandoned_share_"))}}
+            for key, row in table.rows.items()]
 
 
 def test_console_national_statistics_are_the_cores_and_contradictions_come_first(browser,

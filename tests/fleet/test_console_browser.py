@@ -46,19 +46,22 @@ def shown(driver, table_id):
         const rows = [];
         for (const tr of document.querySelectorAll(`#${arguments[0]} tbody tr`)) {
           const row = {};
-          for (const td of tr.querySelectorAll('td')) {
-            if (td.dataset.key) row[td.dataset.key] = td.dataset.value;
-            else if (td.dataset.measure) row[td.dataset.measure] = td.textContent.trim();
-          }
+          for (const td of tr.querySelectorAll('td[data-key]'))
+            row[td.dataset.key] = td.dataset.value;
+          for (const cell of tr.querySelectorAll('[data-measure]'))
+            row[cell.dataset.measure] = cell.textContent.trim();
           rows.push(row);
         }
         return rows;""", table_id)
 
 
 def as_shown(table, keep=lambda key: True):
+    """The core's rows as the page shows them (a withheld share of abandoned visits is left
+    out of its count's cell)."""
     return [{**dict(zip(table.keys, key, strict=True)),
              **{m: "" if v is None else ("✔" if v is True else "–" if v is False else str(v))
-                for m, v in row.items()}} for key, row in table.rows.items() if keep(key)]
+                for m, v in row.items() if not (v is None and m.startswith("abandoned_share_"))}}
+            for key, row in table.rows.items() if keep(key)]
 
 
 def post_status(driver, path, fields):
