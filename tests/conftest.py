@@ -12,4 +12,5 @@ pytest_plugins = [
     "tests.fixtures.telemetry",
     "tests.fixtures.appliance",
     "tests.fixtures.postgres",
+    "tests.fixtures.console",
 ]

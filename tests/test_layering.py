@@ -36,6 +36,7 @@ PURE_MODULES = (
     "kiosk.facts",
     "kiosk.telemetry.delivery",
     "kiosk.outbox_rules",
+    "kiosk.fleet.console.i18n",
     # The outbox is a thread, not pure, but its logic must not load paho (only the link does).
     "kiosk.telemetry.outbox",
 )
@@ -109,6 +110,7 @@ LAYERS = (
         "kiosk.telemetry", "kiosk.telemetry.topics", "kiosk.clock",
         "kiosk.telemetry.delivery", "kiosk.fleet", "kiosk.fleet.disclosure", "kiosk.fleet.alarms",
         "kiosk.fleet.registry_csv", "kiosk.fleet.registry_sample", "kiosk.rigs",
+        "kiosk.fleet.console", "kiosk.fleet.console.i18n",
     )),
     ("adapters", (
         "kiosk.card.reader", "kiosk.card.probe", "kiosk.display.*", "kiosk.gpio", "kiosk.sqlite",
@@ -119,13 +121,13 @@ LAYERS = (
         "kiosk.fleet.status",
         "kiosk.fleet.provision",
         "kiosk.fleet.registry", "kiosk.fleet.statistics", "kiosk.fleet.command",
-        "kiosk.watchdog", "kiosk.firstboot",
+        "kiosk.watchdog", "kiosk.firstboot", "kiosk.fleet.console.*",
     )),
     ("rigs", ("kiosk.rigs.*",)),
     ("wiring", (
         "kiosk.runner", "kiosk.assemble", "kiosk.run", "kiosk.out_of_order", "kiosk.cli",
         "kiosk.__main__", "kiosk.demo", "kiosk.script", "kiosk.screenshot", "kiosk.fleet.cli",
-        "kiosk.fleet.simulate",
+        "kiosk.fleet.simulate", "kiosk.fleet.console.serve",
     )),
 )
 #: Imports issue 10 named as pointing the wrong way; kept out for good.

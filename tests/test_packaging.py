@@ -87,3 +87,28 @@ def test_packaging_fleet_install_carries_the_registry_data(fleet_venv, tmp_path)
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("registry: 462 service point(s)")
+
+
+def test_packaging_fleet_install_serves_the_console_pages(fleet_venv, tmp_path):
+    """The console's templates, stylesheet and script are package data: an installed fleet
+    side renders its login page and serves its script (Flask and argon2 come with [fleet])."""
+    users = tmp_path / "users.json"
+    done = subprocess.run([fleet_venv / "bin" / "kiosk-fleet", "users", "add", "ann",
+                           "--users", users, "--password-stdin"], input="a-long-password\n",
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    script = (
+        "import sys\n"
+        "from kiosk.fleet.console.app import Settings, create_app\n"
+        "from kiosk.fleet.db import open_database\n"
+        "open_database(sys.argv[1]).close()  # made by the collector; the console only reads\n"
+        "app = create_app(Settings(db=sys.argv[1], users=sys.argv[2]))\n"
+        "client = app.test_client()\n"
+        "for path in ('/login', '/static/console.js', '/static/console.css'):\n"
+        "    print(path, client.get(path, base_url='https://localhost').status_code)\n")
+    done = subprocess.run([fleet_venv / "bin" / "python", "-c", script,
+                           tmp_path / "fleet.sqlite3", users],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["/login", "200", "/static/console.js", "200",
+                                   "/static/console.css", "200"]

@@ -213,6 +213,13 @@ MAY_NAME_TOO = {
                                 "whose payloads it rewrites as schema 2 (fixed SQL)",
     ("fleet/migrations.py", "duration_s"): "the schema-1 collector's visits are rebuilt with "
                                            "whole seconds, as fleet/db.py stored them before",
+    **{("fleet/console/i18n.py", name): "the console labels the statistics core's key column "
+                                        "and measure in Thai and English"
+       for name in ("service_id", "verified")},
+    ("fleet/console/stats.py", "service_id"): "the drill-down opens a service by the "
+                                              "statistics core's key column",
+    ("fleet/console/metrics.py", "outcome"): "/metrics counts the visits stored by outcome "
+                                             "(issue 13)",
 }
 
 

@@ -1,5 +1,5 @@
 """The ``kiosk-fleet`` command for central ops: collect, status, command, provision, registry,
-stats, simulate."""
+stats, simulate, and the console (serve, users)."""
 
 import sys
 
@@ -13,6 +13,8 @@ VERBS = {
     "registry": ("kiosk.fleet.registry", "import the programme's service points, with history"),
     "stats": ("kiosk.fleet.statistics", "the published statistics of a date range, as CSV"),
     "simulate": ("kiosk.fleet.simulate", "run simulated kiosks on a broker, over the contract"),
+    "serve": ("kiosk.fleet.console.serve", "the web console: fleet, statistics, commands"),
+    "users": ("kiosk.fleet.console.users", "add, remove, list the console's users; passwd"),
 }
 
 

@@ -32,17 +32,21 @@ def new_correlation_id():
     return "ops-" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(16))
 
 
-def payload_for(name, correlation_id, *, config_file=None, event_ids=()):
-    """The command's payload, checked by the contract's own builder."""
+def payload_for(name, correlation_id, *, config_file=None, config_text=None, event_ids=()):
+    """The command's payload, checked by the contract's own builder. A config comes from
+    ``config_file`` (the verb) or ``config_text`` (the console's form), a JSON object."""
     fields = {}
     if name == "config":
+        source = config_file if config_text is None else "(the form)"
         try:
-            fields = json.loads(Path(config_file).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise TelemetryError(f"config {config_file}: cannot read a JSON object ({exc})"
+            text = (Path(config_file).read_text(encoding="utf-8") if config_text is None
+                    else config_text)
+            fields = json.loads(text)
+        except (OSError, TypeError, ValueError) as exc:
+            raise TelemetryError(f"config {source}: cannot read a JSON object ({exc})"
                                  ) from None
         if not isinstance(fields, dict):
-            raise TelemetryError(f"config {config_file}: must be a JSON object with "
+            raise TelemetryError(f"config {source}: must be a JSON object with "
                                  "'version' and 'services', 'flow' or 'portal'")
         fields.pop("correlation_id", None)
         fields.pop("schema", None)
