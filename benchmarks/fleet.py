@@ -9,7 +9,12 @@ same shared subscription as the collector. The ratio is the target: at least 70 
 rate on SQLite, 50 % on PostgreSQL, in the same run.
 """
 
+import asyncio
 import datetime as dt
+import multiprocessing
+import os
+import random
+import resource
 import tempfile
 import threading
 import time
@@ -20,9 +25,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from benchmarks.mqtt_load import Load, publish_parts
+from kiosk.fleet import simulate
 from kiosk.fleet.collector import DEFAULT_GROUP, Collector
 from kiosk.fleet.simulate import Simulation
-from kiosk.period import BANGKOK
+from kiosk.period import BANGKOK, Period, count_event_id
 from kiosk.rigs.broker import Broker
 from kiosk.rigs.postgres import start_cluster
 from kiosk.telemetry import topics
@@ -135,6 +142,285 @@ def collector(root, visits, db, name):
         finally:
             running.stop()
     return len(visits) / elapsed
+
+
+# --- the national rate ----------------------------------------------------------------------
+# 77,963 kiosks for 60 s at the national rate: as many as the machine holds on their own
+# connections and accounts, the rest multiplexed (see national()).
+
+NATIONAL_KIOSKS = 77_963
+HEALTH_S = 60
+#: Multiplexer connections that carry the kiosks past the real connections.
+MULTIPLEXERS = 8
+#: File descriptors kept free of kiosk connections, for the broker's and our own other files.
+FD_MARGIN = 500
+#: The window starts as the busiest hour (10:00-11:00 Bangkok, HOURLY_SHAPE) closes.
+NATIONAL_START = dt.datetime(2026, 11, 30, 11, 0, tzinfo=BANGKOK)
+#: Seconds after the window the collector has to store and ack the last message.
+DRAIN_S = 120
+
+
+def _national_schedule(kiosk_ids, real, multiplexers, seconds, release_s, seed):
+    """``(schedule, health offsets, visit ids, period kiosk ids)`` for the generator.
+
+    Health: every kiosk once a minute at its own phase (QoS 0). Visits: a kiosk holds an hour's
+    visits until the hour ends, then releases each with its own delay of up to ``release_s``
+    (600: the kiosk's jitter, the true peak; 3600: the busiest hour's visits averaged over the
+    hour), so ``seconds / release_s`` of the fleet releases in the window: each releasing kiosk
+    its whole 10:00 period (Poisson, mean 12) and its count, each at a uniform time.
+    """
+    rng = random.Random(seed)
+    sites = simulate.sites(len(kiosk_ids))
+    # A multiplexer carries every len(multiplexers)-th kiosk past the real ones.
+    route = [kiosk_id if index < real else multiplexers[(index - real) % len(multiplexers)]
+             for index, kiosk_id in enumerate(kiosk_ids)]
+    schedule, health_offsets = [], []
+    for index, kiosk_id in enumerate(kiosk_ids):
+        offset = rng.uniform(0, HEALTH_S)
+        while offset < seconds:
+            moment = NATIONAL_START + dt.timedelta(seconds=offset)
+            payload = topics.health_payload(
+                mode=simulate.MODE, uptime_s=3600 * 3.5 + offset, load_1m=rng.uniform(0.05, 0.6),
+                disk_free_mb=rng.uniform(9000, 12000), mem_free_mb=rng.uniform(300, 600),
+                outbox_depth=0, outbox_oldest_s=None, dead_letters=0, reader="ready",
+                card_reads_ok=None, config_version=1, version=simulate.VERSION,
+                stamp=simulate.stamp(moment, 3600 * 3.5 + offset),
+                cpu_temp_c=round(rng.uniform(45, 60), 1), screen="on")
+            schedule.append((offset, route[index],
+                             *publish_parts(topics.kiosk_topic(kiosk_id, "health"), payload, 0),
+                             None))
+            health_offsets.append(offset)
+            offset += HEALTH_S
+    hour = NATIONAL_START - dt.timedelta(hours=1)
+    period = Period.of(hour, 3600)
+    releasing = rng.sample(range(len(kiosk_ids)), round(len(kiosk_ids) * seconds / release_s))
+    visit_ids, period_kiosks = [], []
+    for index in releasing:
+        kiosk = simulate.SimKiosk(kiosk_ids[index], None, sites[index], host="127.0.0.1",
+                                  port=0, period_s=3600, rng=random.Random(rng.random()),
+                                  health_s=HEALTH_S)
+        for _ in range(simulate.visits_expected(kiosk.rng, hour, 3600)):
+            kiosk.record_visit(hour + dt.timedelta(seconds=kiosk.rng.uniform(0, 3600)))
+        messages = kiosk.held()
+        count_id = count_event_id(kiosk.instance, period)
+        messages.append((count_id, "period", topics.period_payload(
+            event_id=count_id, instance=kiosk.instance, mode=simulate.MODE, period=period,
+            visits=len(messages))))
+        for event_id, kind, payload in messages:
+            schedule.append((rng.uniform(0, seconds), route[index],
+                             *publish_parts(topics.kiosk_topic(kiosk.kiosk_id, kind), payload, 1),
+                             event_id))
+            if kind == "visit":
+                visit_ids.append(event_id)
+        period_kiosks.append(kiosk.kiosk_id)
+    schedule.sort(key=lambda item: item[0])
+    return schedule, sorted(health_offsets), visit_ids, period_kiosks
+
+
+def _generator(pipe, plan):
+    """The generator process: prepare, connect (reporting each step), run at the parent's go,
+    then report what was published, PUBACKed and acked."""
+    started = time.monotonic()
+    schedule, health_offsets, visit_ids, period_kiosks = _national_schedule(
+        plan["kiosk_ids"], len(plan["real"]), [name for name, _ in plan["multiplexers"]],
+        plan["seconds"], plan["release_s"], plan["seed"])
+    pipe.send({"prepared_s": time.monotonic() - started, "messages": len(schedule)})
+    asyncio.run(_generate(pipe, plan, schedule))
+    pipe.send({"health_offsets": health_offsets, "visit_ids": visit_ids,
+               "period_kiosks": period_kiosks})
+
+
+async def _generate(pipe, plan, schedule):
+    load = Load()
+    real = plan["real"]
+    started = time.monotonic()
+    await load.open(plan["port"], [(kiosk_id, password, [topics.ack_topic(kiosk_id)])
+                                   for kiosk_id, password in real])
+    pipe.send({"connected_s": time.monotonic() - started, "rss": _rss(os.getpid())})
+    names = [name for name, _ in plan["multiplexers"]]
+    modelled = plan["kiosk_ids"][len(real):]
+    started = time.monotonic()
+    await load.open(plan["port"], [
+        (name, password, [topics.ack_topic(k) for k in modelled[index::len(names)]])
+        for index, (name, password) in enumerate(plan["multiplexers"])])
+    pipe.send({"multiplexed_s": time.monotonic() - started})
+    go = pipe.recv()
+    late = await load.run(schedule, go)
+    await load.flush()
+    flushed = time.monotonic()
+    expected = {item[4] for item in schedule if item[4] is not None}
+    deadline = flushed + DRAIN_S
+    while expected - load.acked.keys() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)  # acks arrive on the reader tasks
+    lags = sorted(load.acked[e] - load.pubacked[e] for e in expected
+                  if e in load.acked and e in load.pubacked)
+    pipe.send({"late_s": late, "held_back": load.held_back, "flushed": flushed,
+               "last_ack": max((load.acked[e] for e in expected if e in load.acked), default=0),
+               "published_qos1": len(expected), "pubacked": len(expected & load.pubacked.keys()),
+               "acked": len(expected & load.acked.keys()), "refused": load.refused,
+               "lost": load.lost[:5], "lost_count": len(load.lost), "ack_lags": lags,
+               "rss": _rss(os.getpid())})
+    await load.close()
+
+
+def _proc_stat(pid):
+    """``(ppid, CPU seconds)`` of a process from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss(pid):
+    """Resident memory of ``pid`` in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _tree(root, leave_out=()):
+    """``root`` and its descendants, without the subtrees of ``leave_out``."""
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                children.setdefault(_proc_stat(entry.name)[0], []).append(int(entry.name))
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in leave_out:
+            continue
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def _usage(trees):
+    """``{name: (CPU seconds, RSS bytes)}`` summed over each name's processes."""
+    usage = {}
+    for name, pids in trees.items():
+        cpu = rss = 0
+        for pid in pids:
+            try:
+                cpu += _proc_stat(pid)[1]
+                rss += _rss(pid)
+            except OSError:
+                continue  # a process that ended (its CPU time goes with it)
+        usage[name] = (cpu, rss)
+    return usage
+
+
+def national(root, db, *, real=None, kiosks=NATIONAL_KIOSKS, seconds=60, release_s=600,
+             postmaster=None, seed=7):
+    """Hold the national rate for ``seconds`` through the rig broker into the real collector
+    on ``db``; returns the measured figures (a dict). ``real`` kiosks (default: as many as the
+    file descriptor limit leaves room for) connect with their own accounts, the rest go over
+    :data:`MULTIPLEXERS` connections of multiplexer accounts. ``postmaster``: PostgreSQL's
+    pid, to count its CPU and memory."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    real = min(kiosks, soft - FD_MARGIN if real is None else real)
+    kiosk_ids = [f"k{n:05d}" for n in range(kiosks)]
+    figures = {"kiosks": kiosks, "real": real, "seconds": seconds, "release_s": release_s,
+               "fd_limit": soft}
+    context = multiprocessing.get_context("spawn")
+    with Broker(root / f"broker-national-{release_s}") as broker:
+        started = time.monotonic()
+        passwords = broker.add_kiosks(kiosk_ids[:real])
+        multiplexers = [(name, broker.add_multiplexer(name))
+                        for name in (f"bench-mux-{n}" for n in range(MULTIPLEXERS))]
+        figures["accounts_s"] = time.monotonic() - started
+        collector = Collector(db, "127.0.0.1", broker.port, *broker.collector_credentials)
+        collector.start()
+        ours, theirs = multiprocessing.Pipe()
+        generator = context.Process(target=_generator, args=(theirs, {
+            "port": broker.port, "kiosk_ids": kiosk_ids, "real": list(passwords.items()),
+            "multiplexers": multiplexers, "seconds": seconds, "release_s": release_s,
+            "seed": seed}))
+        try:
+            if not collector.wait_for_connected(10):
+                raise RuntimeError("collector did not connect")
+            broker_idle = _rss(broker.pid)
+            generator.start()
+            figures.update(_receive(ours, generator))  # prepared
+            figures.update(_receive(ours, generator))  # connected
+            figures["broker_rss_idle"], figures["broker_rss_real"] = broker_idle, _rss(broker.pid)
+            figures["generator_rss_real"] = figures.pop("rss")
+            figures.update(_receive(ours, generator))  # multiplexers subscribed
+            trees = {"broker": [broker.pid], "generator": [generator.pid],
+                     "collector": _tree(os.getpid(), {broker.pid, generator.pid}),
+                     "postgresql": _tree(postmaster) if postmaster else []}
+            before = _usage(trees)
+            go = time.monotonic() + 0.5
+            ours.send(go)
+            figures.update(_watch(collector, trees, before, go, seconds))
+            figures.update(_receive(ours, generator, DRAIN_S + seconds + 60))  # generator's end
+            figures.update(_receive(ours, generator))  # what was sent
+            figures.update(_verify(collector, figures, go))
+        finally:
+            if generator.pid is not None:
+                generator.join(30)
+                if generator.is_alive():
+                    generator.kill()
+            collector.stop()
+    return figures
+
+
+def _receive(pipe, process, timeout=600):
+    if not pipe.poll(timeout):
+        raise RuntimeError(f"the generator did not report in {timeout} s "
+                           f"(exit code {process.exitcode})")
+    return pipe.recv()
+
+
+def _watch(collector, trees, before, go, seconds):
+    """Sample the collector's health count and everyone's memory each second of the window;
+    returns CPU shares over the window, peak memory and the health count by time."""
+    progress, peaks = [], dict.fromkeys(trees, 0)
+    while (now := time.monotonic()) < go + seconds:
+        time.sleep(min(1.0, go + seconds - now))  # the sampling interval
+        progress.append((time.monotonic() - go, collector.counters.health_reports))
+        for name, (_, rss) in _usage(trees).items():
+            peaks[name] = max(peaks[name], rss)
+    after = _usage(trees)
+    elapsed = time.monotonic() - go
+    return {"progress": progress, "peak_rss": peaks,
+            "cpu": {name: (after[name][0] - before[name][0]) / elapsed for name in trees}}
+
+
+def _verify(collector, figures, go):
+    """Zero loss: every visit stored by event id, every period count and health report stored,
+    every kiosk's health on its row; and how far behind the collector ran."""
+    health_sent = len(figures["health_offsets"])
+    deadline = time.monotonic() + DRAIN_S
+    while collector.counters.health_reports < health_sent and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling the collector's counter
+    end = go + figures["seconds"]
+    health_drained = time.monotonic() - end
+    db = collector.db
+    stored = {row.event_id for row in db.FleetVisit.select(db.FleetVisit.event_id)}
+    counted = {row.kiosk_id for row in db.PeriodCount.select(db.PeriodCount.kiosk_id)}
+    with_health = db.KioskRow.select().where(db.KioskRow.health.is_null(False)).count()
+    offsets = figures.pop("health_offsets")
+    lag = 0.0
+    for at, done in figures.pop("progress"):
+        if 0 < done < len(offsets):  # the time the done-th report was sent, against now
+            lag = max(lag, at - offsets[done - 1])
+    visit_ids, period_kiosks = figures.pop("visit_ids"), figures.pop("period_kiosks")
+    lags = figures.pop("ack_lags")
+    return {
+        "health_sent": health_sent, "health_stored": collector.counters.health_reports,
+        "kiosks_with_health": with_health,
+        "visits_sent": len(visit_ids), "visits_missing": len(set(visit_ids) - stored),
+        "periods_sent": len(period_kiosks), "periods_missing": len(set(period_kiosks) - counted),
+        "health_lag_s": lag, "health_drained_s": health_drained,
+        "acks_drained_s": figures.pop("last_ack") - end,
+        "ack_lag_p50": lags[len(lags) // 2] if lags else None,
+        "ack_lag_p99": lags[int(len(lags) * 0.99)] if lags else None,
+        "ack_lag_max": lags[-1] if lags else None,
+        "malformed": collector.counters.malformed,
+        "store_failures": collector.counters.store_failures,
+    }
 
 
 def run(quick=False):
