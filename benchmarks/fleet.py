@@ -2,11 +2,11 @@
 
 ``python -m benchmarks.fleet [ingest] [national] [--quick]`` runs either or both.
 
-Ingest: each consumer drains the same kind of backlog: its persistent session is made,
-simulated kiosks (:mod:`kiosk.fleet.simulate`, their own accounts) publish ``count`` visits at QoS 1 while it is
-away, then it connects and the clock runs until the last visit is received (bare paho
-subscriber, acking each as paho does) or committed and acked (collector). Every consumer gets
-a fresh Mosquitto of the same configuration (so no session leaks from one to the next) and the
+Ingest: each consumer drains the same kind of backlog: its persistent session is made, simulated
+kiosks (:mod:`kiosk.fleet.simulate`, their own accounts) publish ``count`` visits at QoS 1 while
+it is away, then it connects and the clock runs until the last visit is received (bare paho
+subscriber, acking each as paho does) or committed and acked (collector). Every consumer gets a
+fresh Mosquitto of the same configuration (so no session leaks from one to the next) and the
 same shared subscription as the collector. The ratio is the target: at least 70 % of the bare
 rate on SQLite, 50 % on PostgreSQL, in the same run.
 
