@@ -96,6 +96,8 @@ class Broker:
         self._accounts = {COLLECTOR: secrets.token_urlsafe(18), OPS: secrets.token_urlsafe(18)}
         self._observers = set()
         self._multiplexers = set()
+        # user -> (password, its line's hash): a reload hashes only new or changed passwords.
+        self._hashes = {}
         self._collectors = [COLLECTOR]
         self._process = None
         self.ca_file = None
@@ -188,7 +190,10 @@ class Broker:
             self._wait_for_account(username, password)
 
     def _write_auth(self):
-        lines = [f"{user}:{password_hash(pw)}\n" for user, pw in self._accounts.items()]
+        for user, password in self._accounts.items():
+            if self._hashes.get(user, (None,))[0] != password:
+                self._hashes[user] = (password, password_hash(password))
+        lines = [f"{user}:{self._hashes[user][1]}\n" for user in self._accounts]
         _write_private(self.workdir / "passwd", "".join(lines))
         root = topics.ROOT
         acl = """\
