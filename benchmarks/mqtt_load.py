@@ -1,13 +1,13 @@
 """A minimal MQTT 5 publisher on asyncio, for the national-rate benchmark only.
 
 paho gives each client its own network thread (``loop_start``) or leaves the caller to poll
-every socket; tens of thousands of kiosk connections need neither threads nor a Python poll
-loop over sockets, but one event loop: each connection here is a socket, a reader coroutine and a
-few counters (about 10 KB), and a single scheduler writes each prepared message at its time.
-It speaks just what a kiosk does on the wire: CONNECT with user name and password, SUBSCRIBE
-to its acks, PUBLISH at QoS 0 (health) and 1 (visits, period counts) with a bounded number in
-flight, PUBACK of the acks it receives, and PINGREQ to learn that the broker has read everything
-sent before it. Nothing of it is a product: kiosks keep paho (kiosk.telemetry.mqtt).
+every socket; tens of thousands of kiosk connections need neither threads nor a Python poll loop
+over sockets, but one event loop: each connection here is a socket, a reader coroutine and a few
+counters (6 KiB measured at 19,500), and a single scheduler writes each prepared message at its
+time. It speaks just what a kiosk does on the wire: CONNECT with user name and password,
+SUBSCRIBE to its acks, PUBLISH at QoS 0 (health) and 1 (visits, period counts) with a bounded
+number in flight, PUBACK of the acks it receives, and PINGREQ to learn that the broker has read
+everything sent before it. Nothing of it is a product: kiosks keep paho (kiosk.telemetry.mqtt).
 """
 
 import asyncio
