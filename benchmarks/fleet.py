@@ -535,7 +535,7 @@ def _national_markdown(results):
         f"are multiplexed over {MULTIPLEXERS} connections of bench accounts that may publish for "
         "any kiosk id, each subscribed to its kiosks' own ack topics. The generator is one "
         "process, `benchmarks/mqtt_load.py` (a minimal MQTT 5 publisher on asyncio: one thread "
-        "for every connection). Messages are the contract's: health every minute per kiosk at "
+        "for all its connections). Messages are the contract's: health every minute per kiosk at "
         "its own phase (QoS 0); visits and period counts (QoS 1) as kiosks release them, each "
         "after its period with a random delay, so `release` s spreads a period: 600 s is the "
         "kiosks' jitter after the busiest hour (10:00–11:00, 12 visits a kiosk), the true peak; "
