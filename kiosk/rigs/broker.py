@@ -11,7 +11,9 @@ kiosk to its own topics), ``collector`` (reads kiosk messages, writes acks) and 
 commands, reads status/pin/health/reply); more collector accounts can be added
 (:meth:`Broker.add_collector`), as production gives each collector of a share group its own.
 Ops cannot write acks: a leaked ops password must not
-be able to confirm visits that were never stored.
+be able to confirm visits that were never stored. A benchmark that models more kiosks than one
+machine holds connections adds multiplexer accounts (:meth:`Broker.add_multiplexer`), which
+publish for any kiosk id: never part of production.
 
 Subscriptions are checked by the project's auth plugin (``provisioning/broker/``, built by
 ``./dev setup`` into ``.cache/broker/``), which reads the same ACL file: Mosquitto 2.0's
@@ -93,6 +95,9 @@ class Broker:
         self.log_path = self.workdir / "mosquitto.log"
         self._accounts = {COLLECTOR: secrets.token_urlsafe(18), OPS: secrets.token_urlsafe(18)}
         self._observers = set()
+        self._multiplexers = set()
+        # user -> (password, its line's hash): a reload hashes only new or changed passwords.
+        self._hashes = {}
         self._collectors = [COLLECTOR]
         self._process = None
         self.ca_file = None
@@ -120,6 +125,28 @@ class Broker:
         """
         topics.check_kiosk_id(kiosk_id)
         return self._add_account(kiosk_id, password)
+
+    def add_kiosks(self, kiosk_ids):
+        """Create many kiosk accounts with one rewrite and one reload (each :meth:`add_kiosk`
+        reloads the broker, which a benchmark of tens of thousands cannot wait for); returns
+        ``{kiosk_id: password}``."""
+        passwords = {}
+        for kiosk_id in kiosk_ids:
+            topics.check_kiosk_id(kiosk_id)
+            passwords[kiosk_id] = secrets.token_urlsafe(18)
+        if passwords:
+            self._accounts.update(passwords)
+            self._reload(*next(reversed(passwords.items())))
+        return passwords
+
+    def add_multiplexer(self, name):
+        """Create an account that publishes kiosk messages for any kiosk id and reads any
+        kiosk's acks; its password. Only for a benchmark that carries the messages of kiosks
+        past the connections one machine holds over a few connections: it breaks the rule
+        that a kiosk writes only its own topics, so production has no such account."""
+        topics.check_kiosk_id(name)
+        self._multiplexers.add(name)
+        return self._add_account(name)
 
     def add_collector(self, name):
         """Create another collector account (same rights as ``collector``, allowed into the
@@ -151,14 +178,22 @@ class Broker:
     def _add_account(self, username, password=None):
         password = password or secrets.token_urlsafe(18)
         self._accounts[username] = password
+        self._reload(username, password)
+        return password
+
+    def _reload(self, username, password):
+        """Rewrite the files; on a running broker, reload them and wait until ``username``
+        (the newest account) is accepted."""
         self._write_auth()
         if self.is_running:
             self._process.send_signal(signal.SIGHUP)
             self._wait_for_account(username, password)
-        return password
 
     def _write_auth(self):
-        lines = [f"{user}:{password_hash(pw)}\n" for user, pw in self._accounts.items()]
+        for user, password in self._accounts.items():
+            if self._hashes.get(user, (None,))[0] != password:
+                self._hashes[user] = (password, password_hash(password))
+        lines = [f"{user}:{self._hashes[user][1]}\n" for user in self._accounts]
         _write_private(self.workdir / "passwd", "".join(lines))
         root = topics.ROOT
         acl = """\
@@ -181,6 +216,9 @@ pattern read {root}/ack/%u/#
 """
         for name in sorted(self._observers):
             acl += f"\n# Observer: reads everything.\nuser {name}\ntopic read {root}/#\n"
+        for name in sorted(self._multiplexers):
+            acl += (f"\n# Benchmark multiplexer: many kiosks over one connection.\nuser {name}\n"
+                    f"topic write {root}/kiosk/#\ntopic read {root}/ack/#\n")
         _write_private(self.workdir / "acl", acl)
 
     def _wait_for_account(self, username, password, timeout=10.0):
@@ -281,6 +319,11 @@ pattern read {root}/ack/%u/#
     @property
     def is_running(self):
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self):
+        """Mosquitto's process id while it runs (a benchmark reads its CPU and memory)."""
+        return self._process.pid if self.is_running else None
 
     def start(self, timeout=10.0):
         """Write the files, start Mosquitto and return once every listener accepts."""

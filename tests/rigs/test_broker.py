@@ -178,3 +178,22 @@ def test_broker_password_bundle_connects_on_the_password_listener(tmp_path):
             assert not kiosk.publish(topics.kiosk_topic(bundle.name, "health"), b"{}").is_failure
         finally:
             kiosk.close()
+
+
+def test_broker_add_kiosks_creates_every_account_at_once(broker, mqtt_client):
+    passwords = broker.add_kiosks(["k1", "k2", "k3"])
+    for kiosk_id, password in passwords.items():
+        assert not mqtt_client(kiosk_id, password).wait_for_connack().is_failure
+    wrong = mqtt_client("k2", passwords["k1"], check=False).wait_for_connack()
+    assert sorted(passwords) == ["k1", "k2", "k3"] and wrong.is_failure
+
+
+def test_broker_multiplexer_writes_any_kiosks_messages_and_reads_their_acks_only(broker,
+                                                                                 mqtt_client):
+    mux = mqtt_client("bench-mux", broker.add_multiplexer("bench-mux"))
+    assert not mux.subscribe(topics.ack_topic("k9"))[0].is_failure
+    assert mux.subscribe(topics.cmd_subscription("k9"))[0].is_failure
+    assert not mux.publish(topics.kiosk_topic("k9", "health"), b"{}").is_failure
+    assert mux.publish(topics.ack_topic("k9"), topics.ack_payload(["x"])).value == NOT_AUTHORIZED
+    assert mux.publish(topics.cmd_topic("k9", "ping"),
+                       topics.command_payload("ping", "c-1")).value == NOT_AUTHORIZED
