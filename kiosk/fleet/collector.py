@@ -500,7 +500,7 @@ class Collector:
             self.db.apply_service_point(item, received)
             return "service_points"
         if isinstance(item, topics.HealthMessage):
-            self.db.apply_health(item, received)
+            self.db.apply_health([item], received)
             return "health_reports"
         if isinstance(item, topics.PeriodMessage):
             return "periods" if self.db.add_period(item, received) else "periods_duplicate"

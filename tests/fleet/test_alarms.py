@@ -159,8 +159,8 @@ def fleet(fleet_url, tmp_path):
         db.apply_service_point(pin("cm-dopa", "dopa-50", "pinned ministry", "Bangkok"), RECEIVED)
         db.apply_service_point(pin("cm-dlt", "dlt-50", "pinned ministry", "Bangkok"), RECEIVED)
         db.apply_service_point(pin("bkk-bma", "bma-1", "กรุงเทพมหานคร", "Bangkok"), RECEIVED)
-        db.apply_health(topics.parse_kiosk_message(topics.kiosk_topic("cm-dopa", "health"),
-                                                   health(reader="no_reader")), RECEIVED)
+        db.apply_health([topics.parse_kiosk_message(topics.kiosk_topic("cm-dopa", "health"),
+                                                    health(reader="no_reader"))], RECEIVED)
         db.update_alarms(NOW, alarms.DEFAULT_THRESHOLDS)
     yield db
     db.close()

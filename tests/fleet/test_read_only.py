@@ -28,7 +28,7 @@ def populate(where):
     try:
         with db.database.atomic():
             db.apply_status(parse("status", status("online", 1)), RECEIVED)
-            db.apply_health(parse("health", health()), RECEIVED)
+            db.apply_health([parse("health", health())], RECEIVED)
             db.add_visits([parse("visit", visit("v1"))], utc_text(PERIOD.start))
     finally:
         db.close()
@@ -66,7 +66,7 @@ def test_read_only_sqlite_open_refuses_every_write(tmp_path):
     try:
         assert [k.kiosk_id for k in db.kiosks()] == [KIOSK]
         with pytest.raises(peewee.OperationalError, match="readonly"):
-            db.apply_health(parse("health", health(disk_free_mb=1)), RECEIVED)
+            db.apply_health([parse("health", health(disk_free_mb=1))], RECEIVED)
     finally:
         db.close()
 

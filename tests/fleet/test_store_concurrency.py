@@ -69,14 +69,14 @@ def test_concurrency_messages_of_one_kiosk_keep_each_others_columns(two):
         first.apply_status(parse("status", status("online", 1), kiosk_id), RECEIVED)
     with between_statements(first.database, lambda: second.apply_status(
             parse("status", status("online", 2), "a"), RECEIVED)):
-        first.apply_health(parse("health", health(reader="no_reader", disk_free_mb=80), "a"),
+        first.apply_health([parse("health", health(reader="no_reader", disk_free_mb=80), "a")],
                            RECEIVED)
     with between_statements(first.database, lambda: second.apply_health(
-            parse("health", health(reader="no_reader", disk_free_mb=80), "b"), RECEIVED)):
+            [parse("health", health(reader="no_reader", disk_free_mb=80), "b")], RECEIVED)):
         first.apply_status(parse("status", status("offline", 1), "b"), RECEIVED)
     with between_statements(first.database, lambda: second.apply_service_point(
             pin("c", "dopa-50", "กระทรวงมหาดไทย", "Chiang Mai"), RECEIVED)):
-        first.apply_health(parse("health", health(disk_free_mb=80), "c"), RECEIVED)
+        first.apply_health([parse("health", health(disk_free_mb=80), "c")], RECEIVED)
     with between_statements(first.database, lambda: second.apply_status(
             parse("status", status("online", 2), "d"), RECEIVED)):
         assert first.apply_status(parse("status", status("lost", 1), "d"), RECEIVED) is False
@@ -88,6 +88,23 @@ def test_concurrency_messages_of_one_kiosk_keep_each_others_columns(two):
     assert (c.mode, c.disk_free_mb) == ("production", 80)
     assert [p.kiosk_id for p in first.ServicePointRow.select()] == ["c"]
     assert (d.state, d.epoch, d.stale_statuses) == ("online", 2, 1)
+
+
+def test_concurrency_a_batch_of_health_reports_is_written_at_once_the_last_of_a_kiosk_wins(two):
+    """Health goes in as one statement over many kiosks (a statement each was more than a
+    collector's time at the national rate): new kiosks get rows, known ones keep their other
+    columns, and a kiosk's later report in the batch is the one kept."""
+    first, _ = two
+    first.apply_status(parse("status", status("online", 1), "a"), RECEIVED)
+    first.apply_health([parse("health", health(disk_free_mb=10), "a"),
+                        parse("health", health(disk_free_mb=20, reader="no_reader"), "b"),
+                        parse("health", health(disk_free_mb=30), "a")], RECEIVED)
+    kiosks = {k.kiosk_id: k for k in first.kiosks()}
+    assert (kiosks["a"].state, kiosks["a"].disk_free_mb, kiosks["a"].reader) == (
+        "online", 30, "ready")
+    assert (kiosks["b"].state, kiosks["b"].disk_free_mb, kiosks["b"].reader) == (
+        None, 20, "no_reader")
+    assert kiosks["b"].last_seen == RECEIVED and '"disk_free_mb": 20' in kiosks["b"].health
 
 
 # --- holding one party inside its critical step ------------------------------------------------
@@ -166,7 +183,7 @@ class Turns:
 
 def test_concurrency_two_collectors_raise_one_alarm_once(two, fleet_url, monkeypatch):
     first, second = two
-    first.apply_health(parse("health", health(reader="no_reader")), RECEIVED)
+    first.apply_health([parse("health", health(reader="no_reader"))], RECEIVED)
     turns = Turns(monkeypatch, alarms, "conditions", fleet_url)
     results = turns.run(lambda: first.update_alarms(NOW, alarms.DEFAULT_THRESHOLDS),
                         lambda: second.update_alarms(NOW, alarms.DEFAULT_THRESHOLDS),
