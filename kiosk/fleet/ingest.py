@@ -167,12 +167,8 @@ def serve(batches, reports, options, stopping):
                     break
                 batch_id, items = request
                 released, acks = store.handle(items)
-                store.tidy()
                 reports.send(store.report(batch_id, released, acks))
-            else:
-                store.tidy()
-                if store.has_news():
-                    reports.send(store.report(None))
+            store.tidy()
             next_reconcile = time.monotonic() + options.reconcile_every_s
         report = store.report(None)
         report.finished = True
@@ -188,7 +184,7 @@ class Store:
         self.options = options
         self.stopping = stopping
         self.records = records  # the log records made since the last report
-        self.send_news = send_news  # sends a report at once (while a batch is retried)
+        self.send_news = send_news  # sends a report of the counts and records at once
         self.db = open_database(options.db_where)
         self.counters = Counters()
         self._next_alarms = 0.0  # time.monotonic() of the next evaluation
@@ -205,8 +201,12 @@ class Store:
         return report
 
     def tidy(self):
-        self.reconcile()
-        self.update_alarms()
+        """Reconcile, then raise and clear alarms; each step's counts and log lines are sent
+        the moment it has committed, so a reader who sees its rows soon sees its counts."""
+        for step in (self.reconcile, self.update_alarms):
+            step()
+            if self.has_news():
+                self.send_news()
 
     def handle(self, items):
         """Parse and store one batch: ``(released, acks)``. A message that cannot be parsed
