@@ -214,11 +214,12 @@ class Collector:
                 thread.join(max(0.0, deadline - time.monotonic()))
             with self._lock:
                 store, self._store = self._store, None  # no restart from here on
+            store.join(max(0.0, deadline - time.monotonic()))
             if store.is_alive():
                 log.error("the collector's store process did not finish in %.0f s; ending it",
                           timeout)
                 store.kill()
-            store.join()
+                store.join()
             self._threads = []
         self._client.disconnect()
         self._client.loop_stop()
