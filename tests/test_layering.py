@@ -114,7 +114,7 @@ LAYERS = (
         "kiosk.card.reader", "kiosk.card.probe", "kiosk.display.*", "kiosk.gpio", "kiosk.sqlite",
         "kiosk.store",
         "kiosk.telemetry.mqtt", "kiosk.telemetry.outbox", "kiosk.telemetry.health",
-        "kiosk.telemetry.commands", "kiosk.fleet.collector", "kiosk.fleet.db",
+        "kiosk.telemetry.commands", "kiosk.fleet.collector", "kiosk.fleet.ingest", "kiosk.fleet.db",
         "kiosk.fleet.migrations", "kiosk.fleet.status", "kiosk.fleet.provision",
         "kiosk.fleet.registry", "kiosk.fleet.statistics", "kiosk.fleet.command",
         "kiosk.watchdog", "kiosk.firstboot",
