@@ -66,10 +66,12 @@ MAX_IN_FLIGHT = 4
 RESTART_MAX_S = 5.0
 
 # A child forked from a process with threads (paho's, a test's) can inherit a lock held
-# mid-operation; the fork server is forked once, before any, with the store's modules loaded,
-# so starting a store process costs a fork, not an interpreter.
+# mid-operation; the fork server is started once, without threads, with the store's modules
+# and the main script loaded, so starting a store process costs a fork, not an interpreter.
+# As with any forkserver or spawn child, a script that starts a collector must do so under
+# ``if __name__ == "__main__":``.
 _PROCESSES = multiprocessing.get_context("forkserver")
-_PROCESSES.set_forkserver_preload(["kiosk.fleet.ingest"])
+_PROCESSES.set_forkserver_preload(["__main__", "kiosk.fleet.ingest"])
 # What the forwarding thread's queue carries beside messages.
 _FINISH, _WAKE, _DONE = "finish", "wake", "done"
 
