@@ -295,6 +295,10 @@ class Collector:
             except queue.Empty:
                 continue
             if first == _DONE:
+                with self._lock:
+                    for connection in (*self._retired, self._to_store):
+                        connection.close()
+                    self._retired = []
                 return
             if first == _FINISH:
                 finishing = True
@@ -359,7 +363,11 @@ class Collector:
                 delay = min(delay * 2, RESTART_MAX_S)  # one that keeps dying waits longer
                 continue
             delay = 0.1
-            self._apply(report)
+            try:
+                self._apply(report)
+            except Exception:  # this thread must outlive its own bugs, or acks would stop
+                log.exception("collector could not apply a report of its store process; the "
+                              "kiosks resend what was not acked")
             if report.finished:
                 break
         self._from_store.close()
