@@ -195,13 +195,17 @@ def _holds_long_number(obj):
     return logsafe.holds_id("\0".join(texts))
 
 
-class _Floats(list):
+class _Floats:
     """json.loads's ``parse_float`` for one payload: makes each float as json.loads would, and
-    keeps it, so :func:`_may_hold_long_number` can look at the floats without a walk."""
+    keeps it in ``values``, so :func:`_may_hold_long_number` can look at the floats without a
+    walk. (Not a list itself: the decoder takes an empty, falsy one for no ``parse_float``.)"""
+
+    def __init__(self):
+        self.values = []
 
     def __call__(self, literal):
         value = float(literal)
-        self.append(value)
+        self.values.append(value)
         return value
 
 
@@ -211,7 +215,7 @@ def _may_hold_long_number(text, floats):
     floats). Without a backslash every key and string is a verbatim slice of the text between
     quotes (which the look-arounds of :func:`kiosk.logsafe.holds_id` see as they see its ends),
     and an integer of 13 or more digits is 13 digits in a row."""
-    return ("\\" in text or any(map(logsafe.is_id_shaped, floats))
+    return ("\\" in text or any(map(logsafe.is_id_shaped, floats.values))
             or logsafe.holds_id(text))
 
 
