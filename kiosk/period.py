@@ -13,6 +13,7 @@ written as the RFC 3339 UTC time it starts: 07:00 local on 1 December is
 
 import datetime as dt
 import hashlib
+import re
 from dataclasses import dataclass
 
 BANGKOK = dt.timezone(dt.timedelta(hours=7), "Asia/Bangkok")
@@ -27,6 +28,8 @@ MAX_JITTER_S = 600
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _OFFSET_S = 7 * 3600
+#: A period start in its wire form, as strptime("%Y-%m-%dT%H:%M:%SZ") reads it digit for digit.
+_START = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z")
 _HEX_AS_LETTERS = str.maketrans("0123456789abcdef", "abcdefghijklmnop")
 
 
@@ -70,7 +73,12 @@ class Period:
     @classmethod
     def parse(cls, start_text, length_s):
         """The period from its wire form; ValueError unless it is a period's own start."""
-        start = dt.datetime.strptime(start_text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        exact = _START.fullmatch(start_text) if isinstance(start_text, str) else None
+        if exact:  # strptime's result, read at a fraction of its cost (the collector's hot path)
+            start = dt.datetime(*map(int, exact.groups()), tzinfo=dt.UTC)
+        else:  # the lenient forms strptime also takes
+            start = dt.datetime.strptime(start_text, "%Y-%m-%dT%H:%M:%SZ").replace(
+                tzinfo=dt.UTC)
         period = cls.of(start, length_s)
         if period.start != start:
             raise ValueError(f"{start_text} does not start a period of {length_s} s")

@@ -4,38 +4,42 @@ The collector joins a shared subscription (``$share/<group>/citizeninfo/v1/kiosk
 several collectors can split the fleet, with a persistent MQTT 5 session (clean start off plus a
 session expiry) so the broker queues visits while a collector restarts.
 
-Threads: paho's network thread only puts messages on a queue; one worker thread validates them,
-commits a batch (by count or time) in one transaction, then publishes the acks (of visits and
-period counts) and releases the broker's copy (manual PUBACK). The same worker reconciles the
-kiosks' period counts with the visits stored (:meth:`FleetDb.reconcile`), then raises and
-clears the fleet's alarms (:meth:`FleetDb.update_alarms`, at most every ``alarms_every_s``),
-after each batch and every ``reconcile_every_s`` while idle, never on paho's thread. Nothing
-is held locked while paho is called: an earlier version took a lock in a paho callback and
-called paho under it, which deadlocked. A message that fails validation is counted and logged by
-topic and reason only (never its contents, which could hold personal data), and the collector
-carries on.
+Two processes, so parsing and storing never share a GIL with paho (sharing it held the
+collector to a third of a bare subscriber's rate). This one, the network process, holds paho:
+its network thread only puts each message's ``(mid, qos, topic, payload)`` on a queue; a
+forwarding thread sends them in batches (by count or time) to the store process
+(:mod:`kiosk.fleet.ingest`, which parses, commits, reconciles and raises alarms), at most
+``MAX_IN_FLIGHT`` batches at a time so memory stays bounded while the database is slow (paho's
+in-flight window then holds the rest at the broker); a result thread takes each batch's report
+and only then releases the broker's copies (manual PUBACK), publishes the acks (of visits and
+period counts, all committed), adds the counts to :attr:`Collector.counters` and re-emits the
+store's log records here. If the store process dies, it is started again and sent the batches
+it had not answered (nothing of them was acked; storing is idempotent by event id). Nothing is
+held locked while paho is called: an earlier version took a lock in a paho callback and called
+paho under it, which deadlocked.
 """
 
 import dataclasses
-import datetime as dt
+import itertools
 import logging
+import multiprocessing
 import queue
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from peewee import InterfaceError, OperationalError, ProgrammingError
 
 from kiosk.config import TelemetrySection
-from kiosk.errors import MessageRejected, TelemetryError
+from kiosk.errors import TelemetryError
+from kiosk.fleet import ingest
 from kiosk.fleet.alarms import DEFAULT_THRESHOLDS, Thresholds
-from kiosk.fleet.db import DEFAULT_DB, is_url, open_database, utc_now
+from kiosk.fleet.db import DEFAULT_DB, is_url, open_database
+from kiosk.fleet.ingest import Counters
 from kiosk.logsafe import never_raises, printable
 from kiosk.period import MAX_JITTER_S
 from kiosk.telemetry import topics
@@ -45,14 +49,6 @@ log = logging.getLogger(__name__)
 DEFAULT_GROUP = "collectors"
 #: How long the broker keeps the session (and queues visits) while no collector is connected.
 DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
-#: Failures of the database itself, not of one message: nothing is acked or released and the
-#: batch is retried. Any other exception while storing costs only the message that raised it.
-#: A table gone is OperationalError on SQLite, ProgrammingError on PostgreSQL.
-DATABASE_FAILURES = (OperationalError, InterfaceError, ProgrammingError, OSError)
-#: Longest pause between retries of a batch the database refused.
-RETRY_MAX_S = 5.0
-#: Distinct reasons counted apart; a kiosk making up new ones cannot grow the counters forever.
-MAX_REASONS = 50
 _RESEND_AFTER_S = next(f.metadata["default"] for f in dataclasses.fields(TelemetrySection)
                        if f.name == "resend_after_s")
 #: How long after a period count arrived its missing visits are lost rather than late: a
@@ -64,47 +60,20 @@ RECONCILE_EVERY_S = 2.0
 #: Time between evaluations of the alarms: each reads every kiosk, so not after every batch
 #: (the shortest threshold, silent, is minutes).
 ALARMS_EVERY_S = 10.0
+#: Batches sent to the store process and not yet answered, at most.
+MAX_IN_FLIGHT = 4
+#: Longest pause before starting again a store process that keeps dying.
+RESTART_MAX_S = 5.0
 
-
-@dataclass
-class Counters:
-    """What the collector has done since start; read them from any thread."""
-
-    received: int = 0
-    visits_stored: int = 0
-    visits_duplicate: int = 0
-    periods: int = 0  # period counts stored
-    periods_duplicate: int = 0
-    periods_short: int = 0  # counts reconciled short (alarm raised)
-    periods_over: int = 0  # counts reconciled over (alarm raised)
-    periods_healed: int = 0  # short counts whose late visits arrived
-    reconcile_failures: int = 0
-    alarm_runs: int = 0  # evaluations of the alarms that committed
-    alarms_raised: int = 0
-    alarms_cleared: int = 0
-    alarm_failures: int = 0
-    statuses: int = 0  # applied; stale ones are counted apart
-    stale_statuses: int = 0
-    service_points: int = 0
-    health_reports: int = 0
-    replies: int = 0  # stored; a resent one is counted apart
-    replies_duplicate: int = 0
-    malformed: int = 0  # refused by the parser; by reason in malformed_by_reason
-    acks_sent: int = 0
-    batches: int = 0
-    store_failures: int = 0  # one message, or a whole batch the database refused (retried)
-    callback_failures: int = 0  # a paho callback raised and was contained
-    last_rejection: str | None = None  # topic and reason, never the payload
-    malformed_by_reason: dict = field(default_factory=dict)
-    store_failures_by_reason: dict = field(default_factory=dict)
-
-    def count(self, name, reason):
-        """Add one to ``name`` and to its ``<name>_by_reason`` tally of ``reason``."""
-        setattr(self, name, getattr(self, name) + 1)
-        tally = getattr(self, f"{name}_by_reason")
-        if reason not in tally and len(tally) >= MAX_REASONS:
-            reason = "other"
-        tally[reason] = tally.get(reason, 0) + 1
+# A child forked from a process with threads (paho's, a test's) can inherit a lock held
+# mid-operation; the fork server is started once, without threads, with the store's modules
+# and the main script loaded, so starting a store process costs a fork, not an interpreter.
+# As with any forkserver or spawn child, a script that starts a collector must do so under
+# ``if __name__ == "__main__":``.
+_PROCESSES = multiprocessing.get_context("forkserver")
+_PROCESSES.set_forkserver_preload(["__main__", "kiosk.fleet.ingest"])
+# What the forwarding thread's queue carries beside messages.
+_FINISH, _WAKE, _DONE = "finish", "wake", "done"
 
 
 def _count_callback_failure(collector, *_):
@@ -116,13 +85,23 @@ def _count_callback_failure(collector, *_):
 _contained = never_raises(log, counted=_count_callback_failure)
 
 
-def _topic_of(message):
-    """The message's topic fit for a log line (a kiosk chose it), or a placeholder when paho
-    cannot decode it (never the bytes)."""
+def _wire(message):
+    """``(mid, qos, topic, payload)`` of a paho message for the store process; topic None and
+    the error's name for payload when paho cannot read it (the store counts it malformed)."""
     try:
-        return printable(message.topic)
-    except Exception:
-        return "<undecodable topic>"
+        return message.mid, message.qos, message.topic, message.payload
+    except Exception as exc:
+        return getattr(message, "mid", None), getattr(message, "qos", 0), None, \
+            type(exc).__name__
+
+
+def _send(connection, request):
+    """Send to a store process; one that has died is started again by the result thread, which
+    has every unanswered batch sent again, so a failed send is not an error here."""
+    try:
+        connection.send(request)
+    except (OSError, ValueError):
+        pass
 
 
 class Collector:
@@ -131,7 +110,9 @@ class Collector:
     ``tls`` is a dict for ``paho.Client.tls_set`` (``ca_certs``, ``certfile``, ``keyfile``).
     Acks go out after the batch holding the visits or period counts has committed; one seen
     before is acked again (the kiosk resends when an ack is lost) but stored once. A period
-    count short of visits raises its alarm ``reconcile_grace_s`` after it arrived.
+    count short of visits raises its alarm ``reconcile_grace_s`` after it arrived. ``counters``
+    (read them from any thread) lag the database by at most one batch's report; ``db`` is this
+    process's own connection, for reading.
     """
 
     def __init__(self, db, host, port, username, password=None, *, group=DEFAULT_GROUP,
@@ -152,14 +133,22 @@ class Collector:
         self.session_expiry_s = session_expiry_s
         self.reconcile_grace_s, self.reconcile_every_s = reconcile_grace_s, reconcile_every_s
         self.thresholds, self.alarms_every_s = thresholds, alarms_every_s
-        self._next_alarms = 0.0  # time.monotonic() of the next evaluation
-        self._reconcile_failing = self._alarms_failing = False
         self.counters = Counters()
         self.db = None
-        self._queue = queue.Queue()
+        self._inbox = queue.Queue()  # paho's messages (and _FINISH, _WAKE, _DONE)
         self._stopping = threading.Event()
         self._connected = threading.Event()
-        self._worker = None
+        self._threads = []
+        # The store process and its pipes; swapped by the result thread when it restarts one.
+        self._lock = threading.Lock()  # guards the four below
+        self._store = self._to_store = self._from_store = None
+        self._generation = 0  # store processes started so far
+        self._in_flight = {}  # batch id -> [items, generation it was last sent to]
+        self._retired = []  # pipes to dead store processes, closed by the forwarding thread
+        self._finish_sent = None  # the generation asked to finish (stop() began)
+        self._window = threading.Semaphore(MAX_IN_FLIGHT)
+        self._batch_ids = itertools.count()
+        self._store_stopping = None  # a multiprocessing Event: abandon a failing batch
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username,
                                    protocol=mqtt.MQTTv5, manual_ack=True)
         self._client.username_pw_set(username, password)
@@ -191,12 +180,21 @@ class Collector:
     # --- lifecycle --------------------------------------------------------------------------
 
     def start(self):
-        """Open the database, start the worker and connect (paho retries while the broker is
-        away, so a collector started before its broker still comes up)."""
+        """Open the database (migrating it here, before the store process opens its own), start
+        the store process and the threads, and connect (paho retries while the broker is away,
+        so a collector started before its broker still comes up)."""
         self.db = open_database(self.db_where)
         self._stopping.clear()
-        self._worker = threading.Thread(target=self._work, name="collector-worker", daemon=True)
-        self._worker.start()
+        self._store_stopping = _PROCESSES.Event()
+        self._finish_sent = None
+        with self._lock:
+            self._launch()
+        self._threads = [threading.Thread(target=self._forward, name="collector-forward",
+                                          daemon=True),
+                         threading.Thread(target=self._take_reports, name="collector-results",
+                                          daemon=True)]
+        for thread in self._threads:
+            thread.start()
         props = Properties(PacketTypes.CONNECT)
         # paho's default (clean start on the first connect) would wipe the queued session.
         props.SessionExpiryInterval = self.session_expiry_s
@@ -207,11 +205,24 @@ class Collector:
 
     def stop(self, timeout=10.0):
         """Finish the queued batches while still connected (so their acks go out), then
-        disconnect; the broker keeps the session and redelivers what came in meanwhile."""
+        disconnect; the broker keeps the session and redelivers what came in meanwhile (and a
+        batch the database is refusing, which is abandoned at once)."""
         self._stopping.set()
-        if self._worker is not None:
-            self._worker.join(timeout)
-            self._worker = None
+        if self._threads:
+            self._store_stopping.set()
+            self._inbox.put(_FINISH)
+            deadline = time.monotonic() + timeout
+            for thread in self._threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            with self._lock:
+                store, self._store = self._store, None  # no restart from here on
+            store.join(max(0.0, deadline - time.monotonic()))
+            if store.is_alive():
+                log.error("the collector's store process did not finish in %.0f s; ending it",
+                          timeout)
+                store.kill()
+                store.join()
+            self._threads = []
         self._client.disconnect()
         self._client.loop_stop()
         if self.db is not None:
@@ -254,27 +265,46 @@ class Collector:
     def _on_message(self, client, userdata, message):
         if self._stopping.is_set():
             return  # not acknowledged: the broker redelivers it to the next collector session
-        self._queue.put(message)
+        self._inbox.put(_wire(message))
 
-    # --- the worker -------------------------------------------------------------------------
+    # --- the store process ------------------------------------------------------------------
 
-    def _work(self):
-        try:
-            self._drain()
-        finally:
-            self.db.database.close()  # this thread's own connection
+    def _launch(self):
+        """Start a store process (holding ``_lock``); its pipe ends are its own alone, so its
+        death reads as the end of ``_from_store``."""
+        batches, self._to_store = _PROCESSES.Pipe(duplex=False)
+        self._from_store, reports = _PROCESSES.Pipe(duplex=False)
+        options = ingest.Options(str(self.db_where), self.reconcile_grace_s,
+                                 self.reconcile_every_s, self.thresholds, self.alarms_every_s)
+        self._store = _PROCESSES.Process(
+            target=ingest.serve, args=(batches, reports, options, self._store_stopping),
+            name="collector-store", daemon=True)
+        self._store.start()
+        batches.close()
+        reports.close()
+        self._generation += 1
 
-    def _drain(self):
-        next_reconcile = time.monotonic()
-        while not (self._stopping.is_set() and self._queue.empty()):
+    def _forward(self):
+        """The forwarding thread: batch the queued messages and send them; send again what a
+        dead store process left unanswered; after _FINISH, ask the store to finish."""
+        finishing = False
+        while True:
+            self._resend()
             try:
-                first = self._queue.get(timeout=min(0.1, self.reconcile_every_s))
+                first = self._inbox.get(timeout=0.1)
             except queue.Empty:
-                if time.monotonic() >= next_reconcile:
-                    self._reconcile()
-                    self._update_alarms()
-                    next_reconcile = time.monotonic() + self.reconcile_every_s
                 continue
+            if first == _DONE:
+                with self._lock:
+                    for connection in (*self._retired, self._to_store):
+                        connection.close()
+                    self._retired = []
+                return
+            if first == _FINISH:
+                finishing = True
+                self._send_finish()
+            if not isinstance(first, tuple) or finishing:
+                continue  # _WAKE; or a message that came as stop() began: not released
             batch = [first]
             deadline = time.monotonic() + self.batch_s
             while len(batch) < self.batch_size:
@@ -282,233 +312,120 @@ class Collector:
                 if remaining <= 0:
                     break
                 try:
-                    batch.append(self._queue.get(timeout=remaining))
+                    item = self._inbox.get(timeout=remaining)
                 except queue.Empty:
                     break
-            try:
-                self._handle(batch)
-            except Exception as exc:  # the worker must outlive any bug in its own code
-                self.counters.count("store_failures", f"batch: {type(exc).__name__}")
-                log.exception("collector batch of %d failed; the kiosks will resend", len(batch))
-            self._reconcile()
-            self._update_alarms()
-            next_reconcile = time.monotonic() + self.reconcile_every_s
+                if not isinstance(item, tuple):
+                    self._inbox.put(item)  # after this batch
+                    break
+                batch.append(item)
+            while not self._window.acquire(timeout=0.1):
+                self._resend()
+            with self._lock:
+                batch_id = next(self._batch_ids)
+                self._in_flight[batch_id] = [batch, self._generation]
+                connection = self._to_store
+            _send(connection, (batch_id, batch))
 
-    def _drop_connection(self):
-        """Forget this thread's connection after a database failure: peewee would go on using
-        one a restarted PostgreSQL server has closed, failing every retry. The next statement
-        connects afresh (a locked SQLite file loses nothing by it)."""
-        try:
-            self.db.database.close()
-        except Exception as exc:  # a broken connection may not even close cleanly
-            log.debug("closing the failed database connection: %s", type(exc).__name__)
+    def _send_finish(self):
+        with self._lock:
+            self._finish_sent = self._generation
+            connection = self._to_store
+        _send(connection, None)
 
-    def _reconcile(self):
-        """Reconcile the period counts due a look, count and log the verdicts that changed. A
-        failure is counted and logged (once until a run succeeds again) and retried at the
-        next run: the counts stay due."""
-        try:
-            with self.db.database.atomic():
-                changed = self.db.reconcile(dt.datetime.now(dt.UTC), self.reconcile_grace_s)
-        except Exception as exc:  # the worker must outlive the database and our own bugs
-            if isinstance(exc, DATABASE_FAILURES):
-                self._drop_connection()
-            self.counters.reconcile_failures += 1
-            if not self._reconcile_failing:
-                log.exception("could not reconcile the period counts (%s); retrying",
-                              type(exc).__name__)
-            self._reconcile_failing = True
-            return
-        self._reconcile_failing = False
-        for verdict in changed:
-            if verdict.after in ("short", "over"):
-                setattr(self.counters, f"periods_{verdict.after}",
-                        getattr(self.counters, f"periods_{verdict.after}") + 1)
-                log.warning("%s period %s (%d s) of instance %s is %s: counted %d, stored %d",
-                            verdict.kiosk_id, verdict.period, verdict.period_s,
-                            verdict.instance, verdict.after, verdict.expected, verdict.stored)
-            elif verdict.before == "short" and verdict.after == "ok":
-                self.counters.periods_healed += 1
-                log.info("%s period %s (%d s) of instance %s: its late visits arrived",
-                         verdict.kiosk_id, verdict.period, verdict.period_s, verdict.instance)
+    def _resend(self):
+        """Send the unanswered batches again to a store process started since they were sent
+        (and the request to finish, if it was made)."""
+        with self._lock:
+            stale = [(batch_id, sent) for batch_id, sent in sorted(self._in_flight.items())
+                     if sent[1] != self._generation]
+            for _, sent in stale:
+                sent[1] = self._generation
+            finish = self._finish_sent not in (None, self._generation)
+            connection, retired, self._retired = self._to_store, self._retired, []
+        for old in retired:
+            old.close()
+        for batch_id, (batch, _) in stale:
+            _send(connection, (batch_id, batch))
+        if finish:
+            self._send_finish()
 
-    def _update_alarms(self):
-        """Raise and clear the fleet's alarms (:meth:`FleetDb.update_alarms`), after the
-        period counts are reconciled, at most every ``alarms_every_s``; a failure is logged
-        once and retried at the next run."""
-        if time.monotonic() < self._next_alarms:
-            return
-        self._next_alarms = time.monotonic() + self.alarms_every_s
-        try:  # in its own transaction, under the lock collectors take turns under
-            raised, cleared = self.db.update_alarms(dt.datetime.now(dt.UTC), self.thresholds)
-        except Exception as exc:  # the worker must outlive the database and our own bugs
-            self.counters.alarm_failures += 1
-            if not self._alarms_failing:
-                log.exception("could not evaluate the alarms (%s); retrying",
-                              type(exc).__name__)
-            self._alarms_failing = True
-            return
-        self._alarms_failing = False
-        self.counters.alarm_runs += 1
-        self.counters.alarms_raised += len(raised)
-        self.counters.alarms_cleared += len(cleared)
-        for event in raised:
-            log.warning("alarm %s raised on %s: %s", event.kind, event.kiosk_id,
-                        printable(event.detail))
-        for event in cleared:
-            log.info("alarm %s cleared on %s", event.kind, event.kiosk_id)
-
-    def _handle(self, batch):
-        """Parse, store and ack one batch. A message that cannot be parsed or stored is
-        counted, released and not acked; a database failure retries the whole batch, releasing
-        nothing, until it commits or the collector stops (the session then redelivers it)."""
-        self.counters.received += len(batch)
-        parsed = [item for item in map(self._parse, batch) if item is not None]
+    def _take_reports(self):
+        """The result thread: apply each report of the store process; start another when it
+        dies (unless stop() ended it), until it has finished."""
         delay = 0.1
         while True:
-            received = utc_now()
             try:
-                tallies, acks, failures = self._commit(parsed, received)
+                report = self._from_store.recv()
+            except (EOFError, OSError):
+                if not self._restart(delay):
+                    break
+                delay = min(delay * 2, RESTART_MAX_S)  # one that keeps dying waits longer
+                continue
+            delay = 0.1
+            try:
+                self._apply(report)
+            except Exception:  # this thread must outlive its own bugs, or acks would stop
+                log.exception("collector could not apply a report of its store process; the "
+                              "kiosks resend what was not acked")
+            if report.finished:
                 break
-            except DATABASE_FAILURES as exc:
-                self.counters.count("store_failures", f"database: {type(exc).__name__}")
-                log.error("collector could not commit %d messages (%s); nothing acked, "
-                          "retrying in %.1f s", len(parsed), exc, delay)
-                self._drop_connection()
-                if self._stopping.wait(delay):
-                    return
-                delay = min(delay * 2, RETRY_MAX_S)
-            except Exception:
-                # A bug of ours, not the database: release the batch anyway, or it would fill
-                # the in-flight window; nothing was acked, so the kiosks resend it.
-                for message in batch:
-                    self._release(message)
-                raise
-        for message in batch:
-            self._release(message)
-        self.counters.batches += 1
-        for topic, exc in failures:
-            self._store_failed(topic, exc)
-        for name in tallies:
-            setattr(self.counters, name, getattr(self.counters, name) + 1)
-        for kiosk_id, event_ids in acks.items():
+        self._from_store.close()
+        self._inbox.put(_DONE)
+
+    def _restart(self, delay):
+        """Start another store process after ``delay``; False if stop() ended this one."""
+        with self._lock:
+            store = self._store
+        if store is None:
+            return False
+        store.join()
+        time.sleep(delay)
+        with self._lock:
+            if self._store is None:
+                return False
+            self._from_store.close()
+            self._retired.append(self._to_store)
+            unanswered = len(self._in_flight)
+            self._launch()
+        self.counters.store_restarts += 1
+        log.error("the collector's store process ended (exit code %s); started another and "
+                  "sending it the %d batches not answered", store.exitcode, unanswered)
+        self._inbox.put(_WAKE)
+        return True
+
+    def _apply(self, report):
+        """Re-emit the store's log records, add its counts, then release the batch and
+        publish its acks (so a kiosk that sees its ack also sees the counts and the lines)."""
+        for record in report.records:
+            logger = logging.getLogger(record.name)
+            if logger.isEnabledFor(record.levelno):
+                logger.handle(record)
+        self.counters.add(report.counters)
+        if report.batch is None:
+            return
+        with self._lock:
+            batch, _ = self._in_flight.pop(report.batch)
+        self._window.release()
+        if report.released:
+            for mid, qos, topic, _ in batch:
+                self._release(mid, qos, topic)
+        for kiosk_id, event_ids in report.acks.items():
             for start in range(0, len(event_ids), topics.MAX_ACK_IDS):
                 chunk = event_ids[start:start + topics.MAX_ACK_IDS]
                 self._client.publish(topics.ack_topic(kiosk_id), topics.ack_payload(chunk),
                                      qos=topics.QOS["ack"])
                 self.counters.acks_sent += 1
 
-    def _parse(self, message):
-        """``(topic, validated message)``, or None once the rejection is counted and logged.
-        Any exception counts as malformed: a parser bug must cost one message, not the batch."""
-        topic = _topic_of(message)
-        try:
-            return topic, topics.parse_kiosk_message(message.topic, message.payload)
-        except MessageRejected as exc:
-            reason = printable(str(exc).removeprefix(f"{message.topic}: "))
-        except Exception as exc:
-            reason = f"unparseable ({type(exc).__name__})"
-        self.counters.count("malformed", reason)
-        self.counters.last_rejection = f"{topic}: {reason}"
-        log.warning("rejected message on %s: %s", topic, reason)
-        return None
-
-    def _commit(self, parsed, received):
-        """Store ``parsed`` in one transaction, each message in its own savepoint. Returns the
-        counters to bump and the event ids to ack (visits and period counts) by kiosk (both for
-        what was committed) and the ``(topic, exception)`` of each message the database
-        refused; all are applied only once committed, so a retried batch counts nothing twice.
-        Raises a DATABASE_FAILURES exception, with nothing committed, when the database itself
-        fails."""
-        tallies, visits, counts, failures = [], [], [], []
-        with self.db.database.atomic():
-            for topic, item in parsed:
-                if isinstance(item, topics.VisitMessage):
-                    visits.append((topic, item))
-                    continue
-                try:
-                    with self.db.database.atomic():
-                        tallies.append(self._store(item, received))
-                except DATABASE_FAILURES:
-                    raise
-                except Exception as exc:
-                    failures.append((topic, exc))
-                    continue
-                if isinstance(item, topics.PeriodMessage):
-                    counts.append(item)
-            stored, kept = self._store_visits(visits, received, failures)
-        acks = {}
-        for message in (*kept, *counts):
-            acks.setdefault(message.kiosk_id, []).append(message.event_id)
-        tallies += ["visits_stored"] * stored + ["visits_duplicate"] * (len(kept) - stored)
-        return tallies, acks, failures
-
-    def _store_visits(self, visits, received, failures):
-        """``(new rows, visits stored or already there)``. All visits go in one savepoint (at
-        catch-up rates one insert per visit was the collector's ceiling); only if that fails
-        does each get its own, so a visit the database refuses costs only itself (added to
-        ``failures``)."""
-        everything = [item for _, item in visits]
-        try:
-            with self.db.database.atomic():
-                return self.db.add_visits(everything, received), everything
-        except DATABASE_FAILURES:
-            raise
-        except Exception:
-            pass  # find the one at fault below
-        stored, kept = 0, []
-        for topic, item in visits:
-            try:
-                with self.db.database.atomic():
-                    stored += self.db.add_visits([item], received)
-                kept.append(item)
-            except DATABASE_FAILURES:
-                raise
-            except Exception as exc:
-                failures.append((topic, exc))
-        return stored, kept
-
-    def _store_failed(self, topic, exc):
-        """One message the database refused: counted and logged by topic and error type only
-        (a driver message can quote a value); it is released but not acked."""
-        reason = f"{topic.rsplit('/', 1)[-1]}: {type(exc).__name__}"
-        self.counters.count("store_failures", reason)
-        log.error("could not store the message on %s (%s); not acked", topic,
-                  type(exc).__name__)
-
-    def _release(self, message):
+    def _release(self, mid, qos, topic):
         """PUBACK to the broker so it never redelivers this message (stored or refused)."""
         try:
-            if message.qos > 0:
-                self._client.ack(message.mid, message.qos)
+            if qos > 0:
+                self._client.ack(mid, qos)
         except Exception as exc:
-            log.error("could not release a message on %s (%s)", _topic_of(message),
+            log.error("could not release a message on %s (%s)",
+                      ingest.UNDECODABLE_TOPIC if topic is None else printable(topic),
                       type(exc).__name__)
-
-    def _store(self, item, received):
-        """Apply one validated non-visit message inside the batch transaction; return the
-        counter to bump once the batch has committed (so a reader never sees a count before its
-        row). Visits are stored together by :meth:`FleetDb.add_visits`; a period count is
-        acked by :meth:`_commit` once stored."""
-        if isinstance(item, topics.Status):
-            if self.db.apply_status(item, received):
-                return "statuses"
-            log.info("ignored stale %s status of %s (instance %s, epoch %d: an earlier "
-                     "connection's)", item.state, item.kiosk_id, item.instance, item.epoch)
-            return "stale_statuses"
-        if isinstance(item, topics.ServicePoint):
-            self.db.apply_service_point(item, received)
-            return "service_points"
-        if isinstance(item, topics.HealthMessage):
-            self.db.apply_health([item], received)
-            return "health_reports"
-        if isinstance(item, topics.PeriodMessage):
-            return "periods" if self.db.add_period(item, received) else "periods_duplicate"
-        if not self.db.add_reply(item, received):
-            return "replies_duplicate"
-        log.info("reply from %s to %s: %s", item.kiosk_id, item.correlation_id,
-                 "ok" if item.ok else printable(item.error))
-        return "replies"
 
 
 # --- the kiosk-fleet collect verb -----------------------------------------------------------

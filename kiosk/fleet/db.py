@@ -505,14 +505,15 @@ class FleetDb:
          .execute())
 
     def apply_health(self, reports, received):
-        """Keep each kiosk's latest of ``reports`` (health messages), in its own columns only.
+        """Keep each kiosk's latest of ``reports`` (health messages), in its own columns only;
+        returns how many reports were applied.
         All at once: at the national rate a statement or two per report was more than a
         collector's whole time, one UPDATE over many rows costs a twentieth of it. Kiosks are
         written in id order, so two collectors' batches never wait on each other in a
         circle."""
         latest = {health.kiosk_id: health for health in reports}  # a kiosk's last one wins
         if not latest:
-            return
+            return 0
         KioskRow = self.KioskRow
         (KioskRow.insert_many([{"kiosk_id": kiosk_id, "last_seen": received}
                                for kiosk_id in sorted(latest)])
@@ -532,6 +533,7 @@ class FleetDb:
             self.database.cursor().executemany(
                 f'UPDATE "{KioskRow._meta.table_name}" SET {assignments} '
                 f'WHERE "kiosk_id" = {mark}', rows)
+        return len(reports)
 
     def add_reply(self, reply, received):
         """Store a :class:`~kiosk.telemetry.topics.Reply`; False when this kiosk's reply to

@@ -195,6 +195,30 @@ def _holds_long_number(obj):
     return logsafe.holds_id("\0".join(texts))
 
 
+class _Floats:
+    """json.loads's ``parse_float`` for one payload: makes each float as json.loads would, and
+    keeps it in ``values``, so :func:`_may_hold_long_number` can look at the floats without a
+    walk. (Not a list itself: the decoder takes an empty, falsy one for no ``parse_float``.)"""
+
+    def __init__(self):
+        self.values = []
+
+    def __call__(self, literal):
+        value = float(literal)
+        self.values.append(value)
+        return value
+
+
+def _may_hold_long_number(text, floats):
+    """False only when the JSON ``text`` surely decodes to nothing :func:`find_long_numbers`
+    finds, checked on the text at once rather than walking the decoded object (``floats``: its
+    floats). Without a backslash every key and string is a verbatim slice of the text between
+    quotes (which the look-arounds of :func:`kiosk.logsafe.holds_id` see as they see its ends),
+    and an integer of 13 or more digits is 13 digits in a row."""
+    return ("\\" in text or any(map(logsafe.is_id_shaped, floats.values))
+            or logsafe.holds_id(text))
+
+
 # --- encoding and decoding ------------------------------------------------------------------
 
 
@@ -229,7 +253,8 @@ def _decode(payload, what, max_bytes):
     if len(payload) > max_bytes:
         raise MessageRejected(f"{what}: {len(payload)} bytes is over the limit of {max_bytes}")
     try:
-        obj = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+        text, floats = payload.decode("utf-8"), _Floats()
+        obj = json.loads(text, parse_constant=_reject_constant, parse_float=floats)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MessageRejected(f"{what}: not UTF-8 JSON ({type(exc).__name__})") from None
     if not isinstance(obj, dict):
@@ -237,7 +262,7 @@ def _decode(payload, what, max_bytes):
     if _is_deeper(obj, MAX_DEPTH):
         raise MessageRejected(f"{what}: nested deeper than {MAX_DEPTH} levels")
     # Before any rule that quotes a value (the schema below), so none can quote an ID.
-    long_numbers = find_long_numbers(obj)
+    long_numbers = find_long_numbers(obj) if _may_hold_long_number(text, floats) else []
     if long_numbers:
         raise MessageRejected(
             f"{what}: 13-digit number at {', '.join(long_numbers)} (looks like a citizen ID)"

@@ -6,6 +6,8 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import os
+import signal
 import time
 import uuid
 
@@ -476,3 +478,44 @@ def test_collector_status_cli_reads_either_database(fleet_url, capsys):
     status_add_arguments(parser)
     assert status_main(parser.parse_args(["--db", fleet_url])) == 0
     assert capsys.readouterr().out.split()[:2] == [KIOSK, "unknown"]
+
+
+# --- the store process (kiosk.fleet.ingest) -------------------------------------------------
+
+
+def test_collector_store_process_log_records_reach_the_callers_logging(collector, kiosk,
+                                                                      caplog):
+    caplog.set_level(logging.INFO, logger="kiosk.fleet.collector")
+    kiosk.publish(topics.kiosk_topic(KIOSK, "reply"), topics.reply_payload("c-1", True, None))
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), b"not json")
+    wait_until(lambda: collector.counters.replies == 1 and collector.counters.malformed == 1,
+               "the reply and the rejection")
+
+    stored = {r.getMessage(): r for r in caplog.records if r.name == "kiosk.fleet.collector"}
+    reply = stored["reply from bkk-001 to c-1: ok"]
+    rejection = stored[f"rejected message on {topics.kiosk_topic(KIOSK, 'visit')}: "
+                       "not UTF-8 JSON (JSONDecodeError)"]
+    assert (reply.levelno, rejection.levelno) == (logging.INFO, logging.WARNING)
+    assert reply.process == rejection.process != os.getpid()  # written by the store process
+
+
+def test_collector_store_process_killed_mid_run_loses_nothing_and_stores_nothing_twice(
+        start_collector, kiosk, caplog):
+    start_collector().stop()  # the session now exists: the visits queue for the next one
+    sent = [f"queued-{n}" for n in range(400)]
+    for event_id in sent[:-1]:
+        kiosk.client.publish(topics.kiosk_topic(KIOSK, "visit"), visit(event_id), qos=1)
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit(sent[-1]))  # the broker has all
+
+    collector = start_collector(batch_size=10)
+    wait_until(lambda: collector.counters.visits_stored > 0, "the first batch")
+    os.kill(collector._store.pid, signal.SIGKILL)
+    wait_until(lambda: set(sent) <= set(acked_ids(kiosk)), "every ack")
+
+    assert sorted(v.event_id for v in collector.db.visits()) == sorted(sent)
+    assert sorted(acked_ids(kiosk)) == sorted(sent)  # each batch answered exactly once
+    counters = collector.counters
+    assert counters.store_restarts == 1 and counters.received == len(sent)
+    # A batch committed by the killed process is stored again as duplicates, never twice.
+    assert counters.visits_stored + counters.visits_duplicate == len(sent)
+    assert "the collector's store process ended (exit code -9)" in caplog.text
