@@ -232,6 +232,23 @@ class Reply(Model):
         indexes = ((("kiosk_id", "correlation_id"), True),)
 
 
+class Malformed(Model):
+    """Messages the collectors refused as malformed, by the parser's reason (which names no
+    value), kept so that ``/metrics`` and ops see them whichever collector counted them and
+    however often it restarted. At most :data:`MAX_MALFORMED_REASONS` reasons, then ``other``:
+    a kiosk making up new ones cannot grow the table."""
+
+    reason = CharField(primary_key=True)
+    messages = IntegerField()
+
+    class Meta:
+        table_name = "malformed"
+
+
+#: Distinct reasons :class:`Malformed` keeps apart.
+MAX_MALFORMED_REASONS = 50
+
+
 class FleetDb:
     """One open fleet database: its own bound ``KioskRow``, ``ServicePointRow``, ``FleetVisit``,
     ``PeriodCount``, ``Alarm`` and ``Reply`` models, plus the queries. ``location`` names it
@@ -241,8 +258,9 @@ class FleetDb:
     def __init__(self, database, location, *, read_only=False):
         self.database, self.location = database, location
         (self.KioskRow, self.ServicePointRow, self.FleetVisit, self.PeriodCount, self.Alarm,
-         self.Reply, self.AlarmEvent) = bind(self.database, KioskRow, ServicePointRow,
-                                             FleetVisit, PeriodCount, Alarm, Reply, AlarmEvent)
+         self.Reply, self.AlarmEvent, self.Malformed) = bind(
+            self.database, KioskRow, ServicePointRow, FleetVisit, PeriodCount, Alarm, Reply,
+            AlarmEvent, Malformed)
         self.rollup_models = bind(self.database, *rollups.MODELS)
         self._visit_fields = self.FleetVisit._meta.sorted_fields
         # Written once: peewee rebuilding a 22-column INSERT per row was over a third of the
@@ -601,7 +619,30 @@ class FleetDb:
             query = query.where(AlarmEvent.cleared.is_null())
         return list(query)
 
+    def add_malformed(self, reasons):
+        """Add ``reasons`` (``{reason: messages}``, one batch's rejections) to the stored
+        counts, inside the batch's transaction so a retried batch counts once."""
+        if not reasons:
+            return
+        Malformed = self.Malformed
+        known = {reason for (reason,) in Malformed.select(Malformed.reason).tuples()}
+        merged = {}
+        for reason, messages in reasons.items():
+            if reason not in known and len(known) >= MAX_MALFORMED_REASONS:
+                reason = "other"
+            known.add(reason)
+            merged[reason] = merged.get(reason, 0) + messages
+        (Malformed.insert_many([{"reason": r, "messages": n} for r, n in sorted(merged.items())])
+         .on_conflict(conflict_target=[Malformed.reason],
+                      update={Malformed.messages: Malformed.messages + EXCLUDED.messages})
+         .execute())
+
     # --- reads ------------------------------------------------------------------------------
+
+    def malformed(self):
+        """``{reason: messages}`` the collectors refused as malformed, ever."""
+        return dict(self.Malformed.select(self.Malformed.reason, self.Malformed.messages)
+                    .tuples())
 
     def replies(self, correlation_id=None):
         """Replies stored (of one command, or all), oldest first, ``data`` decoded."""

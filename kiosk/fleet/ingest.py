@@ -187,6 +187,7 @@ class Store:
         self.send_news = send_news  # sends a report of the counts and records at once
         self.db = open_database(options.db_where)
         self.counters = Counters()
+        self.rejected = {}  # the batch's malformed messages by reason, stored with it
         self._next_alarms = 0.0  # time.monotonic() of the next evaluation
         self._reconcile_failing = self._alarms_failing = False
 
@@ -213,6 +214,7 @@ class Store:
         or stored is counted and released but not acked; a database failure retries the whole
         batch, releasing nothing, until it commits or the collector stops."""
         self.counters.received += len(items)
+        self.rejected = {}
         parsed = [item for item in map(self.parse, items) if item is not None]
         delay = 0.1
         while True:
@@ -259,6 +261,7 @@ class Store:
             except Exception as exc:
                 reason = f"unparseable ({type(exc).__name__})"
         self.counters.count("malformed", reason)
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
         self.counters.last_rejection = f"{logged}: {reason}"
         log.warning("rejected message on %s: %s", logged, reason)
         return None
@@ -359,6 +362,7 @@ class Store:
                 healths, lambda items: self.db.apply_health(items, received), failures)
             stored, kept = self.store_together(
                 visits, lambda items: self.db.add_visits(items, received), failures)
+            self.db.add_malformed(self.rejected)
         acks = {}
         for message in (*kept, *counts):
             acks.setdefault(message.kiosk_id, []).append(message.event_id)

@@ -101,6 +101,8 @@ STEPS = (
      _visit_service_points),
     (6, "visit rollups by local day and month, service point and service, built from the "
      "visits stored", rollups.create_and_rebuild),
+    (7, "messages refused as malformed, counted by reason",
+     lambda fleet: fleet.database.create_tables([fleet.Malformed])),
 )
 LATEST = STEPS[-1][0]
 

@@ -342,6 +342,21 @@ def test_collector_acks_visits_behind_2000_poison_messages_within_5_s(collector,
     assert time.monotonic() - last_poison < 5
     assert collector.counters.malformed == 2000
     assert collector.counters.visits_stored == 100
+    stored = collector.db.malformed()  # kept for /metrics, whichever collector counted them
+    assert sum(stored.values()) == 2000 and stored == collector.counters.malformed_by_reason
+
+
+def test_collector_db_keeps_at_most_fifty_malformed_reasons_apart(fleet_url):
+    """A kiosk making up new reasons cannot grow the table: past fifty, they count as other."""
+    db = open_database(fleet_url)
+    try:
+        db.add_malformed({f"reason {n}": 1 for n in range(45)})
+        db.add_malformed({f"reason {n}": 2 for n in range(40, 60)})
+        stored = db.malformed()
+    finally:
+        db.close()
+    assert len(stored) == 51 and stored["other"] == 2 * 10  # reasons 50-59
+    assert stored["reason 44"] == 3 and stored["reason 49"] == 2 and "reason 50" not in stored
 
 
 REFUSE_ONE = {

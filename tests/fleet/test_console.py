@@ -336,6 +336,12 @@ def test_console_csv_of_a_table_is_the_stats_verbs_bytes_for_it(browser, console
 # --- /metrics --------------------------------------------------------------------------------
 
 def test_console_metrics_read_the_store_and_counters_end_in_total(browser, console_store):
+    db = open_database(console_store)
+    try:  # two batches' rejections, as the collectors store them
+        db.add_malformed({"not JSON": 2, "rating: must be 1-5": 1})
+        db.add_malformed({"not JSON": 1})
+    finally:
+        db.close()
     response = browser().get("/metrics")  # a scraper has no login, and gets no cookie
     assert "Set-Cookie" not in response.headers
     families = {f.name: f for f in text_string_to_metric_families(response.text)}
@@ -353,6 +359,10 @@ def test_console_metrics_read_the_store_and_counters_end_in_total(browser, conso
         db.close()
     opened = {s.labels["kind"]: s.value for s in families["kiosk_fleet_alarms_open"].samples}
     assert opened["silent"] == 1 and opened["disk_low"] == 0
+    malformed = {s.labels["reason"]: s.value
+                 for s in families["kiosk_fleet_messages_malformed"].samples
+                 if s.name.endswith("_total")}
+    assert malformed == {"not JSON": 3, "rating: must be 1-5": 1}
 
 
 # --- kiosk-fleet users / serve's settings ---------------------------------------------------

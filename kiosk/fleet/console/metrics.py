@@ -4,8 +4,8 @@ reports the same. Counters end in ``_total`` (the exposition format's rule).
 Kiosks by state and open alarms by kind are gauges; visits by outcome, messages stored by kind
 and alarms raised are counters (the store only grows). Ingest lag is the age of the newest
 message any kiosk got through, and the oldest visit still waiting in a kiosk's outbox, from
-the health reports. Malformed messages are counted by the collector process only (its
-``Counters``); the store has no record of them yet, so they are not here.
+the health reports. Malformed messages are those the collectors refused, by reason, as they
+stored them with each batch.
 """
 
 import datetime as dt
@@ -55,6 +55,12 @@ class StoreCollector:
                             ("reply", db.Reply)):
             messages.add_metric([kind], model.select().count())
         yield messages
+        malformed = CounterMetricFamily("kiosk_fleet_messages_malformed",
+                                        "Messages the collectors refused as malformed, by "
+                                        "reason", labels=["reason"])
+        for reason, count in sorted(db.malformed().items()):
+            malformed.add_metric([reason], count)
+        yield malformed
 
         Event = db.AlarmEvent
         opened = dict.fromkeys(alarms.KINDS, 0)
