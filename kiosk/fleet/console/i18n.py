@@ -177,6 +177,10 @@ CATALOGUE = {
     "map.visits": ("ครั้ง", "Visits"),
     "map.csat": ("พึงพอใจ (4-5)", "CSAT (4-5)"),
     "map.copy": ("อัตราการขอสำเนา", "Copy-request rate"),
+    "chart.distribution": ("คะแนนความพึงพอใจ 1-5", "Ratings, 1 to 5"),
+    "chart.visits": ("การใช้งานรายสัปดาห์", "Visits by week"),
+    "chart.csat": ("ความพึงพอใจ (4-5) รายสัปดาห์", "CSAT (4-5) by week"),
+    "chart.copy": ("อัตราการขอสำเนารายสัปดาห์", "Copy-request rate by week"),
 }
 
 

@@ -14,6 +14,7 @@ from flask import Blueprint, Response, abort, g, render_template, request, url_f
 
 from kiosk.fleet import registry as registry_module
 from kiosk.fleet import statistics
+from kiosk.fleet.console import charts
 from kiosk.fleet.console.app import console, t
 from kiosk.fleet.db import utc_text
 from kiosk.period import BANGKOK
@@ -181,7 +182,9 @@ def stats_page():
         if row["contradiction"] and (node.level != "service" or key[1] == node.key[0])]
     return render_template(
         "stats.html", first=first, last=last, node=node, by=by,
-        trail=_trail(node, request.args), node_tables=node_tables, below_level=below_level,
+        trail=_trail(node, request.args), node_tables=node_tables,
+        charts=charts.node_charts(state.statistics, node.level, node.key, first, last, t),
+        below_level=below_level,
         below_tables=below_tables, contradictions=contradictions, args=request.args,
         key_links=key_links, value_text=value_text, province_name=province_name,
         no_copy_keys=statistics.Table("no_copy", ("service_point_id", "service_id",
