@@ -7,7 +7,7 @@
   var box = document.getElementById("map");
   if (!box || !window.L) { return; }
   var colour = box.getAttribute("data-colour");
-  var map = L.map(box, {preferCanvas: false}).setView([13.2, 101.0], 5);
+  var map = L.map(box, {maxZoom: 18}).setView([13.2, 101.0], 5);
   var labelled = false;
 
   function provinceLabels(provinces) {
@@ -76,7 +76,8 @@
         cluster.addLayer(marker);
       });
       map.addLayer(cluster);
+      if (data.features.length) { map.fitBounds(cluster.getBounds(), {padding: [20, 20]}); }
       box.setAttribute("data-pins", String(data.features.length));
     })
-    .catch(function () { box.classList.add("failed"); });
+    .catch(function (error) { box.classList.add("failed"); console.error("map:", error); });
 })();
