@@ -21,7 +21,7 @@ from markupsafe import Markup, escape
 from kiosk.fleet import disclosure
 from kiosk.period import BANGKOK
 
-WIDTH, HEIGHT = 360, 170
+WIDTH, HEIGHT = 290, 170
 LEFT, RIGHT, TOP, BOTTOM = 44, 12, 14, 34
 
 

@@ -10,10 +10,20 @@
   var map = L.map(box, {maxZoom: 18}).setView([13.2, 101.0], 5);
   var labelled = false;
 
+  // The provinces' capitals as dots, their names only from LABEL_ZOOM on (77 names at
+  // national zoom cover each other).
+  var LABEL_ZOOM = 7;
+  // Colour classes from harmless to worst, for the clusters.
+  var WORST = ["none", "no_kiosk", "unknown", "good", "online", "fair", "alarm", "poor",
+               "offline", "lost"];
+  function showNames() { box.classList.toggle("names", map.getZoom() >= LABEL_ZOOM); }
+  map.on("zoomend", showNames);
+
   function provinceLabels(provinces) {
     if (labelled) { return; }
     labelled = true;
     box.classList.add("no-tiles");
+    showNames();
     provinces.forEach(function (p) {
       L.marker([p.lat, p.lon], {interactive: false, keyboard: false, icon: L.divIcon(
         {className: "province-label", html: "", iconSize: null})})
@@ -66,11 +76,21 @@
       } else {
         provinceLabels(data.provinces);
       }
-      var cluster = L.markerClusterGroup({chunkedLoading: true, maxClusterRadius: 50});
+      // A cluster's ring takes the worst colour among its points (at national zoom, where
+      // the fleet is failing still shows); its count sits on a neutral disc.
+      var cluster = L.markerClusterGroup({chunkedLoading: true, maxClusterRadius: 40,
+        iconCreateFunction: function (group) {
+          var worst = group.getAllChildMarkers().reduce(function (found, m) {
+            return WORST.indexOf(m.options.colour) > WORST.indexOf(found) ? m.options.colour
+              : found;
+          }, WORST[0]);
+          return L.divIcon({className: "marker-cluster cluster pin-" + worst, iconSize: [40, 40],
+            html: "<div><span>" + Number(group.getChildCount()) + "</span></div>"});
+        }});
       data.features.forEach(function (f) {
         var p = f.properties;
         var c = f.geometry.coordinates;
-        var marker = L.marker([c[1], c[0]], {title: p.id, icon: L.divIcon(
+        var marker = L.marker([c[1], c[0]], {title: p.id, colour: p.colour[colour], icon: L.divIcon(
           {className: "pin pin-" + p.colour[colour], iconSize: [14, 14]})});
         marker.bindPopup(popup(p, data.labels));
         cluster.addLayer(marker);
