@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-AREAS = ("card", "store", "telemetry", "ui", "fleet")
+AREAS = ("card", "store", "telemetry", "ui", "fleet", "console")
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 
