@@ -4,6 +4,7 @@ hidden week beside the range's total."""
 
 import datetime as dt
 import re
+from html import unescape
 
 from kiosk.fleet import registry, statistics
 from kiosk.fleet.console import charts
@@ -11,8 +12,12 @@ from kiosk.fleet.db import open_database
 from tests.fixtures.console import DAY
 
 
-def figure(html, index):
-    return re.findall(r'<figure class="chart">.*?</figure>', html, re.S)[index]
+def chart(made, html, name):
+    """The page's chart ``name`` as the browser gets it: the SVG its image's URL serves."""
+    url = unescape(re.search(rf'<img src="(/stats/chart/{name}\.svg[^"]*)"', html).group(1))
+    response = made.get(url)
+    assert response.status_code == 200 and response.mimetype == "image/svg+xml"
+    return response.text
 
 
 def test_charts_weeks_run_monday_to_sunday_and_add_up_to_the_range():
@@ -39,7 +44,8 @@ def test_charts_draw_a_hidden_count_as_its_mark_never_as_a_bar():
 
 
 def test_statistics_page_charts_are_the_cores_figures(browser, console_store):
-    html = browser("vera").get(f"/stats?from={DAY}&to={DAY}").text
+    made = browser("vera")
+    html = made.get(f"/stats?from={DAY}&to={DAY}").text
     db = open_database(console_store)
     try:
         first = dt.date.fromisoformat(DAY)
@@ -48,14 +54,34 @@ def test_statistics_page_charts_are_the_cores_figures(browser, console_store):
     finally:
         db.close()
     ratings = core.tables["ratings"].rows[()]
-    bars = figure(html, 0)
+    bars = chart(made, html, "distribution")
     drawn = [int(v) for v in re.findall(r'class="bar"[^>]*data-value="(\d+)"', bars)]
     assert drawn == [ratings[f"rating_{r}"] for r in range(1, 6)
                      if isinstance(ratings[f"rating_{r}"], int)]
     assert bars.count('class="hidden-count"') == sum(
         isinstance(ratings[f"rating_{r}"], str) for r in range(1, 6))
-    visits = re.findall(r'class="point"[^>]*data-value="([^"]+)"', figure(html, 1))
+    visits = re.findall(r'class="point"[^>]*data-value="([^"]+)"', chart(made, html, "visits"))
     assert visits == [str(core.tables["visits"].rows[()]["visits"])]
-    csat = re.findall(r'class="point"[^>]*data-value="([^"]+)"', figure(html, 2))
+    csat = re.findall(r'class="point"[^>]*data-value="([^"]+)"', chart(made, html, "csat"))
     expected = core.tables["ratings"].rows[()]["csat"]
     assert csat == ([] if expected is None else [str(expected)])
+
+
+def test_a_chart_of_a_ministry_is_drawn_from_its_own_rows(browser, console_store):
+    made = browser("vera")
+    html = made.get(f"/stats?from={DAY}&to={DAY}&ministry=กระทรวงมหาดไทย").text
+    db = open_database(console_store)
+    try:
+        first = dt.date.fromisoformat(DAY)
+        (week,) = charts.weeks(first, first)
+        core = statistics.compute(db, registry.Registry(db.database), week.start, week.end,
+                                  "ministry")
+    finally:
+        db.close()
+    row = core.tables["ratings"].rows[("กระทรวงมหาดไทย",)]
+    bars = chart(made, html, "distribution")
+    assert [int(v) for v in re.findall(r'class="bar"[^>]*data-value="(\d+)"', bars)] == [
+        row[f"rating_{r}"] for r in range(1, 6) if isinstance(row[f"rating_{r}"], int)]
+    assert bars.count('class="hidden-count"') == sum(
+        isinstance(row[f"rating_{r}"], str) for r in range(1, 6)) > 0
+    assert made.get("/stats/chart/nothing.svg").status_code == 404

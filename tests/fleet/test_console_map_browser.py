@@ -60,7 +60,10 @@ def test_console_browser_map_finds_every_pin_and_a_chart_is_drawn(driver, tmp_pa
             assert "/stats?" in link.get_attribute("href")
             assert "service_point_id=" in link.get_attribute("href")
             driver.get(f"{base}/stats?from={DAY}&to={DAY}")
-            figures = driver.find_elements(By.CSS_SELECTOR, "#charts svg.chart")
-            assert len(figures) == 4 and figures[0].size["height"] > 100
+            figures = driver.find_elements(By.CSS_SELECTOR, "#charts figure.chart img")
+            assert len(figures) == 4
+            wait(driver, lambda d: all(d.execute_script(
+                "return arguments[0].complete && arguments[0].naturalHeight", img)
+                for img in figures), "the charts")
     finally:
         app.extensions["console"].db.close()

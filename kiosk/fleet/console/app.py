@@ -81,16 +81,17 @@ def create_app(settings):
     fleet_db = open_database(settings.db)
     app.extensions["console"] = Console(settings, fleet_db, auth.Users(settings.users))
 
-    from kiosk.fleet.console import commands, fleet, map, metrics, stats  # noqa: PLC0415, A004
+    from kiosk.fleet.console import charts, commands, fleet, metrics, stats  # noqa: PLC0415
+    from kiosk.fleet.console import map as points_map  # noqa: PLC0415 (cycle)
 
-    origin = map.tile_origin(settings.tiles)
+    origin = points_map.tile_origin(settings.tiles)
     app.config.update(TILES=settings.tiles, CSP=CONTENT_SECURITY_POLICY if not origin else
                       CONTENT_SECURITY_POLICY.replace("img-src 'self' data:",
                                                       f"img-src 'self' data: {origin}"))
 
     app.extensions["console"].metrics = metrics.registry_for(fleet_db)
     for blueprint in (fleet.blueprint, stats.blueprint, commands.blueprint, metrics.blueprint,
-                      map.blueprint):
+                      points_map.blueprint, charts.blueprint):
         app.register_blueprint(blueprint)
     app.before_request(_before)
     app.after_request(_headers)

@@ -1,10 +1,12 @@
-"""The statistics page's charts, drawn by the server as inline SVG: the 1-5 distribution of
+"""The statistics page's charts, drawn by the server as SVG images: the 1-5 distribution of
 the node's ratings and its trends by week (visits, CSAT, copy-request rate).
 
 SVG from the server rather than a chart library: the charts show without JavaScript, under
 the console's strict CSP (presentation attributes, no inline style), and the suppression is
-applied here, where the figures are. A hidden count is drawn as the mark ``<5`` with no bar,
-a withheld rate as a gap: neither is ever drawn at a height.
+applied here, where the figures are. Each chart is an image of its own URL: a year's trend
+reads 53 weekly publications, which the page's HTML must not wait for. A hidden count is
+drawn as the mark ``<5`` with no bar, a withheld rate as a gap: neither is ever drawn at a
+height.
 
 A week's figures are the core's publication for that week (the range cut at Monday 00:00,
 Thailand's time, so the weeks add up to the range). Publishing the weeks beside the range is
@@ -14,12 +16,20 @@ week, or the range's total less the others would give it back.
 """
 
 import datetime as dt
+import threading
 from dataclasses import dataclass
 
+from flask import Blueprint, Response, abort, request, url_for
 from markupsafe import Markup, escape
 
 from kiosk.fleet import disclosure
+from kiosk.fleet.console.app import console, t
+from kiosk.fleet.console.stats import date_range, node_of
 from kiosk.period import BANGKOK
+
+blueprint = Blueprint("charts", __name__)
+CHARTS = ("distribution", "visits", "csat", "copy")
+_computing = threading.Lock()
 
 WIDTH, HEIGHT = 290, 170
 LEFT, RIGHT, TOP, BOTTOM = 44, 12, 14, 34
@@ -149,26 +159,40 @@ def line(title, labels, values, *, share=False):
     return _svg(title, "".join(parts))
 
 
-def node_charts(compute, level, key, first, last, t):
-    """``[(title, svg)]`` of the node ``key`` at ``level`` over ``[first, last]``;
-    ``compute(level, start, end)`` is the core's (cached) publication, ``t`` the page's
-    words."""
-    start = dt.datetime.combine(first, dt.time(), BANGKOK)
-    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), BANGKOK)
-    ratings = compute(level, start, end).tables["ratings"].rows.get(key, {})
-    charts = [(t("chart.distribution"), bars(t("chart.distribution"), [str(r) for r in
-                                                                        range(1, 6)],
-                                             [ratings.get(f"rating_{r}") for r in
-                                              range(1, 6)]))]
+def _draw(compute, level, key, first, last, name):
+    """The chart ``name`` of :data:`CHARTS` for the node ``key`` at ``level``;
+    ``compute(level, start, end)`` is the core's (cached) publication."""
+    if name == "distribution":
+        start = dt.datetime.combine(first, dt.time(), BANGKOK)
+        end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), BANGKOK)
+        ratings = compute(level, start, end).tables["ratings"].rows.get(key, {})
+        return bars(name, [str(r) for r in range(1, 6)],
+                    [ratings.get(f"rating_{r}") for r in range(1, 6)])
     found = weeks(first, last)
-    tables = [compute(level, week.start, week.end).tables for week in found]
+    rows = [compute(level, week.start, week.end).tables for week in found]
     labels = [f"{week.first:%d/%m}" for week in found]
-    visits = weekly_visits(tables_["visits"].rows.get(key, {}).get("visits")
-                           for tables_ in tables)
-    csat = [tables_["ratings"].rows.get(key, {}).get("csat") for tables_ in tables]
-    copy = [tables_["copy"].rows.get(key, {}).get("copy_request_rate") for tables_ in tables]
-    for name, values, share in (("visits", visits, False), ("csat", csat, True),
-                                ("copy", copy, True)):
-        title = t(f"chart.{name}")
-        charts.append((title, line(title, labels, values, share=share)))
-    return charts
+    if name == "visits":
+        return line(name, labels, weekly_visits(
+            tables["visits"].rows.get(key, {}).get("visits") for tables in rows))
+    table, measure = ("ratings", "csat") if name == "csat" else ("copy", "copy_request_rate")
+    return line(name, labels, [tables[table].rows.get(key, {}).get(measure) for tables in rows],
+                share=True)
+
+
+@blueprint.get("/stats/chart/<name>.svg")
+def chart_svg(name):
+    """One chart of the statistics page's node and range, as an image: the page's HTML never
+    waits for the weeks' publications, and the charts still need no script."""
+    if name not in CHARTS:
+        abort(404)
+    first, last, _start, _end = date_range(request.args)
+    node = node_of(request.args)
+    with _computing:  # the page's charts come together: the first computes, the rest reuse
+        svg = _draw(console().statistics, node.level, node.key, first, last, name)
+    return Response(str(svg), mimetype="image/svg+xml")
+
+
+def urls(args):
+    """``[(title, url)]`` of the page's charts, for the same node and range."""
+    return [(t(f"chart.{name}"), url_for("charts.chart_svg", name=name, **args.to_dict()))
+            for name in CHARTS]
