@@ -21,8 +21,8 @@ from pathlib import Path
 from kiosk.fleet import registry
 from kiosk.fleet.console import auth, charts
 from kiosk.fleet.console.app import Settings, create_app
-from kiosk.fleet.console.demo import SAMPLE
 from kiosk.fleet.db import open_database
+from kiosk.fleet.demo_console import SAMPLE
 from kiosk.period import BANGKOK
 
 KIOSKS = 1000

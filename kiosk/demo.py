@@ -3,7 +3,7 @@
 Never part of a real kiosk. It starts pcscd + vpcd + the card emulator in a private namespace
 (:mod:`kiosk.rigs.card_stack`), a Mosquitto on 127.0.0.1 with the fleet's accounts and ACLs
 (:mod:`kiosk.rigs.broker`) and a collector, a simulated fleet and the ops console over the
-collector's store (:mod:`kiosk.fleet.console.demo`, its URL and passwords printed), then the
+collector's store (:mod:`kiosk.fleet.demo_console`, its URL and passwords printed), then the
 kiosk itself. With a display it opens a window (``i`` inserts the next emulated card, ``r``
 removes it, Esc quits); without one, or with ``--headless``, it plays N scripted visits, saves
 a PNG of every screen it showed and of the console's pages, and prints what the collector
@@ -133,7 +133,7 @@ class DemoWorld:
         self.collector.start()
         self._exit.callback(self.collector.stop)
         if self.fleet:
-            from kiosk.fleet.console.demo import DemoConsole
+            from kiosk.fleet.demo_console import DemoConsole
 
             self.console = self._exit.enter_context(DemoConsole(
                 self.workdir / "console", self.broker, self.workdir / "fleet.db", self.fleet,

@@ -7,8 +7,8 @@ import datetime as dt
 from pathlib import Path
 
 from kiosk.fleet import registry
-from kiosk.fleet.console.demo import SAMPLE
 from kiosk.fleet.db import open_database
+from kiosk.fleet.demo_console import SAMPLE
 from kiosk.period import BANGKOK
 from tests.fleet.test_statistics import RECEIVED, pin, visits
 
