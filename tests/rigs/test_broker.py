@@ -175,3 +175,12 @@ def test_broker_password_bundle_connects_on_the_password_listener(tmp_path):
             assert not kiosk.publish(topics.kiosk_topic(bundle.name, "health"), b"{}").is_failure
         finally:
             kiosk.close()
+
+
+def test_broker_adds_a_fleets_accounts_in_one_reload(broker, mqtt_client):
+    made = broker.add_kiosks(f"sim-{n:03d}" for n in range(40))
+    assert len(set(made.values())) == 40
+    for kiosk_id in ("sim-000", "sim-039"):
+        assert not mqtt_client(kiosk_id, made[kiosk_id], check=False).wait_for_connack() \
+            .is_failure
+    assert mqtt_client("sim-001", made["sim-000"], check=False).wait_for_connack().is_failure
