@@ -13,6 +13,7 @@ import pytest
 from kiosk.fleet import registry
 from kiosk.fleet.console import assets, serve
 from kiosk.fleet.console.app import Settings, create_app
+from kiosk.fleet.console.map import point_status
 from kiosk.fleet.db import open_database
 from kiosk.fleet.statistics import compute
 from tests.fleet.test_console import END, RANGE, START
@@ -164,3 +165,13 @@ def test_assets_refuse_a_tarball_or_a_file_not_as_pinned(tmp_path):
         assets.unpack(forged, buffer.getvalue(), tmp_path)
     assert not any(tmp_path.iterdir())
     assert set(assets.missing(tmp_path)) == set(assets.pinned())
+
+
+def test_map_point_status_is_its_worst_kiosk():
+    states = {"a": "online", "b": "lost", "c": None, "d": "offline"}
+    assert point_status((), states, set()) == "no_kiosk"
+    assert point_status(("a",), states, set()) == "online"
+    assert point_status(("a",), states, {"a"}) == "alarm"
+    assert point_status(("a", "c"), states, set()) == "unknown"
+    assert point_status(("b", "c", "d"), states, set()) == "lost"
+    assert point_status(("a", "d"), states, {"a"}) == "offline"

@@ -23,8 +23,9 @@ from kiosk.fleet.db import utc_text
 blueprint = Blueprint("map", __name__)
 OPENSTREETMAP = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 COLOURINGS = ("status", "csat", "copy")
-#: A point's status, best first: the worst of its kiosks' wins.
+#: A point's statuses, as the legend lists them; WORSE orders a kiosk's, the worst wins.
 STATUSES = ("online", "alarm", "offline", "lost", "unknown", "no_kiosk")
+WORSE = ("online", "unknown", "alarm", "offline", "lost")
 GRADES = ("good", "fair", "poor", "none")
 #: Bounds of the colour classes (good, fair, poor) of the rates.
 CSAT_GOOD, CSAT_FAIR = 0.8, 0.6
@@ -100,18 +101,21 @@ def points(state, start, end, lang):
             (province.name_en if lang == "en" else province.name_th) if province
             else point.province,
             pin.lat if pin else None, pin.lon if pin else None, here,
-            _status(here, states, alarmed), visits,
+            point_status(here, states, alarmed), visits,
             tables["ratings"].rows.get(key, {}).get("csat"),
             tables["copy"].rows.get(key, {}).get("copy_request_rate")))
     return found
 
 
-def _status(kiosk_ids, states, alarmed):
+def point_status(kiosk_ids, states, alarmed):
+    """The worst of the kiosks' states (a kiosk with no status yet is better than a lost
+    one)."""
     if not kiosk_ids:
         return "no_kiosk"
     each = [("alarm" if kiosk in alarmed else "online") if states.get(kiosk) == "online"
-            else states.get(kiosk) or "unknown" for kiosk in kiosk_ids]
-    return max(each, key=STATUSES.index)
+            else states.get(kiosk) if states.get(kiosk) in WORSE else "unknown"
+            for kiosk in kiosk_ids]
+    return max(each, key=WORSE.index)
 
 
 def _page(args):
