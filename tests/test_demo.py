@@ -93,6 +93,7 @@ def test_demo_headless_serves_the_console_for_its_fleet_and_saves_its_pages(demo
     done, out = demo_run
     assert done.returncode == 0, done.stderr[-3000:]
     assert "simulating an office day of 4 kiosk(s)" in done.stdout
+    assert re.search(r"^demo: \d+ simulated visits stored$", done.stdout, re.M)
     url = re.search(r"^demo: the console is at (http://127\.0\.0\.1:\d+)/ \(viewer: (\S+), "
                     r"operator: (\S+)\)$", done.stdout, re.M)
     assert url, done.stdout[-2000:]

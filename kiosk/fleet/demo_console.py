@@ -25,6 +25,8 @@ SAMPLE = Path(registry.__file__).with_name("data") / "registry-sample.csv"
 USERS = {"viewer": "viewer", "operator": "operator"}
 #: The simulated office day (07:30-17:30 today) lasts about this many real seconds.
 DAY_S = 3.0
+#: How long the collector may take to store the day (a few hundred kiosks: about 20,000 visits).
+SETTLE_S = 60.0
 #: Every LOST-th simulated kiosk ends cut off (lost), every OFFLINE-th stopped (offline).
 LOST, OFFLINE = 11, 17
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -68,7 +70,10 @@ class DemoConsole:
                                       factor=10 * 3600 / DAY_S, seed=13, outage_rate=0.05)
         print(f"demo: simulating an office day of {self.kiosks} kiosk(s) ...", flush=True)
         kiosks = self._simulation.run()
-        self._simulation.settle(30)
+        settled = self._simulation.settle(SETTLE_S)
+        print(f"demo: {self._simulation.totals()['visits']} simulated visits "
+              + ("stored" if settled else f"sent, some not yet stored after {SETTLE_S:.0f} s"),
+              flush=True)
         end = start + dt.timedelta(hours=10)
         for n, kiosk in enumerate(kiosks, 1):
             if n % LOST == 0:
