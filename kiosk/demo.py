@@ -2,10 +2,12 @@
 
 Never part of a real kiosk. It starts pcscd + vpcd + the card emulator in a private namespace
 (:mod:`kiosk.rigs.card_stack`), a Mosquitto on 127.0.0.1 with the fleet's accounts and ACLs
-(:mod:`kiosk.rigs.broker`) and a collector, then the kiosk itself. With a display it opens a
-window (``i`` inserts the next emulated card, ``r`` removes it, Esc quits); without one, or
-with ``--headless``, it plays N scripted visits, saves a PNG of every screen it showed, and
-prints what the collector recorded. Every message is marked ``"mode": "demo"`` so it never
+(:mod:`kiosk.rigs.broker`) and a collector, a simulated fleet and the ops console over the
+collector's store (:mod:`kiosk.fleet.demo_console`, its URL and passwords printed), then the
+kiosk itself. With a display it opens a window (``i`` inserts the next emulated card, ``r``
+removes it, Esc quits); without one, or with ``--headless``, it plays N scripted visits, saves
+a PNG of every screen it showed and of the console's pages, and prints what the collector
+recorded. Every message is marked ``"mode": "demo"`` so it never
 counts in the programme's statistics.
 """
 
@@ -80,11 +82,13 @@ class DemoWorld:
     A context manager; everything it started is stopped on exit, even after an error.
     """
 
-    def __init__(self, workdir, config_path=None):
+    def __init__(self, workdir, config_path=None, *, fleet=0, tiles=None):
         self.workdir = Path(workdir)
         self.config_path = Path(config_path or DEMO_CONFIG)
+        self.fleet, self.tiles = fleet, tiles
         self.broker = None
         self.collector = None
+        self.console = None
         self._exit = ExitStack()
 
     def __enter__(self):
@@ -128,6 +132,12 @@ class DemoWorld:
                                    *self.broker.collector_credentials)
         self.collector.start()
         self._exit.callback(self.collector.stop)
+        if self.fleet:
+            from kiosk.fleet.demo_console import DemoConsole
+
+            self.console = self._exit.enter_context(DemoConsole(
+                self.workdir / "console", self.broker, self.workdir / "fleet.db", self.fleet,
+                tiles=self.tiles))
         mqtt = {"host": "127.0.0.1", "port": self.broker.port, "tls": False,
                 "username": kiosk_id, "will_delay_s": 30}
         self.cfg = demo_config(self.config_path, self.workdir, mqtt=mqtt,
@@ -144,6 +154,9 @@ def add_arguments(parser):
     parser.add_argument("--visits", type=int, default=3, help="scripted visits (headless mode)")
     parser.add_argument("--out", type=Path, default=Path("demo-screens"),
                         help="folder for the screenshots (headless mode)")
+    parser.add_argument("--fleet", type=int, default=300, metavar="N",
+                        help="simulated kiosks beside the demo kiosk, shown in the ops console "
+                             "the demo serves (default %(default)s; 0: no console)")
     parser.add_argument("--config", type=Path, default=None,
                         help="kiosk config to demo (default: the packaged demo kiosk); "
                              "a broker named in its [mqtt] is used instead of a local one")
@@ -158,6 +171,8 @@ def main(args):
     if not 1 <= args.visits <= CITIZENS:
         raise KioskError(f"--visits {args.visits}: the emulator has {CITIZENS} citizens; "
                          f"choose 1 to {CITIZENS}")
+    if args.fleet < 0:
+        raise KioskError(f"--fleet {args.fleet}: give 0 (no console) or more kiosks")
     if args.config is not None:
         kiosk_config.load(args.config)  # refuse a bad file before starting anything
     headless = args.headless or not has_display()
@@ -168,7 +183,10 @@ def main(args):
     with ExitStack() as stack:
         workdir = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(
             prefix="kiosk-demo-")))
-        world = stack.enter_context(DemoWorld(workdir, args.config))
+        from kiosk.fleet.console.map import OPENSTREETMAP
+
+        world = stack.enter_context(DemoWorld(workdir, args.config, fleet=args.fleet,
+                                              tiles=None if headless else OPENSTREETMAP))
         if headless:
             return _headless(world, args)
         return _window(world)
@@ -218,6 +236,8 @@ def _headless(world, args):
     print(f"demo: {args.visits} visit(s) done, {len(shots)} screenshots in {out}/, "
           f"{stats.depth + stats.held} message(s) not yet confirmed by the collector")
     _report(world)
+    if world.console is not None:
+        world.console.screenshots(out / "console")
     return 0
 
 
@@ -225,7 +245,8 @@ def _report(world):
     if world.collector is None:
         print("demo: visits were reported to the configured broker; ask its collector")
         return
-    visits = world.collector.db.visits()
+    # The simulated fleet's visits are the console's to show; these are the demo kiosk's.
+    visits = world.collector.db.visits(world.cfg.kiosk.id)
     print(f"demo: the collector recorded {len(visits)} visit(s) (all marked demo, kept out "
           "of statistics):")
     for visit in visits:

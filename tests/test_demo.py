@@ -1,4 +1,5 @@
-"""Issue 5: ``kiosk demo --headless --visits 2`` runs as a user would run it, in the test suite.
+"""Issue 5: ``kiosk demo --headless --visits 2`` runs as a user would run it, in the test suite;
+issue 13: beside it a small simulated fleet and the console, whose pages it saves.
 
 The demo starts its own card stack, broker and collector, so it runs as a separate process
 without the session's ``PCSCLITE_CSOCK_NAME`` (libpcsclite would otherwise keep talking to the
@@ -31,14 +32,15 @@ def png_size(path):
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    """One ``kiosk demo --headless --visits 2`` run: (completed process, screenshot folder)."""
+    """One ``kiosk demo --headless --visits 2 --fleet 4`` run: (completed process, screenshot
+    folder). The fleet is small here: the demo's few hundred kiosks take a minute."""
     root = tmp_path_factory.mktemp("demo")
     out, workdir = root / "out", root / "work"
     env = {key: value for key, value in os.environ.items() if key != "PCSCLITE_CSOCK_NAME"}
     env["SDL_AUDIODRIVER"] = "dummy"
     done = subprocess.run(
-        [sys.executable, "-m", "kiosk", "demo", "--headless", "--visits", "2", "--out", str(out),
-         "--workdir", str(workdir)],
+        [sys.executable, "-m", "kiosk", "demo", "--headless", "--visits", "2", "--fleet", "4",
+         "--out", str(out), "--workdir", str(workdir)],
         env=env, capture_output=True, text=True, timeout=240)
     record_text("kiosk demo stdout", done.stdout)
     record_text("kiosk demo stderr", done.stderr)
@@ -51,6 +53,8 @@ def shots_by_screen(out):
     """``{screen: {languages}}`` of the demo's screenshots; each must be an 800x480 PNG."""
     shots = {}
     for path in sorted(out.iterdir()):
+        if path.name == "console" and path.is_dir():
+            continue  # the console's pages (test_demo_headless_serves_the_console_...)
         match = SHOT.fullmatch(path.name)
         assert match, f"unexpected file {path.name} in the demo's output"
         assert png_size(path) == (800, 480)
@@ -82,6 +86,21 @@ def test_demo_headless_screenshots_every_screen_of_a_visit_in_both_languages(dem
     # The second citizen reads English from the first question on.
     for screen in ("copy_check", "rating", "thank_you"):
         assert "en" in shots[screen], f"no English screenshot of {screen}"
+
+
+@pytest.mark.slow
+def test_demo_headless_serves_the_console_for_its_fleet_and_saves_its_pages(demo_run):
+    done, out = demo_run
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "simulating an office day of 4 kiosk(s)" in done.stdout
+    assert re.search(r"^demo: \d+ simulated visits stored$", done.stdout, re.M)
+    url = re.search(r"^demo: the console is at (http://127\.0\.0\.1:\d+)/ \(viewer: (\S+), "
+                    r"operator: (\S+)\)$", done.stdout, re.M)
+    assert url, done.stdout[-2000:]
+    pages = {path.name for path in (out / "console").iterdir()}
+    assert pages == {f"{name}-{lang}.png" for name in ("fleet", "map", "statistics", "commands")
+                     for lang in ("th", "en")}
+    assert all(png_size(out / "console" / name)[0] == 1366 for name in pages)  # a laptop's
 
 
 @pytest.mark.slow

@@ -127,7 +127,7 @@ LAYERS = (
     ("wiring", (
         "kiosk.runner", "kiosk.assemble", "kiosk.run", "kiosk.out_of_order", "kiosk.cli",
         "kiosk.__main__", "kiosk.demo", "kiosk.script", "kiosk.screenshot", "kiosk.fleet.cli",
-        "kiosk.fleet.simulate", "kiosk.fleet.console.serve",
+        "kiosk.fleet.simulate", "kiosk.fleet.console.serve", "kiosk.fleet.demo_console",
     )),
 )
 #: Imports issue 10 named as pointing the wrong way; kept out for good.

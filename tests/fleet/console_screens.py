@@ -1,6 +1,7 @@
 """Screenshots of every console page in Thai and English, as a person at a laptop sees them:
 ``python -m tests.fleet.console_screens [OUT]`` (default docs/console/). The store holds the
-statistics tests' known fleet (:func:`tests.fixtures.console.fill_store`); the browser is
+statistics tests' known fleet (:func:`tests.fixtures.console.fill_store`), the map's a fleet
+at the sample registry's points (:func:`tests.fleet.map_store.fill_map_store`); the browser is
 Debian's headless chromium (:mod:`tests.fleet.console_browser`)."""
 
 import sys
@@ -12,7 +13,8 @@ from argon2 import PasswordHasher
 from kiosk.fleet.console import auth
 from kiosk.fleet.console.app import Settings, create_app
 from tests.fixtures.console import DAY, fill_store
-from tests.fleet.console_browser import chromium, log_in, serving
+from tests.fleet.console_browser import chromium, log_in, serving, wait
+from tests.fleet.map_store import fill_map_store
 
 ROOT = Path(__file__).resolve().parents[2]
 RANGE = f"from={DAY}&to={DAY}"
@@ -25,6 +27,8 @@ PAGES = {
     "statistics-service": f"/stats?{RANGE}&service_point_id=dopa-10&service_id=dopa.id_card",
     "commands": "/commands",
 }
+#: The map's pages, over the map's store.
+MAP_PAGES = {"map": f"/map?{RANGE}", "map-csat": f"/map?{RANGE}&colour=csat"}
 
 
 def full_page(driver, path):
@@ -43,26 +47,36 @@ def capture(out):
         light = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
         auth.write_users(scratch / "users.json", {
             "otto": auth.User("otto", "operator", light.hash("screens-pass-1"))})
-        app = create_app(Settings(db=str(scratch / "fleet.sqlite3"),
-                                  users=scratch / "users.json"))
+        fill_map_store(str(scratch / "map.sqlite3"))
+        apps = [create_app(Settings(db=str(scratch / name), users=scratch / "users.json"))
+                for name in ("fleet.sqlite3", "map.sqlite3")]
         driver = chromium()
         written = []
         try:
-            with serving(app) as base:
-                driver.get(f"{base}/login")
-                full_page(driver, out / "login-th.png")
-                log_in(driver, base, "otto", "screens-pass-1")
-                for language in ("th", "en"):
-                    driver.get(f"{base}/language/{language}?next=/fleet")
-                    for name, path in PAGES.items():
-                        driver.set_window_size(1366, 900)
-                        driver.get(base + path)
-                        target = out / f"{name}-{language}.png"
-                        full_page(driver, target)
-                        written.append(target)
+            for app, pages in zip(apps, (PAGES, MAP_PAGES), strict=True):
+                with serving(app) as base:
+                    if pages is PAGES:
+                        driver.get(f"{base}/login")
+                        full_page(driver, out / "login-th.png")
+                    log_in(driver, base, "otto", "screens-pass-1")
+                    for language in ("th", "en"):
+                        driver.get(f"{base}/language/{language}?next=/fleet")
+                        for name, path in pages.items():
+                            driver.set_window_size(1366, 900)
+                            driver.get(base + path)
+                            if pages is MAP_PAGES:
+                                wait(driver, lambda d: d.find_element(
+                                    "id", "map").get_attribute("data-pins"), "the pins", 120)
+                            target = out / f"{name}-{language}.png"
+                            if pages is MAP_PAGES:  # the map and the table's first rows: the
+                                driver.save_screenshot(str(target))  # table is 470 rows long
+                            else:
+                                full_page(driver, target)
+                            written.append(target)
         finally:
             driver.quit()
-            app.extensions["console"].db.close()
+            for app in apps:
+                app.extensions["console"].db.close()
     return [out / "login-th.png", *written]
 
 

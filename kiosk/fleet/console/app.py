@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, g, redirect, render_template, request, session, url_for
+from flask import Flask, abort, current_app, g, redirect, render_template, request, session, url_for
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from kiosk.fleet import registry as registry_module
@@ -62,6 +62,7 @@ class Settings:
     secret_key: str | None = None  # None: a new one per start (everyone logs in again)
     proxy_hops: int = 0
     command_timeout_s: float = 30.0
+    tiles: str | None = None  # the map's tile URL template; None: a plain background
 
 
 def create_app(settings):
@@ -83,10 +84,17 @@ def create_app(settings):
     fleet_db = open_database(settings.db, read_only=True)  # it reads; the collector writes
     app.extensions["console"] = Console(settings, fleet_db, users)
 
-    from kiosk.fleet.console import commands, fleet, metrics, stats  # noqa: PLC0415 (cycle)
+    from kiosk.fleet.console import charts, commands, fleet, metrics, stats  # noqa: PLC0415
+    from kiosk.fleet.console import map as points_map  # noqa: PLC0415 (cycle)
+
+    origin = points_map.tile_origin(settings.tiles)
+    app.config.update(TILES=settings.tiles, CSP=CONTENT_SECURITY_POLICY if not origin else
+                      CONTENT_SECURITY_POLICY.replace("img-src 'self' data:",
+                                                      f"img-src 'self' data: {origin}"))
 
     app.extensions["console"].metrics = metrics.registry_for(fleet_db)
-    for blueprint in (fleet.blueprint, stats.blueprint, commands.blueprint, metrics.blueprint):
+    for blueprint in (fleet.blueprint, stats.blueprint, commands.blueprint, metrics.blueprint,
+                      points_map.blueprint, charts.blueprint):
         app.register_blueprint(blueprint)
     app.before_request(_before)
     app.after_request(_headers)
@@ -172,7 +180,7 @@ def _before():
 
 
 def _headers(response):
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["Content-Security-Policy"] = current_app.config["CSP"]
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
     if response.mimetype == "text/html":

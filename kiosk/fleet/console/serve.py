@@ -8,6 +8,7 @@ from kiosk.errors import ConfigError
 from kiosk.fleet.collector import read_password
 from kiosk.fleet.console.app import Broker, Settings, create_app
 from kiosk.fleet.console.auth import read_users
+from kiosk.fleet.console.map import OPENSTREETMAP
 from kiosk.fleet.db import DEFAULT_DB
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,9 @@ def add_arguments(parser):
     parser.add_argument("--secret-file", type=Path,
                         help="file whose first line signs the session cookies (default: a new "
                              "secret each start, which logs everyone out)")
+    parser.add_argument("--tiles", default=OPENSTREETMAP, metavar="URL-TEMPLATE",
+                        help="the map's tile server, {z}/{x}/{y} in the URL, or 'none' for a "
+                             "plain background with province labels (default %(default)s)")
     parser.add_argument("--threads", type=int, default=8, help="(default %(default)s)")
     broker = parser.add_argument_group("commands (leave out for a read-only console)")
     broker.add_argument("--broker-host", help="the MQTT broker commands go through")
@@ -55,7 +59,8 @@ def settings_of(args):
         broker = Broker(args.broker_host, args.broker_port, args.broker_username,
                         read_password(args.broker_password_file), args.broker_ca_file)
     return Settings(db=args.db, users=args.users, broker=broker, secret_key=secret,
-                    proxy_hops=args.proxy_hops)
+                    proxy_hops=args.proxy_hops,
+                    tiles=None if args.tiles.lower() == "none" else args.tiles)
 
 
 def main(args):

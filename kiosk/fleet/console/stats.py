@@ -157,6 +157,8 @@ def value_text(value):
 
 @blueprint.get("/stats")
 def stats_page():
+    from kiosk.fleet.console import charts  # noqa: PLC0415 (it draws this module's nodes)
+
     state = console()
     first, last, start, end = date_range(request.args)
     node = node_of(request.args)
@@ -181,7 +183,9 @@ def stats_page():
         if row["contradiction"] and (node.level != "service" or key[1] == node.key[0])]
     return render_template(
         "stats.html", first=first, last=last, node=node, by=by,
-        trail=_trail(node, request.args), node_tables=node_tables, below_level=below_level,
+        trail=_trail(node, request.args), node_tables=node_tables,
+        charts=charts.urls(request.args),
+        below_level=below_level,
         below_tables=below_tables, contradictions=contradictions, args=request.args,
         key_links=key_links, value_text=value_text, province_name=province_name,
         no_copy_keys=statistics.Table("no_copy", ("service_point_id", "service_id",
