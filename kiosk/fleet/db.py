@@ -291,15 +291,23 @@ class FleetDb:
 
     # --- writes (the collector's worker thread, inside one transaction per batch) ----------
 
-    def _seen(self, kiosk_id, received):
-        """Mark the kiosk seen at ``received``, making its row if it is new. An upsert of that
-        one column: a message of the kiosk another collector is handling keeps its columns, and
-        the row stays locked (PostgreSQL; SQLite's file) until the transaction ends."""
+    def seen(self, kiosk_ids, received):
+        """Mark the kiosks seen at ``received``, making rows for new ones: one upsert of that
+        one column, in id order. A message of a kiosk another collector is handling keeps its
+        columns, and the rows stay locked (PostgreSQL; SQLite's file) until the transaction
+        ends; a batch that takes all its kiosks' rows first, in this one order, never waits on
+        another collector's in a circle (:meth:`kiosk.fleet.ingest.Store.commit`)."""
+        if not kiosk_ids:
+            return
         KioskRow = self.KioskRow
-        (KioskRow.insert(kiosk_id=kiosk_id, last_seen=received)
+        (KioskRow.insert_many([{"kiosk_id": kiosk_id, "last_seen": received}
+                               for kiosk_id in sorted(set(kiosk_ids))])
          .on_conflict(conflict_target=[KioskRow.kiosk_id],
-                      update={KioskRow.last_seen: received})
+                      update={KioskRow.last_seen: EXCLUDED.last_seen})
          .execute())
+
+    def _seen(self, kiosk_id, received):
+        self.seen([kiosk_id], received)
 
     def add_visits(self, visits, received):
         """Store :class:`~kiosk.telemetry.topics.VisitMessage` objects; returns how many were new.
@@ -313,16 +321,9 @@ class FleetDb:
         (:mod:`kiosk.fleet.rollups`) either. The counts of the periods the visits are in are due
         a look again.
         """
-        KioskRow = self.KioskRow
-        # Rows in key order: two collectors storing overlapping batches then lock them in the
-        # same order and wait for each other instead of deadlocking.
-        for kiosk_id in sorted({visit.kiosk_id for visit in visits}):
-            (KioskRow.insert(kiosk_id=kiosk_id, last_seen=received)
-             .on_conflict(conflict_target=[KioskRow.kiosk_id],
-                          update={KioskRow.last_seen: received})
-             .execute())
         if not visits:
             return 0
+        self.seen([visit.kiosk_id for visit in visits], received)
         # A visit from a kiosk before it sent its service point is filed under its pin now.
         missing = sorted({v.kiosk_id for v in visits if v.service_point_id is None})
         pinned = dict(self.ServicePointRow.select(self.ServicePointRow.kiosk_id,
@@ -527,17 +528,12 @@ class FleetDb:
         returns how many reports were applied.
         All at once: at the national rate a statement or two per report was more than a
         collector's whole time, one UPDATE over many rows costs a twentieth of it. Kiosks are
-        written in id order, so two collectors' batches never wait on each other in a
-        circle."""
+        written in id order."""
         latest = {health.kiosk_id: health for health in reports}  # a kiosk's last one wins
         if not latest:
             return 0
         KioskRow = self.KioskRow
-        (KioskRow.insert_many([{"kiosk_id": kiosk_id, "last_seen": received}
-                               for kiosk_id in sorted(latest)])
-         .on_conflict(conflict_target=[KioskRow.kiosk_id],
-                      update={KioskRow.last_seen: EXCLUDED.last_seen})
-         .execute())
+        self.seen(latest, received)
         rows = []
         for kiosk_id in sorted(latest):
             health = latest[kiosk_id]

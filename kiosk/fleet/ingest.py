@@ -338,9 +338,22 @@ class Store:
         event ids to ack (visits and period counts) by kiosk (both for what was committed) and
         the ``(topic, exception)`` of each message the database refused; all are applied only
         once committed, so a retried batch counts nothing twice. Raises a DATABASE_FAILURES
-        exception, with nothing committed, when the database itself fails."""
+        exception, with nothing committed, when the database itself fails.
+
+        The batch's kiosk rows are taken first, in id order (:meth:`FleetDb.seen`): taken as
+        each message came, two collectors' batches deadlocked on PostgreSQL. Health reports
+        wait to be written together, but never past a later message of the same kiosk: a
+        status sets the kiosk's version and clock too, and the later one must win."""
         tallies, visits, healths, counts, failures = [], [], [], [], []
+        reported = []
+
+        def write_healths():
+            reported.extend(self.store_together(
+                healths, lambda items: self.db.apply_health(items, received), failures)[1])
+            healths.clear()
+
         with self.db.database.atomic():
+            self.db.seen([item.kiosk_id for _, item in parsed], received)
             for topic, item in parsed:
                 if isinstance(item, topics.VisitMessage):
                     visits.append((topic, item))
@@ -348,6 +361,8 @@ class Store:
                 if isinstance(item, topics.HealthMessage):
                     healths.append((topic, item))
                     continue
+                if any(health.kiosk_id == item.kiosk_id for _, health in healths):
+                    write_healths()
                 try:
                     with self.db.database.atomic():
                         tallies.append(self.store(item, received))
@@ -358,8 +373,7 @@ class Store:
                     continue
                 if isinstance(item, topics.PeriodMessage):
                     counts.append(item)
-            _, reported = self.store_together(
-                healths, lambda items: self.db.apply_health(items, received), failures)
+            write_healths()
             stored, kept = self.store_together(
                 visits, lambda items: self.db.add_visits(items, received), failures)
             self.db.add_malformed(self.rejected)

@@ -11,16 +11,19 @@ lock; only then is the first let go. No sleeps decide an outcome.
 import contextlib
 import sqlite3
 import threading
+from urllib.parse import urlsplit
 
 import peewee
 import pytest
 
-from kiosk.fleet import alarms, migrations, registry
-from kiosk.fleet.db import open_database
+from kiosk import clock
+from kiosk.fleet import alarms, ingest, migrations, registry
+from kiosk.fleet.db import FleetDb, open_database
 from kiosk.telemetry import topics
 from tests.fixtures.broker import wait_until
 from tests.fleet.test_alarms import NOW, RECEIVED, health, pin
 from tests.fleet.test_collector import INSTANCE, KIOSK, status
+from tests.fleet.test_collector import visit as visit_payload
 from tests.fleet.test_periods import SCHEMA1_FLEET, SCHEMA1_ROWS
 from tests.fleet.test_registry import T1, T2, TWO_POINTS, row, write
 
@@ -105,6 +108,61 @@ def test_concurrency_a_batch_of_health_reports_is_written_at_once_the_last_of_a_
     assert (kiosks["b"].state, kiosks["b"].disk_free_mb, kiosks["b"].reader) == (
         None, 20, "no_reader")
     assert kiosks["b"].last_seen == RECEIVED and '"disk_free_mb": 20' in kiosks["b"].health
+
+
+def store_on(url):
+    """A collector's store process's :class:`kiosk.fleet.ingest.Store`, run in this one."""
+    return ingest.Store(ingest.Options(str(url), 60.0, 2.0, alarms.DEFAULT_THRESHOLDS, 10.0),
+                        threading.Event(), [], lambda: None)
+
+
+def test_concurrency_a_later_status_wins_over_an_earlier_health_report_of_its_batch(fleet_url):
+    """Health reports are written together, but never past a later message of their kiosk:
+    a reconnected kiosk's status (new version, clock synced) must not be undone by the last
+    health report of its old connection, which would raise clock_unsynced."""
+    unsynced = clock.stamp(NOW, False, 10.0)
+    store = store_on(fleet_url)
+    try:
+        store.handle([
+            (1, 1, topics.kiosk_topic(KIOSK, "health"),
+             health(version="0.0.9", stamp=unsynced)),
+            (2, 1, topics.kiosk_topic(KIOSK, "status"), status("online", 2))])
+        row = store.db.KioskRow.get(store.db.KioskRow.kiosk_id == KIOSK)
+    finally:
+        store.db.close()
+    assert (row.state, row.version, row.clock_synced) == ("online", "0.1.0", True)
+
+
+def test_concurrency_two_batches_taking_kiosks_in_opposite_orders_both_commit(
+        postgres, fleet_template, monkeypatch):
+    """A batch takes all its kiosks' rows first, in id order: taken as each message came (a
+    health report of k2 then a visit of k1, against the opposite), PostgreSQL found a
+    deadlock and aborted one batch."""
+    url = postgres.url(postgres.create_database(template=fleet_template))
+    setup = open_database(url)
+    setup.apply_health([parse("health", health(), k) for k in ("k1", "k2")], RECEIVED)
+    setup.close()
+    first, second = store_on(url), store_on(url)
+    turns = Turns(monkeypatch, FleetDb, "add_visits", url)
+
+    def batch(store, health_of, visit_of):
+        return lambda: store.commit([
+            (health_of, parse("health", health(disk_free_mb=7), health_of)),
+            (visit_of, parse("visit", visit_payload(f"v-{visit_of}"), visit_of))], RECEIVED)
+
+    results = turns.run(batch(first, "k2", "k1"), batch(second, "k1", "k2"),
+                        (first.db.database, second.db.database))
+    first.db.close()  # this thread's connections, opened with each store
+    second.db.close()
+    for result in results:
+        assert not isinstance(result, Exception), result
+    check = open_database(url)
+    try:
+        assert sorted(v.event_id for v in check.visits()) == ["v-k1", "v-k2"]
+        assert {k.kiosk_id: k.disk_free_mb for k in check.kiosks()} == {"k1": 7, "k2": 7}
+    finally:
+        check.close()
+        postgres.drop_database(urlsplit(url).path.lstrip("/"))
 
 
 # --- holding one party inside its critical step ------------------------------------------------
