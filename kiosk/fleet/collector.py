@@ -271,17 +271,25 @@ class Collector:
 
     def _launch(self):
         """Start a store process (holding ``_lock``); its pipe ends are its own alone, so its
-        death reads as the end of ``_from_store``."""
-        batches, self._to_store = _PROCESSES.Pipe(duplex=False)
-        self._from_store, reports = _PROCESSES.Pipe(duplex=False)
+        death reads as the end of ``_from_store``. If it cannot start, everything stays as it
+        was and the error is raised."""
+        batches, to_store = _PROCESSES.Pipe(duplex=False)
+        from_store, reports = _PROCESSES.Pipe(duplex=False)
         options = ingest.Options(str(self.db_where), self.reconcile_grace_s,
                                  self.reconcile_every_s, self.thresholds, self.alarms_every_s)
-        self._store = _PROCESSES.Process(
+        store = _PROCESSES.Process(
             target=ingest.serve, args=(batches, reports, options, self._store_stopping),
             name="collector-store", daemon=True)
-        self._store.start()
-        batches.close()
-        reports.close()
+        try:
+            store.start()
+        except BaseException:
+            to_store.close()
+            from_store.close()
+            raise
+        finally:
+            batches.close()
+            reports.close()
+        self._store, self._to_store, self._from_store = store, to_store, from_store
         self._generation += 1
 
     def _forward(self):
@@ -352,12 +360,18 @@ class Collector:
 
     def _take_reports(self):
         """The result thread: apply each report of the store process; start another when it
-        dies (unless stop() ended it), until it has finished."""
+        dies, or sends what cannot be read (unless stop() ended it), until it has finished."""
         delay = 0.1
         while True:
             try:
                 report = self._from_store.recv()
-            except (EOFError, OSError):
+            except Exception as exc:  # its end (EOFError, OSError), or a broken report
+                if not isinstance(exc, (EOFError, OSError)):
+                    log.error("could not read a report of the collector's store process "
+                              "(%s); ending it", type(exc).__name__)
+                    with self._lock:
+                        if self._store is not None:
+                            self._store.kill()
                 if not self._restart(delay):
                     break
                 delay = min(delay * 2, RESTART_MAX_S)  # one that keeps dying waits longer
@@ -374,20 +388,30 @@ class Collector:
         self._inbox.put(_DONE)
 
     def _restart(self, delay):
-        """Start another store process after ``delay``; False if stop() ended this one."""
+        """Start another store process after ``delay``, and again (waiting longer each time)
+        while one cannot be started; False if stop() ended it."""
         with self._lock:
             store = self._store
         if store is None:
             return False
         store.join()
-        time.sleep(delay)
-        with self._lock:
-            if self._store is None:
-                return False
-            self._from_store.close()
-            self._retired.append(self._to_store)
-            unanswered = len(self._in_flight)
-            self._launch()
+        while True:
+            time.sleep(delay)
+            with self._lock:
+                if self._store is None:
+                    return False
+                unanswered = len(self._in_flight)
+                old_reports, old_batches = self._from_store, self._to_store
+                try:
+                    self._launch()
+                except Exception as exc:  # out of memory or processes: try again later
+                    delay = min(delay * 2, RESTART_MAX_S)
+                    log.error("could not start another store process for the collector (%s); "
+                              "retrying in %.1f s", exc, delay)
+                    continue
+                old_reports.close()
+                self._retired.append(old_batches)  # the forwarding thread closes it
+            break
         self.counters.store_restarts += 1
         log.error("the collector's store process ended (exit code %s); started another and "
                   "sending it the %d batches not answered", store.exitcode, unanswered)

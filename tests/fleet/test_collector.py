@@ -534,3 +534,29 @@ def test_collector_store_process_killed_mid_run_loses_nothing_and_stores_nothing
     # A batch committed by the killed process is stored again as duplicates, never twice.
     assert counters.visits_stored + counters.visits_duplicate == len(sent)
     assert "the collector's store process ended (exit code -9)" in caplog.text
+
+
+def test_collector_keeps_trying_when_another_store_process_cannot_start(
+        start_collector, kiosk, caplog, monkeypatch):
+    """Right after the store process is killed (say by the kernel, out of memory), starting
+    another fails once: the collector tries again, and stores and acks everything."""
+    from kiosk.fleet import collector as collector_module
+
+    collector = start_collector()
+    processes = collector_module._PROCESSES
+    real, failures = processes.Process, []
+
+    def failing_once(*args, **kwargs):
+        process = real(*args, **kwargs)
+        if not failures:
+            failures.append(process)
+            process.start = lambda: (_ for _ in ()).throw(OSError("Cannot allocate memory"))
+        return process
+
+    monkeypatch.setattr(processes, "Process", failing_once, raising=False)
+    os.kill(collector._store.pid, signal.SIGKILL)
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("after-the-kill"))
+    wait_for_ack(kiosk, "after-the-kill")
+    assert failures and collector.counters.store_restarts == 1
+    assert [v.event_id for v in collector.db.visits()] == ["after-the-kill"]
+    assert "could not start another store process for the collector" in caplog.text
