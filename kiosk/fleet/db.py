@@ -300,10 +300,15 @@ class FleetDb:
         if not kiosk_ids:
             return
         KioskRow = self.KioskRow
+        # Written only when it changes: the batch marks its kiosks first, and the messages'
+        # own calls then lock without writing the row again (on PostgreSQL every write is a
+        # new row version; three a kiosk and batch were most of the server's work).
         (KioskRow.insert_many([{"kiosk_id": kiosk_id, "last_seen": received}
                                for kiosk_id in sorted(set(kiosk_ids))])
          .on_conflict(conflict_target=[KioskRow.kiosk_id],
-                      update={KioskRow.last_seen: EXCLUDED.last_seen})
+                      update={KioskRow.last_seen: EXCLUDED.last_seen},
+                      where=(KioskRow.last_seen.is_null()
+                             | (KioskRow.last_seen != EXCLUDED.last_seen)))
          .execute())
 
     def _seen(self, kiosk_id, received):
