@@ -76,19 +76,36 @@ def shown(count, *, threshold=THRESHOLD):
     return count if _checked(count) >= threshold else mark(threshold)
 
 
-def suppress(cells, *, threshold=THRESHOLD):
+def suppress(cells, *, threshold=THRESHOLD, groups=None, group_hidden=()):
     """``cells`` (counts of visits) as a published :class:`Table`, hidden counts as ``"<5"``.
 
     ``cells`` is ``{key: count}`` (a distribution: ratings 1-5 and the number rated) or
     ``{row: {column: count}}`` with the same columns in every row (a cross table, e.g. service
     by rating, with row, column and grand totals). Every count is a whole number >= 0.
+
+    ``groups`` (a cross table's ``{row: group}``) names rows whose sums are published in
+    another table, a level up (the departments of a ministry, whose row the ministries' table
+    shows), and ``group_hidden`` what that table hid of them: ``(group, column)`` for a count,
+    ``(group,)`` for a row total. The sums it shows are known here and are never hidden by
+    this table, so no hidden count of this table follows from them either. Without them, a
+    ministry's row less its departments' shown rows gave a hidden department's count.
     """
     if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
         raise ValueError(f"threshold must be a whole number >= 1, not {threshold!r}")
     values, lines, columns = _layout(cells)
-    hidden = {entry: None for entry, count in values.items() if count < threshold}
+    known = {}
+    if groups is not None and columns is not None:
+        known = _add_groups(cells, columns, groups, values, lines)
+    hidden = {entry: None for entry, count in values.items()
+              if (count < threshold if entry not in known else known[entry] in group_hidden)}
+    # A group's only member equals the group's sum: where the level above shows that sum,
+    # hiding the member here hides nothing, so it is never chosen to hide.
+    fixed = set(known) | {line.members[0] for line in lines if line.total in known
+                          and len(line.members) == 1 and line.total not in hidden}
     while exposed := _exposed(lines, hidden):
-        hidden[_partner(exposed, lines, values, hidden)] = None
+        if (partner := _partner(exposed, lines, values, hidden, fixed)) is None:
+            break  # nothing left this table can hide
+        hidden[partner] = None
 
     def show(entry):
         return mark(threshold) if entry in hidden else values[entry]
@@ -150,6 +167,23 @@ def _layout(cells):
     return values, [cells_line] if cells_line.members else [], None
 
 
+def _add_groups(cells, columns, groups, values, lines):
+    """Each group's column sums and total, as entries and lines of the equations; returns
+    ``{entry: its name in group_hidden}``."""
+    members, known = {}, {}
+    for row in cells:
+        members.setdefault(groups[row], []).append(row)
+    for group, rows in members.items():
+        for column in columns:
+            entry = ("group", group, column)
+            values[entry], known[entry] = sum(cells[r][column] for r in rows), (group, column)
+            lines.append(_Line(tuple(("cell", r, column) for r in rows), entry))
+        values["group", group], known["group", group] = (
+            sum(values["row", r] for r in rows), (group,))
+        lines.append(_Line(tuple(("row", r) for r in rows), ("group", group)))
+    return known
+
+
 def _exposed(lines, hidden):
     """The hidden entries the published ones determine, in the order they were hidden.
 
@@ -185,19 +219,20 @@ def _minus(equation, other, factor):
     return result
 
 
-def _partner(exposed, lines, values, hidden):
-    """The next count to hide: where an exposed count is the only hidden one of its line, the
-    smallest visible cell of that line (its total when it has none); otherwise (a chain of
-    lines exposes it) the smallest visible cell of a line through the first exposed count, or
-    of any line at all (hiding every count exposes none)."""
-    def smallest(entries):
-        visible = [e for e in entries if e not in hidden]
+def _partner(exposed, lines, values, hidden, fixed=frozenset()):
+    """The next count to hide (never one of ``fixed``): where an exposed count is the only
+    hidden one of its line, the smallest visible cell of that line (its total when it has
+    none); otherwise (a chain of lines exposes it) the smallest visible cell of a line through
+    the first exposed count, or of any line at all; None when nothing is left to hide."""
+    def smallest(entries):  # ``fixed``: shown by another table, so never hidden here
+        visible = [e for e in entries if e not in hidden and e not in fixed]
         return min(visible, key=values.__getitem__) if visible else None
 
     for entry in exposed:
         for line in lines:
             if entry in line.entries and sum(e in hidden for e in line.entries) == 1:
-                return smallest(line.members) or line.total
+                if (found := smallest(line.members) or smallest([line.total])) is not None:
+                    return found
     through = [line for line in lines if exposed[0] in line.entries]
     for entries in ([e for line in through for e in line.members],
                     [line.total for line in through], values):

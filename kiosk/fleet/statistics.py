@@ -128,13 +128,14 @@ def compute(fleet_db, registry, start, end, level="national", thresholds=Thresho
     start, end = utc_text(start), utc_text(end)
     visits = _load(fleet_db, registry, start, end)
     group = _grouper(level)
+    ups = _ups(visits, level, group)
     tables = [
-        _visits_table(visits, level, group),
-        _ratings_table(visits, level, group),
-        _copy_table(visits, level, group),
-        _no_copy_table(visits, level, group, thresholds),
-        _abandoned_table(visits, level, group),
-        _reasons_table(visits, level, group, thresholds),
+        _visits_table(visits, level, group, ups),
+        _ratings_table(visits, level, group, ups),
+        _copy_table(visits, level, group, ups),
+        _no_copy_table(visits, level, group, thresholds, ups),
+        _abandoned_table(visits, level, group, ups),
+        _reasons_table(visits, level, group, thresholds, ups),
         _progress_table(registry, visits, level, end),
     ]
     tables = {table.name: table for table in tables}
@@ -267,13 +268,46 @@ def _cross(visits, group, columns, counters):
     return {key: dict(zip(columns, counts[key], strict=True)) for key in sorted(counts)}
 
 
-def _published(counts):
+def _published(counts, ups=()):
     """``(key, true counts, published counts, published row total)`` of each row of a
-    suppressed cross table."""
+    suppressed cross table; ``ups`` (:func:`_ups`) makes it hold against the sums the levels
+    above publish too."""
     if not counts:
         return []
-    table = disclosure.suppress(counts)
+    table = _suppressed(counts, ups)
     return [(key, counts[key], table.cells[key], table.row_totals[key]) for key in counts]
+
+
+def _suppressed(counts, ups):
+    """:func:`kiosk.fleet.disclosure.suppress` of ``counts``, given what the level above
+    shows and hides of their sums, itself suppressed so against the levels above it."""
+    if not ups:
+        return disclosure.suppress(counts)
+    groups, sums = {}, {}
+    for key, row in counts.items():
+        groups[key] = ups[0](key)
+        into = sums.setdefault(groups[key], dict.fromkeys(row, 0))
+        for column, count in row.items():
+            into[column] += count
+    above = _suppressed({key: sums[key] for key in sorted(sums)}, ups[1:])
+    hidden = {(group, column) for group, row in above.cells.items()
+              for column, shown in row.items() if isinstance(shown, str)}
+    hidden |= {(group,) for group, total in above.row_totals.items() if isinstance(total, str)}
+    return disclosure.suppress(counts, groups=groups, group_hidden=hidden)
+
+
+def _ups(visits, level, group):
+    """From a row's key to its key a level up, for each level up to the one whose rows the
+    table's own totals add up (the nation): the console shows a ministry's row beside its
+    departments', and a department's beside its service points'."""
+    to_ministry = lambda key: key[:1] + key[2:]  # noqa: E731 (ministry, department, ...)
+    if level == "department":
+        return (to_ministry,)
+    if level == "service_point":
+        where = {group(v): (v.point.ministry, v.point.department) if v.point is not None
+                 else (UNKNOWN, UNKNOWN) for v in visits}
+        return (lambda key: where.get(key[:1], (UNKNOWN, UNKNOWN)) + key[1:], to_ministry)
+    return ()
 
 
 def _share(part, whole):
@@ -284,20 +318,20 @@ def _derived(value, shown, total):
     return disclosure.derived(value, shown.values(), total)
 
 
-def _visits_table(visits, level, group):
+def _visits_table(visits, level, group, ups=()):
     counts = _cross(visits, group, ("verified", "unverified"),
                     {"verified": ("verified_yes",), "unverified": ("verified_no",)})
     rows = {}
-    for key, true, shown, total in _published(counts):
+    for key, true, shown, total in _published(counts, ups):
         rows[key] = {"visits": total, **shown, "verified_share": _derived(
             _share(true["verified"], sum(true.values())), shown, total)}
     return Table("visits", LEVELS[level], rows)
 
 
-def _ratings_table(visits, level, group):
+def _ratings_table(visits, level, group, ups=()):
     counts = _cross(visits, group, schema.RATINGS, {r: (f"rating_{r}",) for r in schema.RATINGS})
     rows = {}
-    for key, true, shown, total in _published(counts):
+    for key, true, shown, total in _published(counts, ups):
         rated = sum(true.values())
         mean = round(sum(r * n for r, n in true.items()) / rated, DIGITS) if rated else None
         rows[key] = {"rated": total, **{f"rating_{r}": n for r, n in shown.items()},
@@ -311,10 +345,10 @@ _ASKED = {"asked": tuple(f"copy_{a}" for a in schema.COPY_ANSWERS if a in ASKED)
           "not_asked": tuple(f"copy_{a}" for a in schema.COPY_ANSWERS if a not in ASKED)}
 
 
-def _copy_table(visits, level, group):
+def _copy_table(visits, level, group, ups=()):
     counts = _cross(visits, group, ("asked", "not_asked"), _ASKED)
     rows = {}
-    for key, true, shown, total in _published(counts):
+    for key, true, shown, total in _published(counts, ups):
         rows[key] = {"answered": total, **shown, "copy_request_rate": _derived(
             _share(true["asked"], sum(true.values())), shown, total)}
     return Table("copy", LEVELS[level], rows)
@@ -329,11 +363,11 @@ def _no_copy_counts(visits, level, group):
     return _cross(visits, by_service, ("asked", "not_asked"), _ASKED)
 
 
-def _no_copy_table(visits, level, group, thresholds):
+def _no_copy_table(visits, level, group, thresholds, ups=()):
     keys = LEVELS[level] + tuple(c for c in ("service_id", "declared") if c not in LEVELS[level])
     counts = _no_copy_counts(visits, level, group)
     rows = {}
-    for key, true, shown, total in _published(counts):
+    for key, true, shown, total in _published(counts, ups):
         answered = sum(true.values())
         is_contradiction = (key[-1] == "cancelled"
                             and answered >= thresholds.contradiction_answers
@@ -347,12 +381,12 @@ def _no_copy_table(visits, level, group, thresholds):
     return Table("no_copy", keys, rows)
 
 
-def _abandoned_table(visits, level, group):
+def _abandoned_table(visits, level, group, ups=()):
     columns = ("completed", *schema.STEPS)
     counts = _cross(visits, group, columns,
                     {column: (f"ended_{column}",) for column in columns})
     rows = {}
-    for key, true, shown, total in _published(counts):
+    for key, true, shown, total in _published(counts, ups):
         all_visits = sum(true.values())
         row = {"visits": total, "completed": shown["completed"]}
         for step in schema.STEPS:
@@ -363,13 +397,13 @@ def _abandoned_table(visits, level, group):
     return Table("abandoned", LEVELS[level], rows)
 
 
-def _reasons_table(visits, level, group, thresholds):
+def _reasons_table(visits, level, group, thresholds, ups=()):
     low = [r for r in schema.RATINGS if r <= thresholds.low_rating]
     counts = _cross(visits, group, schema.REASONS,
                     {reason: tuple(f"reason_{reason}_{r}" for r in low)
                      for reason in schema.REASONS})
     rows = {}
-    for key, _true, shown, total in _published(counts):
+    for key, _true, shown, total in _published(counts, ups):
         # Only published counts are ranked: the order of hidden ones would tell about them.
         ranked = sorted((r for r in schema.REASONS if not isinstance(shown[r], str)),
                         key=lambda r: -shown[r])

@@ -399,3 +399,34 @@ def test_statistics_contradiction_is_published_when_its_counts_are_hidden(fresh)
     assert tables["no_copy"].rows[("dopa.id_card", "cancelled")] == {
         "answered": 30, "asked": H, "not_asked": H, "observed_rate": None,
         "contradiction": True}
+
+
+def test_statistics_a_ministry_less_its_shown_departments_gives_no_hidden_count_away(
+        fleet_url, tmp_path):
+    """The console shows a ministry's row beside its departments' (and a department's beside
+    its service points'): with the Interior's 32 visits shown and its departments at 30 and a
+    hidden 2, the 2 was one subtraction away. Every level's table now holds against the sums
+    the level above shows."""
+    rows = [*REGISTRY_ROWS, point("bora-1", INTERIOR, "BORA", "เชียงใหม่", "bora.x", "not_yet")]
+    db, reg = open_database(fleet_url), registry.open_registry(fleet_url)
+    try:
+        path = tmp_path / "registry.csv"
+        path.write_bytes(csv_text(rows).encode("utf-8-sig"))
+        registry.import_file(reg, path, as_of=dt.datetime(2026, 11, 1, tzinfo=BANGKOK))
+        with db.database.atomic():
+            for kiosk, service_point_id in {**KIOSKS, "k4": "bora-1"}.items():
+                db.apply_service_point(pin(kiosk, service_point_id), RECEIVED)
+            db.add_visits([*visits("k1", 30), *visits("k2", 30), *visits("k4", 2)], RECEIVED)
+        above = statistics.compute(db, reg, START, END, "ministry").tables
+        below = statistics.compute(db, reg, START, END, "department").tables
+    finally:
+        reg.close()
+        db.close()
+    for name in ("visits", "ratings", "copy", "abandoned", "reasons"):
+        for (ministry,), row in above[name].rows.items():
+            children = [r for key, r in below[name].rows.items() if key[0] == ministry]
+            for column, value in row.items():
+                if not isinstance(value, int) or isinstance(value, bool):
+                    continue
+                hidden = [r[column] for r in children if r.get(column) == H]
+                assert len(hidden) != 1, (name, ministry, column, value, children)
