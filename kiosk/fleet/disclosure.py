@@ -23,9 +23,12 @@ What it does not guarantee:
   hidden count lies between 0 and that sum, and a sum of 0 shows they are all zeros ("nobody"
   discloses no one). When all of a line's visits fall in one published cell, everyone in that
   line is known to have answered so.
-* Differencing between tables. Two tables from overlapping visits (two periods, a kiosk and
-  the fleet, a table and its breakdown) can be subtracted from each other: publish each
-  question once, as one table with its breakdown in the rows.
+* Differencing between tables, unless told. Two tables from overlapping visits (two periods,
+  a kiosk and the fleet, a table and its breakdown) can be subtracted from each other. A
+  breakdown's sums published a level up are told through ``groups`` and ``group_hidden``
+  (the statistics do so for departments and service points); two periods are not, so the
+  console publishes whole months only. Overlapping ranges of months remain: a month's
+  figures are a subtraction away, at a month's resolution.
 * The database. Suppression protects published tables only. Anyone holding both the
   collector's database and the counter's log can still link a single visit in an hour to the
   citizen served then (``docs/privacy.md``).

@@ -17,6 +17,7 @@ from kiosk.errors import ConfigError, TelemetryError
 from kiosk.fleet import registry, statistics
 from kiosk.fleet.console import auth, commands, i18n, serve, users
 from kiosk.fleet.console.app import Settings, create_app
+from kiosk.fleet.console.stats import date_range
 from kiosk.fleet.db import open_database
 from kiosk.period import BANGKOK
 from tests.fixtures.console import DAY, PASSWORDS
@@ -447,3 +448,15 @@ def test_console_serve_refuses_a_short_secret_and_reads_the_brokers_password(tmp
     assert settings.secret_key == "x" * 40
     assert (settings.broker.host, settings.broker.username, settings.broker.password) == (
         "mqtt.internal", "ops", "ops-secret")
+
+
+@pytest.mark.parametrize(("asked", "given"), [
+    (("2026-11-05", "2026-11-20"), ("2026-11-01", "2026-11-30")),
+    (("2026-11-30", "2026-12-01"), ("2026-11-01", "2026-12-31")),
+    (("2028-02-10", "2028-02-10"), ("2028-02-01", "2028-02-29")),
+])
+def test_console_statistics_cover_whole_months(asked, given):
+    """Two ranges a day apart were one subtraction from that day's figures: the console
+    widens every range to whole months."""
+    first, last = date_range({"from": asked[0], "to": asked[1]})[:2]
+    assert (first.isoformat(), last.isoformat()) == given

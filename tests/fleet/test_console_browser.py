@@ -13,6 +13,7 @@ from selenium.webdriver.support.ui import Select
 from kiosk.fleet import registry, statistics
 from kiosk.fleet.collector import Collector
 from kiosk.fleet.console.app import Broker, Settings, create_app
+from kiosk.fleet.console.stats import date_range
 from kiosk.fleet.db import open_database
 from kiosk.period import BANGKOK
 from tests.fixtures.broker import wait_until
@@ -130,7 +131,10 @@ def test_console_browser_downloaded_csv_holds_what_the_page_shows(driver, base):
     page = shown(driver, "national-ratings")
     driver.find_element(By.CSS_SELECTOR, "[data-table=ratings][data-level=national] a.csv"
                         ).click()
-    path = driver.downloads / f"statistics-national-ratings-{DAY}-{DAY}.csv"
+    # The page's range is the whole month of the day asked for (ranges a day apart would
+    # give a day's figures by subtraction).
+    first, last = date_range({"from": DAY, "to": DAY})[:2]
+    path = driver.downloads / f"statistics-national-ratings-{first}-{last}.csv"
     wait_until(path.exists, "the CSV download")
     figures = statistics.read_csv(path.read_bytes())
     assert {table for table, _, _ in figures} == {"ratings"}

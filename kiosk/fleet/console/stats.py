@@ -19,7 +19,6 @@ from kiosk.fleet.db import utc_text
 from kiosk.period import BANGKOK
 
 blueprint = Blueprint("stats", __name__)
-DEFAULT_DAYS = 30
 NODE_PARAMS = ("ministry", "department", "province", "service_point_id", "service_id")
 
 
@@ -34,16 +33,19 @@ class Node:
 
 
 def date_range(args):
-    """``(first day, last day, start, end)`` from ``from`` and ``to`` (Thailand's days)."""
+    """``(first day, last day, start, end)`` from ``from`` and ``to`` (Thailand's days),
+    widened to whole months: two ranges a day apart would otherwise be one subtraction from
+    that day's figures, the visits of a day someone was seen at the counter."""
     try:
         last = dt.date.fromisoformat(args["to"]) if args.get("to") else \
             dt.datetime.now(BANGKOK).date()
-        first = dt.date.fromisoformat(args["from"]) if args.get("from") else \
-            last - dt.timedelta(days=DEFAULT_DAYS - 1)
+        first = dt.date.fromisoformat(args["from"]) if args.get("from") else last
     except ValueError:
         abort(400, t("stats.bad_range"))
     if last < first or (last - first).days > 3 * 366:
         abort(400, t("stats.bad_range"))
+    first = first.replace(day=1)
+    last = (last.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
     start = dt.datetime.combine(first, dt.time(), BANGKOK)
     end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), BANGKOK)
     return first, last, start, end
