@@ -120,27 +120,42 @@ class _Visits:
     counts: list
 
 
-def compute(fleet_db, registry, start, end, level="national", thresholds=Thresholds()):
+#: Every table of a publication, in order.
+TABLES = ("visits", "ratings", "copy", "no_copy", "abandoned", "reasons", "progress")
+
+
+def compute(fleet_db, registry, start, end, level="national", thresholds=Thresholds(),
+            tables=TABLES):
     """The :class:`Statistics` of the non-demo visits whose period starts in ``[start, end)``
-    (aware datetimes), grouped at ``level`` (a key of :data:`LEVELS`)."""
+    (aware datetimes), grouped at ``level`` (a key of :data:`LEVELS`). ``tables`` names the
+    ones wanted (a page that lists the contradictions needs ``no_copy`` only); each is what
+    the whole publication would hold."""
     if level not in LEVELS:
         raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
+    if unknown := set(tables) - set(TABLES):
+        raise ValueError(f"no such table: {', '.join(sorted(unknown))}")
     start, end = utc_text(start), utc_text(end)
     visits = _load(fleet_db, registry, start, end)
     group = _grouper(level)
     ups = _ups(visits, level, group)
-    tables = [
-        _visits_table(visits, level, group, ups),
-        _ratings_table(visits, level, group, ups),
-        _copy_table(visits, level, group, ups),
-        _no_copy_table(visits, level, group, thresholds, ups),
-        _abandoned_table(visits, level, group, ups),
-        _reasons_table(visits, level, group, thresholds, ups),
-        _progress_table(registry, visits, level, end),
-    ]
-    tables = {table.name: table for table in tables}
-    _hide_linked(tables, _no_copy_counts(visits, level, group))
-    return Statistics(level, start, end, tables)
+    makers = {
+        "visits": lambda: _visits_table(visits, level, group, ups),
+        "ratings": lambda: _ratings_table(visits, level, group, ups),
+        "copy": lambda: _copy_table(visits, level, group, ups),
+        "no_copy": lambda: _no_copy_table(visits, level, group, thresholds, ups),
+        "abandoned": lambda: _abandoned_table(visits, level, group, ups),
+        "reasons": lambda: _reasons_table(visits, level, group, thresholds, ups),
+        "progress": lambda: _progress_table(registry, visits, level, end),
+    }
+    # The tables linked across (_hide_linked) come as pairs: each can hide in the other.
+    wanted = set(tables)
+    for pair in ({"copy", "no_copy"}, {"visits", "abandoned"}):
+        if wanted & pair:
+            wanted |= pair
+    made = {name: makers[name]() for name in TABLES if name in wanted}
+    _hide_linked(made, _no_copy_counts(visits, level, group))
+    return Statistics(level, start, end, {name: made[name] for name in TABLES
+                                          if name in tables})
 
 
 def _hide_linked(tables, no_copy_counts):
@@ -155,9 +170,9 @@ def _hide_linked(tables, no_copy_counts):
     ``abandoned`` count the same visits per row: a row whose total is hidden in either is
     hidden whole in both. Hiding more never reveals anything (fewer figures, fewer
     equations)."""
-    no_copy, copy = tables["no_copy"], tables["copy"]
-    width = len(copy.keys)
-    for key in copy.rows:
+    no_copy, copy = tables.get("no_copy"), tables.get("copy")
+    width = len(copy.keys) if copy else 0
+    for key in copy.rows if copy else ():
         group = {other: row for other, row in no_copy.rows.items() if other[:width] == key}
         hiding = [other for other, row in group.items()
                   if isinstance(row["asked"], str) or isinstance(row["not_asked"], str)]
@@ -168,8 +183,8 @@ def _hide_linked(tables, no_copy_counts):
             row = copy.rows[key]
             row.update(asked=disclosure.mark(), not_asked=disclosure.mark(),
                        copy_request_rate=None)
-    visits, abandoned = tables["visits"], tables["abandoned"]
-    for key in visits.rows.keys() & abandoned.rows.keys():
+    visits, abandoned = tables.get("visits"), tables.get("abandoned")
+    for key in visits.rows.keys() & abandoned.rows.keys() if visits else ():
         if isinstance(visits.rows[key]["visits"], str) or isinstance(
                 abandoned.rows[key]["visits"], str):
             _hide_row(visits.rows[key])

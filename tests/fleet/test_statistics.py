@@ -430,3 +430,18 @@ def test_statistics_a_ministry_less_its_shown_departments_gives_no_hidden_count_
                     continue
                 hidden = [r[column] for r in children if r.get(column) == H]
                 assert len(hidden) != 1, (name, ministry, column, value, children)
+
+
+@pytest.mark.parametrize("level", ["national", "service_point"])
+def test_statistics_some_tables_alone_are_what_the_whole_publication_holds(stores, level):
+    """A page listing contradictions computes the no_copy table alone (the service-point
+    level's other tables were most of a year's page time): it must be the same table, and
+    the copy table it is linked to as well."""
+    db, reg = stores
+    whole = statistics.compute(db, reg, START, END, level).tables
+    part = statistics.compute(db, reg, START, END, level, tables=("no_copy", "copy")).tables
+    assert list(part) == ["copy", "no_copy"]
+    assert part["no_copy"].rows == whole["no_copy"].rows
+    assert part["copy"].rows == whole["copy"].rows
+    with pytest.raises(ValueError, match="no such table: nope"):
+        statistics.compute(db, reg, START, END, level, tables=("nope",))

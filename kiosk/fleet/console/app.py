@@ -123,16 +123,17 @@ class Console:
         self.clock = clock
         self._statistics, self._statistics_lock = {}, threading.Lock()
 
-    def statistics(self, level, start, end):
+    def statistics(self, level, start, end, tables=statistics.TABLES):
         """:func:`kiosk.fleet.statistics.compute` of ``level`` over ``[start, end)``."""
-        key, now = (level, start, end), self.clock()
+        key, now = (level, start, end, tuple(tables)), self.clock()
         with self._statistics_lock:
             for old in [k for k, (at, _) in self._statistics.items()
                         if now - at >= STATISTICS_TTL_S]:
                 del self._statistics[old]
             if key in self._statistics:
                 return self._statistics[key][1]
-        computed = statistics.compute(self.db, self.registry, start, end, level)
+        computed = statistics.compute(self.db, self.registry, start, end, level,
+                                      tables=tables)
         with self._statistics_lock:
             self._statistics[key] = (now, computed)
         return computed

@@ -166,12 +166,15 @@ def stats_page():
     node = node_of(request.args)
     by = "province" if request.args.get("by") == "province" else "ministry"
     compute = _computer(state, start, end)
+
+    def no_copy_by_point():  # all the contradictions need: the rest of that level is slow
+        return compute("service_point", ("no_copy",)).tables["no_copy"]
+
     node_tables = [(node.level, _within(table, node.key))
                    for table in compute(node.level).tables.values()]
     if node.level == "service" and "service_point_id" in node.params:
         point = (node.params["service_point_id"], node.key[0])
-        node_tables.insert(0, ("service_point",
-                               _within(compute("service_point").tables["no_copy"], point)))
+        node_tables.insert(0, ("service_point", _within(no_copy_by_point(), point)))
     below = _below(node, by, state.registry, start, end)
     below_level, below_tables = None, []
     if below is not None:
@@ -180,8 +183,7 @@ def stats_page():
                         for table in compute(below_level).tables.values()]
     points = _scope_points(node, state.registry, start, end)
     contradictions = [
-        (key, row) for key, row in _within(compute("service_point").tables["no_copy"], (),
-                                           points).rows.items()
+        (key, row) for key, row in _within(no_copy_by_point(), (), points).rows.items()
         if row["contradiction"] and (node.level != "service" or key[1] == node.key[0])]
     return render_template(
         "stats.html", first=first, last=last, node=node, by=by,
@@ -196,7 +198,7 @@ def stats_page():
 
 def _computer(state, start, end):
     """``compute(level)`` for this range, from :meth:`Console.statistics` (a short cache)."""
-    return lambda level: state.statistics(level, start, end)
+    return lambda level, tables=statistics.TABLES: state.statistics(level, start, end, tables)
 
 
 def _trail(node, args):
