@@ -235,8 +235,10 @@ class Reply(Model):
 class Malformed(Model):
     """Messages the collectors refused as malformed, by the parser's reason (which names no
     value), kept so that ``/metrics`` and ops see them whichever collector counted them and
-    however often it restarted. At most :data:`MAX_MALFORMED_REASONS` reasons, then ``other``:
-    a kiosk making up new ones cannot grow the table."""
+    however often it restarted. :data:`MAX_MALFORMED_REASONS` reasons apart, the rest as
+    ``other``: a kiosk making up new ones cannot grow the table. A monitoring count, at least
+    once: a batch whose store process died before its report is stored again, and its
+    rejections added again."""
 
     reason = CharField(primary_key=True)
     messages = IntegerField()
