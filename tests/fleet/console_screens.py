@@ -26,6 +26,8 @@ PAGES = {
     "statistics-ministry": f"/stats?{RANGE}&ministry=กระทรวงมหาดไทย",
     "statistics-service": f"/stats?{RANGE}&service_point_id=dopa-10&service_id=dopa.id_card",
     "commands": "/commands",
+    # A command's page as it comes back after sending: the known store's stored reply.
+    "command-replies": "/commands/ops-abcdefghijklmnop",
 }
 #: The map's pages, over the map's store.
 MAP_PAGES = {"map": f"/map?{RANGE}", "map-csat": f"/map?{RANGE}&colour=csat"}
@@ -56,8 +58,11 @@ def capture(out):
             for app, pages in zip(apps, (PAGES, MAP_PAGES), strict=True):
                 with serving(app) as base:
                     if pages is PAGES:
-                        driver.get(f"{base}/login")
-                        full_page(driver, out / "login-th.png")
+                        for language in ("th", "en"):
+                            driver.get(f"{base}/language/{language}?next=/login")
+                            full_page(driver, out / f"login-{language}.png")
+                            written.append(out / f"login-{language}.png")
+                        driver.get(f"{base}/language/th?next=/login")
                     log_in(driver, base, "otto", "screens-pass-1")
                     for language in ("th", "en"):
                         driver.get(f"{base}/language/{language}?next=/fleet")
@@ -77,7 +82,7 @@ def capture(out):
             driver.quit()
             for app in apps:
                 app.extensions["console"].db.close()
-    return [out / "login-th.png", *written]
+    return written
 
 
 def main(argv):
