@@ -26,6 +26,7 @@ class Place:
     ministry: str | None
     department: str | None
     provinces: frozenset  # the names and code a --province matches, lowercased
+    province: object = None  # the registry's province (names in Thai and English), if known
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def places(fleet_db, now):
         province = registry_module.province(point.province)
         names = {point.province} | ({province.name_th, province.name_en} if province else set())
         found[pin.kiosk_id] = Place(point.ministry, point.department,
-                                    frozenset(name.casefold() for name in names))
+                                    frozenset(name.casefold() for name in names), province)
     return found
 
 

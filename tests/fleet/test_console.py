@@ -217,6 +217,10 @@ def test_console_fleet_lists_every_kiosk_with_state_and_open_alarms(browser):
     assert '<span class="alarm">silent</span>' in k2
     k1 = re.search(r'data-kiosk="k1".*?</tr>', page, re.S).group(0)
     assert "disk_low" not in k1  # cleared: history, not open
+    # The province is the registry's (the pin says "kiosk's own"), in the page's language.
+    assert "เชียงใหม่" in k2 and "kiosk's own" not in k2
+    assert "Chiang Mai" in re.search(r'data-kiosk="k2".*?</tr>', browser("vera").get(
+        "/language/en?next=/fleet", follow_redirects=True).text, re.S).group(0)
 
 
 @pytest.mark.parametrize(("query", "expected"), [

@@ -26,6 +26,7 @@ class Row:
     pin: object  # its ServicePointRow, or None
     open_alarms: tuple
     age: str
+    province: object = None  # the registry's, where the kiosk's point is registered
 
 
 def filters_from(args):
@@ -45,7 +46,7 @@ def fleet_rows(fleet_db, filters, alarm=None, now=None):
     for event in fleet_db.alarm_events(open_only=True):
         open_alarms.setdefault(event.kiosk_id, []).append(event.kind)
     pins = {pin.kiosk_id: pin for pin in fleet_db.ServicePointRow.select()}
-    places = status.places(fleet_db, now) if filters != status.NO_FILTERS else {}
+    places = status.places(fleet_db, now)  # the province shown is the registry's, too
     nowhere = status.Place(None, None, frozenset())
     rows = []
     for kiosk in fleet_db.kiosks():
@@ -55,8 +56,9 @@ def fleet_rows(fleet_db, filters, alarm=None, now=None):
         kinds = tuple(open_alarms.get(kiosk.kiosk_id, ()))
         if alarm is not None and alarm not in kinds:
             continue
-        rows.append(Row(kiosk, pins.get(kiosk.kiosk_id), kinds, status.age(kiosk.last_seen,
-                                                                           now)))
+        rows.append(Row(kiosk, pins.get(kiosk.kiosk_id), kinds,
+                        status.age(kiosk.last_seen, now),
+                        places.get(kiosk.kiosk_id, nowhere).province))
     return rows
 
 

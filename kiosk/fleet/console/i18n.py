@@ -39,6 +39,8 @@ CATALOGUE = {
     "fleet.reader": ("เครื่องอ่านบัตร", "Card reader"),
     "fleet.disk": ("พื้นที่ว่าง (MB)", "Disk free (MB)"),
     "fleet.clock": ("นาฬิกา", "Clock"),
+    "fleet.clock_synced": ("ตรงแล้ว", "synced"),
+    "fleet.clock_unsynced": ("ยังไม่ตรง", "unsynced"),
     "fleet.version": ("รุ่น", "Version"),
     "fleet.alarms": ("การแจ้งเตือนที่เปิดอยู่", "Open alarms"),
     "fleet.place": ("จุดบริการ", "Service point"),
