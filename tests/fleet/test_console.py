@@ -245,6 +245,8 @@ def test_console_kiosk_page_shows_its_alarm_history_and_replies(browser):
     history = re.search(r'id="alarm-history".*?</table>', page, re.S).group(0)
     assert "disk_low" in history and "2026-11-30T08:00:00.000Z" in history
     assert "ops-abcdefghijklmnop" in page and "{&#34;version&#34;: 3}" in page
+    # Where it stands is the registry's word, not its pin's ("kiosk's own" in the fixture).
+    assert "กรุงเทพมหานคร" in page and "กรมการปกครอง" in page and "kiosk's own" not in page
     assert viewer.get("/kiosk/nobody").status_code == 404
     assert viewer.get("/kiosk/ops").status_code == 404  # a reserved name is no kiosk
 

@@ -105,9 +105,11 @@ def kiosk_page(kiosk_id):
     Reply = fleet_db.Reply
     replies = list(Reply.select().where(Reply.kiosk_id == kiosk_id)
                    .order_by(Reply.id.desc()).limit(REPLIES_SHOWN))
+    now = dt.datetime.now(dt.UTC)
     return render_template(
         "kiosk.html", kiosk=kiosk,
         pin=fleet_db.ServicePointRow.get_or_none(fleet_db.ServicePointRow.kiosk_id == kiosk_id),
+        place=status.places(fleet_db, now).get(kiosk_id),
         events=list(reversed(fleet_db.alarm_events(kiosk_id))),
         recorded=fleet_db.alarms(kiosk_id), verdicts=fleet_db.period_verdicts(kiosk_id),
-        replies=replies, last_seen_age=status.age(kiosk.last_seen, dt.datetime.now(dt.UTC)))
+        replies=replies, last_seen_age=status.age(kiosk.last_seen, now))
