@@ -23,7 +23,9 @@ from kiosk import logsafe, period
 
 #: The payload schema of every message on the wire (``kiosk.telemetry.topics.SCHEMA``); kept
 #: here because the visit is the message that grows. Raise it when a field changes meaning.
-SCHEMA = 2
+#: Schema 3 (issue 14) added the "not sure" copy answer, the card-return and confirm steps and
+#: two fields; a collector is upgraded before its kiosks, since a schema-2 reader refuses it.
+SCHEMA = 3
 
 
 
@@ -37,9 +39,16 @@ class Outcome(enum.StrEnum):
 OUTCOMES = tuple(Outcome)
 #: Where a visit ended: the flow's screen values (``kiosk.flow.Screen``), pinned for the wire.
 STEPS = ("idle", "reading", "card_problem", "already_rated", "choose_service", "copy_check",
-         "rating", "reason", "thank_you", "take_card", "out_of_service")
-COPY_ANSWERS = ("none", "id_card", "house_registration", "both")
+         "rating", "reason", "thank_you", "take_card", "out_of_service",
+         "return_card", "confirm")
+#: ``not_sure`` (schema 3) is kept apart in the statistics: neither asked nor not asked.
+COPY_ANSWERS = ("none", "id_card", "house_registration", "both", "not_sure")
 REASONS = ("waiting_time", "staff", "copies_requested", "unclear_process", "other")
+#: Reasons still valid on the wire (older visits carry them) that the screens no longer offer:
+#: ``copies_requested`` only repeated the photocopy question.
+RETIRED_REASONS = ("copies_requested",)
+#: The service id of the "other service" choice; the registry may not use it for a service.
+OTHER_SERVICE = "other"
 RATINGS = (1, 2, 3, 4, 5)
 LANGUAGES = ("th", "en")
 GENDERS = ("male", "female")
@@ -146,6 +155,11 @@ FIELDS = (
           "config's kiosk.service_point_id); without it the collector files the visit under "
           "the kiosk's pin when it arrives", pattern=TOKEN, rule="must be a service point id",
           statistic="every table's service point", since=5, is_omitted_when_null=True),
+    Field("card_in_at_commit", bool, "the citizen's card was still in the reader when the "
+          "visit was committed (null without a card)", statistic="card_left_in", since=6,
+          is_omitted_when_null=True),
+    Field("undone", bool, "the citizen tapped \"change my answer\" before the visit was "
+          "committed", statistic="undone", since=6, is_omitted_when_null=True),
     Field("repeat_hash", bytes, "keyed hash of the card, in the runner's memory for the repeat "
           "window only", is_stored=False, is_sent=False, is_kept=False),
 )

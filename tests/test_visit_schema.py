@@ -25,15 +25,15 @@ ANSWERS = dict(outcome="completed", step="reason", verified=True, expired=False,
                language="en", duration_s=21.46, age_band="60+", gender="female")
 ENVELOPE = dict(event_id="0b9a3c1e6f1d4c1b9d352a7f5c3e9b10",
                 instance="5e0c2d8a9b7f4a1c8e6d3b2a1f0e9d8c", mode="demo")
-# Schema 2 for ANSWERS and ENVELOPE in the hour PERIOD: the wire must not change by a byte
+# Schema 3 for ANSWERS and ENVELOPE in the hour PERIOD: the wire must not change by a byte
 # without a new schema.
-WIRE = (b'{"schema":2,"event_id":"0b9a3c1e6f1d4c1b9d352a7f5c3e9b10",'
+WIRE = (b'{"schema":3,"event_id":"0b9a3c1e6f1d4c1b9d352a7f5c3e9b10",'
         b'"instance":"5e0c2d8a9b7f4a1c8e6d3b2a1f0e9d8c","mode":"demo",'
         b'"period":"2025-03-01T02:00:00Z","period_s":3600,"clock_synced":true,'
         b'"outcome":"completed","step":"reason","verified":true,"expired":false,'
         b'"service_id":"id_card","copy_answer":"both","rating":2,"reason":"waiting_time",'
         b'"language":"en","duration_s":21,"age_band":"60+","gender":"female"}')
-WIRE_UNDATED = (b'{"schema":2,"event_id":"e2","instance":"i2","mode":"production",'
+WIRE_UNDATED = (b'{"schema":3,"event_id":"e2","instance":"i2","mode":"production",'
                 b'"period":null,"period_s":null,"clock_synced":false,"outcome":"abandoned",'
                 b'"step":"rating","verified":false,"expired":null,"service_id":null,'
                 b'"copy_answer":null,"rating":null,"reason":null,"language":"th",'
@@ -47,15 +47,39 @@ def test_visit_schema_payload_bytes_are_pinned():
                          period=None) == WIRE_UNDATED
 
 
-def test_visit_schema_service_point_is_added_to_schema_2_and_optional_both_ways():
+def test_visit_schema_service_point_is_added_without_a_schema_and_optional_both_ways():
     """No new schema for it: with it, the key comes last; without it (a kiosk not upgraded),
-    the bytes are schema 2's as pinned above, and a reader takes it as null."""
+    the bytes are as pinned above, and a reader takes it as null."""
     with_point = visit.payload(**ENVELOPE, **ANSWERS, period=PERIOD, service_point_id="dopa-10")
     assert with_point == WIRE[:-1] + b',"service_point_id":"dopa-10"}'
     assert topics.parse_kiosk_message(TOPIC, with_point).service_point_id == "dopa-10"
     assert topics.parse_kiosk_message(TOPIC, WIRE).service_point_id is None
     with pytest.raises(ValueError, match="field 'service_point_id'"):
         visit.payload(**ENVELOPE, **ANSWERS, period=PERIOD, service_point_id="a b")
+
+
+def test_visit_schema_3_adds_its_fields_only_when_set_and_still_reads_schema_2():
+    """The collector is upgraded first: it reads a schema-2 visit (the same answers, no new
+    keys) as before, and the schema-3 keys come last, only when the kiosk knows them."""
+    schema_2 = WIRE.replace(b'"schema":3', b'"schema":2')
+    old = topics.parse_kiosk_message(TOPIC, schema_2)
+    assert (old.schema, old.copy_answer, old.card_in_at_commit, old.undone) == (2, "both",
+                                                                               None, None)
+    new = visit.payload(**ENVELOPE, **{**ANSWERS, "copy_answer": "not_sure"}, period=PERIOD,
+                        card_in_at_commit=True, undone=False)
+    assert new.endswith(b',"card_in_at_commit":true,"undone":false}')
+    parsed = topics.parse_kiosk_message(TOPIC, new)
+    assert (parsed.copy_answer, parsed.card_in_at_commit, parsed.undone) == ("not_sure", True,
+                                                                            False)
+    with pytest.raises(ValueError, match="field 'card_in_at_commit' must be true or false"):
+        visit.payload(**ENVELOPE, **ANSWERS, period=PERIOD, card_in_at_commit=1)
+
+
+def test_visit_schema_centre_writes_acks_and_commands_a_kiosk_a_release_behind_reads():
+    """A kiosk still on schema 2 must read the upgraded collector's acks, or it would resend
+    its visits for ever."""
+    for payload in (topics.ack_payload(["e1"]), topics.command_payload("ping", "c1")):
+        assert json.loads(payload)["schema"] == topics.DOWNSTREAM_SCHEMA == visit.SCHEMA - 1
 
 
 def test_visit_schema_store_writes_the_same_bytes_in_one_call(tmp_path):
@@ -121,7 +145,7 @@ def test_visit_schema_new_fields_come_after_v1_as_nullable_columns():
 # --- adding a field -----------------------------------------------------------------------
 
 NEW_FIELD = '''    Field("wait_band", str, "how long the citizen waited", choices=("short", "long"),
-          since=6),
+          since=7),
 '''
 ASKED = "copy_answer=event.answer)"
 ASKED_TOO = "copy_answer=event.answer, wait_band=\"short\")"
@@ -184,7 +208,7 @@ def test_visit_schema_a_new_field_needs_only_the_schema_and_the_screen_asking(tm
                           env={**os.environ, "PYTHONPATH": str(package.parent)},
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["6", "short", "short", "short"]
+    assert done.stdout.split() == ["7", "short", "short", "short"]
 
 
 # --- where a field's name may appear ------------------------------------------------------

@@ -86,10 +86,11 @@ CARD_PROBLEMS = {
 }
 
 COPY_ANSWERS = {
-    "none": {"th": "ไม่ได้ขอสำเนา", "en": "No copy asked"},
+    "none": {"th": "ไม่ได้ขอสำเนา", "en": "No, none"},
     "id_card": {"th": "สำเนาบัตรประชาชน", "en": "Copy of ID card"},
     "house_registration": {"th": "สำเนาทะเบียนบ้าน", "en": "Copy of house registration"},
     "both": {"th": "ขอทั้งสองอย่าง", "en": "Both"},
+    "not_sure": {"th": "ไม่แน่ใจ", "en": "Not sure"},
 }
 
 RATINGS = {

@@ -42,11 +42,14 @@ from kiosk.accounts import is_reserved
 from kiosk.errors import CommandRejected, MessageRejected
 from kiosk.period import DEFAULT_S, Period, is_period_start, length_problem
 
-#: The payload schema this code writes (:data:`kiosk.visit.SCHEMA`). Readers accept this one and
-#: the one before it, so a kiosk one release behind the collector (or the reverse, for commands)
-#: keeps working.
+#: The payload schema kiosks write (:data:`kiosk.visit.SCHEMA`). Readers accept every schema
+#: still in the field, so kiosks not yet upgraded keep reporting to an upgraded collector.
 SCHEMA = schema.SCHEMA
-ACCEPTED_SCHEMAS = (SCHEMA - 1, SCHEMA)
+ACCEPTED_SCHEMAS = (1, 2, 3)
+#: The schema of what the centre writes to kiosks (acks, commands): the oldest one their shape
+#: needs, since the collector is upgraded first and a kiosk a release behind must still read its
+#: acks, or it would resend its visits for ever.
+DOWNSTREAM_SCHEMA = 2
 
 ROOT = "citizeninfo/v1"
 KIOSK_MESSAGES = ("status", "pin", "visit", "period", "health", "reply")
@@ -722,14 +725,14 @@ def parse_kiosk_message(topic, payload, *, max_bytes=MAX_KIOSK_MESSAGE_BYTES):
 
 def ack_payload(event_ids):
     """``{"schema": 2, "event_ids": [...]}`` confirming visits (and period messages) the
-    collector has committed."""
+    collector has committed (:data:`DOWNSTREAM_SCHEMA`)."""
     event_ids = list(event_ids)
     if not 0 < len(event_ids) <= MAX_ACK_IDS:
         raise ValueError(f"an ack carries 1-{MAX_ACK_IDS} event ids, not {len(event_ids)}")
     for event_id in event_ids:
         if not isinstance(event_id, str) or not _TOKEN.fullmatch(event_id):
             raise ValueError(f"event id {event_id!r} {_event_id_rule()}")
-    return _encode({"schema": SCHEMA, "event_ids": event_ids})
+    return _encode({"schema": DOWNSTREAM_SCHEMA, "event_ids": event_ids})
 
 
 def parse_ack(payload, *, max_bytes=MAX_KIOSK_MESSAGE_BYTES):
@@ -758,7 +761,7 @@ class Command:
 def command_payload(name, correlation_id, **fields):
     """What ops publishes on ``cmd/{kiosk_id}/{name}`` (config: ``version`` plus the
     ``services``, ``flow`` and ``portal`` sections; replay: optional ``event_ids``)."""
-    obj = {"schema": SCHEMA, "correlation_id": correlation_id, **fields}
+    obj = {"schema": DOWNSTREAM_SCHEMA, "correlation_id": correlation_id, **fields}
     _parse_command_body(name, obj, applied_version=None)
     return _encode(obj)
 

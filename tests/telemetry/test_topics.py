@@ -287,7 +287,7 @@ def test_topics_visit_round_trip_carries_its_period_and_whole_seconds():
                                            service_point_id="dopa-10"))
     obj = json.loads(payload)
     assert (obj["schema"], obj["period"], obj["period_s"], obj["clock_synced"],
-            obj["duration_s"]) == (2, "2025-01-31T02:00:00Z", 3600, True, 31)
+            obj["duration_s"]) == (3, "2025-01-31T02:00:00Z", 3600, True, 31)
     assert not set(SCHEMA1_TIMING) & obj.keys()
     parsed = topics.parse_kiosk_message(VISIT, payload)
     assert parsed == topics.VisitMessage(
@@ -295,7 +295,8 @@ def test_topics_visit_round_trip_carries_its_period_and_whole_seconds():
         mode="production", outcome="completed", step="thank_you", verified=True, expired=False,
         service_id="id_card", copy_answer="none", rating=5, reason=None, language="th",
         duration_s=31, age_band="60+", gender="female", service_point_id="dopa-10",
-        period="2025-01-31T02:00:00Z", period_s=3600, clock_synced=True, schema=2)
+        card_in_at_commit=None, undone=None,
+        period="2025-01-31T02:00:00Z", period_s=3600, clock_synced=True, schema=3)
     assert not any(hasattr(parsed, name) for name in SCHEMA1_TIMING)
 
 
@@ -356,12 +357,12 @@ def test_topics_schema1_visit_still_checked_before_its_timing_is_dropped(field, 
 def test_topics_period_message_round_trip():
     payload = topics.period_payload(**period_fields())
     obj = json.loads(payload)
-    assert obj == {"schema": 2, "event_id": count_event_id(INSTANCE, HOUR), "instance": INSTANCE,
+    assert obj == {"schema": 3, "event_id": count_event_id(INSTANCE, HOUR), "instance": INSTANCE,
                    "mode": "production", "period": "2025-01-31T02:00:00Z", "period_s": 3600,
                    "visits": 7}
     assert topics.parse_kiosk_message(PERIOD, payload) == topics.PeriodMessage(
         kiosk_id="k1", event_id=count_event_id(INSTANCE, HOUR), instance=INSTANCE,
-        mode="production", period="2025-01-31T02:00:00Z", period_s=3600, visits=7, schema=2)
+        mode="production", period="2025-01-31T02:00:00Z", period_s=3600, visits=7, schema=3)
     assert (topics.QOS["period"], topics.RETAIN["period"]) == (1, False)
     assert topics.parse_kiosk_message(PERIOD, period_obj(visits=0)).visits == 0
 
@@ -400,15 +401,15 @@ def test_topics_period_builder_refuses_a_count_out_of_range():
 
 def test_topics_previous_schema_accepted_and_unknown_fields_ignored():
     parsed = topics.parse_kiosk_message(VISIT, schema1_visit(screen_brightness=80))
-    assert parsed.schema == topics.SCHEMA - 1 and not hasattr(parsed, "screen_brightness")
+    assert parsed.schema == 1 and not hasattr(parsed, "screen_brightness")
     newer = {**json.loads(visit.payload(**visit_fields())), "screen_brightness": 80}
     parsed = topics.parse_kiosk_message(VISIT, json.dumps(newer))
     assert parsed.schema == topics.SCHEMA and not hasattr(parsed, "screen_brightness")
 
 
 @pytest.mark.parametrize("schema,hint", [(topics.SCHEMA + 1, "upgrade the reader"),
-                                         (topics.SCHEMA - 2, "upgrade the sender")])
-def test_topics_schema_outside_n_and_n_minus_1_rejected(schema, hint):
+                                         (0, "upgrade the sender")])
+def test_topics_schema_outside_those_in_the_field_rejected(schema, hint):
     obj = {**json.loads(visit.payload(**visit_fields())), "schema": schema}
     with pytest.raises(MessageRejected, match=hint):
         topics.parse_kiosk_message("citizeninfo/v1/kiosk/k1/visit", json.dumps(obj))

@@ -193,6 +193,8 @@ STEPS = {
     "reason": ("เหตุผล", "reason"), "thank_you": ("ขอบคุณ", "thank you"),
     "take_card": ("รับบัตรคืน", "taking the card"),
     "out_of_service": ("งดให้บริการ", "out of service"),
+    "return_card": ("คืนบัตรหลังอ่าน", "card handed back"),
+    "confirm": ("ยืนยันคำตอบ", "confirming the answers"),
 }
 REASONS = {
     "waiting_time": ("รอนาน", "waiting time"), "staff": ("เจ้าหน้าที่", "staff"),
