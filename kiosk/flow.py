@@ -43,6 +43,10 @@ class Screen(enum.StrEnum):
     THANK_YOU = "thank_you"
     TAKE_CARD = "take_card"
     OUT_OF_SERVICE = "out_of_service"
+    #: Right after a good read: the card is handed back before the questions (as an ATM does).
+    RETURN_CARD = "return_card"
+    #: After the last answer: "change my answer" is offered for a few seconds, then it commits.
+    CONFIRM = "confirm"
 
 
 #: The screens that ask the citizen something; a timeout there records an abandoned visit.
@@ -123,6 +127,23 @@ class ReasonChosen:
 
 
 @dataclass(frozen=True)
+class Back:
+    """The citizen tapped Back on a question: to the previous one (or out, on the first)."""
+
+
+@dataclass(frozen=True)
+class ChangeAnswer:
+    """The citizen tapped "change my answer" on the confirm screen."""
+
+
+@dataclass(frozen=True)
+class RepeatChecked:
+    """The runner's answer to :class:`CheckRepeat`: this card already rated this service."""
+
+    is_repeat: bool
+
+
+@dataclass(frozen=True)
 class Dismissed:
     """The citizen tapped OK on an information screen."""
 
@@ -148,7 +169,7 @@ class ServiceResumed:
 EVENT_TYPES = (
     CardInserted, CardRead, CardFailed, CardRemoved, LanguageToggled, StartedWithoutCard,
     ServiceChosen, CopyAnswered, RatingChosen, ReasonChosen, Dismissed, Tick, ServiceSuspended,
-    ServiceResumed,
+    ServiceResumed, Back, ChangeAnswer, RepeatChecked,
 )
 
 
@@ -167,6 +188,15 @@ class ReadCard:
 
 #: One finished visit as it is stored: the schema's record (kiosk.visit.Record).
 VisitRecord = schema.Record
+
+
+@dataclass(frozen=True)
+class CheckRepeat:
+    """Ask whether this card rated this service within the repeat window (answer:
+    :class:`RepeatChecked`); the hash stays out of reprs like :class:`CardRead`'s."""
+
+    repeat_hash: bytes = field(repr=False)
+    service_id: str
 
 
 @dataclass(frozen=True)

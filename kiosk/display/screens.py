@@ -448,6 +448,9 @@ SCREENS = {
     Screen.THANK_YOU: _thank_you,
     Screen.TAKE_CARD: _take_card,
     Screen.OUT_OF_SERVICE: _out_of_service,
+    # Placeholders until the second pass draws them (issue 14).
+    Screen.RETURN_CARD: _take_card,
+    Screen.CONFIRM: _take_card,
 }
 
 
