@@ -10,16 +10,10 @@ import math
 import pygame
 
 
-def frame(metrics):
-    """(header, content): the header holds the service point's name and the language button.
-
-    The header is one touch target tall so the language button in it is a real 2 cm target.
-    """
-    w, h = metrics.width, metrics.height
-    header = pygame.Rect(0, 0, w, metrics.target)
-    m = metrics.margin
-    content = pygame.Rect(m, header.bottom + m // 2, w - 2 * m, h - header.bottom - m // 2 - m)
-    return header, content
+def below(metrics, top):
+    """The area under a bar ``top`` pixels tall, inside the panel's margins."""
+    m, gap = metrics.margin, metrics.gap
+    return pygame.Rect(m, top + gap, metrics.width - 2 * m, metrics.height - top - gap - m)
 
 
 def take_top(rect, height, gap=0):

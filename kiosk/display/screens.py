@@ -8,18 +8,24 @@ display rebuilds only when the View changes and a steady screen costs nothing pe
 
 import math
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import pygame
 import pygame.gfxdraw
 
-from kiosk import flow
+from kiosk import flow, visit
 from kiosk.display import layout, qr, theme, wording
-from kiosk.display.text import Fonts, draw_block, layout_block
+from kiosk.display.text import Fonts, TextBox, draw_block, layout_block, wrap
 from kiosk.flow import Screen
 
 #: Screens whose flow handler accepts LanguageToggled get a language button.
 LANGUAGE_SCREENS = frozenset({Screen.IDLE, Screen.READING, Screen.CARD_PROBLEM,
                               Screen.ALREADY_RATED, *flow.QUESTION_SCREENS})
+#: Screens that are themselves about the card in the reader; every other one shows the
+#: "please take your card" banner while a card is in.
+CARD_SCREENS = frozenset({Screen.READING, Screen.RETURN_CARD, Screen.TAKE_CARD})
+#: The reasons a low rating offers: the schema's, less those only kept for stored visits.
+OFFERED_REASONS = tuple(r for r in visit.REASONS if r not in visit.RETIRED_REASONS)
 
 
 @dataclass(frozen=True)
@@ -39,13 +45,20 @@ class View:
     page: int = 0
     #: The thank-you screen's per-visit portal URL (holds the random token).
     portal_url: str | None = None
+    #: The confirm screen's (service_id, copy_answer, rating, reason) and its deadline.
+    answers: tuple | None = None
+    deadline: float | None = None
 
     @classmethod
     def of(cls, state, *, page=0, portal_url=None):
+        confirm = state.screen is Screen.CONFIRM and state.visit is not None
+        v = state.visit
         return cls(screen=state.screen, language=state.language, problem=state.problem,
                    out_of_service=state.out_of_service, card_present=state.card_present,
                    page=page if state.screen is Screen.CHOOSE_SERVICE else 0,
-                   portal_url=portal_url if state.screen is Screen.THANK_YOU else None)
+                   portal_url=portal_url if state.screen is Screen.THANK_YOU else None,
+                   answers=(v.service_id, v.copy_answer, v.rating, v.reason) if confirm else None,
+                   deadline=state.deadline if confirm else None)
 
 
 @dataclass
@@ -53,18 +66,28 @@ class Button:
     rect: pygame.Rect
     action: object
     label: str
+    #: ``choice`` (an answer or the screen's own action, in reading order) or ``nav`` (Back,
+    #: language): physical buttons pick among the choices.
+    kind: str = "choice"
 
 
 @dataclass
 class Scene:
     surface: pygame.Surface
     buttons: list = field(default_factory=list)
-    #: (ink rect, box it had to stay in) for every text block: the overflow tests read these.
+    #: A :class:`~kiosk.display.text.TextBox` per text block: the layout tests read these.
     texts: list = field(default_factory=list)
     #: Optional ``animate(surface, now) -> [dirty rects]`` for a small moving part.
     animate: object = None
     #: Where the QR code landed (thank-you only), for tests and screenshots.
     qr_rect: pygame.Rect | None = None
+    #: The coloured strip along the top (the office's name, or the card reminder).
+    header: pygame.Rect | None = None
+
+    @property
+    def choices(self):
+        """The screen's choices in reading order (nav buttons left out)."""
+        return [b for b in self.buttons if b.kind == "choice"]
 
     def hit(self, pos):
         """The button under ``pos``, or None."""
@@ -83,113 +106,230 @@ class _Canvas:
         self.surface = pygame.Surface((self.m.width, self.m.height))
         self.surface.fill(theme.BACKGROUND)
         self.scene = Scene(self.surface)
-        self.header, self.content = layout.frame(self.m)
+        self._nav = []
 
-    def text(self, text, box, *, size="body", role="ui", colour=theme.INK, align="center",
-             valign="center", max_lines=None, min_size=None):
+    def finish(self):
+        # Nav buttons go last, so the scene's choices come first in its button list.
+        self.scene.buttons.extend(self._nav)
+        return self.scene
+
+    # --- text ---------------------------------------------------------------------------------
+
+    def _block(self, text, box, *, size="body", role="ui", colour=theme.INK, align="center",
+               valign="center", max_lines=None, min_size=None, px=None):
+        floor = self.m.min_text_px
+        if px:
+            max_px = min_px = max(px, floor)
+        else:
+            max_px = self.m.font_px(size)
+            min_px = max(floor, self.m.font_px(min_size) if min_size else max_px * 2 // 3)
+        return layout_block(self.fonts, role, text, box, max_px=max_px, min_px=min_px,
+                            colour=colour, align=align, valign=valign, max_lines=max_lines)
+
+    def text(self, text, box, **kw):
         if not text or box.width <= 0 or box.height <= 0:
             return None
-        min_px = self.m.font_px(min_size) if min_size else None
-        block = layout_block(self.fonts, role, text, box, max_px=self.m.font_px(size),
-                             min_px=min_px, colour=colour, align=align, valign=valign,
-                             max_lines=max_lines)
+        block = self._block(text, box, **kw)
         draw_block(self.surface, block)
-        self.scene.texts.append((block.rect, box))
+        self.scene.texts.append(TextBox(block.rect, pygame.Rect(box), block.size))
         return block
+
+    def common_px(self, items, **kw):
+        """The one size at which every (text, box) of a set fits: labels of a set stay alike."""
+        sizes = [self._block(text, box, **kw).size for text, box in items
+                 if text and box.width > 0 and box.height > 0]
+        return min(sizes, default=None)
 
     def line_h(self, size, role="ui", lines=1):
         return self.fonts.get(role, self.m.font_px(size)).get_linesize() * lines
 
-    def button(self, rect, label, action, *, style="plain", size="body", badge=None):
+    # --- buttons ------------------------------------------------------------------------------
+
+    def _frame(self, rect, style):
         radius = max(8, self.m.gap)
-        if style == "primary":
-            fill, ink, border = theme.PRIMARY, theme.ON_PRIMARY, theme.PRIMARY
-        else:
-            fill, ink, border = theme.SURFACE, theme.INK, theme.BORDER
+        fill, ink, border, width = {
+            "primary": (theme.PRIMARY, theme.ON_PRIMARY, theme.PRIMARY, 2),
+            "plain": (theme.SURFACE, theme.INK, theme.BORDER, 2),
+            # Back, language, skip: paper with a navy outline, unlike any answer.
+            "nav": (theme.BACKGROUND, theme.PRIMARY, theme.PRIMARY, max(3, self.m.gap // 3)),
+        }[style]
         pygame.draw.rect(self.surface, fill, rect, border_radius=radius)
-        pygame.draw.rect(self.surface, border, rect, width=2, border_radius=radius)
+        pygame.draw.rect(self.surface, border, rect, width=width, border_radius=radius)
+        return ink
+
+    def button(self, rect, label, action, *, style="plain", size="body", px=None,
+               kind="choice"):
+        ink = self._frame(rect, style)
+        self.text(label, self.label_box(rect), size=size, role="ui_bold", colour=ink,
+                  max_lines=3, min_size="small", px=px)
+        button = Button(pygame.Rect(rect), action, label, kind)
+        (self._nav if kind == "nav" else self.scene.buttons).append(button)
+
+    def label_box(self, rect):
         pad = max(6, self.m.gap)
-        inner = rect.inflate(-2 * pad, -2 * pad)
-        if badge:
-            badge_h = self.line_h("small") + pad // 2
-            badge_box, inner = layout.take_bottom(inner, badge_h, gap=pad // 2)
-            self._badge(badge_box, badge)
-        self.text(label, inner, size=size, role="ui_bold", colour=ink, max_lines=3,
-                  min_size="small")
-        self.scene.buttons.append(Button(pygame.Rect(rect), action, label))
+        return rect.inflate(-2 * pad, -2 * pad)
 
-    def _badge(self, box, status):
-        label = wording.NO_COPY[status][self.lang]
-        font = self.fonts.for_text("ui_bold", self.m.font_px("small"), label)
-        pad = max(6, self.m.gap)
-        w = min(box.width, font.size(label)[0] + 2 * pad)
-        pill = pygame.Rect(box.left + (box.width - w) // 2, box.top, w, box.height)
-        pygame.draw.rect(self.surface, theme.BADGES[status], pill, border_radius=box.height // 2)
-        self.text(label, pill.inflate(-2 * pad, 0), size="small", role="ui_bold",
-                  colour=theme.ON_BADGE, max_lines=1, min_size="small")
+    def _nav_button(self, rect, label, action, *, on_dark):
+        if on_dark:
+            # The whole bar-high strip is the target; the visible pill sits inside it.
+            pill = rect.inflate(-self.m.gap, -self.m.gap * 2)
+            pygame.draw.rect(self.surface, theme.PRIMARY, pill, border_radius=self.m.gap)
+            pygame.draw.rect(self.surface, theme.ON_PRIMARY, pill, width=2,
+                             border_radius=self.m.gap)
+            self.text(label, pill.inflate(-self.m.gap, -4), size="body", role="ui_bold",
+                      colour=theme.ON_PRIMARY, max_lines=2, min_size="small")
+            self._nav.append(Button(pygame.Rect(rect), action, label, "nav"))
+        else:
+            self.button(rect, label, action, style="nav", kind="nav")
 
-    def draw_header(self):
-        pygame.draw.rect(self.surface, theme.HEADER, self.header)
-        name_box = self.header.inflate(-2 * self.m.margin, -self.m.gap)
-        if self.view.screen in LANGUAGE_SCREENS:
-            lang_w = round(self.m.target * 1.6)
-            lang = pygame.Rect(self.header.right - lang_w, 0, lang_w, self.header.height)
-            name_box.width = lang.left - name_box.left - self.m.gap
-            self._language_button(lang)
-        name = self.settings.name_th if self.lang == "th" else self.settings.name_en
-        self.text(name or self.settings.name_th, name_box, size="heading", role="ui_bold",
-                  colour=theme.ON_HEADER, align="left", max_lines=2, min_size="small")
-
-    def _language_button(self, rect):
-        # The whole header-high strip is the target; the visible pill sits inside it.
-        pill = rect.inflate(-self.m.gap * 2, -self.m.gap * 2)
-        pygame.draw.rect(self.surface, theme.PRIMARY, pill, border_radius=pill.height // 2)
-        pygame.draw.rect(self.surface, theme.ON_PRIMARY, pill, width=2,
-                         border_radius=pill.height // 2)
-        label = wording.BUTTONS["language"][self.lang]
-        self.text(label, pill.inflate(-self.m.gap * 2, -4), size="body", role="ui_bold",
-                  colour=theme.ON_PRIMARY, max_lines=1, min_size="small")
-        self.scene.buttons.append(Button(pygame.Rect(rect), flow.LanguageToggled(), label))
-
-    def title(self, area, *, colour=theme.INK, lines=None):
-        """The screen's question or title across the top of ``area``; returns the rest."""
-        title, subtitle = wording.TITLES[self.view.screen][self.lang]
-        lines = lines or (2 if self.m.is_portrait else 1)
-        box, rest = layout.take_top(area, self.line_h("title", "title", lines), gap=self.m.gap)
-        self.text(title, box, size="title", role="title", colour=colour, max_lines=lines,
-                  min_size="body")
-        if subtitle:
-            box, rest = layout.take_top(rest, self.line_h("body", lines=2 if self.m.is_portrait
-                                                          else 1), gap=self.m.gap)
-            self.text(subtitle, box, size="body", colour=theme.MUTED, min_size="small")
-        return rest
-
-    def button_row(self, area, buttons):
+    def button_row(self, area, buttons, *, height=None):
         """``buttons`` = [(label, action, style)] side by side along the bottom of ``area``."""
-        row, rest = layout.take_bottom(area, self.m.target, gap=self.m.gap)
-        width = min(row.width, len(buttons) * round(self.m.target * 2.6)
+        row, rest = layout.take_bottom(area, height or self.m.target, gap=self.m.gap)
+        width = min(row.width, len(buttons) * round(self.m.target * 2.8)
                     + (len(buttons) - 1) * self.m.gap)
         row = pygame.Rect(row.centerx - width // 2, row.top, width, row.height)
-        for cell, (label, action, style) in zip(layout.columns(row, len(buttons), self.m.gap),
-                                                buttons, strict=True):
-            self.button(cell, label, action, style=style)
+        cells = layout.columns(row, len(buttons), self.m.gap)
+        px = self.common_px([(label, self.label_box(cell)) for cell, (label, _, _)
+                             in zip(cells, buttons, strict=True)],
+                            size="heading", role="ui_bold", max_lines=2, min_size="small")
+        for cell, (label, action, style) in zip(cells, buttons, strict=True):
+            self.button(cell, label, action, style=style, px=px)
         return rest
 
-    def choice_grid(self, area, choices, *, min_w_targets=2.0):
-        """[(label, action, badge)] as a grid of big buttons filling ``area``."""
-        gap = self.m.gap
-        cols = layout.best_columns(area, len(choices), gap, self.m.target * min_w_targets,
-                                   self.m.target) or layout.best_columns(
-                                       area, len(choices), gap, self.m.target, self.m.target)
-        cols = cols or len(choices)
-        max_h = round(self.m.target * 1.6)
-        for cell, (label, action, badge) in zip(
-                layout.grid(area, len(choices), cols, gap, max_cell_h=max_h), choices,
-                strict=True):
-            self.button(cell, label, action, badge=badge)
+    # --- the top of every screen ----------------------------------------------------------------
+
+    def _is_banner(self):
+        return self.view.card_present and self.view.screen not in CARD_SCREENS
+
+    def _header_text(self, box, max_lines):
+        if self._is_banner():
+            text, colour = wording.TITLES[Screen.TAKE_CARD][self.lang][0], theme.ON_BANNER
+            if max_lines == 1:
+                icon = pygame.Rect(box.left, box.top, box.height * 3 // 2, box.height)
+                _card_icon(self.surface, icon.inflate(-4, -8))
+                box = pygame.Rect(icon.right + self.m.gap, box.top,
+                                  box.right - icon.right - self.m.gap, box.height)
+        else:
+            name = self.settings.name_th if self.lang == "th" else self.settings.name_en
+            text, colour = name or self.settings.name_th, theme.ON_HEADER
+        self.text(text, box, size="body", role="ui_bold", colour=colour, align="left",
+                  max_lines=max_lines, min_size="small")
+
+    def _title_h(self, title, width, size, body, reserve):
+        """Height for ``title`` wrapped at ``size`` (at most 3 lines), less if ``reserve`` needs it."""
+        font = self.fonts.for_text("ui_bold", self.m.font_px(size), title or "-")
+        lines = min(3, len(wrap(font, title, width))) if title else 1
+        return min(font.get_linesize() * lines,
+                   max(self.line_h("small"), body.height - reserve - self.m.gap))
+
+    def top(self, *, back=False, reserve=0, title=None, colour=theme.INK, size="title"):
+        """The header (or card banner), Back and language, and the screen's title.
+
+        Landscape: a slim header, then [Back] title [language] in one row. Portrait has no width
+        for that: [Back] header [language] share the top bar and the title goes under it.
+        ``reserve`` is the height the content below must keep (the title gives way); ``title``
+        replaces the screen's own ("" leaves its box empty, kept in ``title_box``). Returns the
+        content area.
+        """
+        m, gap = self.m, self.m.gap
+        if title is None:
+            title = wording.TITLES[self.view.screen][self.lang][0]
+        language = self.view.screen in LANGUAGE_SCREENS
+        nav = [(wording.BUTTONS["back"][self.lang], flow.Back())] if back else []
+        nav_w = round(m.target * (1.25 if m.is_portrait else 1.5))
+        fill = theme.BANNER if self._is_banner() else theme.HEADER
+        if m.is_portrait and (back or language):
+            bar = pygame.Rect(0, 0, m.width, m.target)
+            pygame.draw.rect(self.surface, fill, bar)
+            left, right = m.margin, m.width - m.margin
+            if back:
+                self._nav_button(pygame.Rect(0, 0, nav_w, m.target), *nav[0], on_dark=True)
+                left = nav_w + gap
+            if language:
+                self._language(pygame.Rect(m.width - nav_w, 0, nav_w, m.target), on_dark=True)
+                right = m.width - nav_w - gap
+            self._header_text(pygame.Rect(left, gap, right - left, m.target - 2 * gap), 2)
+            self.scene.header = bar
+            body = layout.below(m, bar.bottom)
+            title_box, content = layout.take_top(
+                body, self._title_h(title, body.width, size, body, reserve), gap=gap)
+        else:
+            header = pygame.Rect(0, 0, m.width, self.line_h("body", "ui_bold") + gap)
+            pygame.draw.rect(self.surface, fill, header)
+            self._header_text(header.inflate(-2 * m.margin, -gap // 2), 1)
+            self.scene.header = header
+            body = layout.below(m, header.bottom)
+            if back or language:
+                row, content = layout.take_top(body, m.target, gap=gap)
+                title_box = pygame.Rect(row)
+                if back:
+                    self._nav_button(pygame.Rect(row.left, row.top, nav_w, row.height), *nav[0],
+                                     on_dark=False)
+                    title_box.left += nav_w + gap
+                    title_box.width -= nav_w + gap
+                if language:
+                    self._language(pygame.Rect(row.right - nav_w, row.top, nav_w, row.height),
+                                   on_dark=False)
+                    title_box.width -= nav_w + gap
+            else:
+                title_box, content = layout.take_top(
+                    body, self._title_h(title, body.width, size, body, reserve), gap=gap)
+        self.title_box = title_box
+        self.text(title, title_box, size=size, role="ui_bold", colour=colour, max_lines=3,
+                  min_size="body" if not reserve else None)
+        return content
+
+    def _language(self, rect, *, on_dark):
+        self._nav_button(rect, wording.BUTTONS["language"][self.lang], flow.LanguageToggled(),
+                         on_dark=on_dark)
+
+    def subtitle(self, area, *, lines=2, colour=theme.MUTED, size="body", **kw):
+        """The title's second line (formatted with ``kw``) at the top of ``area``."""
+        text = wording.TITLES[self.view.screen][self.lang][1].format(**kw)
+        box, rest = layout.take_top(area, self.line_h(size, lines=lines), gap=self.m.gap)
+        self.text(text, box, size=size, colour=colour, max_lines=lines, min_size="small")
+        return rest
+
+    # --- choices --------------------------------------------------------------------------------
+
+    def choice_grid(self, area, choices, *, min_w_targets=2.0, cols=None):
+        """[(label, action, picture)] as a grid of big buttons filling ``area``; ``picture`` is
+        None or ``draw(surface, rect)``. Every label in the grid gets the same size."""
+        gap, t = self.m.gap, self.m.target
+        cols = cols or (layout.best_columns(area, len(choices), gap, t * min_w_targets, t)
+                        or layout.best_columns(area, len(choices), gap, t, t) or len(choices))
+        pictured = any(picture for _, _, picture in choices)
+        max_h = round(t * (2.6 if pictured else 1.6))
+        cells = layout.grid(area, len(choices), cols, gap, max_cell_h=max_h)
+        boxes = []
+        for cell, (_, _, picture) in zip(cells, choices, strict=True):
+            inner = self.label_box(cell)
+            if not picture:
+                boxes.append((inner, None))
+            elif inner.width < inner.height * 2:
+                label, art = layout.take_bottom(inner, min(self.line_h("small", lines=3),
+                                                           inner.height // 2), gap=gap // 2)
+                boxes.append((label, art))
+            else:
+                art = pygame.Rect(inner.left, inner.top, min(inner.height * 4 // 3,
+                                                             inner.width // 3), inner.height)
+                boxes.append((pygame.Rect(art.right + gap, inner.top,
+                                          inner.right - art.right - gap, inner.height), art))
+        px = self.common_px([(label, box) for (label, _, _), (box, _)
+                             in zip(choices, boxes, strict=True)],
+                            size="body", role="ui_bold", max_lines=3, min_size="small")
+        for cell, (label, action, picture), (box, art) in zip(cells, choices, boxes,
+                                                               strict=True):
+            self._frame(cell, "plain")
+            if picture:
+                picture(self.surface, art)
+            self.text(label, box, role="ui_bold", max_lines=3, px=px)
+            self.scene.buttons.append(Button(pygame.Rect(cell), action, label))
 
 
 # --- pictures ---------------------------------------------------------------------------------
+# Seam: the pictures helper's kiosk/display/pictures.py replaces _card_picture (card_slot),
+# _face (face) and _document (id_card, house_book) at merge; the calls keep their places.
 
 
 def _card_picture(surface, box, *, inserting):
@@ -222,6 +362,50 @@ def _card_picture(surface, box, *, inserting):
     pygame.gfxdraw.filled_polygon(surface, tip, theme.PRIMARY)
 
 
+def _card_icon(surface, box):
+    """A small ID card for the reminder banner."""
+    w = min(box.width, round(box.height * 1.58))
+    card = pygame.Rect(0, 0, w, round(w / 1.58))
+    card.center = box.center
+    pygame.draw.rect(surface, theme.SURFACE, card, border_radius=max(2, w // 12))
+    chip = pygame.Rect(card.left + w // 6, card.top + card.height // 3, w // 5, card.height // 3)
+    pygame.draw.rect(surface, (212, 175, 55), chip)
+
+
+def _document(kind):
+    """A drawing of the photocopy answer's document(s): the ID card, the blue house book."""
+    def id_card(surface, rect):
+        card = pygame.Rect(0, 0, min(rect.width, round(rect.height * 1.58)),
+                           min(rect.height, round(rect.width / 1.58)))
+        card.center = rect.center
+        r = max(3, card.width // 14)
+        pygame.draw.rect(surface, (205, 224, 240), card, border_radius=r)
+        pygame.draw.rect(surface, theme.PRIMARY, card, width=2, border_radius=r)
+        chip = pygame.Rect(card.left + card.width // 8, card.top + card.height // 3,
+                           card.width // 5, card.height // 4)
+        pygame.draw.rect(surface, (212, 175, 55), chip, border_radius=max(2, r // 2))
+        photo = pygame.Rect(card.right - card.width // 3, card.top + card.height // 5,
+                            card.width // 4, card.height * 3 // 5)
+        pygame.draw.rect(surface, theme.BORDER, photo)
+
+    def house_book(surface, rect):
+        book = pygame.Rect(0, 0, min(rect.width, round(rect.height * 0.72)),
+                           min(rect.height, round(rect.width / 0.72)))
+        book.center = rect.center
+        pygame.draw.rect(surface, (40, 80, 160), book, border_radius=max(2, book.width // 16))
+        pygame.draw.rect(surface, (25, 50, 110), (book.left, book.top, book.width // 8,
+                                                  book.height))
+        emblem = (book.centerx + book.width // 16, book.top + book.height * 2 // 5)
+        pygame.gfxdraw.aacircle(surface, *emblem, max(3, book.width // 5), (230, 200, 90))
+
+    def both(surface, rect):
+        left, right = layout.columns(rect, 2, max(2, rect.width // 20))
+        id_card(surface, left)
+        house_book(surface, right)
+
+    return {"id_card": id_card, "house_registration": house_book, "both": both}.get(kind)
+
+
 def _face(surface, center, radius, rating):
     """A round face in the rating's colour; the mouth curves from frown (1) to smile (5)."""
     x, y = center
@@ -244,35 +428,36 @@ def _face(surface, center, radius, rating):
 # --- the screens ------------------------------------------------------------------------------
 
 
-def _idle(c):
-    c.draw_header()
-    area = c.content
-    if c.settings.allow_rating_without_card:
-        area = c.button_row(area, [(wording.BUTTONS["without_card"][c.lang],
-                                    flow.StartedWithoutCard(), "plain")])
-    privacy, area = layout.take_bottom(area, c.line_h("small", lines=2), gap=c.m.gap)
-    c.text(wording.PRIVACY[c.lang], privacy, size="small", colour=theme.MUTED, max_lines=2)
-    title, subtitle = wording.TITLES[Screen.IDLE][c.lang]
+def _split(c, area, share):
+    """(picture, words): side by side in landscape, stacked in portrait."""
     if c.m.is_portrait:
-        picture, words = layout.take_top(area, round(area.height * 0.5), gap=c.m.gap)
-    else:
-        picture, words = layout.columns(area, 2, c.m.gap)
-        picture.width = round(area.width * 0.35)
-        words.left, words.width = picture.right + c.m.gap, area.right - picture.right - c.m.gap
-    _card_picture(c.surface, picture, inserting=True)
-    head, rest = layout.take_top(words, round(words.height * 0.62), gap=c.m.gap)
-    c.text(title, head, size="title", role="title", valign="bottom", max_lines=3,
-           min_size="heading")
-    c.text(subtitle, rest, size="body", colour=theme.MUTED, valign="top", max_lines=2)
+        return layout.take_top(area, round(area.height * share), gap=c.m.gap)
+    picture = pygame.Rect(area.left, area.top, round(area.width * share), area.height)
+    words = pygame.Rect(picture.right + c.m.gap, area.top,
+                        area.right - picture.right - c.m.gap, area.height)
+    return picture, words
+
+
+def _idle(c):
+    area = c.top()
+    picture, words = _split(c, area, 0.42)
+    if c.settings.allow_rating_without_card:
+        words = c.button_row(words, [(wording.BUTTONS["without_card"][c.lang],
+                                      flow.StartedWithoutCard(), "plain")])
+    privacy, words = layout.take_bottom(words, c.line_h("small", lines=3), gap=c.m.gap)
+    c.text(wording.PRIVACY[c.lang], privacy, size="small", colour=theme.MUTED, max_lines=3)
+    _card_picture(c.surface, picture, inserting=True)  # seam: pictures.card_slot
+    c.text(wording.TITLES[Screen.IDLE][c.lang][1], words, size="heading", max_lines=4,
+           min_size="small")
 
 
 def _reading(c):
-    c.draw_header()
-    rest = c.title(c.content)
-    dots = pygame.Rect(0, 0, min(rest.width, c.m.target * 3), min(rest.height, c.m.target))
-    dots.center = rest.center
-    radius = max(6, dots.height // 6)
-    c.surface.fill(theme.BACKGROUND, dots)
+    picture, words = _split(c, c.top(), 0.5)
+    words = c.subtitle(words, size="heading", lines=3)
+    _card_picture(c.surface, picture, inserting=True)  # seam: pictures.card_slot
+    dots = pygame.Rect(0, 0, min(words.width, c.m.target * 3), min(words.height, c.m.target))
+    dots.center = words.center
+    radius = max(6, dots.height // 5)
     phase = {"shown": None}
 
     def animate(surface, now):
@@ -292,24 +477,58 @@ def _reading(c):
     c.scene.animate = animate
 
 
-def _information(c, body, *, alert):
-    c.draw_header()
-    buttons = [(wording.BUTTONS["ok"][c.lang], flow.Dismissed(), "primary")]
-    if c.view.screen is Screen.CARD_PROBLEM and c.settings.allow_rating_without_card:
-        buttons.append((wording.BUTTONS["without_card"][c.lang], flow.StartedWithoutCard(),
-                        "plain"))
-    area = c.button_row(c.content, buttons)
-    rest = c.title(area, colour=theme.ALERT if alert else theme.INK)
-    c.text(body, rest, size="heading", max_lines=4, min_size="body")
+def _card_back(c):
+    """Return-card and take-card: one big request and the card coming out of the slot."""
+    area = c.top(size="display")
+    if c.m.is_portrait:
+        words, picture = layout.take_top(area, c.line_h("heading", lines=3), gap=c.m.gap)
+    else:
+        picture, words = _split(c, area, 0.5)
+    c.text(wording.TITLES[c.view.screen][c.lang][1], words, size="heading", max_lines=3,
+           min_size="body")
+    _card_picture(c.surface, picture, inserting=False)  # seam: pictures.card_slot
+
+
+def _steps(c, area, steps):
+    """Numbered steps, one a line, each beside a round number."""
+    gap = c.m.gap
+    row_h = min(area.height // max(1, len(steps)), c.line_h("heading", lines=2))
+    top = area.top + (area.height - row_h * len(steps)) // 2
+    rows = [pygame.Rect(area.left, top + i * row_h, area.width, row_h) for i in range(len(steps))]
+    diameter = min(row_h - gap // 2, c.line_h("heading"))
+    boxes = [pygame.Rect(r.left + diameter + gap, r.top, r.width - diameter - gap, r.height)
+             for r in rows]
+    px = c.common_px(list(zip(steps, boxes, strict=True)), size="heading", max_lines=2,
+                     min_size="body")
+    for number, (row, box, step) in enumerate(zip(rows, boxes, steps, strict=True), start=1):
+        centre = (row.left + diameter // 2, row.centery)
+        pygame.gfxdraw.filled_circle(c.surface, *centre, diameter // 2, theme.PRIMARY)
+        pygame.gfxdraw.aacircle(c.surface, *centre, diameter // 2, theme.PRIMARY)
+        digit = pygame.Rect(0, 0, diameter, diameter)
+        digit.center = centre
+        c.text(str(number), digit, role="ui_bold", colour=theme.ON_PRIMARY, px=px, max_lines=1)
+        c.text(step, box, align="left", max_lines=2, px=px)
 
 
 def _card_problem(c):
     problem = c.view.problem if c.view.problem in wording.CARD_PROBLEMS else "unreadable"
-    _information(c, wording.CARD_PROBLEMS[problem][c.lang], alert=True)
+    title, steps = wording.CARD_PROBLEMS[problem][c.lang]
+    # The title says what happened (the screen's own title is the spoken prompt).
+    area = c.top(title=title, colour=theme.ALERT)
+    buttons = [(wording.BUTTONS["try_again"][c.lang], flow.Dismissed(), "primary")]
+    if c.settings.allow_rating_without_card:
+        buttons.append((wording.BUTTONS["without_card"][c.lang], flow.StartedWithoutCard(),
+                        "plain"))
+    area = c.button_row(area, buttons)
+    _steps(c, area, steps)
 
 
 def _already_rated(c):
-    _information(c, "", alert=False)
+    area = c.top()
+    area = c.button_row(area, [(wording.BUTTONS["ok"][c.lang], flow.Dismissed(), "primary")])
+    window = wording.window_text(c.settings.repeat_window_min, c.lang)
+    text = wording.TITLES[Screen.ALREADY_RATED][c.lang][1].format(window=window)
+    c.text(text, area, size="heading", max_lines=4, min_size="body")
 
 
 def _service_label(c, service):
@@ -317,140 +536,243 @@ def _service_label(c, service):
 
 
 def _choose_service(c):
-    c.draw_header()
-    area = c.title(c.content)
-    services = c.settings.services
+    area = c.top(back=True)
+    items = [(_service_label(c, s), flow.ServiceChosen(s.id), None)
+             for s in c.settings.services]
+    items.append((wording.OTHER_SERVICE[c.lang], flow.ServiceChosen(visit.OTHER_SERVICE), None))
     gap, t = c.m.gap, c.m.target
-    fits = layout.capacity(area, gap, t * 2, t)
-    if len(services) <= fits:
-        page_items = [(_service_label(c, s), flow.ServiceChosen(s.id), s.no_copy)
-                      for s in services]
-    else:
+    fits = layout.capacity(area, gap, t, t)
+    if len(items) > fits:
         per_page = max(1, fits - 1)
-        pages = math.ceil(len(services) / per_page)
+        pages = math.ceil(len(items) / per_page)
         start = (c.view.page % pages) * per_page
-        page_items = [(_service_label(c, s), flow.ServiceChosen(s.id), s.no_copy)
-                      for s in services[start:start + per_page]]
         more = f"{wording.BUTTONS['more'][c.lang]} ({c.view.page % pages + 1}/{pages})"
-        page_items.append((more, PageTurned(), None))
-    c.choice_grid(area, page_items)
+        items = items[start:start + per_page] + [(more, PageTurned(), None)]
+    c.choice_grid(area, items)
 
 
 def _copy_check(c):
-    c.draw_header()
-    area = c.title(c.content)
-    c.choice_grid(area, [(wording.COPY_ANSWERS[a][c.lang], flow.CopyAnswered(a), None)
-                         for a in flow.COPY_ANSWERS])
+    area = c.top(back=True)
+    count = len(flow.COPY_ANSWERS)
+    # Landscape: one row, each document over its words; portrait: whatever grid fits.
+    row = not c.m.is_portrait and count * c.m.target + (count - 1) * c.m.gap <= area.width
+    c.choice_grid(area, [(wording.COPY_ANSWERS[a][c.lang], flow.CopyAnswered(a), _document(a))
+                         for a in flow.COPY_ANSWERS], min_w_targets=1.2,
+                  cols=count if row else None)
 
 
 def _rating(c):
-    c.draw_header()
-    area = c.title(c.content)
     gap, t = c.m.gap, c.m.target
-    label_h = c.line_h("body", lines=2)
     count = len(flow.RATINGS)
-    if count * t + (count - 1) * gap <= area.width and t + label_h <= area.height:
-        cells = layout.grid(area, count, count, gap, max_cell_h=t * 2 + label_h)
-        arrangement = "row"
-    elif count * t + (count - 1) * gap <= area.height:
-        cells = layout.grid(area, count, 1, gap, max_cell_h=round(t * 1.3))
-        arrangement = "column"
+    tight = max(2, gap // 3)
+    # Portrait: one column, a 2 cm row each; the title gives way to it. Never a 3 + 2 grid.
+    column = c.m.is_portrait
+    area = c.top(back=True, reserve=count * t + (count - 1) * tight if column else 0)
+    if column:
+        cells = layout.grid(area, count, 1, tight, max_cell_h=round(t * 1.3))
     else:
-        cells = layout.grid(area, count, 3, gap)
-        arrangement = "row"
-    for rating, cell in zip(flow.RATINGS, cells, strict=True):
-        label = wording.RATINGS[rating][c.lang]
-        pygame.draw.rect(c.surface, theme.SURFACE, cell, border_radius=gap)
-        pygame.draw.rect(c.surface, theme.BORDER, cell, width=2, border_radius=gap)
-        inner = cell.inflate(-gap, -gap)
-        if arrangement == "row":
-            label_box, face_box = layout.take_bottom(inner, min(label_h, inner.height // 2))
+        label_h = c.line_h("body", lines=2)
+        cells = layout.grid(area, count, count, gap, max_cell_h=t * 2 + label_h)
+    parts = []
+    for cell in cells:
+        inner = cell.inflate(-gap, -tight * 2 if column else -gap)
+        if column:
+            face = pygame.Rect(inner.left, inner.top, inner.height, inner.height)
+            label = pygame.Rect(face.right + gap, inner.top, inner.right - face.right - gap,
+                                inner.height)
         else:
-            face_box = pygame.Rect(inner.left, inner.top, inner.height, inner.height)
-            label_box = pygame.Rect(face_box.right + gap, inner.top,
-                                    inner.right - face_box.right - gap, inner.height)
-        radius = max(8, min(face_box.width, face_box.height) // 2 - 2)
-        _face(c.surface, face_box.center, radius, rating)
-        c.text(label, label_box, size="body", role="ui_bold", max_lines=2, min_size="small",
-               align="center" if arrangement == "row" else "left")
-        c.scene.buttons.append(Button(pygame.Rect(cell), flow.RatingChosen(rating), label))
+            label, face = layout.take_bottom(inner, min(c.line_h("body", lines=2),
+                                                        inner.height // 2))
+        parts.append((face, label))
+    labels = [wording.RATINGS[r][c.lang] for r in flow.RATINGS]
+    px = c.common_px([(text, label) for text, (_, label) in zip(labels, parts, strict=True)],
+                     size="body", role="ui_bold", max_lines=2, min_size="small")
+    for rating, cell, text, (face, label) in zip(flow.RATINGS, cells, labels, parts,
+                                                 strict=True):
+        c._frame(cell, "plain")
+        radius = max(8, min(face.width, face.height) // 2 - 2)
+        _face(c.surface, face.center, radius, rating)  # seam: pictures.face
+        c.text(text, label, role="ui_bold", max_lines=2, px=px,
+               align="left" if column else "center")
+        c.scene.buttons.append(Button(pygame.Rect(cell), flow.RatingChosen(rating), text))
 
 
 def _reason(c):
-    c.draw_header()
-    area = c.title(c.content)
-    choices = [(wording.REASONS[r][c.lang], flow.ReasonChosen(r), None) for r in flow.REASONS]
-    choices.append((wording.BUTTONS["skip"][c.lang], flow.ReasonChosen(None), None))
-    c.choice_grid(area, choices, min_w_targets=1.6)
+    area = c.top(back=True)
+    # Skip is not a reason: it sits apart, below, in the outlined style of Back.
+    skip, area = layout.take_bottom(area, c.m.target, gap=c.m.gap)
+    skip.width = min(skip.width, round(c.m.target * 3.2))
+    skip.right = area.right
+    c.choice_grid(area, [(wording.REASONS[r][c.lang], flow.ReasonChosen(r), None)
+                         for r in OFFERED_REASONS], min_w_targets=1.6)
+    c.button(skip, wording.BUTTONS["skip"][c.lang], flow.ReasonChosen(None), style="nav")
+
+
+def _answer_rows(c):
+    service_id, copy_answer, rating, reason = c.view.answers or (None, None, None, None)
+    names = {s.id: _service_label(c, s) for s in c.settings.services}
+    names[visit.OTHER_SERVICE] = wording.OTHER_SERVICE[c.lang]
+    rows = [("service", names.get(service_id, service_id)),
+            ("copy", wording.COPY_ANSWERS[copy_answer][c.lang] if copy_answer else None),
+            ("rating", wording.RATINGS[rating][c.lang] if rating else None)]
+    if reason:
+        rows.append(("reason", wording.REASONS[reason][c.lang]))
+    return [(wording.ANSWER_NAMES[key][c.lang], value, rating if key == "rating" else None)
+            for key, value in rows if value]
+
+
+def _confirm(c):
+    gap = c.m.gap
+    area = c.top()
+    change = (wording.BUTTONS["change"][c.lang], flow.ChangeAnswer(), "plain")
+    send = (wording.BUTTONS["send"][c.lang], flow.Dismissed(), "primary")
+    if c.m.is_portrait:
+        area = c.button_row(area, [change, send])
+    else:
+        # The answers on the left; "change" and "send" one above the other on the right.
+        column = pygame.Rect(area.right - round(c.m.target * 2.4), area.top,
+                             round(c.m.target * 2.4), area.height)
+        area.width = column.left - area.left - 2 * gap
+        cells = layout.grid(column, 2, 1, gap, max_cell_h=round(c.m.target * 1.3))
+        px = c.common_px([(label, c.label_box(cell)) for cell, (label, _, _)
+                          in zip(cells, (change, send), strict=True)],
+                         size="heading", role="ui_bold", max_lines=2, min_size="small")
+        for cell, (label, action, style) in zip(cells, (change, send), strict=True):
+            c.button(cell, label, action, style=style, px=px)
+    countdown, area = layout.take_bottom(area, c.line_h("body"), gap=gap)
+    rows = _answer_rows(c)
+    if rows:
+        pygame.draw.rect(c.surface, theme.SURFACE, area, border_radius=gap)
+        table = area.inflate(-2 * gap, -gap)
+        row_h = min(table.height // len(rows), c.line_h("heading", lines=2))
+        table.top += (table.height - row_h * len(rows)) // 2
+        name_w = round(table.width * (0.36 if c.m.is_portrait else 0.3))
+        for i, (name, value, rating) in enumerate(rows):
+            row = pygame.Rect(table.left, table.top + i * row_h, table.width, row_h)
+            c.text(name, pygame.Rect(row.left, row.top, name_w, row.height), size="body",
+                   colour=theme.MUTED, align="left", max_lines=2, min_size="small")
+            value_box = pygame.Rect(row.left + name_w + gap, row.top,
+                                    row.width - name_w - gap, row.height)
+            if rating:
+                radius = min(row.height, c.line_h("heading")) // 2 - 2
+                _face(c.surface, (value_box.left + radius, row.centery), radius, rating)
+                value_box.left += 2 * radius + gap
+                value_box.width -= 2 * radius + gap
+            c.text(value, value_box, size="heading", role="ui_bold", align="left",
+                   max_lines=2, min_size="small")
+    _countdown(c, countdown)
+
+
+def _countdown(c, box):
+    """"Sending in 6 s" and a shrinking bar: the seconds left before the answers are sent."""
+    total = max(0.1, c.settings.confirm_s)
+    deadline = c.view.deadline
+    px = c.m.font_px("body")
+    sample = wording.SENDING_IN[c.lang].format(s=88)
+    words_w = min(box.width - c.m.target, c.fonts.for_text("ui", px, sample).size(sample)[0])
+    words = pygame.Rect(box.left, box.top, words_w, box.height)
+    bar = pygame.Rect(words.right + c.m.gap, box.centery - c.m.gap // 2,
+                      box.right - words.right - c.m.gap, c.m.gap)
+    shown = {"key": None}
+
+    def animate(surface, now):
+        left = total if deadline is None or now is None else min(total, max(0.0,
+                                                                            deadline - now))
+        key = (math.ceil(left), round(bar.width * left / total))
+        if key == shown["key"]:
+            return []
+        shown["key"] = key
+        surface.fill(theme.BACKGROUND, box)
+        block = c._block(wording.SENDING_IN[c.lang].format(s=key[0]), words, colour=theme.MUTED,
+                         align="left", max_lines=1, px=px)
+        draw_block(surface, block)
+        pygame.draw.rect(surface, theme.BORDER, bar, border_radius=bar.height // 2)
+        pygame.draw.rect(surface, theme.PRIMARY, (bar.left, bar.top, key[1], bar.height),
+                         border_radius=bar.height // 2)
+        return [box]
+
+    animate(c.surface, None)
+    block = c._block(wording.SENDING_IN[c.lang].format(s=math.ceil(total)), words,
+                     align="left", max_lines=1, px=px)
+    c.scene.texts.append(TextBox(block.rect, pygame.Rect(words), block.size))
+    c.scene.animate = animate
 
 
 def _thank_you(c):
-    c.draw_header()
+    """The thanks, and the code with the address it leads to written under it (QR scams are
+    common: a citizen can check the address before trusting the code)."""
     gap = c.m.gap
-    title, caption = wording.TITLES[Screen.THANK_YOU][c.lang]
     code = qr.render(c.view.portal_url, c.m.qr_min) if c.view.portal_url else None
-    side = code.get_width() if code else 0
-    caption_h = c.line_h("small", lines=2)
-    reminder_h = c.line_h("heading", lines=2) if c.view.card_present else 0
+    side = code.get_width() if code else c.m.qr_min
+    host = urlsplit(c.settings.portal_url).hostname or ""
+    address_h = c.line_h("heading", "ui_bold")
     done = [(wording.BUTTONS["done"][c.lang], flow.Dismissed(), "primary")]
     if c.m.is_portrait:
-        area = c.button_row(c.content, done)
-        words, rest = layout.take_top(area, c.line_h("title", "title"), gap=gap)
-        qr_box, rest = layout.take_top(rest, side, gap=gap)
-        caption_box, rest = layout.take_top(rest, caption_h, gap=gap)
-        reminder_box = layout.take_bottom(rest, reminder_h)[0]
+        area = c.button_row(c.top(), done)
+        code_box, rest = layout.take_top(area, side, gap=gap)
+        address, caption = layout.take_top(rest, address_h, gap=gap)
     else:
-        # The code gets a full-height column of its own; the words and Done share the other.
-        column = pygame.Rect(c.content.right - side, c.content.top, side, c.content.height)
-        qr_box, caption_box = layout.take_top(column, side, gap=gap)
-        words = pygame.Rect(c.content.left, c.content.top,
-                            column.left - c.content.left - 2 * gap, c.content.height)
+        area = c.top(title="")
+        whole = c.title_box.union(area)
+        column = pygame.Rect(whole.left, whole.top, max(side, round(whole.width * 0.4)),
+                             whole.height)
+        code_box, address = layout.take_top(column, min(side, column.height - address_h),
+                                            gap=gap // 2)
+        address = layout.take_top(address, address_h)[0]
+        words = pygame.Rect(column.right + 2 * gap, whole.top,
+                            whole.right - column.right - 2 * gap, whole.height)
         words = c.button_row(words, done)
-        reminder_box, words = layout.take_bottom(words, reminder_h, gap=gap)
-    c.text(title, words, size="title", role="title", max_lines=3, min_size="heading")
+        title, caption = layout.take_top(words, round(words.height * 0.45), gap=gap)
+        c.text(wording.TITLES[Screen.THANK_YOU][c.lang][0], title, size="title",
+               role="ui_bold", max_lines=3, min_size="body", valign="bottom")
     if code:
-        place = code.get_rect(center=qr_box.center)
+        place = code.get_rect(center=code_box.center)
         c.surface.blit(code, place)
         c.scene.qr_rect = place
-    c.text(caption, caption_box, size="small", colour=theme.MUTED, max_lines=2, valign="top")
-    if c.view.card_present:
-        pygame.draw.rect(c.surface, theme.SURFACE, reminder_box, border_radius=gap)
-        c.text(wording.TITLES[Screen.TAKE_CARD][c.lang][0], reminder_box.inflate(-gap, 0),
-               size="heading", role="ui_bold", colour=theme.ALERT, max_lines=2,
-               min_size="body")
-
-
-def _take_card(c):
-    c.draw_header()
-    area = c.title(c.content, lines=2)
-    _card_picture(c.surface, area, inserting=False)
+    c.text(wording.PORTAL_ADDRESS[c.lang].format(host=host), address, size="heading",
+           role="ui_bold", max_lines=1, min_size="small")
+    c.text(wording.TITLES[Screen.THANK_YOU][c.lang][1], caption, size="heading", max_lines=4,
+           min_size="body", valign="top")
 
 
 def _out_of_service(c):
-    c.draw_header()
-    area = c.title(c.content, lines=2)
-    note, area = layout.take_bottom(area, c.line_h("small", lines=3), gap=c.m.gap)
-    reason = c.view.out_of_service or "-"
-    c.text(wording.TECHNICIAN[c.lang].format(reason=reason), note, size="small",
-           colour=theme.MUTED, max_lines=3, valign="bottom")
+    """Thai first with English beside it (whatever the language), the technician's line apart."""
+    gap = c.m.gap
+    area = c.top(title="")
+    note, area = layout.take_bottom(area, c.line_h("small", lines=2) + gap, gap=gap)
+    pygame.draw.rect(c.surface, theme.SURFACE, note, border_radius=gap)
+    label, reason = layout.take_top(note.inflate(-gap, -gap // 2), c.line_h("small"))
+    c.text(wording.TECHNICIAN["th"] + " / " + wording.TECHNICIAN["en"], label, size="small",
+           colour=theme.MUTED, align="left", max_lines=1)
+    c.text(c.view.out_of_service or "-", reason, size="small", colour=theme.MUTED,
+           align="left", max_lines=1)
+    whole = c.title_box.union(area)
+    thai, english = (layout.take_top(whole, whole.height // 2, gap=gap) if c.m.is_portrait
+                     else layout.columns(whole, 2, 2 * gap))
+    for language, box in (("th", thai), ("en", english)):
+        title, line = wording.TITLES[Screen.OUT_OF_SERVICE][language]
+        head, rest = layout.take_top(box, round(box.height * 0.6), gap=gap)
+        c.text(title, head, size="title", role="ui_bold", valign="bottom", max_lines=3,
+               min_size="body")
+        c.text(line, rest, size="heading", colour=theme.MUTED, valign="top", max_lines=2,
+               min_size="body")
 
 
 #: Screen -> drawing; the display has exactly one drawing per flow Screen.
 SCREENS = {
     Screen.IDLE: _idle,
     Screen.READING: _reading,
+    Screen.RETURN_CARD: _card_back,
     Screen.CARD_PROBLEM: _card_problem,
     Screen.ALREADY_RATED: _already_rated,
     Screen.CHOOSE_SERVICE: _choose_service,
     Screen.COPY_CHECK: _copy_check,
     Screen.RATING: _rating,
     Screen.REASON: _reason,
+    Screen.CONFIRM: _confirm,
     Screen.THANK_YOU: _thank_you,
-    Screen.TAKE_CARD: _take_card,
+    Screen.TAKE_CARD: _card_back,
     Screen.OUT_OF_SERVICE: _out_of_service,
-    # Placeholders until the second pass draws them (issue 14).
-    Screen.RETURN_CARD: _take_card,
-    Screen.CONFIRM: _take_card,
 }
 
 
@@ -466,4 +788,4 @@ class Renderer:
     def scene(self, view):
         canvas = _Canvas(self, view)
         SCREENS[view.screen](canvas)
-        return canvas.scene
+        return canvas.finish()

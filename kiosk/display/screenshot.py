@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from kiosk.display.settings import DisplaySettings, ServiceInfo
-from kiosk.flow import LANGUAGES, Screen, State
+from kiosk.flow import LANGUAGES, Screen, State, VisitDraft
 
 #: (width, height, diagonal in inches): the official 7" panel, common 7" and 10" panels, portrait.
 SIZES = ((800, 480, 7.0), (1024, 600, 7.0), (1280, 800, 10.1), (480, 800, 7.0),
@@ -25,7 +25,7 @@ SAMPLE = DisplaySettings(
         ServiceInfo("id_card", "ทำบัตรประจำตัวประชาชน", "ID card", "cancelled"),
         ServiceInfo("house_reg", "งานทะเบียนบ้าน", "House registration", "in_progress"),
         ServiceInfo("birth", "แจ้งเกิด", "Birth registration", "not_yet"),
-        ServiceInfo("name_change", "เปลี่ยนชื่อ-ชื่อสกุล", "Change of name", "cancelled"),
+        ServiceInfo("name_change", "เปลี่ยนชื่อ-ชื่อสกุล", "Change of name or surname", "cancelled"),
     ),
 )
 
@@ -37,8 +37,13 @@ def sample_states():
         extra = {}
         if screen is Screen.CARD_PROBLEM:
             extra["problem"] = "unreadable"
-        if screen in (Screen.THANK_YOU, Screen.TAKE_CARD):
+        # The card left in: the reminder banner these screens show until it is taken.
+        if screen in (Screen.READING, Screen.RETURN_CARD, Screen.CARD_PROBLEM,
+                      Screen.ALREADY_RATED, Screen.THANK_YOU, Screen.TAKE_CARD):
             extra["card_present"] = True
+        if screen is Screen.CONFIRM:
+            extra["visit"] = VisitDraft(0.0, verified=True, service_id="name_change",
+                                        copy_answer="id_card", rating=2, reason="waiting_time")
         if screen is Screen.OUT_OF_SERVICE:
             extra["out_of_service"] = "disk below floor: 120 MB free, 200 MB needed"
         states.append((screen.value, State(screen=screen, **extra)))

@@ -43,6 +43,10 @@ class DisplaySettings:
     name_en: str = ""
     services: tuple = field(default_factory=tuple)
     allow_rating_without_card: bool = False
+    #: One rating per card per service in this many minutes: the already-rated screen says so.
+    repeat_window_min: int = 30
+    #: How long the confirm screen offers "change my answer" (its countdown starts here).
+    confirm_s: float = 6.0
     #: Demo windows pass unbound keys (``i``/``r`` to insert/remove the emulated card) through.
     is_demo: bool = False
 
@@ -67,5 +71,8 @@ class DisplaySettings:
             services=tuple(ServiceInfo(s.id, s.name_th, s.name_en, s.no_copy)
                            for s in cfg.services),
             allow_rating_without_card=bool(cfg.flow.allow_rating_without_card),
+            repeat_window_min=int(cfg.flow.repeat_window_min),
+            # flow.confirm_s arrives with the flow's second pass (issue 14); until then, its default.
+            confirm_s=float(getattr(cfg.flow, "confirm_s", 6.0)),
             is_demo=getattr(k, "mode", "production") == "demo",
         )

@@ -3,7 +3,9 @@
 pygame.font.Font with ``set_script("Thai")`` shapes Thai (tone marks over upper vowels, SARA AM)
 through SDL_ttf's HarfBuzz; pygame.freetype does not shape and makes น้ำ collide, so it is never
 used here. Thai is written without spaces between words, so pygame's ``wraplength`` cuts words in
-half; ICU's dictionary-based line-break iterator finds the word boundaries instead. Service names
+half; ICU's dictionary-based line-break iterator finds the word boundaries instead, and the
+programme's own vocabulary (:data:`VOCABULARY`) is kept whole on top of it: ICU's dictionary
+splits compounds such as เจ้าหน้าที่ (เจ้า|หน้าที่) that a Thai reader sees as one word. Service names
 come from agencies' configs, so every block is fitted: wrapped, shrunk, and as a last resort cut
 with an ellipsis, so text never leaves its box.
 """
@@ -58,9 +60,46 @@ def _pieces(text, iterator):
     return out
 
 
+#: Words a line must never break inside, whatever ICU's dictionary says: the programme's terms.
+VOCABULARY = (
+    "เจ้าหน้าที่", "สำเนา", "ทะเบียนบ้าน", "บัตรประชาชน", "ประชาชน",
+    "ความพึงพอใจ", "พึงพอใจ", "ไม่พอใจ", "ปานกลาง", "ชื่อสกุล", "เปลี่ยนชื่อ", "ให้บริการ",
+    "บริการ", "ชั่วคราว", "เครื่องอ่าน", "สีทอง", "ย้อนกลับ", "แก้ไข", "คำตอบ", "อัตโนมัติ",
+    "โทรศัพท์", "ออนไลน์", "ประเมิน", "เทคนิค", "ตรวจสอบ", "เอกสาร", "ไม่แน่ใจ",
+)
+_VOCABULARY = re.compile("|".join(sorted(map(re.escape, VOCABULARY), key=len, reverse=True)))
+
+
 def line_break_segments(text, locale="th"):
-    """``text`` cut at every allowed line-break opportunity (trailing spaces stay attached)."""
-    return _pieces(text, icu.BreakIterator.createLineInstance(icu.Locale(locale)))
+    """``text`` cut at every allowed line-break opportunity (trailing spaces stay attached), never
+    inside a :data:`VOCABULARY` word and always allowed at a listed word's edges (ICU may glue
+    a listed word to the next one when it splits the word wrongly: ประชา|ชนคืน)."""
+    pieces = _pieces(text, icu.BreakIterator.createLineInstance(icu.Locale(locale)))
+    if not _VOCABULARY.search(text):
+        return pieces
+    breaks, position = set(), 0
+    for piece in pieces:
+        position += len(piece)
+        breaks.add(position)
+    clusters, position = set(), 0
+    for cluster in graphemes(text):
+        position += len(cluster)
+        clusters.add(position)
+    inside = set()
+    for word in VOCABULARY:
+        start = text.find(word)
+        while start >= 0:
+            inside.update(range(start + 1, start + len(word)))
+            # A word's edge is a break only between whole characters, not before a space.
+            breaks.update(edge for edge in (start, start + len(word))
+                          if edge in clusters and not text[edge - 1:edge + 1].count(" "))
+            start = text.find(word, start + 1)
+    cuts = sorted(b for b in breaks - inside if 0 < b < len(text)) + [len(text)]
+    out, start = [], 0
+    for cut in cuts:
+        out.append(text[start:cut])
+        start = cut
+    return out
 
 
 def graphemes(text):
@@ -101,6 +140,15 @@ def _ellipsize(font, line, width):
     return "".join(clusters).rstrip() + _ELLIPSIS
 
 
+@dataclass(frozen=True)
+class TextBox:
+    """Where one text block's ink landed, the box it had to stay in, and its em in pixels."""
+
+    ink: pygame.Rect
+    box: pygame.Rect
+    px: int
+
+
 @dataclass
 class Block:
     """Rendered lines of one text box; ``rect`` is where the ink-bearing line boxes landed."""
@@ -108,6 +156,8 @@ class Block:
     surfaces: list
     rect: pygame.Rect
     size: int
+    #: The text of each line drawn (the line-break tests read these).
+    lines: list
 
 
 def layout_block(fonts, role, text, box, *, max_px, min_px=None, colour=theme.INK,
@@ -147,8 +197,8 @@ def layout_block(fonts, role, text, box, *, max_px, min_px=None, colour=theme.IN
              "right": box.right - w}[align]
         placed.append((surf, pygame.Rect(x, top + i * line_h, w, min(surf.get_height(), line_h))))
     if not placed:
-        return Block([], pygame.Rect(box.center, (0, 0)), size)
-    return Block(placed, placed[0][1].unionall([r for _, r in placed]).clip(box), size)
+        return Block([], pygame.Rect(box.center, (0, 0)), size, [])
+    return Block(placed, placed[0][1].unionall([r for _, r in placed]).clip(box), size, lines)
 
 
 def draw_block(surface, block):

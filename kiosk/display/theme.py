@@ -12,12 +12,12 @@ from pathlib import Path
 from kiosk.errors import DisplayError
 
 FONT_DIR = Path("/usr/share/fonts/opentype/tlwg")
-#: role -> (file, Debian package that ships it). Loma reads well at small sizes; Laksaman is the
-#: more formal face used for titles.
+#: role -> (file, Debian package that ships it). One family for every role: Loma reads well at
+#: small sizes, and its Latin letters are the only Latin typeface on the screens (a second family
+#: for titles brought a second, different Latin alphabet with it).
 FONTS = {
     "ui": ("Loma.otf", "fonts-tlwg-loma-otf"),
     "ui_bold": ("Loma-Bold.otf", "fonts-tlwg-loma-otf"),
-    "title": ("Laksaman-Bold.otf", "fonts-tlwg-laksaman-otf"),
 }
 
 # Navy and warm paper: the colours of Thai government forms, easy on elderly eyes.
@@ -31,15 +31,10 @@ HEADER = (19, 48, 84)
 ON_HEADER = (255, 255, 255)
 BORDER = (150, 160, 175)
 ALERT = (160, 40, 30)
+#: The "please take your card" banner: white on a deep amber-red, unlike anything else on screen.
+BANNER = (158, 52, 0)
+ON_BANNER = (255, 255, 255)
 BLACK = (0, 0, 0)
-
-#: The no-copy status of a service: a badge colour each, white text on all of them.
-BADGES = {
-    "cancelled": (27, 110, 58),
-    "in_progress": (138, 75, 0),
-    "not_yet": (90, 98, 112),
-}
-ON_BADGE = (255, 255, 255)
 
 #: Rating 1..5 from red to green; the faces carry the colour, their labels stay ink on paper.
 FACES = {
@@ -58,7 +53,8 @@ TEXT_PAIRS = {
     "button": (INK, SURFACE),
     "primary_button": (ON_PRIMARY, PRIMARY),
     "header": (ON_HEADER, HEADER),
-    **{f"badge_{name}": (ON_BADGE, colour) for name, colour in BADGES.items()},
+    "banner": (ON_BANNER, BANNER),
+    "nav_button": (PRIMARY, BACKGROUND),
 }
 
 #: WCAG 2.x AA for normal text.
@@ -67,6 +63,10 @@ MIN_CONTRAST = 4.5
 TARGET_CM = 2.1
 #: A phone camera at arm's length needs the QR code at least this size.
 QR_MIN_CM = 3.0
+#: No text smaller than this em at the panel's physical size (about 12 pt: large print).
+MIN_TEXT_MM = 4.0
+#: The coloured header strip holds one line of text; the rest of the height is the screen's.
+HEADER_MAX_SHARE = 0.12
 
 
 def font_path(role):
@@ -111,6 +111,11 @@ class Metrics:
         return math.ceil(TARGET_CM * self.px_per_cm)
 
     @property
+    def min_text_px(self):
+        """The smallest em any text may have on this panel."""
+        return math.ceil(MIN_TEXT_MM / 10 * self.px_per_cm)
+
+    @property
     def qr_min(self):
         return math.ceil(QR_MIN_CM * self.px_per_cm)
 
@@ -132,6 +137,7 @@ class Metrics:
         return max(12, round(20 * self.unit))
 
     def font_px(self, size):
-        """``size`` is ``title``, ``heading``, ``body`` or ``small``; large type for older eyes."""
-        base = {"title": 42, "heading": 34, "body": 28, "small": 22}[size]
-        return round(base * self.unit)
+        """``size`` is ``display``, ``title``, ``heading``, ``body`` or ``small``; large type for
+        older eyes, and never under :data:`MIN_TEXT_MM` on this panel."""
+        base = {"display": 54, "title": 42, "heading": 34, "body": 28, "small": 22}[size]
+        return max(self.min_text_px, round(base * self.unit))

@@ -16,13 +16,17 @@ TITLES = {
         "th": ("กำลังอ่านบัตร", "กรุณาเสียบบัตรค้างไว้สักครู่"),
         "en": ("Reading your card", "Please leave the card in for a moment"),
     },
+    Screen.RETURN_CARD: {
+        "th": ("กรุณารับบัตรประชาชนคืน", "แล้วตอบคำถามสั้น ๆ บนจอ"),
+        "en": ("Please take your ID card", "Then answer a few short questions"),
+    },
     Screen.CARD_PROBLEM: {
-        "th": ("ขออภัย ใช้บัตรนี้ไม่ได้", ""),
-        "en": ("Sorry, this card cannot be used", ""),
+        "th": ("อ่านบัตรไม่สำเร็จ", ""),
+        "en": ("We could not read your card", ""),
     },
     Screen.ALREADY_RATED: {
-        "th": ("วันนี้คุณประเมินแล้ว", "ขอบคุณที่ให้ความเห็น เราเก็บหนึ่งความเห็นต่อการมารับบริการหนึ่งครั้ง"),
-        "en": ("You have already rated today", "Thank you. We count one rating per visit."),
+        "th": ("คุณประเมินบริการนี้แล้ว", "ในช่วง {window} ที่ผ่านมา ขอบคุณที่ให้ความเห็น"),
+        "en": ("You have already rated this service", "in the last {window}. Thank you."),
     },
     Screen.CHOOSE_SERVICE: {
         "th": ("วันนี้คุณมารับบริการใด", ""),
@@ -30,7 +34,7 @@ TITLES = {
     },
     Screen.COPY_CHECK: {
         "th": ("วันนี้เจ้าหน้าที่ขอสำเนาเอกสารจากคุณหรือไม่", ""),
-        "en": ("Were you asked for a photocopy today?", ""),
+        "en": ("Did the staff ask you for a photocopy today?", ""),
     },
     Screen.RATING: {
         "th": ("คุณพึงพอใจกับบริการวันนี้เพียงใด", ""),
@@ -40,50 +44,62 @@ TITLES = {
         "th": ("เรื่องใดที่เราควรปรับปรุง", ""),
         "en": ("What should we improve?", ""),
     },
+    Screen.CONFIRM: {
+        "th": ("ตรวจสอบคำตอบของคุณ", ""),
+        "en": ("Please check your answers", ""),
+    },
     Screen.THANK_YOU: {
-        "th": ("ขอบคุณที่ให้ความเห็น", "สแกนเพื่อใช้บริการออนไลน์"),
-        "en": ("Thank you for your feedback", "Scan for online services"),
+        "th": ("ขอบคุณที่ให้ความเห็น", "สแกนด้วยกล้องโทรศัพท์ เพื่อใช้บริการออนไลน์ของหน่วยงานนี้"),
+        "en": ("Thank you for your feedback",
+               "Scan with your phone camera to use this office's online services"),
     },
     Screen.TAKE_CARD: {
         "th": ("กรุณารับบัตรประชาชนคืน", "บัตรของคุณยังอยู่ในเครื่องอ่าน"),
         "en": ("Please take your ID card", "Your card is still in the reader"),
     },
     Screen.OUT_OF_SERVICE: {
-        "th": ("ขออภัย งดให้บริการชั่วคราว", "กรุณาติดต่อเจ้าหน้าที่"),
-        "en": ("Sorry, temporarily out of service", "Please ask a staff member"),
+        "th": ("เครื่องนี้งดให้บริการชั่วคราว", "กรุณาติดต่อเจ้าหน้าที่"),
+        "en": ("This machine is out of service", "Please ask a member of staff"),
     },
 }
 
 # Accurate, not reassuring: a keyed hash of the card is kept for the repeat window, so the
 # notice promises what is true (no name or ID number is kept), not "no personal data".
 PRIVACY = {
-    "th": "อ่านบัตรเพื่อนับความเห็นครั้งละหนึ่งเท่านั้น ไม่เก็บชื่อหรือเลขบัตร",
-    "en": "The card only counts one rating per visit; your name and ID number are not kept.",
+    "th": "อ่านบัตรเพื่อนับหนึ่งความเห็นต่อบริการเท่านั้น ไม่เก็บชื่อหรือเลขบัตร",
+    "en": "The card only counts one rating per service; your name and ID number are not kept.",
 }
 
-#: Shown on the card-problem screen, one per :data:`kiosk.flow.CARD_PROBLEMS` value.
+#: The card-problem screen, one per :data:`kiosk.flow.CARD_PROBLEMS` value: what happened (the
+#: title) and what to do, in numbered steps.
 CARD_PROBLEMS = {
     "unreadable": {
-        "th": "อ่านข้อมูลบัตรไม่ได้ กรุณาเช็ดหน้าสัมผัสชิปให้สะอาดแล้วเสียบใหม่",
-        "en": "The card could not be read. Wipe the gold chip clean and insert it again.",
+        "th": ("อ่านบัตรไม่สำเร็จ", ("ดึงบัตรออก", "เช็ดชิปสีทองให้สะอาด", "แล้วเสียบบัตรใหม่")),
+        "en": ("We could not read your card",
+               ("Take the card out", "Wipe the gold chip", "Insert it again")),
     },
     "not_thai_id": {
-        "th": "บัตรนี้ไม่ใช่บัตรประจำตัวประชาชน กรุณาใช้บัตรประชาชนของคุณ",
-        "en": "This is not a Thai ID card. Please use your national ID card.",
+        "th": ("บัตรนี้ไม่ใช่บัตรประชาชน", ("ดึงบัตรออก", "เสียบบัตรประชาชนของคุณ")),
+        "en": ("This is not a Thai ID card", ("Take the card out", "Insert your Thai ID card")),
     },
     "timeout": {
-        "th": "บัตรตอบสนองช้าเกินไป กรุณาดึงบัตรออกแล้วเสียบใหม่อีกครั้ง",
-        "en": "The card took too long to answer. Take it out and insert it again.",
+        "th": ("บัตรตอบสนองช้าเกินไป", ("ดึงบัตรออก", "เช็ดชิปสีทองให้สะอาด", "แล้วเสียบบัตรใหม่")),
+        "en": ("The card took too long to answer",
+               ("Take the card out", "Wipe the gold chip", "Insert it again")),
     },
     "removed": {
-        "th": "บัตรถูกดึงออกก่อนอ่านเสร็จ กรุณาเสียบค้างไว้จนกว่าจะอ่านเสร็จ",
-        "en": "The card was taken out too early. Leave it in until reading is finished.",
+        "th": ("บัตรถูกดึงออกก่อนอ่านเสร็จ", ("เสียบบัตรใหม่", "รอจนจอขอให้รับบัตรคืน")),
+        "en": ("The card came out too soon",
+               ("Insert the card again", "Wait until the screen asks for it back")),
     },
     "no_reader": {
-        "th": "เครื่องอ่านบัตรไม่พร้อมใช้งาน กรุณาแจ้งเจ้าหน้าที่",
-        "en": "The card reader is not working. Please tell a staff member.",
+        "th": ("เครื่องอ่านบัตรไม่พร้อมใช้งาน", ("กรุณาแจ้งเจ้าหน้าที่",)),
+        "en": ("The card reader is not working", ("Please tell a member of staff",)),
     },
 }
+
+#: The "other service" choice (visit.OTHER_SERVICE), after the agency's own services.
+OTHER_SERVICE = {"th": "บริการอื่น", "en": "Other service"}
 
 COPY_ANSWERS = {
     "none": {"th": "ไม่ได้ขอสำเนา", "en": "No, none"},
@@ -96,11 +112,12 @@ COPY_ANSWERS = {
 RATINGS = {
     1: {"th": "ไม่พอใจมาก", "en": "Very dissatisfied"},
     2: {"th": "ไม่พอใจ", "en": "Dissatisfied"},
-    3: {"th": "เฉย ๆ", "en": "Neutral"},
+    3: {"th": "ปานกลาง", "en": "Neutral"},
     4: {"th": "พอใจ", "en": "Satisfied"},
     5: {"th": "พอใจมาก", "en": "Very satisfied"},
 }
 
+#: Every reason the schema knows, retired ones included (a stored visit may still name them).
 REASONS = {
     "waiting_time": {"th": "รอนาน", "en": "Waiting time"},
     "staff": {"th": "การบริการของเจ้าหน้าที่", "en": "Staff"},
@@ -109,24 +126,53 @@ REASONS = {
     "other": {"th": "เรื่องอื่น ๆ", "en": "Other"},
 }
 
-#: The no-copy status of a service, as agencies report it in the config.
-NO_COPY = {
-    "cancelled": {"th": "ไม่ต้องใช้สำเนาแล้ว", "en": "No copy needed"},
-    "in_progress": {"th": "กำลังยกเลิกสำเนา", "en": "Copy removal in progress"},
-    "not_yet": {"th": "ยังต้องใช้สำเนา", "en": "Copy still required"},
+#: The confirm screen's row names.
+ANSWER_NAMES = {
+    "service": {"th": "บริการ", "en": "Service"},
+    "copy": {"th": "สำเนา", "en": "Photocopy"},
+    "rating": {"th": "ความพึงพอใจ", "en": "Satisfaction"},
+    "reason": {"th": "ควรปรับปรุง", "en": "To improve"},
 }
+
+#: The confirm screen's countdown; ``{s}`` is whole seconds left.
+SENDING_IN = {"th": "ส่งอัตโนมัติใน {s} วินาที", "en": "Sending automatically in {s} s"}
+
+#: "30 minutes", "2 hours": the repeat window as a citizen reads it.
+WINDOW = {
+    "minutes": {"th": "{n} นาที", "en": "{n} minutes"},
+    "hours": {"th": "{n} ชั่วโมง", "en": "{n} hours"},
+    "hour": {"th": "1 ชั่วโมง", "en": "hour"},
+}
+
+#: Under the QR code: the address the code leads to, so a citizen can check it is the real one.
+PORTAL_ADDRESS = {"th": "เว็บไซต์ {host}", "en": "Website: {host}"}
 
 BUTTONS = {
     # The language button is labelled in the language it switches to.
     "language": {"th": "English", "en": "ภาษาไทย"},
+    "back": {"th": "ย้อนกลับ", "en": "Back"},
     "ok": {"th": "ตกลง", "en": "OK"},
+    "send": {"th": "ตกลง ส่งคำตอบ", "en": "OK, send"},
+    "change": {"th": "แก้ไขคำตอบ", "en": "Change my answer"},
+    "try_again": {"th": "ลองใหม่", "en": "Try again"},
     "done": {"th": "เสร็จสิ้น", "en": "Done"},
-    "skip": {"th": "ข้าม", "en": "Skip"},
+    "skip": {"th": "ข้ามคำถามนี้", "en": "Skip this question"},
     "without_card": {"th": "ประเมินโดยไม่ใช้บัตร", "en": "Rate without a card"},
-    "more": {"th": "บริการอื่น ๆ", "en": "More services"},
+    "more": {"th": "ดูบริการเพิ่มเติม", "en": "More services"},
 }
 
-TECHNICIAN = {"th": "สำหรับช่าง: {reason}", "en": "For the technician: {reason}"}
+#: Out of service: the technician's line, apart from the citizen's words; the reason itself is
+#: the kiosk's own (English) text and goes on a line of its own.
+TECHNICIAN = {"th": "สำหรับช่างเทคนิค", "en": "For the technician"}
+
+
+def window_text(minutes, language):
+    """The repeat window in words: ``30 minutes``, ``1 hour``, ``2 hours``."""
+    if minutes % 60:
+        return WINDOW["minutes"][language].format(n=minutes)
+    if minutes == 60:
+        return WINDOW["hour"][language]
+    return WINDOW["hours"][language].format(n=minutes // 60)
 
 
 def prompt(screen, language):

@@ -6,9 +6,9 @@ import pygame
 import pytest
 from pyzbar import pyzbar
 
-from kiosk import flow
-from kiosk.display import wording
-from kiosk.display.screens import SCREENS, PageTurned, Renderer, View
+from kiosk import flow, visit
+from kiosk.display import theme, wording
+from kiosk.display.screens import OFFERED_REASONS, SCREENS, PageTurned, Renderer, View
 from kiosk.display.screenshot import SIZES, sample_states
 from kiosk.display.settings import ServiceInfo
 from kiosk.flow import Screen, State
@@ -18,29 +18,52 @@ def test_screens_one_drawing_per_flow_screen():
     assert set(SCREENS) == set(Screen)
 
 
-@pytest.mark.parametrize("width,height,diagonal", SIZES)
-def test_screens_every_screen_fits_every_resolution(display_settings, width, height, diagonal):
-    renderer = Renderer(dataclasses.replace(display_settings, diagonal_in=diagonal),
-                        (width, height))
-    screen_rect = pygame.Rect(0, 0, width, height)
-    target = renderer.metrics.target
-    for (name, state), language in itertools.product(sample_states(), ("th", "en")):
+def _scenes(settings, width, height, diagonal, states=None):
+    renderer = Renderer(dataclasses.replace(settings, diagonal_in=diagonal), (width, height))
+    for (name, state), language in itertools.product(states or sample_states(), ("th", "en")):
         view = View.of(dataclasses.replace(state, language=language),
                        portal_url="https://citizeninfo.go.th/portal?sp=X&t=abc")
-        scene = renderer.scene(view)
-        where = f"{name}/{language}/{width}x{height}"
+        yield f"{name}/{language}/{width}x{height}", renderer.metrics, renderer.scene(view)
+
+
+def _with_card(states):
+    """Every sample state, and again with the card still in (the reminder banner)."""
+    return [*states, *((f"{name}+card", dataclasses.replace(state, card_present=True))
+                       for name, state in states)]
+
+
+@pytest.mark.parametrize("width,height,diagonal", SIZES)
+def test_screens_every_screen_fits_every_resolution(display_settings, width, height, diagonal):
+    screen_rect = pygame.Rect(0, 0, width, height)
+    for where, metrics, scene in _scenes(display_settings, width, height, diagonal,
+                                         _with_card(sample_states())):
+        cm = metrics.px_per_cm
         assert scene.texts, where
-        for ink, box in scene.texts:
-            assert box.contains(ink), f"{where}: text overflows its box"
-            assert screen_rect.contains(box), f"{where}: text box leaves the screen"
+        for text in scene.texts:
+            assert text.box.contains(text.ink), f"{where}: text overflows its box"
+            assert screen_rect.contains(text.box), f"{where}: text box leaves the screen"
+            assert text.px / cm * 10 >= theme.MIN_TEXT_MM, f"{where}: text under 4 mm"
+        # Nothing overlaps: no two buttons, no two texts, no text across a button's edge.
         for a, b in itertools.combinations(scene.buttons, 2):
             assert not a.rect.colliderect(b.rect), f"{where}: {a.label} overlaps {b.label}"
+        for a, b in itertools.combinations(scene.texts, 2):
+            assert not a.ink.colliderect(b.ink), f"{where}: two texts overlap"
+        for text, button in itertools.product(scene.texts, scene.buttons):
+            inside = button.rect.contains(text.ink)
+            assert inside or not button.rect.colliderect(text.ink), \
+                f"{where}: text crosses {button.label}"
         for button in scene.buttons:
             assert screen_rect.contains(button.rect), f"{where}: {button.label} off screen"
-            assert min(button.rect.size) >= target, f"{where}: {button.label} under 2 cm"
+            assert min(button.rect.size) / cm >= 2.0, f"{where}: {button.label} under 2 cm"
         if scene.qr_rect:
             assert screen_rect.contains(scene.qr_rect)
             assert not any(b.rect.colliderect(scene.qr_rect) for b in scene.buttons)
+            assert not any(t.ink.colliderect(scene.qr_rect) for t in scene.texts)
+        # The coloured strip is one line of text, not a quarter of the screen; in portrait,
+        # where Back and the language share it, it is one touch target tall.
+        tall = metrics.target if metrics.is_portrait and any(
+            b.kind == "nav" for b in scene.buttons) else theme.HEADER_MAX_SHARE * height
+        assert scene.header.height <= tall, where
 
 
 def _actions(scene):
@@ -51,15 +74,75 @@ def _actions(scene):
 def test_screens_question_buttons_map_to_flow_events(display_settings, language):
     renderer = Renderer(display_settings)
     scene = lambda screen: renderer.scene(View(screen, language))  # noqa: E731
+    nav = {flow.LanguageToggled(), flow.Back()}
     assert set(_actions(scene(Screen.COPY_CHECK))) == {
-        flow.LanguageToggled(), *(flow.CopyAnswered(a) for a in flow.COPY_ANSWERS)}
+        *nav, *(flow.CopyAnswered(a) for a in flow.COPY_ANSWERS)}
     assert set(_actions(scene(Screen.RATING))) == {
-        flow.LanguageToggled(), *(flow.RatingChosen(r) for r in flow.RATINGS)}
+        *nav, *(flow.RatingChosen(r) for r in flow.RATINGS)}
     assert set(_actions(scene(Screen.REASON))) == {
-        flow.LanguageToggled(), flow.ReasonChosen(None),
-        *(flow.ReasonChosen(r) for r in flow.REASONS)}
+        *nav, flow.ReasonChosen(None), *(flow.ReasonChosen(r) for r in OFFERED_REASONS)}
     assert set(_actions(scene(Screen.CHOOSE_SERVICE))) == {
-        flow.LanguageToggled(), *(flow.ServiceChosen(s.id) for s in display_settings.services)}
+        *nav, flow.ServiceChosen(visit.OTHER_SERVICE),
+        *(flow.ServiceChosen(s.id) for s in display_settings.services)}
+    # The answers come first, in order; Back and the language button after them.
+    assert [b.action for b in scene(Screen.RATING).choices] == [
+        flow.RatingChosen(r) for r in flow.RATINGS]
+    assert _actions(scene(Screen.CONFIRM)) == [flow.ChangeAnswer(), flow.Dismissed()]
+
+
+def test_screens_reasons_leave_out_the_retired_and_set_skip_apart(display_settings):
+    assert set(OFFERED_REASONS) == set(visit.REASONS) - set(visit.RETIRED_REASONS)
+    scene = Renderer(display_settings).scene(View(Screen.REASON, "en"))
+    skip = next(b for b in scene.buttons if b.action == flow.ReasonChosen(None))
+    reason = next(b for b in scene.buttons if b.action == flow.ReasonChosen("staff"))
+    # Skip is drawn in the outlined nav style: its fill is the page's, not a reason's white.
+    inside = lambda b: scene.surface.get_at((b.rect.left + 12, b.rect.centery))[:3]  # noqa: E731
+    assert inside(skip) == theme.BACKGROUND
+    assert inside(reason) == theme.SURFACE
+    assert skip.rect.top > reason.rect.bottom
+
+
+def test_screens_service_screen_shows_no_copy_status(display_settings):
+    scene = Renderer(display_settings).scene(View(Screen.CHOOSE_SERVICE, "en"))
+    services = [b for b in scene.choices if isinstance(b.action, flow.ServiceChosen)]
+    # One text per button (its name): no status pill hinting at the copy answer.
+    for button in services:
+        assert sum(button.rect.contains(t.box) for t in scene.texts) == 1
+
+
+def test_screens_already_rated_says_the_configured_window(display_settings):
+    for minutes, words in ((30, "in the last 30 minutes"), (60, "in the last hour"),
+                           (120, "in the last 2 hours")):
+        assert words in wording.TITLES[Screen.ALREADY_RATED]["en"][1].format(
+            window=wording.window_text(minutes, "en"))
+    settings = dataclasses.replace(display_settings, repeat_window_min=45)
+    scene = Renderer(settings).scene(View(Screen.ALREADY_RATED, "th", card_present=True))
+    assert scene.surface.get_at((2, 2))[:3] == theme.BANNER
+
+
+def test_screens_card_banner_only_after_the_read(display_settings):
+    renderer = Renderer(display_settings)
+    for screen in Screen:
+        for card in (False, True):
+            scene = renderer.scene(View(screen, "th", card_present=card))
+            is_banner = scene.surface.get_at((2, 2))[:3] == theme.BANNER
+            expected = card and screen not in (Screen.READING, Screen.RETURN_CARD,
+                                               Screen.TAKE_CARD)
+            assert is_banner == expected, (screen, card)
+
+
+def test_screens_confirm_shows_the_answers_and_counts_down(display_settings):
+    renderer = Renderer(display_settings)
+    draft = flow.VisitDraft(0.0, verified=True, service_id=visit.OTHER_SERVICE,
+                            copy_answer="not_sure", rating=4)
+    state = State(screen=Screen.CONFIRM, visit=draft, deadline=106.0)
+    scene = renderer.scene(View.of(state))
+    assert scene.animate is not None
+    before = pygame.Surface.copy(scene.surface)
+    assert scene.animate(scene.surface, 101.5)  # 4.5 s left: the number and bar change
+    assert scene.animate(scene.surface, 101.5) == []  # nothing new, nothing drawn
+    assert pygame.image.tobytes(before, "RGB") != pygame.image.tobytes(scene.surface, "RGB")
+    assert len(scene.texts) >= 2 * 3  # a name and a value per answer, and the countdown
 
 
 def test_screens_rate_without_card_only_when_allowed(display_settings):
@@ -88,13 +171,19 @@ def test_screens_card_problem_names_each_reason(display_settings):
     assert set(wording.CARD_PROBLEMS) == set(flow.CARD_PROBLEMS)
 
 
-def test_screens_rating_faces_go_to_a_column_or_rows_when_narrow(display_settings):
-    wide = Renderer(display_settings, (800, 480)).scene(View(Screen.RATING, "th"))
-    narrow = Renderer(display_settings, (480, 800)).scene(View(Screen.RATING, "th"))
-    tops = lambda scene: {b.rect.top for b in scene.buttons  # noqa: E731
-                          if isinstance(b.action, flow.RatingChosen)}
-    assert len(tops(wide)) == 1
-    assert len(tops(narrow)) > 1
+@pytest.mark.parametrize("width,height,diagonal", SIZES)
+def test_screens_rating_faces_are_one_row_or_one_column(display_settings, width, height,
+                                                         diagonal):
+    renderer = Renderer(dataclasses.replace(display_settings, diagonal_in=diagonal),
+                        (width, height))
+    scene = renderer.scene(View(Screen.RATING, "en"))
+    faces = [b.rect for b in scene.buttons if isinstance(b.action, flow.RatingChosen)]
+    assert len({r.top for r in faces}) == 1 or len({r.left for r in faces}) == 1
+    # One ordered scale: 1 to 5 left to right, or top to bottom.
+    assert faces == sorted(faces, key=lambda r: (r.left, r.top))
+    # The five labels are the same size.
+    sizes = {t.px for t in scene.texts if any(f.contains(t.box) for f in faces)}
+    assert len(sizes) == 1
 
 
 def test_screens_many_services_page_instead_of_shrinking(display_settings):
@@ -106,7 +195,7 @@ def test_screens_many_services_page_instead_of_shrinking(display_settings):
         actions = _actions(renderer.scene(View(Screen.CHOOSE_SERVICE, "th", page=page)))
         assert PageTurned() in actions
         seen |= {a.service_id for a in actions if isinstance(a, flow.ServiceChosen)}
-    assert seen == {s.id for s in services}
+    assert seen == {s.id for s in services} | {visit.OTHER_SERVICE}
 
 
 def _decode(path):

@@ -1,12 +1,15 @@
 import dataclasses
+import itertools
 
 import pygame
 import pytest
 
-from kiosk.display import theme
+from kiosk.display import layout, theme, wording
 from kiosk.display.screens import Renderer, View
+from kiosk.display.screenshot import SIZES
 from kiosk.display.settings import ServiceInfo
-from kiosk.display.text import Fonts, graphemes, layout_block, line_break_segments, wrap
+from kiosk.display.text import (VOCABULARY, Fonts, graphemes, layout_block, line_break_segments,
+                                wrap)
 from kiosk.flow import Screen
 from tests.display.harfbuzz_reference import ink_mask, iou
 
@@ -89,6 +92,48 @@ def test_text_very_long_thai_service_name_stays_inside_its_button(display_settin
     for language in ("th", "en"):
         scene = renderer.scene(View(Screen.CHOOSE_SERVICE, language))
         button = next(b for b in scene.buttons if getattr(b.action, "service_id", "") == "long")
-        inside = [ink for ink, box in scene.texts if button.rect.contains(box)]
-        assert len(inside) == 2  # the name and its no-copy badge
+        inside = [t.ink for t in scene.texts if button.rect.contains(t.box)]
+        assert len(inside) == 1
         assert all(button.rect.contains(ink) for ink in inside)
+
+
+def _strings(table):
+    """Every string in a wording table, however deeply nested."""
+    if isinstance(table, str):
+        yield table
+    elif isinstance(table, dict):
+        for value in table.values():
+            yield from _strings(value)
+    elif isinstance(table, (tuple, list)):
+        for value in table:
+            yield from _strings(value)
+
+
+def test_text_icu_alone_splits_the_programme_words_the_vocabulary_keeps():
+    # The reason for VOCABULARY: ICU's dictionary cuts เจ้าหน้าที่ into เจ้า|หน้าที่.
+    assert "เจ้าหน้าที่" in line_break_segments("การบริการของเจ้าหน้าที่")
+    assert not any(s.startswith("หน้าที่") for s in line_break_segments("ของเจ้าหน้าที่"))
+
+
+@pytest.mark.parametrize("width,height,diagonal", SIZES)
+def test_text_no_listed_word_is_split_at_any_layout(fonts, width, height, diagonal):
+    metrics = theme.Metrics(width, height, diagonal)
+    strings = {s for name in ("TITLES", "PRIVACY", "CARD_PROBLEMS", "OTHER_SERVICE",
+                              "COPY_ANSWERS", "RATINGS", "REASONS", "ANSWER_NAMES", "BUTTONS")
+               for s in _strings(getattr(wording, name))}
+    content = layout.below(metrics, 0).width
+    widths = {content, content // 2, content // 3, content // 5, metrics.target}
+    smallest = fonts.get("ui_bold", metrics.min_text_px, "Thai")
+    for size in ("title", "small"):
+        for text, width in itertools.product(sorted(strings), sorted(widths)):
+            # As the screens draw it: wrapped, shrunk (not below 4 mm) until words fit.
+            lines = layout_block(fonts, "ui_bold", text, pygame.Rect(0, 0, width, 10_000),
+                                 max_px=metrics.font_px(size), min_px=metrics.min_text_px).lines
+            assert "".join(lines).replace(" ", "") == text.replace(" ", "").replace("\n", "")
+            listed = [word for word in VOCABULARY if word in text]
+            # (A word wider than the box even at 4 mm cannot stay whole; no screen asks that.)
+            if any(smallest.size(word)[0] > width for word in listed):
+                continue
+            for word, (n, line) in itertools.product(listed, enumerate(lines[:-1])):
+                assert not any(line.endswith(word[:i]) and lines[n + 1].startswith(word[i:])
+                               for i in range(1, len(word))), (text, width, lines)

@@ -29,5 +29,18 @@ def test_theme_sizes_follow_the_physical_panel_not_pixels():
 
 def test_theme_missing_font_names_the_apt_package(monkeypatch, tmp_path):
     monkeypatch.setattr(theme, "FONT_DIR", tmp_path)
-    with pytest.raises(DisplayError, match="fonts-tlwg-laksaman-otf"):
-        theme.font_path("title")
+    with pytest.raises(DisplayError, match="fonts-tlwg-loma-otf"):
+        theme.font_path("ui_bold")
+
+
+def test_theme_one_typeface_for_every_role():
+    # One Latin alphabet on screen: every role is the same family (bold or not).
+    assert {name.split("-")[0].split(".")[0] for name, _ in theme.FONTS.values()} == {"Loma"}
+
+
+@pytest.mark.parametrize("width,height,diagonal", [(800, 480, 7.0), (1024, 600, 7.0),
+                                                   (1280, 800, 10.1)])
+def test_theme_no_font_size_under_four_millimetres(width, height, diagonal):
+    metrics = theme.Metrics(width, height, diagonal)
+    for size in ("display", "title", "heading", "body", "small"):
+        assert metrics.font_px(size) / metrics.px_per_cm * 10 >= theme.MIN_TEXT_MM

@@ -1,4 +1,4 @@
-from kiosk import flow
+from kiosk import flow, visit
 from kiosk.display.settings import DisplaySettings
 from kiosk.display.window import Display
 from kiosk.flow import Screen, State
@@ -13,8 +13,9 @@ def test_window_takes_the_real_config_and_shows_its_services(make_config, tmp_pa
     display = Display(cfg, headless=True)
     try:
         display.show(State(screen=Screen.CHOOSE_SERVICE))
-        chosen = {b.action for b in display.scene.buttons} - {flow.LanguageToggled()}
-        assert chosen <= {flow.ServiceChosen(s.id) for s in cfg.services}
+        chosen = {b.action for b in display.scene.choices}
+        assert chosen <= {flow.ServiceChosen(s.id) for s in cfg.services} | {
+            flow.ServiceChosen(visit.OTHER_SERVICE)}
         assert display.screen_state() == "on"
     finally:
         display.close()
