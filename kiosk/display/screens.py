@@ -276,7 +276,7 @@ class _Canvas:
                     body, self._title_h(title, body.width, size, body, reserve), gap=gap)
         self.title_box = title_box
         self.text(title, title_box, size=size, role="ui_bold", colour=colour, max_lines=3,
-                  min_size="body" if not reserve else None)
+                  min_size="small" if reserve else "body")
         return content
 
     def _language(self, rect, *, on_dark):
@@ -307,8 +307,9 @@ class _Canvas:
             if not picture:
                 boxes.append((inner, None))
             elif inner.width < inner.height * 2:
-                label, art = layout.take_bottom(inner, min(self.line_h("small", lines=3),
-                                                           inner.height // 2), gap=gap // 2)
+                label_h = min(self.line_h("small", lines=3),
+                              max(inner.height // 2, inner.height - round(t * 0.4)))
+                label, art = layout.take_bottom(inner, label_h, gap=gap // 2)
                 boxes.append((label, art))
             else:
                 art = pygame.Rect(inner.left, inner.top, min(inner.height * 4 // 3,
@@ -440,7 +441,7 @@ def _split(c, area, share):
 
 def _idle(c):
     area = c.top()
-    picture, words = _split(c, area, 0.42)
+    picture, words = _split(c, area, 0.3 if c.m.is_portrait else 0.42)
     if c.settings.allow_rating_without_card:
         words = c.button_row(words, [(wording.BUTTONS["without_card"][c.lang],
                                       flow.StartedWithoutCard(), "plain")])
@@ -569,7 +570,7 @@ def _rating(c):
     column = c.m.is_portrait
     area = c.top(back=True, reserve=count * t + (count - 1) * tight if column else 0)
     if column:
-        cells = layout.grid(area, count, 1, tight, max_cell_h=round(t * 1.3))
+        cells = layout.grid(area, count, 1, tight, max_cell_h=t)
     else:
         label_h = c.line_h("body", lines=2)
         cells = layout.grid(area, count, count, gap, max_cell_h=t * 2 + label_h)
@@ -669,7 +670,7 @@ def _countdown(c, box):
     deadline = c.view.deadline
     px = c.m.font_px("body")
     sample = wording.SENDING_IN[c.lang].format(s=88)
-    words_w = min(box.width - c.m.target, c.fonts.for_text("ui", px, sample).size(sample)[0])
+    words_w = min(box.width - box.width // 6, c.fonts.for_text("ui", px, sample).size(sample)[0])
     words = pygame.Rect(box.left, box.top, words_w, box.height)
     bar = pygame.Rect(words.right + c.m.gap, box.centery - c.m.gap // 2,
                       box.right - words.right - c.m.gap, c.m.gap)
