@@ -244,6 +244,12 @@ MAY_NAME_TOO = {
                                               "statistics core's key column",
     ("fleet/console/metrics.py", "outcome"): "/metrics counts the visits stored by outcome "
                                              "(issue 13)",
+    **{("display/screens.py", name): "the confirm screen shows the citizen's answers before "
+                                     "they are sent (issue 14)"
+       for name in ("service_id", "copy_answer")},
+    **{("display/screenshot.py", name): "the confirm screen's screenshot is drawn from a "
+                                        "sample visit draft"
+       for name in ("service_id", "copy_answer", "verified")},
 }
 
 

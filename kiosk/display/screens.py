@@ -216,7 +216,7 @@ class _Canvas:
                   max_lines=max_lines, min_size="small")
 
     def _title_h(self, title, width, size, body, reserve):
-        """Height for ``title`` wrapped at ``size`` (at most 3 lines), less if ``reserve`` needs it."""
+        """Height for ``title`` wrapped at ``size`` (at most 3 lines); less if ``reserve`` asks."""
         font = self.fonts.for_text("ui_bold", self.m.font_px(size), title or "-")
         lines = min(3, len(wrap(font, title, width))) if title else 1
         return min(font.get_linesize() * lines,

@@ -72,7 +72,7 @@ class DisplaySettings:
                            for s in cfg.services),
             allow_rating_without_card=bool(cfg.flow.allow_rating_without_card),
             repeat_window_min=int(cfg.flow.repeat_window_min),
-            # flow.confirm_s arrives with the flow's second pass (issue 14); until then, its default.
+            # flow.confirm_s comes with the flow's second pass (issue 14); until then, the default.
             confirm_s=float(getattr(cfg.flow, "confirm_s", 6.0)),
             is_demo=getattr(k, "mode", "production") == "demo",
         )

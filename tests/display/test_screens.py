@@ -208,11 +208,11 @@ def _decode(path):
 def test_screens_thank_you_qr_decodes_to_portal_with_a_fresh_token(make_display, tmp_path):
     display, _ = make_display()
     urls = []
-    for visit in range(2):
+    for n in range(2):
         display.show(State(screen=Screen.RATING))
         display.show(State(screen=Screen.THANK_YOU, card_present=True))
-        display.save_png(tmp_path / f"thanks{visit}.png")
-        decoded = _decode(tmp_path / f"thanks{visit}.png")
+        display.save_png(tmp_path / f"thanks{n}.png")
+        decoded = _decode(tmp_path / f"thanks{n}.png")
         assert len(decoded) == 1
         urls.append(decoded[0])
     tokens = []

@@ -8,8 +8,7 @@ from kiosk.display import layout, theme, wording
 from kiosk.display.screens import Renderer, View
 from kiosk.display.screenshot import SIZES
 from kiosk.display.settings import ServiceInfo
-from kiosk.display.text import (VOCABULARY, Fonts, graphemes, layout_block, line_break_segments,
-                                wrap)
+from kiosk.display.text import VOCABULARY, Fonts, graphemes, layout_block, line_break_segments, wrap
 from kiosk.flow import Screen
 from tests.display.harfbuzz_reference import ink_mask, iou
 
