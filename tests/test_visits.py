@@ -25,7 +25,7 @@ def test_visits_touch_visit_is_recorded_and_reaches_the_collector(kiosk_world):
     world.tap(flow.ServiceChosen(service), Screen.COPY_CHECK)
     world.tap(flow.CopyAnswered("id_card"), Screen.RATING)
     world.tap(flow.RatingChosen(2), Screen.REASON)
-    world.tap(flow.ReasonChosen("copies_requested"), Screen.THANK_YOU)
+    world.tap(flow.ReasonChosen("waiting_time"), Screen.THANK_YOU)
     world.tap(flow.Dismissed(), Screen.TAKE_CARD)
     world.remove()
     world.wait_for_confirmed(1)
@@ -34,7 +34,7 @@ def test_visits_touch_visit_is_recorded_and_reaches_the_collector(kiosk_world):
     answers = (visit.outcome, visit.step, visit.verified, visit.expired, visit.service_id,
                visit.copy_answer, visit.rating, visit.reason, visit.language)
     assert answers == ("completed", "reason", True, False, service, "id_card", 2,
-                       "copies_requested", "en")
+                       "waiting_time", "en")
     (collected,) = world.collected()
     assert collected.event_id == visit.event_id
     assert (collected.outcome, collected.step, collected.verified, collected.expired,
