@@ -38,14 +38,15 @@ def matrix(data):
     return code.get_matrix()
 
 
-def render(data, min_code_px):
-    """A surface of the QR code whose dark-module area is at least ``min_code_px`` wide.
+def render(data, min_code_px, fit_px=0):
+    """A surface of the QR code whose dark-module area is at least ``min_code_px`` wide, and as
+    large as fits in ``fit_px`` (quiet zone included) where that is more.
 
     Modules are whole pixels (a scaled code blurs and scans worse).
     """
     rows = matrix(data)
     code_modules = len(rows) - 2 * QUIET_ZONE
-    module = max(1, math.ceil(min_code_px / code_modules))
+    module = max(1, math.ceil(min_code_px / code_modules), fit_px // len(rows))
     size = len(rows) * module
     surface = pygame.Surface((size, size))
     surface.fill((255, 255, 255))

@@ -182,12 +182,13 @@ class _Canvas:
         else:
             self.button(rect, label, action, style="nav", kind="nav")
 
-    def button_row(self, area, buttons, *, height=None):
+    def button_row(self, area, buttons, *, height=None, align="center"):
         """``buttons`` = [(label, action, style)] side by side along the bottom of ``area``."""
         row, rest = layout.take_bottom(area, height or self.m.target, gap=self.m.gap)
         width = min(row.width, len(buttons) * round(self.m.target * 2.8)
                     + (len(buttons) - 1) * self.m.gap)
-        row = pygame.Rect(row.centerx - width // 2, row.top, width, row.height)
+        left = row.centerx - width // 2 if align == "center" else row.right - width
+        row = pygame.Rect(left, row.top, width, row.height)
         cells = layout.columns(row, len(buttons), self.m.gap)
         px = self.common_px([(label, self.label_box(cell)) for cell, (label, _, _)
                              in zip(cells, buttons, strict=True)],
@@ -254,7 +255,7 @@ class _Canvas:
             title_box, content = layout.take_top(
                 body, self._title_h(title, body.width, size, body, reserve), gap=gap)
         else:
-            header = pygame.Rect(0, 0, m.width, self.line_h("body", "ui_bold") + gap)
+            header = pygame.Rect(0, 0, m.width, self.line_h("body", "ui_bold") + gap // 2)
             pygame.draw.rect(self.surface, fill, header)
             self._header_text(header.inflate(-2 * m.margin, -gap // 2), 1)
             self.scene.header = header
@@ -300,7 +301,11 @@ class _Canvas:
                         or layout.best_columns(area, len(choices), gap, t, t) or len(choices))
         pictured = any(picture for _, _, picture in choices)
         max_h = round(t * (2.6 if pictured else 1.6))
-        cells = layout.grid(area, len(choices), cols, gap, max_cell_h=max_h)
+        self.choices(layout.grid(area, len(choices), cols, gap, max_cell_h=max_h), choices)
+
+    def choices(self, cells, choices):
+        """Draw [(label, action, picture)] into ``cells``, every label at the same size."""
+        gap, t = self.m.gap, self.m.target
         boxes = []
         for cell, (_, _, picture) in zip(cells, choices, strict=True):
             inner = self.label_box(cell)
@@ -440,16 +445,26 @@ def _split(c, area, share):
 
 
 def _idle(c):
-    area = c.top()
-    picture, words = _split(c, area, 0.3 if c.m.is_portrait else 0.42)
+    # The slot picture takes a full-height column (landscape) or the top third (portrait);
+    # the words, the privacy notice and "rate without a card" share the rest.
+    title, subtitle = wording.TITLES[Screen.IDLE][c.lang]
+    area = c.top(title="")
+    head, under = layout.take_top(c.title_box, c.line_h("title", "ui_bold"))
+    if c.fonts.for_text("ui_bold", c.m.font_px("title"), title).size(title)[0] > head.width:
+        head, under = c.title_box, None  # a title of two lines leaves no room in its row
+    c.text(title, head, size="title", role="ui_bold", max_lines=3, min_size="body")
+    picture, words = _split(c, area, 0.3 if c.m.is_portrait else 0.4)
     if c.settings.allow_rating_without_card:
         words = c.button_row(words, [(wording.BUTTONS["without_card"][c.lang],
                                       flow.StartedWithoutCard(), "plain")])
-    privacy, words = layout.take_bottom(words, c.line_h("small", lines=3), gap=c.m.gap)
-    c.text(wording.PRIVACY[c.lang], privacy, size="small", colour=theme.MUTED, max_lines=3)
+    privacy, words = layout.take_bottom(words, c.line_h("small", lines=2), gap=c.m.gap)
+    c.text(wording.PRIVACY[c.lang], privacy, size="small", colour=theme.MUTED, max_lines=2,
+           valign="bottom")
     _card_picture(c.surface, picture, inserting=True)  # seam: pictures.card_slot
-    c.text(wording.TITLES[Screen.IDLE][c.lang][1], words, size="heading", max_lines=4,
-           min_size="small")
+    if under and under.height >= c.line_h("small"):
+        c.text(subtitle, under, size="body", colour=theme.MUTED, max_lines=1, min_size="small")
+    else:
+        c.text(subtitle, words, size="heading", max_lines=4, min_size="small")
 
 
 def _reading(c):
@@ -554,12 +569,27 @@ def _choose_service(c):
 
 def _copy_check(c):
     area = c.top(back=True)
-    count = len(flow.COPY_ANSWERS)
-    # Landscape: one row, each document over its words; portrait: whatever grid fits.
-    row = not c.m.is_portrait and count * c.m.target + (count - 1) * c.m.gap <= area.width
-    c.choice_grid(area, [(wording.COPY_ANSWERS[a][c.lang], flow.CopyAnswered(a), _document(a))
-                         for a in flow.COPY_ANSWERS], min_w_targets=1.2,
-                  cols=count if row else None)
+    choices = [(wording.COPY_ANSWERS[a][c.lang], flow.CopyAnswered(a), _document(a))
+               for a in flow.COPY_ANSWERS]
+    if c.m.is_portrait:
+        c.choice_grid(area, choices, min_w_targets=1.2)
+        return
+    # Landscape: one row in the answers' order; the answers without a document are one
+    # target wide, and the documents share the rest, each over its words.
+    gap, t = c.m.gap, c.m.target
+    plain = sum(1 for *_, picture in choices if not picture)
+    free = area.width - (len(choices) - 1) * gap
+    narrow = round(t * 1.4)
+    if (free - plain * narrow) / (len(choices) - plain) < narrow:
+        narrow = t
+    wide = (free - plain * narrow) / (len(choices) - plain)
+    height = min(area.height, round(t * 2.6))
+    cells, left = [], area.left
+    for *_, picture in choices:
+        width = math.floor(wide) if picture else narrow
+        cells.append(pygame.Rect(round(left), area.centery - height // 2, width, height))
+        left += width + gap
+    c.choices(cells, choices)
 
 
 def _rating(c):
@@ -703,29 +733,32 @@ def _thank_you(c):
     """The thanks, and the code with the address it leads to written under it (QR scams are
     common: a citizen can check the address before trusting the code)."""
     gap = c.m.gap
-    code = qr.render(c.view.portal_url, c.m.qr_min) if c.view.portal_url else None
-    side = code.get_width() if code else c.m.qr_min
     host = urlsplit(c.settings.portal_url).hostname or ""
     address_h = c.line_h("heading", "ui_bold")
+    caption_h = c.line_h("body", lines=3)
     done = [(wording.BUTTONS["done"][c.lang], flow.Dismissed(), "primary")]
     if c.m.is_portrait:
         area = c.button_row(c.top(), done)
+        room = area.height - address_h - caption_h - 2 * gap
+        side = max(c.m.qr_min, min(area.width, room) * 9 // 10)
         code_box, rest = layout.take_top(area, side, gap=gap)
         address, caption = layout.take_top(rest, address_h, gap=gap)
     else:
         area = c.top(title="")
         whole = c.title_box.union(area)
-        column = pygame.Rect(whole.left, whole.top, max(side, round(whole.width * 0.4)),
-                             whole.height)
-        code_box, address = layout.take_top(column, min(side, column.height - address_h),
-                                            gap=gap // 2)
-        address = layout.take_top(address, address_h)[0]
+        column = pygame.Rect(whole.left, whole.top, round(whole.width * 0.4), whole.height)
+        side = max(c.m.qr_min, min(column.width, column.height - address_h - gap) * 9 // 10)
+        # The code with its address right under it, the pair centred in the column.
+        pair = pygame.Rect(column.left, column.centery - (side + address_h) // 2,
+                           column.width, side + address_h)
+        code_box, address = layout.take_top(pair, side)
         words = pygame.Rect(column.right + 2 * gap, whole.top,
                             whole.right - column.right - 2 * gap, whole.height)
         words = c.button_row(words, done)
         title, caption = layout.take_top(words, round(words.height * 0.45), gap=gap)
         c.text(wording.TITLES[Screen.THANK_YOU][c.lang][0], title, size="title",
                role="ui_bold", max_lines=3, min_size="body", valign="bottom")
+    code = qr.render(c.view.portal_url, c.m.qr_min, side) if c.view.portal_url else None
     if code:
         place = code.get_rect(center=code_box.center)
         c.surface.blit(code, place)

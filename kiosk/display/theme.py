@@ -65,6 +65,8 @@ TARGET_CM = 2.1
 QR_MIN_CM = 3.0
 #: No text smaller than this em at the panel's physical size (about 12 pt: large print).
 MIN_TEXT_MM = 4.0
+#: Pixels per centimetre of the official 7" 800×480 panel, where the type scale was drawn.
+REFERENCE_PX_PER_CM = math.hypot(800, 480) / 7.0 / 2.54
 #: The coloured header strip holds one line of text; the rest of the height is the screen's.
 HEADER_MAX_SHARE = 0.12
 
@@ -125,8 +127,10 @@ class Metrics:
 
     @property
     def unit(self):
-        """Type scale: 1.0 on the short side of a 480-pixel panel, grows with the panel."""
-        return min(self.width, self.height) / 480
+        """Type and spacing scale: 1.0 on the official 7" 800×480 panel, and the same physical
+        size on any other, like the touch targets (a 10" panel gets room, not bigger letters
+        that would no longer fit its 2 cm buttons)."""
+        return self.px_per_cm / REFERENCE_PX_PER_CM
 
     @property
     def gap(self):
