@@ -131,7 +131,7 @@ class _Canvas:
             return None
         block = self._block(text, box, **kw)
         draw_block(self.surface, block)
-        self.scene.texts.append(TextBox(block.rect, pygame.Rect(box), block.size))
+        self.scene.texts.append(TextBox(text, block.rect, pygame.Rect(box), block.size))
         return block
 
     def common_px(self, items, **kw):
@@ -723,9 +723,9 @@ def _countdown(c, box):
         return [box]
 
     animate(c.surface, None)
-    block = c._block(wording.SENDING_IN[c.lang].format(s=math.ceil(total)), words,
-                     align="left", max_lines=1, px=px)
-    c.scene.texts.append(TextBox(block.rect, pygame.Rect(words), block.size))
+    text = wording.SENDING_IN[c.lang].format(s=math.ceil(total))
+    block = c._block(text, words, align="left", max_lines=1, px=px)
+    c.scene.texts.append(TextBox(text, block.rect, pygame.Rect(words), block.size))
     c.scene.animate = animate
 
 
@@ -776,8 +776,10 @@ def _out_of_service(c):
     note, area = layout.take_bottom(area, c.line_h("small", lines=2) + gap, gap=gap)
     pygame.draw.rect(c.surface, theme.SURFACE, note, border_radius=gap)
     label, reason = layout.take_top(note.inflate(-gap, -gap // 2), c.line_h("small"))
-    c.text(wording.TECHNICIAN["th"] + " / " + wording.TECHNICIAN["en"], label, size="small",
-           colour=theme.MUTED, align="left", max_lines=1)
+    # Each language's label on its own, under its column: no English inside the Thai.
+    for language, box in zip(("th", "en"), layout.columns(label, 2, 2 * gap), strict=True):
+        c.text(wording.TECHNICIAN[language], box, size="small", colour=theme.MUTED,
+               align="left", max_lines=1)
     c.text(c.view.out_of_service or "-", reason, size="small", colour=theme.MUTED,
            align="left", max_lines=1)
     whole = c.title_box.union(area)

@@ -142,8 +142,10 @@ def _ellipsize(font, line, width):
 
 @dataclass(frozen=True)
 class TextBox:
-    """Where one text block's ink landed, the box it had to stay in, and its em in pixels."""
+    """One text block: what it says, where its ink landed, the box it had to stay in, and its
+    em in pixels."""
 
+    text: str
     ink: pygame.Rect
     box: pygame.Rect
     px: int

@@ -25,7 +25,7 @@ TITLES = {
         "en": ("We could not read your card", ""),
     },
     Screen.ALREADY_RATED: {
-        "th": ("คุณประเมินบริการนี้แล้ว", "ในช่วง {window} ที่ผ่านมา ขอบคุณที่ให้ความเห็น"),
+        "th": ("คุณประเมินบริการนี้แล้ว", "ในช่วง {window}ที่ผ่านมา ขอบคุณที่ให้ความเห็น"),
         "en": ("You have already rated this service", "in the last {window}. Thank you."),
     },
     Screen.CHOOSE_SERVICE: {

@@ -117,7 +117,11 @@ def test_screens_already_rated_says_the_configured_window(display_settings):
             window=wording.window_text(minutes, "en"))
     settings = dataclasses.replace(display_settings, repeat_window_min=45)
     scene = Renderer(settings).scene(View(Screen.ALREADY_RATED, "th", card_present=True))
+    assert any("ในช่วง 45 นาทีที่ผ่านมา" in t.text for t in scene.texts)
+    assert not any("วันนี้" in t.text for t in scene.texts)
+    # The card is asked back: the banner, and OK leads the flow on to take-card.
     assert scene.surface.get_at((2, 2))[:3] == theme.BANNER
+    assert any(t.text == wording.TITLES[Screen.TAKE_CARD]["th"][0] for t in scene.texts)
 
 
 def test_screens_card_banner_only_after_the_read(display_settings):
@@ -163,12 +167,45 @@ def test_screens_language_button_only_where_the_flow_takes_it(display_settings, 
         assert has_button == (toggled.language == "en"), screen
 
 
-def test_screens_card_problem_names_each_reason(display_settings):
+def test_screens_card_problem_says_what_happened_and_what_to_do(display_settings):
     renderer = Renderer(display_settings)
+    assert set(wording.CARD_PROBLEMS) == set(flow.CARD_PROBLEMS)
     for problem in flow.CARD_PROBLEMS:
         scene = renderer.scene(View(Screen.CARD_PROBLEM, "en", problem=problem))
-        assert flow.Dismissed() in _actions(scene)
-    assert set(wording.CARD_PROBLEMS) == set(flow.CARD_PROBLEMS)
+        title, steps = wording.CARD_PROBLEMS[problem]["en"]
+        texts = [t.text for t in scene.texts]
+        assert title in texts and all(step in texts for step in steps)
+        assert next(b for b in scene.buttons if b.action == flow.Dismissed()).label == "Try again"
+    scene = renderer.scene(View(Screen.CARD_PROBLEM, "th", problem="unreadable"))
+    assert [t.text for t in scene.texts if t.text in ("1", "2", "3")] == ["1", "2", "3"]
+    assert "This card cannot be used" not in str(wording.CARD_PROBLEMS)
+
+
+def test_screens_out_of_service_is_thai_first_with_english_beside(display_settings):
+    for language in ("th", "en"):
+        scene = Renderer(display_settings).scene(
+            View(Screen.OUT_OF_SERVICE, language, out_of_service="disk below floor"))
+        thai = next(t for t in scene.texts if t.text == "เครื่องนี้งดให้บริการชั่วคราว")
+        english = next(t for t in scene.texts if t.text == "This machine is out of service")
+        assert thai.ink.right <= english.ink.left  # beside it, Thai on the left
+        technician = next(t for t in scene.texts if t.text == "disk below floor")
+        assert technician.px < thai.px and technician.ink.top > thai.ink.bottom
+        # No Latin letter inside a Thai text on this screen.
+        for t in scene.texts:
+            if any("\u0e00" <= ch <= "\u0e7f" for ch in t.text):
+                assert not any(ch.isascii() and ch.isalpha() for ch in t.text), t.text
+
+
+def test_screens_thank_you_writes_the_portal_address_under_the_code(display_settings):
+    for size in ((800, 480), (480, 800)):
+        scene = Renderer(display_settings, size).scene(
+            View(Screen.THANK_YOU, "th", portal_url="https://citizeninfo.go.th/portal?t=x"))
+        address = next(t for t in scene.texts if "citizeninfo.go.th" in t.text)
+        assert 0 <= address.ink.top - scene.qr_rect.bottom <= address.ink.height
+        assert address.ink.left < scene.qr_rect.right and scene.qr_rect.left < address.ink.right
+        caption = wording.TITLES[Screen.THANK_YOU]["th"][1]
+        assert any(t.text == caption for t in scene.texts)
+        assert [b.action for b in scene.choices] == [flow.Dismissed()]
 
 
 @pytest.mark.parametrize("width,height,diagonal", SIZES)
