@@ -197,6 +197,20 @@ class _Canvas:
             self.button(cell, label, action, style=style, px=px)
         return rest
 
+    def button_column(self, area, buttons):
+        """``buttons`` one above the other down the right of ``area`` (landscape: the words
+        keep the full height); returns the rest of ``area``."""
+        gap = self.m.gap
+        column = pygame.Rect(area.right - round(self.m.target * 2.4), area.top,
+                             round(self.m.target * 2.4), area.height)
+        cells = layout.grid(column, len(buttons), 1, gap, max_cell_h=round(self.m.target * 1.3))
+        px = self.common_px([(label, self.label_box(cell)) for cell, (label, _, _)
+                             in zip(cells, buttons, strict=True)],
+                            size="heading", role="ui_bold", max_lines=2, min_size="small")
+        for cell, (label, action, style) in zip(cells, buttons, strict=True):
+            self.button(cell, label, action, style=style, px=px)
+        return pygame.Rect(area.left, area.top, column.left - area.left - 2 * gap, area.height)
+
     # --- the top of every screen ----------------------------------------------------------------
 
     def _is_banner(self):
@@ -535,7 +549,7 @@ def _card_problem(c):
     if c.settings.allow_rating_without_card:
         buttons.append((wording.BUTTONS["without_card"][c.lang], flow.StartedWithoutCard(),
                         "plain"))
-    area = c.button_row(area, buttons)
+    area = (c.button_row if c.m.is_portrait else c.button_column)(area, buttons)
     _steps(c, area, steps)
 
 
@@ -657,19 +671,8 @@ def _confirm(c):
     area = c.top()
     change = (wording.BUTTONS["change"][c.lang], flow.ChangeAnswer(), "plain")
     send = (wording.BUTTONS["send"][c.lang], flow.Dismissed(), "primary")
-    if c.m.is_portrait:
-        area = c.button_row(area, [change, send])
-    else:
-        # The answers on the left; "change" and "send" one above the other on the right.
-        column = pygame.Rect(area.right - round(c.m.target * 2.4), area.top,
-                             round(c.m.target * 2.4), area.height)
-        area.width = column.left - area.left - 2 * gap
-        cells = layout.grid(column, 2, 1, gap, max_cell_h=round(c.m.target * 1.3))
-        px = c.common_px([(label, c.label_box(cell)) for cell, (label, _, _)
-                          in zip(cells, (change, send), strict=True)],
-                         size="heading", role="ui_bold", max_lines=2, min_size="small")
-        for cell, (label, action, style) in zip(cells, (change, send), strict=True):
-            c.button(cell, label, action, style=style, px=px)
+    # The answers on the left; "change" and "send" one above the other on the right.
+    area = (c.button_row if c.m.is_portrait else c.button_column)(area, [change, send])
     countdown, area = layout.take_bottom(area, c.line_h("body"), gap=gap)
     rows = _answer_rows(c)
     if rows:
