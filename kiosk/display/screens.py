@@ -327,7 +327,7 @@ class _Canvas:
                 boxes.append((inner, None))
             elif inner.width < inner.height * 2:
                 label_h = min(self.line_h("small", lines=3),
-                              max(inner.height // 2, inner.height - round(t * 0.4)))
+                              max(inner.height // 2, self.line_h("small", lines=2)))
                 label, art = layout.take_bottom(inner, label_h, gap=gap // 2)
                 boxes.append((label, art))
             else:
