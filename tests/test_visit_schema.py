@@ -239,7 +239,7 @@ MAY_NAME_TOO = {
                                            "whole seconds, as fleet/db.py stored them before",
     **{("fleet/console/i18n.py", name): "the console labels the statistics core's key column "
                                         "and measure in Thai and English"
-       for name in ("service_id", "verified")},
+       for name in ("service_id", "verified", "undone")},
     ("fleet/console/stats.py", "service_id"): "the drill-down opens a service by the "
                                               "statistics core's key column",
     ("fleet/console/metrics.py", "outcome"): "/metrics counts the visits stored by outcome "
