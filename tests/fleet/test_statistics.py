@@ -479,13 +479,16 @@ def test_statistics_a_ministry_less_its_shown_departments_gives_no_hidden_count_
         with db.database.atomic():
             for kiosk, service_point_id in {**KIOSKS, "k4": "bora-1"}.items():
                 db.apply_service_point(pin(kiosk, service_point_id), RECEIVED)
-            db.add_visits([*visits("k1", 30), *visits("k2", 30), *visits("k4", 2)], RECEIVED)
+            told = dict(card_in_at_commit=False, undone=False)
+            db.add_visits([*visits("k1", 30, **told), *visits("k2", 30, **told),
+                           *visits("k4", 2, **told)], RECEIVED)
         above = statistics.compute(db, reg, START, END, "ministry").tables
         below = statistics.compute(db, reg, START, END, "department").tables
     finally:
         reg.close()
         db.close()
-    for name in ("visits", "ratings", "copy", "abandoned", "reasons"):
+    assert above["card"].rows and above["undo"].rows
+    for name in ("visits", "ratings", "copy", "abandoned", "reasons", "card", "undo"):
         for (ministry,), row in above[name].rows.items():
             children = [r for key, r in below[name].rows.items() if key[0] == ministry]
             for column, value in row.items():
