@@ -181,8 +181,11 @@ def _hide_linked(tables, no_copy_counts):
     hidden counts are 0 (which discloses no one). So the copy row's split is hidden then, and
     the whole row whenever a no_copy row of its group hides its total. ``visits`` and
     ``abandoned`` count the same visits per row: a row whose total is hidden in either is
-    hidden whole in both. Hiding more never reveals anything (fewer figures, fewer
-    equations)."""
+    hidden whole in both. A ``card`` row's total can be its ``visits`` row's verified count,
+    an ``undo`` row's its ``abandoned`` row's completed count: such a row is hidden whole where
+    the partner hides a count it could give away, and where its own total is hidden (the
+    partner could give that total, and with it the split, away). Hiding more never reveals
+    anything (fewer figures, fewer equations)."""
     no_copy, copy = tables.get("no_copy"), tables.get("copy")
     width = len(copy.keys) if copy else 0
     for key in copy.rows if copy else ():
@@ -202,9 +205,6 @@ def _hide_linked(tables, no_copy_counts):
                 abandoned.rows[key]["visits"], str):
             _hide_row(visits.rows[key])
             _hide_row(abandoned.rows[key])
-    # A card row's total may be its visits row's verified count, an undo row's its abandoned
-    # row's completed count: published beside a count hidden there, it would give it away,
-    # and a hidden total of theirs, known from there, would give their split away.
     for name, total, partner, columns in (("card", "card_visits", visits, ("verified",
                                                                           "unverified")),
                                           ("undo", "completed", abandoned, ("completed",))):
