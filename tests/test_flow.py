@@ -1,7 +1,6 @@
 """The visit flow: every screen × every event, timeouts on a fake clock, the house rules."""
 
 import dataclasses
-import itertools
 import tomllib
 from dataclasses import replace
 
@@ -13,12 +12,12 @@ from kiosk import config, flow
 from kiosk.flow import (
     Back,
     Beep,
-    ChangeAnswer,
-    CheckRepeat,
     CardFailed,
     CardInserted,
     CardRead,
     CardRemoved,
+    ChangeAnswer,
+    CheckRepeat,
     CopyAnswered,
     Dismissed,
     FlowSettings,
