@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from kiosk import period
 from kiosk.accounts import is_reserved
 from kiosk.errors import ConfigError
+from kiosk.visit import OTHER_SERVICE
 
 log = logging.getLogger(__name__)
 
@@ -863,7 +864,12 @@ def _services_values(raw_list):
         problems += found
         tables.append(values)
         service_id = values.get("id")
-        if service_id in first_use:
+        if service_id == OTHER_SERVICE:
+            problems.append(
+                f"services[{number}].id: {service_id!r} is kept for the \"other service\" "
+                "choice every kiosk offers; give this service another id"
+            )
+        elif service_id in first_use:
             problems.append(
                 f"services[{number}].id: {service_id!r} is already used by "
                 f"services[{first_use[service_id]}]; give each service its own id"

@@ -224,6 +224,8 @@ class Runner:
             log.debug("screen %s -> %s", before.value, self.state.screen.value)
         for answer in answers:
             self._step(answer)
+        if self.state.visit is None:
+            self._candidates = {}  # the visit is over: its card's hashes are needed no more
 
     def _check_repeat(self, check):
         """Did this card rate this service within the window? Asked with every hash the card

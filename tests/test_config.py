@@ -89,6 +89,11 @@ def test_config_services_duplicate_id_is_rejected(make_config):
     assert problem.startswith("services[2].id: 'id-card' is already used by services[1]")
 
 
+def test_config_services_may_not_take_the_other_service_choice_id(make_config):
+    problem = only_problem(make_config, services=[SERVICE, dict(SERVICE, id="other")])
+    assert problem.startswith("services[2].id: 'other' is kept for the \"other service\" choice")
+
+
 def test_config_services_no_copy_must_be_known(make_config):
     problem = only_problem(make_config, services=[dict(SERVICE, no_copy="done")])
     assert problem.startswith("services[1].no_copy: 'done' is not allowed")

@@ -1,13 +1,13 @@
 """Pseudonymous repeat-card hashes whose key exists only in this process's memory.
 
 The kiosk counts one rating per citizen per service per window, so it needs to notice the same
-card inserted again a few minutes later for the same service, without keeping the citizen ID. ``RepeatKeys`` turns a CID into
-HMAC-SHA256(key, CID) with a random key that is never written, printed or sent. Keys rotate on
-a fixed schedule: the key of the current window hashes new reads, the key of the window before
-is still tried so a card seen just before a rotation is recognised just after it, and older keys
-are dropped. A hash therefore stays linkable to its card for at least one window and at most
-two; after that (or after a reboot, which forgets every key) nobody, the kiosk included, can tell
-which card it came from.
+card inserted again a few minutes later for the same service, without keeping the citizen ID.
+``RepeatKeys`` turns a CID into HMAC-SHA256(key, CID) with a random key that is never written,
+printed or sent. Keys rotate on a fixed schedule: the key of the current window hashes new
+reads, the key of the window before is still tried so a card seen just before a rotation is
+recognised just after it, and older keys are dropped. A hash therefore stays linkable to its
+card for at least one window and at most two; after that (or after a reboot, which forgets every
+key) nobody, the kiosk included, can tell which card it came from.
 
 ``RepeatKeys`` is thread-safe: the card worker thread hashes while the main thread may rotate.
 ``SeenCards`` remembers which hashes rated which service when, in memory only, for the main
