@@ -191,15 +191,13 @@ def to_return_card(world):
 
 
 def without_card(answered=0, rating=5):
-    """No card: start, then answer the first ``answered`` questions (service, copy, rating,
-    then "send" on the confirm screen)."""
+    """No card: start, then answer the first ``answered`` questions (service, copy, rating)."""
 
     def drive(world):
         world.put(flow.StartedWithoutCard(), Screen.CHOOSE_SERVICE)
         steps = [(flow.ServiceChosen(world.runner.cfg.services[0].id), Screen.COPY_CHECK),
                  (flow.CopyAnswered("none"), Screen.RATING),
-                 (flow.RatingChosen(rating), Screen.REASON if rating <= 2 else Screen.CONFIRM),
-                 (flow.Dismissed(), Screen.THANK_YOU)]
+                 (flow.RatingChosen(rating), Screen.REASON if rating <= 2 else Screen.CONFIRM)]
         for event, screen in steps[:answered]:
             world.put(event, screen)
 
@@ -219,11 +217,9 @@ TIMEOUT_CASES = {
                [("abandoned", "rating", False)]),
     "reason": (without_card(3, rating=1), [Screen.REASON, Screen.IDLE],
                [("abandoned", "reason", False)]),
-    # nobody changed the answer: it is sent
+    # nobody changed the answer: it is sent, and the thank-you ends by itself too
     "confirm": (without_card(3, rating=5), [Screen.CONFIRM, Screen.THANK_YOU, Screen.IDLE],
                 [("completed", "confirm", False)]),
-    "thank_you": (without_card(4, rating=5), [Screen.THANK_YOU, Screen.IDLE],
-                  [("completed", "confirm", False)]),
     # the card is not taken back: the questions go on, the visit is abandoned with the card
     # in, and take-card asks until it is taken
     "return_card": (to_return_card, [Screen.RETURN_CARD, Screen.CHOOSE_SERVICE,
