@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from kiosk import period
 from kiosk.accounts import is_reserved
 from kiosk.errors import ConfigError
+from kiosk.visit import OTHER_SERVICE
 
 log = logging.getLogger(__name__)
 
@@ -337,6 +338,12 @@ class FlowSection:
     timeout_reading_s: float = key(
         10.0, doc="Seconds to wait for the card read (3-60)", check=between(3, 60)
     )
+    return_card_s: float = key(
+        10.0,
+        doc="Seconds to wait for the card to be taken after the read before the questions go "
+        "on with a reminder (3-60)",
+        check=between(3, 60),
+    )
     timeout_card_problem_s: float = key(
         15.0, doc="Seconds a card problem stays on screen (3-120)", check=between(3, 120)
     )
@@ -357,11 +364,21 @@ class FlowSection:
     timeout_reason_s: float = key(
         30.0, doc="Seconds to pick a reason for a low rating (5-300)", check=between(5, 300)
     )
+    confirm_s: float = key(
+        6.0,
+        doc="Seconds \"change my answer\" is offered after the last answer before the visit "
+        "is sent (3-30)",
+        check=between(3, 30),
+    )
     thank_you_s: float = key(
-        8.0, doc="Seconds the thank-you screen and QR code stay up (2-60)", check=between(2, 60)
+        30.0,
+        doc="Seconds the thank-you screen and QR code stay up unless Done is tapped (2-60)",
+        check=between(2, 60),
     )
     take_card_s: float = key(
-        20.0, doc="Seconds to remind the citizen to take the card (5-300)", check=between(5, 300)
+        20.0,
+        doc="Seconds the take-your-card screen beeps; it stays until the card is taken (5-300)",
+        check=between(5, 300),
     )
     reminder_s: float = key(
         5.0, doc="Seconds between take-your-card reminder beeps (1-60)", check=between(1, 60)
@@ -847,7 +864,12 @@ def _services_values(raw_list):
         problems += found
         tables.append(values)
         service_id = values.get("id")
-        if service_id in first_use:
+        if service_id == OTHER_SERVICE:
+            problems.append(
+                f"services[{number}].id: {service_id!r} is kept for the \"other service\" "
+                "choice every kiosk offers; give this service another id"
+            )
+        elif service_id in first_use:
             problems.append(
                 f"services[{number}].id: {service_id!r} is already used by "
                 f"services[{first_use[service_id]}]; give each service its own id"

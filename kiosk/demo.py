@@ -40,21 +40,24 @@ ANSWERS = (("id_card", 2, "waiting_time"), ("none", 5, None), ("both", 1, "skip"
 def visit_script(cfg, visits):
     """A script of ``visits`` visits, each by a different emulated citizen.
 
-    It follows the config's flow: one service means no service question, and the reason
-    question comes only at or below ``flow.ask_reason_at_or_below``.
+    It follows the config's flow: the card is taken back after the read, one service means no
+    service question, the reason question comes only at or below
+    ``flow.ask_reason_at_or_below``, and the confirm screen is left to send the answers.
     """
     lines = []
     for n in range(visits):
         copy, rating, reason = ANSWERS[n % len(ANSWERS)]
         if n % 2:  # every other citizen switches to English first: the demo shows both
             lines.append("lang")
-        lines.append(f"insert citizen-{n}")
+        # The card comes back first: the citizen takes it when asked.
+        lines += [f"insert citizen-{n}", "wait return_card", "remove"]
         if len(cfg.services) > 1:
             lines += ["wait choose_service", f"service {cfg.services[n % len(cfg.services)].id}"]
         lines += ["wait copy_check", f"copy {copy}", "wait rating", f"rating {rating}"]
         if rating <= cfg.flow.ask_reason_at_or_below:
             lines += ["wait reason", f"reason {reason or 'other'}"]
-        lines += ["wait thank_you", "remove", "wait idle 30"]
+        # The answers stand once "change my answer" is no longer offered; then Done.
+        lines += ["wait confirm", "wait thank_you 30", "ok", "wait idle 30"]
     return script.parse("\n".join(lines), "<demo>")
 
 

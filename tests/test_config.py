@@ -89,6 +89,11 @@ def test_config_services_duplicate_id_is_rejected(make_config):
     assert problem.startswith("services[2].id: 'id-card' is already used by services[1]")
 
 
+def test_config_services_may_not_take_the_other_service_choice_id(make_config):
+    problem = only_problem(make_config, services=[SERVICE, dict(SERVICE, id="other")])
+    assert problem.startswith("services[2].id: 'other' is kept for the \"other service\" choice")
+
+
 def test_config_services_no_copy_must_be_known(make_config):
     problem = only_problem(make_config, services=[dict(SERVICE, no_copy="done")])
     assert problem.startswith("services[1].no_copy: 'done' is not allowed")
@@ -131,6 +136,15 @@ def test_config_names_fit_the_telemetry_contract(make_config):
 def test_config_flow_value_out_of_range_names_value_and_range(make_config):
     problem = only_problem(make_config, flow={"thank_you_s": 0})
     assert problem == "flow.thank_you_s: 0.0 is out of range; use a value from 2 to 60"
+
+
+def test_config_flow_card_return_and_confirm_windows_are_checked(make_config):
+    assert only_problem(make_config, flow={"return_card_s": 1}) == (
+        "flow.return_card_s: 1.0 is out of range; use a value from 3 to 60")
+    assert only_problem(make_config, flow={"confirm_s": 60}) == (
+        "flow.confirm_s: 60.0 is out of range; use a value from 3 to 30")
+    assert only_problem(make_config, flow={"confirm_s": "soon"}) == (
+        'flow.confirm_s: expected a number, got a string ("soon")')
 
 
 def test_config_flow_integer_is_accepted_for_a_number(make_config):
@@ -428,7 +442,7 @@ def test_config_load_skips_a_remote_layer_that_no_longer_validates(
     remote = write(tmp_path / "desired.toml", "version = 3\n[flow]\nthank_you_s = 0\n")
     with caplog.at_level(logging.WARNING, logger="kiosk.config"):
         cfg = config.load(example_config_path, remote_path=remote)
-    assert (cfg.flow.thank_you_s, cfg.remote_version) == (8.0, None)
+    assert (cfg.flow.thank_you_s, cfg.remote_version) == (30.0, None)
     assert "flow.thank_you_s: 0.0 is out of range" in caplog.text
 
 
@@ -519,7 +533,7 @@ def test_config_apply_remote_replaces_services(make_config):
 def test_config_apply_remote_replaces_the_previous_remote_state(make_config):
     first = config.apply_remote(make_config(), {"version": 1, "flow": {"thank_you_s": 12}})
     second = config.apply_remote(first, {"version": 2, "flow": {"reminder_s": 3}})
-    assert (second.flow.thank_you_s, second.flow.reminder_s) == (8.0, 3.0)
+    assert (second.flow.thank_you_s, second.flow.reminder_s) == (30.0, 3.0)
 
 
 # --- showing the config ---
@@ -568,7 +582,7 @@ def test_config_show_cli_prints_the_effective_config_masked(tmp_path, example_co
     assert run_verbs("kiosk", VERBS, ["config", "show", str(path)]) == 0
     shown = tomllib.loads(capsys.readouterr().out)
     assert shown["mqtt"]["password_file"] == config.MASK
-    assert shown["flow"]["thank_you_s"] == 8.0
+    assert shown["flow"]["thank_you_s"] == 30.0
 
 
 # --- the files that follow the schema ---
