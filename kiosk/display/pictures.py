@@ -28,7 +28,7 @@ FACE_COLOURS = {
     1: (214, 68, 52),
     2: (244, 140, 50),
     3: (252, 214, 74),
-    4: (150, 206, 100),
+    4: (136, 200, 104),
     5: (44, 164, 124),
 }
 
@@ -76,6 +76,12 @@ def _curve(x0, x1, y, bulge, steps=24):
             for i in range(steps + 1)]
 
 
+def _half_ellipse(half_width, y, height, steps=32):
+    """An open mouth: a half ellipse on a straight edge at ``y``, ``height`` down (or up)."""
+    return [(half_width * math.cos(math.pi * i / steps), y + height * math.sin(math.pi * i / steps))
+            for i in range(steps + 1)]
+
+
 def _rounded(big, colour, rect, radius, width=0):
     pygame.draw.rect(big, colour, pygame.Rect(rect), width=round(width),
                      border_radius=max(1, round(radius)))
@@ -119,7 +125,7 @@ def _face(radius, rating, fill):
 
     pygame.draw.circle(big, theme.INK, at(0, 0), r)
     pygame.draw.circle(big, fill, at(0, 0), r - max(SCALE * 1.5, r * 0.06))
-    line = r * 0.14  # bold: read from arm's length by older eyes
+    line = r * 0.15  # bold: read from arm's length by older eyes
     for side_x in (-1, 1):
         ex = side_x * 0.34
         if rating == 5:  # closed, smiling eyes
@@ -129,24 +135,21 @@ def _face(radius, rating, fill):
             pygame.draw.circle(big, theme.INK, at(ex, -0.2), r * 0.13)
         # Brows: steeply sad (1), a little sad (2), none (3), raised and arched (4), none (5).
         if rating in (1, 2):
-            lift = 0.26 if rating == 1 else 0.14
-            outer, inner = at(side_x * 0.62, -0.42 + lift / 2), at(side_x * 0.12, -0.48 - lift)
-            _stroke(big, theme.INK, [outer, inner], line)
+            outer_y, inner_y = (-0.24, -0.68) if rating == 1 else (-0.42, -0.56)
+            _stroke(big, theme.INK, [at(side_x * 0.6, outer_y), at(side_x * 0.13, inner_y)], line)
         elif rating == 4:
             _stroke(big, theme.INK, [at(ex + p[0], p[1]) for p in
                                      _curve(-0.22, 0.22, -0.5, -0.1)], line * 0.85)
     if rating == 1:  # wide open, downturned: crying out
-        top = _curve(-0.46, 0.46, 0.64, -0.42)
-        pygame.draw.polygon(big, theme.INK, [at(*p) for p in top])
+        pygame.draw.polygon(big, theme.INK, [at(*p) for p in _half_ellipse(0.5, 0.66, -0.44)])
     elif rating == 2:
-        _stroke(big, theme.INK, [at(*p) for p in _curve(-0.46, 0.46, 0.62, -0.26)], line)
+        _stroke(big, theme.INK, [at(*p) for p in _curve(-0.46, 0.46, 0.64, -0.3)], line)
     elif rating == 3:
-        _stroke(big, theme.INK, [at(-0.44, 0.4), at(0.44, 0.4)], line)
+        _stroke(big, theme.INK, [at(-0.44, 0.4), at(0.44, 0.4)], line * 1.2)
     elif rating == 4:
-        _stroke(big, theme.INK, [at(*p) for p in _curve(-0.5, 0.5, 0.2, 0.32)], line)
+        _stroke(big, theme.INK, [at(*p) for p in _curve(-0.5, 0.5, 0.18, 0.36)], line)
     else:  # a wide open grin with its tongue showing
-        grin = [at(*p) for p in _curve(-0.52, 0.52, 0.16, 0.5)]
-        pygame.draw.polygon(big, theme.INK, grin)
+        pygame.draw.polygon(big, theme.INK, [at(*p) for p in _half_ellipse(0.52, 0.16, 0.48)])
         pygame.draw.ellipse(big, _TONGUE, pygame.Rect(at(-0.24, 0.43), (0.48 * r, 0.22 * r)))
     return _down(big, (side, side))
 
@@ -407,9 +410,10 @@ def card_slot(surface, rect, slot, chip, phase, *, background=theme.BACKGROUND):
     :data:`kiosk.config.CARD_SLOTS`): the kiosk's edge with the slot on that side, and the card
     turned chip end first, its chip side showing when the chip faces up or towards the citizen.
 
-    The card slides a little into the slot and back once per phase cycle, gently (a cosine).
-    Cheap to call every frame: the picture is drawn once per size, then two blits. Draws only
-    inside ``rect`` and returns it, the one dirty rect.
+    The card slides a little into the slot and back once per phase cycle, gently (a cosine);
+    a cycle of two to three seconds looks calm. Cheap to call every frame: the picture is drawn
+    once per size, then two blits (about 0.1 ms). Draws only inside ``rect`` and returns it,
+    the one dirty rect.
     """
     problem = config.card_slot_problem(slot, chip)
     if problem:
