@@ -307,7 +307,8 @@ def _slot_layers(size, slot, chip, background):
     elif slot == "front":  # a reader standing in front of the screen, the card going in away
         lid = round(s * 0.07)  # the reader's top face, seen from above
         top = (h - (lid + band + card_h)) // 2 + lid
-        edge = pygame.Rect(0, top, w, band).inflate(-2 * (s // 8), 0)
+        edge = pygame.Rect(0, top, min(w, card_w + round(s * 0.5)), band)
+        edge.centerx = w // 2
         mouth = pygame.Rect(0, 0, card_w + s // 8, max(6, s // 22))
         mouth.midbottom = (w // 2, edge.bottom - band // 3)
         clip = pygame.Rect(0, mouth.centery, w, h - mouth.centery)
@@ -341,7 +342,6 @@ def _slot_layers(size, slot, chip, background):
     _rounded(big, _SLOT_GLOW, glow, glow.height // 2 if slot in ("below", "front")
              else glow.width // 2)
     _rounded(big, theme.INK, big_rect(mouth), min(mouth.size) * k // 2)
-    # The arrow beside the card's path, pointing into the slot.
     travel = round(s * 0.07)
     reach = round(s * 0.03)  # how far the card's leading edge is in when furthest out
     card = pygame.Rect(0, 0, card_w, card_h)
