@@ -279,7 +279,7 @@ _TOWARDS = {"below": (0, 1), "front": (0, -1), "left": (-1, 0), "right": (1, 0)}
 
 
 @functools.lru_cache(maxsize=8)
-def _slot_layers(size, slot, chip, background):
+def _slot_layers(size, slot, chip, taking, background):
     """The still picture (kiosk edge, slot, arrow) and the card sprite, drawn once.
 
     Returns (base, card, clip, rest, travel): ``clip`` is the part of the picture where the
@@ -357,14 +357,14 @@ def _slot_layers(size, slot, chip, background):
             card.left = mouth.centerx - reach
         else:
             card.right = mouth.centerx + reach
-    _arrow(big, card, mouth, slot, s)
+    _arrow(big, card, mouth, slot, s, taking)
     base = pygame.Surface(size)  # opaque: the cheapest blit, once a frame
     base.blit(_down(big, size), (0, 0))
     return base, _card_sprite(length, slot, chip), clip, card.topleft, travel
 
 
-def _arrow(big, card, mouth, slot, s):
-    """A thick arrow beside ``card``'s path, its tip at the slot."""
+def _arrow(big, card, mouth, slot, s, taking):
+    """A thick arrow beside ``card``'s path: its tip at the slot, or its tail when taking."""
     k = SCALE
     dx, dy = _TOWARDS[slot]
     length = s * 0.3
@@ -377,6 +377,8 @@ def _arrow(big, card, mouth, slot, s):
         y = card.bottom + s * 0.12
         tip_x = (mouth.right + margin) if dx < 0 else (mouth.left - margin)
         tail, tip = (tip_x - dx * length, y), (tip_x, y)
+    if taking:
+        tail, tip, dx, dy = tip, tail, -dx, -dy
     head = s * 0.09
     width = s * 0.045
     neck = (tip[0] - dx * head, tip[1] - dy * head)
@@ -403,12 +405,13 @@ def _card_sprite(length, slot, chip):
     return card
 
 
-def card_slot(surface, rect, slot, chip, phase, *, background=theme.BACKGROUND):
+def card_slot(surface, rect, slot, chip, phase, *, taking=False, background=theme.BACKGROUND):
     """The idle screen's picture of where the card goes on this kiosk, at ``phase`` in [0, 1).
 
     ``slot`` and ``chip`` are the config's display.card_slot and display.chip_facing (see
     :data:`kiosk.config.CARD_SLOTS`): the kiosk's edge with the slot on that side, and the card
     turned chip end first, its chip side showing when the chip faces up or towards the citizen.
+    ``taking`` turns the arrow round, out of the slot: the same slot for "please take your card".
 
     The card slides a little into the slot and back once per phase cycle, gently (a cosine);
     a cycle of two to three seconds looks calm. Cheap to call every frame: the picture is drawn
@@ -419,7 +422,8 @@ def card_slot(surface, rect, slot, chip, phase, *, background=theme.BACKGROUND):
     if problem:
         raise ValueError(f"card slot: {problem}")
     rect = pygame.Rect(rect)
-    base, sprite, clip, rest, travel = _slot_layers(rect.size, slot, chip, tuple(background))
+    base, sprite, clip, rest, travel = _slot_layers(rect.size, slot, chip, taking,
+                                                    tuple(background))
     surface.blit(base, rect)
     dx, dy = _TOWARDS[slot]
     depth = round(travel * (0.5 - 0.5 * math.cos(2 * math.pi * phase)))

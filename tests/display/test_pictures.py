@@ -164,9 +164,9 @@ def test_pictures_the_card_slot_draws_only_inside_its_rect(slot, chip, phase):
     assert returned["dirty"] == box
 
 
-def render_slot(slot, chip, phase=0.0):
+def render_slot(slot, chip, phase=0.0, **options):
     surface = pygame.Surface((130, 110))
-    pictures.card_slot(surface, surface.get_rect(), slot, chip, phase)
+    pictures.card_slot(surface, surface.get_rect(), slot, chip, phase, **options)
     return pixels(surface)
 
 
@@ -185,6 +185,13 @@ def test_pictures_the_card_slides_in_and_back_once_per_cycle(slot, chip):
     start, half, end = (render_slot(slot, chip, p) for p in (0.0, 0.5, 1.0))
     assert share_changed(start, half) > 0.01
     assert start == end
+
+
+@pytest.mark.parametrize("slot", config.CARD_SLOTS)
+def test_pictures_taking_the_card_turns_the_arrow_round(slot):
+    chip = config.CARD_SLOTS[slot][0]
+    going_in, taking = render_slot(slot, chip), render_slot(slot, chip, taking=True)
+    assert 0.005 < share_changed(going_in, taking) < 0.1  # the arrow alone
 
 
 def test_pictures_the_card_slot_refuses_a_chip_that_does_not_fit():
