@@ -16,8 +16,8 @@ from kiosk.display.settings import DisplaySettings
 from tests.display import colour
 
 RATINGS = (1, 2, 3, 4, 5)
-#: A face in a portrait column cell, and one on a 10" landscape panel.
-RADII = (28, 64)
+#: From a face in a small portrait column cell to one on a 10" landscape panel.
+RADII = (20, 48, 100)
 NEUTRAL = (255, 255, 255)
 SENTINEL = (255, 0, 255)
 
@@ -71,13 +71,14 @@ def test_pictures_neighbouring_faces_differ_in_colour_for_a_deuteranope(radius):
         assert delta >= 10, f"faces {a} and {b}: CIEDE2000 {delta:.1f} under deuteranopia"
 
 
-#: Sharma, Wu & Dalal (2005), Table 1: pairs 1, 4, 7, 13, 17, 19, 25, 34 (arc crossings, an
+#: Sharma, Wu & Dalal (2005), Table 1: pairs 1, 4, 7, 13, 14, 17, 19, 25, 34 (arc crossings, an
 #: achromatic colour, hue means either side of 180°, dark colours).
 SHARMA = [
     ((50.0, 2.6772, -79.7751), (50.0, 0.0, -82.7485), 2.0425),
     ((50.0, -1.3802, -84.2814), (50.0, 0.0, -82.7485), 1.0000),
     ((50.0, 0.0, 0.0), (50.0, -1.0, 2.0), 2.3669),
     ((50.0, 2.49, -0.001), (50.0, -2.49, 0.0009), 7.1792),
+    ((50.0, 2.49, -0.001), (50.0, -2.49, 0.0011), 7.2195),
     ((50.0, 2.5, 0.0), (73.0, 25.0, -18.0), 27.1492),
     ((50.0, 2.5, 0.0), (56.0, -27.0, -3.0), 31.9030),
     ((60.2574, -34.0099, 36.2677), (60.4626, -34.1751, 39.4387), 1.2644),
