@@ -71,7 +71,8 @@ def _stroke(big, colour, points, width):
 
 
 def _curve(x0, x1, y, bulge, steps=24):
-    """Points from x0 to x1 on a parabola through y at both ends, ``bulge`` lower in the middle."""
+    """Points from x0 to x1 on a parabola through y at both ends, ``bulge`` lower in the middle
+    (negative: higher)."""
     return [(x0 + (x1 - x0) * i / steps, y + bulge * (1 - (2 * i / steps - 1) ** 2))
             for i in range(steps + 1)]
 
@@ -115,6 +116,7 @@ def face(surface, center, radius, rating, *, colour=None):
 
 @functools.lru_cache(maxsize=64)
 def _face(radius, rating, fill):
+    """The face as a surface; its features are placed in radii from its centre, y down."""
     side = 2 * radius + 1
     big = _big((side, side))
     r = radius * SCALE
