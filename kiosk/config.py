@@ -537,6 +537,26 @@ class PortalSection:
     )
 
 
+#: Where the card reader's slot is -> the ways its chip may face as the card goes in: a card
+#: goes flat into a slot below the screen or in front of it, upright into one at the side.
+CARD_SLOTS = {
+    "below": ("up", "down"),
+    "front": ("up", "down"),
+    "left": ("towards", "away"),
+    "right": ("towards", "away"),
+}
+
+
+def card_slot_problem(slot, chip):
+    """None when the chip can face ``chip`` in a ``slot`` slot, else what to write instead."""
+    if slot not in CARD_SLOTS:
+        return f"{slot!r} is not allowed; use one of: {', '.join(CARD_SLOTS)}"
+    if chip not in CARD_SLOTS[slot]:
+        return (f"{chip!r} does not fit card_slot {slot!r}; use "
+                f"{' or '.join(CARD_SLOTS[slot])}")
+    return None
+
+
 @dataclass(frozen=True)
 class DisplaySection:
     """The touch screen."""
@@ -569,6 +589,18 @@ class DisplaySection:
         doc='sysfs backlight directory ("" = blank by drawing black)',
         check=absolute_path_or_empty,
     )
+    card_slot: str = key(
+        "below",
+        doc="Where the card goes, as the idle screen's picture shows it: below (a slot under "
+            "the screen), front (a reader in front of it), left or right (a slot at that side)",
+        check=one_of(*CARD_SLOTS),
+    )
+    chip_facing: str = key(
+        "up",
+        doc="Which way the gold chip faces as the card goes in: up or down (card_slot below or "
+            "front), towards or away from the citizen (card_slot left or right)",
+        check=one_of("up", "down", "towards", "away"),
+    )  # and checked against card_slot: _check_card_slot
 
 
 @dataclass(frozen=True)
@@ -949,6 +981,15 @@ def _check_office_hours(values):
     ]
 
 
+def _check_card_slot(values):
+    display = values["display"]
+    slot, chip = display.get("card_slot"), display.get("chip_facing")
+    if slot is None or chip is None:
+        return []
+    problem = card_slot_problem(slot, chip)
+    return [f"display.chip_facing: {problem}"] if problem else []
+
+
 def _check_period(values):
     length = values["telemetry"].get("period_s")
     if length is None:
@@ -959,7 +1000,8 @@ def _check_period(values):
     return [f"telemetry.period_s: {length!r} {problem}; use 3600 (an hour) or 86400 (a day)"]
 
 
-_CROSS_CHECKS = (_check_pins, _check_portal, _check_mqtt, _check_office_hours, _check_period)
+_CROSS_CHECKS = (_check_pins, _check_portal, _check_mqtt, _check_office_hours, _check_card_slot,
+                 _check_period)
 
 
 def _build(raw, *, sources, remote_version, local, source):

@@ -284,6 +284,25 @@ def test_config_office_hours_must_end_after_start(make_config):
     assert problem.startswith("display.office_hours_end: '07:00' is not after")
 
 
+def test_config_card_slot_names_the_choices(make_config):
+    problem = only_problem(make_config, display={"card_slot": "top"})
+    assert problem == ("display.card_slot: 'top' is not allowed; "
+                       "use one of: below, front, left, right")
+
+
+def test_config_chip_facing_names_the_choices(make_config):
+    problem = only_problem(make_config, display={"chip_facing": "sideways"})
+    assert problem == ("display.chip_facing: 'sideways' is not allowed; "
+                       "use one of: up, down, towards, away")
+
+
+def test_config_chip_facing_must_fit_the_card_slot(make_config):
+    problem = only_problem(make_config, display={"card_slot": "left"})  # chip_facing "up"
+    assert problem == "display.chip_facing: 'up' does not fit card_slot 'left'; use towards or away"
+    cfg = make_config(display={"card_slot": "right", "chip_facing": "away"})
+    assert (cfg.display.card_slot, cfg.display.chip_facing) == ("right", "away")
+
+
 def test_config_office_days_must_be_known_days(make_config):
     problem = only_problem(make_config, display={"office_days": ["mon", "monday"]})
     assert problem.startswith("display.office_days: 'monday' is not a day")

@@ -13,7 +13,7 @@ import pygame
 import pygame.gfxdraw
 
 from kiosk import flow
-from kiosk.display import layout, qr, theme, wording
+from kiosk.display import layout, pictures, qr, theme, wording
 from kiosk.display.text import Fonts, draw_block, layout_block
 from kiosk.flow import Screen
 
@@ -223,22 +223,7 @@ def _card_picture(surface, box, *, inserting):
 
 
 def _face(surface, center, radius, rating):
-    """A round face in the rating's colour; the mouth curves from frown (1) to smile (5)."""
-    x, y = center
-    colour = theme.FACES[rating]
-    pygame.gfxdraw.filled_circle(surface, x, y, radius, colour)
-    pygame.gfxdraw.aacircle(surface, x, y, radius, theme.INK)
-    pygame.gfxdraw.aacircle(surface, x, y, radius - 1, theme.INK)
-    eye_r = max(2, radius // 9)
-    for ex in (x - radius // 3, x + radius // 3):
-        pygame.gfxdraw.filled_circle(surface, ex, y - radius // 4, eye_r, theme.INK)
-        pygame.gfxdraw.aacircle(surface, ex, y - radius // 4, eye_r, theme.INK)
-    curve = (rating - 3) / 2  # -1 frown … +1 smile
-    half = radius * 0.45
-    mouth_y = y + radius * 0.38 - curve * radius * 0.12
-    points = [(x + t * half, mouth_y + curve * radius * 0.25 * (1 - t * t))
-              for t in (i / 10 - 1 for i in range(21))]
-    pygame.draw.lines(surface, theme.INK, False, points, max(3, radius // 10))
+    pictures.face(surface, center, radius, rating)
 
 
 # --- the screens ------------------------------------------------------------------------------

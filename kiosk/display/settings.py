@@ -43,6 +43,9 @@ class DisplaySettings:
     name_en: str = ""
     services: tuple = field(default_factory=tuple)
     allow_rating_without_card: bool = False
+    #: Where the card goes and which way its chip faces, for the idle screen's picture.
+    card_slot: str = "below"
+    chip_facing: str = "up"
     #: Demo windows pass unbound keys (``i``/``r`` to insert/remove the emulated card) through.
     is_demo: bool = False
 
@@ -67,5 +70,6 @@ class DisplaySettings:
             services=tuple(ServiceInfo(s.id, s.name_th, s.name_en, s.no_copy)
                            for s in cfg.services),
             allow_rating_without_card=bool(cfg.flow.allow_rating_without_card),
+            card_slot=d.card_slot, chip_facing=d.chip_facing,
             is_demo=getattr(k, "mode", "production") == "demo",
         )
