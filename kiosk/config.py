@@ -579,8 +579,13 @@ class GpioSection:
     led_fault: int | None = key(None, doc="Red fault light pin", check=bcm_pin)
     buzzer: int | None = key(None, doc="Buzzer pin", check=bcm_pin)
     rating_buttons: tuple[int, ...] = key(
-        (), doc="Five rating button pins, 1 to 5 ([] = touch only)", check=rating_pins
+        (),
+        doc="Five choice button pins: rating 1 to 5, and the first five choices of any screen "
+        "([] = touch only)",
+        check=rating_pins,
     )
+    back_button: int | None = key(None, doc="Back button pin (the previous question)",
+                                  check=bcm_pin)
     language_button: int | None = key(None, doc="Thai/English button pin", check=bcm_pin)
     pir: int | None = key(None, doc="Motion sensor pin (wakes the screen)", check=bcm_pin)
 
@@ -866,7 +871,8 @@ def _check_pins(values):
     used, problems = {}, []
     named = [
         (f"gpio.{n}", gpio.get(n))
-        for n in ("led_ready", "led_busy", "led_fault", "buzzer", "language_button", "pir")
+        for n in ("led_ready", "led_busy", "led_fault", "buzzer", "back_button",
+                  "language_button", "pir")
     ]
     named += [
         (f"gpio.rating_buttons[{i}]", pin)

@@ -24,7 +24,7 @@ from kiosk.card.repeat import SeenCards
 from kiosk.card.thai_id import CardSummary
 from kiosk.clock import counts_as_synced, system_wall
 from kiosk.errors import DiskFull, KioskError, StoreError
-from kiosk.facts import CommandReceived, KeyPressed, MotionSeen, QuitRequested
+from kiosk.facts import ButtonPressed, CommandReceived, KeyPressed, MotionSeen, QuitRequested
 from kiosk.period import Book
 from kiosk.telemetry import topics
 
@@ -172,6 +172,8 @@ class Runner:
                 self._card_read(fact)
             case CommandReceived() if self.telemetry:
                 self._command(fact)
+            case ButtonPressed(number=number):
+                self._button(number)
             case MotionSeen() if self.display:
                 self.display.wake()
             case KeyPressed() if self.when_key:
@@ -191,6 +193,16 @@ class Runner:
         self._step(flow.CardRead(is_repeat=is_repeat, repeat_hash=summary.repeat_hash,
                                  expired=summary.expired, age_band=summary.age_band,
                                  gender=summary.gender))
+
+    def _button(self, number):
+        """A physical choice button means the ``number``-th choice of the screen shown, which
+        only the display knows (it turns its own pages); a kiosk without a screen rates only."""
+        if self.display:
+            event = self.display.choose(number, self.state.screen)
+        else:
+            event = flow.RatingChosen(number) if self.state.screen is flow.Screen.RATING else None
+        if event is not None:
+            self._step(event)
 
     def _command(self, received):
         """Ops' command, judged against the config in force; a new config is put in force here."""

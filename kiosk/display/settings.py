@@ -43,6 +43,8 @@ class DisplaySettings:
     name_en: str = ""
     services: tuple = field(default_factory=tuple)
     allow_rating_without_card: bool = False
+    #: Physical choice buttons fitted (kiosk.gpio): no page shows more choices than that.
+    choice_buttons: int = 0
     #: Demo windows pass unbound keys (``i``/``r`` to insert/remove the emulated card) through.
     is_demo: bool = False
 
@@ -67,5 +69,6 @@ class DisplaySettings:
             services=tuple(ServiceInfo(s.id, s.name_th, s.name_en, s.no_copy)
                            for s in cfg.services),
             allow_rating_without_card=bool(cfg.flow.allow_rating_without_card),
+            choice_buttons=len(cfg.gpio.rating_buttons),
             is_demo=getattr(k, "mode", "production") == "demo",
         )
