@@ -242,8 +242,9 @@ class Runner:
                 self.card.request_read()
             case flow.Beep() | flow.SetStatusLight():
                 handled = self.panel is not None and self.panel.apply(effect)
-                if not handled and isinstance(effect, flow.Beep) and self.display:
-                    self.display.beep(effect.kind)
+                if isinstance(effect, flow.Beep) and self.display and (
+                        not handled or effect.kind is flow.BeepKind.REMINDER):
+                    self.display.beep(effect.kind)  # the card reminder is said as well
             case flow.ShowScreen(screen=screen) if self.watchdog:
                 self.watchdog.status(screen.value)
         return True

@@ -183,7 +183,7 @@ def button_kiosk(make_config, make_display, tmp_path):
     services = [{"id": f"service-{i}", "name_th": f"บริการที่ {i}", "name_en": f"Service {i}",
                  "no_copy": "not_yet"} for i in range(1, 8)]
     cfg = make_config(tmp_path, services=services, flow={"allow_rating_without_card": True},
-                      gpio={"pin_factory": "mock", "back_button": BACK_PIN},
+                      gpio={"pin_factory": "mock", "back_button": BACK_PIN, "pir": None},
                       audio={"enabled": False})
     settings = DisplaySettings.from_config(cfg)
     display, _ = make_display(services=settings.services,
@@ -241,3 +241,50 @@ def test_gpio_a_press_meant_for_a_screen_already_left_chooses_nothing(button_kio
     runner.turn(timeout=0)
     assert runner.state.screen is flow.Screen.CHOOSE_SERVICE
     assert runner.state.visit.service_id is None
+
+
+class ListeningDisplay:
+    """A stand-in screen that records the beeps it is asked to sound (or say)."""
+
+    def __init__(self):
+        self.beeps = []
+
+    def show(self, state):
+        pass
+
+    def poll_events(self):
+        return []
+
+    def beep(self, kind):
+        self.beeps.append(kind)
+
+
+class BuzzingPanel:
+    """A stand-in panel with a buzzer: it takes every beep and light."""
+
+    def __init__(self):
+        self.applied = []
+
+    def apply(self, effect):
+        self.applied.append(effect)
+        return True
+
+
+def test_gpio_with_a_buzzer_the_card_reminder_is_still_said(make_config, tmp_path):
+    """The buzzer beeps; the display is still asked, because the reminder is also spoken."""
+    store = Store.open(tmp_path, min_free_mb=10)
+    runner = Runner(make_config(tmp_path), store, keys=RepeatKeys(1800),
+                    display=ListeningDisplay(), panel=BuzzingPanel(), clock=lambda: 1000.0)
+    try:
+        runner.state = flow.State(screen=flow.Screen.TAKE_CARD, card_present=True,
+                                  deadline=2000.0, next_reminder=1000.0)
+        runner.turn(timeout=0)
+        assert runner.panel.applied == [Beep(flow.BeepKind.REMINDER)]
+        assert runner.display.beeps == [flow.BeepKind.REMINDER]
+        for event in (flow.CardRemoved(), flow.CardInserted()):  # no reader: a card problem
+            runner.handle(event)
+        runner.turn(timeout=0)
+        assert Beep(flow.BeepKind.ERROR) in runner.panel.applied
+        assert runner.display.beeps == [flow.BeepKind.REMINDER], "other beeps are the buzzer's"
+    finally:
+        store.close()

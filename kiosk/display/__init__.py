@@ -8,7 +8,8 @@ The runner (kiosk.runner) uses only ``from kiosk.display import Display``, on th
                                   # or demo mode); waking taps and page turns are consumed inside
     event = display.choose(n, screen)  # physical choice button n on ``screen``: a flow event or
                                   # None (the n-th of the shown scene's choices)
-    display.beep(kind)            # a flow Beep effect when there is no GPIO buzzer
+    display.beep(kind)            # a flow Beep effect when there is no GPIO buzzer; the
+                                  # card reminder always (it is also said)
     display.wake()                # the PIR saw someone: unblank
     display.save_png(path)
     display.close()

@@ -11,7 +11,7 @@ import time
 
 import pygame
 
-from kiosk.display import qr, theme
+from kiosk.display import qr, theme, wording
 from kiosk.display.audio import Audio
 from kiosk.display.blanking import Backlight, Blanker
 from kiosk.display.input import Tapped, TouchInput
@@ -126,7 +126,7 @@ class Display:
             self._page = 0
         self._screen, self._language = state.screen, state.language
         self.blanker.note_activity(now)
-        self.audio.play_prompt(state.screen, state.language)
+        self.audio.play_prompt(wording.prompt_id(state.screen, state.problem), state.language)
 
     def _blank(self):
         if self.is_blank:
@@ -198,7 +198,10 @@ class Display:
         return action
 
     def beep(self, kind):
-        """Play a flow ``Beep`` effect; ``tap`` is already played at the tap itself."""
+        """Sound a flow ``Beep`` effect; ``tap`` is already played at the tap itself. The card
+        reminder is said in the visit's language too, buzzer or not; said, it needs no tone."""
+        if kind == BeepKind.REMINDER and self.audio.remind(self._language or "th"):
+            return
         if kind != BeepKind.TAP and not self.has_buzzer:
             self.audio.play(kind)
 
