@@ -561,7 +561,10 @@ class AudioSection:
     enabled: bool = key(True, doc="false keeps the kiosk silent")
     volume: float = key(0.8, doc="Volume from 0.0 to 1.0", check=between(0.0, 1.0))
     prompts_dir: str = key(
-        "", doc='Directory of spoken prompts ("" = the packaged ones)', check=absolute_path_or_empty
+        "",
+        doc='Recorded prompts as <dir>/<th|en>/<id>.wav or .ogg, ids as in wording.PROMPTS '
+        '("" = espeak-ng)',
+        check=absolute_path_or_empty,
     )
 
 

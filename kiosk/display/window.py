@@ -182,8 +182,8 @@ class Display:
             self.wake()
             return None
         self.blanker.note_activity(self._clock())
-        if self.scene is None or self._view.screen is not screen:
-            return None
+        if self._view is None or self._view.screen is not screen:
+            return None  # nothing drawn yet, or a redraw is due (a new config): nothing seen
         choices = self.scene.choices
         return self._act(choices[number - 1]) if 1 <= number <= len(choices) else None
 
