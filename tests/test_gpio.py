@@ -1,6 +1,7 @@
 """GPIO panel on gpiozero's MockFactory: buttons enqueue facts, the light follows the flow, and
 a whole visit can be made with the buttons alone."""
 
+import datetime as dt
 import queue
 import types
 
@@ -241,6 +242,23 @@ def test_gpio_a_press_meant_for_a_screen_already_left_chooses_nothing(button_kio
     runner.turn(timeout=0)
     assert runner.state.screen is flow.Screen.CHOOSE_SERVICE
     assert runner.state.visit.service_id is None
+
+
+def test_gpio_a_press_on_a_dark_screen_only_wakes_it(make_display):
+    """As a tap does: the citizen cannot have chosen what was not lit (idle's first choice is
+    rating without a card)."""
+    display, clock = make_display(blank_after_min=1,
+                                  wall=dt.datetime(2025, 3, 4, 14, 0, tzinfo=dt.UTC))
+    idle = flow.State()
+    display.show(idle)
+    clock.advance(61)
+    display.show(idle)
+    assert display.is_blank
+    assert display.choose(1, flow.Screen.IDLE) is None
+    display.show(idle)
+    assert not display.is_blank
+    assert display.choose(1, flow.Screen.IDLE) == flow.StartedWithoutCard()
+    assert display.choose(2, flow.Screen.IDLE) is None, "no second choice on idle"
 
 
 class ListeningDisplay:
