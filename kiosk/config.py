@@ -610,7 +610,10 @@ class AudioSection:
     enabled: bool = key(True, doc="false keeps the kiosk silent")
     volume: float = key(0.8, doc="Volume from 0.0 to 1.0", check=between(0.0, 1.0))
     prompts_dir: str = key(
-        "", doc='Directory of spoken prompts ("" = the packaged ones)', check=absolute_path_or_empty
+        "",
+        doc='Recorded prompts as <dir>/<th|en>/<id>.wav or .ogg, ids as in wording.PROMPTS '
+        '("" = espeak-ng)',
+        check=absolute_path_or_empty,
     )
 
 
@@ -628,8 +631,13 @@ class GpioSection:
     led_fault: int | None = key(None, doc="Red fault light pin", check=bcm_pin)
     buzzer: int | None = key(None, doc="Buzzer pin", check=bcm_pin)
     rating_buttons: tuple[int, ...] = key(
-        (), doc="Five rating button pins, 1 to 5 ([] = touch only)", check=rating_pins
+        (),
+        doc="Five choice button pins: rating 1 to 5, and the first five choices of any screen "
+        "([] = touch only)",
+        check=rating_pins,
     )
+    back_button: int | None = key(None, doc="Back button pin (the previous question)",
+                                  check=bcm_pin)
     language_button: int | None = key(None, doc="Thai/English button pin", check=bcm_pin)
     pir: int | None = key(None, doc="Motion sensor pin (wakes the screen)", check=bcm_pin)
 
@@ -920,7 +928,8 @@ def _check_pins(values):
     used, problems = {}, []
     named = [
         (f"gpio.{n}", gpio.get(n))
-        for n in ("led_ready", "led_busy", "led_fault", "buzzer", "language_button", "pir")
+        for n in ("led_ready", "led_busy", "led_fault", "buzzer", "back_button",
+                  "language_button", "pir")
     ]
     named += [
         (f"gpio.rating_buttons[{i}]", pin)

@@ -26,11 +26,15 @@ from kiosk import config as kiosk_config
 from kiosk import period, script
 from kiosk.assemble import Kiosk
 from kiosk.errors import KioskError
+from kiosk.facts import ButtonPressed
+from kiosk.flow import Back
 
 log = logging.getLogger(__name__)
 
 DEMO_CONFIG = Path(__file__).with_name("demo.toml")
 CONFIRM_WAIT_S = 30.0
+#: The demo window's stand-ins for the GPIO buttons (pygame key names -> what GPIO posts).
+BUTTON_KEYS = {**{str(n): ButtonPressed(n) for n in range(1, 6)}, "backspace": Back()}
 
 # The demo's citizens answer differently, so the statistics it prints are not all alike.
 ANSWERS = (("id_card", 2, "waiting_time"), ("none", 5, None), ("both", 1, "skip"),
@@ -180,7 +184,8 @@ def main(args):
         kiosk_config.load(args.config)  # refuse a bad file before starting anything
     headless = args.headless or not has_display()
     if not headless:
-        print("demo: a window opens; keys: i insert a card, r remove it, Esc quit", flush=True)
+        print("demo: a window opens; keys: i insert a card, r remove it, 1-5 the choice "
+              "buttons, Backspace the Back button, Esc quit", flush=True)
     elif not args.headless:
         print("demo: no display found ($DISPLAY unset): playing a headless demo", flush=True)
     with ExitStack() as stack:
@@ -197,6 +202,7 @@ def main(args):
 
 def _window(world):
     inserted = [0]
+    running = []
 
     def key(name):
         if name == "i":
@@ -204,11 +210,15 @@ def _window(world):
             inserted[0] += 1
         elif name == "r":
             world.stack.emulator.remove()
+        elif name in BUTTON_KEYS and running:
+            # What the kiosk's GPIO buttons would post, so the button path can be tried too.
+            running[0].runner.events.put(BUTTON_KEYS[name])
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     with Kiosk(world.cfg, when_key=key) as kiosk:
+        running.append(kiosk)
         kiosk.run(stop)
     _report(world)
     return 0

@@ -24,7 +24,7 @@ from kiosk.card.repeat import SeenCards
 from kiosk.card.thai_id import CardSummary
 from kiosk.clock import counts_as_synced, system_wall
 from kiosk.errors import DiskFull, KioskError, StoreError
-from kiosk.facts import CommandReceived, KeyPressed, MotionSeen, QuitRequested
+from kiosk.facts import ButtonPressed, CommandReceived, KeyPressed, MotionSeen, QuitRequested
 from kiosk.period import Book
 from kiosk.telemetry import topics
 
@@ -175,6 +175,8 @@ class Runner:
                 self._card_read(fact)
             case CommandReceived() if self.telemetry:
                 self._command(fact)
+            case ButtonPressed(number=number):
+                self._button(number)
             case MotionSeen() if self.display:
                 self.display.wake()
             case KeyPressed() if self.when_key:
@@ -194,6 +196,16 @@ class Runner:
             self.telemetry.health.note_card_read()
         self._step(flow.CardRead(repeat_hash=summary.repeat_hash, expired=summary.expired,
                                  age_band=summary.age_band, gender=summary.gender))
+
+    def _button(self, number):
+        """A physical choice button means the ``number``-th choice of the screen shown, which
+        only the display knows (it turns its own pages); a kiosk without a screen rates only."""
+        if self.display:
+            event = self.display.choose(number, self.state.screen)
+        else:
+            event = flow.RatingChosen(number) if self.state.screen is flow.Screen.RATING else None
+        if event is not None:
+            self._step(event)
 
     def _command(self, received):
         """Ops' command, judged against the config in force; a new config is put in force here."""
@@ -246,8 +258,9 @@ class Runner:
                 self.card.request_read()
             case flow.Beep() | flow.SetStatusLight():
                 handled = self.panel is not None and self.panel.apply(effect)
-                if not handled and isinstance(effect, flow.Beep) and self.display:
-                    self.display.beep(effect.kind)
+                if isinstance(effect, flow.Beep) and self.display and (
+                        not handled or effect.kind is flow.BeepKind.REMINDER):
+                    self.display.beep(effect.kind)  # the card reminder is said as well
             case flow.ShowScreen(screen=screen) if self.watchdog:
                 self.watchdog.status(screen.value)
         return True

@@ -331,6 +331,15 @@ def test_config_gpio_rating_button_clash_names_the_button(make_config):
     assert problem.startswith("gpio.rating_buttons[5]: pin 4 is also used by gpio.pir")
 
 
+def test_config_gpio_back_button_clash_names_both_keys(make_config):
+    problem = only_problem(make_config, gpio={"back_button": 26})  # the example's fifth button
+    assert problem.startswith("gpio.rating_buttons[5]: pin 26 is also used by gpio.back_button")
+
+
+def test_config_gpio_back_button_is_optional(make_config):
+    assert make_config(gpio={"back_button": None}).gpio.back_button is None
+
+
 def test_config_gpio_rating_buttons_need_exactly_five(make_config):
     problem = only_problem(make_config, gpio={"rating_buttons": [5, 6, 13]})
     assert problem.startswith("gpio.rating_buttons: [5, 6, 13] has 3 pins; list exactly 5")

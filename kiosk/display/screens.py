@@ -16,6 +16,7 @@ from kiosk import flow
 from kiosk.display import layout, pictures, qr, theme, wording
 from kiosk.display.text import Fonts, draw_block, layout_block
 from kiosk.flow import Screen
+from kiosk.visit import RETIRED_REASONS
 
 #: Screens whose flow handler accepts LanguageToggled get a language button.
 LANGUAGE_SCREENS = frozenset({Screen.IDLE, Screen.READING, Screen.CARD_PROBLEM,
@@ -59,6 +60,9 @@ class Button:
 class Scene:
     surface: pygame.Surface
     buttons: list = field(default_factory=list)
+    #: The actions of the screen's choices in reading order, the main action first: physical
+    #: choice button n chooses the n-th (Back and the language have buttons of their own).
+    choices: list = field(default_factory=list)
     #: (ink rect, box it had to stay in) for every text block: the overflow tests read these.
     texts: list = field(default_factory=list)
     #: Optional ``animate(surface, now) -> [dirty rects]`` for a small moving part.
@@ -116,7 +120,13 @@ class _Canvas:
             self._badge(badge_box, badge)
         self.text(label, inner, size=size, role="ui_bold", colour=ink, max_lines=3,
                   min_size="small")
+        self.choice(rect, label, action)
+
+    def choice(self, rect, label, action):
+        """A touch target that is also the scene's next choice for the physical buttons."""
         self.scene.buttons.append(Button(pygame.Rect(rect), action, label))
+        if not isinstance(action, flow.Back):
+            self.scene.choices.append(action)
 
     def _badge(self, box, status):
         label = wording.NO_COPY[status][self.lang]
@@ -307,6 +317,8 @@ def _choose_service(c):
     services = c.settings.services
     gap, t = c.m.gap, c.m.target
     fits = layout.capacity(area, gap, t * 2, t)
+    if c.settings.choice_buttons:  # what the buttons choose is what the page shows
+        fits = min(fits, c.settings.choice_buttons)
     if len(services) <= fits:
         page_items = [(_service_label(c, s), flow.ServiceChosen(s.id), s.no_copy)
                       for s in services]
@@ -358,13 +370,14 @@ def _rating(c):
         _face(c.surface, face_box.center, radius, rating)
         c.text(label, label_box, size="body", role="ui_bold", max_lines=2, min_size="small",
                align="center" if arrangement == "row" else "left")
-        c.scene.buttons.append(Button(pygame.Rect(cell), flow.RatingChosen(rating), label))
+        c.choice(cell, label, flow.RatingChosen(rating))
 
 
 def _reason(c):
     c.draw_header()
     area = c.title(c.content)
-    choices = [(wording.REASONS[r][c.lang], flow.ReasonChosen(r), None) for r in flow.REASONS]
+    choices = [(wording.REASONS[r][c.lang], flow.ReasonChosen(r), None) for r in flow.REASONS
+               if r not in RETIRED_REASONS]
     choices.append((wording.BUTTONS["skip"][c.lang], flow.ReasonChosen(None), None))
     c.choice_grid(area, choices, min_w_targets=1.6)
 

@@ -46,6 +46,8 @@ class DisplaySettings:
     #: Where the card goes and which way its chip faces, for the idle screen's picture.
     card_slot: str = "below"
     chip_facing: str = "up"
+    #: Physical choice buttons fitted (kiosk.gpio): no page shows more choices than that.
+    choice_buttons: int = 0
     #: Demo windows pass unbound keys (``i``/``r`` to insert/remove the emulated card) through.
     is_demo: bool = False
 
@@ -71,5 +73,6 @@ class DisplaySettings:
                            for s in cfg.services),
             allow_rating_without_card=bool(cfg.flow.allow_rating_without_card),
             card_slot=d.card_slot, chip_facing=d.chip_facing,
+            choice_buttons=len(cfg.gpio.rating_buttons),
             is_demo=getattr(k, "mode", "production") == "demo",
         )
