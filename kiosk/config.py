@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from kiosk import period
 from kiosk.accounts import is_reserved
 from kiosk.errors import ConfigError
+from kiosk.visit import OTHER_SERVICE
 
 log = logging.getLogger(__name__)
 
@@ -337,6 +338,12 @@ class FlowSection:
     timeout_reading_s: float = key(
         10.0, doc="Seconds to wait for the card read (3-60)", check=between(3, 60)
     )
+    return_card_s: float = key(
+        10.0,
+        doc="Seconds to wait for the card to be taken after the read before the questions go "
+        "on with a reminder (3-60)",
+        check=between(3, 60),
+    )
     timeout_card_problem_s: float = key(
         15.0, doc="Seconds a card problem stays on screen (3-120)", check=between(3, 120)
     )
@@ -357,11 +364,21 @@ class FlowSection:
     timeout_reason_s: float = key(
         30.0, doc="Seconds to pick a reason for a low rating (5-300)", check=between(5, 300)
     )
+    confirm_s: float = key(
+        6.0,
+        doc="Seconds \"change my answer\" is offered after the last answer before the visit "
+        "is sent (3-30)",
+        check=between(3, 30),
+    )
     thank_you_s: float = key(
-        8.0, doc="Seconds the thank-you screen and QR code stay up (2-60)", check=between(2, 60)
+        30.0,
+        doc="Seconds the thank-you screen and QR code stay up unless Done is tapped (2-60)",
+        check=between(2, 60),
     )
     take_card_s: float = key(
-        20.0, doc="Seconds to remind the citizen to take the card (5-300)", check=between(5, 300)
+        20.0,
+        doc="Seconds the take-your-card screen beeps; it stays until the card is taken (5-300)",
+        check=between(5, 300),
     )
     reminder_s: float = key(
         5.0, doc="Seconds between take-your-card reminder beeps (1-60)", check=between(1, 60)
@@ -520,6 +537,26 @@ class PortalSection:
     )
 
 
+#: Where the card reader's slot is -> the ways its chip may face as the card goes in: a card
+#: goes flat into a slot below the screen or in front of it, upright into one at the side.
+CARD_SLOTS = {
+    "below": ("up", "down"),
+    "front": ("up", "down"),
+    "left": ("towards", "away"),
+    "right": ("towards", "away"),
+}
+
+
+def card_slot_problem(slot, chip):
+    """None when the chip can face ``chip`` in a ``slot`` slot, else what to write instead."""
+    if slot not in CARD_SLOTS:
+        return f"{slot!r} is not allowed; use one of: {', '.join(CARD_SLOTS)}"
+    if chip not in CARD_SLOTS[slot]:
+        return (f"{chip!r} does not fit card_slot {slot!r}; use "
+                f"{' or '.join(CARD_SLOTS[slot])}")
+    return None
+
+
 @dataclass(frozen=True)
 class DisplaySection:
     """The touch screen."""
@@ -552,6 +589,18 @@ class DisplaySection:
         doc='sysfs backlight directory ("" = blank by drawing black)',
         check=absolute_path_or_empty,
     )
+    card_slot: str = key(
+        "below",
+        doc="Where the card goes, as the idle screen's picture shows it: below (a slot under "
+            "the screen), front (a reader in front of it), left or right (a slot at that side)",
+        check=one_of(*CARD_SLOTS),
+    )
+    chip_facing: str = key(
+        "up",
+        doc="Which way the gold chip faces as the card goes in: up or down (card_slot below or "
+            "front), towards or away from the citizen (card_slot left or right)",
+        check=one_of("up", "down", "towards", "away"),
+    )  # and checked against card_slot: _check_card_slot
 
 
 @dataclass(frozen=True)
@@ -561,7 +610,10 @@ class AudioSection:
     enabled: bool = key(True, doc="false keeps the kiosk silent")
     volume: float = key(0.8, doc="Volume from 0.0 to 1.0", check=between(0.0, 1.0))
     prompts_dir: str = key(
-        "", doc='Directory of spoken prompts ("" = the packaged ones)', check=absolute_path_or_empty
+        "",
+        doc='Recorded prompts as <dir>/<th|en>/<id>.wav or .ogg, ids as in wording.PROMPTS '
+        '("" = espeak-ng)',
+        check=absolute_path_or_empty,
     )
 
 
@@ -579,8 +631,13 @@ class GpioSection:
     led_fault: int | None = key(None, doc="Red fault light pin", check=bcm_pin)
     buzzer: int | None = key(None, doc="Buzzer pin", check=bcm_pin)
     rating_buttons: tuple[int, ...] = key(
-        (), doc="Five rating button pins, 1 to 5 ([] = touch only)", check=rating_pins
+        (),
+        doc="Five choice button pins: rating 1 to 5, and the first five choices of any screen "
+        "([] = touch only)",
+        check=rating_pins,
     )
+    back_button: int | None = key(None, doc="Back button pin (the previous question)",
+                                  check=bcm_pin)
     language_button: int | None = key(None, doc="Thai/English button pin", check=bcm_pin)
     pir: int | None = key(None, doc="Motion sensor pin (wakes the screen)", check=bcm_pin)
 
@@ -847,7 +904,12 @@ def _services_values(raw_list):
         problems += found
         tables.append(values)
         service_id = values.get("id")
-        if service_id in first_use:
+        if service_id == OTHER_SERVICE:
+            problems.append(
+                f"services[{number}].id: {service_id!r} is kept for the \"other service\" "
+                "choice every kiosk offers; give this service another id"
+            )
+        elif service_id in first_use:
             problems.append(
                 f"services[{number}].id: {service_id!r} is already used by "
                 f"services[{first_use[service_id]}]; give each service its own id"
@@ -866,7 +928,8 @@ def _check_pins(values):
     used, problems = {}, []
     named = [
         (f"gpio.{n}", gpio.get(n))
-        for n in ("led_ready", "led_busy", "led_fault", "buzzer", "language_button", "pir")
+        for n in ("led_ready", "led_busy", "led_fault", "buzzer", "back_button",
+                  "language_button", "pir")
     ]
     named += [
         (f"gpio.rating_buttons[{i}]", pin)
@@ -927,6 +990,15 @@ def _check_office_hours(values):
     ]
 
 
+def _check_card_slot(values):
+    display = values["display"]
+    slot, chip = display.get("card_slot"), display.get("chip_facing")
+    if slot is None or chip is None:
+        return []
+    problem = card_slot_problem(slot, chip)
+    return [f"display.chip_facing: {problem}"] if problem else []
+
+
 def _check_period(values):
     length = values["telemetry"].get("period_s")
     if length is None:
@@ -937,7 +1009,8 @@ def _check_period(values):
     return [f"telemetry.period_s: {length!r} {problem}; use 3600 (an hour) or 86400 (a day)"]
 
 
-_CROSS_CHECKS = (_check_pins, _check_portal, _check_mqtt, _check_office_hours, _check_period)
+_CROSS_CHECKS = (_check_pins, _check_portal, _check_mqtt, _check_office_hours, _check_card_slot,
+                 _check_period)
 
 
 def _build(raw, *, sources, remote_version, local, source):

@@ -26,11 +26,15 @@ from kiosk import config as kiosk_config
 from kiosk import period, script
 from kiosk.assemble import Kiosk
 from kiosk.errors import KioskError
+from kiosk.facts import ButtonPressed
+from kiosk.flow import Back
 
 log = logging.getLogger(__name__)
 
 DEMO_CONFIG = Path(__file__).with_name("demo.toml")
 CONFIRM_WAIT_S = 30.0
+#: The demo window's stand-ins for the GPIO buttons (pygame key names -> what GPIO posts).
+BUTTON_KEYS = {**{str(n): ButtonPressed(n) for n in range(1, 6)}, "backspace": Back()}
 
 # The demo's citizens answer differently, so the statistics it prints are not all alike.
 ANSWERS = (("id_card", 2, "waiting_time"), ("none", 5, None), ("both", 1, "skip"),
@@ -40,21 +44,24 @@ ANSWERS = (("id_card", 2, "waiting_time"), ("none", 5, None), ("both", 1, "skip"
 def visit_script(cfg, visits):
     """A script of ``visits`` visits, each by a different emulated citizen.
 
-    It follows the config's flow: one service means no service question, and the reason
-    question comes only at or below ``flow.ask_reason_at_or_below``.
+    It follows the config's flow: the card is taken back after the read, one service means no
+    service question, the reason question comes only at or below
+    ``flow.ask_reason_at_or_below``, and the confirm screen is left to send the answers.
     """
     lines = []
     for n in range(visits):
         copy, rating, reason = ANSWERS[n % len(ANSWERS)]
         if n % 2:  # every other citizen switches to English first: the demo shows both
             lines.append("lang")
-        lines.append(f"insert citizen-{n}")
+        # The card comes back first: the citizen takes it when asked.
+        lines += [f"insert citizen-{n}", "wait return_card", "remove"]
         if len(cfg.services) > 1:
             lines += ["wait choose_service", f"service {cfg.services[n % len(cfg.services)].id}"]
         lines += ["wait copy_check", f"copy {copy}", "wait rating", f"rating {rating}"]
         if rating <= cfg.flow.ask_reason_at_or_below:
             lines += ["wait reason", f"reason {reason or 'other'}"]
-        lines += ["wait thank_you", "remove", "wait idle 30"]
+        # The answers stand once "change my answer" is no longer offered; then Done.
+        lines += ["wait confirm", "wait thank_you 30", "ok", "wait idle 30"]
     return script.parse("\n".join(lines), "<demo>")
 
 
@@ -177,7 +184,8 @@ def main(args):
         kiosk_config.load(args.config)  # refuse a bad file before starting anything
     headless = args.headless or not has_display()
     if not headless:
-        print("demo: a window opens; keys: i insert a card, r remove it, Esc quit", flush=True)
+        print("demo: a window opens; keys: i insert a card, r remove it, 1-5 the choice "
+              "buttons, Backspace the Back button, Esc quit", flush=True)
     elif not args.headless:
         print("demo: no display found ($DISPLAY unset): playing a headless demo", flush=True)
     with ExitStack() as stack:
@@ -194,6 +202,7 @@ def main(args):
 
 def _window(world):
     inserted = [0]
+    running = []
 
     def key(name):
         if name == "i":
@@ -201,11 +210,15 @@ def _window(world):
             inserted[0] += 1
         elif name == "r":
             world.stack.emulator.remove()
+        elif name in BUTTON_KEYS and running:
+            # What the kiosk's GPIO buttons would post, so the button path can be tried too.
+            running[0].runner.events.put(BUTTON_KEYS[name])
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     with Kiosk(world.cfg, when_key=key) as kiosk:
+        running.append(kiosk)
         kiosk.run(stop)
     _report(world)
     return 0

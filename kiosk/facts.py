@@ -15,6 +15,15 @@ class MotionSeen:
 
 
 @dataclass(frozen=True)
+class ButtonPressed:
+    """Physical choice button ``number`` (1-5) was pressed. Not a flow event: what it chooses
+    depends on the screen shown, so the runner resolves it on the main thread (the n-th choice
+    of the display's scene; the n-th face on a kiosk without a screen)."""
+
+    number: int
+
+
+@dataclass(frozen=True)
 class KeyPressed:
     """A key, passed to the runner in debug and demo mode only (``i``/``r`` drive the demo card)."""
 

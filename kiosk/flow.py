@@ -2,18 +2,24 @@
 
 Standard library only. Adapters (card reader, touch input, GPIO, MQTT) turn the world into
 events; the runner feeds them here on the main thread and carries out the effects. Time is an
-input: ``now`` is ``time.monotonic()`` seconds, and every screen but idle and out-of-service has a
-deadline in the state, so a visit can never get stuck on a screen.
+input: ``now`` is ``time.monotonic()`` seconds, and every screen but idle, out-of-service and a
+quiet take-card has a deadline in the state, so a visit can never get stuck on a screen.
 
 Rules the tests hold this module to:
 
+* the card comes back first: once it is read, the citizen is asked to take it, and the
+  questions follow (after ``return_card`` seconds even if it is left in, with a reminder beep
+  every ``reminder_s`` from then on);
+* the kiosk never shows idle (its "insert your card" screen) while a card is in the reader:
+  every ending leads to take-card, which stays until the card is taken;
 * an expired Thai ID card is still a citizen's card and rates normally;
-* a visit that times out is still recorded, as ``abandoned`` with the step it reached;
-* a repeat card within the window is told so and records nothing;
-* a card still in the reader never starts a new visit; after thank-you the kiosk reminds
-  (and beeps) until it is taken;
-* ``RecordVisit`` always comes before the thank-you screen in the effects, so the runner commits
-  the visit before the citizen is thanked.
+* one rating per citizen per service per window: once the service is known the flow asks the
+  runner (``CheckRepeat``), and a repeat is told so and records nothing;
+* a visit that times out, or is left with Back on its first question, is still recorded, as
+  ``abandoned`` with the step it reached;
+* after the last answer the citizen may change it for ``confirm`` seconds; then the visit
+  commits as completed, and ``RecordVisit`` always comes before the thank-you screen in the
+  effects, so the runner commits the visit before the citizen is thanked.
 """
 
 import enum
@@ -64,12 +70,9 @@ class CardInserted:
 
 @dataclass(frozen=True)
 class CardRead:
-    """The card was read; only derived data, never the citizen ID.
+    """The card was read; only derived data, never the citizen ID. Whether it is a repeat is
+    asked per service later (:class:`CheckRepeat`)."""
 
-    ``is_repeat`` is decided by the runner (it asks the store) before the event reaches the flow.
-    """
-
-    is_repeat: bool
     repeat_hash: bytes | None
     expired: bool
     age_band: str | None = None
@@ -77,7 +80,7 @@ class CardRead:
 
     def __repr__(self):
         # The hash is pseudonymous data: keep it out of logs and tracebacks.
-        return f"CardRead(is_repeat={self.is_repeat}, expired={self.expired})"
+        return f"CardRead(expired={self.expired})"
 
 
 @dataclass(frozen=True)
@@ -193,10 +196,11 @@ VisitRecord = schema.Record
 @dataclass(frozen=True)
 class CheckRepeat:
     """Ask whether this card rated this service within the repeat window (answer:
-    :class:`RepeatChecked`); the hash stays out of reprs like :class:`CardRead`'s."""
+    :class:`RepeatChecked`, before the next event); the hash stays out of reprs like
+    :class:`CardRead`'s. ``service_id`` is None on a kiosk that asks only the rating."""
 
     repeat_hash: bytes = field(repr=False)
-    service_id: str
+    service_id: str | None
 
 
 @dataclass(frozen=True)
@@ -231,13 +235,18 @@ class SetStatusLight:
     light: StatusLight
 
 
-# --- state ----------------------------------------------------------------------------------
+# --- state ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class FlowSettings:
     """What the flow needs from the config. No defaults here: it is always built by
-    :meth:`from_config`, so the config schema holds the only defaults."""
+    :meth:`from_config`, so the config schema holds the only defaults.
+
+    ``timeouts`` holds the deadline of every screen that has one but thank-you and take-card:
+    the card-return wait and the confirm window among them. ``take_card_s`` is how long
+    take-card beeps its reminder before it goes quiet (it stays until the card is taken).
+    """
 
     timeouts: Mapping[Screen, float]
     service_ids: tuple[str, ...]
@@ -255,12 +264,14 @@ class FlowSettings:
         return cls(
             timeouts={
                 Screen.READING: f.timeout_reading_s,
+                Screen.RETURN_CARD: f.return_card_s,
                 Screen.CARD_PROBLEM: f.timeout_card_problem_s,
                 Screen.ALREADY_RATED: f.timeout_already_rated_s,
                 Screen.CHOOSE_SERVICE: f.timeout_choose_service_s,
                 Screen.COPY_CHECK: f.timeout_copy_check_s,
                 Screen.RATING: f.timeout_rating_s,
                 Screen.REASON: f.timeout_reason_s,
+                Screen.CONFIRM: f.confirm_s,
             },
             service_ids=tuple(service.id for service in cfg.services),
             thank_you_s=f.thank_you_s,
@@ -274,7 +285,11 @@ class FlowSettings:
 
 @dataclass(frozen=True)
 class VisitDraft:
-    """The visit in progress: what the citizen has answered so far."""
+    """The visit in progress: what the citizen has answered so far.
+
+    ``is_repeat_pending`` is set from a :class:`CheckRepeat` until its :class:`RepeatChecked`;
+    ``undone`` once the citizen chose to change an answer on the confirm screen.
+    """
 
     started_at: float
     verified: bool
@@ -286,6 +301,8 @@ class VisitDraft:
     copy_answer: str | None = None
     rating: int | None = None
     reason: str | None = None
+    undone: bool = False
+    is_repeat_pending: bool = False
 
 
 @dataclass(frozen=True)
@@ -309,6 +326,13 @@ def status_light(screen):
     return StatusLight.BUSY
 
 
+def after_fault(card_present):
+    """Where the runner restarts after a fault nobody foresaw: idle, or take-card (quiet)
+    while a card is in, since idle would ask for a card that is already there."""
+    screen = Screen.TAKE_CARD if card_present else Screen.IDLE
+    return State(screen=screen, card_present=card_present)
+
+
 # --- the step function ----------------------------------------------------------------------
 
 
@@ -328,6 +352,8 @@ def step(state, event, now, settings):
         return _card_removed(state, now, settings)
     if isinstance(event, Tick):
         return _tick(state, now, settings)
+    if isinstance(event, RepeatChecked):
+        return _repeat_checked(state, event, now, settings)
     handler = _HANDLERS.get(state.screen)
     return handler(state, event, now, settings) if handler else (state, ())
 
@@ -351,13 +377,36 @@ def _idle(state, now, settings):
                next_reminder=None)
 
 
+def _questions(settings):
+    """The questions a visit asks, in order (the reason only for a low rating)."""
+    if settings.rate_only:  # no screen: nothing to ask but the rating (on the buttons)
+        return (Screen.RATING,)
+    first = (Screen.CHOOSE_SERVICE,) if len(settings.service_ids) > 1 else ()
+    return (*first, Screen.COPY_CHECK, Screen.RATING, Screen.REASON)
+
+
+#: The answer each question gives the draft; going back to a question clears it and later ones.
+_ANSWERS = {Screen.CHOOSE_SERVICE: "service_id", Screen.COPY_CHECK: "copy_answer",
+            Screen.RATING: "rating", Screen.REASON: "reason"}
+
+
+def _check_repeat(visit):
+    """Once a card visit's service is known: ask whether this card rated it already."""
+    if visit.repeat_hash is None:
+        return visit, ()
+    return (replace(visit, is_repeat_pending=True),
+            (CheckRepeat(visit.repeat_hash, visit.service_id),))
+
+
 def _first_question(state, visit, now, settings):
-    if settings.rate_only:
-        return _go(state, Screen.RATING, now, settings, visit=visit)
-    if len(settings.service_ids) == 1:
-        visit = replace(visit, service_id=settings.service_ids[0])
-        return _go(state, Screen.COPY_CHECK, now, settings, visit=visit)
-    return _go(state, Screen.CHOOSE_SERVICE, now, settings, visit=visit)
+    first = _questions(settings)[0]
+    checks = ()
+    if first is not Screen.CHOOSE_SERVICE:  # the service is known already: check it now
+        if not settings.rate_only:
+            visit = replace(visit, service_id=settings.service_ids[0])
+        visit, checks = _check_repeat(visit)
+    new, shown = _go(state, first, now, settings, visit=visit)
+    return new, (*shown, *checks)
 
 
 def _record(state, outcome, now):
@@ -370,6 +419,7 @@ def _record(state, outcome, now):
         step=state.screen.value,
         language=state.language,
         duration_s=round(max(0.0, now - visit.started_at), 3),
+        card_in_at_commit=state.card_present if visit.verified else None,
     ))
 
 
@@ -380,10 +430,26 @@ def _finish(state, now, settings):
     return new, (record, *shown)
 
 
+def _last_answer(state, now, settings):
+    """Every question answered: offer "change my answer" for a few seconds, or (a kiosk with
+    no screen to offer it on) commit at once."""
+    if settings.rate_only:
+        return _finish(state, now, settings)
+    return _go(state, Screen.CONFIRM, now, settings)
+
+
+def _abandon(state, now, settings):
+    """The visit ends half-way (timeout, Back on the first question): recorded all the same."""
+    record = _record(state, schema.Outcome.ABANDONED, now)
+    new, effects = _after_visit(replace(state, visit=None), now, settings)
+    return new, (record, *effects)
+
+
 def _after_visit(state, now, settings):
-    """Leave thank-you (or an abandoned visit): remind about a card left behind."""
+    """Leave a visit, a card problem or the already-rated notice: never to idle with a card
+    in, but to take-card, which beeps its reminder until it goes quiet or the card is taken."""
     if state.card_present:
-        new, shown = _go(state, Screen.TAKE_CARD, now, settings, visit=None,
+        new, shown = _go(state, Screen.TAKE_CARD, now, settings, visit=None, problem=None,
                          next_reminder=now + settings.reminder_s)
         return new, (*shown, Beep(BeepKind.REMINDER))
     return _idle(state, now, settings)
@@ -403,40 +469,66 @@ def _card_inserted(state, now, settings):
 def _card_removed(state, now, settings):
     if not state.card_present:
         return state, ()
-    state = replace(state, card_present=False)
+    state = replace(state, card_present=False, next_reminder=None)
     if state.screen is Screen.READING:
         new, shown = _go(state, Screen.CARD_PROBLEM, now, settings, visit=None,
                          problem="removed")
         return new, (*shown, Beep(BeepKind.ERROR))
+    if state.screen is Screen.RETURN_CARD:
+        new, effects = _first_question(state, state.visit, now, settings)
+        return new, (Beep(BeepKind.TAP), *effects)
     if state.screen is Screen.TAKE_CARD:
         return _idle(state, now, settings)
-    # The card may be pulled once it was read: the visit goes on.
+    # Once read, the card may go at any time: the visit goes on.
     return state, ()
 
 
 def _tick(state, now, settings):
-    if state.screen is Screen.TAKE_CARD and state.next_reminder is not None \
-            and now >= state.next_reminder and (state.deadline is None or now < state.deadline):
-        return replace(state, next_reminder=now + settings.reminder_s), (Beep(BeepKind.REMINDER),)
+    effects = ()
+    if state.card_present and state.next_reminder is not None and now >= state.next_reminder:
+        state = replace(state, next_reminder=now + settings.reminder_s)
+        effects = (Beep(BeepKind.REMINDER),)
     if state.deadline is None or now < state.deadline:
-        return state, ()
-    if state.screen is Screen.READING:
+        return state, effects
+    new, more = _timed_out(state, now, settings)
+    return new, (*effects, *more)
+
+
+def _timed_out(state, now, settings):
+    """What a screen's deadline means; every screen with one leaves it but quiet take-card."""
+    screen = state.screen
+    if screen is Screen.READING:
         new, shown = _go(state, Screen.CARD_PROBLEM, now, settings, visit=None, problem="timeout")
         return new, (*shown, Beep(BeepKind.ERROR))
-    if state.screen in QUESTION_SCREENS:
-        record = _record(state, schema.Outcome.ABANDONED, now)
-        new, effects = _after_visit(replace(state, visit=None), now, settings)
-        return new, (record, *effects)
-    if state.screen is Screen.THANK_YOU:
-        return _after_visit(state, now, settings)
-    # Card problem, already rated, and a card left so long that someone must come: idle.
-    # The card, if still in, starts nothing until it is taken and inserted again.
-    return _idle(state, now, settings)
+    if screen is Screen.RETURN_CARD:
+        # The questions go on with the card in; it is asked for on every screen from now on.
+        state = replace(state, next_reminder=now + settings.reminder_s)
+        new, effects = _first_question(state, state.visit, now, settings)
+        return new, (Beep(BeepKind.REMINDER), *effects)
+    if screen in QUESTION_SCREENS:
+        return _abandon(state, now, settings)
+    if screen is Screen.CONFIRM:  # nobody changed an answer: it stands
+        return _finish(state, now, settings)
+    if screen is Screen.TAKE_CARD:  # someone must come for the card: ask on, without a sound
+        return replace(state, deadline=None, next_reminder=None), ()
+    # Thank-you, a card problem, already rated.
+    return _after_visit(state, now, settings)
+
+
+def _repeat_checked(state, event, now, settings):
+    """The runner's answer to this visit's CheckRepeat; any other is stale and changes
+    nothing."""
+    if state.visit is None or not state.visit.is_repeat_pending:
+        return state, ()
+    if not event.is_repeat:
+        return replace(state, visit=replace(state.visit, is_repeat_pending=False)), ()
+    new, shown = _go(state, Screen.ALREADY_RATED, now, settings, visit=None)
+    return new, (*shown, Beep(BeepKind.ERROR))
 
 
 def _suspend(state, reason, now, settings):
     effects = ()
-    if state.visit is not None and state.screen in QUESTION_SCREENS:
+    if state.visit is not None and state.screen in (*QUESTION_SCREENS, Screen.CONFIRM):
         effects = (_record(state, schema.Outcome.ABANDONED, now),)
     new, shown = _go(state, Screen.OUT_OF_SERVICE, now, settings, visit=None, problem=None,
                      out_of_service=reason, next_reminder=None)
@@ -446,7 +538,7 @@ def _suspend(state, reason, now, settings):
 def _out_of_service(state, event, now, settings):
     """Only card presence is tracked while out of service; nothing starts a visit."""
     if isinstance(event, ServiceResumed):
-        return _idle(replace(state, out_of_service=None), now, settings)
+        return _after_visit(replace(state, out_of_service=None), now, settings)
     if isinstance(event, CardInserted):
         return replace(state, card_present=True), ()
     if isinstance(event, CardRemoved):
@@ -480,13 +572,13 @@ def _start_without_card(state, now, settings):
 
 def _on_reading(state, event, now, settings):
     if isinstance(event, CardRead):
-        if event.is_repeat:
-            new, shown = _go(state, Screen.ALREADY_RATED, now, settings, visit=None)
-            return new, (*shown, Beep(BeepKind.ERROR))
         visit = replace(state.visit, verified=True, expired=event.expired,
                         repeat_hash=event.repeat_hash, age_band=event.age_band,
                         gender=event.gender)
-        new, effects = _first_question(state, visit, now, settings)
+        if settings.rate_only:  # no screen to ask for the card on: reminded at the end
+            new, effects = _first_question(state, visit, now, settings)
+        else:
+            new, effects = _go(state, Screen.RETURN_CARD, now, settings, visit=visit)
         return new, (Beep(BeepKind.CARD), *effects)
     if isinstance(event, CardFailed):
         new, shown = _go(state, Screen.CARD_PROBLEM, now, settings, visit=None,
@@ -497,10 +589,18 @@ def _on_reading(state, event, now, settings):
     return state, ()
 
 
+def _on_return_card(state, event, now, settings):
+    """Only the card going (or its deadline) moves on; the language may change."""
+    if isinstance(event, LanguageToggled):
+        return _toggle_language(state, now, settings)
+    return state, ()
+
+
 def _on_information(state, event, now, settings):
-    """Card problem and already rated: OK returns to idle; rating without a card may start."""
+    """Card problem ("Try again") and already rated: OK ends them; rating without a card may
+    start from a card problem."""
     if isinstance(event, Dismissed):
-        return _idle(state, now, settings)
+        return _after_visit(replace(state, visit=None), now, settings)
     if isinstance(event, LanguageToggled):
         return _toggle_language(state, now, settings)
     if isinstance(event, StartedWithoutCard) and state.screen is Screen.CARD_PROBLEM:
@@ -514,13 +614,36 @@ def _answer(state, now, settings, next_screen, **answer):
     return new, (Beep(BeepKind.TAP), *shown)
 
 
+def _back_to(state, screen, now, settings, **changes):
+    """Return to an earlier question: its answer and every later one are asked again."""
+    order = _questions(settings)
+    cleared = {_ANSWERS[s]: None for s in order[order.index(screen):]}
+    visit = replace(state.visit, **cleared, **changes)
+    new, shown = _go(state, screen, now, settings, visit=visit)
+    return new, (Beep(BeepKind.TAP), *shown)
+
+
+def _back(state, now, settings):
+    order = _questions(settings)
+    at = order.index(state.screen)
+    if at == 0:  # out of the first question: the citizen leaves, as walking away would
+        new, effects = _abandon(state, now, settings)
+        return new, (Beep(BeepKind.TAP), *effects)
+    return _back_to(state, order[at - 1], now, settings)
+
+
 def _on_question(state, event, now, settings):
     screen = state.screen
     if isinstance(event, LanguageToggled):
         return _toggle_language(state, now, settings)
+    if isinstance(event, Back):
+        return _back(state, now, settings)
     if screen is Screen.CHOOSE_SERVICE and isinstance(event, ServiceChosen) \
-            and event.service_id in settings.service_ids:
-        return _answer(state, now, settings, Screen.COPY_CHECK, service_id=event.service_id)
+            and (event.service_id in settings.service_ids
+                 or event.service_id == schema.OTHER_SERVICE):
+        visit, checks = _check_repeat(replace(state.visit, service_id=event.service_id))
+        new, effects = _answer(replace(state, visit=visit), now, settings, Screen.COPY_CHECK)
+        return new, (*effects, *checks)
     if screen is Screen.COPY_CHECK and isinstance(event, CopyAnswered) \
             and event.answer in COPY_ANSWERS:
         return _answer(state, now, settings, Screen.RATING, copy_answer=event.answer)
@@ -530,13 +653,25 @@ def _on_question(state, event, now, settings):
         if event.rating <= settings.ask_reason_at_or_below and not settings.rate_only:
             new, shown = _go(state, Screen.REASON, now, settings)
             return new, (Beep(BeepKind.TAP), *shown)
-        new, effects = _finish(state, now, settings)
+        new, effects = _last_answer(state, now, settings)
         return new, (Beep(BeepKind.TAP), *effects)
     if screen is Screen.REASON and isinstance(event, ReasonChosen) \
             and (event.reason is None or event.reason in REASONS):
         state = replace(state, visit=replace(state.visit, reason=event.reason))
+        new, effects = _last_answer(state, now, settings)
+        return new, (Beep(BeepKind.TAP), *effects)
+    return state, ()
+
+
+def _on_confirm(state, event, now, settings):
+    """"OK, send" commits now; "change my answer" (or Back) asks the rating again."""
+    if isinstance(event, Dismissed):
         new, effects = _finish(state, now, settings)
         return new, (Beep(BeepKind.TAP), *effects)
+    if isinstance(event, ChangeAnswer | Back):
+        return _back_to(state, Screen.RATING, now, settings, undone=True)
+    if isinstance(event, LanguageToggled):
+        return _toggle_language(state, now, settings)
     return state, ()
 
 
@@ -549,11 +684,13 @@ def _on_thank_you(state, event, now, settings):
 _HANDLERS = {
     Screen.IDLE: _on_idle,
     Screen.READING: _on_reading,
+    Screen.RETURN_CARD: _on_return_card,
     Screen.CARD_PROBLEM: _on_information,
     Screen.ALREADY_RATED: _on_information,
     Screen.CHOOSE_SERVICE: _on_question,
     Screen.COPY_CHECK: _on_question,
     Screen.RATING: _on_question,
     Screen.REASON: _on_question,
+    Screen.CONFIRM: _on_confirm,
     Screen.THANK_YOU: _on_thank_you,
 }

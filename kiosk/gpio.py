@@ -1,4 +1,5 @@
-"""The kiosk's physical parts on GPIO: status light, buzzer, rating and language buttons, PIR.
+"""The kiosk's physical parts on GPIO: status light, buzzer, choice, Back and language buttons,
+PIR.
 
 Why a module of its own: gpiozero is an I/O library, so it lives here and nowhere else, and its
 callbacks run on gpiozero's threads, so they only *enqueue* facts for the main thread.
@@ -14,8 +15,12 @@ API for the runner (``kiosk.runner``)::
 
 Facts it puts on the queue (from gpiozero threads, nothing else):
 
-- ``kiosk.flow.RatingChosen(n)`` when physical rating button ``n`` (1–5) is pressed;
-- ``kiosk.flow.LanguageToggled()`` when the language button is pressed;
+- :class:`kiosk.facts.ButtonPressed` ``(n)`` when choice button ``n`` (1–5, the config's
+  ``rating_buttons``) is pressed. Not a flow event: the same button is a face on the rating
+  screen, a service or an answer elsewhere, OK on an information screen, so the runner resolves
+  it against the screen shown (``Display.choose``);
+- ``kiosk.flow.Back()`` when the Back button is pressed, ``kiosk.flow.LanguageToggled()`` when
+  the language button is: they mean the same on every screen;
 - :class:`kiosk.facts.MotionSeen` when the PIR sensor sees someone. It is *not* a flow event:
   the runner passes it to the display to wake a blanked screen and does not step the flow with
   it.
@@ -35,8 +40,8 @@ from gpiozero import LED, Button, Buzzer, CPUTemperature, MotionSensor
 from gpiozero.pins.mock import MockFactory
 
 from kiosk.errors import GpioError
-from kiosk.facts import MotionSeen
-from kiosk.flow import Beep, BeepKind, LanguageToggled, RatingChosen, SetStatusLight, StatusLight
+from kiosk.facts import ButtonPressed, MotionSeen
+from kiosk.flow import Back, Beep, BeepKind, LanguageToggled, SetStatusLight, StatusLight
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +106,8 @@ class Panel:
     """gpiozero devices for one kiosk; callbacks only call ``put``."""
 
     def __init__(self, factory, put, *, led_ready=None, led_busy=None, led_fault=None,
-                 buzzer=None, rating_buttons=(), language_button=None, pir=None,
-                 cpu_sensor=CPU_SENSOR):
+                 buzzer=None, rating_buttons=(), back_button=None, language_button=None,
+                 pir=None, cpu_sensor=CPU_SENSOR):
         self._put = put
         self._factory = factory
         self._cpu_sensor = cpu_sensor
@@ -116,15 +121,10 @@ class Panel:
             }
             self.buzzer = (self._add(Buzzer(buzzer, pin_factory=factory))
                            if buzzer is not None else None)
-            self.rating_buttons = []
-            for rating, pin in enumerate(rating_buttons, start=1):
-                button = self._add(Button(pin, pin_factory=factory))
-                button.when_pressed = self._enqueue(RatingChosen(rating))
-                self.rating_buttons.append(button)
-            self.language_button = None
-            if language_button is not None:
-                self.language_button = self._add(Button(language_button, pin_factory=factory))
-                self.language_button.when_pressed = self._enqueue(LanguageToggled())
+            self.rating_buttons = [self._button(pin, ButtonPressed(number))
+                                   for number, pin in enumerate(rating_buttons, start=1)]
+            self.back_button = self._button(back_button, Back())
+            self.language_button = self._button(language_button, LanguageToggled())
             self.pir = None
             if pir is not None:
                 self.pir = self._add(MotionSensor(pir, pin_factory=factory))
@@ -143,7 +143,8 @@ class Panel:
             led_ready=_pin(gpio.led_ready), led_busy=_pin(gpio.led_busy),
             led_fault=_pin(gpio.led_fault), buzzer=_pin(gpio.buzzer),
             rating_buttons=tuple(_pin(p) for p in (gpio.rating_buttons or ())),
-            language_button=_pin(gpio.language_button), pir=_pin(gpio.pir),
+            back_button=_pin(gpio.back_button), language_button=_pin(gpio.language_button),
+            pir=_pin(gpio.pir),
         )
         if not any(v not in (None, ()) for v in pins.values()):
             return cls(None, put)
@@ -152,6 +153,14 @@ class Panel:
     def _add(self, device):
         self._devices.append(device)
         return device
+
+    def _button(self, pin, fact):
+        """A push button on ``pin`` that enqueues ``fact`` when pressed; None when not wired."""
+        if pin is None:
+            return None
+        button = self._add(Button(pin, pin_factory=self._factory))
+        button.when_pressed = self._enqueue(fact)
+        return button
 
     def _enqueue(self, fact):
         # gpiozero passes the device to one-argument callbacks; a zero-argument one gets nothing.

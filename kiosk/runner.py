@@ -24,7 +24,7 @@ from kiosk.card.repeat import SeenCards
 from kiosk.card.thai_id import CardSummary
 from kiosk.clock import counts_as_synced, system_wall
 from kiosk.errors import DiskFull, KioskError, StoreError
-from kiosk.facts import CommandReceived, KeyPressed, MotionSeen, QuitRequested
+from kiosk.facts import ButtonPressed, CommandReceived, KeyPressed, MotionSeen, QuitRequested
 from kiosk.period import Book
 from kiosk.telemetry import topics
 
@@ -53,8 +53,10 @@ class Runner:
     to post on (a new one when None). ``when_key(key)`` receives keys the display does not use
     itself (the demo's insert/remove keys); ``when_shown(runner)`` is called after a new screen
     (or language) was drawn (the demo's screenshots). ``seen`` holds the repeat hashes of the
-    visits recorded within the repeat window, in memory only. ``housekeeper`` (a
-    :class:`kiosk.store.Housekeeper`) is asked to purge when the kiosk is idle. ``clock`` is
+    visits rated within the repeat window, with their services, in memory only: the flow's
+    ``CheckRepeat`` is answered from it (one rating per citizen per service per window).
+    ``housekeeper`` (a :class:`kiosk.store.Housekeeper`) is asked to purge when the kiosk is
+    idle. ``clock`` is
     monotonic; ``wall()`` returns ``(aware UTC now, synced)`` (:func:`kiosk.clock.system_wall`).
     In demo mode the wall clock counts as synced: a developer's machine may run no timesyncd,
     and a demo's visits must still reach its collector.
@@ -81,6 +83,7 @@ class Runner:
         self.settings = flow.FlowSettings.from_config(cfg, rate_only=rate_only)
         self.state = flow.State()
         self.seen = SeenCards(cfg.flow.repeat_window_min * 60, clock=clock)
+        self._candidates = {}  # the card being visited: its hash -> every hash it may have had
         self.recorded = 0
         self.book = Book(cfg.telemetry.period_s, store.closed_through())
         self._dates = {}  # event_id -> Period: dated by the book, not yet in the store
@@ -160,7 +163,7 @@ class Runner:
         except Exception:  # noqa: BLE001 - see the docstring
             log.exception("unexpected fault while handling %s; back to idle", type(fact).__name__)
             if self.state.screen is not flow.Screen.OUT_OF_SERVICE:
-                self.state = flow.State(card_present=self.state.card_present)
+                self.state = flow.after_fault(self.state.card_present)
 
     def _handle(self, fact):
         # By class, never by name: kiosk.facts holds the adapters' facts, so no adapter (and
@@ -172,6 +175,8 @@ class Runner:
                 self._card_read(fact)
             case CommandReceived() if self.telemetry:
                 self._command(fact)
+            case ButtonPressed(number=number):
+                self._button(number)
             case MotionSeen() if self.display:
                 self.display.wake()
             case KeyPressed() if self.when_key:
@@ -183,14 +188,24 @@ class Runner:
                 log.warning("ignored a fact of type %s", type(fact).__name__)
 
     def _card_read(self, summary):
-        """Turn the card module's summary into the flow's event: is it a repeat?"""
+        """Turn the card module's summary into the flow's event; whether it is a repeat is
+        asked once the service is known (:meth:`_check_repeat`)."""
         # Current and previous key: a card seen just before a key rotation still counts.
-        is_repeat = self.seen.is_repeat(summary.repeat_candidates)
+        self._candidates = {summary.repeat_hash: summary.repeat_candidates}
         if self.telemetry:
             self.telemetry.health.note_card_read()
-        self._step(flow.CardRead(is_repeat=is_repeat, repeat_hash=summary.repeat_hash,
-                                 expired=summary.expired, age_band=summary.age_band,
-                                 gender=summary.gender))
+        self._step(flow.CardRead(repeat_hash=summary.repeat_hash, expired=summary.expired,
+                                 age_band=summary.age_band, gender=summary.gender))
+
+    def _button(self, number):
+        """A physical choice button means the ``number``-th choice of the screen shown, which
+        only the display knows (it turns its own pages); a kiosk without a screen rates only."""
+        if self.display:
+            event = self.display.choose(number, self.state.screen)
+        else:
+            event = flow.RatingChosen(number) if self.state.screen is flow.Screen.RATING else None
+        if event is not None:
+            self._step(event)
 
     def _command(self, received):
         """Ops' command, judged against the config in force; a new config is put in force here."""
@@ -209,13 +224,26 @@ class Runner:
     def _step(self, event):
         before = self.state.screen
         self.state, effects = flow.step(self.state, event, self.clock(), self.settings)
+        answers = []  # stepped once this step's effects are done, before any other fact
         for effect in effects:
-            if not self._execute(effect):
+            if isinstance(effect, flow.CheckRepeat):
+                answers.append(self._check_repeat(effect))
+            elif not self._execute(effect):
                 break
         if self.state.screen is not before:
             # DEBUG only: the journal's time stamp on each screen would time every visit, and
             # the reason screen is asked for low ratings only (docs/privacy.md).
             log.debug("screen %s -> %s", before.value, self.state.screen.value)
+        for answer in answers:
+            self._step(answer)
+        if self.state.visit is None:
+            self._candidates = {}  # the visit is over: its card's hashes are needed no more
+
+    def _check_repeat(self, check):
+        """Did this card rate this service within the window? Asked with every hash the card
+        may have been noted under (a key rotation in between)."""
+        candidates = self._candidates.get(check.repeat_hash, (check.repeat_hash,))
+        return flow.RepeatChecked(self.seen.is_repeat(candidates, check.service_id))
 
     # --- effects ---------------------------------------------------------------------------
 
@@ -230,8 +258,9 @@ class Runner:
                 self.card.request_read()
             case flow.Beep() | flow.SetStatusLight():
                 handled = self.panel is not None and self.panel.apply(effect)
-                if not handled and isinstance(effect, flow.Beep) and self.display:
-                    self.display.beep(effect.kind)
+                if isinstance(effect, flow.Beep) and self.display and (
+                        not handled or effect.kind is flow.BeepKind.REMINDER):
+                    self.display.beep(effect.kind)  # the card reminder is said as well
             case flow.ShowScreen(screen=screen) if self.watchdog:
                 self.watchdog.status(screen.value)
         return True
@@ -257,8 +286,9 @@ class Runner:
         self.recorded += 1
         if period is None:
             self.book.hold(row.event_id, self.clock())  # dated once the clock syncs
-        if record.repeat_hash:
-            self.seen.note(record.repeat_hash)  # only once kept: a lost visit was not rated
+        if record.repeat_hash and record.rating is not None:
+            # Only once kept, and rated: a lost visit, or one left before the rating, was not.
+            self.seen.note(record.repeat_hash, record.service_id)
         return True
 
     # --- periods ---------------------------------------------------------------------------

@@ -4,13 +4,15 @@ A script is plain text, one step a line, ``#`` starts a comment. ``{n}`` is repl
 repetition number (0, 1, …), so one script can drive many different emulated cards::
 
     insert citizen-{n}      # the emulator inserts that card profile
-    wait choose_service     # until the flow shows that screen (default 30 s, or: wait rating 5)
+    wait return_card        # until the flow shows that screen (default 30 s, or: wait rating 5)
+    remove                  # the citizen takes the card back, as asked
+    wait choose_service
     service id-card         # taps, as the touch screen would report them
-    copy none               # none | id_card | house_registration | both
+    copy none               # none | id_card | house_registration | both | not_sure
     rating 5
     reason skip             # or one of the reasons
-    lang | ok | nocard      # language button, OK on an information screen, rate without card
-    remove                  # the citizen takes the card
+    back | change           # Back on a question, "change my answer" on the confirm screen
+    lang | ok | nocard      # language button, OK (or "send") on a screen, rate without card
     sleep 0.5
 
 Parsing is pure; :class:`ScriptDriver` is the thread that plays a script against a runner. It
@@ -34,6 +36,8 @@ TAPS = {
     "reason": lambda arg: flow.ReasonChosen(None if arg == "skip" else arg),
     "lang": lambda arg: flow.LanguageToggled(),
     "ok": lambda arg: flow.Dismissed(),
+    "back": lambda arg: flow.Back(),
+    "change": lambda arg: flow.ChangeAnswer(),
     "nocard": lambda arg: flow.StartedWithoutCard(),
 }
 CARD_STEPS = ("insert", "remove")
@@ -72,7 +76,7 @@ def parse(text, source="<script>"):
 
 
 def _step(number, verb, args):
-    if verb in ("lang", "ok", "nocard", "remove"):
+    if verb in ("lang", "ok", "back", "change", "nocard", "remove"):
         if args:
             raise ValueError(f"'{verb}' takes no argument")
         return Step(number, verb)

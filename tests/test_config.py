@@ -89,6 +89,11 @@ def test_config_services_duplicate_id_is_rejected(make_config):
     assert problem.startswith("services[2].id: 'id-card' is already used by services[1]")
 
 
+def test_config_services_may_not_take_the_other_service_choice_id(make_config):
+    problem = only_problem(make_config, services=[SERVICE, dict(SERVICE, id="other")])
+    assert problem.startswith("services[2].id: 'other' is kept for the \"other service\" choice")
+
+
 def test_config_services_no_copy_must_be_known(make_config):
     problem = only_problem(make_config, services=[dict(SERVICE, no_copy="done")])
     assert problem.startswith("services[1].no_copy: 'done' is not allowed")
@@ -131,6 +136,15 @@ def test_config_names_fit_the_telemetry_contract(make_config):
 def test_config_flow_value_out_of_range_names_value_and_range(make_config):
     problem = only_problem(make_config, flow={"thank_you_s": 0})
     assert problem == "flow.thank_you_s: 0.0 is out of range; use a value from 2 to 60"
+
+
+def test_config_flow_card_return_and_confirm_windows_are_checked(make_config):
+    assert only_problem(make_config, flow={"return_card_s": 1}) == (
+        "flow.return_card_s: 1.0 is out of range; use a value from 3 to 60")
+    assert only_problem(make_config, flow={"confirm_s": 60}) == (
+        "flow.confirm_s: 60.0 is out of range; use a value from 3 to 30")
+    assert only_problem(make_config, flow={"confirm_s": "soon"}) == (
+        'flow.confirm_s: expected a number, got a string ("soon")')
 
 
 def test_config_flow_integer_is_accepted_for_a_number(make_config):
@@ -270,6 +284,25 @@ def test_config_office_hours_must_end_after_start(make_config):
     assert problem.startswith("display.office_hours_end: '07:00' is not after")
 
 
+def test_config_card_slot_names_the_choices(make_config):
+    problem = only_problem(make_config, display={"card_slot": "top"})
+    assert problem == ("display.card_slot: 'top' is not allowed; "
+                       "use one of: below, front, left, right")
+
+
+def test_config_chip_facing_names_the_choices(make_config):
+    problem = only_problem(make_config, display={"chip_facing": "sideways"})
+    assert problem == ("display.chip_facing: 'sideways' is not allowed; "
+                       "use one of: up, down, towards, away")
+
+
+def test_config_chip_facing_must_fit_the_card_slot(make_config):
+    problem = only_problem(make_config, display={"card_slot": "left"})  # chip_facing "up"
+    assert problem == "display.chip_facing: 'up' does not fit card_slot 'left'; use towards or away"
+    cfg = make_config(display={"card_slot": "right", "chip_facing": "away"})
+    assert (cfg.display.card_slot, cfg.display.chip_facing) == ("right", "away")
+
+
 def test_config_office_days_must_be_known_days(make_config):
     problem = only_problem(make_config, display={"office_days": ["mon", "monday"]})
     assert problem.startswith("display.office_days: 'monday' is not a day")
@@ -296,6 +329,15 @@ def test_config_gpio_pin_used_twice_names_both_keys(make_config):
 def test_config_gpio_rating_button_clash_names_the_button(make_config):
     problem = only_problem(make_config, gpio={"rating_buttons": [5, 6, 13, 19, 4]})  # 4 = pir
     assert problem.startswith("gpio.rating_buttons[5]: pin 4 is also used by gpio.pir")
+
+
+def test_config_gpio_back_button_clash_names_both_keys(make_config):
+    problem = only_problem(make_config, gpio={"back_button": 26})  # the example's fifth button
+    assert problem.startswith("gpio.rating_buttons[5]: pin 26 is also used by gpio.back_button")
+
+
+def test_config_gpio_back_button_is_optional(make_config):
+    assert make_config(gpio={"back_button": None}).gpio.back_button is None
 
 
 def test_config_gpio_rating_buttons_need_exactly_five(make_config):
@@ -428,7 +470,7 @@ def test_config_load_skips_a_remote_layer_that_no_longer_validates(
     remote = write(tmp_path / "desired.toml", "version = 3\n[flow]\nthank_you_s = 0\n")
     with caplog.at_level(logging.WARNING, logger="kiosk.config"):
         cfg = config.load(example_config_path, remote_path=remote)
-    assert (cfg.flow.thank_you_s, cfg.remote_version) == (8.0, None)
+    assert (cfg.flow.thank_you_s, cfg.remote_version) == (30.0, None)
     assert "flow.thank_you_s: 0.0 is out of range" in caplog.text
 
 
@@ -519,7 +561,7 @@ def test_config_apply_remote_replaces_services(make_config):
 def test_config_apply_remote_replaces_the_previous_remote_state(make_config):
     first = config.apply_remote(make_config(), {"version": 1, "flow": {"thank_you_s": 12}})
     second = config.apply_remote(first, {"version": 2, "flow": {"reminder_s": 3}})
-    assert (second.flow.thank_you_s, second.flow.reminder_s) == (8.0, 3.0)
+    assert (second.flow.thank_you_s, second.flow.reminder_s) == (30.0, 3.0)
 
 
 # --- showing the config ---
@@ -568,7 +610,7 @@ def test_config_show_cli_prints_the_effective_config_masked(tmp_path, example_co
     assert run_verbs("kiosk", VERBS, ["config", "show", str(path)]) == 0
     shown = tomllib.loads(capsys.readouterr().out)
     assert shown["mqtt"]["password_file"] == config.MASK
-    assert shown["flow"]["thank_you_s"] == 8.0
+    assert shown["flow"]["thank_you_s"] == 30.0
 
 
 # --- the files that follow the schema ---

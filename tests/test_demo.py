@@ -80,8 +80,8 @@ def test_demo_headless_screenshots_every_screen_of_a_visit_in_both_languages(dem
     done, out = demo_run
     assert done.returncode == 0, done.stderr[-3000:]
     shots = shots_by_screen(out)
-    for screen in ("idle", "reading", "choose_service", "copy_check", "rating", "reason",
-                   "thank_you"):
+    for screen in ("idle", "reading", "return_card", "choose_service", "copy_check", "rating",
+                   "reason", "confirm", "thank_you"):
         assert "th" in shots.get(screen, ()), f"no Thai screenshot of {screen}"
     # The second citizen reads English from the first question on.
     for screen in ("copy_check", "rating", "thank_you"):

@@ -1,23 +1,33 @@
-"""GPIO panel on gpiozero's MockFactory: buttons enqueue facts, the light follows the flow."""
+"""GPIO panel on gpiozero's MockFactory: buttons enqueue facts, the light follows the flow, and
+a whole visit can be made with the buttons alone."""
 
+import datetime as dt
 import queue
 import types
 
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from kiosk import flow
+from kiosk.card.repeat import RepeatKeys
+from kiosk.display.screens import PageTurned
+from kiosk.display.settings import DisplaySettings
 from kiosk.errors import GpioError
-from kiosk.facts import MotionSeen
-from kiosk.flow import Beep, LanguageToggled, RatingChosen, SetStatusLight, ShowScreen
+from kiosk.facts import ButtonPressed, MotionSeen
+from kiosk.flow import Back, Beep, LanguageToggled, SetStatusLight, ShowScreen
 from kiosk.gpio import Panel, is_raspberry_pi, make_pin_factory
+from kiosk.runner import Runner
+from kiosk.store import Store
 
 RATING_PINS = (5, 6, 13, 19, 26)
+BACK_PIN = 12
 
 
 def gpio_section(**overrides):
     """A stand-in for cfg.gpio with the attribute names kiosk.config documents."""
     values = dict(pin_factory="mock", led_ready=17, led_busy=27, led_fault=22, buzzer=18,
-                  rating_buttons=list(RATING_PINS), language_button=20, pir=21)
+                  rating_buttons=list(RATING_PINS), back_button=BACK_PIN, language_button=20,
+                  pir=21)
     values.update(overrides)
     return types.SimpleNamespace(**values)
 
@@ -38,11 +48,14 @@ def pin(panel, number):
     return panel._factory.pin(number)
 
 
-def test_gpio_each_rating_button_enqueues_its_rating(panel, events):
-    for rating, number in enumerate(RATING_PINS, start=1):
-        pin(panel, number).drive_low()  # buttons pull up: pressed reads low
-        assert events.get(timeout=5) == RatingChosen(rating)
-        pin(panel, number).drive_high()
+def test_gpio_each_choice_button_enqueues_its_number_and_back_enqueues_back(panel, events):
+    """A choice button says which it was, not what it means: that depends on the screen."""
+    for number, pin_number in enumerate(RATING_PINS, start=1):
+        pin(panel, pin_number).drive_low()  # buttons pull up: pressed reads low
+        assert events.get(timeout=5) == ButtonPressed(number)
+        pin(panel, pin_number).drive_high()
+    pin(panel, BACK_PIN).drive_low()
+    assert events.get(timeout=5) == Back()
     assert events.empty()
 
 
@@ -95,7 +108,8 @@ def test_gpio_unknown_light_or_beep_is_refused(panel):
 
 def test_gpio_no_pins_needs_no_factory(events):
     section = gpio_section(pin_factory="", led_ready=None, led_busy=None, led_fault=None,
-                           buzzer=None, rating_buttons=[], language_button=None, pir=None)
+                           buzzer=None, rating_buttons=[], back_button=None,
+                           language_button=None, pir=None)
     panel = Panel.from_config(section, events.put, environ={})
     panel.set_status_light("busy")
     panel.beep("tap")
@@ -149,3 +163,146 @@ def test_gpio_cpu_temperature_reads_the_sensor(tmp_path, events):
 def test_gpio_cpu_temperature_none_without_sensor(tmp_path, events):
     panel = Panel(None, events.put, cpu_sensor=str(tmp_path / "missing"))
     assert panel.cpu_temperature() is None
+
+
+# --- a visit with the buttons alone ---------------------------------------------------------
+
+
+def press(runner, pin_number):
+    """Press and release a button (MockPin calls back at once), then one turn of the loop:
+    the runner resolves the press against the screen drawn last, and draws the next."""
+    button = runner.panel._factory.pin(pin_number)
+    button.drive_low()
+    button.drive_high()
+    runner.turn(timeout=0)
+
+
+@pytest.fixture
+def button_kiosk(make_config, make_display, tmp_path):
+    """Seven services (more than five: the service screen pages), Back and rating buttons on
+    mock pins, a headless screen, and rating without a card allowed so no card is needed."""
+    services = [{"id": f"service-{i}", "name_th": f"บริการที่ {i}", "name_en": f"Service {i}",
+                 "no_copy": "not_yet"} for i in range(1, 8)]
+    cfg = make_config(tmp_path, services=services, flow={"allow_rating_without_card": True},
+                      gpio={"pin_factory": "mock", "back_button": BACK_PIN, "pir": None},
+                      audio={"enabled": False})
+    settings = DisplaySettings.from_config(cfg)
+    display, _ = make_display(services=settings.services,
+                              choice_buttons=settings.choice_buttons)
+    store = Store.open(tmp_path, min_free_mb=10)
+    runner = Runner(cfg, store, keys=RepeatKeys(1800), display=display, clock=lambda: 1000.0)
+    runner.panel = Panel.from_config(cfg.gpio, put=runner.events.put)
+    runner.turn(timeout=0)
+    yield runner
+    runner.panel.close()
+    store.close()
+
+
+def test_gpio_a_whole_visit_by_buttons_alone_pages_and_goes_back(button_kiosk):
+    """Button n is the n-th choice of whatever screen is shown, the main action first: start
+    without a card, page to the fifth service, go Back once from the copy question, answer,
+    rate low, give a reason, and send and leave whatever the flow shows after."""
+    runner = button_kiosk
+    pins = runner.cfg.gpio.rating_buttons
+    chose_service = went_back = False
+    for _ in range(20):
+        screen, choices = runner.state.screen, runner.display.scene.choices
+        assert len(choices) <= len(pins), f"{screen}: more choices than buttons"
+        if screen is flow.Screen.IDLE and chose_service:
+            break
+        if screen is flow.Screen.CHOOSE_SERVICE:
+            assert isinstance(choices[4], PageTurned), "the fifth slot of page one is more"
+            press(runner, pins[4])
+            assert runner.display.scene.choices[0] == flow.ServiceChosen("service-5")
+            press(runner, pins[0])
+            chose_service = True
+        elif screen is flow.Screen.COPY_CHECK and not went_back:
+            before = runner.state
+            press(runner, BACK_PIN)
+            expected, _ = flow.step(before, flow.Back(), 1000.0, runner.settings)
+            assert runner.state.screen is expected.screen
+            went_back = True
+        else:
+            button = {flow.Screen.COPY_CHECK: 2, flow.Screen.RATING: 2}.get(screen, 1)
+            press(runner, pins[button - 1])
+    else:
+        pytest.fail(f"the visit did not end: stuck on {runner.state.screen}")
+    (visit,) = runner.store.VisitRow.select()
+    assert (visit.service_id, visit.copy_answer, visit.rating, visit.reason, visit.outcome) == (
+        "service-5", "id_card", 2, "waiting_time", "completed")
+    assert went_back
+
+
+def test_gpio_a_press_meant_for_a_screen_already_left_chooses_nothing(button_kiosk):
+    """Two quick presses of button 1 on idle: the second is not taken as the first service."""
+    runner = button_kiosk
+    for _ in range(2):
+        runner.panel._factory.pin(runner.cfg.gpio.rating_buttons[0]).drive_low()
+        runner.panel._factory.pin(runner.cfg.gpio.rating_buttons[0]).drive_high()
+    runner.turn(timeout=0)
+    assert runner.state.screen is flow.Screen.CHOOSE_SERVICE
+    assert runner.state.visit.service_id is None
+
+
+def test_gpio_a_press_on_a_dark_screen_only_wakes_it(make_display):
+    """As a tap does: the citizen cannot have chosen what was not lit (idle's first choice is
+    rating without a card)."""
+    display, clock = make_display(blank_after_min=1,
+                                  wall=dt.datetime(2025, 3, 4, 14, 0, tzinfo=dt.UTC))
+    idle = flow.State()
+    display.show(idle)
+    clock.advance(61)
+    display.show(idle)
+    assert display.is_blank
+    assert display.choose(1, flow.Screen.IDLE) is None
+    display.show(idle)
+    assert not display.is_blank
+    assert display.choose(1, flow.Screen.IDLE) == flow.StartedWithoutCard()
+    assert display.choose(2, flow.Screen.IDLE) is None, "no second choice on idle"
+
+
+class ListeningDisplay:
+    """A stand-in screen that records the beeps it is asked to sound (or say)."""
+
+    def __init__(self):
+        self.beeps = []
+
+    def show(self, state):
+        pass
+
+    def poll_events(self):
+        return []
+
+    def beep(self, kind):
+        self.beeps.append(kind)
+
+
+class BuzzingPanel:
+    """A stand-in panel with a buzzer: it takes every beep and light."""
+
+    def __init__(self):
+        self.applied = []
+
+    def apply(self, effect):
+        self.applied.append(effect)
+        return True
+
+
+def test_gpio_with_a_buzzer_the_card_reminder_is_still_said(make_config, tmp_path):
+    """The buzzer beeps; the display is still asked, because the reminder is also spoken."""
+    store = Store.open(tmp_path, min_free_mb=10)
+    runner = Runner(make_config(tmp_path), store, keys=RepeatKeys(1800),
+                    display=ListeningDisplay(), panel=BuzzingPanel(), clock=lambda: 1000.0)
+    try:
+        runner.state = flow.State(screen=flow.Screen.TAKE_CARD, card_present=True,
+                                  deadline=2000.0, next_reminder=1000.0)
+        runner.turn(timeout=0)
+        assert runner.panel.applied == [Beep(flow.BeepKind.REMINDER)]
+        assert runner.display.beeps == [flow.BeepKind.REMINDER]
+        for event in (flow.CardRemoved(), flow.CardInserted()):  # no reader: a card problem
+            runner.handle(event)
+        runner.turn(timeout=0)
+        assert Beep(flow.BeepKind.ERROR) in runner.panel.applied
+        assert runner.display.beeps == [flow.BeepKind.REMINDER], "other beeps are the buzzer's"
+    finally:
+        store.close()

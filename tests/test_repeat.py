@@ -1,6 +1,7 @@
 """RepeatKeys: same card recognised within the window, across one rotation, forgotten after two.
 
-SeenCards: the hashes of recorded visits, remembered for one window of the monotonic clock.
+SeenCards: the hashes of rated visits and their services, remembered for one window of the
+monotonic clock.
 """
 
 import pickle
@@ -160,36 +161,47 @@ def test_repeat_threads_hash_while_main_rotates():
 def test_repeat_seen_cards_within_the_window_only():
     clock = FakeClock()
     seen = SeenCards(600, clock=clock)
-    seen.note(b"\x03" * 32)
+    seen.note(b"\x03" * 32, "id-card")
     clock.advance(599)
-    assert seen.is_repeat((b"\x09" * 32, b"\x03" * 32))
-    assert not seen.is_repeat((b"\x09" * 32,))
-    assert not seen.is_repeat(())
+    assert seen.is_repeat((b"\x09" * 32, b"\x03" * 32), "id-card")
+    assert not seen.is_repeat((b"\x09" * 32,), "id-card")
+    assert not seen.is_repeat((), "id-card")
     clock.advance(2)
-    assert not seen.is_repeat((b"\x03" * 32,))
+    assert not seen.is_repeat((b"\x03" * 32,), "id-card")
     assert len(seen) == 0, "an expired hash is dropped, not just ignored"
+
+
+def test_repeat_seen_cards_one_rating_per_service():
+    """A citizen who used a second service may rate it within the window."""
+    seen = SeenCards(600, clock=FakeClock())
+    seen.note(b"\x03" * 32, "id-card")
+    assert seen.is_repeat((b"\x03" * 32,), "id-card")
+    assert not seen.is_repeat((b"\x03" * 32,), "house-registration")
+    assert not seen.is_repeat((b"\x03" * 32,), None)
+    seen.note(b"\x03" * 32, "house-registration")
+    assert seen.is_repeat((b"\x03" * 32,), "house-registration") and len(seen) == 2
 
 
 def test_repeat_seen_cards_noted_again_restarts_its_window():
     clock = FakeClock()
     seen = SeenCards(600, clock=clock)
-    seen.note(b"\x04" * 32)
+    seen.note(b"\x04" * 32, "a")
     clock.advance(300)
-    seen.note(b"\x05" * 32)
-    seen.note(b"\x04" * 32)
+    seen.note(b"\x05" * 32, "a")
+    seen.note(b"\x04" * 32, "a")
     clock.advance(400)
-    assert seen.is_repeat((b"\x04" * 32,)) and seen.is_repeat((b"\x05" * 32,))
+    assert seen.is_repeat((b"\x04" * 32,), "a") and seen.is_repeat((b"\x05" * 32,), "a")
     clock.advance(201)
     assert len(seen) == 0
 
 
 def test_repeat_seen_cards_and_keys_recognise_a_card_across_a_rotation():
-    """What the runner does: note the hash of a recorded visit, ask with the candidates."""
+    """What the runner does: note the hash of a rated visit, ask with the candidates."""
     clock = FakeClock()
     keys, seen = RepeatKeys(WINDOW, clock=clock), SeenCards(WINDOW, clock=clock)
     clock.advance(WINDOW - 10)
-    seen.note(keys.hash(CID))
+    seen.note(keys.hash(CID), "id-card")
     clock.advance(20)
-    assert seen.is_repeat(keys.candidates(CID))
-    assert not seen.is_repeat(keys.candidates(OTHER_CID))
+    assert seen.is_repeat(keys.candidates(CID), "id-card")
+    assert not seen.is_repeat(keys.candidates(OTHER_CID), "id-card")
     assert repr(seen) == "<SeenCards 1 within 1800 s>"

@@ -69,6 +69,9 @@ def service_id(runner):
 def test_runner_visit_without_card_is_committed_with_its_outbox_row(runner):
     play(runner, flow.StartedWithoutCard(), flow.ServiceChosen(service_id(runner)),
          flow.CopyAnswered("id_card"), flow.RatingChosen(4))
+    assert runner.state.screen is flow.Screen.CONFIRM
+    assert runner.store.VisitRow.select().count() == 0  # the answer may still change
+    play(runner, flow.Dismissed())
     assert runner.state.screen is flow.Screen.THANK_YOU
     (visit,) = runner.store.VisitRow.select()
     assert (visit.rating, visit.copy_answer, visit.verified, visit.outcome) == (
@@ -99,24 +102,68 @@ def test_runner_card_without_a_reader_is_a_card_problem(runner):
     assert (runner.state.screen, runner.state.problem) == (flow.Screen.CARD_PROBLEM, "no_reader")
 
 
-def test_runner_repeat_card_is_decided_by_the_store(runner):
-    def summary(cid):
-        return CardSummary(repeat_hash=runner.keys.hash(cid),
-                           repeat_candidates=runner.keys.candidates(cid), expired=False,
-                           age_band=None, gender=None, atr="3B68", read_ms=1.0)
+def summary_of(runner, cid):
+    """What the card module hands the runner for the card ``cid``."""
+    return CardSummary(repeat_hash=runner.keys.hash(cid), repeat_candidates=runner.keys.candidates(
+        cid), expired=False, age_band=None, gender=None, atr="3B68", read_ms=1.0)
 
-    play(runner, flow.CardInserted(), summary("1101700230708"),
-         flow.ServiceChosen(service_id(runner)), flow.CopyAnswered("none"), flow.RatingChosen(5),
-         flow.CardRemoved())
-    runner.clock_source.now += 60
-    runner.turn(timeout=0)
+
+def card_visit(runner, cid, service, rating=5):
+    """A citizen's visit with a card, taken when asked, up to the screen its service leads to."""
+    play(runner, flow.CardInserted(), summary_of(runner, cid))
+    assert runner.state.screen is flow.Screen.RETURN_CARD
+    play(runner, flow.CardRemoved(), flow.ServiceChosen(service))
+    if runner.state.screen is flow.Screen.COPY_CHECK:
+        play(runner, flow.CopyAnswered("none"), flow.RatingChosen(rating), flow.Dismissed(),
+             flow.Dismissed())
+
+
+def test_runner_repeat_is_one_rating_per_card_and_service(runner):
+    first, second = (service.id for service in runner.cfg.services[:2])
+    card_visit(runner, "1101700230708", first)
     assert runner.state.screen is flow.Screen.IDLE
-    play(runner, flow.CardInserted(), summary("1101700230708"))
+    (visit,) = runner.store.VisitRow.select()
+    assert (visit.verified, visit.card_in_at_commit, visit.undone) == (True, False, False)
+    card_visit(runner, "1101700230708", first)
     assert runner.state.screen is flow.Screen.ALREADY_RATED
-    play(runner, flow.Dismissed(), flow.CardRemoved(), flow.CardInserted(),
-         summary("3101700230703"))
-    assert runner.state.screen is flow.Screen.CHOOSE_SERVICE, "another citizen is no repeat"
-    assert runner.store.VisitRow.select().count() == 1
+    play(runner, flow.Dismissed())
+    assert runner.state.screen is flow.Screen.IDLE
+    card_visit(runner, "1101700230708", second)  # a second service within the window
+    card_visit(runner, "3101700230703", first)  # another citizen is no repeat
+    assert runner.state.screen is flow.Screen.IDLE
+    assert sorted(v.service_id for v in runner.store.VisitRow.select()) == sorted(
+        [first, second, first])
+
+
+def test_runner_visit_left_before_the_rating_does_not_count_as_rated(runner):
+    play(runner, flow.CardInserted(), summary_of(runner, "1101700230708"), flow.CardRemoved(),
+         flow.ServiceChosen(service_id(runner)), flow.Back(), flow.Back())
+    assert runner.state.screen is flow.Screen.IDLE
+    (visit,) = runner.store.VisitRow.select()
+    assert (visit.outcome, visit.step) == ("abandoned", "choose_service")
+    card_visit(runner, "1101700230708", service_id(runner))
+    assert runner.store.VisitRow.select().where(
+        runner.store.VisitRow.outcome == "completed").count() == 1
+
+
+def test_runner_card_left_in_is_recorded_and_the_kiosk_waits_for_it(runner):
+    play(runner, flow.CardInserted(), summary_of(runner, "1101700230708"))
+    runner.clock_source.now += runner.cfg.flow.return_card_s + 0.1
+    runner.turn(timeout=0)
+    assert runner.state.screen is flow.Screen.CHOOSE_SERVICE and runner.state.card_present
+    play(runner, flow.ServiceChosen(service_id(runner)), flow.CopyAnswered("none"),
+         flow.RatingChosen(4), flow.ChangeAnswer(), flow.RatingChosen(5))
+    runner.clock_source.now += runner.cfg.flow.confirm_s + 0.1
+    runner.turn(timeout=0)
+    (visit,) = runner.store.VisitRow.select()
+    assert (visit.outcome, visit.rating, visit.card_in_at_commit, visit.undone) == (
+        "completed", 5, True, True)
+    for _ in range(3):
+        runner.clock_source.now += 600
+        runner.turn(timeout=0)
+        assert runner.state.screen is flow.Screen.TAKE_CARD
+    play(runner, flow.CardRemoved())
+    assert runner.state.screen is flow.Screen.IDLE
 
 
 def test_runner_unknown_fact_is_logged_and_ignored(runner, caplog):
@@ -135,7 +182,7 @@ def test_runner_below_the_disk_floor_goes_out_of_service_and_keeps_what_it_has(m
     runner = Runner(cfg, store, keys=RepeatKeys(1800), clock=clock)
     try:
         play(runner, flow.StartedWithoutCard(), flow.ServiceChosen(cfg.services[0].id),
-             flow.CopyAnswered("none"), flow.RatingChosen(5))
+             flow.CopyAnswered("none"), flow.RatingChosen(5), flow.Dismissed())
         assert store.VisitRow.select().count() == 1
         # Fill the partition until less than the floor is left.
         fill(disk / "filler", leave_bytes=8 * 2**20)
@@ -151,6 +198,9 @@ def test_runner_below_the_disk_floor_goes_out_of_service_and_keeps_what_it_has(m
         (disk / "filler").unlink()
         clock.now += 60
         runner.turn(timeout=0)
+        # Back in service with the card inserted meanwhile: asked for, never "insert a card".
+        assert runner.state.screen is flow.Screen.TAKE_CARD
+        play(runner, flow.CardRemoved())
         assert runner.state.screen is flow.Screen.IDLE
     finally:
         store.close()
@@ -252,7 +302,7 @@ def test_runner_failed_write_is_not_thanked_and_the_kiosk_recovers_by_itself(run
     blocker.execute("BEGIN EXCLUSIVE")
     try:
         play(runner, flow.StartedWithoutCard(), flow.ServiceChosen(service_id(runner)),
-             flow.CopyAnswered("none"), flow.RatingChosen(5))
+             flow.CopyAnswered("none"), flow.RatingChosen(5), flow.Dismissed())
         assert runner.state.screen is flow.Screen.OUT_OF_SERVICE
         assert runner.state.out_of_service.startswith("store_error: ")
     finally:
@@ -296,8 +346,9 @@ def test_runner_physical_rating_button_records_that_rating(panel_runner):
     assert runner.state.screen is flow.Screen.RATING
     button = runner.panel._factory.pin(pins[3])
     button.drive_low()  # pressed: the buttons pull up
-    wait_for(lambda: runner.state.screen is flow.Screen.THANK_YOU, runner)
+    wait_for(lambda: runner.state.screen is flow.Screen.CONFIRM, runner)
     button.drive_high()
+    play(runner, flow.Dismissed())
     (visit,) = runner.store.VisitRow.select()
     assert visit.rating == 4
 
@@ -395,7 +446,7 @@ def test_runner_visit_the_contract_refuses_suspends_until_a_new_config(runner, m
 
     monkeypatch.setattr(visit, "payload", refuse)
     play(runner, flow.StartedWithoutCard(), flow.ServiceChosen(service_id(runner)),
-         flow.CopyAnswered("none"), flow.RatingChosen(5))
+         flow.CopyAnswered("none"), flow.RatingChosen(5), flow.Dismissed())
     assert runner.state.out_of_service.startswith("record_error: visit_payload: service_id")
     assert runner.store.VisitRow.select().count() == 0  # not kept, and not thanked
     runner.clock_source.now += 60
@@ -474,16 +525,18 @@ def test_runner_repeat_card_still_caught_after_the_wall_clock_steps(make_config,
                           repeat_candidates=keys.candidates("1101700230708"), expired=False,
                           age_band=None, gender=None, atr="3B68", read_ms=1.0)
     try:
-        play(runner, flow.CardInserted(), summary, flow.ServiceChosen(cfg.services[0].id),
-             flow.CopyAnswered("none"), flow.RatingChosen(5), flow.CardRemoved())
+        play(runner, flow.CardInserted(), summary, flow.CardRemoved(),
+             flow.ServiceChosen(cfg.services[0].id), flow.CopyAnswered("none"),
+             flow.RatingChosen(5), flow.Dismissed())
         for step in (timedelta(hours=3), timedelta(hours=-6)):
             wall.now += step
             clock.now += 60  # housekeeping (purge) is due on every turn
             runner.turn(timeout=0)
             assert runner.state.screen is flow.Screen.IDLE
-            play(runner, flow.CardInserted(), summary)
+            play(runner, flow.CardInserted(), summary, flow.CardRemoved(),
+                 flow.ServiceChosen(cfg.services[0].id))
             assert runner.state.screen is flow.Screen.ALREADY_RATED, step
-            play(runner, flow.Dismissed(), flow.CardRemoved())
+            play(runner, flow.Dismissed())
         assert store.VisitRow.select().count() == 1
     finally:
         store.close()
@@ -639,7 +692,7 @@ def test_runner_remote_config_that_fails_to_apply_is_answered_and_the_visit_goes
 def rate(runner, rating=5):
     """One visit without a card, recorded, and the kiosk back at idle."""
     play(runner, flow.StartedWithoutCard(), flow.ServiceChosen(service_id(runner)),
-         flow.CopyAnswered("none"), flow.RatingChosen(rating))
+         flow.CopyAnswered("none"), flow.RatingChosen(rating), flow.Dismissed())
     assert runner.state.screen is flow.Screen.THANK_YOU
     play(runner, flow.Dismissed())
     assert runner.state.screen is flow.Screen.IDLE
@@ -855,11 +908,11 @@ def test_runner_tells_health_of_card_reads_without_a_time_and_never_a_card_prese
     summary = CardSummary(repeat_hash=runner.keys.hash("1101700230708"),
                           repeat_candidates=runner.keys.candidates("1101700230708"),
                           expired=False, age_band=None, gender=None, atr="3B68", read_ms=1.0)
-    play(runner, flow.CardInserted(), summary)
+    play(runner, flow.CardInserted(), summary, flow.CardRemoved())
     assert runner.state.screen is flow.Screen.CHOOSE_SERVICE
     assert runner.telemetry.health.card_reads == 1
     play(runner, flow.ServiceChosen(service_id(runner)), flow.CopyAnswered("none"),
-         flow.RatingChosen(5))
+         flow.RatingChosen(5), flow.Dismissed())
     assert runner.telemetry.outbox.notified == 1, "a held visit has nothing to send"
     runner.wall_source.now += timedelta(hours=1)
     runner.turn(timeout=0)

@@ -1,24 +1,30 @@
-"""Scripted visits: parsing reports every bad line; the driver plays taps through the queue."""
+"""Scripted visits: parsing reports every bad line; the driver plays taps through the queue;
+and one visit played on the real stack (pcscd + vpcd + emulated card, SQLite, broker,
+collector) by a citizen who never takes the card."""
 
+import logging
 import threading
 
 import pytest
 
 from kiosk import flow, script
+from kiosk.flow import Screen
 
 
 def test_script_parses_steps_and_comments():
-    steps = script.parse("insert citizen-{n}  # a card\nwait rating 5\nrating 4\n\nreason skip\n")
+    steps = script.parse("insert citizen-{n}  # a card\nwait rating 5\nrating 4\n\nreason skip\n"
+                         "back\nchange\n")
     assert [(s.verb, s.arg) for s in steps] == [
-        ("insert", "citizen-{n}"), ("wait", "rating"), ("rating", "4"), ("reason", "skip")]
+        ("insert", "citizen-{n}"), ("wait", "rating"), ("rating", "4"), ("reason", "skip"),
+        ("back", None), ("change", None)]
     assert steps[1].timeout_s == 5.0
 
 
 def test_script_reports_every_bad_line_with_its_number():
     with pytest.raises(script.ScriptError) as caught:
-        script.parse("rating 9\nwait nowhere\nfly away\nok\n", "visits.txt")
+        script.parse("rating 9\nwait nowhere\nfly away\nok\nback now\n", "visits.txt")
     lines = str(caught.value).splitlines()
-    assert [line.split(":")[1] for line in lines] == ["1", "2", "3"]
+    assert [line.split(":")[1] for line in lines] == ["1", "2", "3", "5"]
     assert "unknown step 'fly'" in lines[2]
 
 
@@ -88,3 +94,60 @@ def test_script_error_is_a_kiosk_error_so_the_cli_prints_it_without_traceback():
 
     with pytest.raises(KioskError):
         script.parse("fly away\n")
+
+
+#: The citizen answers, sends, taps Done, and walks away with the card still in the reader.
+CARD_NEVER_TAKEN = """
+insert citizen-20
+wait return_card
+wait choose_service 15  # not taken: after return_card_s the questions go on
+service id-card
+wait copy_check
+copy not_sure
+wait rating
+rating 4
+wait confirm
+ok
+wait thank_you
+ok
+wait take_card
+sleep 1                 # nobody comes: the kiosk keeps asking
+"""
+
+
+def test_script_card_never_taken_is_asked_for_recorded_and_idle_only_once_taken(kiosk_world,
+                                                                                caplog):
+    world = kiosk_world
+    world.start_kiosk(display=False)  # the script is the citizen; the runner logs each screen
+    caplog.set_level(logging.DEBUG, logger="kiosk.runner")
+    buzzer = world.runner.panel.buzzer.pin
+    mark = len(buzzer.states)
+    driver = script.ScriptDriver(world.runner, script.parse(CARD_NEVER_TAKEN), card=world.card)
+    driver.start()
+    world.run_until(driver.done.is_set, "the script", timeout=30)
+    assert driver.error is None
+    # Still asking, and never once "insert your card" with the card in.
+    assert world.runner.state.screen is Screen.TAKE_CARD and world.runner.state.card_present
+    assert shown(caplog) == ["idle", "reading", "return_card", "choose_service", "copy_check",
+                             "rating", "confirm", "thank_you", "take_card"]
+    # A reminder is two notes on the buzzer: one when the questions went on, then take-card's,
+    # again and again.
+    world.run_until(lambda: sum(1 for change in buzzer.states[mark:] if change.state) >= 6,
+                    "three take-your-card reminders on the buzzer")
+    assert world.runner.state.screen is Screen.TAKE_CARD
+    (visit,) = world.visits()
+    assert (visit.outcome, visit.verified, visit.copy_answer, visit.rating,
+            visit.card_in_at_commit, visit.undone) == (
+        "completed", True, "not_sure", 4, True, False)
+    world.remove()  # only now: idle
+    assert shown(caplog)[-1] == "idle"
+    world.wait_for_confirmed(1)
+    assert [(v.event_id, v.card_in_at_commit) for v in world.collected()] == [
+        (visit.event_id, True)]
+
+
+def shown(caplog):
+    """The screens in the order the runner went through them (its DEBUG log)."""
+    moves = [r.getMessage().split()[1:] for r in caplog.records
+             if r.name == "kiosk.runner" and r.getMessage().startswith("screen ")]
+    return [moves[0][0], *(move[2] for move in moves)] if moves else []

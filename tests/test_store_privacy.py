@@ -113,14 +113,14 @@ def test_store_privacy_no_identity_on_disk_after_50_visits(tmp_path):
                 monotonic.now += WINDOW_S  # rotate: two keys alive, both must stay off disk
             # What kiosk.card hands out: derived facts only; the runner does the rest.
             candidates = keys.candidates(card.cid)
-            repeats.append(seen.is_repeat(candidates))
+            repeats.append(seen.is_repeat(candidates, "id-card"))
             repeat_hash = keys.hash(card.cid)
             store.record_visit(
                 visit_record(rating=1 + i % 5, language="th" if i % 2 else "en",
                        age_band="60+" if i % 3 else "30-39", gender="female" if i % 2 else "male",
                        repeat_hash=repeat_hash),
                 **outgoing())
-            seen.note(repeat_hash)
+            seen.note(repeat_hash, "id-card")
             hashes[f"repeat hash {i}"] = repeat_hash
         # The five cards inserted again were recognised, and nobody else was.
         assert repeats == [False] * 50 + [True] * 5

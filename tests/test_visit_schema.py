@@ -170,7 +170,7 @@ settings = flow.FlowSettings(
     allow_rating_without_card=True, ask_reason_at_or_below=2)
 state, records = flow.State(), []
 for event in (flow.StartedWithoutCard(), flow.ServiceChosen("a"), flow.CopyAnswered("none"),
-              flow.RatingChosen(5)):
+              flow.RatingChosen(5), flow.Dismissed()):
     state, effects = flow.step(state, event, 1.0, settings)
     records += [effect.record for effect in effects if isinstance(effect, flow.RecordVisit)]
 store = Store.open(here / "kiosk")
@@ -228,6 +228,8 @@ MAY_NAME = ("visit.py", "flow.py", "card/thai_id.py", "card/probe.py", "rigs/", 
 MAY_NAME_TOO = {
     **{("runner.py", name): "the runner hands the card's derived facts to the flow"
        for name in ("age_band", "gender", "expired")},
+    ("runner.py", "service_id"): "the repeat store keys on the card and the service: one "
+                                 "rating per citizen per service per window",
     **{("demo.py", name): "the demo prints the visits it stored, for the operator"
        for name in ("service_id", "copy_answer", "outcome", "verified")},
     **{(module, "service_id"): "the registry's service ids are the ids kiosks send (its CSV "
@@ -239,7 +241,7 @@ MAY_NAME_TOO = {
                                            "whole seconds, as fleet/db.py stored them before",
     **{("fleet/console/i18n.py", name): "the console labels the statistics core's key column "
                                         "and measure in Thai and English"
-       for name in ("service_id", "verified")},
+       for name in ("service_id", "verified", "undone")},
     ("fleet/console/stats.py", "service_id"): "the drill-down opens a service by the "
                                               "statistics core's key column",
     ("fleet/console/metrics.py", "outcome"): "/metrics counts the visits stored by outcome "

@@ -1,16 +1,17 @@
 """Pseudonymous repeat-card hashes whose key exists only in this process's memory.
 
-The kiosk must count one rating per visit, so it needs to notice the same card inserted again a
-few minutes later, without keeping the citizen ID. ``RepeatKeys`` turns a CID into
-HMAC-SHA256(key, CID) with a random key that is never written, printed or sent. Keys rotate on
-a fixed schedule: the key of the current window hashes new reads, the key of the window before
-is still tried so a card seen just before a rotation is recognised just after it, and older keys
-are dropped. A hash therefore stays linkable to its card for at least one window and at most
-two; after that (or after a reboot, which forgets every key) nobody, the kiosk included, can tell
-which card it came from.
+The kiosk counts one rating per citizen per service per window, so it needs to notice the same
+card inserted again a few minutes later for the same service, without keeping the citizen ID.
+``RepeatKeys`` turns a CID into HMAC-SHA256(key, CID) with a random key that is never written,
+printed or sent. Keys rotate on a fixed schedule: the key of the current window hashes new
+reads, the key of the window before is still tried so a card seen just before a rotation is
+recognised just after it, and older keys are dropped. A hash therefore stays linkable to its
+card for at least one window and at most two; after that (or after a reboot, which forgets every
+key) nobody, the kiosk included, can tell which card it came from.
 
 ``RepeatKeys`` is thread-safe: the card worker thread hashes while the main thread may rotate.
-``SeenCards`` remembers which hashes were seen when, in memory only, for the main thread.
+``SeenCards`` remembers which hashes rated which service when, in memory only, for the main
+thread.
 """
 
 import hashlib
@@ -93,11 +94,13 @@ class RepeatKeys:
 
 
 class SeenCards:
-    """The repeat hashes of recorded visits, each for ``window_s`` seconds of ``clock``.
+    """The repeat hashes of rated visits, each with its service, for ``window_s`` seconds of
+    ``clock``: one rating per citizen per service per window.
 
     Memory only, on the monotonic clock: an NTP step of the wall clock (a Pi boots with a stale
     one) can neither expire a hash early nor keep it late, and nothing is left on disk. A
     restart forgets them, as it forgets the keys that made them. The main thread alone uses it.
+    ``service_id`` is None on a kiosk that asks only the rating (one rating per window there).
     """
 
     def __init__(self, window_s, clock=time.monotonic):
@@ -105,7 +108,7 @@ class SeenCards:
             raise ValueError(f"repeat window must be positive seconds, got {window_s!r}")
         self._window_s = float(window_s)
         self._clock = clock
-        self._seen = OrderedDict()  # hash -> when last seen, oldest first
+        self._seen = OrderedDict()  # (hash, service id) -> when last seen, oldest first
 
     def __repr__(self):
         return f"<SeenCards {len(self)} within {self._window_s:g} s>"
@@ -114,22 +117,24 @@ class SeenCards:
         self._forget_expired()
         return len(self._seen)
 
-    def note(self, repeat_hash):
-        """A visit with this card was recorded now."""
+    def note(self, repeat_hash, service_id):
+        """A rating of this service with this card was recorded now."""
         self._forget_expired()
-        self._seen[bytes(repeat_hash)] = self._clock()
-        self._seen.move_to_end(bytes(repeat_hash))
+        seen = (bytes(repeat_hash), service_id)
+        self._seen[seen] = self._clock()
+        self._seen.move_to_end(seen)
 
-    def is_repeat(self, candidates):
-        """True when any of ``candidates`` (see :meth:`RepeatKeys.candidates`) was noted
-        within the window."""
+    def is_repeat(self, candidates, service_id):
+        """True when any of ``candidates`` (see :meth:`RepeatKeys.candidates`) rated
+        ``service_id`` within the window."""
         self._forget_expired()
-        return any(bytes(candidate) in self._seen for candidate in candidates if candidate)
+        return any((bytes(candidate), service_id) in self._seen
+                   for candidate in candidates if candidate)
 
     def _forget_expired(self):
         cutoff = self._clock() - self._window_s
         while self._seen:
-            repeat_hash, seen_at = next(iter(self._seen.items()))
+            seen, seen_at = next(iter(self._seen.items()))
             if seen_at >= cutoff:
                 return
-            del self._seen[repeat_hash]
+            del self._seen[seen]

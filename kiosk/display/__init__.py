@@ -6,7 +6,10 @@ The runner (kiosk.runner) uses only ``from kiosk.display import Display``, on th
     display.show(state)           # every loop turn; redraws only when the screen's View changed
     events = display.poll_events()  # flow events from taps (+ KeyPressed/QuitRequested in debug
                                   # or demo mode); waking taps and page turns are consumed inside
-    display.beep(kind)            # a flow Beep effect when there is no GPIO buzzer
+    event = display.choose(n, screen)  # physical choice button n on ``screen``: a flow event or
+                                  # None (the n-th of the shown scene's choices)
+    display.beep(kind)            # a flow Beep effect when there is no GPIO buzzer; the
+                                  # card reminder always (it is also said)
     display.wake()                # the PIR saw someone: unblank
     display.save_png(path)
     display.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pygame
 
 from kiosk.display import wording
-from kiosk.flow import LANGUAGES, Screen
+from kiosk.flow import LANGUAGES
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,14 @@ TONES = {
 }
 
 
-def synthesise_prompts(cache_dir, *, screens=tuple(Screen), languages=LANGUAGES):
-    """Write ``cache_dir/<lang>/<screen>.wav`` with espeak-ng for every missing or stale prompt.
+def synthesise_prompts(cache_dir, *, prompts=tuple(wording.PROMPTS), languages=LANGUAGES):
+    """Write ``cache_dir/<lang>/<prompt id>.wav`` with espeak-ng for every missing or stale
+    prompt (ids: :data:`kiosk.display.wording.PROMPTS`).
 
-    A ``.txt`` beside each WAV holds the words it says, so a wording change makes a new file.
-    Returns the paths written; without espeak-ng it writes nothing and says so once.
+    A ``.txt`` beside each WAV holds the words it says, so a wording change makes a new file,
+    and only then: a start with a warm cache runs espeak-ng not at all. Prompts with the same
+    words share one synthesis. Returns the paths written; without espeak-ng it writes nothing
+    and says so once.
     """
     espeak = shutil.which("espeak-ng")
     if espeak is None:
@@ -47,20 +50,27 @@ def synthesise_prompts(cache_dir, *, screens=tuple(Screen), languages=LANGUAGES)
     written = []
     for language in languages:
         folder = Path(cache_dir) / language
-        for screen in screens:
-            words = wording.prompt(screen, language)
-            wav, said = folder / f"{screen.value}.wav", folder / f"{screen.value}.txt"
+        made = {}  # words -> a WAV of this run that says them
+        for key in prompts:
+            words = wording.prompt(key, language)
+            wav, said = folder / f"{key}.wav", folder / f"{key}.txt"
             try:
                 if wav.is_file() and said.is_file() and said.read_text(encoding="utf-8") == words:
                     continue
                 folder.mkdir(parents=True, exist_ok=True)
-                subprocess.run([espeak, "-v", VOICES[language], "-s", "150", "-w", str(wav),
-                                words], check=True, capture_output=True, timeout=30)
+                part = wav.with_suffix(".part")  # the player never sees half a file
+                if words in made:
+                    shutil.copyfile(made[words], part)
+                else:
+                    subprocess.run([espeak, "-v", VOICES[language], "-s", "150", "-w", str(part),
+                                    words], check=True, capture_output=True, timeout=30)
+                part.replace(wav)
                 said.write_text(words, encoding="utf-8")
             except (OSError, subprocess.SubprocessError) as exc:
                 # A missing voice or a full disk costs one prompt, never the kiosk's start.
-                log.warning("no spoken prompt for %s (%s): %s", screen.value, language, exc)
+                log.warning("no spoken prompt for %s (%s): %s", key, language, exc)
                 continue
+            made[words] = wav
             written.append(wav)
     return written
 
@@ -91,22 +101,34 @@ class Audio:
         if self.is_on and self.cache_dir is not None:
             synthesise_prompts(self.cache_dir)
 
-    def prompt_path(self, screen, language):
-        """The file that speaks ``screen`` in ``language``: the agency's, else the cache's."""
+    def prompt_path(self, key, language):
+        """The file that says prompt ``key`` (a Screen or a :func:`wording.prompt_id`) in
+        ``language``: the agency's, else the cache's."""
         for folder, suffixes in ((self.prompts_dir, (".wav", ".ogg")), (self.cache_dir, (".wav",))):
             if folder is None:
                 continue
             for suffix in suffixes:
-                path = folder / language / f"{Screen(screen).value}{suffix}"
+                path = folder / language / f"{key}{suffix}"
                 if path.is_file():
                     return path
         return None
 
-    def play_prompt(self, screen, language):
-        """Speak ``screen``'s prompt, cutting off any prompt still playing."""
+    def play_prompt(self, key, language):
+        """Say prompt ``key`` (a Screen or a :func:`wording.prompt_id`), cutting off any
+        prompt still playing."""
         if not self.is_on:
             return None
-        path = self.prompt_path(screen, language)
+        return self._say(key, language)
+
+    def remind(self, language):
+        """Say the card reminder, unless a prompt is still being said (a screen's question is
+        not cut off for it: the reminder comes again). True when it is said."""
+        if not self.is_on or self._channel.get_busy():
+            return False
+        return self._say(wording.CARD_REMINDER, language) is not None
+
+    def _say(self, key, language):
+        path = self.prompt_path(key, language)
         if path is None:
             return None
         sound = self._sounds.get(path)

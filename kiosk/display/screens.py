@@ -14,13 +14,14 @@ import pygame
 import pygame.gfxdraw
 
 from kiosk import flow, visit
-from kiosk.display import layout, qr, theme, wording
+from kiosk.display import layout, pictures, qr, theme, wording
 from kiosk.display.text import Fonts, TextBox, draw_block, layout_block, wrap
 from kiosk.flow import Screen
 
 #: Screens whose flow handler accepts LanguageToggled get a language button.
-LANGUAGE_SCREENS = frozenset({Screen.IDLE, Screen.READING, Screen.CARD_PROBLEM,
-                              Screen.ALREADY_RATED, *flow.QUESTION_SCREENS})
+LANGUAGE_SCREENS = frozenset({Screen.IDLE, Screen.READING, Screen.RETURN_CARD,
+                              Screen.CARD_PROBLEM, Screen.ALREADY_RATED, *flow.QUESTION_SCREENS,
+                              Screen.CONFIRM})
 #: Screens that are themselves about the card in the reader; every other one shows the
 #: "please take your card" banner while a card is in.
 CARD_SCREENS = frozenset({Screen.READING, Screen.RETURN_CARD, Screen.TAKE_CARD})
@@ -67,7 +68,7 @@ class Button:
     action: object
     label: str
     #: ``choice`` (an answer or the screen's own action, in reading order) or ``nav`` (Back,
-    #: language): physical buttons pick among the choices.
+    #: language, which have physical buttons of their own).
     kind: str = "choice"
 
 
@@ -86,8 +87,10 @@ class Scene:
 
     @property
     def choices(self):
-        """The screen's choices in reading order (nav buttons left out)."""
-        return [b for b in self.buttons if b.kind == "choice"]
+        """The actions of the screen's choices in reading order, the main action first:
+        physical choice button n chooses the n-th (Back and the language have buttons of their
+        own)."""
+        return [b.action for b in self.buttons if b.kind == "choice"]
 
     def hit(self, pos):
         """The button under ``pos``, or None."""
@@ -319,7 +322,7 @@ class _Canvas:
 
     def choices(self, cells, choices):
         """Draw [(label, action, picture)] into ``cells``, every label at the same size."""
-        gap, t = self.m.gap, self.m.target
+        gap = self.m.gap
         boxes = []
         for cell, (_, _, picture) in zip(cells, choices, strict=True):
             inner = self.label_box(cell)
@@ -348,38 +351,34 @@ class _Canvas:
 
 
 # --- pictures ---------------------------------------------------------------------------------
-# Seam: the pictures helper's kiosk/display/pictures.py replaces _card_picture (card_slot),
-# _face (face) and _document (id_card, house_book) at merge; the calls keep their places.
+
+#: One slow in-and-out of the idle card every this many seconds: calm, but it draws the eye.
+SLOT_CYCLE_S = 2.5
+#: Steps per cycle: the picture is redrawn only when the step changes (not every frame).
+SLOT_STEPS = 40
 
 
-def _card_picture(surface, box, *, inserting):
-    """A card going into (or coming out of) a reader slot, with an arrow saying which."""
-    s = min(box.width, box.height)
-    cx, cy = box.center
-    slot = pygame.Rect(0, 0, round(s * 0.9), round(s * 0.16))
-    slot.center = (cx, cy + round(s * 0.3))
-    card = pygame.Rect(0, 0, round(s * 0.56), round(s * 0.56 * 0.63))
-    card.midbottom = (cx, slot.centery)
-    r = max(4, s // 30)
-    pygame.draw.rect(surface, (205, 224, 240), card, border_radius=r)
-    pygame.draw.rect(surface, theme.PRIMARY, card, width=max(2, s // 60), border_radius=r)
-    chip = pygame.Rect(card.left + card.width // 6, card.top + card.height // 4,
-                       card.width // 5, card.height // 4)
-    pygame.draw.rect(surface, (212, 175, 55), chip, border_radius=max(2, r // 2))
-    pygame.draw.rect(surface, theme.INK, slot, border_radius=slot.height // 2)
-    # Arrow beside the card: down = insert, up = take.
-    ax = card.right + round(s * 0.14)
-    top, bottom = card.top, slot.top - round(s * 0.04)
-    head = round(s * 0.08)
-    width = max(4, s // 25)
-    pygame.draw.line(surface, theme.PRIMARY, (ax, top + (head if not inserting else 0)),
-                     (ax, bottom - (head if inserting else 0)), width)
-    if inserting:
-        tip = [(ax - head, bottom - head), (ax + head, bottom - head), (ax, bottom)]
-    else:
-        tip = [(ax - head, top + head), (ax + head, top + head), (ax, top)]
-    pygame.gfxdraw.aapolygon(surface, tip, theme.PRIMARY)
-    pygame.gfxdraw.filled_polygon(surface, tip, theme.PRIMARY)
+def _slot(c, rect, *, taking=False, moving=True):
+    """This kiosk's card slot (display.card_slot, display.chip_facing) in ``rect``: the card
+    sliding gently into it, or out of it when ``taking``; still (card in) when not ``moving``."""
+    def draw(surface, phase):
+        return pictures.card_slot(surface, rect, c.settings.card_slot, c.settings.chip_facing,
+                                  phase, taking=taking)
+
+    if not moving:
+        draw(c.surface, 0.5)
+        return
+    draw(c.surface, 0.0)
+    shown = {"step": 0}
+
+    def animate(surface, now):
+        step = int(now / SLOT_CYCLE_S * SLOT_STEPS) % SLOT_STEPS
+        if step == shown["step"]:
+            return []
+        shown["step"] = step
+        return [draw(surface, step / SLOT_STEPS)]
+
+    c.scene.animate = animate
 
 
 def _card_icon(surface, box):
@@ -394,55 +393,13 @@ def _card_icon(surface, box):
 
 def _document(kind):
     """A drawing of the photocopy answer's document(s): the ID card, the blue house book."""
-    def id_card(surface, rect):
-        card = pygame.Rect(0, 0, min(rect.width, round(rect.height * 1.58)),
-                           min(rect.height, round(rect.width / 1.58)))
-        card.center = rect.center
-        r = max(3, card.width // 14)
-        pygame.draw.rect(surface, (205, 224, 240), card, border_radius=r)
-        pygame.draw.rect(surface, theme.PRIMARY, card, width=2, border_radius=r)
-        chip = pygame.Rect(card.left + card.width // 8, card.top + card.height // 3,
-                           card.width // 5, card.height // 4)
-        pygame.draw.rect(surface, (212, 175, 55), chip, border_radius=max(2, r // 2))
-        photo = pygame.Rect(card.right - card.width // 3, card.top + card.height // 5,
-                            card.width // 4, card.height * 3 // 5)
-        pygame.draw.rect(surface, theme.BORDER, photo)
-
-    def house_book(surface, rect):
-        book = pygame.Rect(0, 0, min(rect.width, round(rect.height * 0.72)),
-                           min(rect.height, round(rect.width / 0.72)))
-        book.center = rect.center
-        pygame.draw.rect(surface, (40, 80, 160), book, border_radius=max(2, book.width // 16))
-        pygame.draw.rect(surface, (25, 50, 110), (book.left, book.top, book.width // 8,
-                                                  book.height))
-        emblem = (book.centerx + book.width // 16, book.top + book.height * 2 // 5)
-        pygame.gfxdraw.aacircle(surface, *emblem, max(3, book.width // 5), (230, 200, 90))
-
     def both(surface, rect):
         left, right = layout.columns(rect, 2, max(2, rect.width // 20))
-        id_card(surface, left)
-        house_book(surface, right)
+        pictures.id_card(surface, left)
+        pictures.house_book(surface, right)
 
-    return {"id_card": id_card, "house_registration": house_book, "both": both}.get(kind)
-
-
-def _face(surface, center, radius, rating):
-    """A round face in the rating's colour; the mouth curves from frown (1) to smile (5)."""
-    x, y = center
-    colour = theme.FACES[rating]
-    pygame.gfxdraw.filled_circle(surface, x, y, radius, colour)
-    pygame.gfxdraw.aacircle(surface, x, y, radius, theme.INK)
-    pygame.gfxdraw.aacircle(surface, x, y, radius - 1, theme.INK)
-    eye_r = max(2, radius // 9)
-    for ex in (x - radius // 3, x + radius // 3):
-        pygame.gfxdraw.filled_circle(surface, ex, y - radius // 4, eye_r, theme.INK)
-        pygame.gfxdraw.aacircle(surface, ex, y - radius // 4, eye_r, theme.INK)
-    curve = (rating - 3) / 2  # -1 frown … +1 smile
-    half = radius * 0.45
-    mouth_y = y + radius * 0.38 - curve * radius * 0.12
-    points = [(x + t * half, mouth_y + curve * radius * 0.25 * (1 - t * t))
-              for t in (i / 10 - 1 for i in range(21))]
-    pygame.draw.lines(surface, theme.INK, False, points, max(3, radius // 10))
+    return {"id_card": pictures.id_card, "house_registration": pictures.house_book,
+            "both": both}.get(kind)
 
 
 # --- the screens ------------------------------------------------------------------------------
@@ -474,7 +431,7 @@ def _idle(c):
     privacy, words = layout.take_bottom(words, c.line_h("small", lines=2), gap=c.m.gap)
     c.text(wording.PRIVACY[c.lang], privacy, size="small", colour=theme.MUTED, max_lines=2,
            valign="bottom")
-    _card_picture(c.surface, picture, inserting=True)  # seam: pictures.card_slot
+    _slot(c, picture)
     if under and under.height >= c.line_h("small"):
         c.text(subtitle, under, size="body", colour=theme.MUTED, max_lines=1, min_size="small")
     else:
@@ -484,7 +441,7 @@ def _idle(c):
 def _reading(c):
     picture, words = _split(c, c.top(), 0.5)
     words = c.subtitle(words, size="heading", lines=3)
-    _card_picture(c.surface, picture, inserting=True)  # seam: pictures.card_slot
+    _slot(c, picture, moving=False)
     dots = pygame.Rect(0, 0, min(words.width, c.m.target * 3), min(words.height, c.m.target))
     dots.center = words.center
     radius = max(6, dots.height // 5)
@@ -516,7 +473,7 @@ def _card_back(c):
         picture, words = _split(c, area, 0.5)
     c.text(wording.TITLES[c.view.screen][c.lang][1], words, size="heading", max_lines=3,
            min_size="body")
-    _card_picture(c.surface, picture, inserting=False)  # seam: pictures.card_slot
+    _slot(c, picture, taking=True)
 
 
 def _steps(c, area, steps):
@@ -572,6 +529,8 @@ def _choose_service(c):
     items.append((wording.OTHER_SERVICE[c.lang], flow.ServiceChosen(visit.OTHER_SERVICE), None))
     gap, t = c.m.gap, c.m.target
     fits = layout.capacity(area, gap, t, t)
+    if c.settings.choice_buttons:  # what the buttons choose is what the page shows
+        fits = min(fits, c.settings.choice_buttons)
     if len(items) > fits:
         per_page = max(1, fits - 1)
         pages = math.ceil(len(items) / per_page)
@@ -636,7 +595,7 @@ def _rating(c):
                                                  strict=True):
         c._frame(cell, "plain")
         radius = max(8, min(face.width, face.height) // 2 - 2)
-        _face(c.surface, face.center, radius, rating)  # seam: pictures.face
+        pictures.face(c.surface, face.center, radius, rating)
         c.text(text, label, role="ui_bold", max_lines=2, px=px,
                align="left" if column else "center")
         c.scene.buttons.append(Button(pygame.Rect(cell), flow.RatingChosen(rating), text))
@@ -671,8 +630,8 @@ def _confirm(c):
     area = c.top()
     change = (wording.BUTTONS["change"][c.lang], flow.ChangeAnswer(), "plain")
     send = (wording.BUTTONS["send"][c.lang], flow.Dismissed(), "primary")
-    # The answers on the left; "change" and "send" one above the other on the right.
-    area = (c.button_row if c.m.is_portrait else c.button_column)(area, [change, send])
+    # The answers on the left; "send" (the main action, physical button 1) above "change".
+    area = (c.button_row if c.m.is_portrait else c.button_column)(area, [send, change])
     countdown, area = layout.take_bottom(area, c.line_h("body"), gap=gap)
     rows = _answer_rows(c)
     if rows:
@@ -689,7 +648,8 @@ def _confirm(c):
                                     row.width - name_w - gap, row.height)
             if rating:
                 radius = min(row.height, c.line_h("heading")) // 2 - 2
-                _face(c.surface, (value_box.left + radius, row.centery), radius, rating)
+                pictures.face(c.surface, (value_box.left + radius, row.centery), radius,
+                              rating)
                 value_box.left += 2 * radius + gap
                 value_box.width -= 2 * radius + gap
             c.text(value, value_box, size="heading", role="ui_bold", align="left",

@@ -47,6 +47,11 @@ class DisplaySettings:
     repeat_window_min: int = 30
     #: How long the confirm screen offers "change my answer" (its countdown starts here).
     confirm_s: float = 6.0
+    #: Where the card goes and which way its chip faces, for the idle screen's picture.
+    card_slot: str = "below"
+    chip_facing: str = "up"
+    #: Physical choice buttons fitted (kiosk.gpio): no page shows more choices than that.
+    choice_buttons: int = 0
     #: Demo windows pass unbound keys (``i``/``r`` to insert/remove the emulated card) through.
     is_demo: bool = False
 
@@ -72,7 +77,8 @@ class DisplaySettings:
                            for s in cfg.services),
             allow_rating_without_card=bool(cfg.flow.allow_rating_without_card),
             repeat_window_min=int(cfg.flow.repeat_window_min),
-            # flow.confirm_s comes with the flow's second pass (issue 14); until then, the default.
-            confirm_s=float(getattr(cfg.flow, "confirm_s", 6.0)),
+            confirm_s=float(cfg.flow.confirm_s),
+            card_slot=d.card_slot, chip_facing=d.chip_facing,
+            choice_buttons=len(cfg.gpio.rating_buttons),
             is_demo=getattr(k, "mode", "production") == "demo",
         )

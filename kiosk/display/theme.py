@@ -36,15 +36,6 @@ BANNER = (158, 52, 0)
 ON_BANNER = (255, 255, 255)
 BLACK = (0, 0, 0)
 
-#: Rating 1..5 from red to green; the faces carry the colour, their labels stay ink on paper.
-FACES = {
-    1: (200, 60, 45),
-    2: (236, 128, 40),
-    3: (244, 196, 48),
-    4: (140, 195, 74),
-    5: (40, 160, 90),
-}
-
 #: Every pair of (text colour, background colour) the screens draw, by name, for the contrast test.
 TEXT_PAIRS = {
     "body": (INK, BACKGROUND),

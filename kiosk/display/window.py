@@ -11,7 +11,7 @@ import time
 
 import pygame
 
-from kiosk.display import qr, theme
+from kiosk.display import qr, theme, wording
 from kiosk.display.audio import Audio
 from kiosk.display.blanking import Backlight, Blanker
 from kiosk.display.input import Tapped, TouchInput
@@ -126,7 +126,7 @@ class Display:
             self._page = 0
         self._screen, self._language = state.screen, state.language
         self.blanker.note_activity(now)
-        self.audio.play_prompt(state.screen, state.language)
+        self.audio.play_prompt(wording.prompt_id(state.screen, state.problem), state.language)
 
     def _blank(self):
         if self.is_blank:
@@ -165,18 +165,43 @@ class Display:
                 continue
             self.blanker.note_activity(self._clock())
             button = self.scene.hit(fact.pos) if self.scene else None
-            if button is None:
-                continue
-            if not self.has_buzzer:
-                self.audio.play(BeepKind.TAP)
-            if isinstance(button.action, PageTurned):
-                self._page += 1
-            else:
-                events.append(button.action)
+            event = self._act(button.action) if button else None
+            if event is not None:
+                events.append(event)
         return events
 
+    def choose(self, number, screen):
+        """The flow event physical choice button ``number`` stands for: the ``number``-th of
+        the shown scene's choices, or None.
+
+        As with a tap, a press on a dark screen only wakes it and the "more" slot turns the
+        page here. A press for a screen the flow has already left (a second quick press, before
+        the next screen is drawn) chooses nothing: the citizen has not seen that screen yet.
+        """
+        if self.is_blank:
+            self.wake()
+            return None
+        self.blanker.note_activity(self._clock())
+        if self._view is None or self._view.screen is not screen:
+            return None  # nothing drawn yet, or a redraw is due (a new config): nothing seen
+        choices = self.scene.choices
+        return self._act(choices[number - 1]) if 1 <= number <= len(choices) else None
+
+    def _act(self, action):
+        """A touched or pressed choice: tap feedback, then its flow event (None for a page turn,
+        which is the display's own business)."""
+        if not self.has_buzzer:
+            self.audio.play(BeepKind.TAP)
+        if isinstance(action, PageTurned):
+            self._page += 1
+            return None
+        return action
+
     def beep(self, kind):
-        """Play a flow ``Beep`` effect; ``tap`` is already played at the tap itself."""
+        """Sound a flow ``Beep`` effect; ``tap`` is already played at the tap itself. The card
+        reminder is said in the visit's language too, buzzer or not; said, it needs no tone."""
+        if kind == BeepKind.REMINDER and self.audio.remind(self._language or "th"):
+            return
         if kind != BeepKind.TAP and not self.has_buzzer:
             self.audio.play(kind)
 

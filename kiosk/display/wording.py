@@ -175,6 +175,100 @@ def window_text(minutes, language):
     return WINDOW["hours"][language].format(n=minutes // 60)
 
 
-def prompt(screen, language):
-    """The sentence spoken when ``screen`` appears: its title."""
-    return TITLES[screen][language][0]
+#: The card reminder's prompt id: spoken with the reminder beep while a card is left in.
+CARD_REMINDER = "card_reminder"
+
+#: Prompt id -> language -> what is said: every Screen's value (as the screen appears), each
+#: card problem's ``card_problem-<problem>``, and :data:`CARD_REMINDER`. A prompt says what the
+#: screen is for and, where the title alone does not, what to do; plain spoken sentences, as
+#: a counter clerk would say them. Each is one file of an agency's recordings (audio.py).
+PROMPTS = {
+    Screen.IDLE.value: {
+        "th": "กรุณาเสียบบัตรประชาชน เพื่อประเมินความพึงพอใจในการรับบริการ",
+        "en": "Please insert your ID card to rate the service.",
+    },
+    Screen.READING.value: {
+        "th": "กำลังอ่านบัตร กรุณาเสียบบัตรค้างไว้สักครู่",
+        "en": "Reading your card. Please leave it in for a moment.",
+    },
+    Screen.RETURN_CARD.value: {
+        "th": "กรุณารับบัตรประชาชนคืน",
+        "en": "Please take your ID card.",
+    },
+    Screen.CARD_PROBLEM.value: {
+        "th": "อ่านบัตรไม่สำเร็จ ดึงบัตรออก เช็ดชิปสีทองให้สะอาด แล้วเสียบบัตรใหม่",
+        "en": "We could not read your card. Take the card out, wipe the gold chip, "
+              "insert it again.",
+    },
+    "card_problem-not_thai_id": {
+        "th": "บัตรนี้ไม่ใช่บัตรประจำตัวประชาชน กรุณาใช้บัตรประชาชนของคุณ",
+        "en": "This is not a Thai ID card. Please use your national ID card.",
+    },
+    "card_problem-timeout": {
+        "th": "อ่านบัตรไม่สำเร็จ ดึงบัตรออก แล้วเสียบบัตรใหม่",
+        "en": "We could not read your card. Take the card out and insert it again.",
+    },
+    "card_problem-removed": {
+        "th": "บัตรถูกดึงออกก่อนอ่านเสร็จ กรุณาเสียบบัตรใหม่ และเสียบค้างไว้จนกว่าจะอ่านเสร็จ",
+        "en": "The card was taken out too early. Insert it again and leave it in until "
+              "reading is finished.",
+    },
+    "card_problem-no_reader": {
+        "th": "เครื่องอ่านบัตรไม่พร้อมใช้งาน กรุณาแจ้งเจ้าหน้าที่",
+        "en": "The card reader is not working. Please tell a staff member.",
+    },
+    # No time window here: the screen states it; what is said must stay true when it changes.
+    Screen.ALREADY_RATED.value: {
+        "th": "คุณประเมินบริการนี้ไปแล้ว ขอบคุณที่ให้ความเห็น",
+        "en": "You have already rated this service. Thank you for your feedback.",
+    },
+    Screen.CHOOSE_SERVICE.value: {
+        "th": "วันนี้คุณมารับบริการใด",
+        "en": "Which service did you use today?",
+    },
+    Screen.COPY_CHECK.value: {
+        "th": "วันนี้เจ้าหน้าที่ขอสำเนาเอกสารจากคุณหรือไม่",
+        "en": "Were you asked for a photocopy of a document today?",
+    },
+    Screen.RATING.value: {
+        "th": "คุณพึงพอใจกับบริการวันนี้เพียงใด",
+        "en": "How satisfied are you with today's service?",
+    },
+    Screen.REASON.value: {
+        "th": "เรื่องใดที่เราควรปรับปรุง",
+        "en": "What should we improve?",
+    },
+    # Short: the answers are sent when the confirm screen's few seconds are up.
+    Screen.CONFIRM.value: {
+        "th": "หากต้องการเปลี่ยน กดแก้ไขคำตอบ",
+        "en": "To change your answers, press Change my answer.",
+    },
+    Screen.THANK_YOU.value: {
+        "th": "ขอบคุณที่ให้ความเห็น",
+        "en": "Thank you for your feedback.",
+    },
+    Screen.TAKE_CARD.value: {
+        "th": "กรุณารับบัตรประชาชนคืน บัตรของคุณยังอยู่ในเครื่องอ่าน",
+        "en": "Please take your ID card. It is still in the reader.",
+    },
+    Screen.OUT_OF_SERVICE.value: {
+        "th": "ขออภัย เครื่องนี้งดให้บริการชั่วคราว กรุณาติดต่อเจ้าหน้าที่",
+        "en": "Sorry, this machine is out of service. Please ask a staff member.",
+    },
+    CARD_REMINDER: {
+        "th": "กรุณารับบัตรประชาชนคืน",
+        "en": "Please take your ID card.",
+    },
+}
+
+
+def prompt_id(screen, problem=None):
+    """Which prompt is spoken as ``screen`` appears: a card problem says which problem
+    ("unreadable", the commonest, is the screen's own prompt)."""
+    key = f"{Screen(screen).value}-{problem}"
+    return key if key in PROMPTS else Screen(screen).value
+
+
+def prompt(key, language):
+    """The words of prompt ``key`` (a :func:`prompt_id` or :data:`CARD_REMINDER`)."""
+    return PROMPTS[key][language]

@@ -89,6 +89,13 @@ def _visit_service_points(fleet):
         'WHERE "pin"."kiosk_id" = "visit"."kiosk_id") WHERE "service_point_id" IS NULL')
 
 
+def _rollups_of_schema3(fleet):
+    # The rebuild reads the visit columns schema 3 added, which are otherwise added after the
+    # steps: an older table gets them here first, empty.
+    _add_missing_columns(fleet, [fleet.FleetVisit])
+    rollups.rebuild(fleet)
+
+
 #: ``(version, what it does, step(fleet_db))``, oldest first.
 STEPS = (
     (1, "kiosks, pins, visits by kiosk instance and period, period counts, alarms", _tables),
@@ -103,6 +110,8 @@ STEPS = (
      "visits stored", rollups.create_and_rebuild),
     (7, "messages refused as malformed, counted by reason",
      lambda fleet: fleet.database.create_tables([fleet.Malformed])),
+    (8, "visit rollups rebuilt with the schema-3 counters: not sure, the return_card and "
+     "confirm steps, card left in, answer changed", _rollups_of_schema3),
 )
 LATEST = STEPS[-1][0]
 

@@ -44,6 +44,7 @@ from kiosk.fleet.db import DEFAULT_DB
 from kiosk.fleet.registry import open_registry
 from kiosk.fleet.registry_csv import decode
 from kiosk.telemetry import topics
+from kiosk.visit import OTHER_SERVICE
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +209,11 @@ def _services(point, cell):
     if not chosen:
         raise ProvisionError(f"services: service point {point.id!r} has none in the registry; "
                              "add its services there and import it again")
+    if any(s.id == OTHER_SERVICE for s in chosen):  # imported before the id was reserved
+        raise ProvisionError(f"services: service point {point.id!r} registers a service with "
+                             f"the id {OTHER_SERVICE!r}, which the kiosk keeps for its \"other "
+                             "service\" choice; give it its own id in the registry and import "
+                             "it again")
     return [{"id": s.id, "name_th": s.name_th, "name_en": s.name_en, "no_copy": s.no_copy}
             for s in chosen]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from kiosk.errors import RegistryError
 from kiosk.telemetry.topics import NO_COPY_STATES, ServiceEntry
-from kiosk.visit import TOKEN
+from kiosk.visit import OTHER_SERVICE, TOKEN
 
 POINT_COLUMNS = ("ministry", "department", "service_point_id", "name_th", "name_en", "province",
                  "district", "lat", "lon")
@@ -320,5 +320,9 @@ class _Row:
         no_copy = self.values["no_copy"].strip()
         if no_copy not in NO_COPY_STATES:
             self._problem("no_copy", f"{no_copy!r} must be one of {', '.join(NO_COPY_STATES)}")
-        return Service(self.token("service_id"), self.text("service_name_th"),
+        service_id = self.token("service_id")
+        if service_id == OTHER_SERVICE:
+            self._problem("service_id", f"{service_id!r} is reserved: it is the kiosk's "
+                          "\"other service\" choice, counted apart; give the service its own id")
+        return Service(service_id, self.text("service_name_th"),
                        self.text("service_name_en"), no_copy)

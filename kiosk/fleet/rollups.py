@@ -2,16 +2,18 @@
 
 Per local day, and again per local month, and per service point and service, one row of
 counters of the non-demo visits whose period starts then: verified or not, each rating, each
-copy answer, how the visit ended (completed, or abandoned at each step) and each reason by the
-rating it followed. Every table of :mod:`kiosk.fleet.statistics` crosses a group of points and
+copy answer, how the visit ended (completed, or abandoned at each step), each reason by the
+rating it followed, whether the card was left in at the commit and whether a completed visit's
+answer was changed. Every table of :mod:`kiosk.fleet.statistics` crosses a group of points and
 services with one of these, so a year of a national fleet is read as a few rows per point and
 service instead of one per visit. Demo visits never count, so they are never rolled up.
 
 The rows are kept at ingest, in the transaction that stores the visits, from the visits that
 transaction actually inserted (:meth:`kiosk.fleet.db.FleetDb.add_visits`): a resent visit
-counts once. :func:`create_and_rebuild` makes them from the visits already stored (a fleet file from
-before the rollups). A range that does not start or end at local midnight reads its partial
-days from the visits themselves (:func:`counts`), through the index by period.
+counts once. :func:`create_and_rebuild` makes them from the visits already stored (a fleet file
+from before the rollups); :func:`rebuild` makes them again with a newer visit schema's counters.
+A range that does not start or end at local midnight reads its partial days from the visits
+themselves (:func:`counts`), through the index by period.
 """
 
 import datetime as dt
@@ -33,6 +35,12 @@ COUNTERS = (
       for step in schema.STEPS),
     *((f"reason_{reason}_{r}", ("reason", "rating"), (reason, r))
       for reason in schema.REASONS for r in schema.RATINGS),
+    # Schema 3: whether the card was still in at the commit (card visits only), and whether a
+    # completed visit's answer was changed; a visit from before says neither (null).
+    ("card_left_in", ("card_in_at_commit",), (True,)),
+    ("card_taken", ("card_in_at_commit",), (False,)),
+    ("completed_undone", ("outcome", "undone"), (schema.Outcome.COMPLETED.value, True)),
+    ("completed_kept", ("outcome", "undone"), (schema.Outcome.COMPLETED.value, False)),
 )
 NAMES = tuple(name for name, _, _ in COUNTERS)
 #: Stands for a visit with no service point or no service chosen: NULL is never equal to
@@ -142,6 +150,13 @@ def create_and_rebuild(fleet):
         f'{sums} FROM "{fleet.FleetVisit._meta.table_name}" WHERE NOT "is_demo" '
         'GROUP BY 1, 2, 3', params)
     rebuild_months(fleet)
+
+
+def rebuild(fleet):
+    """The rollup tables made again, with today's counters, from the visits: a table made
+    before a counter existed has no column for it (the visit schema gained an answer)."""
+    fleet.database.drop_tables(list(fleet.rollup_models))
+    create_and_rebuild(fleet)
 
 
 def rebuild_months(fleet):

@@ -7,7 +7,8 @@ contract's builders (:func:`kiosk.visit.payload`, :mod:`kiosk.telemetry.topics`)
 with the runner's delivery rules would: a period's visits are held until the period ends, then
 released with the period's count; a message stays pending until the collector acks it and is
 resent after each reconnect. Visits come in office hours (Bangkok time), with ratings and copy
-answers that differ by department; health reports go out every ``health_s`` simulated seconds.
+answers that differ by department and the schema-3 answers (not sure, other service, card left
+in, answer changed) at plausible rates; health reports go out every ``health_s`` simulated seconds.
 An outage drops the connection with the Last Will (MQTT 5 reason 0x04) and reconnects later
 with a new epoch; what was released meanwhile goes out then.
 
@@ -52,9 +53,18 @@ DEPARTMENTS = {
     "sso": ((6, 9, 20, 38, 27), 0.20),
 }
 DEFAULT_DEPARTMENT = ((5, 8, 20, 37, 30), 0.15)
-REASON_WEIGHTS = {"waiting_time": 5, "staff": 2, "copies_requested": 3, "unclear_process": 2,
-                  "other": 1}
+#: The reasons the screens offer (schema 3 retired "copies_requested").
+REASON_WEIGHTS = {"waiting_time": 5, "staff": 2, "unclear_process": 2, "other": 1}
 COPIES_ASKED = ("id_card", "house_registration", "both")
+#: Schema 3's answers, at rates a pilot might see: a citizen not sure whether a copy was asked,
+#: one whose service is not listed ("other service"), a card still in when the visit is
+#: committed (of the card visits), an answer changed on the confirm screen.
+NOT_SURE_RATE = 0.06
+OTHER_SERVICE_RATE = 0.04
+CARD_LEFT_IN_RATE = 0.07
+UNDONE_RATE = 0.05
+#: Where an abandoned visit ends, by weight: most walk away at a question.
+ABANDONED_AT = {"choose_service": 2, "copy_check": 2, "rating": 5, "reason": 1}
 
 
 def stamp(moment, mono_s):
@@ -239,6 +249,10 @@ class SimKiosk:
         completed = rng.random() < 0.92
         rating = rng.choices(visit.RATINGS, weights)[0] if completed else None
         copy = (rng.choice(COPIES_ASKED) if rng.random() < copy_rate else "none")
+        if rng.random() < NOT_SURE_RATE:
+            copy = "not_sure"
+        service_id = (visit.OTHER_SERVICE if rng.random() < OTHER_SERVICE_RATE
+                      else rng.choice(services).id)
         reason = None
         if rating is not None and rating <= 2:
             reason = rng.choices(list(REASON_WEIGHTS), list(REASON_WEIGHTS.values()))[0]
@@ -248,9 +262,12 @@ class SimKiosk:
         payload = visit.payload(
             event_id=event_id, instance=self.instance, mode=MODE, period=period,
             outcome="completed" if completed else "abandoned",
-            step="thank_you" if completed else "rating", verified=verified,
+            step="thank_you" if completed else rng.choices(
+                list(ABANDONED_AT), list(ABANDONED_AT.values()))[0], verified=verified,
             expired=(rng.random() < 0.03) if verified else None,
-            service_id=rng.choice(services).id, copy_answer=copy, rating=rating, reason=reason,
+            service_id=service_id, copy_answer=copy, rating=rating, reason=reason,
+            card_in_at_commit=(rng.random() < CARD_LEFT_IN_RATE) if verified else None,
+            undone=rng.random() < UNDONE_RATE,
             language="th" if rng.random() < 0.9 else "en",
             duration_s=int(rng.uniform(15, 90)), service_point_id=self.site.point.id)
         self._held.setdefault(period, []).append((event_id, "visit", payload))

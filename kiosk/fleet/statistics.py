@@ -16,22 +16,32 @@ than the row's published counts. A hidden count shows ``"<5"``. The tables:
 
 * ``visits``: verified / unverified; ``visits`` and ``verified_share``.
 * ``ratings``: 1-5; ``rated``, ``mean`` and ``csat`` (share of 4-5).
-* ``copy``: asked (id_card, house_registration, both) / not asked (none) among visits with a
-  copy answer; ``answered`` and ``copy_request_rate``. The vocabulary has no "not sure" answer
-  (``kiosk.visit.COPY_ANSWERS``), so the denominator is the visits whose answer is not null.
-* ``no_copy``: the same, by service and declared status as well; ``observed_rate`` and
-  ``contradiction`` (:class:`Thresholds`).
+* ``copy``: asked (id_card, house_registration, both) / not asked (none) / not sure among
+  visits with a copy answer; ``answered`` (all three), ``copy_request_rate`` (asked among asked
+  and not asked: "not sure" is no answer to the question, so it is kept out of the rate) and
+  ``not_sure_share`` (not sure among all answers).
+* ``no_copy``: the same, by service and declared status as well; ``observed_rate`` (asked
+  among asked and not asked) and ``contradiction`` (:class:`Thresholds`, on the same answers).
+  The "other service" choice (:data:`kiosk.visit.OTHER_SERVICE`) is a service of its own,
+  declared nothing (the registry may not hold it).
 * ``abandoned``: completed, and abandoned at each step; ``abandoned_share_<step>``.
 * ``reasons``: the reasons given after a low rating; ``top_reasons`` among published counts.
+* ``card``: card visits (schema 3 on: a visit from before does not say) by whether the card was
+  still in the reader when the visit was committed; ``card_visits`` and ``card_left_in_share``.
+* ``undo``: completed visits (schema 3 on) by whether the citizen changed an answer on the
+  confirm screen; ``completed`` and ``undone_share``.
 * ``progress``: registered service points (as registered just before ``end``), split by pinned
   in the registry and reporting (a visit in the range); ``registered``, ``pinned``, ``reporting``.
 
 Across tables: :mod:`kiosk.fleet.disclosure` protects one table at a time, but a ``copy`` row
 is the sum of its group's ``no_copy`` rows and the ``visits`` and ``abandoned`` tables count
 the same visits per row, so :func:`_hide_linked` hides a row whole wherever its partner hides a
-figure (a row of a small service can thus hide its group's copy-request rate). Other tables'
-rows are not sums of each other. Service-point counts (``progress``) go through the same rule
-as visits, though a point is no person.
+figure (a row of a small service can thus hide its group's copy-request rate). A ``card`` row's
+total can equal its ``visits`` row's verified count and an ``undo`` row's its ``abandoned``
+row's completed count (when every visit is of schema 3), so those rows are hidden whole where
+their partner hides a count, or where their own total is hidden. Other tables' rows are not
+sums of each other. Service-point counts (``progress``) go through the same rule as visits,
+though a point is no person.
 """
 
 import argparse
@@ -121,7 +131,8 @@ class _Visits:
 
 
 #: Every table of a publication, in order.
-TABLES = ("visits", "ratings", "copy", "no_copy", "abandoned", "reasons", "progress")
+TABLES = ("visits", "ratings", "copy", "no_copy", "abandoned", "reasons", "card", "undo",
+          "progress")
 
 
 def compute(fleet_db, registry, start, end, level="national", thresholds=Thresholds(),
@@ -145,11 +156,13 @@ def compute(fleet_db, registry, start, end, level="national", thresholds=Thresho
         "no_copy": lambda: _no_copy_table(visits, level, group, thresholds, ups),
         "abandoned": lambda: _abandoned_table(visits, level, group, ups),
         "reasons": lambda: _reasons_table(visits, level, group, thresholds, ups),
+        "card": lambda: _card_table(visits, level, group, ups),
+        "undo": lambda: _undo_table(visits, level, group, ups),
         "progress": lambda: _progress_table(registry, visits, level, end),
     }
     # The tables linked across (_hide_linked) come as pairs: each can hide in the other.
     wanted = set(tables)
-    for pair in ({"copy", "no_copy"}, {"visits", "abandoned"}):
+    for pair in ({"copy", "no_copy"}, {"visits", "abandoned", "card", "undo"}):
         if wanted & pair:
             wanted |= pair
     made = {name: makers[name]() for name in TABLES if name in wanted}
@@ -168,27 +181,39 @@ def _hide_linked(tables, no_copy_counts):
     hidden counts are 0 (which discloses no one). So the copy row's split is hidden then, and
     the whole row whenever a no_copy row of its group hides its total. ``visits`` and
     ``abandoned`` count the same visits per row: a row whose total is hidden in either is
-    hidden whole in both. Hiding more never reveals anything (fewer figures, fewer
-    equations)."""
+    hidden whole in both. A ``card`` row's total can be its ``visits`` row's verified count,
+    an ``undo`` row's its ``abandoned`` row's completed count: such a row is hidden whole where
+    the partner hides a count it could give away, and where its own total is hidden (the
+    partner could give that total, and with it the split, away). Hiding more never reveals
+    anything (fewer figures, fewer equations)."""
     no_copy, copy = tables.get("no_copy"), tables.get("copy")
     width = len(copy.keys) if copy else 0
     for key in copy.rows if copy else ():
         group = {other: row for other, row in no_copy.rows.items() if other[:width] == key}
         hiding = [other for other, row in group.items()
-                  if isinstance(row["asked"], str) or isinstance(row["not_asked"], str)]
+                  if any(isinstance(row[column], str) for column in _ASKED)]
         if any(isinstance(row["answered"], str) for row in group.values()):
             _hide_row(copy.rows[key])
         elif len(hiding) == 1 and any(no_copy_counts[hiding[0]].values()):
             # Its total is the sum of published totals: only the split gives a count away.
             row = copy.rows[key]
-            row.update(asked=disclosure.mark(), not_asked=disclosure.mark(),
-                       copy_request_rate=None)
+            row.update(dict.fromkeys(_ASKED, disclosure.mark()), copy_request_rate=None,
+                       not_sure_share=None)
     visits, abandoned = tables.get("visits"), tables.get("abandoned")
     for key in visits.rows.keys() & abandoned.rows.keys() if visits else ():
         if isinstance(visits.rows[key]["visits"], str) or isinstance(
                 abandoned.rows[key]["visits"], str):
             _hide_row(visits.rows[key])
             _hide_row(abandoned.rows[key])
+    for name, total, partner, columns in (("card", "card_visits", visits, ("verified",
+                                                                          "unverified")),
+                                          ("undo", "completed", abandoned, ("completed",))):
+        table = tables.get(name)
+        for key, row in table.rows.items() if table else ():
+            partner_row = partner.rows.get(key, {})
+            if isinstance(row[total], str) or any(isinstance(partner_row.get(c), str)
+                                                  for c in columns):
+                _hide_row(row)
 
 
 def _hide_row(row):
@@ -357,15 +382,22 @@ def _ratings_table(visits, level, group, ups=()):
 
 #: The copy answers' counters, asked for a copy or not.
 _ASKED = {"asked": tuple(f"copy_{a}" for a in schema.COPY_ANSWERS if a in ASKED),
-          "not_asked": tuple(f"copy_{a}" for a in schema.COPY_ANSWERS if a not in ASKED)}
+          "not_asked": ("copy_none",), "not_sure": ("copy_not_sure",)}
+
+
+def _copy_rates(true, shown, total):
+    """The copy-request rate (asked among those who knew) and the share not sure."""
+    return {"copy_request_rate": _derived(
+                _share(true["asked"], true["asked"] + true["not_asked"]), shown, total),
+            "not_sure_share": _derived(_share(true["not_sure"], sum(true.values())), shown,
+                                       total)}
 
 
 def _copy_table(visits, level, group, ups=()):
-    counts = _cross(visits, group, ("asked", "not_asked"), _ASKED)
+    counts = _cross(visits, group, tuple(_ASKED), _ASKED)
     rows = {}
     for key, true, shown, total in _published(counts, ups):
-        rows[key] = {"answered": total, **shown, "copy_request_rate": _derived(
-            _share(true["asked"], sum(true.values())), shown, total)}
+        rows[key] = {"answered": total, **shown, **_copy_rates(true, shown, total)}
     return Table("copy", LEVELS[level], rows)
 
 
@@ -375,7 +407,7 @@ def _no_copy_counts(visits, level, group):
         service = (v.service_id or UNKNOWN,)
         return group(v) + (() if level == "service" else service) + (v.declared or UNKNOWN,)
 
-    return _cross(visits, by_service, ("asked", "not_asked"), _ASKED)
+    return _cross(visits, by_service, tuple(_ASKED), _ASKED)
 
 
 def _no_copy_table(visits, level, group, thresholds, ups=()):
@@ -383,12 +415,13 @@ def _no_copy_table(visits, level, group, thresholds, ups=()):
     counts = _no_copy_counts(visits, level, group)
     rows = {}
     for key, true, shown, total in _published(counts, ups):
-        answered = sum(true.values())
+        knew = true["asked"] + true["not_asked"]  # "not sure" tells neither way
         is_contradiction = (key[-1] == "cancelled"
-                            and answered >= thresholds.contradiction_answers
-                            and Fraction(true["asked"], answered) >= thresholds.contradiction_rate)
+                            and knew >= thresholds.contradiction_answers
+                            and Fraction(true["asked"], knew) >= thresholds.contradiction_rate)
         rows[key] = {"answered": total, **shown,
-                     "observed_rate": _derived(_share(true["asked"], answered), shown, total),
+                     "observed_rate": _derived(_share(true["asked"], knew), shown, total),
+                     "not_sure_share": _copy_rates(true, shown, total)["not_sure_share"],
                      # Published with the row's total, hidden counts or not: it tells only
                      # that the asked share passed the threshold (a bound, which suppression
                      # never hid), and it is the programme's main signal.
@@ -425,6 +458,26 @@ def _reasons_table(visits, level, group, thresholds, ups=()):
         rows[key] = {"low_rated": total, **shown,
                      "top_reasons": " ".join(ranked[:thresholds.top_reasons])}
     return Table("reasons", LEVELS[level], rows)
+
+
+def _card_table(visits, level, group, ups=()):
+    counts = _cross(visits, group, ("card_left_in", "card_taken"),
+                    {"card_left_in": ("card_left_in",), "card_taken": ("card_taken",)})
+    rows = {}
+    for key, true, shown, total in _published(counts, ups):
+        rows[key] = {"card_visits": total, **shown, "card_left_in_share": _derived(
+            _share(true["card_left_in"], sum(true.values())), shown, total)}
+    return Table("card", LEVELS[level], rows)
+
+
+def _undo_table(visits, level, group, ups=()):
+    counts = _cross(visits, group, ("undone", "not_undone"),
+                    {"undone": ("completed_undone",), "not_undone": ("completed_kept",)})
+    rows = {}
+    for key, true, shown, total in _published(counts, ups):
+        rows[key] = {"completed": total, **shown, "undone_share": _derived(
+            _share(true["undone"], sum(true.values())), shown, total)}
+    return Table("undo", LEVELS[level], rows)
 
 
 def _progress_table(registry, visits, level, end):

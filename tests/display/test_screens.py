@@ -85,9 +85,11 @@ def test_screens_question_buttons_map_to_flow_events(display_settings, language)
         *nav, flow.ServiceChosen(visit.OTHER_SERVICE),
         *(flow.ServiceChosen(s.id) for s in display_settings.services)}
     # The answers come first, in order; Back and the language button after them.
-    assert [b.action for b in scene(Screen.RATING).choices] == [
-        flow.RatingChosen(r) for r in flow.RATINGS]
-    assert _actions(scene(Screen.CONFIRM)) == [flow.ChangeAnswer(), flow.Dismissed()]
+    assert scene(Screen.RATING).choices == [flow.RatingChosen(r) for r in flow.RATINGS]
+    # The main action first: physical button 1 sends.
+    assert scene(Screen.CONFIRM).choices == [flow.Dismissed(), flow.ChangeAnswer()]
+    assert scene(Screen.REASON).choices == [
+        *(flow.ReasonChosen(r) for r in OFFERED_REASONS), flow.ReasonChosen(None)]
 
 
 def test_screens_reasons_leave_out_the_retired_and_set_skip_apart(display_settings):
@@ -104,7 +106,7 @@ def test_screens_reasons_leave_out_the_retired_and_set_skip_apart(display_settin
 
 def test_screens_service_screen_shows_no_copy_status(display_settings):
     scene = Renderer(display_settings).scene(View(Screen.CHOOSE_SERVICE, "en"))
-    services = [b for b in scene.choices if isinstance(b.action, flow.ServiceChosen)]
+    services = [b for b in scene.buttons if isinstance(b.action, flow.ServiceChosen)]
     # One text per button (its name): no status pill hinting at the copy answer.
     for button in services:
         assert sum(button.rect.contains(t.box) for t in scene.texts) == 1
@@ -205,7 +207,7 @@ def test_screens_thank_you_writes_the_portal_address_under_the_code(display_sett
         assert address.ink.left < scene.qr_rect.right and scene.qr_rect.left < address.ink.right
         caption = wording.TITLES[Screen.THANK_YOU]["th"][1]
         assert any(t.text == caption for t in scene.texts)
-        assert [b.action for b in scene.choices] == [flow.Dismissed()]
+        assert scene.choices == [flow.Dismissed()]
 
 
 @pytest.mark.parametrize("width,height,diagonal", SIZES)

@@ -13,6 +13,7 @@ from html import unescape
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from kiosk import visit as schema
 from kiosk.errors import ConfigError, TelemetryError
 from kiosk.fleet import registry, statistics
 from kiosk.fleet.console import auth, commands, i18n, serve, users
@@ -309,6 +310,25 @@ def test_console_drills_from_national_to_one_service_at_one_point(browser, core)
     assert cells(page, "service-visits") == [
         r for r in page_rows(core("service").tables["visits"]) if r["service_id"]
         == "dopa.id_card"]
+
+
+def test_console_labels_every_measure_and_the_other_service_in_both_languages(browser, core):
+    """The schema-3 figures (not sure, card left in, answers changed) read in the page's
+    language; the "other service" row shows its label, its CSV and data-value keep the id."""
+    measures = {m for level in ("national", "service") for table in core(level).tables.values()
+                for row in table.rows.values() for m in row}
+    assert {"not_sure", "not_sure_share", "card_left_in_share", "undone_share"} <= measures
+    assert {f"m.{m}" for m in measures} <= i18n.CATALOGUE.keys()
+    viewer = browser("vera")
+    for language, label in (("th", "บริการอื่น"), ("en", "Other service")):
+        viewer.get(f"/language/{language}?next=/stats")
+        page = viewer.get(f"/stats?{RANGE}&service_id={schema.OTHER_SERVICE}").text
+        row = re.search(r'<td data-key="service_id" data-value="other">(.*?)</td>', page,
+                        re.S).group(1)
+        assert label in row and label in re.search(r"<h2 id=\"node\">(.*?)</h2>", page).group(1)
+        assert i18n.translate("table.undo", language) in page
+    assert cells(page, "service-undo") == [r for r in page_rows(core("service").tables["undo"])
+                                           if r["service_id"] == schema.OTHER_SERVICE]
 
 
 def test_console_statistics_by_province(browser, core):

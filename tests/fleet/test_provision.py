@@ -16,6 +16,7 @@ from kiosk.fleet import registry as fleet_registry
 from kiosk.fleet.provision import COLUMNS, SERVICES, provision, read_csv_text
 from kiosk.fleet.registry_csv import Service, ServicePoint
 from kiosk.rigs.broker import MOSQUITTO, free_port, is_listening
+from kiosk.visit import OTHER_SERVICE
 
 ROOT_DIR = __import__("pathlib").Path(__file__).resolve().parents[2]
 REGISTERED = (Service("id-card", "ทำบัตรประจำตัวประชาชน", "ID card", "cancelled"),
@@ -113,6 +114,20 @@ def test_provision_takes_the_services_from_the_registry(tmp_path, reg):
         (s.id, s.name_th, s.name_en, s.no_copy) for s in REGISTERED)
     [problem] = result.problems
     assert problem.startswith("line 3: service_point_id") and "registry import" in problem
+
+
+def test_provision_never_gives_a_kiosk_the_other_service_id(tmp_path, reg):
+    """A registry imported before the id was reserved may hold it: the kiosk's own "other
+    service" choice would then be that service."""
+    reg.import_points([ServicePoint("cnx-900", "กระทรวงมหาดไทย", "กรมการปกครอง", "ที่ว่าการอำเภอ",
+                                    "District Office", "50", "เมือง", 18.7883, 98.9853,
+                                    (Service(OTHER_SERVICE, "อื่น", "Other", "not_yet"),))],
+                      as_of=LAST_WEEK + dt.timedelta(days=1), source="test")
+    result = provision(write_csv(tmp_path / "k.csv", [row(1, service_point_id="cnx-900")]),
+                       tmp_path / "out", registry=reg, broker="mqtt.example.go.th")
+    assert result.bundles == []
+    [problem] = result.problems
+    assert problem.startswith("line 2: services") and "'other'" in problem
 
 
 def test_provision_reads_thai_excel_cp874(tmp_path, reg):

@@ -16,6 +16,7 @@ from kiosk.fleet import registry, registry_csv, registry_sample
 from kiosk.fleet.registry_csv import COLUMNS, LAT_RANGE, LON_RANGE
 from kiosk.period import BANGKOK, Period
 from kiosk.telemetry.topics import NO_COPY_STATES
+from kiosk.visit import OTHER_SERVICE
 from tests.test_layering import ROOT
 
 T1 = dt.datetime(2026, 1, 1, tzinfo=BANGKOK)
@@ -183,6 +184,14 @@ def test_registry_empty_file_is_refused_since_it_would_close_every_point(text):
 def test_registry_text_longer_than_the_wire_allows_is_refused():
     with pytest.raises(RegistryError, match="line 2: name_en: is 201 characters, at most 200"):
         registry_csv.parse(csv_text([row(name_en="x" * 201)]), registry.provinces())
+
+
+def test_registry_refuses_the_other_service_id_by_line():
+    """The kiosk's "other service" choice has that id: a registered service under it would be
+    counted as "other" by every kiosk."""
+    rows = [row(), row(service=OTHER_SERVICE)]
+    with pytest.raises(RegistryError, match="line 3: service_id: 'other' is reserved"):
+        registry_csv.parse(csv_text(rows), registry.provinces())
 
 
 # --- history ----------------------------------------------------------------------------------

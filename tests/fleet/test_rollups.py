@@ -1,8 +1,9 @@
 """The visit rollups (kiosk/fleet/rollups.py) against a raw recount of the visits stored: a
 randomised set over four months, resent in part, with demo and undated visits, read over ranges
 of whole months, whole days and parts of days; and the same rollups built by the migration
-from the visits of an older fleet file."""
+from the visits of an older fleet file, and rebuilt with the schema-3 counters."""
 
+import dataclasses
 import datetime as dt
 import random
 import uuid
@@ -46,7 +47,8 @@ def random_visits(rng, n):
             verified=rng.random() < 0.7, service_id=rng.choice(SERVICES),
             copy_answer=rng.choice((*schema.COPY_ANSWERS, None)), rating=rating,
             reason=rng.choice((*schema.REASONS, None)) if rating else None, language="th",
-            duration_s=30,
+            duration_s=30, card_in_at_commit=rng.choice((True, False, None)),
+            undone=rng.choice((True, False, None)),
             service_point_id=None if kiosk == "k3" else rng.choice((POINTS[kiosk], "other-1")))
         period = None if rng.random() < 0.05 else Period.of(moment, 3600)
         mode = "demo" if rng.random() < 0.05 else "production"
@@ -143,3 +145,46 @@ def test_rollups_are_built_by_the_migration_from_an_older_fleet_file(fleet, flee
     finally:
         reopened.close()
         reg.close()
+
+
+#: The counters visit schema 3 added: a version-7 file's rollups lack their columns.
+SCHEMA3_COUNTERS = ("copy_not_sure", "ended_return_card", "ended_confirm", "card_left_in",
+                    "card_taken", "completed_undone", "completed_kept")
+
+
+def test_rollups_of_a_version_7_file_are_rebuilt_with_the_schema_3_counters(fleet, fleet_url):
+    """A file of the collectors before schema 3: rollups without the new counters, visits
+    without card_in_at_commit and undone. Opened, it gets them, and its counts are the
+    visits'; schema-3 visits stored after count in the new columns."""
+    old, new = random_visits(random.Random(7), 120), random_visits(random.Random(8), 120)
+    old = [dataclasses.replace(  # what a schema-2 kiosk sent
+        visit, card_in_at_commit=None, undone=None,
+        copy_answer=None if visit.copy_answer == "not_sure" else visit.copy_answer,
+        step="rating" if visit.step in ("return_card", "confirm") else visit.step)
+        for visit in old]
+    with fleet.database.atomic():
+        fleet.add_visits(old, RECEIVED)
+    database = fleet.database
+    for model in fleet.rollup_models:
+        for column in SCHEMA3_COUNTERS:
+            database.execute_sql(f'ALTER TABLE "{model._meta.table_name}" DROP COLUMN "{column}"')
+    for column in ("card_in_at_commit", "undone"):
+        database.execute_sql(f'ALTER TABLE "visit" DROP COLUMN "{column}"')
+    database.execute_sql('DELETE FROM "schema_version" WHERE "version" > 7')
+    fleet.close()
+    reopened = open_database(fleet_url)
+    try:
+        assert migrations.version(reopened) == migrations.LATEST
+        for model in reopened.rollup_models:
+            columns = {c.name for c in reopened.database.get_columns(model._meta.table_name)}
+            assert set(SCHEMA3_COUNTERS) <= columns
+        with reopened.database.atomic():
+            reopened.add_visits(new, RECEIVED)
+        for start, end in RANGES[:2]:
+            counted = {key: list(row) for key, row in
+                       rollups.counts(reopened, start, end).items() if any(row)}
+            assert counted == recount(reopened, start, end)
+            assert all(sum(row[rollups.NAMES.index(c)] for row in counted.values())
+                       for c in ("card_left_in", "completed_undone", "copy_not_sure"))
+    finally:
+        reopened.close()

@@ -10,6 +10,7 @@ from kiosk.fleet import cli
 from kiosk.fleet.collector import Collector
 from kiosk.fleet.simulate import DEPARTMENTS, Simulation, sites, visits_expected
 from kiosk.period import BANGKOK
+from kiosk.visit import OTHER_SERVICE, RETIRED_REASONS
 from tests.fixtures.broker import wait_until
 
 KIOSKS = 20
@@ -124,3 +125,26 @@ def test_simulate_verb_runs_kiosks_from_a_passwords_file(broker, sqlite_collecto
     assert int(totals["visits"]) > 0 and totals["outages"] == "0"
     wait_until(lambda: sqlite_collector.db.FleetVisit.select().count() == int(totals["visits"]),
                "every visit of the verb's run stored")
+
+
+def test_simulate_kiosks_send_schema_3_answers_at_plausible_rates():
+    """Not sure, the other service, the card left in (card visits only) and the changed answer
+    all come, each in a few per cent of visits, and no visit gives a retired reason."""
+    simulation = Simulation([("sim-000", "unused")], host="127.0.0.1", port=1, start=DAY,
+                            hours=10, factor=1)
+    [kiosk] = simulation.kiosks
+    for _ in range(2000):
+        kiosk.record_visit(DAY)
+    sent = [json.loads(payload) for _, _, payload in kiosk.held()]
+    assert {v["schema"] for v in sent} == {3}
+
+    def share(test, among=sent):
+        return sum(map(test, among)) / len(among)
+
+    carded = [v for v in sent if v["verified"]]
+    assert all("card_in_at_commit" not in v for v in sent if not v["verified"])
+    assert 0.02 < share(lambda v: v["copy_answer"] == "not_sure") < 0.12
+    assert 0.01 < share(lambda v: v["service_id"] == OTHER_SERVICE) < 0.08
+    assert 0.03 < share(lambda v: v["card_in_at_commit"], carded) < 0.12
+    assert 0.02 < share(lambda v: v["undone"]) < 0.09
+    assert not any(v["reason"] in RETIRED_REASONS for v in sent)

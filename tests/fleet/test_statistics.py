@@ -68,22 +68,32 @@ def pin(kiosk, service_point_id):
 
 
 #: The known visits: 55 count. k1's id-card service is declared cancelled, yet 5 of its 30
-#: visits were asked for a copy (16.7 %): the contradiction.
+#: visits were asked for a copy, 5 not sure (5 of 25 who knew: 20 %): the contradiction.
+#: Schema 3's answers: 5 of the birth visits too were not sure about the copy; k3's visits
+#: chose the "other service"; the card left in and the changed answer where given (None: a
+#: kiosk a release behind).
 KNOWN = [
-    ("k1", 5, dict(service_id="dopa.id_card", copy_answer="id_card", rating=5)),
-    ("k1", 5, dict(service_id="dopa.id_card", rating=5)),
-    ("k1", 10, dict(service_id="dopa.id_card", rating=4)),
-    ("k1", 5, dict(service_id="dopa.id_card", rating=3)),
-    ("k1", 5, dict(service_id="dopa.id_card", rating=1, reason="copies_requested")),
-    ("k1", 5, dict(service_id="dopa.birth", rating=4)),
-    ("k1", 5, dict(service_id="dopa.birth", rating=4, verified=False, expired=None)),
+    ("k1", 5, dict(service_id="dopa.id_card", copy_answer="id_card", rating=5,
+                   card_in_at_commit=True, undone=False)),
+    ("k1", 5, dict(service_id="dopa.id_card", rating=5, card_in_at_commit=False, undone=True)),
+    ("k1", 10, dict(service_id="dopa.id_card", rating=4, card_in_at_commit=False,
+                    undone=False)),
+    ("k1", 5, dict(service_id="dopa.id_card", copy_answer="not_sure", rating=3)),
+    ("k1", 5, dict(service_id="dopa.id_card", rating=1, reason="copies_requested",
+                   card_in_at_commit=False, undone=False)),
+    ("k1", 5, dict(service_id="dopa.birth", copy_answer="not_sure", rating=4,
+                   card_in_at_commit=False, undone=True)),
+    ("k1", 5, dict(service_id="dopa.birth", rating=4, verified=False, expired=None,
+                   undone=False)),
     ("k2", 2, dict(service_id="dlt.licence", copy_answer="both", rating=2,
-                   reason="waiting_time")),
-    ("k2", 4, dict(service_id="dlt.licence", rating=2, reason="waiting_time")),
-    ("k2", 1, dict(service_id="dlt.licence", rating=2)),
-    ("k2", 3, dict(service_id="dlt.licence", outcome="abandoned", step="rating", rating=None)),
-    ("k3", 5, dict(service_id="ghost.svc", copy_answer=None, rating=5, verified=False,
-                   expired=None)),
+                   reason="waiting_time", card_in_at_commit=True, undone=False)),
+    ("k2", 4, dict(service_id="dlt.licence", rating=2, reason="waiting_time",
+                   card_in_at_commit=False, undone=False)),
+    ("k2", 1, dict(service_id="dlt.licence", rating=2, card_in_at_commit=True, undone=False)),
+    ("k2", 3, dict(service_id="dlt.licence", outcome="abandoned", step="rating", rating=None,
+                   card_in_at_commit=True, undone=True)),
+    ("k3", 5, dict(service_id=schema.OTHER_SERVICE, copy_answer=None, rating=5, verified=False,
+                   expired=None, undone=False)),
 ]
 #: Never counted: a demo visit, and a visit of the day after the range.
 EXCLUDED = [("k1", 1, dict(service_id="dopa.id_card", mode="demo")),
@@ -120,17 +130,24 @@ def steps(count, share):
 # National, by hand. visits: verified 30 + 5 + 10 = 45, unverified 5 + 5 = 10.
 # ratings: 1: 5; 2: 7; 3: 5; 4: 10 + 10 = 20; 5: 10 + 5 = 15; 52 rated (3 abandoned unrated);
 # mean (5 + 14 + 15 + 80 + 75) / 52 = 189 / 52 = 3.6346; CSAT 35 / 52 = 0.6731.
-# copy: asked 5 (id card) + 2 (both) = 7 of 50 answered (k3's 5 have no answer): 0.14.
-# no_copy, by service and declared status: licence (cancelled) 2 asked / 8 not; birth
-# (in progress) 0 / 10; id card (cancelled) 5 / 25. The licence's 2 and the birth's 0 are under
-# 5; each is then alone in its row, so the smallest other count of that row is hidden too (8
-# and 10): the two rows' four hidden counts now have two row sums and two column sums that
-# only fix them up to one free value. The id card's row is whole: 5 / 30 = 0.1667, cancelled,
-# 30 answers >= 20, 16.7 % >= 10 %: a contradiction.
+# copy: asked 5 (id card) + 2 (both) = 7, not asked 20 + 5 + 8 = 33, not sure 5 + 5 = 10: 50
+# answered (k3's 5 have no answer). The rate leaves "not sure" out: 7 / 40 = 0.175; not sure
+# 10 / 50 = 0.2.
+# no_copy, by service and declared status (asked / not asked / not sure): licence (cancelled)
+# 2 / 8 / 0; birth (in progress) 0 / 5 / 5; id card (cancelled) 5 / 20 / 5. The licence's 2
+# and 0 and the birth's 0 and 0 are under 5: the asked and not-sure columns' four hidden counts
+# have two row sums and two column sums that only fix them up to one free value, so the 8 and
+# the 5 stay. The id card's row is whole: 5 of the 25 who knew = 0.2, cancelled, 25 >= 20,
+# 20 % >= 10 %: a contradiction; not sure 5 / 30 = 0.1667.
 # abandoned: completed 52, abandoned at "rating" 3, every other step 0: all hidden, and no share
 # is published since the published counts (52) do not add up to the total (55).
 # reasons after a rating of 1 or 2: copies_requested 5, waiting_time 6 (one skipped); staff,
 # unclear_process and other are 0, hidden; ranked among published counts only.
+# card (card_in_at_commit given): left in 5 (id card) + 2 + 1 + 3 (k2) = 11, taken 5 + 10 + 5
+# + 5 (k1) + 4 (k2) = 29: 40 card visits, 11 / 40 = 0.275 (the 5 of an older kiosk and the
+# visits without a card say nothing).
+# undo (completed, undone given): undone 5 + 5 (k1), not 5 + 10 + 5 + 5 (k1) + 2 + 4 + 1 (k2)
+# + 5 (k3) = 37: 47, 10 / 47 = 0.2128 (k2's 3 abandoned visits changed an answer: not counted).
 # progress: dopa-10 pinned and reporting, dopa-50 pinned and silent, dlt-50 unpinned and
 # reporting (ghost-1 is in no registry): every cell 1 or 0, so all hidden.
 NATIONAL = {
@@ -138,20 +155,27 @@ NATIONAL = {
                     "verified_share": 0.8182}},
     "ratings": {(): {"rated": 52, "rating_1": 5, "rating_2": 7, "rating_3": 5, "rating_4": 20,
                      "rating_5": 15, "mean": 3.6346, "csat": 0.6731}},
-    "copy": {(): {"answered": 50, "asked": 7, "not_asked": 43, "copy_request_rate": 0.14}},
+    "copy": {(): {"answered": 50, "asked": 7, "not_asked": 33, "not_sure": 10,
+                  "copy_request_rate": 0.175, "not_sure_share": 0.2}},
     "no_copy": {
         # The flag is published with the row's total: 10 answers are too few for one.
-        ("dlt.licence", "cancelled"): {"answered": 10, "asked": H, "not_asked": H,
-                                       "observed_rate": None, "contradiction": False},
-        ("dopa.birth", "in_progress"): {"answered": 10, "asked": H, "not_asked": H,
-                                        "observed_rate": None, "contradiction": False},
-        ("dopa.id_card", "cancelled"): {"answered": 30, "asked": 5, "not_asked": 25,
-                                        "observed_rate": 0.1667, "contradiction": True},
+        ("dlt.licence", "cancelled"): {"answered": 10, "asked": H, "not_asked": 8,
+                                       "not_sure": H, "observed_rate": None,
+                                       "not_sure_share": None, "contradiction": False},
+        ("dopa.birth", "in_progress"): {"answered": 10, "asked": H, "not_asked": 5,
+                                        "not_sure": H, "observed_rate": None,
+                                        "not_sure_share": None, "contradiction": False},
+        ("dopa.id_card", "cancelled"): {"answered": 30, "asked": 5, "not_asked": 20,
+                                        "not_sure": 5, "observed_rate": 0.2,
+                                        "not_sure_share": 0.1667, "contradiction": True},
     },
     "abandoned": {(): {"visits": 55, "completed": 52, **steps(H, None)}},
     "reasons": {(): {"low_rated": 11, "waiting_time": 6, "staff": H, "copies_requested": 5,
                      "unclear_process": H, "other": H,
                      "top_reasons": "waiting_time copies_requested"}},
+    "card": {(): {"card_visits": 40, "card_left_in": 11, "card_taken": 29,
+                  "card_left_in_share": 0.275}},
+    "undo": {(): {"completed": 47, "undone": 10, "not_undone": 37, "undone_share": 0.2128}},
     "progress": {(): {"registered": H, "pinned_reporting": H, "pinned_silent": H,
                       "unpinned_reporting": H, "unpinned_silent": H, "pinned": None,
                       "reporting": None}},
@@ -175,12 +199,20 @@ def test_statistics_national_figures_match_hand_computation(stores):
 # interior's 0 under 2 is alone in its row, so its smallest count (the 5 under 1) goes. Every
 # hidden cell then lies on a cycle. Transport's hidden counts are all 0 (published 7 = rated
 # 7): its mean 2.0 and CSAT 0.0 are published; interior's are not (35 of 40 shown).
-# copy: unknown has no answer (no row); transport 2 / 8, interior 5 / 35: the 2 forces all four.
+# copy: unknown has no answer (no row); transport 2 / 8 / 0, interior 5 / 25 / 10: each
+# ministry has one no_copy row with hidden counts, not all 0, which its copy row less the other
+# rows would give back, so both rows' splits are hidden (_hide_linked).
 # no_copy: the rows of the national table, each under its ministry: the same suppression.
 # abandoned: unknown completed 5, transport 7 and 3 at "rating", interior 40; every step cell
 # hidden. Unknown's and interior's hidden counts are all 0 (published = total): shares of 0.0.
 # reasons: transport waiting_time 6, interior copies_requested 5 (unknown none: no row). Each is
 # alone in its column once the zeros are hidden, so the other row's count goes too: all hidden.
+# card: transport left in 2 + 1 + 3 = 6, taken 4; interior left in 5, taken 25 (unknown: no
+# card answer). Transport's 4 is hidden, then its 6 (alone in its row), then interior's 5 (alone
+# in its column), then its 25: interior's total 30 stays. Transport's visits row hides its
+# verified count, which its card total could equal: its card row is hidden whole.
+# undo: unknown 0 / 5, transport 0 / 7, interior 10 / 25. The zeros are hidden, each alone in
+# its row, so the 5 and the 7 go too: a cycle. Interior: 10 / 35 = 0.2857.
 # progress: transport has dlt-50 (unpinned, reporting); interior dopa-10 (pinned, reporting) and
 # dopa-50 (pinned, silent): all under 5.
 M, T, U = (INTERIOR,), (TRANSPORT,), (UNKNOWN,)
@@ -195,8 +227,9 @@ BY_MINISTRY = {
             "rating_5": H, "mean": 2.0, "csat": 0.0},
         M: {"rated": 40, "rating_1": H, "rating_2": H, "rating_3": 5, "rating_4": 20,
             "rating_5": 10, "mean": None, "csat": None}},
-    "copy": {T: {"answered": 10, "asked": H, "not_asked": H, "copy_request_rate": None},
-             M: {"answered": 40, "asked": H, "not_asked": H, "copy_request_rate": None}},
+    "copy": {key: {"answered": total, "asked": H, "not_asked": H, "not_sure": H,
+                   "copy_request_rate": None, "not_sure_share": None}
+             for key, total in ((T, 10), (M, 40))},
     "no_copy": {M + key if key[0].startswith("dopa") else T + key: row
                 for key, row in NATIONAL["no_copy"].items()},
     "abandoned": {U: {"visits": 5, "completed": 5, **steps(H, 0.0)},
@@ -205,6 +238,13 @@ BY_MINISTRY = {
     "reasons": {key: {"low_rated": total, "waiting_time": H, "staff": H, "copies_requested": H,
                       "unclear_process": H, "other": H, "top_reasons": ""}
                 for key, total in ((T, 6), (M, 5))},
+    "card": {T: {"card_visits": H, "card_left_in": H, "card_taken": H,
+                 "card_left_in_share": None},
+             M: {"card_visits": 30, "card_left_in": H, "card_taken": H,
+                 "card_left_in_share": None}},
+    "undo": {U: {"completed": 5, "undone": H, "not_undone": H, "undone_share": None},
+             T: {"completed": 7, "undone": H, "not_undone": H, "undone_share": None},
+             M: {"completed": 35, "undone": 10, "not_undone": 25, "undone_share": 0.2857}},
     "progress": {key: {"registered": H, "pinned_reporting": H, "pinned_silent": H,
                        "unpinned_reporting": H, "unpinned_silent": H, "pinned": None,
                        "reporting": None} for key in (T, M)},
@@ -230,7 +270,10 @@ def test_statistics_csv_has_a_bom_and_round_trips_every_figure(stores):
     contradiction = (("declared", "cancelled"), ("ministry", INTERIOR),
                      ("service_id", "dopa.id_card"))
     assert figures["no_copy", contradiction, "contradiction"] == "yes"
-    assert figures["no_copy", contradiction, "observed_rate"] == "0.1667"
+    assert figures["no_copy", contradiction, "observed_rate"] == "0.2"
+    assert figures["no_copy", contradiction, "not_sure"] == "5"
+    assert figures["card", (("ministry", TRANSPORT),), "card_visits"] == "<5"
+    assert figures["undo", (("ministry", INTERIOR),), "undone_share"] == "0.2857"
     assert figures["visits", (("ministry", UNKNOWN),), "verified"] == "<5"
     assert figures["visits", (("ministry", UNKNOWN),), "verified_share"] == ""
     assert figures["ratings", (("ministry", TRANSPORT),), "mean"] == "2.0"
@@ -251,10 +294,11 @@ def test_statistics_judge_a_visit_by_what_was_declared_in_its_period(stores, tmp
 def test_statistics_contradiction_thresholds_come_from_the_config(stores):
     db, reg = stores
     row = ("dopa.id_card", "cancelled")
-    for thresholds, expected in ((Thresholds(contradiction_answers=30), True),
-                                 (Thresholds(contradiction_answers=31), False),
-                                 (Thresholds(contradiction_rate=Fraction(1, 6)), True),
-                                 (Thresholds(contradiction_rate=Fraction(1, 5)), False)):
+    # 5 asked of the 25 who knew (the 5 not sure count for neither).
+    for thresholds, expected in ((Thresholds(contradiction_answers=25), True),
+                                 (Thresholds(contradiction_answers=26), False),
+                                 (Thresholds(contradiction_rate=Fraction(1, 5)), True),
+                                 (Thresholds(contradiction_rate=Fraction(1, 4)), False)):
         stats = statistics.compute(db, reg, START, END, thresholds=thresholds)
         assert stats.tables["no_copy"].rows[row]["contradiction"] is expected, thresholds
 
@@ -287,10 +331,15 @@ def test_statistics_each_registry_level_groups_by_the_registry(stores, level):
     assert set(stats.tables["progress"].rows) == registered
 
 
-# By service, by hand: licence 10 / 0, birth 5 / 5, id card 30 / 0, ghost 0 / 5. The three
-# zeros are hidden; each is alone in its row, so the licence's 10 goes (smallest of column
-# verified's line through it), then the id card's 30 (alone in its row), then the ghost's 5:
-# rows licence, id card and ghost with both columns form cycles; birth's row stays whole.
+# By service, by hand: licence 10 / 0, birth 5 / 5, id card 30 / 0, "other service" 0 / 5 (a
+# row of its own). The three zeros are hidden; each is alone in its row, so the licence's 10
+# goes (smallest of column verified's line through it), then the id card's 30 (alone in its
+# row), then other's 5: rows licence, id card and other with both columns form cycles; birth's
+# row stays whole. The other service's visits have no copy answer: no no_copy row.
+# card: licence 6 / 4, birth 0 / 5, id card 5 / 20: licence's and id card's visits rows hide
+# their verified counts, so their card rows are hidden whole; birth's 0 and so its 5 hidden.
+# undo: licence 0 / 7, birth 5 / 5, id card 5 / 20, other 0 / 5: the zeros and then the 7 and
+# the other's 5 hidden (a cycle); birth 0.5, id card 0.2.
 # Progress counts point-and-service pairs: licence {dlt-50}, birth {dopa-10}, id card {dopa-10,
 # dopa-50}, all under 5.
 def test_statistics_by_service_match_hand_computation(stores):
@@ -301,9 +350,20 @@ def test_statistics_by_service_match_hand_computation(stores):
         ("dlt.licence",): {"visits": 10, **hidden},
         ("dopa.birth",): {"visits": 10, "verified": 5, "unverified": 5, "verified_share": 0.5},
         ("dopa.id_card",): {"visits": 30, **hidden},
-        ("ghost.svc",): {"visits": 5, **hidden}}
+        (schema.OTHER_SERVICE,): {"visits": 5, **hidden}}
     assert stats.tables["no_copy"].keys == ("service_id", "declared")
     assert stats.tables["no_copy"].rows == NATIONAL["no_copy"]
+    shut = {"card_left_in": H, "card_taken": H, "card_left_in_share": None}
+    assert stats.tables["card"].rows == {("dlt.licence",): {"card_visits": H, **shut},
+                                         ("dopa.birth",): {"card_visits": 5, **shut},
+                                         ("dopa.id_card",): {"card_visits": H, **shut}}
+    shut = {"undone": H, "not_undone": H, "undone_share": None}
+    assert stats.tables["undo"].rows == {
+        ("dlt.licence",): {"completed": 7, **shut},
+        ("dopa.birth",): {"completed": 10, "undone": 5, "not_undone": 5, "undone_share": 0.5},
+        ("dopa.id_card",): {"completed": 25, "undone": 5, "not_undone": 20,
+                            "undone_share": 0.2},
+        (schema.OTHER_SERVICE,): {"completed": 5, **shut}}
     assert {key: row["registered"] for key, row in stats.tables["progress"].rows.items()} == {
         ("dlt.licence",): H, ("dopa.birth",): H, ("dopa.id_card",): H}
 
@@ -333,7 +393,7 @@ def test_statistics_cli_takes_the_contradiction_thresholds(stores, fleet_url, tm
     expected = statistics.compute(db, reg, START, END, thresholds=stricter)
     assert statistics.read_csv(out.read_bytes()) == statistics.csv_text_of(expected.figures())
     row = ("dopa.id_card", "cancelled")
-    assert expected.tables["no_copy"].rows[row]["contradiction"] is False  # 16.7 % < 20 %
+    assert expected.tables["no_copy"].rows[row]["contradiction"] is False  # 25 knew < 30
     assert NATIONAL["no_copy"][row]["contradiction"] is True  # by the default 10 %
 
 
@@ -375,30 +435,33 @@ def test_statistics_copy_row_gives_no_hidden_no_copy_count_away(fresh):
     """A ministry's copy row is the sum of its no_copy rows. Here the no_copy table hides the
     id card's 3 asked of 30, and the licence's row as its complement; published as they are,
     the Interior's 53 asked less the birth's visible 50 would give the 3 back, and Transport's
-    copy row would repeat the licence's hidden one."""
+    copy row would repeat the licence's hidden one. (The birth's 5 not sure keep its row
+    whole; the others' none are hidden with their 3 and 10.)"""
     tables = fresh([*visits("k1", 3, service_id="dopa.id_card", copy_answer="id_card"),
                     *visits("k1", 27, service_id="dopa.id_card"),
                     *visits("k1", 50, service_id="dopa.birth", copy_answer="both"),
                     *visits("k1", 50, service_id="dopa.birth"),
+                    *visits("k1", 5, service_id="dopa.birth", copy_answer="not_sure"),
                     *visits("k2", 10, service_id="dlt.licence", copy_answer="both"),
                     *visits("k2", 20, service_id="dlt.licence")], level="ministry")
     no_copy = tables["no_copy"].rows
     assert no_copy[(INTERIOR, "dopa.id_card", "cancelled")]["asked"] == H
     assert no_copy[(INTERIOR, "dopa.birth", "in_progress")]["asked"] == 50
     assert no_copy[(TRANSPORT, "dlt.licence", "cancelled")]["asked"] == H
-    assert tables["copy"].rows == {
-        (TRANSPORT,): {"answered": 30, "asked": H, "not_asked": H, "copy_request_rate": None},
-        (INTERIOR,): {"answered": 130, "asked": H, "not_asked": H, "copy_request_rate": None}}
+    hidden = {"asked": H, "not_asked": H, "not_sure": H, "copy_request_rate": None,
+              "not_sure_share": None}
+    assert tables["copy"].rows == {(TRANSPORT,): {"answered": 30, **hidden},
+                                   (INTERIOR,): {"answered": 135, **hidden}}
 
 
 def test_statistics_contradiction_is_published_when_its_counts_are_hidden(fresh):
     """30 answers, 3 asked (10 %), cancelled: a contradiction. The 3 is hidden, and its row's
-    27 with it; the flag still shows, with the row's published total."""
+    0 not sure with it; the flag still shows, with the row's published total."""
     tables = fresh([*visits("k1", 3, service_id="dopa.id_card", copy_answer="id_card"),
                     *visits("k1", 27, service_id="dopa.id_card")])
     assert tables["no_copy"].rows[("dopa.id_card", "cancelled")] == {
-        "answered": 30, "asked": H, "not_asked": H, "observed_rate": None,
-        "contradiction": True}
+        "answered": 30, "asked": H, "not_asked": 27, "not_sure": H, "observed_rate": None,
+        "not_sure_share": None, "contradiction": True}
 
 
 def test_statistics_a_ministry_less_its_shown_departments_gives_no_hidden_count_away(
@@ -416,13 +479,16 @@ def test_statistics_a_ministry_less_its_shown_departments_gives_no_hidden_count_
         with db.database.atomic():
             for kiosk, service_point_id in {**KIOSKS, "k4": "bora-1"}.items():
                 db.apply_service_point(pin(kiosk, service_point_id), RECEIVED)
-            db.add_visits([*visits("k1", 30), *visits("k2", 30), *visits("k4", 2)], RECEIVED)
+            told = dict(card_in_at_commit=False, undone=False)
+            db.add_visits([*visits("k1", 30, **told), *visits("k2", 30, **told),
+                           *visits("k4", 2, **told)], RECEIVED)
         above = statistics.compute(db, reg, START, END, "ministry").tables
         below = statistics.compute(db, reg, START, END, "department").tables
     finally:
         reg.close()
         db.close()
-    for name in ("visits", "ratings", "copy", "abandoned", "reasons"):
+    assert above["card"].rows and above["undo"].rows
+    for name in ("visits", "ratings", "copy", "abandoned", "reasons", "card", "undo"):
         for (ministry,), row in above[name].rows.items():
             children = [r for key, r in below[name].rows.items() if key[0] == ministry]
             for column, value in row.items():

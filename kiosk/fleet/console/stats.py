@@ -17,6 +17,7 @@ from kiosk.fleet import statistics
 from kiosk.fleet.console.app import console, t
 from kiosk.fleet.db import utc_text
 from kiosk.period import BANGKOK
+from kiosk.visit import OTHER_SERVICE
 
 blueprint = Blueprint("stats", __name__)
 NODE_PARAMS = ("ministry", "department", "province", "service_point_id", "service_id")
@@ -58,10 +59,21 @@ def province_name(code):
     return found.name_en if g.lang == "en" else found.name_th
 
 
+def key_text(column, value):
+    """A row key as the page shows it: a province by name, the "other service" choice by
+    label (its CSV keeps the id, :data:`kiosk.visit.OTHER_SERVICE`), any other key as is."""
+    if column == "province":
+        return province_name(value)
+    if column == "service_id" and value == OTHER_SERVICE:
+        return t("service.other")
+    return value
+
+
 def node_of(args):
     params = {name: args[name] for name in NODE_PARAMS if args.get(name)}
     if "service_id" in params:
-        return Node("service", (params["service_id"],), params, params["service_id"])
+        return Node("service", (params["service_id"],), params,
+                    key_text("service_id", params["service_id"]))
     if "service_point_id" in params:
         return Node("service_point", (params["service_point_id"],), params,
                     params["service_point_id"])
@@ -191,7 +203,7 @@ def stats_page():
         charts=charts.urls(request.args),
         below_level=below_level,
         below_tables=below_tables, contradictions=contradictions, args=request.args,
-        key_links=key_links, value_text=value_text, province_name=province_name,
+        key_links=key_links, value_text=value_text, key_text=key_text,
         no_copy_keys=statistics.Table("no_copy", ("service_point_id", "service_id",
                                                   "declared"), {}))
 
@@ -220,9 +232,9 @@ def _trail(node, args):
         trail.append((p["service_point_id"], url_for(
             "stats.stats_page", **dates, service_point_id=p["service_point_id"])))
     if "service_id" in p:
-        trail.append((p["service_id"], url_for("stats.stats_page", **dates,
-                                               **{k: p[k] for k in ("service_point_id",
-                                                                    "service_id") if k in p})))
+        trail.append((key_text("service_id", p["service_id"]), url_for(
+            "stats.stats_page", **dates,
+            **{k: p[k] for k in ("service_point_id", "service_id") if k in p})))
     return trail
 
 
