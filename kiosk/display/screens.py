@@ -360,10 +360,15 @@ SLOT_STEPS = 40
 
 def _slot(c, rect, *, taking=False, moving=True):
     """This kiosk's card slot (display.card_slot, display.chip_facing) in ``rect``: the card
-    sliding gently into it, or out of it when ``taking``; still (card in) when not ``moving``."""
+    sliding gently into it, or out of it when ``taking``; still (card in) when not ``moving``.
+
+    The animation holds no reference to the canvas: a scene would otherwise sit in a reference
+    cycle, its whole surface waiting for the garbage collector, one per rebuilt screen.
+    """
+    slot, chip = c.settings.card_slot, c.settings.chip_facing
+
     def draw(surface, phase):
-        return pictures.card_slot(surface, rect, c.settings.card_slot, c.settings.chip_facing,
-                                  phase, taking=taking)
+        return pictures.card_slot(surface, rect, slot, chip, phase, taking=taking)
 
     if not moving:
         draw(c.surface, 0.5)
@@ -405,8 +410,10 @@ def _document(kind):
 # --- the screens ------------------------------------------------------------------------------
 
 
-def _split(c, area, share):
-    """(picture, words): side by side in landscape, stacked in portrait."""
+def _split(c, area, share=None):
+    """(picture, words): side by side in landscape, stacked in portrait. Idle and reading share
+    the default, so their slot pictures are one size (drawn once, not twice)."""
+    share = share or (0.35 if c.m.is_portrait else 0.42)
     if c.m.is_portrait:
         return layout.take_top(area, round(area.height * share), gap=c.m.gap)
     picture = pygame.Rect(area.left, area.top, round(area.width * share), area.height)
@@ -424,7 +431,7 @@ def _idle(c):
     if c.fonts.for_text("ui_bold", c.m.font_px("title"), title).size(title)[0] > head.width:
         head, under = c.title_box, None  # a title of two lines leaves no room in its row
     c.text(title, head, size="title", role="ui_bold", max_lines=3, min_size="body")
-    picture, words = _split(c, area, 0.3 if c.m.is_portrait else 0.4)
+    picture, words = _split(c, area)
     if c.settings.allow_rating_without_card:
         words = c.button_row(words, [(wording.BUTTONS["without_card"][c.lang],
                                       flow.StartedWithoutCard(), "plain")])
@@ -439,7 +446,7 @@ def _idle(c):
 
 
 def _reading(c):
-    picture, words = _split(c, c.top(), 0.5)
+    picture, words = _split(c, c.top())
     words = c.subtitle(words, size="heading", lines=3)
     _slot(c, picture, moving=False)
     dots = pygame.Rect(0, 0, min(words.width, c.m.target * 3), min(words.height, c.m.target))
@@ -667,6 +674,7 @@ def _countdown(c, box):
     words = pygame.Rect(box.left, box.top, words_w, box.height)
     bar = pygame.Rect(words.right + c.m.gap, box.centery - c.m.gap // 2,
                       box.right - words.right - c.m.gap, c.m.gap)
+    fonts, lang = c.fonts, c.lang  # not the canvas: see _slot
     shown = {"key": None}
 
     def animate(surface, now):
@@ -677,8 +685,9 @@ def _countdown(c, box):
             return []
         shown["key"] = key
         surface.fill(theme.BACKGROUND, box)
-        block = c._block(wording.SENDING_IN[c.lang].format(s=key[0]), words, colour=theme.MUTED,
-                         align="left", max_lines=1, px=px)
+        block = layout_block(fonts, "ui", wording.SENDING_IN[lang].format(s=key[0]), words,
+                             max_px=px, min_px=px, colour=theme.MUTED, align="left",
+                             max_lines=1)
         draw_block(surface, block)
         pygame.draw.rect(surface, theme.BORDER, bar, border_radius=bar.height // 2)
         pygame.draw.rect(surface, theme.PRIMARY, (bar.left, bar.top, key[1], bar.height),

@@ -10,6 +10,7 @@ come from agencies' configs, so every block is fitted: wrapped, shrunk, and as a
 with an ellipsis, so text never leaves its box.
 """
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -48,6 +49,15 @@ class Fonts:
         return self.get(role, size, script_of(text))
 
 
+@functools.cache
+def _iterator(kind, locale):
+    """One ICU break iterator per kind and locale, reused (main thread only, like all drawing):
+    creating one per call costs time and leaves memory behind in ICU."""
+    create = {"line": icu.BreakIterator.createLineInstance,
+              "character": icu.BreakIterator.createCharacterInstance}[kind]
+    return create(icu.Locale(locale))
+
+
 def _pieces(text, iterator):
     chars = icu.UnicodeString(text)
     iterator.setText(chars)
@@ -70,13 +80,14 @@ VOCABULARY = (
 _VOCABULARY = re.compile("|".join(sorted(map(re.escape, VOCABULARY), key=len, reverse=True)))
 
 
+@functools.lru_cache(maxsize=2048)
 def line_break_segments(text, locale="th"):
     """``text`` cut at every allowed line-break opportunity (trailing spaces stay attached), never
     inside a :data:`VOCABULARY` word and always allowed at a listed word's edges (ICU may glue
     a listed word to the next one when it splits the word wrongly: ประชา|ชนคืน)."""
-    pieces = _pieces(text, icu.BreakIterator.createLineInstance(icu.Locale(locale)))
+    pieces = _pieces(text, _iterator("line", locale))
     if not _VOCABULARY.search(text):
-        return pieces
+        return tuple(pieces)
     breaks, position = set(), 0
     for piece in pieces:
         position += len(piece)
@@ -99,12 +110,12 @@ def line_break_segments(text, locale="th"):
     for cut in cuts:
         out.append(text[start:cut])
         start = cut
-    return out
+    return tuple(out)
 
 
 def graphemes(text):
     """User-perceived characters: a Thai consonant keeps its vowels and tone marks."""
-    return _pieces(text, icu.BreakIterator.createCharacterInstance(icu.Locale("th")))
+    return _pieces(text, _iterator("character", "th"))
 
 
 def wrap(font, text, width):

@@ -1,5 +1,7 @@
 import dataclasses
+import gc
 import itertools
+import weakref
 from urllib.parse import parse_qs, urlsplit
 
 import pygame
@@ -268,3 +270,18 @@ def test_screens_qr_is_at_least_three_centimetres(display_settings):
     renderer = Renderer(display_settings)
     scene = renderer.scene(View(Screen.THANK_YOU, "th", portal_url="https://a.go.th/p?t=x"))
     assert scene.qr_rect.width >= 3 * renderer.metrics.px_per_cm
+
+
+def test_screens_a_dropped_scene_is_freed_at_once(display_settings):
+    # No reference cycle (an animation holding its canvas): every rebuilt screen would otherwise
+    # keep its whole surface until the garbage collector ran (tens of MB in the UI benchmark).
+    renderer = Renderer(display_settings)
+    gc.disable()
+    try:
+        for name, state in sample_states():
+            scene = renderer.scene(View.of(state, portal_url="https://a.go.th/p?t=x"))
+            ref = weakref.ref(scene)
+            del scene
+            assert ref() is None, name
+    finally:
+        gc.enable()
