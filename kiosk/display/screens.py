@@ -745,7 +745,7 @@ def _out_of_service(c):
     """Thai first with English beside it (whatever the language), the technician's line apart."""
     gap = c.m.gap
     area = c.top(title="")
-    note, area = layout.take_bottom(area, c.line_h("small", lines=2) + gap, gap=gap)
+    note, area = layout.take_bottom(area, c.line_h("small", lines=3) + gap, gap=gap)
     pygame.draw.rect(c.surface, theme.SURFACE, note, border_radius=gap)
     label, reason = layout.take_top(note.inflate(-gap, -gap // 2), c.line_h("small"))
     # Each language's label on its own, under its column: no English inside the Thai.
@@ -753,7 +753,7 @@ def _out_of_service(c):
         c.text(wording.TECHNICIAN[language], box, size="small", colour=theme.MUTED,
                align="left", max_lines=1)
     c.text(c.view.out_of_service or "-", reason, size="small", colour=theme.MUTED,
-           align="left", max_lines=1)
+           align="left", valign="top", max_lines=2)
     whole = c.title_box.union(area)
     thai, english = (layout.take_top(whole, whole.height // 2, gap=gap) if c.m.is_portrait
                      else layout.columns(whole, 2, 2 * gap))
