@@ -89,6 +89,12 @@ def _visit_service_points(fleet):
         'WHERE "pin"."kiosk_id" = "visit"."kiosk_id") WHERE "service_point_id" IS NULL')
 
 
+def _open_counts_by_arrival(fleet):
+    fleet.database.execute_sql(
+        'CREATE INDEX IF NOT EXISTS "period_count_open_arrived" ON "period_count" ("arrived") '
+        "WHERE \"reconciled\" = 'open' AND NOT \"is_due\"")
+
+
 #: ``(version, what it does, step(fleet_db))``, oldest first.
 STEPS = (
     (1, "kiosks, pins, visits by kiosk instance and period, period counts, alarms", _tables),
@@ -103,6 +109,8 @@ STEPS = (
      "visits stored", rollups.create_and_rebuild),
     (7, "messages refused as malformed, counted by reason",
      lambda fleet: fleet.database.create_tables([fleet.Malformed])),
+    (8, "open period counts indexed by arrival, so reconciling finds those whose grace has "
+     "passed without re-counting the visits of every open one", _open_counts_by_arrival),
 )
 LATEST = STEPS[-1][0]
 
