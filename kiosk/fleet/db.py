@@ -125,14 +125,11 @@ class ServicePointRow(Model):
 
 
 # The envelope and the collector's own columns, around the fields the visit schema says the
-# collector keeps. The index serves reconciliation: visits by kiosk, instance and period;
-# migration 2 adds one by period alone for range queries (docs/scale.md).
+# collector keeps. Its index by period is the migrations' (``visit_period``, docs/scale.md).
 FleetVisit = type("FleetVisit", (Model,), {
     "__doc__": "One visit a kiosk delivered, stored once by its event id, filed by period.",
     "__module__": __name__,
-    "Meta": type("Meta", (), {
-        "table_name": "visit",
-        "indexes": ((("kiosk_id", "instance", "period", "period_s"), False),)}),
+    "Meta": type("Meta", (), {"table_name": "visit"}),
     "event_id": CharField(primary_key=True),
     "kiosk_id": CharField(),
     "instance": CharField(null=True),  # None from kiosks before 0.2

@@ -89,10 +89,17 @@ def _visit_service_points(fleet):
         'WHERE "pin"."kiosk_id" = "visit"."kiosk_id") WHERE "service_point_id" IS NULL')
 
 
-def _open_counts_by_arrival(fleet):
-    fleet.database.execute_sql(
-        'CREATE INDEX IF NOT EXISTS "period_count_open_arrived" ON "period_count" ("arrived") '
-        "WHERE \"reconciled\" = 'open' AND NOT \"is_due\"")
+def _reconcile_indexes(fleet):
+    execute = fleet.database.execute_sql
+    execute('CREATE INDEX IF NOT EXISTS "period_count_open_arrived" ON "period_count" '
+            "(\"arrived\") WHERE \"reconciled\" = 'open' AND NOT \"is_due\"")
+    # One index by period, then the rest of a count's key, for both ranges of periods and a
+    # count's visits: with one by period alone beside one by kiosk, PostgreSQL counted a
+    # count's visits through the period's whole hour when its statistics were not yet fresh.
+    execute('DROP INDEX IF EXISTS "fleetvisit_kiosk_id_instance_period_period_s"')
+    execute('DROP INDEX IF EXISTS "visit_period"')
+    execute('CREATE INDEX "visit_period" ON "visit" ("period", "kiosk_id", "instance", '
+            '"period_s")')
 
 
 #: ``(version, what it does, step(fleet_db))``, oldest first.
@@ -110,7 +117,9 @@ STEPS = (
     (7, "messages refused as malformed, counted by reason",
      lambda fleet: fleet.database.create_tables([fleet.Malformed])),
     (8, "open period counts indexed by arrival, so reconciling finds those whose grace has "
-     "passed without re-counting the visits of every open one", _open_counts_by_arrival),
+     "passed without re-counting the visits of every open one; visits indexed by period, "
+     "kiosk, instance and period length, for ranges and reconciling alike",
+     _reconcile_indexes),
 )
 LATEST = STEPS[-1][0]
 
