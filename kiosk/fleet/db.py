@@ -23,11 +23,14 @@ thread; on SQLite, WAL lets ``status`` and the tests read while the collector wr
 import datetime as dt
 import json
 import logging
+from collections import namedtuple
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from peewee import (
     EXCLUDED,
+    SQL,
     BooleanField,
     Case,
     CharField,
@@ -57,6 +60,12 @@ _ALARM_LOCK_KEY = 0x616C61726D
 #: report also goes to ``health`` as JSON).
 _HEALTH_COLUMNS = ("outbox_depth", "dead_letters", "config_version", "version",
                    "outbox_oldest_s", "reader", "disk_free_mb", "clock_synced", "mode")
+
+#: The kiosk columns the alarms' conditions read (:meth:`FleetDb.update_alarms`).
+_AlarmKiosk = namedtuple("_AlarmKiosk", (
+    "kiosk_id", "state", "last_seen", "reader", "disk_free_mb", "outbox_depth",
+    "outbox_oldest_s", "dead_letters", "clock_synced"))
+
 
 def utc_text(moment):
     """An aware datetime as the collector writes its clock: RFC 3339 UTC to the millisecond."""
@@ -116,14 +125,11 @@ class ServicePointRow(Model):
 
 
 # The envelope and the collector's own columns, around the fields the visit schema says the
-# collector keeps. The index serves reconciliation: visits by kiosk, instance and period;
-# migration 2 adds one by period alone for range queries (docs/scale.md).
+# collector keeps. Its index by period is the migrations' (``visit_period``, docs/scale.md).
 FleetVisit = type("FleetVisit", (Model,), {
     "__doc__": "One visit a kiosk delivered, stored once by its event id, filed by period.",
     "__module__": __name__,
-    "Meta": type("Meta", (), {
-        "table_name": "visit",
-        "indexes": ((("kiosk_id", "instance", "period", "period_s"), False),)}),
+    "Meta": type("Meta", (), {"table_name": "visit"}),
     "event_id": CharField(primary_key=True),
     "kiosk_id": CharField(),
     "instance": CharField(null=True),  # None from kiosks before 0.2
@@ -146,7 +152,10 @@ class PeriodCount(Model):
 
     ``arrived`` is the collector's clock when the count came: one time for a whole period,
     which times no visit in it. ``is_due`` marks a count :meth:`FleetDb.reconcile` must look at
-    (again): a new one, one still open, or one a visit has been stored for since.
+    (again): a new one, or one a visit has been stored for since. An open count nothing came
+    for is looked at again only once its grace has passed (by ``arrived``, migration 9's
+    index): re-counting every open count's visits after each batch was most of PostgreSQL's
+    work at the national rate.
     """
 
     kiosk_id = CharField()
@@ -264,6 +273,7 @@ class FleetDb:
             self.database, KioskRow, ServicePointRow, FleetVisit, PeriodCount, Alarm, Reply,
             AlarmEvent, Malformed)
         self.rollup_models = bind(self.database, *rollups.MODELS)
+        self._marked = frozenset()  # kiosks marked seen by the open batch (batch())
         self._visit_fields = self.FleetVisit._meta.sorted_fields
         # Written once: peewee rebuilding a 22-column INSERT per row was over a third of the
         # collector's time at catch-up rates.
@@ -299,14 +309,14 @@ class FleetDb:
         columns, and the rows stay locked (PostgreSQL; SQLite's file) until the transaction
         ends; a batch that takes all its kiosks' rows first, in this one order, never waits on
         another collector's in a circle (:meth:`kiosk.fleet.ingest.Store.commit`)."""
+        kiosk_ids = sorted(set(kiosk_ids) - self._marked)
         if not kiosk_ids:
             return
         KioskRow = self.KioskRow
-        # Written only when it changes: the batch marks its kiosks first, and the messages'
-        # own calls then lock without writing the row again (on PostgreSQL every write is a
-        # new row version; three a kiosk and batch were most of the server's work).
+        # Written only when it changes (on PostgreSQL every write is a new row version; three a
+        # kiosk and batch were most of the server's work).
         (KioskRow.insert_many([{"kiosk_id": kiosk_id, "last_seen": received}
-                               for kiosk_id in sorted(set(kiosk_ids))])
+                               for kiosk_id in kiosk_ids])
          .on_conflict(conflict_target=[KioskRow.kiosk_id],
                       update={KioskRow.last_seen: EXCLUDED.last_seen},
                       where=(KioskRow.last_seen.is_null()
@@ -315,6 +325,18 @@ class FleetDb:
 
     def _seen(self, kiosk_id, received):
         self.seen([kiosk_id], received)
+
+    @contextmanager
+    def batch(self, kiosk_ids, received):
+        """Inside a transaction: mark a batch's kiosks :meth:`seen` at once, and let the writes
+        within skip marking them again (an upsert of up to a batch's rows each: at the national
+        rate, four a batch were a fifth of the store process's time)."""
+        self.seen(kiosk_ids, received)
+        self._marked = frozenset(kiosk_ids)
+        try:
+            yield
+        finally:
+            self._marked = frozenset()
 
     def add_visits(self, visits, received):
         """Store :class:`~kiosk.telemetry.topics.VisitMessage` objects; returns how many were new.
@@ -426,16 +448,24 @@ class FleetDb:
                          # schema-1 visits it sent before its upgrade are coarsened into the
                          # same hour here, but are in no count.
                          & (Visit.schema >= 2)))
-        due = PeriodCount.select(PeriodCount, stored.alias("stored")).where(PeriodCount.is_due)
-        if isinstance(self.database, PostgresqlDatabase):
-            # Collectors of one share group reconcile the same table: each takes the counts
-            # no other holds, and a visit stored meanwhile (which marks its count due again)
-            # waits for this transaction instead of being overwritten by its verdict. SQLite
-            # has one writer at a time anyway.
-            due = due.for_update("FOR UPDATE OF t1 SKIP LOCKED")
         grace = dt.timedelta(seconds=grace_s)
-        changed = []
-        for count in list(due):  # read before writing the same table
+        # Due, or open with the grace passed (a millisecond early at most: judged below). The
+        # index is partial: 'open' is written out, as a bound value SQLite would not use it.
+        expired = ((PeriodCount.reconciled == SQL("'open'")) & ~PeriodCount.is_due
+                   & (PeriodCount.arrived <= utc_text(now - grace)))
+        counts = []
+        # "is_due = true", not the bare column, which SQLite would not look up in its index.
+        for condition in (PeriodCount.is_due.in_([True]), expired):  # one index each
+            query = PeriodCount.select(PeriodCount, stored.alias("stored")).where(condition)
+            if isinstance(self.database, PostgresqlDatabase):
+                # Collectors of one share group reconcile the same table: each takes the
+                # counts no other holds, and a visit stored meanwhile (which marks its count
+                # due again) waits for this transaction instead of being overwritten by its
+                # verdict. SQLite has one writer at a time anyway.
+                query = query.for_update("FOR UPDATE OF t1 SKIP LOCKED")
+            counts.extend(query)  # read before writing the same table
+        changed, looked_at = [], []
+        for count in counts:
             if count.stored > count.visits:
                 verdict = "over"
             elif count.stored == count.visits:
@@ -445,7 +475,9 @@ class FleetDb:
             else:
                 verdict = "open"
             if verdict == "open" and count.reconciled == "open":
-                continue  # nothing to write: still due
+                if count.is_due:
+                    looked_at.append(count.id)  # until a visit comes or the grace passes
+                continue
             (PeriodCount.update(reconciled=verdict, is_due=verdict == "open")
              .where(PeriodCount.id == count.id).execute())
             if verdict == count.reconciled:
@@ -461,6 +493,8 @@ class FleetDb:
                             + (f" {grace_s:g} s after the count came: lost, or still queued"
                                if verdict == "short"
                                else ": a visit forged, or counted in no period by the kiosk"))
+        if looked_at:
+            PeriodCount.update(is_due=False).where(PeriodCount.id.in_(looked_at)).execute()
         return changed
 
     def apply_status(self, status, received):
@@ -544,7 +578,7 @@ class FleetDb:
         rows = []
         for kiosk_id in sorted(latest):
             health = latest[kiosk_id]
-            report = asdict(health)
+            report = dict(vars(health))  # its fields are scalars: asdict's deep copy was slow
             report.pop("kiosk_id")
             rows.append((*(getattr(health, name) for name in _HEALTH_COLUMNS),
                          json.dumps(report, ensure_ascii=False), kiosk_id))
@@ -593,11 +627,11 @@ class FleetDb:
                 .group_by(PeriodCount.kiosk_id, PeriodCount.reconciled).tuples()):
             verdicts.setdefault(kiosk_id, {})[verdict] = n
         raised, cleared = [], []
-        # The columns the conditions read, as plain tuples: a national fleet is 78,000 rows.
-        for kiosk in KioskRow.select(
-                KioskRow.kiosk_id, KioskRow.state, KioskRow.last_seen, KioskRow.reader,
-                KioskRow.disk_free_mb, KioskRow.outbox_depth, KioskRow.outbox_oldest_s,
-                KioskRow.dead_letters, KioskRow.clock_synced).namedtuples():
+        # The columns the conditions read, as the driver's tuples: a national fleet is 78,000
+        # rows, and peewee converting each value was half the time of an evaluation.
+        query = KioskRow.select(*(getattr(KioskRow, name) for name in _AlarmKiosk._fields))
+        for *columns, synced in self.database.execute(query):  # clock_synced last
+            kiosk = _AlarmKiosk(*columns, None if synced is None else bool(synced))  # SQLite: 0/1
             found = alarms.conditions(kiosk, verdicts.get(kiosk.kiosk_id, {}),
                                       changed_at.get(kiosk.kiosk_id), now, thresholds)
             opened = open_now.get(kiosk.kiosk_id, {})

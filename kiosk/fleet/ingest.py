@@ -340,7 +340,7 @@ class Store:
         once committed, so a retried batch counts nothing twice. Raises a DATABASE_FAILURES
         exception, with nothing committed, when the database itself fails.
 
-        The batch's kiosk rows are taken first, in id order (:meth:`FleetDb.seen`): taken as
+        The batch's kiosk rows are taken first, in id order (:meth:`FleetDb.batch`): taken as
         each message came, two collectors' batches deadlocked on PostgreSQL. Health reports
         wait to be written together, but never past a later message of the same kiosk: a
         status sets the kiosk's version and clock too, and the later one must win."""
@@ -352,8 +352,8 @@ class Store:
                 healths, lambda items: self.db.apply_health(items, received), failures)[1])
             healths.clear()
 
-        with self.db.database.atomic():
-            self.db.seen([item.kiosk_id for _, item in parsed], received)
+        with self.db.database.atomic(), \
+                self.db.batch([item.kiosk_id for _, item in parsed], received):
             for topic, item in parsed:
                 if isinstance(item, topics.VisitMessage):
                     visits.append((topic, item))

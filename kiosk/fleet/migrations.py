@@ -96,6 +96,19 @@ def _rollups_of_schema3(fleet):
     rollups.rebuild(fleet)
 
 
+def _reconcile_indexes(fleet):
+    execute = fleet.database.execute_sql
+    execute('CREATE INDEX IF NOT EXISTS "period_count_open_arrived" ON "period_count" '
+            "(\"arrived\") WHERE \"reconciled\" = 'open' AND NOT \"is_due\"")
+    # One index by period, then the rest of a count's key, for both ranges of periods and a
+    # count's visits: with one by period alone beside one by kiosk, PostgreSQL counted a
+    # count's visits through the period's whole hour when its statistics were not yet fresh.
+    execute('DROP INDEX IF EXISTS "fleetvisit_kiosk_id_instance_period_period_s"')
+    execute('DROP INDEX IF EXISTS "visit_period"')
+    execute('CREATE INDEX "visit_period" ON "visit" ("period", "kiosk_id", "instance", '
+            '"period_s")')
+
+
 #: ``(version, what it does, step(fleet_db))``, oldest first.
 STEPS = (
     (1, "kiosks, pins, visits by kiosk instance and period, period counts, alarms", _tables),
@@ -112,6 +125,10 @@ STEPS = (
      lambda fleet: fleet.database.create_tables([fleet.Malformed])),
     (8, "visit rollups rebuilt with the schema-3 counters: not sure, the return_card and "
      "confirm steps, card left in, answer changed", _rollups_of_schema3),
+    (9, "open period counts indexed by arrival, so reconciling finds those whose grace has "
+     "passed without re-counting the visits of every open one; visits indexed by period, "
+     "kiosk, instance and period length, for ranges and reconciling alike",
+     _reconcile_indexes),
 )
 LATEST = STEPS[-1][0]
 

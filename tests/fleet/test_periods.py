@@ -97,6 +97,20 @@ def test_periods_count_short_raises_the_alarm_only_after_the_grace(db):
     assert db.alarms(KIOSK)[0].count == 1
 
 
+def test_periods_open_count_is_looked_at_again_when_its_visit_comes(db):
+    """An open count is not re-counted at every run, but a visit stored for it, or its grace
+    passing, has it looked at again."""
+    store(db, counts=[period_count(2), period_count(2, NEXT)], visits=[visit("a")])
+    assert db.reconcile(ARRIVED, GRACE_S) == []
+    assert not db.PeriodCount.select().where(db.PeriodCount.is_due).exists()
+
+    store(db, visits=[visit("b")], at=ARRIVED + dt.timedelta(minutes=1))
+    [verdict] = db.reconcile(ARRIVED + dt.timedelta(minutes=1), GRACE_S)
+    assert (verdict.period, verdict.before, verdict.after) == (PERIOD.text, "open", "ok")
+    [verdict] = db.reconcile(ARRIVED + dt.timedelta(seconds=GRACE_S + 1), GRACE_S)
+    assert (verdict.period, verdict.after, verdict.stored) == (NEXT.text, "short", 0)
+
+
 def test_periods_count_matching_raises_no_alarm(db):
     day = local_day(ARRIVED)
     store(db, counts=[period_count(2), period_count(1, day), period_count(0, NEXT)],
