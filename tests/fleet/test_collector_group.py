@@ -22,11 +22,11 @@ GROUP = ("collector-a", "collector-b")
 
 
 @pytest.fixture
-def group_url(postgres):
-    """A fresh PostgreSQL database for the group, dropped after the test."""
-    name = postgres.create_database()
-    yield postgres.url(name)
-    postgres.drop_database(name)
+def group_url(fleet_databases):
+    """A PostgreSQL database of the current schema holding nothing, for the group."""
+    name = fleet_databases.take()
+    yield fleet_databases.cluster.url(name)
+    fleet_databases.give_back(name)
 
 
 @pytest.fixture

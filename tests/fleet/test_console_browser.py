@@ -18,21 +18,12 @@ from kiosk.fleet.db import open_database
 from kiosk.period import BANGKOK
 from tests.fixtures.broker import wait_until
 from tests.fixtures.console import DAY, PASSWORDS
-from tests.fleet.console_browser import chromium, log_in, serving, wait
+from tests.fleet.console_browser import log_in, serving, wait
 
 pytestmark = pytest.mark.slow
 
 START = dt.datetime(2026, 12, 1, tzinfo=BANGKOK)
 END = dt.datetime(2026, 12, 2, tzinfo=BANGKOK)
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory):
-    downloads = tmp_path_factory.mktemp("downloads")
-    session = chromium(download_dir=downloads)
-    session.downloads = downloads
-    yield session
-    session.quit()
 
 
 @pytest.fixture

@@ -8,17 +8,10 @@ from selenium.webdriver.common.by import By
 
 from kiosk.fleet.console.app import Settings, create_app
 from tests.fixtures.console import DAY, PASSWORDS
-from tests.fleet.console_browser import chromium, log_in, serving, wait
+from tests.fleet.console_browser import log_in, serving, wait
 from tests.fleet.map_store import fill_map_store
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def driver():
-    session = chromium()
-    yield session
-    session.quit()
 
 
 def counted(driver):
