@@ -6,10 +6,12 @@ of 1,000 kiosks, and the national rate held.
 Ingest: each consumer drains the same kind of backlog: its persistent session is made, simulated
 kiosks (:mod:`kiosk.fleet.simulate`, their own accounts) publish ``count`` visits at QoS 1 while
 it is away, then it connects and the clock runs until the last visit is received (bare paho
-subscriber, acking each as paho does) or committed and acked (collector). Every consumer gets a
-fresh Mosquitto of the same configuration (so no session leaks from one to the next) and the
-same shared subscription as the collector. The ratio is the target: at least 70 % of the bare
-rate on SQLite, 50 % on PostgreSQL, in the same run.
+subscriber, acking each as paho does) or committed and acked (collector); the steady rate
+leaves out the first tenth of the visits for both (connecting, the store process starting).
+Every consumer gets a fresh Mosquitto of the same configuration (so no session leaks from one
+to the next) and the same shared subscription as the collector. The ratio is the target: at
+least 70 % of the bare rate on SQLite, 50 % on PostgreSQL, within one round (bare, then each
+store), judged on the median of three rounds.
 
 The statistics (:func:`statistics_year`) read a year of 1,000 kiosks' visits as their rollups
 count them, written straight into each store (a year of visits at the collector's rate would
@@ -50,8 +52,12 @@ from kiosk.telemetry import topics
 
 KIOSKS = 10
 TARGETS = {"sqlite": 0.70, "postgresql": 0.50}
+#: Rounds of the ingest benchmark: each consumer once a round, compared within the round.
+INGEST_ROUNDS = 3
 DAY = dt.datetime(2026, 11, 30, 10, 0, tzinfo=BANGKOK)
 TIMEOUT_S = 600
+#: The share of the messages each consumer drains before its steady rate is timed.
+WARM_UP = 0.1
 
 
 def _visits(count):
@@ -113,8 +119,17 @@ def _bare_client(broker, received):
     return client, subscribed
 
 
+def _rates(count, started, warm, ended):
+    """``(whole, steady)`` messages a second: over the whole drain, from connect; and past the
+    warm-up, the first :data:`WARM_UP` of the messages (connecting, and the collector's store
+    process starting and opening the database), timed the same way for every consumer."""
+    skipped = int(count * WARM_UP)
+    return count / (ended - started), (count - skipped) / (ended - warm)
+
+
 def bare(root, visits):
-    """Messages a second a bare paho subscriber drains from its session's backlog."""
+    """Messages a second (:func:`_rates`) a bare paho subscriber drains from its session's
+    backlog."""
     with Broker(root / "broker-bare") as broker:
         received = threading.Semaphore(0)
         client, subscribed = _bare_client(broker, received)
@@ -124,18 +139,22 @@ def bare(root, visits):
         _publish(broker, visits)
         started = time.perf_counter()
         client, _ = _bare_client(broker, received)
-        for _ in visits:
+        for index in range(len(visits)):
+            if index == int(len(visits) * WARM_UP):
+                warm = time.perf_counter()
             if not received.acquire(timeout=TIMEOUT_S):
                 raise RuntimeError("the bare subscriber did not receive every visit")
-        elapsed = time.perf_counter() - started
+        ended = time.perf_counter()
         client.disconnect()
         client.loop_stop()
-    return len(visits) / elapsed
+    return _rates(len(visits), started, warm, ended)
 
 
 def collector(root, visits, db, name):
-    """Messages a second the collector drains into ``db`` from its session's backlog, counted
-    once every visit is committed."""
+    """Messages a second (:func:`_rates`) the collector drains into ``db`` from its session's
+    backlog, counted once every visit is committed. Its counter of visits stored is polled
+    (it counts a batch once committed, before its PUBACKs and acks go out), not the table: a
+    count query every 50 ms took CPU from the collector it was timing."""
     with Broker(root / f"broker-{name}") as broker:
         running = Collector(db, "127.0.0.1", broker.port, *broker.collector_credentials)
         running.start()
@@ -146,16 +165,19 @@ def collector(root, visits, db, name):
         running = Collector(db, "127.0.0.1", broker.port, *broker.collector_credentials)
         started = time.perf_counter()
         running.start()
+        warm = None
         try:
             deadline = time.monotonic() + TIMEOUT_S
-            while (stored := running.db.FleetVisit.select().count()) < len(visits):
+            while (stored := running.counters.visits_stored) < len(visits):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"collector stored {stored} of {len(visits)} visits")
-                time.sleep(0.05)  # polling interval of a count query
-            elapsed = time.perf_counter() - started
+                if warm is None and stored >= int(len(visits) * WARM_UP):
+                    warm = time.perf_counter()
+                time.sleep(0.005)  # polling interval: a batch of 200 takes 20 ms or more
+            ended = time.perf_counter()
         finally:
             running.stop()
-    return len(visits) / elapsed
+    return _rates(len(visits), started, warm or started, ended)
 
 
 STATISTICS_KIOSKS = 1_000
@@ -718,26 +740,40 @@ def _national_markdown(results):
 
 
 def ingest_section(quick=False):
-    """The ingest section of docs/benchmarks.md: collector against a bare subscriber."""
-    count = 5_000 if quick else 30_000
+    """The ingest section of docs/benchmarks.md: collector against a bare subscriber, in
+    :data:`INGEST_ROUNDS` rounds (one when ``quick``), the target judged on the median round."""
+    count, rounds = (5_000, 1) if quick else (30_000, INGEST_ROUNDS)
     visits = _visits(count)
-    rows = []
+    results = []  # per round: {consumer: (whole, steady)}
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         root = Path(tmp)
         cluster = start_cluster()
         try:
-            base = bare(root, visits)
-            rates = {"sqlite": collector(root, visits, root / "fleet.sqlite3", "sqlite"),
-                     "postgresql": collector(root, visits, cluster.url(
-                         cluster.create_database()), "postgresql")}
+            for round_ in range(rounds):
+                results.append({
+                    "bare": bare(root / str(round_), visits),
+                    "sqlite": collector(root / str(round_), visits,
+                                        root / f"fleet-{round_}.sqlite3", "sqlite"),
+                    "postgresql": collector(root / str(round_), visits, cluster.url(
+                        cluster.create_database()), "postgresql")})
         finally:
             cluster.stop()
-    rows.append(f"| bare paho subscriber | {count:,} | {base:,.0f} | 100% | |")
-    for store, rate in rates.items():
-        ratio = rate / base
-        verdict = "met" if ratio >= TARGETS[store] else "**missed**"
-        rows.append(f"| collector on {store} | {count:,} | {rate:,.0f} | {ratio:.0%} | "
-                    f"≥ {TARGETS[store]:.0%}: {verdict} |")
+    rows = []
+    for consumer in ("bare", *TARGETS):
+        steady = [result[consumer][1] / result["bare"][1] for result in results]
+        whole = [result[consumer][0] / result["bare"][0] for result in results]
+        median = sorted(steady)[len(steady) // 2]
+        rate = (sorted(result["bare"][1] for result in results)[len(results) // 2]
+                if consumer == "bare" else results[steady.index(median)][consumer][1])
+        target = ""
+        if consumer in TARGETS:
+            verdict = "met" if median >= TARGETS[consumer] else "**missed**"
+            target = f"≥ {TARGETS[consumer]:.0%}: {verdict}"
+        rows.append(
+            f"| {'bare paho subscriber' if consumer == 'bare' else f'collector on {consumer}'} "
+            f"| {rate:,.0f} | {median:.0%} | "
+            f"{' / '.join(f'{ratio:.0%}' for ratio in steady)} | "
+            f"{' / '.join(f'{ratio:.0%}' for ratio in whole)} | {target} |")
     return "\n".join([
         "## Fleet: collector ingest against a bare subscriber",
         "",
@@ -745,12 +781,20 @@ def ingest_section(quick=False):
         "account) queued at QoS 1 in the consumer's persistent session on a local Mosquitto, "
         "then drained: the clock runs from connect until the last visit is received (bare paho "
         "subscriber, same shared subscription and account kind) or committed and acked "
-        "(collector, default batches). Each consumer has a fresh broker of the same "
-        "configuration; PostgreSQL is a private cluster on a Unix socket with fsync off "
-        "(`kiosk.rigs.postgres`), SQLite is WAL with `synchronous=full`.",
+        "(collector, default batches; its counter of visits stored is polled, not the table). "
+        "The steady rate, which the target is checked on, leaves out the first "
+        f"{WARM_UP:.0%} of the visits for every consumer (connecting; the collector's store "
+        "process starting and opening the database); the whole drain's ratio is shown beside "
+        f"it. {len(results)} round(s), each the bare subscriber, then the collector on each "
+        "store, compared within the round (the shared machine's load moves single rates by a "
+        "third); the median round is judged, the msg/s is its (the bare subscriber's: the "
+        "median of its rounds). Each consumer has a fresh broker "
+        "of the same configuration; PostgreSQL is a private cluster on a Unix socket with fsync "
+        "off (`kiosk.rigs.postgres`), SQLite is WAL with `synchronous=full`.",
         "",
-        "| consumer | visits | msg/s | vs. bare | target |",
-        "|---|---:|---:|---:|---|",
+        f"| consumer ({count:,} visits) | steady msg/s | vs. bare, median | each round, steady "
+        "| each round, whole drain | target |",
+        "|---|---:|---:|---:|---:|---|",
         *rows,
     ])
 

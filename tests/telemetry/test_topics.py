@@ -418,7 +418,10 @@ def test_topics_schema_outside_those_in_the_field_rejected(schema, hint):
 @pytest.mark.parametrize("field,value", [("rating", 6), ("rating", True), ("verified", "yes"),
                                          ("step", "nowhere"), ("event_id", "a b"),
                                          ("period", "2025-01-31 02:41"),
-                                         ("duration_s", None)])
+                                         ("duration_s", None), ("duration_s", True),
+                                         ("duration_s", 86_401), ("rating", 3.0),
+                                         ("verified", 0), ("copy_answer", ["none"]),
+                                         ("language", {"th": 1}), ("age_band", 45)])
 def test_topics_visit_with_bad_field_rejected_naming_the_field(field, value):
     obj = {**json.loads(visit.payload(**visit_fields())), field: value}
     with pytest.raises(MessageRejected, match=f"field '{field}'") as caught:
