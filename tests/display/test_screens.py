@@ -228,7 +228,7 @@ def test_screens_rating_faces_are_one_row_or_one_column(display_settings, width,
 
 
 def test_screens_many_services_page_instead_of_shrinking(display_settings):
-    services = tuple(ServiceInfo(f"s{i}", f"บริการที่ {i}", f"Service {i}", "not_yet")
+    services = tuple(ServiceInfo(f"s{i}", f"บริการที่ {i}", f"Service {i}")
                      for i in range(15))
     renderer = Renderer(dataclasses.replace(display_settings, services=services))
     seen = set()
