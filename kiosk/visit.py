@@ -160,7 +160,8 @@ FIELDS = (
           "visit was committed (null without a card)", statistic="card_left_in", since=6,
           is_omitted_when_null=True),
     Field("undone", bool, "the citizen went back from the confirm screen to change an answer "
-          "(\"change my answer\" or Back) before the visit was committed", statistic="undone", since=6, is_omitted_when_null=True),
+          "(\"change my answer\" or Back) before the visit was committed", statistic="undone",
+          since=6, is_omitted_when_null=True),
     Field("repeat_hash", bytes, "keyed hash of the card, in the runner's memory for the repeat "
           "window only", is_stored=False, is_sent=False, is_kept=False),
 )
