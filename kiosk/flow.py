@@ -245,7 +245,7 @@ class FlowSettings:
 
     ``timeouts`` holds the deadline of every screen that has one but thank-you and take-card:
     the card-return wait and the confirm window among them. ``take_card_s`` is how long
-    take-card beeps its reminder before it goes quiet (it stays until the card is taken).
+    take-card beeps its reminder before the card counts as forgotten (it stays until taken).
     """
 
     timeouts: Mapping[Screen, float]
