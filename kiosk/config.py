@@ -385,7 +385,8 @@ class FlowSection:
     )
     repeat_window_min: int = key(
         30,
-        doc="Minutes in which the same card counts as a repeat visit (1-1440; local file only)",
+        doc="Minutes in which the same card rating the same service again counts as a repeat "
+            "(per service: another service is rated; 1-1440; local file only)",
         check=between(1, 1440),
     )
     allow_rating_without_card: bool = key(
@@ -596,11 +597,12 @@ class DisplaySection:
         check=one_of(*CARD_SLOTS),
     )
     chip_facing: str = key(
-        "up",
+        "",
         doc="Which way the gold chip faces as the card goes in: up or down (card_slot below or "
-            "front), towards or away from the citizen (card_slot left or right)",
-        check=one_of("up", "down", "towards", "away"),
-    )  # and checked against card_slot: _check_card_slot
+            'front), towards or away from the citizen (card_slot left or right); "" = the '
+            "slot's usual way (up for below and front, towards for left and right)",
+        check=lambda value: one_of("up", "down", "towards", "away")(value) if value else None,
+    )  # and checked against card_slot: _check_card_slot; "" becomes the slot's usual way
 
 
 @dataclass(frozen=True)
@@ -993,7 +995,7 @@ def _check_office_hours(values):
 def _check_card_slot(values):
     display = values["display"]
     slot, chip = display.get("card_slot"), display.get("chip_facing")
-    if slot is None or chip is None:
+    if slot is None or not chip:
         return []
     problem = card_slot_problem(slot, chip)
     return [f"display.chip_facing: {problem}"] if problem else []
@@ -1025,6 +1027,9 @@ def _build(raw, *, sources, remote_version, local, source):
         problems += check(values)
     if problems:
         raise ConfigError(problems, source)
+    display = values["display"]
+    if not display["chip_facing"]:  # not given: the way a card usually goes into that slot
+        display["chip_facing"] = CARD_SLOTS[display["card_slot"]][0]
     return Config(
         services=tuple(Service(**s) for s in services),
         remote_version=remote_version,

@@ -44,8 +44,8 @@ ANSWERS = (("id_card", 2, "waiting_time"), ("none", 5, None), ("both", 1, "skip"
 def visit_script(cfg, visits):
     """A script of ``visits`` visits, each by a different emulated citizen.
 
-    It follows the config's flow: the card is taken back after the read, one service means no
-    service question, the reason question comes only at or below
+    It follows the config's flow: the card is taken back after the read, the service is asked
+    (even of one, since "other service" is a choice too), the reason question comes only at or below
     ``flow.ask_reason_at_or_below``, and the confirm screen is left to send the answers.
     """
     lines = []
@@ -55,8 +55,7 @@ def visit_script(cfg, visits):
             lines.append("lang")
         # The card comes back first: the citizen takes it when asked.
         lines += [f"insert citizen-{n}", "wait return_card", "remove"]
-        if len(cfg.services) > 1:
-            lines += ["wait choose_service", f"service {cfg.services[n % len(cfg.services)].id}"]
+        lines += ["wait choose_service", f"service {cfg.services[n % len(cfg.services)].id}"]
         lines += ["wait copy_check", f"copy {copy}", "wait rating", f"rating {rating}"]
         if rating <= cfg.flow.ask_reason_at_or_below:
             lines += ["wait reason", f"reason {reason or 'other'}"]

@@ -245,7 +245,7 @@ class FlowSettings:
 
     ``timeouts`` holds the deadline of every screen that has one but thank-you and take-card:
     the card-return wait and the confirm window among them. ``take_card_s`` is how long
-    take-card beeps its reminder before it goes quiet (it stays until the card is taken).
+    take-card beeps its reminder before the card counts as forgotten (it stays until taken).
     """
 
     timeouts: Mapping[Screen, float]
@@ -315,6 +315,9 @@ class State:
     problem: str | None = None
     out_of_service: str | None = None
     next_reminder: float | None = None
+    #: Take-card went quiet with the card still in: the screen now asks a passer-by to hand
+    #: it to staff, and the status light shows a fault so staff see it.
+    card_forgotten: bool = False
 
 
 def status_light(screen):
@@ -359,7 +362,8 @@ def step(state, event, now, settings):
 
 
 def _go(state, screen, now, settings, **changes):
-    """Enter ``screen``: set its deadline and announce it."""
+    """Enter ``screen``: set its deadline and announce it (a forgotten card is only ever
+    flagged on take-card, after :func:`_go`)."""
     deadline = None
     if screen is Screen.THANK_YOU:
         deadline = now + settings.thank_you_s
@@ -367,7 +371,7 @@ def _go(state, screen, now, settings, **changes):
         deadline = now + settings.take_card_s
     elif screen in settings.timeouts:
         deadline = now + settings.timeouts[screen]
-    new = replace(state, screen=screen, deadline=deadline, **changes)
+    new = replace(state, screen=screen, deadline=deadline, card_forgotten=False, **changes)
     return new, (ShowScreen(screen), SetStatusLight(status_light(screen)))
 
 
@@ -378,11 +382,12 @@ def _idle(state, now, settings):
 
 
 def _questions(settings):
-    """The questions a visit asks, in order (the reason only for a low rating)."""
+    """The questions a visit asks, in order (the reason only for a low rating). With a screen
+    the service is always asked, even with one in the catalogue, since "other service" is a
+    choice too; so the order never depends on a catalogue a remote config may change."""
     if settings.rate_only:  # no screen: nothing to ask but the rating (on the buttons)
         return (Screen.RATING,)
-    first = (Screen.CHOOSE_SERVICE,) if len(settings.service_ids) > 1 else ()
-    return (*first, Screen.COPY_CHECK, Screen.RATING, Screen.REASON)
+    return (Screen.CHOOSE_SERVICE, Screen.COPY_CHECK, Screen.RATING, Screen.REASON)
 
 
 #: The answer each question gives the draft; going back to a question clears it and later ones.
@@ -401,16 +406,16 @@ def _check_repeat(visit):
 def _first_question(state, visit, now, settings):
     first = _questions(settings)[0]
     checks = ()
-    if first is not Screen.CHOOSE_SERVICE:  # the service is known already: check it now
-        if not settings.rate_only:
-            visit = replace(visit, service_id=settings.service_ids[0])
+    if first is not Screen.CHOOSE_SERVICE:  # rate_only: no service to ask, check the card now
         visit, checks = _check_repeat(visit)
     new, shown = _go(state, first, now, settings, visit=visit)
     return new, (*shown, *checks)
 
 
-def _record(state, outcome, now):
-    """The finished visit: the draft's answers, whatever fields the schema gives them."""
+def _record(state, outcome, now, settings):
+    """The finished visit: the draft's answers, whatever fields the schema gives them. A
+    kiosk without a screen never asks for the card back, so there whether it was still in
+    says nothing (None)."""
     visit = state.visit
     answers = {f.name: getattr(visit, f.name) for f in schema.FIELDS if hasattr(visit, f.name)}
     return RecordVisit(VisitRecord(
@@ -419,13 +424,14 @@ def _record(state, outcome, now):
         step=state.screen.value,
         language=state.language,
         duration_s=round(max(0.0, now - visit.started_at), 3),
-        card_in_at_commit=state.card_present if visit.verified else None,
+        card_in_at_commit=(state.card_present if visit.verified and not settings.rate_only
+                           else None),
     ))
 
 
 def _finish(state, now, settings):
     """Record the completed visit, then thank the citizen (in that order)."""
-    record = _record(state, schema.Outcome.COMPLETED, now)
+    record = _record(state, schema.Outcome.COMPLETED, now, settings)
     new, shown = _go(state, Screen.THANK_YOU, now, settings, visit=None)
     return new, (record, *shown)
 
@@ -440,7 +446,7 @@ def _last_answer(state, now, settings):
 
 def _abandon(state, now, settings):
     """The visit ends half-way (timeout, Back on the first question): recorded all the same."""
-    record = _record(state, schema.Outcome.ABANDONED, now)
+    record = _record(state, schema.Outcome.ABANDONED, now, settings)
     new, effects = _after_visit(replace(state, visit=None), now, settings)
     return new, (record, *effects)
 
@@ -458,12 +464,16 @@ def _after_visit(state, now, settings):
 def _card_inserted(state, now, settings):
     if state.card_present:
         return state, ()
-    if state.screen is Screen.IDLE or state.screen in (Screen.CARD_PROBLEM, Screen.ALREADY_RATED):
+    if state.visit is None and state.screen in _READS_A_CARD:
         new, shown = _go(state, Screen.READING, now, settings, card_present=True,
                          visit=VisitDraft(started_at=now, verified=False), problem=None)
         return new, (*shown, ReadCard())
-    # Mid-visit or on thank-you: the card is noted but starts nothing.
-    return replace(state, card_present=True), ()
+    # Mid-visit: the card is noted, starts nothing, and is asked for back like one left in.
+    return replace(state, card_present=True, next_reminder=now + settings.reminder_s), ()
+
+
+#: Where a card put in starts a new read: no visit is open (thank-you's is committed).
+_READS_A_CARD = (Screen.IDLE, Screen.CARD_PROBLEM, Screen.ALREADY_RATED, Screen.THANK_YOU)
 
 
 def _card_removed(state, now, settings):
@@ -509,8 +519,11 @@ def _timed_out(state, now, settings):
         return _abandon(state, now, settings)
     if screen is Screen.CONFIRM:  # nobody changed an answer: it stands
         return _finish(state, now, settings)
-    if screen is Screen.TAKE_CARD:  # someone must come for the card: ask on, without a sound
-        return replace(state, deadline=None, next_reminder=None), ()
+    if screen is Screen.TAKE_CARD:
+        # Its owner has gone: stop beeping, ask whoever passes to hand it to staff, and
+        # show staff a fault. It stays until the card is taken.
+        new = replace(state, deadline=None, next_reminder=None, card_forgotten=True)
+        return new, (ShowScreen(Screen.TAKE_CARD), SetStatusLight(StatusLight.FAULT))
     # Thank-you, a card problem, already rated.
     return _after_visit(state, now, settings)
 
@@ -527,9 +540,14 @@ def _repeat_checked(state, event, now, settings):
 
 
 def _suspend(state, reason, now, settings):
+    """Out of service at once; an open visit is recorded first: completed on the confirm
+    screen (every answer was given, as when its window ends), else abandoned where it was
+    (a card handed back on return-card, or a question)."""
     effects = ()
-    if state.visit is not None and state.screen in (*QUESTION_SCREENS, Screen.CONFIRM):
-        effects = (_record(state, schema.Outcome.ABANDONED, now),)
+    if state.visit is not None and state.screen is Screen.CONFIRM:
+        effects = (_record(state, schema.Outcome.COMPLETED, now, settings),)
+    elif state.visit is not None and state.screen in (*QUESTION_SCREENS, Screen.RETURN_CARD):
+        effects = (_record(state, schema.Outcome.ABANDONED, now, settings),)
     new, shown = _go(state, Screen.OUT_OF_SERVICE, now, settings, visit=None, problem=None,
                      out_of_service=reason, next_reminder=None)
     return new, (*effects, *shown)
@@ -564,8 +582,11 @@ def _on_idle(state, event, now, settings):
 
 
 def _start_without_card(state, now, settings):
+    """A card-less visit; a card still in (an unreadable one) is asked for back meanwhile."""
     if not settings.allow_rating_without_card:
         return state, ()
+    if state.card_present:
+        state = replace(state, next_reminder=now + settings.reminder_s)
     new, effects = _first_question(state, VisitDraft(started_at=now, verified=False), now, settings)
     return new, (Beep(BeepKind.TAP), *effects)
 
@@ -625,7 +646,8 @@ def _back_to(state, screen, now, settings, **changes):
 
 def _back(state, now, settings):
     order = _questions(settings)
-    at = order.index(state.screen)
+    # A question the order no longer holds (a remote config changed it) counts as the first.
+    at = order.index(state.screen) if state.screen in order else 0
     if at == 0:  # out of the first question: the citizen leaves, as walking away would
         new, effects = _abandon(state, now, settings)
         return new, (Beep(BeepKind.TAP), *effects)

@@ -155,13 +155,14 @@ class Runner:
     def handle(self, fact):
         """Take one fact from any adapter; the flow decides what it means.
 
-        A fault nobody foresaw is logged and the kiosk returns to its idle screen rather than
-        dying at the counter (a visit in progress is lost; everything recorded stays).
+        A fault nobody foresaw is logged and the kiosk starts again (idle, or take-card while a
+        card is in: :func:`flow.after_fault`) rather than dying at the counter (a visit in
+        progress is lost; everything recorded stays).
         """
         try:
             self._handle(fact)
         except Exception:  # noqa: BLE001 - see the docstring
-            log.exception("unexpected fault while handling %s; back to idle", type(fact).__name__)
+            log.exception("unexpected fault while handling %s; starting again", type(fact).__name__)
             if self.state.screen is not flow.Screen.OUT_OF_SERVICE:
                 self.state = flow.after_fault(self.state.card_present)
 

@@ -144,7 +144,8 @@ FIELDS = (
     Field("step", str, "the screen the visit ended on", required=True, choices=STEPS),
     Field("verified", bool, "a Thai ID card was read for this visit", required=True),
     Field("expired", bool, "the card had expired (null without a card)"),
-    Field("service_id", str, "the service chosen, an id from the config's catalogue",
+    Field("service_id", str, "the service chosen, an id from the config's catalogue or "
+          "\"other\" (a service not in it)",
           pattern=TOKEN, rule="must be a service id"),
     Field("copy_answer", str, "whether a photocopy was asked for today", choices=COPY_ANSWERS,
           statistic="copy_answers"),
@@ -165,8 +166,9 @@ FIELDS = (
     Field("card_in_at_commit", bool, "the citizen's card was still in the reader when the "
           "visit was committed (null without a card)", statistic="card_left_in", since=6,
           is_omitted_when_null=True),
-    Field("undone", bool, "the citizen tapped \"change my answer\" before the visit was "
-          "committed", statistic="undone", since=6, is_omitted_when_null=True),
+    Field("undone", bool, "the citizen went back from the confirm screen to change an answer "
+          "(\"change my answer\" or Back) before the visit was committed", statistic="undone",
+          since=6, is_omitted_when_null=True),
     Field("repeat_hash", bytes, "keyed hash of the card, in the runner's memory for the repeat "
           "window only", is_stored=False, is_sent=False, is_kept=False),
 )

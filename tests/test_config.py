@@ -296,8 +296,14 @@ def test_config_chip_facing_names_the_choices(make_config):
                        "use one of: up, down, towards, away")
 
 
+def test_config_chip_facing_defaults_to_the_slot_s_usual_way(make_config):
+    for slot, chip in (("below", "up"), ("front", "up"), ("left", "towards"),
+                       ("right", "towards")):
+        assert make_config(display={"card_slot": slot}).display.chip_facing == chip
+
+
 def test_config_chip_facing_must_fit_the_card_slot(make_config):
-    problem = only_problem(make_config, display={"card_slot": "left"})  # chip_facing "up"
+    problem = only_problem(make_config, display={"card_slot": "left", "chip_facing": "up"})
     assert problem == "display.chip_facing: 'up' does not fit card_slot 'left'; use towards or away"
     cfg = make_config(display={"card_slot": "right", "chip_facing": "away"})
     assert (cfg.display.card_slot, cfg.display.chip_facing) == ("right", "away")

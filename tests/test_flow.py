@@ -163,6 +163,7 @@ TABLE = {
     (S.CONFIRM, "ChangeAnswer"): S.RATING,
     (S.CONFIRM, "Back"): S.RATING,
     (S.THANK_YOU, "Dismissed"): S.IDLE,
+    (S.THANK_YOU, "CardInserted"): S.READING,  # the visit is committed: a new card is read
     (S.TAKE_CARD, "CardRemoved"): S.IDLE,
     (S.OUT_OF_SERVICE, "ServiceResumed"): S.IDLE,
 }
@@ -174,6 +175,7 @@ CARD_IN = {
     (S.ALREADY_RATED, "Dismissed"): S.TAKE_CARD,
     (S.ALREADY_RATED, "CardInserted"): S.ALREADY_RATED,
     (S.THANK_YOU, "Dismissed"): S.TAKE_CARD,
+    (S.THANK_YOU, "CardInserted"): S.THANK_YOU,
 }
 #: Events that may change the state (a card noted, a deadline restarted) but not the screen.
 QUIET = ("LanguageToggled", "CardInserted", "CardRemoved", "Tick", "ServiceSuspended")
@@ -340,10 +342,20 @@ def test_flow_back_on_the_first_question_ends_the_visit_as_abandoned(card_in):
     assert kiosk.state.screen is (S.TAKE_CARD if card_in else S.IDLE)
 
 
-def test_flow_back_on_a_single_service_kiosk_leaves_from_the_copy_question():
+def test_flow_back_on_a_single_service_kiosk_leaves_from_the_service_question():
     settings = replace(SETTINGS, service_ids=("only",))
     kiosk = FlowDriver(settings).send(CardInserted(), read_ok(), CardRemoved(), Back())
-    assert kiosk.records()[0].step == "copy_check" and kiosk.state.screen is S.IDLE
+    assert kiosk.records()[0].step == "choose_service" and kiosk.state.screen is S.IDLE
+
+
+@pytest.mark.parametrize("services", [("only",), ("id-card", "house-reg", "passport")])
+def test_flow_back_survives_a_remote_config_changing_the_services_mid_visit(services):
+    kiosk = reach(S.RATING)
+    kiosk.settings = replace(SETTINGS, service_ids=services)
+    kiosk.send(Back(), Back())
+    assert kiosk.state.screen is S.CHOOSE_SERVICE and kiosk.records() == []
+    kiosk.send(Back())
+    assert kiosk.records()[0].outcome == "abandoned" and kiosk.state.screen is S.IDLE
 
 
 def test_flow_back_then_another_service_checks_that_service():
@@ -416,13 +428,13 @@ def test_flow_other_service_is_a_choice_and_checked_like_any():
     assert [c.service_id for c in kiosk.checks()] == [OTHER_SERVICE]
 
 
-def test_flow_single_service_skips_the_service_question_and_checks_it():
+def test_flow_single_service_kiosk_still_offers_other_service():
     settings = replace(SETTINGS, service_ids=("only",))
     kiosk = FlowDriver(settings).send(CardInserted(), read_ok(), CardRemoved())
-    assert kiosk.state.screen is S.COPY_CHECK
-    assert [c.service_id for c in kiosk.checks()] == ["only"]
-    kiosk.send(CopyAnswered("none"), RatingChosen(5), Dismissed())
-    assert kiosk.records()[0].service_id == "only"
+    assert kiosk.state.screen is S.CHOOSE_SERVICE and kiosk.checks() == []
+    kiosk.send(ServiceChosen(OTHER_SERVICE), CopyAnswered("none"), RatingChosen(5), Dismissed())
+    assert [c.service_id for c in kiosk.checks()] == [OTHER_SERVICE]
+    assert kiosk.records()[0].service_id == OTHER_SERVICE
 
 
 def test_flow_unknown_service_or_answer_is_ignored():
@@ -521,6 +533,42 @@ def test_flow_card_left_in_is_asked_for_on_every_screen_and_recorded():
     assert kiosk.state.screen is S.IDLE
 
 
+def test_flow_card_put_back_mid_visit_is_reminded_of():
+    kiosk = reach(S.RATING).send(CardInserted())
+    assert kiosk.state.screen is S.RATING
+    kiosk.wait(5.1)
+    assert kiosk.beeps() == ["reminder"]
+
+
+def test_flow_rating_without_card_with_a_bad_card_still_in_is_reminded_of():
+    kiosk = reach(S.CARD_PROBLEM).send(StartedWithoutCard())
+    assert kiosk.state.screen is S.CHOOSE_SERVICE and kiosk.state.card_present
+    kiosk.wait(5.1)
+    assert "reminder" in kiosk.beeps()
+
+
+def test_flow_card_inserted_after_a_committed_visit_is_read():
+    kiosk = FlowDriver().send(StartedWithoutCard(), ServiceChosen("house-reg"),
+                              CopyAnswered("both"), RatingChosen(3), Dismissed())
+    assert kiosk.state.screen is S.THANK_YOU
+    kiosk.send(CardInserted())
+    assert kiosk.state.screen is S.READING and ReadCard() in kiosk.effects
+    assert len(kiosk.records()) == 1
+
+
+def test_flow_forgotten_card_shows_a_fault_and_asks_a_passer_by():
+    kiosk = reach(S.TAKE_CARD)
+    assert not kiosk.state.card_forgotten
+    kiosk.wait(120.1)
+    assert kiosk.state.screen is S.TAKE_CARD and kiosk.state.card_forgotten
+    assert SetStatusLight("fault") in kiosk.effects
+    assert ShowScreen(S.TAKE_CARD) in kiosk.effects  # drawn and spoken again, reworded
+    kiosk.effects.clear()
+    kiosk.send(CardRemoved())
+    assert kiosk.state.screen is S.IDLE and not kiosk.state.card_forgotten
+    assert SetStatusLight("ready") in kiosk.effects
+
+
 def test_flow_card_taken_mid_visit_stops_the_reminders():
     kiosk = reach(S.RATING, card_in=True).send(CardRemoved())
     kiosk.wait(5.1).wait(5.1)
@@ -563,6 +611,20 @@ def test_flow_suspension_mid_visit_records_the_visit_as_abandoned():
     assert kiosk.state.screen is S.TAKE_CARD and kiosk.state.card_present
 
 
+def test_flow_suspension_on_the_confirm_screen_records_the_visit_completed():
+    kiosk = reach(S.CONFIRM).send(ServiceSuspended("disk below floor"))
+    (record,) = kiosk.records()
+    assert (record.outcome, record.step, record.rating) == ("completed", "confirm", 5)
+    assert kiosk.state.screen is S.OUT_OF_SERVICE
+
+
+def test_flow_suspension_while_the_card_is_handed_back_records_it_abandoned_there():
+    kiosk = reach(S.RETURN_CARD).send(ServiceSuspended("fault"))
+    (record,) = kiosk.records()
+    assert (record.outcome, record.step, record.verified) == ("abandoned", "return_card", True)
+    assert record.rating is None and record.card_in_at_commit is True
+
+
 def test_flow_after_a_fault_the_kiosk_restarts_without_asking_for_a_card_it_holds():
     assert flow.after_fault(card_present=True).screen is S.TAKE_CARD
     assert flow.after_fault(card_present=False) == State()
@@ -575,6 +637,8 @@ def test_flow_rate_only_kiosk_goes_from_card_to_rating_and_never_asks_why():
     kiosk.send(RatingChosen(1))
     (record,) = kiosk.records()
     assert (record.rating, record.service_id, record.copy_answer) == (1, None, None)
+    # No screen asked for the card back: whether it was still in says nothing.
+    assert record.card_in_at_commit is None
     assert kiosk.state.screen is S.THANK_YOU
 
 
@@ -587,6 +651,7 @@ def test_flow_duration_is_measured_from_insertion():
 
 def test_flow_card_read_repr_hides_the_hash():
     for shown in (repr(read_ok()), repr(CheckRepeat(HASH, "id-card")),
+                  repr(reach(S.RATING).state),
                   repr(FlowDriver().send(*VISIT, Dismissed()).records()[0])):
         assert HASH.hex() not in shown and repr(HASH) not in shown
 

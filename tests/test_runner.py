@@ -542,6 +542,41 @@ def test_runner_repeat_card_still_caught_after_the_wall_clock_steps(make_config,
         store.close()
 
 
+def test_runner_repeat_card_caught_across_a_key_rotation(make_config, tmp_path):
+    """Rated just before the repeat key rotates, back just after it: still a repeat (found by
+    its previous key's hash); a window after the rating it is rated again."""
+    cfg = make_config(tmp_path)
+    clock = Clock()
+    window_s = cfg.flow.repeat_window_min * 60
+    store = Store.open(tmp_path, min_free_mb=1)
+    keys = RepeatKeys(window_s, clock=clock)
+    runner = Runner(cfg, store, keys=keys, clock=clock)
+
+    def visit():
+        summary = CardSummary(repeat_hash=keys.hash("1101700230708"),
+                              repeat_candidates=keys.candidates("1101700230708"),
+                              expired=False, age_band=None, gender=None, atr="3B68",
+                              read_ms=1.0)
+        play(runner, flow.CardInserted(), summary, flow.CardRemoved(),
+             flow.ServiceChosen(cfg.services[0].id))
+        if runner.state.screen is flow.Screen.COPY_CHECK:
+            play(runner, flow.CopyAnswered("none"), flow.RatingChosen(5), flow.Dismissed())
+        return runner.state.screen
+
+    try:
+        clock.now += window_s - 60  # the first key's last minute
+        assert visit() is flow.Screen.THANK_YOU
+        clock.now += 120  # the key has rotated since
+        assert keys.rotate_if_due() and len(keys.candidates("1101700230708")) == 2
+        assert visit() is flow.Screen.ALREADY_RATED
+        play(runner, flow.Dismissed())
+        clock.now += window_s  # a whole window after the rating
+        assert visit() is flow.Screen.THANK_YOU
+        assert store.VisitRow.select().count() == 2
+    finally:
+        store.close()
+
+
 def test_runner_main_loop_keeps_turning_while_a_purge_waits_for_the_database(runner):
     """Housekeeping behind another connection's write lock (SQLite's busy timeout is 10 s)
     must not stop the loop from drawing: each turn stays well under one frame, and the purge

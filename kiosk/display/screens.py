@@ -43,6 +43,8 @@ class View:
     problem: str | None = None
     out_of_service: str | None = None
     card_present: bool = False
+    #: Take-card with its owner gone: a passer-by is asked to hand the card to staff.
+    card_forgotten: bool = False
     page: int = 0
     #: The thank-you screen's per-visit portal URL (holds the random token).
     portal_url: str | None = None
@@ -56,6 +58,7 @@ class View:
         v = state.visit
         return cls(screen=state.screen, language=state.language, problem=state.problem,
                    out_of_service=state.out_of_service, card_present=state.card_present,
+                   card_forgotten=state.card_forgotten,
                    page=page if state.screen is Screen.CHOOSE_SERVICE else 0,
                    portal_url=portal_url if state.screen is Screen.THANK_YOU else None,
                    answers=(v.service_id, v.copy_answer, v.rating, v.reason) if confirm else None,
@@ -472,13 +475,16 @@ def _reading(c):
 
 
 def _card_back(c):
-    """Return-card and take-card: one big request and the card coming out of the slot."""
-    area = c.top(size="display")
+    """Return-card and take-card: one big request and the card coming out of the slot (a
+    forgotten card's asks a passer-by to hand it to staff)."""
+    forgotten = wording.FORGOTTEN_CARD[c.lang] if c.view.card_forgotten else None
+    area = c.top(size="display", title=forgotten[0] if forgotten else None)
     if c.m.is_portrait:
         words, picture = layout.take_top(area, c.line_h("heading", lines=3), gap=c.m.gap)
     else:
         picture, words = _split(c, area, 0.5)
-    c.text(wording.TITLES[c.view.screen][c.lang][1], words, size="heading", max_lines=3,
+    request = forgotten[1] if forgotten else wording.TITLES[c.view.screen][c.lang][1]
+    c.text(request, words, size="heading", max_lines=3,
            min_size="body")
     _slot(c, picture, taking=True)
 

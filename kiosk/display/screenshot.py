@@ -22,10 +22,10 @@ SAMPLE = DisplaySettings(
     service_point_id="BKK-1004-01", portal_url="https://citizeninfo.go.th/portal",
     allow_rating_without_card=True,
     services=(
-        ServiceInfo("id_card", "ทำบัตรประจำตัวประชาชน", "ID card", "cancelled"),
-        ServiceInfo("house_reg", "งานทะเบียนบ้าน", "House registration", "in_progress"),
-        ServiceInfo("birth", "แจ้งเกิด", "Birth registration", "not_yet"),
-        ServiceInfo("name_change", "เปลี่ยนชื่อ-ชื่อสกุล", "Change of name or surname", "cancelled"),
+        ServiceInfo("id_card", "ทำบัตรประจำตัวประชาชน", "ID card"),
+        ServiceInfo("house_reg", "งานทะเบียนบ้าน", "House registration"),
+        ServiceInfo("birth", "แจ้งเกิด", "Birth registration"),
+        ServiceInfo("name_change", "เปลี่ยนชื่อ-ชื่อสกุล", "Change of name or surname"),
     ),
 )
 

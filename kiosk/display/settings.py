@@ -10,12 +10,11 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class ServiceInfo:
-    """One service button: ``no_copy`` is ``cancelled``, ``in_progress`` or ``not_yet``."""
+    """One service button: its id and its name in each language."""
 
     id: str
     name_th: str
     name_en: str
-    no_copy: str
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ class DisplaySettings:
             prompt_cache_dir=data_dir / "prompts",
             portal_url=cfg.portal.url, service_point_id=k.service_point_id,
             name_th=k.name_th, name_en=k.name_en,
-            services=tuple(ServiceInfo(s.id, s.name_th, s.name_en, s.no_copy)
+            services=tuple(ServiceInfo(s.id, s.name_th, s.name_en)
                            for s in cfg.services),
             allow_rating_without_card=bool(cfg.flow.allow_rating_without_card),
             repeat_window_min=int(cfg.flow.repeat_window_min),

@@ -64,6 +64,7 @@ class Display:
         self._view = None
         self._screen = None
         self._language = None
+        self._forgotten = False
         self._page = 0
         self._portal_url = None
 
@@ -96,7 +97,8 @@ class Display:
     def show(self, state):
         """Draw ``state``; cheap when nothing changed. Never changes ``state``."""
         now = self._clock()
-        if state.screen is not self._screen or state.language != self._language:
+        if (state.screen is not self._screen or state.language != self._language
+                or state.card_forgotten != self._forgotten):
             self._enter(state, now)
         if self.blanker.is_due(state.screen, now, self._wall_clock()):
             self._blank()
@@ -125,8 +127,10 @@ class Display:
         if state.screen is not self._screen:
             self._page = 0
         self._screen, self._language = state.screen, state.language
+        self._forgotten = state.card_forgotten
         self.blanker.note_activity(now)
-        self.audio.play_prompt(wording.prompt_id(state.screen, state.problem), state.language)
+        self.audio.play_prompt(wording.prompt_id(state.screen, state.problem, state.card_forgotten),
+                               state.language)
 
     def _blank(self):
         if self.is_blank:

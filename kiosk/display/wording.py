@@ -63,6 +63,15 @@ TITLES = {
     },
 }
 
+#: Take-card once its owner has gone (the flow's ``card_forgotten``): whoever passes is asked to
+#: hand the card to staff, not told it is theirs.
+FORGOTTEN_CARD = {
+    "th": ("มีบัตรประชาชนลืมไว้ในเครื่อง", "กรุณานำบัตรไปมอบให้เจ้าหน้าที่"),
+    "en": ("An ID card was left in the machine", "Please give it to a member of staff"),
+}
+#: Its prompt id (see :func:`prompt_id`).
+FORGOTTEN_PROMPT = f"{Screen.TAKE_CARD.value}-forgotten"
+
 # Accurate, not reassuring: a keyed hash of the card is kept for the repeat window, so the
 # notice promises what is true (no name or ID number is kept), not "no personal data".
 PRIVACY = {
@@ -82,9 +91,10 @@ CARD_PROBLEMS = {
         "th": ("บัตรนี้ไม่ใช่บัตรประชาชน", ("ดึงบัตรออก", "เสียบบัตรประชาชนของคุณ")),
         "en": ("This is not a Thai ID card", ("Take the card out", "Insert your Thai ID card")),
     },
+    # A read that timed out is most often a dirty chip: the same words as unreadable.
     "timeout": {
-        "th": ("บัตรตอบสนองช้าเกินไป", ("ดึงบัตรออก", "เช็ดชิปสีทองให้สะอาด", "แล้วเสียบบัตรใหม่")),
-        "en": ("The card took too long to answer",
+        "th": ("อ่านบัตรไม่สำเร็จ", ("ดึงบัตรออก", "เช็ดชิปสีทองให้สะอาด", "แล้วเสียบบัตรใหม่")),
+        "en": ("We could not read your card",
                ("Take the card out", "Wipe the gold chip", "Insert it again")),
     },
     "removed": {
@@ -139,6 +149,7 @@ SENDING_IN = {"th": "ส่งอัตโนมัติใน {s} วินา
 
 #: "30 minutes", "2 hours": the repeat window as a citizen reads it.
 WINDOW = {
+    "minute": {"th": "1 นาที", "en": "minute"},
     "minutes": {"th": "{n} นาที", "en": "{n} minutes"},
     "hours": {"th": "{n} ชั่วโมง", "en": "{n} hours"},
     "hour": {"th": "1 ชั่วโมง", "en": "hour"},
@@ -168,6 +179,8 @@ TECHNICIAN = {"th": "สำหรับช่างเทคนิค", "en": "F
 
 def window_text(minutes, language):
     """The repeat window in words: ``30 minutes``, ``1 hour``, ``2 hours``."""
+    if minutes == 1:
+        return WINDOW["minute"][language]
     if minutes % 60:
         return WINDOW["minutes"][language].format(n=minutes)
     if minutes == 60:
@@ -203,10 +216,6 @@ PROMPTS = {
     "card_problem-not_thai_id": {
         "th": "บัตรนี้ไม่ใช่บัตรประจำตัวประชาชน กรุณาใช้บัตรประชาชนของคุณ",
         "en": "This is not a Thai ID card. Please use your national ID card.",
-    },
-    "card_problem-timeout": {
-        "th": "อ่านบัตรไม่สำเร็จ ดึงบัตรออก แล้วเสียบบัตรใหม่",
-        "en": "We could not read your card. Take the card out and insert it again.",
     },
     "card_problem-removed": {
         "th": "บัตรถูกดึงออกก่อนอ่านเสร็จ กรุณาเสียบบัตรใหม่ และเสียบค้างไว้จนกว่าจะอ่านเสร็จ",
@@ -251,6 +260,10 @@ PROMPTS = {
         "th": "กรุณารับบัตรประชาชนคืน บัตรของคุณยังอยู่ในเครื่องอ่าน",
         "en": "Please take your ID card. It is still in the reader.",
     },
+    FORGOTTEN_PROMPT: {
+        "th": "มีบัตรประชาชนลืมไว้ในเครื่อง กรุณานำบัตรไปมอบให้เจ้าหน้าที่",
+        "en": "An ID card was left in the machine. Please give it to a member of staff.",
+    },
     Screen.OUT_OF_SERVICE.value: {
         "th": "ขออภัย เครื่องนี้งดให้บริการชั่วคราว กรุณาติดต่อเจ้าหน้าที่",
         "en": "Sorry, this machine is out of service. Please ask a staff member.",
@@ -262,9 +275,12 @@ PROMPTS = {
 }
 
 
-def prompt_id(screen, problem=None):
+def prompt_id(screen, problem=None, card_forgotten=False):
     """Which prompt is spoken as ``screen`` appears: a card problem says which problem
-    ("unreadable", the commonest, is the screen's own prompt)."""
+    ("unreadable", the commonest, is the screen's own prompt); a forgotten card's take-card
+    asks a passer-by."""
+    if card_forgotten and Screen(screen) is Screen.TAKE_CARD:
+        return FORGOTTEN_PROMPT
     key = f"{Screen(screen).value}-{problem}"
     return key if key in PROMPTS else Screen(screen).value
 

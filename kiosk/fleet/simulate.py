@@ -63,7 +63,7 @@ NOT_SURE_RATE = 0.06
 OTHER_SERVICE_RATE = 0.04
 CARD_LEFT_IN_RATE = 0.07
 UNDONE_RATE = 0.05
-#: Where an abandoned visit ends, by weight: most walk away at a question.
+#: Where an abandoned visit ends, by weight, in question order: most walk away at a question.
 ABANDONED_AT = {"choose_service": 2, "copy_check": 2, "rating": 5, "reason": 1}
 
 
@@ -247,23 +247,31 @@ class SimKiosk:
         rng = self.rng
         services = self.site.point.services
         completed = rng.random() < 0.92
-        rating = rng.choices(visit.RATINGS, weights)[0] if completed else None
+        rating = rng.choices(visit.RATINGS, weights)[0]
         copy = (rng.choice(COPIES_ASKED) if rng.random() < copy_rate else "none")
         if rng.random() < NOT_SURE_RATE:
             copy = "not_sure"
         service_id = (visit.OTHER_SERVICE if rng.random() < OTHER_SERVICE_RATE
                       else rng.choice(services).id)
         reason = None
-        if rating is not None and rating <= 2:
+        if rating <= 2:
             reason = rng.choices(list(REASON_WEIGHTS), list(REASON_WEIGHTS.values()))[0]
+        step = "confirm"  # where a completed visit commits
+        if not completed:
+            step = rng.choices(list(ABANDONED_AT), list(ABANDONED_AT.values()))[0]
+            if step == "reason" and rating > 2:
+                rating = rng.choice((1, 2))  # only a low rating is asked why
+            # Left on ``step``: its answer and every later one were never given.
+            given = list(ABANDONED_AT).index(step)
+            service_id, copy, rating, reason = (
+                answer if i < given else None
+                for i, answer in enumerate((service_id, copy, rating, reason)))
         verified = rng.random() < 0.8
         period = Period.of(moment, self.period_s)
         event_id = new_event_id()
         payload = visit.payload(
             event_id=event_id, instance=self.instance, mode=MODE, period=period,
-            outcome="completed" if completed else "abandoned",
-            step="thank_you" if completed else rng.choices(
-                list(ABANDONED_AT), list(ABANDONED_AT.values()))[0], verified=verified,
+            outcome="completed" if completed else "abandoned", step=step, verified=verified,
             expired=(rng.random() < 0.03) if verified else None,
             service_id=service_id, copy_answer=copy, rating=rating, reason=reason,
             card_in_at_commit=(rng.random() < CARD_LEFT_IN_RATE) if verified else None,

@@ -101,6 +101,7 @@ def test_audio_every_screen_and_card_problem_has_a_prompt_in_each_language():
     keys = {wording.prompt_id(screen) for screen in Screen}
     keys |= {wording.prompt_id(Screen.CARD_PROBLEM, problem) for problem in CARD_PROBLEMS}
     keys.add(wording.CARD_REMINDER)
+    keys.add(wording.prompt_id(Screen.TAKE_CARD, card_forgotten=True))
     for key in keys:
         for language in LANGUAGES:
             assert wording.prompt(key, language).strip(), f"{key} ({language})"

@@ -89,7 +89,7 @@ def test_input_demo_passes_keys_and_debug_may_quit(make_display):
 def test_input_more_services_turns_the_page_inside_the_display(make_display, display_settings):
     from kiosk.display.settings import ServiceInfo
 
-    services = tuple(ServiceInfo(f"s{i}", f"บริการ {i}", f"Service {i}", "cancelled")
+    services = tuple(ServiceInfo(f"s{i}", f"บริการ {i}", f"Service {i}")
                      for i in range(12))
     display, _ = make_display(services=services)
     state = State(screen=Screen.CHOOSE_SERVICE)

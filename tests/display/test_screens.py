@@ -228,7 +228,7 @@ def test_screens_rating_faces_are_one_row_or_one_column(display_settings, width,
 
 
 def test_screens_many_services_page_instead_of_shrinking(display_settings):
-    services = tuple(ServiceInfo(f"s{i}", f"บริการที่ {i}", f"Service {i}", "not_yet")
+    services = tuple(ServiceInfo(f"s{i}", f"บริการที่ {i}", f"Service {i}")
                      for i in range(15))
     renderer = Renderer(dataclasses.replace(display_settings, services=services))
     seen = set()
@@ -285,3 +285,20 @@ def test_screens_a_dropped_scene_is_freed_at_once(display_settings):
             assert ref() is None, name
     finally:
         gc.enable()
+
+
+def test_screens_a_forgotten_card_asks_a_passer_by_to_hand_it_to_staff(display_settings):
+    renderer = Renderer(display_settings)
+    for language in ("th", "en"):
+        texts = {t.text for t in renderer.scene(
+            View(Screen.TAKE_CARD, language, card_present=True, card_forgotten=True)).texts}
+        assert set(wording.FORGOTTEN_CARD[language]) <= texts
+        assert wording.TITLES[Screen.TAKE_CARD][language][0] not in texts
+    assert wording.prompt_id(Screen.TAKE_CARD, None, True) == wording.FORGOTTEN_PROMPT
+    assert wording.prompt_id(Screen.TAKE_CARD) == "take_card"
+
+
+def test_screens_window_text_says_one_minute_in_the_singular():
+    assert wording.window_text(1, "en") == "minute"
+    assert wording.window_text(2, "en") == "2 minutes"
+    assert wording.CARD_PROBLEMS["timeout"] == wording.CARD_PROBLEMS["unreadable"]

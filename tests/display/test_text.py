@@ -85,7 +85,7 @@ def test_text_block_shrinks_then_ellipsizes_but_never_leaves_its_box(fonts):
 
 @pytest.mark.parametrize("size", [(800, 480), (480, 800)])
 def test_text_very_long_thai_service_name_stays_inside_its_button(display_settings, size):
-    services = (ServiceInfo("long", LONG_THAI, "A very long service name " * 6, "in_progress"),
+    services = (ServiceInfo("long", LONG_THAI, "A very long service name " * 6),
                 *display_settings.services[:2])
     renderer = Renderer(dataclasses.replace(display_settings, services=services), size)
     for language in ("th", "en"):

@@ -148,3 +148,24 @@ def test_simulate_kiosks_send_schema_3_answers_at_plausible_rates():
     assert 0.03 < share(lambda v: v["card_in_at_commit"], carded) < 0.12
     assert 0.02 < share(lambda v: v["undone"]) < 0.09
     assert not any(v["reason"] in RETIRED_REASONS for v in sent)
+
+
+def test_simulate_visits_end_where_the_kiosk_ends_them():
+    """Completed visits end on the confirm screen; an abandoned one holds only the answers
+    given before the question it was left on."""
+    simulation = Simulation([("sim-000", "unused")], host="127.0.0.1", port=1, start=DAY,
+                            hours=10, factor=1)
+    [kiosk] = simulation.kiosks
+    for _ in range(600):
+        kiosk.record_visit(DAY)
+    sent = [json.loads(payload) for _, _, payload in kiosk.held()]
+    assert {v["step"] for v in sent if v["outcome"] == "completed"} == {"confirm"}
+    order = ("choose_service", "copy_check", "rating", "reason")
+    answers = ("service_id", "copy_answer", "rating", "reason")
+    abandoned = [v for v in sent if v["outcome"] == "abandoned"]
+    assert {v["step"] for v in abandoned} == set(order)
+    for v in abandoned:
+        at = order.index(v["step"])
+        assert all(v.get(name) is None for name in answers[at:]), v
+        assert all(v.get(name) is not None for name in answers[:min(at, 3)]), v
+        assert v["step"] != "reason" or v["rating"] <= 2
