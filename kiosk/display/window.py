@@ -181,13 +181,13 @@ class Display:
         return events
 
     def _touched(self, pos):
-        self._pressed = None
+        """Note the button a finger went down on, if the screen is lit and has settled."""
         if self.is_blank:
+            self._pressed = None
             self.wake()
             return
         self.blanker.note_activity(self._clock())
-        button = self.scene.hit(pos) if self.scene and self.is_settled() else None
-        self._pressed = button
+        self._pressed = self.scene.hit(pos) if self.scene and self.is_settled() else None
 
     def _released(self, pos):
         """The pressed button's event if the finger came up on it; a new screen or page in
