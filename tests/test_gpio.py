@@ -12,6 +12,7 @@ from kiosk import flow
 from kiosk.card.repeat import RepeatKeys
 from kiosk.display.screens import PageTurned
 from kiosk.display.settings import DisplaySettings
+from kiosk.display.window import SETTLE_S
 from kiosk.errors import GpioError
 from kiosk.facts import ButtonPressed, MotionSeen
 from kiosk.flow import Back, Beep, LanguageToggled, SetStatusLight, ShowScreen
@@ -168,9 +169,11 @@ def test_gpio_cpu_temperature_none_without_sensor(tmp_path, events):
 # --- a visit with the buttons alone ---------------------------------------------------------
 
 
-def press(runner, pin_number):
-    """Press and release a button (MockPin calls back at once), then one turn of the loop:
-    the runner resolves the press against the screen drawn last, and draws the next."""
+def press(runner, clock, pin_number):
+    """Once the screen drawn last has settled, press and release a button (MockPin calls back
+    at once), then one turn of the loop: the runner resolves the press against that screen,
+    and draws the next."""
+    clock.advance(SETTLE_S)
     button = runner.panel._factory.pin(pin_number)
     button.drive_low()
     button.drive_high()
@@ -187,13 +190,13 @@ def button_kiosk(make_config, make_display, tmp_path):
                       gpio={"pin_factory": "mock", "back_button": BACK_PIN, "pir": None},
                       audio={"enabled": False})
     settings = DisplaySettings.from_config(cfg)
-    display, _ = make_display(services=settings.services,
+    display, clock = make_display(services=settings.services,
                               choice_buttons=settings.choice_buttons)
     store = Store.open(tmp_path, min_free_mb=10)
     runner = Runner(cfg, store, keys=RepeatKeys(1800), display=display, clock=lambda: 1000.0)
     runner.panel = Panel.from_config(cfg.gpio, put=runner.events.put)
     runner.turn(timeout=0)
-    yield runner
+    yield runner, clock
     runner.panel.close()
     store.close()
 
@@ -202,7 +205,7 @@ def test_gpio_a_whole_visit_by_buttons_alone_pages_and_goes_back(button_kiosk):
     """Button n is the n-th choice of whatever screen is shown, the main action first: start
     without a card, page to the fifth service, go Back once from the copy question, answer,
     rate low, give a reason, and send and leave whatever the flow shows after."""
-    runner = button_kiosk
+    runner, clock = button_kiosk
     pins = runner.cfg.gpio.rating_buttons
     chose_service = went_back = False
     for _ in range(20):
@@ -212,19 +215,19 @@ def test_gpio_a_whole_visit_by_buttons_alone_pages_and_goes_back(button_kiosk):
             break
         if screen is flow.Screen.CHOOSE_SERVICE:
             assert isinstance(choices[4], PageTurned), "the fifth slot of page one is more"
-            press(runner, pins[4])
+            press(runner, clock, pins[4])
             assert runner.display.scene.choices[0] == flow.ServiceChosen("service-5")
-            press(runner, pins[0])
+            press(runner, clock, pins[0])
             chose_service = True
         elif screen is flow.Screen.COPY_CHECK and not went_back:
             before = runner.state
-            press(runner, BACK_PIN)
+            press(runner, clock, BACK_PIN)
             expected, _ = flow.step(before, flow.Back(), 1000.0, runner.settings)
             assert runner.state.screen is expected.screen
             went_back = True
         else:
             button = {flow.Screen.COPY_CHECK: 2, flow.Screen.RATING: 2}.get(screen, 1)
-            press(runner, pins[button - 1])
+            press(runner, clock, pins[button - 1])
     else:
         pytest.fail(f"the visit did not end: stuck on {runner.state.screen}")
     (visit,) = runner.store.VisitRow.select()
@@ -235,7 +238,8 @@ def test_gpio_a_whole_visit_by_buttons_alone_pages_and_goes_back(button_kiosk):
 
 def test_gpio_a_press_meant_for_a_screen_already_left_chooses_nothing(button_kiosk):
     """Two quick presses of button 1 on idle: the second is not taken as the first service."""
-    runner = button_kiosk
+    runner, clock = button_kiosk
+    clock.advance(SETTLE_S)
     for _ in range(2):
         runner.panel._factory.pin(runner.cfg.gpio.rating_buttons[0]).drive_low()
         runner.panel._factory.pin(runner.cfg.gpio.rating_buttons[0]).drive_high()
@@ -259,6 +263,16 @@ def test_gpio_a_press_on_a_dark_screen_only_wakes_it(make_display):
     assert not display.is_blank
     assert display.choose(1, flow.Screen.IDLE) == flow.StartedWithoutCard()
     assert display.choose(2, flow.Screen.IDLE) is None, "no second choice on idle"
+
+
+def test_gpio_a_press_just_after_a_new_screen_chooses_nothing(make_display):
+    """A bouncing or doubled press must not answer the question that just appeared."""
+    display, clock = make_display()
+    display.show(flow.State(screen=flow.Screen.RATING))
+    clock.advance(0.3)
+    assert display.choose(1, flow.Screen.RATING) is None
+    clock.advance(SETTLE_S)
+    assert isinstance(display.choose(1, flow.Screen.RATING), flow.RatingChosen)
 
 
 class ListeningDisplay:

@@ -5,6 +5,7 @@ A touchscreen makes SDL report one touch twice: a FINGERDOWN and a synthetic MOU
 finger, so a touch is taken from FINGERDOWN only and the synthetic mouse click is dropped; a real
 mouse (development, a USB touch panel that reports as a mouse) still works through
 MOUSEBUTTONDOWN. The reverse synthesis (fingers from a mouse, SDL_MOUSE_TOUCHID) is dropped too.
+Going down and coming up are reported apart, so the window can pair them on one button.
 """
 
 from dataclasses import dataclass
@@ -18,8 +19,15 @@ MOUSE_TOUCH_ID = -1
 
 
 @dataclass(frozen=True)
-class Tapped:
+class Touched:
     """Display-internal: a finger or the left mouse button went down at ``pos`` (pixels)."""
+
+    pos: tuple
+
+
+@dataclass(frozen=True)
+class Released:
+    """Display-internal: that finger or button came up at ``pos`` (pixels)."""
 
     pos: tuple
 
@@ -36,17 +44,19 @@ class TouchInput:
         facts = []
         width, height = self.size
         for event in pygame.event.get():
-            if event.type == pygame.FINGERDOWN:
+            if event.type in (pygame.FINGERDOWN, pygame.FINGERUP):
                 if getattr(event, "touch_id", None) == MOUSE_TOUCH_ID:
                     continue
                 # Finger coordinates are fractions of the window.
                 x = min(width - 1, max(0, int(event.x * width)))
                 y = min(height - 1, max(0, int(event.y * height)))
-                facts.append(Tapped((x, y)))
-            elif event.type == pygame.MOUSEBUTTONDOWN:
+                kind = Touched if event.type == pygame.FINGERDOWN else Released
+                facts.append(kind((x, y)))
+            elif event.type in (pygame.MOUSEBUTTONDOWN, pygame.MOUSEBUTTONUP):
                 if getattr(event, "touch", False) or event.button != 1:
                     continue
-                facts.append(Tapped(tuple(event.pos)))
+                kind = Touched if event.type == pygame.MOUSEBUTTONDOWN else Released
+                facts.append(kind(tuple(event.pos)))
             elif event.type == pygame.KEYDOWN:
                 if self.is_quit_allowed and event.key == pygame.K_ESCAPE:
                     facts.append(QuitRequested())

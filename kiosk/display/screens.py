@@ -434,6 +434,11 @@ def _idle(c):
     if c.fonts.for_text("ui_bold", c.m.font_px("title"), title).size(title)[0] > head.width:
         head, under = c.title_box, None  # a title of two lines leaves no room in its row
     c.text(title, head, size="title", role="ui_bold", max_lines=3, min_size="body")
+    sub_lines = 1
+    if not (under and under.height >= c.line_h("small")) and c.m.is_portrait:
+        # Stacked, the picture would come between the title and its subtitle: keep them together.
+        sub_lines = 2
+        under, area = layout.take_top(area, c.line_h("body", lines=2), gap=c.m.gap)
     picture, words = _split(c, area)
     if c.settings.allow_rating_without_card:
         words = c.button_row(words, [(wording.BUTTONS["without_card"][c.lang],
@@ -443,7 +448,8 @@ def _idle(c):
            valign="bottom")
     _slot(c, picture)
     if under and under.height >= c.line_h("small"):
-        c.text(subtitle, under, size="body", colour=theme.MUTED, max_lines=1, min_size="small")
+        c.text(subtitle, under, size="body", colour=theme.MUTED, max_lines=sub_lines,
+               min_size="small")
     else:
         c.text(subtitle, words, size="heading", max_lines=4, min_size="small")
 
@@ -645,7 +651,9 @@ def _confirm(c):
     send = (wording.BUTTONS["send"][c.lang], flow.Dismissed(), "primary")
     # The answers on the left; "send" (the main action, physical button 1) above "change".
     area = (c.button_row if c.m.is_portrait else c.button_column)(area, [send, change])
-    countdown, area = layout.take_bottom(area, c.line_h("body"), gap=gap)
+    # Portrait has no width beside the words for a bar worth seeing: it goes under them.
+    countdown_h = c.line_h("body") + (2 * gap if c.m.is_portrait else 0)
+    countdown, area = layout.take_bottom(area, countdown_h, gap=gap)
     rows = _answer_rows(c)
     if rows:
         pygame.draw.rect(c.surface, theme.SURFACE, area, border_radius=gap)
@@ -653,10 +661,10 @@ def _confirm(c):
         row_h = min(table.height // len(rows), c.line_h("heading", lines=2))
         table.top += (table.height - row_h * len(rows)) // 2
         name_w = round(table.width * (0.36 if c.m.is_portrait else 0.3))
+        names, values = [], []
         for i, (name, value, rating) in enumerate(rows):
             row = pygame.Rect(table.left, table.top + i * row_h, table.width, row_h)
-            c.text(name, pygame.Rect(row.left, row.top, name_w, row.height), size="body",
-                   colour=theme.MUTED, align="left", max_lines=2, min_size="small")
+            names.append((name, pygame.Rect(row.left, row.top, name_w, row.height)))
             value_box = pygame.Rect(row.left + name_w + gap, row.top,
                                     row.width - name_w - gap, row.height)
             if rating:
@@ -665,8 +673,16 @@ def _confirm(c):
                               rating)
                 value_box.left += 2 * radius + gap
                 value_box.width -= 2 * radius + gap
-            c.text(value, value_box, size="heading", role="ui_bold", align="left",
-                   max_lines=2, min_size="small")
+            values.append((value, value_box))
+        # One size for every name and one for every value, as a table reads.
+        name_style = {"size": "body", "align": "left", "max_lines": 2, "min_size": "small"}
+        value_style = {"size": "heading", "role": "ui_bold", "align": "left", "max_lines": 2,
+                       "min_size": "small"}
+        for items, style, colour in ((names, name_style, theme.MUTED),
+                                     (values, value_style, theme.INK)):
+            px = c.common_px(items, **style)
+            for text, box in items:
+                c.text(text, box, colour=colour, px=px, **style)
     _countdown(c, countdown)
 
 
@@ -676,10 +692,15 @@ def _countdown(c, box):
     deadline = c.view.deadline
     px = c.m.font_px("body")
     sample = wording.SENDING_IN[c.lang].format(s=88)
-    words_w = min(box.width - box.width // 6, c.fonts.for_text("ui", px, sample).size(sample)[0])
-    words = pygame.Rect(box.left, box.top, words_w, box.height)
-    bar = pygame.Rect(words.right + c.m.gap, box.centery - c.m.gap // 2,
-                      box.right - words.right - c.m.gap, c.m.gap)
+    if c.m.is_portrait:
+        words = pygame.Rect(box.left, box.top, box.width, c.line_h("body"))
+        bar = pygame.Rect(box.left, box.bottom - c.m.gap, box.width, c.m.gap)
+    else:
+        words_w = min(box.width - box.width // 6,
+                      c.fonts.for_text("ui", px, sample).size(sample)[0])
+        words = pygame.Rect(box.left, box.top, words_w, box.height)
+        bar = pygame.Rect(words.right + c.m.gap, box.centery - c.m.gap // 2,
+                          box.right - words.right - c.m.gap, c.m.gap)
     fonts, lang = c.fonts, c.lang  # not the canvas: see _slot
     shown = {"key": None}
 

@@ -14,13 +14,17 @@ import pygame
 from kiosk.display import qr, theme, wording
 from kiosk.display.audio import Audio
 from kiosk.display.blanking import Backlight, Blanker
-from kiosk.display.input import Tapped, TouchInput
+from kiosk.display.input import Released, Touched, TouchInput
 from kiosk.display.screens import PageTurned, Renderer, View
 from kiosk.display.settings import DisplaySettings
 from kiosk.errors import DisplayError
 from kiosk.flow import BeepKind, Screen
 
 log = logging.getLogger(__name__)
+
+#: How long a new screen ignores touches and presses (as ATMs do): a double tap or a tremor's
+#: second touch must not answer the next question, whose buttons may sit under the same finger.
+SETTLE_S = 0.6
 
 
 class Display:
@@ -67,6 +71,8 @@ class Display:
         self._forgotten = False
         self._page = 0
         self._portal_url = None
+        self._shown_at = None
+        self._pressed = None
 
     def _apply(self, settings, now):
         self.settings = settings
@@ -128,6 +134,7 @@ class Display:
             self._page = 0
         self._screen, self._language = state.screen, state.language
         self._forgotten = state.card_forgotten
+        self._shown_at, self._pressed = now, None
         self.blanker.note_activity(now)
         self.audio.play_prompt(wording.prompt_id(state.screen, state.problem, state.card_forgotten),
                                state.language)
@@ -154,25 +161,46 @@ class Display:
 
     # --- input ------------------------------------------------------------------------------
 
+    def is_settled(self):
+        """True once the shown screen has been up for SETTLE_S: before that, nothing chooses."""
+        return self._shown_at is not None and self._clock() - self._shown_at >= SETTLE_S
+
     def poll_events(self):
         """Flow events from taps since the last call (plus KeyPressed/QuitRequested in debug).
 
-        A tap on a dark screen only wakes it; a tap outside every button is ignored.
+        A tap is a finger going down and coming up on the same button of the same scene, the
+        going down after the screen settled. A tap on a dark screen only wakes it; a tap
+        outside every button is ignored.
         """
         events = []
         for fact in self._input.read():
-            if not isinstance(fact, Tapped):
+            if isinstance(fact, Touched):
+                self._touched(fact.pos)
+            elif isinstance(fact, Released):
+                event = self._released(fact.pos)
+                if event is not None:
+                    events.append(event)
+            else:
                 events.append(fact)
-                continue
-            if self.is_blank:
-                self.wake()
-                continue
-            self.blanker.note_activity(self._clock())
-            button = self.scene.hit(fact.pos) if self.scene else None
-            event = self._act(button.action) if button else None
-            if event is not None:
-                events.append(event)
         return events
+
+    def _touched(self, pos):
+        """Note the button a finger went down on, if the screen is lit and has settled."""
+        if self.is_blank:
+            self._pressed = None
+            self.wake()
+            return
+        self.blanker.note_activity(self._clock())
+        self._pressed = self.scene.hit(pos) if self.scene and self.is_settled() else None
+
+    def _released(self, pos):
+        """The pressed button's event if the finger came up on it; a new screen or page in
+        between (see _enter) leaves nothing pressed or another button under the finger."""
+        pressed, self._pressed = self._pressed, None
+        button = self.scene.hit(pos) if pressed is not None else None
+        if button is None or (button.action, button.rect) != (pressed.action, pressed.rect):
+            return None
+        return self._act(button.action)
 
     def choose(self, number, screen):
         """The flow event physical choice button ``number`` stands for: the ``number``-th of
@@ -180,14 +208,15 @@ class Display:
 
         As with a tap, a press on a dark screen only wakes it and the "more" slot turns the
         page here. A press for a screen the flow has already left (a second quick press, before
-        the next screen is drawn) chooses nothing: the citizen has not seen that screen yet.
+        the next screen is drawn) chooses nothing: the citizen has not seen that screen yet; nor
+        does a press before the new screen settled (a bounce or a double press).
         """
         if self.is_blank:
             self.wake()
             return None
         self.blanker.note_activity(self._clock())
-        if self._view is None or self._view.screen is not screen:
-            return None  # nothing drawn yet, or a redraw is due (a new config): nothing seen
+        if self._view is None or self._view.screen is not screen or not self.is_settled():
+            return None  # nothing drawn yet, a redraw is due (a new config), or not settled
         choices = self.scene.choices
         return self._act(choices[number - 1]) if 1 <= number <= len(choices) else None
 

@@ -97,14 +97,16 @@ def test_blanking_without_backlight_draws_black_and_waking_tap_is_not_a_press(ma
     display.show(state)
     assert display.is_blank and display.screen_state() == "off"
     assert display._window.get_at(language.rect.center)[:3] == (0, 0, 0)
-    pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=language.rect.center,
-                                         button=1, touch=False))
+    for kind in (pygame.MOUSEBUTTONDOWN, pygame.MOUSEBUTTONUP):
+        pygame.event.post(pygame.event.Event(kind, pos=language.rect.center, button=1,
+                                             touch=False))
     assert display.poll_events() == []
     display.show(state)
     assert not display.is_blank
     assert display._window.get_at(language.rect.center)[:3] != (0, 0, 0)
-    pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=language.rect.center,
-                                         button=1, touch=False))
+    for kind in (pygame.MOUSEBUTTONDOWN, pygame.MOUSEBUTTONUP):
+        pygame.event.post(pygame.event.Event(kind, pos=language.rect.center, button=1,
+                                             touch=False))
     assert len(display.poll_events()) == 1
 
 

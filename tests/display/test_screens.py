@@ -153,6 +153,42 @@ def test_screens_confirm_shows_the_answers_and_counts_down(display_settings):
     assert len(scene.texts) >= 2 * 3  # a name and a value per answer, and the countdown
 
 
+@pytest.mark.parametrize("width,height,diagonal", SIZES)
+def test_screens_confirm_names_share_one_size_and_values_another(display_settings, width,
+                                                                  height, diagonal):
+    (sample,) = [(n, s) for n, s in sample_states() if s.screen is Screen.CONFIRM]
+    for _, metrics, scene in _scenes(display_settings, width, height, diagonal, [sample]):
+        named = [t for t in scene.texts
+                 if any(t.text in n.values() for n in wording.ANSWER_NAMES.values())]
+        rows = named[0].box.unionall([t.box for t in named])
+        table = pygame.Rect(0, rows.top, width, rows.height)
+        values = [t for t in scene.texts if t not in named and table.contains(t.box)
+                  and not any(b.rect.contains(t.box) for b in scene.buttons)]
+        sending = [t for t in scene.texts if t.text[:3] in ("ส่ง", "Sen")]
+        assert len(named) == len(values) == 4, (width, height)
+        names, values = {t.px for t in named}, {t.px for t in values}
+        assert len(names) == 1 and len(values) == 1, (width, height, names, values)
+        if metrics.is_portrait:
+            # The countdown bar runs under its words, most of the width (not a stub beside them).
+            words = sending[0].box
+            row = words.bottom + metrics.gap * 3 // 2
+            filled = sum(scene.surface.get_at((x, row))[:3] == theme.PRIMARY[:3]
+                         for x in range(width))
+            assert filled > width // 2
+
+
+@pytest.mark.parametrize("width,height,diagonal", [s for s in SIZES if s[0] < s[1]])
+def test_screens_idle_portrait_keeps_the_subtitle_under_its_title(display_settings, width,
+                                                                   height, diagonal):
+    for where, metrics, scene in _scenes(display_settings, width, height, diagonal,
+                                         [("idle", State())]):
+        lang = where.split("/")[1]
+        title, subtitle = wording.TITLES[Screen.IDLE][lang]
+        (head,) = [t for t in scene.texts if t.text == title]
+        (sub,) = [t for t in scene.texts if t.text == subtitle]
+        assert 0 <= sub.box.top - head.box.bottom <= metrics.gap, where
+
+
 def test_screens_rate_without_card_only_when_allowed(display_settings):
     allowed = Renderer(display_settings).scene(View(Screen.IDLE, "th"))
     refused = Renderer(dataclasses.replace(display_settings, allow_rating_without_card=False)

@@ -1,5 +1,7 @@
 import dataclasses
 import itertools
+import pathlib
+import tomllib
 
 import pygame
 import pytest
@@ -12,6 +14,7 @@ from kiosk.display.text import VOCABULARY, Fonts, graphemes, layout_block, line_
 from kiosk.flow import Screen
 from tests.display.harfbuzz_reference import ink_mask, iou
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 HARD_WORDS = ["น้ำ", "ที่", "ผู้ใหญ่", "ปั้น", "ฟ้า"]
 LONG_THAI = ("การขอเปลี่ยนแปลงรายการในทะเบียนบ้านและการแจ้งย้ายที่อยู่ปลายทางพร้อมการรับรอง"
              "สำเนาเอกสารสำหรับผู้สูงอายุและผู้พิการที่ไม่สามารถเดินทางมาด้วยตนเองได้")
@@ -108,6 +111,44 @@ def _strings(table):
             yield from _strings(value)
 
 
+def _kiosk_strings():
+    """Every string the kiosk can show or say: each wording table, and the office and service
+    names of the example and demo configs (what a new office copies)."""
+    strings = {s for name in dir(wording) if name.isupper()
+               for s in _strings(getattr(wording, name))}
+    for path in (ROOT / "docs" / "kiosk.example.toml", ROOT / "kiosk" / "demo.toml"):
+        strings.update(_names(tomllib.loads(path.read_text(encoding="utf-8"))))
+    return strings
+
+
+def _names(config):
+    if isinstance(config, dict):
+        for key, value in config.items():
+            if key.startswith("name_") and isinstance(value, str):
+                yield value
+            else:
+                yield from _names(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from _names(value)
+
+
+@pytest.mark.parametrize("text,word", [
+    ("ของหน่วยงานนี้", "หน่วยงาน"), ("ทำบัตรประจำตัวประชาชน", "ประจำตัว"),
+    ("ไม่เก็บชื่อหรือเลขบัตร", "เลขบัตร"), ("ภาษีที่ดินและสิ่งปลูกสร้าง", "สิ่งปลูกสร้าง"),
+    ("ขั้นตอนไม่ชัดเจน", "ขั้นตอน"), ("แจ้งย้ายที่อยู่", "ที่อยู่"),
+])
+def test_text_compounds_icu_splits_in_kiosk_strings_stay_whole(text, word):
+    assert word in line_break_segments(text)
+
+
+def test_text_no_kiosk_string_has_a_break_inside_a_listed_word():
+    for text in _kiosk_strings():
+        for word in VOCABULARY:
+            if word in text:
+                assert any(word in segment for segment in line_break_segments(text)), (text, word)
+
+
 def test_text_icu_alone_splits_the_programme_words_the_vocabulary_keeps():
     # The reason for VOCABULARY: ICU's dictionary cuts เจ้าหน้าที่ into เจ้า|หน้าที่.
     assert "เจ้าหน้าที่" in line_break_segments("การบริการของเจ้าหน้าที่")
@@ -117,9 +158,7 @@ def test_text_icu_alone_splits_the_programme_words_the_vocabulary_keeps():
 @pytest.mark.parametrize("width,height,diagonal", SIZES)
 def test_text_no_listed_word_is_split_at_any_layout(fonts, width, height, diagonal):
     metrics = theme.Metrics(width, height, diagonal)
-    strings = {s for name in ("TITLES", "PRIVACY", "CARD_PROBLEMS", "OTHER_SERVICE",
-                              "COPY_ANSWERS", "RATINGS", "REASONS", "ANSWER_NAMES", "BUTTONS")
-               for s in _strings(getattr(wording, name))}
+    strings = _kiosk_strings()
     content = layout.below(metrics, 0).width
     widths = {content, content // 2, content // 3, content // 5, metrics.target}
     smallest = fonts.get("ui_bold", metrics.min_text_px, "Thai")
