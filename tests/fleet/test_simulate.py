@@ -127,15 +127,20 @@ def test_simulate_verb_runs_kiosks_from_a_passwords_file(broker, sqlite_collecto
                "every visit of the verb's run stored")
 
 
-def test_simulate_kiosks_send_schema_3_answers_at_plausible_rates():
-    """Not sure, the other service, the card left in (card visits only) and the changed answer
-    all come, each in a few per cent of visits, and no visit gives a retired reason."""
+def _visits_of_one_kiosk(count):
+    """``count`` visits one simulated kiosk made in an office day, as it would send them."""
     simulation = Simulation([("sim-000", "unused")], host="127.0.0.1", port=1, start=DAY,
                             hours=10, factor=1)
     [kiosk] = simulation.kiosks
-    for _ in range(2000):
+    for _ in range(count):
         kiosk.record_visit(DAY)
-    sent = [json.loads(payload) for _, _, payload in kiosk.held()]
+    return [json.loads(payload) for _, _, payload in kiosk.held()]
+
+
+def test_simulate_kiosks_send_schema_3_answers_at_plausible_rates():
+    """Not sure, the other service, the card left in (card visits only) and the changed answer
+    all come, each in a few per cent of visits, and no visit gives a retired reason."""
+    sent = _visits_of_one_kiosk(2000)
     assert {v["schema"] for v in sent} == {3}
 
     def share(test, among=sent):
@@ -153,12 +158,7 @@ def test_simulate_kiosks_send_schema_3_answers_at_plausible_rates():
 def test_simulate_visits_end_where_the_kiosk_ends_them():
     """Completed visits end on the confirm screen; an abandoned one holds only the answers
     given before the question it was left on."""
-    simulation = Simulation([("sim-000", "unused")], host="127.0.0.1", port=1, start=DAY,
-                            hours=10, factor=1)
-    [kiosk] = simulation.kiosks
-    for _ in range(600):
-        kiosk.record_visit(DAY)
-    sent = [json.loads(payload) for _, _, payload in kiosk.held()]
+    sent = _visits_of_one_kiosk(600)
     assert {v["step"] for v in sent if v["outcome"] == "completed"} == {"confirm"}
     order = ("choose_service", "copy_check", "rating", "reason")
     answers = ("service_id", "copy_answer", "rating", "reason")
