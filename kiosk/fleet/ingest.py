@@ -32,7 +32,7 @@ from peewee import InterfaceError, OperationalError, ProgrammingError
 from kiosk.errors import MessageRejected
 from kiosk.fleet.alarms import Thresholds
 from kiosk.fleet.db import open_database, utc_now
-from kiosk.logsafe import printable
+from kiosk.logsafe import printable, redact_ids
 from kiosk.telemetry import topics
 
 # The collector's name: an operator (and a test's caplog) sees one collector, whichever of its
@@ -253,7 +253,8 @@ class Store:
         if topic is None:
             logged, reason = UNDECODABLE_TOPIC, f"unparseable ({payload})"
         else:
-            logged = printable(topic)
+            # A topic is chosen by whoever publishes: its kiosk id may be a citizen ID.
+            logged = printable(redact_ids(topic))
             try:
                 return logged, topics.parse_kiosk_message(topic, payload)
             except MessageRejected as exc:

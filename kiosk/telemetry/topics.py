@@ -142,8 +142,10 @@ def split_kiosk_topic(topic):
     """``(kiosk_id, kind)`` of a kiosk message topic; the kiosk id is trusted from here only."""
     parts = topic.split("/")
     if len(parts) != 5 or "/".join(parts[:3]) != f"{ROOT}/kiosk" or parts[4] not in KIOSK_MESSAGES:
+        # Anyone may publish to any topic: one may hold a citizen ID, never quoted.
         raise MessageRejected(
-            f"topic {topic!r} is not {ROOT}/kiosk/<kiosk_id>/<{'|'.join(KIOSK_MESSAGES)}>"
+            f"topic {logsafe.redact_ids(topic)!r} is not "
+            f"{ROOT}/kiosk/<kiosk_id>/<{'|'.join(KIOSK_MESSAGES)}>"
         )
     return check_kiosk_id(parts[3]), parts[4]
 

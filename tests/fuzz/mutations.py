@@ -1,7 +1,9 @@
 """Strategies shared by the fuzzers: citizen-ID-shaped numbers, JSON values, mutations of a
 valid object, and the check that no error message or log line echoes a 13-digit number."""
 
+import json
 import re
+from pathlib import Path
 
 from hypothesis import strategies as st
 
@@ -59,7 +61,7 @@ def json_values(max_leaves=12):
 @st.composite
 def mutated(draw, obj, values=None):
     """``obj`` (a dict) with a few keys dropped, replaced by any value or added."""
-    values = values or json_values()
+    values = json_values() if values is None else values
     obj = dict(obj)
     for _ in range(draw(st.integers(0, 3))):
         keys = sorted(obj)
@@ -80,5 +82,18 @@ def assert_no_id(*texts):
 
 
 def logged_lines(caplog):
-    """Every captured log record as its message and traceback, as a handler would write it."""
-    return [record.getMessage() + (record.exc_text or "") for record in caplog.records]
+    """Every log record of the project's loggers as its message and traceback, as a handler
+    would write it (peewee's own debug lines hold random savepoint names)."""
+    return [record.getMessage() + (record.exc_text or "") for record in caplog.records
+            if record.name.split(".")[0] == "kiosk"]
+
+
+_DOC = Path(__file__).resolve().parents[2] / "docs" / "telemetry.md"
+_EXAMPLE = re.compile(r"```json topic=(\S+)\n(.*?)```", re.S)
+
+
+def doc_examples(part):
+    """``(topic, object)`` of every example payload docs/telemetry.md shows for ``part``
+    (``kiosk`` or ``cmd``): valid messages to start mutating from."""
+    return [(topic, json.loads(text)) for topic, text in _EXAMPLE.findall(_DOC.read_text())
+            if topic.split("/")[2] == part]
