@@ -59,6 +59,12 @@ def write_atomically(path, text):
         os.close(directory)
 
 
+def _shown(text):
+    """A topic (or a reason quoting one) as a log may show it: whoever published chose it,
+    so a citizen ID in it is redacted and a control character cannot start a fake line."""
+    return logsafe.printable(logsafe.redact_ids(text))
+
+
 @dataclass(frozen=True)
 class ConfigProposed:
     """A remote config that passed every check and whose layer is on disk.
@@ -95,7 +101,7 @@ class Commands:
         try:
             return self._handle(received, config)
         except Exception as exc:  # noqa: BLE001 - see the docstring
-            log.exception("command on %s failed", received.topic)
+            log.exception("command on %s failed", _shown(received.topic))
             self._reply(None, ok=False, error=f"the kiosk could not carry this out: {exc}")
             return None
 
@@ -115,7 +121,7 @@ class Commands:
                 self._ignored_retained.add(received.topic)
                 log.warning("ignoring retained %s: only config is kept at the broker; delete it "
                             "there (an empty retained message)",
-                            logsafe.redact_ids(received.topic))
+                            _shown(received.topic))
             return None
         if received.topic == self._config_topic and not received.payload:
             return self._forget_remote_config(config)
@@ -130,7 +136,7 @@ class Commands:
         except CommandRejected as exc:
             if exc.is_stale and received.is_retained:
                 return None  # the retained desired state we already hold, re-sent on subscribe
-            log.warning("rejected command on %s: %s", received.topic, exc)
+            log.warning("rejected command on %s: %s", _shown(received.topic), _shown(str(exc)))
             self._reply(exc.correlation_id, ok=False, error=str(exc)[:MAX_ERROR_CHARS])
             return None
         return self._actions[command.name](command, config)

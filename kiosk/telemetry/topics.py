@@ -799,8 +799,11 @@ def parse_command(topic, payload, *, kiosk_id, max_bytes, applied_version):
     prefix = f"{ROOT}/cmd/{kiosk_id}/"
     name = topic[len(prefix):] if topic.startswith(prefix) else None
     if name not in COMMANDS:
+        # The topic's last level is whatever ops (or anyone) published under: never quoted
+        # as it is, it may hold a citizen ID.
         raise CommandRejected(
-            f"{topic}: unknown command; expected {prefix}<{'|'.join(COMMANDS)}>", command=name)
+            f"{logsafe.redact_ids(topic)}: unknown command; expected "
+            f"{prefix}<{'|'.join(COMMANDS)}>", command=name)
     correlation_id = None
     try:
         obj = _decode(payload, topic, max_bytes)
