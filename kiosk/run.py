@@ -7,6 +7,7 @@ from pathlib import Path
 from kiosk import config as kiosk_config
 from kiosk import script
 from kiosk.assemble import Kiosk
+from kiosk.clock import WallClock
 from kiosk.errors import KioskError
 from kiosk.out_of_order import out_of_order
 
@@ -24,6 +25,10 @@ def add_arguments(parser):
     parser.add_argument("--emulator", help="control socket of the card emulator the script uses")
     parser.add_argument("--wait-confirmed", type=float, default=0.0, metavar="S",
                         help="after the script, wait up to S seconds for the collector's acks")
+    parser.add_argument("--clock-file", type=Path, metavar="PATH",
+                        help="test and soak runs only: add the seconds in PATH (a float, may be "
+                             "negative) to the wall clock; re-read when the file changes, "
+                             "missing or unreadable = no offset")
     parser.add_argument("--out-of-order", action="store_true",
                         help="only show the out-of-service screen and the fault light (what "
                              "kiosk-out-of-order.service runs while the kiosk is down)")
@@ -38,7 +43,7 @@ def main(args):
     cfg = kiosk_config.load(args.config)  # with the remote layer saved in the data directory
     steps = script.parse(args.script.read_text(), str(args.script)) if args.script else None
     with Kiosk(cfg, display=not args.no_display, headless=args.headless or bool(args.script),
-               rate_only=args.no_display) as kiosk:
+               rate_only=args.no_display, clock=WallClock(args.clock_file)) as kiosk:
         if steps is None:
             kiosk.run(stop)
             return 0
