@@ -14,7 +14,7 @@ from pathlib import Path
 from kiosk import __version__, script
 from kiosk import config as kiosk_config
 from kiosk.card.repeat import RepeatKeys
-from kiosk.clock import system_wall
+from kiosk.clock import WallClock
 from kiosk.gpio import Panel
 from kiosk.runner import Runner
 from kiosk.store import Housekeeper, Store
@@ -32,23 +32,26 @@ class Telemetry:
     """The kiosk's reporting: MQTT link, outbox pump, health and remote commands, composed."""
 
     def __init__(self, cfg, store, put, *, remote_path, cpu_temperature=None,
-                 screen_state=None, outbox_poll_s=1.0, wall=system_wall):
+                 screen_state=None, outbox_poll_s=1.0, clock=None, wall=None):
+        clock = clock or WallClock()
+        wall = wall or clock.wall
         self.config_version = cfg.remote_version
         self.outbox = Outbox(store, window=cfg.telemetry.inflight_window,
                              resend_after_s=cfg.telemetry.resend_after_s,
-                             when_dead=self._dead_letter, poll_s=outbox_poll_s)
+                             when_dead=self._dead_letter, poll_s=outbox_poll_s,
+                             wall=lambda: wall()[0])
         self.link = MqttLink(cfg.mqtt, cfg.kiosk.id, instance=store.instance,
                              next_epoch=store.next_epoch,
                              version=__version__, facts=self.outbox.put, put=put,
                              service_point=topics.service_point_payload(cfg),
-                             inflight_window=cfg.telemetry.inflight_window)
+                             inflight_window=cfg.telemetry.inflight_window, stamp=clock.stamp)
         self.commands = Commands(self.link, self.outbox, remote_path=remote_path)
         self.health = HealthReporter(store, self.link,
                                      interval_s=cfg.telemetry.health_interval_s,
                                      version=__version__, mode=cfg.kiosk.mode,
                                      applied_version=lambda: self.config_version,
                                      cpu_temperature=cpu_temperature, screen_state=screen_state,
-                                     wall=wall)
+                                     stamp=clock.stamp, wall=wall)
 
     def reconfigure(self, cfg):
         """The runner put ``cfg`` in force: re-publish the service-point message, report its
@@ -76,12 +79,17 @@ class Kiosk:
     ``headless`` uses SDL's dummy video driver; ``display=False`` runs without screens at all
     (the runner of the telemetry issue, soak runs). pyscard finds pcscd through
     ``PCSCLITE_CSOCK_NAME`` in the environment. ``when_key`` and ``when_shown`` are handed to
-    the :class:`~kiosk.runner.Runner`. ``wall()`` returns ``(aware UTC now, synced)`` for the
-    runner's periods and the store's times (:func:`kiosk.clock.system_wall`; tests step it).
+    the :class:`~kiosk.runner.Runner`. ``clock`` (a :class:`~kiosk.clock.WallClock`) is every
+    wall-clock read of the process: periods, the store's times, stamps, blanking, card expiry
+    (``kiosk run --clock-file`` steps it). ``wall()`` returns ``(aware UTC now, synced)`` for the
+    runner's periods, the store's and the telemetry's times (``clock.wall`` unless a test steps
+    it).
     """
 
     def __init__(self, cfg, *, display=True, headless=False, rate_only=False, when_key=None,
-                 when_shown=None, wall=system_wall):
+                 when_shown=None, clock=None, wall=None):
+        clock = clock or WallClock()
+        wall = wall or clock.wall
         self.remote_path = kiosk_config.remote_layer_path(cfg)
         self.store = Store.open(Path(cfg.storage.data_dir),
                                 retention_days=cfg.storage.retention_days,
@@ -94,9 +102,9 @@ class Kiosk:
             events = queue.SimpleQueue()
             housekeeper = self._started(Housekeeper(self.store))
             panel = self._add(Panel.from_config(cfg.gpio, put=events.put))
-            screen = self._add(_display(cfg, headless)) if display else None
-            card = self._card(cfg, events.put)
-            self.telemetry = self._telemetry(cfg, events.put, panel, screen, wall)
+            screen = self._add(_display(cfg, headless, clock)) if display else None
+            card = self._card(cfg, events.put, clock)
+            self.telemetry = self._telemetry(cfg, events.put, panel, screen, clock, wall)
             self.runner = Runner(cfg, self.store, keys=self.keys, events=events, card=card,
                                  display=screen, panel=panel, telemetry=self.telemetry,
                                  watchdog=Watchdog(), housekeeper=housekeeper,
@@ -119,7 +127,7 @@ class Kiosk:
         part.start()
         return self._add(part)
 
-    def _card(self, cfg, put):
+    def _card(self, cfg, put, clock):
         if cfg.card.backend != "pcsc":
             log.warning("card.backend = %r: no card reader, ratings only without a card",
                         cfg.card.backend)
@@ -130,28 +138,32 @@ class Kiosk:
         return self._started(CardService(
             put, self.keys, reader=cfg.card.reader or None,
             read_deadline_s=cfg.card.read_deadline_s, settle_s=cfg.card.settle_s,
-            collect_age_band=cfg.flow.collect_age_band, collect_gender=cfg.flow.collect_gender))
+            collect_age_band=cfg.flow.collect_age_band, collect_gender=cfg.flow.collect_gender,
+            today=clock.today))
 
-    def _telemetry(self, cfg, put, panel, screen, wall):
+    def _telemetry(self, cfg, put, panel, screen, clock, wall):
         if not cfg.mqtt.host:
             log.warning("mqtt.host is empty: telemetry is off, visits stay in the local outbox")
             return None
         return self._started(Telemetry(
             cfg, self.store, put, remote_path=self.remote_path,
             cpu_temperature=panel.cpu_temperature,
-            screen_state=screen.screen_state if screen else None, wall=wall))
+            screen_state=screen.screen_state if screen else None, clock=clock, wall=wall))
 
     def run(self, stop):
         self.runner.run(stop)
 
-    def play(self, steps, stop, *, card=None, repeat=1, wait_confirmed_s=0.0):
+    def play(self, steps, stop, *, card=None, repeat=1, wait_confirmed_s=0.0, keep_going=False,
+             recover_s=script.DEFAULT_RECOVER_S):
         """Run the main loop while a script plays, then until the collector confirmed every
         visit (their periods closed and released them first).
 
         The loop stays on this thread; the script's driver only enqueues. Returns the driver
-        (``completed``, ``error``). ``stop`` ends it early (SIGTERM).
+        (``completed``, ``recovered``, ``error``); ``keep_going`` and ``recover_s`` are the
+        driver's. ``stop`` ends it early (SIGTERM).
         """
-        driver = script.ScriptDriver(self.runner, steps, repeat=repeat, card=card)
+        driver = script.ScriptDriver(self.runner, steps, repeat=repeat, card=card,
+                                     keep_going=keep_going, recover_s=recover_s)
 
         def finish():
             driver.done.wait()
@@ -188,8 +200,9 @@ class Kiosk:
         self.close()
 
 
-def _display(cfg, headless):
+def _display(cfg, headless, clock):
     # Here, not at the top: pygame is loaded only by a kiosk that has a screen.
     from kiosk.display.window import Display
 
-    return Display(cfg, headless=headless, has_buzzer=cfg.gpio.buzzer is not None)
+    return Display(cfg, headless=headless, has_buzzer=cfg.gpio.buzzer is not None,
+                   wall_clock=clock.now)

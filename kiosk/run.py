@@ -7,6 +7,7 @@ from pathlib import Path
 from kiosk import config as kiosk_config
 from kiosk import script
 from kiosk.assemble import Kiosk
+from kiosk.clock import WallClock
 from kiosk.errors import KioskError
 from kiosk.out_of_order import out_of_order
 
@@ -22,8 +23,18 @@ def add_arguments(parser):
                         help="play scripted visits from FILE, then stop (see kiosk.script)")
     parser.add_argument("--repeat", type=int, default=1, help="play the script N times")
     parser.add_argument("--emulator", help="control socket of the card emulator the script uses")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="a 'wait' that times out ends only its repetition: take the card "
+                             "out, let the kiosk reach idle by itself, count it, play on (soak)")
+    parser.add_argument("--recover-s", type=float, default=script.DEFAULT_RECOVER_S, metavar="S",
+                        help="with --keep-going: longest wait for idle after a failed "
+                             "repetition before the run fails (default %(default)g)")
     parser.add_argument("--wait-confirmed", type=float, default=0.0, metavar="S",
                         help="after the script, wait up to S seconds for the collector's acks")
+    parser.add_argument("--clock-file", type=Path, metavar="PATH",
+                        help="test and soak runs only: add the seconds in PATH (a float, may be "
+                             "negative) to the wall clock; re-read when the file changes, "
+                             "missing or unreadable = no offset")
     parser.add_argument("--out-of-order", action="store_true",
                         help="only show the out-of-service screen and the fault light (what "
                              "kiosk-out-of-order.service runs while the kiosk is down)")
@@ -38,7 +49,7 @@ def main(args):
     cfg = kiosk_config.load(args.config)  # with the remote layer saved in the data directory
     steps = script.parse(args.script.read_text(), str(args.script)) if args.script else None
     with Kiosk(cfg, display=not args.no_display, headless=args.headless or bool(args.script),
-               rate_only=args.no_display) as kiosk:
+               rate_only=args.no_display, clock=WallClock(args.clock_file)) as kiosk:
         if steps is None:
             kiosk.run(stop)
             return 0
@@ -54,9 +65,11 @@ def _play(kiosk, steps, args, stop):
 
         card = ControlClient(args.emulator)
     driver = kiosk.play(steps, stop, card=card, repeat=args.repeat,
-                        wait_confirmed_s=args.wait_confirmed)
+                        wait_confirmed_s=args.wait_confirmed, keep_going=args.keep_going,
+                        recover_s=args.recover_s)
     stats = kiosk.store.outbox_stats()
-    print(f"kiosk: script played {driver.completed} time(s), {kiosk.runner.recorded} visit(s) "
+    print(f"kiosk: script played {driver.completed} time(s), {driver.recovered} recovered, "
+          f"{kiosk.runner.recorded} visit(s) "
           f"recorded, {stats.depth} unconfirmed in the outbox, {stats.held} held until their "
           f"period ends")
     if driver.error:

@@ -44,6 +44,8 @@ CARD_STEPS = ("insert", "remove")
 OTHER_STEPS = ("wait", "sleep")
 SCREENS = tuple(screen.value for screen in flow.Screen)
 DEFAULT_WAIT_S = 30.0
+#: With ``keep_going``: how long a failed repetition may take to reach idle by itself.
+DEFAULT_RECOVER_S = 180.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,11 @@ class Step:
 
 class ScriptError(KioskError, ValueError):
     """A script line that cannot be played; the message names the line."""
+
+
+class WaitTimedOut(ScriptError):
+    """A ``wait`` whose screen did not come in time; the message names the line and the
+    screen seen."""
 
 
 def parse(text, source="<script>"):
@@ -104,14 +111,23 @@ class ScriptDriver:
     ``card`` is the emulator's control client (``insert(profile)``, ``remove()``), needed only
     when the script inserts cards. ``done`` is set when the script ends; ``error`` then holds
     what went wrong, if anything (a ``wait`` that timed out names its line and the screen seen).
+
+    With ``keep_going`` (a soak, where faults make waits fail on purpose) a timed-out ``wait``
+    ends only its repetition: the driver takes out the card it put in, lets the kiosk reach
+    idle by its own timeouts within ``recover_s``, counts it in ``recovered`` and plays the next
+    repetition. A kiosk that does not reach idle in time is the error (naming its screen).
     """
 
-    def __init__(self, runner, steps, *, repeat=1, card=None, clock=time.monotonic):
+    def __init__(self, runner, steps, *, repeat=1, card=None, clock=time.monotonic,
+                 keep_going=False, recover_s=DEFAULT_RECOVER_S):
         self.runner, self.steps, self.repeat, self.card = runner, steps, repeat, card
         self.clock = clock
+        self.keep_going, self.recover_s = keep_going, recover_s
         self.done = threading.Event()
         self.error = None
         self.completed = 0
+        self.recovered = 0
+        self._is_card_in = False  # this driver inserted a card and has not removed it
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="script", daemon=True)
 
@@ -125,11 +141,17 @@ class ScriptDriver:
     def _run(self):
         try:
             for n in range(self.repeat):
-                for step in self.steps:
-                    if self._stopping.is_set():
-                        return
-                    self._play(step, n)
-                self.completed = n + 1
+                try:
+                    for step in self.steps:
+                        if self._stopping.is_set():
+                            return
+                        self._play(step, n)
+                except WaitTimedOut as exc:
+                    if not self.keep_going:
+                        raise
+                    self._recover(n, exc)
+                    continue
+                self.completed += 1
         except Exception as exc:  # noqa: BLE001 - reported to the caller, who decides
             self.error = exc
             log.error("script stopped: %s", exc)
@@ -142,8 +164,10 @@ class ScriptDriver:
             self.runner.events.put(TAPS[step.verb](arg))
         elif step.verb == "insert":
             self._card().insert(arg)
+            self._is_card_in = True
         elif step.verb == "remove":
             self._card().remove()
+            self._is_card_in = False
         elif step.verb == "sleep":
             self._stopping.wait(step.timeout_s)
         elif step.verb == "wait":
@@ -155,9 +179,27 @@ class ScriptDriver:
             if self._stopping.is_set():
                 return  # stopped from outside (SIGTERM): not the script's failure
             if self.clock() > deadline:
-                raise ScriptError(f"line {step.line}: waited {step.timeout_s:g} s for {screen}, "
-                                  f"the kiosk shows {self.runner.state.screen.value}")
+                raise WaitTimedOut(f"line {step.line}: waited {step.timeout_s:g} s for {screen}, "
+                                   f"the kiosk shows {self.runner.state.screen.value}")
             self._stopping.wait(0.01)
+
+    def _recover(self, n, failure):
+        """After a failed wait: the card out, then idle reached by the kiosk itself."""
+        log.warning("repetition %d failed (%s); recovering", n, failure)
+        if self._is_card_in:
+            self._card().remove()
+            self._is_card_in = False
+        idle = flow.Screen.IDLE.value
+        deadline = self.clock() + self.recover_s
+        while self.runner.state.screen.value != idle:
+            if self._stopping.is_set():
+                return
+            if self.clock() > deadline:
+                raise ScriptError(f"after {failure}: the kiosk did not return to idle within "
+                                  f"{self.recover_s:g} s, it is stuck on "
+                                  f"{self.runner.state.screen.value}")
+            self._stopping.wait(0.05)
+        self.recovered += 1
 
     def _card(self):
         if self.card is None:

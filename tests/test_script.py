@@ -151,3 +151,120 @@ def shown(caplog):
     moves = [r.getMessage().split()[1:] for r in caplog.records
              if r.name == "kiosk.runner" and r.getMessage().startswith("screen ")]
     return [moves[0][0], *(move[2] for move in moves)] if moves else []
+
+
+class FirstRatingLost(FakeRunner):
+    """The first rating tap goes nowhere (a fault), so that repetition's wait fails."""
+
+    def put(self, event):
+        if isinstance(event, flow.RatingChosen) and not any(
+                isinstance(e, flow.RatingChosen) for e in self.taken):
+            self.taken.append(event)
+            return
+        super().put(event)
+
+
+def test_script_keep_going_takes_the_card_out_and_plays_the_next_repetition(caplog):
+    runner, card = FirstRatingLost(), FakeCard()
+    steps = script.parse("insert citizen-{n}\nrating 5\nwait thank_you 0.1\nremove\n")
+    driver = script.ScriptDriver(runner, steps, repeat=3, card=card, keep_going=True,
+                                 recover_s=1)
+    with caplog.at_level(logging.WARNING, logger="kiosk.script"):
+        driver.start()
+        assert driver.done.wait(5)
+    assert driver.error is None
+    assert (driver.completed, driver.recovered) == (2, 1)
+    # The failed repetition's card came out before the next went in.
+    assert card.history == [("insert", "citizen-0"), ("remove", None),
+                            ("insert", "citizen-1"), ("remove", None),
+                            ("insert", "citizen-2"), ("remove", None)]
+    assert any("line 3" in r.getMessage() for r in caplog.records)
+
+
+def test_script_without_keep_going_a_failed_wait_still_ends_the_script():
+    runner, card = FirstRatingLost(), FakeCard()
+    steps = script.parse("insert citizen-{n}\nrating 5\nwait thank_you 0.1\nremove\n")
+    driver = script.ScriptDriver(runner, steps, repeat=3, card=card)
+    driver.start()
+    assert driver.done.wait(5)
+    assert isinstance(driver.error, script.WaitTimedOut)
+    assert (driver.completed, driver.recovered) == (0, 0)
+    assert card.history == [("insert", "citizen-0")]
+
+
+def test_script_keep_going_fails_naming_the_screen_a_kiosk_is_stuck_on():
+    runner = FakeRunner()
+    runner.state = flow.State(screen=Screen.CONFIRM)  # and it never leaves it
+    driver = script.ScriptDriver(runner, script.parse("wait rating 0.05\n"), repeat=5,
+                                 keep_going=True, recover_s=0.2)
+    driver.start()
+    assert driver.done.wait(5)
+    assert "did not return to idle within 0.2 s" in str(driver.error)
+    assert "stuck on confirm" in str(driver.error)
+    assert (driver.completed, driver.recovered) == (0, 0)
+
+
+class FrozenFirstCard:
+    """The emulator's control client, with the first card frozen mid-read (the soak's
+    ``card_frozen`` fault) until it is taken out."""
+
+    def __init__(self, emulator):
+        self.emulator, self.inserted = emulator, 0
+
+    def insert(self, profile):
+        self.inserted += 1
+        if self.inserted == 1:
+            self.emulator.set_fault(frozen=True)
+        self.emulator.insert(profile)
+
+    def remove(self):
+        self.emulator.remove()
+        self.emulator.set_fault(clear=True)
+
+
+ONE_VISIT = """
+insert citizen-{n}
+wait return_card 2
+remove
+wait choose_service
+service id-card
+wait copy_check
+copy none
+wait rating
+rating 5
+wait confirm
+ok
+wait thank_you
+wait idle 15
+"""
+
+
+@pytest.mark.slow
+def test_script_keep_going_recovers_from_a_frozen_card_and_plays_on(kiosk_world):
+    world = kiosk_world
+    world.start_kiosk(display=False)
+    driver = script.ScriptDriver(world.runner, script.parse(ONE_VISIT), repeat=2,
+                                 card=FrozenFirstCard(world.card), keep_going=True, recover_s=30)
+    driver.start()
+    world.run_until(driver.done.is_set, "the script", timeout=60)
+    assert driver.error is None
+    assert (driver.completed, driver.recovered) == (1, 1)
+    completed = [v for v in world.visits() if v.outcome == "completed"]
+    assert len(completed) == 1 and completed[0].rating == 5
+    assert world.runner.state.screen is Screen.IDLE
+
+
+def test_script_run_summary_says_how_many_repetitions_recovered(capsys):
+    from types import SimpleNamespace
+
+    from kiosk import run
+
+    driver = SimpleNamespace(completed=7, recovered=2, error=None)
+    kiosk = SimpleNamespace(
+        play=lambda steps, stop, **options: driver,
+        store=SimpleNamespace(outbox_stats=lambda: SimpleNamespace(depth=0, held=3)),
+        runner=SimpleNamespace(recorded=9))
+    args = SimpleNamespace(emulator=None, repeat=9, wait_confirmed=0.0, keep_going=True,
+                           recover_s=180.0)
+    assert run._play(kiosk, (), args, threading.Event()) == 0
+    assert "played 7 time(s), 2 recovered, 9 visit(s)" in capsys.readouterr().out
