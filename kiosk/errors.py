@@ -2,8 +2,11 @@
 
 Every leaf also inherits the built-in a caller would naturally catch (gpiozero's ``exc.py`` does
 the same), so ``except ValueError`` around config parsing keeps working. Messages name the file,
-key, reader or topic at fault and never contain citizen data.
+key, reader or topic at fault and never contain citizen data: the two errors that quote the
+values at fault (a config or registry problem) redact any ID-shaped number in them.
 """
+
+from kiosk.logsafe import redact_ids
 
 
 class KioskError(Exception):
@@ -14,7 +17,7 @@ class ConfigError(KioskError, ValueError):
     """A config file or layer is invalid; ``problems`` lists every ``section.key: message``."""
 
     def __init__(self, problems, source="config"):
-        self.problems = list(problems)
+        self.problems = [redact_ids(problem) for problem in problems]
         self.source = source
         super().__init__(f"{source}: " + "; ".join(self.problems))
 
@@ -68,7 +71,7 @@ class RegistryError(KioskError, ValueError):
     nothing of the file was kept."""
 
     def __init__(self, problems, source="registry"):
-        self.problems = list(problems)
+        self.problems = [redact_ids(problem) for problem in problems]
         self.source = source
         super().__init__(f"{source}: " + "; ".join(self.problems))
 

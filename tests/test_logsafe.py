@@ -85,3 +85,15 @@ def test_logsafe_printable_escapes_control_characters_and_caps_the_length():
                      "\\u202eevil\\x00")
     assert logsafe.printable("ข" * 1000, limit=10) == "ข" * 10 + "…(+990 chars)"
     assert logsafe.printable("สวัสดี 1.5 °C") == "สวัสดี 1.5 °C"
+
+
+def test_config_and_registry_errors_redact_an_id_shaped_value_they_quote():
+    """Found by the config fuzzer: a problem quoting the bad value carried a citizen ID typed into
+    a config or registry field to the log and the ops console."""
+    from kiosk.errors import ConfigError, RegistryError
+
+    for error in (ConfigError(["identity.kiosk_id: '1101700203451' is not a kiosk id"]),
+                  RegistryError(["line 3: service_point_id: 1-1017-00203-45-1 is not valid"])):
+        assert "1101700203451" not in str(error)
+        assert "1-1017-00203-45-1" not in str(error)
+        assert "#" in error.problems[0]
