@@ -53,12 +53,19 @@ class FakeCard:
         self.history.append(("remove", None))
 
 
-def test_script_driver_repeats_with_numbered_cards():
-    runner, card = FakeRunner(), FakeCard()
-    steps = script.parse("insert citizen-{n}\nrating 5\nwait thank_you 2\nremove\n")
-    driver = script.ScriptDriver(runner, steps, repeat=2, card=card)
+def _played(runner, text, repeat=1, **options):
+    """Plays ``text`` ``repeat`` times against ``runner`` to its end; the driver and the card."""
+    card = FakeCard()
+    driver = script.ScriptDriver(runner, script.parse(text), repeat=repeat, card=card, **options)
     driver.start()
     assert driver.done.wait(5)
+    return driver, card
+
+
+def test_script_driver_repeats_with_numbered_cards():
+    runner = FakeRunner()
+    driver, card = _played(runner, "insert citizen-{n}\nrating 5\nwait thank_you 2\nremove\n",
+                           repeat=2)
     assert driver.error is None and driver.completed == 2
     assert card.history == [("insert", "citizen-0"), ("remove", None),
                             ("insert", "citizen-1"), ("remove", None)]
@@ -182,11 +189,8 @@ def test_script_keep_going_takes_the_card_out_and_plays_the_next_repetition(capl
 
 
 def test_script_without_keep_going_a_failed_wait_still_ends_the_script():
-    runner, card = FirstRatingLost(), FakeCard()
-    steps = script.parse("insert citizen-{n}\nrating 5\nwait thank_you 0.1\nremove\n")
-    driver = script.ScriptDriver(runner, steps, repeat=3, card=card)
-    driver.start()
-    assert driver.done.wait(5)
+    driver, card = _played(FirstRatingLost(),
+                           "insert citizen-{n}\nrating 5\nwait thank_you 0.1\nremove\n", repeat=3)
     assert isinstance(driver.error, script.WaitTimedOut)
     assert (driver.completed, driver.recovered) == (0, 0)
     assert card.history == [("insert", "citizen-0")]
