@@ -6,7 +6,6 @@ import datetime
 import logging
 from dataclasses import fields
 
-import pytest
 import tomli_w
 from hypothesis import event, given
 from hypothesis import strategies as st
