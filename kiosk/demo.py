@@ -32,7 +32,13 @@ from kiosk.flow import Back
 log = logging.getLogger(__name__)
 
 DEMO_CONFIG = Path(__file__).with_name("demo.toml")
-CONFIRM_WAIT_S = 30.0
+#: How long the headless demo waits for the collector to confirm its visits. A busy machine
+#: (the demo's simulated fleet is stored by the same collector) can take a while; the wait ends
+#: as soon as everything is confirmed.
+CONFIRM_WAIT_S = 120.0
+#: A demo resends an unconfirmed message after this many seconds, as often as its periods end,
+#: rather than the production minute that would outlast the demo's wait.
+DEMO_RESEND_S = 5
 #: The demo window's stand-ins for the GPIO buttons (pygame key names -> what GPIO posts).
 BUTTON_KEYS = {**{str(n): ButtonPressed(n) for n in range(1, 6)}, "backspace": Back()}
 
@@ -68,12 +74,14 @@ def demo_config(base_path, workdir, *, mqtt=None, password_file=None):
     """The kiosk config the demo runs: the given (or packaged demo) file, marked as a demo.
 
     The demo owns the data directory, the card backend, the period (the shortest a demo may
-    have, so its visits reach the collector within seconds rather than after the hour) and,
-    unless the file names a broker of its own, the MQTT settings.
+    have, so its visits reach the collector within seconds rather than after the hour), the
+    resend delay unless the file sets one and, unless the file names a broker of its own, the
+    MQTT settings.
     """
     raw = tomllib.loads(Path(base_path).read_text(encoding="utf-8"))
     raw.setdefault("kiosk", {})["mode"] = "demo"
     raw.setdefault("telemetry", {})["period_s"] = period.DEMO_MIN_S
+    raw["telemetry"].setdefault("resend_after_s", DEMO_RESEND_S)
     raw.setdefault("storage", {})["data_dir"] = str(workdir / "data")
     raw.setdefault("card", {}).update(backend="pcsc", reader="")
     if mqtt is not None:
@@ -237,8 +245,8 @@ def _headless(world, args):
     # Headless means no one listens: SDL's dummy audio keeps ALSA from complaining on stderr.
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     stop = threading.Event()
-    print(f"demo: playing {args.visits} scripted visit(s) through the real card stack ...",
-          flush=True)
+    print(f"demo: playing {args.visits} scripted visit(s) through the real card stack, then "
+          f"waiting (up to {CONFIRM_WAIT_S:g} s) for the collector to confirm them ...", flush=True)
     with Kiosk(world.cfg, headless=True, when_shown=shoot) as kiosk:
         driver = kiosk.play(steps, stop, card=world.stack.emulator,
                             wait_confirmed_s=CONFIRM_WAIT_S)

@@ -67,7 +67,8 @@ def test_demo_headless_two_visits_reach_the_collector(demo_run):
     done, _ = demo_run
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 visit(s) done" in done.stdout
-    assert "0 message(s) not yet confirmed" in done.stdout  # the visits and their counts
+    # the visits and their counts
+    assert "0 message(s) not yet confirmed" in done.stdout, done.stdout[-1500:]
     assert "the collector recorded 2 visit(s)" in done.stdout
     visits = re.findall(r"^  period (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ): .*, completed, verified$",
                         done.stdout, re.M)
@@ -140,3 +141,16 @@ def test_demo_with_a_config_naming_a_broker_reports_there_marked_demo(
         assert [v.is_demo for v in collector.db.visits()] == [True]
     visit = watcher.wait_for_message(topics.kiosk_topic("agency-kiosk-01", "visit"))
     assert json.loads(visit.payload)["mode"] == "demo"
+
+
+def test_demo_config_resends_as_often_as_its_periods_end_unless_the_file_says_otherwise(tmp_path):
+    """A production minute between resends would outlast the demo's wait for confirmation."""
+    from kiosk.demo import DEMO_CONFIG, demo_config
+
+    packaged = demo_config(DEMO_CONFIG, tmp_path)
+    assert packaged.telemetry.period_s == 5
+    assert packaged.telemetry.resend_after_s == 5
+    own = tmp_path / "own.toml"
+    own.write_text(DEMO_CONFIG.read_text(encoding="utf-8") + "\n[telemetry]\nresend_after_s = 30\n",
+                   encoding="utf-8")
+    assert demo_config(own, tmp_path).telemetry.resend_after_s == 30
