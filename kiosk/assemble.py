@@ -153,17 +153,18 @@ class Kiosk:
     def run(self, stop):
         self.runner.run(stop)
 
-    def play(self, steps, stop, *, card=None, repeat=1, wait_confirmed_s=0.0, keep_going=False,
-             recover_s=script.DEFAULT_RECOVER_S):
+    def play(self, steps, stop, *, card=None, repeat=1, first=0, wait_confirmed_s=0.0,
+             keep_going=False, recover_s=script.DEFAULT_RECOVER_S, progress=None):
         """Run the main loop while a script plays, then until the collector confirmed every
         visit (their periods closed and released them first).
 
         The loop stays on this thread; the script's driver only enqueues. Returns the driver
-        (``completed``, ``recovered``, ``error``); ``keep_going`` and ``recover_s`` are the
-        driver's. ``stop`` ends it early (SIGTERM).
+        (``completed``, ``recovered``, ``error``); ``first``, ``keep_going``, ``recover_s`` and
+        ``progress`` are the driver's. ``stop`` ends it early (SIGTERM).
         """
-        driver = script.ScriptDriver(self.runner, steps, repeat=repeat, card=card,
-                                     keep_going=keep_going, recover_s=recover_s)
+        driver = script.ScriptDriver(self.runner, steps, repeat=repeat, first=first, card=card,
+                                     keep_going=keep_going, recover_s=recover_s,
+                                     progress=progress)
 
         def finish():
             driver.done.wait()

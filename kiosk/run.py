@@ -22,6 +22,11 @@ def add_arguments(parser):
     parser.add_argument("--script", type=Path,
                         help="play scripted visits from FILE, then stop (see kiosk.script)")
     parser.add_argument("--repeat", type=int, default=1, help="play the script N times")
+    parser.add_argument("--first", type=int, default=0, metavar="N",
+                        help="number the repetitions ({n} in the script) from N (default 0)")
+    parser.add_argument("--progress", action="store_true",
+                        help="print 'script: N SCREEN' for each screen a wait saw, then "
+                             "'script: N done' or 'script: N recovered' (a soak's record)")
     parser.add_argument("--emulator", help="control socket of the card emulator the script uses")
     parser.add_argument("--keep-going", action="store_true",
                         help="a 'wait' that times out ends only its repetition: take the card "
@@ -64,9 +69,10 @@ def _play(kiosk, steps, args, stop):
         from kiosk.rigs.card_emulator import ControlClient
 
         card = ControlClient(args.emulator)
-    driver = kiosk.play(steps, stop, card=card, repeat=args.repeat,
+    driver = kiosk.play(steps, stop, card=card, repeat=args.repeat, first=args.first,
                         wait_confirmed_s=args.wait_confirmed, keep_going=args.keep_going,
-                        recover_s=args.recover_s)
+                        recover_s=args.recover_s,
+                        progress=_print_progress if args.progress else None)
     stats = kiosk.store.outbox_stats()
     print(f"kiosk: script played {driver.completed} time(s), {driver.recovered} recovered, "
           f"{kiosk.runner.recorded} visit(s) "
@@ -75,3 +81,8 @@ def _play(kiosk, steps, args, stop):
     if driver.error:
         raise KioskError(f"script failed: {driver.error}")
     return 0
+
+
+def _print_progress(n, what):
+    # Flushed line by line: a soak that kills this process keeps every line printed before.
+    print(f"script: {n} {what}", flush=True)

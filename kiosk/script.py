@@ -116,11 +116,17 @@ class ScriptDriver:
     ends only its repetition: the driver takes out the card it put in, lets the kiosk reach
     idle by its own timeouts within ``recover_s``, counts it in ``recovered`` and plays the next
     repetition. A kiosk that does not reach idle in time is the error (naming its screen).
+
+    Repetitions are numbered from ``first`` (a soak restarts a killed kiosk where it stopped).
+    ``progress(n, what)`` hears each screen a ``wait`` saw (the citizen saw it too), then
+    ``"done"`` or ``"recovered"`` for the repetition: a soak's record of every thank-you.
     """
 
-    def __init__(self, runner, steps, *, repeat=1, card=None, clock=time.monotonic,
-                 keep_going=False, recover_s=DEFAULT_RECOVER_S):
+    def __init__(self, runner, steps, *, repeat=1, first=0, card=None, clock=time.monotonic,
+                 keep_going=False, recover_s=DEFAULT_RECOVER_S, progress=None):
         self.runner, self.steps, self.repeat, self.card = runner, steps, repeat, card
+        self.first = first
+        self.progress = progress or (lambda n, what: None)
         self.clock = clock
         self.keep_going, self.recover_s = keep_going, recover_s
         self.done = threading.Event()
@@ -140,7 +146,7 @@ class ScriptDriver:
 
     def _run(self):
         try:
-            for n in range(self.repeat):
+            for n in range(self.first, self.first + self.repeat):
                 try:
                     for step in self.steps:
                         if self._stopping.is_set():
@@ -152,6 +158,7 @@ class ScriptDriver:
                     self._recover(n, exc)
                     continue
                 self.completed += 1
+                self.progress(n, "done")
         except Exception as exc:  # noqa: BLE001 - reported to the caller, who decides
             self.error = exc
             log.error("script stopped: %s", exc)
@@ -171,9 +178,9 @@ class ScriptDriver:
         elif step.verb == "sleep":
             self._stopping.wait(step.timeout_s)
         elif step.verb == "wait":
-            self._wait(step, arg)
+            self._wait(step, arg, n)
 
-    def _wait(self, step, screen):
+    def _wait(self, step, screen, n):
         deadline = self.clock() + step.timeout_s
         while self.runner.state.screen.value != screen:
             if self._stopping.is_set():
@@ -182,6 +189,7 @@ class ScriptDriver:
                 raise WaitTimedOut(f"line {step.line}: waited {step.timeout_s:g} s for {screen}, "
                                    f"the kiosk shows {self.runner.state.screen.value}")
             self._stopping.wait(0.01)
+        self.progress(n, screen)
 
     def _recover(self, n, failure):
         """After a failed wait: the card out, then idle reached by the kiosk itself."""
@@ -200,6 +208,7 @@ class ScriptDriver:
                                   f"{self.runner.state.screen.value}")
             self._stopping.wait(0.05)
         self.recovered += 1
+        self.progress(n, "recovered")
 
     def _card(self):
         if self.card is None:

@@ -188,6 +188,21 @@ def test_script_keep_going_takes_the_card_out_and_plays_the_next_repetition(capl
     assert any("line 3" in r.getMessage() for r in caplog.records)
 
 
+def test_script_numbers_from_first_and_reports_what_each_repetition_saw():
+    """A soak restarts a killed kiosk at the repetition it reached and keeps its own record of
+    every thank-you the citizen saw, from these reports."""
+    heard = []
+    driver, card = _played(FirstRatingLost(),
+                           "insert citizen-{n}\nrating 5\nwait thank_you 0.1\nremove\n",
+                           repeat=3, first=7, keep_going=True, recover_s=1,
+                           progress=lambda n, what: heard.append((n, what)))
+    assert driver.error is None and (driver.completed, driver.recovered) == (2, 1)
+    assert [profile for verb, profile in card.history if verb == "insert"] == [
+        "citizen-7", "citizen-8", "citizen-9"]
+    assert heard == [(7, "recovered"), (8, "thank_you"), (8, "done"), (9, "thank_you"),
+                     (9, "done")]
+
+
 def test_script_without_keep_going_a_failed_wait_still_ends_the_script():
     driver, card = _played(FirstRatingLost(),
                            "insert citizen-{n}\nrating 5\nwait thank_you 0.1\nremove\n", repeat=3)
@@ -268,7 +283,7 @@ def test_script_run_summary_says_how_many_repetitions_recovered(capsys):
         play=lambda steps, stop, **options: driver,
         store=SimpleNamespace(outbox_stats=lambda: SimpleNamespace(depth=0, held=3)),
         runner=SimpleNamespace(recorded=9))
-    args = SimpleNamespace(emulator=None, repeat=9, wait_confirmed=0.0, keep_going=True,
-                           recover_s=180.0)
+    args = SimpleNamespace(emulator=None, repeat=9, first=0, wait_confirmed=0.0,
+                           keep_going=True, recover_s=180.0, progress=False)
     assert run._play(kiosk, (), args, threading.Event()) == 0
     assert "played 7 time(s), 2 recovered, 9 visit(s)" in capsys.readouterr().out
