@@ -1,7 +1,8 @@
 """Scripted visits for tests, soak runs and benchmarks (``kiosk run --script FILE``).
 
 A script is plain text, one step a line, ``#`` starts a comment. ``{n}`` is replaced by the
-repetition number (0, 1, …), so one script can drive many different emulated cards::
+repetition number (0, 1, …), so one script can drive many different emulated cards, and
+``{n%M}`` by that number modulo M (a long run cycling through the emulator's citizens)::
 
     insert citizen-{n}      # the emulator inserts that card profile
     wait return_card        # until the flow shows that screen (default 30 s, or: wait rating 5)
@@ -20,6 +21,7 @@ only puts events on the runner's queue and reads the runner's current screen, li
 """
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ TAPS = {
     "change": lambda arg: flow.ChangeAnswer(),
     "nocard": lambda arg: flow.StartedWithoutCard(),
 }
+NUMBERED = re.compile(r"\{n(?:%([1-9][0-9]*))?\}")
 CARD_STEPS = ("insert", "remove")
 OTHER_STEPS = ("wait", "sleep")
 SCREENS = tuple(screen.value for screen in flow.Screen)
@@ -166,7 +169,8 @@ class ScriptDriver:
             self.done.set()
 
     def _play(self, step, n):
-        arg = step.arg.replace("{n}", str(n)) if step.arg else step.arg
+        arg = NUMBERED.sub(lambda m: str(n % int(m[1]) if m[1] else n), step.arg) \
+            if step.arg else step.arg
         if step.verb in TAPS:
             self.runner.events.put(TAPS[step.verb](arg))
         elif step.verb == "insert":

@@ -72,6 +72,12 @@ def test_script_driver_repeats_with_numbered_cards():
     assert runner.taken == [flow.RatingChosen(5), flow.RatingChosen(5)]
 
 
+def test_script_cycles_cards_with_the_repetition_number_modulo():
+    _, card = _played(FakeRunner(), "insert citizen-{n%3}\nremove\n", repeat=2, first=2)
+    assert card.history == [("insert", "citizen-2"), ("remove", None),
+                            ("insert", "citizen-0"), ("remove", None)]
+
+
 def test_script_wait_that_never_comes_names_line_and_screen():
     steps = script.parse("ok\nwait rating 0.05\n")
     driver = script.ScriptDriver(FakeRunner(), steps)
