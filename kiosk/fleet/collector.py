@@ -62,6 +62,8 @@ RECONCILE_EVERY_S = 2.0
 ALARMS_EVERY_S = 10.0
 #: Batches sent to the store process and not yet answered, at most.
 MAX_IN_FLIGHT = 4
+#: Seconds between the ``collect`` verb's log lines of its counters.
+COUNTERS_EVERY_S = 60.0
 #: Longest pause before starting again a store process that keeps dying.
 RESTART_MAX_S = 5.0
 
@@ -473,6 +475,9 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=200, help="messages per transaction")
     parser.add_argument("--batch-ms", type=int, default=200,
                         help="longest wait to fill a batch, in milliseconds")
+    parser.add_argument("--counters-every-s", type=float, default=COUNTERS_EVERY_S,
+                        help="seconds between the log lines of the collector's counters; one "
+                             "more is logged on exit (default %(default)s)")
     parser.add_argument("--alarms-every-s", type=float, default=ALARMS_EVERY_S,
                         help="seconds between evaluations of the alarms (default %(default)s)")
     parser.add_argument("--reconcile-grace-s", type=float, default=DEFAULT_RECONCILE_GRACE_S,
@@ -499,6 +504,8 @@ def read_password(path):
 
 
 def main(args):
+    if not args.counters_every_s > 0:
+        raise TelemetryError("--counters-every-s must be > 0")
     password = read_password(args.password_file)
     tls = None
     if args.ca_file:
@@ -518,14 +525,19 @@ def main(args):
     collector.start()
     log.info("collecting from %s:%s into %s", args.host, args.port, collector.db.location)
     try:
-        while not done.wait(60):
-            c = collector.counters
-            log.info("received %d, visits stored %d (duplicates %d), period counts %d "
-                     "(short %d, over %d, healed %d), malformed %d %s, store failures %d %s, "
-                     "acks %d", c.received, c.visits_stored, c.visits_duplicate, c.periods,
-                     c.periods_short, c.periods_over, c.periods_healed, c.malformed,
-                     c.malformed_by_reason, c.store_failures, c.store_failures_by_reason,
-                     c.acks_sent)
+        while not done.wait(args.counters_every_s):
+            log_counters(collector.counters)
     finally:
         collector.stop()
+        log_counters(collector.counters)  # what a redeploy's last run did, to the end
     return 0
+
+
+def log_counters(c):
+    """One line of the counters since start; the soak lane reads the duplicates from it."""
+    log.info("received %d, visits stored %d (duplicates %d), period counts %d "
+             "(short %d, over %d, healed %d), malformed %d %s, store failures %d %s, "
+             "acks %d", c.received, c.visits_stored, c.visits_duplicate, c.periods,
+             c.periods_short, c.periods_over, c.periods_healed, c.malformed,
+             c.malformed_by_reason, c.store_failures, c.store_failures_by_reason,
+             c.acks_sent)

@@ -1,0 +1,1 @@
+"""The soak's centre lane, with real processes."""
