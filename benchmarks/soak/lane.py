@@ -67,7 +67,7 @@ class Lane:
         self.faults = []  # (name, params), in the order applied
         self._collector = None  # the running collector's Popen
         self._groups = []  # process group of every collector started
-        self._collector_logs = []
+        self.collector_logs = []  # one per collector process, in start order
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -154,7 +154,7 @@ class Lane:
             self._collector.wait(EXIT_S)
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"the collector did not exit within {EXIT_S} s of SIGTERM; see "
-                               f"{self._collector_logs[-1]}") from None
+                               f"{self.collector_logs[-1]}") from None
         self._collector = None
         self._applied("redeploy_collector", down_s=down_s)
         _hold(down_s)
@@ -215,7 +215,7 @@ class Lane:
         ack was lost, or the broker redelivering), summed from each collector's last counter
         line: a lower bound, as a killed one loses up to COUNTERS_EVERY_S of them."""
         total = 0
-        for path in self._collector_logs:
+        for path in self.collector_logs:
             found = _DUPLICATES.findall(path.read_text(errors="replace"))
             total += int(found[-1]) if found else 0
         return total
@@ -236,8 +236,8 @@ class Lane:
         self.faults.append((name, params))
 
     def _start_collector(self):
-        log_path = self.workdir / f"collector-{len(self._collector_logs) + 1}.log"
-        self._collector_logs.append(log_path)
+        log_path = self.workdir / f"collector-{len(self.collector_logs) + 1}.log"
+        self.collector_logs.append(log_path)
         env = {**os.environ,
                "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT),
                                                            os.environ.get("PYTHONPATH")]))}
@@ -254,17 +254,17 @@ class Lane:
 
     def _subscriptions(self):
         """How often the running collector has subscribed (once per connect)."""
-        return self._collector_logs[-1].read_text(errors="replace").count(_SUBSCRIBED)
+        return self.collector_logs[-1].read_text(errors="replace").count(_SUBSCRIBED)
 
     def _wait_for_subscribed(self, times):
         deadline = time.monotonic() + SUBSCRIBE_S
         while self._subscriptions() < times:
             if self._collector.poll() is not None:
                 raise RuntimeError(f"the collector exited with {self._collector.returncode}; "
-                                   f"see {self._collector_logs[-1]}")
+                                   f"see {self.collector_logs[-1]}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the collector did not subscribe within {SUBSCRIBE_S} s; "
-                                   f"see {self._collector_logs[-1]}")
+                                   f"see {self.collector_logs[-1]}")
             time.sleep(0.05)  # poll interval while the collector connects
 
     def _restart_broker(self, subscribed):

@@ -17,7 +17,9 @@ from paho.mqtt import client as mqtt
 
 from kiosk import clock
 from kiosk import visit as schema
+from kiosk.cli import run_verbs
 from kiosk.fleet import migrations
+from kiosk.fleet.cli import VERBS
 from kiosk.fleet.collector import Collector
 from kiosk.fleet.db import open_database
 from kiosk.fleet.status import add_arguments as status_add_arguments
@@ -496,6 +498,11 @@ def test_collector_status_cli_reads_either_database(fleet_url, capsys):
     assert status_main(parser.parse_args(["--db", fleet_url])) == 0
     assert capsys.readouterr().out.split()[:2] == [KIOSK, "unknown"]
 
+
+
+def test_collector_cli_refuses_a_counters_interval_that_is_not_positive(capsys):
+    assert run_verbs("kiosk-fleet", VERBS, ["collect", "--counters-every-s", "0"]) == 1
+    assert "--counters-every-s must be > 0" in capsys.readouterr().err
 
 # --- the store process (kiosk.fleet.ingest) -------------------------------------------------
 

@@ -36,6 +36,7 @@ def connect(lane):
         client = RecordingClient(*lane.kiosk_endpoint, KIOSK, lane.password, clean_start=False,
                                  session_expiry_s=300)
         clients.append(client)
+        client.client.reconnect_delay_set(0.1, 0.2)  # not paho's 1, 2, 4 s: the lane is tested
         assert not client.wait_for_connack().is_failure
         client.subscribe(topics.ack_topic(KIOSK))
         return client
@@ -133,6 +134,8 @@ def test_lane_works_on_the_same_port_after_collector_and_broker_are_killed(lane,
 
 def test_lane_redeployed_collector_and_stopped_broker_come_back(lane, connect):
     lane.redeploy_collector()
+    redeployed = lane.collector_logs[-2]
+    assert "visits stored" in redeployed.read_text().splitlines()[-1]  # counted to its end
     lane.stop_broker()
     kiosk = connect()
     publish(kiosk, "lane-after-redeploy")
@@ -142,7 +145,7 @@ def test_lane_redeployed_collector_and_stopped_broker_come_back(lane, connect):
 def test_lane_stopped_collector_holds_visits_then_resumes(lane, connect, run_in_thread):
     kiosk = connect()
     pid = lane.collector_pid
-    frozen = run_in_thread(lane.stop_collector, 2.0)
+    frozen = run_in_thread(lane.stop_collector, 1.0)
     wait_until(lambda: process_state(pid) == "T", "the collector frozen")
     assert not publish(kiosk, "lane-while-frozen").is_failure  # the broker took it
     assert "lane-while-frozen" not in acked_ids(kiosk)
@@ -155,7 +158,7 @@ def test_lane_stopped_collector_holds_visits_then_resumes(lane, connect, run_in_
 
 def test_lane_cut_link_holds_a_publish_until_pass(lane, connect, run_in_thread):
     kiosk = connect()
-    cut = run_in_thread(lane.network, "cut", 2.0)
+    cut = run_in_thread(lane.network, "cut", 1.0)
     wait_until(lambda: kiosk.is_disconnected, "the cut reaching the kiosk")
     pending = kiosk.client.publish(topics.kiosk_topic(KIOSK, "visit"), visit("lane-cut"), qos=1)
     assert pending.rc == MQTTErrorCode.MQTT_ERR_NO_CONN  # paho queues it for the reconnect
@@ -164,7 +167,7 @@ def test_lane_cut_link_holds_a_publish_until_pass(lane, connect, run_in_thread):
     cut.join()
     assert lane.proxy.mode == "pass"
     wait_for_ack(kiosk, "lane-cut", ACK_S)
-    assert lane.faults[-1] == ("network", {"mode": "cut", "seconds": 2.0})
+    assert lane.faults[-1] == ("network", {"mode": "cut", "seconds": 1.0})
 
 
 def test_lane_log_paths_name_every_file_it_wrote(lane):
