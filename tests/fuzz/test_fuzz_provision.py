@@ -102,7 +102,7 @@ def without_lines(points):
     return [(p.id, p.attributes, p.pin, p.services) for p in points]
 
 
-@budget(250)
+@budget(200)
 @given(data=registry_files())
 def test_fuzz_registry_csv_read_gives_a_registry_file_or_a_registry_error(data):
     """``registry_csv.read`` (``kiosk-fleet registry import`` before it writes)."""
@@ -132,7 +132,7 @@ def versions(store):
     return {kind: store.models[kind].select().count() for kind in (*registry.KINDS, "imports")}
 
 
-@budget(50)
+@budget(40)
 @given(data=registry_files())
 def test_fuzz_registry_import_keeps_a_good_file_and_nothing_of_a_refused_one(tmp_path, store,
                                                                              data):
@@ -161,7 +161,7 @@ def sample_store(tmp_path_factory):
     opened.close()
 
 
-@budget(60)
+@budget(50)
 @given(data=csv_files(KIOSK_ROWS))
 def test_fuzz_provision_gives_whole_bundles_or_a_provision_error(tmp_path, sample_store, data):
     """``kiosk-fleet provision``: a file refused whole writes nothing; otherwise each good row
