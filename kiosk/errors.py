@@ -2,8 +2,8 @@
 
 Every leaf also inherits the built-in a caller would naturally catch (gpiozero's ``exc.py`` does
 the same), so ``except ValueError`` around config parsing keeps working. Messages name the file,
-key, reader or topic at fault and never contain citizen data: the two errors that quote the
-values at fault (a config or registry problem) redact any ID-shaped number in them.
+key, reader or topic at fault and never contain citizen data: the errors that quote the values
+at fault (a config, provisioning or registry problem) redact any ID-shaped number in them.
 """
 
 from kiosk.logsafe import redact_ids
@@ -63,7 +63,11 @@ class GpioError(KioskError, RuntimeError):
 
 
 class ProvisionError(KioskError, ValueError):
-    """A first-boot file or a provisioning CSV row is invalid."""
+    """A first-boot file or a provisioning CSV row is invalid; the message may quote the cell
+    at fault, an ID-shaped number in it redacted."""
+
+    def __init__(self, message):
+        super().__init__(redact_ids(message))
 
 
 class RegistryError(KioskError, ValueError):

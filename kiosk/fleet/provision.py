@@ -42,7 +42,7 @@ from kiosk.bundle import credential_path
 from kiosk.errors import ConfigError, MessageRejected, ProvisionError, RegistryError
 from kiosk.fleet.db import DEFAULT_DB
 from kiosk.fleet.registry import open_registry
-from kiosk.fleet.registry_csv import decode
+from kiosk.fleet.registry_csv import decode, records_by_line
 from kiosk.telemetry import topics
 from kiosk.visit import OTHER_SERVICE
 
@@ -124,15 +124,17 @@ def provision(csv_path, out, *, registry, broker, port=None, broker_ca=None, ca=
     if port is None:
         port = MTLS_PORT if ca is not None else PASSWORD_PORT
     text, encoding = read_csv_text(csv_path)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
+    unreadable = []
+    records = list(records_by_line(csv.reader(io.StringIO(text, newline="")), unreadable))
+    if unreadable:  # the rest of the file is unread: no bundle from a file read in part
+        raise ProvisionError(f"{csv_path}: {unreadable[0]}; no bundle was written")
+    header = records[0][1] if records else []
+    missing = [c for c in COLUMNS if c not in header]
     if missing:
         raise ProvisionError(f"{csv_path}: line 1: missing column(s) {', '.join(missing)}; "
                              f"the header is {','.join(COLUMNS)}")
-    rows = []
-    for row in reader:
-        if any((v or "").strip() for v in row.values() if isinstance(v, str)):
-            rows.append((reader.line_num, row))
+    rows = [(line, dict(zip(header, fields, strict=False))) for line, fields in records[1:]
+            if any(field.strip() for field in fields[:len(header)])]
     out.mkdir(parents=True, exist_ok=True)
     result = Result(encoding)
     accounts, seen = [], {}

@@ -124,18 +124,19 @@ def read(data, provinces, source="registry"):
 
 def parse(text, provinces, source="registry"):
     """``(points, rows)`` from a file's text; see :func:`read`."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
+    problems = []
+    records = records_by_line(csv.reader(io.StringIO(text, newline="")), problems)
+    _, header = next(records, (1, None))
+    if problems:
+        raise RegistryError(problems, source)
     if header is None:
         raise RegistryError(["line 1: the file is empty; the header is " + ",".join(COLUMNS)],
                             source)
     header = [name.strip() for name in header]
     _check_header(header, source)
     places = _ProvinceNames(provinces)
-    problems, points, seen_services, rows = [], {}, {}, 0
-    line = 1
-    for fields in reader:
-        first_line, line = line + 1, reader.line_num
+    points, seen_services, rows = {}, {}, 0
+    for first_line, fields in records:
         if not any(field.strip() for field in fields):
             continue
         rows += 1
@@ -167,6 +168,32 @@ def parse(text, provinces, source="registry"):
                              "closes every point a file leaves out, so an empty one is refused)"],
                             source)
     return tuple(_with_services(point, services) for point, services in points.values()), rows
+
+
+def records_by_line(reader, problems):
+    """``(line, fields)`` of each record of a ``csv.reader``, ``line`` the file line it starts
+    on. A record the csv module cannot split ends the reading with a problem naming its line,
+    never the module's own error: a field over its size limit is most often a quote never
+    closed, which takes the rest of the file into one field."""
+    line = reader.line_num
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            problems.append(f"line {line + 1}: {_unsplittable(exc)}")
+            return
+        yield line + 1, fields
+        line = reader.line_num
+
+
+def _unsplittable(exc):
+    if "field limit" in str(exc):
+        return (f"a field is longer than {csv.field_size_limit():,} characters; close the "
+                "quote that opens it (a quote left open takes the rest of the file), or "
+                "shorten it")
+    return f"is not CSV ({exc}); save the sheet as CSV again"
 
 
 def write(points, provinces):

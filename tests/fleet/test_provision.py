@@ -4,6 +4,7 @@ import csv
 import datetime as dt
 import io
 import os
+import re
 import subprocess
 import sys
 import time
@@ -239,3 +240,31 @@ def test_provision_example_csv_is_clean(tmp_path):
     finally:
         registry.close()
     assert result.problems == [] and len(result.bundles) == 3
+
+
+def test_provision_problems_never_quote_an_id_shaped_value(tmp_path, reg):
+    """Found by the provisioning / registry CSV fuzzer: a refused kiosk id, coordinate or
+    service was quoted with ``!r``, so a citizen ID typed into the wrong cell reached the
+    problem list, the terminal and the CLI's log."""
+    cid = "1101700203451"
+    rows = [row(1, kiosk_id=cid), row(2, lat=cid + "N"), row(3, services=f"id-card; {cid}"),
+            row(4, kiosk_id=f"k-{cid[0]}-{cid[1:5]}-{cid[5:10]}-{cid[10:12]}-{cid[12]}")]
+    result = provision(write_csv(tmp_path / "k.csv", rows), tmp_path / "out", registry=reg,
+                       broker="mqtt.example.go.th")
+    assert result.bundles == [] and len(result.problems) == 4
+    assert [p.split(":")[1].strip() for p in result.problems] == ["kiosk_id", "lat", "services",
+                                                                  "kiosk_id"]
+    for problem in result.problems:
+        assert not re.search(r"\d{13}", problem) and "1-1017-00203-45-1" not in problem, problem
+        assert "#" in problem
+
+
+def test_provision_field_over_the_csv_limit_refuses_the_file_naming_its_line(tmp_path, reg):
+    """An unclosed quote takes the rest of the file into one field: the csv module's own error
+    must not escape, and no bundle is written from a file read only in part."""
+    path = write_csv(tmp_path / "k.csv", [row(1)])
+    path.write_text(path.read_text() + 'cnx-2,"' + "x" * 140_000, encoding="utf-8")
+    with pytest.raises(ProvisionError, match=r"line 3: a field is longer than 131,072 "
+                       r"characters; close the quote"):
+        provision(path, tmp_path / "out", registry=reg, broker="mqtt.example.go.th")
+    assert not (tmp_path / "out").exists()

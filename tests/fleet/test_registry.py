@@ -175,6 +175,24 @@ def test_registry_row_with_wrong_field_count_is_reported():
                                      "holds a comma"]
 
 
+@pytest.mark.parametrize("huge_at", ["row", "header"])
+def test_registry_field_over_the_csv_limit_is_a_registry_error_naming_its_line(huge_at):
+    """Found by the provisioning / registry CSV fuzzer: the csv module's own error escaped. An
+    unclosed quote makes such a field of the rest of a file, so the problem says to close it."""
+    unclosed = '"' + "x" * 140_000
+    if huge_at == "row":
+        text = csv_text([row(), row("dopa-51")]) + "a," + unclosed
+        line = 4
+    else:
+        text = unclosed + "\r\n" + csv_text([row()])
+        line = 1
+    with pytest.raises(RegistryError) as caught:
+        registry_csv.parse(text, registry.provinces())
+    [problem] = caught.value.problems
+    assert problem.startswith(f"line {line}: a field is longer than 131,072 characters")
+    assert "quote" in problem
+
+
 @pytest.mark.parametrize("text", ["", ",".join(COLUMNS) + "\r\n\r\n"])
 def test_registry_empty_file_is_refused_since_it_would_close_every_point(text):
     with pytest.raises(RegistryError):
