@@ -177,9 +177,10 @@ def scan_paths(needles, paths):
     """``[(path, label)]`` for each needle in each file under ``paths`` (files, or directories
     walked recursively without following links).
 
-    A file that cannot be read is a finding (label ``unreadable: <error>``): what was not
-    scanned cannot be called clean. Sockets, pipes and devices are skipped; a file that vanished
-    between listing and reading (a SQLite journal) is skipped.
+    A path that cannot be read, or a named one that does not exist, is a finding (label
+    ``unreadable: <error>``): what was not scanned cannot be called clean. Sockets, pipes and
+    devices met in a walk are skipped, and so is a file that vanished between listing and
+    reading (a SQLite journal).
     """
     findings = []
     for path in _files(paths, findings):
@@ -196,6 +197,10 @@ def scan_paths(needles, paths):
 
 def _files(paths, findings):
     for path in map(Path, paths):
+        if not path.exists():
+            # Named by the caller, so expected: a misspelt folder must not pass as clean.
+            findings.append((path, "unreadable: FileNotFoundError"))
+            continue
         if not path.is_dir() or path.is_symlink():
             yield path
             continue

@@ -104,6 +104,11 @@ def test_privacy_scan_reports_an_unreadable_file(needles):
     assert scan_paths(needles, [mem]) == [(mem, "unreadable: OSError")]
 
 
+def test_privacy_scan_reports_a_named_path_that_does_not_exist(tmp_path, needles):
+    assert scan_paths(needles, [tmp_path / "typo"]) == [
+        (tmp_path / "typo", "unreadable: FileNotFoundError")]
+
+
 def test_privacy_scan_labels_never_hold_the_value(needles):
     labels = "\n".join(needles.labels())
     values = [key.hex() for key in seeded_keys(SEED, KEYS)]
