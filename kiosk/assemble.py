@@ -83,11 +83,12 @@ class Kiosk:
     wall-clock read of the process: periods, the store's times, stamps, blanking, card expiry
     (``kiosk run --clock-file`` steps it). ``wall()`` returns ``(aware UTC now, synced)`` for the
     runner's periods, the store's and the telemetry's times (``clock.wall`` unless a test steps
-    it).
+    it). ``repeat_key_seed`` (test and soak runs only, ``kiosk run --repeat-key-seed``) makes
+    the repeat keys predictable so a privacy scan can look for them; None draws random keys.
     """
 
     def __init__(self, cfg, *, display=True, headless=False, rate_only=False, when_key=None,
-                 when_shown=None, clock=None, wall=None):
+                 when_shown=None, clock=None, wall=None, repeat_key_seed=None):
         clock = clock or WallClock()
         wall = wall or clock.wall
         self.remote_path = kiosk_config.remote_layer_path(cfg)
@@ -96,7 +97,10 @@ class Kiosk:
                                 min_free_mb=cfg.storage.min_free_mb,
                                 checkpoint_pages=cfg.storage.checkpoint_pages,
                                 period_s=cfg.telemetry.period_s, clock=lambda: wall()[0])
-        self.keys = RepeatKeys(cfg.flow.repeat_window_min * 60)
+        if repeat_key_seed is not None:
+            log.warning("repeat keys seeded for a test run: predictable, never for a kiosk in "
+                        "service")
+        self.keys = RepeatKeys(cfg.flow.repeat_window_min * 60, seed=repeat_key_seed)
         self._parts = []
         try:
             events = queue.SimpleQueue()

@@ -40,6 +40,10 @@ def add_arguments(parser):
                         help="test and soak runs only: add the seconds in PATH (a float, may be "
                              "negative) to the wall clock; re-read when the file changes, "
                              "missing or unreadable = no offset")
+    parser.add_argument("--repeat-key-seed", metavar="SEED",
+                        help="test and soak runs only: derive the repeat-detection keys from "
+                             "SEED instead of drawing them at random, so a privacy scan can "
+                             "look for the keys and the hashes (never on a kiosk in service)")
     parser.add_argument("--out-of-order", action="store_true",
                         help="only show the out-of-service screen and the fault light (what "
                              "kiosk-out-of-order.service runs while the kiosk is down)")
@@ -54,7 +58,8 @@ def main(args):
     cfg = kiosk_config.load(args.config)  # with the remote layer saved in the data directory
     steps = script.parse(args.script.read_text(), str(args.script)) if args.script else None
     with Kiosk(cfg, display=not args.no_display, headless=args.headless or bool(args.script),
-               rate_only=args.no_display, clock=WallClock(args.clock_file)) as kiosk:
+               rate_only=args.no_display, clock=WallClock(args.clock_file),
+               repeat_key_seed=args.repeat_key_seed) as kiosk:
         if steps is None:
             kiosk.run(stop)
             return 0

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from kiosk.card.repeat import RepeatKeys, SeenCards
+from kiosk.card.repeat import RepeatKeys, SeenCards, seeded_keys
 
 CID = "1101700203451"
 OTHER_CID = "3100600123457"
@@ -205,3 +205,38 @@ def test_repeat_seen_cards_and_keys_recognise_a_card_across_a_rotation():
     assert seen.is_repeat(keys.candidates(CID), "id-card")
     assert not seen.is_repeat(keys.candidates(OTHER_CID), "id-card")
     assert repr(seen) == "<SeenCards 1 within 1800 s>"
+
+
+def test_repeat_seeded_keys_hash_alike_and_are_predicted_across_rotations():
+    """A soak's privacy scan must know every key the run drew: same seed, same keys."""
+    import hashlib
+    import hmac
+
+    clock = FakeClock()
+    first, second = RepeatKeys(WINDOW, clock=clock, seed="soak-1"), RepeatKeys(WINDOW, clock=clock,
+                                                                               seed="soak-1")
+    predicted = seeded_keys("soak-1", 3)
+    hashes = []
+    for _ in predicted:
+        assert first.hash(CID) == second.hash(CID)
+        hashes.append(first.hash(CID))
+        clock.advance(WINDOW)
+    assert hashes == [hmac.new(key, CID.encode(), hashlib.sha256).digest() for key in predicted]
+    assert len(set(predicted)) == 3 and all(len(key) == 32 for key in predicted)
+    assert seeded_keys("soak-2", 1) != seeded_keys("soak-1", 1)
+
+
+def test_repeat_key_seed_cli_option_reaches_the_kiosk(make_config, tmp_path):
+    """``kiosk run --repeat-key-seed`` is parsed and the assembled kiosk hashes with that seed."""
+    import argparse
+
+    from kiosk import run
+    from kiosk.assemble import Kiosk
+
+    parser = argparse.ArgumentParser()
+    run.add_arguments(parser)
+    assert parser.parse_args([]).repeat_key_seed is None
+    seed = parser.parse_args(["--repeat-key-seed", "soak-1"]).repeat_key_seed
+    cfg = make_config(tmp_path / "data", card={"backend": "none"})
+    with Kiosk(cfg, display=False, repeat_key_seed=seed) as kiosk:
+        assert kiosk.keys.hash(CID) == RepeatKeys(WINDOW, seed="soak-1").hash(CID)

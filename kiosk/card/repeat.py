@@ -10,34 +10,60 @@ card for at least one window and at most two; after that (or after a reboot, whi
 key) nobody, the kiosk included, can tell which card it came from.
 
 ``RepeatKeys`` is thread-safe: the card worker thread hashes while the main thread may rotate.
+A test or soak run may seed it (``kiosk run --repeat-key-seed``) so that a privacy scan knows
+every key the run drew (:func:`seeded_keys`) and can look for the keys and the hashes on disk
+and on the wire; a kiosk in service never passes a seed and draws its keys from ``secrets``.
 ``SeenCards`` remembers which hashes rated which service when, in memory only, for the main
 thread.
 """
 
 import hashlib
 import hmac
+import itertools
 import secrets
 import threading
 import time
 from collections import OrderedDict
 
 KEY_BYTES = 32
+_SEED_DOMAIN = b"citizeninfo repeat key\0"
+
+
+def seeded_keys(seed, n):
+    """The first ``n`` keys a :class:`RepeatKeys` seeded with ``seed`` draws, in order: the
+    first is the key it starts with, each next one the key of its next rotation."""
+    return list(itertools.islice(_seeded_stream(seed), n))
+
+
+def _random_stream():
+    while True:
+        yield secrets.token_bytes(KEY_BYTES)
+
+
+def _seeded_stream(seed):
+    # SHA-256 of the seed and a counter: deterministic for tests, and as wide as a real key.
+    raw = seed.encode("utf-8") if isinstance(seed, str) else bytes(seed)
+    for counter in itertools.count():
+        yield hashlib.sha256(_SEED_DOMAIN + raw + counter.to_bytes(8, "big")).digest()
 
 
 class RepeatKeys:
     """HMAC keys for repeat detection, rotated every ``window_s`` seconds of ``clock``.
 
-    ``hash(cid)`` is what the store keeps for the new visit; ``candidates(cid)`` is every hash
-    the same card may have been stored under within the last window (current key first).
+    ``hash(cid)`` is the hash a rated visit is remembered under (in memory, by :class:`SeenCards`);
+    ``candidates(cid)`` is every hash the same card may have been remembered under within the
+    last window (current key first). ``seed`` (str or bytes) is for test and soak runs only:
+    the keys then follow :func:`seeded_keys` instead of being random.
     """
 
-    def __init__(self, window_s, clock=time.monotonic):
+    def __init__(self, window_s, clock=time.monotonic, seed=None):
         if not window_s > 0:
             raise ValueError(f"repeat window must be positive seconds, got {window_s!r}")
         self._window_s = float(window_s)
         self._clock = clock
         self._lock = threading.Lock()
-        self._current = secrets.token_bytes(KEY_BYTES)
+        self._keys = _random_stream() if seed is None else _seeded_stream(seed)
+        self._current = next(self._keys)
         self._previous = None
         self._window_started = clock()
 
@@ -58,7 +84,7 @@ class RepeatKeys:
             return self._rotate_locked()
 
     def hash(self, cid):
-        """The hash the store keeps for this visit (current key)."""
+        """This card's hash under the current key."""
         data = self._encode(cid)
         with self._lock:
             self._rotate_locked()
@@ -82,7 +108,7 @@ class RepeatKeys:
         # one window and tried as "previous" for exactly the next one.
         self._window_started += windows * self._window_s
         self._previous = self._current if windows == 1 else None
-        self._current = secrets.token_bytes(KEY_BYTES)
+        self._current = next(self._keys)
         return True
 
     @staticmethod

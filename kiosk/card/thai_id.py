@@ -53,12 +53,12 @@ LIFELONG = b"99999999"
 class CardSummary:
     """What a successful read hands to the kiosk: derived data only, never the citizen ID.
 
-    ``repeat_hash`` is ``keys.hash(cid)``, what the store keeps for this visit;
-    ``repeat_candidates`` is every hash the same card may be stored under within the repeat
-    window (``keys.candidates(cid)``), for the store's repeat check. ``age_band`` ("30-39",
-    "60+") and ``gender`` ("male", "female") are None unless their collection is enabled;
-    ``atr`` is upper-case hex; ``read_ms`` is the time from the start of the read to the last
-    answer.
+    ``repeat_hash`` is ``keys.hash(cid)``, what a rated visit is remembered under (in the
+    runner's memory, never stored); ``repeat_candidates`` is every hash the same card may be
+    remembered under within the repeat window (``keys.candidates(cid)``), for the repeat check.
+    ``age_band`` ("30-39", "60+") and ``gender`` ("male", "female") are None unless their
+    collection is enabled; ``atr`` is upper-case hex; ``read_ms`` is the time from the start of
+    the read to the last answer.
     """
 
     repeat_hash: bytes
