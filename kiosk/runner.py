@@ -332,7 +332,7 @@ class Runner:
             if through is not None:
                 closed = self.store.close_periods(
                     through, topic=topics.kiosk_topic(self.cfg.kiosk.id, "period"),
-                    mode=self.cfg.kiosk.mode)
+                    mode=self.cfg.kiosk.mode, now=wall)
                 self.book.closed(through)
                 if closed:
                     self._notify_outbox()

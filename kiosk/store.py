@@ -48,7 +48,7 @@ from kiosk import logsafe
 from kiosk import visit as schema
 from kiosk.errors import DiskFull, StoreError
 from kiosk.outbox_rules import ACCEPT, CONFIRM, DUE, LIVE, REFUSE, REPLAY, RESENDABLE, SEND, State
-from kiosk.period import DEFAULT_S, MAX_S, Period, count_event_id, release_jitter_s
+from kiosk.period import DEFAULT_S, MAX_JITTER_S, Period, count_event_id, release_jitter_s
 from kiosk.sqlite import bind, schema_columns
 from kiosk.telemetry import topics
 
@@ -595,15 +595,17 @@ class Store:
                     dated += 1
         return dated
 
-    def close_periods(self, before, *, topic, mode):
+    def close_periods(self, before, *, topic, mode, now=None):
         """Close every period that has ended by ``before`` (an aware datetime, a period
         start) and still holds messages, in one transaction.
 
-        For each such period P: its held messages may be sent from P's end plus a random
-        delay of up to :func:`kiosk.period.release_jitter_s` each (in random order: row ids are
-        random), and one ``period`` message on ``topic`` counts P's visits, due after all of
-        them. Its event id is P's own (:func:`kiosk.period.count_event_id`), so closing P again
-        queues nothing new. ``closed_through`` becomes ``before``. Returns ``[(P, visits)]``.
+        For each such period P: its held messages may be sent from P's end (or from ``now``,
+        the wall clock, when that is earlier: a clock behind the closed periods closes P by
+        monotonic time, before the wall clock reaches its end) plus a random delay of up to
+        :func:`kiosk.period.release_jitter_s` each (in random order: row ids are random), and
+        one ``period`` message on ``topic`` counts P's visits, due after all of them. Its event
+        id is P's own (:func:`kiosk.period.count_event_id`), so closing P again queues nothing
+        new. ``closed_through`` becomes ``before``. Returns ``[(P, visits)]``.
 
         Unlike a visit, a close goes ahead below ``min_free_mb``: it adds one small row a period
         and lets the held visits drain.
@@ -621,9 +623,10 @@ class Store:
                     held.setdefault(dated, []).append(row_id)
             for dated, row_ids in sorted(held.items()):
                 jitter_s = release_jitter_s(dated.length_s)
+                ended = dated.end if now is None else min(dated.end, now)
                 self._db.connection().executemany(
                     "UPDATE outbox_message SET not_before = ? WHERE id = ?",
-                    [(self._release_time(dated, jitter_s), row_id) for row_id in row_ids])
+                    [(self._release_time(ended, jitter_s), row_id) for row_id in row_ids])
                 # Exactly the visits released now: every schema-2 visit is held until its period
                 # closes, and a period closes once, so this is what the collector will count
                 # (rows of an older schema, or migrated ones, are not held and not counted).
@@ -637,7 +640,7 @@ class Store:
                     event_id, topic,
                     topics.period_payload(event_id=event_id, instance=self.instance, mode=mode,
                                           period=dated, visits=visits),
-                    1, not_before=rfc3339(dated.end + timedelta(seconds=math.ceil(jitter_s))))
+                    1, not_before=rfc3339(ended + timedelta(seconds=math.ceil(jitter_s))))
                 closed.append((dated, visits))
             (self.KioskState.insert(key="closed_through", value=rfc3339(before))
              .on_conflict_replace().execute())
@@ -645,10 +648,10 @@ class Store:
             self._is_closed_since_compact.set()
         return closed
 
-    def _release_time(self, dated, jitter_s):
-        """When a message of the closed period ``dated`` may go: its end plus a random delay,
-        to whole seconds (the end says nothing about a visit's moment within the period)."""
-        return rfc3339(dated.end + timedelta(seconds=round(self._rng.uniform(0, jitter_s))))
+    def _release_time(self, ended, jitter_s):
+        """When a message of a period closed at ``ended`` may go: then plus a random delay, to
+        whole seconds (the end says nothing about a visit's moment within the period)."""
+        return rfc3339(ended + timedelta(seconds=round(self._rng.uniform(0, jitter_s))))
 
     def closed_through(self):
         """Every period starting before this (aware UTC) is closed for good; None before the
@@ -761,13 +764,14 @@ class Store:
         i.e. not yet confirmed.
 
         A message is due once the store's clock has reached its ``not_before``, or when that is
-        further ahead than any release can be (the longest period plus its jitter, whatever
-        ``period_s`` is now, so a day's visits closed before a change to hours still wait):
-        the clock was stepped back, and a message must not wait days for it.
+        further ahead than any release can be: a period is closed once it has ended (or, while
+        the clock is behind, at the clock's time: :meth:`close_periods`), so a release lies at
+        most its jitter ahead of the close. Further ahead, the clock was stepped back since,
+        and a message must not wait for as long as the step (hours, or years).
         """
         M = self.OutboxMessage
         now = self._clock()
-        horizon = now + timedelta(seconds=MAX_S + math.ceil(release_jitter_s(MAX_S)))
+        horizon = now + timedelta(seconds=MAX_JITTER_S)
         released = M.not_before.is_null(False) & (
             (M.not_before <= rfc3339(now)) | (M.not_before > rfc3339(horizon)))
         # Plain tuples: building a model instance per row was 40 % of a refill.

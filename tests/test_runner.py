@@ -854,6 +854,27 @@ def test_runner_clock_stepped_forward_and_back_still_releases_each_period(runner
     assert len(period_counts(runner.store)) == 2 and runner.store.outbox_stats().held == 0
 
 
+def test_runner_clock_stepped_forward_and_back_sends_the_period_within_its_jitter(runner):
+    """Found by the soak (docs/reliability.md): a period closed by monotonic time while the
+    clock is behind must not wait for the wall clock to reach the period's end (three hours
+    after a 3-hour step) before its visits and count may go."""
+    wall, mono = runner.wall_source, runner.clock_source
+    wall.now = T + timedelta(hours=3)
+    rate(runner)
+    wall.now += timedelta(hours=1)
+    runner.turn(timeout=0)  # closes the hour three hours ahead
+    wall.now = T + timedelta(minutes=5)  # corrected
+    rate(runner)
+    mono.now += HOUR + 1
+    wall.now += timedelta(seconds=HOUR + 1)
+    runner.turn(timeout=0)  # the open period is closed after an hour of monotonic time
+    assert runner.store.outbox_stats().held == 0
+    wall.now += timedelta(seconds=MAX_JITTER_S + 1)
+    due = [json.loads(m.payload) for m in runner.store.due_messages(10)]
+    assert sorted(m.get("visits", 0) for m in due if "visits" in m) == [1, 1]
+    assert len([m for m in due if "rating" in m]) == 2
+
+
 def test_runner_in_demo_mode_the_wall_clock_counts_as_synced(make_config, tmp_path):
     cfg = make_config(tmp_path, kiosk={"mode": "demo"}, telemetry={"period_s": 5},
                       flow={"allow_rating_without_card": True})

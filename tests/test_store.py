@@ -456,12 +456,13 @@ def test_store_due_messages_wait_for_not_before_unless_the_clock_went_far_back(t
         assert due_at(release - timedelta(seconds=1)) == set()
         assert due_at(release) == {visit.event_id}
         assert due_at(nine.end + timedelta(seconds=MAX_JITTER_S)) == {visit.event_id, count_id}
-        # NTP stepped the clock back: within the longest period (a day, whatever period_s is
-        # now: a day's visits closed before a change to hours must still wait) and its jitter
-        # a row waits ...
-        assert visit.event_id not in due_at(release - timedelta(seconds=DAY_S + MAX_JITTER_S))
-        # ... further back no release can be meant, and it goes rather than wait for days.
-        assert visit.event_id in due_at(release - timedelta(seconds=DAY_S + MAX_JITTER_S + 1))
+        # NTP stepped the clock back: a release is set when its period closes, at most the
+        # longest jitter ahead of the close, so that far back a row still waits ...
+        assert visit.event_id not in due_at(release - timedelta(seconds=MAX_JITTER_S))
+        # ... further back no release can be meant (the soak's 3-hour step held a period's
+        # visits for three hours): it goes rather than wait for as long as the step.
+        assert visit.event_id in due_at(release - timedelta(seconds=MAX_JITTER_S + 1))
+        assert visit.event_id in due_at(release - timedelta(hours=3))
         assert due_at(T0 - timedelta(days=2)) == {visit.event_id, count_id}
         assert later.event_id not in due_at(T0 + timedelta(days=3))  # held is never due
     finally:
@@ -530,8 +531,8 @@ def test_store_housekeeper_compacts_once_a_period_was_closed(store, clock):
 
 def test_store_day_periods_are_not_released_early_after_a_change_to_hours(tmp_path, clock):
     """telemetry.period_s changed from a day to an hour, the kiosk restarted at 10:00: the
-    day's visits stay held until the day has ended, and are not then taken for rows of a clock
-    stepped back (their release is further ahead than an hour's)."""
+    day's visits stay held until the day has ended, then wait for their jitter like any
+    period's (a release is set at the close, so it is never further ahead than the jitter)."""
     day = Period.of(T0, DAY_S)
     store = Store.open(tmp_path, clock=clock, period_s=DAY_S)
     visits = [store.record_visit(visit_record(), **outgoing(period=day)) for _ in range(3)]
@@ -541,9 +542,11 @@ def test_store_day_periods_are_not_released_early_after_a_change_to_hours(tmp_pa
     try:
         assert close(store, Period.of(clock(), HOUR).start) == []
         assert store.due_messages(10) == [] and store.outbox_stats().held == 3
+        clock.now = day.end
         assert close(store, day.end) == [(day, 3)]
-        clock.now = day.end - timedelta(hours=1)
-        assert store.due_messages(10) == []
+        M = store.OutboxMessage
+        releases = [parse_rfc3339(m.not_before) for m in M.select()]
+        assert all(day.end <= r <= day.end + timedelta(seconds=MAX_JITTER_S) for r in releases)
         clock.now = day.end + timedelta(seconds=MAX_JITTER_S)
         assert {m.event_id for m in store.due_messages(10)} == {
             *(v.event_id for v in visits), count_event_id(store.instance, day)}

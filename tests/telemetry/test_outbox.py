@@ -7,6 +7,7 @@ real Mosquitto and collector is in test_delivery.py.
 
 import itertools
 import json
+import random
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -280,11 +281,15 @@ def test_outbox_round_that_fails_to_commit_strands_no_row(pump, store, clocks, m
     wait_until(lambda: len(link.sent) == 2, "the resend of the row the failed round rolled back")
 
 
-def test_outbox_sends_rows_released_for_later_once_their_time_has_come(store, clocks):
+def test_outbox_sends_rows_released_for_later_once_their_time_has_come(tmp_path, clocks):
     """A closed hour's rows may go from its end plus a random delay: a poll round refills the
     window when that time comes, with no new fact to wake the pump."""
+    # Seeded: the visit's delay is 458 s, never the 0 s a random draw could be.
+    store = Store.open(tmp_path / "data", min_free_mb=1, clock=clocks.wall,
+                       rng=random.Random(1))
     hour = Period.of(clocks.wall(), 3600)
     visit = store.record_visit(RECORD, **visit_message(KIOSK, "production"), period=hour)
+    clocks.wall_now = hour.end  # the runner closes an hour once it has ended
     store.close_periods(hour.end, topic=topics.kiosk_topic(KIOSK, "period"), mode="production")
     link = FakeLink()
     outbox = Outbox(store, window=50, resend_after_s=60, wall=clocks.wall,
@@ -292,10 +297,11 @@ def test_outbox_sends_rows_released_for_later_once_their_time_has_come(store, cl
     outbox.start(link)
     try:
         wait_for_round(outbox)
-        assert link.sent == [], "sent before its hour had ended"
+        assert link.sent == [], "sent before its release"
         clocks.wall_now = hour.end + timedelta(seconds=MAX_JITTER_S)
         wait_until(lambda: len(link.sent) == 2, "the visit and its hour's count, by polling")
         assert {json.loads(payload)["event_id"] for _, _, payload in link.sent} == {
             visit.event_id, count_event_id(store.instance, hour)}
     finally:
         outbox.stop()
+        store.close()
