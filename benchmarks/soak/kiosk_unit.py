@@ -143,7 +143,8 @@ class KioskUnit:
                          name=f"progress-{self.id}").start()
 
     def _read(self, process):
-        with open(self.workdir / "progress.log", "a", encoding="utf-8") as record:
+        with process.stdout, open(self.workdir / "progress.log", "a",
+                                  encoding="utf-8") as record:
             for line in process.stdout:
                 text = line.decode("utf-8", "replace").strip()
                 record.write(f"{time.time():.3f} {text}\n")

@@ -164,8 +164,8 @@ def committed_visits(unit):
 
 
 def soak(workdir, *, seed, lanes=("sqlite", "postgres"), kiosks_per_lane=1, visits=10,
-         faults_each=1, duration_s=30.0, image_mb=64, card_hold_s=CARD_HOLD_S,
-         drain_timeout_s=300.0, progress=print):
+         faults_each=1, duration_s=30.0, hold_s=(2.0, 6.0), image_mb=64,
+         card_hold_s=CARD_HOLD_S, drain_timeout_s=300.0, progress=print):
     """One soak run in ``workdir``; returns its :class:`Result`."""
     workdir = Path(workdir)
     started = time.monotonic()
@@ -200,7 +200,7 @@ def soak(workdir, *, seed, lanes=("sqlite", "postgres"), kiosks_per_lane=1, visi
             units[kiosk_id] = unit
         progress(f"soak: {len(units)} kiosk(s) playing {visits} visit(s) each")
         faults = schedule.plan(seed, each=faults_each, duration_s=duration_s, kiosks=units,
-                               lanes=lane_of)
+                               lanes=lane_of, hold_s=hold_s)
         injector = Injector(units, lane_of, result, card_hold_s=card_hold_s)
         threads = []
         t0 = time.monotonic()
