@@ -44,6 +44,9 @@ def add_arguments(parser):
                         help="test and soak runs only: derive the repeat-detection keys from "
                              "SEED instead of drawing them at random, so a privacy scan can "
                              "look for the keys and the hashes (never on a kiosk in service)")
+    parser.add_argument("--scene-text", type=Path, metavar="PATH",
+                        help="test and soak runs only: append every text and button label of "
+                             "each new screen to PATH, for a privacy scan of what was shown")
     parser.add_argument("--out-of-order", action="store_true",
                         help="only show the out-of-service screen and the fault light (what "
                              "kiosk-out-of-order.service runs while the kiosk is down)")
@@ -57,9 +60,10 @@ def main(args):
         return out_of_order(args.config, stop, headless=args.headless)
     cfg = kiosk_config.load(args.config)  # with the remote layer saved in the data directory
     steps = script.parse(args.script.read_text(), str(args.script)) if args.script else None
+    when_shown = _scene_text_writer(args.scene_text) if args.scene_text else None
     with Kiosk(cfg, display=not args.no_display, headless=args.headless or bool(args.script),
                rate_only=args.no_display, clock=WallClock(args.clock_file),
-               repeat_key_seed=args.repeat_key_seed) as kiosk:
+               repeat_key_seed=args.repeat_key_seed, when_shown=when_shown) as kiosk:
         if steps is None:
             kiosk.run(stop)
             return 0
@@ -91,3 +95,14 @@ def _play(kiosk, steps, args, stop):
 def _print_progress(n, what):
     # Flushed line by line: a soak that kills this process keeps every line printed before.
     print(f"script: {n} {what}", flush=True)
+
+
+def _scene_text_writer(path):
+    """``when_shown(runner)``: the words of the screen just drawn, appended to ``path``."""
+    def write(runner):
+        scene = runner.display.scene
+        words = [box.text for box in scene.texts] + [button.label for button in scene.buttons]
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(f"# {runner.state.screen.value} {runner.state.language}\n")
+            out.writelines(f"{word}\n" for word in words)
+    return write

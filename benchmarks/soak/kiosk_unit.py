@@ -130,7 +130,8 @@ class KioskUnit:
                 "--headless", "--script", self.workdir / "script", "--repeat", remaining,
                 "--first", first, "--keep-going", "--recover-s", 120, "--progress",
                 "--wait-confirmed", 240,
-                "--emulator", self.card.control_path, "--clock-file", self.clock_file]
+                "--emulator", self.card.control_path, "--clock-file", self.clock_file,
+                "--scene-text", self.workdir / "scenes.txt"]
         if self.repeat_key_seed is not None:
             argv += ["--repeat-key-seed", self.repeat_key_seed]
         env = dict(os.environ, SDL_AUDIODRIVER="dummy", SDL_VIDEODRIVER="dummy",

@@ -245,7 +245,8 @@ def soak(workdir, *, seed, lanes=("sqlite", "postgres"), kiosks_per_lane=1, visi
 
 def privacy_scan(units, lanes, captures, elapsed_s):
     """Every finding of any emulated citizen's data: the kiosks' disk images (unmounted, so
-    what the disk holds, free blocks included), logs and card stacks; every file of every
+    what the disk holds, free blocks included), logs, card stacks and the words of every screen
+    they showed (``kiosk run --scene-text``); every file of every
     lane (SQLite with its WAL, PostgreSQL's data directory, broker and collector logs); every
     payload and topic that crossed the brokers."""
     # One key per repeat window (a minute here) since the start, and a margin; a restarted

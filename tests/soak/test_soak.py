@@ -25,3 +25,7 @@ def test_short_soak_every_fault_kind_loses_nothing_counts_nothing_twice_leaks_no
     # Enough visits went through for the reckoning to mean something.
     assert reckoning.thanked >= 6 and reckoning.collected >= reckoning.thanked, table
     assert result.clean
+    # The scan read the words of every screen shown, the thank-you's among them.
+    for scenes in tmp_path.glob("soak-kiosk-*/scenes.txt"):
+        assert "# thank_you th\n" in scenes.read_text(encoding="utf-8")
+    assert len(list(tmp_path.glob("soak-kiosk-*/scenes.txt"))) == result.kiosks
