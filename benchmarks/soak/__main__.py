@@ -7,6 +7,7 @@ hits all 0, every fault applied, everything drained.
 """
 
 import argparse
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +29,8 @@ def main(argv=None):
                         help="keep the run's files here (default: a temp folder)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = parser.parse_args(argv)
+    # SIGTERM ends the run as Ctrl-C does: every process and mount it started is cleaned up.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="kiosk-soak-") as tmp:
         result = soak(args.workdir or Path(tmp), seed=args.seed,
                       lanes=tuple(args.stores.split(",")), kiosks_per_lane=args.kiosks_per_lane,
