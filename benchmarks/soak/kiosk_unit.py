@@ -126,8 +126,11 @@ class KioskUnit:
     def _launch(self):
         first = self.begun + 1
         remaining = max(0, self.visits - first)  # 0: only drain what the outbox holds
-        argv = [sys.executable, "-m", "kiosk", "run", "--config", self.workdir / "kiosk.toml",
-                "--headless", "--script", self.workdir / "script", "--repeat", remaining,
+        # prlimit execs the kiosk (same pid): a crash leaves its core in the work directory,
+        # where the privacy scan reads it.
+        argv = ["prlimit", "--core=unlimited", "--", sys.executable, "-m", "kiosk", "run",
+                "--config", self.workdir / "kiosk.toml", "--headless",
+                "--script", self.workdir / "script", "--repeat", remaining,
                 "--first", first, "--keep-going", "--recover-s", 120, "--progress",
                 "--wait-confirmed", 240,
                 "--emulator", self.card.control_path, "--clock-file", self.clock_file,

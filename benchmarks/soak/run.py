@@ -42,6 +42,7 @@ class Result:
     redeliveries: int = 0  # visits a collector received again and stored once (by design)
     reckoning: Reckoning | None = None
     privacy_hits: list = field(default_factory=list)
+    core_dumps: int = 0
     drain_s: float | None = None
     wall_s: float = 0.0
 
@@ -63,6 +64,7 @@ class Result:
                 ("lost", r.lost), ("duplicated", r.duplicated), ("uncommitted", r.uncommitted),
                 ("period counts that disagree", r.count_gaps),
                 ("privacy hits", len(self.privacy_hits)),
+                ("kiosk core dumps (scanned too)", self.core_dumps),
                 ("time to drain after the last fault (s)",
                  "not drained" if self.drain_s is None else f"{self.drain_s:.1f}"),
                 ("wall time (s)", f"{self.wall_s:.0f}")]
@@ -238,6 +240,7 @@ def soak(workdir, *, seed, lanes=("sqlite", "postgres"), kiosks_per_lane=1, visi
         progress("soak: scanning every byte written for the citizens' data ...")
         result.privacy_hits = privacy_scan(units, lane_of.values(), captures, time.monotonic()
                                            - started)
+        result.core_dumps = sum(1 for unit in units.values() for _ in unit.workdir.glob("core*"))
         progress(f"soak: scan done, {len(result.privacy_hits)} finding(s); stopping")
     result.wall_s = time.monotonic() - started
     return result
