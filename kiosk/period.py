@@ -25,6 +25,9 @@ MIN_S, MAX_S, DEMO_MIN_S = 60, DAY_S, 5
 #: Longest random delay of a row's release after its period ends: spreads a fleet that would
 #: otherwise publish at the top of every hour, and keeps the order of a period's visits unknown.
 MAX_JITTER_S = 600
+#: A clock behind its closed periods keeps each period open this many times its length, so
+#: the wall clock catches up with them (Book.to_close).
+BEHIND_STRETCH = 2
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _OFFSET_S = 7 * 3600
@@ -172,8 +175,10 @@ class Book:
 
         A clock stepped forward (a bad time source) and then corrected is behind the closed
         periods: visits go into the first open period, which the wall clock would not reach
-        for as long as the error. So while it is behind, that period is closed after its
-        length of monotonic time (``mono``) instead, and the next one opens.
+        for as long as the error. So while it is behind, that period is closed after
+        :data:`BEHIND_STRETCH` times its length of monotonic time (``mono``) instead, and the
+        next one opens: the wall clock catches up with the periods visits are filed in, within
+        twice the error (at their length, the periods would stay that far ahead for good).
         """
         if not synced:
             return None
@@ -185,7 +190,7 @@ class Book:
             return None
         if self._behind_since is None:
             self._behind_since = mono
-        elif mono - self._behind_since >= self.length_s:
+        elif mono - self._behind_since >= self.length_s * BEHIND_STRETCH:
             self._behind_since = mono
             return self.closed_through + dt.timedelta(seconds=self.length_s)
         return None

@@ -13,7 +13,7 @@ from kiosk import config, flow
 from kiosk.card.repeat import RepeatKeys
 from kiosk.card.thai_id import CardSummary
 from kiosk.errors import StoreError
-from kiosk.period import MAX_JITTER_S, Period, count_event_id
+from kiosk.period import BEHIND_STRETCH, MAX_JITTER_S, Period, count_event_id
 from kiosk.runner import PERIOD_RETRY_S, Runner
 from kiosk.store import Housekeeper, Store
 from tests.fixtures.broker import wait_until
@@ -834,7 +834,7 @@ def test_runner_clock_stepped_back_never_reopens_a_closed_period(runner):
 def test_runner_clock_stepped_forward_and_back_still_releases_each_period(runner):
     """A bad time source put the clock ten years ahead and closed that hour; corrected, the
     clock is behind the closed periods. Visits go into the first open period, which is closed
-    after an hour of monotonic time rather than in ten years."""
+    after two hours of monotonic time (the wall clock catching up) rather than in ten years."""
     wall, mono = runner.wall_source, runner.clock_source
     wall.now = T + timedelta(days=3650)
     rate(runner)
@@ -845,10 +845,10 @@ def test_runner_clock_stepped_forward_and_back_still_releases_each_period(runner
     rate(runner)
     runner.turn(timeout=0)
     assert len(period_counts(runner.store)) == 1 and runner.store.outbox_stats().held == 1
-    mono.now += HOUR - 1
-    wall.now += timedelta(seconds=HOUR - 1)
+    mono.now += HOUR * BEHIND_STRETCH - 1
+    wall.now += timedelta(seconds=HOUR * BEHIND_STRETCH - 1)
     runner.turn(timeout=0)
-    assert runner.store.outbox_stats().held == 1  # not before the period's length has passed
+    assert runner.store.outbox_stats().held == 1  # not before twice its length has passed
     mono.now += 2
     runner.turn(timeout=0)
     assert len(period_counts(runner.store)) == 2 and runner.store.outbox_stats().held == 0
@@ -865,14 +865,33 @@ def test_runner_clock_stepped_forward_and_back_sends_the_period_within_its_jitte
     runner.turn(timeout=0)  # closes the hour three hours ahead
     wall.now = T + timedelta(minutes=5)  # corrected
     rate(runner)
-    mono.now += HOUR + 1
-    wall.now += timedelta(seconds=HOUR + 1)
-    runner.turn(timeout=0)  # the open period is closed after an hour of monotonic time
+    mono.now += HOUR * BEHIND_STRETCH + 1
+    wall.now += timedelta(seconds=HOUR * BEHIND_STRETCH + 1)
+    runner.turn(timeout=0)  # the open period is closed after two hours of monotonic time
     assert runner.store.outbox_stats().held == 0
     wall.now += timedelta(seconds=MAX_JITTER_S + 1)
     due = [json.loads(m.payload) for m in runner.store.due_messages(10)]
     assert sorted(m.get("visits", 0) for m in due if "visits" in m) == [1, 1]
     assert len([m for m in due if "rating" in m]) == 2
+
+
+def test_runner_clock_stepped_forward_and_back_files_visits_in_real_periods_again(runner):
+    """Found by the soak (docs/reliability.md): after a 3-hour step ahead and back, every
+    later visit went into a period 3 hours ahead, for good (the periods closed by monotonic
+    time kept pace with the wall clock). Now the wall clock catches up within twice the step."""
+    wall, mono = runner.wall_source, runner.clock_source
+    wall.now = T + timedelta(hours=3)
+    rate(runner)
+    wall.now += timedelta(hours=1)
+    runner.turn(timeout=0)  # closes the hours through three ahead
+    wall.now = T + timedelta(minutes=5)  # corrected
+    for _ in range(7 * 60):  # seven hours, a turn a minute
+        mono.now += 60
+        wall.now += timedelta(minutes=1)
+        runner.turn(timeout=0)
+    rate(runner)
+    periods = sorted(v.period for v in runner.store.VisitRow.select())
+    assert periods[-1] == Period.of(wall.now, HOUR).text, (periods, wall.now)
 
 
 def test_runner_in_demo_mode_the_wall_clock_counts_as_synced(make_config, tmp_path):
