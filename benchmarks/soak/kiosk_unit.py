@@ -74,6 +74,7 @@ class KioskUnit:
         self.image, self.data = self.workdir / "data.img", self.workdir / "data"
         self.clock_file = self.workdir / "clock-offset"
         self.offset_s = 0.0
+        self.ahead_s = 0.0  # the furthest the kiosk's clock was ever stepped ahead
         self._offset_changed = (0.0, 0.0)  # (monotonic time of the last step, offset before)
         self.thanked = []   # (earliest, latest) kiosk wall-clock windows, one per thank-you
         self.begun = -1     # the highest repetition a progress line named
@@ -90,9 +91,15 @@ class KioskUnit:
 
     # --- set-up ---------------------------------------------------------------------------
 
-    def start(self):
+    def start_card(self):
+        """Start the card stack first, before any kiosk's disk is mounted: its private mount
+        namespace copies the mounts of its time, and a copy would keep an unmounted image's
+        loop device busy."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.card.start()
+
+    def start(self):
+        """The disk, the config and the kiosk process; after :meth:`start_card`."""
         _sh("truncate", "-s", f"{self.image_mb}M", self.image)
         _sh("mkfs.ext4", "-q", "-F", self.image)
         self.data.mkdir(exist_ok=True)
@@ -171,14 +178,20 @@ class KioskUnit:
                 self.exit_notes.append(f"{self.id} exit {code} (kiosk-{self.restarts}.log)")
 
     def _window(self):
-        """The kiosk wall-clock times the visit just thanked may have been recorded at; near a
-        clock step the kiosk may not yet have read the new offset, so both are allowed."""
+        """The kiosk wall-clock times the period of the visit just thanked may start in.
+
+        Near a clock step the kiosk may not yet have read the new offset, so both count. Once
+        stepped ahead and back, the kiosk files visits in periods up to that far ahead until
+        the wall clock has caught up (kiosk.period.Book.to_close), so the window reaches that
+        far too.
+        """
         now = time.time()
         offsets = {self.offset_s}
         changed_at, before = self._offset_changed
-        if time.monotonic() - changed_at < 5.0:
+        if time.monotonic() - changed_at < 10.0:
             offsets.add(before)
-        return (now + min(offsets) - VISIT_SPAN_S, now + max(offsets) + AHEAD_S)
+        return (now + min(offsets) - VISIT_SPAN_S,
+                now + max(*offsets, self.ahead_s) + AHEAD_S)
 
     # --- running --------------------------------------------------------------------------
 
@@ -249,6 +262,7 @@ class KioskUnit:
     def step_clock(self, seconds):
         self._offset_changed = (time.monotonic(), self.offset_s)
         self.offset_s = seconds
+        self.ahead_s = max(self.ahead_s, seconds)
         tmp = self.clock_file.with_suffix(".tmp")
         tmp.write_text(f"{seconds}\n")
         os.replace(tmp, self.clock_file)
@@ -262,7 +276,10 @@ class KioskUnit:
             os.posix_fallocate(ballast.fileno(), 0, size)
 
     def free_disk(self):
+        """The ballast gone for good: synced, or a power cut right after would bring it back
+        (ext4 commits its journal every 5 s) and keep the kiosk out of service."""
         (self.data / "ballast").unlink(missing_ok=True)
+        os.sync()
 
     # --- after the run --------------------------------------------------------------------
 

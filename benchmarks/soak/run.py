@@ -198,8 +198,10 @@ def soak(workdir, *, seed, lanes=("sqlite", "postgres"), kiosks_per_lane=1, visi
                              visits=visits, image_mb=image_mb,
                              repeat_key_seed=REPEAT_KEY_SEED)
             stack.callback(unit.close)
-            unit.start()
+            unit.start_card()
             units[kiosk_id] = unit
+        for unit in units.values():
+            unit.start()
         progress(f"soak: {len(units)} kiosk(s) playing {visits} visit(s) each")
         faults = schedule.plan(seed, each=faults_each, duration_s=duration_s, kiosks=units,
                                lanes=lane_of, hold_s=hold_s)
