@@ -15,6 +15,7 @@ from kiosk import __version__, script
 from kiosk import config as kiosk_config
 from kiosk.card.repeat import RepeatKeys
 from kiosk.clock import WallClock
+from kiosk.errors import KioskError
 from kiosk.gpio import Panel
 from kiosk.runner import Runner
 from kiosk.store import Housekeeper, Store
@@ -92,6 +93,10 @@ class Kiosk:
         clock = clock or WallClock()
         wall = wall or clock.wall
         self.remote_path = kiosk_config.remote_layer_path(cfg)
+        if repeat_key_seed is not None and cfg.kiosk.mode != "demo":
+            # Anyone who knows the seed could compute every card's hash.
+            raise KioskError("--repeat-key-seed makes the repeat keys predictable: it is "
+                             "refused unless kiosk.mode = \"demo\" (test and soak runs)")
         self.store = Store.open(Path(cfg.storage.data_dir),
                                 retention_days=cfg.storage.retention_days,
                                 min_free_mb=cfg.storage.min_free_mb,

@@ -237,6 +237,17 @@ def test_repeat_key_seed_cli_option_reaches_the_kiosk(make_config, tmp_path):
     run.add_arguments(parser)
     assert parser.parse_args([]).repeat_key_seed is None
     seed = parser.parse_args(["--repeat-key-seed", "soak-1"]).repeat_key_seed
-    cfg = make_config(tmp_path / "data", card={"backend": "none"})
+    cfg = make_config(tmp_path / "data", card={"backend": "none"}, kiosk={"mode": "demo"})
     with Kiosk(cfg, display=False, repeat_key_seed=seed) as kiosk:
         assert kiosk.keys.hash(CID) == RepeatKeys(WINDOW, seed="soak-1").hash(CID)
+
+
+def test_repeat_key_seed_is_refused_for_a_kiosk_in_production(make_config, tmp_path):
+    """A public seed would let anyone compute every card's hash: demo (test, soak) only."""
+    from kiosk.assemble import Kiosk
+    from kiosk.errors import KioskError
+
+    cfg = make_config(tmp_path / "data", card={"backend": "none"})
+    assert cfg.kiosk.mode == "production"
+    with pytest.raises(KioskError, match="refused unless kiosk.mode"):
+        Kiosk(cfg, display=False, repeat_key_seed="soak-1")

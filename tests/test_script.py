@@ -279,6 +279,26 @@ def test_script_keep_going_recovers_from_a_frozen_card_and_plays_on(kiosk_world)
     assert world.runner.state.screen is Screen.IDLE
 
 
+def test_script_run_that_could_not_get_its_visits_confirmed_fails(capsys):
+    """A soak tells a drained kiosk from one whose wait ran out by the exit status."""
+    from types import SimpleNamespace
+
+    from kiosk import run
+    from kiosk.errors import KioskError
+
+    driver = SimpleNamespace(completed=1, recovered=0, error=None)
+    kiosk = SimpleNamespace(
+        play=lambda steps, stop, **options: driver,
+        store=SimpleNamespace(outbox_stats=lambda: SimpleNamespace(depth=2, held=1)),
+        runner=SimpleNamespace(recorded=1))
+    args = SimpleNamespace(emulator=None, repeat=1, first=0, wait_confirmed=5.0,
+                           keep_going=False, recover_s=180.0, progress=False)
+    with pytest.raises(KioskError, match="3 message\\(s\\) still unconfirmed"):
+        run._play(kiosk, (), args, threading.Event())
+    args.wait_confirmed = 0.0  # not asked to wait: what is queued goes with the next run
+    assert run._play(kiosk, (), args, threading.Event()) == 0
+
+
 def test_script_run_summary_says_how_many_repetitions_recovered(capsys):
     from types import SimpleNamespace
 
