@@ -43,10 +43,12 @@ def add_arguments(parser):
     parser.add_argument("--repeat-key-seed", metavar="SEED",
                         help="test and soak runs only: derive the repeat-detection keys from "
                              "SEED instead of drawing them at random, so a privacy scan can "
-                             "look for the keys and the hashes (never on a kiosk in service)")
+                             "look for the keys and the hashes (refused unless kiosk.mode is "
+                             "demo)")
     parser.add_argument("--scene-text", type=Path, metavar="PATH",
                         help="test and soak runs only: append every text and button label of "
-                             "each new screen to PATH, for a privacy scan of what was shown")
+                             "each screen as first drawn to PATH, for a privacy scan of what "
+                             "was shown")
     parser.add_argument("--out-of-order", action="store_true",
                         help="only show the out-of-service screen and the fault light (what "
                              "kiosk-out-of-order.service runs while the kiosk is down)")

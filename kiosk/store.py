@@ -22,8 +22,10 @@ time. What it promises, and why:
   own system logs each citizen's service, so either would time a rating back to its citizen.
   Row ids are random 63-bit numbers; ``created_at``, ``sent_at`` and ``confirmed_at`` are period
   starts. A visit's outbox row is held (``not_before`` NULL) until its period closes, then
-  released at the period's end plus a random delay (:meth:`Store.close_periods`), with one
-  ``period`` message counting the period's visits; rows are sent in id order, so at random.
+  released at the period's end (or at the close, for a clock behind its closed periods) plus a
+  random delay (:meth:`Store.close_periods`), with one ``period`` message counting the
+  period's visits; rows are sent in id order, so at random. A release further ahead than that
+  delay can be means the clock was stepped back since: it goes at once.
 
 Schema versions live in ``PRAGMA user_version``; :data:`MIGRATIONS` is the ordered history and
 each step runs in its own transaction together with the version bump.

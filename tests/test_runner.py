@@ -869,6 +869,10 @@ def test_runner_clock_stepped_forward_and_back_sends_the_period_within_its_jitte
     wall.now += timedelta(seconds=HOUR * BEHIND_STRETCH + 1)
     runner.turn(timeout=0)  # the open period is closed after two hours of monotonic time
     assert runner.store.outbox_stats().held == 0
+    # Released from now, with the jitter still ahead (the count goes after the whole jitter).
+    assert not [m for m in runner.store.due_messages(10) if "visits" in json.loads(m.payload)
+                and json.loads(m.payload)["period"] != Period.of(T + timedelta(hours=3),
+                                                                 HOUR).text]
     wall.now += timedelta(seconds=MAX_JITTER_S + 1)
     due = [json.loads(m.payload) for m in runner.store.due_messages(10)]
     assert sorted(m.get("visits", 0) for m in due if "visits" in m) == [1, 1]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import tomli_w
 
+from benchmarks.soak.reconcile import thank_you_window
 from kiosk import config as kiosk_config
 from kiosk.rigs.card_profiles import CITIZENS
 from kiosk.rigs.card_stack import CardStack
@@ -54,9 +55,6 @@ FLOW = {
 }
 #: A kiosk that ends this often in a row without finishing a repetition fails the soak.
 FRUITLESS_RESTARTS = 5
-#: A thank-you's visit was recorded at most this long before it showed, never after.
-VISIT_SPAN_S = 90.0
-AHEAD_S = 2.0
 
 
 def _sh(*argv):
@@ -84,6 +82,7 @@ class KioskUnit:
         self.exit_notes = []
         self._killed = set()  # processes this unit killed on purpose
         self._done_at_revive, self._fruitless = 0, 0
+        self._readers = []
         self.restarts = 0
         self.process = None
         self._lock = threading.Lock()
@@ -150,8 +149,10 @@ class KioskUnit:
         self.process = subprocess.Popen([str(a) for a in argv], env=env, stdout=subprocess.PIPE,
                                         stderr=log, stdin=subprocess.DEVNULL, cwd=self.workdir)
         log.close()
-        threading.Thread(target=self._read, args=(self.process,), daemon=True,
-                         name=f"progress-{self.id}").start()
+        reader = threading.Thread(target=self._read, args=(self.process,), daemon=True,
+                                  name=f"progress-{self.id}")
+        reader.start()
+        self._readers.append(reader)
 
     def _read(self, process):
         with process.stdout, open(self.workdir / "progress.log", "a",
@@ -178,20 +179,12 @@ class KioskUnit:
                 self.exit_notes.append(f"{self.id} exit {code} (kiosk-{self.restarts}.log)")
 
     def _window(self):
-        """The kiosk wall-clock times the period of the visit just thanked may start in.
-
-        Near a clock step the kiosk may not yet have read the new offset, so both count. Once
-        stepped ahead and back, the kiosk files visits in periods up to that far ahead until
-        the wall clock has caught up (kiosk.period.Book.to_close), so the window reaches that
-        far too.
-        """
-        now = time.time()
+        """Near a clock step the kiosk may not yet have read the new offset: both count."""
         offsets = {self.offset_s}
         changed_at, before = self._offset_changed
         if time.monotonic() - changed_at < 10.0:
             offsets.add(before)
-        return (now + min(offsets) - VISIT_SPAN_S,
-                now + max(*offsets, self.ahead_s) + AHEAD_S)
+        return thank_you_window(time.time(), offsets, self.ahead_s)
 
     # --- running --------------------------------------------------------------------------
 
@@ -208,10 +201,10 @@ class KioskUnit:
         if self.done == self._done_at_revive:
             self._fruitless += 1
             if self._fruitless >= FRUITLESS_RESTARTS:
-                log = self.workdir / f"kiosk-{self.restarts}.log"
-                tail = log.read_text(errors="replace")[-1500:]
+                # The log's path, never its text: what a kiosk logged is the scan's to judge.
                 raise RuntimeError(f"{self.id} ended {self._fruitless} times in a row without "
-                                   f"playing a visit; its last log ({log}):\n{tail}")
+                                   f"playing a visit; see "
+                                   f"{self.workdir / f'kiosk-{self.restarts}.log'}")
         else:
             self._fruitless = 0
         self._done_at_revive = self.done
@@ -240,6 +233,7 @@ class KioskUnit:
         self._launch()
 
     def stop(self):
+        """End the kiosk and wait for its progress reader, so the record is complete."""
         if self.process is not None and self.process.poll() is None:
             self._killed.add(self.process.pid)
             self.process.terminate()
@@ -247,6 +241,8 @@ class KioskUnit:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
                 self.kill()
+        for reader in self._readers:
+            reader.join(10)
 
     # --- faults ---------------------------------------------------------------------------
 
@@ -279,7 +275,7 @@ class KioskUnit:
         """The ballast gone for good: synced, or a power cut right after would bring it back
         (ext4 commits its journal every 5 s) and keep the kiosk out of service."""
         (self.data / "ballast").unlink(missing_ok=True)
-        os.sync()
+        _sh("sync", "-f", self.data)  # this partition only: the other kiosks' cuts stay real
 
     # --- after the run --------------------------------------------------------------------
 

@@ -44,6 +44,20 @@ class Reckoning:
         return not (self.lost or self.duplicated or self.uncommitted or self.count_gaps)
 
 
+#: A thank-you's visit was recorded at most this long before it showed, never after.
+VISIT_SPAN_S = 90.0
+AHEAD_S = 2.0
+
+
+def thank_you_window(now, offsets, ahead_s=0.0):
+    """The kiosk wall-clock times (epoch seconds) the period of a visit thanked at ``now``
+    (this machine's clock) may start in, given the clock ``offsets`` the kiosk may have been
+    reading (two near a step) and ``ahead_s``, the furthest its clock was ever stepped ahead:
+    a kiosk stepped ahead and back files visits up to that far ahead until its wall clock has
+    caught up (``kiosk.period.Book.to_close``)."""
+    return (now + min(offsets) - VISIT_SPAN_S, now + max(*offsets, ahead_s) + AHEAD_S)
+
+
 def epoch(rfc3339):
     return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
@@ -79,7 +93,10 @@ def reckon(thanked, committed, collected, counts):
     uncommitted = sum(unaccounted_thanks(thanked.get(kiosk, ()), committed.get(kiosk, ()))
                       for kiosk in set(thanked) | set(committed))
     per_period = Counter((kiosk, instance, period) for kiosk, _, instance, period in collected)
-    count_gaps = sum(1 for key, n in counts.items() if per_period.get(key, 0) != n)
+    # Both ways: a count no stored visits match, and stored visits whose count never came.
+    dated = {key for key in per_period if key[2] is not None}
+    count_gaps = sum(1 for key in dated | counts.keys()
+                     if per_period.get(key, 0) != counts.get(key))
     return Reckoning(
         thanked=sum(len(w) for w in thanked.values()),
         committed=len(made), collected=sum(stored.values()), lost=lost,

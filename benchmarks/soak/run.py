@@ -43,13 +43,15 @@ class Result:
     reckoning: Reckoning | None = None
     privacy_hits: list = field(default_factory=list)
     core_dumps: int = 0
+    notes: list = field(default_factory=list)  # why kiosk processes ended by themselves
     drain_s: float | None = None
     wall_s: float = 0.0
 
     @property
     def clean(self):
         return (self.reckoning is not None and self.reckoning.clean and not self.privacy_hits
-                and not self.fault_errors and self.drain_s is not None)
+                and not self.fault_errors and self.drain_s is not None
+                and not self.unexpected_exits and not self.core_dumps)
 
     def table(self):
         r = self.reckoning
@@ -86,10 +88,14 @@ class Injector:
         self.card_hold_s = card_hold_s
         self._locks = {name: threading.Lock() for name in [*kiosks, *lanes]}
         self._count_lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = []
         self.last_recovered = None  # monotonic time the last fault ended
 
     def apply(self, fault):
         with self._locks[fault.target]:
+            if self.stopping.is_set():
+                return  # the run is being torn down: start nothing on closed parts
             try:
                 if fault.kind in schedule.KIOSK_KINDS:
                     self._kiosk(self.kiosks[fault.target], fault)
@@ -103,6 +109,18 @@ class Injector:
                 self.result.faults[fault.kind] += 1
                 self.last_recovered = time.monotonic()
 
+    def start(self, fault):
+        thread = threading.Thread(target=self.apply, args=(fault,), daemon=True,
+                                  name=f"fault-{fault.kind}")
+        thread.start()
+        self.threads.append(thread)
+
+    def stop(self):
+        """No new fault; wait for those under way to recover (called before anything closes)."""
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join()
+
     def revive_dead(self):
         """Restart a kiosk that ended by itself (never one a fault is working on)."""
         for name, unit in self.kiosks.items():
@@ -113,32 +131,37 @@ class Injector:
                     self._locks[name].release()
 
     def _kiosk(self, unit, fault):
+        """Each fault's recovery runs even when the fault itself failed half way, so a fault
+        error never leaves a kiosk that cannot drain."""
         kind, hold = fault.kind, fault.hold_s
         card = unit.card.emulator
-        if kind == "kiosk_kill":
-            unit.kill()
-            time.sleep(min(hold, 1.0))
-            unit.restart()
-        elif kind == "power_cut":
-            unit.power_cut()
-            unit.restart()
-        elif kind == "pcscd_kill":
-            unit.card.kill_pcscd()
+        if kind in ("kiosk_kill", "power_cut"):
+            try:
+                unit.kill()
+                time.sleep(min(hold, 1.0))
+                if kind == "power_cut":
+                    unit.power_cut()
+            finally:
+                unit.restart()
+            return
+        undo = {"pcscd_kill": unit.card.start_pcscd, "card_pulled": card.clear_faults,
+                "card_frozen": card.clear_faults, "card_garbage": card.clear_faults,
+                "clock_step": lambda: unit.step_clock(0), "disk_full": unit.free_disk}[kind]
+        try:
+            if kind == "pcscd_kill":
+                unit.card.kill_pcscd()
+            elif kind == "clock_step":
+                unit.step_clock(fault.sign * CLOCK_STEP_S)
+            elif kind == "disk_full":
+                unit.fill_disk()
+            else:
+                card.set_fault(**{"card_pulled": {"pull_after": 2},
+                                  "card_frozen": {"frozen": True},
+                                  "card_garbage": {"garbage": True}}[kind])
+                hold = max(hold, self.card_hold_s)
             time.sleep(hold)
-            unit.card.start_pcscd()
-        elif kind in ("card_pulled", "card_frozen", "card_garbage"):
-            card.set_fault(**{"card_pulled": {"pull_after": 2}, "card_frozen": {"frozen": True},
-                              "card_garbage": {"garbage": True}}[kind])
-            time.sleep(max(hold, self.card_hold_s))
-            card.clear_faults()
-        elif kind == "clock_step":
-            unit.step_clock(fault.sign * CLOCK_STEP_S)
-            time.sleep(hold)
-            unit.step_clock(0)
-        elif kind == "disk_full":
-            unit.fill_disk()
-            time.sleep(hold)
-            unit.free_disk()
+        finally:
+            undo()
 
     @staticmethod
     def _lane(lane, fault):
@@ -189,6 +212,8 @@ def soak(workdir, *, seed, lanes=("sqlite", "postgres"), kiosks_per_lane=1, visi
             capture = MqttCapture(lane.broker, name=f"privacy-{name}")
             stack.callback(capture.close)
             capture.start()
+            if not capture.wait_for_subscribed(30):
+                raise RuntimeError(f"the privacy capture on {name} did not subscribe")
             captures.append(capture)
         progress(f"soak: {len(lane_of)} lane(s) up ({', '.join(lanes)})")
         units = {}
@@ -206,21 +231,18 @@ def soak(workdir, *, seed, lanes=("sqlite", "postgres"), kiosks_per_lane=1, visi
         faults = schedule.plan(seed, each=faults_each, duration_s=duration_s, kiosks=units,
                                lanes=lane_of, hold_s=hold_s)
         injector = Injector(units, lane_of, result, card_hold_s=card_hold_s)
-        threads = []
+        stack.callback(injector.stop)  # first on the way out, even after Ctrl-C
         t0 = time.monotonic()
         for fault in faults:
             while time.monotonic() < t0 + fault.at_s:
                 injector.revive_dead()
                 time.sleep(min(0.5, max(0.0, t0 + fault.at_s - time.monotonic())))
-            thread = threading.Thread(target=injector.apply, args=(fault,), daemon=True)
-            thread.start()
-            threads.append(thread)
-            done = sum(1 for t in threads if not t.is_alive())
-            if len(threads) % 10 == 0:
-                progress(f"soak: {len(threads)}/{len(faults)} faults started, {done} over; "
-                         f"{sum(u.done for u in units.values())} repetitions played")
-        for thread in threads:
-            thread.join()
+            injector.start(fault)
+            if len(injector.threads) % 10 == 0:
+                done = sum(1 for t in injector.threads if not t.is_alive())
+                progress(f"soak: {len(injector.threads)}/{len(faults)} faults started, {done} "
+                         f"over; {sum(u.done for u in units.values())} repetitions played")
+        injector.stop()
         last_fault = injector.last_recovered or time.monotonic()
         progress(f"soak: all {len(faults)} faults over; waiting for the kiosks to finish "
                  "and drain")
@@ -231,6 +253,7 @@ def soak(workdir, *, seed, lanes=("sqlite", "postgres"), kiosks_per_lane=1, visi
             unit.stop()
             result.unexpected_exits += unit.unexpected_exits
             result.recovered += unit.recovered
+            result.notes += unit.exit_notes
         thanked = {kiosk_id: unit.thanked for kiosk_id, unit in units.items()}
         committed = {kiosk_id: committed_visits(unit) for kiosk_id, unit in units.items()}
         collected, counts = [], {}

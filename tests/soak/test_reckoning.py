@@ -2,7 +2,13 @@
 relies on must be able to fail."""
 
 from benchmarks.soak import schedule
-from benchmarks.soak.reconcile import Committed, epoch, reckon, unaccounted_thanks
+from benchmarks.soak.reconcile import (
+    Committed,
+    epoch,
+    reckon,
+    thank_you_window,
+    unaccounted_thanks,
+)
 
 P0, P1 = "2026-12-01T10:00:00Z", "2026-12-01T10:00:05Z"
 
@@ -31,6 +37,14 @@ def test_a_committed_visit_missing_at_the_collector_is_lost_and_its_period_count
     reckoning = reckon({"k1": [thanks_at(P0)] * 2}, committed, [("k1", "a", "i1", P0)],
                        {("k1", "i1", P0): 2})
     assert (reckoning.lost, reckoning.count_gaps, reckoning.clean) == (1, 1, False)
+
+
+def test_stored_visits_whose_period_count_never_came_are_a_gap():
+    committed = {"k1": [visit("a")]}
+    assert reckon({}, committed, [("k1", "a", "i1", P0)], {}).count_gaps == 1
+    # An undated visit (clock never synced) has no count to wait for.
+    undated = {"k1": [visit("u", period=None)]}
+    assert reckon({}, undated, [("k1", "u", "i1", None)], {}).count_gaps == 0
 
 
 def test_a_visit_stored_twice_or_never_committed_is_duplicated():
@@ -73,3 +87,21 @@ def test_the_schedule_is_seeded_and_holds_every_kind_as_often_as_asked():
     assert [f.at_s for f in faults] == sorted(f.at_s for f in faults)
     assert all(0 <= f.at_s <= 100 for f in faults)
     assert all((f.target in kiosks) == (f.kind in schedule.KIOSK_KINDS) for f in faults)
+
+
+def test_the_thank_you_window_follows_the_kiosk_clock_and_how_far_ahead_it_ever_was():
+    now = epoch(P0)
+    assert thank_you_window(now, {0.0}) == (now - 90, now + 2)
+    # Stepped 3 h back: the kiosk reads its clock 3 h behind, but files visits in the first
+    # period it has not closed, which may be the real one.
+    assert thank_you_window(now, {-10800.0}) == (now - 10800 - 90, now + 2)
+    # Just stepped, maybe not yet read: either offset.
+    assert thank_you_window(now, {0.0, 10800.0}) == (now - 90, now + 10800 + 2)
+    # Back at 0 after 3 h ahead: periods up to 3 h ahead until the wall clock caught up ...
+    window = thank_you_window(now, {0.0}, ahead_s=10800.0)
+    assert window == (now - 90, now + 10800 + 2)
+    ahead = epoch("2026-12-01T12:59:55Z")
+    assert unaccounted_thanks([window], [visit("a", "2026-12-01T12:59:55Z")]) == 0
+    # ... and never further.
+    assert unaccounted_thanks([window], [visit("a", "2026-12-01T13:00:05Z")]) == 1
+    assert ahead - now < 10800
