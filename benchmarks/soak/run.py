@@ -115,11 +115,16 @@ class Injector:
         thread.start()
         self.threads.append(thread)
 
-    def stop(self):
-        """No new fault; wait for those under way to recover (called before anything closes)."""
-        self.stopping.set()
+    def join(self):
+        """Wait until every fault started has been applied and recovered."""
         for thread in self.threads:
             thread.join()
+
+    def stop(self):
+        """Apply no fault still waiting for its target; wait for those under way to recover.
+        Called before anything closes, even after Ctrl-C."""
+        self.stopping.set()
+        self.join()
 
     def revive_dead(self):
         """Restart a kiosk that ended by itself (never one a fault is working on)."""
@@ -242,7 +247,7 @@ def soak(workdir, *, seed, lanes=("sqlite", "postgres"), kiosks_per_lane=1, visi
                 done = sum(1 for t in injector.threads if not t.is_alive())
                 progress(f"soak: {len(injector.threads)}/{len(faults)} faults started, {done} "
                          f"over; {sum(u.done for u in units.values())} repetitions played")
-        injector.stop()
+        injector.join()
         last_fault = injector.last_recovered or time.monotonic()
         progress(f"soak: all {len(faults)} faults over; waiting for the kiosks to finish "
                  "and drain")
