@@ -854,16 +854,23 @@ def test_runner_clock_stepped_forward_and_back_still_releases_each_period(runner
     assert len(period_counts(runner.store)) == 2 and runner.store.outbox_stats().held == 0
 
 
-def test_runner_clock_stepped_forward_and_back_sends_the_period_within_its_jitter(runner):
-    """Found by the soak (docs/reliability.md): a period closed by monotonic time while the
-    clock is behind must not wait for the wall clock to reach the period's end (three hours
-    after a 3-hour step) before its visits and count may go."""
+def stepped_ahead_and_back(runner):
+    """A visit while a bad time source had the clock 3 h ahead, that hour closed, then the
+    clock corrected to 09:05: behind the closed periods. Returns (wall, mono)."""
     wall, mono = runner.wall_source, runner.clock_source
     wall.now = T + timedelta(hours=3)
     rate(runner)
     wall.now += timedelta(hours=1)
-    runner.turn(timeout=0)  # closes the hour three hours ahead
+    runner.turn(timeout=0)  # closes the hours through three ahead
     wall.now = T + timedelta(minutes=5)  # corrected
+    return wall, mono
+
+
+def test_runner_clock_stepped_forward_and_back_sends_the_period_within_its_jitter(runner):
+    """Found by the soak (docs/reliability.md): a period closed by monotonic time while the
+    clock is behind must not wait for the wall clock to reach the period's end (three hours
+    after a 3-hour step) before its visits and count may go."""
+    wall, mono = stepped_ahead_and_back(runner)
     rate(runner)
     mono.now += HOUR * BEHIND_STRETCH + 1
     wall.now += timedelta(seconds=HOUR * BEHIND_STRETCH + 1)
@@ -883,12 +890,7 @@ def test_runner_clock_stepped_forward_and_back_files_visits_in_real_periods_agai
     """Found by the soak (docs/reliability.md): after a 3-hour step ahead and back, every
     later visit went into a period 3 hours ahead, for good (the periods closed by monotonic
     time kept pace with the wall clock). Now the wall clock catches up within twice the step."""
-    wall, mono = runner.wall_source, runner.clock_source
-    wall.now = T + timedelta(hours=3)
-    rate(runner)
-    wall.now += timedelta(hours=1)
-    runner.turn(timeout=0)  # closes the hours through three ahead
-    wall.now = T + timedelta(minutes=5)  # corrected
+    wall, mono = stepped_ahead_and_back(runner)
     for _ in range(7 * 60):  # seven hours, a turn a minute
         mono.now += 60
         wall.now += timedelta(minutes=1)

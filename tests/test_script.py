@@ -279,37 +279,34 @@ def test_script_keep_going_recovers_from_a_frozen_card_and_plays_on(kiosk_world)
     assert world.runner.state.screen is Screen.IDLE
 
 
-def test_script_run_that_could_not_get_its_visits_confirmed_fails(capsys):
-    """A soak tells a drained kiosk from one whose wait ran out by the exit status."""
+def played_run(*, depth, held, wait_confirmed=0.0, completed=1, recovered=0, recorded=1):
+    """``kiosk run``'s end of a script (``run._play``) against a kiosk whose script ended so
+    and whose outbox holds ``depth`` + ``held`` messages: its exit status, or its error."""
     from types import SimpleNamespace
 
     from kiosk import run
-    from kiosk.errors import KioskError
 
-    driver = SimpleNamespace(completed=1, recovered=0, error=None)
+    driver = SimpleNamespace(completed=completed, recovered=recovered, error=None)
     kiosk = SimpleNamespace(
         play=lambda steps, stop, **options: driver,
-        store=SimpleNamespace(outbox_stats=lambda: SimpleNamespace(depth=2, held=1)),
-        runner=SimpleNamespace(recorded=1))
-    args = SimpleNamespace(emulator=None, repeat=1, first=0, wait_confirmed=5.0,
-                           keep_going=False, recover_s=180.0, progress=False)
+        store=SimpleNamespace(outbox_stats=lambda: SimpleNamespace(depth=depth, held=held)),
+        runner=SimpleNamespace(recorded=recorded))
+    args = SimpleNamespace(emulator=None, repeat=completed + recovered, first=0,
+                           wait_confirmed=wait_confirmed, keep_going=True, recover_s=180.0,
+                           progress=False)
+    return run._play(kiosk, (), args, threading.Event())
+
+
+def test_script_run_that_could_not_get_its_visits_confirmed_fails():
+    """A soak tells a drained kiosk from one whose wait ran out by the exit status."""
+    from kiosk.errors import KioskError
+
     with pytest.raises(KioskError, match="3 message\\(s\\) still unconfirmed"):
-        run._play(kiosk, (), args, threading.Event())
-    args.wait_confirmed = 0.0  # not asked to wait: what is queued goes with the next run
-    assert run._play(kiosk, (), args, threading.Event()) == 0
+        played_run(depth=2, held=1, wait_confirmed=5.0)
+    # Not asked to wait: what is queued goes with the next run.
+    assert played_run(depth=2, held=1) == 0
 
 
 def test_script_run_summary_says_how_many_repetitions_recovered(capsys):
-    from types import SimpleNamespace
-
-    from kiosk import run
-
-    driver = SimpleNamespace(completed=7, recovered=2, error=None)
-    kiosk = SimpleNamespace(
-        play=lambda steps, stop, **options: driver,
-        store=SimpleNamespace(outbox_stats=lambda: SimpleNamespace(depth=0, held=3)),
-        runner=SimpleNamespace(recorded=9))
-    args = SimpleNamespace(emulator=None, repeat=9, first=0, wait_confirmed=0.0,
-                           keep_going=True, recover_s=180.0, progress=False)
-    assert run._play(kiosk, (), args, threading.Event()) == 0
+    assert played_run(depth=0, held=3, completed=7, recovered=2, recorded=9) == 0
     assert "played 7 time(s), 2 recovered, 9 visit(s)" in capsys.readouterr().out
