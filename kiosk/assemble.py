@@ -176,14 +176,21 @@ class Kiosk:
                                      progress=progress)
 
         def finish():
+            # Says why the wait ended: a soak once saw it end 235 s early with no word why.
             driver.done.wait()
-            deadline = time.monotonic() + wait_confirmed_s
+            started = time.monotonic()
             try:
-                while time.monotonic() < deadline and not stop.is_set():
+                while time.monotonic() < started + wait_confirmed_s:
+                    if stop.is_set():
+                        log.info("wait for confirmation stopped from outside after %.1f s",
+                                 time.monotonic() - started)
+                        break
                     stats = self.store.outbox_stats()
                     if stats.depth == 0 and stats.held == 0:
                         break
                     stop.wait(0.1)
+            except Exception:  # noqa: BLE001 - logged here: a thread's traceback can go unseen
+                log.exception("wait for confirmation failed")
             finally:
                 self.store.close()  # this thread's own connection only
                 stop.set()

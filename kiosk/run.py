@@ -92,9 +92,9 @@ def _play(kiosk, steps, args, stop):
     if driver.error:
         raise KioskError(f"script failed: {driver.error}")
     if args.wait_confirmed and stats.depth + stats.held:
-        raise KioskError(f"{stats.depth + stats.held} message(s) still unconfirmed after "
-                         f"--wait-confirmed {args.wait_confirmed:g}: they stay in the outbox "
-                         "and go with the next run")
+        raise KioskError(f"{stats.depth + stats.held} message(s) still unconfirmed when the "
+                         f"run ended (--wait-confirmed {args.wait_confirmed:g}; the log says "
+                         "why the wait ended): they stay in the outbox and go with the next run")
     return 0
 
 
