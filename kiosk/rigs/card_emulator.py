@@ -304,8 +304,11 @@ def serve_control(path, handlers, stop_event=None):
     if os.path.exists(path):
         os.unlink(path)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
+    # Bound and listening before the path appears: a client that sees the path and connects
+    # between bind() and listen() is refused (the short soak met it on a loaded machine).
+    server.bind(f"{path}.new")
     server.listen(8)
+    os.replace(f"{path}.new", path)
     server.settimeout(0.2)
     try:
         while stop_event is None or not stop_event.is_set():
