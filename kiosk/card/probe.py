@@ -10,6 +10,7 @@ ID card whose check digit is invalid. ``--watch`` prints one line per inserted c
 import datetime
 import json
 import queue
+import signal
 import time
 
 from kiosk.card import reader as pcsc
@@ -131,6 +132,9 @@ class _NoKeys:
 
 
 def _watch(args):
+    # "Ctrl-C to stop" must hold even when started with SIGINT ignored (a shell's background
+    # job): Python then installs no handler of its own, and the loop would never end.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     events = queue.Queue()
     service = pcsc.CardService(events.put, _NoKeys(), reader=args.reader)
     service.start()

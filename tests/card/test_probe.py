@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from kiosk.rigs.card_profiles import ALL_CIDS, PROFILES
 from tests.fixtures.privacy import find_leaks, record_text
 
@@ -91,9 +93,21 @@ def test_probe_bad_check_digit_exits_4(inserted):
     assert report["cid_masked"].endswith(PROFILES["bad_check_digit"].cid[-1])
 
 
-def test_probe_watch_prints_a_line_per_inserted_card(card_stack):
+WATCH = [sys.executable, "-m", "kiosk", "card", "probe", "--watch", "--json"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(WATCH, id="plain"),
+        # A shell's background job starts with SIGINT ignored, and Python then installs no
+        # Ctrl-C handler of its own: the watcher used to sit on after "Ctrl-C to stop".
+        pytest.param(["sh", "-c", 'trap "" INT; exec "$@"', "sh", *WATCH], id="sigint-ignored"),
+    ],
+)
+def test_probe_watch_prints_a_line_per_inserted_card(card_stack, command):
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "kiosk", "card", "probe", "--watch", "--json"],
+        command,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -105,7 +119,12 @@ def test_probe_watch_prints_a_line_per_inserted_card(card_stack):
         assert first["is_thai_id"] and first["atr"] == PROFILES["nid17"].atr.hex(" ").upper()
     finally:
         watcher.send_signal(signal.SIGINT)
-        out, err = watcher.communicate(timeout=30)
+        try:
+            out, err = watcher.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            watcher.kill()  # a watcher left behind would read the shared reader in later tests
+            watcher.communicate()
+            raise
         record_text("kiosk card probe --watch output", out + err)
     assert watcher.returncode == 0
     assert not any(cid in out + err for cid in ALL_CIDS)
