@@ -84,6 +84,8 @@ class CardStack:
 
     def start(self):
         (self.workdir / "run").mkdir(parents=True, exist_ok=True)
+        # A socket left by an earlier stack in this folder would pass for the new one's.
+        Path(self.control_path).unlink(missing_ok=True)
         conf_dir = self.workdir / "reader.conf.d"
         conf_dir.mkdir(exist_ok=True)
         (conf_dir / "vpcd").write_text(_READER_CONF.format(driver=self.driver))

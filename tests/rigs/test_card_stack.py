@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from kiosk.rigs.card_stack import CardStack
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -66,3 +68,15 @@ def test_stack_dies_with_its_owner_even_on_sigkill(tmp_path):
     while _processes_mentioning(str(workdir)):
         assert time.monotonic() < deadline, "stack processes outlived their owner"
         time.sleep(0.05)
+
+
+def test_stack_starts_in_a_folder_holding_an_old_control_socket(tmp_path):
+    # Left by a stack that was killed: start() once took it for the new emulator's and failed
+    # with "Connection refused" before the new one was listening.
+    workdir = tmp_path / "reused"
+    workdir.mkdir()
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(workdir / "control.sock"))
+    stale.close()
+    with CardStack(workdir) as stack:
+        assert stack.emulator.status()["inserted"] is False
