@@ -26,6 +26,7 @@ MIRROR = "http://deb.debian.org/debian"
 CLEAN_ENV = ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
              f"HOME={CACHE / 'home'}"]
 OUR_UNITS = ("kiosk.service", "kiosk-firstboot.service", "kiosk-out-of-order.service",
+             "kiosk-console-report.service",
              "var-lib-kiosk.mount")
 UNIT_DIRS = ("etc/systemd/system", "lib/systemd/system", "usr/lib/systemd/system")
 
