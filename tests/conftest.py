@@ -13,4 +13,5 @@ pytest_plugins = [
     "tests.fixtures.appliance",
     "tests.fixtures.postgres",
     "tests.fixtures.console",
+    "tests.fixtures.image",
 ]

@@ -163,3 +163,12 @@ def test_image_firstboot_applies_inside_onto_the_data_link(image):
     timesyncd = root / "etc/systemd/timesyncd.conf.d/kiosk.conf"
     assert "NTP=ntp1.example.go.th" in timesyncd.read_text()
     assert sorted(p.name for p in boot.iterdir()) == ["kiosk.toml.applied"]
+
+
+def test_image_firewall_rules_load_inside(image):
+    # Booting the arm64 image showed nft refusing the file: the image has no /etc/protocols, so
+    # a protocol name in it cannot resolve. Checked in the image's own root, in a private netns.
+    root, _ = image
+    done = subprocess.run(["unshare", "--net", "chroot", str(root), "/usr/sbin/nft", "-c", "-f",
+                           "/etc/nftables.conf"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

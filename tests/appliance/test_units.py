@@ -27,7 +27,7 @@ def shell_scripts():
                 first = handle.readline(200)
         except OSError:
             continue
-        if re.match(rb"#!\s*/(usr/)?bin/(env\s+)?(ba)?sh\b", first):
+        if re.match(rb"#!\s*/(usr/)?bin/((env\s+)?(ba)?sh|busybox\s+sh)\b", first):
             found.append(path)
     return found
 
@@ -35,7 +35,9 @@ def shell_scripts():
 def test_units_shell_scripts_are_found():
     names = {p.relative_to(ROOT).as_posix() for p in shell_scripts()}
     assert {"dev", "provisioning/chroot_script", "provisioning/build-wheelhouse",
-            "provisioning/apply-to-root"} <= names
+            "provisioning/apply-to-root", "provisioning/image/build",
+            "provisioning/image/wheelhouse", "provisioning/image/init",
+            "provisioning/filesystem/opt/kiosk/bin/kiosk-report"} <= names
 
 
 @pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck is not installed")
