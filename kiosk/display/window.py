@@ -52,6 +52,10 @@ class Display:
             raise DisplayError(f"cannot open a {s.width}x{s.height} display with SDL video "
                                f"driver {os.environ.get('SDL_VIDEODRIVER', 'default')!r}: "
                                f"{exc}; check display.width/height or run headless") from exc
+        # Which SDL driver and mode the kiosk really got: field support's first question when a
+        # screen stays dark (the image's console report shows this line).
+        log.info("display: SDL video driver %s, %dx%d", pygame.display.get_driver(),
+                 *self._window.get_size())
         pygame.display.set_caption("CITIZENinfo Kiosk")
         # A pointer on a touch kiosk only confuses; developers in debug mode keep it.
         pygame.mouse.set_visible(s.debug)

@@ -52,6 +52,7 @@ def test_image_root_is_read_only_under_an_overlay(booted):
 
 
 def test_image_screen_shows_the_kiosk(booted, image_file):
+    assert "kmsdrm" in (booted.line("display:") or "").lower(), booted.report
     assert booted.screenshot is not None, booted.qemu_log
     surface = pygame.image.load(str(booted.screenshot))
     png = image_file.parent / "image-test-screen.png"
