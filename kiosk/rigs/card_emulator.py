@@ -301,14 +301,16 @@ def serve_control(path, handlers, stop_event=None):
     Requests are handled one at a time in the calling thread, so handlers may start child
     processes whose parent-death signal is tied to this (long-lived) thread.
     """
-    if os.path.exists(path):
-        os.unlink(path)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     # Bound and listening before the path appears: a client that sees the path and connects
-    # between bind() and listen() is refused (the short soak met it on a loaded machine).
-    server.bind(f"{path}.new")
+    # between bind() and listen() is refused (the short soak met it on a loaded machine). The
+    # rename replaces an old socket at ``path``; one left at the temporary name would fail bind.
+    staging = f"{path}.new"
+    if os.path.lexists(staging):
+        os.unlink(staging)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(staging)
     server.listen(8)
-    os.replace(f"{path}.new", path)
+    os.replace(staging, path)
     server.settimeout(0.2)
     try:
         while stop_event is None or not stop_event.is_set():

@@ -75,8 +75,10 @@ def test_stack_starts_in_a_folder_holding_an_old_control_socket(tmp_path):
     # with "Connection refused" before the new one was listening.
     workdir = tmp_path / "reused"
     workdir.mkdir()
-    stale = socket.socket(socket.AF_UNIX)
-    stale.bind(str(workdir / "control.sock"))
-    stale.close()
+    # The emulator binds a temporary name first; one left there by a kill would fail bind().
+    for name in ("control.sock", "control.sock.new"):
+        stale = socket.socket(socket.AF_UNIX)
+        stale.bind(str(workdir / name))
+        stale.close()
     with CardStack(workdir) as stack:
         assert stack.emulator.status()["inserted"] is False
