@@ -341,6 +341,9 @@ def test_periods_collector_reconciles_in_its_worker(broker, kiosk, fleet_url):
         publish(kiosk, "visit", visit("over-2", period=NEXT))
         wait_until(lambda: {a.kind for a in collector.db.alarms(KIOSK)} == {
             "period_count_short", "period_count_over"}, "both alarms")
+        # The alarms commit with the verdicts; the worker counts them just after the commit.
+        wait_until(lambda: collector.counters.periods_short + collector.counters.periods_over
+                   >= 2, "both verdicts counted")
         assert (collector.counters.periods_short, collector.counters.periods_over) == (1, 1)
 
         publish(kiosk, "visit", visit("short-2"))  # the missing visit, late
