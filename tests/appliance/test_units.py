@@ -91,6 +91,17 @@ def test_units_kiosk_service_keeps_the_pi_working():
         assert needed in unit, needed
 
 
+@pytest.mark.parametrize("name", ["kiosk.service", "kiosk-out-of-order.service"])
+def test_units_draw_through_opengl_es_on_kms(name):
+    """SDL's default renderer on KMS/DRM, desktop OpenGL, showed a black screen on the booted
+    image; both units that draw must present through OpenGL ES 2."""
+    environment = " ".join(line.split("=", 1)[1] for line in
+                           (SYSTEMD / name).read_text().splitlines()
+                           if line.startswith("Environment="))
+    assert {"SDL_VIDEODRIVER=kmsdrm",
+            "SDL_FRAMEBUFFER_ACCELERATION=opengles2"} <= set(environment.split())
+
+
 def test_units_hardware_watchdog_is_at_most_fourteen_seconds():
     conf = (ROOT / "provisioning/filesystem/etc/systemd/system.conf.d/kiosk-watchdog.conf")
     seconds = re.search(r"^RuntimeWatchdogSec=(\d+)s$", conf.read_text(), re.M)
