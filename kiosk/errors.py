@@ -97,3 +97,8 @@ class CommandRejected(MessageRejected):
 
 class DisplayError(KioskError, RuntimeError):
     """The screen, its fonts or its sound cannot be set up (names the missing file or package)."""
+
+
+class ReleaseError(KioskError, ValueError):
+    """A release is refused: a bad signature, an unknown key, a file whose size or hash does not
+    match its manifest, or a manifest that breaks the format. Nothing of it has been run."""

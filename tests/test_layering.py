@@ -110,7 +110,7 @@ LAYERS = (
         "kiosk.telemetry", "kiosk.telemetry.topics", "kiosk.clock",
         "kiosk.telemetry.delivery", "kiosk.fleet", "kiosk.fleet.disclosure", "kiosk.fleet.alarms",
         "kiosk.fleet.registry_csv", "kiosk.fleet.registry_sample", "kiosk.rigs",
-        "kiosk.fleet.console", "kiosk.fleet.console.i18n",
+        "kiosk.fleet.console", "kiosk.fleet.console.i18n", "kiosk.update",
     )),
     ("adapters", (
         "kiosk.card.reader", "kiosk.card.probe", "kiosk.display.*", "kiosk.gpio", "kiosk.sqlite",
@@ -121,13 +121,14 @@ LAYERS = (
         "kiosk.fleet.status",
         "kiosk.fleet.provision",
         "kiosk.fleet.registry", "kiosk.fleet.statistics", "kiosk.fleet.command",
-        "kiosk.watchdog", "kiosk.firstboot", "kiosk.fleet.console.*",
+        "kiosk.watchdog", "kiosk.firstboot", "kiosk.fleet.console.*", "kiosk.update.release",
     )),
     ("rigs", ("kiosk.rigs.*",)),
     ("wiring", (
         "kiosk.runner", "kiosk.assemble", "kiosk.run", "kiosk.out_of_order", "kiosk.cli",
         "kiosk.__main__", "kiosk.demo", "kiosk.script", "kiosk.screenshot", "kiosk.fleet.cli",
         "kiosk.fleet.simulate", "kiosk.fleet.console.serve", "kiosk.fleet.demo_console",
+        "kiosk.fleet.release",
     )),
 )
 #: Imports issue 10 named as pointing the wrong way; kept out for good.

@@ -1,5 +1,5 @@
 """The ``kiosk-fleet`` command for central ops: collect, status, command, provision, registry,
-stats, simulate, and the console (serve, users)."""
+stats, simulate, the console (serve, users), and signed releases (release)."""
 
 import sys
 
@@ -15,6 +15,7 @@ VERBS = {
     "simulate": ("kiosk.fleet.simulate", "run simulated kiosks on a broker, over the contract"),
     "serve": ("kiosk.fleet.console.serve", "the web console: fleet, statistics, commands"),
     "users": ("kiosk.fleet.console.users", "add, remove, list the console's users; passwd"),
+    "release": ("kiosk.fleet.release", "the release signing key; build and verify releases"),
 }
 
 
