@@ -21,6 +21,7 @@ VERBS = {
     "demo": ("kiosk.demo", "run the kiosk with an emulated card, a local broker and collector"),
     "screenshot": ("kiosk.screenshot", "render every screen to PNG files"),
     "firstboot": ("kiosk.firstboot", "apply the agency's boot-partition config (first boot)"),
+    "update": ("kiosk.update.updater", "install a signed release into the other slot, switch"),
 }
 
 

@@ -122,13 +122,14 @@ LAYERS = (
         "kiosk.fleet.provision",
         "kiosk.fleet.registry", "kiosk.fleet.statistics", "kiosk.fleet.command",
         "kiosk.watchdog", "kiosk.firstboot", "kiosk.fleet.console.*", "kiosk.update.release",
+        "kiosk.update.slots",
     )),
     ("rigs", ("kiosk.rigs.*",)),
     ("wiring", (
         "kiosk.runner", "kiosk.assemble", "kiosk.run", "kiosk.out_of_order", "kiosk.cli",
         "kiosk.__main__", "kiosk.demo", "kiosk.script", "kiosk.screenshot", "kiosk.fleet.cli",
         "kiosk.fleet.simulate", "kiosk.fleet.console.serve", "kiosk.fleet.demo_console",
-        "kiosk.fleet.release",
+        "kiosk.fleet.release", "kiosk.update.updater",
     )),
 )
 #: Imports issue 10 named as pointing the wrong way; kept out for good.
