@@ -24,6 +24,7 @@ from kiosk.telemetry.commands import Commands
 from kiosk.telemetry.health import HealthReporter
 from kiosk.telemetry.mqtt import MqttLink
 from kiosk.telemetry.outbox import Outbox
+from kiosk.update.trial import Trial
 from kiosk.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,8 @@ class Kiosk:
                                  display=screen, panel=panel, telemetry=self.telemetry,
                                  watchdog=Watchdog(), housekeeper=housekeeper,
                                  rate_only=rate_only, when_key=when_key, when_shown=when_shown,
-                                 wall=wall)
+                                 wall=wall,
+                                 trial=Trial.pending(cfg.storage.data_dir, __version__))
         except BaseException:
             self.close()
             raise

@@ -56,7 +56,8 @@ class Runner:
     visits rated within the repeat window, with their services, in memory only: the flow's
     ``CheckRepeat`` is answered from it (one rating per citizen per service per window).
     ``housekeeper`` (a :class:`kiosk.store.Housekeeper`) is asked to purge when the kiosk is
-    idle. ``clock`` is
+    idle. ``trial`` (a :class:`kiosk.update.trial.Trial`) holds the first run of an updated
+    version suspended until it is proven healthy. ``clock`` is
     monotonic; ``wall()`` returns ``(aware UTC now, synced)`` (:func:`kiosk.clock.system_wall`).
     In demo mode the wall clock counts as synced: a developer's machine may run no timesyncd,
     and a demo's visits must still reach its collector.
@@ -64,7 +65,8 @@ class Runner:
 
     def __init__(self, cfg, store, *, keys, events=None, card=None, display=None, panel=None,
                  telemetry=None, watchdog=None, housekeeper=None, rate_only=False,
-                 clock=time.monotonic, wall=system_wall, when_key=None, when_shown=None):
+                 clock=time.monotonic, wall=system_wall, when_key=None, when_shown=None,
+                 trial=None):
         self.cfg = cfg
         self.store = store
         self.keys = keys
@@ -74,6 +76,7 @@ class Runner:
         self.telemetry = telemetry
         self.watchdog = watchdog
         self.housekeeper = housekeeper
+        self.trial = trial
         self.when_key = when_key
         self.when_shown = when_shown
         self.clock = clock
@@ -99,6 +102,8 @@ class Runner:
         """Turn the loop until ``stop`` (a threading.Event) is set."""
         self._stop = stop
         self._check_disk()
+        if self.trial:
+            self._step(flow.ServiceSuspended(self.trial.reason))
         self._show()
         if self.watchdog:
             self.watchdog.ready("idle")
@@ -131,6 +136,8 @@ class Runner:
         for fact in facts:
             self.handle(fact)
         self.handle(flow.Tick())
+        if self.trial:
+            self._try_trial()
         if self.clock() >= self._next_period_try:
             self._keep_periods()
         self._show()
@@ -138,6 +145,21 @@ class Runner:
             self._housekeeping()
         if self.watchdog:
             self.watchdog.kick()
+
+    def _try_trial(self):
+        """After an update: resume once this turn proves the loop, the broker and the card
+        monitor, and declare the version healthy if the flow then stands at idle."""
+        if not self.trial.is_proven(watchdog=self.watchdog, telemetry=self.telemetry,
+                                    card=self.card):
+            return
+        trial, self.trial = self.trial, None
+        if self.state.out_of_service == trial.reason:
+            self._step(flow.ServiceResumed())
+        if self.state.screen is flow.Screen.IDLE:
+            trial.declare_healthy()
+        else:  # the updater's deadline passes and it rolls back
+            log.error("update: version %s not declared healthy: the kiosk is at %s (%s)",
+                      trial.version, self.state.screen.value, self.state.out_of_service)
 
     def _show(self):
         """Draw the state; drawing never steps the flow."""

@@ -79,6 +79,11 @@ class Watchdog:
         """True when systemd listens and expects watchdog pings from this process."""
         return self.interval is not None and notify_address(self._environ) is not None
 
+    @property
+    def has_pinged(self):
+        """Whether systemd has heard from this process since start-up (READY or WATCHDOG)."""
+        return self._last_ping is not None
+
     def ready(self, status=None):
         """Start-up is done: systemd moves the unit to active (and starts counting WatchdogSec)."""
         fields = ["READY=1"] + ([f"STATUS={status}"] if status else [])

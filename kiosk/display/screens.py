@@ -785,7 +785,7 @@ def _out_of_service(c):
     thai, english = (layout.take_top(whole, whole.height // 2, gap=gap) if c.m.is_portrait
                      else layout.columns(whole, 2, 2 * gap))
     for language, box in (("th", thai), ("en", english)):
-        title, line = wording.TITLES[Screen.OUT_OF_SERVICE][language]
+        title, line = wording.suspension_titles(c.view.out_of_service)[language]
         head, rest = layout.take_top(box, round(box.height * 0.6), gap=gap)
         c.text(title, head, size="title", role="ui_bold", valign="bottom", max_lines=3,
                min_size="body")

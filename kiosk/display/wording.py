@@ -63,6 +63,24 @@ TITLES = {
     },
 }
 
+#: The out-of-service screen's titles while the suspension's reason starts with a key here: a
+#: newly updated version proving itself healthy is not "out of service" to a citizen.
+SUSPENSION_TITLES = {
+    "update_check": {
+        "th": ("กรุณารอสักครู่", "เครื่องกำลังเตรียมพร้อมให้บริการ"),
+        "en": ("One moment, please", "This machine is getting ready"),
+    },
+}
+
+
+def suspension_titles(reason):
+    """(title, line) per language for the out-of-service screen with ``reason``."""
+    for prefix, titles in SUSPENSION_TITLES.items():
+        if (reason or "").startswith(prefix):
+            return titles
+    return TITLES[Screen.OUT_OF_SERVICE]
+
+
 #: Take-card once its owner has gone (the flow's ``card_forgotten``): whoever passes is asked to
 #: hand the card to staff, not told it is theirs.
 FORGOTTEN_CARD = {

@@ -13,22 +13,29 @@ the new one after it. A slot without its mark is rebuilt from scratch; ``current
 at one. Running the install again redoes the unfinished part. Steps are announced
 through ``on_step`` (the updater's log and progress); nothing of a release runs before
 :func:`kiosk.update.release.verify` has passed.
+
+The kiosk is stopped for the store's backup (so no visit comes after it), the trial file is
+written before the switch (so a new version started by anyone starts on trial), and the new
+version is kept only once it declares itself healthy (:mod:`kiosk.update.trial`). Otherwise
+the old slot comes back, and the backup too if the new version moved the store's schema on.
 """
 
 import os
 import shutil
 import sqlite3
 import subprocess
+import time
 import venv
 from pathlib import Path
 
 from kiosk.errors import ReleaseError
-from kiosk.update import release
+from kiosk.store import DB_NAME
+from kiosk.update import release, trial
 
 SLOTS = ("a", "b")
 CURRENT = "current"
 COMPLETE = "COMPLETE"
-STEPS = ("verify", "install", "check", "backup", "switch", "restart")
+STEPS = ("verify", "install", "check", "stop", "backup", "switch", "start", "healthy")
 
 
 def active_slot(apps):
@@ -42,37 +49,93 @@ def inactive_slot(apps):
     return "b" if active_slot(apps) == "a" else "a"
 
 
-def install(apps, release_dir, public_pem, *, manifest_sha256=None, store=None, backups=None,
-            restart=lambda: None, on_step=lambda step, detail: None):
-    """Install the release in ``release_dir`` into the inactive slot and switch to it.
+def install(apps, release_dir, public_pem, *, state, manifest_sha256=None, backups=None,
+            stop=lambda: None, start=lambda: None, health_timeout_s=120.0,
+            on_step=lambda step, detail: None, sleep=time.sleep, clock=time.monotonic):
+    """Install the release in ``release_dir`` into the inactive slot, switch to it, and keep it
+    only if the kiosk declares it healthy within ``health_timeout_s`` (:mod:`~kiosk.update.trial`).
 
-    ``store`` (the kiosk's SQLite file) is copied into ``backups`` first, so a rollback can put
-    back a store the new version migrated. ``restart`` restarts the kiosk on the new slot.
-    Returns (slot, Manifest). Raises ReleaseError, with ``current`` untouched, when the release
-    is refused or does not install.
+    ``state`` is the kiosk's state folder (its store and the trial files); the store is copied
+    into ``backups`` (default: ``state``/backups) while the kiosk is stopped, so a rollback can
+    put back a store the new version migrated. ``stop`` and ``start`` stop and start the kiosk.
+    Returns (slot, Manifest) once healthy. Raises ReleaseError when the release is refused or
+    does not install (``current`` untouched), or after rolling back (the reason in the message).
     """
-    apps = Path(apps)
+    apps, state = Path(apps), Path(state)
+    backups = Path(backups) if backups else state / "backups"
     apps.mkdir(parents=True, exist_ok=True)
     on_step("verify", str(release_dir))
     manifest = release.verify(release_dir, public_pem, manifest_sha256=manifest_sha256)
+    version = manifest.version
     active = active_slot(apps)
-    if active is not None and installed_version(apps, active) == manifest.version:
-        on_step("restart", f"{manifest.version} is already in use (slot {active})")
-        restart()  # an earlier run may have been cut before its restart
-        return active, manifest
-    slot = inactive_slot(apps)
-    if installed_version(apps, slot) == manifest.version:
-        on_step("install", f"{manifest.version} is already complete in slot {slot}")
+    if active is not None and installed_version(apps, active) == version:
+        if _is_healthy(state, version):
+            on_step("healthy", f"{version} is already in use (slot {active})")
+            return active, manifest
+        previous = _other(active)  # an earlier run was cut after its switch: finish its trial
     else:
-        _build(apps / slot, release_dir, manifest, on_step)
-    if store is not None and Path(store).exists():
-        on_step("backup", f"{store} before {manifest.version}")
-        backup(Path(store), Path(backups) / f"kiosk-before-{manifest.version}.db")
-    on_step("switch", f"{CURRENT} -> {slot}")
-    switch(apps, slot)
-    on_step("restart", manifest.version)
-    restart()
-    return slot, manifest
+        previous, active = active, inactive_slot(apps)
+        if installed_version(apps, active) == version:
+            on_step("install", f"{version} is already complete in slot {active}")
+        else:
+            _build(apps / active, release_dir, manifest, on_step)
+        on_step("stop", "the kiosk, to back up its store")
+        stop()
+        store = state / DB_NAME
+        if store.exists():
+            on_step("backup", f"{store} before {version}")
+            backup(store, backups / f"kiosk-before-{version}.db")
+        trial.write(state / trial.TRIAL, {"version": version})  # before the switch: see trial
+        (state / trial.HEALTHY).unlink(missing_ok=True)
+        on_step("switch", f"{CURRENT} -> {active}")
+        switch(apps, active)
+    on_step("start", f"{version} on trial: no visits until it is healthy")
+    start()
+    deadline = clock() + health_timeout_s
+    while not _is_healthy(state, version):
+        if clock() >= deadline:
+            reason = f"{version} was not healthy within {health_timeout_s:.0f} s"
+            _roll_back(apps, state, backups, version, previous, stop, start, on_step, reason)
+            raise ReleaseError(f"rolled back: {reason}")
+        sleep(0.5)
+    (state / trial.TRIAL).unlink(missing_ok=True)
+    on_step("healthy", f"{version} in slot {active}")
+    return active, manifest
+
+
+def _roll_back(apps, state, backups, version, previous, stop, start, on_step, reason):
+    """The old slot back, and the store as it was before the new version migrated it."""
+    on_step("rollback", reason)
+    stop()
+    saved = backups / f"kiosk-before-{version}.db"
+    if saved.exists() and _schema(state / DB_NAME) > _schema(saved):
+        on_step("restore", f"{saved}: the store from before {version}'s migration")
+        restore(saved, state / DB_NAME)
+    if previous is not None and installed_version(apps, previous):
+        switch(apps, previous)
+    (state / trial.TRIAL).unlink(missing_ok=True)
+    on_step("start", f"slot {active_slot(apps)} again")
+    start()
+
+
+def _is_healthy(state, version):
+    declared = trial.read(Path(state) / trial.HEALTHY)
+    return declared is not None and declared.get("version") == version
+
+
+def _other(slot):
+    return SLOTS[1 - SLOTS.index(slot)]
+
+
+def _schema(path):
+    """A store's schema version (``PRAGMA user_version``, :mod:`kiosk.store`); 0 if none."""
+    if not Path(path).exists():
+        return 0
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        db.close()
 
 
 def installed_version(apps, slot):
@@ -131,6 +194,17 @@ def backup(store, target):
         copy.close()
     os.replace(partial, target)
     _sync(target.parent)
+
+
+def restore(saved, store):
+    """Put a backup back in place of the (stopped) kiosk's store: its WAL and shared-memory
+    files go first, as they belong to the store being replaced."""
+    partial = store.with_name(store.name + ".restoring")
+    shutil.copyfile(saved, partial)
+    for leftover in (store.with_name(store.name + "-wal"), store.with_name(store.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    os.replace(partial, store)
+    _sync(store.parent)
 
 
 def _run(argv, failure):

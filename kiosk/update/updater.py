@@ -1,10 +1,12 @@
-"""``kiosk update``: install a signed release into the inactive slot and switch to it.
+"""``kiosk update``: install a signed release into the inactive slot, switch, keep it if healthy.
 
 Run as root by the updater's own unit, the only thing that may write the slots
 (:mod:`kiosk.update.slots`); each step is printed as ``update: <step>: <detail>`` so a technician
-or the unit's journal can follow it.
+or the unit's journal can follow it. Exit status 1 with the reason when the release is refused
+or the kiosk was rolled back.
 """
 
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from kiosk.errors import ReleaseError
 from kiosk.update import slots
 
 APPS = "/var/lib/kiosk/apps"
+STATE = "/var/lib/kiosk/state"
 PUBLIC_KEY = "/etc/kiosk/release-key.pub"
 
 
@@ -21,27 +24,37 @@ def add_arguments(parser):
                         help="the agency's release public key (default %(default)s)")
     parser.add_argument("--sha256", metavar="HEX", help="the manifest SHA-256 the update named")
     parser.add_argument("--apps", default=APPS, help="the slots' folder (default %(default)s)")
-    parser.add_argument("--store", metavar="FILE", help="the kiosk's SQLite store to back up")
-    parser.add_argument("--backups", metavar="DIR", help="where the store's backup goes")
-    parser.add_argument("--restart", metavar="UNIT",
-                        help="systemd unit to restart on the new slot (none when omitted)")
+    parser.add_argument("--state", default=STATE,
+                        help="the kiosk's state folder: its store, the trial files (default "
+                        "%(default)s)")
+    parser.add_argument("--backups", metavar="DIR",
+                        help="where the store's backup goes (default: STATE/backups)")
+    parser.add_argument("--stop-command", default="systemctl stop kiosk.service",
+                        help="stops the kiosk (default: %(default)s)")
+    parser.add_argument("--start-command", default="systemctl start kiosk.service",
+                        help="starts the kiosk (default: %(default)s)")
+    parser.add_argument("--health-timeout", type=float, default=120.0, metavar="S",
+                        help="seconds the new version has to declare itself healthy before "
+                        "the kiosk rolls back (default %(default)s)")
 
 
 def main(args):
-    if bool(args.store) != bool(args.backups):
-        raise ReleaseError("--store and --backups go together")
     try:
         public_pem = Path(args.key).read_bytes()
     except OSError as exc:
         raise ReleaseError(f"cannot read the release key {args.key}: {exc.strerror}") from None
-
-    def restart():
-        if args.restart:
-            subprocess.run(["systemctl", "restart", args.restart], check=True)
-
     slot, manifest = slots.install(
-        args.apps, args.release, public_pem, manifest_sha256=args.sha256, store=args.store,
-        backups=args.backups, restart=restart,
+        args.apps, args.release, public_pem, state=args.state, manifest_sha256=args.sha256,
+        backups=args.backups, stop=_command(args.stop_command),
+        start=_command(args.start_command), health_timeout_s=args.health_timeout,
         on_step=lambda step, detail: print(f"update: {step}: {detail}", flush=True))
     print(f"update: done: {manifest.version} in slot {slot}", flush=True)
     return 0
+
+
+def _command(line):
+    def run():
+        done = subprocess.run(shlex.split(line), capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ReleaseError(f"{line!r} failed: {done.stderr.strip()[-300:]}")
+    return run

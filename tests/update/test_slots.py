@@ -3,7 +3,6 @@ backup, a refused release that never runs, and kill -9 of ``kiosk update`` at ev
 
 import base64
 import hashlib
-import os
 import signal
 import sqlite3
 import subprocess
@@ -13,20 +12,39 @@ import zipfile
 import pytest
 
 from kiosk.errors import ReleaseError
-from kiosk.update import release, slots
+from kiosk.update import release, slots, trial
 
 pytestmark = pytest.mark.timeout(300)
 
 
-def stub_wheel(folder, version):
-    """A tiny stand-in for the project's wheel: its ``kiosk --version`` says ``version``, and
-    importing it leaves a mark, so a test sees whether any of a release ever ran."""
+def stub_wheel(folder, version, *, healthy=True, migrates=False):
+    """A tiny stand-in for the project's wheel. ``kiosk --version`` says ``version``; ``kiosk run
+    STATE`` declares itself healthy when on trial (unless not ``healthy``), after moving the
+    store's schema forward when it ``migrates``. Importing it leaves a mark, so a test sees
+    whether any of a release ever ran."""
     dist = f"citizeninfo_kiosk-{version}.dist-info"
     files = {
-        "kiosk_stub.py": (f"import os\nVERSION = {version!r}\n"
-                          "if os.environ.get('STUB_MARK'):\n"
-                          "    open(os.environ['STUB_MARK'], 'a').write(VERSION)\n"
-                          "def main():\n    print('kiosk', VERSION)\n"),
+        "kiosk_stub.py": f"""import json, os, sqlite3, sys
+VERSION, HEALTHY, MIGRATES = {version!r}, {healthy!r}, {migrates!r}
+if os.environ.get("STUB_MARK"):
+    open(os.environ["STUB_MARK"], "a").write(VERSION)
+def main():
+    if sys.argv[1] == "--version":
+        print("kiosk", VERSION)
+        return
+    state = sys.argv[2]
+    if MIGRATES:
+        with sqlite3.connect(os.path.join(state, "kiosk.db")) as db:
+            db.execute("PRAGMA user_version = 99")
+    try:
+        with open(os.path.join(state, "{trial.TRIAL}")) as f:
+            on_trial = json.load(f)["version"] == VERSION
+    except OSError:
+        on_trial = False
+    if on_trial and HEALTHY:
+        with open(os.path.join(state, "{trial.HEALTHY}"), "w") as f:
+            json.dump({{"version": VERSION}}, f)
+""",
         f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: citizeninfo-kiosk\nVersion: {version}\n",
         f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n"
                          "Tag: py3-none-any\n",
@@ -54,11 +72,13 @@ def keys():
 
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory, keys):
-    """Signed stub releases 9.8.0 and 9.9.0, and the manifest hash of each."""
+    """Signed stub releases, and the manifest hash of each: 9.8.0 (in use), 9.9.0 (healthy),
+    9.9.1 (migrates the store forward, then never declares itself healthy)."""
     made = {}
-    for version in ("9.8.0", "9.9.0"):
+    for version, options in (("9.8.0", {}), ("9.9.0", {}),
+                             ("9.9.1", {"healthy": False, "migrates": True})):
         folder = tmp_path_factory.mktemp("release") / version
-        stub_wheel(folder / release.WHEELS, version)
+        stub_wheel(folder / release.WHEELS, version, **options)
         manifest = release.describe(folder, version=version, platform="any", schema=6,
                                     min_schema=0, created="2026-12-02T09:00:00Z")
         made[version] = (folder, release.sign_into(folder, manifest, keys[0]))
@@ -72,74 +92,120 @@ def running_version(apps):
     return done.stdout.split()[-1]
 
 
+class Kiosk:
+    """The kiosk's unit as the updater drives it: start runs ``current/bin/kiosk run``."""
+
+    def __init__(self, apps, state):
+        self.apps, self.state, self.started = apps, state, []
+
+    def start(self):
+        self.started.append(running_version(self.apps))
+        subprocess.run([str(self.apps / "current/bin/kiosk"), "run", str(self.state)],
+                       check=True, timeout=30)
+
+    def stop(self):
+        pass
+
+    @property
+    def commands(self):
+        return ["--start-command", f"{self.apps}/current/bin/kiosk run {self.state}",
+                "--stop-command", "true"]
+
+
 @pytest.fixture(scope="module")
 def installed_old(tmp_path_factory, releases, keys):
-    """A slot folder with 9.8.0 in slot a, kept as a template for the tests to copy."""
+    """Slot a holding 9.8.0 and in use, kept as a template for the tests to copy."""
     apps = tmp_path_factory.mktemp("template") / "apps"
-    slot, manifest = slots.install(apps, releases["9.8.0"][0], keys[1])
+    state = apps.parent / "state"
+    state.mkdir()
+    slot, manifest = slots.install(apps, releases["9.8.0"][0], keys[1], state=state,
+                                   start=Kiosk(apps, state).start)
     assert (slot, manifest.version, running_version(apps)) == ("a", "9.8.0", "9.8.0")
     return apps
 
 
-def copy_of(template, tmp_path):
+def copy_of(template, tmp_path, visits):
+    """The template's slots, and a state folder with a store of ``visits`` visits."""
     apps = tmp_path / "apps"
     subprocess.run(["cp", "-a", str(template), str(apps)], check=True)
-    return apps
-
-
-def visits_store(path, rows):
-    with sqlite3.connect(path) as db:
+    state = tmp_path / "state"
+    state.mkdir()
+    with sqlite3.connect(state / "kiosk.db") as db:
+        db.execute("PRAGMA user_version = 6")
         db.execute("CREATE TABLE visit (event_id TEXT PRIMARY KEY)")
-        db.executemany("INSERT INTO visit VALUES (?)", [(f"v{i}",) for i in range(rows)])
-    return path
+        db.executemany("INSERT INTO visit VALUES (?)", [(f"v{i}",) for i in range(visits)])
+    return apps, state
+
+
+def visits_in(path):
+    with sqlite3.connect(path) as db:
+        return (db.execute("PRAGMA user_version").fetchone()[0],
+                db.execute("SELECT count(*) FROM visit").fetchone()[0])
 
 
 @pytest.mark.slow
-def test_slots_update_switches_to_the_other_slot_after_backing_up_the_store(
+def test_slots_update_switches_after_backing_up_the_store_and_keeps_a_healthy_version(
         installed_old, releases, keys, tmp_path):
-    apps = copy_of(installed_old, tmp_path)
-    store = visits_store(tmp_path / "kiosk.db", 25)
-    steps, restarted = [], []
+    apps, state = copy_of(installed_old, tmp_path, visits=25)
+    kiosk, steps = Kiosk(apps, state), []
     folder, digest = releases["9.9.0"]
-    slot, manifest = slots.install(apps, folder, keys[1], manifest_sha256=digest, store=store,
-                                   backups=tmp_path / "backups",
-                                   restart=lambda: restarted.append(running_version(apps)),
+    slot, manifest = slots.install(apps, folder, keys[1], state=state, manifest_sha256=digest,
+                                   start=kiosk.start, stop=kiosk.stop,
                                    on_step=lambda step, detail: steps.append(step))
     assert (slot, slots.active_slot(apps), running_version(apps)) == ("b", "b", "9.9.0")
-    assert steps == list(slots.STEPS) and restarted == ["9.9.0"]  # restarted on the new slot
-    with sqlite3.connect(tmp_path / "backups/kiosk-before-9.9.0.db") as db:
-        assert db.execute("SELECT count(*) FROM visit").fetchone() == (25,)
-    assert os.readlink(apps / "current") == "b"
+    assert steps == list(slots.STEPS) and kiosk.started == ["9.9.0"]
+    assert visits_in(state / "backups/kiosk-before-9.9.0.db") == (6, 25)
     assert sorted(p.name for p in apps.iterdir()) == ["a", "b", "current"]
     assert (apps / "b/COMPLETE").read_text() == "9.9.0\n"
+    assert not (state / trial.TRIAL).exists()  # the trial is over
 
-    steps.clear()  # the same update again (a retained command, a rerun): nothing to install
-    assert slots.install(apps, folder, keys[1], on_step=lambda step, detail: steps.append(step),
-                         restart=lambda: restarted.append(running_version(apps)))[0] == "b"
-    assert steps == ["verify", "restart"] and restarted == ["9.9.0", "9.9.0"]
+    steps.clear()  # the same update again (a retained command, a rerun): nothing to do
+    assert slots.install(apps, folder, keys[1], state=state, start=kiosk.start,
+                         on_step=lambda step, detail: steps.append(step))[0] == "b"
+    assert steps == ["verify", "healthy"] and kiosk.started == ["9.9.0"]
+
+
+@pytest.mark.slow
+def test_slots_unhealthy_version_rolls_back_with_the_store_as_it_was(
+        installed_old, releases, keys, tmp_path):
+    """9.9.1 migrates the store forward and never declares itself healthy: the old slot and the
+    store from before come back, with the same visits."""
+    apps, state = copy_of(installed_old, tmp_path, visits=40)
+    kiosk, steps = Kiosk(apps, state), []
+    with pytest.raises(ReleaseError, match="rolled back: 9.9.1 was not healthy within 1 s"):
+        slots.install(apps, releases["9.9.1"][0], keys[1], state=state, start=kiosk.start,
+                      stop=kiosk.stop, health_timeout_s=1.0,
+                      on_step=lambda step, detail: steps.append(step))
+    assert steps == [*slots.STEPS[:-1], "rollback", "restore", "start"]
+    assert kiosk.started == ["9.9.1", "9.8.0"]
+    assert (slots.active_slot(apps), running_version(apps)) == ("a", "9.8.0")
+    assert visits_in(state / "kiosk.db") == (6, 40)  # the migration undone, no visit lost
+    assert not (state / trial.TRIAL).exists()
 
 
 def test_slots_refused_release_never_runs_and_leaves_the_kiosk_as_it_was(
         installed_old, releases, keys, tmp_path, monkeypatch):
-    apps = copy_of(installed_old, tmp_path)
+    apps, state = copy_of(installed_old, tmp_path, visits=1)
     folder = tmp_path / "tampered"
     subprocess.run(["cp", "-a", str(releases["9.9.0"][0]), str(folder)], check=True)
     wheel = next((folder / release.WHEELS).glob("*.whl"))
-    wheel.write_bytes(wheel.read_bytes().replace(b"print('kiosk', VERSION)",
-                                                 b"print('kiosk', 'evil!')"))
+    wheel.write_bytes(wheel.read_bytes().replace(b'print("kiosk", VERSION)',
+                                                 b'print("kiosk", "evil!")'))
     mark = tmp_path / "ran"
     monkeypatch.setenv("STUB_MARK", str(mark))
+    kiosk = Kiosk(apps, state)
     with pytest.raises(ReleaseError, match="SHA-256 does not match"):
-        slots.install(apps, folder, keys[1])
+        slots.install(apps, folder, keys[1], state=state, start=kiosk.start, stop=kiosk.stop)
     assert running_version(apps) == "9.8.0" and slots.active_slot(apps) == "a"
-    assert not (apps / "b").exists()
+    assert not (apps / "b").exists() and kiosk.started == []
     assert mark.read_text() == "9.8.0"  # only the old version's own --version above ran
 
 
-def updater(apps, folder, digest, key, store, backups):
+def updater(apps, state, folder, digest, key, kiosk):
     return subprocess.Popen(
         [sys.executable, "-m", "kiosk", "update", str(folder), "--key", str(key), "--sha256",
-         digest, "--apps", str(apps), "--store", str(store), "--backups", str(backups)],
+         digest, "--apps", str(apps), "--state", str(state), "--health-timeout", "20",
+         *kiosk.commands],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -148,14 +214,14 @@ def updater(apps, folder, digest, key, store, backups):
 def test_slots_kill_9_at_any_step_leaves_a_kiosk_that_starts(
         installed_old, releases, keys, tmp_path, step):
     """Killed as it announces ``step``: the kiosk starts, old or new, never neither; running
-    the update again finishes it."""
-    apps = copy_of(installed_old, tmp_path)
+    the update again finishes it, with no visit lost."""
+    apps, state = copy_of(installed_old, tmp_path, visits=3)
     key = tmp_path / "release-key.pub"
     key.write_bytes(keys[1])
-    store = visits_store(tmp_path / "kiosk.db", 3)
+    kiosk = Kiosk(apps, state)
     folder, digest = releases["9.9.0"]
     said = []
-    with updater(apps, folder, digest, key, store, tmp_path / "backups") as proc:
+    with updater(apps, state, folder, digest, key, kiosk) as proc:
         for line in proc.stdout:
             said.append(line)
             if line.startswith(f"update: {step}:"):
@@ -165,9 +231,8 @@ def test_slots_kill_9_at_any_step_leaves_a_kiosk_that_starts(
     assert proc.returncode == -signal.SIGKILL, "".join(said)
     assert running_version(apps) in ("9.8.0", "9.9.0")
 
-    again = updater(apps, folder, digest, key, store, tmp_path / "backups")
-    out = again.communicate(timeout=120)[0]
+    with updater(apps, state, folder, digest, key, kiosk) as again:
+        out = again.communicate(timeout=120)[0]
     assert again.returncode == 0, out
-    assert running_version(apps) == "9.9.0"
-    with sqlite3.connect(tmp_path / "backups/kiosk-before-9.9.0.db") as db:
-        assert db.execute("SELECT count(*) FROM visit").fetchone() == (3,)
+    assert running_version(apps) == "9.9.0" and "update: done: 9.9.0" in out
+    assert visits_in(state / "kiosk.db") == (6, 3)
