@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures.kiosk_world",
     "tests.fixtures.disk",
     "tests.fixtures.notify",
+    "tests.fixtures.release_server",
     "tests.fixtures.telemetry",
     "tests.fixtures.appliance",
     "tests.fixtures.postgres",

@@ -207,21 +207,9 @@ def verify(folder, public_pem, *, manifest_sha256=None):
     """Check the release in ``folder`` against the trusted ``public_pem`` (and, from an update
     command, the manifest's expected SHA-256); return its Manifest or raise ReleaseError."""
     folder = Path(folder)
-    trusted = _public_key(public_pem)
-    data = _read_small(folder / MANIFEST, MAX_MANIFEST_BYTES)
-    if manifest_sha256 is not None and hashlib.sha256(data).hexdigest() != manifest_sha256:
-        raise ReleaseError(f"{MANIFEST} has SHA-256 {hashlib.sha256(data).hexdigest()}; the "
-                           f"update named {manifest_sha256}: not the release ops chose")
-    signer, signature = _signature(_read_small(folder / SIGNATURE, MAX_SIGNATURE_BYTES))
-    if signer != key_id(public_pem):
-        raise ReleaseError(f"signed by key {signer}; this kiosk trusts only key "
-                           f"{key_id(public_pem)}")
-    try:
-        trusted.verify(signature, data)
-    except InvalidSignature:
-        raise ReleaseError(f"{MANIFEST}: the signature does not match (changed after "
-                           "signing)") from None
-    manifest = Manifest.from_bytes(data)
+    manifest = verify_manifest(_read_small(folder / MANIFEST, MAX_MANIFEST_BYTES),
+                               _read_small(folder / SIGNATURE, MAX_SIGNATURE_BYTES),
+                               public_pem, manifest_sha256=manifest_sha256)
     listed = {f.path for f in manifest.files}
     present = {p.relative_to(folder).as_posix() for p in folder.rglob("*")
                if not p.is_dir() or p.is_symlink()} - {MANIFEST, SIGNATURE}
@@ -237,6 +225,25 @@ def verify(folder, public_pem, *, manifest_sha256=None):
         if sha256_of(path) != entry.sha256:
             raise ReleaseError(f"{entry.path}: its SHA-256 does not match the manifest")
     return manifest
+
+
+def verify_manifest(data, signature_file, public_pem, *, manifest_sha256=None):
+    """The Manifest in ``data`` once its hash (when named) and its signature are checked (the
+    first half of :func:`verify`; a download checks this before fetching any wheel)."""
+    trusted = _public_key(public_pem)
+    if manifest_sha256 is not None and hashlib.sha256(data).hexdigest() != manifest_sha256:
+        raise ReleaseError(f"{MANIFEST} has SHA-256 {hashlib.sha256(data).hexdigest()}; the "
+                           f"update named {manifest_sha256}: not the release ops chose")
+    signer, signature = _signature(signature_file)
+    if signer != key_id(public_pem):
+        raise ReleaseError(f"signed by key {signer}; this kiosk trusts only key "
+                           f"{key_id(public_pem)}")
+    try:
+        trusted.verify(signature, data)
+    except InvalidSignature:
+        raise ReleaseError(f"{MANIFEST}: the signature does not match (changed after "
+                           "signing)") from None
+    return Manifest.from_bytes(data)
 
 
 def _read_small(path, limit):

@@ -1,4 +1,5 @@
-"""``kiosk update``: install a signed release into the inactive slot, switch, keep it if healthy.
+"""``kiosk update``: fetch a signed release, install it into the inactive slot, switch, keep it
+if healthy.
 
 Run as root by the updater's own unit, the only thing that may write the slots
 (:mod:`kiosk.update.slots`); each step is printed as ``update: <step>: <detail>`` so a technician
@@ -11,15 +12,21 @@ import subprocess
 from pathlib import Path
 
 from kiosk.errors import ReleaseError
-from kiosk.update import slots
+from kiosk.update import download, slots
 
 APPS = "/var/lib/kiosk/apps"
 STATE = "/var/lib/kiosk/state"
+DOWNLOADS = "/var/lib/kiosk/downloads"
 PUBLIC_KEY = "/etc/kiosk/release-key.pub"
 
 
 def add_arguments(parser):
-    parser.add_argument("release", metavar="DIR", help="the downloaded release folder")
+    parser.add_argument("release", metavar="DIR|URL",
+                        help="a release folder, or its https:// URL (then --sha256 is needed)")
+    parser.add_argument("--downloads", default=DOWNLOADS,
+                        help="where a release from a URL is fetched to (default %(default)s)")
+    parser.add_argument("--ca", metavar="FILE",
+                        help="CA certificate of the release server (default: the system CAs)")
     parser.add_argument("--key", default=PUBLIC_KEY,
                         help="the agency's release public key (default %(default)s)")
     parser.add_argument("--sha256", metavar="HEX", help="the manifest SHA-256 the update named")
@@ -43,8 +50,17 @@ def main(args):
         public_pem = Path(args.key).read_bytes()
     except OSError as exc:
         raise ReleaseError(f"cannot read the release key {args.key}: {exc.strerror}") from None
+    folder = args.release
+    if folder.startswith("https://"):
+        if not args.sha256:
+            raise ReleaseError("a release URL needs --sha256: the manifest hash ops chose")
+        folder = Path(args.downloads) / args.sha256[:16]
+        download.fetch(args.release, folder, public_pem, manifest_sha256=args.sha256,
+                       cafile=args.ca, on_progress=lambda done, total: print(
+                           f"update: download: {done / 1e6:.1f} of {total / 1e6:.1f} MB",
+                           flush=True))
     slot, manifest = slots.install(
-        args.apps, args.release, public_pem, state=args.state, manifest_sha256=args.sha256,
+        args.apps, folder, public_pem, state=args.state, manifest_sha256=args.sha256,
         backups=args.backups, stop=_command(args.stop_command),
         start=_command(args.start_command), health_timeout_s=args.health_timeout,
         on_step=lambda step, detail: print(f"update: {step}: {detail}", flush=True))

@@ -13,6 +13,7 @@ import pytest
 
 from kiosk.errors import ReleaseError
 from kiosk.update import release, slots, trial
+from tests.fixtures.release_server import ReleaseServer
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -236,3 +237,29 @@ def test_slots_kill_9_at_any_step_leaves_a_kiosk_that_starts(
     assert again.returncode == 0, out
     assert running_version(apps) == "9.9.0" and "update: done: 9.9.0" in out
     assert visits_in(state / "kiosk.db") == (6, 3)
+
+
+@pytest.mark.slow
+def test_slots_update_from_a_url_downloads_then_installs(
+        installed_old, releases, keys, tmp_path, tls):
+    apps, state = copy_of(installed_old, tmp_path, visits=2)
+    key = tmp_path / "release-key.pub"
+    key.write_bytes(keys[1])
+    folder, digest = releases["9.9.0"]
+    server = ReleaseServer(folder, tls)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "kiosk", "update", server.url, "--sha256", digest,
+             "--ca", str(tls / "ca.crt"), "--downloads", str(tmp_path / "downloads"),
+             "--key", str(key), "--apps", str(apps), "--state", str(state),
+             *Kiosk(apps, state).commands], capture_output=True, text=True, timeout=120)
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "update: download: " in done.stdout and "update: done: 9.9.0 in slot b" in done.stdout
+    assert running_version(apps) == "9.9.0"
+    unsigned = subprocess.run(
+        [sys.executable, "-m", "kiosk", "update", server.url, "--key", str(key)],
+        capture_output=True, text=True, timeout=60)
+    assert unsigned.returncode == 1 and "needs --sha256" in unsigned.stderr
