@@ -211,26 +211,30 @@ def updater(apps, state, folder, digest, key, kiosk):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("step", slots.STEPS)
-def test_slots_kill_9_at_any_step_leaves_a_kiosk_that_starts(
-        installed_old, releases, keys, tmp_path, step):
-    """Killed as it announces ``step``: the kiosk starts, old or new, never neither; running
-    the update again finishes it, with no visit lost."""
+def test_slots_kill_9_at_each_step_in_turn_leaves_a_kiosk_that_starts(
+        installed_old, releases, keys, tmp_path):
+    """The updater is killed as it announces a step, run again and killed at the next one, and
+    so on through every step: after each kill the kiosk starts, old or new, never neither; the
+    last run finishes the update, with no visit lost."""
     apps, state = copy_of(installed_old, tmp_path, visits=3)
     key = tmp_path / "release-key.pub"
     key.write_bytes(keys[1])
     kiosk = Kiosk(apps, state)
     folder, digest = releases["9.9.0"]
-    said = []
-    with updater(apps, state, folder, digest, key, kiosk) as proc:
-        for line in proc.stdout:
-            said.append(line)
-            if line.startswith(f"update: {step}:"):
-                proc.send_signal(signal.SIGKILL)
-                break
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "".join(said)
-    assert running_version(apps) in ("9.8.0", "9.9.0")
+    killed = []
+    for step in slots.STEPS:
+        said = []
+        with updater(apps, state, folder, digest, key, kiosk) as proc:
+            for line in proc.stdout:
+                said.append(line)
+                if line.startswith(f"update: {step}:"):
+                    proc.send_signal(signal.SIGKILL)
+                    break
+            proc.wait(timeout=60)
+        if proc.returncode == -signal.SIGKILL:
+            killed.append(step)
+        assert running_version(apps) in ("9.8.0", "9.9.0"), "".join(said)
+    assert killed == list(slots.STEPS)  # each run resumed and reached the next step
 
     with updater(apps, state, folder, digest, key, kiosk) as again:
         out = again.communicate(timeout=120)[0]
