@@ -154,10 +154,15 @@ def _build(staged, release_dir, manifest, on_step):
     # The system's site-packages: Debian's python3-icu, python3-pyscard and lgpio stand in for
     # projects with no wheel for the Pi (provisioning/README.md).
     venv.EnvBuilder(system_site_packages=True, with_pip=True, symlinks=True).create(staged)
-    _run([staged / "bin/python", "-m", "pip", "install", "--quiet", "--no-index",
-          "--disable-pip-version-check", "--no-cache-dir", "--find-links",
-          str(Path(release_dir) / release.WHEELS), f"{release.NAME}[kiosk]=={manifest.version}"],
-         "pip could not install the release offline")
+    # Only the verified wheels: pip's config files and PIP_* variables could add a find-links
+    # folder (the test plants one), so pip runs isolated from both; wheels only, no build.
+    _run([staged / "bin/python", "-m", "pip", "install", "--isolated", "--quiet", "--no-index",
+          "--only-binary=:all:", "--disable-pip-version-check", "--no-cache-dir",
+          "--find-links", str(Path(release_dir) / release.WHEELS),
+          f"{release.NAME}[kiosk]=={manifest.version}"],
+         "pip could not install the release offline",
+         env={**{k: v for k, v in os.environ.items() if not k.startswith("PIP_")},
+              "PIP_CONFIG_FILE": os.devnull})
     on_step("check", f"slot {staged.name} runs kiosk --version")
     said = _run([staged / "bin/kiosk", "--version"], "the installed kiosk does not start")
     if manifest.version not in said:
@@ -207,8 +212,8 @@ def restore(saved, store):
     _sync(store.parent)
 
 
-def _run(argv, failure):
-    done = subprocess.run([str(a) for a in argv], capture_output=True, text=True)
+def _run(argv, failure, env=None):
+    done = subprocess.run([str(a) for a in argv], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise ReleaseError(f"{failure}: {(done.stderr or done.stdout).strip()[-600:]}")
     return done.stdout

@@ -18,14 +18,15 @@ from tests.fixtures.release_server import ReleaseServer
 pytestmark = pytest.mark.timeout(300)
 
 
-def stub_wheel(folder, version, *, healthy=True, migrates=False):
+def stub_wheel(folder, version, *, healthy=True, migrates=False, requires=(), name="kiosk"):
     """A tiny stand-in for the project's wheel. ``kiosk --version`` says ``version``; ``kiosk run
     STATE`` declares itself healthy when on trial (unless not ``healthy``), after moving the
     store's schema forward when it ``migrates``. Importing it leaves a mark, so a test sees
     whether any of a release ever ran."""
-    dist = f"citizeninfo_kiosk-{version}.dist-info"
+    project = "citizeninfo-kiosk" if name == "kiosk" else name
+    dist = f"{project.replace('-', '_')}-{version}.dist-info"
     files = {
-        "kiosk_stub.py": f"""import json, os, sqlite3, sys
+        f"{name}_stub.py": f"""import json, os, sqlite3, sys
 VERSION, HEALTHY, MIGRATES = {version!r}, {healthy!r}, {migrates!r}
 if os.environ.get("STUB_MARK"):
     open(os.environ["STUB_MARK"], "a").write(VERSION)
@@ -46,7 +47,8 @@ def main():
         with open(os.path.join(state, "{trial.HEALTHY}"), "w") as f:
             json.dump({{"version": VERSION}}, f)
 """,
-        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: citizeninfo-kiosk\nVersion: {version}\n",
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n"
+                            + "".join(f"Requires-Dist: {r}\n" for r in requires),
         f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n"
                          "Tag: py3-none-any\n",
         f"{dist}/entry_points.txt": "[console_scripts]\nkiosk = kiosk_stub:main\n",
@@ -55,7 +57,7 @@ def main():
               f"{len(text.encode())}" for name, text in files.items()]
     files[f"{dist}/RECORD"] = "\n".join(record + [f"{dist}/RECORD,,"]) + "\n"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"citizeninfo_kiosk-{version}-py3-none-any.whl"
+    path = folder / f"{project.replace('-', '_')}-{version}-py3-none-any.whl"
     with zipfile.ZipFile(path, "w") as whl:
         for name, text in files.items():
             whl.writestr(name, text)
@@ -200,6 +202,28 @@ def test_slots_refused_release_never_runs_and_leaves_the_kiosk_as_it_was(
     assert running_version(apps) == "9.8.0" and slots.active_slot(apps) == "a"
     assert not (apps / "b").exists() and kiosk.started == []
     assert mark.read_text() == "9.8.0"  # only the old version's own --version above ran
+
+
+@pytest.mark.slow
+def test_slots_pip_takes_only_the_verified_wheels(installed_old, keys, tmp_path, monkeypatch):
+    """A release whose project needs a wheel it does not carry does not install, whatever pip's
+    environment or config offers (the updater runs pip isolated from both)."""
+    apps, state = copy_of(installed_old, tmp_path, visits=1)
+    folder = tmp_path / "needs-more"
+    stub_wheel(folder / release.WHEELS, "9.9.2", requires=["evil-dep"])
+    manifest = release.describe(folder, version="9.9.2", platform="any", schema=6,
+                                min_schema=0, created="2026-12-02T09:00:00Z")
+    release.sign_into(folder, manifest, keys[0])
+    planted = tmp_path / "planted"
+    stub_wheel(planted, "1.0", name="evil-dep")
+    (tmp_path / "pip.conf").write_text(f"[global]\nfind-links = {planted}\n")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(planted))
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(tmp_path / "pip.conf"))
+    kiosk = Kiosk(apps, state)
+    with pytest.raises(ReleaseError, match="pip could not install the release offline"):
+        slots.install(apps, folder, keys[1], state=state, start=kiosk.start, stop=kiosk.stop)
+    assert (slots.active_slot(apps), running_version(apps), kiosk.started) == ("a", "9.8.0", [])
+    assert not list(apps.glob("*/lib/python*/site-packages/evil_dep*"))
 
 
 def updater(apps, state, folder, digest, key, kiosk):
