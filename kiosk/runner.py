@@ -101,9 +101,9 @@ class Runner:
     def run(self, stop):
         """Turn the loop until ``stop`` (a threading.Event) is set."""
         self._stop = stop
-        self._check_disk()
-        if self.trial:
+        if self.trial:  # first: a full disk's suspension then replaces it, and stays
             self._step(flow.ServiceSuspended(self.trial.reason))
+        self._check_disk()
         self._show()
         if self.watchdog:
             self.watchdog.ready("idle")
@@ -147,19 +147,18 @@ class Runner:
             self.watchdog.kick()
 
     def _try_trial(self):
-        """After an update: resume once this turn proves the loop, the broker and the card
-        monitor, and declare the version healthy if the flow then stands at idle."""
+        """After an update: once this turn proves the loop, the broker and the card monitor,
+        with no card in the reader, declare the version healthy, then resume at idle. A
+        suspension for another cause (the disk) stays; the trial then never ends, and the
+        updater rolls back."""
+        if self.state.out_of_service != self.trial.reason or self.state.card_present:
+            return
         if not self.trial.is_proven(watchdog=self.watchdog, telemetry=self.telemetry,
                                     card=self.card):
             return
         trial, self.trial = self.trial, None
-        if self.state.out_of_service == trial.reason:
-            self._step(flow.ServiceResumed())
-        if self.state.screen is flow.Screen.IDLE:
-            trial.declare_healthy()
-        else:  # the updater's deadline passes and it rolls back
-            log.error("update: version %s not declared healthy: the kiosk is at %s (%s)",
-                      trial.version, self.state.screen.value, self.state.out_of_service)
+        trial.declare_healthy()
+        self._step(flow.ServiceResumed())
 
     def _show(self):
         """Draw the state; drawing never steps the flow."""

@@ -122,7 +122,7 @@ LAYERS = (
         "kiosk.fleet.provision",
         "kiosk.fleet.registry", "kiosk.fleet.statistics", "kiosk.fleet.command",
         "kiosk.watchdog", "kiosk.firstboot", "kiosk.fleet.console.*", "kiosk.update.release",
-        "kiosk.update.slots", "kiosk.update.trial",
+        "kiosk.update.slots", "kiosk.update.trial", "kiosk.update.store_files",
     )),
     ("rigs", ("kiosk.rigs.*",)),
     ("wiring", (

@@ -20,9 +20,10 @@ version is kept only once it declares itself healthy (:mod:`kiosk.update.trial`)
 the old slot comes back, and the backup too if the new version moved the store's schema on.
 """
 
+import contextlib
+import fcntl
 import os
 import shutil
-import sqlite3
 import subprocess
 import time
 import venv
@@ -30,19 +31,28 @@ from pathlib import Path
 
 from kiosk.errors import ReleaseError
 from kiosk.store import DB_NAME
-from kiosk.update import release, trial
+from kiosk.update import release, store_files, trial
 
 SLOTS = ("a", "b")
 CURRENT = "current"
 COMPLETE = "COMPLETE"
+#: Root's record of an update under way (version, slot, previous), until its trial ends.
+JOURNAL = "journal.json"
 STEPS = ("verify", "install", "check", "stop", "backup", "switch", "start", "healthy")
 
 
 def active_slot(apps):
-    """The slot ``current`` points at, or None on a kiosk never installed by slot."""
+    """The slot ``current`` points at, or None on a kiosk never installed by slot. Refuses a
+    ``current`` that is anything else: the slot it would rebuild might be the running one."""
     link = Path(apps) / CURRENT
-    target = os.readlink(link) if link.is_symlink() else None
-    return target if target in SLOTS else None
+    if not link.is_symlink():
+        if link.exists():
+            raise ReleaseError(f"{link} is not a link to a slot; fix it by hand")
+        return None
+    target = os.readlink(link)
+    if target not in SLOTS:
+        raise ReleaseError(f"{link} points at {target!r}, not at slot a or b; fix it by hand")
+    return target
 
 
 def inactive_slot(apps):
@@ -55,65 +65,92 @@ def install(apps, release_dir, public_pem, *, state, manifest_sha256=None, backu
     """Install the release in ``release_dir`` into the inactive slot, switch to it, and keep it
     only if the kiosk declares it healthy within ``health_timeout_s`` (:mod:`~kiosk.update.trial`).
 
-    ``state`` is the kiosk's state folder (its store and the trial files); the store is copied
-    into ``backups`` (default: ``state``/backups) while the kiosk is stopped, so a rollback can
-    put back a store the new version migrated. ``stop`` and ``start`` stop and start the kiosk.
-    Returns (slot, Manifest) once healthy. Raises ReleaseError when the release is refused or
-    does not install (``current`` untouched), or after rolling back (the reason in the message).
+    ``state`` is the kiosk's state folder (its store and the trial files). The store is copied
+    into ``backups`` (root's; default: beside ``apps``) while the kiosk is stopped, so a
+    rollback can put back a store the new version migrated. ``stop`` and ``start`` stop and
+    start the kiosk. Returns (slot, Manifest) once healthy. Raises ReleaseError when the release
+    is refused or does not install (``current`` untouched), or after rolling back (the reason
+    in the message). One update at a time (a lock on ``apps``).
     """
     apps, state = Path(apps), Path(state)
-    backups = Path(backups) if backups else state / "backups"
+    backups = Path(backups) if backups else apps.parent / "backups"
     apps.mkdir(parents=True, exist_ok=True)
-    on_step("verify", str(release_dir))
-    manifest = release.verify(release_dir, public_pem, manifest_sha256=manifest_sha256)
-    version = manifest.version
-    active = active_slot(apps)
-    if active is not None and installed_version(apps, active) == version:
-        if _is_healthy(state, version):
+    with _locked(apps):
+        on_step("verify", str(release_dir))
+        manifest = release.verify(release_dir, public_pem, manifest_sha256=manifest_sha256)
+        version = manifest.version
+        active, journal = active_slot(apps), trial.read(apps / JOURNAL)
+        saved = backups / f"kiosk-before-{version}"
+        if journal and journal.get("version") == version and journal.get("slot") == active:
+            previous = journal.get("previous")  # cut after its switch: finish its trial
+        elif active is not None and installed_version(apps, active) == version:
             on_step("healthy", f"{version} is already in use (slot {active})")
             return active, manifest
-        previous = _other(active)  # an earlier run was cut after its switch: finish its trial
-    else:
-        previous, active = active, inactive_slot(apps)
-        if installed_version(apps, active) == version:
-            on_step("install", f"{version} is already complete in slot {active}")
         else:
-            _build(apps / active, release_dir, manifest, on_step)
-        on_step("stop", "the kiosk, to back up its store")
+            previous, active = active, inactive_slot(apps)
+            if installed_version(apps, active) == version:
+                on_step("install", f"{version} is already complete in slot {active}")
+            else:
+                _build(apps / active, release_dir, manifest, on_step)
+            on_step("stop", "the kiosk, to back up its store")
+            stop()
+            on_step("backup", f"{state / DB_NAME} before {version}")
+            store_files.save(state, saved)
+            # Root's own record of the attempt, then the trial file, both before the switch:
+            # a version started by anyone after it starts on trial, and a rerun finishes it.
+            trial.write(apps / JOURNAL, {"version": version, "slot": active, "previous": previous})
+            trial.write(state / trial.TRIAL, {"version": version})
+            (state / trial.HEALTHY).unlink(missing_ok=True)
+            on_step("switch", f"{CURRENT} -> {active}")
+            switch(apps, active)
+        on_step("start", f"{version} on trial: no visits until it is healthy")
+        failure = _trial(state, version, stop, start, health_timeout_s, sleep, clock)
+        if failure is None:
+            (state / trial.TRIAL).unlink(missing_ok=True)
+            (apps / JOURNAL).unlink(missing_ok=True)
+            on_step("healthy", f"{version} in slot {active}")
+            return active, manifest
+        _roll_back(apps, state, saved, manifest, previous, stop, start, on_step, failure)
+        raise ReleaseError(f"rolled back: {failure}")
+
+
+def _trial(state, version, stop, start, timeout_s, sleep, clock):
+    """Start the new version and wait for its health; None when healthy, else the reason. The
+    kiosk is stopped before the verdict, so a health declared at the last instant still counts
+    and no visit is taken by a version about to be rolled back."""
+    try:
+        start()
+        deadline = clock() + timeout_s
+        while not _is_healthy(state, version) and clock() < deadline:
+            sleep(0.5)
+        if _is_healthy(state, version):
+            return None
         stop()
-        store = state / DB_NAME
-        if store.exists():
-            on_step("backup", f"{store} before {version}")
-            backup(store, backups / f"kiosk-before-{version}.db")
-        trial.write(state / trial.TRIAL, {"version": version})  # before the switch: see trial
-        (state / trial.HEALTHY).unlink(missing_ok=True)
-        on_step("switch", f"{CURRENT} -> {active}")
-        switch(apps, active)
-    on_step("start", f"{version} on trial: no visits until it is healthy")
-    start()
-    deadline = clock() + health_timeout_s
-    while not _is_healthy(state, version):
-        if clock() >= deadline:
-            reason = f"{version} was not healthy within {health_timeout_s:.0f} s"
-            _roll_back(apps, state, backups, version, previous, stop, start, on_step, reason)
-            raise ReleaseError(f"rolled back: {reason}")
-        sleep(0.5)
-    (state / trial.TRIAL).unlink(missing_ok=True)
-    on_step("healthy", f"{version} in slot {active}")
-    return active, manifest
+        if _is_healthy(state, version):
+            start()
+            return None
+        return f"{version} was not healthy within {timeout_s:.0f} s"
+    except Exception as exc:  # noqa: BLE001 - a start that fails is a failed trial, not a crash
+        return f"{version} did not start: {exc}"
 
 
-def _roll_back(apps, state, backups, version, previous, stop, start, on_step, reason):
-    """The old slot back, and the store as it was before the new version migrated it."""
+def _roll_back(apps, state, saved, manifest, previous, stop, start, on_step, reason):
+    """The old slot back, and the store as it was if the new version's schema is newer. Each
+    part is tried on its own, so one failure leaves the kiosk running the old slot anyway."""
     on_step("rollback", reason)
-    stop()
-    saved = backups / f"kiosk-before-{version}.db"
-    if saved.exists() and _schema(state / DB_NAME) > _schema(saved):
-        on_step("restore", f"{saved}: the store from before {version}'s migration")
-        restore(saved, state / DB_NAME)
-    if previous is not None and installed_version(apps, previous):
-        switch(apps, previous)
-    (state / trial.TRIAL).unlink(missing_ok=True)
+    parts = [("stop", stop)]
+    if manifest.schema > store_files.schema(saved):
+        on_step("restore", f"{saved}: the store from before {manifest.version}")
+        parts.append(("restore", lambda: store_files.restore(saved, state)))
+    if previous is not None:
+        parts.append(("switch", lambda: switch(apps, previous)))
+    parts += [("trial", lambda: (state / trial.TRIAL).unlink(missing_ok=True)),
+              ("journal", lambda: (apps / JOURNAL).unlink(missing_ok=True))]
+    for name, part in parts:
+        try:
+            part()
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            on_step("rollback", f"{name} failed: {exc}")
     on_step("start", f"slot {active_slot(apps)} again")
     start()
 
@@ -123,19 +160,12 @@ def _is_healthy(state, version):
     return declared is not None and declared.get("version") == version
 
 
-def _other(slot):
-    return SLOTS[1 - SLOTS.index(slot)]
-
-
-def _schema(path):
-    """A store's schema version (``PRAGMA user_version``, :mod:`kiosk.store`); 0 if none."""
-    if not Path(path).exists():
-        return 0
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return db.execute("PRAGMA user_version").fetchone()[0]
-    finally:
-        db.close()
+@contextlib.contextmanager
+def _locked(apps):
+    """One updater at a time: a second one waits for the first to finish."""
+    with open(apps / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def installed_version(apps, slot):
@@ -182,34 +212,6 @@ def switch(apps, slot):
     staged.symlink_to(slot)
     os.replace(staged, apps / CURRENT)
     _sync(apps)
-
-
-def backup(store, target):
-    """A consistent copy of the SQLite store (its online backup API, so a live WAL is included),
-    written beside ``target`` and renamed into place: a cut leaves no half backup."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    partial.unlink(missing_ok=True)
-    source, copy = sqlite3.connect(store), sqlite3.connect(partial)
-    try:
-        with copy:
-            source.backup(copy)
-    finally:
-        source.close()
-        copy.close()
-    os.replace(partial, target)
-    _sync(target.parent)
-
-
-def restore(saved, store):
-    """Put a backup back in place of the (stopped) kiosk's store: its WAL and shared-memory
-    files go first, as they belong to the store being replaced."""
-    partial = store.with_name(store.name + ".restoring")
-    shutil.copyfile(saved, partial)
-    for leftover in (store.with_name(store.name + "-wal"), store.with_name(store.name + "-shm")):
-        leftover.unlink(missing_ok=True)
-    os.replace(partial, store)
-    _sync(store.parent)
 
 
 def _run(argv, failure, env=None):

@@ -2,10 +2,11 @@
 
 After the switch, the updater writes :data:`TRIAL` into the kiosk's state folder, naming the
 version it switched to. A kiosk of that version starts suspended (the "one moment" screen) and
-resumes once, all at one turn of its loop: the loop turns (systemd's watchdog was pinged), the
-broker is connected (when one is configured), and the card monitor talks to pcscd. If the flow
-then stands at idle, the kiosk writes :data:`HEALTHY`. The updater waits for that file; past its
-deadline it rolls back (:mod:`kiosk.update.slots`). A rollback loses no visit: none was taken.
+resumes once all hold at one turn of its loop: the loop turns (systemd's watchdog was pinged), the
+broker is connected (when one is configured), the card monitor talks to pcscd, and no card is
+in the reader (the flow resumes at idle). It writes :data:`HEALTHY` first, then takes visits.
+The updater waits for that file; past its deadline it stops the kiosk, looks once more, and
+rolls back (:mod:`kiosk.update.slots`). A rollback loses no visit: none was taken.
 """
 
 import json
@@ -34,6 +35,8 @@ class Trial:
         asked = read(Path(state_dir) / TRIAL)
         if asked is None or asked.get("version") != version:
             return None
+        if (read(Path(state_dir) / HEALTHY) or {}).get("version") == version:
+            return None  # proven already; the updater was cut before it removed the trial
         return cls(state_dir, version)
 
     @property
@@ -62,8 +65,20 @@ def read(path):
 
 
 def write(path, content):
-    """Write a trial file whole or not at all (rename)."""
+    """Write a trial file whole or not at all, durably. Root writes these in the kiosk user's
+    folder: the temporary name is created afresh (``O_EXCL``) and never followed if it is a
+    symlink (``O_NOFOLLOW``), so nothing planted there redirects root's write."""
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(content) + "\n", encoding="utf-8")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(content) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(partial, path)
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)

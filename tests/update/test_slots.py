@@ -3,6 +3,7 @@ backup, a refused release that never runs, and kill -9 of ``kiosk update`` at ev
 
 import base64
 import hashlib
+import os
 import signal
 import sqlite3
 import subprocess
@@ -17,17 +18,21 @@ from tests.fixtures.release_server import ReleaseServer
 
 pytestmark = pytest.mark.timeout(300)
 
+#: The kiosk user's id in these tests (root runs them; the store belongs to the kiosk user).
+KIOSK_UID = 4321
 
-def stub_wheel(folder, version, *, healthy=True, migrates=False, requires=(), name="kiosk"):
+
+def stub_wheel(folder, version, *, healthy=True, migrates=False, starts=True, requires=(),
+               name="kiosk"):
     """A tiny stand-in for the project's wheel. ``kiosk --version`` says ``version``; ``kiosk run
     STATE`` declares itself healthy when on trial (unless not ``healthy``), after moving the
-    store's schema forward when it ``migrates``. Importing it leaves a mark, so a test sees
-    whether any of a release ever ran."""
+    store's schema forward when it ``migrates``; it fails at once unless it ``starts``.
+    Importing it leaves a mark, so a test sees whether any of a release ever ran."""
     project = "citizeninfo-kiosk" if name == "kiosk" else name
     dist = f"{project.replace('-', '_')}-{version}.dist-info"
     files = {
         f"{name}_stub.py": f"""import json, os, sqlite3, sys
-VERSION, HEALTHY, MIGRATES = {version!r}, {healthy!r}, {migrates!r}
+VERSION, HEALTHY, MIGRATES, STARTS = {version!r}, {healthy!r}, {migrates!r}, {starts!r}
 if os.environ.get("STUB_MARK"):
     open(os.environ["STUB_MARK"], "a").write(VERSION)
 def main():
@@ -35,6 +40,8 @@ def main():
         print("kiosk", VERSION)
         return
     state = sys.argv[2]
+    if not STARTS:
+        sys.exit("the stub does not start")
     if MIGRATES:
         with sqlite3.connect(os.path.join(state, "kiosk.db")) as db:
             db.execute("PRAGMA user_version = 99")
@@ -76,13 +83,15 @@ def keys():
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory, keys):
     """Signed stub releases, and the manifest hash of each: 9.8.0 (in use), 9.9.0 (healthy),
-    9.9.1 (migrates the store forward, then never declares itself healthy)."""
+    9.9.1 (schema 7: migrates the store forward, then never declares itself healthy), 9.9.3
+    (does not start)."""
     made = {}
-    for version, options in (("9.8.0", {}), ("9.9.0", {}),
-                             ("9.9.1", {"healthy": False, "migrates": True})):
+    for version, schema, options in (
+            ("9.8.0", 6, {}), ("9.9.0", 6, {}),
+            ("9.9.1", 7, {"healthy": False, "migrates": True}), ("9.9.3", 6, {"starts": False})):
         folder = tmp_path_factory.mktemp("release") / version
         stub_wheel(folder / release.WHEELS, version, **options)
-        manifest = release.describe(folder, version=version, platform="any", schema=6,
+        manifest = release.describe(folder, version=version, platform="any", schema=schema,
                                     min_schema=0, created="2026-12-02T09:00:00Z")
         made[version] = (folder, release.sign_into(folder, manifest, keys[0]))
     return made
@@ -157,8 +166,8 @@ def test_slots_update_switches_after_backing_up_the_store_and_keeps_a_healthy_ve
                                    on_step=lambda step, detail: steps.append(step))
     assert (slot, slots.active_slot(apps), running_version(apps)) == ("b", "b", "9.9.0")
     assert steps == list(slots.STEPS) and kiosk.started == ["9.9.0"]
-    assert visits_in(state / "backups/kiosk-before-9.9.0.db") == (6, 25)
-    assert sorted(p.name for p in apps.iterdir()) == ["a", "b", "current"]
+    assert visits_in(tmp_path / "backups/kiosk-before-9.9.0/kiosk.db") == (6, 25)
+    assert sorted(p.name for p in apps.iterdir()) == [".lock", "a", "b", "current"]
     assert (apps / "b/COMPLETE").read_text() == "9.9.0\n"
     assert not (state / trial.TRIAL).exists()  # the trial is over
 
@@ -172,8 +181,15 @@ def test_slots_update_switches_after_backing_up_the_store_and_keeps_a_healthy_ve
 def test_slots_unhealthy_version_rolls_back_with_the_store_as_it_was(
         installed_old, releases, keys, tmp_path):
     """9.9.1 migrates the store forward and never declares itself healthy: the old slot and the
-    store from before come back, with the same visits."""
+    store from before come back, with the same visits, the kiosk user's again. What a hostile
+    kiosk user planted in its folder does not redirect root's writes."""
     apps, state = copy_of(installed_old, tmp_path, visits=40)
+    for path in (state, state / "kiosk.db"):
+        os.chown(path, KIOSK_UID, KIOSK_UID)
+    victim = tmp_path / "victim"
+    victim.write_text("root's file")
+    for planted in (".kiosk.db.restoring", "update-trial.json.partial"):
+        (state / planted).symlink_to(victim)
     kiosk, steps = Kiosk(apps, state), []
     with pytest.raises(ReleaseError, match="rolled back: 9.9.1 was not healthy within 1 s"):
         slots.install(apps, releases["9.9.1"][0], keys[1], state=state, start=kiosk.start,
@@ -183,7 +199,30 @@ def test_slots_unhealthy_version_rolls_back_with_the_store_as_it_was(
     assert kiosk.started == ["9.9.1", "9.8.0"]
     assert (slots.active_slot(apps), running_version(apps)) == ("a", "9.8.0")
     assert visits_in(state / "kiosk.db") == (6, 40)  # the migration undone, no visit lost
-    assert not (state / trial.TRIAL).exists()
+    assert os.stat(state / "kiosk.db").st_uid == KIOSK_UID
+    assert victim.read_text() == "root's file"
+    assert not (state / trial.TRIAL).exists() and not (apps / slots.JOURNAL).exists()
+
+
+@pytest.mark.slow
+def test_slots_version_that_does_not_start_rolls_back(installed_old, releases, keys, tmp_path):
+    apps, state = copy_of(installed_old, tmp_path, visits=5)
+    kiosk, steps = Kiosk(apps, state), []
+    with pytest.raises(ReleaseError, match="rolled back: 9.9.3 did not start"):
+        slots.install(apps, releases["9.9.3"][0], keys[1], state=state, start=kiosk.start,
+                      stop=kiosk.stop, on_step=lambda step, detail: steps.append(step))
+    assert steps[-2:] == ["rollback", "start"]  # schema 6 as before: the store is kept
+    assert (slots.active_slot(apps), running_version(apps)) == ("a", "9.8.0")
+    assert visits_in(state / "kiosk.db") == (6, 5)
+
+
+def test_slots_refuse_a_current_link_they_did_not_make(installed_old, releases, keys, tmp_path):
+    apps, state = copy_of(installed_old, tmp_path, visits=0)
+    (apps / "current").unlink()
+    (apps / "current").symlink_to(apps / "a")  # absolute: not one of the slot names
+    with pytest.raises(ReleaseError, match="not at slot a or b; fix it by hand"):
+        slots.install(apps, releases["9.9.0"][0], keys[1], state=state)
+    assert (apps / "a/COMPLETE").read_text() == "9.8.0\n"  # the running slot is untouched
 
 
 def test_slots_refused_release_never_runs_and_leaves_the_kiosk_as_it_was(

@@ -24,6 +24,9 @@ def test_trial_is_pending_only_for_the_version_the_updater_named(tmp_path):
     trial.write(tmp_path / trial.TRIAL, {"version": VERSION})
     assert trial.Trial.pending(tmp_path, VERSION).version == VERSION
     assert trial.Trial.pending(tmp_path, "9.8.0") is None  # the old version, rolled back to
+    trial.write(tmp_path / trial.HEALTHY, {"version": VERSION})
+    assert trial.Trial.pending(tmp_path, VERSION) is None  # proven already: no second trial
+    (tmp_path / trial.HEALTHY).unlink()
     (tmp_path / trial.TRIAL).write_text("{not json")
     assert trial.Trial.pending(tmp_path, VERSION) is None
 
@@ -74,7 +77,12 @@ def test_trial_takes_no_visit_until_proven_then_declares_health_at_idle(on_trial
     assert runner.state.screen is Screen.OUT_OF_SERVICE
     assert not (state / trial.HEALTHY).exists()
 
-    card.reader_state = "no_card"  # pcscd answered: proven
+    runner.events.put(flow.CardInserted())  # a card is left in: not at idle, not healthy
+    card.reader_state = "ok"  # pcscd answered
+    time.sleep(0.3)
+    assert runner.state.screen is Screen.OUT_OF_SERVICE
+    assert not (state / trial.HEALTHY).exists()
+    runner.events.put(flow.CardRemoved())  # taken: proven
     wait_until(lambda: (state / trial.HEALTHY).exists(), "health declared")
     assert trial.read(state / trial.HEALTHY) == {"version": VERSION}
     assert runner.state.screen is Screen.IDLE and runner.trial is None
