@@ -74,7 +74,9 @@ def build(args):
     if out.exists():
         raise ReleaseError(f"{out} exists: a release folder is written once, never over")
     private_pem = _read(args.key, "the private key")
-    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Staged beside the release folder: the final rename stays on one file system.
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".staging-") as tmp:
         staged = Path(tmp) / "release"
         wheels = staged / release.WHEELS
         wheels.mkdir(parents=True)
@@ -91,7 +93,6 @@ def build(args):
             schema=len(MIGRATIONS), min_schema=0,
             created=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
         digest = release.sign_into(staged, manifest, private_pem)
-        out.parent.mkdir(parents=True, exist_ok=True)
         staged.rename(out)
     size = sum(f.size for f in manifest.files)
     print(f"release {manifest.version} for {manifest.platform}: {len(manifest.files)} wheels, "

@@ -9,6 +9,7 @@ checked as a whole (:func:`~kiosk.update.release.verify`), ready for :mod:`kiosk
 """
 
 import http.client
+import re
 import shutil
 import ssl
 import time
@@ -32,12 +33,16 @@ def fetch(url, into, public_pem, *, manifest_sha256, cafile=None, timeout_s=30.0
     Manifest once the whole folder verifies. Raises ReleaseError naming what failed."""
     if not url.startswith("https://"):
         raise ReleaseError(f"release URL {url!r}: only https:// is allowed")
+    if not re.fullmatch(r"[0-9a-f]{64}", manifest_sha256 or ""):
+        raise ReleaseError(f"manifest SHA-256 {manifest_sha256!r} is not 64 hex digits")
     base, into = url.rstrip("/") + "/", Path(into)
     into.mkdir(parents=True, exist_ok=True)
     context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context),
+                                         _HttpsOnlyRedirects())
 
     def get(name, limit=None):
-        return _fetch(base + name, into / name, context, timeout_s, attempts, retry_s, sleep,
+        return _fetch(base + name, into / name, opener, timeout_s, attempts, retry_s, sleep,
                       limit=limit)
 
     get(release.SIGNATURE, limit=release.MAX_SIGNATURE_BYTES)
@@ -72,19 +77,32 @@ def _is_complete(path, entry):
         release.sha256_of(path) == entry.sha256
 
 
-def _fetch(url, target, context, timeout_s, attempts, retry_s, sleep, *, limit=None):
+class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect may move the release, never off HTTPS."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if not newurl.startswith("https://"):
+            raise ReleaseError(f"{req.full_url}: redirected to {newurl!r}, which is not https")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _fetch(url, target, opener, timeout_s, attempts, retry_s, sleep, *, limit=None):
     """``url`` into ``target`` through ``target.part``, resuming a cut; at most ``limit``
     bytes are accepted."""
     partial = target.with_name(target.name + ".part")
     for attempt in range(1, attempts + 1):
         have = partial.stat().st_size if partial.exists() else 0
         try:
-            _get(url, partial, have, context, timeout_s, limit)
+            _get(url, partial, have, opener, timeout_s, limit)
             partial.replace(target)
             return
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-            if isinstance(exc, urllib.error.HTTPError) and exc.code not in (408, 429, 500,
-                                                                            502, 503, 504):
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+            if isinstance(exc, ReleaseError):
+                raise
+            if isinstance(exc, urllib.error.HTTPError) and exc.code == 416:
+                partial.unlink(missing_ok=True)  # asked past its end: the part is whole or stale
+            elif isinstance(exc, urllib.error.HTTPError) and exc.code not in (408, 429, 500,
+                                                                              502, 503, 504):
                 raise ReleaseError(f"{url}: HTTP {exc.code} {exc.reason}") from None
             reason = getattr(exc, "reason", exc)
             if isinstance(reason, ssl.SSLCertVerificationError):
@@ -95,12 +113,17 @@ def _fetch(url, target, context, timeout_s, attempts, retry_s, sleep, *, limit=N
             sleep(retry_s * attempt)
 
 
-def _get(url, partial, have, context, timeout_s, limit):
+def _get(url, partial, have, opener, timeout_s, limit):
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    with urllib.request.urlopen(request, context=context, timeout=timeout_s) as response:
-        resumed = bool(have) and response.status == 206
+    with opener.open(request, timeout=timeout_s) as response:
+        # A 206 must continue exactly where the part ends; anything else starts over.
+        resumed = bool(have) and response.status == 206 and (
+            response.headers.get("Content-Range", "").startswith(f"bytes {have}-"))
+        if have and response.status == 206 and not resumed:
+            partial.unlink()  # not the part asked for: the next attempt starts over
+            raise OSError(f"asked from byte {have}, got {response.headers.get('Content-Range')}")
         size = have if resumed else 0  # a plain 200 answer is the whole file: start over
-        expected = response.headers.get("Content-Length")
+        expected = int(response.headers.get("Content-Length", -1))  # ValueError: retried
         received = 0
         with open(partial, "ab" if resumed else "wb") as out:
             while chunk := response.read(CHUNK):
@@ -108,5 +131,5 @@ def _get(url, partial, have, context, timeout_s, limit):
                 if limit is not None and size + received > limit:
                     raise ReleaseError(f"{url}: larger than the {limit} bytes expected")
                 out.write(chunk)
-        if expected is not None and received < int(expected):
+        if received < expected:
             raise OSError(f"the link was cut after {size + received} bytes")

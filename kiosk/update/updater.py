@@ -7,6 +7,7 @@ or the unit's journal can follow it. Exit status 1 with the reason when the rele
 or the kiosk was rolled back.
 """
 
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -54,7 +55,7 @@ def main(args):
     if folder.startswith("https://"):
         if not args.sha256:
             raise ReleaseError("a release URL needs --sha256: the manifest hash ops chose")
-        folder = Path(args.downloads) / args.sha256[:16]
+        folder = Path(args.downloads) / re.sub(r"[^0-9a-f]", "", args.sha256)[:16]
         download.fetch(args.release, folder, public_pem, manifest_sha256=args.sha256,
                        cafile=args.ca, on_progress=lambda done, total: print(
                            f"update: download: {done / 1e6:.1f} of {total / 1e6:.1f} MB",

@@ -64,11 +64,35 @@ def test_download_resumes_a_cut_link_where_it_stopped(published, keys, tls, tmp_
         release.sha256_of(server.root / PROJECT)
 
 
-def test_download_starts_over_when_the_server_ignores_ranges(published, keys, tls, tmp_path):
+@pytest.mark.parametrize("misbehaviour", ["ignores ranges", "names another range"])
+def test_download_starts_over_when_the_server_does_not_resume(
+        published, keys, tls, tmp_path, misbehaviour):
     server, digest = published
-    server.ranges = False
+    server.ranges = misbehaviour != "ignores ranges"
+    server.wrong_range = misbehaviour == "names another range"
     server.cut[DEPENDENCY] = 50_000
     assert fetch(server, digest, tmp_path / "dl", keys, tls).version == VERSION
+    asked = [r for p, r in server.requests if p == DEPENDENCY]
+    assert asked[:2] == [None, "bytes=50000-"]  # it did ask to resume
+    assert release.sha256_of(tmp_path / "dl" / DEPENDENCY) == \
+        release.sha256_of(server.root / DEPENDENCY)
+
+
+def test_download_part_already_whole_is_finished_not_stuck(published, keys, tls, tmp_path):
+    """Killed between the last byte and the rename: the server answers 416 to the resume."""
+    server, digest = published
+    (tmp_path / "dl/wheels").mkdir(parents=True)
+    (tmp_path / "dl" / (PROJECT + ".part")).write_bytes((server.root / PROJECT).read_bytes())
+    assert fetch(server, digest, tmp_path / "dl", keys, tls).version == VERSION
+
+
+def test_download_refuses_a_redirect_off_https(published, keys, tls, tmp_path):
+    server, digest = published
+    server.redirect = "http://127.0.0.1:9/release/"
+    with pytest.raises(ReleaseError, match="which is not https"):
+        fetch(server, digest, tmp_path / "dl", keys, tls)
+    with pytest.raises(ReleaseError, match="not 64 hex digits"):
+        fetch(server, "../../etc", tmp_path / "dl", keys, tls)
 
 
 def test_download_of_another_release_fetches_no_wheel(published, keys, tls, tmp_path):
