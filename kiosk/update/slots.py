@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import time
 import venv
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from kiosk.errors import ReleaseError
 from kiosk.store import DB_NAME
@@ -36,6 +36,24 @@ from kiosk.update import release, store_files, trial
 SLOTS = ("a", "b")
 CURRENT = "current"
 COMPLETE = "COMPLETE"
+#: Run by a new slot's Python: the project's requirements (core and the kiosk extra) that no
+#: installed distribution meets. pip's own ``check`` would judge every system package too.
+_UNMET = """import importlib.metadata as md, sys
+from pip._vendor.packaging.requirements import Requirement
+unmet = []
+for line in md.requires(sys.argv[1]) or []:
+    need = Requirement(line)
+    if need.marker and not need.marker.evaluate({"extra": "kiosk"}):
+        continue
+    try:
+        found = md.version(need.name)
+    except md.PackageNotFoundError:
+        unmet.append(str(need))
+        continue
+    if not need.specifier.contains(found, prereleases=True):
+        unmet.append(f"{need} (found {found})")
+sys.exit("; ".join(unmet) or None)
+"""
 #: Root's record of an update under way (version, slot, previous), until its trial ends.
 JOURNAL = "journal.json"
 STEPS = ("verify", "install", "check", "stop", "backup", "switch", "start", "healthy")
@@ -184,15 +202,24 @@ def _build(staged, release_dir, manifest, on_step):
     # The system's site-packages: Debian's python3-icu, python3-pyscard and lgpio stand in for
     # projects with no wheel for the Pi (provisioning/README.md).
     venv.EnvBuilder(system_site_packages=True, with_pip=True, symlinks=True).create(staged)
-    # Only the verified wheels: pip's config files and PIP_* variables could add a find-links
-    # folder (the test plants one), so pip runs isolated from both; wheels only, no build.
-    _run([staged / "bin/python", "-m", "pip", "install", "--isolated", "--quiet", "--no-index",
-          "--only-binary=:all:", "--disable-pip-version-check", "--no-cache-dir",
-          "--find-links", str(Path(release_dir) / release.WHEELS),
-          f"{release.NAME}[kiosk]=={manifest.version}"],
-         "pip could not install the release offline",
-         env={**{k: v for k, v in os.environ.items() if not k.startswith("PIP_")},
-              "PIP_CONFIG_FILE": os.devnull})
+    # Only the verified wheels, and only as they were verified: every wheel of the manifest is
+    # pinned to its signed hash, so pip checks the very bytes it installs (a release folder
+    # changed after verify fails here). pip's config files and PIP_* variables could add a
+    # find-links folder (the test plants one): pip runs isolated from both. Wheels only.
+    pins = staged / "release-pins.txt"
+    pins.write_text("".join(f"{_pinned(entry)}\n" for entry in manifest.files))
+    # -I: no PYTHON* variables, and not the working folder on sys.path (an egg-info there would
+    # pass for an installed distribution).
+    pip = [staged / "bin/python", "-I", "-m", "pip", "--isolated", "--disable-pip-version-check"]
+    clean = {**{k: v for k, v in os.environ.items() if not k.startswith("PIP_")},
+             "PIP_CONFIG_FILE": os.devnull}
+    _run([*pip, "install", "--quiet", "--no-index", "--only-binary=:all:", "--no-cache-dir",
+          "--no-deps", "--require-hashes", "--find-links", Path(release_dir) / release.WHEELS,
+          "-r", pins], "pip could not install the release offline", env=clean)
+    # --no-deps installs exactly the manifest; a requirement of the kiosk it leaves unmet
+    # (beyond what Debian's packages provide) is a release built wrong.
+    _run([staged / "bin/python", "-I", "-c", _UNMET, release.NAME],
+         "the release lacks a dependency", env=clean)
     on_step("check", f"slot {staged.name} runs kiosk --version")
     said = _run([staged / "bin/kiosk", "--version"], "the installed kiosk does not start")
     if manifest.version not in said:
@@ -200,6 +227,12 @@ def _build(staged, release_dir, manifest, on_step):
     os.sync()  # the new slot's files are on disk before its mark says it is complete
     (staged / COMPLETE).write_text(manifest.version + "\n")
     _sync(staged)
+
+
+def _pinned(entry):
+    """A requirement line for one wheel of the manifest: its name and version, and its hash."""
+    name, version = PurePosixPath(entry.path).name.split("-")[:2]
+    return f"{name}=={version} --hash=sha256:{entry.sha256}"
 
 
 def switch(apps, slot):
@@ -215,7 +248,8 @@ def switch(apps, slot):
 
 
 def _run(argv, failure, env=None):
-    done = subprocess.run([str(a) for a in argv], capture_output=True, text=True, env=env)
+    done = subprocess.run([str(a) for a in argv], capture_output=True, text=True, env=env,
+                          cwd="/")
     if done.returncode != 0:
         raise ReleaseError(f"{failure}: {(done.stderr or done.stdout).strip()[-600:]}")
     return done.stdout

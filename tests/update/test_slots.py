@@ -156,25 +156,41 @@ def visits_in(path):
 
 
 @pytest.mark.slow
-def test_slots_update_switches_after_backing_up_the_store_and_keeps_a_healthy_version(
-        installed_old, releases, keys, tmp_path):
+def test_slots_update_from_a_url_switches_after_backing_up_the_store_and_keeps_it_healthy(
+        installed_old, releases, keys, tmp_path, tls):
+    """``kiosk update URL``: downloaded, installed into slot b, the store backed up, switched,
+    started on trial, kept once healthy; the same update again only verifies."""
     apps, state = copy_of(installed_old, tmp_path, visits=25)
-    kiosk, steps = Kiosk(apps, state), []
+    key = tmp_path / "release-key.pub"
+    key.write_bytes(keys[1])
     folder, digest = releases["9.9.0"]
-    slot, manifest = slots.install(apps, folder, keys[1], state=state, manifest_sha256=digest,
-                                   start=kiosk.start, stop=kiosk.stop,
-                                   on_step=lambda step, detail: steps.append(step))
-    assert (slot, slots.active_slot(apps), running_version(apps)) == ("b", "b", "9.9.0")
-    assert steps == list(slots.STEPS) and kiosk.started == ["9.9.0"]
+    server = ReleaseServer(folder, tls)
+
+    def update(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "kiosk", "update", server.url, *args, "--key", str(key),
+             "--ca", str(tls / "ca.crt"), "--downloads", str(tmp_path / "downloads"),
+             "--apps", str(apps), "--state", str(state), *Kiosk(apps, state).commands],
+            capture_output=True, text=True, timeout=120)
+
+    try:
+        done = update("--sha256", digest)
+        again = update("--sha256", digest)
+        unsigned = update()
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+    assert done.returncode == 0, done.stdout + done.stderr
+    said = [line.split(":")[1].strip() for line in done.stdout.splitlines()]
+    assert [step for step in said if step != "download"] == [*slots.STEPS, "done"]
+    assert "update: download: 0.0 of " in done.stdout
+    assert (slots.active_slot(apps), running_version(apps)) == ("b", "9.9.0")
     assert visits_in(tmp_path / "backups/kiosk-before-9.9.0/kiosk.db") == (6, 25)
     assert sorted(p.name for p in apps.iterdir()) == [".lock", "a", "b", "current"]
     assert (apps / "b/COMPLETE").read_text() == "9.9.0\n"
     assert not (state / trial.TRIAL).exists()  # the trial is over
-
-    steps.clear()  # the same update again (a retained command, a rerun): nothing to do
-    assert slots.install(apps, folder, keys[1], state=state, start=kiosk.start,
-                         on_step=lambda step, detail: steps.append(step))[0] == "b"
-    assert steps == ["verify", "healthy"] and kiosk.started == ["9.9.0"]
+    assert again.returncode == 0 and "update: healthy: 9.9.0 is already in use" in again.stdout
+    assert unsigned.returncode == 1 and "needs --sha256" in unsigned.stderr
 
 
 @pytest.mark.slow
@@ -245,8 +261,9 @@ def test_slots_refused_release_never_runs_and_leaves_the_kiosk_as_it_was(
 
 @pytest.mark.slow
 def test_slots_pip_takes_only_the_verified_wheels(installed_old, keys, tmp_path, monkeypatch):
-    """A release whose project needs a wheel it does not carry does not install, whatever pip's
-    environment or config offers (the updater runs pip isolated from both)."""
+    """A release whose project needs a wheel it does not carry is refused, whatever pip's
+    environment or config offers (the updater runs pip isolated from both, on the manifest's
+    wheels alone)."""
     apps, state = copy_of(installed_old, tmp_path, visits=1)
     folder = tmp_path / "needs-more"
     stub_wheel(folder / release.WHEELS, "9.9.2", requires=["evil-dep"])
@@ -259,10 +276,31 @@ def test_slots_pip_takes_only_the_verified_wheels(installed_old, keys, tmp_path,
     monkeypatch.setenv("PIP_FIND_LINKS", str(planted))
     monkeypatch.setenv("PIP_CONFIG_FILE", str(tmp_path / "pip.conf"))
     kiosk = Kiosk(apps, state)
-    with pytest.raises(ReleaseError, match="pip could not install the release offline"):
+    with pytest.raises(ReleaseError, match="the release lacks a dependency: evil-dep"):
         slots.install(apps, folder, keys[1], state=state, start=kiosk.start, stop=kiosk.stop)
     assert (slots.active_slot(apps), running_version(apps), kiosk.started) == ("a", "9.8.0", [])
     assert not list(apps.glob("*/lib/python*/site-packages/evil_dep*"))
+
+
+@pytest.mark.slow
+def test_slots_wheel_changed_after_verify_is_not_installed(
+        installed_old, releases, keys, tmp_path):
+    """pip checks each wheel against its signed hash as it reads it: a release folder changed
+    between the verification and the install (a USB stick, another writer) is refused."""
+    apps, state = copy_of(installed_old, tmp_path, visits=1)
+    folder = tmp_path / "swapped"
+    subprocess.run(["cp", "-a", str(releases["9.9.0"][0]), str(folder)], check=True)
+    wheel = next((folder / release.WHEELS).glob("*.whl"))
+
+    def swap(step, detail):
+        if step == "install":  # verified already
+            wheel.write_bytes(wheel.read_bytes().replace(b'print("kiosk", VERSION)',
+                                                         b'print("kiosk", "evil!")'))
+
+    with pytest.raises(ReleaseError, match="pip could not install the release offline"):
+        slots.install(apps, folder, keys[1], state=state, on_step=swap)
+    assert (slots.active_slot(apps), running_version(apps)) == ("a", "9.8.0")
+    assert slots.installed_version(apps, "b") is None
 
 
 def updater(apps, state, folder, digest, key, kiosk):
@@ -304,29 +342,3 @@ def test_slots_kill_9_at_each_step_in_turn_leaves_a_kiosk_that_starts(
     assert again.returncode == 0, out
     assert running_version(apps) == "9.9.0" and "update: done: 9.9.0" in out
     assert visits_in(state / "kiosk.db") == (6, 3)
-
-
-@pytest.mark.slow
-def test_slots_update_from_a_url_downloads_then_installs(
-        installed_old, releases, keys, tmp_path, tls):
-    apps, state = copy_of(installed_old, tmp_path, visits=2)
-    key = tmp_path / "release-key.pub"
-    key.write_bytes(keys[1])
-    folder, digest = releases["9.9.0"]
-    server = ReleaseServer(folder, tls)
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "kiosk", "update", server.url, "--sha256", digest,
-             "--ca", str(tls / "ca.crt"), "--downloads", str(tmp_path / "downloads"),
-             "--key", str(key), "--apps", str(apps), "--state", str(state),
-             *Kiosk(apps, state).commands], capture_output=True, text=True, timeout=120)
-    finally:
-        server.httpd.shutdown()
-        server.httpd.server_close()
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "update: download: " in done.stdout and "update: done: 9.9.0 in slot b" in done.stdout
-    assert running_version(apps) == "9.9.0"
-    unsigned = subprocess.run(
-        [sys.executable, "-m", "kiosk", "update", server.url, "--key", str(key)],
-        capture_output=True, text=True, timeout=60)
-    assert unsigned.returncode == 1 and "needs --sha256" in unsigned.stderr
