@@ -7,11 +7,9 @@ kiosk will (:func:`kiosk.update.release.verify`). The format is in :mod:`kiosk.u
 
 import datetime as dt
 import os
-import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -36,7 +34,7 @@ def add_arguments(parser):
                        "for this machine from --source")
     build.add_argument("--source", default=".", metavar="DIR",
                        help="the repository to build from (default: the current folder)")
-    build.add_argument("--platform", default=_this_platform(),
+    build.add_argument("--platform", default=release.platform_tag(),
                        help="the kiosk platform the wheels are for (default %(default)s)")
     verify = sub.add_parser("verify", help="check a release folder as a kiosk will")
     verify.add_argument("folder", metavar="DIR")
@@ -46,10 +44,6 @@ def add_arguments(parser):
 
 def main(args):
     return {"keygen": keygen, "build": build, "verify": verify}[args.action](args)
-
-
-def _this_platform():
-    return re.sub(r"[^a-z0-9_.]", "_", sysconfig.get_platform().lower())
 
 
 def keygen(args):

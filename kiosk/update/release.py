@@ -15,6 +15,7 @@ import base64
 import hashlib
 import json
 import re
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -124,6 +125,27 @@ def _entry(item):
         raise ReleaseError(f"{MANIFEST}: {path}: size {size!r} is not allowed")
     _check(digest, _SHA256, f"{path}: sha256")
     return FileEntry(path, size, digest)
+
+
+def platform_tag():
+    """This machine's platform as a manifest names it (``linux_aarch64`` on a 64-bit Pi OS)."""
+    return re.sub(r"[^a-z0-9_.]", "_", sysconfig.get_platform().lower())
+
+
+def check_fits(manifest, store_schema):
+    """Refuse a release this kiosk cannot run: built for another platform, or unable to open
+    a store at ``store_schema`` (newer than it knows, or older than it migrates from)."""
+    if manifest.platform not in ("any", platform_tag()):
+        raise ReleaseError(f"release {manifest.version} is built for {manifest.platform}; "
+                           f"this kiosk is {platform_tag()}")
+    if store_schema > manifest.schema:
+        raise ReleaseError(f"release {manifest.version} knows store schemas up to "
+                           f"{manifest.schema}; this store is at {store_schema} (a newer "
+                           "version's): it could not open it")
+    if store_schema and store_schema < manifest.min_schema:
+        raise ReleaseError(f"release {manifest.version} migrates stores from schema "
+                           f"{manifest.min_schema} on; this store is at {store_schema}: "
+                           "install an intermediate release first")
 
 
 # --- keys -------------------------------------------------------------------------------------

@@ -105,6 +105,8 @@ def install(apps, release_dir, public_pem, *, state, manifest_sha256=None, backu
             on_step("healthy", f"{version} is already in use (slot {active})")
             return active, manifest
         else:
+            # Early, before a build: the authoritative check follows the backup.
+            release.check_fits(manifest, store_files.header_schema(state))
             previous, active = active, inactive_slot(apps)
             if installed_version(apps, active) == version:
                 on_step("install", f"{version} is already complete in slot {active}")
@@ -114,6 +116,11 @@ def install(apps, release_dir, public_pem, *, state, manifest_sha256=None, backu
             stop()
             on_step("backup", f"{state / DB_NAME} before {version}")
             store_files.save(state, saved)
+            try:
+                release.check_fits(manifest, store_files.schema(saved))
+            except ReleaseError:
+                start()  # the kiosk as it was
+                raise
             # Root's own record of the attempt, then the trial file, both before the switch:
             # a version started by anyone after it starts on trial, and a rerun finishes it.
             trial.write(apps / JOURNAL, {"version": version, "slot": active, "previous": previous})

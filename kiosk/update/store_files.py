@@ -58,6 +58,21 @@ def schema(saved):
             db.close()
 
 
+def header_schema(state):
+    """The live store's schema version as its file header says (offset 60, where SQLite keeps
+    ``user_version``), read without opening it as SQLite; 0 when there is no store. The kiosk
+    checkpoints after a migration, so the header is current except after an unclean stop."""
+    try:
+        fd = os.open(Path(state) / DB_NAME, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return 0
+    with os.fdopen(fd, "rb") as db:
+        header = db.read(100)
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\0"):
+        return 0
+    return int.from_bytes(header[60:64], "big")
+
+
 def restore(saved, state):
     """Put the saved store back in ``state`` for the kiosk user, replacing what is there."""
     state = Path(state)

@@ -237,3 +237,24 @@ def test_release_cli_build_needs_exactly_one_project_wheel(tmp_path, keys):
     done = fleet("build", "--key", key, "--wheelhouse", house, "--out", tmp_path / "r")
     assert done.returncode == 1 and "exactly one citizeninfo-kiosk wheel, not 0" in done.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("platform, store_schema, refusal", [
+    ("linux_s390x", 6, "built for linux_s390x; this kiosk is "),
+    ("any", 8, "knows store schemas up to 7; this store is at 8"),
+    ("any", 2, "migrates stores from schema 3 on; this store is at 2"),
+])
+def test_release_that_does_not_fit_this_kiosk_is_refused(tmp_path, platform, store_schema,
+                                                          refusal):
+    manifest = release.describe(wheelhouse(tmp_path / "r"), version=VERSION, platform=platform,
+                                schema=7, min_schema=3, created="2026-12-02T09:00:00Z")
+    with pytest.raises(ReleaseError, match=refusal):
+        release.check_fits(manifest, store_schema)
+
+
+@pytest.mark.parametrize("store_schema", [0, 3, 6, 7])  # 0: no store yet
+def test_release_that_fits_passes(tmp_path, store_schema):
+    manifest = release.describe(wheelhouse(tmp_path / "r"), version=VERSION,
+                                platform=release.platform_tag(), schema=7, min_schema=3,
+                                created="2026-12-02T09:00:00Z")
+    release.check_fits(manifest, store_schema)

@@ -232,6 +232,24 @@ def test_slots_version_that_does_not_start_rolls_back(installed_old, releases, k
     assert visits_in(state / "kiosk.db") == (6, 5)
 
 
+def test_slots_release_too_old_for_the_store_is_refused_before_anything(
+        installed_old, keys, tmp_path):
+    """A release that knows only schema 5 would not open this store (schema 6): refused before
+    a build, with the kiosk never stopped."""
+    apps, state = copy_of(installed_old, tmp_path, visits=4)
+    folder = tmp_path / "old"
+    stub_wheel(folder / release.WHEELS, "9.7.0")
+    manifest = release.describe(folder, version="9.7.0", platform="any", schema=5,
+                                min_schema=0, created="2026-12-02T09:00:00Z")
+    release.sign_into(folder, manifest, keys[0])
+    steps = []
+    with pytest.raises(ReleaseError, match="up to 5; this store is at 6"):
+        slots.install(apps, folder, keys[1], state=state,
+                      on_step=lambda step, detail: steps.append(step))
+    assert steps == ["verify"] and not (apps / "b").exists()
+    assert visits_in(state / "kiosk.db") == (6, 4)
+
+
 def test_slots_refuse_a_current_link_they_did_not_make(installed_old, releases, keys, tmp_path):
     apps, state = copy_of(installed_old, tmp_path, visits=0)
     (apps / "current").unlink()
