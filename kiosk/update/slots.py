@@ -56,7 +56,7 @@ sys.exit("; ".join(unmet) or None)
 """
 #: Root's record of an update under way (version, slot, previous), until its trial ends.
 JOURNAL = "journal.json"
-STEPS = ("verify", "install", "check", "stop", "backup", "switch", "start", "healthy")
+STEPS = ("verify", "install", "check", "wait", "stop", "backup", "switch", "start", "healthy")
 
 
 def active_slot(apps):
@@ -78,15 +78,16 @@ def inactive_slot(apps):
 
 
 def install(apps, release_dir, public_pem, *, state, manifest_sha256=None, backups=None,
-            stop=lambda: None, start=lambda: None, health_timeout_s=120.0,
+            wait_quiet=lambda: None, stop=lambda: None, start=lambda: None, health_timeout_s=120.0,
             on_step=lambda step, detail: None, sleep=time.sleep, clock=time.monotonic):
     """Install the release in ``release_dir`` into the inactive slot, switch to it, and keep it
     only if the kiosk declares it healthy within ``health_timeout_s`` (:mod:`~kiosk.update.trial`).
 
     ``state`` is the kiosk's state folder (its store and the trial files). The store is copied
     into ``backups`` (root's; default: beside ``apps``) while the kiosk is stopped, so a
-    rollback can put back a store the new version migrated. ``stop`` and ``start`` stop and
-    start the kiosk. Returns (slot, Manifest) once healthy. Raises ReleaseError when the release
+    rollback can put back a store the new version migrated. ``wait_quiet`` returns once the
+    kiosk may be stopped (:mod:`~kiosk.update.quiet`); ``stop`` and ``start`` stop and start
+    the kiosk. Returns (slot, Manifest) once healthy. Raises ReleaseError when the release
     is refused or does not install (``current`` untouched), or after rolling back (the reason
     in the message). One update at a time (a lock on ``apps``).
     """
@@ -112,6 +113,8 @@ def install(apps, release_dir, public_pem, *, state, manifest_sha256=None, backu
                 on_step("install", f"{version} is already complete in slot {active}")
             else:
                 _build(apps / active, release_dir, manifest, on_step)
+            on_step("wait", "for the kiosk to be free, outside office hours")
+            wait_quiet()
             on_step("stop", "the kiosk, to back up its store")
             stop()
             on_step("backup", f"{state / DB_NAME} before {version}")

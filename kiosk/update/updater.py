@@ -12,12 +12,14 @@ import shlex
 import subprocess
 from pathlib import Path
 
+from kiosk import config as kiosk_config
 from kiosk.errors import ReleaseError
-from kiosk.update import download, slots
+from kiosk.update import download, quiet, slots
 
 APPS = "/var/lib/kiosk/apps"
 STATE = "/var/lib/kiosk/state"
 DOWNLOADS = "/var/lib/kiosk/downloads"
+CONFIG = "/etc/kiosk/kiosk.toml"
 PUBLIC_KEY = "/etc/kiosk/release-key.pub"
 
 
@@ -37,6 +39,16 @@ def add_arguments(parser):
                         "%(default)s)")
     parser.add_argument("--backups", metavar="DIR",
                         help="where the store's backup goes (default: STATE/backups)")
+    parser.add_argument("--config", default=CONFIG,
+                        help="the kiosk's config, for its office hours (default %(default)s)")
+    parser.add_argument("--any-time", action="store_true",
+                        help="do not wait for the office to close (a technician on site); "
+                        "a visit in progress is still never interrupted")
+    parser.add_argument("--status-command", default="systemctl show -P StatusText kiosk.service",
+                        help="prints the kiosk's screen (default: %(default)s)")
+    parser.add_argument("--wait-limit", type=float, default=86400.0, metavar="S",
+                        help="give up after waiting this long for a free kiosk outside office "
+                        "hours (default %(default)s)")
     parser.add_argument("--stop-command", default="systemctl stop kiosk.service",
                         help="stops the kiosk (default: %(default)s)")
     parser.add_argument("--start-command", default="systemctl start kiosk.service",
@@ -60,13 +72,28 @@ def main(args):
                        cafile=args.ca, on_progress=lambda done, total: print(
                            f"update: download: {done / 1e6:.1f} of {total / 1e6:.1f} MB",
                            flush=True))
+    is_office_hours = (lambda wall: False) if args.any_time else quiet.office_hours(
+        kiosk_config.load(args.config))
+
+    def wait_quiet():
+        quiet.wait_until_quiet(
+            is_office_hours, lambda: _output(args.status_command), limit_s=args.wait_limit,
+            on_wait=lambda why: print(f"update: wait: {why}", flush=True))
+
     slot, manifest = slots.install(
         args.apps, folder, public_pem, state=args.state, manifest_sha256=args.sha256,
-        backups=args.backups, stop=_command(args.stop_command),
+        backups=args.backups, wait_quiet=wait_quiet, stop=_command(args.stop_command),
         start=_command(args.start_command), health_timeout_s=args.health_timeout,
         on_step=lambda step, detail: print(f"update: {step}: {detail}", flush=True))
     print(f"update: done: {manifest.version} in slot {slot}", flush=True)
     return 0
+
+
+def _output(line):
+    done = subprocess.run(shlex.split(line), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ReleaseError(f"{line!r} failed: {done.stderr.strip()[-300:]}")
+    return done.stdout.strip()
 
 
 def _command(line):

@@ -22,17 +22,16 @@ pytestmark = pytest.mark.timeout(300)
 KIOSK_UID = 4321
 
 
-def stub_wheel(folder, version, *, healthy=True, migrates=False, starts=True, requires=(),
-               name="kiosk"):
+def stub_wheel(folder, version, *, healthy=True, migrates=False, requires=(), name="kiosk"):
     """A tiny stand-in for the project's wheel. ``kiosk --version`` says ``version``; ``kiosk run
     STATE`` declares itself healthy when on trial (unless not ``healthy``), after moving the
-    store's schema forward when it ``migrates``; it fails at once unless it ``starts``.
-    Importing it leaves a mark, so a test sees whether any of a release ever ran."""
+    store's schema forward when it ``migrates``. Importing it leaves a mark, so a test sees
+    whether any of a release ever ran."""
     project = "citizeninfo-kiosk" if name == "kiosk" else name
     dist = f"{project.replace('-', '_')}-{version}.dist-info"
     files = {
         f"{name}_stub.py": f"""import json, os, sqlite3, sys
-VERSION, HEALTHY, MIGRATES, STARTS = {version!r}, {healthy!r}, {migrates!r}, {starts!r}
+VERSION, HEALTHY, MIGRATES = {version!r}, {healthy!r}, {migrates!r}
 if os.environ.get("STUB_MARK"):
     open(os.environ["STUB_MARK"], "a").write(VERSION)
 def main():
@@ -40,8 +39,6 @@ def main():
         print("kiosk", VERSION)
         return
     state = sys.argv[2]
-    if not STARTS:
-        sys.exit("the stub does not start")
     if MIGRATES:
         with sqlite3.connect(os.path.join(state, "kiosk.db")) as db:
             db.execute("PRAGMA user_version = 99")
@@ -83,12 +80,11 @@ def keys():
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory, keys):
     """Signed stub releases, and the manifest hash of each: 9.8.0 (in use), 9.9.0 (healthy),
-    9.9.1 (schema 7: migrates the store forward, then never declares itself healthy), 9.9.3
-    (does not start)."""
+    9.9.1 (schema 7: migrates the store forward, then never declares itself healthy)."""
     made = {}
     for version, schema, options in (
             ("9.8.0", 6, {}), ("9.9.0", 6, {}),
-            ("9.9.1", 7, {"healthy": False, "migrates": True}), ("9.9.3", 6, {"starts": False})):
+            ("9.9.1", 7, {"healthy": False, "migrates": True})):
         folder = tmp_path_factory.mktemp("release") / version
         stub_wheel(folder / release.WHEELS, version, **options)
         manifest = release.describe(folder, version=version, platform="any", schema=schema,
@@ -121,7 +117,7 @@ class Kiosk:
     @property
     def commands(self):
         return ["--start-command", f"{self.apps}/current/bin/kiosk run {self.state}",
-                "--stop-command", "true"]
+                "--stop-command", "true", "--any-time", "--status-command", "echo idle"]
 
 
 @pytest.fixture(scope="module")
@@ -220,16 +216,34 @@ def test_slots_unhealthy_version_rolls_back_with_the_store_as_it_was(
     assert not (state / trial.TRIAL).exists() and not (apps / slots.JOURNAL).exists()
 
 
-@pytest.mark.slow
-def test_slots_version_that_does_not_start_rolls_back(installed_old, releases, keys, tmp_path):
-    apps, state = copy_of(installed_old, tmp_path, visits=5)
-    kiosk, steps = Kiosk(apps, state), []
-    with pytest.raises(ReleaseError, match="rolled back: 9.9.3 did not start"):
-        slots.install(apps, releases["9.9.3"][0], keys[1], state=state, start=kiosk.start,
-                      stop=kiosk.stop, on_step=lambda step, detail: steps.append(step))
-    assert steps[-2:] == ["rollback", "start"]  # schema 6 as before: the store is kept
-    assert (slots.active_slot(apps), running_version(apps)) == ("a", "9.8.0")
-    assert visits_in(state / "kiosk.db") == (6, 5)
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_slots_trial_verdict(tmp_path):
+    """The trial's verdict (slots._trial) on its own: a start that fails is a failed trial, and
+    a health declared while the kiosk was being stopped at the deadline still counts."""
+    clock, stopped = Clock(), []
+
+    def fail():
+        raise ReleaseError("'systemctl start kiosk.service' failed: exit 1")
+
+    def verdict(start, stop=lambda: stopped.append(True)):
+        return slots._trial(tmp_path, "9.9.0", stop, start, 2.0, clock.sleep, lambda: clock.now)
+
+    assert verdict(fail) == "9.9.0 did not start: 'systemctl start kiosk.service' failed: exit 1"
+    assert verdict(lambda: None) == "9.9.0 was not healthy within 2 s" and stopped == [True]
+
+    def declare_while_stopping():
+        trial.write(tmp_path / trial.HEALTHY, {"version": "9.9.0"})
+
+    started = []
+    assert verdict(lambda: started.append(1), stop=declare_while_stopping) is None
+    assert started == [1, 1]  # stopped for the verdict, so started again
 
 
 def test_slots_release_too_old_for_the_store_is_refused_before_anything(
