@@ -236,7 +236,7 @@ def _build(staged, release_dir, manifest, on_step):
         raise ReleaseError(f"the installed kiosk says {said.strip()!r}, not {manifest.version}")
     os.sync()  # the new slot's files are on disk before its mark says it is complete
     (staged / COMPLETE).write_text(manifest.version + "\n")
-    _sync(staged)
+    store_files.sync_folder(staged)
 
 
 def _pinned(entry):
@@ -254,7 +254,7 @@ def switch(apps, slot):
     staged.unlink(missing_ok=True)
     staged.symlink_to(slot)
     os.replace(staged, apps / CURRENT)
-    _sync(apps)
+    store_files.sync_folder(apps)
 
 
 def _run(argv, failure, env=None):
@@ -263,12 +263,3 @@ def _run(argv, failure, env=None):
     if done.returncode != 0:
         raise ReleaseError(f"{failure}: {(done.stderr or done.stdout).strip()[-600:]}")
     return done.stdout
-
-
-def _sync(folder):
-    """Make renames in ``folder`` durable before the next step relies on them."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

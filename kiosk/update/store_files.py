@@ -39,7 +39,7 @@ def save(state, saved):
             os.fsync(dst.fileno())
     shutil.rmtree(saved, ignore_errors=True)
     os.replace(staged, saved)
-    _sync(saved.parent)
+    sync_folder(saved.parent)
 
 
 def schema(saved):
@@ -97,10 +97,11 @@ def restore(saved, state):
         (state / leftover).unlink(missing_ok=True)
     for target, final in staged:
         os.replace(target, final)
-    _sync(state)
+    sync_folder(state)
 
 
-def _sync(folder):
+def sync_folder(folder):
+    """Make the renames in ``folder`` durable before the next step relies on them."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

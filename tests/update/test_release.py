@@ -23,11 +23,6 @@ DEPENDENCY = "wheels/paho_mqtt-2.1.0-py3-none-any.whl"
 
 
 @pytest.fixture(scope="module")
-def keys():
-    return release.generate_key()
-
-
-@pytest.fixture(scope="module")
 def other_keys():
     return release.generate_key()
 
@@ -47,9 +42,9 @@ def signed(folder, private_pem, **changes):
 
 
 @pytest.fixture
-def built(tmp_path, keys):
+def built(tmp_path, release_keys):
     folder = wheelhouse(tmp_path / "release")
-    digest = signed(folder, keys[0])
+    digest = signed(folder, release_keys[0])
     return folder, digest
 
 
@@ -71,9 +66,9 @@ def sign_raw(folder, document, private_pem, *, key_of=None):
         "ed25519": base64.b64encode(key.sign(data)).decode()}))
 
 
-def test_release_signed_release_verifies_with_every_file(built, keys):
+def test_release_signed_release_verifies_with_every_file(built, release_keys):
     folder, digest = built
-    manifest = release.verify(folder, keys[1], manifest_sha256=digest)
+    manifest = release.verify(folder, release_keys[1], manifest_sha256=digest)
     assert (manifest.version, manifest.platform, manifest.schema, manifest.min_schema) == (
         VERSION, "linux_aarch64", 6, 0)
     assert {(f.path, f.size) for f in manifest.files} == {(PROJECT, 1500), (DEPENDENCY, 5000)}
@@ -91,62 +86,62 @@ def test_release_signed_release_verifies_with_every_file(built, keys):
     (lambda f: (f / release.SIGNATURE).write_text("{}"), "manifest.sig: unreadable"),
     (lambda f: (f / release.SIGNATURE).unlink(), "manifest.sig: missing"),
 ])
-def test_release_tampered_release_is_refused(built, keys, tamper, refusal):
+def test_release_tampered_release_is_refused(built, release_keys, tamper, refusal):
     folder, _ = built
     tamper(folder)
     with pytest.raises(ReleaseError, match=refusal):
-        release.verify(folder, keys[1])
+        release.verify(folder, release_keys[1])
 
 
-def test_release_swapped_for_a_symlink_is_refused(built, keys, tmp_path):
+def test_release_swapped_for_a_symlink_is_refused(built, release_keys, tmp_path):
     folder, _ = built
     outside = tmp_path / "outside.whl"
     outside.write_bytes((folder / DEPENDENCY).read_bytes())  # the same bytes, elsewhere
     (folder / DEPENDENCY).unlink()
     (folder / DEPENDENCY).symlink_to(outside)
     with pytest.raises(ReleaseError, match="not a plain file"):
-        release.verify(folder, keys[1])
+        release.verify(folder, release_keys[1])
 
 
-def test_release_signed_by_another_key_is_refused_naming_both(tmp_path, keys, other_keys):
+def test_release_signed_by_another_key_is_refused_naming_both(tmp_path, release_keys, other_keys):
     folder = wheelhouse(tmp_path / "release")
     signed(folder, other_keys[0])
     with pytest.raises(ReleaseError) as refused:
-        release.verify(folder, keys[1])
+        release.verify(folder, release_keys[1])
     assert (f"signed by key {release.key_id(other_keys[1])}; this kiosk trusts only key "
-            f"{release.key_id(keys[1])}") in str(refused.value)
+            f"{release.key_id(release_keys[1])}") in str(refused.value)
 
 
-def test_release_forged_key_id_does_not_pass(tmp_path, keys, other_keys):
+def test_release_forged_key_id_does_not_pass(tmp_path, release_keys, other_keys):
     """Claiming the trusted key's id does not help: the signature is still the other key's."""
     folder = wheelhouse(tmp_path / "release")
     manifest = release.describe(folder, version=VERSION, platform="linux_aarch64", schema=6,
                                 min_schema=0, created="2026-12-02T09:00:00Z")
-    sign_raw(folder, json.loads(manifest.to_bytes()), other_keys[0], key_of=keys[1])
+    sign_raw(folder, json.loads(manifest.to_bytes()), other_keys[0], key_of=release_keys[1])
     with pytest.raises(ReleaseError, match="signature does not match"):
-        release.verify(folder, keys[1])
+        release.verify(folder, release_keys[1])
 
 
-def test_release_other_manifest_than_the_update_named_is_refused(built, keys):
+def test_release_other_manifest_than_the_update_named_is_refused(built, release_keys):
     folder, digest = built
     with pytest.raises(ReleaseError, match="not the release ops chose"):
-        release.verify(folder, keys[1], manifest_sha256="0" * 64)
-    assert release.verify(folder, keys[1], manifest_sha256=digest).version == VERSION
+        release.verify(folder, release_keys[1], manifest_sha256="0" * 64)
+    assert release.verify(folder, release_keys[1], manifest_sha256=digest).version == VERSION
 
 
 @pytest.mark.parametrize("path", ["wheels/../evil-1.0-py3-none-any.whl", "../evil.whl",
                                   "/etc/evil.whl", "wheels/sub/evil.whl", "evil.whl",
                                   "wheels/evil.sh", "wheels//x.whl", "wheels/./x.whl"])
-def test_release_manifest_paths_stay_in_the_wheels_folder(tmp_path, keys, path):
+def test_release_manifest_paths_stay_in_the_wheels_folder(tmp_path, release_keys, path):
     """Even a manifest signed with the trusted key cannot name a file outside wheels/."""
     folder = wheelhouse(tmp_path / "release")
     manifest = json.loads(release.describe(
         folder, version=VERSION, platform="linux_aarch64", schema=6, min_schema=0,
         created="2026-12-02T09:00:00Z").to_bytes())
     manifest["files"].append({"path": path, "size": 1, "sha256": "0" * 64})
-    sign_raw(folder, manifest, keys[0], key_of=keys[1])
+    sign_raw(folder, manifest, release_keys[0], key_of=release_keys[1])
     with pytest.raises(ReleaseError, match="must be wheels/<name>.whl"):
-        release.verify(folder, keys[1])
+        release.verify(folder, release_keys[1])
 
 
 @pytest.mark.parametrize("change, refusal", [
@@ -159,14 +154,14 @@ def test_release_manifest_paths_stay_in_the_wheels_folder(tmp_path, keys, path):
     ({"extra": 1}, "exactly the keys"),
     ({"version": "9.9.1"}, "no wheel of citizeninfo-kiosk 9.9.1"),
 ])
-def test_release_manifest_rules(tmp_path, keys, change, refusal):
+def test_release_manifest_rules(tmp_path, release_keys, change, refusal):
     folder = wheelhouse(tmp_path / "release")
     manifest = json.loads(release.describe(
         folder, version=VERSION, platform="linux_aarch64", schema=6, min_schema=0,
         created="2026-12-02T09:00:00Z").to_bytes()) | change
-    sign_raw(folder, manifest, keys[0], key_of=keys[1])
+    sign_raw(folder, manifest, release_keys[0], key_of=release_keys[1])
     with pytest.raises(ReleaseError, match=refusal):
-        release.verify(folder, keys[1])
+        release.verify(folder, release_keys[1])
 
 
 @budget(300)
@@ -187,11 +182,11 @@ def test_release_manifest_parser_returns_or_refuses(data):
     assert release.Manifest.from_bytes(manifest.to_bytes()) == manifest
 
 
-def test_release_oversized_manifest_is_not_read_whole(built, keys):
+def test_release_oversized_manifest_is_not_read_whole(built, release_keys):
     folder, _ = built
     (folder / release.MANIFEST).write_bytes(b" " * (release.MAX_MANIFEST_BYTES + 1))
     with pytest.raises(ReleaseError, match="larger than"):
-        release.verify(folder, keys[1])
+        release.verify(folder, release_keys[1])
 
 
 def fleet(*args, cwd=None):
@@ -229,9 +224,9 @@ def test_release_cli_keygen_build_verify(tmp_path):
     assert "SHA-256 does not match" in refused.stderr and "Traceback" not in refused.stderr
 
 
-def test_release_cli_build_needs_exactly_one_project_wheel(tmp_path, keys):
+def test_release_cli_build_needs_exactly_one_project_wheel(tmp_path, release_keys):
     key = tmp_path / "release-key.pem"
-    key.write_bytes(keys[0])
+    key.write_bytes(release_keys[0])
     house = wheelhouse(tmp_path / "house") / "wheels"
     (house / PROJECT.split("/")[1]).unlink()
     done = fleet("build", "--key", key, "--wheelhouse", house, "--out", tmp_path / "r")

@@ -73,12 +73,7 @@ def _b64(digest):
 
 
 @pytest.fixture(scope="module")
-def keys():
-    return release.generate_key()
-
-
-@pytest.fixture(scope="module")
-def releases(tmp_path_factory, keys):
+def releases(tmp_path_factory, release_keys):
     """Signed stub releases, and the manifest hash of each: 9.8.0 (in use), 9.9.0 (healthy),
     9.9.1 (schema 7: migrates the store forward, then never declares itself healthy)."""
     made = {}
@@ -89,7 +84,7 @@ def releases(tmp_path_factory, keys):
         stub_wheel(folder / release.WHEELS, version, **options)
         manifest = release.describe(folder, version=version, platform="any", schema=schema,
                                     min_schema=0, created="2026-12-02T09:00:00Z")
-        made[version] = (folder, release.sign_into(folder, manifest, keys[0]))
+        made[version] = (folder, release.sign_into(folder, manifest, release_keys[0]))
     return made
 
 
@@ -121,12 +116,12 @@ class Kiosk:
 
 
 @pytest.fixture(scope="module")
-def installed_old(tmp_path_factory, releases, keys):
+def installed_old(tmp_path_factory, releases, release_keys):
     """Slot a holding 9.8.0 and in use, kept as a template for the tests to copy."""
     apps = tmp_path_factory.mktemp("template") / "apps"
     state = apps.parent / "state"
     state.mkdir()
-    slot, manifest = slots.install(apps, releases["9.8.0"][0], keys[1], state=state,
+    slot, manifest = slots.install(apps, releases["9.8.0"][0], release_keys[1], state=state,
                                    start=Kiosk(apps, state).start)
     assert (slot, manifest.version, running_version(apps)) == ("a", "9.8.0", "9.8.0")
     return apps
@@ -153,12 +148,12 @@ def visits_in(path):
 
 @pytest.mark.slow
 def test_slots_update_from_a_url_switches_after_backing_up_the_store_and_keeps_it_healthy(
-        installed_old, releases, keys, tmp_path, tls):
+        installed_old, releases, release_keys, tmp_path, tls):
     """``kiosk update URL``: downloaded, installed into slot b, the store backed up, switched,
     started on trial, kept once healthy; the same update again only verifies."""
     apps, state = copy_of(installed_old, tmp_path, visits=25)
     key = tmp_path / "release-key.pub"
-    key.write_bytes(keys[1])
+    key.write_bytes(release_keys[1])
     folder, digest = releases["9.9.0"]
     server = ReleaseServer(folder, tls)
 
@@ -191,7 +186,7 @@ def test_slots_update_from_a_url_switches_after_backing_up_the_store_and_keeps_i
 
 @pytest.mark.slow
 def test_slots_unhealthy_version_rolls_back_with_the_store_as_it_was(
-        installed_old, releases, keys, tmp_path):
+        installed_old, releases, release_keys, tmp_path):
     """9.9.1 migrates the store forward and never declares itself healthy: the old slot and the
     store from before come back, with the same visits, the kiosk user's again. What a hostile
     kiosk user planted in its folder does not redirect root's writes."""
@@ -204,7 +199,7 @@ def test_slots_unhealthy_version_rolls_back_with_the_store_as_it_was(
         (state / planted).symlink_to(victim)
     kiosk, steps = Kiosk(apps, state), []
     with pytest.raises(ReleaseError, match="rolled back: 9.9.1 was not healthy within 1 s"):
-        slots.install(apps, releases["9.9.1"][0], keys[1], state=state, start=kiosk.start,
+        slots.install(apps, releases["9.9.1"][0], release_keys[1], state=state, start=kiosk.start,
                       stop=kiosk.stop, health_timeout_s=1.0,
                       on_step=lambda step, detail: steps.append(step))
     assert steps == [*slots.STEPS[:-1], "rollback", "restore", "start"]
@@ -247,7 +242,7 @@ def test_slots_trial_verdict(tmp_path):
 
 
 def test_slots_release_too_old_for_the_store_is_refused_before_anything(
-        installed_old, keys, tmp_path):
+        installed_old, release_keys, tmp_path):
     """A release that knows only schema 5 would not open this store (schema 6): refused before
     a build, with the kiosk never stopped."""
     apps, state = copy_of(installed_old, tmp_path, visits=4)
@@ -255,26 +250,27 @@ def test_slots_release_too_old_for_the_store_is_refused_before_anything(
     stub_wheel(folder / release.WHEELS, "9.7.0")
     manifest = release.describe(folder, version="9.7.0", platform="any", schema=5,
                                 min_schema=0, created="2026-12-02T09:00:00Z")
-    release.sign_into(folder, manifest, keys[0])
+    release.sign_into(folder, manifest, release_keys[0])
     steps = []
     with pytest.raises(ReleaseError, match="up to 5; this store is at 6"):
-        slots.install(apps, folder, keys[1], state=state,
+        slots.install(apps, folder, release_keys[1], state=state,
                       on_step=lambda step, detail: steps.append(step))
     assert steps == ["verify"] and not (apps / "b").exists()
     assert visits_in(state / "kiosk.db") == (6, 4)
 
 
-def test_slots_refuse_a_current_link_they_did_not_make(installed_old, releases, keys, tmp_path):
+def test_slots_refuse_a_current_link_they_did_not_make(installed_old, releases, release_keys,
+                                                       tmp_path):
     apps, state = copy_of(installed_old, tmp_path, visits=0)
     (apps / "current").unlink()
     (apps / "current").symlink_to(apps / "a")  # absolute: not one of the slot names
     with pytest.raises(ReleaseError, match="not at slot a or b; fix it by hand"):
-        slots.install(apps, releases["9.9.0"][0], keys[1], state=state)
+        slots.install(apps, releases["9.9.0"][0], release_keys[1], state=state)
     assert (apps / "a/COMPLETE").read_text() == "9.8.0\n"  # the running slot is untouched
 
 
 def test_slots_refused_release_never_runs_and_leaves_the_kiosk_as_it_was(
-        installed_old, releases, keys, tmp_path, monkeypatch):
+        installed_old, releases, release_keys, tmp_path, monkeypatch):
     apps, state = copy_of(installed_old, tmp_path, visits=1)
     folder = tmp_path / "tampered"
     subprocess.run(["cp", "-a", str(releases["9.9.0"][0]), str(folder)], check=True)
@@ -285,14 +281,16 @@ def test_slots_refused_release_never_runs_and_leaves_the_kiosk_as_it_was(
     monkeypatch.setenv("STUB_MARK", str(mark))
     kiosk = Kiosk(apps, state)
     with pytest.raises(ReleaseError, match="SHA-256 does not match"):
-        slots.install(apps, folder, keys[1], state=state, start=kiosk.start, stop=kiosk.stop)
+        slots.install(apps, folder, release_keys[1], state=state, start=kiosk.start,
+                      stop=kiosk.stop)
     assert running_version(apps) == "9.8.0" and slots.active_slot(apps) == "a"
     assert not (apps / "b").exists() and kiosk.started == []
     assert mark.read_text() == "9.8.0"  # only the old version's own --version above ran
 
 
 @pytest.mark.slow
-def test_slots_pip_takes_only_the_verified_wheels(installed_old, keys, tmp_path, monkeypatch):
+def test_slots_pip_takes_only_the_verified_wheels(installed_old, release_keys, tmp_path,
+                                                 monkeypatch):
     """A release whose project needs a wheel it does not carry is refused, whatever pip's
     environment or config offers (the updater runs pip isolated from both, on the manifest's
     wheels alone)."""
@@ -301,7 +299,7 @@ def test_slots_pip_takes_only_the_verified_wheels(installed_old, keys, tmp_path,
     stub_wheel(folder / release.WHEELS, "9.9.2", requires=["evil-dep"])
     manifest = release.describe(folder, version="9.9.2", platform="any", schema=6,
                                 min_schema=0, created="2026-12-02T09:00:00Z")
-    release.sign_into(folder, manifest, keys[0])
+    release.sign_into(folder, manifest, release_keys[0])
     planted = tmp_path / "planted"
     stub_wheel(planted, "1.0", name="evil-dep")
     (tmp_path / "pip.conf").write_text(f"[global]\nfind-links = {planted}\n")
@@ -309,14 +307,15 @@ def test_slots_pip_takes_only_the_verified_wheels(installed_old, keys, tmp_path,
     monkeypatch.setenv("PIP_CONFIG_FILE", str(tmp_path / "pip.conf"))
     kiosk = Kiosk(apps, state)
     with pytest.raises(ReleaseError, match="the release lacks a dependency: evil-dep"):
-        slots.install(apps, folder, keys[1], state=state, start=kiosk.start, stop=kiosk.stop)
+        slots.install(apps, folder, release_keys[1], state=state, start=kiosk.start,
+                      stop=kiosk.stop)
     assert (slots.active_slot(apps), running_version(apps), kiosk.started) == ("a", "9.8.0", [])
     assert not list(apps.glob("*/lib/python*/site-packages/evil_dep*"))
 
 
 @pytest.mark.slow
 def test_slots_wheel_changed_after_verify_is_not_installed(
-        installed_old, releases, keys, tmp_path):
+        installed_old, releases, release_keys, tmp_path):
     """pip checks each wheel against its signed hash as it reads it: a release folder changed
     between the verification and the install (a USB stick, another writer) is refused."""
     apps, state = copy_of(installed_old, tmp_path, visits=1)
@@ -330,7 +329,7 @@ def test_slots_wheel_changed_after_verify_is_not_installed(
                                                          b'print("kiosk", "evil!")'))
 
     with pytest.raises(ReleaseError, match="pip could not install the release offline"):
-        slots.install(apps, folder, keys[1], state=state, on_step=swap)
+        slots.install(apps, folder, release_keys[1], state=state, on_step=swap)
     assert (slots.active_slot(apps), running_version(apps)) == ("a", "9.8.0")
     assert slots.installed_version(apps, "b") is None
 
@@ -345,13 +344,13 @@ def updater(apps, state, folder, digest, key, kiosk):
 
 @pytest.mark.slow
 def test_slots_kill_9_at_each_step_in_turn_leaves_a_kiosk_that_starts(
-        installed_old, releases, keys, tmp_path):
+        installed_old, releases, release_keys, tmp_path):
     """The updater is killed as it announces a step, run again and killed at the next one, and
     so on through every step: after each kill the kiosk starts, old or new, never neither; the
     last run finishes the update, with no visit lost."""
     apps, state = copy_of(installed_old, tmp_path, visits=3)
     key = tmp_path / "release-key.pub"
-    key.write_bytes(keys[1])
+    key.write_bytes(release_keys[1])
     kiosk = Kiosk(apps, state)
     folder, digest = releases["9.9.0"]
     killed = []
