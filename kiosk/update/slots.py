@@ -17,7 +17,7 @@ through ``on_step`` (the updater's log and progress); nothing of a release runs 
 The kiosk is stopped for the store's backup (so no visit comes after it), the trial file is
 written before the switch (so a new version started by anyone starts on trial), and the new
 version is kept only once it declares itself healthy (:mod:`kiosk.update.trial`). Otherwise
-the old slot comes back, and the backup too if the new version moved the store's schema on.
+the old slot comes back, and the saved store too if the release's schema is newer.
 """
 
 import contextlib
@@ -36,6 +36,9 @@ from kiosk.update import release, store_files, trial
 SLOTS = ("a", "b")
 CURRENT = "current"
 COMPLETE = "COMPLETE"
+#: Root's record of an update under way (version, slot, previous), until its trial ends.
+JOURNAL = "journal.json"
+STEPS = ("verify", "install", "check", "wait", "stop", "backup", "switch", "start", "healthy")
 #: Run by a new slot's Python: the project's requirements (core and the kiosk extra) that no
 #: installed distribution meets. pip's own ``check`` would judge every system package too.
 _UNMET = """import importlib.metadata as md, sys
@@ -54,9 +57,6 @@ for line in md.requires(sys.argv[1]) or []:
         unmet.append(f"{need} (found {found})")
 sys.exit("; ".join(unmet) or None)
 """
-#: Root's record of an update under way (version, slot, previous), until its trial ends.
-JOURNAL = "journal.json"
-STEPS = ("verify", "install", "check", "wait", "stop", "backup", "switch", "start", "healthy")
 
 
 def active_slot(apps):
@@ -100,7 +100,11 @@ def install(apps, release_dir, public_pem, *, state, manifest_sha256=None, backu
         version = manifest.version
         active, journal = active_slot(apps), trial.read(apps / JOURNAL)
         saved = backups / f"kiosk-before-{version}"
-        if journal and journal.get("version") == version and journal.get("slot") == active:
+        if journal and journal.get("version") != version:
+            # Its trial was cut: the slot not in use may be the last good one, never rebuild it.
+            raise ReleaseError(f"the update to {journal.get('version')} was cut before its "
+                               "trial ended; run that update again first")
+        if journal and journal.get("slot") == active:
             previous = journal.get("previous")  # cut after its switch: finish its trial
         elif active is not None and installed_version(apps, active) == version:
             on_step("healthy", f"{version} is already in use (slot {active})")

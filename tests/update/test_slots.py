@@ -260,6 +260,17 @@ def test_slots_release_too_old_for_the_store_is_refused_before_anything(
     assert visits_in(state / "kiosk.db") == (6, 4)
 
 
+def test_slots_refuse_a_new_update_while_another_ones_trial_was_cut(
+        installed_old, releases, release_keys, tmp_path):
+    """A journal left by a cut trial: slot b may be the last good version, so an update to
+    another version must not rebuild it before that trial is finished."""
+    apps, state = copy_of(installed_old, tmp_path, visits=0)
+    trial.write(apps / slots.JOURNAL, {"version": "9.9.1", "slot": "a", "previous": "b"})
+    with pytest.raises(ReleaseError, match="the update to 9.9.1 was cut before its trial ended"):
+        slots.install(apps, releases["9.9.0"][0], release_keys[1], state=state)
+    assert not (apps / "b").exists() and slots.active_slot(apps) == "a"
+
+
 def test_slots_refuse_a_current_link_they_did_not_make(installed_old, releases, release_keys,
                                                        tmp_path):
     apps, state = copy_of(installed_old, tmp_path, visits=0)
