@@ -97,8 +97,4 @@ def _output(line):
 
 
 def _command(line):
-    def run():
-        done = subprocess.run(shlex.split(line), capture_output=True, text=True)
-        if done.returncode != 0:
-            raise ReleaseError(f"{line!r} failed: {done.stderr.strip()[-300:]}")
-    return run
+    return lambda: _output(line)
