@@ -54,19 +54,20 @@ DOWNSTREAM_SCHEMA = 2
 
 ROOT = "citizeninfo/v1"
 KIOSK_MESSAGES = ("status", "pin", "visit", "period", "health", "reply")
-COMMANDS = ("config", "rebirth", "ping", "replay")
+COMMANDS = ("config", "rebirth", "ping", "replay", "update")
 
 #: QoS per message kind; ``health`` is QoS 0 because the next report supersedes a lost one.
 QOS = MappingProxyType(
     {"status": 1, "pin": 1, "visit": 1, "period": 1, "health": 0, "reply": 1, "ack": 1,
-     "config": 1, "rebirth": 1, "ping": 1, "replay": 1}
+     "config": 1, "rebirth": 1, "ping": 1, "replay": 1, "update": 1}
 )
 #: Retained messages: a subscriber arriving later still learns the kiosk's state and location,
-#: and a kiosk reconnecting still learns its desired config.
+#: and a kiosk reconnecting still learns its desired config and version.
 RETAIN = MappingProxyType(
     {"status": True, "pin": True, "visit": False, "period": False, "health": False,
      "reply": False,
-     "ack": False, "config": True, "rebirth": False, "ping": False, "replay": False}
+     "ack": False, "config": True, "rebirth": False, "ping": False, "replay": False,
+     "update": True}
 )
 
 #: The collector's shared subscription filter (without the ``$share/<group>/`` prefix).
@@ -95,6 +96,16 @@ _TOKEN = schema.TOKEN
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,39}")
 _RFC3339_UTC = schema.RFC3339_UTC
 _MAX_TEXT = 200
+
+#: Where a kiosk's update stands, as the root updater reports it (docs/updates.md), in the
+#: order they come; ``refused`` and ``rolled_back`` end one with a reason.
+UPDATE_STATES = ("requested", "downloading", "verified", "waiting", "switched", "healthy",
+                 "rolled_back", "refused")
+#: A release's URL: https only (the kiosk refuses anything else), printable ASCII, no spaces.
+_RELEASE_URL = re.compile(r"https://[!-~]{1,500}")
+#: A manifest's SHA-256 on the wire: hex in eight groups of eight, so that no run of 13 digits
+#: (which the contract refuses anywhere, as a citizen ID) can come from a hash.
+_GROUPED_SHA256 = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{8}){7}")
 
 
 # --- topics ---------------------------------------------------------------------------------
@@ -440,6 +451,17 @@ class PeriodMessage:
 
 
 @dataclass(frozen=True)
+class UpdateState:
+    """Where the kiosk's latest update stands: the root updater's report, relayed in
+    ``health``. ``version`` is the release it is about, ``rollout`` the id ops gave it."""
+
+    state: str
+    version: str | None
+    reason: str | None
+    rollout: str | None
+
+
+@dataclass(frozen=True)
 class HealthMessage:
     """``health``: the latest vital signs; superseded by the next report."""
 
@@ -462,6 +484,7 @@ class HealthMessage:
     clock_synced: bool
     mono_s: float
     schema: int
+    update: UpdateState | None = None
 
 
 @dataclass(frozen=True)
@@ -643,14 +666,15 @@ def _parse_period(what, obj, kiosk_id):
 
 def health_payload(*, mode, uptime_s, load_1m, disk_free_mb, mem_free_mb, outbox_depth,
                    outbox_oldest_s, dead_letters, reader, card_reads_ok, config_version,
-                   version, stamp, cpu_temp_c=None, screen=None):
+                   version, stamp, cpu_temp_c=None, screen=None, update=None):
     """One ``health`` report (QoS 0, every ``telemetry.health_interval_s``, never stored).
 
     Nothing in it may move with a single visit: ``outbox_depth`` and ``outbox_oldest_s`` count
     only rows released for sending (a closed period's), ``card_reads_ok`` is the count of the
     last whole local day (None before one has passed), ``reader`` never says a card is in.
     ``cpu_temp_c`` (None without a sensor) and ``screen`` (``on``/``off``, None without a
-    display) come from GPIO and display.
+    display) come from GPIO and display. ``update`` (None before the first update) is an
+    :class:`UpdateState`: how the kiosk's latest update went, for the console's rollout view.
     """
     obj = {
         "schema": SCHEMA, "mode": mode, "uptime_s": round(float(uptime_s), 1),
@@ -661,6 +685,9 @@ def health_payload(*, mode, uptime_s, load_1m, disk_free_mb, mem_free_mb, outbox
         "config_version": config_version, "version": version, "cpu_temp_c": cpu_temp_c,
         "screen": screen, **stamp,
     }
+    if update is not None:
+        obj["update"] = {"state": update.state, "version": update.version,
+                         "reason": update.reason, "rollout": update.rollout}
     _parse_health("health_payload", obj, "-")
     return _encode(obj)
 
@@ -681,8 +708,22 @@ def _parse_health(what, obj, kiosk_id):
         version=f.match("version", _VERSION, "must be a version like 0.1.0"),
         cpu_temp_c=f.number("cpu_temp_c", -40, 150, optional=True),
         screen=f.choice("screen", ("on", "off"), optional=True),
-        **f.stamp(), schema=obj["schema"],
+        **f.stamp(), schema=obj["schema"], update=_update_state(what, f),
     )
+
+
+def _update_state(what, f):
+    """``health``'s optional ``update`` object as an :class:`UpdateState`."""
+    obj = f.get("update", lambda v: isinstance(v, dict), "must be a JSON object", optional=True)
+    if obj is None:
+        return None
+    u = _Fields(obj, f"{what}: update")
+    return UpdateState(
+        state=u.choice("state", UPDATE_STATES),
+        version=u.match("version", _VERSION, "must be a version like 0.1.0", optional=True),
+        reason=u.text("reason", optional=True),
+        rollout=u.match("rollout", _TOKEN, "must be an id of letters, digits or '_.:-'",
+                        optional=True))
 
 
 def _reader(f, obj):
@@ -767,20 +808,43 @@ def parse_ack(payload, *, max_bytes=MAX_KIOSK_MESSAGE_BYTES):
 
 
 @dataclass(frozen=True)
+class WantedRelease:
+    """An ``update`` command's desired version: where its signed release is, and the SHA-256
+    of its manifest (plain hex) that the kiosk's updater must find there."""
+
+    version: str
+    url: str
+    sha256: str
+    rollout: str | None
+
+
+@dataclass(frozen=True)
 class Command:
     """A validated command. ``desired`` (config only) is the remote layer for
-    ``kiosk.config.apply_remote``; ``event_ids`` (replay only) limits the retry, None = all."""
+    ``kiosk.config.apply_remote``; ``event_ids`` (replay only) limits the retry, None = all;
+    ``release`` (update only) is the :class:`WantedRelease`."""
 
     name: str
     correlation_id: str | None
     version: int | None = None
     desired: object = None
     event_ids: tuple | None = None
+    release: WantedRelease | None = None
+
+
+def grouped_sha256(hex_digest):
+    """A SHA-256 as the wire carries it (eight groups of eight hex digits), from plain hex or
+    already grouped; raises ValueError for anything else."""
+    plain = hex_digest.replace("-", "").lower() if isinstance(hex_digest, str) else ""
+    if not re.fullmatch(r"[0-9a-f]{64}", plain):
+        raise ValueError("a SHA-256 is 64 hex digits (as kiosk-fleet release build prints it)")
+    return "-".join(plain[i:i + 8] for i in range(0, 64, 8))
 
 
 def command_payload(name, correlation_id, **fields):
     """What ops publishes on ``cmd/{kiosk_id}/{name}`` (config: ``version`` plus the
-    ``services``, ``flow`` and ``portal`` sections; replay: optional ``event_ids``)."""
+    ``services``, ``flow`` and ``portal`` sections; replay: optional ``event_ids``; update:
+    ``version``, ``url``, ``sha256`` in :func:`grouped_sha256` form, optional ``rollout``)."""
     obj = {"schema": DOWNSTREAM_SCHEMA, "correlation_id": correlation_id, **fields}
     _parse_command_body(name, obj, applied_version=None)
     return _encode(obj)
@@ -845,6 +909,18 @@ def _parse_command_body(name, obj, applied_version, what=None):
         if ids is not None and not all(isinstance(i, str) and _TOKEN.fullmatch(i) for i in ids):
             f.fail("event_ids", _event_id_rule())
         return Command(name, correlation_id, event_ids=None if ids is None else tuple(ids))
+    if name == "update":
+        release = WantedRelease(
+            version=f.match("version", _VERSION, "must be a version like 0.2.0"),
+            url=f.match("url", _RELEASE_URL,
+                        "must be the release's https:// URL (printable, no spaces, at most "
+                        "508 characters)"),
+            sha256=f.match("sha256", _GROUPED_SHA256,
+                           "must be the manifest's SHA-256 as eight groups of eight hex digits "
+                           "joined by '-'").replace("-", ""),
+            rollout=f.match("rollout", _TOKEN, "must be an id of letters, digits or '_.:-'",
+                            optional=True))
+        return Command(name, correlation_id, release=release)
     if name in ("rebirth", "ping"):
         return Command(name, correlation_id)
     raise CommandRejected(f"{what}: unknown command {name!r}; expected one of {COMMANDS}",

@@ -493,3 +493,55 @@ def test_topics_replay_command_may_name_event_ids():
     assert parse("replay", topics.command_payload("replay", "c8")).event_ids is None
     named = parse("replay", topics.command_payload("replay", "c9", event_ids=["e1"]))
     assert named.event_ids == ("e1",)
+
+
+# --- update ---------------------------------------------------------------------------------
+
+#: A manifest hash whose hex holds a run of 13 digits: plain hex on the wire would be refused.
+DIGIT_RUN_SHA = "1234567890123" + "ab" * 25 + "c"
+
+
+def test_topics_update_command_carries_a_grouped_hash_that_never_looks_like_an_id():
+    grouped = topics.grouped_sha256(DIGIT_RUN_SHA)
+    payload = topics.command_payload("update", "u1", version="0.2.0",
+                                     url="https://releases.example/0.2.0/", sha256=grouped,
+                                     rollout="r1")
+    assert topics.find_long_numbers(json.loads(payload)) == []
+    command = parse("update", payload)
+    assert command.release == topics.WantedRelease("0.2.0", "https://releases.example/0.2.0/",
+                                                   DIGIT_RUN_SHA, "r1")
+    assert topics.grouped_sha256(grouped) == grouped
+    with pytest.raises(ValueError, match="64 hex digits"):
+        topics.grouped_sha256("ab" * 31)
+
+
+@pytest.mark.parametrize("field,value,reason", [
+    ("url", "http://releases.example/0.2.0/", "https://"),
+    ("url", "https://releases.example/a b/", "https://"),
+    ("sha256", "ab" * 32, "eight groups"),
+    ("version", "0.2.0; rm -rf /", "version like"),
+    ("rollout", "r 1", "'rollout'"),
+])
+def test_topics_malformed_update_command_rejected(field, value, reason):
+    fields = {"version": "0.2.0", "url": "https://releases.example/0.2.0/",
+              "sha256": topics.grouped_sha256("ab" * 32), "rollout": "r1", field: value}
+    payload = json.dumps({"schema": 2, "correlation_id": "u2", **fields}).encode()
+    with pytest.raises(CommandRejected, match=reason) as caught:
+        parse("update", payload)
+    assert (caught.value.command, caught.value.correlation_id) == ("update", "u2")
+
+
+def test_topics_health_carries_the_update_state():
+    state = topics.UpdateState("rolled_back", "0.2.0", "not healthy within 120 s", "r1")
+    payload = topics.health_payload(
+        mode="production", uptime_s=1, load_1m=0, disk_free_mb=1, mem_free_mb=1,
+        outbox_depth=0, outbox_oldest_s=None, dead_letters=0, reader="ready",
+        card_reads_ok=None, config_version=None, version="0.1.0", stamp=STAMP, update=state)
+    assert topics.parse_kiosk_message("citizeninfo/v1/kiosk/k1/health", payload).update == state
+    obj = json.loads(payload)
+    obj["update"]["state"] = "exploded"
+    with pytest.raises(MessageRejected, match="update: field 'state'"):
+        topics.parse_kiosk_message("citizeninfo/v1/kiosk/k1/health", json.dumps(obj))
+    del obj["update"]
+    assert topics.parse_kiosk_message("citizeninfo/v1/kiosk/k1/health",
+                                      json.dumps(obj)).update is None
