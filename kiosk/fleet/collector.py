@@ -428,6 +428,10 @@ class Collector:
             if logger.isEnabledFor(record.levelno):
                 logger.handle(record)
         self.counters.add(report.counters)
+        for topic in report.withdrawals:
+            # An empty retained message deletes the retained update command at the broker; a
+            # kiosk that has it already drops the request (docs/telemetry.md).
+            self._client.publish(topic, b"", qos=topics.QOS["update"], retain=True)
         if report.batch is None:
             return
         with self._lock:

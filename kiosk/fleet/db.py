@@ -46,7 +46,7 @@ from peewee import __exception_wrapper__ as driver_errors_as_peewee  # driver ->
 
 from kiosk import visit as schema
 from kiosk.errors import StoreError
-from kiosk.fleet import alarms, disclosure, locks, migrations, rollups
+from kiosk.fleet import alarms, disclosure, locks, migrations, rollout, rollups
 from kiosk.period import local_day
 from kiosk.sqlite import bind, schema_columns
 
@@ -245,6 +245,60 @@ class Reply(Model):
         indexes = ((("kiosk_id", "correlation_id"), True),)
 
 
+class Rollout(Model):
+    """A staged rollout of one release (:mod:`kiosk.fleet.rollout`): the retained ``update``
+    command's version, URL and manifest hash (plain hex), the share and filters that chose its
+    kiosks, the share of rollbacks that pauses it, and where it stands. Times are the
+    collector's (or the verb's) clock; nothing here is about a citizen."""
+
+    rollout_id = CharField(primary_key=True)
+    version = CharField()
+    url = TextField()
+    sha256 = CharField()
+    percent = FloatField()
+    province = CharField(null=True)
+    ministry = CharField(null=True)
+    department = CharField(null=True)
+    threshold_percent = FloatField()
+    state = CharField()  # active | paused | done
+    created = CharField()
+    changed = CharField()
+    paused_reason = TextField(null=True)
+    created_by = CharField(null=True)  # the broker account or console user that started it
+
+    class Meta:
+        table_name = "rollout"
+
+
+class RolloutKiosk(Model):
+    """One kiosk a rollout targets: ``position`` in the rollout's order, its ``state``
+    (``sent``, then the updater's as health reports it), the reason of a rollback or refusal,
+    ``updated`` (collector clock), and whether its retained command is ``is_withdrawn``."""
+
+    rollout_id = CharField()
+    kiosk_id = CharField()
+    position = IntegerField()
+    state = CharField()
+    reason = TextField(null=True)
+    updated = CharField()
+    is_withdrawn = BooleanField(default=False)
+
+    class Meta:
+        table_name = "rollout_kiosk"
+        indexes = ((("rollout_id", "kiosk_id"), True),)
+
+
+@dataclass(frozen=True)
+class PausedRollout:
+    """A rollout the collector paused in a batch: its commands to withdraw once committed."""
+
+    rollout_id: str
+    version: str
+    reason: str
+    kiosk_id: str  # the kiosk whose rollback passed the threshold (the alarm's)
+    withdraw: tuple  # kiosk ids whose retained update command goes
+
+
 class Malformed(Model):
     """Messages the collectors refused as malformed, by the parser's reason (which names no
     value), kept so that ``/metrics`` and ops see them whichever collector counted them and
@@ -273,9 +327,9 @@ class FleetDb:
     def __init__(self, database, location, *, read_only=False):
         self.database, self.location = database, location
         (self.KioskRow, self.ServicePointRow, self.FleetVisit, self.PeriodCount, self.Alarm,
-         self.Reply, self.AlarmEvent, self.Malformed) = bind(
+         self.Reply, self.AlarmEvent, self.Malformed, self.Rollout, self.RolloutKiosk) = bind(
             self.database, KioskRow, ServicePointRow, FleetVisit, PeriodCount, Alarm, Reply,
-            AlarmEvent, Malformed)
+            AlarmEvent, Malformed, Rollout, RolloutKiosk)
         self.rollup_models = bind(self.database, *rollups.MODELS)
         self._marked = frozenset()  # kiosks marked seen by the open batch (batch())
         self._visit_fields = self.FleetVisit._meta.sorted_fields
@@ -590,6 +644,8 @@ class FleetDb:
             health = latest[kiosk_id]
             report = dict(vars(health))  # its fields are scalars: asdict's deep copy was slow
             report.pop("kiosk_id")
+            if health.update is not None:  # the one field that is not (schema 3's update)
+                report["update"] = dict(vars(health.update))
             rows.append((*(getattr(health, name) for name in _HEALTH_COLUMNS),
                          json.dumps(report, ensure_ascii=False), kiosk_id))
         mark = self.database.param
@@ -611,6 +667,132 @@ class FleetDb:
                  .on_conflict(conflict_target=[Reply.kiosk_id, Reply.correlation_id],
                               action="NOTHING"))
         return self.database.execute(query).rowcount == 1
+
+    # --- rollouts (kiosk.fleet.rollout) ---------------------------------------------------
+
+    def add_rollout(self, *, rollout_id, version, url, sha256, percent, filters,
+                    threshold_percent, targets, now, created_by=None):
+        """Record a rollout, ``active``, and its ``targets`` (kiosk ids in its order), each
+        ``sent``; ``filters`` is a :class:`kiosk.fleet.status.Filters`. One transaction."""
+        with self.database.atomic():
+            self.Rollout.create(
+                rollout_id=rollout_id, version=version, url=url, sha256=sha256,
+                percent=percent, province=filters.province, ministry=filters.ministry,
+                department=filters.department, threshold_percent=threshold_percent,
+                state="active", created=now, changed=now, created_by=created_by)
+            self.add_rollout_targets(rollout_id, targets, now)
+
+    def add_rollout_targets(self, rollout_id, kiosk_ids, now):
+        """Add ``kiosk_ids`` (in order) after the rollout's targets, each ``sent``; a kiosk
+        targeted already keeps its row."""
+        RolloutKiosk = self.RolloutKiosk
+        start = RolloutKiosk.select().where(RolloutKiosk.rollout_id == rollout_id).count()
+        rows = [{"rollout_id": rollout_id, "kiosk_id": kiosk_id, "position": start + index,
+                 "state": "sent", "updated": now} for index, kiosk_id in enumerate(kiosk_ids)]
+        if rows:
+            (RolloutKiosk.insert_many(rows)
+             .on_conflict(conflict_target=[RolloutKiosk.rollout_id, RolloutKiosk.kiosk_id],
+                          action="NOTHING").execute())
+
+    def rollout(self, rollout_id):
+        """The :class:`Rollout` row, or None."""
+        return self.Rollout.get_or_none(self.Rollout.rollout_id == rollout_id)
+
+    def rollouts(self):
+        """Every rollout, newest first."""
+        return list(self.Rollout.select().order_by(self.Rollout.created.desc(),
+                                                   self.Rollout.rollout_id))
+
+    def rollout_kiosks(self, rollout_id):
+        """The rollout's targeted kiosks, in its order."""
+        RolloutKiosk = self.RolloutKiosk
+        return list(RolloutKiosk.select().where(RolloutKiosk.rollout_id == rollout_id)
+                    .order_by(RolloutKiosk.position))
+
+    def set_rollout_state(self, rollout_id, state, now, *, reason=None, percent=None,
+                          only_from=None):
+        """Set the rollout's state (and ``paused_reason``, and ``percent`` when given); only
+        if its state is one of ``only_from`` when given. Whether it changed."""
+        Rollout = self.Rollout
+        changes = {Rollout.state: state, Rollout.paused_reason: reason, Rollout.changed: now}
+        if percent is not None:
+            changes[Rollout.percent] = percent
+        mine = Rollout.rollout_id == rollout_id
+        if only_from is not None:
+            mine &= Rollout.state.in_(list(only_from))
+        return Rollout.update(changes).where(mine).execute() == 1
+
+    def set_withdrawn(self, rollout_id, kiosk_ids, is_withdrawn):
+        """Mark the retained commands of ``kiosk_ids`` withdrawn (or sent again)."""
+        RolloutKiosk = self.RolloutKiosk
+        (RolloutKiosk.update(is_withdrawn=is_withdrawn)
+         .where((RolloutKiosk.rollout_id == rollout_id)
+                & RolloutKiosk.kiosk_id.in_(list(kiosk_ids))).execute())
+
+    def apply_rollout_progress(self, reports, received):
+        """Take the ``update`` of each health report (in order) into its rollout's row for that
+        kiosk, if the rollout targets it (a report cannot add a kiosk, nor speak for another
+        release: :func:`kiosk.fleet.rollout.state_of`); then pause each active rollout whose
+        rollbacks passed its threshold, raising the ``rollout_paused`` alarm on the kiosk
+        whose report did it, or mark it ``done`` when every target is healthy. Inside the
+        batch's transaction; returns the :class:`PausedRollout` list, whose commands the
+        collector withdraws once committed. Only the collector whose update finds the
+        rollout still active pauses it, so two in a share group withdraw once."""
+        reports = [h for h in reports if h.update is not None and h.update.rollout]
+        if not reports:
+            return []
+        Rollout, RolloutKiosk = self.Rollout, self.RolloutKiosk
+        found = {r.rollout_id: r for r in Rollout.select().where(
+            Rollout.rollout_id.in_(sorted({h.update.rollout for h in reports})))}
+        if not found:
+            return []
+        rows = {(row.rollout_id, row.kiosk_id): row for row in RolloutKiosk.select().where(
+            RolloutKiosk.rollout_id.in_(sorted(found))
+            & RolloutKiosk.kiosk_id.in_(sorted({h.kiosk_id for h in reports})))}
+        touched = {}  # rollout id -> the kiosk of its latest change
+        for health in reports:
+            row = rows.get((health.update.rollout, health.kiosk_id))
+            if row is None:
+                continue
+            state = rollout.state_of(found[row.rollout_id].version, health.version,
+                                     health.update)
+            reason = health.update.reason if state in ("rolled_back", "refused") else None
+            if state is None or (state, reason) == (row.state, row.reason):
+                continue
+            (RolloutKiosk.update(state=state, reason=reason, updated=received)
+             .where(RolloutKiosk.id == row.id).execute())
+            row.state, row.reason = state, reason
+            touched[row.rollout_id] = health.kiosk_id
+        paused = []
+        for rollout_id, kiosk_id in sorted(touched.items()):
+            wanted = found[rollout_id]
+            if wanted.state != "active":
+                continue
+            states = [state for (state,) in RolloutKiosk.select(RolloutKiosk.state)
+                      .where(RolloutKiosk.rollout_id == rollout_id).tuples()]
+            if rollout.is_past_threshold(states, wanted.threshold_percent):
+                reason = rollout.pause_reason(states, wanted.threshold_percent)
+                if not self.set_rollout_state(rollout_id, "paused", received, reason=reason,
+                                              only_from=("active",)):
+                    continue
+                withdraw = tuple(self.unswitched(rollout_id))
+                self.set_withdrawn(rollout_id, withdraw, True)
+                self._alarm(kiosk_id, "rollout_paused", received,
+                            f"rollout {rollout_id} of version {wanted.version} paused: {reason}")
+                paused.append(PausedRollout(rollout_id, wanted.version, reason, kiosk_id,
+                                            withdraw))
+            elif rollout.is_done(states):
+                self.set_rollout_state(rollout_id, "done", received, only_from=("active",))
+        return paused
+
+    def unswitched(self, rollout_id, states=None):
+        """The rollout's kiosks in one of ``states`` (by default
+        :data:`kiosk.fleet.rollout.NOT_SWITCHED`: not switched to it), in its order."""
+        RolloutKiosk = self.RolloutKiosk
+        states = rollout.NOT_SWITCHED if states is None else states
+        return [kiosk_id for (kiosk_id,) in RolloutKiosk.select(RolloutKiosk.kiosk_id).where(
+            (RolloutKiosk.rollout_id == rollout_id) & RolloutKiosk.state.in_(list(states)))
+            .order_by(RolloutKiosk.position).tuples()]
 
     def update_alarms(self, now, thresholds):
         """Raise the alarms whose condition (:func:`kiosk.fleet.alarms.conditions`) started and

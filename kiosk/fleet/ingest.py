@@ -72,6 +72,7 @@ class Counters:
     stale_statuses: int = 0
     service_points: int = 0
     health_reports: int = 0
+    rollouts_paused: int = 0  # paused by their rollbacks (alarm raised, commands withdrawn)
     replies: int = 0  # stored; a resent one is counted apart
     replies_duplicate: int = 0
     malformed: int = 0  # refused by the parser; by reason in malformed_by_reason
@@ -126,6 +127,9 @@ class Report:
     batch: int | None
     released: bool = False  # PUBACK every message of the batch (stored or refused)
     acks: dict = field(default_factory=dict)  # kiosk id -> event ids, all committed
+    #: Topics of retained update commands to delete (empty retained message): rollouts the
+    #: batch paused, committed (:meth:`kiosk.fleet.db.FleetDb.apply_rollout_progress`).
+    withdrawals: list = field(default_factory=list)
     counters: Counters = field(default_factory=Counters)
     records: list = field(default_factory=list)  # logging.LogRecords, ready to pickle
     finished: bool = False
@@ -188,6 +192,7 @@ class Store:
         self.db = open_database(options.db_where)
         self.counters = Counters()
         self.rejected = {}  # the batch's malformed messages by reason, stored with it
+        self.withdrawals = []  # of rollouts paused by committed batches, for the next report
         self._next_alarms = 0.0  # time.monotonic() of the next evaluation
         self._reconcile_failing = self._alarms_failing = False
 
@@ -196,9 +201,11 @@ class Store:
 
     def report(self, batch, released=False, acks=None):
         """A report carrying the counts and records since the last one."""
-        report = Report(batch, released, acks or {}, self.counters, list(self.records))
+        report = Report(batch, released, acks or {}, list(self.withdrawals), self.counters,
+                        list(self.records))
         self.counters = Counters()
         self.records.clear()
+        self.withdrawals.clear()
         return report
 
     def tidy(self):
@@ -220,7 +227,7 @@ class Store:
         while True:
             received = utc_now()
             try:
-                tallies, acks, failures = self.commit(parsed, received)
+                tallies, acks, failures, paused = self.commit(parsed, received)
                 break
             except DATABASE_FAILURES as exc:
                 self.counters.count("store_failures", f"database: {type(exc).__name__}")
@@ -239,6 +246,12 @@ class Store:
                               len(items))
                 return True, {}
         self.counters.batches += 1
+        for done in paused:
+            log.warning("rollout %s of version %s paused itself: %s (alarm on %s); withdrawing "
+                        "the update command of %d kiosks", done.rollout_id, done.version,
+                        done.reason, done.kiosk_id, len(done.withdraw))
+            self.withdrawals += [topics.cmd_topic(kiosk_id, "update")
+                                 for kiosk_id in done.withdraw]
         for topic, exc in failures:
             self.store_failed(topic, exc)
         for name in tallies:
@@ -375,6 +388,7 @@ class Store:
                 if isinstance(item, topics.PeriodMessage):
                     counts.append(item)
             write_healths()
+            paused = self.rollout_progress(reported, received, failures)
             stored, kept = self.store_together(
                 visits, lambda items: self.db.add_visits(items, received), failures)
             self.db.add_malformed(self.rejected)
@@ -383,7 +397,21 @@ class Store:
             acks.setdefault(message.kiosk_id, []).append(message.event_id)
         tallies += ["visits_stored"] * stored + ["visits_duplicate"] * (len(kept) - stored)
         tallies += ["health_reports"] * len(reported)
-        return tallies, acks, failures
+        tallies += ["rollouts_paused"] * len(paused)
+        return tallies, acks, failures, paused
+
+    def rollout_progress(self, reports, received, failures):
+        """The rollouts' progress from the batch's stored health reports, in a savepoint of
+        the batch (:meth:`FleetDb.apply_rollout_progress`): the rollouts it paused. A failure
+        other than the database's costs only the progress, never the reports."""
+        try:
+            with self.db.database.atomic():
+                return self.db.apply_rollout_progress(reports, received)
+        except DATABASE_FAILURES:
+            raise
+        except Exception as exc:
+            failures.append((f"{topics.ROOT}/kiosk/+/health", exc))
+            return []
 
     def store_together(self, messages, write, failures):
         """``(sum of what write returned, messages written)``: ``write`` takes a list of

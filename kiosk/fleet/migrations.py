@@ -129,6 +129,8 @@ STEPS = (
      "passed without re-counting the visits of every open one; visits indexed by period, "
      "kiosk, instance and period length, for ranges and reconciling alike",
      _reconcile_indexes),
+    (10, "staged rollouts of a release and the progress of each kiosk they target",
+     lambda fleet: fleet.database.create_tables([fleet.Rollout, fleet.RolloutKiosk])),
 )
 LATEST = STEPS[-1][0]
 

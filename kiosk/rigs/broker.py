@@ -7,7 +7,8 @@ survive :meth:`Broker.restart`. Production brokers are configured as ``docs/brok
 this module writes the same ACL rules so the tests exercise the production policy.
 
 Accounts: one per kiosk (user name = kiosk id = client id, so ``%u`` in the ACL patterns pins a
-kiosk to its own topics), ``collector`` (reads kiosk messages, writes acks) and ``ops`` (writes
+kiosk to its own topics), ``collector`` (reads kiosk messages, writes acks and withdraws
+update commands) and ``ops`` (writes
 commands, reads status/pin/health/reply); more collector accounts can be added
 (:meth:`Broker.add_collector`), as production gives each collector of a share group its own.
 Ops cannot write acks: a leaked ops password must not
@@ -201,7 +202,10 @@ class Broker:
 # is also the client id (use_username_as_clientid), so a kiosk can only touch its own topics.
 """
         for name in self._collectors:
-            acl += f"user {name}\ntopic read {root}/kiosk/#\ntopic write {root}/ack/#\n\n"
+            # The update command too: a rollout past its rollback threshold is paused by the
+            # collector, which withdraws its retained commands (docs/security.md).
+            acl += (f"user {name}\ntopic read {root}/kiosk/#\ntopic write {root}/ack/#\n"
+                    f"topic write {root}/cmd/+/update\n\n")
         acl += f"""\
 user {OPS}
 topic write {root}/cmd/#
