@@ -1,5 +1,6 @@
 """The ``kiosk-fleet`` command for central ops: collect, status, command, provision, registry,
-stats, simulate, the console (serve, users), and signed releases (release)."""
+stats, simulate, the console (serve, users), signed releases (release) and their staged
+rollout (rollout)."""
 
 import sys
 
@@ -15,6 +16,8 @@ VERBS = {
     "simulate": ("kiosk.fleet.simulate", "run simulated kiosks on a broker, over the contract"),
     "serve": ("kiosk.fleet.console.serve", "the web console: fleet, statistics, commands"),
     "users": ("kiosk.fleet.console.users", "add, remove, list the console's users; passwd"),
+    "rollout": ("kiosk.fleet.rollouts", "send a release to a share of the fleet; pause, widen, "
+                                        "resume; progress per kiosk"),
     "release": ("kiosk.fleet.release", "the release signing key; build and verify releases"),
 }
 
