@@ -12,6 +12,13 @@ in, answer changed) at plausible rates; health reports go out every ``health_s``
 An outage drops the connection with the Last Will (MQTT 5 reason 0x04) and reconnects later
 with a new epoch; what was released meanwhile goes out then.
 
+Each kiosk also takes the retained ``update`` command (a staged rollout, docs/updates.md) as
+the kiosk's root updater would, in ``update_step_s`` real seconds a step: it reports health with
+``update`` moving requested, downloading, verified, waiting, switched, then healthy (running
+the new version) or, for the kiosks in ``fail_updates``, rolled_back with a reason (still
+running the old one). Those in ``wait_updates`` stay ``waiting`` (an office that does not
+close) for ``update_wait_s``. An empty retained message withdraws a request not yet switched.
+
 Simulated time runs ``factor`` times faster than the wall clock, so a test can run an office
 day in seconds. Each kiosk is one paho client with its own network thread (``loop_start``):
 simple, and enough for a few hundred kiosks per process.
@@ -31,6 +38,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from kiosk import visit
+from kiosk.errors import CommandRejected
 from kiosk.fleet import registry, registry_sample
 from kiosk.period import BANGKOK, Period, count_event_id
 from kiosk.store import new_event_id
@@ -63,6 +71,13 @@ NOT_SURE_RATE = 0.06
 OTHER_SERVICE_RATE = 0.04
 CARD_LEFT_IN_RATE = 0.07
 UNDONE_RATE = 0.05
+#: Why a simulated update rolls back: what a kiosk's updater says when the new version never
+#: declared itself healthy.
+ROLLBACK_REASON = "not healthy within 120 s: the broker was never connected"
+#: The updater's steps before the verdict (docs/updates.md), as health reports them.
+UPDATE_STEPS = ("requested", "downloading", "verified", "waiting", "switched")
+#: Largest update command a simulated kiosk reads (a kiosk's telemetry.max_command_bytes).
+MAX_COMMAND_BYTES = 1 << 20
 #: Where an abandoned visit ends, by weight, in question order: most walk away at a question.
 ABANDONED_AT = {"choose_service": 2, "copy_check": 2, "rating": 5, "reason": 1}
 
@@ -131,8 +146,16 @@ class Tally:
 class SimKiosk:
     """One simulated kiosk: its connection, its held and pending messages, its tally."""
 
-    def __init__(self, kiosk_id, password, site, *, host, port, period_s, rng, health_s):
+    def __init__(self, kiosk_id, password, site, *, host, port, period_s, rng, health_s,
+                 update_step_s=0.05, update_outcome="healthy", update_wait_s=60.0):
         self.kiosk_id, self.password, self.site = kiosk_id, password, site
+        self.version = VERSION  # running now; the new one once an update is healthy
+        self.update = None  # topics.UpdateState of the latest update, as health reports it
+        #: "healthy", "rolled_back" or "waits" (stays waiting for update_wait_s).
+        self.update_outcome = update_outcome
+        self.update_step_s, self.update_wait_s = update_step_s, update_wait_s
+        self.clock = None  # the simulation's SimClock, for the update reports' stamps
+        self._updating = None  # (release, cancel Event) of the update under way
         self.host, self.port, self.period_s, self.health_s = host, port, period_s, health_s
         self.rng = rng
         self.instance = new_event_id()
@@ -158,7 +181,7 @@ class SimKiosk:
         client.will_set(topics.kiosk_topic(self.kiosk_id, "status"),
                         self._status("lost", moment), qos=1, retain=True)
         client.on_connect = lambda c, u, f, rc, p: self._on_connect(c, rc, moment)
-        client.on_message = self._on_ack
+        client.on_message = self._on_message
         client.on_disconnect = lambda *a: self._connected.clear()
         client.connect_async(self.host, self.port, keepalive=30)
         client.loop_start()
@@ -172,6 +195,7 @@ class SimKiosk:
         if reason_code.is_failure:
             return
         client.subscribe(topics.ack_topic(self.kiosk_id), qos=1)
+        client.subscribe(topics.cmd_topic(self.kiosk_id, "update"), qos=1)
         client.publish(topics.kiosk_topic(self.kiosk_id, "status"),
                        self._status("online", moment), qos=1, retain=True)
         client.publish(topics.kiosk_topic(self.kiosk_id, "pin"), self._pin(), qos=1,
@@ -208,6 +232,65 @@ class SimKiosk:
         self._client.loop_stop()
 
     # --- messages ---------------------------------------------------------------------------
+
+    def _on_message(self, client, userdata, message):
+        if message.topic == topics.cmd_topic(self.kiosk_id, "update"):
+            self._on_update(message)
+        else:
+            self._on_ack(client, userdata, message)
+
+    # --- the root updater, simulated --------------------------------------------------------
+
+    def _on_update(self, message):
+        """Start the update the command asks for (on its own thread, as the root updater
+        runs apart from the kiosk), or withdraw the one not yet switched (empty message)."""
+        under_way = self._updating
+        if not message.payload:
+            if under_way is not None:
+                under_way[1].set()
+            return
+        try:
+            release = topics.parse_command(message.topic, message.payload,
+                                           kiosk_id=self.kiosk_id,
+                                           max_bytes=MAX_COMMAND_BYTES,
+                                           applied_version=None).release
+        except CommandRejected:
+            return
+        if under_way is not None and under_way[0] == release and not under_way[1].is_set():
+            return  # the retained command again, after a reconnect
+        if release.version == self.version:
+            self.update = topics.UpdateState("healthy", release.version, None, release.rollout)
+            self._report_update()
+            return
+        cancel = threading.Event()
+        self._updating = (release, cancel)
+        threading.Thread(target=self._run_update, args=(release, cancel), daemon=True,
+                         name=f"update-{self.kiosk_id}").start()
+
+    def _run_update(self, release, cancel):
+        for state in UPDATE_STEPS:
+            if cancel.wait(self.update_step_s):
+                return  # withdrawn before the switch: the kiosk stays as it is
+            self.update = topics.UpdateState(state, release.version, None, release.rollout)
+            self._report_update()
+            if state == "waiting" and self.update_outcome == "waits" and \
+                    cancel.wait(self.update_wait_s):
+                return
+        time.sleep(self.update_step_s)  # the trial: after the switch, no withdrawing
+        if self.update_outcome == "rolled_back":
+            self.update = topics.UpdateState("rolled_back", release.version, ROLLBACK_REASON,
+                                             release.rollout)
+        else:
+            self.version = release.version
+            self.update = topics.UpdateState("healthy", release.version, None, release.rollout)
+        self._report_update()
+
+    def _report_update(self):
+        if self.clock is None:
+            moment, mono_s = dt.datetime.now(dt.UTC), time.monotonic()
+        else:
+            moment, mono_s = self.clock.now(), self.clock.elapsed_s()
+        self.report_health(moment, mono_s)
 
     def _on_ack(self, client, userdata, message):
         try:
@@ -304,8 +387,9 @@ class SimKiosk:
             mode=MODE, uptime_s=mono_s, load_1m=rng.uniform(0.05, 0.6),
             disk_free_mb=rng.uniform(9000, 12000), mem_free_mb=rng.uniform(300, 600),
             outbox_depth=self.pending, outbox_oldest_s=None, dead_letters=0, reader="ready",
-            card_reads_ok=None, config_version=1, version=VERSION, stamp=stamp(moment, mono_s),
-            cpu_temp_c=round(rng.uniform(45, 60), 1), screen="on")
+            card_reads_ok=None, config_version=1, version=self.version,
+            stamp=stamp(moment, mono_s), cpu_temp_c=round(rng.uniform(45, 60), 1), screen="on",
+            update=self.update)
         self._client.publish(topics.kiosk_topic(self.kiosk_id, "health"), payload, qos=0)
         self.tally.health += 1
 
@@ -339,26 +423,24 @@ class Simulation:
     """
 
     def __init__(self, kiosks, *, host, port, start, hours, factor, period_s=3600, seed=1,
-                 health_s=300, outage_rate=0.05, outage_s=1800, tick_s=0.02):
+                 health_s=300, outage_rate=0.05, outage_s=1800, tick_s=0.02,
+                 update_step_s=0.05, fail_updates=(), wait_updates=(), update_wait_s=60.0):
         self.rng = random.Random(seed)
         self.start, self.hours, self.factor = start, hours, factor
         self.period_s, self.tick_s = period_s, tick_s
         self.outage_rate, self.outage_s, self.health_s = outage_rate, outage_s, health_s
         self.kiosks = [
             SimKiosk(kiosk_id, password, site, host=host, port=port, period_s=period_s,
-                     rng=random.Random(self.rng.random()), health_s=health_s)
+                     rng=random.Random(self.rng.random()), health_s=health_s,
+                     update_step_s=update_step_s, update_wait_s=update_wait_s,
+                     update_outcome=("rolled_back" if kiosk_id in fail_updates else
+                                     "waits" if kiosk_id in wait_updates else "healthy"))
             for (kiosk_id, password), site in zip(kiosks, sites(len(kiosks)), strict=True)]
 
     def run(self, *, connect_timeout=10.0):
         """Connect every kiosk, run the simulated hours, release the last periods; returns the
         kiosks (their tallies). Call :meth:`settle` to wait for the acks, :meth:`stop` after."""
-        clock = SimClock(self.start, self.factor)
-        for kiosk in self.kiosks:
-            kiosk.connect(clock.now())
-            kiosk.next_health = self.start
-        for kiosk in self.kiosks:
-            if not kiosk.wait_for_connected(connect_timeout):
-                raise TimeoutError(f"{kiosk.kiosk_id} did not connect in {connect_timeout} s")
+        clock = self.connect(connect_timeout=connect_timeout)
         end = self.start + dt.timedelta(hours=self.hours)
         last = self.start
         while (now := clock.now()) < end:
@@ -372,6 +454,20 @@ class Simulation:
                 self._reconnect(kiosk, end)
             kiosk.close_periods(Period.of(end, self.period_s).end)
         return self.kiosks
+
+    def connect(self, *, connect_timeout=10.0):
+        """Connect every kiosk (each announces itself and takes its commands) and return the
+        simulation's clock; :meth:`run` starts so, and a test that only wants kiosks on line
+        (to take a rollout's commands) calls it alone."""
+        clock = SimClock(self.start, self.factor)
+        for kiosk in self.kiosks:
+            kiosk.clock = clock
+            kiosk.connect(clock.now())
+            kiosk.next_health = self.start
+        for kiosk in self.kiosks:
+            if not kiosk.wait_for_connected(connect_timeout):
+                raise TimeoutError(f"{kiosk.kiosk_id} did not connect in {connect_timeout} s")
+        return clock
 
     def _step(self, kiosk, now, step_s, clock):
         for _ in range(visits_expected(kiosk.rng, now, step_s)):
