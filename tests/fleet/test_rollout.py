@@ -4,17 +4,20 @@ the acceptance run: 50 simulated kiosks, the real test broker and a real collect
 
 import datetime as dt
 import itertools
+import re
 
 import pytest
 
 from kiosk.errors import TelemetryError
 from kiosk.fleet import cli, rollout, rollouts, status
 from kiosk.fleet.collector import Collector
+from kiosk.fleet.console.app import Broker, Settings, create_app
 from kiosk.fleet.db import open_database
 from kiosk.fleet.simulate import VERSION, Simulation
 from kiosk.period import BANGKOK
 from kiosk.telemetry import topics
 from tests.fixtures.broker import wait_until
+from tests.fixtures.console import Browser
 from tests.fleet.test_statistics import DLT
 
 SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -277,3 +280,65 @@ def test_rollout_collector_may_withdraw_update_commands_and_no_other(broker, mqt
     assert not collector.publish(topics.cmd_topic("k1", "update"), b"", retain=True).is_failure
     for name in ("config", "ping"):
         assert collector.publish(topics.cmd_topic("k1", name), b"{}").value == 0x87
+
+
+# --- the console ----------------------------------------------------------------------------
+
+def _rollout_in(store, rollout_id="r-console"):
+    """A rollout to the console store's three kiosks: k1 rolled back, k2 and k3 sent."""
+    db = open_database(store)
+    try:
+        rollouts.start(db, Sent(), version="0.2.0", url=URL, sha256=SHA, percent=100,
+                       threshold_percent=90, rollout_id=rollout_id)
+        with db.database.atomic():
+            db.apply_rollout_progress([health("k1", "rolled_back", rollout_id=rollout_id,
+                                              reason="not healthy within 120 s")], RECEIVED)
+    finally:
+        db.close()
+
+
+def test_rollout_console_lists_rollouts_and_each_kiosks_step_with_its_reason(browser,
+                                                                          console_store):
+    _rollout_in(console_store)
+    viewer = browser("vera")
+    assert 'href="/rollouts"' in viewer.get("/fleet").text
+    listed = viewer.get("/rollouts")
+    row = re.search(r'<tr data-rollout="r-console">.*?</tr>', listed.text, re.S).group(0)
+    assert 'data-state="rolled_back">1<' in row and 'data-state="sent">2<' in row
+    page = viewer.get("/rollouts/r-console")
+    assert "rolled_back 1/3" in page.text and "not healthy within 120 s" in page.text
+    assert 'id="pause"' not in page.text and 'id="viewer-notice"' in page.text
+    assert viewer.post("/rollouts/r-console/pause").status_code == 403
+    assert viewer.get("/rollouts/r-none").status_code == 404
+    operator = browser("otto")
+    assert 'id="pause"' in operator.get("/rollouts/r-console").text
+    refused = operator.post("/rollouts/r-console/pause")
+    assert refused.status_code == 400 and "--broker-host" in refused.text
+
+
+def test_rollout_console_operator_pauses_and_resumes_through_the_broker(broker, mqtt_client,
+                                                                      console_store,
+                                                                      users_file):
+    _rollout_in(console_store)
+    watcher = mqtt_client("auditor", broker.add_observer("auditor"))
+    watcher.subscribe(f"{topics.ROOT}/cmd/+/update")
+    app = create_app(Settings(db=console_store, users=users_file,
+                              broker=Broker("127.0.0.1", broker.port,
+                                            *broker.ops_credentials)))
+    try:
+        operator = Browser(app)
+        operator.login("otto")
+        operator.get("/rollouts/r-console")
+        assert operator.post("/rollouts/r-console/pause").status_code == 303
+        withdrawn = watcher.wait_for_message(topics.cmd_topic("k1", "update"),
+                                             lambda m: m.payload == b"")
+        assert withdrawn.payload == b""
+        page = operator.get("/rollouts/r-console")
+        assert 'id="rollout-state">paused<' in page.text and "paused by otto" in page.text
+        assert operator.post("/rollouts/r-console/resume").status_code == 303
+        again = watcher.wait_for_message(topics.cmd_topic("k2", "update"),
+                                         lambda m: m.payload != b"" and not m.retain)
+        assert b"r-console" in again.payload
+        assert 'id="rollout-state">active<' in operator.get("/rollouts/r-console").text
+    finally:
+        app.extensions["console"].db.close()

@@ -84,7 +84,14 @@ def create_app(settings):
     fleet_db = open_database(settings.db, read_only=True)  # it reads; the collector writes
     app.extensions["console"] = Console(settings, fleet_db, users)
 
-    from kiosk.fleet.console import charts, commands, fleet, metrics, stats  # noqa: PLC0415
+    from kiosk.fleet.console import (  # noqa: PLC0415
+        charts,
+        commands,
+        fleet,
+        metrics,
+        rollouts,
+        stats,
+    )
     from kiosk.fleet.console import map as points_map  # noqa: PLC0415 (cycle)
 
     origin = points_map.tile_origin(settings.tiles)
@@ -94,7 +101,7 @@ def create_app(settings):
 
     app.extensions["console"].metrics = metrics.registry_for(fleet_db)
     for blueprint in (fleet.blueprint, stats.blueprint, commands.blueprint, metrics.blueprint,
-                      points_map.blueprint, charts.blueprint):
+                      points_map.blueprint, charts.blueprint, rollouts.blueprint):
         app.register_blueprint(blueprint)
     app.before_request(_before)
     app.after_request(_headers)
