@@ -71,7 +71,7 @@ def select(rollout_id, eligible, percent, already=()):
     those ``already`` targeted first (a widening never drops one), then the next of the order
     until :func:`share` is reached. With the same eligible kiosks, a higher percentage's
     selection starts with a lower one's."""
-    kept = [kiosk_id for kiosk_id in order(rollout_id, already)]
+    kept = order(rollout_id, already)
     wanted = share(percent, len(set(eligible)))
     chosen = set(kept)
     for kiosk_id in order(rollout_id, eligible):

@@ -160,6 +160,22 @@ def test_rollout_verb_actions_pause_resume_and_widen(sqlite_db):
     assert [r.rollout_id for r in db.rollouts()] == ["r-v"]
 
 
+def test_rollout_the_broker_refusing_the_command_leaves_it_paused_saying_why(sqlite_db):
+    _fleet(sqlite_db, ["k-01", "k-02"])
+
+    def refused(messages):
+        raise TelemetryError("broker refused ops: Not authorized")
+
+    with pytest.raises(TelemetryError, match="Not authorized"):
+        rollouts.start(sqlite_db, refused, version="0.2.0", url=URL, sha256=SHA,
+                       percent=100, rollout_id="r-refused")
+    kept = sqlite_db.rollout("r-refused")
+    assert kept.state == "paused" and "Not authorized" in kept.paused_reason
+    with pytest.raises(ValueError, match="threshold"):
+        rollouts.start(sqlite_db, Sent(), version="0.2.0", url=URL, sha256=SHA, percent=10,
+                       threshold_percent="lots")
+
+
 def test_rollout_to_a_province_or_a_department_takes_only_its_kiosks(console_store):
     """The console store's registry: k1 at dopa-10 (Bangkok, DOPA), k2 at dlt-50 (Chiang
     Mai, DLT), k3 at a point in no registry."""
