@@ -111,6 +111,9 @@ class _Status:
 def main(args):
     apps = Path(args.apps)
     if args.request:
+        if args.release or args.sha256:
+            raise ReleaseError("--request takes its release from the request: no DIR|URL or "
+                               "--sha256 with it")
         return _main_request(args, apps)
     if not args.release:
         raise ReleaseError("name a release (DIR or URL), or the kiosk's request (--request)")
