@@ -1,6 +1,7 @@
 """The kiosk's update request as root reads it (untrusted), the version order behind the
 anti-downgrade rule, and the states the updater reports (kiosk.update.request, updater)."""
 
+import argparse
 import json
 import os
 
@@ -95,3 +96,34 @@ def test_request_status_says_rolled_back_or_refused_with_a_short_reason(tmp_path
     assert request.read_status_file(tmp_path / request.STATUS)["sha256"] is None
     updater._Status(tmp_path, "9.9.1").failed(ReleaseError("x" * 500))
     assert len(request.read_status_file(tmp_path / request.STATUS)["reason"]) <= 200
+
+
+def test_request_withdrawn_while_waiting_stops_the_update_before_the_kiosk_is_stopped(
+        tmp_path, monkeypatch):
+    """A paused rollout deletes the request: an updater still waiting for a free kiosk gives up
+    before stopping it, and the status does not pin the release (resuming the rollout with the
+    same request tries it again). Download and slots stand in: only the updater's wiring runs."""
+    asked = tmp_path / request.REQUEST
+    asked.write_text(json.dumps(GOOD))
+    (tmp_path / "key.pub").write_bytes(b"key")
+    stopped = []
+
+    def install(apps, folder, public_pem, *, wait_quiet, stop, **options):
+        asked.unlink()  # the kiosk got an empty retained update meanwhile
+        wait_quiet()
+        stop()
+        stopped.append(True)
+
+    monkeypatch.setattr(updater.download, "fetch", lambda *a, **k: None)
+    monkeypatch.setattr(updater.slots, "install", install)
+    parser = argparse.ArgumentParser()
+    updater.add_arguments(parser)
+    args = parser.parse_args(["--request", str(asked), "--apps", str(tmp_path / "apps"),
+                              "--key", str(tmp_path / "key.pub"), "--any-time",
+                              "--stop-command", "true", "--status-command", "echo idle"])
+    (tmp_path / "apps").mkdir()
+    with pytest.raises(ReleaseError, match="withdrawn or changed before the kiosk was stopped"):
+        updater.main(args)
+    assert stopped == []
+    status = request.read_status_file(tmp_path / "apps" / request.STATUS)
+    assert (status["state"], status["version"], status["sha256"]) == ("refused", "9.9.0", None)
