@@ -24,6 +24,7 @@ from kiosk.telemetry.commands import Commands
 from kiosk.telemetry.health import HealthReporter
 from kiosk.telemetry.mqtt import MqttLink
 from kiosk.telemetry.outbox import Outbox
+from kiosk.update.request import REQUEST, STATUS_PATH, StatusReader
 from kiosk.update.trial import Trial
 from kiosk.watchdog import Watchdog
 
@@ -34,7 +35,8 @@ class Telemetry:
     """The kiosk's reporting: MQTT link, outbox pump, health and remote commands, composed."""
 
     def __init__(self, cfg, store, put, *, remote_path, cpu_temperature=None,
-                 screen_state=None, outbox_poll_s=1.0, clock=None, wall=None):
+                 screen_state=None, outbox_poll_s=1.0, clock=None, wall=None,
+                 update_status=STATUS_PATH):
         clock = clock or WallClock()
         wall = wall or clock.wall
         self.config_version = cfg.remote_version
@@ -47,12 +49,14 @@ class Telemetry:
                              version=__version__, facts=self.outbox.put, put=put,
                              service_point=topics.service_point_payload(cfg),
                              inflight_window=cfg.telemetry.inflight_window, stamp=clock.stamp)
-        self.commands = Commands(self.link, self.outbox, remote_path=remote_path)
+        self.commands = Commands(self.link, self.outbox, remote_path=remote_path,
+                                 request_path=Path(cfg.storage.data_dir) / REQUEST)
         self.health = HealthReporter(store, self.link,
                                      interval_s=cfg.telemetry.health_interval_s,
                                      version=__version__, mode=cfg.kiosk.mode,
                                      applied_version=lambda: self.config_version,
                                      cpu_temperature=cpu_temperature, screen_state=screen_state,
+                                     update_state=StatusReader(update_status),
                                      stamp=clock.stamp, wall=wall)
 
     def reconfigure(self, cfg):

@@ -126,7 +126,7 @@ LAYERS = (
         "kiosk.fleet.rollouts",
         "kiosk.watchdog", "kiosk.firstboot", "kiosk.fleet.console.*", "kiosk.update.release",
         "kiosk.update.slots", "kiosk.update.trial", "kiosk.update.store_files",
-        "kiosk.update.download", "kiosk.update.quiet",
+        "kiosk.update.download", "kiosk.update.quiet", "kiosk.update.request",
     )),
     ("rigs", ("kiosk.rigs.*",)),
     ("wiring", (

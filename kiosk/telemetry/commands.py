@@ -1,4 +1,4 @@
-"""Kiosk-side handling of ``cmd/{kiosk_id}/…``: config, rebirth, ping, replay.
+"""Kiosk-side handling of ``cmd/{kiosk_id}/…``: config, rebirth, ping, replay, update.
 
 Runs on the main thread: the link puts :class:`~kiosk.facts.CommandReceived` on the
 runner's queue and the runner calls :meth:`Commands.handle` with the config in force. Every
@@ -11,10 +11,20 @@ cut leaves the old layer or the new one, never half of one), and only then propo
 runner, which owns the config in force, puts it in force and calls :meth:`Commands.confirm`.
 The retained config is delivered again on every subscribe; a retained copy that is not newer
 than the applied version is silently skipped rather than answered with a "stale" error on every
-reconnect (a stale config sent live still gets its error reply). Only ``config`` is a desired
-state: any other command that arrives retained (a ``ping``, ``rebirth`` or ``replay`` published
-with the retain flag by mistake) would run again on every reconnect, so it is ignored, and
-logged once per topic so the log does not fill up with it.
+reconnect (a stale config sent live still gets its error reply). ``config`` and ``update`` are
+desired states: any other command that arrives retained (a ``ping``, ``rebirth`` or ``replay``
+published with the retain flag by mistake) would run again on every reconnect, so it is
+ignored, and logged once per topic so the log does not fill up with it.
+
+An update command names the version this kiosk should run. The kiosk user cannot write the
+slots, so it hands the request to the root updater (:mod:`kiosk.update.request`): it writes
+``update-request.json`` into its state folder (atomically, as the remote layer) and replies
+``{"requested": version}``; the updater's path unit takes it from there, and checks it again as
+untrusted. An update to the version already running withdraws any request on file (replies
+``{"requested": null}``). The retained update re-delivered on reconnect, when it asks for what
+is on file already (or for the running version), is skipped without a reply. An empty message on
+``cmd/{kiosk_id}/update`` withdraws the request (a paused rollout deletes its retained command
+so): the file goes, and the updater stops if it is still waiting to stop the kiosk.
 
 The way out of a frozen version (a config at the wire's highest version, 2**31-1, makes every
 later one stale): an empty message on ``cmd/{kiosk_id}/config``, which is also how ops deletes
@@ -29,10 +39,11 @@ from pathlib import Path
 
 import tomli_w
 
+from kiosk import __version__, logsafe
 from kiosk import config as kiosk_config
-from kiosk import logsafe
 from kiosk.errors import CommandRejected, ConfigError
 from kiosk.telemetry import topics
+from kiosk.update import request
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +91,17 @@ class ConfigProposed:
 class Commands:
     """Judges and carries out commands for one kiosk; keeps no config of its own."""
 
-    def __init__(self, link, outbox, *, remote_path):
+    def __init__(self, link, outbox, *, remote_path, request_path=None, version=__version__):
+        """``remote_path`` is the remote config layer; ``request_path`` the update request
+        for the root updater (default: ``update-request.json`` beside the layer, in the
+        kiosk's state folder); ``version`` the version running."""
         self._link = link
         self._outbox = outbox
         self._remote_path = Path(remote_path)
+        self._request_path = Path(request_path or self._remote_path.with_name(request.REQUEST))
+        self._version = version
         self._config_topic = topics.cmd_topic(link.kiosk_id, "config")
+        self._update_topic = topics.cmd_topic(link.kiosk_id, "update")
         self._ignored_retained = set()
         self._actions = {"config": self._do_config, "rebirth": self._do_rebirth,
                          "ping": self._do_ping, "replay": self._do_replay}
@@ -116,15 +133,18 @@ class Commands:
         self._reply(proposal.correlation_id, ok=False, error=error)
 
     def _handle(self, received, config):
-        if received.is_retained and received.topic != self._config_topic:
+        desired = (self._config_topic, self._update_topic)
+        if received.is_retained and received.topic not in desired:
             if received.topic not in self._ignored_retained:
                 self._ignored_retained.add(received.topic)
-                log.warning("ignoring retained %s: only config is kept at the broker; delete it "
-                            "there (an empty retained message)",
+                log.warning("ignoring retained %s: only config and update are kept at the "
+                            "broker; delete it there (an empty retained message)",
                             _shown(received.topic))
             return None
         if received.topic == self._config_topic and not received.payload:
             return self._forget_remote_config(config)
+        if received.topic == self._update_topic and not received.payload:
+            return self._request_update(None, None, retained=received.is_retained)
         try:
             command = topics.parse_command(
                 received.topic,
@@ -139,6 +159,8 @@ class Commands:
             log.warning("rejected command on %s: %s", _shown(received.topic), _shown(str(exc)))
             self._reply(exc.correlation_id, ok=False, error=str(exc)[:MAX_ERROR_CHARS])
             return None
+        if command.name == "update":  # a desired state: whether it was retained matters
+            return self._do_update(command, retained=received.is_retained)
         return self._actions[command.name](command, config)
 
     def _do_config(self, command, config):
@@ -171,6 +193,36 @@ class Commands:
                               "free space on the data partition, then send the config again")
             return None
         return ConfigProposed(new_config, correlation_id)
+
+    def _do_update(self, command, *, retained):
+        wanted = command.release
+        if wanted.version == self._version:
+            wanted = None  # running already: no request, and none left from before
+        return self._request_update(command.correlation_id, wanted, retained=retained,
+                                    version=command.release.version)
+
+    def _request_update(self, correlation_id, wanted, *, retained, version=None):
+        """Hand ``wanted`` (None: nothing) to the root updater through the request file."""
+        on_file = request.read_own_request(self._request_path)
+        content = None if wanted is None else request.request_content(wanted)
+        if retained and version is not None and on_file == content:
+            return None  # the retained desired state re-sent on subscribe: handled already
+        try:
+            write_atomically(self._request_path, request.request_text(wanted))
+        except OSError as exc:
+            self._reply(correlation_id, ok=False,
+                        error=f"cannot write {self._request_path}: {exc.strerror}; free space "
+                              "on the data partition, then send the update again")
+            return None
+        if wanted is None:
+            log.info("update request withdrawn%s",
+                     f": {logsafe.printable(version)} is running" if version else "")
+        else:
+            log.info("update to %s requested (rollout %s)", logsafe.printable(wanted.version),
+                     logsafe.printable(wanted.rollout))
+        self._reply(correlation_id, ok=True,
+                    data={"requested": None if wanted is None else wanted.version})
+        return None
 
     def _do_rebirth(self, command, config):
         self._link.publish_birth()

@@ -4,7 +4,8 @@ Health is QoS 0 and kept in memory only, never in the disk outbox: a stale readi
 nothing, and a kiosk that was offline for a day must not flood the broker with old ones. The
 report is read fresh each time (load, disk, memory, outbox stats); what only the runner knows
 (reader state, card reads) is noted here. CPU temperature and screen state stay null unless a
-provider callable is given.
+provider callable is given; so does the update state (``update_state``: the root updater's status
+file as :class:`kiosk.update.request.StatusReader` reads it).
 
 A report goes out every minute, so nothing in it may move with a single visit (issue 11): no
 time of the last card read and no "card present", only the number of cards read on the last
@@ -77,7 +78,8 @@ class HealthReporter:
     """Builds and publishes the health payload.
 
     ``applied_version()`` returns the applied remote config version (or None); providers
-    ``cpu_temperature()`` (degrees C) and ``screen_state()`` (``on``/``off``) are optional.
+    ``cpu_temperature()`` (degrees C), ``screen_state()`` (``on``/``off``) and
+    ``update_state()`` (a ``topics.UpdateState`` or None) are optional.
     Dead letters are the alarm: ``dead_letters`` stays above zero until a replay delivers them.
     ``wall()`` returns ``(aware UTC now, synced)``; in demo mode the wall clock counts as
     synced, as the runner counts it (a developer's machine may run no timesyncd).
@@ -85,7 +87,7 @@ class HealthReporter:
 
     def __init__(self, store, link, *, interval_s, version, mode,
                  applied_version=lambda: None, cpu_temperature=None, screen_state=None,
-                 stamp=system_stamp, clock=time.monotonic, wall=system_wall):
+                 update_state=None, stamp=system_stamp, clock=time.monotonic, wall=system_wall):
         self._store = store
         self._link = link
         self._interval_s = interval_s
@@ -94,6 +96,8 @@ class HealthReporter:
         self._applied_version = applied_version
         self._cpu_temperature = cpu_temperature
         self._screen_state = screen_state
+        self._update_state = update_state
+        self._update_refused = False
         self._stamp = stamp
         self._clock = clock
         self._wall = wall
@@ -135,7 +139,7 @@ class HealthReporter:
         stats = self._store.outbox_stats()
         if not stats.dead:
             self.dead_letter_codes = ()
-        return topics.health_payload(
+        fields = dict(
             mode=self._mode,
             uptime_s=self._clock() - self._started,
             load_1m=os.getloadavg()[0],
@@ -152,6 +156,16 @@ class HealthReporter:
             cpu_temp_c=self._cpu_temperature() if self._cpu_temperature else None,
             screen=self._screen_state() if self._screen_state else None,
         )
+        update = self._update_state() if self._update_state else None
+        if update is not None:
+            try:
+                return topics.health_payload(**fields, update=update)
+            except ValueError as exc:
+                # Root's file, but a report without it beats no report at all.
+                if not self._update_refused:
+                    log.warning("update state left out of health: %s", exc)
+                self._update_refused = True
+        return topics.health_payload(**fields)
 
     def publish(self):
         """Publish one report now (QoS 0); False when the link is down and it was dropped."""

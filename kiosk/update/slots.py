@@ -1,12 +1,15 @@
 """Two application slots and the link that picks one: installs that a power cut cannot break.
 
-Under ``apps`` (root-owned, on the persistent data partition; the units start
-``apps/current/bin/kiosk``)::
+Under ``apps`` (``/opt/kiosk``: root-owned, its own partition, since the data partition is
+mounted noexec; the units start ``apps/current/bin/kiosk``)::
 
     a/, b/      one virtual environment per slot, built in place (a venv's scripts name its
                 path, so it cannot be renamed once built)
     a/COMPLETE  written last, once the slot is installed, checked and on disk
     current     a symlink to the slot in use, only ever replaced by a rename, never edited
+    journal.json          root's record of an update under way, until its trial ends
+    backups/              the store as it was before each version (kiosk-before-<version>/)
+    update-status.json    where the latest update stands (kiosk.update.request), for health
 
 A kill at any instant leaves ``current`` on a complete slot: the old one until the link's rename,
 the new one after it. A slot without its mark is rebuilt from scratch; ``current`` never points
@@ -84,7 +87,7 @@ def install(apps, release_dir, public_pem, *, state, manifest_sha256=None, backu
     only if the kiosk declares it healthy within ``health_timeout_s`` (:mod:`~kiosk.update.trial`).
 
     ``state`` is the kiosk's state folder (its store and the trial files). The store is copied
-    into ``backups`` (root's; default: beside ``apps``) while the kiosk is stopped, so a
+    into ``backups`` (root's; default: ``apps/backups``) while the kiosk is stopped, so a
     rollback can put back a store the new version migrated. ``wait_quiet`` returns once the
     kiosk may be stopped (:mod:`~kiosk.update.quiet`); ``stop`` and ``start`` stop and start
     the kiosk. Returns (slot, Manifest) once healthy. Raises ReleaseError when the release
@@ -92,7 +95,7 @@ def install(apps, release_dir, public_pem, *, state, manifest_sha256=None, backu
     in the message). One update at a time (a lock on ``apps``).
     """
     apps, state = Path(apps), Path(state)
-    backups = Path(backups) if backups else apps.parent / "backups"
+    backups = Path(backups) if backups else apps / "backups"
     apps.mkdir(parents=True, exist_ok=True)
     with _locked(apps):
         on_step("verify", str(release_dir))
@@ -130,7 +133,10 @@ def install(apps, release_dir, public_pem, *, state, manifest_sha256=None, backu
                 raise
             # Root's own record of the attempt, then the trial file, both before the switch:
             # a version started by anyone after it starts on trial, and a rerun finishes it.
-            trial.write(apps / JOURNAL, {"version": version, "slot": active, "previous": previous})
+            # The release folder and its hash let the updater's run at boot finish a cut update.
+            trial.write(apps / JOURNAL, {"version": version, "slot": active, "previous": previous,
+                                         "release": str(Path(release_dir).absolute()),
+                                         "sha256": manifest_sha256})
             trial.write(state / trial.TRIAL, {"version": version})
             (state / trial.HEALTHY).unlink(missing_ok=True)
             on_step("switch", f"{CURRENT} -> {active}")

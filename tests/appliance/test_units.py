@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from kiosk import config
+from kiosk.update import request
 from tests.fixtures.appliance import VALID_TOML
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,14 +67,15 @@ def test_units_every_service_exposure_is_at_most_four(unit):
     assert float(match.group(1)) <= MAX_EXPOSURE
 
 
-def test_units_security_record_matches_the_unit():
+@pytest.mark.parametrize("unit", ["kiosk.service", "kiosk-updater.service"])
+def test_units_security_record_matches_the_unit(unit):
     """docs/security.md records the current score, not an old one."""
     record = (ROOT / "docs/security.md").read_text(encoding="utf-8")
-    recorded = re.search(r"Overall exposure level for kiosk\.service: (\d+\.\d)", record)
+    recorded = re.search(rf"Overall exposure level for {re.escape(unit)}: (\d+\.\d)", record)
     assert recorded and float(recorded.group(1)) <= MAX_EXPOSURE
     if offline_security_supported():
         done = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager",
-                               str(SYSTEMD / "kiosk.service")], capture_output=True, text=True,
+                               str(SYSTEMD / unit)], capture_output=True, text=True,
                               timeout=60)
         assert recorded.group(0) in done.stdout
 
@@ -114,3 +116,50 @@ def test_units_kiosk_service_writes_only_its_state_folder():
     writable = [line.split("=", 1)[1] for line in unit.splitlines()
                 if line.startswith(("ReadWritePaths=", "StateDirectory="))]
     assert writable == [config.parse(VALID_TOML).storage.data_dir] == ["/var/lib/kiosk/state"]
+
+
+def unit_lines(name, key):
+    """The values of ``key=`` in ``systemd/name``, in order (each of a list's words apart)."""
+    lines = (SYSTEMD / name).read_text().splitlines()
+    return [word for line in lines if line.startswith(f"{key}=")
+            for word in line.split("=", 1)[1].split()]
+
+
+def test_units_only_the_updater_writes_the_slots():
+    """/opt/kiosk holds the code every unit runs: the root updater alone may write it. The
+    others run under ProtectSystem=strict (the whole OS read-only) and name nothing under
+    /opt/kiosk writable, so a hijacked kiosk user cannot change the code root will run."""
+    for unit in sorted(p.name for p in SYSTEMD.glob("*.service")):
+        writable = unit_lines(unit, "ReadWritePaths")
+        if unit == "kiosk-updater.service":
+            assert "/opt/kiosk" in writable
+            continue
+        assert unit_lines(unit, "ProtectSystem") == ["strict"], unit
+        assert not [p for p in writable if p.lstrip("-+").startswith("/opt")], (unit, writable)
+
+
+def test_units_updater_acts_on_the_request_the_kiosk_writes():
+    """The path unit watches, and the service reads, the very file kiosk.telemetry.commands
+    writes in the kiosk's state folder; the service is root's, sandboxed, and needs D-Bus
+    (AF_UNIX) and a network to reach systemd and the release server."""
+    data_dir = config.parse(VALID_TOML).storage.data_dir
+    asked = f"{data_dir}/{request.REQUEST}"
+    assert unit_lines("kiosk-updater.path", "PathChanged") == [asked]
+    assert unit_lines("kiosk-updater.path", "PathExists") == []  # it would start it in a loop
+    assert unit_lines("kiosk-updater.path", "Unit") == ["kiosk-updater.service"]
+    assert unit_lines("kiosk-updater.service", "ExecStart") == [
+        "/opt/kiosk/current/bin/kiosk", "update", "--request", asked]
+    assert unit_lines("kiosk-updater.service", "Type") == ["oneshot"]
+    assert unit_lines("kiosk-updater.service", "User") == []  # root: it writes the slots
+    assert unit_lines("kiosk-updater.service", "ProtectSystem") == ["strict"]
+    assert set(unit_lines("kiosk-updater.service", "ReadWritePaths")) == {"/opt/kiosk",
+                                                                         data_dir}
+    assert unit_lines("kiosk-updater.service", "StateDirectory") == ["kiosk/downloads"]
+    assert set(unit_lines("kiosk-updater.service", "CapabilityBoundingSet")) == {
+        "CAP_CHOWN", "CAP_DAC_OVERRIDE"}
+    assert unit_lines("kiosk-updater.service", "NoNewPrivileges") == ["yes"]
+    assert unit_lines("kiosk-updater.service", "PrivateNetwork") == []
+    assert set(unit_lines("kiosk-updater.service", "RestrictAddressFamilies")) == {
+        "AF_UNIX", "AF_INET", "AF_INET6"}
+    # The kiosk user must read and run what the updater installs.
+    assert unit_lines("kiosk-updater.service", "UMask") == ["0022"]

@@ -2,8 +2,9 @@
 
 import json
 import logging
+from pathlib import Path
 
-from kiosk import config
+from kiosk import __version__, config
 from kiosk.facts import CommandReceived
 from kiosk.telemetry import topics
 
@@ -140,8 +141,9 @@ def test_commands_retained_ping_rebirth_and_replay_are_ignored_and_logged_once(
                          side.in_force)
     ignored = [r.getMessage() for r in caplog.records if "retained" in r.getMessage()]
     assert sorted(ignored) == sorted(
-        f"ignoring retained {topics.cmd_topic(KIOSK, name)}: only config is kept at the broker; "
-        "delete it there (an empty retained message)" for name in ("ping", "rebirth", "replay"))
+        f"ignoring retained {topics.cmd_topic(KIOSK, name)}: only config and update are kept at "
+        "the broker; delete it there (an empty retained message)"
+        for name in ("ping", "rebirth", "replay"))
 
 
 def test_commands_deleting_the_retained_config_unfreezes_the_version(kiosk_config, running, ops):
@@ -167,3 +169,39 @@ def test_commands_deleting_the_retained_config_unfreezes_the_version(kiosk_confi
     assert reply_to(ops, "fresh")["data"] == {"version": 1}
     assert side.in_force.flow.thank_you_s == 6
     assert 'version = 1\n' in config.remote_layer_path(side.config).read_text()
+
+
+def test_commands_update_hands_a_request_to_the_updater_and_an_empty_retained_one_withdraws_it(
+        kiosk_config, running, ops):
+    """The kiosk cannot install anything: it writes the request the root updater acts on. The
+    retained command re-delivered on reconnect writes nothing and gets no reply; an empty
+    retained message (a paused rollout) deletes the request; the running version needs none."""
+    cfg = kiosk_config()
+    wanted = {"version": "9.9.0", "url": "https://releases.example.go.th/kiosk/9.9.0/",
+              "sha256": "0123abcd" * 8, "rollout": "r-9-9-0-a"}
+    on_file = Path(cfg.storage.data_dir) / "update-request.json"
+    side = running(cfg)
+    send(ops, "update", "up-1", retain=True, **{**wanted,
+                                                "sha256": topics.grouped_sha256(wanted["sha256"])})
+    assert reply_to(ops, "up-1") == {"schema": topics.SCHEMA, "correlation_id": "up-1",
+                                     "ok": True, "error": None, "data": {"requested": "9.9.0"}}
+    assert json.loads(on_file.read_text()) == wanted
+    written = on_file.stat()
+    side.stop()
+
+    running(cfg)  # reconnects: the broker re-delivers the retained update
+    send(ops, "ping", "after-reconnect")
+    reply_to(ops, "after-reconnect")
+    assert [r["correlation_id"] for r in replies(ops)] == ["up-1", "after-reconnect"]
+    assert (on_file.stat().st_ino, on_file.stat().st_mtime_ns) == (written.st_ino,
+                                                                   written.st_mtime_ns)
+
+    assert not ops.publish(topics.cmd_topic(KIOSK, "update"), b"", retain=True).is_failure
+    withdrawn = ops.wait_for_message(REPLY, lambda m: json.loads(m.payload)["data"] == {
+        "requested": None})
+    assert json.loads(withdrawn.payload)["ok"] and not on_file.exists()
+
+    send(ops, "update", "up-same", **{**wanted, "version": __version__,
+                                      "sha256": topics.grouped_sha256(wanted["sha256"])})
+    assert reply_to(ops, "up-same")["data"] == {"requested": None}
+    assert not on_file.exists()

@@ -7,6 +7,7 @@ UTC.
 
 import datetime as dt
 import json
+import logging
 from dataclasses import dataclass
 
 import pytest
@@ -16,6 +17,7 @@ from kiosk.period import Period
 from kiosk.store import Store
 from kiosk.telemetry import topics
 from kiosk.telemetry.health import HealthReporter
+from kiosk.update import request
 from tests.telemetry.kiosk_process import RECORD
 
 #: 09:00 local on 1 December 2026; local midnight is 17:00 UTC.
@@ -186,3 +188,32 @@ def test_health_outbox_depth_counts_released_rows_only(tmp_path):
         assert parsed.outbox_oldest_s == 4200.0  # from the hour's start, not from any visit
     finally:
         store.close()
+
+
+def test_health_update_state_comes_from_the_updaters_status_file(tmp_path, caplog):
+    """The root updater's status file (kiosk.update.request) is relayed as ``update``; a
+    missing file is no update state, and so is a bad one (logged once, not every minute). A
+    long reason is cut to the contract's limit and never carries an ID-shaped number."""
+    status = tmp_path / "update-status.json"
+    health = HealthReporter(FakeStore(), link=None, interval_s=60, version="0.2.0",
+                            mode="production", wall=Wall(),
+                            update_state=request.StatusReader(status))
+    assert "update" not in report(health)[0]
+
+    request.write_status(tmp_path, "rolled_back", "0.3.0", rollout="r-0-3-0",
+                         reason="0.3.0 was not healthy within 120 s: " + "x" * 300 +
+                         " 1101700203549", sha256="ab" * 32)
+    assert status.stat().st_mode & 0o777 == 0o644
+    obj, parsed = report(health)
+    assert parsed.update == topics.UpdateState(
+        "rolled_back", "0.3.0", obj["update"]["reason"], "r-0-3-0")
+    assert obj["update"]["reason"].startswith("0.3.0 was not healthy within 120 s: xxx")
+    assert len(obj["update"]["reason"]) <= request.MAX_REASON_CHARS
+    assert "sha256" not in obj["update"]
+
+    caplog.set_level(logging.WARNING, logger="kiosk.update.request")
+    for garbage in (b"{not json", b'{"state": "exploded"}', b"x" * 10000):
+        status.write_bytes(garbage)
+        assert "update" not in report(health)[0]
+        assert "update" not in report(health)[0]
+    assert len([r for r in caplog.records if "ignoring the update status" in r.message]) == 3

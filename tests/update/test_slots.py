@@ -3,6 +3,7 @@ backup, a refused release that never runs, and kill -9 of ``kiosk update`` at ev
 
 import base64
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -14,7 +15,7 @@ import zipfile
 import pytest
 
 from kiosk.errors import ReleaseError
-from kiosk.update import release, slots, trial
+from kiosk.update import release, request, slots, trial
 from tests.fixtures.release_server import ReleaseServer
 
 pytestmark = pytest.mark.timeout(300)
@@ -147,42 +148,112 @@ def visits_in(path):
                 db.execute("SELECT count(*) FROM visit").fetchone()[0])
 
 
+def asked(tmp_path, server, version, digest, rollout="r-1"):
+    """The kiosk's request for ``version``, as kiosk.telemetry.commands writes it."""
+    path = tmp_path / "update-request.json"
+    path.write_text(json.dumps({"version": version, "url": server.url, "sha256": digest,
+                                "rollout": rollout}))
+    return path
+
+
+def status_of(apps):
+    return json.loads((apps / request.STATUS).read_text())
+
+
 @pytest.mark.slow
-def test_slots_update_from_a_url_switches_after_backing_up_the_store_and_keeps_it_healthy(
+def test_slots_update_requested_by_the_kiosk_switches_after_backing_up_the_store_and_keeps_it(
         installed_old, releases, release_keys, tmp_path, tls):
-    """``kiosk update URL``: downloaded, installed into slot b, the store backed up, switched,
-    started on trial, kept once healthy; the same update again only verifies."""
+    """``kiosk update --request``: the kiosk's request for 9.9.0 is downloaded, installed into
+    slot b, the store backed up, switched, started on trial, kept once healthy, each state in
+    the status file; the same request again does nothing, and ``kiosk update URL`` for it only
+    verifies."""
     apps, state = copy_of(installed_old, tmp_path, visits=25)
     key = tmp_path / "release-key.pub"
     key.write_bytes(release_keys[1])
     folder, digest = releases["9.9.0"]
     server = ReleaseServer(folder, tls)
+    seen = tmp_path / "seen"  # the status file as the wait and the start found it
+    look = f"cat {apps / request.STATUS} >> {seen}"
+    kiosk = ["--stop-command", "true", "--any-time",
+             "--status-command", f"sh -c '{look}; echo idle'",
+             "--start-command", f"sh -c '{look}; exec {apps}/current/bin/kiosk run {state}'"]
 
     def update(*args):
         return subprocess.run(
-            [sys.executable, "-m", "kiosk", "update", server.url, *args, "--key", str(key),
+            [sys.executable, "-m", "kiosk", "update", *args, "--key", str(key),
              "--ca", str(tls / "ca.crt"), "--downloads", str(tmp_path / "downloads"),
-             "--apps", str(apps), "--state", str(state), *Kiosk(apps, state).commands],
+             "--apps", str(apps), "--state", str(state), *kiosk],
             capture_output=True, text=True, timeout=120)
 
     try:
-        done = update("--sha256", digest)
-        again = update("--sha256", digest)
-        unsigned = update()
+        done = update("--request", str(asked(tmp_path, server, "9.9.0", digest)))
+        fetched, kept = len(server.requests), status_of(apps)
+        repeated = update("--request", str(asked(tmp_path, server, "9.9.0", digest)))
+        refetched = len(server.requests) - fetched
+        again = update(server.url, "--sha256", digest)
+        unsigned = update(server.url)
     finally:
         server.httpd.shutdown()
         server.httpd.server_close()
     assert done.returncode == 0, done.stdout + done.stderr
     said = [line.split(":")[1].strip() for line in done.stdout.splitlines()]
-    assert [step for step in said if step != "download"] == [*slots.STEPS, "done"]
+    assert [step for step in said if step != "download"] == ["request", *slots.STEPS, "done"]
     assert "update: download: 0.0 of " in done.stdout
     assert (slots.active_slot(apps), running_version(apps)) == ("b", "9.9.0")
-    assert visits_in(tmp_path / "backups/kiosk-before-9.9.0/kiosk.db") == (6, 25)
-    assert sorted(p.name for p in apps.iterdir()) == [".lock", "a", "b", "current"]
+    assert visits_in(apps / "backups/kiosk-before-9.9.0/kiosk.db") == (6, 25)
+    assert sorted(p.name for p in apps.iterdir()) == [".lock", "a", "b", "backups", "current",
+                                                      request.STATUS]
     assert (apps / "b/COMPLETE").read_text() == "9.9.0\n"
     assert not (state / trial.TRIAL).exists()  # the trial is over
+    assert [json.loads(line)["state"] for line in seen.read_text().splitlines()] == [
+        "waiting", "switched"]
+    assert kept == {"state": "healthy", "version": "9.9.0", "reason": None, "rollout": "r-1",
+                    "sha256": digest}
+    assert (apps / request.STATUS).stat().st_mode & 0o777 == 0o644
+    assert repeated.returncode == 0 and refetched == 0
+    assert repeated.stdout == "update: healthy: 9.9.0 is already running\n"
     assert again.returncode == 0 and "update: healthy: 9.9.0 is already in use" in again.stdout
     assert unsigned.returncode == 1 and "needs --sha256" in unsigned.stderr
+
+
+def test_slots_request_for_an_older_version_or_through_a_symlink_is_refused_before_any_download(
+        installed_old, releases, release_keys, tmp_path, tls):
+    """The request file is the kiosk user's: a hostile kiosk asking for an older signed release
+    (one with a known hole), or planting a symlink at the request's name, gets a refusal in the
+    status file, and nothing is fetched. No request at all is nothing to do."""
+    apps, state = copy_of(installed_old, tmp_path, visits=1)
+    key = tmp_path / "release-key.pub"
+    key.write_bytes(release_keys[1])
+    server = ReleaseServer(releases["9.9.0"][0], tls)
+
+    def update(path):
+        return subprocess.run(
+            [sys.executable, "-m", "kiosk", "update", "--request", str(path), "--key",
+             str(key), "--ca", str(tls / "ca.crt"), "--downloads", str(tmp_path / "downloads"),
+             "--apps", str(apps), "--state", str(state), *Kiosk(apps, state).commands],
+            capture_output=True, text=True, timeout=60)
+
+    try:
+        older = update(asked(tmp_path, server, "9.7.0", releases["9.9.0"][1]))
+        refused = status_of(apps)
+        planted = state / request.REQUEST
+        planted.symlink_to(asked(tmp_path, server, "9.9.0", releases["9.9.0"][1]))
+        symlinked = update(planted)
+        nothing = update(state / "no-such-request.json")
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+    assert older.returncode == 1 and "downgrade refused" in older.stdout
+    assert refused == {"state": "refused", "version": "9.7.0", "rollout": "r-1",
+                       "sha256": releases["9.9.0"][1],
+                       "reason": "downgrade refused: 9.7.0 is not newer than the running 9.8.0; "
+                                 "a technician on site can install it by hand (kiosk update "
+                                 "DIR)"}
+    assert symlinked.returncode == 1
+    assert status_of(apps)["state"] == "refused" and "is a symlink" in status_of(apps)["reason"]
+    assert (nothing.returncode, nothing.stdout, nothing.stderr) == (0, "", "")
+    assert server.requests == [] and not (tmp_path / "downloads").exists()
+    assert (slots.active_slot(apps), running_version(apps)) == ("a", "9.8.0")
 
 
 @pytest.mark.slow
@@ -346,10 +417,14 @@ def test_slots_wheel_changed_after_verify_is_not_installed(
     assert slots.installed_version(apps, "b") is None
 
 
-def updater(apps, state, folder, digest, key, kiosk):
+def updater(apps, state, folder, digest, key, kiosk, *, resume=False):
+    """``kiosk update DIR``; ``resume``: the unit's run at boot, with no request on file, which
+    finishes what root's journal says was cut."""
+    what = (["--request", str(state / request.REQUEST)] if resume else
+            [str(folder), "--sha256", digest])
     return subprocess.Popen(
-        [sys.executable, "-m", "kiosk", "update", str(folder), "--key", str(key), "--sha256",
-         digest, "--apps", str(apps), "--state", str(state), "--health-timeout", "20",
+        [sys.executable, "-m", "kiosk", "update", *what, "--key", str(key),
+         "--apps", str(apps), "--state", str(state), "--health-timeout", "20",
          *kiosk.commands],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -360,7 +435,8 @@ def test_slots_kill_9_at_each_step_in_turn_leaves_a_kiosk_that_starts(
     """The updater is killed as it announces a step, run again and killed at the next one, and
     so on through every step, once also a second into the install (inside pip): after each
     kill the kiosk starts, old or new, never neither; the last run finishes the update, with no
-    visit lost."""
+    visit lost. The runs after the switch are the updater unit's run at boot (no request on
+    file): it finds the cut update in root's journal and finishes it."""
     apps, state = copy_of(installed_old, tmp_path, visits=3)
     key = tmp_path / "release-key.pub"
     key.write_bytes(release_keys[1])
@@ -371,7 +447,8 @@ def test_slots_kill_9_at_each_step_in_turn_leaves_a_kiosk_that_starts(
     killed = []
     for step, after_s in cuts:
         said = []
-        with updater(apps, state, folder, digest, key, kiosk) as proc:
+        resume = step in ("start", "healthy")
+        with updater(apps, state, folder, digest, key, kiosk, resume=resume) as proc:
             for line in proc.stdout:
                 said.append(line)
                 if line.startswith(f"update: {step}:"):
@@ -385,6 +462,7 @@ def test_slots_kill_9_at_each_step_in_turn_leaves_a_kiosk_that_starts(
         if after_s:  # the venv and pip take longer than that: cut inside them
             assert not any(line.startswith("update: check:") for line in said), said
         assert running_version(apps) in ("9.8.0", "9.9.0"), "".join(said)
+        assert not resume or said[0].startswith("update: resume: 9.9.0 from "), said
     assert killed == [step for step, _ in cuts]  # each run resumed and reached the next cut
 
     with updater(apps, state, folder, digest, key, kiosk) as again:
