@@ -54,6 +54,9 @@ CREDENTIAL_KEYS = {
     "mqtt.key_file": "mqtt-client.key",
     "mqtt.ca_file": "mqtt-ca.crt",
 }
+#: The CA of the agency's release server, when it is not one of the system's: installed as
+#: /etc/kiosk/update-ca.crt for the root updater (docs/updates.md). Public, so root's and 0644.
+UPDATE_CA = "update-ca.crt"
 
 
 def add_arguments(parser):
@@ -93,7 +96,7 @@ def apply(boot, root, *, user="kiosk"):
     if problems:
         _refuse(source, root, raw, problems)
     target = _install(boot, root, text, raw, user)
-    for boot_name in CREDENTIALS:
+    for boot_name in (*CREDENTIALS, UPDATE_CA):
         (boot / boot_name).unlink(missing_ok=True)
     source.replace(source.with_name(CONFIG_NAME + APPLIED_SUFFIX))
     (source.with_name(CONFIG_NAME + ".problems.txt")).unlink(missing_ok=True)
@@ -146,6 +149,10 @@ def _validate(text, raw, source, boot, root):
             problem = _check_credential(shipped)
             if problem:
                 problems.append(f"{key}: {problem}")
+    if (boot / UPDATE_CA).exists():
+        problem = _check_credential(boot / UPDATE_CA)
+        if problem:
+            problems.append(f"{UPDATE_CA}: {problem}")
     return problems
 
 
@@ -243,6 +250,8 @@ def _install(boot, root, text, raw, user):
     for boot_name, name in CREDENTIALS.items():
         if (boot / boot_name).exists():
             _write(credentials / name, (boot / boot_name).read_bytes(), 0o600)
+    if (boot / UPDATE_CA).exists():
+        _write(config_dir / UPDATE_CA, (boot / UPDATE_CA).read_bytes(), 0o644)
     servers = raw.get("time", {}).get("ntp_servers", [])
     timesyncd = "[Time]\n" + (f"NTP={' '.join(servers)}\n" if servers else
                               "# No agency NTP servers in kiosk.toml: the system's apply.\n")

@@ -185,3 +185,18 @@ def test_firstboot_reapply_keeps_installed_credentials(appliance):
 def test_firstboot_nothing_to_apply_is_success(appliance):
     assert run_verb(appliance) == 0
     assert appliance.files_in_data() == []
+
+
+def test_firstboot_installs_the_release_servers_ca_for_the_updater(appliance):
+    """An agency whose release server has a private CA drops update-ca.crt beside kiosk.toml;
+    the root updater finds it at /etc/kiosk/update-ca.crt. Something else is refused."""
+    drop(appliance)
+    (appliance.boot / "update-ca.crt").write_text("not a certificate\n")
+    with pytest.raises(ProvisionError, match="update-ca.crt: .* is not a PEM certificate"):
+        firstboot.apply(appliance.boot, appliance.root)
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    (appliance.boot / "update-ca.crt").write_text(pem)
+    assert run_verb(appliance) == 0
+    installed = appliance.data / "config/update-ca.crt"
+    assert installed.read_text() == pem and installed.stat().st_mode & 0o777 == 0o644
+    assert installed.stat().st_uid == 0 and not (appliance.boot / "update-ca.crt").exists()

@@ -28,7 +28,10 @@ APPS = "/opt/kiosk"
 STATE = "/var/lib/kiosk/state"
 DOWNLOADS = "/var/lib/kiosk/downloads"
 CONFIG = "/etc/kiosk/kiosk.toml"
-PUBLIC_KEY = "/etc/kiosk/release-key.pub"
+#: Where the image keeps the agency's release public key (the read-only root).
+PUBLIC_KEY = "/usr/share/citizeninfo-kiosk/release-key.pub"
+#: The release server's CA when it is not one of the system's (kiosk firstboot installs it).
+UPDATE_CA = "/etc/kiosk/update-ca.crt"
 #: The updater's steps (slots.STEPS) that move the reported state on.
 _STATES = {"install": "verified", "wait": "waiting", "switch": "switched", "healthy": "healthy"}
 
@@ -44,7 +47,8 @@ def add_arguments(parser):
     parser.add_argument("--downloads", default=DOWNLOADS,
                         help="where a release from a URL is fetched to (default %(default)s)")
     parser.add_argument("--ca", metavar="FILE",
-                        help="CA certificate of the release server (default: the system CAs)")
+                        help=f"CA certificate of the release server (default: {UPDATE_CA} when "
+                        "there is one, else the system CAs)")
     parser.add_argument("--key", default=PUBLIC_KEY,
                         help="the agency's release public key (default %(default)s)")
     parser.add_argument("--sha256", metavar="HEX", help="the manifest SHA-256 the update named")
@@ -212,7 +216,8 @@ def _install(args, folder, public_pem, status, sha256, still_wanted):
     if folder.startswith("https://"):
         url, folder = folder, Path(args.downloads) / re.sub(r"[^0-9a-f]", "", sha256)[:16]
         status.set("downloading")
-        download.fetch(url, folder, public_pem, manifest_sha256=sha256, cafile=args.ca,
+        cafile = args.ca or (UPDATE_CA if Path(UPDATE_CA).is_file() else None)
+        download.fetch(url, folder, public_pem, manifest_sha256=sha256, cafile=cafile,
                        on_progress=lambda done, total: print(
                            f"update: download: {done / 1e6:.1f} of {total / 1e6:.1f} MB",
                            flush=True))

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from kiosk import __version__
+from kiosk.update import release, slots
 from tests.fixtures.appliance import VALID_TOML
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +29,8 @@ CLEAN_ENV = ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
              f"HOME={CACHE / 'home'}"]
 OUR_UNITS = ("kiosk.service", "kiosk-firstboot.service", "kiosk-out-of-order.service",
              "kiosk-console-report.service",
-             "var-lib-kiosk.mount")
+             "var-lib-kiosk.mount", "kiosk-updater.service",
+             "kiosk-updater.path")
 UNIT_DIRS = ("etc/systemd/system", "lib/systemd/system", "usr/lib/systemd/system")
 
 pytestmark = pytest.mark.slow
@@ -74,7 +77,10 @@ def image(tmp_path_factory):
                                capture_output=True, text=True).stdout.strip()
     run([*CLEAN_ENV, f"PIP_CACHE_DIR={pip_cache or CACHE / 'home/.cache/pip'}",
          str(ROOT / "provisioning/build-wheelhouse"), str(WHEELHOUSE)])
-    build = run([*CLEAN_ENV, str(ROOT / "provisioning/apply-to-root"), str(root), str(WHEELHOUSE)])
+    keys = tmp_path_factory.mktemp("release-keys")
+    (keys / "release-key.pub").write_bytes(release.generate_key()[1])
+    build = run([*CLEAN_ENV, f"KIOSK_RELEASE_KEY_FILE={keys / 'release-key.pub'}",
+                 str(ROOT / "provisioning/apply-to-root"), str(root), str(WHEELHOUSE)])
     run(["mount", "-t", "proc", "proc", str(root / "proc")])
     yield root, build.stdout
     subprocess.run(["umount", str(root / "proc")], check=False)
@@ -117,7 +123,11 @@ def test_image_units_are_enabled_and_consoles_masked(image):
     wants = root / "etc/systemd/system"
     for link in ("multi-user.target.wants/kiosk.service",
                  "sysinit.target.wants/kiosk-firstboot.service",
-                 "local-fs.target.wants/var-lib-kiosk.mount", "sockets.target.wants/pcscd.socket"):
+                 "local-fs.target.wants/var-lib-kiosk.mount",
+                 "sockets.target.wants/pcscd.socket",
+                 "multi-user.target.wants/kiosk-updater.service",
+                 "paths.target.wants/kiosk-updater.path",
+                 "multi-user.target.wants/systemd-networkd.service"):
         target = os.readlink(wants / link)  # absolute inside the image, so resolve it there
         assert (root / target.lstrip("/")).is_file(), link
     for masked in ("ctrl-alt-del.target", "getty@tty1.service"):
@@ -130,8 +140,13 @@ def test_image_kiosk_user_venv_and_no_vpcd(image):
     assert re.search(r"^kiosk:x:\d+:\d+:.*:/usr/sbin/nologin$", passwd, re.M)
     groups = in_image(root, "id", "-nG", "kiosk").stdout.split()
     assert {"video", "render", "input", "gpio", "audio"} <= set(groups)
-    cfg = (root / "opt/kiosk/venv/pyvenv.cfg").read_text()
+    cfg = (root / "opt/kiosk/a/pyvenv.cfg").read_text()
     assert "include-system-site-packages = true" in cfg
+    # Slot a of two, complete with this version, and picked by `current` (docs/updates.md).
+    apps = root / "opt/kiosk"
+    assert (slots.active_slot(apps), slots.installed_version(apps, "a")) == ("a", __version__)
+    key = root / "usr/share/citizeninfo-kiosk/release-key.pub"
+    assert release.key_id(key.read_bytes()) and key.stat().st_mode & 0o777 == 0o644
     assert not list(root.glob("usr/lib/pcsc/drivers/serial/libifdvpcd*"))
     assert "python3-lgpio is not in this distribution's archive; skipped" in build_log
     assert not list(root.glob("usr/bin/gcc*"))
@@ -140,11 +155,11 @@ def test_image_kiosk_user_venv_and_no_vpcd(image):
 def test_image_kiosk_config_check_passes_inside(image, tmp_path):
     root, _ = image
     (root / "tmp/kiosk.toml").write_text(VALID_TOML, encoding="utf-8")
-    done = in_image(root, "/opt/kiosk/venv/bin/kiosk", "config", "check", "/tmp/kiosk.toml")
+    done = in_image(root, "/opt/kiosk/current/bin/kiosk", "config", "check", "/tmp/kiosk.toml")
     assert done.returncode == 0, done.stdout + done.stderr
     broken = VALID_TOML.replace("lon = 100.5215", "lon = 10")
     (root / "tmp/kiosk.toml").write_text(broken, encoding="utf-8")
-    done = in_image(root, "/opt/kiosk/venv/bin/kiosk", "config", "check", "/tmp/kiosk.toml")
+    done = in_image(root, "/opt/kiosk/current/bin/kiosk", "config", "check", "/tmp/kiosk.toml")
     assert done.returncode == 1 and "kiosk.lon" in done.stdout
 
 
@@ -154,7 +169,7 @@ def test_image_firstboot_applies_inside_onto_the_data_link(image):
     boot.mkdir(parents=True, exist_ok=True)
     (boot / "kiosk.toml").write_text(VALID_TOML, encoding="utf-8")
     (boot / "mqtt-password").write_text("pw-in-image\n")
-    done = in_image(root, "/opt/kiosk/venv/bin/kiosk", "firstboot")
+    done = in_image(root, "/opt/kiosk/current/bin/kiosk", "firstboot")
     assert done.returncode == 0, done.stdout + done.stderr
     secret = root / "var/lib/kiosk/config/credentials/password"
     assert secret.stat().st_uid == 0 and secret.stat().st_mode & 0o077 == 0

@@ -53,6 +53,8 @@ def test_image_root_is_read_only_under_an_overlay(booted):
     assert "initramfs:" not in booted.console  # no rescue shell
     assert booted.line("root file system=") == "overlay"
     assert booted.line("var-lib-kiosk.mount active=") == "active result=success"
+    # The application's own partition, slot a on it (docs/image.md).
+    assert booted.line("opt-kiosk.mount active=") == "active result=success"
 
 
 def test_image_screen_shows_the_kiosk(booted, image_file, monkeypatch):
