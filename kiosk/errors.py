@@ -58,6 +58,17 @@ class MessageRejected(TelemetryError, ValueError):
     """An incoming message (command, ack, visit) is malformed, oversized, unknown or stale."""
 
 
+class RolloutRefused(TelemetryError, ValueError):
+    """A rollout's start or widening refused for its input, before anything is recorded or
+    sent; ``field`` names the input at fault as the ``kiosk-fleet rollout`` verb and the
+    console's form both call it (``version``, ``url``, ``sha256``, ``percent``,
+    ``threshold``), and the message says what it must be."""
+
+    def __init__(self, field, message):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
 class GpioError(KioskError, RuntimeError):
     """GPIO devices could not be set up as configured."""
 

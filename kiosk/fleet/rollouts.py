@@ -7,9 +7,13 @@ the filters select (as ``kiosk-fleet status`` filters: province, ministry, depar
 the ops account (:func:`kiosk.fleet.command.publish`). The collector takes each kiosk's
 ``health.update`` into the rollout's rows and pauses the rollout by itself past its rollback
 threshold (:meth:`kiosk.fleet.db.FleetDb.apply_rollout_progress`). ``pause`` withdraws the
-command (an empty retained message) from the kiosks not yet switched; ``resume`` sends it
-again to those that had not failed with it; ``widen`` raises the percentage, keeping the
-kiosks already targeted. The console's rollouts page calls the same functions.
+command (an empty retained message) from the kiosks not yet switched, and on a rollout paused
+already does that withdrawal again (a collector that died between committing its pause and
+publishing, or a broker that refused the first one); ``resume`` sends the command again to
+those that had not failed with it; ``widen`` raises the percentage, keeping the kiosks already
+targeted. The console's rollouts page calls the same functions, so the same checks apply:
+input is refused with :class:`kiosk.errors.RolloutRefused`, naming the field, before anything
+is recorded or sent.
 
 Every function here takes ``send``, a callable publishing ``[(topic, payload, retain)]``
 (:func:`sender` makes the real one), so the tests can record what would go out.
@@ -17,10 +21,11 @@ Every function here takes ``send``, a callable publishing ``[(topic, payload, re
 
 import datetime as dt
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from kiosk.errors import MessageRejected, TelemetryError
+from kiosk.errors import MessageRejected, RolloutRefused, TelemetryError
 from kiosk.fleet import command, rollout, status
 from kiosk.fleet.collector import read_password
 from kiosk.fleet.db import DEFAULT_DB, open_database, utc_now
@@ -62,6 +67,29 @@ def _withdraw(send, kiosk_ids):
     send([(topics.cmd_topic(kiosk_id, "update"), b"", True) for kiosk_id in kiosk_ids])
 
 
+def _percent(value, field="percent"):
+    what = "the rollback threshold" if field == "threshold" else "the share of kiosks"
+    try:
+        return rollout.check_percent(value, what)
+    except ValueError as exc:
+        raise RolloutRefused(field, str(exc)) from None
+
+
+#: How the contract names a field it refuses (:class:`kiosk.telemetry.topics._Fields`).
+_CONTRACT_FIELD = re.compile(r"field '(\w+)' (.*)", re.S)
+
+
+def _check_release(pending):
+    """Refuse a version, URL or SHA-256 the contract would not carry, naming the field."""
+    try:
+        _payload(pending)
+    except TelemetryError as exc:
+        named = _CONTRACT_FIELD.search(str(exc))
+        if named is None:
+            raise
+        raise RolloutRefused(named.group(1), named.group(2)) from None
+
+
 def _get(fleet_db, rollout_id):
     found = fleet_db.rollout(rollout_id)
     if found is None:
@@ -73,20 +101,22 @@ def start(fleet_db, send, *, version, url, sha256, percent, filters=status.NO_FI
           threshold_percent=rollout.DEFAULT_THRESHOLD_PERCENT, rollout_id=None,
           created_by=None, now=None):
     """Start a rollout; returns ``(rollout row, targeted kiosk ids)``. The command is checked
-    before anything is recorded; the rollout is recorded before it is sent (a kiosk's report
-    must find its row), and paused, saying why, if the broker refuses it."""
-    percent = rollout.check_percent(percent)
-    threshold_percent = rollout.check_percent(threshold_percent, "the rollback threshold")
+    before anything is recorded (:class:`kiosk.errors.RolloutRefused` naming the field: the
+    SHA-256 as plain hex, as ``kiosk-fleet release build`` prints it, or grouped); the rollout
+    is recorded before it is sent (a kiosk's report must find its row), and paused, saying
+    why, if the broker refuses it."""
+    percent = _percent(percent)
+    threshold_percent = _percent(threshold_percent, "threshold")
     rollout_id = rollout_id or rollout.new_rollout_id()
     try:
         plain = topics.grouped_sha256(sha256).replace("-", "")
     except ValueError as exc:
-        raise TelemetryError(f"sha256: {exc}") from None
-    pending = _Pending(rollout_id, version, url, plain)
-    _payload(pending)  # a bad version or URL is refused before anything is recorded
+        raise RolloutRefused("sha256", str(exc)) from None
+    _check_release(_Pending(rollout_id, version, url, plain))
     targets = rollout.select(rollout_id, eligible(fleet_db, filters, now), percent)
     if not targets:
-        raise TelemetryError("no kiosk matches the filters")
+        raise RolloutRefused("filters", "no kiosk matches the province, ministry and "
+                                        "department given; kiosk-fleet status shows which do")
     stamp = utc_now()
     fleet_db.add_rollout(rollout_id=rollout_id, version=version, url=url, sha256=plain,
                          percent=percent, filters=filters, threshold_percent=threshold_percent,
@@ -118,12 +148,13 @@ def widen(fleet_db, send, rollout_id, percent, now=None):
     added and sent the command; returns the added kiosk ids. Refused while paused (its
     rollbacks, or ops, stopped it) and for a percentage not above the current one."""
     wanted = _get(fleet_db, rollout_id)
-    percent = rollout.check_percent(percent)
+    percent = _percent(percent)
     if wanted.state == "paused":
         raise TelemetryError(f"rollout {rollout_id} is paused ({wanted.paused_reason}); "
                              "resume it before widening")
     if percent <= wanted.percent:
-        raise TelemetryError(f"rollout {rollout_id} is at {wanted.percent:g} %; widen to more")
+        raise RolloutRefused("percent", f"rollout {rollout_id} is at {wanted.percent:g} %; "
+                                        "widen to more")
     already = [row.kiosk_id for row in fleet_db.rollout_kiosks(rollout_id)]
     filters = status.Filters(wanted.province, wanted.ministry, wanted.department)
     added = rollout.select(rollout_id, eligible(fleet_db, filters, now), percent,
@@ -137,17 +168,29 @@ def widen(fleet_db, send, rollout_id, percent, now=None):
     return added
 
 
+@dataclass(frozen=True)
+class Paused:
+    """What :func:`pause` did."""
+
+    kiosk_ids: list  # those whose retained command it withdrew, in the rollout's order
+    is_again: bool  # the rollout was paused already: the withdrawal was done again
+
+
 def pause(fleet_db, send, rollout_id, reason="paused by ops"):
     """Pause an active rollout: withdraw the retained command from the kiosks not yet switched
-    (:data:`kiosk.fleet.rollout.NOT_SWITCHED`); returns them."""
-    if not fleet_db.set_rollout_state(rollout_id, "paused", utc_now(), reason=reason,
-                                      only_from=("active",)):
-        raise TelemetryError(f"rollout {rollout_id} is "
-                             f"{_get(fleet_db, rollout_id).state}, not active")
+    (:data:`kiosk.fleet.rollout.NOT_SWITCHED`). On a rollout paused already, withdraw again
+    (its reason kept): the empty retained messages are idempotent, and a withdrawal cut short
+    (the collector died between committing its pause and publishing, or the broker refused)
+    left the commands retained, which a kiosk that reconnects would run. A ``done`` rollout
+    is refused. Returns :class:`Paused`."""
+    is_again = not fleet_db.set_rollout_state(rollout_id, "paused", utc_now(), reason=reason,
+                                              only_from=("active",))
+    if is_again and (state := _get(fleet_db, rollout_id).state) != "paused":
+        raise TelemetryError(f"rollout {rollout_id} is {state}, not active")
     withdraw = fleet_db.unswitched(rollout_id)
     _withdraw(send, withdraw)
     fleet_db.set_withdrawn(rollout_id, withdraw, True)
-    return withdraw
+    return Paused(withdraw, is_again)
 
 
 def resume(fleet_db, send, rollout_id, threshold_percent=None):
@@ -158,7 +201,7 @@ def resume(fleet_db, send, rollout_id, threshold_percent=None):
     if wanted.state != "paused":
         raise TelemetryError(f"rollout {rollout_id} is {wanted.state}, not paused")
     if threshold_percent is not None:
-        threshold_percent = rollout.check_percent(threshold_percent, "the rollback threshold")
+        threshold_percent = _percent(threshold_percent, "threshold")
         (fleet_db.Rollout.update(threshold_percent=threshold_percent)
          .where(fleet_db.Rollout.rollout_id == rollout_id).execute())
     again = fleet_db.unswitched(rollout_id, rollout.RESENT)
@@ -235,7 +278,8 @@ def add_arguments(parser):
     widened = actions.add_parser("widen", help="raise a rollout's percentage")
     widened.add_argument("rollout_id")
     widened.add_argument("--percent", type=float, required=True)
-    paused = actions.add_parser("pause", help="withdraw the command from kiosks not switched")
+    paused = actions.add_parser("pause", help="withdraw the command from kiosks not switched "
+                                              "(again, if the rollout is paused already)")
     paused.add_argument("rollout_id")
     resumed = actions.add_parser("resume", help="send a paused rollout's command again")
     resumed.add_argument("rollout_id")
@@ -269,8 +313,6 @@ def main(args):
     fleet_db = open_database(args.db)
     try:
         return _act(fleet_db, send, args)
-    except ValueError as exc:  # a percentage out of range (kiosk.fleet.rollout.check_percent)
-        raise TelemetryError(str(exc)) from None
     finally:
         fleet_db.close()
 
@@ -288,8 +330,10 @@ def _act(fleet_db, send, args):
         added = widen(fleet_db, send, args.rollout_id, args.percent)
         print(f"{args.rollout_id}: sent to {len(added)} more kiosks")
     elif args.action == "pause":
-        withdrawn = pause(fleet_db, send, args.rollout_id)
-        print(f"{args.rollout_id}: paused, command withdrawn from {len(withdrawn)} kiosks")
+        done = pause(fleet_db, send, args.rollout_id)
+        print(f"{args.rollout_id}: " + ("already paused; command withdrawn again" if
+                                        done.is_again else "paused, command withdrawn")
+              + f" from {len(done.kiosk_ids)} kiosks not switched")
     else:
         again = resume(fleet_db, send, args.rollout_id, args.threshold)
         print(f"{args.rollout_id}: resumed, command sent again to {len(again)} kiosks")

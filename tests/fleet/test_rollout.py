@@ -5,10 +5,11 @@ the acceptance run: 50 simulated kiosks, the real test broker and a real collect
 import datetime as dt
 import itertools
 import re
+from html import unescape
 
 import pytest
 
-from kiosk.errors import TelemetryError
+from kiosk.errors import RolloutRefused, TelemetryError
 from kiosk.fleet import cli, rollout, rollouts, status
 from kiosk.fleet.collector import Collector
 from kiosk.fleet.console.app import Broker, Settings, create_app
@@ -140,8 +141,12 @@ def test_rollout_verb_actions_pause_resume_and_widen(sqlite_db):
     with db.database.atomic():
         db.apply_rollout_progress([health(first, "healthy", version="0.2.0",
                                           rollout_id="r-v")], RECEIVED)
-    assert rollouts.pause(db, sent, "r-v") == [second]
+    assert rollouts.pause(db, sent, "r-v") == rollouts.Paused([second], is_again=False)
     assert sent.kiosks(empty=True) == [second]
+    # Paused already: the withdrawal is done again (idempotent), the reason kept.
+    assert rollouts.pause(db, sent, "r-v", reason="x") == rollouts.Paused([second], True)
+    assert sent.kiosks(empty=True) == [second, second]
+    assert db.rollout("r-v").paused_reason == "paused by ops"
     with pytest.raises(TelemetryError, match="paused"):
         rollouts.widen(db, sent, "r-v", 50)
     assert rollouts.resume(db, sent, "r-v") == [second]
@@ -153,11 +158,25 @@ def test_rollout_verb_actions_pause_resume_and_widen(sqlite_db):
         rollouts.widen(db, sent, "r-v", 40)
     lines = rollouts.status_lines(db, "r-v")
     assert "healthy 1/5" in lines[1] and "sent 4/5" in lines[1]
-    with pytest.raises(TelemetryError, match="sha256"):
-        rollouts.start(db, sent, version="0.3.0", url=URL, sha256="beef", percent=10)
-    with pytest.raises(TelemetryError, match="url"):
-        rollouts.start(db, sent, version="0.3.0", url="http://plain/", sha256=SHA, percent=10)
-    assert [r.rollout_id for r in db.rollouts()] == ["r-v"]
+
+
+@pytest.mark.parametrize(("given", "field", "fix"), [
+    ({"sha256": "beef"}, "sha256", "64 hex digits"),
+    ({"url": "http://plain/"}, "url", "https://"),
+    ({"version": ""}, "version", "a version like 0.2.0"),
+    ({"percent": "0"}, "percent", "0 (excluded) to 100"),
+    ({"threshold_percent": "lots"}, "threshold", "rollback threshold must be a number"),
+    ({"filters": status.Filters(province="Phuket")}, "filters", "kiosk-fleet status"),
+])
+def test_rollout_start_refuses_bad_input_naming_the_field_and_records_nothing(
+        sqlite_db, given, field, fix):
+    _fleet(sqlite_db, ["k-01", "k-02"])
+    sent = Sent()
+    wanted = {"version": "0.3.0", "url": URL, "sha256": SHA, "percent": 10, **given}
+    with pytest.raises(RolloutRefused, match=re.escape(fix)) as refused:
+        rollouts.start(sqlite_db, sent, **wanted)
+    assert refused.value.field == field and str(refused.value).startswith(f"{field}: ")
+    assert sqlite_db.rollouts() == [] and sent.messages == []
 
 
 def test_rollout_the_broker_refusing_the_command_leaves_it_paused_saying_why(sqlite_db):
@@ -324,12 +343,26 @@ def test_rollout_console_lists_rollouts_and_each_kiosks_step_with_its_reason(bro
     page = viewer.get("/rollouts/r-console")
     assert "rolled_back 1/3" in page.text and "not healthy within 120 s" in page.text
     assert 'id="pause"' not in page.text and 'id="viewer-notice"' in page.text
-    assert viewer.post("/rollouts/r-console/pause").status_code == 403
+    assert 'id="widen-form"' not in page.text and 'id="start-form"' not in listed.text
+    for action in ("pause", "widen"):
+        assert viewer.post(f"/rollouts/r-console/{action}", {"percent": "50"}).status_code == 403
+    assert viewer.post("/rollouts", {"version": "0.3.0", "url": URL, "sha256": SHA,
+                                     "percent": "10"}).status_code == 403
     assert viewer.get("/rollouts/r-none").status_code == 404
     operator = browser("otto")
-    assert 'id="pause"' in operator.get("/rollouts/r-console").text
+    page = operator.get("/rollouts/r-console").text
+    assert 'id="pause"' in page and 'id="widen-form"' in page
     refused = operator.post("/rollouts/r-console/pause")
     assert refused.status_code == 400 and "--broker-host" in refused.text
+    assert 'id="start-form"' in operator.get("/rollouts").text
+    refused = operator.post("/rollouts", {"version": "0.3.0", "url": URL, "sha256": SHA,
+                                          "percent": "10"})
+    assert refused.status_code == 400 and "--broker-host" in refused.text
+    db = open_database(console_store)
+    try:
+        assert [r.rollout_id for r in db.rollouts()] == ["r-console"]
+    finally:
+        db.close()
 
 
 def test_rollout_console_operator_pauses_and_resumes_through_the_broker(broker, mqtt_client,
@@ -356,5 +389,126 @@ def test_rollout_console_operator_pauses_and_resumes_through_the_broker(broker, 
                                          lambda m: m.payload != b"" and not m.retain)
         assert b"r-console" in again.payload
         assert 'id="rollout-state">active<' in operator.get("/rollouts/r-console").text
+    finally:
+        app.extensions["console"].db.close()
+
+
+def _sentinel(broker, mqtt_client, kiosk_id="k-sentinel"):
+    """A kiosk account holding a retained status, for :func:`retained_updates` to wait on."""
+    kiosk = mqtt_client(kiosk_id, broker.add_kiosk(kiosk_id))
+    assert not kiosk.publish(topics.kiosk_topic(kiosk_id, "status"), b"{}",
+                             retain=True).is_failure
+    return kiosk_id
+
+
+def test_rollout_pause_of_a_paused_rollout_withdraws_again_what_a_cut_collector_left(
+        broker, mqtt_client, tmp_path, capsys):
+    """The collector committed its pause, then died before publishing the empty retained
+    messages: the commands stay retained. ``rollout pause`` again withdraws them and says so."""
+    where = tmp_path / "fleet.sqlite3"
+    db = open_database(where)
+    try:
+        _fleet(db, [f"k-{n:02d}" for n in range(10)])
+        sentinel = _sentinel(broker, mqtt_client)
+        send = rollouts.sender("127.0.0.1", broker.port, *broker.ops_credentials)
+        _, targets = rollouts.start(db, send, version="0.2.0", url=URL, sha256=SHA,
+                                    percent=50, threshold_percent=20, rollout_id="r-cut")
+        healthy, *rest = targets
+        with db.database.atomic():  # the collector's batch: one healthy, two rolled back
+            [paused] = db.apply_rollout_progress(
+                [health(healthy, "healthy", version="0.2.0", rollout_id="r-cut")]
+                + [health(k, "rolled_back", rollout_id="r-cut") for k in rest[:2]], RECEIVED)
+        # ... and it died here, before publishing paused.withdraw.
+        assert set(paused.withdraw) == set(rest)
+        assert set(retained_updates(broker, mqtt_client, sentinel)) == set(targets)
+
+        password = tmp_path / "ops-password"
+        password.write_text(broker.ops_credentials[1] + "\n")
+        with pytest.raises(SystemExit) as exited:
+            cli.main(["rollout", "pause", "r-cut", "--port", str(broker.port),
+                      "--password-file", str(password), "--db", str(where)])
+        assert exited.value.code == 0
+        assert "already paused; command withdrawn again from 4 kiosks not switched" in \
+            capsys.readouterr().out
+        assert set(retained_updates(broker, mqtt_client, sentinel)) == {healthy}
+        assert "rolled back" in db.rollout("r-cut").paused_reason  # the collector's reason
+    finally:
+        db.close()
+
+
+def _console_with_broker(store, users_file, broker):
+    return create_app(Settings(db=store, users=users_file,
+                               broker=Broker("127.0.0.1", broker.port, *broker.ops_credentials)))
+
+
+def _location_rollout(response):
+    return re.fullmatch(r"/rollouts/(r-[a-z]+)\?done=\w+&n=\d+",
+                        response.headers["Location"]).group(1)
+
+
+def test_rollout_console_operator_starts_widens_and_withdraws_again_through_the_broker(
+        broker, mqtt_client, console_store, users_file):
+    """An operator starts a 10 % rollout of the store's 23 kiosks from the page (3 of them), a
+    bad SHA-256 and a plain http:// URL refused before, naming the field, nothing recorded
+    or sent; widens it to 30 % (7); and, once paused by a collector that died before
+    withdrawing, withdraws again from the page."""
+    db = open_database(console_store)
+    try:
+        _fleet(db, [f"k-{n:02d}" for n in range(20)])
+        every = [k.kiosk_id for k in db.kiosks()]
+    finally:
+        db.close()
+    assert len(every) == 23
+    sentinel = _sentinel(broker, mqtt_client)
+    watcher = mqtt_client("auditor", broker.add_observer("auditor"))
+    watcher.subscribe(f"{topics.ROOT}/cmd/+/update")
+    app = _console_with_broker(console_store, users_file, broker)
+    try:
+        operator = Browser(app)
+        operator.login("otto")
+        assert 'id="start-form"' in operator.get("/rollouts").text
+        form = {"version": "0.2.0", "url": URL, "sha256": SHA, "percent": "10",
+                "threshold": "20", "province": "", "ministry": "", "department": ""}
+        for bad, field, fix in (({"sha256": SHA[:-1]}, "sha256", "64 hex digits"),
+                                ({"url": URL.replace("https", "http")}, "url", "https://")):
+            refused = operator.post("/rollouts", {**form, **bad})
+            assert refused.status_code == 400
+            assert f'data-field="{field}"' in refused.text and fix in unescape(refused.text)
+            assert re.search(rf'name="{field}" value="[^"]*" aria-invalid="true"', refused.text)
+        assert app.extensions["console"].db.rollouts() == []
+
+        grouped = topics.grouped_sha256(SHA)  # as the wire carries it: taken too
+        started = operator.post("/rollouts", {**form, "sha256": grouped})
+        assert started.status_code == 303
+        rollout_id = _location_rollout(started)
+        shown = operator.get(started.headers["Location"])
+        assert 'data-done="started"' in shown.text and 'id="widen-form"' in shown.text
+        targets = [r.kiosk_id for r in app.extensions["console"].db.rollout_kiosks(rollout_id)]
+        assert targets == rollout.select(rollout_id, every, 10) and len(targets) == 3
+        assert set(retained_updates(broker, mqtt_client, sentinel)) == set(targets)
+        watcher.wait_for_message(topics.cmd_topic(targets[0], "update"))
+        assert all(rollout_id.encode() in m.payload  # none of the refused ones went out
+                   for m in watcher.received(f"{topics.ROOT}/cmd/+/update"))
+
+        assert operator.post(f"/rollouts/{rollout_id}/widen",
+                             {"percent": "30"}).status_code == 303
+        wider = [r.kiosk_id for r in app.extensions["console"].db.rollout_kiosks(rollout_id)]
+        assert len(wider) == 7 and wider[:3] == targets
+        assert set(retained_updates(broker, mqtt_client, sentinel)) == set(wider)
+
+        # A collector paused it (committed) and died before withdrawing.
+        writer = open_database(console_store)
+        try:
+            writer.set_rollout_state(rollout_id, "paused", RECEIVED, reason="3 of 7 rolled back")
+        finally:
+            writer.close()
+        page = operator.get(f"/rollouts/{rollout_id}")
+        assert 'id="withdraw-again"' in page.text and 'id="widen-form"' not in page.text
+        again = operator.post(f"/rollouts/{rollout_id}/pause")
+        assert again.status_code == 303 and "done=withdrawn_again&n=7" in again.headers["Location"]
+        assert retained_updates(broker, mqtt_client, sentinel) == {}
+        refused = operator.post(f"/rollouts/{rollout_id}/widen", {"percent": "50"})
+        assert refused.status_code == 400 and "resume it before widening" in refused.text
+        assert len(app.extensions["console"].db.rollout_kiosks(rollout_id)) == 7
     finally:
         app.extensions["console"].db.close()
