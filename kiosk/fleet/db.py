@@ -21,10 +21,11 @@ thread; on SQLite, WAL lets ``status`` and the tests read while the collector wr
 """
 
 import datetime as dt
+import hashlib
 import json
 import logging
 from collections import namedtuple
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -55,6 +56,12 @@ log = logging.getLogger(__name__)
 DEFAULT_DB = "fleet.sqlite3"
 #: Key of the PostgreSQL advisory lock collectors take turns under to evaluate alarms.
 _ALARM_LOCK_KEY = 0x616C61726D
+
+
+def _rollout_lock_key(rollout_id):
+    """The advisory lock key of one rollout: 64 bits of SHA-256 of its id (a signed bigint)."""
+    digest = hashlib.sha256(f"rollout/{rollout_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 #: The kiosk columns a health report sets, each its report's field of the same name (the whole
 #: report also goes to ``health`` as JSON).
@@ -729,6 +736,14 @@ class FleetDb:
          .where((RolloutKiosk.rollout_id == rollout_id)
                 & RolloutKiosk.kiosk_id.in_(list(kiosk_ids))).execute())
 
+    def rollout_lock(self, rollout_id):
+        """A transaction (or a savepoint of the open one) holding the rollout's own lock
+        (:func:`kiosk.fleet.locks.exclusive`): the collector's progress and threshold step, and
+        ``pause``, ``resume`` and ``widen``, read its state and rows and write them one at a
+        time, so two collectors cannot each count one rollback of two, and an operator's
+        action never acts on a state the collector has just changed."""
+        return locks.exclusive(self.database, _rollout_lock_key(rollout_id))
+
     def apply_rollout_progress(self, reports, received):
         """Take the ``update`` of each health report (in order) into its rollout's row for that
         kiosk, if the rollout targets it (a report cannot add a kiosk, nor speak for another
@@ -736,16 +751,32 @@ class FleetDb:
         rollbacks passed its threshold, raising the ``rollout_paused`` alarm on the kiosk
         whose report did it, or mark it ``done`` when every target is healthy. Inside the
         batch's transaction; returns the :class:`PausedRollout` list, whose commands the
-        collector withdraws once committed. Only the collector whose update finds the
-        rollout still active pauses it, so two in a share group withdraw once."""
+        collector withdraws once committed.
+
+        Each rollout's lock (:meth:`rollout_lock`, taken in id order so two collectors never
+        wait on each other crosswise) is held from before its rows are read until the batch
+        commits: a second collector counts only after the first's rows are in, so the report
+        that passes the threshold pauses the rollout, once."""
         reports = [h for h in reports if h.update is not None and h.update.rollout]
         if not reports:
             return []
-        Rollout, RolloutKiosk = self.Rollout, self.RolloutKiosk
-        found = {r.rollout_id: r for r in Rollout.select().where(
-            Rollout.rollout_id.in_(sorted({h.update.rollout for h in reports})))}
-        if not found:
+        Rollout = self.Rollout
+        mentioned = sorted({h.update.rollout for h in reports})
+        known = [rollout_id for (rollout_id,) in Rollout.select(Rollout.rollout_id)
+                 .where(Rollout.rollout_id.in_(mentioned)).order_by(Rollout.rollout_id)
+                 .tuples()]
+        if not known:
             return []
+        with ExitStack() as held:
+            for rollout_id in known:
+                held.enter_context(self.rollout_lock(rollout_id))
+            return self._apply_rollout_progress(reports, known, received)
+
+    def _apply_rollout_progress(self, reports, known, received):
+        Rollout, RolloutKiosk = self.Rollout, self.RolloutKiosk
+        # Read under the locks: under READ COMMITTED each statement sees what the collector
+        # that held them before committed.
+        found = {r.rollout_id: r for r in Rollout.select().where(Rollout.rollout_id.in_(known))}
         rows = {(row.rollout_id, row.kiosk_id): row for row in RolloutKiosk.select().where(
             RolloutKiosk.rollout_id.in_(sorted(found))
             & RolloutKiosk.kiosk_id.in_(sorted({h.kiosk_id for h in reports})))}
@@ -793,6 +824,44 @@ class FleetDb:
         return [kiosk_id for (kiosk_id,) in RolloutKiosk.select(RolloutKiosk.kiosk_id).where(
             (RolloutKiosk.rollout_id == rollout_id) & RolloutKiosk.state.in_(list(states)))
             .order_by(RolloutKiosk.position).tuples()]
+
+    def to_resend(self, rollout_id):
+        """The rollout's kiosks a resume sends the command to again
+        (:func:`kiosk.fleet.rollout.is_resent`: not switched nor failed, or refused only
+        because the command was withdrawn), in its order."""
+        RolloutKiosk = self.RolloutKiosk
+        return [kiosk_id for kiosk_id, state, reason in RolloutKiosk.select(
+            RolloutKiosk.kiosk_id, RolloutKiosk.state, RolloutKiosk.reason)
+            .where(RolloutKiosk.rollout_id == rollout_id)
+            .order_by(RolloutKiosk.position).tuples()
+            if rollout.is_resent(state, reason)]
+
+    def sent_again(self, rollout_id, kiosk_ids, now):
+        """Mark the commands of ``kiosk_ids`` sent again: no longer withdrawn, and a refusal
+        because of the withdrawal is ``sent`` again (that report is about the command taken
+        back, not the one sent now)."""
+        RolloutKiosk = self.RolloutKiosk
+        kiosk_ids = list(kiosk_ids)
+        self.set_withdrawn(rollout_id, kiosk_ids, False)
+        refused = [kiosk_id for kiosk_id, reason in RolloutKiosk.select(
+            RolloutKiosk.kiosk_id, RolloutKiosk.reason).where(
+            (RolloutKiosk.rollout_id == rollout_id) & (RolloutKiosk.state == "refused")
+            & RolloutKiosk.kiosk_id.in_(kiosk_ids)).tuples()
+            if rollout.is_withdrawal("refused", reason)]
+        if refused:
+            (RolloutKiosk.update(state="sent", reason=None, updated=now)
+             .where((RolloutKiosk.rollout_id == rollout_id)
+                    & RolloutKiosk.kiosk_id.in_(refused)).execute())
+
+    def withdrawn_of_paused(self):
+        """``[(rollout_id, kiosk_id)]`` of every paused rollout's rows marked withdrawn, in
+        rollout and position order: what a collector publishes the withdrawal of again at its
+        start (one that died between committing a pause and publishing left them retained)."""
+        Rollout, RolloutKiosk = self.Rollout, self.RolloutKiosk
+        return list(RolloutKiosk.select(RolloutKiosk.rollout_id, RolloutKiosk.kiosk_id)
+                    .join(Rollout, on=(Rollout.rollout_id == RolloutKiosk.rollout_id))
+                    .where((Rollout.state == "paused") & RolloutKiosk.is_withdrawn)
+                    .order_by(RolloutKiosk.rollout_id, RolloutKiosk.position).tuples())
 
     def update_alarms(self, now, thresholds):
         """Raise the alarms whose condition (:func:`kiosk.fleet.alarms.conditions`) started and

@@ -195,9 +195,10 @@ class Store:
         self.withdrawals = []  # of rollouts paused by committed batches, for the next report
         self._next_alarms = 0.0  # time.monotonic() of the next evaluation
         self._reconcile_failing = self._alarms_failing = False
+        self._withdrawals_due = True  # paused rollouts' withdrawals, published again at start
 
     def has_news(self):
-        return bool(self.records) or self.counters != Counters()
+        return bool(self.records) or bool(self.withdrawals) or self.counters != Counters()
 
     def report(self, batch, released=False, acks=None):
         """A report carrying the counts and records since the last one."""
@@ -209,12 +210,37 @@ class Store:
         return report
 
     def tidy(self):
-        """Reconcile, then raise and clear alarms; each step's counts and log lines are sent
-        the moment it has committed, so a reader who sees its rows soon sees its counts."""
-        for step in (self.reconcile, self.update_alarms):
+        """Withdraw again what paused rollouts withdrew (once, at start), reconcile, then raise
+        and clear alarms; each step's counts and log lines are sent the moment it has
+        committed, so a reader who sees its rows soon sees its counts."""
+        for step in (self.withdraw_again, self.reconcile, self.update_alarms):
             step()
             if self.has_news():
                 self.send_news()
+
+    def withdraw_again(self):
+        """Once per store process, at its start: the topics of every paused rollout's commands
+        marked withdrawn go in the next report, for the network process to publish the empty
+        retained messages again. A collector that died between committing a pause and
+        publishing left those commands retained (a kiosk reconnecting would run them);
+        deleting a retained message twice is harmless. A failure to read is logged and tried
+        again at the next run."""
+        if not self._withdrawals_due:
+            return
+        try:
+            withdrawn = self.db.withdrawn_of_paused()
+        except Exception as exc:  # the store must outlive the database and our own bugs
+            if isinstance(exc, DATABASE_FAILURES):
+                self.drop_connection()
+            log.error("could not read the paused rollouts' withdrawals (%s); retrying",
+                      type(exc).__name__)
+            return
+        self._withdrawals_due = False
+        if withdrawn:
+            log.info("withdrawing again the update command of %d kiosks of %d paused "
+                     "rollouts", len(withdrawn), len({r for r, _ in withdrawn}))
+            self.withdrawals += [topics.cmd_topic(kiosk_id, "update")
+                                 for _, kiosk_id in withdrawn]
 
     def handle(self, items):
         """Parse and store one batch: ``(released, acks)``. A message that cannot be parsed

@@ -28,8 +28,16 @@ KIOSK_STATES = ("sent", *UPDATE_STATES)
 #: tried again at every reconnect.
 NOT_SWITCHED = ("sent", "requested", "downloading", "verified", "waiting", "rolled_back",
                 "refused")
-#: Those a resume sends the command to again: not yet switched, and not failed with it.
+#: Those a resume sends the command to again: not yet switched, and not failed with it
+#: (and those that refused it because it was withdrawn: :func:`is_withdrawal`).
 RESENT = ("sent", "requested", "downloading", "verified", "waiting")
+#: How the updater's reason of a ``refused`` begins when the kiosk's request was withdrawn (a
+#: pause) before the kiosk was stopped: nothing was changed, the release did not fail, and the
+#: updater tries the same request again when it is sent again.
+WITHDRAWN_PREFIX = "withdrawn"
+#: The states the totals count, in order: a refusal because of a withdrawal apart, as
+#: ``withdrawn`` (:func:`shown_state`), never among the ``refused`` that failed.
+TOTAL_STATES = (*RESENT, "withdrawn", "switched", "healthy", "rolled_back", "refused")
 #: Default share of targeted kiosks that may roll back before the rollout pauses itself.
 DEFAULT_THRESHOLD_PERCENT = 20.0
 
@@ -94,9 +102,28 @@ def state_of(rollout_version, report_version, update_state):
     return update_state.state
 
 
+def is_withdrawal(state, reason):
+    """Whether a kiosk's state and reason say it refused because its command was withdrawn:
+    not a final failure (the updater tries the request again when it is sent again)."""
+    return state == "refused" and (reason or "").startswith(WITHDRAWN_PREFIX)
+
+
+def is_resent(state, reason):
+    """Whether ``resume`` sends the command again to a kiosk in this state: not switched and
+    not failed with it (:data:`RESENT`), or refused only because the command was withdrawn,
+    whatever step it had reached when the pause took it back."""
+    return state in RESENT or is_withdrawal(state, reason)
+
+
+def shown_state(state, reason):
+    """The state the totals count a kiosk in: ``withdrawn`` for :func:`is_withdrawal`."""
+    return "withdrawn" if is_withdrawal(state, reason) else state
+
+
 def totals(states):
-    """``{state: kiosks}`` for every kiosk state, in :data:`KIOSK_STATES` order."""
-    counted = dict.fromkeys(KIOSK_STATES, 0)
+    """``{state: kiosks}`` for every state of :data:`TOTAL_STATES`, in its order; ``states``
+    as :func:`shown_state` gives them."""
+    counted = dict.fromkeys(TOTAL_STATES, 0)
     for state in states:
         counted[state] = counted.get(state, 0) + 1
     return counted
@@ -111,7 +138,8 @@ def is_past_threshold(states, threshold_percent):
 
 
 def is_done(states):
-    """Every targeted kiosk is healthy on the release."""
+    """Every targeted kiosk is healthy on the release (one that refused because its command
+    was withdrawn is waiting for a resume, not done)."""
     states = list(states)
     return bool(states) and all(state == "healthy" for state in states)
 

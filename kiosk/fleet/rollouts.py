@@ -10,10 +10,12 @@ threshold (:meth:`kiosk.fleet.db.FleetDb.apply_rollout_progress`). ``pause`` wit
 command (an empty retained message) from the kiosks not yet switched, and on a rollout paused
 already does that withdrawal again (a collector that died between committing its pause and
 publishing, or a broker that refused the first one); ``resume`` sends the command again to
-those that had not failed with it; ``widen`` raises the percentage, keeping the kiosks already
-targeted. The console's rollouts page calls the same functions, so the same checks apply:
-input is refused with :class:`kiosk.errors.RolloutRefused`, naming the field, before anything
-is recorded or sent.
+those that had not failed with it (a refusal because it was withdrawn is no failure);
+``widen`` raises the percentage, keeping the kiosks already targeted. Each holds the
+rollout's lock (:meth:`kiosk.fleet.db.FleetDb.rollout_lock`, which the collector's progress
+step takes too) from its check to its messages published. The console's rollouts page calls
+the same functions, so the same checks apply: input is refused with
+:class:`kiosk.errors.RolloutRefused`, naming the field, before anything is recorded or sent.
 
 Every function here takes ``send``, a callable publishing ``[(topic, payload, retain)]``
 (:func:`sender` makes the real one), so the tests can record what would go out.
@@ -121,9 +123,12 @@ def start(fleet_db, send, *, version, url, sha256, percent, filters=status.NO_FI
     fleet_db.add_rollout(rollout_id=rollout_id, version=version, url=url, sha256=plain,
                          percent=percent, filters=filters, threshold_percent=threshold_percent,
                          targets=targets, now=stamp, created_by=created_by)
-    wanted = fleet_db.rollout(rollout_id)
-    _send_or_pause(fleet_db, send, wanted, targets)
-    return wanted, targets
+    with fleet_db.rollout_lock(rollout_id):
+        wanted = fleet_db.rollout(rollout_id)
+        failed = _send_or_pause(fleet_db, send, wanted, targets)
+    if failed:
+        raise failed
+    return fleet_db.rollout(rollout_id), targets
 
 
 @dataclass(frozen=True)
@@ -135,36 +140,51 @@ class _Pending:
 
 
 def _send_or_pause(fleet_db, send, wanted, kiosk_ids):
+    """Send the command to ``kiosk_ids``; if the broker refuses, pause the rollout saying why
+    and return the error, for the caller to raise once its transaction has committed."""
     try:
         _send_commands(send, wanted, kiosk_ids)
     except TelemetryError as exc:
         fleet_db.set_rollout_state(wanted.rollout_id, "paused", utc_now(),
                                    reason=f"not sent: {exc}")
-        raise
+        return exc
+    return None
 
 
 def widen(fleet_db, send, rollout_id, percent, now=None):
     """Raise the rollout's percentage: the kiosks targeted stay, the next of its order are
     added and sent the command; returns the added kiosk ids. Refused while paused (its
-    rollbacks, or ops, stopped it) and for a percentage not above the current one."""
-    wanted = _get(fleet_db, rollout_id)
-    percent = _percent(percent)
-    if wanted.state == "paused":
-        raise TelemetryError(f"rollout {rollout_id} is paused ({wanted.paused_reason}); "
-                             "resume it before widening")
-    if percent <= wanted.percent:
-        raise RolloutRefused("percent", f"rollout {rollout_id} is at {wanted.percent:g} %; "
-                                        "widen to more")
-    already = [row.kiosk_id for row in fleet_db.rollout_kiosks(rollout_id)]
-    filters = status.Filters(wanted.province, wanted.ministry, wanted.department)
-    added = rollout.select(rollout_id, eligible(fleet_db, filters, now), percent,
-                           already)[len(already):]
-    stamp = utc_now()
-    with fleet_db.database.atomic():
+    rollbacks, or ops, stopped it) and for a percentage not above the current one. Under the
+    rollout's lock (:meth:`kiosk.fleet.db.FleetDb.rollout_lock`), from the check to the
+    commands sent; and the state goes back to ``active`` only from ``active`` or ``done``,
+    so a widening never undoes a pause, the collector's or an operator's."""
+    failed = None
+    with fleet_db.rollout_lock(rollout_id):
+        wanted = _get(fleet_db, rollout_id)
+        percent = _percent(percent)
+        if wanted.state == "paused":
+            raise TelemetryError(f"rollout {rollout_id} is paused ({wanted.paused_reason}); "
+                                 "resume it before widening")
+        if percent <= wanted.percent:
+            raise RolloutRefused("percent", f"rollout {rollout_id} is at {wanted.percent:g} "
+                                            "%; widen to more")
+        already = [row.kiosk_id for row in fleet_db.rollout_kiosks(rollout_id)]
+        filters = status.Filters(wanted.province, wanted.ministry, wanted.department)
+        added = rollout.select(rollout_id, eligible(fleet_db, filters, now), percent,
+                               already)[len(already):]
+        stamp = utc_now()
         fleet_db.add_rollout_targets(rollout_id, added, stamp)
-        fleet_db.set_rollout_state(rollout_id, "active", stamp, percent=percent)
-    if added:
-        _send_or_pause(fleet_db, send, wanted, added)
+        if not fleet_db.set_rollout_state(rollout_id, "active", stamp, percent=percent,
+                                          only_from=("active", "done")):
+            now_is = _get(fleet_db, rollout_id)
+            raise TelemetryError(
+                f"rollout {rollout_id} was {now_is.state} before it could be widened "
+                f"({now_is.paused_reason or 'no reason given'}); nothing was added or sent: "
+                "resume it before widening")
+        if added:
+            failed = _send_or_pause(fleet_db, send, wanted, added)
+    if failed:
+        raise failed
     return added
 
 
@@ -176,38 +196,62 @@ class Paused:
     is_again: bool  # the rollout was paused already: the withdrawal was done again
 
 
-def pause(fleet_db, send, rollout_id, reason="paused by ops"):
+def pause(fleet_db, send, rollout_id, reason="paused by ops", *, only_again=False):
     """Pause an active rollout: withdraw the retained command from the kiosks not yet switched
     (:data:`kiosk.fleet.rollout.NOT_SWITCHED`). On a rollout paused already, withdraw again
     (its reason kept): the empty retained messages are idempotent, and a withdrawal cut short
     (the collector died between committing its pause and publishing, or the broker refused)
     left the commands retained, which a kiosk that reconnects would run. A ``done`` rollout
-    is refused. Returns :class:`Paused`."""
-    is_again = not fleet_db.set_rollout_state(rollout_id, "paused", utc_now(), reason=reason,
-                                              only_from=("active",))
-    if is_again and (state := _get(fleet_db, rollout_id).state) != "paused":
-        raise TelemetryError(f"rollout {rollout_id} is {state}, not active")
-    withdraw = fleet_db.unswitched(rollout_id)
-    _withdraw(send, withdraw)
-    fleet_db.set_withdrawn(rollout_id, withdraw, True)
+    is refused, and so, with ``only_again`` (the console's "withdraw again", meant for a
+    paused rollout), is one resumed meanwhile. Returns :class:`Paused`.
+
+    Under the rollout's lock from the check to the empty messages published, so a resume by
+    another operator comes wholly before or after it, never with its commands taken back by
+    a withdrawal that read the state before. The rows are marked withdrawn before the
+    publishing (what is meant): a broker refusing leaves the rollout paused, and the error is
+    raised once that is committed."""
+    failed = None
+    with fleet_db.rollout_lock(rollout_id):
+        state = _get(fleet_db, rollout_id).state
+        if state == "done" or (only_again and state != "paused"):
+            raise TelemetryError(f"rollout {rollout_id} is {state}, not "
+                                 + ("paused: nothing withdrawn" if only_again else "active"))
+        is_again = state == "paused"
+        if not is_again:
+            fleet_db.set_rollout_state(rollout_id, "paused", utc_now(), reason=reason,
+                                       only_from=("active",))
+        withdraw = fleet_db.unswitched(rollout_id)
+        fleet_db.set_withdrawn(rollout_id, withdraw, True)
+        try:
+            _withdraw(send, withdraw)
+        except TelemetryError as exc:
+            failed = exc
+    if failed:
+        raise failed
     return Paused(withdraw, is_again)
 
 
 def resume(fleet_db, send, rollout_id, threshold_percent=None):
     """Make a paused rollout active again and send the command again to its kiosks that had
-    not switched nor failed with it (:data:`kiosk.fleet.rollout.RESENT`); returns them. Past
-    its threshold it pauses again at the next report: raise ``threshold_percent`` then."""
-    wanted = _get(fleet_db, rollout_id)
-    if wanted.state != "paused":
-        raise TelemetryError(f"rollout {rollout_id} is {wanted.state}, not paused")
+    not switched nor failed with it (:func:`kiosk.fleet.rollout.is_resent`), among them those
+    that refused it only because it was withdrawn (the updater's ``refused`` "withdrawn: …",
+    set back to ``sent``); returns them. Under the rollout's lock, from the check to the
+    commands published; if the broker refuses, nothing changes (still paused). Past its
+    threshold it pauses again at the next report: raise ``threshold_percent`` then."""
     if threshold_percent is not None:
         threshold_percent = _percent(threshold_percent, "threshold")
-        (fleet_db.Rollout.update(threshold_percent=threshold_percent)
-         .where(fleet_db.Rollout.rollout_id == rollout_id).execute())
-    again = fleet_db.unswitched(rollout_id, rollout.RESENT)
-    _send_commands(send, wanted, again)
-    fleet_db.set_withdrawn(rollout_id, again, False)
-    fleet_db.set_rollout_state(rollout_id, "active", utc_now(), only_from=("paused",))
+    with fleet_db.rollout_lock(rollout_id):
+        wanted = _get(fleet_db, rollout_id)
+        if wanted.state != "paused":
+            raise TelemetryError(f"rollout {rollout_id} is {wanted.state}, not paused")
+        if threshold_percent is not None:
+            (fleet_db.Rollout.update(threshold_percent=threshold_percent)
+             .where(fleet_db.Rollout.rollout_id == rollout_id).execute())
+        again = fleet_db.to_resend(rollout_id)
+        _send_commands(send, wanted, again)
+        stamp = utc_now()
+        fleet_db.sent_again(rollout_id, again, stamp)
+        fleet_db.set_rollout_state(rollout_id, "active", stamp, only_from=("paused",))
     return again
 
 
@@ -217,7 +261,7 @@ class Progress:
 
     rollout: object  # the Rollout row
     kiosks: list  # its RolloutKiosk rows, in its order
-    totals: dict  # state -> kiosks (kiosk.fleet.rollout.totals)
+    totals: dict  # state -> kiosks (kiosk.fleet.rollout.totals; withdrawn ones apart)
 
     @property
     def targeted(self):
@@ -235,7 +279,8 @@ class Progress:
 
 def progress(fleet_db, rollout_id):
     rows = fleet_db.rollout_kiosks(rollout_id)
-    return Progress(_get(fleet_db, rollout_id), rows, rollout.totals(r.state for r in rows))
+    return Progress(_get(fleet_db, rollout_id), rows,
+                    rollout.totals(rollout.shown_state(r.state, r.reason) for r in rows))
 
 
 def status_lines(fleet_db, rollout_id=None):

@@ -17,7 +17,9 @@ the kiosk's root updater would, in ``update_step_s`` real seconds a step: it rep
 ``update`` moving requested, downloading, verified, waiting, switched, then healthy (running
 the new version) or, for the kiosks in ``fail_updates``, rolled_back with a reason (still
 running the old one). Those in ``wait_updates`` stay ``waiting`` (an office that does not
-close) for ``update_wait_s``. An empty retained message withdraws a request not yet switched.
+close) for ``update_wait_s``. An empty retained message withdraws a request not yet switched,
+and the kiosk then reports what the root updater reports: ``refused``, with a reason starting
+"withdrawn" (not a failure: the same command sent again is taken again).
 
 Simulated time runs ``factor`` times faster than the wall clock, so a test can run an office
 day in seconds. Each kiosk is one paho client with its own network thread (``loop_start``):
@@ -39,7 +41,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from kiosk import visit
 from kiosk.errors import CommandRejected
-from kiosk.fleet import registry, registry_sample
+from kiosk.fleet import registry, registry_sample, rollout
 from kiosk.period import BANGKOK, Period, count_event_id
 from kiosk.store import new_event_id
 from kiosk.telemetry import topics
@@ -74,6 +76,10 @@ UNDONE_RATE = 0.05
 #: Why a simulated update rolls back: what a kiosk's updater says when the new version never
 #: declared itself healthy.
 ROLLBACK_REASON = "not healthy within 120 s: the broker was never connected"
+#: What a simulated kiosk's updater says when its request is withdrawn before the switch; it
+#: starts as the real updater's does (:data:`kiosk.fleet.rollout.WITHDRAWN_PREFIX`).
+WITHDRAWN_REASON = (f"{rollout.WITHDRAWN_PREFIX}: the request was withdrawn before the kiosk "
+                    "was stopped; nothing was changed")
 #: The updater's steps before the verdict (docs/updates.md), as health reports them.
 UPDATE_STEPS = ("requested", "downloading", "verified", "waiting", "switched")
 #: Largest update command a simulated kiosk reads (a kiosk's telemetry.max_command_bytes).
@@ -155,7 +161,8 @@ class SimKiosk:
         self.update_outcome = update_outcome
         self.update_step_s, self.update_wait_s = update_step_s, update_wait_s
         self.clock = None  # the simulation's SimClock, for the update reports' stamps
-        self._updating = None  # (release, cancel Event) of the update under way
+        self._updating = None  # the _Update under way, or the latest one
+        self._update_lock = threading.Lock()  # one of a withdrawal and a step at a time
         self.host, self.port, self.period_s, self.health_s = host, port, period_s, health_s
         self.rng = rng
         self.instance = new_event_id()
@@ -247,7 +254,7 @@ class SimKiosk:
         under_way = self._updating
         if not message.payload:
             if under_way is not None:
-                under_way[1].set()
+                self._withdraw(under_way)
             return
         try:
             release = topics.parse_command(message.topic, message.payload,
@@ -256,22 +263,40 @@ class SimKiosk:
                                            applied_version=None).release
         except CommandRejected:
             return
-        if under_way is not None and under_way[0] == release and not under_way[1].is_set():
+        if under_way is not None and under_way.release == release and \
+                not under_way.cancel.is_set():
             return  # the retained command again, after a reconnect
         if release.version == self.version:
             self.update = topics.UpdateState("healthy", release.version, None, release.rollout)
             self._report_update()
             return
-        cancel = threading.Event()
-        self._updating = (release, cancel)
-        threading.Thread(target=self._run_update, args=(release, cancel), daemon=True,
+        self._updating = _Update(release, threading.Event())
+        threading.Thread(target=self._run_update, args=(self._updating,), daemon=True,
                          name=f"update-{self.kiosk_id}").start()
 
-    def _run_update(self, release, cancel):
+    def _withdraw(self, under_way):
+        """The request withdrawn: before the switch, the update stops and says so as the root
+        updater does (``refused``, "withdrawn: ..."); after it, or once over, nothing."""
+        with self._update_lock:
+            if under_way.is_switched or under_way.cancel.is_set():
+                return
+            under_way.cancel.set()
+            release = under_way.release
+            self.update = topics.UpdateState("refused", release.version, WITHDRAWN_REASON,
+                                             release.rollout)
+        self._report_update()
+
+    def _run_update(self, under_way):
+        release, cancel = under_way.release, under_way.cancel
         for state in UPDATE_STEPS:
             if cancel.wait(self.update_step_s):
                 return  # withdrawn before the switch: the kiosk stays as it is
-            self.update = topics.UpdateState(state, release.version, None, release.rollout)
+            with self._update_lock:
+                if cancel.is_set():
+                    return
+                self.update = topics.UpdateState(state, release.version, None,
+                                                 release.rollout)
+                under_way.is_switched = state == "switched"
             self._report_update()
             if state == "waiting" and self.update_outcome == "waits" and \
                     cancel.wait(self.update_wait_s):
@@ -392,6 +417,16 @@ class SimKiosk:
             update=self.update)
         self._client.publish(topics.kiosk_topic(self.kiosk_id, "health"), payload, qos=0)
         self.tally.health += 1
+
+
+@dataclass
+class _Update:
+    """An update a simulated kiosk's updater runs: its release, the Event a withdrawal sets,
+    and whether it has switched (from then on a withdrawal changes nothing)."""
+
+    release: topics.WantedRelease
+    cancel: threading.Event
+    is_switched: bool = False
 
 
 class _Namespace:

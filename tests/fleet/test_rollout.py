@@ -20,6 +20,7 @@ from kiosk.telemetry import topics
 from tests.fixtures.broker import wait_until
 from tests.fixtures.console import Browser
 from tests.fleet.test_statistics import DLT
+from tests.fleet.test_store_concurrency import Turns
 
 SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 URL = "https://releases.example.go.th/kiosk/0.2.0/"
@@ -76,6 +77,18 @@ def test_rollout_pauses_only_past_its_threshold_and_takes_healthy_only_on_the_ve
     assert rollout.state_of("0.2.0", "0.1.0", said) is None  # not running it yet
     assert rollout.state_of("0.3.0", "0.2.0", said) is None  # about another release
     assert rollout.new_rollout_id().startswith("r-")
+
+
+def test_rollout_a_refusal_because_the_command_was_withdrawn_is_no_failure():
+    withdrawn = "withdrawn: the request was withdrawn before the kiosk was stopped"
+    assert rollout.is_resent("refused", withdrawn) and rollout.is_resent("waiting", None)
+    assert not rollout.is_resent("refused", "downgrade refused: 0.1.0 is not newer")
+    assert not rollout.is_resent("rolled_back", withdrawn)
+    assert not rollout.is_resent("switched", None)
+    shown = rollout.totals(rollout.shown_state(state, reason) for state, reason in (
+        ("refused", withdrawn), ("refused", "bad signature"), ("healthy", None)))
+    assert (shown["withdrawn"], shown["refused"], shown["healthy"]) == (1, 1, 1)
+    assert not rollout.is_done(["healthy", "refused"])
 
 
 # --- the store and the verb's actions -------------------------------------------------------
@@ -158,6 +171,119 @@ def test_rollout_verb_actions_pause_resume_and_widen(sqlite_db):
         rollouts.widen(db, sent, "r-v", 40)
     lines = rollouts.status_lines(db, "r-v")
     assert "healthy 1/5" in lines[1] and "sent 4/5" in lines[1]
+
+
+WITHDRAWN = "withdrawn: the request was withdrawn before the kiosk was stopped"
+
+
+def test_rollout_resume_sends_again_to_kiosks_that_refused_because_it_was_withdrawn(sqlite_db):
+    """Paused while waiting, the kiosks' updaters refused "withdrawn: ...": resume sends them
+    the command again (set back to ``sent``), never to one that failed with it."""
+    db = sqlite_db
+    _fleet(db, [f"k-{n:02d}" for n in range(4)])
+    sent = Sent()
+    _, targets = rollouts.start(db, sent, version="0.2.0", url=URL, sha256=SHA, percent=100,
+                                rollout_id="r-w")
+    waiting, downgrade, broken, quiet = targets
+    with db.database.atomic():
+        db.apply_rollout_progress([health(k, "waiting", rollout_id="r-w") for k in targets],
+                                  RECEIVED)
+    assert rollouts.pause(db, sent, "r-w").kiosk_ids == targets
+    with db.database.atomic():  # what the updaters said once their requests were withdrawn
+        db.apply_rollout_progress([
+            health(waiting, "refused", rollout_id="r-w", reason=WITHDRAWN),
+            health(downgrade, "refused", rollout_id="r-w", reason="downgrade refused"),
+            health(broken, "rolled_back", rollout_id="r-w", reason="not healthy"),
+        ], RECEIVED)
+    shown = rollouts.progress(db, "r-w").totals
+    assert (shown["withdrawn"], shown["refused"], shown["rolled_back"]) == (1, 1, 1)
+    assert rollouts.resume(db, sent, "r-w", threshold_percent=50) == [waiting, quiet]
+    assert sent.kiosks()[len(targets):] == [waiting, quiet]
+    rows = {r.kiosk_id: r for r in db.rollout_kiosks("r-w")}
+    assert (rows[waiting].state, rows[waiting].reason) == ("sent", None)
+    assert not rows[waiting].is_withdrawn and rows[downgrade].is_withdrawn
+    with db.database.atomic():
+        db.apply_rollout_progress([health(k, "healthy", version="0.2.0", rollout_id="r-w")
+                                   for k in (waiting, quiet)], RECEIVED)
+    assert db.rollout("r-w").state == "active"  # two failed: not done, nor paused at 50 %
+
+
+@pytest.mark.parametrize("fleet_store", ["postgresql"], indirect=True)
+def test_rollout_widen_refuses_when_a_pause_lands_before_its_update(fleet_url, monkeypatch):
+    """A pause committed between widen's check and its update, by a writer that does not take
+    the rollout's lock (a collector of the previous release, in a share group being upgraded):
+    the widening does not take, nothing is added nor sent, the pause stays."""
+    db, collector = open_database(fleet_url), open_database(fleet_url)
+    try:
+        _fleet(db, [f"k-{n:02d}" for n in range(10)])
+        sent = Sent()
+        _, targets = rollouts.start(db, sent, version="0.2.0", url=URL, sha256=SHA,
+                                    percent=20, rollout_id="r-race")
+        choose = rollouts.eligible
+
+        def pausing_meanwhile(*args, **kwargs):
+            collector.set_rollout_state("r-race", "paused", RECEIVED,
+                                        reason="2 of 2 rolled back", only_from=("active",))
+            return choose(*args, **kwargs)
+
+        monkeypatch.setattr(rollouts, "eligible", pausing_meanwhile)
+        monkeypatch.setattr(db, "rollout_lock", lambda rollout_id: db.database.atomic())
+        with pytest.raises(TelemetryError, match=r"was paused .*2 of 2 rolled back.*nothing "
+                                                 "was added or sent"):
+            rollouts.widen(db, sent, "r-race", 50)
+        assert db.rollout("r-race").state == "paused" and db.rollout("r-race").percent == 20
+        assert [r.kiosk_id for r in db.rollout_kiosks("r-race")] == targets
+        assert sent.kiosks() == targets
+    finally:
+        db.close()
+        collector.close()
+
+
+def test_rollout_withdraw_again_is_refused_once_another_operator_resumed(sqlite_db):
+    """The console's "Withdraw again" (``only_again``) meant the paused rollout its page
+    showed: resumed meanwhile, it takes back nothing."""
+    db = sqlite_db
+    _fleet(db, ["k-01", "k-02"])
+    sent = Sent()
+    rollouts.start(db, sent, version="0.2.0", url=URL, sha256=SHA, percent=100,
+                   rollout_id="r-two")
+    rollouts.pause(db, sent, "r-two")
+    assert rollouts.pause(db, sent, "r-two", only_again=True).is_again
+    rollouts.resume(db, sent, "r-two")
+    before = list(sent.messages)
+    with pytest.raises(TelemetryError, match="active, not paused: nothing withdrawn"):
+        rollouts.pause(db, sent, "r-two", only_again=True)
+    assert sent.messages == before and db.rollout("r-two").state == "active"
+
+
+@pytest.mark.parametrize("fleet_store", ["postgresql"], indirect=True)
+def test_rollout_two_collectors_each_with_one_rollback_pause_it_once(fleet_url, monkeypatch):
+    """PostgreSQL, READ COMMITTED: two collectors' batches each take one rollback of 5 (2 of
+    5 is past 20 %). The first is held after counting, before committing; the second must wait
+    for the rollout's lock rather than count 1 of 5 too, and then pauses it."""
+    first, second = open_database(fleet_url), open_database(fleet_url)
+    try:
+        _fleet(first, [f"k-{n:02d}" for n in range(5)])
+        _, targets = rollouts.start(first, Sent(), version="0.2.0", url=URL, sha256=SHA,
+                                    percent=100, threshold_percent=20, rollout_id="r-pg")
+
+        def batch(db, kiosk_id):
+            def run():
+                with db.database.atomic():
+                    return db.apply_rollout_progress(
+                        [health(kiosk_id, "rolled_back", rollout_id="r-pg")], RECEIVED)
+            return run
+
+        turns = Turns(monkeypatch, rollout, "is_past_threshold", fleet_url)
+        results = turns.run(batch(first, targets[0]), batch(second, targets[1]),
+                            (first.database, second.database))
+        for result in results:
+            assert not isinstance(result, Exception), result
+        assert [p.kiosk_id for result in results for p in result] == [targets[1]]
+        assert first.rollout("r-pg").state == "paused"
+    finally:
+        first.close()
+        second.close()
 
 
 @pytest.mark.parametrize(("given", "field", "fix"), [
@@ -504,7 +630,8 @@ def test_rollout_console_operator_starts_widens_and_withdraws_again_through_the_
             writer.close()
         page = operator.get(f"/rollouts/{rollout_id}")
         assert 'id="withdraw-again"' in page.text and 'id="widen-form"' not in page.text
-        again = operator.post(f"/rollouts/{rollout_id}/pause")
+        assert 'name="again" value="1"' in page.text  # refused if resumed meanwhile
+        again = operator.post(f"/rollouts/{rollout_id}/pause", {"again": "1"})
         assert again.status_code == 303 and "done=withdrawn_again&n=7" in again.headers["Location"]
         assert retained_updates(broker, mqtt_client, sentinel) == {}
         refused = operator.post(f"/rollouts/{rollout_id}/widen", {"percent": "50"})
@@ -512,3 +639,71 @@ def test_rollout_console_operator_starts_widens_and_withdraws_again_through_the_
         assert len(app.extensions["console"].db.rollout_kiosks(rollout_id)) == 7
     finally:
         app.extensions["console"].db.close()
+
+
+def test_rollout_paused_while_kiosks_wait_then_resumed_reaches_done(broker, mqtt_client,
+                                                                     tmp_path):
+    """Simulated kiosks waiting (an office that does not close) when ops pause: their updaters
+    report ``refused`` "withdrawn: ...", as the real one does; resumed, they get the command
+    again, switch, report healthy, and the rollout is done."""
+    accounts = [(f"sim-w{n}", broker.add_kiosk(f"sim-w{n}")) for n in range(4)]
+    where = tmp_path / "fleet.sqlite3"
+    collector = Collector(where, "127.0.0.1", broker.port, *broker.collector_credentials,
+                          batch_s=0.05, reconcile_every_s=0.5)
+    simulation = Simulation(accounts, host="127.0.0.1", port=broker.port, start=DAY, hours=1,
+                            factor=1, update_step_s=0.02,
+                            wait_updates=[kiosk_id for kiosk_id, _ in accounts])
+    collector.start()
+    try:
+        assert collector.wait_for_connected(10)
+        simulation.connect()
+        db = collector.db
+        wait_until(lambda: db.KioskRow.select().count() == len(accounts), "every kiosk known")
+        send = rollouts.sender("127.0.0.1", broker.port, *broker.ops_credentials)
+        _, targets = rollouts.start(db, send, version="0.2.0", url=URL, sha256=SHA,
+                                    percent=100, rollout_id="r-waits")
+        wait_until(lambda: rollouts.progress(db, "r-waits").totals["waiting"] == 4,
+                   "every kiosk waiting", timeout=5)
+        rollouts.pause(db, send, "r-waits")
+        wait_until(lambda: rollouts.progress(db, "r-waits").totals["withdrawn"] == 4,
+                   "every updater saying its request was withdrawn", timeout=5)
+        assert all(r.reason.startswith("withdrawn") for r in db.rollout_kiosks("r-waits"))
+        for kiosk in simulation.kiosks:
+            kiosk.update_outcome = "healthy"  # the office closes now
+        assert rollouts.resume(db, send, "r-waits") == targets
+        wait_until(lambda: db.rollout("r-waits").state == "done", "the rollout done",
+                   timeout=5)
+        assert {k.version for k in simulation.kiosks} == {"0.2.0"}
+    finally:
+        simulation.stop()
+        collector.stop()
+
+
+def test_rollout_collector_start_withdraws_again_what_a_paused_rollout_withdrew(
+        broker, mqtt_client, tmp_path):
+    """A collector died between committing a pause and publishing its withdrawal: the next
+    collector to start publishes the empty retained messages again."""
+    where = tmp_path / "fleet.sqlite3"
+    db = open_database(where)
+    try:
+        _fleet(db, [f"k-{n:02d}" for n in range(10)])
+        sentinel = _sentinel(broker, mqtt_client)
+        send = rollouts.sender("127.0.0.1", broker.port, *broker.ops_credentials)
+        _, targets = rollouts.start(db, send, version="0.2.0", url=URL, sha256=SHA,
+                                    percent=50, threshold_percent=20, rollout_id="r-cut")
+        healthy, *rest = targets
+        with db.database.atomic():  # the dead collector's last batch
+            [paused] = db.apply_rollout_progress(
+                [health(healthy, "healthy", version="0.2.0", rollout_id="r-cut")]
+                + [health(k, "rolled_back", rollout_id="r-cut") for k in rest[:2]], RECEIVED)
+        assert set(retained_updates(broker, mqtt_client, sentinel)) == set(targets)
+    finally:
+        db.close()
+    collector = Collector(where, "127.0.0.1", broker.port, *broker.collector_credentials,
+                          batch_s=0.05, reconcile_every_s=0.5)
+    collector.start()
+    try:
+        wait_until(lambda: set(retained_updates(broker, mqtt_client, sentinel)) == {healthy},
+                   "the withdrawal published again", timeout=5)
+    finally:
+        collector.stop()

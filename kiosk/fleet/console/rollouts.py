@@ -4,7 +4,8 @@ kiosks with their step and the reason of a rollback (:mod:`kiosk.fleet.rollouts`
 resumes one, publishing as the ops account, through the verb's own functions: the same checks
 apply, and input they refuse (:class:`kiosk.errors.RolloutRefused`) comes back on the page
 with its field marked, nothing recorded nor sent. Pausing a rollout paused already does its
-withdrawal again. Viewers see no form, and their POST is refused (403).
+withdrawal again; the page's "Withdraw again" is refused if another operator resumed it
+meanwhile. Viewers see no form, and their POST is refused (403).
 
 The console reads the store through its read-only connection; these actions are the writes it
 makes, through a connection of its own opened for each (the collector's database role, or a
@@ -123,8 +124,11 @@ def widen(rollout_id):
 def pause(rollout_id):
     _operator("pause")
     try:
+        # "Withdraw again" is meant for the paused rollout the page showed: refused if another
+        # operator resumed it meanwhile, rather than taking back the commands just sent.
         done = _acting(lambda writer, send: rollouts.pause(
-            writer, send, rollout_id, reason=f"paused by {g.user.name}"))
+            writer, send, rollout_id, reason=f"paused by {g.user.name}",
+            only_again=request.form.get("again") == "1"))
     except TelemetryError as exc:
         return _one(rollout_id, str(exc), None, 400)
     said = "withdrawn_again" if done.is_again else "paused"
