@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from kiosk.errors import ReleaseError
-from kiosk.update import release
+from kiosk.update import release, request
 
 CHUNK = 64 * 1024
 #: An install needs about the wheels' size again for the unpacked venv, plus the store's backup.
@@ -26,11 +26,16 @@ ROOM_FACTOR = 3
 ATTEMPTS = 5
 
 
-def fetch(url, into, public_pem, *, manifest_sha256, cafile=None, timeout_s=30.0,
-          attempts=ATTEMPTS, retry_s=2.0, on_progress=lambda done, total: None,
+def fetch(url, into, public_pem, *, manifest_sha256, version=None, newer_than=None,
+          cafile=None, timeout_s=30.0, attempts=ATTEMPTS, retry_s=2.0,
+          on_progress=lambda done, total: None,
           free_bytes=lambda path: shutil.disk_usage(path).free, sleep=time.sleep):
     """Download the release at ``url`` (a folder URL, https) into ``into``; returns its
-    Manifest once the whole folder verifies. Raises ReleaseError naming what failed."""
+    Manifest once the whole folder verifies. ``version`` and ``newer_than`` (a request's) are
+    checked on the signed manifest before any wheel is fetched
+    (:func:`kiosk.update.request.check_release`). Raises ReleaseError naming what failed;
+    :class:`~kiosk.update.release.Transient` when the link, the server or the disk failed
+    (worth trying again), any other when the release itself is refused."""
     if not url.startswith("https://"):
         raise ReleaseError(f"release URL {url!r}: only https:// is allowed")
     if not re.fullmatch(r"[0-9a-f]{64}", manifest_sha256 or ""):
@@ -50,11 +55,12 @@ def fetch(url, into, public_pem, *, manifest_sha256, cafile=None, timeout_s=30.0
     manifest = release.verify_manifest((into / release.MANIFEST).read_bytes(),
                                        (into / release.SIGNATURE).read_bytes(), public_pem,
                                        manifest_sha256=manifest_sha256)
+    request.check_release(manifest, version, newer_than)
     missing = [f for f in manifest.files if not _is_complete(into / f.path, f)]
     needed = sum(f.size for f in manifest.files) * ROOM_FACTOR
     have = free_bytes(into)
     if missing and have < needed:
-        raise ReleaseError(f"release {manifest.version} needs {needed / 1e6:.0f} MB free to "
+        raise release.Transient(f"release {manifest.version} needs {needed / 1e6:.0f} MB free to "
                            f"download and install; {have / 1e6:.0f} MB free under {into}")
     total = sum(f.size for f in manifest.files)
     done = total - sum(f.size for f in missing)
@@ -82,7 +88,7 @@ class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         if not newurl.startswith("https://"):
-            raise ReleaseError(f"{req.full_url}: redirected to {newurl!r}, which is not https")
+            raise release.Transient(f"{req.full_url}: redirected to {newurl!r}, which is not https")
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
@@ -103,13 +109,13 @@ def _fetch(url, target, opener, timeout_s, attempts, retry_s, sleep, *, limit=No
                 partial.unlink(missing_ok=True)  # asked past its end: the part is whole or stale
             elif isinstance(exc, urllib.error.HTTPError) and exc.code not in (408, 429, 500,
                                                                               502, 503, 504):
-                raise ReleaseError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+                raise release.Transient(f"{url}: HTTP {exc.code} {exc.reason}") from None
             reason = getattr(exc, "reason", exc)
             if isinstance(reason, ssl.SSLCertVerificationError):
-                raise ReleaseError(f"{url}: the server's certificate is not trusted "
+                raise release.Transient(f"{url}: the server's certificate is not trusted "
                                    f"({reason.verify_message})") from None
             if attempt == attempts:
-                raise ReleaseError(f"{url}: {exc} ({attempts} attempts)") from None
+                raise release.Transient(f"{url}: {exc} ({attempts} attempts)") from None
             sleep(retry_s * attempt)
 
 

@@ -10,7 +10,7 @@ import datetime as dt
 import time
 
 from kiosk.display.blanking import Blanker
-from kiosk.errors import ReleaseError
+from kiosk.update.release import Transient
 
 #: Screens at which stopping the kiosk interrupts nobody ("": the kiosk is not running).
 QUIET_SCREENS = ("", "idle", "out_of_service")
@@ -28,7 +28,8 @@ def wait_until_quiet(is_office_hours, screen, *, limit_s, on_wait=lambda why: No
                      wall=lambda: dt.datetime.now(dt.UTC), sleep=time.sleep,
                      clock=time.monotonic, every_s=30.0):
     """Return once it is outside office hours and ``screen()`` names a quiet screen; say why
-    it waits (once per reason); ReleaseError after ``limit_s`` seconds of waiting."""
+    it waits (once per reason); :class:`~kiosk.update.release.Transient` after ``limit_s``
+    seconds of waiting (not the release's fault: the request is tried again later)."""
     said, deadline = None, clock() + limit_s
     while True:
         if is_office_hours(wall()):
@@ -42,6 +43,6 @@ def wait_until_quiet(is_office_hours, screen, *, limit_s, on_wait=lambda why: No
             on_wait(why)
             said = why
         if clock() >= deadline:
-            raise ReleaseError(f"the kiosk was never free within {limit_s:.0f} s ({why}); "
+            raise Transient(f"the kiosk was never free within {limit_s:.0f} s ({why}); "
                                "the update is left for later")
         sleep(every_s)

@@ -42,6 +42,14 @@ _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 _WHEEL = re.compile(r"[A-Za-z0-9_.+!-]+\.whl")
 
 
+class Transient(ReleaseError):
+    """An update that could not go on now for a reason that says nothing about the release: the
+    link or the server failed, the disk is short, the kiosk was never free, the request was
+    withdrawn. The updater does not record the request as handled, so the same request is
+    tried again at its next run (the next change of the request, or the next boot). Every
+    other ReleaseError is the release's verdict, final for that request."""
+
+
 @dataclass(frozen=True)
 class FileEntry:
     path: str  # relative, POSIX, under wheels/

@@ -143,6 +143,26 @@ def is_newer(wanted, running):
     return version_key(wanted) > version_key(running)
 
 
+def check_release(manifest, wanted, running):
+    """ReleaseError unless the signed ``manifest`` is the very version the request named
+    (``wanted``) and newer than the ``running`` one. The request's own version is only the
+    kiosk's claim: a request saying 99.0 beside the URL and hash of an old signed release must
+    not install that release. Run on the verified manifest, before any wheel is fetched or
+    installed; None for either skips that half (a technician's update by hand)."""
+    if wanted is not None and manifest.version != wanted:
+        raise ReleaseError(f"version mismatch: the request names {wanted}, but the signed "
+                           f"release is {manifest.version}; refused")
+    if running is None:
+        return
+    try:
+        newer = is_newer(manifest.version, running)
+    except ValueError as exc:
+        raise ReleaseError(f"downgrade check: {exc}") from None
+    if not newer:
+        raise ReleaseError(f"downgrade refused: the signed release {manifest.version} is not "
+                           f"newer than the running {running}")
+
+
 # --- the updater's status -------------------------------------------------------------------
 
 

@@ -34,13 +34,19 @@ from pathlib import Path, PurePosixPath
 
 from kiosk.errors import ReleaseError
 from kiosk.store import DB_NAME
-from kiosk.update import release, store_files, trial
+from kiosk.update import release, request, store_files, trial
 
 SLOTS = ("a", "b")
 CURRENT = "current"
 COMPLETE = "COMPLETE"
 #: Root's record of an update under way (version, slot, previous), until its trial ends.
 JOURNAL = "journal.json"
+#: Room a slot takes beyond its wheels: the venv itself with pip (22 MB measured on Python 3.11).
+VENV_BYTES = 32 * 1000 * 1000
+#: The wheels unpacked take about twice their size; with the wheels' own size, three times.
+SLOT_FACTOR = 3
+#: How often the trial asks whether the kiosk's service failed (a command each time).
+FAILED_EVERY_S = 2.0
 STEPS = ("verify", "install", "check", "wait", "stop", "backup", "switch", "start", "healthy")
 #: Run by a new slot's Python: the project's requirements (core and the kiosk extra) that no
 #: installed distribution meets. pip's own ``check`` would judge every system package too.
@@ -80,9 +86,11 @@ def inactive_slot(apps):
     return "b" if active_slot(apps) == "a" else "a"
 
 
-def install(apps, release_dir, public_pem, *, state, manifest_sha256=None, backups=None,
-            wait_quiet=lambda: None, stop=lambda: None, start=lambda: None, health_timeout_s=120.0,
-            on_step=lambda step, detail: None, sleep=time.sleep, clock=time.monotonic):
+def install(apps, release_dir, public_pem, *, state, manifest_sha256=None, version=None,
+            newer_than=None, backups=None, wait_quiet=lambda: None, stop=lambda: None,
+            start=lambda: None, is_failed=lambda: False, health_timeout_s=120.0,
+            on_step=lambda step, detail: None, sleep=time.sleep, clock=time.monotonic,
+            free_bytes=lambda path: shutil.disk_usage(path).free):
     """Install the release in ``release_dir`` into the inactive slot, switch to it, and keep it
     only if the kiosk declares it healthy within ``health_timeout_s`` (:mod:`~kiosk.update.trial`).
 
@@ -90,9 +98,14 @@ def install(apps, release_dir, public_pem, *, state, manifest_sha256=None, backu
     into ``backups`` (root's; default: ``apps/backups``) while the kiosk is stopped, so a
     rollback can put back a store the new version migrated. ``wait_quiet`` returns once the
     kiosk may be stopped (:mod:`~kiosk.update.quiet`); ``stop`` and ``start`` stop and start
-    the kiosk. Returns (slot, Manifest) once healthy. Raises ReleaseError when the release
-    is refused or does not install (``current`` untouched), or after rolling back (the reason
-    in the message). One update at a time (a lock on ``apps``).
+    the kiosk; ``is_failed`` says whether the kiosk's service failed (the trial then ends
+    early, without waiting out ``health_timeout_s``). ``version`` and ``newer_than`` (from the
+    kiosk's request) are checked on the verified manifest before anything is built
+    (:func:`kiosk.update.request.check_release`). Only the latest store backup is kept, and
+    the slot is built only when ``apps`` has room for it. Returns (slot, Manifest) once
+    healthy. Raises ReleaseError when the release is refused or does not install (``current``
+    untouched), or after rolling back (the reason in the message). One update at a time (a
+    lock on ``apps``).
     """
     apps, state = Path(apps), Path(state)
     backups = Path(backups) if backups else apps / "backups"
@@ -100,6 +113,7 @@ def install(apps, release_dir, public_pem, *, state, manifest_sha256=None, backu
     with _locked(apps):
         on_step("verify", str(release_dir))
         manifest = release.verify(release_dir, public_pem, manifest_sha256=manifest_sha256)
+        request.check_release(manifest, version, newer_than)
         version = manifest.version
         active, journal = active_slot(apps), trial.read(apps / JOURNAL)
         saved = backups / f"kiosk-before-{version}"
@@ -116,9 +130,13 @@ def install(apps, release_dir, public_pem, *, state, manifest_sha256=None, backu
             # Early, before a build: the authoritative check follows the backup.
             release.check_fits(manifest, store_files.header_schema(state))
             previous, active = active, inactive_slot(apps)
+            # A backup matters only during its version's trial, and no other trial is open.
+            _prune_backups(backups, keep=saved)
             if installed_version(apps, active) == version:
                 on_step("install", f"{version} is already complete in slot {active}")
             else:
+                shutil.rmtree(apps / active, ignore_errors=True)  # the slot not in use
+                _check_room(apps, active, manifest, state, free_bytes)
                 _build(apps / active, release_dir, manifest, on_step)
             on_step("wait", "for the kiosk to be free, outside office hours")
             wait_quiet()
@@ -142,7 +160,8 @@ def install(apps, release_dir, public_pem, *, state, manifest_sha256=None, backu
             on_step("switch", f"{CURRENT} -> {active}")
             switch(apps, active)
         on_step("start", f"{version} on trial: no visits until it is healthy")
-        failure = _trial(state, version, stop, start, health_timeout_s, sleep, clock)
+        failure = _trial(state, version, stop, start, health_timeout_s, sleep, clock,
+                         is_failed=is_failed)
         if failure is None:
             (state / trial.TRIAL).unlink(missing_ok=True)
             (apps / JOURNAL).unlink(missing_ok=True)
@@ -152,14 +171,21 @@ def install(apps, release_dir, public_pem, *, state, manifest_sha256=None, backu
         raise ReleaseError(f"rolled back: {failure}")
 
 
-def _trial(state, version, stop, start, timeout_s, sleep, clock):
+def _trial(state, version, stop, start, timeout_s, sleep, clock, is_failed=lambda: False):
     """Start the new version and wait for its health; None when healthy, else the reason. The
     kiosk is stopped before the verdict, so a health declared at the last instant still counts
-    and no visit is taken by a version about to be rolled back."""
+    and no visit is taken by a version about to be rolled back. A kiosk whose service failed
+    (``is_failed``, asked every :data:`FAILED_EVERY_S`) ends the wait at once: systemd would
+    restart it until its start limit reboots the kiosk, long before the timeout."""
     try:
         start()
-        deadline = clock() + timeout_s
+        started = clock()
+        deadline, failed, next_look = started + timeout_s, False, started
         while not _is_healthy(state, version) and clock() < deadline:
+            if clock() >= next_look:
+                failed, next_look = is_failed(), clock() + FAILED_EVERY_S
+                if failed:
+                    break
             sleep(0.5)
         if _is_healthy(state, version):
             return None
@@ -167,6 +193,8 @@ def _trial(state, version, stop, start, timeout_s, sleep, clock):
         if _is_healthy(state, version):
             start()
             return None
+        if failed:
+            return f"{version} failed on trial after {clock() - started:.0f} s (its service failed)"
         return f"{version} was not healthy within {timeout_s:.0f} s"
     except Exception as exc:  # noqa: BLE001 - a start that fails is a failed trial, not a crash
         return f"{version} did not start: {exc}"
@@ -204,6 +232,30 @@ def _locked(apps):
     with open(apps / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+def _prune_backups(backups, *, keep):
+    """Every store backup but ``keep`` goes (and any cut copy): they share the slots' partition."""
+    if not backups.is_dir():
+        return
+    for old in backups.iterdir():
+        if old.name.startswith("kiosk-before-") and old != keep:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_room(apps, slot, manifest, state, free_bytes):
+    """Transient unless ``apps`` has room for the slot (venv and unpacked wheels) and the store's
+    backup: a slot half built on a full partition is refused late, and may leave no room for
+    the journal."""
+    wheels = sum(entry.size for entry in manifest.files)
+    store = sum(os.lstat(Path(state) / name).st_size for name in store_files.FILES
+                if os.path.lexists(Path(state) / name))
+    needed = wheels * SLOT_FACTOR + VENV_BYTES + store
+    have = free_bytes(apps)
+    if have < needed:
+        raise release.Transient(f"release {manifest.version} needs {needed / 1e6:.0f} MB free "
+                                f"under {apps} for slot {slot} and the store's backup; "
+                                f"{have / 1e6:.0f} MB free")
 
 
 def installed_version(apps, slot):

@@ -11,18 +11,35 @@ status 1 with the reason when the release is refused or the kiosk was rolled bac
 file is the kiosk user's, so it is read as untrusted, and a version not newer than the running
 one is refused (a technician on site can still run ``kiosk update DIR`` by hand). It first
 finishes an update a power cut left unfinished (root's journal), so the unit's run at boot does
-that even with no request on file.
+that even with no request on file. While that journal names a trial, the updater of the slot
+before it judges the trial: an updater started from the slot on trial hands over to it first
+(:func:`_trusted_updater`), so a release never decides whether it is kept.
+
+Outcomes that are the release's verdict (a bad signature or hash, a downgrade, a version other
+than the request's, a platform or store it does not fit, a rollback, healthy) are pinned in the
+status file to the request's manifest hash and rollout id, and that request is not acted on
+again. A failure that is not the release's (:class:`~kiosk.update.release.Transient`: the link,
+the server, the disk, the wait limit, a withdrawal) is not pinned: the same request is tried
+again at the next run. A request the kiosk replaces while the updater works is taken up in the
+same run (systemd folds a path change into a running job), at most
+:data:`MAX_REQUESTS_PER_RUN` times.
+
+Nothing it prints holds a long hex string whole (a manifest hash, the download folder's name
+could hold a run of 13 digits, a citizen ID's shape): see :func:`_safe`.
 """
 
+import os
 import re
 import shlex
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
-from kiosk import __version__
+from kiosk import __version__, logsafe
 from kiosk import config as kiosk_config
 from kiosk.errors import ReleaseError
-from kiosk.update import download, quiet, request, slots, trial
+from kiosk.update import download, quiet, release, request, slots, trial
 
 APPS = "/opt/kiosk"
 STATE = "/var/lib/kiosk/state"
@@ -34,6 +51,21 @@ PUBLIC_KEY = "/usr/share/citizeninfo-kiosk/release-key.pub"
 UPDATE_CA = "/etc/kiosk/update-ca.crt"
 #: The updater's steps (slots.STEPS) that move the reported state on.
 _STATES = {"install": "verified", "wait": "waiting", "switch": "switched", "healthy": "healthy"}
+#: Requests one run acts on, when the kiosk keeps replacing its request meanwhile; a change
+#: after the last is taken up at its next change or the next boot.
+MAX_REQUESTS_PER_RUN = 4
+#: Set for an updater started by another from the trial's previous slot: it starts no other.
+TRUSTED_ENV = "KIOSK_UPDATER_TRUSTED_SLOT"
+#: How a transient failure's reason starts in the status file (the request is tried again).
+RETRY = "retry later: "
+#: The kiosk's service failed: gave up (start limit) or was restarted since the trial began
+#: (systemd flushes NRestarts at a start that follows a stop).
+FAILED_COMMAND = ("sh -c 'systemctl is-failed --quiet kiosk.service || "
+                  "test \"$(systemctl show -P NRestarts kiosk.service)\" -gt 0'")
+#: A download folder's name: two groups of 8 hex digits of the manifest's SHA-256, so the name
+#: never holds 13 digits in a row (a citizen ID's shape, redacted in every log).
+_FOLDER = re.compile(r"[0-9a-f]{8}-[0-9a-f]{8}|[0-9a-f]{16}")
+_LONG_HEX = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f]{13,}(?![0-9A-Za-z])")
 
 
 def add_arguments(parser):
@@ -77,9 +109,12 @@ def add_arguments(parser):
     parser.add_argument("--health-timeout", type=float, default=120.0, metavar="S",
                         help="seconds the new version has to declare itself healthy before "
                         "the kiosk rolls back (default %(default)s)")
+    parser.add_argument("--failed-command", default=FAILED_COMMAND,
+                        help="exits 0 once the kiosk's service failed, which ends its trial "
+                        "at once (default: %(default)s)")
 
 
-class _Withdrawn(ReleaseError):
+class _Withdrawn(release.Transient):
     """The kiosk withdrew (or changed) its request while the updater waited to stop it."""
 
 
@@ -99,20 +134,47 @@ class _Status:
             self.rolled_back = True
         elif step in _STATES and not self.rolled_back:
             self.set(_STATES[step])
-        print(f"update: {step}: {detail}", flush=True)  # after: the file says it already
+        _say(f"update: {step}: {detail}")  # after: the file says it already
 
     def failed(self, exc):
-        """The update ended without a healthy new version: say why in the status."""
+        """The update ended without a healthy new version: say why in the status. Returns
+        whether that is final (pinned to the release and rollout, never tried again)."""
         reason = str(exc)
         if isinstance(exc, _Withdrawn):  # not this release's fault: a new request may retry it
             self.set("refused", reason, sha256=False)
-        elif self.rolled_back:
+            return False
+        if self.rolled_back:
             self.set("rolled_back", reason.removeprefix("rolled back: "))
-        else:
-            self.set("refused", reason)
+            return True
+        if isinstance(exc, release.Transient) or not isinstance(exc, ReleaseError):
+            self.set("refused", RETRY + reason, sha256=False)  # the link, the disk: not pinned
+            return False
+        self.set("refused", reason)
+        return True
+
+
+def _safe(text):
+    """``text`` as the updater prints it: each hex run of 13 or more digits (a manifest hash, a
+    key id) written in groups of 8 (as ``topics.grouped_sha256`` does), which can never hold a
+    citizen ID's shape; any such shape left redacted; control characters escaped."""
+    grouped = _LONG_HEX.sub(
+        lambda run: "-".join(run[0][i:i + 8] for i in range(0, len(run[0]), 8)), str(text))
+    return logsafe.printable(logsafe.redact_ids(grouped), 2000)
+
+
+def _say(line):
+    print(_safe(line), flush=True)
 
 
 def main(args):
+    try:
+        return _main(args)
+    except ReleaseError as exc:
+        exc.args = (_safe(str(exc)),)  # the command line prints it: no whole hash either
+        raise
+
+
+def _main(args):
     apps = Path(args.apps)
     if args.request:
         if args.release or args.sha256:
@@ -129,24 +191,64 @@ def main(args):
 
 
 def _main_request(args, apps):
+    trusted = _trusted_updater(apps, sys.argv[1:])
+    if trusted is not None:
+        _say(f"update: trusted: the trial is judged by the updater of slot {trusted[1]}")
+        os.execve(trusted[0][0], trusted[0], {**os.environ, TRUSTED_ENV: trusted[1]})
     _resume(args, apps)
+    for turn in range(1, MAX_REQUESTS_PER_RUN + 1):
+        handled, code, failure = _take_request(args, apps)
+        now = _asked(args.request)
+        if now is None or now == handled:
+            break
+        if turn == MAX_REQUESTS_PER_RUN:
+            _say("update: request: changed again; left for its next change or the next boot")
+            break
+        if failure is not None:
+            _say(f"update: refused: {failure}")
+        _say("update: request: it changed while the updater worked: taking up the new one")
+    if failure is not None:
+        raise failure
+    return code
+
+
+def _asked(path):
+    """What the request on file asks, to compare with what was handled: its content, its
+    refusal's reason, or None."""
+    try:
+        wanted = request.read_request(path)
+    except ReleaseError as exc:
+        return str(exc)
+    return None if wanted is None else request.request_content(wanted)
+
+
+def _take_request(args, apps):
+    """Act once on the request on file: (what it asked as :func:`_asked` says it, the exit
+    status, the ReleaseError it ended with or None)."""
     try:
         wanted = request.read_request(args.request)
     except ReleaseError as exc:
-        print(f"update: refused: {exc}", flush=True)
+        _say(f"update: refused: {exc}")
         _Status(apps).set("refused", str(exc))
-        return 1
+        return str(exc), 1, None
     if wanted is None:
-        return 0  # withdrawn, or never asked: the path unit fires on a deletion too
+        return None, 0, None  # withdrawn, or never asked: the path unit fires on a deletion too
+    try:
+        return request.request_content(wanted), _act_on(args, apps, wanted), None
+    except ReleaseError as exc:
+        return request.request_content(wanted), 1, exc
+
+
+def _act_on(args, apps, wanted):
     running = _running_version(apps)
     if wanted.version == running:
-        print(f"update: healthy: {running} is already running", flush=True)
+        _say(f"update: healthy: {running} is already running")
         return 0
     done = request.read_status_file(apps / request.STATUS) or {}
     if ((done.get("sha256"), done.get("rollout")) == (wanted.sha256, wanted.rollout)
             and done.get("state") in ("healthy", "refused", "rolled_back")):
-        print(f"update: {done['state']}: this request ({wanted.version}) was handled already; "
-              "a new rollout id tries it again", flush=True)
+        _say(f"update: {done['state']}: this request ({wanted.version}) was handled already; "
+             "a new rollout id tries it again")
         return 0
     status = _Status(apps, wanted.version, wanted.rollout, wanted.sha256)
     try:
@@ -155,20 +257,40 @@ def _main_request(args, apps):
                                f"running {running}; a technician on site can install it by "
                                "hand (kiosk update DIR)")
     except (ReleaseError, ValueError) as exc:
-        print(f"update: refused: {exc}", flush=True)
+        _say(f"update: refused: {exc}")
         status.set("refused", str(exc))
         return 1
     status.set("requested")
-    print(f"update: request: {wanted.version} from {wanted.url} (rollout {wanted.rollout})",
-          flush=True)
+    _say(f"update: request: {wanted.version} from {wanted.url} (rollout {wanted.rollout})")
 
     def still_wanted():
         if request.read_own_request(args.request) != request.request_content(wanted):
-            raise _Withdrawn("the request was withdrawn or changed before the kiosk was "
-                             "stopped; nothing was changed")
+            raise _Withdrawn("withdrawn: the request was withdrawn or changed before the kiosk "
+                             "was stopped; nothing was changed")
 
-    _update(args, wanted.url, status, sha256=wanted.sha256, still_wanted=still_wanted)
+    # The request's version is only the kiosk's claim: the signed manifest must say the same,
+    # and be newer than the running slot, before a wheel is fetched or a slot built.
+    _update(args, wanted.url, status, sha256=wanted.sha256, still_wanted=still_wanted,
+            version=wanted.version, newer_than=running)
     return 0
+
+
+def _trusted_updater(apps, argv, *, prefix=sys.prefix, environ=os.environ):
+    """([command], slot) to run instead of this updater, or None. While root's journal names a
+    trial, the updater to run is the one of the slot before it (the version that proved
+    itself): the unit starts ``current/bin/kiosk``, which after a switch is the release on
+    trial, and that code must not judge (or fail to judge) itself. Only for ``kiosk update``
+    as a program (``argv`` from ``sys.argv``), never twice (:data:`TRUSTED_ENV`), and only
+    into a complete slot."""
+    previous = (trial.read(apps / slots.JOURNAL) or {}).get("previous")
+    if previous not in slots.SLOTS or argv[:1] != ["update"] or TRUSTED_ENV in environ:
+        return None
+    if Path(prefix).resolve() == (apps / previous).resolve():
+        return None  # this is the trusted slot's updater already
+    if slots.installed_version(apps, previous) is None:
+        _say(f"update: trusted: slot {previous} is not complete; this updater goes on")
+        return None
+    return [str(apps / previous / "bin" / "kiosk"), *argv], previous
 
 
 def _resume(args, apps):
@@ -181,7 +303,7 @@ def _resume(args, apps):
     if not isinstance(folder, str):
         raise ReleaseError(f"{apps / slots.JOURNAL} names no release folder: finish the update "
                            "by hand (kiosk update DIR)")
-    print(f"update: resume: {journal.get('version')} from {folder}", flush=True)
+    _say(f"update: resume: {journal.get('version')} from {folder}")
     known = request.read_status_file(apps / request.STATUS) or {}
     status = _Status(apps, journal.get("version"), known.get("rollout"), journal.get("sha256"))
     _update(args, folder, status, sha256=journal.get("sha256"))
@@ -194,33 +316,74 @@ def _running_version(apps):
     return (slots.installed_version(apps, active) if active else None) or __version__
 
 
-def _update(args, release_at, status, *, sha256, still_wanted=lambda: None):
+def _update(args, release_at, status, *, sha256, still_wanted=lambda: None, version=None,
+            newer_than=None):
     """Download (a URL), verify, install, switch and keep or roll back, reporting each step;
-    ReleaseError after a refusal or a rollback, with the status file saying which."""
+    ReleaseError after a refusal or a rollback, with the status file saying which. The
+    download's folder goes once the update's outcome is final (healthy, rolled back, refused
+    for good): the data partition is the citizen-visit store's too."""
+    downloaded = _downloaded_at(args, release_at, sha256)
     try:
-        public_pem = Path(args.key).read_bytes()
-    except OSError as exc:
-        status.set("refused", f"cannot read the release key {args.key}: {exc.strerror}")
-        raise ReleaseError(f"cannot read the release key {args.key}: {exc.strerror}") from None
-    try:
-        slot, manifest = _install(args, release_at, public_pem, status, sha256, still_wanted)
+        try:
+            public_pem = Path(args.key).read_bytes()
+        except OSError as exc:
+            raise release.Transient(f"cannot read the release key {args.key}: "
+                                    f"{exc.strerror}") from None
+        slot, manifest = _install(args, release_at, public_pem, status, sha256, still_wanted,
+                                  version, newer_than)
     except Exception as exc:
-        status.failed(exc)
+        if status.failed(exc):
+            _forget(args, downloaded)
         raise
-    print(f"update: done: {manifest.version} in slot {slot}", flush=True)
+    _say(f"update: done: {manifest.version} in slot {slot}")
     status.version = manifest.version
     status.set("healthy")
+    _forget(args, downloaded)
 
 
-def _install(args, folder, public_pem, status, sha256, still_wanted):
+def _download_folder(args, sha256):
+    """Where the release of manifest hash ``sha256`` is fetched to (see :data:`_FOLDER`)."""
+    plain = re.sub(r"[^0-9a-f]", "", sha256 or "")
+    return Path(args.downloads) / f"{plain[:8]}-{plain[8:16]}"
+
+
+def _downloaded_at(args, release_at, sha256):
+    """The download folder this update uses (a URL's, or the one a journal names), or None
+    for a release folder of the technician's own."""
+    if release_at.startswith("https://"):
+        return _download_folder(args, sha256)
+    folder = Path(release_at).absolute()
+    return folder if folder.parent == Path(args.downloads).absolute() else None
+
+
+def _forget(args, folder):
+    """Delete a finished update's download, never while root's journal still needs it."""
+    if folder is not None and not (Path(args.apps) / slots.JOURNAL).exists():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _prune_downloads(args, keep):
+    """Earlier downloads left by updates that never finished (a failure that was not final,
+    then another release asked for): only the one being fetched stays."""
+    downloads = Path(args.downloads)
+    named = (trial.read(Path(args.apps) / slots.JOURNAL) or {}).get("release")
+    if not downloads.is_dir():
+        return
+    for old in downloads.iterdir():
+        if _FOLDER.fullmatch(old.name) and old != keep and str(old.absolute()) != named:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _install(args, folder, public_pem, status, sha256, still_wanted, version, newer_than):
     if folder.startswith("https://"):
-        url, folder = folder, Path(args.downloads) / re.sub(r"[^0-9a-f]", "", sha256)[:16]
+        url, folder = folder, _download_folder(args, sha256)
         status.set("downloading")
+        _prune_downloads(args, keep=folder)
         cafile = args.ca or (UPDATE_CA if Path(UPDATE_CA).is_file() else None)
-        download.fetch(url, folder, public_pem, manifest_sha256=sha256, cafile=cafile,
-                       on_progress=lambda done, total: print(
-                           f"update: download: {done / 1e6:.1f} of {total / 1e6:.1f} MB",
-                           flush=True))
+        download.fetch(url, folder, public_pem, manifest_sha256=sha256, version=version,
+                       newer_than=newer_than, cafile=cafile,
+                       on_progress=lambda done, total: _say(
+                           f"update: download: {done / 1e6:.1f} of {total / 1e6:.1f} MB"))
         status.set("verified")
     office = (lambda wall: False) if args.any_time else quiet.office_hours(
         kiosk_config.load(args.config))
@@ -236,8 +399,9 @@ def _install(args, folder, public_pem, status, sha256, still_wanted):
 
     return slots.install(
         Path(args.apps), folder, public_pem, state=args.state, manifest_sha256=sha256,
-        backups=args.backups, wait_quiet=wait_quiet, stop=_command(args.stop_command),
-        start=_command(args.start_command), health_timeout_s=args.health_timeout,
+        version=version, newer_than=newer_than, backups=args.backups, wait_quiet=wait_quiet,
+        stop=_command(args.stop_command), start=_command(args.start_command),
+        is_failed=lambda: _succeeds(args.failed_command), health_timeout_s=args.health_timeout,
         on_step=status.step)
 
 
@@ -250,3 +414,7 @@ def _output(line):
 
 def _command(line):
     return lambda: _output(line)
+
+
+def _succeeds(line):
+    return subprocess.run(shlex.split(line), capture_output=True).returncode == 0

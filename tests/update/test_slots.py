@@ -27,16 +27,23 @@ KIOSK_UID = 4321
 def stub_wheel(folder, version, *, healthy=True, migrates=False, requires=(), name="kiosk"):
     """A tiny stand-in for the project's wheel. ``kiosk --version`` says ``version``; ``kiosk run
     STATE`` declares itself healthy when on trial (unless not ``healthy``), after moving the
-    store's schema forward when it ``migrates``. Importing it leaves a mark, so a test sees
-    whether any of a release ever ran."""
+    store's schema forward when it ``migrates``; ``kiosk update ...`` is this slot's updater:
+    it notes its version in ``$STUB_UPDATES`` and runs the updater under test (this Python's
+    ``-m kiosk update ...``). Importing it leaves a mark, so a test sees whether any of a
+    release ever ran."""
     project = "citizeninfo-kiosk" if name == "kiosk" else name
     dist = f"{project.replace('-', '_')}-{version}.dist-info"
     files = {
         f"{name}_stub.py": f"""import json, os, sqlite3, sys
 VERSION, HEALTHY, MIGRATES = {version!r}, {healthy!r}, {migrates!r}
+UPDATER = {sys.executable!r}
 if os.environ.get("STUB_MARK"):
     open(os.environ["STUB_MARK"], "a").write(VERSION)
 def main():
+    if sys.argv[1] == "update":
+        if os.environ.get("STUB_UPDATES"):
+            open(os.environ["STUB_UPDATES"], "a").write(VERSION + "\\n")
+        os.execv(UPDATER, [UPDATER, "-m", "kiosk", *sys.argv[1:]])
     if sys.argv[1] == "--version":
         print("kiosk", VERSION)
         return
@@ -114,7 +121,8 @@ class Kiosk:
     @property
     def commands(self):
         return ["--start-command", f"{self.apps}/current/bin/kiosk run {self.state}",
-                "--stop-command", "true", "--any-time", "--status-command", "echo idle"]
+                "--stop-command", "true", "--any-time", "--status-command", "echo idle",
+                "--failed-command", "false"]
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +176,7 @@ def test_slots_update_requested_by_the_kiosk_switches_after_backing_up_the_store
     the status file; the same request again does nothing, and ``kiosk update URL`` for it only
     verifies."""
     apps, state = copy_of(installed_old, tmp_path, visits=25)
+    (apps / "backups/kiosk-before-9.7.0").mkdir(parents=True)  # an earlier update's
     key = tmp_path / "release-key.pub"
     key.write_bytes(release_keys[1])
     folder, digest = releases["9.9.0"]
@@ -188,6 +197,7 @@ def test_slots_update_requested_by_the_kiosk_switches_after_backing_up_the_store
     try:
         done = update("--request", str(asked(tmp_path, server, "9.9.0", digest)))
         fetched, kept = len(server.requests), status_of(apps)
+        downloads_left = list((tmp_path / "downloads").iterdir())
         repeated = update("--request", str(asked(tmp_path, server, "9.9.0", digest)))
         refetched = len(server.requests) - fetched
         again = update(server.url, "--sha256", digest)
@@ -201,6 +211,8 @@ def test_slots_update_requested_by_the_kiosk_switches_after_backing_up_the_store
     assert "update: download: 0.0 of " in done.stdout
     assert (slots.active_slot(apps), running_version(apps)) == ("b", "9.9.0")
     assert visits_in(apps / "backups/kiosk-before-9.9.0/kiosk.db") == (6, 25)
+    assert [p.name for p in (apps / "backups").iterdir()] == ["kiosk-before-9.9.0"]
+    assert downloads_left == []  # the data partition is the visit store's too
     assert sorted(p.name for p in apps.iterdir()) == [".lock", "a", "b", "backups", "current",
                                                       request.STATUS]
     assert (apps / "b/COMPLETE").read_text() == "9.9.0\n"
@@ -311,6 +323,96 @@ def test_slots_trial_verdict(tmp_path):
     started = []
     assert verdict(lambda: started.append(1), stop=declare_while_stopping) is None
     assert started == [1, 1]  # stopped for the verdict, so started again
+
+
+def test_slots_trial_ends_early_once_the_kiosks_service_failed(tmp_path):
+    """A new version that crashes is restarted by systemd until its start limit reboots the
+    kiosk, long before the health timeout: once the service is seen failed, the trial ends."""
+    clock, looks = Clock(), []
+
+    def is_failed():
+        looks.append(clock.now)
+        return len(looks) == 3
+
+    verdict = slots._trial(tmp_path, "9.9.0", lambda: None, lambda: None, 120.0, clock.sleep,
+                           lambda: clock.now, is_failed=is_failed)
+    assert verdict == "9.9.0 failed on trial after 4 s (its service failed)"
+    assert looks == [0.0, 2.0, 4.0]  # every FAILED_EVERY_S, not at each half-second turn
+
+
+def release_of(tmp_path, release_keys, version, schema=6):
+    """A signed stub release of ``version`` made for one test; (folder, manifest hash)."""
+    folder = tmp_path / f"release-{version}"
+    stub_wheel(folder / release.WHEELS, version)
+    manifest = release.describe(folder, version=version, platform="any", schema=schema,
+                                min_schema=0, created="2026-12-02T09:00:00Z")
+    return folder, release.sign_into(folder, manifest, release_keys[0])
+
+
+def test_slots_request_claiming_a_newer_version_for_an_old_release_is_refused_before_any_wheel(
+        installed_old, release_keys, tmp_path, tls):
+    """A hostile kiosk (or a thief of the collector's account) asks for "99.0" with the URL and
+    manifest hash of the genuine, signed, older 9.7.0: the signed manifest's own version is
+    checked against the request's and the running one as soon as it is verified, so no wheel
+    is fetched, nothing is installed, the status names both versions, and the download goes."""
+    apps, state = copy_of(installed_old, tmp_path, visits=1)
+    key = tmp_path / "release-key.pub"
+    key.write_bytes(release_keys[1])
+    folder, digest = release_of(tmp_path, release_keys, "9.7.0")
+    server = ReleaseServer(folder, tls)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "kiosk", "update", "--request",
+             str(asked(tmp_path, server, "99.0", digest)), "--key", str(key),
+             "--ca", str(tls / "ca.crt"), "--downloads", str(tmp_path / "downloads"),
+             "--apps", str(apps), "--state", str(state), *Kiosk(apps, state).commands],
+            capture_output=True, text=True, timeout=60)
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert server.wheels_asked() == [] and len(server.requests) == 2  # signature, manifest
+    assert not (apps / "b").exists() and (slots.active_slot(apps), running_version(apps)) == (
+        "a", "9.8.0")
+    assert status_of(apps) == {
+        "state": "refused", "version": "99.0", "rollout": "r-1", "sha256": digest,
+        "reason": "version mismatch: the request names 99.0, but the signed release is 9.7.0; "
+                  "refused"}
+    assert list((tmp_path / "downloads").iterdir()) == []  # refused for good: not kept
+
+
+def test_slots_local_release_is_checked_against_the_requested_version_too(
+        installed_old, release_keys, tmp_path):
+    """slots.install checks the verified manifest again (a release folder given as is, the
+    journal's at boot): another version than asked, or one not newer than the running one,
+    is refused before anything is built."""
+    apps, state = copy_of(installed_old, tmp_path, visits=1)
+    folder, digest = release_of(tmp_path, release_keys, "9.7.0")
+    steps = []
+    for version, refusal in (("99.0", "the request names 99.0, but the signed release is "
+                                      "9.7.0"),
+                             ("9.7.0", "the signed release 9.7.0 is not newer than the "
+                                       "running 9.8.0")):
+        with pytest.raises(ReleaseError, match=refusal):
+            slots.install(apps, folder, release_keys[1], state=state, manifest_sha256=digest,
+                          version=version, newer_than="9.8.0",
+                          on_step=lambda step, detail: steps.append(step))
+    assert steps == ["verify", "verify"] and not (apps / "b").exists()
+
+
+def test_slots_slot_is_not_built_without_room_for_it(installed_old, releases, release_keys,
+                                                      tmp_path):
+    """The slots' partition must hold the new venv and the store's backup: short of room, the
+    update is refused (not for good) with both numbers, before a build or a stop."""
+    apps, state = copy_of(installed_old, tmp_path, visits=1)
+    steps, stopped = [], []
+    with pytest.raises(release.Transient,
+                       match=rf"release 9.9.0 needs 3\d MB free under {apps} for slot b and the "
+                             r"store's backup; 1 MB free"):
+        slots.install(apps, releases["9.9.0"][0], release_keys[1], state=state,
+                      stop=lambda: stopped.append(1), free_bytes=lambda path: 1_000_000,
+                      on_step=lambda step, detail: steps.append(step))
+    assert (steps, stopped) == (["verify"], []) and not (apps / "b").exists()
 
 
 def test_slots_release_too_old_for_the_store_is_refused_before_anything(
@@ -431,13 +533,16 @@ def updater(apps, state, folder, digest, key, kiosk, *, resume=False):
 
 @pytest.mark.slow
 def test_slots_kill_9_at_each_step_in_turn_leaves_a_kiosk_that_starts(
-        installed_old, releases, release_keys, tmp_path):
+        installed_old, releases, release_keys, tmp_path, monkeypatch):
     """The updater is killed as it announces a step, run again and killed at the next one, and
     so on through every step, once also a second into the install (inside pip): after each
     kill the kiosk starts, old or new, never neither; the last run finishes the update, with no
     visit lost. The runs after the switch are the updater unit's run at boot (no request on
-    file): it finds the cut update in root's journal and finishes it."""
+    file): it finds the cut update in root's journal and finishes it, through the updater of
+    the slot before the trial (9.8.0's), never the one on trial, and hands over only once."""
     apps, state = copy_of(installed_old, tmp_path, visits=3)
+    handed = tmp_path / "updaters"  # each slot's updater that ran, by its version
+    monkeypatch.setenv("STUB_UPDATES", str(handed))
     key = tmp_path / "release-key.pub"
     key.write_bytes(release_keys[1])
     kiosk = Kiosk(apps, state)
@@ -462,8 +567,11 @@ def test_slots_kill_9_at_each_step_in_turn_leaves_a_kiosk_that_starts(
         if after_s:  # the venv and pip take longer than that: cut inside them
             assert not any(line.startswith("update: check:") for line in said), said
         assert running_version(apps) in ("9.8.0", "9.9.0"), "".join(said)
-        assert not resume or said[0].startswith("update: resume: 9.9.0 from "), said
+        assert not resume or (
+            said[0] == "update: trusted: the trial is judged by the updater of slot a\n"
+            and said[1].startswith("update: resume: 9.9.0 from ")), said
     assert killed == [step for step, _ in cuts]  # each run resumed and reached the next cut
+    assert handed.read_text() == "9.8.0\n9.8.0\n"  # slot a's, once per run at boot
 
     with updater(apps, state, folder, digest, key, kiosk) as again:
         out = again.communicate(timeout=120)[0]
