@@ -35,9 +35,14 @@ RESENT = ("sent", "requested", "downloading", "verified", "waiting")
 #: pause) before the kiosk was stopped: nothing was changed, the release did not fail, and the
 #: updater tries the same request again when it is sent again.
 WITHDRAWN_PREFIX = "withdrawn"
+#: How it begins when the failure was not the release's (the download failed after its
+#: retries, no room, the wait limit): the updater tries the same request again at its next run.
+RETRY_PREFIX = "retry later"
 #: The states the totals count, in order: a refusal because of a withdrawal apart, as
-#: ``withdrawn`` (:func:`shown_state`), never among the ``refused`` that failed.
-TOTAL_STATES = (*RESENT, "withdrawn", "switched", "healthy", "rolled_back", "refused")
+#: ``withdrawn``, and one the updater will try again, as ``retrying`` (:func:`shown_state`),
+#: never among the ``refused`` that failed.
+TOTAL_STATES = (*RESENT, "retrying", "withdrawn", "switched", "healthy", "rolled_back",
+                "refused")
 #: Default share of targeted kiosks that may roll back before the rollout pauses itself.
 DEFAULT_THRESHOLD_PERCENT = 20.0
 
@@ -108,16 +113,25 @@ def is_withdrawal(state, reason):
     return state == "refused" and (reason or "").startswith(WITHDRAWN_PREFIX)
 
 
+def is_retrying(state, reason):
+    """Whether a kiosk refused for a reason that was not the release's, and its updater will
+    try the same request again: not a final failure either."""
+    return state == "refused" and (reason or "").startswith(RETRY_PREFIX)
+
+
 def is_resent(state, reason):
     """Whether ``resume`` sends the command again to a kiosk in this state: not switched and
-    not failed with it (:data:`RESENT`), or refused only because the command was withdrawn,
-    whatever step it had reached when the pause took it back."""
-    return state in RESENT or is_withdrawal(state, reason)
+    not failed with it (:data:`RESENT`), or refused only because the command was withdrawn
+    (whatever step it had reached when the pause took it back) or for now."""
+    return state in RESENT or is_withdrawal(state, reason) or is_retrying(state, reason)
 
 
 def shown_state(state, reason):
-    """The state the totals count a kiosk in: ``withdrawn`` for :func:`is_withdrawal`."""
-    return "withdrawn" if is_withdrawal(state, reason) else state
+    """The state the totals count a kiosk in: ``withdrawn`` for :func:`is_withdrawal`,
+    ``retrying`` for :func:`is_retrying`."""
+    if is_withdrawal(state, reason):
+        return "withdrawn"
+    return "retrying" if is_retrying(state, reason) else state
 
 
 def totals(states):

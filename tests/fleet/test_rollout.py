@@ -91,6 +91,16 @@ def test_rollout_a_refusal_because_the_command_was_withdrawn_is_no_failure():
     assert not rollout.is_done(["healthy", "refused"])
 
 
+def test_rollout_a_refusal_the_updater_will_try_again_is_no_failure():
+    """The root updater's transient refusals ("retry later: the download failed ...") are
+    tried again by the kiosk itself, and sent again on a resume."""
+    later = "retry later: https://r.example/manifest.json: timed out (5 attempts)"
+    assert rollout.is_resent("refused", later)
+    shown = rollout.totals(rollout.shown_state(state, reason) for state, reason in (
+        ("refused", later), ("refused", "version mismatch: 99.0 is 9.7.0"), ("healthy", None)))
+    assert (shown["retrying"], shown["refused"], shown["healthy"]) == (1, 1, 1)
+
+
 # --- the store and the verb's actions -------------------------------------------------------
 
 def _fleet(db, kiosk_ids):
