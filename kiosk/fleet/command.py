@@ -24,6 +24,9 @@ from kiosk.fleet.db import DEFAULT_DB, open_database
 from kiosk.telemetry import topics
 
 DEFAULT_TIMEOUT_S = 30.0
+#: What this verb and the console's commands page send. ``update`` is a rollout's: it goes to
+#: a chosen share of the fleet through ``kiosk-fleet rollout`` (kiosk/fleet/rollouts.py).
+VERBS = tuple(name for name in topics.COMMANDS if name != "update")
 
 
 def new_correlation_id():
@@ -114,7 +117,7 @@ def reply_line(kiosk_id, reply, timeout_s):
 
 def add_arguments(parser):
     parser.add_argument("words", nargs="+", metavar="KIOSK VERB [FILE]",
-                        help=f"the kiosk, then one of {', '.join(topics.COMMANDS)}; config "
+                        help=f"the kiosk, then one of {', '.join(VERBS)}; config "
                              "takes a JSON file (version plus services, flow or portal). With "
                              "--filter, leave the kiosk out")
     parser.add_argument("--filter", action="store_true",
@@ -128,14 +131,19 @@ def add_arguments(parser):
     parser.add_argument("--db", default=DEFAULT_DB,
                         help="the collector's database, where replies are stored "
                              "(default %(default)s)")
+    add_broker_arguments(parser)
+    parser.add_argument("--timeout-s", type=float, default=DEFAULT_TIMEOUT_S,
+                        help="how long to wait for the replies (default %(default)s)")
+
+
+def add_broker_arguments(parser):
+    """How ops reaches the broker: host, port, the account and its password file, TLS."""
     parser.add_argument("--host", default="127.0.0.1", help="broker host (default %(default)s)")
     parser.add_argument("--port", type=int, default=1883, help="broker port (default %(default)s)")
     parser.add_argument("--username", default="ops", help="broker account (default %(default)s)")
     parser.add_argument("--password-file", type=Path,
                         help="file holding the account's password (first line)")
     parser.add_argument("--ca-file", type=Path, help="CA certificate: connect with TLS")
-    parser.add_argument("--timeout-s", type=float, default=DEFAULT_TIMEOUT_S,
-                        help="how long to wait for the replies (default %(default)s)")
 
 
 def _targets(args, fleet_db):
@@ -149,8 +157,10 @@ def _targets(args, fleet_db):
             raise TelemetryError("name the kiosk and the command (or use --filter)")
         kiosk_ids = [topics.check_kiosk_id(words.pop(0))]
     name, rest = words[0], words[1:]
-    if name not in topics.COMMANDS:
-        raise TelemetryError(f"unknown command {name!r}; expected one of {topics.COMMANDS}")
+    if name == "update":
+        raise TelemetryError("update goes to a share of the fleet: use kiosk-fleet rollout start")
+    if name not in VERBS:
+        raise TelemetryError(f"unknown command {name!r}; expected one of {VERBS}")
     if (name == "config") != (len(rest) == 1) or len(rest) > 1:
         raise TelemetryError("config takes one FILE; the other commands take none")
     return kiosk_ids, name, rest[0] if rest else None

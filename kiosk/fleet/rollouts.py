@@ -25,7 +25,6 @@ import datetime as dt
 import functools
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from kiosk.errors import MessageRejected, RolloutRefused, TelemetryError
 from kiosk.fleet import command, rollout, status
@@ -336,12 +335,7 @@ def add_arguments(parser):
         sub.add_argument("--db", default=DEFAULT_DB,
                          help="the collector's database (default %(default)s)")
     for sub in (started, widened, paused, resumed):
-        sub.add_argument("--host", default="127.0.0.1", help="broker host")
-        sub.add_argument("--port", type=int, default=1883, help="broker port")
-        sub.add_argument("--username", default="ops", help="broker account (default ops)")
-        sub.add_argument("--password-file", type=Path,
-                         help="file holding the account's password (first line)")
-        sub.add_argument("--ca-file", type=Path, help="CA certificate: connect with TLS")
+        command.add_broker_arguments(sub)
 
 
 def main(args):

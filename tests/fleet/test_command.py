@@ -75,3 +75,11 @@ def test_command_refuses_a_bad_config_before_sending(tmp_path):
     config_file.write_text(json.dumps({"version": 0, "flow": {}}))
     with pytest.raises(TelemetryError, match="version"):
         command.payload_for("config", "c1", config_file=config_file)
+
+
+def test_command_sends_no_update_itself_it_is_a_rollouts(collector, fleet_command):
+    """An update goes to a chosen share of the fleet, recorded and watched: the rollout verb's.
+    Sent to one kiosk here it would be retained and tracked by no rollout."""
+    with pytest.raises(TelemetryError, match="kiosk-fleet rollout start"):
+        fleet_command(KIOSK, "update")
+    assert "update" not in command.VERBS and "replay" in command.VERBS

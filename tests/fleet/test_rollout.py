@@ -537,6 +537,22 @@ def _sentinel(broker, mqtt_client, kiosk_id="k-sentinel"):
     return kiosk_id
 
 
+def _paused_by_a_cut_collector(db, broker, mqtt_client):
+    """A 50 % rollout of ten kiosks whose collector committed its pause (one healthy, two
+    rolled back) and died before publishing the withdrawal: (sentinel, targets, paused)."""
+    _fleet(db, [f"k-{n:02d}" for n in range(10)])
+    sentinel = _sentinel(broker, mqtt_client)
+    send = rollouts.sender("127.0.0.1", broker.port, *broker.ops_credentials)
+    _, targets = rollouts.start(db, send, version="0.2.0", url=URL, sha256=SHA,
+                                percent=50, threshold_percent=20, rollout_id="r-cut")
+    healthy, *rest = targets
+    with db.database.atomic():  # the collector's batch
+        [paused] = db.apply_rollout_progress(
+            [health(healthy, "healthy", version="0.2.0", rollout_id="r-cut")]
+            + [health(k, "rolled_back", rollout_id="r-cut") for k in rest[:2]], RECEIVED)
+    return sentinel, targets, paused
+
+
 def test_rollout_pause_of_a_paused_rollout_withdraws_again_what_a_cut_collector_left(
         broker, mqtt_client, tmp_path, capsys):
     """The collector committed its pause, then died before publishing the empty retained
@@ -544,17 +560,8 @@ def test_rollout_pause_of_a_paused_rollout_withdraws_again_what_a_cut_collector_
     where = tmp_path / "fleet.sqlite3"
     db = open_database(where)
     try:
-        _fleet(db, [f"k-{n:02d}" for n in range(10)])
-        sentinel = _sentinel(broker, mqtt_client)
-        send = rollouts.sender("127.0.0.1", broker.port, *broker.ops_credentials)
-        _, targets = rollouts.start(db, send, version="0.2.0", url=URL, sha256=SHA,
-                                    percent=50, threshold_percent=20, rollout_id="r-cut")
+        sentinel, targets, paused = _paused_by_a_cut_collector(db, broker, mqtt_client)
         healthy, *rest = targets
-        with db.database.atomic():  # the collector's batch: one healthy, two rolled back
-            [paused] = db.apply_rollout_progress(
-                [health(healthy, "healthy", version="0.2.0", rollout_id="r-cut")]
-                + [health(k, "rolled_back", rollout_id="r-cut") for k in rest[:2]], RECEIVED)
-        # ... and it died here, before publishing paused.withdraw.
         assert set(paused.withdraw) == set(rest)
         assert set(retained_updates(broker, mqtt_client, sentinel)) == set(targets)
 
@@ -696,16 +703,8 @@ def test_rollout_collector_start_withdraws_again_what_a_paused_rollout_withdrew(
     where = tmp_path / "fleet.sqlite3"
     db = open_database(where)
     try:
-        _fleet(db, [f"k-{n:02d}" for n in range(10)])
-        sentinel = _sentinel(broker, mqtt_client)
-        send = rollouts.sender("127.0.0.1", broker.port, *broker.ops_credentials)
-        _, targets = rollouts.start(db, send, version="0.2.0", url=URL, sha256=SHA,
-                                    percent=50, threshold_percent=20, rollout_id="r-cut")
-        healthy, *rest = targets
-        with db.database.atomic():  # the dead collector's last batch
-            [paused] = db.apply_rollout_progress(
-                [health(healthy, "healthy", version="0.2.0", rollout_id="r-cut")]
-                + [health(k, "rolled_back", rollout_id="r-cut") for k in rest[:2]], RECEIVED)
+        sentinel, targets, _ = _paused_by_a_cut_collector(db, broker, mqtt_client)
+        healthy = targets[0]
         assert set(retained_updates(broker, mqtt_client, sentinel)) == set(targets)
     finally:
         db.close()

@@ -41,7 +41,7 @@ def _targets(form):
 
 def _page(error=None, code=200):
     sent = list(reversed(console().sent.values()))[:RECENT]
-    return render_template("commands.html", commands=topics.COMMANDS, sent=sent, error=error,
+    return render_template("commands.html", commands=command.VERBS, sent=sent, error=error,
                            form=request.form), code
 
 
@@ -58,7 +58,7 @@ def send():
     state = console()
     name = request.form.get("command", "")
     try:
-        if name not in topics.COMMANDS:
+        if name not in command.VERBS:
             raise TelemetryError(f"unknown command {name!r}")
         if state.settings.broker is None:
             raise TelemetryError("this console was started without a broker (--broker-host)")
