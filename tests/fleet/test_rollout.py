@@ -475,7 +475,8 @@ def test_rollout_console_lists_rollouts_and_each_kiosks_step_with_its_reason(bro
     assert 'href="/rollouts"' in viewer.get("/fleet").text
     listed = viewer.get("/rollouts")
     row = re.search(r'<tr data-rollout="r-console">.*?</tr>', listed.text, re.S).group(0)
-    assert 'data-state="rolled_back">1<' in row and 'data-state="sent">2<' in row
+    assert 'data-state="rolled_back">rolled_back 1<' in row and 'data-state="sent">sent 2<' in row
+    assert 'data-state="healthy"' not in row  # no kiosk there yet: not shown
     page = viewer.get("/rollouts/r-console")
     assert "rolled_back 1/3" in page.text and "not healthy within 120 s" in page.text
     assert 'id="pause"' not in page.text and 'id="viewer-notice"' in page.text
