@@ -246,6 +246,9 @@ MAY_NAME_TOO = {
                                               "statistics core's key column",
     ("fleet/console/metrics.py", "outcome"): "/metrics counts the visits stored by outcome "
                                              "(issue 13)",
+    **{(module, "verified"): "an update's step 'verified' (the release's signature and hashes "
+                             "checked, issue 17), not the visit's field of that name"
+       for module in ("telemetry/topics.py", "fleet/rollout.py", "update/updater.py")},
     **{("display/screens.py", name): "the confirm screen shows the citizen's answers before "
                                      "they are sent (issue 14)"
        for name in ("service_id", "copy_answer")},
