@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 
 #: Every kind, in the order ``kiosk-fleet status`` shows them.
 KINDS = ("silent", "reader_missing", "disk_low", "outbox_growing", "dead_letters",
-         "clock_unsynced", "instance_changed", "period_count_mismatch")
+         "clock_unsynced", "instance_changed", "period_count_mismatch", "cert_expiring")
 #: Reader states that mean no card can be read.
 READER_MISSING = ("no_reader", "error")
 
@@ -25,6 +25,9 @@ class Thresholds:
     outbox_oldest_s: float = 3600.0  # or the oldest of them waiting longer than this
     dead_letters: int = 0  # dead letters above this
     instance_changed_s: float = 86400.0  # how long an instance change stays raised
+    # The kiosk's newest client certificate expires in less than this (30 days: time to
+    # provision and send a new one before the kiosk can no longer connect).
+    cert_expiring_s: float = 30 * 86400.0
 
     def __post_init__(self):
         for f in fields(self):
@@ -39,12 +42,14 @@ def _age_s(text, now):
     return (now - dt.datetime.fromisoformat(text)).total_seconds()
 
 
-def conditions(kiosk, verdicts, instance_changed_at, now, thresholds):
+def conditions(kiosk, verdicts, instance_changed_at, now, thresholds, *, cert_not_after=None):
     """``{kind: detail}`` of the alarms ``kiosk`` (a KioskRow) calls for at ``now`` (aware).
 
     ``verdicts`` is its ``{verdict: periods}``; ``instance_changed_at`` the collector clock of
-    its latest instance change (None if never). The health conditions wait for a first health
-    report (``kiosk.reader`` None before); clock_synced is also taken from status messages.
+    its latest instance change (None if never); ``cert_not_after`` the expiry (RFC 3339 UTC
+    text) of its newest client certificate, None for a kiosk with none recorded (a password
+    account). The health conditions wait for a first health report (``kiosk.reader`` None
+    before); clock_synced is also taken from status messages.
     """
     t = thresholds
     found = {}
@@ -70,4 +75,10 @@ def conditions(kiosk, verdicts, instance_changed_at, now, thresholds):
     if mismatched:
         found["period_count_mismatch"] = ", ".join(f"{n} periods {v}"
                                                    for v, n in mismatched.items())
+    if cert_not_after is not None:
+        left_s = -_age_s(cert_not_after, now)
+        if left_s < t.cert_expiring_s:
+            day = dt.datetime.fromisoformat(cert_not_after).astimezone(dt.UTC).date()
+            found["cert_expiring"] = (f"expires {day} (in {int(left_s // 86400)} d)"
+                                      if left_s > 0 else f"expired {day}")
     return found

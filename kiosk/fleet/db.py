@@ -325,18 +325,38 @@ class Malformed(Model):
 MAX_MALFORMED_REASONS = 50
 
 
+class KioskCert(Model):
+    """A client certificate ``kiosk-fleet provision`` issued to a kiosk (mutual TLS): its
+    serial as lower-case hex (up to 159 bits, more than any integer column holds), and its
+    validity and issue time as RFC 3339 UTC text, which order as strings. A kiosk may have
+    several; the newest ``not_after`` is the one the ``cert_expiring`` alarm watches. About a
+    kiosk's credential, never a citizen."""
+
+    kiosk_id = CharField(index=True)
+    serial = CharField()
+    not_before = CharField()
+    not_after = CharField()
+    issued = CharField()
+
+    class Meta:
+        table_name = "kiosk_cert"
+        indexes = ((("kiosk_id", "serial"), True),)
+
+
 class FleetDb:
     """One open fleet database: its own bound ``KioskRow``, ``ServicePointRow``, ``FleetVisit``,
-    ``PeriodCount``, ``Alarm`` and ``Reply`` models, plus the queries. ``location`` names it
-    in logs (a path, or the URL without its password). Opened ``read_only``, it migrates
-    nothing and requires the current schema (:func:`kiosk.fleet.migrations.check`)."""
+    ``PeriodCount``, ``Alarm``, ``Reply``, ``KioskCert`` (and more) models, plus the queries.
+    ``location`` names it in logs (a path, or the URL without its password). Opened
+    ``read_only``, it migrates nothing and requires the current schema
+    (:func:`kiosk.fleet.migrations.check`)."""
 
     def __init__(self, database, location, *, read_only=False):
         self.database, self.location = database, location
         (self.KioskRow, self.ServicePointRow, self.FleetVisit, self.PeriodCount, self.Alarm,
-         self.Reply, self.AlarmEvent, self.Malformed, self.Rollout, self.RolloutKiosk) = bind(
+         self.Reply, self.AlarmEvent, self.Malformed, self.Rollout, self.RolloutKiosk,
+         self.KioskCert) = bind(
             self.database, KioskRow, ServicePointRow, FleetVisit, PeriodCount, Alarm, Reply,
-            AlarmEvent, Malformed, Rollout, RolloutKiosk)
+            AlarmEvent, Malformed, Rollout, RolloutKiosk, KioskCert)
         self.rollup_models = bind(self.database, *rollups.MODELS)
         self._marked = frozenset()  # kiosks marked seen by the open batch (batch())
         self._visit_fields = self.FleetVisit._meta.sorted_fields
@@ -887,6 +907,11 @@ class FleetDb:
                 .where(PeriodCount.reconciled.in_(("short", "over")))
                 .group_by(PeriodCount.kiosk_id, PeriodCount.reconciled).tuples()):
             verdicts.setdefault(kiosk_id, {})[verdict] = n
+        # The newest expiry of each kiosk's certificates, one grouped query (kiosks with a
+        # password have none).
+        KioskCert = self.KioskCert
+        cert_not_after = dict(KioskCert.select(KioskCert.kiosk_id, fn.MAX(KioskCert.not_after))
+                              .group_by(KioskCert.kiosk_id).tuples())
         raised, cleared = [], []
         # The columns the conditions read, as the driver's tuples: a national fleet is 78,000
         # rows, and peewee converting each value was half the time of an evaluation.
@@ -894,7 +919,8 @@ class FleetDb:
         for *columns, synced in self.database.execute(query):  # clock_synced last
             kiosk = _AlarmKiosk(*columns, None if synced is None else bool(synced))  # SQLite: 0/1
             found = alarms.conditions(kiosk, verdicts.get(kiosk.kiosk_id, {}),
-                                      changed_at.get(kiosk.kiosk_id), now, thresholds)
+                                      changed_at.get(kiosk.kiosk_id), now, thresholds,
+                                      cert_not_after=cert_not_after.get(kiosk.kiosk_id))
             opened = open_now.get(kiosk.kiosk_id, {})
             for kind, detail in found.items():
                 if kind not in opened:
@@ -935,7 +961,29 @@ class FleetDb:
                       update={Malformed.messages: Malformed.messages + EXCLUDED.messages})
          .execute())
 
+    def add_certificate(self, kiosk_id, *, serial, not_before, not_after, issued):
+        """Record a client certificate issued to ``kiosk_id``: ``serial`` in hex (any case,
+        stored lower-case), the dates aware datetimes. Its own statement (autocommit outside a
+        transaction); the same serial recorded again for the kiosk changes nothing. Whether
+        it was new."""
+        KioskCert = self.KioskCert
+        query = (KioskCert.insert(kiosk_id=kiosk_id, serial=serial.lower(),
+                                  not_before=utc_text(not_before), not_after=utc_text(not_after),
+                                  issued=utc_text(issued))
+                 .on_conflict(conflict_target=[KioskCert.kiosk_id, KioskCert.serial],
+                              action="NOTHING"))
+        return self.database.execute(query).rowcount == 1
+
     # --- reads ------------------------------------------------------------------------------
+
+    def certificates(self, kiosk_id=None):
+        """Client certificates recorded (of one kiosk, or all), by kiosk, newest expiry first."""
+        KioskCert = self.KioskCert
+        query = KioskCert.select().order_by(KioskCert.kiosk_id, KioskCert.not_after.desc(),
+                                            KioskCert.id.desc())
+        if kiosk_id is not None:
+            query = query.where(KioskCert.kiosk_id == kiosk_id)
+        return list(query)
 
     def malformed(self):
         """``{reason: messages}`` the collectors refused as malformed, ever."""

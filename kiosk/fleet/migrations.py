@@ -131,6 +131,8 @@ STEPS = (
      _reconcile_indexes),
     (10, "staged rollouts of a release and the progress of each kiosk they target",
      lambda fleet: fleet.database.create_tables([fleet.Rollout, fleet.RolloutKiosk])),
+    (11, "kiosks' client certificates: serial and validity, as provision issued them",
+     lambda fleet: fleet.database.create_tables([fleet.KioskCert])),
 )
 LATEST = STEPS[-1][0]
 

@@ -20,8 +20,14 @@ kiosks (counters) may share a service point id.
 A bad row is reported with its line number and skipped; the good rows still get bundles. Each
 bundle is written in a temporary folder and renamed into place, so a folder under ``--out`` is
 always complete. An existing bundle is never overwritten (its password is on the broker).
+
+A client certificate is valid for ``--cert-days`` (default :data:`CERT_DAYS`), never past the
+agency CA's own expiry (such a row is refused, naming both dates). Once its bundle is in place,
+its serial and validity are recorded in the fleet database (``kiosk_cert``), where the
+collector's ``cert_expiring`` alarm and the console read them (docs/broker.md).
 """
 
+import argparse
 import csv
 import datetime as dt
 import io
@@ -35,13 +41,14 @@ import tempfile
 from pathlib import Path
 
 import tomli_w
+from cryptography import x509
 
 from kiosk import config as kiosk_config
 from kiosk.accounts import MTLS_PORT, PASSWORD_PORT, password_hash
 from kiosk.bundle import credential_path
 from kiosk.errors import ConfigError, MessageRejected, ProvisionError, RegistryError
-from kiosk.fleet.db import DEFAULT_DB
-from kiosk.fleet.registry import open_registry
+from kiosk.fleet.db import DEFAULT_DB, open_database
+from kiosk.fleet.registry import Registry
 from kiosk.fleet.registry_csv import decode, records_by_line
 from kiosk.telemetry import topics
 from kiosk.visit import OTHER_SERVICE
@@ -52,7 +59,8 @@ COLUMNS = ("kiosk_id", "service_point_id", "name_th", "name_en", "agency", "mini
            "province", "lat", "lon")
 #: Optional: which of the point's registry services the kiosk offers (default all).
 SERVICES = "services"
-CERT_DAYS = 825
+#: Days a kiosk's client certificate is valid: a copied SD card connects at most this long.
+CERT_DAYS = 365
 # Beside the bundles, under a name no kiosk id can take (ids start with a letter or digit), so
 # no kiosk's boot bundle can ever hold the batch's password hashes.
 BROKER_DIR = "_broker"
@@ -71,22 +79,36 @@ def add_arguments(parser):
                         help="CA certificate that signs the broker (default: the system CAs)")
     parser.add_argument("--ca", metavar="FILE", help="agency CA certificate for client certs")
     parser.add_argument("--ca-key", metavar="FILE", help="private key of --ca")
+    parser.add_argument("--cert-days", type=_positive_days, default=CERT_DAYS, metavar="DAYS",
+                        help="days each client certificate is valid, at most until --ca "
+                        "expires (default %(default)s)")
     parser.add_argument("--ntp", action="append", default=[], metavar="HOST",
                         help="agency NTP server (repeat for several)")
+
+
+def _positive_days(text):
+    try:
+        days = int(text)
+    except ValueError:
+        days = 0
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of days, 1 or more")
+    return days
 
 
 def main(args):
     if bool(args.ca) != bool(args.ca_key):
         raise ProvisionError("--ca and --ca-key go together; give both or neither")
-    registry = open_registry(args.db)
+    fleet = open_database(args.db)  # the registry's database, and where certificates go
     try:
         result = provision(
-            Path(args.csv), Path(args.out), registry=registry, broker=args.broker,
-            port=args.port, broker_ca=Path(args.broker_ca) if args.broker_ca else None,
+            Path(args.csv), Path(args.out), registry=Registry(fleet.database),
+            broker=args.broker, port=args.port,
+            broker_ca=Path(args.broker_ca) if args.broker_ca else None,
             ca=(Path(args.ca), Path(args.ca_key)) if args.ca else None, ntp_servers=args.ntp,
-            progress=_progress_printer(sys.stderr))
+            cert_days=args.cert_days, fleet=fleet, progress=_progress_printer(sys.stderr))
     finally:
-        registry.close()
+        fleet.close()
     for problem in result.problems:
         print(f"{args.csv}:{problem}", file=sys.stderr)
     print(f"provision: {len(result.bundles)} bundle(s) in {args.out}, "
@@ -112,17 +134,22 @@ def read_csv_text(path):
 
 
 def provision(csv_path, out, *, registry, broker, port=None, broker_ca=None, ca=None,
-              ntp_servers=(), progress=None):
+              ntp_servers=(), cert_days=CERT_DAYS, fleet=None, progress=None):
     """Write one bundle per good row and the batch's broker files; return a :class:`Result`.
 
     ``registry`` (a :class:`kiosk.fleet.registry.Registry`) gives each kiosk its service
     point's services as registered now. ``port`` defaults to the broker's listener for the
     bundle's kind of credential (docs/broker.md): mutual TLS with ``ca``, TLS with a password
-    without.
+    without. With ``ca`` (``(cert, key)`` files), each client certificate is valid for
+    ``cert_days``, and a row whose certificate would outlive the CA is refused; ``fleet`` (a
+    :class:`kiosk.fleet.db.FleetDb`, as ``main`` passes) records each certificate whose bundle
+    is in place, and a failed record is the row's problem (its bundle stays: it is complete).
     """
     now = dt.datetime.now(dt.UTC)
     if port is None:
         port = MTLS_PORT if ca is not None else PASSWORD_PORT
+    if ca is not None:
+        ca = (*ca, _not_after(_read_cert(ca[0])))
     text, encoding = read_csv_text(csv_path)
     unreadable = []
     records = list(records_by_line(csv.reader(io.StringIO(text, newline="")), unreadable))
@@ -146,9 +173,9 @@ def provision(csv_path, out, *, registry, broker, port=None, broker_ca=None, ca=
                                      "give every kiosk its own id")
             services = _services(registry.service_point(
                 (row.get("service_point_id") or "").strip(), now), row.get(SERVICES))
-            bundle, password = _write_bundle(row, services, out, source=f"{csv_path}:{line}",
-                                             broker=broker, port=port, broker_ca=broker_ca,
-                                             ca=ca, ntp_servers=ntp_servers)
+            bundle, password, cert = _write_bundle(
+                row, services, out, source=f"{csv_path}:{line}", broker=broker, port=port,
+                broker_ca=broker_ca, ca=ca, cert_days=cert_days, ntp_servers=ntp_servers)
         except ProvisionError as exc:
             result.problems.append(f"line {line}: {exc}")
         else:
@@ -156,6 +183,10 @@ def provision(csv_path, out, *, registry, broker, port=None, broker_ca=None, ca=
             result.bundles.append(bundle)
             if password is not None:
                 accounts.append((kiosk_id, password))
+            if cert is not None and fleet is not None:
+                problem = _record_cert(fleet, kiosk_id, cert, now)
+                if problem:
+                    result.problems.append(f"line {line}: {problem}")
         if progress:
             progress(done, len(rows), kiosk_id)
     if result.bundles:
@@ -220,8 +251,11 @@ def _services(point, cell):
             for s in chosen]
 
 
-def _write_bundle(row, services, out, *, source, broker, port, broker_ca, ca, ntp_servers):
-    """Validate one row and write its bundle folder; returns (folder, password or None)."""
+def _write_bundle(row, services, out, *, source, broker, port, broker_ca, ca, cert_days,
+                  ntp_servers):
+    """Validate one row and write its bundle folder; returns (folder, password or None,
+    certificate ``(serial_hex, not_before, not_after)`` or None). ``ca`` is ``(cert, key,
+    the CA's not-after)``."""
     kiosk_id = (row.get("kiosk_id") or "").strip()
     try:
         topics.check_kiosk_id(kiosk_id)
@@ -240,12 +274,20 @@ def _write_bundle(row, services, out, *, source, broker, port, broker_ca, ca, nt
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".{kiosk_id}."))
     try:
         (tmp / "kiosk.toml").write_text(text, encoding="utf-8")
-        password = None
+        password = cert = None
         if ca is None:
             password = secrets.token_urlsafe(24)
             _write_private(tmp / "mqtt-password", password + "\n")
         else:
-            _sign_client_cert(tmp, kiosk_id, *ca)
+            ca_cert, ca_key, ca_not_after = ca
+            cert = _sign_client_cert(tmp, kiosk_id, ca_cert, ca_key, cert_days)
+            if cert[2] > ca_not_after:
+                # The broker would refuse it from the CA's expiry on, with no alarm first.
+                stamp = "%Y-%m-%d %H:%M UTC"
+                raise ProvisionError(
+                    f"--cert-days {cert_days}: the certificate would expire "
+                    f"{cert[2]:{stamp}}, after the agency CA {ca_cert} does "
+                    f"({ca_not_after:{stamp}}); renew the CA, or give fewer --cert-days")
         if broker_ca:
             shutil.copyfile(broker_ca, tmp / "mqtt-ca.crt")
         os.chmod(tmp, 0o700)
@@ -253,11 +295,47 @@ def _write_bundle(row, services, out, *, source, broker, port, broker_ca, ca, nt
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return target, password
+    return target, password, cert
 
 
-def _sign_client_cert(folder, kiosk_id, ca_cert, ca_key):
-    """A P-256 key and a certificate whose CN is the kiosk id (the broker's user name)."""
+def _record_cert(fleet, kiosk_id, cert, issued):
+    """Record a certificate whose bundle is in place; a problem (str) if it could not be."""
+    serial, not_before, not_after = cert
+    try:
+        fleet.add_certificate(kiosk_id, serial=serial, not_before=not_before,
+                              not_after=not_after, issued=issued)
+    except Exception as exc:  # a database error of either driver; the bundle is good
+        log.warning("certificate of %s not recorded", kiosk_id, exc_info=True)
+        return (f"bundle written, but its certificate (serial {serial}, expires "
+                f"{not_after:%Y-%m-%d}) was not recorded in the fleet database "
+                f"{fleet.location}: {type(exc).__name__}: {exc}; no cert_expiring alarm will "
+                "warn of it until it is recorded")
+    return None
+
+
+def _read_cert(path):
+    try:
+        return x509.load_pem_x509_certificate(Path(path).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ProvisionError(f"{path}: not a readable PEM certificate ({exc})") from None
+
+
+def _not_after(cert):
+    """The certificate's expiry, aware UTC (cryptography before 42 gives it naive)."""
+    if hasattr(cert, "not_valid_after_utc"):
+        return cert.not_valid_after_utc
+    return cert.not_valid_after.replace(tzinfo=dt.UTC)
+
+
+def _not_before(cert):
+    if hasattr(cert, "not_valid_before_utc"):
+        return cert.not_valid_before_utc
+    return cert.not_valid_before.replace(tzinfo=dt.UTC)
+
+
+def _sign_client_cert(folder, kiosk_id, ca_cert, ca_key, days):
+    """A P-256 key and a certificate whose CN is the kiosk id (the broker's user name), valid
+    ``days``; returns ``(serial_hex, not_before, not_after)`` as read from the certificate."""
     def openssl(*args):
         done = subprocess.run(["openssl", *args], cwd=folder, capture_output=True, text=True)
         if done.returncode != 0:
@@ -268,10 +346,12 @@ def _sign_client_cert(folder, kiosk_id, ca_cert, ca_key):
     (folder / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
     openssl("x509", "-req", "-in", "client.csr", "-CA", str(Path(ca_cert).resolve()),
             "-CAkey", str(Path(ca_key).resolve()), "-CAcreateserial", "-CAserial",
-            "ca.srl", "-out", "mqtt-client.crt", "-days", str(CERT_DAYS), "-extfile", "client.ext")
+            "ca.srl", "-out", "mqtt-client.crt", "-days", str(days), "-extfile", "client.ext")
     for leftover in ("client.csr", "client.ext", "ca.srl"):
         (folder / leftover).unlink(missing_ok=True)
     os.chmod(folder / "mqtt-client.key", 0o600)
+    cert = _read_cert(folder / "mqtt-client.crt")
+    return f"{cert.serial_number:x}", _not_before(cert), _not_after(cert)
 
 
 def _write_broker_files(folder, accounts):

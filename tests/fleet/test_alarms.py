@@ -129,8 +129,10 @@ def test_alarm_silent_raised_when_a_kiosk_goes_quiet_and_cleared_when_it_speaks(
 def test_alarm_thresholds_are_options_of_collect():
     parser = argparse.ArgumentParser()
     collect_verb.add_arguments(parser)
-    args = parser.parse_args(["--alarm-silent-s", "30", "--alarm-outbox-depth", "7"])
+    args = parser.parse_args(["--alarm-silent-s", "30", "--alarm-outbox-depth", "7",
+                              "--alarm-cert-expiring-s", "86400"])
     assert (args.alarm_silent_s, args.alarm_outbox_depth) == (30.0, 7)
+    assert args.alarm_cert_expiring_s == 86400.0
     assert args.alarm_disk_low_mb == alarms.DEFAULT_THRESHOLDS.disk_low_mb
     with pytest.raises(ValueError, match="silent_s"):
         Thresholds(silent_s=-1)
@@ -230,6 +232,52 @@ def test_alarm_migration_4_brings_a_version_3_store_up_keeping_its_kiosks(fleet_
         db.close()
 
 
+def test_alarm_cert_expiring_raised_once_for_the_newest_certificate_and_cleared_by_a_newer_one(
+        fleet):
+    day = dt.timedelta(days=1)
+    # cm-dlt: an old certificate long expired, and its current one 20 days from expiry.
+    fleet.add_certificate("cm-dlt", serial="0A1B", not_before=NOW - 800 * day,
+                          not_after=NOW - 435 * day, issued=NOW - 800 * day)
+    fleet.add_certificate("cm-dlt", serial="7F3C", not_before=NOW - 345 * day,
+                          not_after=NOW + 20 * day, issued=NOW - 345 * day)
+    fleet.add_certificate("bkk-bma", serial="99", not_before=NOW, not_after=NOW + 365 * day,
+                          issued=NOW)
+    assert not fleet.add_certificate("bkk-bma", serial="99", not_before=NOW,
+                                     not_after=NOW + 365 * day, issued=NOW)  # recorded once
+    assert [c.serial for c in fleet.certificates("cm-dlt")] == ["7f3c", "0a1b"]
+
+    with fleet.database.atomic():
+        raised, cleared = fleet.update_alarms(NOW, alarms.DEFAULT_THRESHOLDS)
+    assert [(e.kiosk_id, e.kind, e.detail) for e in raised] == [
+        ("cm-dlt", "cert_expiring", "expires 2026-12-21 (in 20 d)")] and cleared == []
+    later = NOW + dt.timedelta(minutes=5)
+    with fleet.database.atomic():
+        assert fleet.update_alarms(later, alarms.DEFAULT_THRESHOLDS) == ([], [])  # once
+
+    fleet.add_certificate("cm-dlt", serial="c0ffee", not_before=later,
+                          not_after=later + 365 * day, issued=later)  # renewed
+    with fleet.database.atomic():
+        raised, cleared = fleet.update_alarms(later, alarms.DEFAULT_THRESHOLDS)
+    assert raised == [] and [(e.kiosk_id, e.kind) for e in cleared] == [
+        ("cm-dlt", "cert_expiring")]
+
+
+def test_alarm_migration_11_adds_the_certificates_to_a_version_10_store(fleet_url):
+    db = open_database(fleet_url)
+    try:
+        db.database.execute_sql('DROP TABLE "kiosk_cert"')
+        db.database.execute_sql('DELETE FROM "schema_version" WHERE "version" = 11')
+    finally:
+        db.close()
+    db = open_database(fleet_url)
+    try:
+        assert migrations.version(db) == migrations.LATEST
+        assert db.certificates() == []
+        assert db.add_certificate("k1", serial="01", not_before=NOW, not_after=NOW, issued=NOW)
+    finally:
+        db.close()
+
+
 # --- the conditions alone (pure) ---------------------------------------------------------------
 
 def kiosk_row(**overrides):
@@ -257,3 +305,17 @@ def test_alarm_conditions_start_above_their_threshold_not_at_it():
     assert kinds({"ok": 3, "open": 1}) == set()
     assert alarms.conditions(kiosk_row(), {"short": 2, "over": 1}, None, NOW, SHORT) == {
         "period_count_mismatch": "2 periods short, 1 periods over"}
+
+
+def test_alarm_cert_expiring_starts_inside_its_threshold_not_at_it():
+    month = dataclasses.replace(SHORT, cert_expiring_s=30 * 86400)
+
+    def found(not_after):
+        return alarms.conditions(kiosk_row(), {}, None, NOW, month, cert_not_after=not_after)
+
+    assert found(None) == {}  # no certificate recorded: a password account
+    assert found("2026-12-31T03:00:00.000Z") == {}  # exactly 30 days left
+    assert found("2026-12-31T02:59:59.999Z") == {"cert_expiring": "expires 2026-12-31 (in 29 d)"}
+    assert found("2026-12-01T03:00:00.000Z") == {"cert_expiring": "expired 2026-12-01"}
+    assert found("2026-11-02T08:00:00.000Z") == {"cert_expiring": "expired 2026-11-02"}
+    assert alarms.DEFAULT_THRESHOLDS.cert_expiring_s == 30 * 86400

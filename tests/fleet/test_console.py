@@ -19,7 +19,7 @@ from kiosk.fleet import registry, statistics
 from kiosk.fleet.console import auth, commands, i18n, serve, users
 from kiosk.fleet.console.app import Settings, create_app
 from kiosk.fleet.console.stats import date_range
-from kiosk.fleet.db import open_database
+from kiosk.fleet.db import open_database, utc_text
 from kiosk.period import BANGKOK
 from tests.fixtures.console import DAY, PASSWORDS
 from tests.fleet.test_statistics import RECEIVED, visits
@@ -250,6 +250,36 @@ def test_console_kiosk_page_shows_its_alarm_history_and_replies(browser):
     assert "กรุงเทพมหานคร" in page and "กรมการปกครอง" in page and "kiosk's own" not in page
     assert viewer.get("/kiosk/nobody").status_code == 404
     assert viewer.get("/kiosk/ops").status_code == 404  # a reserved name is no kiosk
+
+
+def test_console_kiosk_page_shows_the_newest_certificate_and_its_expiry(browser,
+                                                                        console_store):
+    now = dt.datetime.now(dt.UTC)
+    db = open_database(console_store)
+    try:
+        db.add_certificate("k1", serial="5EC0ED", not_before=now - dt.timedelta(days=400),
+                           not_after=now - dt.timedelta(days=35), issued=now)
+        db.add_certificate("k1", serial="C0FFEE", not_before=now,
+                           not_after=now + dt.timedelta(days=40, hours=1), issued=now)
+        db.add_certificate("k3", serial="DEAD", not_before=now - dt.timedelta(days=400),
+                           not_after=now - dt.timedelta(days=35), issued=now)
+    finally:
+        db.close()
+    viewer = browser("vera")
+
+    def certificate(kiosk_id):
+        page = viewer.get(f"/kiosk/{kiosk_id}").text
+        return re.search(r'<dd id="certificate">(.*?)</dd>', page, re.S).group(1)
+
+    k1 = certificate("k1")
+    expiry = utc_text(now + dt.timedelta(days=40, hours=1))
+    assert "<code>c0ffee</code>" in k1 and "5ec0ed" not in k1  # the newest only
+    assert f"หมดอายุ {expiry} (อีก 40 วัน)" in k1
+    expired = utc_text(now - dt.timedelta(days=35))
+    assert f"หมดอายุแล้วเมื่อ {expired}" in certificate("k3")
+    assert certificate("k2") == i18n.translate("kiosk.cert_none", "th")
+    viewer.get("/language/en?next=/fleet")
+    assert f"expires {expiry} (in 40 days)" in certificate("k1")
 
 
 # --- statistics ----------------------------------------------------------------------------

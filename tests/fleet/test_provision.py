@@ -1,5 +1,6 @@
 """`kiosk-fleet provision`: CSV rows to bundles, bad rows by line number, real broker files."""
 
+import argparse
 import csv
 import datetime as dt
 import io
@@ -14,7 +15,15 @@ import pytest
 from kiosk import config as kiosk_config
 from kiosk.errors import ProvisionError
 from kiosk.fleet import registry as fleet_registry
-from kiosk.fleet.provision import COLUMNS, SERVICES, provision, read_csv_text
+from kiosk.fleet.db import open_database
+from kiosk.fleet.provision import (
+    CERT_DAYS,
+    COLUMNS,
+    SERVICES,
+    add_arguments,
+    provision,
+    read_csv_text,
+)
 from kiosk.fleet.registry_csv import Service, ServicePoint
 from kiosk.rigs.broker import MOSQUITTO, free_port, is_listening
 from kiosk.visit import OTHER_SERVICE
@@ -158,15 +167,44 @@ def test_provision_missing_column_names_it(tmp_path, reg):
                   broker="mqtt.example.go.th")
 
 
-def test_provision_client_certificates_from_the_agency_ca(tmp_path, reg):
+def agency_ca(folder, days):
+    """``(ca.crt, ca.key)`` of a P-256 agency CA valid ``days`` from now."""
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-                    "-days", "2", "-subj", "/CN=Agency CA"], cwd=tmp_path, check=True,
+                    "-days", str(days), "-subj", "/CN=Agency CA"], cwd=folder, check=True,
                    capture_output=True)
+    return folder / "ca.crt", folder / "ca.key"
+
+
+def serial_and_end(cert):
+    """The certificate's serial (an int) and not-after (aware), as openssl reads them."""
+    shown = subprocess.run(["openssl", "x509", "-noout", "-serial", "-enddate", "-in", str(cert)],
+                           capture_output=True, text=True, check=True).stdout
+    fields = dict(line.split("=", 1) for line in shown.splitlines())
+    end = dt.datetime.strptime(fields["notAfter"], "%b %d %H:%M:%S %Y GMT")
+    return int(fields["serial"], 16), end.replace(tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def fleet_db(tmp_path, reg):
+    """The fleet database the registry is in (``main`` hands provision both)."""
+    db = open_database(tmp_path / "fleet.sqlite3")
+    yield db
+    db.close()
+
+
+def test_provision_client_certificates_from_the_agency_ca(tmp_path, reg, fleet_db):
+    ca = agency_ca(tmp_path, 400)
     result = provision(write_csv(tmp_path / "k.csv", [row(7)]), tmp_path / "out",
-                       registry=reg, broker="mqtt.example.go.th",
-                       ca=(tmp_path / "ca.crt", tmp_path / "ca.key"))
+                       registry=reg, broker="mqtt.example.go.th", ca=ca, fleet=fleet_db)
+    assert result.problems == []
     bundle = result.bundles[0]
+    serial, not_after = serial_and_end(bundle / "mqtt-client.crt")
+    year = dt.datetime.now(dt.UTC) + dt.timedelta(days=365)
+    assert abs(not_after - year) < dt.timedelta(days=1)
+    [recorded] = fleet_db.certificates()
+    assert (recorded.kiosk_id, int(recorded.serial, 16)) == ("cnx-mueang-007", serial)
+    assert recorded.not_after == not_after.strftime("%Y-%m-%dT%H:%M:%S.000Z")
     assert sorted(p.name for p in bundle.iterdir()) == ["kiosk.toml", "mqtt-client.crt",
                                                         "mqtt-client.key"]
     verify = subprocess.run(["openssl", "verify", "-CAfile", "ca.crt",
@@ -177,6 +215,56 @@ def test_provision_client_certificates_from_the_agency_ca(tmp_path, reg):
                               str(bundle / "mqtt-client.crt")], capture_output=True, text=True)
     assert "CN = cnx-mueang-007" in subject.stdout
     assert kiosk_config.load(bundle / "kiosk.toml").mqtt.key_file.endswith("mqtt_client.key")
+
+
+def test_provision_refuses_a_certificate_that_would_outlive_the_ca(tmp_path, reg, fleet_db):
+    """The broker would refuse it from the CA's expiry on, before cert_expiring warned."""
+    ca = agency_ca(tmp_path, 2)
+    out = tmp_path / "out"
+    result = provision(write_csv(tmp_path / "k.csv", [row(1)]), out, registry=reg,
+                       broker="mqtt.example.go.th", ca=ca, fleet=fleet_db)
+    [problem] = result.problems
+    ca_end = serial_and_end(ca[0])[1]
+    assert problem.startswith("line 2: --cert-days 365") and "after the agency CA" in problem
+    named = re.search(r"would expire (\S+ \S+) UTC", problem).group(1)
+    expires = dt.datetime.strptime(named, "%Y-%m-%d %H:%M").replace(tzinfo=dt.UTC)
+    assert abs(expires - (dt.datetime.now(dt.UTC) + dt.timedelta(days=365))) < dt.timedelta(
+        minutes=2)
+    assert f"({ca_end:%Y-%m-%d %H:%M} UTC)" in problem
+    assert result.bundles == [] and fleet_db.certificates() == []
+    assert sorted(p.name for p in out.iterdir()) == []  # no bundle, no half bundle
+
+    within = provision(write_csv(tmp_path / "k.csv", [row(1)]), out, registry=reg,
+                       broker="mqtt.example.go.th", ca=ca, cert_days=1, fleet=fleet_db)
+    assert within.problems == [] and len(fleet_db.certificates()) == 1
+
+
+def test_provision_names_a_certificate_it_could_not_record(tmp_path, reg, fleet_db):
+    """The bundle is complete and stays; the row's problem says the alarm will not cover it."""
+    ca = agency_ca(tmp_path, 400)
+    read_only = open_database(tmp_path / "fleet.sqlite3", read_only=True)
+    try:
+        result = provision(write_csv(tmp_path / "k.csv", [row(1)]), tmp_path / "out",
+                           registry=reg, broker="mqtt.example.go.th", ca=ca, fleet=read_only)
+    finally:
+        read_only.close()
+    [bundle] = result.bundles
+    [problem] = result.problems
+    serial = serial_and_end(bundle / "mqtt-client.crt")[0]
+    assert problem.startswith("line 2: bundle written, but its certificate")
+    assert f"serial {serial:x}" in problem and "cert_expiring" in problem
+    assert fleet_db.certificates() == []
+
+
+def test_provision_cert_days_is_an_option_of_whole_days():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    required = ["--csv", "k.csv", "--out", "out", "--broker", "mqtt.example.go.th"]
+    assert parser.parse_args(required).cert_days == CERT_DAYS == 365
+    assert parser.parse_args([*required, "--cert-days", "90"]).cert_days == 90
+    for bad in ("0", "-5", "1.5"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([*required, "--cert-days", bad])
 
 
 def test_provision_broker_accepts_the_generated_password(tmp_path, reg):

@@ -106,10 +106,17 @@ def kiosk_page(kiosk_id):
     replies = list(Reply.select().where(Reply.kiosk_id == kiosk_id)
                    .order_by(Reply.id.desc()).limit(REPLIES_SHOWN))
     now = dt.datetime.now(dt.UTC)
+    cert = next(iter(fleet_db.certificates(kiosk_id)), None)  # the newest expiry first
     return render_template(
-        "kiosk.html", kiosk=kiosk,
+        "kiosk.html", kiosk=kiosk, cert=cert,
+        cert_days_left=None if cert is None else _days_left(cert.not_after, now),
         pin=fleet_db.ServicePointRow.get_or_none(fleet_db.ServicePointRow.kiosk_id == kiosk_id),
         place=status.places(fleet_db, now).get(kiosk_id),
         events=list(reversed(fleet_db.alarm_events(kiosk_id))),
         recorded=fleet_db.alarms(kiosk_id), verdicts=fleet_db.period_verdicts(kiosk_id),
         replies=replies, last_seen_age=status.age(kiosk.last_seen, now))
+
+
+def _days_left(not_after, now):
+    """Whole days until ``not_after`` (RFC 3339 text); negative once it has passed."""
+    return int((dt.datetime.fromisoformat(not_after) - now).total_seconds() // 86400)
