@@ -249,6 +249,9 @@ MAY_NAME_TOO = {
     **{(module, "verified"): "an update's step 'verified' (the release's signature and hashes "
                              "checked, issue 17), not the visit's field of that name"
        for module in ("telemetry/topics.py", "fleet/rollout.py", "update/updater.py")},
+    **{(module, "expired"): "a kiosk's client certificate expired (issue 18's alarm and the "
+                            "console's label), not the citizen's card"
+       for module in ("fleet/alarms.py", "fleet/console/i18n.py")},
     **{("display/screens.py", name): "the confirm screen shows the citizen's answers before "
                                      "they are sent (issue 14)"
        for name in ("service_id", "copy_answer")},
