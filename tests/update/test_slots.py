@@ -534,12 +534,12 @@ def updater(apps, state, folder, digest, key, kiosk, *, resume=False):
 @pytest.mark.slow
 def test_slots_kill_9_at_each_step_in_turn_leaves_a_kiosk_that_starts(
         installed_old, releases, release_keys, tmp_path, monkeypatch):
-    """The updater is killed as it announces a step, run again and killed at the next one, and
-    so on through every step, once also 0.3 s into the install (inside pip's copy or pip):
-    after each kill the kiosk starts, old or new, never neither; the last run finishes the
-    update, with no visit lost. The runs after the switch are the updater unit's run at boot (no request on
-    file): it finds the cut update in root's journal and finishes it, through the updater of
-    the slot before the trial (9.8.0's), never the one on trial, and hands over only once."""
+    """The updater is killed as it announces a step, run again and killed at the next one, and so on
+    through every step, once also 0.3 s into the install (inside pip's copy or pip): after each
+    kill the kiosk starts, old or new, never neither; the last run finishes the update, with no
+    visit lost. The runs after the switch are the updater unit's run at boot (no request on
+    file): it finds the cut update in root's journal and finishes it, through the updater of the
+    slot before the trial (9.8.0's), never the one on trial, and hands over only once."""
     apps, state = copy_of(installed_old, tmp_path, visits=3)
     handed = tmp_path / "updaters"  # each slot's updater that ran, by its version
     monkeypatch.setenv("STUB_UPDATES", str(handed))
