@@ -11,6 +11,9 @@ import secrets
 
 COLLECTOR = "collector"
 OPS = "ops"
+#: The signing service's account (``kiosk-fleet ca``): reads certificate requests, writes
+#: certificates, nothing else.
+CA = "ca"
 #: Production ports (docs/broker.md): kiosks with client certificates, and password accounts.
 MTLS_PORT = 8883
 PASSWORD_PORT = 8884
@@ -18,9 +21,9 @@ PASSWORD_PORT = 8884
 
 def is_reserved(kiosk_id):
     """Whether ``kiosk_id`` would name a fleet account (a kiosk id is its broker account):
-    ``ops``, or ``collector`` and every name starting with it (``collector-1``: the broker
-    plugin lets those join the collectors' shared subscription)."""
-    return kiosk_id == OPS or kiosk_id.startswith(COLLECTOR)
+    ``ops``, ``ca``, or ``collector`` and every name starting with it (``collector-1``: the
+    broker plugin lets those join the collectors' shared subscription)."""
+    return kiosk_id in (OPS, CA) or kiosk_id.startswith(COLLECTOR)
 
 
 def password_hash(password, salt=None):

@@ -106,6 +106,9 @@ class KioskRow(Model):
     clock_synced = BooleanField(null=True)
     health = TextField(null=True)  # the last health report, JSON of its known fields
     stale_statuses = IntegerField(default=0)
+    # When ``kiosk-fleet revoke`` retired it (migration 12): its alarms end, the console
+    # shows it retired. None for a kiosk in service.
+    retired = CharField(null=True)
 
     class Meta:
         table_name = "kiosk"
@@ -337,10 +340,26 @@ class KioskCert(Model):
     not_before = CharField()
     not_after = CharField()
     issued = CharField()
+    revoked = CharField(null=True)  # when it went on the CRL (migration 12); None: valid
 
     class Meta:
         table_name = "kiosk_cert"
         indexes = ((("kiosk_id", "serial"), True),)
+
+
+class CaCrl(Model):
+    """A certificate revocation list issued for the agency CA (migration 12): its CRL number,
+    its ``thisUpdate`` and ``nextUpdate`` (RFC 3339 UTC text), and how many serials it
+    lists. The newest ``next_update`` is what the ``crl_expiring`` alarm watches: past it,
+    OpenSSL refuses every kiosk certificate the broker checks against the CRL."""
+
+    number = IntegerField(primary_key=True)
+    this_update = CharField()
+    next_update = CharField()
+    revoked_count = IntegerField()
+
+    class Meta:
+        table_name = "ca_crl"
 
 
 class FleetDb:
@@ -354,9 +373,9 @@ class FleetDb:
         self.database, self.location = database, location
         (self.KioskRow, self.ServicePointRow, self.FleetVisit, self.PeriodCount, self.Alarm,
          self.Reply, self.AlarmEvent, self.Malformed, self.Rollout, self.RolloutKiosk,
-         self.KioskCert) = bind(
+         self.KioskCert, self.CaCrl) = bind(
             self.database, KioskRow, ServicePointRow, FleetVisit, PeriodCount, Alarm, Reply,
-            AlarmEvent, Malformed, Rollout, RolloutKiosk, KioskCert)
+            AlarmEvent, Malformed, Rollout, RolloutKiosk, KioskCert, CaCrl)
         self.rollup_models = bind(self.database, *rollups.MODELS)
         self._marked = frozenset()  # kiosks marked seen by the open batch (batch())
         self._visit_fields = self.FleetVisit._meta.sorted_fields

@@ -109,6 +109,15 @@ def _reconcile_indexes(fleet):
             '"period_s")')
 
 
+def _revocation(fleet):
+    # A new database has the columns from today's models; an older one gets them here.
+    migrator = SchemaMigrator.from_database(fleet.database)
+    for table, name in (("kiosk", "retired"), ("kiosk_cert", "revoked")):
+        if name not in {c.name for c in fleet.database.get_columns(table)}:
+            run_operations(migrator.add_column(table, name, CharField(null=True)))
+    fleet.database.create_tables([fleet.CaCrl])
+
+
 #: ``(version, what it does, step(fleet_db))``, oldest first.
 STEPS = (
     (1, "kiosks, pins, visits by kiosk instance and period, period counts, alarms", _tables),
@@ -133,6 +142,8 @@ STEPS = (
      lambda fleet: fleet.database.create_tables([fleet.Rollout, fleet.RolloutKiosk])),
     (11, "kiosks' client certificates: serial and validity, as provision issued them",
      lambda fleet: fleet.database.create_tables([fleet.KioskCert])),
+    (12, "revocation: when a client certificate was revoked and a kiosk retired, and the CRLs "
+     "issued for the agency CA", _revocation),
 )
 LATEST = STEPS[-1][0]
 

@@ -33,7 +33,7 @@ import threading
 import time
 from pathlib import Path
 
-from kiosk.accounts import COLLECTOR, OPS, is_reserved, password_hash
+from kiosk.accounts import CA, COLLECTOR, OPS, is_reserved, password_hash
 from kiosk.errors import TelemetryError
 from kiosk.telemetry import topics
 
@@ -94,7 +94,8 @@ class Broker:
         self.password_tls_port = free_port() if tls else None
         self.plugin = Path(plugin)
         self.log_path = self.workdir / "mosquitto.log"
-        self._accounts = {COLLECTOR: secrets.token_urlsafe(18), OPS: secrets.token_urlsafe(18)}
+        self._accounts = {COLLECTOR: secrets.token_urlsafe(18), OPS: secrets.token_urlsafe(18),
+                          CA: secrets.token_urlsafe(18)}
         self._observers = set()
         self._multiplexers = set()
         # user -> (password, its line's hash): a reload hashes only new or changed passwords.
@@ -116,6 +117,11 @@ class Broker:
     def ops_credentials(self):
         """``(username, password)`` of the ops account."""
         return OPS, self._accounts[OPS]
+
+    @property
+    def ca_credentials(self):
+        """``(username, password)`` of the signing service's account (``kiosk-fleet ca``)."""
+        return CA, self._accounts[CA]
 
     def add_kiosk(self, kiosk_id, password=None):
         """Create (or renew) a kiosk account and return its password (``password``, or a new one
@@ -213,6 +219,11 @@ topic read {root}/kiosk/+/status
 topic read {root}/kiosk/+/pin
 topic read {root}/kiosk/+/health
 topic read {root}/kiosk/+/reply
+
+# The signing service: kiosks' certificate requests in, their certificates out.
+user {CA}
+topic read {root}/kiosk/+/csr
+topic write {root}/cmd/+/cert
 
 pattern write {root}/kiosk/%u/+
 pattern read {root}/cmd/%u/#

@@ -53,21 +53,21 @@ ACCEPTED_SCHEMAS = (1, 2, 3)
 DOWNSTREAM_SCHEMA = 2
 
 ROOT = "citizeninfo/v1"
-KIOSK_MESSAGES = ("status", "pin", "visit", "period", "health", "reply")
-COMMANDS = ("config", "rebirth", "ping", "replay", "update")
+KIOSK_MESSAGES = ("status", "pin", "visit", "period", "health", "reply", "csr")
+COMMANDS = ("config", "rebirth", "ping", "replay", "update", "cert")
 
 #: QoS per message kind; ``health`` is QoS 0 because the next report supersedes a lost one.
 QOS = MappingProxyType(
-    {"status": 1, "pin": 1, "visit": 1, "period": 1, "health": 0, "reply": 1, "ack": 1,
-     "config": 1, "rebirth": 1, "ping": 1, "replay": 1, "update": 1}
+    {"status": 1, "pin": 1, "visit": 1, "period": 1, "health": 0, "reply": 1, "csr": 1,
+     "ack": 1, "config": 1, "rebirth": 1, "ping": 1, "replay": 1, "update": 1, "cert": 1}
 )
 #: Retained messages: a subscriber arriving later still learns the kiosk's state and location,
-#: and a kiosk reconnecting still learns its desired config and version.
+#: and a kiosk reconnecting still learns its desired config, version and newest certificate.
 RETAIN = MappingProxyType(
     {"status": True, "pin": True, "visit": False, "period": False, "health": False,
-     "reply": False,
+     "reply": False, "csr": False,
      "ack": False, "config": True, "rebirth": False, "ping": False, "replay": False,
-     "update": True}
+     "update": True, "cert": True}
 )
 
 #: The collector's shared subscription filter (without the ``$share/<group>/`` prefix).
@@ -78,6 +78,9 @@ MAX_KIOSK_MESSAGE_BYTES = 64 * 1024
 #: Deeper than any message of the contract (a config command nests 4 levels). The sender
 #: decides the depth, and every level costs the reader's scan time and memory.
 MAX_DEPTH = 8
+#: Longest PEM block a ``csr`` message or ``cert`` command carries: an EC P-256 request is
+#: about 500 characters, a certificate about 800; RSA-4096 would still fit.
+MAX_PEM_CHARS = 8000
 #: Most event ids in one ack; the collector splits bigger batches.
 MAX_ACK_IDS = 500
 
@@ -761,9 +764,41 @@ def _parse_reply(what, obj, kiosk_id):
     )
 
 
+@dataclass(frozen=True)
+class CertRequest:
+    """``csr``: a kiosk's certificate signing request (PEM), relayed for its root renewal
+    unit; the signing service (``kiosk-fleet ca``) judges the request itself."""
+
+    kiosk_id: str
+    csr: str
+    schema: int
+
+
+def _pem(f, name, label):
+    """A PEM block of ``label`` as text: checked for shape here, for meaning by its reader."""
+    return f.get(name, lambda v: (isinstance(v, str) and len(v) <= MAX_PEM_CHARS
+                                  and v.startswith(f"-----BEGIN {label}-----")
+                                  and v.rstrip().endswith(f"-----END {label}-----")),
+                 f"must be one PEM {label} of at most {MAX_PEM_CHARS} characters")
+
+
+def csr_payload(csr_pem):
+    """The ``csr`` message carrying a certificate request the kiosk's root unit made."""
+    obj = {"schema": SCHEMA, "csr": csr_pem}
+    _parse_csr("csr_payload", obj, "-")
+    return _encode(obj)
+
+
+def _parse_csr(what, obj, kiosk_id):
+    f = _Fields(obj, what)
+    return CertRequest(kiosk_id=kiosk_id, csr=_pem(f, "csr", "CERTIFICATE REQUEST"),
+                       schema=obj["schema"])
+
+
 _KIOSK_PARSERS = {
     "status": _parse_status, "pin": _parse_service_point, "visit": _parse_visit,
     "period": _parse_period, "health": _parse_health, "reply": _parse_reply,
+    "csr": _parse_csr,
 }
 
 
@@ -771,10 +806,10 @@ def parse_kiosk_message(topic, payload, *, max_bytes=MAX_KIOSK_MESSAGE_BYTES):
     """Validate one message from a kiosk; the kiosk id comes from the topic, never the payload.
 
     Returns a :class:`Status`, :class:`ServicePoint`, :class:`VisitMessage`,
-    :class:`PeriodMessage`, :class:`HealthMessage` or :class:`Reply`. Unknown fields are
-    ignored (a newer kiosk may add some) and never returned, so nothing the contract does not
-    name can be stored. Raises MessageRejected naming the topic and the field at fault, never
-    echoing a value.
+    :class:`PeriodMessage`, :class:`HealthMessage`, :class:`Reply` or :class:`CertRequest`.
+    Unknown fields are ignored (a newer kiosk may add some) and never returned, so nothing the
+    contract does not name can be stored. Raises MessageRejected naming the topic and the field
+    at fault, never echoing a value.
     """
     kiosk_id, kind = split_kiosk_topic(topic)
     obj = _decode(payload, topic, max_bytes)
@@ -822,7 +857,8 @@ class WantedRelease:
 class Command:
     """A validated command. ``desired`` (config only) is the remote layer for
     ``kiosk.config.apply_remote``; ``event_ids`` (replay only) limits the retry, None = all;
-    ``release`` (update only) is the :class:`WantedRelease`."""
+    ``release`` (update only) is the :class:`WantedRelease`; ``cert`` (cert only) the signed
+    certificate (PEM) for the root renewal unit to check and install."""
 
     name: str
     correlation_id: str | None
@@ -830,6 +866,7 @@ class Command:
     desired: object = None
     event_ids: tuple | None = None
     release: WantedRelease | None = None
+    cert: str | None = None
 
 
 def grouped_sha256(hex_digest):
@@ -844,7 +881,8 @@ def grouped_sha256(hex_digest):
 def command_payload(name, correlation_id, **fields):
     """What ops publishes on ``cmd/{kiosk_id}/{name}`` (config: ``version`` plus the
     ``services``, ``flow`` and ``portal`` sections; replay: optional ``event_ids``; update:
-    ``version``, ``url``, ``sha256`` in :func:`grouped_sha256` form, optional ``rollout``)."""
+    ``version``, ``url``, ``sha256`` in :func:`grouped_sha256` form, optional ``rollout``;
+    cert: ``cert``, a PEM certificate)."""
     obj = {"schema": DOWNSTREAM_SCHEMA, "correlation_id": correlation_id, **fields}
     _parse_command_body(name, obj, applied_version=None)
     return _encode(obj)
@@ -921,6 +959,8 @@ def _parse_command_body(name, obj, applied_version, what=None):
             rollout=f.match("rollout", _TOKEN, "must be an id of letters, digits or '_.:-'",
                             optional=True))
         return Command(name, correlation_id, release=release)
+    if name == "cert":
+        return Command(name, correlation_id, cert=_pem(f, "cert", "CERTIFICATE"))
     if name in ("rebirth", "ping"):
         return Command(name, correlation_id)
     raise CommandRejected(f"{what}: unknown command {name!r}; expected one of {COMMANDS}",
