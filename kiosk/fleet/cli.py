@@ -1,6 +1,7 @@
 """The ``kiosk-fleet`` command for central ops: collect, status, command, provision, registry,
 stats, simulate, the console (serve, users), signed releases (release) and their staged
-rollout (rollout)."""
+rollout (rollout), and the kiosks' certificates: signing renewals (ca), revoking (revoke) and
+the revocation list (crl)."""
 
 import sys
 
@@ -19,6 +20,9 @@ VERBS = {
     "rollout": ("kiosk.fleet.rollouts", "send a release to a share of the fleet; pause, widen, "
                                         "resume; progress per kiosk"),
     "release": ("kiosk.fleet.release", "the release signing key; build and verify releases"),
+    "ca": ("kiosk.fleet.ca", "sign the certificate renewals kiosks request over MQTT"),
+    "revoke": ("kiosk.fleet.revoke", "cut a stolen or retired kiosk off the broker for good"),
+    "crl": ("kiosk.fleet.crl", "issue the CA's revocation list again before it expires"),
 }
 
 
