@@ -127,6 +127,7 @@ LAYERS = (
         "kiosk.watchdog", "kiosk.firstboot", "kiosk.fleet.console.*", "kiosk.update.release",
         "kiosk.update.slots", "kiosk.update.trial", "kiosk.update.store_files",
         "kiosk.update.download", "kiosk.update.quiet", "kiosk.update.request",
+        "kiosk.fleet.ca", "kiosk.fleet.revoke", "kiosk.fleet.crl", "kiosk.renewal.*",
     )),
     ("rigs", ("kiosk.rigs.*",)),
     ("wiring", (
