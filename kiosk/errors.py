@@ -69,6 +69,11 @@ class RolloutRefused(TelemetryError, ValueError):
         self.field = field
 
 
+class CertRefused(KioskError, ValueError):
+    """A kiosk's certificate request the signing service (``kiosk-fleet ca``) will not sign:
+    the message names the kiosk and the reason, never the request's contents."""
+
+
 class GpioError(KioskError, RuntimeError):
     """GPIO devices could not be set up as configured."""
 
