@@ -22,6 +22,7 @@ VERBS = {
     "screenshot": ("kiosk.screenshot", "render every screen to PNG files"),
     "firstboot": ("kiosk.firstboot", "apply the agency's boot-partition config (first boot)"),
     "update": ("kiosk.update.updater", "install a signed release into the other slot, switch"),
+    "cert": ("kiosk.renewal.unit", "renew the MQTT client certificate: request, install (root)"),
 }
 
 

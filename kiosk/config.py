@@ -492,6 +492,11 @@ class MqttSection:
     reconnect_max_s: float = key(
         120.0, doc="Longest reconnect delay in seconds (1-3600)", check=between(1, 3600)
     )
+    renew_before_days: int = key(
+        30,
+        doc="Days before the client certificate expires that the kiosk asks for a new one (1-365)",
+        check=between(1, 365),
+    )
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ link there); the kiosk writes the certificate it received into its own state fol
 root unit reads as untrusted input.
 """
 
+import os
+import tempfile
 from pathlib import Path
 
 from kiosk.bundle import DATA_DIR
@@ -28,3 +30,41 @@ MAX_RESPONSE_BYTES = 16 * 1024
 def response_path(data_dir):
     """Where the kiosk leaves the certificate it received, for the root unit's path unit."""
     return Path(data_dir, RESPONSE_NAME)
+
+
+#: Root's, 0700 (kiosk firstboot): the MQTT credentials kiosk.service loads (``LoadCredential=``),
+#: named as :data:`kiosk.bundle.CREDENTIALS` installs them.
+CREDENTIALS_DIR = Path("/etc/kiosk/credentials")
+CERT_NAME = "client.crt"
+KEY_NAME = "client.key"
+#: The pair an install replaced, kept beside the new one for a technician to roll back; the next
+#: install replaces it.
+PREVIOUS_SUFFIX = ".previous"
+
+
+def write_atomically(path, data, mode):
+    """Write ``data`` beside ``path`` and rename it into place: a power cut leaves the old file
+    or the new one, never a part. The temporary file is created 0600 and gets ``mode`` before
+    the rename, so no reader ever sees a key with wider rights."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    sync_folder(path.parent)
+
+
+def sync_folder(folder):
+    """fsync a folder, so the renames and deletions in it survive a power cut."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
