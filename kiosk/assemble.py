@@ -17,6 +17,9 @@ from kiosk.card.repeat import RepeatKeys
 from kiosk.clock import WallClock
 from kiosk.errors import KioskError
 from kiosk.gpio import Panel
+from kiosk.renewal import files as renewal_files
+from kiosk.renewal.client_cert import ClientCert
+from kiosk.renewal.relay import LOOK_EVERY_S, RELAY_EVERY_S, Relay
 from kiosk.runner import Runner
 from kiosk.store import Housekeeper, Store
 from kiosk.telemetry import topics
@@ -32,11 +35,14 @@ log = logging.getLogger(__name__)
 
 
 class Telemetry:
-    """The kiosk's reporting: MQTT link, outbox pump, health and remote commands, composed."""
+    """The kiosk's reporting: MQTT link, outbox pump, health and remote commands, and the
+    relay of the certificate renewal, composed. ``renewal_dir`` and the relay's timing are
+    for tests (:class:`kiosk.renewal.relay.Relay`)."""
 
     def __init__(self, cfg, store, put, *, remote_path, cpu_temperature=None,
                  screen_state=None, outbox_poll_s=1.0, clock=None, wall=None,
-                 update_status=STATUS_PATH):
+                 update_status=STATUS_PATH, renewal_dir=renewal_files.RENEWAL_DIR,
+                 relay_look_s=LOOK_EVERY_S, relay_every_s=RELAY_EVERY_S):
         clock = clock or WallClock()
         wall = wall or clock.wall
         self.config_version = cfg.remote_version
@@ -49,8 +55,11 @@ class Telemetry:
                              version=__version__, facts=self.outbox.put, put=put,
                              service_point=topics.service_point_payload(cfg),
                              inflight_window=cfg.telemetry.inflight_window, stamp=clock.stamp)
+        self.relay = Relay(self.link, cfg.storage.data_dir, renewal_dir=renewal_dir,
+                           look_s=relay_look_s, every_s=relay_every_s)
         self.commands = Commands(self.link, self.outbox, remote_path=remote_path,
-                                 request_path=Path(cfg.storage.data_dir) / REQUEST)
+                                 request_path=Path(cfg.storage.data_dir) / REQUEST,
+                                 relay=self.relay)
         self.health = HealthReporter(store, self.link,
                                      interval_s=cfg.telemetry.health_interval_s,
                                      version=__version__, mode=cfg.kiosk.mode,
@@ -91,10 +100,12 @@ class Kiosk:
     runner's periods, the store's and the telemetry's times (``clock.wall`` unless a test steps
     it). ``repeat_key_seed`` (test and soak runs only, ``kiosk run --repeat-key-seed``) makes
     the repeat keys predictable so a privacy scan can look for them; None draws random keys.
+    ``renewal_dir`` is where the root unit leaves its renewal files (a test's own folder).
     """
 
     def __init__(self, cfg, *, display=True, headless=False, rate_only=False, when_key=None,
-                 when_shown=None, clock=None, wall=None, repeat_key_seed=None):
+                 when_shown=None, clock=None, wall=None, repeat_key_seed=None,
+                 renewal_dir=renewal_files.RENEWAL_DIR):
         clock = clock or WallClock()
         wall = wall or clock.wall
         self.remote_path = kiosk_config.remote_layer_path(cfg)
@@ -118,13 +129,15 @@ class Kiosk:
             panel = self._add(Panel.from_config(cfg.gpio, put=events.put))
             screen = self._add(_display(cfg, headless, clock)) if display else None
             card = self._card(cfg, events.put, clock)
-            self.telemetry = self._telemetry(cfg, events.put, panel, screen, clock, wall)
+            self.telemetry = self._telemetry(cfg, events.put, panel, screen, clock, wall,
+                                             renewal_dir)
             self.runner = Runner(cfg, self.store, keys=self.keys, events=events, card=card,
                                  display=screen, panel=panel, telemetry=self.telemetry,
                                  watchdog=Watchdog(), housekeeper=housekeeper,
                                  rate_only=rate_only, when_key=when_key, when_shown=when_shown,
                                  wall=wall,
-                                 trial=Trial.pending(cfg.storage.data_dir, __version__))
+                                 trial=Trial.pending(cfg.storage.data_dir, __version__),
+                                 client_cert=_client_cert(cfg, renewal_dir))
         except BaseException:
             self.close()
             raise
@@ -156,14 +169,15 @@ class Kiosk:
             collect_age_band=cfg.flow.collect_age_band, collect_gender=cfg.flow.collect_gender,
             today=clock.today))
 
-    def _telemetry(self, cfg, put, panel, screen, clock, wall):
+    def _telemetry(self, cfg, put, panel, screen, clock, wall, renewal_dir):
         if not cfg.mqtt.host:
             log.warning("mqtt.host is empty: telemetry is off, visits stay in the local outbox")
             return None
         return self._started(Telemetry(
             cfg, self.store, put, remote_path=self.remote_path,
             cpu_temperature=panel.cpu_temperature,
-            screen_state=screen.screen_state if screen else None, clock=clock, wall=wall))
+            screen_state=screen.screen_state if screen else None, clock=clock, wall=wall,
+            renewal_dir=renewal_dir))
 
     def run(self, stop):
         self.runner.run(stop)
@@ -221,6 +235,13 @@ class Kiosk:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _client_cert(cfg, renewal_dir):
+    """The client certificate to judge, when the kiosk connects with one."""
+    if not cfg.mqtt.host or not cfg.mqtt.cert_file:
+        return None
+    return ClientCert(cfg.mqtt.cert_file, renewal_dir=renewal_dir)
 
 
 def _display(cfg, headless, clock):

@@ -10,7 +10,10 @@ out of service instead. A visit carries only its period (:mod:`kiosk.period`): t
 :class:`~kiosk.period.Book` says which, dates visits made before the clock synced, and closes
 each period once it has ended, which releases its visits for sending. The runner holds the one
 config in force: a remote change is proposed by :class:`~kiosk.telemetry.commands.Commands` and
-put in force here, for every part at once.
+put in force here, for every part at once. The runner also judges the kiosk's client
+certificate (``client_cert``, :class:`kiosk.renewal.client_cert.ClientCert`): an expired one
+suspends service, and a new one installed by the root unit ends the loop at a quiet moment so
+that systemd starts the kiosk again with it.
 """
 
 import dataclasses
@@ -19,7 +22,7 @@ import queue
 import threading
 import time
 
-from kiosk import flow
+from kiosk import flow, logsafe
 from kiosk.card.repeat import SeenCards
 from kiosk.card.thai_id import CardSummary
 from kiosk.clock import counts_as_synced, system_wall
@@ -36,6 +39,7 @@ PERIOD_RETRY_S = 5.0  # after a store failure: a locked database must not stall 
 DISK_REASON = "disk_full"
 STORE_REASON = "store_error"
 RECORD_REASON = "record_error"
+CERT_REASON = "cert_expired"  # kiosk.renewal.client_cert.REASON
 
 #: Card reader states (kiosk.card.reader) as the health message names them. A card in the
 #: reader is "ready" too: "card_present" in a report every minute would time each visit.
@@ -57,7 +61,9 @@ class Runner:
     ``CheckRepeat`` is answered from it (one rating per citizen per service per window).
     ``housekeeper`` (a :class:`kiosk.store.Housekeeper`) is asked to purge when the kiosk is
     idle. ``trial`` (a :class:`kiosk.update.trial.Trial`) holds the first run of an updated
-    version suspended until it is proven healthy. ``clock`` is
+    version suspended until it is proven healthy. ``client_cert`` (a
+    :class:`kiosk.renewal.client_cert.ClientCert`) is the client certificate the process loaded;
+    ``is_restarting`` says the loop ended by itself to load a new one. ``clock`` is
     monotonic; ``wall()`` returns ``(aware UTC now, synced)`` (:func:`kiosk.clock.system_wall`).
     In demo mode the wall clock counts as synced: a developer's machine may run no timesyncd,
     and a demo's visits must still reach its collector.
@@ -66,7 +72,7 @@ class Runner:
     def __init__(self, cfg, store, *, keys, events=None, card=None, display=None, panel=None,
                  telemetry=None, watchdog=None, housekeeper=None, rate_only=False,
                  clock=time.monotonic, wall=system_wall, when_key=None, when_shown=None,
-                 trial=None):
+                 trial=None, client_cert=None):
         self.cfg = cfg
         self.store = store
         self.keys = keys
@@ -77,6 +83,9 @@ class Runner:
         self.watchdog = watchdog
         self.housekeeper = housekeeper
         self.trial = trial
+        self.client_cert = client_cert
+        self.is_restarting = False
+        self._installed = None  # the install record a restart waits for a quiet moment for
         self.when_key = when_key
         self.when_shown = when_shown
         self.clock = clock
@@ -104,6 +113,7 @@ class Runner:
         if self.trial:  # first: a full disk's suspension then replaces it, and stays
             self._step(flow.ServiceSuspended(self.trial.reason))
         self._check_disk()
+        self._check_cert()
         self._show()
         if self.watchdog:
             self.watchdog.ready("idle")
@@ -141,8 +151,12 @@ class Runner:
         if self.clock() >= self._next_period_try:
             self._keep_periods()
         self._show()
+        if self.telemetry and self.telemetry.relay:
+            self.telemetry.relay.poll()
         if self.clock() >= self._next_housekeeping:
             self._housekeeping()
+        if self._installed is not None:
+            self._restart_when_quiet()
         if self.watchdog:
             self.watchdog.kick()
 
@@ -371,6 +385,10 @@ class Runner:
         self._next_housekeeping = self.clock() + HOUSEKEEPING_S
         self.keys.rotate_if_due()
         self._check_disk()
+        if self.client_cert:
+            self.client_cert.refresh()
+            self._check_cert()
+            self._installed = self.client_cert.installed()
         if self.telemetry:
             self.telemetry.health.note_reader(
                 READER_HEALTH.get(self.card.reader_state, "error") if self.card else "disabled")
@@ -397,6 +415,35 @@ class Runner:
             self._step(flow.ServiceSuspended(self._disk_reason()))
         elif has_room and reason.startswith((DISK_REASON, STORE_REASON)):
             self._step(flow.ServiceResumed())
+
+    def _check_cert(self):
+        """An expired client certificate suspends service: the broker refuses it, so only the
+        technician's line can say so. Judged while no other cause suspends the kiosk and no
+        visit is open (one is never cut short for it: the next housekeeping judges again); the
+        suspension ends by itself once the certificate is no longer expired."""
+        if self.client_cert is None:
+            return
+        wall, synced = self.wall()  # never judged on an unsynced clock, not even in a demo
+        reason = self.client_cert.expired(wall, synced)
+        current = self.state.out_of_service
+        if reason and current is None and self.state.visit is None:
+            self._step(flow.ServiceSuspended(reason))
+        elif reason is None and (current or "").startswith(CERT_REASON):
+            self._step(flow.ServiceResumed())
+
+    def _restart_when_quiet(self):
+        """The root unit installed a new client certificate: end the loop once nobody is at
+        the kiosk (idle or out of service, no card in, no visit), with exit status 0; systemd
+        (``Restart=always``) starts it again, and ``LoadCredential`` copies the new one."""
+        state = self.state
+        if (state.screen not in (flow.Screen.IDLE, flow.Screen.OUT_OF_SERVICE)
+                or state.card_present or state.visit is not None):
+            return
+        record, self._installed = self._installed, None
+        log.info("new client certificate installed (serial %x, expires %s); restarting to "
+                 "load it", record["serial"], logsafe.printable(record["not_after"]))
+        self.is_restarting = True
+        self._stop.set()
 
     def _disk_reason(self):
         """What the technician reads on the out-of-service screen."""

@@ -968,6 +968,8 @@ class FakeOutbox:
 
 
 class FakeTelemetry:
+    relay = None  # a kiosk without the certificate renewal
+
     def __init__(self):
         self.health, self.outbox = FakeHealth(), FakeOutbox()
 

@@ -1,4 +1,4 @@
-"""Kiosk-side handling of ``cmd/{kiosk_id}/…``: config, rebirth, ping, replay, update.
+"""Kiosk-side handling of ``cmd/{kiosk_id}/…``: config, rebirth, ping, replay, update, cert.
 
 Runs on the main thread: the link puts :class:`~kiosk.facts.CommandReceived` on the
 runner's queue and the runner calls :meth:`Commands.handle` with the config in force. Every
@@ -25,6 +25,15 @@ untrusted. An update to the version already running withdraws any request on fil
 is on file already (or for the running version), is skipped without a reply. An empty message on
 ``cmd/{kiosk_id}/update`` withdraws the request (a paused rollout deletes its retained command
 so): the file goes, and the updater stops if it is still waiting to stop the kiosk.
+
+A cert command carries the certificate the signing service made for this kiosk's renewal
+request (:mod:`kiosk.renewal.relay`). The kiosk cannot install it (its credentials are root's):
+it writes it to ``cert-response.pem`` in its state folder, atomically, for the root unit's path
+unit, and replies ``{"request_pending": bool}``. A live cert with no request pending is written
+all the same: only the root unit holds the pending key and can tell whether the certificate
+matches it, and it discards one that does not; the reply tells ops it will. The command is
+retained, so it comes again on every connect: a retained one with no request pending (the
+certificate is installed already) or that is on file already is skipped without a reply.
 
 The way out of a frozen version (a config at the wire's highest version, 2**31-1, makes every
 later one stale): an empty message on ``cmd/{kiosk_id}/config``, which is also how ops deletes
@@ -76,6 +85,14 @@ def _shown(text):
     return logsafe.printable(logsafe.redact_ids(text))
 
 
+def _read_text(path):
+    """What is on file at ``path``, or None when it cannot be read."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 @dataclass(frozen=True)
 class ConfigProposed:
     """A remote config that passed every check and whose layer is on disk.
@@ -91,17 +108,22 @@ class ConfigProposed:
 class Commands:
     """Judges and carries out commands for one kiosk; keeps no config of its own."""
 
-    def __init__(self, link, outbox, *, remote_path, request_path=None, version=__version__):
+    def __init__(self, link, outbox, *, remote_path, request_path=None, version=__version__,
+                 relay=None):
         """``remote_path`` is the remote config layer; ``request_path`` the update request
         for the root updater (default: ``update-request.json`` beside the layer, in the
-        kiosk's state folder); ``version`` the version running."""
+        kiosk's state folder); ``version`` the version running; ``relay`` the
+        :class:`~kiosk.renewal.relay.Relay` whose request a cert command answers (None: cert
+        commands are refused)."""
         self._link = link
         self._outbox = outbox
         self._remote_path = Path(remote_path)
         self._request_path = Path(request_path or self._remote_path.with_name(request.REQUEST))
         self._version = version
+        self._relay = relay
         self._config_topic = topics.cmd_topic(link.kiosk_id, "config")
         self._update_topic = topics.cmd_topic(link.kiosk_id, "update")
+        self._cert_topic = topics.cmd_topic(link.kiosk_id, "cert")
         self._ignored_retained = set()
         self._actions = {"config": self._do_config, "rebirth": self._do_rebirth,
                          "ping": self._do_ping, "replay": self._do_replay}
@@ -133,14 +155,16 @@ class Commands:
         self._reply(proposal.correlation_id, ok=False, error=error)
 
     def _handle(self, received, config):
-        desired = (self._config_topic, self._update_topic)
+        desired = (self._config_topic, self._update_topic, self._cert_topic)
         if received.is_retained and received.topic not in desired:
             if received.topic not in self._ignored_retained:
                 self._ignored_retained.add(received.topic)
-                log.warning("ignoring retained %s: only config and update are kept at the "
-                            "broker; delete it there (an empty retained message)",
+                log.warning("ignoring retained %s: only config, update and cert are kept at "
+                            "the broker; delete it there (an empty retained message)",
                             _shown(received.topic))
             return None
+        if received.topic == self._cert_topic and not received.payload:
+            return None  # the signing service withdrew its retained certificate: nothing to do
         if received.topic == self._config_topic and not received.payload:
             return self._forget_remote_config(config)
         if received.topic == self._update_topic and not received.payload:
@@ -161,6 +185,8 @@ class Commands:
             return None
         if command.name == "update":  # a desired state: whether it was retained matters
             return self._do_update(command, retained=received.is_retained)
+        if command.name == "cert":
+            return self._do_cert(command, retained=received.is_retained)
         return self._actions[command.name](command, config)
 
     def _do_config(self, command, config):
@@ -222,6 +248,30 @@ class Commands:
                      logsafe.printable(wanted.rollout))
         self._reply(correlation_id, ok=True,
                     data={"requested": None if wanted is None else wanted.version})
+        return None
+
+    def _do_cert(self, command, *, retained):
+        """Leave the certificate for the root unit (see the module)."""
+        if self._relay is None:
+            self._reply(command.correlation_id, ok=False,
+                        error="this kiosk renews no certificate (it has no MQTT link of its own)")
+            return None
+        path, pending = self._relay.response_path, self._relay.is_pending
+        if retained and (not pending or _read_text(path) == command.cert):
+            return None  # handled already: the retained desired state re-sent on subscribe
+        try:
+            write_atomically(path, command.cert)
+        except OSError as exc:
+            self._reply(command.correlation_id, ok=False,
+                        error=f"cannot write {path}: {exc.strerror}; free space on the data "
+                              "partition, then send the certificate again")
+            return None
+        if pending:
+            log.info("certificate received for the renewal request; left for the root unit")
+        else:
+            log.warning("certificate received with no renewal request pending; left for the "
+                        "root unit, which discards it unless it matches its pending key")
+        self._reply(command.correlation_id, ok=True, data={"request_pending": pending})
         return None
 
     def _do_rebirth(self, command, config):

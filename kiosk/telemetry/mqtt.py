@@ -25,6 +25,11 @@ What a caller may rely on:
   non-retained commands sent while the kiosk was away are lost with the old session: the outbox
   resends unacked visits and the collector acks them again, and ``config`` is retained. We
   subscribe after every CONNACK.
+* A TLS handshake the broker refuses with an alert about the client certificate (expired,
+  revoked) is logged once per alert, with what to do (:attr:`MqttLink.tls_refusal` names the
+  last one); every retry would otherwise say it again. Under TLS 1.2 (production's 8883) the
+  handshake itself fails; under TLS 1.3 it fails on the first read, after paho sent CONNECT,
+  which paho only reports through its log callback.
 * No exception escapes a callback: paho 2 re-raises it, which ends its network thread, and the
   kiosk would never reconnect. Each callback is wrapped (:func:`_never_raises`); the one before
   a connect turns any failure into the OSError paho treats as a failed connect and retries.
@@ -32,7 +37,9 @@ What a caller may rely on:
 
 import logging
 import random
+import re
 import ssl
+import sys
 import threading
 from pathlib import Path
 
@@ -67,6 +74,15 @@ def reconnect_delay(attempt, min_s, max_s, rng=random):
 
 
 _never_raises = logsafe.never_raises(log)
+
+#: TLS alerts about this kiosk's own certificate, and what the technician does about them.
+TLS_REFUSALS = {
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "its client certificate has expired: install a new "
+                                       "bundle from kiosk-fleet provision",
+    "SSLV3_ALERT_CERTIFICATE_REVOKED": "its client certificate is revoked: the kiosk was retired "
+                                       "or reported stolen; provision it again if it is not",
+}
+_SSL_REASON = re.compile(r"\[SSL: ([A-Z0-9_]+)\]")
 
 
 def _read_secret(path):
@@ -109,6 +125,10 @@ class MqttLink:
         self._session_present = False
         self._subscribe_mid = None
         self._connected = threading.Event()
+        self._said_refusals = set()
+        #: The last TLS alert the broker refused this kiosk's certificate with (a key of
+        #: :data:`TLS_REFUSALS`), or None; cleared by a successful connect.
+        self.tls_refusal = None
         self._status_topic = topics.kiosk_topic(kiosk_id, "status")
         self._ack_topic = topics.ack_topic(kiosk_id)
 
@@ -149,6 +169,7 @@ class MqttLink:
         client.on_disconnect = _never_raises(self._on_disconnect)
         client.on_publish = _never_raises(self._on_publish)
         client.on_message = _never_raises(self._on_message)
+        client.on_log = _never_raises(self._on_log)
         self._client = client
 
     @property
@@ -246,6 +267,8 @@ class MqttLink:
             log.warning("broker refused the connection: %s", reason_code)
             return
         self._attempt = 0
+        self.tls_refusal = None
+        self._said_refusals.clear()
         self._session_present = bool(flags.session_present)
         client.reconnect_delay_set(self._settings.reconnect_min_s, self._settings.reconnect_min_s)
         options = SubscribeOptions(qos=1)
@@ -270,7 +293,25 @@ class MqttLink:
         self._facts(Connected(self._epoch, self._session_present))
 
     def _on_connect_fail(self, client, userdata):
+        # paho calls this while it handles the connect's exception, and passes it on no other way.
+        failure = sys.exc_info()[1]
+        if isinstance(failure, ssl.SSLError):
+            self._note_tls_failure(failure.reason)
         self._link_down(client, "connect failed")
+
+    def _on_log(self, client, userdata, level, text):
+        # TLS 1.3: the broker's alert arrives on the first read after the handshake.
+        if level == paho.MQTT_LOG_ERR and (found := _SSL_REASON.search(text)):
+            self._note_tls_failure(found.group(1))
+
+    def _note_tls_failure(self, reason):
+        if reason not in TLS_REFUSALS:
+            return
+        self.tls_refusal = reason
+        if reason not in self._said_refusals:
+            self._said_refusals.add(reason)
+            log.error("the broker refuses this kiosk at the TLS handshake (%s): %s",
+                      reason, TLS_REFUSALS[reason])
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self._link_down(client, str(reason_code))

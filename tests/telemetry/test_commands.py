@@ -141,8 +141,8 @@ def test_commands_retained_ping_rebirth_and_replay_are_ignored_and_logged_once(
                          side.in_force)
     ignored = [r.getMessage() for r in caplog.records if "retained" in r.getMessage()]
     assert sorted(ignored) == sorted(
-        f"ignoring retained {topics.cmd_topic(KIOSK, name)}: only config and update are kept at "
-        "the broker; delete it there (an empty retained message)"
+        f"ignoring retained {topics.cmd_topic(KIOSK, name)}: only config, update and cert are kept "
+        "at the broker; delete it there (an empty retained message)"
         for name in ("ping", "rebirth", "replay"))
 
 
