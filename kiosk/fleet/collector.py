@@ -540,8 +540,8 @@ def main(args):
 def log_counters(c):
     """One line of the counters since start; the soak lane reads the duplicates from it."""
     log.info("received %d, visits stored %d (duplicates %d), period counts %d "
-             "(short %d, over %d, healed %d), malformed %d %s, store failures %d %s, "
-             "acks %d", c.received, c.visits_stored, c.visits_duplicate, c.periods,
+             "(short %d, over %d, healed %d), malformed %d %s, ignored %d, store failures "
+             "%d %s, acks %d", c.received, c.visits_stored, c.visits_duplicate, c.periods,
              c.periods_short, c.periods_over, c.periods_healed, c.malformed,
-             c.malformed_by_reason, c.store_failures, c.store_failures_by_reason,
+             c.malformed_by_reason, c.ignored, c.store_failures, c.store_failures_by_reason,
              c.acks_sent)

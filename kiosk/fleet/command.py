@@ -26,7 +26,9 @@ from kiosk.telemetry import topics
 DEFAULT_TIMEOUT_S = 30.0
 #: What this verb and the console's commands page send. ``update`` is a rollout's: it goes to
 #: a chosen share of the fleet through ``kiosk-fleet rollout`` (kiosk/fleet/rollouts.py).
-VERBS = tuple(name for name in topics.COMMANDS if name != "update")
+#: ``cert`` is the signing service's alone (``kiosk-fleet ca``): it answers a kiosk's own
+#: request with a certificate for the key that kiosk made, and records it.
+VERBS = tuple(name for name in topics.COMMANDS if name not in ("update", "cert"))
 
 
 def new_correlation_id():
@@ -159,6 +161,10 @@ def _targets(args, fleet_db):
     name, rest = words[0], words[1:]
     if name == "update":
         raise TelemetryError("update goes to a share of the fleet: use kiosk-fleet rollout start")
+    if name == "cert":
+        raise TelemetryError("cert answers a kiosk's own certificate request, and only "
+                             "kiosk-fleet ca sends it: a kiosk renews by itself "
+                             "(docs/credentials.md)")
     if name not in VERBS:
         raise TelemetryError(f"unknown command {name!r}; expected one of {VERBS}")
     if (name == "config") != (len(rest) == 1) or len(rest) > 1:

@@ -76,6 +76,9 @@ class Counters:
     replies: int = 0  # stored; a resent one is counted apart
     replies_duplicate: int = 0
     malformed: int = 0  # refused by the parser; by reason in malformed_by_reason
+    #: Certificate requests (the signing service's to answer) and empty payloads (a retained
+    #: message deleted): released, neither stored nor malformed.
+    ignored: int = 0
     acks_sent: int = 0
     batches: int = 0
     store_failures: int = 0  # one message, or a whole batch the database refused (retried)
@@ -179,6 +182,15 @@ def serve(batches, reports, options, stopping):
         reports.send(report)
     finally:
         store.db.close()
+
+
+def _is_ignored(topic, payload):
+    """Whether a message on a kiosk topic is none of the collector's business: a certificate
+    request (``kiosk-fleet ca`` answers it; its own subscription gets it too), or an empty
+    payload, which is how a retained message is deleted (``kiosk-fleet revoke`` deletes a
+    kiosk's). Raises MessageRejected for a topic that is no kiosk's."""
+    _, kind = topics.split_kiosk_topic(topic)
+    return kind == "csr" or not payload
 
 
 class Store:
@@ -295,6 +307,9 @@ class Store:
             # A topic is chosen by whoever publishes: its kiosk id may be a citizen ID.
             logged = printable(redact_ids(topic))
             try:
+                if _is_ignored(topic, payload):
+                    self.counters.ignored += 1
+                    return None
                 return logged, topics.parse_kiosk_message(topic, payload)
             except MessageRejected as exc:
                 reason = printable(str(exc).removeprefix(f"{topic}: "))

@@ -166,6 +166,22 @@ def test_collector_counts_malformed_messages_without_logging_them(collector, kio
     assert "field 'service_id'" in caplog.text and "field 'rating'" in caplog.text
 
 
+def test_collector_ignores_certificate_requests_and_deleted_retained_messages(collector, kiosk):
+    """A csr is the signing service's (kiosk-fleet ca); an empty payload deletes a retained
+    message (kiosk-fleet revoke deletes a kiosk's): neither is stored nor malformed."""
+    csr = ("-----BEGIN CERTIFICATE REQUEST-----\nMIIBCZCBsAIBADAS\n"
+           "-----END CERTIFICATE REQUEST-----\n")
+    kiosk.publish(topics.kiosk_topic(KIOSK, "csr"), topics.csr_payload(csr))
+    kiosk.publish(topics.kiosk_topic(KIOSK, "status"), b"", retain=True)
+    kiosk.publish(topics.kiosk_topic(KIOSK, "visit"), visit("after"))
+
+    wait_for_ack(kiosk, "after")
+    assert collector.counters.ignored == 2
+    assert collector.counters.malformed == 0 and collector.db.malformed() == {}
+    assert collector.counters.store_failures == 0 and collector.db.replies(None) == []
+    assert [v.event_id for v in collector.db.visits()] == ["after"]
+
+
 def test_collector_ignores_a_stale_will(collector, kiosk):
     kiosk.publish(topics.kiosk_topic(KIOSK, "status"), status("online", 6))
     kiosk.publish(topics.kiosk_topic(KIOSK, "status"), status("lost", 5))  # previous connection

@@ -83,3 +83,19 @@ def test_command_sends_no_update_itself_it_is_a_rollouts(collector, fleet_comman
     with pytest.raises(TelemetryError, match="kiosk-fleet rollout start"):
         fleet_command(KIOSK, "update")
     assert "update" not in command.VERBS and "replay" in command.VERBS
+
+
+def test_command_sends_no_certificate_it_is_the_signing_services(collector, fleet_command):
+    """A certificate answers a kiosk's own request (kiosk-fleet ca signs and records it); one
+    sent by hand would be retained for the kiosk's renewal unit to install."""
+    with pytest.raises(TelemetryError, match="only kiosk-fleet ca sends it"):
+        fleet_command(KIOSK, "cert")
+    assert "cert" not in command.VERBS
+
+
+def test_command_console_offers_no_certificate_and_refuses_a_forged_one(browser):
+    operator = browser("otto")
+    page = operator.get("/commands")
+    assert ">replay</option>" in page.text and ">cert</option>" not in page.text
+    forged = operator.post("/commands", {"target": "kiosk", "kiosk_id": "k1", "command": "cert"})
+    assert forged.status_code == 400 and "unknown command" in forged.text
