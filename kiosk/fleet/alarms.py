@@ -3,14 +3,26 @@
 The collector evaluates these on its worker thread (:meth:`kiosk.fleet.db.FleetDb.update_alarms`)
 and keeps a raised / cleared history: an alarm is raised once when its condition starts and
 cleared when it ends. Thresholds are in seconds, megabytes or counts, so tests use short ones.
+
+One alarm is about the fleet, not a kiosk: ``crl_expiring`` (:func:`fleet_conditions`), the
+agency CA's revocation list nearing its ``nextUpdate``, past which the broker refuses every
+kiosk certificate. It is stored like the others, under :data:`FLEET_SUBJECT` in place of a
+kiosk id: ``ca``, the signing service's account name, which no kiosk may have. A retired kiosk
+(``kiosk-fleet revoke``) raises no alarm; its open ones are cleared.
 """
 
 import datetime as dt
 from dataclasses import dataclass, fields
 
+from kiosk.accounts import CA
+
 #: Every kind, in the order ``kiosk-fleet status`` shows them.
 KINDS = ("silent", "reader_missing", "disk_low", "outbox_growing", "dead_letters",
-         "clock_unsynced", "instance_changed", "period_count_mismatch", "cert_expiring")
+         "clock_unsynced", "instance_changed", "period_count_mismatch", "cert_expiring",
+         "crl_expiring")
+#: What the fleet's own alarms are stored under in place of a kiosk id (a reserved account
+#: name, so never a kiosk's).
+FLEET_SUBJECT = CA
 #: Reader states that mean no card can be read.
 READER_MISSING = ("no_reader", "error")
 
@@ -28,6 +40,9 @@ class Thresholds:
     # The kiosk's newest client certificate expires in less than this (30 days: time to
     # provision and send a new one before the kiosk can no longer connect).
     cert_expiring_s: float = 30 * 86400.0
+    # The newest CRL's nextUpdate is less than this away (7 days: the hourly refresh re-issues
+    # 15 days ahead, so this means it has failed for a week).
+    crl_expiring_s: float = 7 * 86400.0
 
     def __post_init__(self):
         for f in fields(self):
@@ -82,3 +97,18 @@ def conditions(kiosk, verdicts, instance_changed_at, now, thresholds, *, cert_no
             found["cert_expiring"] = (f"expires {day} (in {int(left_s // 86400)} d)"
                                       if left_s > 0 else f"expired {day}")
     return found
+
+
+def fleet_conditions(crl_next_update, now, thresholds):
+    """``{kind: detail}`` of the fleet's own alarms at ``now``: ``crl_expiring`` when the newest
+    CRL's ``nextUpdate`` (RFC 3339 UTC text; None when no CRL was ever issued, a fleet without
+    client certificates) is less than ``crl_expiring_s`` away or past."""
+    if crl_next_update is None:
+        return {}
+    left_s = -_age_s(crl_next_update, now)
+    if left_s >= thresholds.crl_expiring_s:
+        return {}
+    return {"crl_expiring": (f"the CRL's next update is {crl_next_update}, in {left_s:.0f} s: "
+                             "run kiosk-fleet crl refresh" if left_s > 0 else
+                             f"the CRL expired at {crl_next_update}: the broker refuses every "
+                             "kiosk certificate; run kiosk-fleet crl refresh")}

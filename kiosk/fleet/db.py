@@ -71,7 +71,7 @@ _HEALTH_COLUMNS = ("outbox_depth", "dead_letters", "config_version", "version",
 #: The kiosk columns the alarms' conditions read (:meth:`FleetDb.update_alarms`).
 _AlarmKiosk = namedtuple("_AlarmKiosk", (
     "kiosk_id", "state", "last_seen", "reader", "disk_free_mb", "outbox_depth",
-    "outbox_oldest_s", "dead_letters", "clock_synced"))
+    "outbox_oldest_s", "dead_letters", "retired", "clock_synced"))
 
 
 def utc_text(moment):
@@ -205,9 +205,10 @@ class Alarm(Model):
     """Something about one kiosk that ops must look at, once per kind: ``instance_changed``
     (re-flashed, or a copy of its credentials in use), ``epoch_went_back`` (online at a
     lower epoch than a status it had sent), ``period_count_over`` (more visits stored for a
-    period than the kiosk counted) or ``period_count_short`` (fewer, once the grace for
-    late ones has passed). A repeat counts instead of adding a row, so a kiosk flipping
-    between two instances cannot grow the table; the row stays when a short period heals
+    period than the kiosk counted), ``period_count_short`` (fewer, once the grace for
+    late ones has passed) or ``revoked`` (``kiosk-fleet revoke``, with its reason). A
+    repeat counts instead of adding a row, so a kiosk flipping between two instances cannot
+    grow the table; the row stays when a short period heals
     later (:meth:`FleetDb.period_verdicts` says what is short now)."""
 
     kiosk_id = CharField()
@@ -935,15 +936,22 @@ class FleetDb:
         # The columns the conditions read, as the driver's tuples: a national fleet is 78,000
         # rows, and peewee converting each value was half the time of an evaluation.
         query = KioskRow.select(*(getattr(KioskRow, name) for name in _AlarmKiosk._fields))
+        found_by = {}
         for *columns, synced in self.database.execute(query):  # clock_synced last
             kiosk = _AlarmKiosk(*columns, None if synced is None else bool(synced))  # SQLite: 0/1
-            found = alarms.conditions(kiosk, verdicts.get(kiosk.kiosk_id, {}),
-                                      changed_at.get(kiosk.kiosk_id), now, thresholds,
-                                      cert_not_after=cert_not_after.get(kiosk.kiosk_id))
-            opened = open_now.get(kiosk.kiosk_id, {})
+            # A retired kiosk is off the broker for good: nothing about it is ops' to act on.
+            found_by[kiosk.kiosk_id] = {} if kiosk.retired else alarms.conditions(
+                kiosk, verdicts.get(kiosk.kiosk_id, {}), changed_at.get(kiosk.kiosk_id), now,
+                thresholds, cert_not_after=cert_not_after.get(kiosk.kiosk_id))
+        CaCrl = self.CaCrl
+        newest_crl = CaCrl.select(CaCrl.next_update).order_by(CaCrl.number.desc()).first()
+        found_by[alarms.FLEET_SUBJECT] = alarms.fleet_conditions(
+            newest_crl and newest_crl.next_update, now, thresholds)
+        for subject, found in found_by.items():
+            opened = open_now.get(subject, {})
             for kind, detail in found.items():
                 if kind not in opened:
-                    raised.append(AlarmEvent.create(kiosk_id=kiosk.kiosk_id, kind=kind,
+                    raised.append(AlarmEvent.create(kiosk_id=subject, kind=kind,
                                                     detail=detail, raised=stamp))
             for kind, event in opened.items():
                 if kind not in found:
@@ -992,6 +1000,28 @@ class FleetDb:
                  .on_conflict(conflict_target=[KioskCert.kiosk_id, KioskCert.serial],
                               action="NOTHING"))
         return self.database.execute(query).rowcount == 1
+
+    def retire(self, kiosk_id, now, detail):
+        """``kiosk-fleet revoke``'s record, one transaction: every certificate of the kiosk
+        marked revoked, the kiosk retired (its row made if the collector never heard from it),
+        its open alarms cleared, and a ``revoked`` event with ``detail`` kept among its
+        recorded ones. Repeating it changes nothing but that event's count. Returns
+        ``(serials newly revoked, when it was retired)``."""
+        stamp = utc_text(now)
+        KioskCert, KioskRow, AlarmEvent = self.KioskCert, self.KioskRow, self.AlarmEvent
+        with self.database.atomic():
+            serials = [serial for (serial,) in KioskCert.select(KioskCert.serial).where(
+                (KioskCert.kiosk_id == kiosk_id) & KioskCert.revoked.is_null()).tuples()]
+            (KioskCert.update(revoked=stamp)
+             .where((KioskCert.kiosk_id == kiosk_id) & KioskCert.revoked.is_null()).execute())
+            KioskRow.insert(kiosk_id=kiosk_id).on_conflict_ignore().execute()
+            (KioskRow.update(retired=stamp)
+             .where((KioskRow.kiosk_id == kiosk_id) & KioskRow.retired.is_null()).execute())
+            (AlarmEvent.update(cleared=stamp)
+             .where((AlarmEvent.kiosk_id == kiosk_id) & AlarmEvent.cleared.is_null()).execute())
+            self._alarm(kiosk_id, "revoked", stamp, detail)
+            retired = KioskRow.get_by_id(kiosk_id).retired
+        return serials, retired
 
     # --- reads ------------------------------------------------------------------------------
 

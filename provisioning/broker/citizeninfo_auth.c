@@ -14,8 +14,21 @@
  * "topic read|readwrite" rows or a "pattern read|readwrite" row with %u/%c set to the user name
  * (%c is the client id to the acl_file; the fleet's broker sets use_username_as_clientid, so the
  * two are one). The acl rows are re-read on SIGHUP; the share accounts only at start.
+ *
+ * Revocation (kiosk-fleet revoke, issue 18):
+ *
+ *   plugin_opt_revoked_file /etc/mosquitto/revoked   (one account name per line; re-read on SIGHUP)
+ *   plugin_opt_revoked_retained citizeninfo/v1/kiosk/%u/status citizeninfo/v1/cmd/%u/config ...
+ *
+ * A listed account is refused at password login (MOSQ_EVT_BASIC_AUTH) and in every ACL check
+ * (publish, delivery, subscribe), so a session it left on the broker gets nothing queued. At
+ * each load the listed accounts still connected are kicked (no will), and the retained
+ * messages of the revoked_retained topics (%u: the name) of each name new to the list are
+ * deleted with an empty retained message. A certificate client never reaches basic auth
+ * (use_identity_as_username): the listener's crlfile is what refuses its reconnect.
  * Built by ./dev into .cache/broker/; see provisioning/broker/README.md and docs/broker.md.
  */
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +51,10 @@ struct policy {
 	char *share_accounts; /* " name name " with spaces around each, for a whole-word search */
 	struct row *rows;
 	size_t row_count;
+	char *revoked_path;
+	char **revoked;        /* the names of revoked_path */
+	size_t revoked_count;
+	char *retained;        /* revoked_retained: topic templates, space separated */
 };
 
 static mosquitto_plugin_id_t *plugin_id;
@@ -173,13 +190,113 @@ static bool may_subscribe(const char *user, const char *filter)
 	return false;
 }
 
+static bool is_listed(char **names, size_t count, const char *user)
+{
+	for(size_t i = 0; i < count; i++){
+		if(!strcmp(names[i], user)) return true;
+	}
+	return false;
+}
+
+static bool is_revoked(const char *user)
+{
+	return user && is_listed(policy.revoked, policy.revoked_count, user);
+}
+
+static void free_names(char **names, size_t count)
+{
+	for(size_t i = 0; i < count; i++) free(names[i]);
+	free(names);
+}
+
+/* Delete the retained message of each revoked_retained template, %u levels set to name. */
+static void clear_retained(const char *name)
+{
+	if(!policy.retained) return;
+	char *templates = strdup(policy.retained), *saved = NULL;
+	if(!templates) return;
+	for(char *t = strtok_r(templates, " \t", &saved); t; t = strtok_r(NULL, " \t", &saved)){
+		char topic[LINE_MAX_LEN];
+		size_t used = 0;
+		bool fits = true;
+		for(const char *c = t; *c && fits; c++){
+			bool is_user = c[0] == '%' && c[1] == 'u';
+			size_t n = is_user ? strlen(name) : 1;
+			fits = used + n < sizeof topic;
+			if(fits) memcpy(topic + used, is_user ? name : c, n);
+			used += n;
+			if(is_user) c++;
+		}
+		if(!fits) continue; /* longer than any topic of the fleet: nothing retained there */
+		topic[used] = '\0';
+		mosquitto_broker_publish_copy(NULL, topic, 0, NULL, 1, true, NULL);
+	}
+	free(templates);
+}
+
+/* Read revoked_file; kick every listed account, clear the retained messages of names new to
+ * the list. A missing file is an empty list (nothing revoked yet). */
+static int load_revoked(void)
+{
+	if(!policy.revoked_path) return MOSQ_ERR_SUCCESS;
+	char **names = NULL;
+	size_t count = 0;
+	FILE *file = fopen(policy.revoked_path, "r");
+	if(!file && errno != ENOENT){
+		/* Unreadable is not empty: keep refusing the names read before. */
+		mosquitto_log_printf(MOSQ_LOG_ERR, "citizeninfo_auth: cannot read %s",
+				policy.revoked_path);
+		return MOSQ_ERR_INVAL;
+	}
+	if(file){
+		char line[LINE_MAX_LEN];
+		while(fgets(line, sizeof line, file)){
+			char *name = trim(line);
+			if(!*name || *name == '#' || is_listed(names, count, name)) continue;
+			char **grown = realloc(names, (count + 1) * sizeof *grown);
+			if(!grown || !(grown[count] = strdup(name))){
+				names = grown ? grown : names;
+				fclose(file);
+				free_names(names, count);
+				return MOSQ_ERR_NOMEM;
+			}
+			names = grown;
+			count++;
+		}
+		fclose(file);
+	}
+	for(size_t i = 0; i < count; i++){
+		mosquitto_kick_client_by_username(names[i], false);
+		if(!is_listed(policy.revoked, policy.revoked_count, names[i])){
+			clear_retained(names[i]);
+			mosquitto_log_printf(MOSQ_LOG_NOTICE, "citizeninfo_auth: %s is revoked", names[i]);
+		}
+	}
+	free_names(policy.revoked, policy.revoked_count);
+	policy.revoked = names;
+	policy.revoked_count = count;
+	return MOSQ_ERR_SUCCESS;
+}
+
+static int on_basic_auth(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	(void)userdata;
+	struct mosquitto_evt_basic_auth *auth = event_data;
+	if(!is_revoked(auth->username)) return MOSQ_ERR_PLUGIN_DEFER;
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, "citizeninfo_auth: refused the revoked %s",
+			auth->username);
+	return MOSQ_ERR_AUTH;
+}
+
 static int on_acl_check(int event, void *event_data, void *userdata)
 {
 	(void)event;
 	(void)userdata;
 	struct mosquitto_evt_acl_check *check = event_data;
-	if(check->access != MOSQ_ACL_SUBSCRIBE) return MOSQ_ERR_PLUGIN_DEFER;
 	const char *user = mosquitto_client_username(check->client);
+	if(is_revoked(user)) return MOSQ_ERR_ACL_DENIED;
+	if(check->access != MOSQ_ACL_SUBSCRIBE) return MOSQ_ERR_PLUGIN_DEFER;
 	if(user && may_subscribe(user, check->topic)) return MOSQ_ERR_PLUGIN_DEFER;
 	/* The filter is not logged: a hostile one could carry personal data into the log. */
 	mosquitto_log_printf(MOSQ_LOG_NOTICE, "citizeninfo_auth: refused a subscription by %s",
@@ -192,7 +309,8 @@ static int on_reload(int event, void *event_data, void *userdata)
 	(void)event;
 	(void)event_data;
 	(void)userdata;
-	return load_rows();
+	int rc = load_rows();
+	return rc ? rc : load_revoked();
 }
 
 int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
@@ -215,6 +333,10 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 			size_t n = strlen(options[i].value) + 3;
 			policy.share_accounts = malloc(n);
 			if(policy.share_accounts) snprintf(policy.share_accounts, n, " %s ", options[i].value);
+		}else if(!strcmp(options[i].key, "revoked_file")){
+			policy.revoked_path = strdup(options[i].value);
+		}else if(!strcmp(options[i].key, "revoked_retained")){
+			policy.retained = strdup(options[i].value);
 		}
 	}
 	if(!policy.acl_path){
@@ -223,7 +345,11 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	}
 	int rc = load_rows();
 	if(rc) return rc;
+	rc = load_revoked();
+	if(rc) return rc;
 	rc = mosquitto_callback_register(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL);
+	if(rc) return rc;
+	rc = mosquitto_callback_register(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL);
 	if(rc) return rc;
 	return mosquitto_callback_register(plugin_id, MOSQ_EVT_RELOAD, on_reload, NULL, NULL);
 }
@@ -235,7 +361,11 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
 	(void)option_count;
 	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
 	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_RELOAD, on_reload, NULL);
+	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
 	free_rows();
+	free_names(policy.revoked, policy.revoked_count);
+	free(policy.revoked_path);
+	free(policy.retained);
 	free(policy.acl_path);
 	free(policy.share_accounts);
 	return MOSQ_ERR_SUCCESS;
