@@ -72,18 +72,20 @@ class KioskSide:
     card.
 
     ``events`` is a real :class:`~kiosk.runner.Runner`'s queue; ``start(serve=True)`` runs a
-    thread that hands each fact to that runner, as its main loop would, so commands are judged
-    and configs put in force (``in_force``) by the runner's own code.
+    thread that hands each fact to that runner and polls the renewal's relay, as its main loop
+    would, so commands are judged and configs put in force (``in_force``) by the runner's own
+    code. ``telemetry`` holds keywords for :class:`~kiosk.assemble.Telemetry` (the renewal's
+    folder and the relay's timing).
     """
 
-    def __init__(self, cfg, *, poll_s=0.2):
+    def __init__(self, cfg, *, poll_s=0.2, **telemetry):
         self.config = cfg
         self.store = Store.open(cfg.storage.data_dir, min_free_mb=10,
                                 period_s=cfg.telemetry.period_s)
         self.events = queue.Queue()
         self.telemetry = Telemetry(cfg, self.store, self.events.put,
                                    remote_path=config.remote_layer_path(cfg),
-                                   outbox_poll_s=poll_s)
+                                   outbox_poll_s=poll_s, **telemetry)
         self.runner = Runner(cfg, self.store, keys=RepeatKeys(1800), events=self.events,
                              telemetry=self.telemetry)
         self.outbox, self.link = self.telemetry.outbox, self.telemetry.link
@@ -114,8 +116,10 @@ class KioskSide:
             try:
                 fact = self.events.get(timeout=timeout)
             except queue.Empty:
-                continue
-            self.runner.handle(fact)
+                fact = None
+            if fact is not None:
+                self.runner.handle(fact)
+            self.telemetry.relay.poll()
 
     def stop(self):
         self._until.set()
