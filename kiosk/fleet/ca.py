@@ -269,6 +269,7 @@ class Counters:
     signed: int = 0  # new certificates published
     resent: int = 0  # a repeated request answered with the certificate issued before
     refused: int = 0  # logged with the kiosk id and the reason; nothing sent
+    ignored: int = 0  # empty payloads: a retained message deleted (kiosk-fleet revoke does)
     failed: int = 0  # database or broker trouble: not acknowledged, so it comes again
 
 
@@ -391,8 +392,10 @@ class SigningService:
             self._client.ack(mid, qos)
 
     def _answer(self, fleet, topic, payload):
-        """``"signed"`` or ``"resent"`` once the certificate is recorded and published;
-        CertRefused saying why not."""
+        """``"signed"`` or ``"resent"`` once the certificate is recorded and published,
+        ``"ignored"`` for an empty payload; CertRefused saying why not."""
+        if not payload:
+            return "ignored"
         if topic is None:
             raise CertRefused("a request on an undecodable topic")
         try:
