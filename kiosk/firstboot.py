@@ -21,7 +21,9 @@ user, so a compromised kiosk process cannot swap them, not even across a reboot.
 owns only ``/var/lib/kiosk/state`` (0700): its database and WAL, the remote config layer and the
 prompt cache. The credentials are root's alone (0700 folder, 0600 files): systemd reads them as
 root (``LoadCredential=mqtt:...`` in kiosk.service hands ``/etc/kiosk/credentials/<name>`` to the
-process as ``/run/credentials/kiosk.service/mqtt_<name>``); see :data:`CREDENTIALS`.
+process as ``/run/credentials/kiosk.service/mqtt_<name>``); see :data:`CREDENTIALS`. The
+certificate renewal's folders are root's too: ``/etc/kiosk/renewal`` (0700, the pending key) and
+``/var/lib/kiosk/renewal`` (0755, the request and the install record the kiosk reads).
 """
 
 import logging
@@ -244,6 +246,10 @@ def _install(boot, root, text, raw, user):
     _folder(credentials, 0o700, (0, 0))
     for installed in credentials.iterdir():  # also those an older layout gave the kiosk user
         os.chown(installed, 0, 0, follow_symlinks=False)
+    # The certificate renewal's (kiosk cert, docs/credentials.md): root's pending key, private;
+    # root's request and install record, which the kiosk reads and may not replace.
+    _folder(config_dir / "renewal", 0o700, (0, 0))
+    _folder(data / "renewal", 0o755, (0, 0))
     # A fresh ext4 partition has no folder the kiosk user may write: without this it could not
     # create its database and would crash until the start limit reboots the Pi.
     _folder(root / str(STATE_DIR).lstrip("/"), 0o700, owner or (0, 0))

@@ -248,6 +248,19 @@ def test_config_mqtt_username_rejects_topic_characters(make_config):
     assert only_problem(make_config, mqtt={"username": "a/b"}).startswith("mqtt.username: 'a/b'")
 
 
+
+def test_config_mqtt_renewal_is_asked_thirty_days_ahead_unless_set(make_config):
+    assert make_config().mqtt.renew_before_days == 30
+    assert make_config(mqtt={"renew_before_days": 60}).mqtt.renew_before_days == 60
+
+
+@pytest.mark.parametrize("bad", [0, 366])
+def test_config_mqtt_renew_before_days_has_a_range(make_config, bad):
+    problem = only_problem(make_config, mqtt={"renew_before_days": bad})
+    assert problem.startswith(f"mqtt.renew_before_days: {bad} is out of range; use a value from "
+                              "1 to 365")
+
+
 # --- portal ---
 
 

@@ -3,6 +3,7 @@
 import argparse
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory
@@ -10,6 +11,7 @@ from gpiozero.pins.mock import MockFactory
 from kiosk import config as config_module
 from kiosk import firstboot, gpio
 from kiosk.errors import ProvisionError
+from kiosk.renewal import files
 from tests.fixtures.appliance import VALID_TOML
 
 
@@ -93,6 +95,22 @@ def test_firstboot_gives_only_the_state_folder_to_the_kiosk_user(appliance):
     assert (state.st_uid, state.st_gid, stat.S_IMODE(state.st_mode)) == (KIOSK_UID, KIOSK_GID,
                                                                           0o700)
     assert config_module.parse(VALID_TOML).storage.data_dir == "/var/lib/kiosk/state"
+
+
+def test_firstboot_makes_the_certificate_renewal_folders_root_s(appliance):
+    """kiosk cert keeps the pending key in a private folder beside the credentials, and the
+    request and install record where the kiosk may read them but replace nothing."""
+    with_kiosk_user(appliance)
+    drop(appliance)
+    assert run_verb(appliance) == 0
+    for folder, mode in ((appliance.data / "config/renewal", 0o700),
+                         (appliance.data / "renewal", 0o755)):
+        info = folder.lstat()
+        assert stat.S_ISDIR(info.st_mode) and not kiosk_may_change(folder), folder
+        assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (0, 0, mode), folder
+    # The folders kiosk cert uses (/etc/kiosk is the image's link to the partition's config/).
+    assert files.RENEWAL_DIR == Path("/var/lib/kiosk/renewal")
+    assert files.PENDING_KEY.parent == Path("/etc/kiosk/renewal")
 
 
 def test_firstboot_takes_back_a_folder_the_old_layout_gave_the_kiosk_user(appliance):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from kiosk import config
+from kiosk.renewal import files
 from kiosk.update import request
 from tests.fixtures.appliance import VALID_TOML
 
@@ -67,7 +68,7 @@ def test_units_every_service_exposure_is_at_most_four(unit):
     assert float(match.group(1)) <= MAX_EXPOSURE
 
 
-@pytest.mark.parametrize("unit", ["kiosk.service", "kiosk-updater.service"])
+@pytest.mark.parametrize("unit", ["kiosk.service", "kiosk-updater.service", "kiosk-cert.service"])
 def test_units_security_record_matches_the_unit(unit):
     """docs/security.md records the current score, not an old one."""
     record = (ROOT / "docs/security.md").read_text(encoding="utf-8")
@@ -163,3 +164,44 @@ def test_units_updater_acts_on_the_request_the_kiosk_writes():
         "AF_UNIX", "AF_INET", "AF_INET6"}
     # The kiosk user must read and run what the updater installs.
     assert unit_lines("kiosk-updater.service", "UMask") == ["0022"]
+
+
+def test_units_cert_renewal_reads_the_response_the_kiosk_writes_and_writes_only_root_s_files():
+    """The path unit watches, and the service reads by default, the very file the kiosk leaves
+    in its state folder; the service is root's with no network, writes only the credentials and
+    the renewal's two folders, and may only read past the kiosk user's permissions."""
+    data_dir = config.parse(VALID_TOML).storage.data_dir
+    assert unit_lines("kiosk-cert.path", "PathChanged") == [str(files.response_path(data_dir))]
+    assert unit_lines("kiosk-cert.path", "PathExists") == []  # it would start it in a loop
+    assert unit_lines("kiosk-cert.path", "Unit") == ["kiosk-cert.service"]
+    assert unit_lines("kiosk-cert.service", "ExecStart") == ["/opt/kiosk/current/bin/kiosk",
+                                                             "cert"]
+    assert unit_lines("kiosk-cert.service", "Type") == ["oneshot"]
+    assert unit_lines("kiosk-cert.service", "User") == []  # root: it writes root's credentials
+    assert unit_lines("kiosk-cert.service", "ProtectSystem") == ["strict"]
+    writable = {str(files.CREDENTIALS_DIR), str(files.PENDING_KEY.parent),
+                str(files.RENEWAL_DIR)}
+    assert set(unit_lines("kiosk-cert.service", "ReadWritePaths")) == writable
+    assert not {"StateDirectory", "ConfigurationDirectory", "RuntimeDirectory"} & {
+        line.split("=", 1)[0] for line in (SYSTEMD / "kiosk-cert.service").read_text().split()}
+    # The folders made before the sandbox, by the one command with no input at all.
+    made = [words[-1] for words in (line.split() for line in
+            (SYSTEMD / "kiosk-cert.service").read_text().splitlines()
+            if line.startswith("ExecStartPre="))]
+    assert set(made) == writable - {str(files.CREDENTIALS_DIR)}
+    assert unit_lines("kiosk-cert.service", "CapabilityBoundingSet") == ["CAP_DAC_READ_SEARCH"]
+    assert unit_lines("kiosk-cert.service", "NoNewPrivileges") == ["yes"]
+    assert unit_lines("kiosk-cert.service", "PrivateNetwork") == ["yes"]
+    assert unit_lines("kiosk-cert.service", "IPAddressDeny") == ["any"]
+    assert unit_lines("kiosk-cert.service", "RestrictAddressFamilies") == ["none"]
+    assert unit_lines("kiosk-cert.service", "UMask") == ["0077"]
+
+
+def test_units_cert_renewal_runs_after_boot_daily_and_is_enabled_in_the_image():
+    assert unit_lines("kiosk-cert.timer", "Unit") == ["kiosk-cert.service"]
+    assert unit_lines("kiosk-cert.timer", "OnBootSec") == ["5min"]
+    assert unit_lines("kiosk-cert.timer", "OnUnitInactiveSec") == ["1d"]
+    enabled = re.search(r"^systemctl enable ((?:.*\\\n)*.*)$",
+                        (ROOT / "provisioning/chroot_script").read_text(), re.M)
+    assert {"kiosk-cert.path", "kiosk-cert.timer"} <= set(enabled.group(1).split())
+    assert "kiosk-cert.service" not in enabled.group(1)  # no [Install]: the timer and path start it

@@ -6,6 +6,8 @@ import json
 import logging
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 from cryptography import x509
@@ -270,3 +272,28 @@ def test_unit_kiosk_cert_verb_takes_every_path_as_an_option(renewal_world, capsy
     world.config.write_text("[kiosk]\nid = 1\n", encoding="utf-8")
     assert cli.run_verbs("kiosk", cli.VERBS, argv) == 1
     assert "kiosk.id" in capsys.readouterr().err
+
+
+#: prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN): the kernel's rule behind systemd's
+#: MemoryDenyWriteExecute= (Linux 6.3 and later), which kiosk-cert.service sets.
+NO_WRITABLE_EXEC = ("import ctypes, sys\n"
+                    "if ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) != 0:\n"
+                    "    sys.exit(77)\n"
+                    "from kiosk.cli import main\n"
+                    "main(sys.argv[1:])\n")
+
+
+def test_unit_renews_with_no_writable_executable_memory(renewal_world):
+    world = renewal_world
+    argv = [sys.executable, "-c", NO_WRITABLE_EXEC, "cert", "--config", str(world.config),
+            "--credentials", str(world.credentials), "--pending-key", str(world.pending_key),
+            "--renewal-dir", str(world.renewal_dir), "--response", str(world.response)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if done.returncode == 77:
+        pytest.skip("this kernel has no PR_SET_MDWE (Linux 6.3)")
+    assert done.returncode == 0, done.stderr
+    world.respond(signed(world))
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "installed certificate" in done.stderr
+    assert not world.pending_key.exists()
