@@ -497,6 +497,6 @@ def main(args):
              port, args.username, issued)
     service.run(done)
     c = service.counters
-    log.info("signed %d, resent %d, refused %d, failed %d", c.signed, c.resent, c.refused,
-             c.failed)
+    log.info("signed %d, resent %d, refused %d, ignored %d, failed %d", c.signed, c.resent,
+             c.refused, c.ignored, c.failed)
     return 0
