@@ -495,6 +495,36 @@ def test_topics_replay_command_may_name_event_ids():
     assert named.event_ids == ("e1",)
 
 
+# --- renewal: csr and cert -----------------------------------------------------------------
+
+#: PEM blocks as the contract checks them (shape only: kiosk-fleet ca and the kiosk's root unit
+#: judge the contents).
+CSR_PEM = ("-----BEGIN CERTIFICATE REQUEST-----\nMIHMMHQCAQAwEjEQMA4GA1UEAwwHYmtrLTAwMTBZ\n"
+           "-----END CERTIFICATE REQUEST-----\n")
+CERT_PEM = CSR_PEM.replace("CERTIFICATE REQUEST", "CERTIFICATE")
+
+
+def test_topics_csr_carries_the_request_and_takes_the_kiosk_id_from_the_topic():
+    parsed = topics.parse_kiosk_message(topics.kiosk_topic("k1", "csr"),
+                                        topics.csr_payload(CSR_PEM))
+    assert parsed == topics.CertRequest(kiosk_id="k1", csr=CSR_PEM, schema=topics.SCHEMA)
+
+
+@pytest.mark.parametrize("pem", [CERT_PEM, "MIHMMHQCAQAw", CSR_PEM.replace(
+    "MIHM", "A" * topics.MAX_PEM_CHARS)], ids=["a certificate", "no PEM", "too long"])
+def test_topics_csr_refuses_anything_but_one_pem_request(pem):
+    with pytest.raises(MessageRejected, match="field 'csr'"):
+        topics.csr_payload(pem)
+
+
+def test_topics_cert_command_carries_the_certificate_and_refuses_a_request():
+    command = parse("cert", topics.command_payload("cert", "ca-abc", cert=CERT_PEM))
+    assert (command.name, command.correlation_id, command.cert) == ("cert", "ca-abc", CERT_PEM)
+    with pytest.raises(CommandRejected, match="field 'cert'"):
+        parse("cert", json.dumps({"schema": 2, "correlation_id": "ca-abd",
+                                  "cert": CSR_PEM}).encode())
+
+
 # --- update ---------------------------------------------------------------------------------
 
 #: A manifest hash whose hex holds a run of 13 digits: plain hex on the wire would be refused.
