@@ -1000,3 +1000,98 @@ def test_runner_tells_health_of_card_reads_without_a_time_and_never_a_card_prese
     runner.wall_source.now += timedelta(hours=1)
     runner.turn(timeout=0)
     assert runner.telemetry.outbox.notified == 2  # the hour closed: its visit released
+
+
+# --- the client certificate: expired, and a new one installed -------------------------------
+
+
+def client_cert_file(path, *, not_after):
+    """A client certificate from a test CA expiring at ``not_after``; its serial."""
+    from tests.renewal import pki
+
+    cert = pki.Ca(now=T).issue(pki.new_key().public_key(), "kiosk-a",
+                               not_before=T - timedelta(days=365), not_after=not_after)
+    path.write_bytes(pki.pem(cert))
+    return cert.serial_number
+
+
+def write_installed(renewal_dir, serial, *, mtime):
+    record = renewal_dir / "installed.json"
+    record.write_text(json.dumps({"serial": f"{serial:x}", "not_after": "2027-01-05T09:00:00Z",
+                                  "installed": "2026-01-05T09:00:00Z"}))
+    os.utime(record, (mtime, mtime))
+
+
+@pytest.fixture
+def cert_runner(runner, tmp_path, monkeypatch):
+    """The runner with a client certificate valid for a day, loaded at wall time 1000 s; it
+    keeps house every turn."""
+    from kiosk import runner as runner_module
+    from kiosk.renewal.client_cert import ClientCert
+
+    monkeypatch.setattr(runner_module, "HOUSEKEEPING_S", 0.0)
+
+    runner.cert_path, runner.renewal_dir = tmp_path / "client.crt", tmp_path / "renewal"
+    runner.renewal_dir.mkdir()
+    runner.serial = client_cert_file(runner.cert_path, not_after=T + timedelta(days=1))
+    runner.client_cert = ClientCert(runner.cert_path, renewal_dir=runner.renewal_dir,
+                                    started=1000.0)
+    return runner
+
+
+def housekeeping(runner):
+    runner.turn(timeout=0)
+
+
+def test_runner_new_certificate_installed_restarts_at_the_first_quiet_moment(cert_runner,
+                                                                             caplog):
+    caplog.set_level("INFO", logger="kiosk.runner")
+    stop = threading.Event()
+    cert_runner._stop = stop  # as run() sets it
+    play(cert_runner, flow.StartedWithoutCard(), flow.ServiceChosen(service_id(cert_runner)))
+    write_installed(cert_runner.renewal_dir, cert_runner.serial + 1, mtime=2000.0)
+    housekeeping(cert_runner)
+    assert not stop.is_set(), "a citizen is at the kiosk"
+    play(cert_runner, flow.CopyAnswered("none"), flow.RatingChosen(5), flow.Dismissed())
+    assert cert_runner.state.screen is flow.Screen.THANK_YOU
+    assert not stop.is_set(), "the citizen is still thanked"
+    play(cert_runner, flow.Dismissed())
+    assert cert_runner.state.screen is flow.Screen.IDLE
+    assert stop.is_set() and cert_runner.is_restarting
+    assert cert_runner.recorded == 1
+    assert [r.getMessage() for r in caplog.records if "restarting" in r.getMessage()] == [
+        f"new client certificate installed (serial {cert_runner.serial + 1:x}, expires "
+        "2027-01-05T09:00:00Z); restarting to load it"]
+
+
+@pytest.mark.parametrize("why, serial_offset, mtime", [
+    ("installed before this process started", 1, 999.0),
+    ("the certificate this process loaded", 0, 2000.0)])
+def test_runner_install_record_of_the_loaded_certificate_restarts_nothing(
+        cert_runner, why, serial_offset, mtime):
+    cert_runner._stop = stop = threading.Event()
+    write_installed(cert_runner.renewal_dir, cert_runner.serial + serial_offset, mtime=mtime)
+    housekeeping(cert_runner)
+    housekeeping(cert_runner)
+    assert not stop.is_set(), why
+
+
+def test_runner_expired_certificate_suspends_on_a_synced_clock_until_a_valid_one_is_in(
+        cert_runner):
+    wall = cert_runner.wall_source
+    wall.now, wall.synced = T + timedelta(days=2), False
+    housekeeping(cert_runner)
+    assert cert_runner.state.out_of_service is None, "judged on a clock NTP has not set"
+    play(cert_runner, flow.StartedWithoutCard())
+    wall.synced = True
+    housekeeping(cert_runner)
+    assert cert_runner.state.screen is flow.Screen.CHOOSE_SERVICE, "a visit was cut short"
+    play(cert_runner, flow.Back())
+    housekeeping(cert_runner)
+    assert cert_runner.state.out_of_service == (
+        "cert_expired: client certificate expired 2026-01-06; the broker refuses it: install "
+        "a new bundle")
+    client_cert_file(cert_runner.cert_path, not_after=T + timedelta(days=365))
+    housekeeping(cert_runner)
+    assert cert_runner.state.screen is flow.Screen.IDLE
+    assert cert_runner.state.out_of_service is None
