@@ -30,7 +30,8 @@ CLEAN_ENV = ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
 OUR_UNITS = ("kiosk.service", "kiosk-firstboot.service", "kiosk-out-of-order.service",
              "kiosk-console-report.service",
              "var-lib-kiosk.mount", "kiosk-updater.service",
-             "kiosk-updater.path", "kiosk-updater.timer")
+             "kiosk-updater.path", "kiosk-updater.timer", "kiosk-cert.service",
+             "kiosk-cert.path", "kiosk-cert.timer")
 UNIT_DIRS = ("etc/systemd/system", "lib/systemd/system", "usr/lib/systemd/system")
 
 pytestmark = pytest.mark.slow
@@ -128,6 +129,8 @@ def test_image_units_are_enabled_and_consoles_masked(image):
                  "multi-user.target.wants/kiosk-updater.service",
                  "paths.target.wants/kiosk-updater.path",
                  "timers.target.wants/kiosk-updater.timer",
+                 "paths.target.wants/kiosk-cert.path",
+                 "timers.target.wants/kiosk-cert.timer",
                  "multi-user.target.wants/systemd-networkd.service"):
         target = os.readlink(wants / link)  # absolute inside the image, so resolve it there
         assert (root / target.lstrip("/")).is_file(), link
