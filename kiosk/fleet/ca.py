@@ -124,13 +124,15 @@ def sign_request(csr_pem, kiosk_id, *, ca_cert, ca_key, days, now):
     :class:`CertRefused` (:func:`read_request`). ``ca_cert`` and ``ca_key`` are the agency CA's
     loaded certificate and key (:func:`load_ca`); the certificate is valid ``days`` from
     ``now`` (aware UTC), clipped to the CA's own expiry (logged), never past it."""
-    return issue(read_request(csr_pem, kiosk_id), kiosk_id, ca_cert=ca_cert, ca_key=ca_key,
+    cert = issue(read_request(csr_pem, kiosk_id), kiosk_id, ca_cert=ca_cert, ca_key=ca_key,
                  days=days, now=now)
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def issue(csr, kiosk_id, *, ca_cert, ca_key, days, now):
-    """Sign the checked request ``csr`` with the extensions ``provision``'s certificates have
-    (client authentication only, not a CA), a random serial, subject ``CN=<kiosk_id>``."""
+    """The certificate (an ``x509.Certificate``) for the checked request ``csr``: the
+    extensions ``provision``'s certificates have (client authentication only, not a CA), a
+    random serial, subject ``CN=<kiosk_id>``."""
     ca_until = _not_after(ca_cert)
     not_after = now + dt.timedelta(days=days)
     if not_after > ca_until:
@@ -160,8 +162,7 @@ def issue(csr, kiosk_id, *, ca_cert, ca_key, days, now):
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
                        critical=False))
-    cert = builder.sign(ca_key, _digest(ca_key))
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    return builder.sign(ca_key, _digest(ca_key))
 
 
 def _digest(ca_key):
@@ -416,9 +417,8 @@ class SigningService:
             raise CertRefused(f"{kiosk_id}: the certificate issued for this key was revoked; "
                               "the kiosk must make a new key")
         if cert is None:
-            cert = x509.load_pem_x509_certificate(issue(
-                csr, kiosk_id, ca_cert=self.ca_cert, ca_key=self.ca_key, days=self.cert_days,
-                now=now).encode())
+            cert = issue(csr, kiosk_id, ca_cert=self.ca_cert, ca_key=self.ca_key,
+                         days=self.cert_days, now=now)
             self.issued.keep(kiosk_id, cert)
             outcome = "signed"
         fleet.add_certificate(kiosk_id, serial=f"{cert.serial_number:x}",
