@@ -325,6 +325,7 @@ class SigningService:
         self._client.connect_async(self.host, self.port, keepalive=30, clean_start=False,
                                    properties=props)
         self._client.loop_start()
+        # Wakes the loop the moment ``stopping`` is set, rather than polling the queue.
         watcher = threading.Thread(target=lambda: (stopping.wait(), self._inbox.put(_STOP)),
                                    name="ca-stop", daemon=True)
         watcher.start()
