@@ -66,6 +66,11 @@ CURVES = ("secp256r1", "secp384r1")
 MIN_RSA_BITS = 2048
 #: Seconds to wait for the broker's PUBACK of a certificate.
 PUBLISH_TIMEOUT_S = 10.0
+#: A new key is signed only while the kiosk's newest valid certificate expires within this
+#: many days (the kiosk asks from ``mqtt.renew_before_days``, 30 by default, before): a key
+#: copied off an SD card cannot renew itself for another year whenever it likes, only race the
+#: kiosk once, in the window, which one of them then loses loudly.
+RENEW_WINDOW_DAYS = 31
 
 
 # --- the request and the certificate (pure but for the clock it is given) -------------------
@@ -250,6 +255,20 @@ def standing(fleet, kiosk_id):
     return None
 
 
+def too_early(fleet, kiosk_id, now, window_days):
+    """Why a new key for ``kiosk_id`` is not signed yet (None when it may be): its newest
+    certificate not revoked is valid beyond the renewal window."""
+    newest = next((c for c in fleet.certificates(kiosk_id) if not c.revoked), None)
+    if newest is None:
+        return None
+    until = dt.datetime.fromisoformat(newest.not_after)
+    if until - now <= dt.timedelta(days=window_days):
+        return None
+    return (f"its certificate {newest.serial} is valid until {until:%Y-%m-%d}, beyond the "
+            f"{window_days:g}-day renewal window, so this key is not the kiosk's renewal; if "
+            f"the kiosk did not just renew, its key was copied: kiosk-fleet revoke {kiosk_id}")
+
+
 def _is_revoked(fleet, kiosk_id, serial_hex):
     return any(cert.revoked for cert in fleet.certificates(kiosk_id)
                if cert.serial == serial_hex)
@@ -288,13 +307,14 @@ class SigningService:
     ``tls`` a dict for ``paho.Client.tls_set``; ``clock()`` gives aware UTC now."""
 
     def __init__(self, db, host, port, username=CA, password=None, *, ca_cert, ca_key,
-                 issued, cert_days=CERT_DAYS, tls=None, session_expiry_s=SESSION_EXPIRY_S,
-                 clock=lambda: dt.datetime.now(dt.UTC)):
+                 issued, cert_days=CERT_DAYS, renew_window_days=RENEW_WINDOW_DAYS, tls=None,
+                 session_expiry_s=SESSION_EXPIRY_S, clock=lambda: dt.datetime.now(dt.UTC)):
         self.db_where = db
         self.host, self.port = host, port
         self.ca_cert, self.ca_key = ca_cert, ca_key
         self.issued = IssuedStore(issued)
         self.cert_days = cert_days
+        self.renew_window_days = renew_window_days
         self.session_expiry_s = session_expiry_s
         self.clock = clock
         self.counters = Counters()
@@ -418,6 +438,9 @@ class SigningService:
             raise CertRefused(f"{kiosk_id}: the certificate issued for this key was revoked; "
                               "the kiosk must make a new key")
         if cert is None:
+            early = too_early(fleet, kiosk_id, now, self.renew_window_days)
+            if early:
+                raise CertRefused(f"{kiosk_id}: {early}")
             cert = issue(csr, kiosk_id, ca_cert=self.ca_cert, ca_key=self.ca_key,
                          days=self.cert_days, now=now)
             self.issued.keep(kiosk_id, cert)
@@ -479,6 +502,11 @@ def add_arguments(parser):
     parser.add_argument("--cert-days", type=_positive_days, default=CERT_DAYS, metavar="DAYS",
                         help="days each certificate is valid, at most until --ca expires "
                              "(default %(default)s)")
+    parser.add_argument("--renew-window-days", type=_positive_days, default=RENEW_WINDOW_DAYS,
+                        metavar="DAYS",
+                        help="sign a new key only when the kiosk's newest certificate expires "
+                             "within this many days; at least the kiosks' "
+                             "mqtt.renew_before_days (default %(default)s)")
 
 
 def main(args):
@@ -493,6 +521,7 @@ def main(args):
         signal.signal(sig, lambda *_: done.set())
     service = SigningService(args.db, host, port, args.username, password, ca_cert=ca_cert,
                              ca_key=ca_key, issued=issued, cert_days=args.cert_days,
+                             renew_window_days=args.renew_window_days,
                              tls={"ca_certs": str(args.tls_ca)} if args.tls_ca else None)
     log.info("signing certificate requests from %s:%s as %s; certificates kept in %s", host,
              port, args.username, issued)

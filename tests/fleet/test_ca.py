@@ -301,6 +301,20 @@ def test_ca_service_refuses_a_retired_revoked_or_unknown_kiosk(rig, caplog, how)
     assert kiosk.received("#") == []
 
 
+def test_ca_service_signs_no_new_key_before_the_renewal_window(rig, caplog):
+    """A key copied off an SD card cannot renew itself whenever it likes: while the kiosk's
+    newest certificate is valid beyond the window, a new key is refused and ops are told."""
+    far = dt.datetime.now(dt.UTC) + dt.timedelta(days=200)
+    rig.fleet.add_certificate(KIOSK, serial="2b", not_before=NOW, not_after=far, issued=NOW)
+    kiosk = rig.kiosk()
+    rig.request(kiosk, make_csr()[0])
+
+    wait_until(lambda: rig.service.counters.refused == 1, "the refusal", 5)
+    assert "beyond the 31-day renewal window" in caplog.text
+    assert f"kiosk-fleet revoke {KIOSK}" in caplog.text
+    assert kiosk.received("#") == [] and rig.service.counters.signed == 0
+
+
 def test_ca_service_survives_malformed_requests(rig):
     kiosk = rig.kiosk()
     topic = topics.kiosk_topic(KIOSK, "csr")
