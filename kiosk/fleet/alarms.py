@@ -20,6 +20,8 @@ from kiosk.accounts import CA
 KINDS = ("silent", "reader_missing", "disk_low", "outbox_growing", "dead_letters",
          "clock_unsynced", "instance_changed", "period_count_mismatch", "cert_expiring",
          "crl_expiring")
+#: The kinds about the fleet, not one kiosk (stored under :data:`FLEET_SUBJECT`).
+FLEET_KINDS = ("crl_expiring",)
 #: What the fleet's own alarms are stored under in place of a kiosk id (a reserved account
 #: name, so never a kiosk's).
 FLEET_SUBJECT = CA
@@ -108,7 +110,8 @@ def fleet_conditions(crl_next_update, now, thresholds):
     left_s = -_age_s(crl_next_update, now)
     if left_s >= thresholds.crl_expiring_s:
         return {}
-    return {"crl_expiring": (f"the CRL's next update is {crl_next_update}, in {left_s:.0f} s: "
-                             "run kiosk-fleet crl refresh" if left_s > 0 else
+    return {"crl_expiring": (f"the CRL's next update is {crl_next_update} (in "
+                             f"{left_s / 86400:.1f} d): run kiosk-fleet crl refresh"
+                             if left_s > 0 else
                              f"the CRL expired at {crl_next_update}: the broker refuses every "
                              "kiosk certificate; run kiosk-fleet crl refresh")}

@@ -35,13 +35,14 @@ MAX_REASON_CHARS = 200
 
 def check_kiosk_id(kiosk_id):
     """A ProvisionError naming the value and the fix unless ``kiosk_id`` names a kiosk."""
-    try:
-        topics.check_kiosk_id(kiosk_id)
-    except ValueError as exc:
-        raise ProvisionError(f"kiosk id {kiosk_id!r}: {exc}") from None
     if is_reserved(kiosk_id):
         raise ProvisionError(f"{kiosk_id!r} is a fleet account (ops, ca, collector*), not a "
                              "kiosk; revoke refuses it: change that account's password instead")
+    try:
+        topics.check_kiosk_id(kiosk_id)
+    except ValueError as exc:
+        raise ProvisionError(f"{kiosk_id!r}: {exc}; give the kiosk's id as kiosk-fleet status "
+                             "lists it") from None
 
 
 def _account_lines(passwd):

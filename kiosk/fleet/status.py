@@ -7,7 +7,8 @@ Periods short or over come from reconciling the kiosk's period counts with the v
 (:meth:`kiosk.fleet.db.FleetDb.reconcile`); open alarms from the collector's evaluation
 (:meth:`kiosk.fleet.db.FleetDb.update_alarms`). Ministry, department and province are the
 registry's (the pin has no department); a kiosk whose point is not registered falls back to its
-pin's ministry and province.
+pin's ministry and province. A kiosk ``kiosk-fleet revoke`` retired says ``RETIRED`` and when;
+the fleet's own open alarms (``crl_expiring``) come first, on a line of their own.
 """
 
 import datetime as dt
@@ -15,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from kiosk.errors import StoreError
+from kiosk.fleet import alarms as alarms_module
 from kiosk.fleet import registry as registry_module
 from kiosk.fleet.db import DEFAULT_DB, open_database, utc_text
 
@@ -111,7 +113,8 @@ def status_lines(fleet_db, now=None, filters=NO_FILTERS):
                         for verdict in ("short", "over") if verdicts.get(verdict)) + (
             f"  alarms {recorded}" if recorded else "") + (
             f"  OPEN {','.join(alarms)}" if alarms else "") + (
-            "  demo" if k.mode == "demo" else "")
+            "  demo" if k.mode == "demo" else "") + (
+            f"  RETIRED {k.retired}" if k.retired else "")
         lines.append(
             f"{k.kiosk_id:<24} {k.state or 'unknown':<8} last seen {k.last_seen or '-'} "
             f"({age(k.last_seen, now)})  outbox {_known(k.outbox_depth)}{oldest}  "
@@ -121,6 +124,12 @@ def status_lines(fleet_db, now=None, filters=NO_FILTERS):
             f"  instance {k.instance or '?'}{flags}"
         )
     return lines
+
+
+def fleet_lines(fleet_db):
+    """The fleet's own open alarms (not a kiosk's), a line each: ``FLEET OPEN kind: detail``."""
+    return [f"FLEET OPEN {event.kind}: {event.detail}"
+            for event in fleet_db.alarm_events(alarms_module.FLEET_SUBJECT, open_only=True)]
 
 
 def add_arguments(parser):
@@ -142,7 +151,7 @@ def main(args):
     fleet_db = open_database(args.db, read_only=True)
     try:
         while True:
-            lines = status_lines(fleet_db, filters=filters)
+            lines = fleet_lines(fleet_db) + status_lines(fleet_db, filters=filters)
             print("\n".join(lines) if lines else "no kiosk has reported yet"
                   if filters == NO_FILTERS else "no kiosk matches", flush=True)
             if args.watch is None:

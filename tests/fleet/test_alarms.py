@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from kiosk import clock
-from kiosk.fleet import alarms, migrations, registry, status
+from kiosk.fleet import alarms, crl, migrations, registry, status
 from kiosk.fleet import collector as collect_verb
 from kiosk.fleet.alarms import Thresholds
 from kiosk.fleet.db import open_database
@@ -18,6 +18,7 @@ from kiosk.telemetry import topics
 from tests.fixtures.broker import wait_until
 from tests.fleet.test_collector import KIOSK, STAMP, period_count, visit
 from tests.fleet.test_collector import status as status_message
+from tests.fleet.test_crl import make_ca
 from tests.fleet.test_registry import T1, TWO_POINTS, write
 
 OTHER_INSTANCE = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
@@ -130,9 +131,10 @@ def test_alarm_thresholds_are_options_of_collect():
     parser = argparse.ArgumentParser()
     collect_verb.add_arguments(parser)
     args = parser.parse_args(["--alarm-silent-s", "30", "--alarm-outbox-depth", "7",
-                              "--alarm-cert-expiring-s", "86400"])
+                              "--alarm-cert-expiring-s", "86400",
+                              "--alarm-crl-expiring-s", "3600"])
     assert (args.alarm_silent_s, args.alarm_outbox_depth) == (30.0, 7)
-    assert args.alarm_cert_expiring_s == 86400.0
+    assert args.alarm_cert_expiring_s == 86400.0 and args.alarm_crl_expiring_s == 3600.0
     assert args.alarm_disk_low_mb == alarms.DEFAULT_THRESHOLDS.disk_low_mb
     with pytest.raises(ValueError, match="silent_s"):
         Thresholds(silent_s=-1)
@@ -319,3 +321,46 @@ def test_alarm_cert_expiring_starts_inside_its_threshold_not_at_it():
     assert found("2026-12-01T03:00:00.000Z") == {"cert_expiring": "expired 2026-12-01"}
     assert found("2026-11-02T08:00:00.000Z") == {"cert_expiring": "expired 2026-11-02"}
     assert alarms.DEFAULT_THRESHOLDS.cert_expiring_s == 30 * 86400
+
+
+def test_alarm_crl_expiring_raised_for_the_fleet_and_cleared_by_a_refresh(fleet, tmp_path):
+    ca = crl.read_ca(*make_ca(tmp_path / "ca"))
+    crl_file = tmp_path / "ca.crl"
+    with fleet.database.atomic():
+        assert fleet.update_alarms(NOW, alarms.DEFAULT_THRESHOLDS) == ([], [])  # no CRL yet
+    crl.issue(fleet, *ca, crl_file, valid_s=10 * 86400, now=NOW)
+    week = dt.timedelta(days=7)
+
+    def evaluate(at):
+        """The fleet's alarms raised and cleared at ``at`` (the kiosks fall silent meanwhile)."""
+        with fleet.database.atomic():
+            events = fleet.update_alarms(at, alarms.DEFAULT_THRESHOLDS)
+        return tuple([(e.kiosk_id, e.kind) for e in found if e.kiosk_id == "ca"]
+                     for found in events)
+
+    assert evaluate(NOW + dt.timedelta(days=3)) == ([], [])  # 7 days left: not under 7
+    assert evaluate(NOW + dt.timedelta(days=3, seconds=1)) == ([("ca", "crl_expiring")], [])
+    assert evaluate(NOW + week) == ([], [])  # raised once
+    assert status.fleet_lines(fleet) == [
+        "FLEET OPEN crl_expiring: the CRL's next update is 2026-12-11T03:00:00.000Z (in "
+        "7.0 d): run kiosk-fleet crl refresh"]
+    assert all(not line.startswith("ca ") for line in status_lines(fleet, NOW + week))
+    assert crl.refresh(fleet, *ca, crl_file, valid_s=30 * 86400, reissue_before_s=15 * 86400,
+                       now=NOW + week) is not None
+    assert evaluate(NOW + week) == ([], [("ca", "crl_expiring")])
+    assert status.fleet_lines(fleet) == []
+    assert alarms.fleet_conditions("2026-12-01T02:00:00.000Z", NOW, SHORT) == {
+        "crl_expiring": "the CRL expired at 2026-12-01T02:00:00.000Z: the broker refuses "
+                        "every kiosk certificate; run kiosk-fleet crl refresh"}
+
+
+def test_alarm_retired_kiosk_has_its_open_alarms_cleared_and_raises_none(fleet):
+    assert {e.kind for e in fleet.alarm_events("cm-dopa", open_only=True)} == {"reader_missing"}
+    serials, retired = fleet.retire("cm-dopa", NOW, "revoked: stolen")
+    assert serials == [] and retired == "2026-12-01T03:00:00.000Z"
+    assert fleet.alarm_events("cm-dopa", open_only=True) == []
+    with fleet.database.atomic():
+        raised, _ = fleet.update_alarms(NOW + dt.timedelta(minutes=1), alarms.DEFAULT_THRESHOLDS)
+    assert raised == []
+    line, = (line for line in status_lines(fleet, NOW) if line.startswith("cm-dopa "))
+    assert line.endswith("RETIRED 2026-12-01T03:00:00.000Z") and "OPEN" not in line

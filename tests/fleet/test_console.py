@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kiosk import visit as schema
 from kiosk.errors import ConfigError, TelemetryError
-from kiosk.fleet import registry, statistics
+from kiosk.fleet import alarms, registry, statistics
 from kiosk.fleet.console import auth, commands, i18n, serve, users
 from kiosk.fleet.console.app import Settings, create_app
 from kiosk.fleet.console.stats import date_range
@@ -280,6 +280,33 @@ def test_console_kiosk_page_shows_the_newest_certificate_and_its_expiry(browser,
     assert certificate("k2") == i18n.translate("kiosk.cert_none", "th")
     viewer.get("/language/en?next=/fleet")
     assert f"expires {expiry} (in 40 days)" in certificate("k1")
+
+
+def test_console_shows_a_retired_kiosk_and_the_fleets_crl_alarm(browser, console_store):
+    now = dt.datetime.now(dt.UTC)
+    db = open_database(console_store)
+    try:
+        db.retire("k1", now, "revoked: stolen")
+        db.CaCrl.create(number=1, this_update=utc_text(now - dt.timedelta(days=29)),
+                        next_update=utc_text(now + dt.timedelta(days=1)), revoked_count=1)
+        with db.database.atomic():
+            db.update_alarms(now, alarms.DEFAULT_THRESHOLDS)
+    finally:
+        db.close()
+    viewer = browser("vera")
+    table = viewer.get("/fleet/table").text
+    day = utc_text(now)[:10]
+    row = re.search(r'<tr[^>]*data-kiosk="k1".*?</tr>', table, re.S).group(0)
+    assert f"ปลดระวางแล้ว {day}" in row
+    assert "ปลดระวางแล้ว" not in re.search(r'<tr[^>]*data-kiosk="k2".*?</tr>', table,
+                                            re.S).group(0)
+    banner = re.search(r'<div class="fleet-alarms".*?</div>', table, re.S).group(0)
+    assert "crl_expiring" in banner and "kiosk-fleet crl refresh" in banner
+    assert "crl_expiring" not in viewer.get("/fleet").text.split('id="fleet-table"')[0]
+    assert re.search(r'<span class="tag retired" id="retired">ปลดระวางแล้ว ' + day,
+                     viewer.get("/kiosk/k1").text)
+    viewer.get("/language/en?next=/fleet")
+    assert f"retired {day}" in viewer.get("/kiosk/k1").text
 
 
 # --- statistics ----------------------------------------------------------------------------

@@ -70,14 +70,16 @@ def _choices(fleet_db):
         "provinces": registry_module.provinces(),
         "ministries": sorted({p.ministry for p in places if p.ministry}),
         "departments": sorted({p.department for p in places if p.department}),
-        "alarms": alarms.KINDS,
+        "alarms": tuple(kind for kind in alarms.KINDS if kind not in alarms.FLEET_KINDS),
     }
 
 
 def _page_args():
     filters, alarm = filters_from(request.args)
-    return {"filters": filters, "alarm": alarm,
-            "rows": fleet_rows(console().db, filters, alarm)}
+    fleet_db = console().db
+    return {"filters": filters, "alarm": alarm, "rows": fleet_rows(fleet_db, filters, alarm),
+            # The fleet's own alarms (crl_expiring) above the table: no kiosk row is theirs.
+            "fleet_alarms": fleet_db.alarm_events(alarms.FLEET_SUBJECT, open_only=True)}
 
 
 @blueprint.get("/fleet")

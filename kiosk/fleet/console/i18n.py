@@ -53,6 +53,8 @@ CATALOGUE = {
     "fleet.count": ("จำนวนตู้", "Kiosks shown"),
     "fleet.none": ("ไม่มีตู้ที่ตรงเงื่อนไข", "No kiosk matches"),
     "fleet.live": ("อัปเดตอัตโนมัติ", "Updates live"),
+    "fleet.retired": ("ปลดระวางแล้ว", "retired"),
+    "fleet.fleet_alarms": ("การแจ้งเตือนของทั้งระบบ", "Fleet-wide alarms"),
     "kiosk.title": ("ตู้", "Kiosk"),
     "kiosk.history": ("ประวัติการแจ้งเตือน", "Alarm history"),
     "kiosk.raised": ("เริ่ม", "Raised"),
