@@ -74,11 +74,12 @@ class KioskSide:
     ``events`` is a real :class:`~kiosk.runner.Runner`'s queue; ``start(serve=True)`` runs a
     thread that hands each fact to that runner and polls the renewal's relay, as its main loop
     would, so commands are judged and configs put in force (``in_force``) by the runner's own
-    code. ``telemetry`` holds keywords for :class:`~kiosk.assemble.Telemetry` (the renewal's
-    folder and the relay's timing).
+    code. ``start(loop=True)`` runs the runner's own main loop instead, which may end by itself
+    (:meth:`wait_for_exit`). ``telemetry`` holds keywords for :class:`~kiosk.assemble.Telemetry`
+    (the renewal's folder and the relay's timing); ``client_cert`` goes to the runner.
     """
 
-    def __init__(self, cfg, *, poll_s=0.2, **telemetry):
+    def __init__(self, cfg, *, poll_s=0.2, client_cert=None, **telemetry):
         self.config = cfg
         self.store = Store.open(cfg.storage.data_dir, min_free_mb=10,
                                 period_s=cfg.telemetry.period_s)
@@ -87,7 +88,7 @@ class KioskSide:
                                    remote_path=config.remote_layer_path(cfg),
                                    outbox_poll_s=poll_s, **telemetry)
         self.runner = Runner(cfg, self.store, keys=RepeatKeys(1800), events=self.events,
-                             telemetry=self.telemetry)
+                             telemetry=self.telemetry, client_cert=client_cert)
         self.outbox, self.link = self.telemetry.outbox, self.telemetry.link
         self.commands, self.health = self.telemetry.commands, self.telemetry.health
         self._until = threading.Event()
@@ -97,13 +98,19 @@ class KioskSide:
     def in_force(self):
         return self.runner.cfg
 
-    def start(self, *, serve=False):
+    def start(self, *, serve=False, loop=False):
         self.telemetry.start()
-        if serve:
-            self._serving = threading.Thread(target=self.serve_commands, args=(self._until,),
+        if serve or loop:
+            target = self.runner.run if loop else self.serve_commands
+            self._serving = threading.Thread(target=target, args=(self._until,),
                                              name="main-loop", daemon=True)
             self._serving.start()
         return self
+
+    def wait_for_exit(self, timeout):
+        """Block until the main loop ended by itself (``start(loop=True)``); True if it did."""
+        self._serving.join(timeout)
+        return not self._serving.is_alive()
 
     def record_visits(self, count):
         ids = record_visits(self.store, self.config.kiosk.id, count)
