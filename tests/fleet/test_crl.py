@@ -2,10 +2,14 @@
 atomically, issued again only when due; its errors name the file and the fix. The broker's
 side of the CRL is tests/rigs/test_broker_revoke.py."""
 
+import argparse
 import datetime as dt
 import os
+import re
+import shlex
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -152,3 +156,19 @@ def test_crl_verbs_refresh_and_show(issuer, tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[0].startswith("CRL 2: 1 revoked")
     assert run_verbs("kiosk-fleet", VERBS, ["crl", "refresh", *files, "--valid-s", "0"]) == 1
     assert "--valid-days/--valid-s: 0 s must be above 0" in capsys.readouterr().err
+
+
+def test_crl_refresh_unit_runs_the_verb_with_options_it_has():
+    """The broker host's unit (provisioning/broker/) names only options ``crl refresh`` takes."""
+    unit = (Path(__file__).resolve().parents[2]
+            / "provisioning/broker/kiosk-crl-refresh.service").read_text()
+    command = re.search(r"^ExecStart=(.*?[^\\])$", unit.replace("\\\n", " "), re.M).group(1)
+    argv = shlex.split(command.replace("${KIOSK_FLEET_DB}", "postgresql:///fleet"))
+    assert argv[:3] == ["/opt/kiosk-fleet/venv/bin/kiosk-fleet", "crl", "refresh"]
+    parser = argparse.ArgumentParser()
+    crl.add_arguments(parser)
+    args = parser.parse_args(argv[2:])
+    assert args.reload_command == "systemctl reload mosquitto"
+    timer = (Path(__file__).resolve().parents[2]
+             / "provisioning/broker/kiosk-crl-refresh.timer").read_text()
+    assert "OnUnitActiveSec=1h" in timer and "Unit=kiosk-crl-refresh.service" in timer
