@@ -4,7 +4,7 @@
  * named in plugin_opt_share_accounts. Why: Mosquitto 2.0's acl_file grants any SUBSCRIBE and
  * filters delivery by the read ACL, so a kiosk could join the collectors' shared group and make
  * the broker drop every second visit (issue 9). Publishing and delivery are deferred to the
- * acl_file, so its %u patterns keep working; this plugin only answers MOSQ_ACL_SUBSCRIBE.
+ * acl_file, so its %u patterns keep working, except for revoked accounts (below).
  *
  *   plugin /usr/lib/mosquitto/citizeninfo_auth.so
  *   plugin_opt_acl_file /etc/mosquitto/acl        (the same file as acl_file; re-read on SIGHUP)
@@ -17,8 +17,8 @@
  *
  * Revocation (kiosk-fleet revoke, issue 18):
  *
- *   plugin_opt_revoked_file /etc/mosquitto/revoked   (one account name per line; re-read on SIGHUP)
- *   plugin_opt_revoked_retained citizeninfo/v1/kiosk/%u/status citizeninfo/v1/cmd/%u/config ...
+ *   plugin_opt_revoked_file /etc/mosquitto/revoked   (a name a line; re-read on SIGHUP)
+ *   plugin_opt_revoked_retained citizeninfo/v1/kiosk/%u/status citizeninfo/v1/cmd/%u/cert ...
  *
  * A listed account is refused at password login (MOSQ_EVT_BASIC_AUTH) and in every ACL check
  * (publish, delivery, subscribe), so a session it left on the broker gets nothing queued. At
