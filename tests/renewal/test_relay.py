@@ -151,7 +151,8 @@ def test_relay_certificate_received_is_left_for_the_root_unit_once(
     # Sent again on every connect: on file already, so neither written nor answered again.
     side.stop()
     side = running(cfg, renewal_dir=renewal_dir)
-    # The root unit installs it: the request and the response go; the retained one stays.
+    # The root unit installs it (the request goes) and the state folder is cleared: the
+    # retained certificate, sent again, finds no request pending.
     (renewal_dir / files.REQUEST_NAME).unlink()
     response.unlink()
     side.stop()
