@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from kiosk.errors import ProvisionError
+from kiosk.fleet import locks
 from kiosk.fleet.db import DEFAULT_DB, open_database, utc_text
 
 #: Days a CRL is valid: long enough that a CA host down for a fortnight does not lock the fleet
@@ -37,6 +38,8 @@ VALID_DAYS = 30.0
 #: that fails for days still has days to be noticed (the ``crl_expiring`` alarm) and fixed.
 REISSUE_BEFORE_DAYS = 15.0
 DAY_S = 86400.0
+#: Two issuers (the timer and a revoke) take turns, so no CRL number is issued twice.
+_CRL_LOCK_KEY = 0x63726C
 
 
 def read_ca(ca_cert_path, ca_key_path):
@@ -80,7 +83,7 @@ def issue(fleet_db, ca_cert, ca_key, crl_file, *, valid_s, now=None):
     if valid_s <= 0:
         raise ProvisionError(f"CRL validity {valid_s} s: must be above 0")
     KioskCert, CaCrl = fleet_db.KioskCert, fleet_db.CaCrl
-    with fleet_db.database.atomic():
+    with locks.exclusive(fleet_db.database, _CRL_LOCK_KEY):
         latest = newest(fleet_db)
         number = 1 if latest is None else latest.number + 1
         revoked = list(KioskCert.select(KioskCert.serial, KioskCert.revoked)

@@ -1009,7 +1009,9 @@ class FleetDb:
         ``(serials newly revoked, when it was retired)``."""
         stamp = utc_text(now)
         KioskCert, KioskRow, AlarmEvent = self.KioskCert, self.KioskRow, self.AlarmEvent
-        with self.database.atomic():
+        # The alarms' lock: an evaluation running meanwhile must not raise again what this
+        # clears (and on SQLite a read that later writes must hold the write lock first).
+        with locks.exclusive(self.database, _ALARM_LOCK_KEY):
             serials = [serial for (serial,) in KioskCert.select(KioskCert.serial).where(
                 (KioskCert.kiosk_id == kiosk_id) & KioskCert.revoked.is_null()).tuples()]
             (KioskCert.update(revoked=stamp)

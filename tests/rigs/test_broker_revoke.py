@@ -21,12 +21,14 @@ from kiosk.fleet import crl
 from kiosk.fleet.cli import VERBS
 from kiosk.fleet.collector import Collector
 from kiosk.fleet.db import open_database
+from kiosk.period import Period
 from kiosk.rigs.broker import Broker
+from kiosk.runner import visit_message
 from kiosk.store import State
 from kiosk.telemetry import topics
 from tests.fixtures.broker import RecordingClient, wait_until
 from tests.rigs.test_broker import connack_over_mtls, tls12_refusal
-from tests.telemetry.kiosk_process import KioskSide
+from tests.telemetry.kiosk_process import RECORD, KioskSide
 
 NOT_AUTHORIZED = 135
 
@@ -237,6 +239,21 @@ def test_crl_past_next_update_refuses_new_handshakes_until_refreshed(tls_broker)
     up.close()
 
 
+def record_round(side, periods_ago):
+    """Five visits in the period ``periods_ago`` periods back, closed at once so they and its
+    count are due now; each round its own period, as a closed one takes no visit."""
+    store = side.store
+    period = Period.of(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=periods_ago
+                                                              * store.period_s), store.period_s)
+    with store.atomic():
+        ids = [store.record_visit(RECORD, **visit_message("k-busy", "production"),
+                                  period=period).event_id for _ in range(5)]
+        store.close_periods(period.end, topic=topics.kiosk_topic("k-busy", "period"),
+                            mode="production")
+    side.outbox.notify()
+    return ids
+
+
 @pytest.mark.slow
 def test_crl_reissued_and_reloaded_while_a_kiosk_sends_loses_no_visit(
         tls_broker, make_config, tmp_path):
@@ -256,10 +273,10 @@ def test_crl_reissued_and_reloaded_while_a_kiosk_sends_loses_no_visit(
     try:
         assert collector.wait_for_connected(10) and side.link.wait_for_connected(10)
         sent = []
-        for _ in range(3):
-            sent += side.record_visits(5)
+        for ago in (5, 4, 3):
+            sent += record_round(side, ago)
             fleet_cli("crl", "refresh", "--force")
-        sent += side.record_visits(5)
+        sent += record_round(side, 2)
         M = side.store.OutboxMessage
 
         def confirmed():
