@@ -5,7 +5,8 @@ records visits throughout while: the root unit (``kiosk cert``) makes a key and 
 kiosk relays it; ``kiosk-fleet ca`` signs it; the kiosk leaves the certificate for the root
 unit, which installs it; the kiosk restarts by itself when idle (here the test starts it again,
 as systemd would) and connects with the new certificate. The real collector stores every visit
-once and acknowledges it.
+once and acknowledges it. That the kiosk connects with the new certificate, not the old: the
+old one's serial is then put on the broker's CRL, and the kiosk, pushed off, connects again.
 """
 
 import datetime as dt
@@ -26,7 +27,7 @@ from kiosk.fleet.db import open_database
 from kiosk.renewal import files, unit
 from kiosk.renewal.client_cert import ClientCert, read_certificate
 from kiosk.rigs.broker import Broker
-from tests.fixtures.broker import wait_until
+from tests.fixtures.broker import RecordingClient, wait_until
 from tests.telemetry.kiosk_process import KioskSide
 
 KIOSK = "kiosk-renew"
@@ -60,6 +61,35 @@ def credentials_for(broker, folder, *, lifetime):
         serialization.NoEncryption()))
     write_private(folder / "ca.crt", broker.ca_file.read_bytes())
     return cert
+
+
+def write_crl(broker, revoked=()):
+    """The mutual-TLS listener's CRL, from the rig's CA, revoking the ``revoked`` serials."""
+    ca_cert = x509.load_pem_x509_certificate(broker.ca_file.read_bytes())
+    ca_key = serialization.load_pem_private_key(broker.ca_key_file.read_bytes(), None)
+    now = dt.datetime.now(dt.UTC)
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+           .last_update(now - dt.timedelta(minutes=1)).next_update(now + dt.timedelta(days=1)))
+    for serial in revoked:
+        crl = crl.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial)
+            .revocation_date(now - dt.timedelta(minutes=1)).build())
+    broker.crl_file.write_bytes(crl.sign(ca_key, hashes.SHA256())
+                                .public_bytes(serialization.Encoding.PEM))
+
+
+def mtls_connack(broker, cert_file, key_file, client_id=""):
+    """The CONNACK a connection with this certificate gets (None: refused at the handshake)."""
+    try:
+        client = RecordingClient("127.0.0.1", broker.tls_port, None, client_id=client_id,
+                                 tls={"ca_certs": str(broker.ca_file),
+                                      "certfile": str(cert_file), "keyfile": str(key_file)})
+    except OSError:  # ssl.SSLError too: refused in the handshake (TLS 1.2)
+        return None
+    try:
+        return client.wait_for_connack()
+    finally:
+        client.close()
 
 
 class SigningRig:
@@ -100,7 +130,9 @@ def test_renewal_before_expiry_loses_no_visit(make_config, tmp_path, monkeypatch
     renewal_dir = tmp_path / "renewal"
     renewal_dir.mkdir()
     fleet_path = tmp_path / "fleet.sqlite3"
-    with Broker(tmp_path / "broker", tls=True) as broker:
+    broker = Broker(tmp_path / "broker", tls=True, crl_file=tmp_path / "broker/crl.pem")
+    write_crl(broker)
+    with broker:
         old = credentials_for(broker, credentials, lifetime=dt.timedelta(seconds=60))
         cfg = make_config(
             tmp_path / "kiosk", kiosk={"id": KIOSK},
@@ -161,6 +193,19 @@ def test_renewal_before_expiry_loses_no_visit(make_config, tmp_path, monkeypatch
             assert side.runner.client_cert.loaded_serial == new_serial
             event_ids += side.record_visits(3)
 
+            # The old certificate revoked, the kiosk pushed off: it connects again with the new.
+            write_crl(broker, revoked=[old.serial_number])
+            broker.reload()
+            previous = [credentials / f"{name}{files.PREVIOUS_SUFFIX}"
+                        for name in (files.CERT_NAME, files.KEY_NAME)]
+            connack = mtls_connack(broker, *previous)
+            assert connack is None or connack.is_failure, "the old certificate still connects"
+            epoch = side.link.epoch
+            assert not mtls_connack(broker, *broker.make_client_cert(KIOSK), KIOSK).is_failure
+            wait_until(lambda: side.link.is_connected and side.link.epoch != epoch,
+                       "the kiosk to connect again with its new certificate", 5)
+            event_ids += side.record_visits(3)
+
             def stored():
                 visits = collector.db.FleetVisit
                 return [v.event_id for v in visits.select(visits.event_id)
@@ -172,7 +217,7 @@ def test_renewal_before_expiry_loses_no_visit(make_config, tmp_path, monkeypatch
 
             wait_until(lambda: len(stored()) >= len(event_ids) and acknowledged(),
                        "every visit stored and acknowledged", 10)
-            assert sorted(stored()) == sorted(event_ids) and len(set(event_ids)) == 15
+            assert sorted(stored()) == sorted(event_ids) and len(set(event_ids)) == 18
             # Renewed for a week: the next run has nothing to do, the kiosk nothing to relay.
             assert unit.run(root, now=dt.datetime.now(dt.UTC)) == 0
             assert not (renewal_dir / files.REQUEST_NAME).exists()
