@@ -46,7 +46,7 @@ class Trial:
     def is_proven(self, *, watchdog, telemetry, card):
         """Whether this turn shows all three: the loop pinged, the broker, the card monitor."""
         pinged = watchdog is None or not watchdog.is_enabled or watchdog.has_pinged
-        connected = telemetry is None or telemetry.link.is_connected()
+        connected = telemetry is None or telemetry.link.is_connected
         card_up = card is None or card.reader_state in CARD_UP
         return pinged and connected and card_up
 

@@ -13,6 +13,7 @@ from kiosk.display import wording
 from kiosk.flow import Screen, State
 from kiosk.runner import Runner
 from kiosk.store import Store
+from kiosk.telemetry.mqtt import MqttLink
 from kiosk.update import trial
 from tests.fixtures.broker import wait_until
 
@@ -43,10 +44,22 @@ def test_trial_is_pending_only_for_the_version_the_updater_named(tmp_path):
 def test_trial_is_proven_by_the_loop_the_broker_and_the_card_monitor_together(
         pinged, connected, card, proven):
     watchdog = SimpleNamespace(is_enabled=True, has_pinged=pinged)
-    telemetry = SimpleNamespace(link=SimpleNamespace(is_connected=lambda: connected))
+    telemetry = SimpleNamespace(link=SimpleNamespace(is_connected=connected))
     checked = trial.Trial("/nowhere", VERSION).is_proven(
         watchdog=watchdog, telemetry=telemetry, card=SimpleNamespace(reader_state=card))
     assert checked is proven
+
+
+def test_trial_asks_the_real_link_whether_it_is_connected(make_config, tmp_path):
+    """The kiosk's own MqttLink, not a stand-in: asking it must not raise (a call on its
+    ``is_connected`` property did, on the first turn of every updated kiosk with a broker)."""
+    cfg = make_config(tmp_path)
+    link = MqttLink(cfg.mqtt, cfg.kiosk.id, instance="i", next_epoch=lambda: 1, version="0",
+                    facts=lambda fact: None, put=lambda fact: None)
+    watchdog = SimpleNamespace(is_enabled=True, has_pinged=True)
+    assert trial.Trial("/nowhere", VERSION).is_proven(
+        watchdog=watchdog, telemetry=SimpleNamespace(link=link),
+        card=SimpleNamespace(reader_state="no_card")) is False  # never connected
 
 
 @pytest.fixture
