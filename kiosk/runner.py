@@ -29,6 +29,7 @@ from kiosk.clock import counts_as_synced, system_wall
 from kiosk.errors import DiskFull, KioskError, StoreError
 from kiosk.facts import ButtonPressed, CommandReceived, KeyPressed, MotionSeen, QuitRequested
 from kiosk.period import Book
+from kiosk.renewal.client_cert import REASON as CERT_REASON
 from kiosk.telemetry import topics
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ PERIOD_RETRY_S = 5.0  # after a store failure: a locked database must not stall 
 DISK_REASON = "disk_full"
 STORE_REASON = "store_error"
 RECORD_REASON = "record_error"
-CERT_REASON = "cert_expired"  # kiosk.renewal.client_cert.REASON
 
 #: Card reader states (kiosk.card.reader) as the health message names them. A card in the
 #: reader is "ready" too: "card_present" in a report every minute would time each visit.
