@@ -149,7 +149,12 @@ def test_fuzz_commands_any_command_is_answered_and_the_layer_changes_only_with_a
     assert_no_id(*logged_lines(caplog), *(reply.get("error") for reply in replies))
     assert not any("could not carry this out" in (reply.get("error") or "")
                    for reply in replies), replies
-    assert len(replies) <= 1 and (replies or retained)
+    if topic.endswith("/cert") and not payload:
+        # The signing service's retained certificate deleted (live or retained): no request
+        # of ops's to answer.
+        assert replies == []
+    else:
+        assert len(replies) <= 1 and (replies or retained)
     assert not list(tmp_path.glob("*.tmp")), "a half-written layer was left behind"
     if proposal is None:
         event("refused or one-off")
