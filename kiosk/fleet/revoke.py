@@ -10,17 +10,21 @@ What it does, in this order, each step safe to repeat (revoking twice is fine):
    refuses the certificate's next TLS handshake;
 3. with ``--passwd``: its line removed from Mosquitto's password file (rewritten atomically,
    keeping its mode and owner);
-4. with ``--revoked-file``: its name appended to the broker plugin's revoked file, so the plugin
+4. its name appended to the broker plugin's revoked file (``--revoked-file``), so the plugin
    refuses its logins and every ACL check, kicks its connection and deletes its retained
    messages (docs/broker.md);
 5. one broker reload (``--reload-pid-file`` or ``--reload-command``) for all of the above.
 
-A kiosk with certificates recorded needs the CRL options (its certificate would still pass the
-TLS handshake otherwise); the reserved fleet accounts (ops, ca, collector*) are refused.
+``--revoked-file`` is required: the CRL and the password file are checked at connect only, so
+only the plugin closes the connection the kiosk holds. Without a reload option the records are
+changed but nothing takes effect: the command says so and exits 1. A kiosk with certificates
+recorded needs the CRL options (its certificate would still pass the TLS handshake otherwise);
+the reserved fleet accounts (ops, ca, collector*) are refused.
 """
 
 import datetime as dt
 import os
+import sys
 from pathlib import Path
 
 from kiosk.accounts import is_reserved
@@ -87,7 +91,12 @@ def _check_files(args):
     if args.passwd is not None and not Path(args.passwd).is_file():
         raise ProvisionError(f"--passwd {args.passwd}: no such file; give the broker's "
                              "password_file")
-    if args.revoked_file is not None and not Path(args.revoked_file).parent.is_dir():
+    if args.revoked_file is None:
+        raise ProvisionError("--revoked-file is required: the CRL and the password file are "
+                             "checked at connect only, so only the broker plugin's revoked list "
+                             "closes the connection the kiosk holds; give the broker's "
+                             "plugin_opt_revoked_file")
+    if not Path(args.revoked_file).parent.is_dir():
         raise ProvisionError(f"--revoked-file {args.revoked_file}: its folder does not exist; "
                              "give the broker's plugin_opt_revoked_file")
     return crl.read_ca(args.ca, args.ca_key) if args.ca else None
@@ -120,10 +129,9 @@ def revoke(fleet_db, args, ca, now):
     if passwd is not None:
         done.append(f"removed its line from {passwd}" if without_account(passwd, kiosk_id)
                     else f"no line for it in {passwd} (removed before)")
-    if args.revoked_file is not None:
-        revoked_file = Path(args.revoked_file)
-        done.append(f"listed it in {revoked_file}" if with_revoked(revoked_file, kiosk_id)
-                    else f"already listed in {revoked_file}")
+    revoked_file = Path(args.revoked_file)
+    done.append(f"listed it in {revoked_file}" if with_revoked(revoked_file, kiosk_id)
+                else f"already listed in {revoked_file}")
     return done
 
 
@@ -152,8 +160,11 @@ def main(args):
         done = revoke(fleet_db, args, ca, now)
     finally:
         fleet_db.close()
-    done.append(crl.reload_broker(args.reload_pid_file, args.reload_command)
-                or "broker not reloaded (no --reload-pid-file or --reload-command): reload it "
-                   "now, or the kiosk stays connected")
-    print("\n".join(done))
+    reloaded = crl.reload_broker(args.reload_pid_file, args.reload_command)
+    print("\n".join(done + ([reloaded] if reloaded else [])))
+    if reloaded is None:
+        print(f"{args.kiosk_id}: revoked in the records, but the broker was not reloaded (no "
+              "--reload-pid-file or --reload-command): reload it now (systemctl reload "
+              "mosquitto), or the kiosk stays connected", file=sys.stderr)
+        return 1
     return 0

@@ -48,12 +48,12 @@ def run(files, capsys):
 
 def test_revoke_a_password_kiosk_twice_rewrites_once_and_keeps_the_file_mode(files, run):
     argv = ("k2", "--passwd", str(files["passwd"]), "--revoked-file", str(files["revoked"]),
-            "--reason", "counter closed")
+            "--reason", "counter closed", "--reload-command", "true")
     code, out, _ = run(*argv)
     assert code == 0
     assert "removed its line from" in out and "listed it in" in out
     assert "no certificate newly revoked (0 recorded)" in out
-    assert "broker not reloaded" in out
+    assert "ran 'true'" in out
     assert files["passwd"].read_text() == "k3:$7$101$ccc$ddd\n"
     assert oct(files["passwd"].stat().st_mode & 0o777) == "0o600"
     assert files["revoked"].read_text() == "k2\n"
@@ -72,14 +72,16 @@ def test_revoke_a_password_kiosk_twice_rewrites_once_and_keeps_the_file_mode(fil
 
 
 def test_revoke_a_certificate_kiosk_marks_it_issues_the_crl_and_clears_its_alarms(files, run):
-    code, out, _ = run("k1", *files["ca"], "--revoked-file", str(files["revoked"]))
-    assert code == 0
+    code, out, err = run("k1", *files["ca"], "--revoked-file", str(files["revoked"]))
+    assert code == 1  # done, but the broker was not reloaded: said, and not a success
     assert "certificates revoked: c0ffee" in out and "issued CRL 1: 1 revoked" in out
+    assert "the broker was not reloaded" in err and "the kiosk stays connected" in err
     fleet_db = open_database(files["db"])
     assert fleet_db.certificates("k1")[0].revoked is not None
     assert fleet_db.alarm_events("k1", open_only=True) == []
     fleet_db.close()
-    code, out, _ = run("k1", *files["ca"])
+    code, out, _ = run("k1", *files["ca"], "--revoked-file", str(files["revoked"]),
+                       "--reload-command", "true")
     assert code == 0 and "no certificate newly revoked (1 recorded)" in out
     assert "issued CRL 2: 1 revoked" in out
 
@@ -96,9 +98,13 @@ def test_revoke_a_certificate_kiosk_marks_it_issues_the_crl_and_clears_its_alarm
     (("k2", "--revoked-file", "/nonexistent/revoked"), "--revoked-file /nonexistent/revoked: "
                                                        "its folder does not exist"),
     (("k2", "--reload-pid-file", "/nonexistent/pid"), "--reload-pid-file /nonexistent/pid"),
+    (("k2",), "--revoked-file is required: the CRL and the password file are checked at "
+              "connect only"),
 ])
 def test_revoke_refuses_with_an_error_naming_the_value_and_the_fix(files, run, argv, message):
     if argv[0] == "k2" and "--passwd" not in argv:
         argv = (*argv, "--passwd", str(files["passwd"]))
+    if "--revoked-file" not in message:  # else the case is about that very option
+        argv = (*argv, "--revoked-file", str(files["revoked"]))
     code, _, err = run(*argv)
     assert code == 1 and message in err, err
