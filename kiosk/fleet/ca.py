@@ -47,7 +47,7 @@ from paho.mqtt.properties import Properties
 from kiosk.accounts import CA, PASSWORD_PORT
 from kiosk.errors import CertRefused, MessageRejected, ProvisionError, TelemetryError
 from kiosk.fleet.collector import read_password
-from kiosk.fleet.db import DEFAULT_DB, open_database
+from kiosk.fleet.db import DEFAULT_DB, open_database, utc_text
 from kiosk.fleet.provision import CERT_DAYS, _not_after, _not_before, _positive_days
 from kiosk.logsafe import never_raises, printable, redact_ids
 from kiosk.telemetry import topics
@@ -448,6 +448,17 @@ class SigningService:
         fleet.add_certificate(kiosk_id, serial=f"{cert.serial_number:x}",
                               not_before=_not_before(cert), not_after=_not_after(cert),
                               issued=now)
+        # Again, now that the serial is on record: a revoke that landed while this request was
+        # signed issued its CRL without it, so it is marked revoked here and never sent.
+        why_not = standing(fleet, kiosk_id)
+        if why_not:
+            KioskCert = fleet.KioskCert
+            (KioskCert.update(revoked=utc_text(now))
+             .where((KioskCert.kiosk_id == kiosk_id)
+                    & (KioskCert.serial == f"{cert.serial_number:x}")
+                    & KioskCert.revoked.is_null()).execute())
+            raise CertRefused(f"{kiosk_id}: {why_not} (while its request was signed: the "
+                              "certificate is recorded revoked and not sent)")
         pem = cert.public_bytes(serialization.Encoding.PEM).decode()
         info = self._client.publish(
             topics.cmd_topic(kiosk_id, "cert"),

@@ -13,7 +13,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kiosk.errors import CertRefused, ProvisionError
 from kiosk.fleet.ca import SigningService, load_ca, sign_request
-from kiosk.fleet.db import open_database
+from kiosk.fleet.db import FleetDb, open_database
 from kiosk.rigs.broker import Broker
 from kiosk.telemetry import topics
 from tests.fixtures.broker import RecordingClient, wait_until
@@ -299,6 +299,26 @@ def test_ca_service_refuses_a_retired_revoked_or_unknown_kiosk(rig, caplog, how)
     assert {"retired": "it was retired", "revoked": "every certificate of it is revoked",
             "never provisioned": "no certificate is recorded"}[how] in caplog.text
     assert kiosk.received("#") == []
+
+
+def test_ca_service_sends_nothing_when_a_revoke_lands_while_it_signs(rig, caplog, monkeypatch):
+    """The revoke's CRL, issued while the request was being signed, cannot list the new
+    serial: the service must not send that certificate, and records it revoked."""
+    record = FleetDb.add_certificate
+
+    def revoked_meanwhile(fleet, kiosk_id, **fields):
+        fleet.retire(kiosk_id, dt.datetime.now(dt.UTC), "revoked: stolen")
+        return record(fleet, kiosk_id, **fields)
+
+    monkeypatch.setattr(FleetDb, "add_certificate", revoked_meanwhile)
+    kiosk = rig.kiosk()
+    rig.request(kiosk, make_csr()[0])
+
+    wait_until(lambda: rig.service.counters.refused == 1, "the refusal", 5)
+    assert "while its request was signed" in caplog.text
+    assert kiosk.received("#") == [] and rig.service.counters.signed == 0
+    assert all(cert.revoked for cert in rig.fleet.certificates(KIOSK))
+    assert len(rig.fleet.certificates(KIOSK)) == 2  # the one provisioned and the one withheld
 
 
 def test_ca_service_signs_no_new_key_before_the_renewal_window(rig, caplog):
