@@ -8,8 +8,11 @@ leaves a certificate it received: ``kiosk-cert.path``). One run does what is due
    ``/etc/kiosk/credentials`` (:mod:`kiosk.renewal.install`); the kiosk sees ``installed.json``
    and restarts when idle to load it;
 2. **request**: when the certificate in use expires within ``mqtt.renew_before_days`` and no
-   request is pending (or the pending one is over :data:`PENDING_MAX_AGE` old), a new key and
-   CSR (:mod:`kiosk.renewal.request`) for the kiosk to relay.
+   request is pending, a new key and CSR (:mod:`kiosk.renewal.request`) for the kiosk to relay.
+   A readable pending key is never replaced: the signing service may have signed it already
+   (and sends that certificate again for the same key, refusing a new key while it is valid),
+   so a request gone missing or unanswered for :data:`CSR_REWRITE_AGE` gets its CSR written
+   again from the same key.
 
 The kiosk process can write none of root's files; the only thing it hands over, the response,
 is read as untrusted. Every line logged says what was done with the serial and dates, never key
@@ -32,9 +35,10 @@ from kiosk.renewal.install import serial, when
 log = logging.getLogger(__name__)
 
 CONFIG = "/etc/kiosk/kiosk.toml"
-#: A request with no certificate after this long is started over (a new key and CSR): the
-#: signing service may have lost it, or refused it before a fix.
-PENDING_MAX_AGE = dt.timedelta(days=7)
+#: A request with no certificate this long after its CSR was written gets the CSR written again
+#: from the same key (the relay sends a changed file at once): the signing service may have lost
+#: it, refused it before a fix, or signed it while the kiosk was offline.
+CSR_REWRITE_AGE = dt.timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -153,19 +157,27 @@ def _ask(paths, cfg, current, pending, now):
                  serial(current), when(expires), when(due))
         return 0
     csr_path = paths.renewal_dir / files.REQUEST_NAME
-    if pending is not None and now - pending[1] < PENDING_MAX_AGE:
-        if csr_path.exists():
+    if pending is not None:
+        written = _written(csr_path)
+        if written is not None and abs(now - written) < CSR_REWRITE_AGE:
             log.info("cert: certificate %s expires %s; the request of %s is pending",
                      serial(current), when(expires), when(pending[1]))
         else:
             request.write_csr(pending[0], cfg.kiosk.id, csr_path)
-            log.info("cert: wrote the request of %s again to %s", when(pending[1]), csr_path)
+            log.info("cert: wrote the request of %s again to %s (%s)", when(pending[1]),
+                     csr_path, "it was missing" if written is None else
+                     f"unanswered since {when(written)}")
         return 1 if expired else 0
-    if pending is not None:
-        log.info("cert: the request of %s got no certificate in %d days: starting over",
-                 when(pending[1]), PENDING_MAX_AGE.days)
     request.make_request(cfg.kiosk.id, paths.pending_key, csr_path)
     log.info("cert: certificate %s expires %s: made a new key and the request %s for CN=%s; "
              "the kiosk relays it to the signing service", serial(current), when(expires),
              csr_path, cfg.kiosk.id)
     return 1 if expired else 0
+
+
+def _written(path):
+    """When the file at ``path`` was last written (aware UTC), None when it is missing."""
+    try:
+        return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+    except FileNotFoundError:
+        return None

@@ -247,19 +247,53 @@ def test_unit_clock_before_the_certificate_was_issued_waits(renewal_world, caplo
     assert "not synchronised" in caplog.text
 
 
-def test_unit_stale_request_starts_over_and_a_lost_csr_is_written_again(renewal_world):
+def csr_key(world):
+    return x509.load_pem_x509_csr(world.csr_pem()).public_key().public_bytes(*SPKI)
+
+
+def test_unit_lost_csr_is_written_again_from_the_pending_key(renewal_world):
     world = renewal_world
     world.run()
     first = world.pending_key.read_bytes()
     (world.renewal_dir / files.REQUEST_NAME).unlink()
     world.run(later=DAY)
     assert world.pending_key.read_bytes() == first  # the same request, written again
-    assert x509.load_pem_x509_csr(world.csr_pem()).public_key().public_bytes(*SPKI) == \
-        pending_key(world).public_key().public_bytes(*SPKI)
-    made = (world.now - unit.PENDING_MAX_AGE - DAY).timestamp()
-    os.utime(world.pending_key, (made, made))
+    assert csr_key(world) == pending_key(world).public_key().public_bytes(*SPKI)
+
+
+def test_unit_old_request_keeps_its_key_so_a_certificate_signed_meanwhile_installs(
+        renewal_world, caplog):
+    """The signing service signed the request, but the kiosk was offline for over a week: the
+    certificate it then receives certifies the pending key, so that key must still be there (a
+    new key would be refused by the service, the kiosk's newest certificate being that one)."""
+    caplog.set_level(logging.INFO)
+    world = renewal_world
     world.run()
-    assert world.pending_key.read_bytes() != first
+    first = world.pending_key.read_bytes()
+    late = signed(world)  # recorded and retained by the service; not yet received
+    old = (world.now - DAY).timestamp()
+    for path in (world.pending_key, world.renewal_dir / files.REQUEST_NAME):
+        os.utime(path, (old, old))
+    week = unit.CSR_REWRITE_AGE
+    assert world.run(later=week) == 0
+    assert world.pending_key.read_bytes() == first
+    assert csr_key(world) == pending_key(world).public_key().public_bytes(*SPKI)
+    assert "wrote the request of" in caplog.text and "again" in caplog.text
+    rewritten = world.snapshot()
+    assert world.run(later=week) == 0  # written again once a week, not at every run
+    assert world.snapshot() == rewritten
+    world.respond(late)
+    assert world.run(later=week) == 0
+    assert x509.load_pem_x509_certificate((world.credentials / "client.crt").read_bytes()) == late
+
+
+def test_unit_unreadable_pending_key_is_replaced_by_a_new_request(renewal_world, caplog):
+    world = renewal_world
+    world.run()
+    world.pending_key.write_bytes(b"not a key\n")
+    assert world.run() == 0
+    assert "not a readable PEM key" in caplog.text
+    assert csr_key(world) == pending_key(world).public_key().public_bytes(*SPKI)
 
 
 def test_unit_kiosk_cert_verb_takes_every_path_as_an_option(renewal_world, capsys):
