@@ -167,10 +167,12 @@ def issue(csr, kiosk_id, *, ca_cert, ca_key, days, now):
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
                        critical=False))
-    return builder.sign(ca_key, _digest(ca_key))
+    return builder.sign(ca_key, signature_hash(ca_key))
 
 
-def _digest(ca_key):
+def signature_hash(ca_key):
+    """The hash the agency CA signs with (its certificates and its CRLs alike): none for an
+    EdDSA key, SHA-384 for an EC key above 256 bits, else SHA-256."""
     if isinstance(ca_key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
         return None
     if isinstance(ca_key, ec.EllipticCurvePrivateKey) and ca_key.curve.key_size > 256:
@@ -183,15 +185,16 @@ def load_ca(cert_path, key_path):
     try:
         cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
     except (OSError, ValueError) as exc:
-        raise ProvisionError(f"--ca {cert_path}: not a readable PEM certificate ({exc})"
-                             ) from None
+        raise ProvisionError(f"--ca {cert_path}: not a readable PEM certificate ({exc}); give "
+                             "the agency CA's certificate") from None
     try:
         key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
     except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise ProvisionError(f"--ca-key {key_path}: not a readable unencrypted PEM private key "
                              f"({type(exc).__name__}); give the key file of --ca") from None
     if _spki(key.public_key()) != _spki(cert.public_key()):
-        raise ProvisionError(f"--ca-key {key_path} is not the key of --ca {cert_path}")
+        raise ProvisionError(f"--ca-key {key_path} is not the key of --ca {cert_path}; give the "
+                             "pair the kiosk certificates were signed with")
     return cert, key
 
 

@@ -25,10 +25,11 @@ import tempfile
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 
 from kiosk.errors import ProvisionError
 from kiosk.fleet import locks
+from kiosk.fleet.ca import load_ca, signature_hash
 from kiosk.fleet.db import DEFAULT_DB, open_database, utc_text
 
 #: Days a CRL is valid: long enough that a CA host down for a fortnight does not lock the fleet
@@ -40,25 +41,6 @@ REISSUE_BEFORE_DAYS = 15.0
 DAY_S = 86400.0
 #: Two issuers (the timer and a revoke) take turns, so no CRL number is issued twice.
 _CRL_LOCK_KEY = 0x63726C
-
-
-def read_ca(ca_cert_path, ca_key_path):
-    """``(certificate, private key)`` of the agency CA; a ProvisionError naming the file and
-    the fix when one is missing, unreadable, or the key is not the certificate's."""
-    try:
-        cert = x509.load_pem_x509_certificate(Path(ca_cert_path).read_bytes())
-    except (OSError, ValueError) as exc:
-        raise ProvisionError(f"--ca {ca_cert_path}: not a readable PEM certificate ({exc}); "
-                             "give the agency CA's certificate") from None
-    try:
-        key = serialization.load_pem_private_key(Path(ca_key_path).read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
-        raise ProvisionError(f"--ca-key {ca_key_path}: not a readable unencrypted PEM private "
-                             f"key ({exc}); give the key of --ca") from None
-    if key.public_key().public_numbers() != cert.public_key().public_numbers():
-        raise ProvisionError(f"--ca-key {ca_key_path} is not the key of --ca {ca_cert_path}; "
-                             "give the pair the kiosk certificates were signed with")
-    return cert, key
 
 
 def newest(fleet_db):
@@ -100,7 +82,7 @@ def issue(fleet_db, ca_cert, ca_key, crl_file, *, valid_s, now=None):
             builder = builder.add_revoked_certificate(
                 x509.RevokedCertificateBuilder().serial_number(int(serial, 16))
                 .revocation_date(min(now, dt.datetime.fromisoformat(when))).build())
-        crl = builder.sign(ca_key, hashes.SHA256())
+        crl = builder.sign(ca_key, signature_hash(ca_key))
         row = CaCrl.create(number=number, this_update=utc_text(now),
                            next_update=utc_text(now + dt.timedelta(seconds=valid_s)),
                            revoked_count=len(crl))
@@ -224,7 +206,7 @@ def main(args):
         return 0
     valid_s = _seconds(args, "valid", VALID_DAYS)
     margin_s = _seconds(args, "reissue-before", REISSUE_BEFORE_DAYS, minimum=-1.0)
-    ca_cert, ca_key = read_ca(args.ca, args.ca_key)
+    ca_cert, ca_key = load_ca(args.ca, args.ca_key)
     fleet_db = open_database(args.db)
     try:
         row = refresh(fleet_db, ca_cert, ca_key, args.crl_file, valid_s=valid_s,

@@ -30,6 +30,7 @@ from pathlib import Path
 from kiosk.accounts import is_reserved
 from kiosk.errors import ProvisionError
 from kiosk.fleet import crl
+from kiosk.fleet.ca import load_ca
 from kiosk.fleet.db import DEFAULT_DB, open_database
 from kiosk.telemetry import topics
 
@@ -99,7 +100,7 @@ def _check_files(args):
     if not Path(args.revoked_file).parent.is_dir():
         raise ProvisionError(f"--revoked-file {args.revoked_file}: its folder does not exist; "
                              "give the broker's plugin_opt_revoked_file")
-    return crl.read_ca(args.ca, args.ca_key) if args.ca else None
+    return load_ca(args.ca, args.ca_key) if args.ca else None
 
 
 def revoke(fleet_db, args, ca, now):

@@ -20,6 +20,7 @@ from cryptography.x509.oid import NameOID
 from kiosk.cli import run_verbs
 from kiosk.errors import ProvisionError
 from kiosk.fleet import crl
+from kiosk.fleet.ca import load_ca
 from kiosk.fleet.cli import VERBS
 from kiosk.fleet.db import open_database
 
@@ -56,7 +57,7 @@ def issuer(tmp_path):
                                  not_after=NOW + dt.timedelta(days=365), issued=NOW)
     fleet_db.KioskCert.update(revoked="2026-11-30T10:00:00.000Z").where(
         fleet_db.KioskCert.serial == "7f3c").execute()
-    yield fleet_db, crl.read_ca(*make_ca(tmp_path / "ca")), tmp_path / "broker" / "ca.crl"
+    yield fleet_db, load_ca(*make_ca(tmp_path / "ca")), tmp_path / "broker" / "ca.crl"
     fleet_db.close()
 
 
@@ -109,9 +110,9 @@ def test_crl_errors_name_the_file_and_the_fix(issuer, tmp_path):
     fleet_db, (ca_cert, ca_key), _ = issuer
     other_crt, other_key = make_ca(tmp_path / "other", "another CA")
     with pytest.raises(ProvisionError, match=r"--ca .*missing\.crt: not a readable PEM"):
-        crl.read_ca(tmp_path / "missing.crt", other_key)
+        load_ca(tmp_path / "missing.crt", other_key)
     with pytest.raises(ProvisionError, match=r"--ca-key .*other/ca\.key is not the key of --ca"):
-        crl.read_ca(tmp_path / "ca" / "ca.crt", other_key)
+        load_ca(tmp_path / "ca" / "ca.crt", other_key)
     with pytest.raises(ProvisionError, match=r"--crl-file .*nowhere/ca\.crl: its folder"):
         crl.issue(fleet_db, ca_cert, ca_key, tmp_path / "nowhere" / "ca.crl", valid_s=60)
     assert crl.newest(fleet_db) is None  # a CRL that could not be written is not recorded
