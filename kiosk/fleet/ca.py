@@ -69,7 +69,8 @@ PUBLISH_TIMEOUT_S = 10.0
 #: A new key is signed only while the kiosk's newest valid certificate expires within this
 #: many days (the kiosk asks from ``mqtt.renew_before_days``, 30 by default, before): a key
 #: copied off an SD card cannot renew itself for another year whenever it likes, only race the
-#: kiosk once, in the window, which one of them then loses loudly.
+#: kiosk once, in the window, which one of them then loses, with a log line saying what it may
+#: mean.
 RENEW_WINDOW_DAYS = 31
 
 
