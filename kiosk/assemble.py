@@ -18,7 +18,7 @@ from kiosk.clock import WallClock
 from kiosk.errors import KioskError
 from kiosk.gpio import Panel
 from kiosk.renewal import files as renewal_files
-from kiosk.renewal.client_cert import ClientCert
+from kiosk.renewal.client_cert import ClientCert, read_certificate
 from kiosk.renewal.relay import LOOK_EVERY_S, RELAY_EVERY_S, Relay
 from kiosk.runner import Runner
 from kiosk.store import Housekeeper, Store
@@ -66,6 +66,7 @@ class Telemetry:
                                      applied_version=lambda: self.config_version,
                                      cpu_temperature=cpu_temperature, screen_state=screen_state,
                                      update_state=StatusReader(update_status),
+                                     cert_expires=_loaded_cert_expiry(cfg.mqtt),
                                      stamp=clock.stamp, wall=wall)
 
     def reconfigure(self, cfg):
@@ -242,6 +243,20 @@ def _client_cert(cfg, renewal_dir):
     if not cfg.mqtt.host or not cfg.mqtt.cert_file:
         return None
     return ClientCert(cfg.mqtt.cert_file, renewal_dir=renewal_dir)
+
+
+def _loaded_cert_expiry(mqtt):
+    """The notAfter of the client certificate the link loaded (after it did: a file it could
+    not load has already stopped the kiosk, naming the path), None without one. Read once: a
+    new certificate is loaded only by a restart (:meth:`ClientCert.installed`)."""
+    if not mqtt.tls or not mqtt.cert_file:
+        return None
+    try:
+        return read_certificate(mqtt.cert_file)[1]
+    except (OSError, ValueError) as exc:  # replaced since the link loaded it: said, not fatal
+        log.warning("cannot read the client certificate %s for its expiry: %s",
+                    mqtt.cert_file, exc)
+        return None
 
 
 def _display(cfg, headless, clock):

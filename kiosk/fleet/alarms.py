@@ -39,8 +39,8 @@ class Thresholds:
     outbox_oldest_s: float = 3600.0  # or the oldest of them waiting longer than this
     dead_letters: int = 0  # dead letters above this
     instance_changed_s: float = 86400.0  # how long an instance change stays raised
-    # The kiosk's newest client certificate expires in less than this (30 days: time to
-    # provision and send a new one before the kiosk can no longer connect).
+    # The kiosk's client certificate expires in less than this (30 days: time to provision
+    # and send a new one before the kiosk can no longer connect).
     cert_expiring_s: float = 30 * 86400.0
     # The newest CRL's nextUpdate is less than this away (7 days: the hourly refresh re-issues
     # 15 days ahead, so this means it has failed for a week).
@@ -59,14 +59,18 @@ def _age_s(text, now):
     return (now - dt.datetime.fromisoformat(text)).total_seconds()
 
 
-def conditions(kiosk, verdicts, instance_changed_at, now, thresholds, *, cert_not_after=None):
+def conditions(kiosk, verdicts, instance_changed_at, now, thresholds, *, cert_not_after=None,
+               cert_reported=None):
     """``{kind: detail}`` of the alarms ``kiosk`` (a KioskRow) calls for at ``now`` (aware).
 
     ``verdicts`` is its ``{verdict: periods}``; ``instance_changed_at`` the collector clock of
     its latest instance change (None if never); ``cert_not_after`` the expiry (RFC 3339 UTC
-    text) of its newest client certificate, None for a kiosk with none recorded (a password
-    account). The health conditions wait for a first health report (``kiosk.reader`` None
-    before); clock_synced is also taken from status messages.
+    text) of its newest client certificate recorded, None for a kiosk with none (a password
+    account); ``cert_reported`` the expiry of the certificate the kiosk says it connects with
+    (its latest health's ``cert_expires``), None from kiosks that do not say. The kiosk's word
+    wins: a renewal is recorded when it is signed, and may never be installed. The health
+    conditions wait for a first health report (``kiosk.reader`` None before); clock_synced is
+    also taken from status messages.
     """
     t = thresholds
     found = {}
@@ -92,13 +96,24 @@ def conditions(kiosk, verdicts, instance_changed_at, now, thresholds, *, cert_no
     if mismatched:
         found["period_count_mismatch"] = ", ".join(f"{n} periods {v}"
                                                    for v, n in mismatched.items())
-    if cert_not_after is not None:
-        left_s = -_age_s(cert_not_after, now)
+    expiry = cert_reported or cert_not_after
+    if expiry is not None:
+        left_s = -_age_s(expiry, now)
         if left_s < t.cert_expiring_s:
-            day = dt.datetime.fromisoformat(cert_not_after).astimezone(dt.UTC).date()
-            found["cert_expiring"] = (f"expires {day} (in {int(left_s // 86400)} d)"
-                                      if left_s > 0 else f"expired {day}")
+            found["cert_expiring"] = (f"expires {_day(expiry)} (in {int(left_s // 86400)} d)"
+                                      if left_s > 0 else f"expired {_day(expiry)}")
+            if cert_reported and cert_not_after and _later(cert_not_after, cert_reported):
+                found["cert_expiring"] += (f"; the one expiring {_day(cert_not_after)} is "
+                                           "signed but not installed")
     return found
+
+
+def _day(text):
+    return dt.datetime.fromisoformat(text).astimezone(dt.UTC).date()
+
+
+def _later(text, than):
+    return dt.datetime.fromisoformat(text) > dt.datetime.fromisoformat(than)
 
 
 def fleet_conditions(crl_next_update, now, thresholds):

@@ -932,6 +932,12 @@ class FleetDb:
         KioskCert = self.KioskCert
         cert_not_after = dict(KioskCert.select(KioskCert.kiosk_id, fn.MAX(KioskCert.not_after))
                               .group_by(KioskCert.kiosk_id).tuples())
+        # The expiry each kiosk's latest health says it connects with: a renewal recorded above
+        # may never have been installed. Taken out of the JSON by the database (a national
+        # fleet's every report parsed here would cost more than the evaluation).
+        reported = self._health_field("cert_expires")
+        cert_reported = dict(KioskRow.select(KioskRow.kiosk_id, reported)
+                             .where(reported.is_null(False)).tuples())
         raised, cleared = [], []
         # The columns the conditions read, as the driver's tuples: a national fleet is 78,000
         # rows, and peewee converting each value was half the time of an evaluation.
@@ -942,7 +948,8 @@ class FleetDb:
             # A retired kiosk is off the broker for good: nothing about it is ops' to act on.
             found_by[kiosk.kiosk_id] = {} if kiosk.retired else alarms.conditions(
                 kiosk, verdicts.get(kiosk.kiosk_id, {}), changed_at.get(kiosk.kiosk_id), now,
-                thresholds, cert_not_after=cert_not_after.get(kiosk.kiosk_id))
+                thresholds, cert_not_after=cert_not_after.get(kiosk.kiosk_id),
+                cert_reported=cert_reported.get(kiosk.kiosk_id))
         CaCrl = self.CaCrl
         newest_crl = CaCrl.select(CaCrl.next_update).order_by(CaCrl.number.desc()).first()
         found_by[alarms.FLEET_SUBJECT] = alarms.fleet_conditions(
@@ -959,6 +966,13 @@ class FleetDb:
                     event.save()
                     cleared.append(event)
         return raised, cleared
+
+    def _health_field(self, key):
+        """An expression for the text of top-level ``key`` of each kiosk's stored health JSON
+        (NULL when the report lacks it or holds null)."""
+        if isinstance(self.database, PostgresqlDatabase):
+            return SQL('(CAST("health" AS json) ->> %s)', (key,))
+        return fn.json_extract(self.KioskRow.health, f"$.{key}")
 
     def alarm_events(self, kiosk_id=None, *, open_only=False):
         """The alarm history (of one kiosk), oldest first; only those still open if asked."""

@@ -5,7 +5,9 @@ nothing, and a kiosk that was offline for a day must not flood the broker with o
 report is read fresh each time (load, disk, memory, outbox stats); what only the runner knows
 (reader state, card reads) is noted here. CPU temperature and screen state stay null unless a
 provider callable is given; so does the update state (``update_state``: the root updater's status
-file as :class:`kiosk.update.request.StatusReader` reads it).
+file as :class:`kiosk.update.request.StatusReader` reads it). ``cert_expires`` is the expiry of
+the client certificate the process connects with, read once as it starts (a new certificate is
+only loaded by a restart); the centre trusts it over the newest one it signed.
 
 A report goes out every minute, so nothing in it may move with a single visit (issue 11): no
 time of the last card read and no "card present", only the number of cards read on the last
@@ -79,7 +81,8 @@ class HealthReporter:
 
     ``applied_version()`` returns the applied remote config version (or None); providers
     ``cpu_temperature()`` (degrees C), ``screen_state()`` (``on``/``off``) and
-    ``update_state()`` (a ``topics.UpdateState`` or None) are optional.
+    ``update_state()`` (a ``topics.UpdateState`` or None) are optional. ``cert_expires`` is the
+    loaded client certificate's notAfter (aware), None for a password kiosk.
     Dead letters are the alarm: ``dead_letters`` stays above zero until a replay delivers them.
     ``wall()`` returns ``(aware UTC now, synced)``; in demo mode the wall clock counts as
     synced, as the runner counts it (a developer's machine may run no timesyncd).
@@ -87,7 +90,8 @@ class HealthReporter:
 
     def __init__(self, store, link, *, interval_s, version, mode,
                  applied_version=lambda: None, cpu_temperature=None, screen_state=None,
-                 update_state=None, stamp=system_stamp, clock=time.monotonic, wall=system_wall):
+                 update_state=None, cert_expires=None, stamp=system_stamp, clock=time.monotonic,
+                 wall=system_wall):
         self._store = store
         self._link = link
         self._interval_s = interval_s
@@ -98,6 +102,7 @@ class HealthReporter:
         self._screen_state = screen_state
         self._update_state = update_state
         self._update_refused = False
+        self._cert_expires = None if cert_expires is None else period.text(cert_expires)
         self._stamp = stamp
         self._clock = clock
         self._wall = wall
@@ -155,6 +160,7 @@ class HealthReporter:
             stamp=self._stamp(),
             cpu_temp_c=self._cpu_temperature() if self._cpu_temperature else None,
             screen=self._screen_state() if self._screen_state else None,
+            cert_expires=self._cert_expires,
         )
         update = self._update_state() if self._update_state else None
         if update is not None:

@@ -488,6 +488,7 @@ class HealthMessage:
     mono_s: float
     schema: int
     update: UpdateState | None = None
+    cert_expires: str | None = None
 
 
 @dataclass(frozen=True)
@@ -669,7 +670,8 @@ def _parse_period(what, obj, kiosk_id):
 
 def health_payload(*, mode, uptime_s, load_1m, disk_free_mb, mem_free_mb, outbox_depth,
                    outbox_oldest_s, dead_letters, reader, card_reads_ok, config_version,
-                   version, stamp, cpu_temp_c=None, screen=None, update=None):
+                   version, stamp, cpu_temp_c=None, screen=None, update=None,
+                   cert_expires=None):
     """One ``health`` report (QoS 0, every ``telemetry.health_interval_s``, never stored).
 
     Nothing in it may move with a single visit: ``outbox_depth`` and ``outbox_oldest_s`` count
@@ -678,6 +680,9 @@ def health_payload(*, mode, uptime_s, load_1m, disk_free_mb, mem_free_mb, outbox
     ``cpu_temp_c`` (None without a sensor) and ``screen`` (``on``/``off``, None without a
     display) come from GPIO and display. ``update`` (None before the first update) is an
     :class:`UpdateState`: how the kiosk's latest update went, for the console's rollout view.
+    ``cert_expires`` (None for a password kiosk) is the notAfter of the client certificate the
+    kiosk connected with, as RFC 3339 UTC text: the centre judges ``cert_expiring`` by it, since
+    a renewal it signed may never have been installed.
     """
     obj = {
         "schema": SCHEMA, "mode": mode, "uptime_s": round(float(uptime_s), 1),
@@ -691,6 +696,8 @@ def health_payload(*, mode, uptime_s, load_1m, disk_free_mb, mem_free_mb, outbox
     if update is not None:
         obj["update"] = {"state": update.state, "version": update.version,
                          "reason": update.reason, "rollout": update.rollout}
+    if cert_expires is not None:
+        obj["cert_expires"] = cert_expires
     _parse_health("health_payload", obj, "-")
     return _encode(obj)
 
@@ -712,7 +719,20 @@ def _parse_health(what, obj, kiosk_id):
         cpu_temp_c=f.number("cpu_temp_c", -40, 150, optional=True),
         screen=f.choice("screen", ("on", "off"), optional=True),
         **f.stamp(), schema=obj["schema"], update=_update_state(what, f),
+        cert_expires=_instant(f, "cert_expires"),
     )
+
+
+def _instant(f, key):
+    """An optional RFC 3339 UTC time that must also be a real one: the collector compares it
+    with its clock, and a 31 February would fail there, on every alarm evaluation."""
+    text = f.time(key, optional=True)
+    if text is not None:
+        try:
+            datetime.fromisoformat(text)
+        except ValueError:
+            f.fail(key, "must be a real date and time")
+    return text
 
 
 def _update_state(what, f):

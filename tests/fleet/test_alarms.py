@@ -264,6 +264,39 @@ def test_alarm_cert_expiring_raised_once_for_the_newest_certificate_and_cleared_
         ("cm-dlt", "cert_expiring")]
 
 
+def test_alarm_cert_expiring_trusts_the_expiry_the_kiosk_reports_over_a_renewal_it_lacks(
+        fleet):
+    """A renewal is recorded when the signing service signs it; a kiosk that never installed
+    it still connects with the old certificate, and its health says so: the alarm stays. A
+    kiosk whose health does not say (not upgraded) is judged by the newest record, as before."""
+    day = dt.timedelta(days=1)
+    for kiosk_id in ("cm-dlt", "bkk-bma"):  # both 20 days from expiry, and renewed
+        fleet.add_certificate(kiosk_id, serial="7F3C", not_before=NOW - 345 * day,
+                              not_after=NOW + 20 * day, issued=NOW - 345 * day)
+        fleet.add_certificate(kiosk_id, serial="c0ffee", not_before=NOW,
+                              not_after=NOW + 365 * day, issued=NOW)  # cm-dlt never installed it
+
+    def reports(kiosk_id, cert_expires):
+        fleet.apply_health([topics.parse_kiosk_message(
+            topics.kiosk_topic(kiosk_id, "health"), health(cert_expires=cert_expires))],
+            RECEIVED)
+
+    with fleet.database.atomic():
+        reports("cm-dlt", "2026-12-21T03:00:00Z")
+        reports("bkk-bma", None)  # not upgraded: its renewal is taken on trust, as before
+        raised, cleared = fleet.update_alarms(NOW, alarms.DEFAULT_THRESHOLDS)
+    assert [(e.kiosk_id, e.kind, e.detail) for e in raised] == [
+        ("cm-dlt", "cert_expiring", "expires 2026-12-21 (in 20 d); the one expiring 2027-12-01 "
+                                    "is signed but not installed")] and cleared == []
+
+    later = NOW + dt.timedelta(minutes=5)
+    with fleet.database.atomic():
+        reports("cm-dlt", "2027-12-01T03:00:00Z")  # restarted with the renewal installed
+        raised, cleared = fleet.update_alarms(later, alarms.DEFAULT_THRESHOLDS)
+    assert raised == [] and [(e.kiosk_id, e.kind) for e in cleared] == [
+        ("cm-dlt", "cert_expiring")]
+
+
 def test_alarm_migration_11_adds_the_certificates_to_a_version_10_store(fleet_url):
     db = open_database(fleet_url)
     try:
@@ -321,6 +354,18 @@ def test_alarm_cert_expiring_starts_inside_its_threshold_not_at_it():
     assert found("2026-12-01T03:00:00.000Z") == {"cert_expiring": "expired 2026-12-01"}
     assert found("2026-11-02T08:00:00.000Z") == {"cert_expiring": "expired 2026-11-02"}
     assert alarms.DEFAULT_THRESHOLDS.cert_expiring_s == 30 * 86400
+
+
+def test_alarm_cert_expiring_judges_the_reported_expiry_first():
+    def found(recorded, reported):
+        return alarms.conditions(kiosk_row(), {}, None, NOW, SHORT,
+                                 cert_not_after=recorded, cert_reported=reported)
+
+    assert found("2027-12-01T03:00:00Z", None) == {}  # not upgraded: the record, as before
+    assert found("2027-12-01T03:00:00Z", "2026-12-02T03:00:00Z") == {"cert_expiring": (
+        "expires 2026-12-02 (in 1 d); the one expiring 2027-12-01 is signed but not installed")}
+    assert found(None, "2026-12-02T03:00:00Z") == {"cert_expiring": "expires 2026-12-02 (in 1 d)"}
+    assert found("2026-11-02T03:00:00Z", "2027-12-01T03:00:00Z") == {}  # never recorded here
 
 
 def test_alarm_crl_expiring_raised_for_the_fleet_and_cleared_by_a_refresh(fleet, tmp_path):
