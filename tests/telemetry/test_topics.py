@@ -575,3 +575,27 @@ def test_topics_health_carries_the_update_state():
     del obj["update"]
     assert topics.parse_kiosk_message("citizeninfo/v1/kiosk/k1/health",
                                       json.dumps(obj)).update is None
+
+
+@pytest.mark.parametrize("bad", [
+    "2027-12-02", "2027-12-02T03:00:00+07:00", "2027-02-31T03:00:00Z", 1827803200,
+    1827803200000, "", True])
+def test_topics_health_cert_expires_is_a_real_utc_time_or_absent(bad):
+    """The loaded certificate's notAfter, as text: never a number (a 13-digit one would be a
+    millisecond time to a reader and a citizen ID to a privacy scan), never a day that does
+    not exist (the collector compares it with its clock on every evaluation)."""
+    fields = dict(mode="production", uptime_s=1, load_1m=0, disk_free_mb=1, mem_free_mb=1,
+                  outbox_depth=0, outbox_oldest_s=None, dead_letters=0, reader="ready",
+                  card_reads_ok=None, config_version=None, version="0.1.0", stamp=STAMP)
+    payload = topics.health_payload(**fields, cert_expires="2027-12-02T03:00:00Z")
+    health = "citizeninfo/v1/kiosk/k1/health"
+    assert topics.parse_kiosk_message(health, payload).cert_expires == "2027-12-02T03:00:00Z"
+    obj = json.loads(payload)
+    obj["cert_expires"] = bad
+    with pytest.raises(MessageRejected, match="'cert_expires'|13-digit"):
+        topics.parse_kiosk_message(health, json.dumps(obj))
+    with pytest.raises(MessageRejected, match="'cert_expires'"):
+        topics.health_payload(**fields, cert_expires=str(bad))
+    del obj["cert_expires"]  # a password kiosk, or one not upgraded
+    assert topics.parse_kiosk_message(health, json.dumps(obj)).cert_expires is None
+    assert "cert_expires" not in json.loads(topics.health_payload(**fields))
