@@ -1015,16 +1015,18 @@ def client_cert_file(path, *, not_after):
     return cert.serial_number
 
 
-def write_installed(renewal_dir, serial, *, mtime):
+def write_installed(renewal_dir, serial, *, mtime=None):
+    """The root unit's install record; ``mtime`` as its clock stamped it (default now)."""
     record = renewal_dir / "installed.json"
     record.write_text(json.dumps({"serial": f"{serial:x}", "not_after": "2027-01-05T09:00:00Z",
                                   "installed": "2026-01-05T09:00:00Z"}))
-    os.utime(record, (mtime, mtime))
+    if mtime is not None:
+        os.utime(record, (mtime, mtime))
 
 
 @pytest.fixture
 def cert_runner(runner, tmp_path, monkeypatch):
-    """The runner with a client certificate valid for a day, loaded at wall time 1000 s; it
+    """The runner with a client certificate valid for a day and no install record yet; it
     keeps house every turn."""
     from kiosk import runner as runner_module
     from kiosk.renewal.client_cert import ClientCert
@@ -1034,8 +1036,7 @@ def cert_runner(runner, tmp_path, monkeypatch):
     runner.cert_path, runner.renewal_dir = tmp_path / "client.crt", tmp_path / "renewal"
     runner.renewal_dir.mkdir()
     runner.serial = client_cert_file(runner.cert_path, not_after=T + timedelta(days=1))
-    runner.client_cert = ClientCert(runner.cert_path, renewal_dir=runner.renewal_dir,
-                                    started=1000.0)
+    runner.client_cert = ClientCert(runner.cert_path, renewal_dir=runner.renewal_dir)
     return runner
 
 
@@ -1049,7 +1050,7 @@ def test_runner_new_certificate_installed_restarts_at_the_first_quiet_moment(cer
     stop = threading.Event()
     cert_runner._stop = stop  # as run() sets it
     play(cert_runner, flow.StartedWithoutCard(), flow.ServiceChosen(service_id(cert_runner)))
-    write_installed(cert_runner.renewal_dir, cert_runner.serial + 1, mtime=2000.0)
+    write_installed(cert_runner.renewal_dir, cert_runner.serial + 1)
     housekeeping(cert_runner)
     assert not stop.is_set(), "a citizen is at the kiosk"
     play(cert_runner, flow.CopyAnswered("none"), flow.RatingChosen(5), flow.Dismissed())
@@ -1064,16 +1065,37 @@ def test_runner_new_certificate_installed_restarts_at_the_first_quiet_moment(cer
         "2027-01-05T09:00:00Z); restarting to load it"]
 
 
-@pytest.mark.parametrize("why, serial_offset, mtime", [
-    ("installed before this process started", 1, 999.0),
-    ("the certificate this process loaded", 0, 2000.0)])
-def test_runner_install_record_of_the_loaded_certificate_restarts_nothing(
-        cert_runner, why, serial_offset, mtime):
+def test_runner_install_record_of_the_loaded_certificate_restarts_nothing(cert_runner):
     cert_runner._stop = stop = threading.Event()
-    write_installed(cert_runner.renewal_dir, cert_runner.serial + serial_offset, mtime=mtime)
+    write_installed(cert_runner.renewal_dir, cert_runner.serial)
     housekeeping(cert_runner)
     housekeeping(cert_runner)
-    assert not stop.is_set(), why
+    assert not stop.is_set()
+
+
+def test_runner_install_record_already_there_at_start_restarts_nothing(cert_runner):
+    """The process started after that install (a technician may since have put the previous
+    pair back): what it loaded is what it runs."""
+    from kiosk.renewal.client_cert import ClientCert
+
+    cert_runner._stop = stop = threading.Event()
+    write_installed(cert_runner.renewal_dir, cert_runner.serial + 1)
+    cert_runner.client_cert = ClientCert(cert_runner.cert_path,
+                                         renewal_dir=cert_runner.renewal_dir)
+    housekeeping(cert_runner)
+    housekeeping(cert_runner)
+    assert not stop.is_set()
+
+
+def test_runner_install_stamped_before_the_start_by_a_clock_set_back_still_restarts(
+        cert_runner):
+    """NTP stepped the clock back after boot: the record written since looks older than the
+    process. Still a new install, so still a restart."""
+    cert_runner._stop = stop = threading.Event()
+    housekeeping(cert_runner)
+    write_installed(cert_runner.renewal_dir, cert_runner.serial + 1, mtime=time.time() - 3600)
+    housekeeping(cert_runner)
+    assert stop.is_set()
 
 
 def test_runner_expired_certificate_suspends_on_a_synced_clock_until_a_valid_one_is_in(

@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import logging
 import os
-import time
 from pathlib import Path
 
 from cryptography import x509
@@ -39,13 +38,15 @@ def read_certificate(path):
 
 class ClientCert:
     """The certificate at ``cert_file`` (``mqtt.cert_file``) and the install record in
-    ``renewal_dir``; ``started`` is the process's start (seconds since the epoch, as a file's
-    mtime), by default now: the kiosk makes this object as it starts."""
+    ``renewal_dir``, as the kiosk finds them when it makes this object at its start."""
 
-    def __init__(self, cert_file, *, renewal_dir=files.RENEWAL_DIR, started=None):
+    def __init__(self, cert_file, *, renewal_dir=files.RENEWAL_DIR):
         self.path = Path(cert_file)
         self.record_path = Path(renewal_dir, files.INSTALLED_NAME)
-        self.started = time.time() if started is None else started
+        #: The record as it was at the start: only another one asks for a restart. Its
+        #: identity, not its time, since NTP may step the clock back after boot and make a
+        #: record written since look older than the process.
+        self._record_at_start = _identity(self.record_path)
         self._seen = self._record_seen = None  # (mtime_ns, size, inode) last read
         self._cert = self._record = None
         self._said = set()  # serials whose expiry was logged
@@ -85,16 +86,16 @@ class ClientCert:
                 "refuses it: install a new bundle")
 
     def installed(self):
-        """The root unit's install record (``serial``, ``not_after``) when it is newer than
-        the process and names another certificate than the one loaded, else None."""
+        """The root unit's install record (``serial``, ``not_after``) when it was written since
+        the process started and names another certificate than the one loaded, else None."""
         seen = _identity(self.record_path)
         if seen != self._record_seen:
             self._record_seen = seen
             self._record = self._read_record() if seen is not None else None
-        if self._record is None or seen[0] <= self.started * 1e9:
+        if self._record is None or seen == self._record_at_start:
             return None
         if self._record["serial"] == self.loaded_serial:
-            return None  # started after the install already
+            return None  # the process loaded it already (an install run again)
         return self._record
 
     def _read_record(self):

@@ -16,7 +16,7 @@ from kiosk.bundle import DATA_DIR
 RENEWAL_DIR = Path(DATA_DIR, "renewal")
 REQUEST_NAME = "request.csr"
 #: JSON ``{"serial": hex, "not_after": RFC 3339, "installed": RFC 3339}``: the kiosk restarts
-#: when idle once this is newer than its own start, to load the new certificate.
+#: when idle once this is another file than at its start, to load the new certificate.
 INSTALLED_NAME = "installed.json"
 #: Root's, 0700: the key of the pending request (0600); it never leaves this folder until the
 #: matching certificate is installed beside the credentials.
