@@ -48,7 +48,7 @@ from kiosk.accounts import CA, PASSWORD_PORT
 from kiosk.errors import CertRefused, MessageRejected, ProvisionError, TelemetryError
 from kiosk.fleet.collector import read_password
 from kiosk.fleet.db import DEFAULT_DB, open_database, utc_text
-from kiosk.fleet.provision import CERT_DAYS, _not_after, _not_before, _positive_days
+from kiosk.fleet.provision import CERT_DAYS, _positive_days
 from kiosk.logsafe import never_raises, printable, redact_ids
 from kiosk.telemetry import topics
 
@@ -139,7 +139,7 @@ def issue(csr, kiosk_id, *, ca_cert, ca_key, days, now):
     """The certificate (an ``x509.Certificate``) for the checked request ``csr``: the
     extensions ``provision``'s certificates have (client authentication only, not a CA), a
     random serial, subject ``CN=<kiosk_id>``."""
-    ca_until = _not_after(ca_cert)
+    ca_until = ca_cert.not_valid_after_utc
     not_after = now + dt.timedelta(days=days)
     if not_after > ca_until:
         log.warning("%s: certificate clipped to the agency CA's expiry %s (asked for %s days); "
@@ -148,7 +148,7 @@ def issue(csr, kiosk_id, *, ca_cert, ca_key, days, now):
     if not_after <= now:
         raise CertRefused(f"{kiosk_id}: the agency CA expired {ca_until:%Y-%m-%d %H:%M UTC}; "
                           "renew the CA, then the kiosks' certificates")
-    not_before = max(now - BACKDATE, _not_before(ca_cert))
+    not_before = max(now - BACKDATE, ca_cert.not_valid_before_utc)
     key = csr.public_key()
     builder = (
         x509.CertificateBuilder()
@@ -229,7 +229,7 @@ class IssuedStore:
             log.warning("%s: the certificate kept for this key cannot be read (%s); signing a "
                         "new one", kiosk_id, type(exc).__name__)
             return None
-        return cert if _not_after(cert) > now else None
+        return cert if cert.not_valid_after_utc > now else None
 
     def keep(self, kiosk_id, cert):
         path = self._path(kiosk_id, cert.public_key())
@@ -450,7 +450,8 @@ class SigningService:
             self.issued.keep(kiosk_id, cert)
             outcome = "signed"
         fleet.add_certificate(kiosk_id, serial=f"{cert.serial_number:x}",
-                              not_before=_not_before(cert), not_after=_not_after(cert),
+                              not_before=cert.not_valid_before_utc,
+                              not_after=cert.not_valid_after_utc,
                               issued=now)
         # Again, now that the serial is on record: a revoke that landed while this request was
         # signed issued its CRL without it, so it is marked revoked here and never sent.
@@ -473,7 +474,7 @@ class SigningService:
             raise TelemetryError(f"{kiosk_id}: the broker did not confirm the certificate "
                                  f"within {PUBLISH_TIMEOUT_S:g} s")
         log.info("%s a certificate for %s, valid until %s", outcome, kiosk_id,
-                 f"{_not_after(cert):%Y-%m-%d %H:%M UTC}")
+                 f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M UTC}")
         return outcome
 
 

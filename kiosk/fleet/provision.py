@@ -149,7 +149,7 @@ def provision(csv_path, out, *, registry, broker, port=None, broker_ca=None, ca=
     if port is None:
         port = MTLS_PORT if ca is not None else PASSWORD_PORT
     if ca is not None:
-        ca = (*ca, _not_after(_read_cert(ca[0])))
+        ca = (*ca, _read_cert(ca[0]).not_valid_after_utc)
     text, encoding = read_csv_text(csv_path)
     unreadable = []
     records = list(records_by_line(csv.reader(io.StringIO(text, newline="")), unreadable))
@@ -320,19 +320,6 @@ def _read_cert(path):
         raise ProvisionError(f"{path}: not a readable PEM certificate ({exc})") from None
 
 
-def _not_after(cert):
-    """The certificate's expiry, aware UTC (cryptography before 42 gives it naive)."""
-    if hasattr(cert, "not_valid_after_utc"):
-        return cert.not_valid_after_utc
-    return cert.not_valid_after.replace(tzinfo=dt.UTC)
-
-
-def _not_before(cert):
-    if hasattr(cert, "not_valid_before_utc"):
-        return cert.not_valid_before_utc
-    return cert.not_valid_before.replace(tzinfo=dt.UTC)
-
-
 def _sign_client_cert(folder, kiosk_id, ca_cert, ca_key, days):
     """A P-256 key and a certificate whose CN is the kiosk id (the broker's user name), valid
     ``days``; returns ``(serial_hex, not_before, not_after)`` as read from the certificate."""
@@ -351,7 +338,7 @@ def _sign_client_cert(folder, kiosk_id, ca_cert, ca_key, days):
         (folder / leftover).unlink(missing_ok=True)
     os.chmod(folder / "mqtt-client.key", 0o600)
     cert = _read_cert(folder / "mqtt-client.crt")
-    return f"{cert.serial_number:x}", _not_before(cert), _not_after(cert)
+    return f"{cert.serial_number:x}", cert.not_valid_before_utc, cert.not_valid_after_utc
 
 
 def _write_broker_files(folder, accounts):
