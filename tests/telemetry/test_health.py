@@ -13,12 +13,17 @@ from dataclasses import dataclass
 import pytest
 
 from kiosk.errors import MessageRejected
+from kiosk.fleet.collector import Collector
+from kiosk.fleet.db import open_database
 from kiosk.period import Period
+from kiosk.renewal.client_cert import read_certificate
+from kiosk.rigs.broker import Broker
 from kiosk.store import Store
 from kiosk.telemetry import topics
 from kiosk.telemetry.health import HealthReporter
 from kiosk.update import request
-from tests.telemetry.kiosk_process import RECORD
+from tests.fixtures.broker import wait_until
+from tests.telemetry.kiosk_process import RECORD, KioskSide
 
 #: 09:00 local on 1 December 2026; local midnight is 17:00 UTC.
 MORNING = dt.datetime(2026, 12, 1, 2, 0, tzinfo=dt.UTC)
@@ -217,3 +222,50 @@ def test_health_update_state_comes_from_the_updaters_status_file(tmp_path, caplo
         assert "update" not in report(health)[0]
         assert "update" not in report(health)[0]
     assert len([r for r in caplog.records if "ignoring the update status" in r.message]) == 3
+
+
+@pytest.mark.slow
+def test_health_tells_the_collector_the_expiry_of_the_certificate_the_kiosk_connected_with(
+        make_config, tmp_path):
+    """End to end over the real mutual-TLS listener: the kiosk's health carries the notAfter
+    of the certificate it loaded, the collector keeps it, and a renewal recorded as signed but
+    never installed does not clear ``cert_expiring`` (the rig's certificates last 30 days,
+    inside the default 30-day threshold)."""
+    kiosk_id = "k-cert"
+    with Broker(tmp_path / "broker", tls=True) as broker:
+        cert_file, key_file = broker.make_client_cert(kiosk_id)
+        loaded = read_certificate(cert_file)[1]
+        cfg = make_config(
+            tmp_path / "kiosk", kiosk={"id": kiosk_id},
+            mqtt={"host": "127.0.0.1", "port": broker.tls_port, "tls": True,
+                  "ca_file": str(broker.ca_file), "cert_file": str(cert_file),
+                  "key_file": str(key_file), "password_file": "", "reconnect_min_s": 0.1,
+                  "reconnect_max_s": 1})
+        fleet = str(tmp_path / "fleet.sqlite3")
+        renewal = dt.datetime.now(dt.UTC) + 365 * DAY
+        db = open_database(fleet)  # what the signing service records as it signs
+        db.add_certificate(kiosk_id, serial="c0ffee", not_before=renewal - 365 * DAY,
+                           not_after=renewal, issued=renewal - 365 * DAY)
+        db.close()
+        collector = Collector(fleet, "127.0.0.1", broker.port, *broker.collector_credentials,
+                              batch_s=0.05, alarms_every_s=0.05)
+        side = KioskSide(cfg, poll_s=0.05)
+        collector.start()
+        try:
+            assert collector.wait_for_connected(10)
+            side.start()
+            assert side.link.wait_for_connected(10), "the kiosk's certificate was refused"
+            assert side.health.publish()
+            wait_until(lambda: collector.counters.health_reports >= 1, "the health report")
+            wait_until(lambda: any(e.kind == "cert_expiring" for e in
+                                   collector.db.alarm_events(kiosk_id, open_only=True)),
+                       "cert_expiring raised")
+            stored = json.loads(collector.db.KioskRow.get_by_id(kiosk_id).health)
+            alarms = {e.kind: e.detail for e in collector.db.alarm_events(kiosk_id, open_only=True)}
+        finally:
+            side.stop()
+            collector.stop()
+    assert stored["cert_expires"] == f"{loaded:%Y-%m-%dT%H:%M:%SZ}"
+    assert alarms["cert_expiring"] == (
+        f"expires {loaded:%Y-%m-%d} (in 29 d); the one expiring {renewal:%Y-%m-%d} is signed "
+        "but not installed")
