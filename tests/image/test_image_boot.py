@@ -49,6 +49,14 @@ def test_image_no_unit_failed(booted):
     assert booted.line("failed units=") == "[]", booted.console[-3000:]
 
 
+def test_image_certificate_renewal_unit_runs_in_its_sandbox(booted):
+    """kiosk-cert.service, started by hand in the booted image: the locked-down root unit reads
+    the applied config and the credentials folder (the example file has a password account)."""
+    assert booted.line("kiosk-cert.service result=") == (
+        "success cert: no client certificate in /etc/kiosk/credentials: this kiosk uses a "
+        "password account; nothing to renew"), booted.report
+
+
 def test_image_root_is_read_only_under_an_overlay(booted):
     assert "initramfs:" not in booted.console  # no rescue shell
     assert booted.line("root file system=") == "overlay"
