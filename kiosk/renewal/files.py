@@ -37,9 +37,15 @@ def response_path(data_dir):
 CREDENTIALS_DIR = Path("/etc/kiosk/credentials")
 CERT_NAME = "client.crt"
 KEY_NAME = "client.key"
-#: The pair an install replaced, kept beside the new one for a technician to roll back; the next
-#: install replaces it.
+#: The pair an install replaced (``client.crt.previous``, ``client.key.previous``), kept for a
+#: technician to roll back, beside the pending key: not in the credentials, which the kiosk
+#: process is handed whole. The next install replaces it.
 PREVIOUS_SUFFIX = ".previous"
+
+
+def previous(name, pending_key=PENDING_KEY):
+    """Where the install keeps the replaced credential ``name``: in the pending key's folder."""
+    return Path(pending_key).with_name(name + PREVIOUS_SUFFIX)
 
 
 def write_atomically(path, data, mode):

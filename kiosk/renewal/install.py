@@ -115,15 +115,17 @@ def read_cas(path):
 
 def install(cert, key, key_pem, *, credentials, renewal_dir, pending_key, now):
     """Put ``cert`` and its key in place of the credentials in use, the old pair kept as
-    ``*.previous``; then record the install and drop the request. Each file is renamed into
-    place; a power cut in between leaves the pending key, and the next run installs again
-    (keeping the pair that was in use as the previous one, not a half-installed one)."""
+    ``*.previous`` beside the pending key (root's alone: the kiosk process is handed the
+    credentials folder whole); then record the install and drop the request. Each file is
+    renamed into place; a power cut in between leaves the pending key, and the next run
+    installs again (keeping the pair that was in use as the previous one, not a half-installed
+    one)."""
     credentials = Path(credentials)
     cert_path, key_path = credentials / files.CERT_NAME, credentials / files.KEY_NAME
     if not _holds(key_path, key):  # not a run cut short after it replaced the key
         for path in (cert_path, key_path):
             if path.exists():
-                files.write_atomically(path.with_name(path.name + files.PREVIOUS_SUFFIX),
+                files.write_atomically(files.previous(path.name, pending_key),
                                        path.read_bytes(), 0o600)
     files.write_atomically(key_path, key_pem, 0o600)
     files.write_atomically(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o600)

@@ -137,9 +137,9 @@ def _take_response(paths, kiosk_id, key, current, response, now):
     install.install(cert, key, key_pem, credentials=paths.credentials,
                     renewal_dir=paths.renewal_dir, pending_key=paths.pending_key, now=now)
     log.info("cert: installed certificate %s, valid %s to %s, in %s (replaced certificate %s, "
-             "kept as %s%s); the kiosk loads it at its next idle restart", serial(cert),
+             "kept as %s); the kiosk loads it at its next idle restart", serial(cert),
              when(cert.not_valid_before_utc), when(cert.not_valid_after_utc), paths.credentials,
-             serial(current), files.CERT_NAME, files.PREVIOUS_SUFFIX)
+             serial(current), files.previous(files.CERT_NAME, paths.pending_key))
     return cert
 
 

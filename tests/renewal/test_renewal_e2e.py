@@ -196,7 +196,7 @@ def test_renewal_before_expiry_loses_no_visit(make_config, tmp_path, monkeypatch
             # The old certificate revoked, the kiosk pushed off: it connects again with the new.
             write_crl(broker, revoked=[old.serial_number])
             broker.reload()
-            previous = [credentials / f"{name}{files.PREVIOUS_SUFFIX}"
+            previous = [files.previous(name, root.pending_key)
                         for name in (files.CERT_NAME, files.KEY_NAME)]
             connack = mtls_connack(broker, *previous)
             assert connack is None or connack.is_failure, "the old certificate still connects"

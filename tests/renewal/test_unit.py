@@ -81,13 +81,19 @@ def test_unit_matching_response_is_installed_with_the_previous_pair_kept(renewal
     installed = world.credentials / "client.crt"
     assert x509.load_pem_x509_certificate(installed.read_bytes()) == new
     assert (world.credentials / "client.key").read_bytes() == new_key_pem
-    assert (world.credentials / "client.crt.previous").read_bytes() == old_cert
-    assert (world.credentials / "client.key.previous").read_bytes() == old_key
-    for name in ("client.crt", "client.key", "client.crt.previous", "client.key.previous"):
-        assert mode(world.credentials / name) == 0o600, name
+    # The previous pair in root's own folder: the kiosk process gets the credentials folder
+    # whole (LoadCredential=), and the old key is no business of its.
+    kept = world.pending_key.parent
+    assert (kept / "client.crt.previous").read_bytes() == old_cert
+    assert (kept / "client.key.previous").read_bytes() == old_key
+    for path in (world.credentials / "client.crt", world.credentials / "client.key",
+                 kept / "client.crt.previous", kept / "client.key.previous"):
+        assert mode(path) == 0o600, path
     # Only the files named: no temporary file left beside them.
     assert sorted(p.name for p in world.credentials.iterdir()) == [
-        "ca.crt", "client.crt", "client.crt.previous", "client.key", "client.key.previous"]
+        "ca.crt", "client.crt", "client.key"]
+    assert sorted(p.name for p in kept.iterdir()) == ["client.crt.previous",
+                                                      "client.key.previous"]
     record = json.loads((world.renewal_dir / files.INSTALLED_NAME).read_text())
     assert record == {"serial": f"{new.serial_number:x}",
                       "not_after": new.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -211,12 +217,13 @@ def test_unit_run_cut_after_the_key_was_replaced_keeps_the_pair_that_was_in_use(
     world.run()
     world.respond(signed(world))
     # A power cut after the key was renamed into place, before the certificate was.
-    (world.credentials / "client.key.previous").write_bytes(old_key)
-    (world.credentials / "client.crt.previous").write_bytes(old_cert)
+    kept = world.pending_key.parent
+    (kept / "client.key.previous").write_bytes(old_key)
+    (kept / "client.crt.previous").write_bytes(old_cert)
     world.write_credential("client.key", world.pending_key.read_bytes())
     world.run()
-    assert (world.credentials / "client.key.previous").read_bytes() == old_key
-    assert (world.credentials / "client.crt.previous").read_bytes() == old_cert
+    assert (kept / "client.key.previous").read_bytes() == old_key
+    assert (kept / "client.crt.previous").read_bytes() == old_cert
     assert x509.load_pem_x509_certificate((world.credentials / "client.crt").read_bytes()) \
         .public_key().public_bytes(*SPKI) == serialization.load_pem_private_key(
             (world.credentials / "client.key").read_bytes(), None).public_key().public_bytes(*SPKI)
