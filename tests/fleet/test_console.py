@@ -13,6 +13,7 @@ from html import unescape
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from kiosk import clock
 from kiosk import visit as schema
 from kiosk.errors import ConfigError, TelemetryError
 from kiosk.fleet import alarms, registry, statistics
@@ -21,6 +22,7 @@ from kiosk.fleet.console.app import Settings, create_app
 from kiosk.fleet.console.stats import date_range
 from kiosk.fleet.db import open_database, utc_text
 from kiosk.period import BANGKOK
+from kiosk.telemetry import topics
 from tests.fixtures.console import DAY, PASSWORDS
 from tests.fleet.test_statistics import RECEIVED, visits
 
@@ -280,6 +282,47 @@ def test_console_kiosk_page_shows_the_newest_certificate_and_its_expiry(browser,
     assert certificate("k2") == i18n.translate("kiosk.cert_none", "th")
     viewer.get("/language/en?next=/fleet")
     assert f"expires {expiry} (in 40 days)" in certificate("k1")
+
+
+def test_console_kiosk_page_shows_the_expiry_the_kiosk_reports_when_it_is_another(
+        browser, console_store):
+    """A renewal recorded as signed but not yet installed: the page shows both expiries, the
+    kiosk's as the one in use; a report that matches the record adds nothing."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    recorded, in_use = now + dt.timedelta(days=365, hours=1), now + dt.timedelta(days=9, hours=1)
+    db = open_database(console_store)
+    try:
+        for kiosk_id, not_after in (("k1", recorded), ("k3", in_use)):
+            db.add_certificate(kiosk_id, serial="C0FFEE", not_before=now, not_after=not_after,
+                               issued=now)
+
+        def reports(kiosk_id, cert_expires):
+            db.apply_health([topics.parse_kiosk_message(
+                topics.kiosk_topic(kiosk_id, "health"), topics.health_payload(
+                    mode="production", uptime_s=60, load_1m=0.5, disk_free_mb=900,
+                    mem_free_mb=200, outbox_depth=0, outbox_oldest_s=None, dead_letters=0,
+                    reader="ready", card_reads_ok=None, config_version=3, version="0.3.0",
+                    stamp=clock.stamp(now, True, 60.0),
+                    cert_expires=f"{cert_expires:%Y-%m-%dT%H:%M:%SZ}"))], utc_text(now))
+
+        reports("k1", in_use)
+        reports("k3", in_use)
+    finally:
+        db.close()
+    viewer = browser("vera")
+
+    def certificate(kiosk_id):
+        page = viewer.get(f"/kiosk/{kiosk_id}").text
+        return re.search(r'<dd id="certificate">(.*?)</dd>', page, re.S).group(1)
+
+    shown = f"{in_use:%Y-%m-%dT%H:%M:%SZ}"
+    assert f"<code>c0ffee</code> · หมดอายุ {utc_text(recorded)} (อีก 365 วัน)" in certificate("k1")
+    assert (f"ตู้แจ้งว่าใช้ใบที่ หมดอายุ {shown} (อีก 9 วัน): ต่ออายุแล้ว ยังไม่ได้ติดตั้ง"
+            in certificate("k1"))
+    assert "cert-in-use" not in certificate("k3")  # it uses the newest one recorded
+    viewer.get("/language/en?next=/fleet")
+    assert (f"the kiosk reports the one in use expires {shown} (in 9 days): renewed, not yet "
+            "installed") in certificate("k1")
 
 
 def test_console_shows_a_retired_kiosk_and_the_fleets_crl_alarm(browser, console_store):

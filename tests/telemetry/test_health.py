@@ -224,7 +224,6 @@ def test_health_update_state_comes_from_the_updaters_status_file(tmp_path, caplo
     assert len([r for r in caplog.records if "ignoring the update status" in r.message]) == 3
 
 
-@pytest.mark.slow
 def test_health_tells_the_collector_the_expiry_of_the_certificate_the_kiosk_connected_with(
         make_config, tmp_path):
     """End to end over the real mutual-TLS listener: the kiosk's health carries the notAfter

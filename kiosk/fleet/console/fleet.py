@@ -7,6 +7,7 @@ State, health and alarms are the store's (:class:`kiosk.fleet.db.FleetDb`); the 
 """
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 
 from flask import Blueprint, abort, render_template, request
@@ -109,14 +110,30 @@ def kiosk_page(kiosk_id):
                    .order_by(Reply.id.desc()).limit(REPLIES_SHOWN))
     now = dt.datetime.now(dt.UTC)
     cert = next(iter(fleet_db.certificates(kiosk_id)), None)  # the newest expiry first
+    in_use = _reported_expiry(kiosk, cert)
     return render_template(
         "kiosk.html", kiosk=kiosk, cert=cert,
         cert_days_left=None if cert is None else _days_left(cert.not_after, now),
+        cert_in_use=in_use, cert_in_use_days_left=in_use and _days_left(in_use, now),
+        cert_not_installed=bool(in_use and cert and _instant(cert.not_after) > _instant(in_use)),
         pin=fleet_db.ServicePointRow.get_or_none(fleet_db.ServicePointRow.kiosk_id == kiosk_id),
         place=status.places(fleet_db, now).get(kiosk_id),
         events=list(reversed(fleet_db.alarm_events(kiosk_id))),
         recorded=fleet_db.alarms(kiosk_id), verdicts=fleet_db.period_verdicts(kiosk_id),
         replies=replies, last_seen_age=status.age(kiosk.last_seen, now))
+
+
+def _reported_expiry(kiosk, cert):
+    """The expiry of the certificate the kiosk's latest health says it connects with, when it
+    is not the newest one recorded (a renewal signed but not installed, say); else None."""
+    reported = json.loads(kiosk.health).get("cert_expires") if kiosk.health else None
+    if reported is None or (cert and _instant(reported) == _instant(cert.not_after)):
+        return None
+    return reported
+
+
+def _instant(text):
+    return dt.datetime.fromisoformat(text)
 
 
 def _days_left(not_after, now):

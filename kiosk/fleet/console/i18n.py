@@ -75,6 +75,8 @@ CATALOGUE = {
     "kiosk.cert_expired": ("หมดอายุแล้วเมื่อ", "expired"),
     "kiosk.cert_in": ("อีก", "in"),
     "kiosk.cert_days": ("วัน", "days"),
+    "kiosk.cert_in_use": ("ตู้แจ้งว่าใช้ใบที่", "the kiosk reports the one in use"),
+    "kiosk.cert_not_installed": ("ต่ออายุแล้ว ยังไม่ได้ติดตั้ง", "renewed, not yet installed"),
     "kiosk.cert_none": ("ไม่มีบันทึก (ใช้รหัสผ่าน หรือออกก่อนมีการบันทึก)",
                         "none recorded (a password account, or issued before they were)"),
     "stats.title": ("สถิติ", "Statistics"),
