@@ -12,6 +12,7 @@ from kiosk import clock
 from kiosk.fleet import alarms, crl, migrations, registry, status
 from kiosk.fleet import collector as collect_verb
 from kiosk.fleet.alarms import Thresholds
+from kiosk.fleet.ca import load_ca
 from kiosk.fleet.db import open_database
 from kiosk.fleet.status import Filters, status_lines
 from kiosk.telemetry import topics
@@ -369,7 +370,7 @@ def test_alarm_cert_expiring_judges_the_reported_expiry_first():
 
 
 def test_alarm_crl_expiring_raised_for_the_fleet_and_cleared_by_a_refresh(fleet, tmp_path):
-    ca = crl.read_ca(*make_ca(tmp_path / "ca"))
+    ca = load_ca(*make_ca(tmp_path / "ca"))
     crl_file = tmp_path / "ca.crl"
     with fleet.database.atomic():
         assert fleet.update_alarms(NOW, alarms.DEFAULT_THRESHOLDS) == ([], [])  # no CRL yet
