@@ -62,9 +62,9 @@ class Runner:
     ``housekeeper`` (a :class:`kiosk.store.Housekeeper`) is asked to purge when the kiosk is
     idle. ``trial`` (a :class:`kiosk.update.trial.Trial`) holds the first run of an updated
     version suspended until it is proven healthy. ``client_cert`` (a
-    :class:`kiosk.renewal.client_cert.ClientCert`) is the client certificate the process loaded;
-    ``is_restarting`` says the loop ended by itself to load a new one. ``clock`` is
-    monotonic; ``wall()`` returns ``(aware UTC now, synced)`` (:func:`kiosk.clock.system_wall`).
+    :class:`kiosk.renewal.client_cert.ClientCert`) is the client certificate the process loaded.
+    ``clock`` is monotonic; ``wall()`` returns ``(aware UTC now, synced)``
+    (:func:`kiosk.clock.system_wall`).
     In demo mode the wall clock counts as synced: a developer's machine may run no timesyncd,
     and a demo's visits must still reach its collector.
     """
@@ -84,7 +84,6 @@ class Runner:
         self.housekeeper = housekeeper
         self.trial = trial
         self.client_cert = client_cert
-        self.is_restarting = False
         self._installed = None  # the install record a restart waits for a quiet moment for
         self.when_key = when_key
         self.when_shown = when_shown
@@ -442,7 +441,6 @@ class Runner:
         record, self._installed = self._installed, None
         log.info("new client certificate installed (serial %x, expires %s); restarting to "
                  "load it", record["serial"], logsafe.printable(record["not_after"]))
-        self.is_restarting = True
         self._stop.set()
 
     def _disk_reason(self):
