@@ -28,12 +28,11 @@ certificate renewal's folders are root's too: ``/etc/kiosk/renewal`` (0700, the 
 
 import logging
 import os
-import tempfile
 import tomllib
 from pathlib import Path, PurePosixPath
 
+from kiosk import atomic, gpio
 from kiosk import config as kiosk_config
-from kiosk import gpio
 from kiosk.bundle import (
     BOOT_DIR,
     CONFIG_NAME,
@@ -202,21 +201,6 @@ def _owner(root, user):
     return None
 
 
-def _write(path, data, mode):
-    """Write beside the target and rename, so a power cut leaves the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _folder(path, mode, owner):
     """Make ``path`` a real folder with ``owner`` and ``mode``.
 
@@ -255,15 +239,15 @@ def _install(boot, root, text, raw, user):
     _folder(root / str(STATE_DIR).lstrip("/"), 0o700, owner or (0, 0))
     for boot_name, name in CREDENTIALS.items():
         if (boot / boot_name).exists():
-            _write(credentials / name, (boot / boot_name).read_bytes(), 0o600)
+            atomic.replace(credentials / name, (boot / boot_name).read_bytes(), 0o600)
     if (boot / UPDATE_CA).exists():
-        _write(config_dir / UPDATE_CA, (boot / UPDATE_CA).read_bytes(), 0o644)
+        atomic.replace(config_dir / UPDATE_CA, (boot / UPDATE_CA).read_bytes(), 0o644)
     servers = raw.get("time", {}).get("ntp_servers", [])
     timesyncd = "[Time]\n" + (f"NTP={' '.join(servers)}\n" if servers else
                               "# No agency NTP servers in kiosk.toml: the system's apply.\n")
-    _write(config_dir / "timesyncd.conf",
+    atomic.replace(config_dir / "timesyncd.conf",
            b"# Written by kiosk firstboot from time.ntp_servers.\n" + timesyncd.encode(), 0o644)
     target = _config_dir(root) / CONFIG_NAME
-    _write(config_dir / CONFIG_NAME, text.encode("utf-8"), 0o644)
+    atomic.replace(config_dir / CONFIG_NAME, text.encode("utf-8"), 0o644)
     os.sync()
     return target

@@ -128,6 +128,7 @@ LAYERS = (
         "kiosk.update.slots", "kiosk.update.trial", "kiosk.update.store_files",
         "kiosk.update.download", "kiosk.update.quiet", "kiosk.update.request",
         "kiosk.fleet.ca", "kiosk.fleet.revoke", "kiosk.fleet.crl", "kiosk.renewal.*",
+        "kiosk.atomic",
     )),
     ("rigs", ("kiosk.rigs.*",)),
     ("wiring", (

@@ -21,12 +21,12 @@ import os
 import shlex
 import signal
 import subprocess
-import tempfile
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from kiosk import atomic
 from kiosk.errors import ProvisionError
 from kiosk.fleet import locks
 from kiosk.fleet.ca import load_ca, signature_hash
@@ -95,17 +95,7 @@ def write_atomically(path, data, mode=0o644):
     if not path.parent.is_dir():
         raise ProvisionError(f"--crl-file {path}: its folder {path.parent} does not exist; "
                              "create it or point --crl-file at the broker's crlfile")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.replace(path, data, mode)
 
 
 def reload_broker(pid_file=None, command=None):

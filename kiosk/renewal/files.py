@@ -6,8 +6,6 @@ link there); the kiosk writes the certificate it received into its own state fol
 root unit reads as untrusted input.
 """
 
-import os
-import tempfile
 from pathlib import Path
 
 from kiosk.bundle import DATA_DIR
@@ -46,31 +44,3 @@ PREVIOUS_SUFFIX = ".previous"
 def previous(name, pending_key=PENDING_KEY):
     """Where the install keeps the replaced credential ``name``: in the pending key's folder."""
     return Path(pending_key).with_name(name + PREVIOUS_SUFFIX)
-
-
-def write_atomically(path, data, mode):
-    """Write ``data`` beside ``path`` and rename it into place: a power cut leaves the old file
-    or the new one, never a part. The temporary file is created 0600 and gets ``mode`` before
-    the rename, so no reader ever sees a key with wider rights."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    sync_folder(path.parent)
-
-
-def sync_folder(folder):
-    """fsync a folder, so the renames and deletions in it survive a power cut."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

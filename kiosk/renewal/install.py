@@ -8,11 +8,8 @@ parsed form, never the kiosk's bytes.
 """
 
 import datetime as dt
-import errno
 import json
 import logging
-import os
-import stat
 from pathlib import Path
 
 from cryptography import x509
@@ -20,6 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from kiosk import atomic
 from kiosk.errors import KioskError
 from kiosk.renewal import files
 
@@ -51,21 +49,9 @@ def read_response(path):
     """The one certificate in the kiosk's response file, or None when there is no file.
     Refused for a symlink, anything but a regular file, a file over the size limit, or anything
     but exactly one PEM certificate. O_NONBLOCK: a FIFO planted at the name cannot hang root."""
-    limit = files.MAX_RESPONSE_BYTES
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
+    data = atomic.read_limited(path, files.MAX_RESPONSE_BYTES, "the response", Refused)
+    if data is None:
         return None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise Refused(f"the response {path} is a symlink: refused") from None
-        raise Refused(f"cannot read the response {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise Refused(f"the response {path} is not a regular file: refused")
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise Refused(f"the response {path} is over {limit} bytes: refused")
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError:
@@ -125,22 +111,22 @@ def install(cert, key, key_pem, *, credentials, renewal_dir, pending_key, now):
     if not _holds(key_path, key):  # not a run cut short after it replaced the key
         for path in (cert_path, key_path):
             if path.exists():
-                files.write_atomically(files.previous(path.name, pending_key),
+                atomic.replace(files.previous(path.name, pending_key),
                                        path.read_bytes(), 0o600)
-    files.write_atomically(key_path, key_pem, 0o600)
-    files.write_atomically(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o600)
+    atomic.replace(key_path, key_pem, 0o600)
+    atomic.replace(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o600)
     record = {"serial": f"{cert.serial_number:x}",
               "not_after": cert.not_valid_after_utc.isoformat().replace("+00:00", "Z"),
               "installed": now.astimezone(dt.UTC).isoformat(timespec="seconds")
               .replace("+00:00", "Z")}
     renewal_dir = Path(renewal_dir)
     renewal_dir.mkdir(mode=0o755, exist_ok=True)
-    files.write_atomically(renewal_dir / files.INSTALLED_NAME,
+    atomic.replace(renewal_dir / files.INSTALLED_NAME,
                            (json.dumps(record) + "\n").encode(), 0o644)
     Path(pending_key).unlink(missing_ok=True)
     (renewal_dir / files.REQUEST_NAME).unlink(missing_ok=True)
-    files.sync_folder(Path(pending_key).parent)
-    files.sync_folder(renewal_dir)
+    atomic.sync_folder(Path(pending_key).parent)
+    atomic.sync_folder(renewal_dir)
     return record
 
 

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from kiosk.renewal import files
+from kiosk import atomic
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def make_request(kiosk_id, key_path, csr_path):
     key = ec.generate_private_key(ec.SECP256R1())
     key_path = Path(key_path)
     key_path.parent.mkdir(mode=0o700, exist_ok=True)
-    files.write_atomically(key_path, key.private_bytes(
+    atomic.replace(key_path, key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()), 0o600)
     write_csr(key, kiosk_id, csr_path)
@@ -62,4 +62,4 @@ def write_csr(key, kiosk_id, csr_path):
            .sign(key, hashes.SHA256()))
     csr_path = Path(csr_path)
     csr_path.parent.mkdir(mode=0o755, exist_ok=True)
-    files.write_atomically(csr_path, csr.public_bytes(serialization.Encoding.PEM), 0o644)
+    atomic.replace(csr_path, csr.public_bytes(serialization.Encoding.PEM), 0o644)

@@ -14,15 +14,13 @@ the kiosk reads it for each health report (:func:`read_status`), tolerating anyt
 file is no update state.
 """
 
-import errno
 import json
 import logging
 import os
 import re
-import stat
 from pathlib import Path
 
-from kiosk import logsafe
+from kiosk import atomic, logsafe
 from kiosk.errors import ReleaseError
 from kiosk.telemetry import topics
 from kiosk.update import trial
@@ -59,7 +57,7 @@ def read_request(path):
     None when there is no request. Root runs this on a file the kiosk user wrote: ReleaseError
     for a symlink, anything but a regular file, a file over the size limit, and any field the
     contract would refuse on the wire (``https://`` URL, 64-hex SHA-256, version, rollout id)."""
-    data = _read_limited(path, MAX_REQUEST_BYTES, "the update request")
+    data = atomic.read_limited(path, MAX_REQUEST_BYTES, "the update request", ReleaseError)
     if data is None:
         return None
     try:
@@ -86,31 +84,10 @@ def read_own_request(path):
     """The request the kiosk has on file, as :func:`request_content` wrote it; None when there
     is none or it cannot be read (the kiosk then writes it afresh)."""
     try:
-        data = _read_limited(path, MAX_REQUEST_BYTES, "the update request")
+        data = atomic.read_limited(path, MAX_REQUEST_BYTES, "the update request", ReleaseError)
         return None if data is None else json.loads(data.decode("utf-8"))
     except (ReleaseError, ValueError):
         return None
-
-
-def _read_limited(path, limit, what):
-    """The bytes of the regular file ``path`` (None if missing), never through a symlink and
-    never more than ``limit``; ReleaseError otherwise. O_NONBLOCK: a FIFO planted at the name
-    cannot hang the reader."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ReleaseError(f"{what} {path} is a symlink: refused") from None
-        raise ReleaseError(f"cannot read {what} {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise ReleaseError(f"{what} {path} is not a regular file: refused")
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise ReleaseError(f"{what} {path} is over {limit} bytes: refused")
-    return data
 
 
 # --- versions -------------------------------------------------------------------------------
@@ -182,7 +159,7 @@ def write_status(apps, state, version, *, reason=None, rollout=None, sha256=None
 def read_status_file(path):
     """The status as root wrote it (a dict), or None when missing or unreadable."""
     try:
-        data = _read_limited(path, MAX_STATUS_BYTES, "the update status")
+        data = atomic.read_limited(path, MAX_STATUS_BYTES, "the update status", ReleaseError)
         obj = None if data is None else json.loads(data.decode("utf-8"))
     except (ReleaseError, ValueError):
         return None
@@ -200,7 +177,8 @@ class StatusReader:
 
     def __call__(self):
         try:
-            data = _read_limited(self.path, MAX_STATUS_BYTES, "the update status")
+            data = atomic.read_limited(self.path, MAX_STATUS_BYTES, "the update status",
+                                          ReleaseError)
             if data is None:
                 return None
             obj = json.loads(data.decode("utf-8"))

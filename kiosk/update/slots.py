@@ -34,6 +34,7 @@ import time
 import venv
 from pathlib import Path, PurePosixPath
 
+from kiosk import atomic
 from kiosk.errors import ReleaseError
 from kiosk.store import DB_NAME
 from kiosk.update import release, request, store_files, trial
@@ -301,7 +302,7 @@ def _build(staged, release_dir, manifest, on_step):
         raise ReleaseError(f"the installed kiosk says {said.strip()!r}, not {manifest.version}")
     os.sync()  # the new slot's files are on disk before its mark says it is complete
     (staged / COMPLETE).write_text(manifest.version + "\n")
-    store_files.sync_folder(staged)
+    atomic.sync_folder(staged)
 
 
 def _give_pip(staged):
@@ -339,7 +340,7 @@ def switch(apps, slot):
     staged.unlink(missing_ok=True)
     staged.symlink_to(slot)
     os.replace(staged, apps / CURRENT)
-    store_files.sync_folder(apps)
+    atomic.sync_folder(apps)
 
 
 def _run(argv, failure, env=None):

@@ -13,6 +13,7 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+from kiosk.atomic import sync_folder
 from kiosk.errors import ReleaseError
 from kiosk.store import DB_NAME
 
@@ -100,10 +101,3 @@ def restore(saved, state):
     sync_folder(state)
 
 
-def sync_folder(folder):
-    """Make the renames in ``folder`` durable before the next step relies on them."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
