@@ -39,14 +39,12 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from paho.mqtt import client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from kiosk.accounts import CA, PASSWORD_PORT
 from kiosk.errors import CertRefused, MessageRejected, ProvisionError, TelemetryError
-from kiosk.fleet.collector import read_password
+from kiosk.fleet.collector import read_password, service_client
 from kiosk.fleet.db import DEFAULT_DB, open_database, utc_text
 from kiosk.fleet.provision import CERT_DAYS, _positive_days
 from kiosk.logsafe import never_raises, printable, redact_ids
@@ -324,11 +322,7 @@ class SigningService:
         self.counters = Counters()
         self._inbox = queue.Queue()
         self._subscribed = threading.Event()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username,
-                                   protocol=mqtt.MQTTv5, manual_ack=True)
-        self._client.username_pw_set(username, password)
-        if tls:
-            self._client.tls_set(**tls)
+        self._client = service_client(username, password, tls, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect

@@ -151,11 +151,7 @@ class Collector:
         self._window = threading.Semaphore(MAX_IN_FLIGHT)
         self._batch_ids = itertools.count()
         self._store_stopping = None  # a multiprocessing Event: abandon a failing batch
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username,
-                                   protocol=mqtt.MQTTv5, manual_ack=True)
-        self._client.username_pw_set(username, password)
-        if tls:
-            self._client.tls_set(**tls)
+        self._client = service_client(username, password, tls, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -492,6 +488,17 @@ def add_arguments(parser):
         parser.add_argument(f"--alarm-{f.name.replace('_', '-')}", dest=f"alarm_{f.name}",
                             type=type(f.default), default=f.default, metavar=f.name.upper(),
                             help=f"alarm threshold {f.name} (default %(default)s)")
+
+
+def service_client(username, password, tls, *, manual_ack=False):
+    """A paho MQTT 5 client for one of the centre's accounts: the user name is the client id
+    (docs/broker.md), so each account holds one session; ``tls`` is ``tls_set``'s keywords."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5,
+                         manual_ack=manual_ack)
+    client.username_pw_set(username, password)
+    if tls:
+        client.tls_set(**tls)
+    return client
 
 
 def read_password(path):

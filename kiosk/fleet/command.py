@@ -14,12 +14,9 @@ import threading
 import time
 from pathlib import Path
 
-from paho.mqtt import client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
 from kiosk.errors import MessageRejected, TelemetryError
 from kiosk.fleet import status
-from kiosk.fleet.collector import read_password
+from kiosk.fleet.collector import read_password, service_client
 from kiosk.fleet.db import DEFAULT_DB, open_database
 from kiosk.telemetry import topics
 
@@ -73,10 +70,7 @@ def publish(host, port, username, password, messages, *, tls=None, timeout_s=10.
         connected.set()
 
     # The user name is the client id (docs/broker.md): one ops command at a time per account.
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5)
-    client.username_pw_set(username, password)
-    if tls:
-        client.tls_set(**tls)
+    client = service_client(username, password, tls)
     client.on_connect = on_connect
     try:
         client.connect(host, port, keepalive=30)
