@@ -39,12 +39,10 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from kiosk.accounts import CA, PASSWORD_PORT
 from kiosk.errors import CertRefused, MessageRejected, ProvisionError, TelemetryError
-from kiosk.fleet.collector import read_password, service_client
+from kiosk.fleet.collector import connect_keeping_session, read_password, service_client
 from kiosk.fleet.db import DEFAULT_DB, open_database, utc_text
 from kiosk.fleet.provision import CERT_DAYS, _positive_days
 from kiosk.logsafe import never_raises, printable, redact_ids
@@ -337,12 +335,7 @@ class SigningService:
         database, signs and publishes. A persistent session (clean start off) keeps the
         requests that came while the service was down."""
         fleet = open_database(self.db_where)
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.session_expiry_s
-        self._client.reconnect_delay_set(0.5, 30)
-        self._client.connect_async(self.host, self.port, keepalive=30, clean_start=False,
-                                   properties=props)
-        self._client.loop_start()
+        connect_keeping_session(self._client, self.host, self.port, self.session_expiry_s)
         # Wakes the loop the moment ``stopping`` is set, rather than polling the queue.
         watcher = threading.Thread(target=lambda: (stopping.wait(), self._inbox.put(_STOP)),
                                    name="ca-stop", daemon=True)

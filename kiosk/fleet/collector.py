@@ -193,13 +193,7 @@ class Collector:
                                           daemon=True)]
         for thread in self._threads:
             thread.start()
-        props = Properties(PacketTypes.CONNECT)
-        # paho's default (clean start on the first connect) would wipe the queued session.
-        props.SessionExpiryInterval = self.session_expiry_s
-        self._client.reconnect_delay_set(0.5, 30)
-        self._client.connect_async(self.host, self.port, keepalive=30, clean_start=False,
-                                   properties=props)
-        self._client.loop_start()
+        connect_keeping_session(self._client, self.host, self.port, self.session_expiry_s)
 
     def stop(self, timeout=10.0):
         """Finish the queued batches while still connected (so their acks go out), then
@@ -499,6 +493,18 @@ def service_client(username, password, tls, *, manual_ack=False):
     if tls:
         client.tls_set(**tls)
     return client
+
+
+def connect_keeping_session(client, host, port, session_expiry_s):
+    """Connect (and reconnect) ``client`` in the background with clean start off and the
+    session kept ``session_expiry_s`` after a drop: what was queued for the account while it
+    was away waits at the broker (paho's default, clean start on the first connect, would wipe
+    it)."""
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = session_expiry_s
+    client.reconnect_delay_set(0.5, 30)
+    client.connect_async(host, port, keepalive=30, clean_start=False, properties=props)
+    client.loop_start()
 
 
 def read_password(path):

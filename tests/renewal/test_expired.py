@@ -12,15 +12,13 @@ import threading
 import pygame
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kiosk import flow, runner
 from kiosk.assemble import Kiosk
 from kiosk.rigs.broker import Broker
 from kiosk.telemetry.mqtt import MqttLink
 from tests.fixtures.broker import wait_until
+from tests.rigs.test_broker import signed_by_test_ca
 
 KIOSK = "k-expired"
 EXPIRED = "SSLV3_ALERT_CERTIFICATE_EXPIRED"
@@ -29,24 +27,10 @@ pytestmark = pytest.mark.slow
 
 
 def signed_by_rig(broker, kiosk_id, not_before, not_after):
-    """``(cert_file, key_file, serial)`` for ``kiosk_id``, dated as given, signed by the rig's CA
-    (openssl's ``x509 -req`` cannot date a certificate in the past)."""
-    ca_cert = x509.load_pem_x509_certificate(broker.ca_file.read_bytes())
-    ca_key = serialization.load_pem_private_key((broker.workdir / "ca.key").read_bytes(), None)
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, kiosk_id)]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(not_before).not_valid_after(not_after)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
-            .sign(ca_key, hashes.SHA256()))
-    cert_file, key_file = broker.workdir / f"{kiosk_id}.crt", broker.workdir / f"{kiosk_id}.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file, cert.serial_number
+    """``(cert_file, key_file, serial)`` for ``kiosk_id``, dated as given, by the rig's CA."""
+    cert_file, key_file = signed_by_test_ca(broker, kiosk_id, not_before, not_after)
+    return cert_file, key_file, x509.load_pem_x509_certificate(
+        cert_file.read_bytes()).serial_number
 
 
 def test_expired_certificate_is_on_the_technician_line_and_said_once(
