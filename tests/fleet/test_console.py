@@ -254,6 +254,12 @@ def test_console_kiosk_page_shows_its_alarm_history_and_replies(browser):
     assert viewer.get("/kiosk/ops").status_code == 404  # a reserved name is no kiosk
 
 
+def certificate_shown(viewer, kiosk_id):
+    """The certificate line of a kiosk's page."""
+    page = viewer.get(f"/kiosk/{kiosk_id}").text
+    return re.search(r'<dd id="certificate">(.*?)</dd>', page, re.S).group(1)
+
+
 def test_console_kiosk_page_shows_the_newest_certificate_and_its_expiry(browser,
                                                                         console_store):
     now = dt.datetime.now(dt.UTC)
@@ -270,8 +276,7 @@ def test_console_kiosk_page_shows_the_newest_certificate_and_its_expiry(browser,
     viewer = browser("vera")
 
     def certificate(kiosk_id):
-        page = viewer.get(f"/kiosk/{kiosk_id}").text
-        return re.search(r'<dd id="certificate">(.*?)</dd>', page, re.S).group(1)
+        return certificate_shown(viewer, kiosk_id)
 
     k1 = certificate("k1")
     expiry = utc_text(now + dt.timedelta(days=40, hours=1))
@@ -312,8 +317,7 @@ def test_console_kiosk_page_shows_the_expiry_the_kiosk_reports_when_it_is_anothe
     viewer = browser("vera")
 
     def certificate(kiosk_id):
-        page = viewer.get(f"/kiosk/{kiosk_id}").text
-        return re.search(r'<dd id="certificate">(.*?)</dd>', page, re.S).group(1)
+        return certificate_shown(viewer, kiosk_id)
 
     shown = f"{in_use:%Y-%m-%dT%H:%M:%SZ}"
     assert f"<code>c0ffee</code> · หมดอายุ {utc_text(recorded)} (อีก 365 วัน)" in certificate("k1")
