@@ -8,7 +8,6 @@ the journal say so), and a new one installed restarts the kiosk when idle, since
 certificate is parsed again only when its file changes, the install record likewise.
 """
 
-import datetime as dt
 import json
 import logging
 import os
@@ -31,9 +30,7 @@ def read_certificate(path):
     """``(serial, not_after)`` of the PEM certificate at ``path`` (``not_after`` aware UTC);
     OSError or ValueError when it cannot be read."""
     cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
-    if hasattr(cert, "not_valid_after_utc"):  # cryptography 42 and later
-        return cert.serial_number, cert.not_valid_after_utc
-    return cert.serial_number, cert.not_valid_after.replace(tzinfo=dt.UTC)
+    return cert.serial_number, cert.not_valid_after_utc
 
 
 class ClientCert:
