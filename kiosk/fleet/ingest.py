@@ -506,6 +506,12 @@ class Store:
             return "service_points"
         if isinstance(item, topics.PeriodMessage):
             return "periods" if self.db.add_period(item, received) else "periods_duplicate"
+        if item.correlation_id is None:
+            # The answer to a command sent without an id (by hand; kiosk-fleet command and the
+            # console always give one): nothing to store it under, so the log is where it is.
+            log.info("reply from %s to a command without a correlation id: %s", item.kiosk_id,
+                     "ok" if item.ok else printable(item.error))
+            return "replies"
         if not self.db.add_reply(item, received):
             return "replies_duplicate"
         log.info("reply from %s to %s: %s", item.kiosk_id, item.correlation_id,

@@ -484,6 +484,18 @@ def test_collector_stores_each_reply_once_with_its_data(collector, kiosk):
     assert ping.received.endswith("Z")
 
 
+def test_collector_reply_without_a_correlation_id_is_logged_not_a_store_failure(
+        collector, kiosk, caplog):
+    """Found by the fuzzer: the contract lets a reply carry no correlation id (a command sent
+    without one), and storing it broke the table's NOT NULL key: a store failure each time."""
+    caplog.set_level(logging.INFO, logger="kiosk.fleet.collector")
+    kiosk.publish(topics.kiosk_topic(KIOSK, "reply"), topics.reply_payload(None, False, "huh"))
+    wait_until(lambda: collector.counters.replies == 1, "the reply")
+
+    assert collector.counters.store_failures == 0 and collector.db.replies() == []
+    assert f"reply from {KIOSK} to a command without a correlation id: huh" in caplog.text
+
+
 def test_collector_db_migrates_once_and_records_each_version(fleet_url):
     first = open_database(fleet_url)
     try:
